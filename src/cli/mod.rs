@@ -1,0 +1,268 @@
+//! Command-line interface: the whole command tree of DESIGN.md, output modes and exit codes.
+
+mod stamp;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Exit codes every command uses (DESIGN.md): 0 ok, 1 failure, 2 usage or bad input,
+/// 3 timed out waiting for reconciliation.
+pub const EXIT_FAILURE: u8 = 1;
+pub const EXIT_BAD_INPUT: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "kindling",
+    version,
+    about = "A complete local Kubernetes GitOps environment in one command, and gone again in one",
+    long_about = "kindling creates a kind or k3d cluster, a local Gitea holding the desired state, \
+Flux or Argo CD reconciling it, a local CA trusted by cert-manager and a chosen stamp \
+(infrastructure components + applications, in dependency order), and removes all of it again."
+)]
+pub struct Cli {
+    /// Output format: human-readable text or one JSON document on stdout.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// Show the underlying calls (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create, inspect, sync and delete environments.
+    #[command(subcommand)]
+    Env(EnvCommand),
+    /// List, validate, render and graph stamps.
+    Stamp(StampArgs),
+    /// Cluster profiles and the configs rendered for kind and k3d.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// The machine's local certificate authority.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// The shared pull-through image caches.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+    /// Check this machine for what kindling needs, and say how to fix what is missing.
+    Doctor,
+    /// Print shell completions.
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Args)]
+struct EnvName {
+    /// Environment name.
+    #[arg(default_value = "dev")]
+    name: String,
+}
+
+#[derive(Subcommand)]
+enum EnvCommand {
+    /// Create (or finish creating) an environment.
+    Create {
+        #[command(flatten)]
+        env: EnvName,
+        /// Stamp name (under stamps/) or path to a stamp or HostK8s stack directory.
+        #[arg(long)]
+        stamp: String,
+        #[arg(long, value_enum)]
+        provider: Option<ProviderArg>,
+        #[arg(long, value_enum)]
+        engine: Option<EngineArg>,
+        /// Cluster profile (clusters/*.yaml).
+        #[arg(long)]
+        profile: Option<PathBuf>,
+        /// Source tree to push (default: the current directory).
+        #[arg(long)]
+        source: Option<PathBuf>,
+        /// Register everything but leave the engine suspended until `env approve`.
+        #[arg(long)]
+        hold: bool,
+        /// Wait until every entry is Ready.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits (e.g. 10m).
+        #[arg(long)]
+        timeout: Option<String>,
+        /// Print the plan and touch nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// What is reconciled, what is not, and why.
+    Status(EnvName),
+    /// Push local edits and reconcile now.
+    Sync(EnvName),
+    /// Remove the stamp's objects and bootstrap it again, without a new cluster.
+    Restart(EnvName),
+    /// Let an environment created with --hold reconcile.
+    Approve(EnvName),
+    /// Sync on every change of the source tree.
+    Watch(EnvName),
+    /// Delete an environment; nothing is left behind.
+    Delete {
+        #[command(flatten)]
+        env: EnvName,
+        /// Delete every environment.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Print the path of the environment's kubeconfig.
+    Kubeconfig(EnvName),
+    /// List environments (and orphaned Docker objects).
+    List,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ProviderArg {
+    Kind,
+    K3d,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum EngineArg {
+    Flux,
+    Argo,
+}
+
+impl From<EngineArg> for kindling::stamp::render::Engine {
+    fn from(e: EngineArg) -> Self {
+        match e {
+            EngineArg::Flux => kindling::stamp::render::Engine::Flux,
+            EngineArg::Argo => kindling::stamp::render::Engine::Argo,
+        }
+    }
+}
+
+#[derive(Args)]
+struct StampArgs {
+    /// Source tree holding stamps/ (default: the current directory).
+    #[arg(long, global = true)]
+    source: Option<PathBuf>,
+    #[command(subcommand)]
+    command: stamp::StampCommand,
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Print the config kindling would hand to kind or k3d.
+    Config {
+        #[arg(long)]
+        profile: Option<PathBuf>,
+        #[arg(long, value_enum)]
+        provider: Option<ProviderArg>,
+        #[arg(long, default_value = "dev")]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaCommand {
+    /// Subject, fingerprint, expiry, constraints, where stored, trusted or not.
+    Show,
+    /// Add the root CA to this machine's trust store (needs privileges; says what it runs).
+    Trust,
+    /// Remove the root CA from this machine's trust store.
+    Untrust,
+    /// Print the root CA certificate (PEM).
+    Export,
+}
+
+#[derive(Subcommand)]
+enum CacheCommand {
+    /// Size and images of the shared image caches.
+    Status,
+    /// Remove the shared image caches.
+    Prune,
+}
+
+/// A command this build does not implement yet; fails (exit 1) with a plain message rather
+/// than pretending to work.
+#[derive(Debug, thiserror::Error)]
+#[error("`kindling {0}` is not available yet in this build")]
+pub struct NotAvailable(&'static str);
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let output = cli.output;
+    match cli.command {
+        Command::Stamp(args) => {
+            let source = match args.source {
+                Some(s) => s,
+                None => std::env::current_dir()?,
+            };
+            stamp::run(args.command, &source, output)
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "kindling", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Env(command) => Err(NotAvailable(match command {
+            EnvCommand::Create { .. } => "env create",
+            EnvCommand::Status(_) => "env status",
+            EnvCommand::Sync(_) => "env sync",
+            EnvCommand::Restart(_) => "env restart",
+            EnvCommand::Approve(_) => "env approve",
+            EnvCommand::Watch(_) => "env watch",
+            EnvCommand::Delete { .. } => "env delete",
+            EnvCommand::Kubeconfig(_) => "env kubeconfig",
+            EnvCommand::List => "env list",
+        })
+        .into()),
+        Command::Cluster(ClusterCommand::Config { .. }) => {
+            Err(NotAvailable("cluster config").into())
+        }
+        Command::Ca(command) => Err(NotAvailable(match command {
+            CaCommand::Show => "ca show",
+            CaCommand::Trust => "ca trust",
+            CaCommand::Untrust => "ca untrust",
+            CaCommand::Export => "ca export",
+        })
+        .into()),
+        Command::Cache(command) => Err(NotAvailable(match command {
+            CacheCommand::Status => "cache status",
+            CacheCommand::Prune => "cache prune",
+        })
+        .into()),
+        Command::Doctor => Err(NotAvailable("doctor").into()),
+    }
+}
+
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    use kindling::stamp::StampError;
+    match err.downcast_ref::<StampError>() {
+        Some(StampError::Write { .. }) => EXIT_FAILURE,
+        Some(_) => EXIT_BAD_INPUT,
+        None => EXIT_FAILURE,
+    }
+}
+
+/// Errors go to stderr as text; with `--output json` stdout also gets one JSON document, so
+/// a CI job parsing stdout always has something to parse.
+pub fn report_error(err: &anyhow::Error, output: Output) {
+    let message = format!("{err:#}");
+    eprintln!("error: {message}");
+    if output == Output::Json {
+        let problems = err
+            .downcast_ref::<kindling::stamp::StampError>()
+            .map(|e| e.problems().to_vec())
+            .unwrap_or_default();
+        let doc = serde_json::json!({
+            "ok": false,
+            "exitCode": exit_code(err),
+            "error": message,
+            "problems": problems,
+        });
+        println!("{doc:#}");
+    }
+}

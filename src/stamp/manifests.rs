@@ -1,0 +1,167 @@
+//! Reading the Kubernetes objects a stamp entry's directory holds, the way the engines would
+//! see them: through `kustomization.yaml` resources when there is one, else every YAML file
+//! below the directory (Flux's behaviour for a plain directory).
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::StampError;
+
+/// One YAML document and the file it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    pub file: PathBuf,
+    pub value: Value,
+}
+
+impl Document {
+    pub fn api_version(&self) -> &str {
+        self.value
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    }
+
+    pub fn kind(&self) -> &str {
+        self.value.get("kind").and_then(Value::as_str).unwrap_or("")
+    }
+
+    pub fn name(&self) -> &str {
+        self.value
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    }
+
+    pub fn namespace(&self) -> Option<&str> {
+        self.value
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+    }
+
+    /// The API group, without the version (`helm.toolkit.fluxcd.io`; empty for core).
+    pub fn group(&self) -> &str {
+        match self.api_version().rsplit_once('/') {
+            Some((group, _)) => group,
+            None => "",
+        }
+    }
+}
+
+/// Parses every document of a multi-document YAML text. Empty documents (comments only, or
+/// a leading `---`) are skipped; a syntax error carries its line and column.
+pub fn parse_documents(file: &Path, text: &str) -> Result<Vec<Document>, StampError> {
+    let mut documents = Vec::new();
+    for document in serde_yaml_ng::Deserializer::from_str(text) {
+        let value: Value =
+            serde::Deserialize::deserialize(document).map_err(|e| StampError::yaml(file, &e))?;
+        if !value.is_null() {
+            documents.push(Document {
+                file: file.to_path_buf(),
+                value,
+            });
+        }
+    }
+    Ok(documents)
+}
+
+pub fn read_text(file: &Path) -> Result<String, StampError> {
+    std::fs::read_to_string(file).map_err(|e| StampError::io(file, e))
+}
+
+pub fn read_documents(file: &Path) -> Result<Vec<Document>, StampError> {
+    parse_documents(file, &read_text(file)?)
+}
+
+/// The kustomization file of a directory, if it has one (kustomize accepts three names).
+pub fn kustomization_file(dir: &Path) -> Option<PathBuf> {
+    ["kustomization.yaml", "kustomization.yml", "Kustomization"]
+        .iter()
+        .map(|name| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The objects a directory yields, following `resources` of its kustomization file
+/// (recursively into directories) or, without one, every `.yaml`/`.yml` file below it.
+/// Remote resources (URLs) are skipped: they are not part of the stamp's Git content.
+pub fn directory_documents(dir: &Path) -> Result<Vec<Document>, StampError> {
+    let mut out = Vec::new();
+    collect(dir, &mut out, 0)?;
+    Ok(out)
+}
+
+/// Kustomize itself refuses deep recursion; so do we, rather than loop on a cycle of
+/// directories that include each other.
+const MAX_DEPTH: usize = 16;
+
+fn collect(dir: &Path, out: &mut Vec<Document>, depth: usize) -> Result<(), StampError> {
+    if depth > MAX_DEPTH {
+        return Err(StampError::io(
+            dir,
+            std::io::Error::other("kustomization resources nest too deeply (a cycle?)"),
+        ));
+    }
+    let Some(kfile) = kustomization_file(dir) else {
+        for file in yaml_files_below(dir)? {
+            out.extend(read_documents(&file)?);
+        }
+        return Ok(());
+    };
+    for resource in kustomization_resources(&kfile)? {
+        let path = dir.join(&resource);
+        if path.is_dir() {
+            collect(&path, out, depth + 1)?;
+        } else if path.is_file() {
+            out.extend(read_documents(&path)?);
+        } else if !resource.contains("://") && !resource.starts_with("github.com/") {
+            return Err(StampError::io(
+                &kfile,
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("resource '{resource}' does not exist"),
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The `resources` list of a kustomization file.
+pub fn kustomization_resources(kfile: &Path) -> Result<Vec<String>, StampError> {
+    let kustomization = read_documents(kfile)?;
+    Ok(kustomization
+        .first()
+        .and_then(|d| d.value.get("resources"))
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Every `.yaml`/`.yml` file below `dir`, sorted for stable output.
+pub fn yaml_files_below(dir: &Path) -> Result<Vec<PathBuf>, StampError> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        let entries = std::fs::read_dir(&d).map_err(|e| StampError::io(&d, e))?;
+        for entry in entries {
+            let path = entry.map_err(|e| StampError::io(&d, e))?.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml")
+            ) {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}

@@ -1,0 +1,270 @@
+//! Stamps: the desired state kindling pushes to Gitea and hands to the GitOps engine.
+//!
+//! A stamp is loaded from either kindling's own `stamp.yaml` ([`native`]) or an unchanged
+//! HostK8s stack ([`hostk8s`]) into one engine-neutral model ([`Stamp`]), validated
+//! ([`validate`]), ordered ([`graph`]) and rendered for Flux or Argo CD ([`render`]).
+
+mod error;
+pub mod graph;
+mod hostk8s;
+mod locate;
+pub mod manifests;
+mod native;
+pub mod render;
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+pub use error::{Problem, StampError};
+pub use graph::Graph;
+pub use locate::{StampListing, list_stamps, locate_stamp};
+
+/// A loaded, validated stamp.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stamp {
+    pub name: String,
+    pub description: Option<String>,
+    pub format: StampFormat,
+    /// The stamp's own directory on the host.
+    pub dir: PathBuf,
+    /// The file the stamp was declared in (stamp.yaml, or the HostK8s stack file).
+    pub file: PathBuf,
+    /// The directory that becomes the root of the Git repository kindling pushes; every entry
+    /// path is relative to it, because that is how Flux and Argo CD address paths.
+    pub repo_root: PathBuf,
+    /// Selective-sync patterns (gitignore syntax), as in Flux's GitRepository `spec.ignore`.
+    pub ignore: Vec<String>,
+    /// Components first, then applications, each in declaration order.
+    pub entries: Vec<Entry>,
+    pub secrets: Vec<BootstrapSecret>,
+    /// Dependency order and waves, computed when the stamp was validated.
+    pub graph: Graph,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StampFormat {
+    /// `stamp.yaml` with `kind: Stamp`.
+    Kindling,
+    /// A HostK8s stack: Flux Kustomizations in `stack.yaml`.
+    Hostk8s,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Component,
+    Application,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub name: String,
+    pub role: Role,
+    pub source: Source,
+    /// Target namespace: Flux `targetNamespace`, Argo CD destination namespace.
+    pub namespace: Option<String>,
+    pub depends_on: Vec<String>,
+    pub health_checks: Vec<HealthCheck>,
+    /// A Go duration (`5m`), how long the engine waits for the entry to become ready.
+    pub timeout: Option<String>,
+    pub wait: bool,
+    pub prune: bool,
+    pub interval: Option<String>,
+    pub retry_interval: Option<String>,
+    /// For entries flattened out of a HostK8s component (`component-certs`): the parent's name.
+    pub group: Option<String>,
+    /// Where the entry was declared, for error messages.
+    pub declared_in: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// A kustomize directory or a directory of plain manifests.
+    Path(PathSource),
+    Helm(HelmChart),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PathSource {
+    /// Relative to the repository root, `/`-separated, without a leading `./`.
+    pub repo_path: String,
+    /// The same directory on the host (for validation and translation).
+    pub host_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HelmChart {
+    /// `https://…` chart repository or `oci://…` registry.
+    pub repo: String,
+    pub chart: String,
+    pub version: String,
+    pub release_name: Option<String>,
+    pub values: serde_json::Map<String, serde_json::Value>,
+}
+
+impl HelmChart {
+    pub fn is_oci(&self) -> bool {
+        self.repo.starts_with("oci://")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HealthCheck {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    pub kind: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+impl HealthCheck {
+    /// The apiVersion to send to the engine: the declared one, else the one of a well-known
+    /// kind. Flux needs it to find the object; `None` means the stamp must declare it.
+    pub fn resolved_api_version(&self) -> Option<&str> {
+        self.api_version
+            .as_deref()
+            .or_else(|| well_known_api_version(&self.kind))
+    }
+}
+
+/// apiVersions of the kinds health checks commonly name, so stamps (and HostK8s stacks, which
+/// omit it) need not spell them out.
+pub fn well_known_api_version(kind: &str) -> Option<&'static str> {
+    Some(match kind {
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" => "apps/v1",
+        "Secret"
+        | "ConfigMap"
+        | "Service"
+        | "Namespace"
+        | "PersistentVolumeClaim"
+        | "Pod"
+        | "ServiceAccount" => "v1",
+        "Job" | "CronJob" => "batch/v1",
+        "Ingress" => "networking.k8s.io/v1",
+        "Certificate" | "Issuer" | "ClusterIssuer" => "cert-manager.io/v1",
+        "HelmRelease" => "helm.toolkit.fluxcd.io/v2",
+        "Kustomization" => "kustomize.toolkit.fluxcd.io/v1",
+        "CustomResourceDefinition" => "apiextensions.k8s.io/v1",
+        _ => return None,
+    })
+}
+
+/// A Secret kindling creates at `env create` from the host, never stored in Git.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BootstrapSecret {
+    pub name: String,
+    pub namespace: String,
+    pub keys: Vec<SecretKey>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SecretKey {
+    pub key: String,
+    pub value: SecretValue,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SecretValue {
+    /// A non-sensitive literal (a user name, a host): fine in Git, kept with its secret.
+    Literal(String),
+    /// Random characters, generated once per env and kept in the env's state.
+    Generate {
+        length: usize,
+    },
+    FromFile(PathBuf),
+    FromEnv(String),
+}
+
+impl Stamp {
+    pub fn entry(&self, name: &str) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.name == name)
+    }
+
+    /// Entries in dependency order (dependencies before dependents).
+    pub fn ordered_entries(&self) -> impl Iterator<Item = &Entry> {
+        self.graph.order().iter().map(|&i| &self.entries[i])
+    }
+
+    /// The sync wave (depth in the dependency graph) of the entry at `index`.
+    pub fn wave(&self, index: usize) -> usize {
+        self.graph.wave(index)
+    }
+}
+
+/// Loads and validates the stamp in `dir` (or the stamp file `dir` names). `source_root`
+/// overrides the repository root (`--source`); otherwise it is derived from the layout.
+pub fn load(dir: &Path, source_root: Option<&Path>) -> Result<Stamp, StampError> {
+    // Absolute paths make repository-relative paths well defined whatever the caller's cwd.
+    let dir = &std::fs::canonicalize(dir).map_err(|e| StampError::io(dir, e))?;
+    let source_root = match source_root {
+        Some(root) => Some(std::fs::canonicalize(root).map_err(|e| StampError::io(root, e))?),
+        None => None,
+    };
+    let source_root = source_root.as_deref();
+    let (dir, file) = if dir.is_file() {
+        let parent = dir.parent().unwrap_or(Path::new(".")).to_path_buf();
+        (parent, Some(dir.to_path_buf()))
+    } else {
+        (dir.to_path_buf(), None)
+    };
+    let native_file = file.clone().unwrap_or_else(|| dir.join("stamp.yaml"));
+    if native_file.is_file() && native::is_native_stamp(&native_file)? {
+        let draft = native::load(&native_file, &dir, source_root)?;
+        return validate::finish(draft);
+    }
+    if let Some(draft) = hostk8s::load(&dir, file.as_deref())? {
+        return validate::finish(draft);
+    }
+    Err(StampError::UnknownFormat { dir })
+}
+
+/// A stamp as loaded, before validation: the loaders record what they could not convert in
+/// `problems`, and validation adds the rest, so a user sees every problem at once.
+#[derive(Debug)]
+pub(crate) struct Draft {
+    pub stamp: Stamp,
+    pub problems: Vec<Problem>,
+    /// Names of entries dropped because they could not be converted; dependencies on them are
+    /// not reported a second time.
+    pub dropped: Vec<String>,
+}
+
+/// Resolves `.` and `..` without touching the file system (the path may not exist yet).
+pub(crate) fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// `host_dir` relative to `repo_root`, `/`-separated, as engines address paths in Git;
+/// `None` when it lies outside. The root itself is `.`.
+pub(crate) fn repo_relative(repo_root: &Path, host_dir: &Path) -> Option<String> {
+    let relative = normalize(host_dir)
+        .strip_prefix(normalize(repo_root))
+        .ok()?
+        .to_path_buf();
+    let parts: Vec<String> = relative
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    if parts.is_empty() {
+        Some(".".to_string())
+    } else {
+        Some(parts.join("/"))
+    }
+}

@@ -1,0 +1,360 @@
+//! Flux rendering: one GitRepository, one Kustomization per entry (dependsOn, healthChecks,
+//! wait, timeout), and per Helm entry a HelmRepository + HelmRelease.
+//!
+//! Flux's `dependsOn` only links objects of the same kind, so a Helm entry's HelmRepository
+//! and HelmRelease live in a directory of the bundle that its own Kustomization applies (with
+//! `wait`): every dependency in the stamp is then a Kustomization → Kustomization edge.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::{ObjectMeta, RenderOptions, Rendered, RenderedFile, to_value};
+use crate::stamp::{Entry, HealthCheck, HelmChart, Source, Stamp};
+
+pub const NAMESPACE: &str = "flux-system";
+pub const GIT_REPOSITORY: &str = "kindling";
+const DEFAULT_TIMEOUT: &str = "5m";
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Object<S> {
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: ObjectMeta,
+    spec: S,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GitRepositorySpec {
+    interval: String,
+    url: String,
+    #[serde(rename = "ref")]
+    reference: GitReference,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret_ref: Option<LocalReference>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ignore: Option<String>,
+}
+
+#[derive(Serialize)]
+struct GitReference {
+    branch: String,
+}
+
+#[derive(Serialize)]
+struct LocalReference {
+    name: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct KustomizationSpec {
+    interval: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_interval: Option<String>,
+    timeout: String,
+    path: String,
+    prune: bool,
+    wait: bool,
+    source_ref: CrossReference,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    depends_on: Vec<DependencyReference>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    health_checks: Vec<HealthCheck>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_namespace: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CrossReference {
+    kind: &'static str,
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<String>,
+}
+
+#[derive(Serialize)]
+struct DependencyReference {
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HelmRepositorySpec {
+    interval: &'static str,
+    url: String,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    repository_type: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HelmReleaseSpec {
+    interval: &'static str,
+    release_name: String,
+    target_namespace: String,
+    timeout: String,
+    chart: HelmChartTemplate,
+    install: HelmInstall,
+    upgrade: HelmUpgrade,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    depends_on: Vec<DependencyReference>,
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    values: Map<String, Value>,
+}
+
+#[derive(Serialize)]
+struct HelmChartTemplate {
+    spec: HelmChartTemplateSpec,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HelmChartTemplateSpec {
+    chart: String,
+    version: String,
+    source_ref: CrossReference,
+    interval: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HelmInstall {
+    create_namespace: bool,
+    crds: &'static str,
+    remediation: Remediation,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HelmUpgrade {
+    crds: &'static str,
+    remediation: Remediation,
+}
+
+#[derive(Serialize)]
+struct Remediation {
+    retries: u32,
+}
+
+pub fn render(stamp: &Stamp, opts: &RenderOptions) -> Rendered {
+    let mut files = vec![RenderedFile {
+        path: "flux/bootstrap.yaml".to_string(),
+        documents: vec![git_repository(stamp, opts), root_kustomization(stamp, opts)],
+    }];
+    for entry in stamp.ordered_entries() {
+        if let Source::Helm(chart) = &entry.source {
+            files.push(RenderedFile {
+                path: format!("flux/helm/{}/release.yaml", entry.name),
+                documents: helm_objects(stamp, entry, chart),
+            });
+        }
+        files.push(RenderedFile {
+            path: format!("flux/stamp/{}.yaml", entry.name),
+            documents: vec![entry_kustomization(stamp, entry, opts)],
+        });
+    }
+    Rendered {
+        engine: super::Engine::Flux,
+        bundle_dir: opts.bundle_dir.clone(),
+        files,
+        notes: Vec::new(),
+    }
+}
+
+/// The stamp's own ignore patterns, plus the rendered bundle, which must always be served.
+fn ignore_patterns(stamp: &Stamp, opts: &RenderOptions) -> Option<String> {
+    if stamp.ignore.is_empty() {
+        return None;
+    }
+    let mut lines = stamp.ignore.clone();
+    lines.push(format!("!/{}/", opts.bundle_dir));
+    Some(lines.join("\n") + "\n")
+}
+
+fn git_repository(stamp: &Stamp, opts: &RenderOptions) -> Value {
+    to_value(&Object {
+        api_version: "source.toolkit.fluxcd.io/v1",
+        kind: "GitRepository",
+        metadata: ObjectMeta::new(GIT_REPOSITORY, NAMESPACE),
+        spec: GitRepositorySpec {
+            // Short, because `env sync` also requests reconciliation explicitly.
+            interval: "1m".to_string(),
+            url: opts.repo_url.clone(),
+            reference: GitReference {
+                branch: opts.branch.clone(),
+            },
+            secret_ref: opts
+                .credentials_secret
+                .as_ref()
+                .map(|name| LocalReference { name: name.clone() }),
+            ignore: ignore_patterns(stamp, opts),
+        },
+    })
+}
+
+/// The name of the Kustomization that applies a stamp's entries.
+pub fn root_name(stamp: &Stamp) -> String {
+    format!("kindling-{}", stamp.name)
+}
+
+fn root_kustomization(stamp: &Stamp, opts: &RenderOptions) -> Value {
+    to_value(&Object {
+        api_version: "kustomize.toolkit.fluxcd.io/v1",
+        kind: "Kustomization",
+        metadata: ObjectMeta::new(&root_name(stamp), NAMESPACE),
+        spec: KustomizationSpec {
+            interval: "10m".to_string(),
+            retry_interval: Some("30s".to_string()),
+            timeout: DEFAULT_TIMEOUT.to_string(),
+            path: format!("./{}/flux/stamp", opts.bundle_dir),
+            prune: true,
+            // The entries report their own readiness; the root only has to apply them.
+            wait: false,
+            source_ref: git_source_ref(),
+            depends_on: Vec::new(),
+            health_checks: Vec::new(),
+            target_namespace: None,
+        },
+    })
+}
+
+fn git_source_ref() -> CrossReference {
+    CrossReference {
+        kind: "GitRepository",
+        name: GIT_REPOSITORY.to_string(),
+        namespace: None,
+    }
+}
+
+fn entry_kustomization(stamp: &Stamp, entry: &Entry, opts: &RenderOptions) -> Value {
+    let (path, target_namespace, wait) = match &entry.source {
+        Source::Path(p) => (
+            format!("./{}", p.repo_path),
+            entry.namespace.clone(),
+            entry.wait,
+        ),
+        // The HelmRelease stays in flux-system (it names its own target namespace), and the
+        // Kustomization must wait for it, or dependents would start before the chart is up.
+        Source::Helm(_) => (
+            format!("./{}/flux/helm/{}", opts.bundle_dir, entry.name),
+            None,
+            true,
+        ),
+    };
+    let health_checks = entry
+        .health_checks
+        .iter()
+        .map(|h| HealthCheck {
+            api_version: h.resolved_api_version().map(str::to_string),
+            ..h.clone()
+        })
+        .collect();
+    to_value(&Object {
+        api_version: "kustomize.toolkit.fluxcd.io/v1",
+        kind: "Kustomization",
+        metadata: ObjectMeta::for_entry(&entry.name, NAMESPACE, &stamp.name, entry.role),
+        spec: KustomizationSpec {
+            interval: entry.interval.clone().unwrap_or_else(|| "10m".to_string()),
+            retry_interval: Some(
+                entry
+                    .retry_interval
+                    .clone()
+                    .unwrap_or_else(|| "1m".to_string()),
+            ),
+            timeout: entry
+                .timeout
+                .clone()
+                .unwrap_or_else(|| DEFAULT_TIMEOUT.to_string()),
+            path,
+            prune: entry.prune,
+            wait,
+            source_ref: git_source_ref(),
+            depends_on: entry
+                .depends_on
+                .iter()
+                .map(|d| DependencyReference {
+                    name: d.clone(),
+                    namespace: None,
+                })
+                .collect(),
+            health_checks,
+            target_namespace,
+        },
+    })
+}
+
+fn helm_objects(stamp: &Stamp, entry: &Entry, chart: &HelmChart) -> Vec<Value> {
+    let repository = to_value(&Object {
+        api_version: "source.toolkit.fluxcd.io/v1",
+        kind: "HelmRepository",
+        metadata: ObjectMeta::for_entry(&entry.name, NAMESPACE, &stamp.name, entry.role),
+        spec: HelmRepositorySpec {
+            interval: "1h",
+            url: chart.repo.clone(),
+            repository_type: chart.is_oci().then_some("oci"),
+        },
+    });
+    // HelmRelease dependsOn may only name HelmReleases; the Kustomization carries the rest.
+    let helm_dependencies = entry
+        .depends_on
+        .iter()
+        .filter(|d| {
+            stamp
+                .entry(d)
+                .is_some_and(|e| matches!(e.source, Source::Helm(_)))
+        })
+        .map(|d| DependencyReference {
+            name: d.clone(),
+            namespace: Some(NAMESPACE.to_string()),
+        })
+        .collect();
+    let release = to_value(&Object {
+        api_version: "helm.toolkit.fluxcd.io/v2",
+        kind: "HelmRelease",
+        metadata: ObjectMeta::for_entry(&entry.name, NAMESPACE, &stamp.name, entry.role),
+        spec: HelmReleaseSpec {
+            interval: "10m",
+            release_name: chart
+                .release_name
+                .clone()
+                .unwrap_or_else(|| entry.name.clone()),
+            target_namespace: entry
+                .namespace
+                .clone()
+                .unwrap_or_else(|| entry.name.clone()),
+            timeout: entry
+                .timeout
+                .clone()
+                .unwrap_or_else(|| DEFAULT_TIMEOUT.to_string()),
+            chart: HelmChartTemplate {
+                spec: HelmChartTemplateSpec {
+                    chart: chart.chart.clone(),
+                    version: chart.version.clone(),
+                    source_ref: CrossReference {
+                        kind: "HelmRepository",
+                        name: entry.name.clone(),
+                        namespace: Some(NAMESPACE.to_string()),
+                    },
+                    interval: "1h",
+                },
+            },
+            install: HelmInstall {
+                create_namespace: true,
+                crds: "CreateReplace",
+                remediation: Remediation { retries: 3 },
+            },
+            upgrade: HelmUpgrade {
+                crds: "CreateReplace",
+                remediation: Remediation { retries: 3 },
+            },
+            depends_on: helm_dependencies,
+            values: chart.values.clone(),
+        },
+    });
+    vec![repository, release]
+}

@@ -1,0 +1,191 @@
+//! Rendering a stamp into the objects a GitOps engine reconciles: pure functions, model in,
+//! YAML documents out. Both engines get a bundle of files meant to live under `.kindling/`
+//! in the pushed source snapshot, plus the bootstrap objects kindling applies itself.
+
+mod argo;
+mod flux;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{Role, Stamp, StampError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    Flux,
+    Argo,
+}
+
+impl Engine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Flux => "flux",
+            Engine::Argo => "argo",
+        }
+    }
+}
+
+/// What rendering needs to know about where the stamp will be served from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderOptions {
+    /// Clone URL as the engine (inside the cluster) reaches Gitea.
+    pub repo_url: String,
+    pub branch: String,
+    /// Secret (in the engine's namespace) holding the Git credentials, for Flux's
+    /// `secretRef`. Argo CD finds its repository Secret by URL instead.
+    pub credentials_secret: Option<String>,
+    /// Directory in the pushed tree that holds the rendered files.
+    pub bundle_dir: String,
+}
+
+impl RenderOptions {
+    /// The defaults of an env: Gitea reached by container name on the cluster's network.
+    pub fn for_env(env: &str) -> RenderOptions {
+        RenderOptions {
+            repo_url: format!("http://kindling-{env}-gitea:3000/kindling/source.git"),
+            branch: "main".to_string(),
+            credentials_secret: Some("kindling-git-credentials".to_string()),
+            bundle_dir: ".kindling".to_string(),
+        }
+    }
+}
+
+/// One rendered file, relative to the bundle directory (`flux/stamp/api.yaml`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenderedFile {
+    pub path: String,
+    pub documents: Vec<Value>,
+}
+
+impl RenderedFile {
+    pub fn to_yaml(&self) -> String {
+        let mut out = String::new();
+        for (i, d) in self.documents.iter().enumerate() {
+            if i > 0 {
+                out.push_str("---\n");
+            }
+            // Serialising a JSON value to YAML cannot fail: keys are strings, no tagged enums.
+            out.push_str(&serde_yaml_ng::to_string(d).unwrap_or_default());
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    pub engine: Engine,
+    pub bundle_dir: String,
+    /// `bootstrap.yaml` first (applied by kindling), then what the engine reads from Git.
+    pub files: Vec<RenderedFile>,
+    /// What could not be carried over to this engine, said plainly.
+    pub notes: Vec<String>,
+}
+
+impl Rendered {
+    /// Every document of every file, in file order.
+    pub fn documents(&self) -> impl Iterator<Item = &Value> {
+        self.files.iter().flat_map(|f| f.documents.iter())
+    }
+
+    /// All files as one multi-document YAML stream, each introduced by its path.
+    pub fn to_yaml_stream(&self) -> String {
+        let mut out = String::new();
+        for f in &self.files {
+            if f.documents.is_empty() {
+                continue;
+            }
+            out.push_str(&format!("---\n# Source: {}/{}\n", self.bundle_dir, f.path));
+            out.push_str(&f.to_yaml());
+        }
+        out
+    }
+
+    /// Writes every file below `dir`. Each file is written to a temporary name and renamed,
+    /// so an interrupted write never leaves a half file behind.
+    pub fn write_to(&self, dir: &Path) -> Result<(), StampError> {
+        for f in &self.files {
+            let target = dir.join(&f.path);
+            let parent = target.parent().unwrap_or(dir);
+            std::fs::create_dir_all(parent).map_err(|e| StampError::Write {
+                path: parent.to_path_buf(),
+                source: e,
+            })?;
+            let temporary = target.with_extension("yaml.tmp");
+            let write = std::fs::write(&temporary, f.to_yaml())
+                .and_then(|()| std::fs::rename(&temporary, &target));
+            write.map_err(|e| StampError::Write {
+                path: target.clone(),
+                source: e,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+pub fn render(stamp: &Stamp, engine: Engine, opts: &RenderOptions) -> Result<Rendered, StampError> {
+    match engine {
+        Engine::Flux => Ok(flux::render(stamp, opts)),
+        Engine::Argo => argo::render(stamp, opts),
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ObjectMeta {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub finalizers: Vec<String>,
+}
+
+impl ObjectMeta {
+    pub fn new(name: &str, namespace: &str) -> Self {
+        ObjectMeta {
+            name: name.to_string(),
+            namespace: Some(namespace.to_string()),
+            labels: BTreeMap::from([(
+                "app.kubernetes.io/managed-by".to_string(),
+                "kindling".to_string(),
+            )]),
+            annotations: BTreeMap::new(),
+            finalizers: Vec::new(),
+        }
+    }
+
+    /// Labels that let `env status` and `env restart` find what belongs to a stamp.
+    pub fn for_entry(name: &str, namespace: &str, stamp: &str, role: Role) -> Self {
+        let mut meta = ObjectMeta::new(name, namespace);
+        meta.labels
+            .insert("dev.kindling.stamp".into(), stamp.into());
+        let role = match role {
+            Role::Component => "component",
+            Role::Application => "application",
+        };
+        meta.labels.insert("dev.kindling.role".into(), role.into());
+        meta
+    }
+}
+
+/// Typed objects become JSON values once, so every consumer (YAML output, schema tests, the
+/// apply layer) sees the same thing.
+pub(crate) fn to_value(object: &impl Serialize) -> Value {
+    // Only derive(Serialize) structs with string keys reach here; they always serialise.
+    serde_json::to_value(object).unwrap_or(Value::Null)
+}
+
+/// A helm chart repository URL as Argo CD wants it: OCI registries without the scheme.
+pub(crate) fn argo_helm_repo(url: &str) -> (String, bool) {
+    match url.strip_prefix("oci://") {
+        Some(rest) => (rest.to_string(), true),
+        None => (url.to_string(), false),
+    }
+}
