@@ -1,0 +1,156 @@
+//! Helpers shared by the integration tests: where the shared test data lives, a copy of a tree
+//! into a scratch directory, and a validator for rendered objects backed by the real upstream
+//! CRD schemas in `../shared/schemas/`.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+pub fn repo_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `$KINDLING_SCHEMAS`, else `../shared/schemas` beside the repository.
+pub fn schemas_dir() -> PathBuf {
+    match std::env::var_os("KINDLING_SCHEMAS") {
+        Some(dir) => PathBuf::from(dir),
+        None => repo_dir().join("../shared/schemas"),
+    }
+}
+
+/// The HostK8s fixture repository (`software/…`).
+pub fn hostk8s_dir() -> PathBuf {
+    schemas_dir().join("../fixtures/hostk8s")
+}
+
+pub fn hostk8s_stack(name: &str) -> PathBuf {
+    hostk8s_dir().join("software/stacks").join(name)
+}
+
+/// Copies a directory tree (files only; read-only sources become writable copies).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::write(&target, std::fs::read(entry.path()).unwrap()).unwrap();
+        }
+    }
+}
+
+pub fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// Validates Kubernetes objects against upstream OpenAPI schemas (CRDs from the shared
+/// schemas, plus the few core kinds kindling renders, from `tests/data/schemas/`).
+///
+/// The API server prunes or (with strict field validation) rejects unknown fields; JSON Schema
+/// allows them unless told otherwise. Every object schema that lists `properties` is therefore
+/// closed with `additionalProperties: false` unless it says `x-kubernetes-preserve-unknown-fields`,
+/// so a misspelt field fails here as it would fail `kubectl apply --validate=strict`.
+pub struct SchemaSet {
+    schemas: HashMap<(String, String), Value>,
+}
+
+impl SchemaSet {
+    pub fn load() -> SchemaSet {
+        let dir = schemas_dir();
+        let mut schemas = HashMap::new();
+        let entries = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("schemas directory {} is missing: {e}", dir.display()));
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+                continue;
+            }
+            let crd: Value =
+                serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            if crd["kind"] != "CustomResourceDefinition" {
+                continue;
+            }
+            let group = crd["spec"]["group"].as_str().unwrap();
+            let kind = crd["spec"]["names"]["kind"].as_str().unwrap();
+            for version in crd["spec"]["versions"].as_array().unwrap() {
+                let api_version = format!("{group}/{}", version["name"].as_str().unwrap());
+                let mut schema = version["schema"]["openAPIV3Schema"].clone();
+                close_objects(&mut schema);
+                schemas.insert((api_version, kind.to_string()), schema);
+            }
+        }
+        let core = repo_dir().join("tests/data/schemas");
+        for entry in std::fs::read_dir(core).unwrap() {
+            let path = entry.unwrap().path();
+            let mut schema: Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let api_version = schema["x-kindling-apiVersion"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            let kind = schema["x-kindling-kind"].as_str().unwrap().to_string();
+            close_objects(&mut schema);
+            schemas.insert((api_version, kind), schema);
+        }
+        assert!(
+            schemas.len() >= 10,
+            "expected the upstream CRD schemas in {}",
+            dir.display()
+        );
+        SchemaSet { schemas }
+    }
+
+    /// Validates one object; `Err` lists every violation. An object without a schema fails:
+    /// an object nothing can check is not "valid".
+    pub fn validate(&self, object: &Value) -> Result<(), String> {
+        let api_version = object["apiVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let kind = object["kind"].as_str().unwrap_or_default().to_string();
+        let Some(schema) = self.schemas.get(&(api_version.clone(), kind.clone())) else {
+            return Err(format!("no schema for {api_version} {kind}"));
+        };
+        let validator = jsonschema::draft7::new(schema).map_err(|e| format!("schema: {e}"))?;
+        let errors: Vec<String> = validator
+            .iter_errors(object)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{api_version} {kind} '{}': {}",
+                object["metadata"]["name"].as_str().unwrap_or("?"),
+                errors.join("; ")
+            ))
+        }
+    }
+}
+
+fn close_objects(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            let preserve = map
+                .get("x-kubernetes-preserve-unknown-fields")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            if map.contains_key("properties")
+                && !map.contains_key("additionalProperties")
+                && !preserve
+            {
+                map.insert("additionalProperties".into(), Value::Bool(false));
+            }
+            for value in map.values_mut() {
+                close_objects(value);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(close_objects),
+        _ => {}
+    }
+}

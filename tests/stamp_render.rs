@@ -1,0 +1,365 @@
+//! Rendering the sample stamp and the HostK8s fixtures for Flux and Argo CD, checked against
+//! the real upstream CRD schemas and for the behaviour each engine needs.
+
+mod common;
+
+mod stamp {
+    use serde_json::{Value, json};
+
+    use super::common::{SchemaSet, hostk8s_stack, repo_dir};
+    use kindling::stamp::render::{Engine, RenderOptions, Rendered, render};
+    use kindling::stamp::{self, Stamp};
+
+    fn sample() -> Stamp {
+        stamp::load(&repo_dir().join("stamps/sample"), None).unwrap()
+    }
+
+    fn options() -> RenderOptions {
+        RenderOptions {
+            repo_url: "http://kindling-ci-gitea:3000/kindling/source.git".into(),
+            branch: "trunk".into(),
+            credentials_secret: Some("git-creds".into()),
+            bundle_dir: ".kindling".into(),
+        }
+    }
+
+    fn find<'a>(rendered: &'a Rendered, kind: &str, name: &str) -> &'a Value {
+        rendered
+            .documents()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind} '{name}' rendered"))
+    }
+
+    fn all_stamps() -> Vec<Stamp> {
+        vec![
+            sample(),
+            stamp::load(&hostk8s_stack("sample"), None).unwrap(),
+            stamp::load(&hostk8s_stack("sample-app"), None).unwrap(),
+        ]
+    }
+
+    #[test]
+    fn stamp_render_every_object_matches_the_upstream_crd_schemas() {
+        let schemas = SchemaSet::load();
+        let mut checked = 0;
+        let mut failures = Vec::new();
+        for s in all_stamps() {
+            for engine in [Engine::Flux, Engine::Argo] {
+                let rendered = render(&s, engine, &options()).unwrap();
+                for file in &rendered.files {
+                    for doc in &file.documents {
+                        // Generated kustomize overlays are checked by kustomize itself.
+                        if doc["apiVersion"] == "kustomize.config.k8s.io/v1beta1" {
+                            continue;
+                        }
+                        checked += 1;
+                        if let Err(e) = schemas.validate(doc) {
+                            failures.push(format!(
+                                "{} {} {}: {e}",
+                                s.name,
+                                engine.name(),
+                                file.path
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        assert!(checked > 40, "only {checked} objects were checked");
+    }
+
+    #[test]
+    fn stamp_schema_check_rejects_a_misspelt_field() {
+        // The check above must be able to fail: a field Flux does not know is an error.
+        let schemas = SchemaSet::load();
+        let rendered = render(&sample(), Engine::Flux, &options()).unwrap();
+        let mut k = find(&rendered, "Kustomization", "api").clone();
+        assert!(schemas.validate(&k).is_ok());
+        k["spec"]["dependOn"] = json!([{"name": "x"}]);
+        let err = schemas.validate(&k).unwrap_err();
+        assert!(err.contains("dependOn"), "{err}");
+        let mut unknown = k.clone();
+        unknown["kind"] = json!("Kustomisation");
+        assert!(
+            schemas
+                .validate(&unknown)
+                .unwrap_err()
+                .contains("no schema")
+        );
+    }
+
+    #[test]
+    fn stamp_render_flux_points_everything_at_one_git_repository() {
+        let rendered = render(&sample(), Engine::Flux, &options()).unwrap();
+        let repo = find(&rendered, "GitRepository", "kindling");
+        assert_eq!(
+            repo["spec"]["url"],
+            "http://kindling-ci-gitea:3000/kindling/source.git"
+        );
+        assert_eq!(repo["spec"]["ref"]["branch"], "trunk");
+        assert_eq!(repo["spec"]["secretRef"]["name"], "git-creds");
+        assert_eq!(
+            repo["spec"]["ignore"],
+            "/*\n!/stamps/sample/\n!/.kindling/\n"
+        );
+        let root = find(&rendered, "Kustomization", "kindling-sample");
+        assert_eq!(root["spec"]["path"], "./.kindling/flux/stamp");
+        for doc in rendered
+            .documents()
+            .filter(|d| d["kind"] == "Kustomization")
+        {
+            assert_eq!(
+                doc["spec"]["sourceRef"],
+                json!({"kind": "GitRepository", "name": "kindling"})
+            );
+            assert_eq!(doc["metadata"]["namespace"], "flux-system");
+        }
+    }
+
+    #[test]
+    fn stamp_render_flux_kustomizations_carry_dependencies_health_checks_and_timeouts() {
+        let rendered = render(&sample(), Engine::Flux, &options()).unwrap();
+        let api = find(&rendered, "Kustomization", "api");
+        assert_eq!(api["spec"]["path"], "./stamps/sample/applications/api");
+        assert_eq!(
+            api["spec"]["dependsOn"],
+            json!([{"name": "certs-issuer"}, {"name": "ingress-nginx"}, {"name": "database"}])
+        );
+        assert_eq!(api["spec"]["wait"], true);
+        assert_eq!(api["spec"]["prune"], true);
+        assert_eq!(
+            api["spec"]["healthChecks"][0],
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "api", "namespace": "sample"})
+        );
+        let database = find(&rendered, "Kustomization", "database");
+        assert_eq!(database["spec"]["timeout"], "10m");
+        let issuer = find(&rendered, "Kustomization", "certs-issuer");
+        assert_eq!(issuer["spec"]["healthChecks"][0]["apiVersion"], "v1");
+    }
+
+    #[test]
+    fn stamp_render_flux_helm_entries_get_a_repository_a_release_and_a_waiting_kustomization() {
+        let rendered = render(&sample(), Engine::Flux, &options()).unwrap();
+        let repo = find(&rendered, "HelmRepository", "certs");
+        assert_eq!(repo["spec"]["url"], "https://charts.jetstack.io");
+        let release = find(&rendered, "HelmRelease", "certs");
+        assert_eq!(release["spec"]["chart"]["spec"]["chart"], "cert-manager");
+        assert_eq!(release["spec"]["chart"]["spec"]["version"], "v1.16.2");
+        assert_eq!(release["spec"]["releaseName"], "cert-manager");
+        assert_eq!(release["spec"]["targetNamespace"], "cert-manager");
+        assert_eq!(
+            release["spec"]["values"],
+            json!({"crds": {"enabled": true}})
+        );
+        let wrapper = find(&rendered, "Kustomization", "certs");
+        assert_eq!(wrapper["spec"]["path"], "./.kindling/flux/helm/certs");
+        assert_eq!(wrapper["spec"]["wait"], true);
+        let file = rendered
+            .files
+            .iter()
+            .find(|f| f.path == "flux/helm/certs/release.yaml")
+            .unwrap();
+        assert_eq!(file.documents.len(), 2);
+    }
+
+    #[test]
+    fn stamp_render_flux_helm_release_depends_only_on_helm_releases() {
+        let dir = tempfile::tempdir().unwrap();
+        super::common::write(
+            &dir.path().join("stamps/h/stamp.yaml"),
+            "apiVersion: kindling.dev/v1alpha1\nkind: Stamp\nmetadata: {name: h}\nspec:\n  components:\n    - {name: plain, path: plain}\n    - {name: a, helm: {repo: 'oci://ghcr.io/x', chart: a, version: 1.0.0}}\n    - {name: b, dependsOn: [a, plain], helm: {repo: 'https://x', chart: b, version: 1.0.0}}\n",
+        );
+        std::fs::create_dir_all(dir.path().join("stamps/h/plain")).unwrap();
+        let s = stamp::load(&dir.path().join("stamps/h"), None).unwrap();
+        let rendered = render(&s, Engine::Flux, &options()).unwrap();
+        let b = find(&rendered, "HelmRelease", "b");
+        assert_eq!(
+            b["spec"]["dependsOn"],
+            json!([{"name": "a", "namespace": "flux-system"}])
+        );
+        let bk = find(&rendered, "Kustomization", "b");
+        assert_eq!(
+            bk["spec"]["dependsOn"],
+            json!([{"name": "a"}, {"name": "plain"}])
+        );
+        assert_eq!(
+            find(&rendered, "HelmRepository", "a")["spec"]["type"],
+            "oci"
+        );
+        let argo = render(&s, Engine::Argo, &options()).unwrap();
+        assert_eq!(
+            find(&argo, "Application", "a")["spec"]["source"]["repoURL"],
+            "ghcr.io/x"
+        );
+    }
+
+    #[test]
+    fn stamp_render_argo_waves_follow_the_dependency_depth() {
+        let rendered = render(&sample(), Engine::Argo, &options()).unwrap();
+        let wave = |name: &str| {
+            find(&rendered, "Application", name)["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(wave("certs"), "0");
+        assert_eq!(wave("ingress-nginx"), "0");
+        assert_eq!(wave("database"), "0");
+        assert_eq!(wave("certs-issuer"), "1");
+        assert_eq!(wave("api"), "2");
+        assert_eq!(wave("website"), "2");
+    }
+
+    #[test]
+    fn stamp_render_argo_root_app_of_apps_and_health_customisation() {
+        let rendered = render(&sample(), Engine::Argo, &options()).unwrap();
+        let root = find(&rendered, "Application", "kindling-sample");
+        assert_eq!(root["spec"]["source"]["path"], ".kindling/argo/apps");
+        assert_eq!(root["spec"]["source"]["targetRevision"], "trunk");
+        assert_eq!(root["spec"]["destination"]["namespace"], "argocd");
+        let cm = find(&rendered, "ConfigMap", "argocd-cm");
+        let lua = cm["data"]["resource.customizations.health.argoproj.io_Application"]
+            .as_str()
+            .unwrap();
+        assert!(lua.contains("obj.status.health.status"));
+        // Every child sits in the directory the root application reads.
+        let children: Vec<&str> = rendered
+            .files
+            .iter()
+            .filter(|f| f.path.starts_with("argo/apps/"))
+            .map(|f| f.path.as_str())
+            .collect();
+        assert_eq!(children.len(), 6, "{children:?}");
+    }
+
+    #[test]
+    fn stamp_render_argo_children_sync_automatically_and_create_namespaces() {
+        let rendered = render(&sample(), Engine::Argo, &options()).unwrap();
+        let api = find(&rendered, "Application", "api");
+        assert_eq!(
+            api["spec"]["syncPolicy"]["automated"],
+            json!({"prune": true, "selfHeal": true})
+        );
+        let options = api["spec"]["syncPolicy"]["syncOptions"].as_array().unwrap();
+        assert!(options.contains(&json!("CreateNamespace=true")));
+        assert_eq!(
+            api["spec"]["source"]["path"],
+            "stamps/sample/applications/api"
+        );
+        let certs = find(&rendered, "Application", "certs");
+        assert_eq!(certs["spec"]["source"]["chart"], "cert-manager");
+        assert_eq!(certs["spec"]["source"]["targetRevision"], "v1.16.2");
+        assert_eq!(
+            certs["spec"]["source"]["helm"]["valuesObject"],
+            json!({"crds": {"enabled": true}})
+        );
+        assert_eq!(certs["spec"]["destination"]["namespace"], "cert-manager");
+    }
+
+    #[test]
+    fn stamp_render_hostk8s_flux_keeps_the_stack_semantics() {
+        let s = stamp::load(&hostk8s_stack("sample-app"), None).unwrap();
+        let rendered = render(&s, Engine::Flux, &options()).unwrap();
+        let db = find(&rendered, "Kustomization", "sample-app-db");
+        assert_eq!(db["spec"]["path"], "./software/stacks/sample-app/db");
+        assert_eq!(db["spec"]["timeout"], "10m");
+        assert_eq!(db["spec"]["interval"], "10m");
+        assert_eq!(db["spec"]["retryInterval"], "1m");
+        assert_eq!(
+            db["spec"]["dependsOn"],
+            json!([{"name": "component-redis"}, {"name": "component-postgres"}])
+        );
+        assert_eq!(
+            db["spec"]["healthChecks"],
+            json!([{"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster", "name": "voting-db", "namespace": "postgres"}])
+        );
+        // The stack's own GitRepositories are replaced by kindling's, pointed at its Gitea.
+        assert_eq!(
+            rendered
+                .documents()
+                .filter(|d| d["kind"] == "GitRepository")
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn stamp_render_hostk8s_helm_release_becomes_an_argo_helm_source() {
+        let s = stamp::load(&hostk8s_stack("sample"), None).unwrap();
+        let rendered = render(&s, Engine::Argo, &options()).unwrap();
+        let manager = find(&rendered, "Application", "component-certs-manager");
+        let sources = manager["spec"]["sources"].as_array().unwrap();
+        assert_eq!(sources.len(), 2);
+        assert_eq!(sources[0]["repoURL"], "https://charts.jetstack.io");
+        assert_eq!(sources[0]["chart"], "cert-manager");
+        assert_eq!(sources[0]["targetRevision"], "1.13.x");
+        assert_eq!(sources[0]["helm"]["releaseName"], "cert-manager");
+        assert_eq!(sources[0]["helm"]["valuesObject"]["installCRDs"], true);
+        assert_eq!(
+            sources[1]["path"],
+            ".kindling/argo/overlays/component-certs-manager"
+        );
+        assert_eq!(manager["spec"]["destination"]["namespace"], "cert-manager");
+        // No Flux object reaches Argo CD.
+        assert!(
+            rendered
+                .documents()
+                .all(|d| !d["apiVersion"].as_str().unwrap().contains("fluxcd"))
+        );
+    }
+
+    #[test]
+    fn stamp_render_argo_says_what_it_could_not_translate() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        super::common::write(
+            &root.join("software/stacks/x/stack.yaml"),
+            "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {name: comp, namespace: flux-system}\nspec:\n  interval: 1h\n  sourceRef: {kind: GitRepository, name: flux-system}\n  path: ./software/components/comp\n",
+        );
+        super::common::write(
+            &root.join("software/components/comp/release.yaml"),
+            "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata: {name: r, namespace: flux-system}\nspec:\n  chart: {spec: {chart: c, sourceRef: {kind: HelmRepository, name: missing}}}\n---\napiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImagePolicy\nmetadata: {name: p, namespace: flux-system}\nspec: {}\n",
+        );
+        let s = stamp::load(&root.join("software/stacks/x"), None).unwrap();
+        let rendered = render(&s, Engine::Argo, &options()).unwrap();
+        let notes = rendered.notes.join("\n");
+        assert!(
+            notes.contains("HelmRepository 'missing', which is not in the entry's directory"),
+            "{notes}"
+        );
+        assert!(notes.contains("ImagePolicy 'p'"), "{notes}");
+        assert!(
+            notes.contains("nothing in 'software/components/comp' can be deployed"),
+            "{notes}"
+        );
+    }
+
+    #[test]
+    fn stamp_render_writes_files_below_out_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let rendered = render(&sample(), Engine::Flux, &options()).unwrap();
+        rendered.write_to(dir.path()).unwrap();
+        let api = std::fs::read_to_string(dir.path().join("flux/stamp/api.yaml")).unwrap();
+        let parsed: Value = serde_yaml_ng::from_str(&api).unwrap();
+        assert_eq!(&parsed, find(&rendered, "Kustomization", "api"));
+        let leftovers: Vec<_> = walk(dir.path())
+            .into_iter()
+            .filter(|p| p.ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    fn walk(dir: &std::path::Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p.display().to_string());
+            }
+        }
+        out
+    }
+}
