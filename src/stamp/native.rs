@@ -304,6 +304,7 @@ fn convert_secret(file: &Path, s: SecretFile, problems: &mut Vec<Problem>) -> Bo
             sources.push(SecretValue::FromEnv(v));
         }
         if sources.len() != 1 {
+            // Reported here; the key itself is kept so no follow-on "no keys" problem appears.
             problems.push(Problem::new(
                 file,
                 None,
@@ -311,7 +312,9 @@ fn convert_secret(file: &Path, s: SecretFile, problems: &mut Vec<Problem>) -> Bo
                 format!("has {} value sources", sources.len()),
                 "give exactly one of `value`, `generate: {length: N}`, `fromFile: PATH` or `fromEnv: VAR`",
             ));
-            continue;
+            if sources.is_empty() {
+                continue;
+            }
         }
         keys.push(SecretKey {
             key: k.key,

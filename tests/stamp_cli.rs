@@ -1,0 +1,214 @@
+//! The `kindling stamp …` commands as a user runs them: text and JSON output, exit codes, and
+//! the bad-stamp corpus in tests/data/bad-stamps/ (one file per mistake, each declaring with
+//! `# expect:` lines the message it must produce).
+
+mod common;
+
+mod stamp {
+    use assert_cmd::Command;
+    use predicates::prelude::*;
+    use serde_json::Value;
+
+    use super::common::{hostk8s_stack, repo_dir};
+
+    fn kindling() -> Command {
+        let mut cmd = Command::cargo_bin("kindling").unwrap();
+        cmd.current_dir(repo_dir());
+        cmd
+    }
+
+    fn json(args: &[&str]) -> Value {
+        let out = kindling().args(args).args(["--output", "json"]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    #[test]
+    fn stamp_cli_list_shows_the_sample_stamp() {
+        kindling()
+            .args(["stamp", "list"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("sample").and(predicate::str::contains("kindling")));
+        let listed = json(&["stamp", "list"]);
+        let sample = &listed["stamps"][0];
+        assert_eq!(sample["name"], "sample");
+        assert_eq!(sample["components"], 4);
+        assert_eq!(sample["applications"], 2);
+    }
+
+    #[test]
+    fn stamp_cli_list_includes_hostk8s_stacks_of_a_source_tree() {
+        let hostk8s = super::common::hostk8s_dir();
+        let listed = json(&["stamp", "list", "--source", hostk8s.to_str().unwrap()]);
+        let names: Vec<&str> = listed["stamps"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["sample", "sample-app"]);
+        assert_eq!(listed["stamps"][0]["format"], "hostk8s");
+    }
+
+    #[test]
+    fn stamp_cli_validate_sample_text_and_json() {
+        kindling()
+            .args(["stamp", "validate", "sample"])
+            .assert()
+            .success()
+            .stdout("stamp 'sample' is valid: 4 components, 2 applications, 3 waves, 1 bootstrap secret\n");
+        let v = json(&["stamp", "validate", "sample"]);
+        assert_eq!(v["valid"], true);
+        assert_eq!(v["waves"], 3);
+        assert_eq!(v["format"], "kindling");
+    }
+
+    #[test]
+    fn stamp_cli_validate_hostk8s_stack_by_path() {
+        let stack = hostk8s_stack("sample-app");
+        kindling()
+            .args(["stamp", "validate", stack.to_str().unwrap()])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("2 components, 2 applications, 3 waves, 3 bootstrap secrets"));
+    }
+
+    #[test]
+    fn stamp_cli_unknown_stamp_names_the_known_ones() {
+        kindling()
+            .args(["stamp", "validate", "nope"])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("stamp 'nope' not found").and(predicate::str::contains("known stamps: sample")));
+    }
+
+    #[test]
+    fn stamp_cli_render_flux_prints_yaml_documents_with_their_files() {
+        let out = kindling().args(["stamp", "render", "sample", "--engine", "flux"]).output().unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains("# Source: .kindling/flux/stamp/api.yaml"));
+        let kinds: Vec<String> = serde_yaml_ng::Deserializer::from_str(&text)
+            .map(|d| {
+                let v: Value = serde::Deserialize::deserialize(d).unwrap();
+                v["kind"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(kinds.iter().filter(|k| *k == "Kustomization").count(), 7, "{kinds:?}");
+        assert_eq!(kinds.iter().filter(|k| *k == "HelmRelease").count(), 2);
+        assert_eq!(kinds.iter().filter(|k| *k == "GitRepository").count(), 1);
+    }
+
+    #[test]
+    fn stamp_cli_render_argo_json_and_repo_url_input() {
+        let v = json(&["stamp", "render", "sample", "--engine", "argo", "--repo-url", "http://git.example/x.git", "--branch", "dev"]);
+        assert_eq!(v["engine"], "argo");
+        let root = &v["files"][0]["documents"][0];
+        assert_eq!(root["metadata"]["name"], "kindling-sample");
+        assert_eq!(root["spec"]["source"]["repoURL"], "http://git.example/x.git");
+        assert_eq!(root["spec"]["source"]["targetRevision"], "dev");
+    }
+
+    #[test]
+    fn stamp_cli_render_out_writes_the_bundle() {
+        let dir = tempfile::tempdir().unwrap();
+        kindling()
+            .args(["stamp", "render", "sample", "--engine", "argo", "--out"])
+            .arg(dir.path())
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("wrote 7 files"));
+        assert!(dir.path().join("argo/apps/website.yaml").is_file());
+        assert!(dir.path().join("argo/bootstrap.yaml").is_file());
+    }
+
+    #[test]
+    fn stamp_cli_render_hostk8s_for_argo_prints_translation_notes() {
+        let stack = hostk8s_stack("sample");
+        kindling()
+            .args(["stamp", "render", stack.to_str().unwrap(), "--engine", "argo"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("chart: cert-manager"))
+            .stderr(predicate::str::contains("note: component-certs-ca: healthChecks are not sent to Argo CD"));
+    }
+
+    #[test]
+    fn stamp_cli_graph_text_dot_and_json() {
+        kindling()
+            .args(["stamp", "graph", "sample"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("wave 2\n  api").and(predicate::str::contains("<- certs-issuer, ingress-nginx, database")));
+        kindling()
+            .args(["stamp", "graph", "sample", "--format", "dot"])
+            .assert()
+            .success()
+            .stdout(predicate::str::starts_with("digraph \"sample\" {").and(predicate::str::contains("\"certs\" -> \"certs-issuer\";")));
+        let g = json(&["stamp", "graph", "sample"]);
+        let entries = g["entries"].as_array().unwrap();
+        assert_eq!(entries.len(), 6);
+        let api = entries.iter().find(|e| e["name"] == "api").unwrap();
+        assert_eq!(api["wave"], 2);
+        assert_eq!(api["source"]["path"], "stamps/sample/applications/api");
+        // JSON order is a valid topological order.
+        let position = |n: &str| entries.iter().position(|e| e["name"] == n).unwrap();
+        assert!(position("certs") < position("certs-issuer"));
+        assert!(position("certs-issuer") < position("api"));
+    }
+
+    #[test]
+    fn stamp_cli_bad_stamp_corpus_reports_each_mistake() {
+        let dir = repo_dir().join("tests/data/bad-stamps");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let expected: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# expect: ")).collect();
+            assert!(!expected.is_empty(), "{} has no `# expect:` line", path.display());
+            let out = kindling().args(["stamp", "validate"]).arg(&path).output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{}: {stderr}", path.display());
+            assert!(stderr.starts_with("error: "), "{}: {stderr}", path.display());
+            for e in expected {
+                assert!(stderr.contains(e), "{}: expected {e:?} in:\n{stderr}", path.display());
+            }
+            checked += 1;
+        }
+        assert!(checked >= 20, "only {checked} bad stamps");
+    }
+
+    #[test]
+    fn stamp_cli_invalid_stamp_json_lists_problems_on_stdout() {
+        let path = repo_dir().join("tests/data/bad-stamps/unknown-dependency.yaml");
+        let out = kindling().args(["stamp", "validate", "--output", "json"]).arg(&path).output().unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["ok"], false);
+        assert_eq!(v["exitCode"], 2);
+        let problem = &v["problems"][0];
+        assert_eq!(problem["entry"], "api");
+        assert_eq!(problem["field"], "dependsOn");
+        assert!(problem["file"].as_str().unwrap().ends_with("unknown-dependency.yaml"));
+    }
+
+    #[test]
+    fn stamp_cli_later_commands_say_they_are_not_available_yet() {
+        for args in [&["env", "create", "--stamp", "sample"][..], &["ca", "show"], &["doctor"], &["cache", "status"], &["env", "list"]] {
+            kindling()
+                .args(args)
+                .assert()
+                .code(1)
+                .stderr(predicate::str::contains("is not available yet"));
+        }
+    }
+
+    #[test]
+    fn stamp_cli_usage_errors_exit_2_and_completions_work() {
+        kindling().args(["stamp", "render", "sample", "--engine", "nope"]).assert().code(2);
+        kindling()
+            .args(["completions", "bash"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("kindling"));
+    }
+}
