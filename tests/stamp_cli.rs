@@ -18,8 +18,16 @@ mod stamp {
     }
 
     fn json(args: &[&str]) -> Value {
-        let out = kindling().args(args).args(["--output", "json"]).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = kindling()
+            .args(args)
+            .args(["--output", "json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
@@ -41,7 +49,12 @@ mod stamp {
     fn stamp_cli_list_includes_hostk8s_stacks_of_a_source_tree() {
         let hostk8s = super::common::hostk8s_dir();
         let listed = json(&["stamp", "list", "--source", hostk8s.to_str().unwrap()]);
-        let names: Vec<&str> = listed["stamps"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = listed["stamps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap())
+            .collect();
         assert_eq!(names, ["sample", "sample-app"]);
         assert_eq!(listed["stamps"][0]["format"], "hostk8s");
     }
@@ -66,7 +79,9 @@ mod stamp {
             .args(["stamp", "validate", stack.to_str().unwrap()])
             .assert()
             .success()
-            .stdout(predicate::str::contains("2 components, 2 applications, 3 waves, 3 bootstrap secrets"));
+            .stdout(predicate::str::contains(
+                "2 components, 2 applications, 3 waves, 3 bootstrap secrets",
+            ));
     }
 
     #[test]
@@ -75,12 +90,18 @@ mod stamp {
             .args(["stamp", "validate", "nope"])
             .assert()
             .code(2)
-            .stderr(predicate::str::contains("stamp 'nope' not found").and(predicate::str::contains("known stamps: sample")));
+            .stderr(
+                predicate::str::contains("stamp 'nope' not found")
+                    .and(predicate::str::contains("known stamps: sample")),
+            );
     }
 
     #[test]
     fn stamp_cli_render_flux_prints_yaml_documents_with_their_files() {
-        let out = kindling().args(["stamp", "render", "sample", "--engine", "flux"]).output().unwrap();
+        let out = kindling()
+            .args(["stamp", "render", "sample", "--engine", "flux"])
+            .output()
+            .unwrap();
         assert!(out.status.success());
         let text = String::from_utf8(out.stdout).unwrap();
         assert!(text.contains("# Source: .kindling/flux/stamp/api.yaml"));
@@ -90,18 +111,35 @@ mod stamp {
                 v["kind"].as_str().unwrap().to_string()
             })
             .collect();
-        assert_eq!(kinds.iter().filter(|k| *k == "Kustomization").count(), 7, "{kinds:?}");
+        assert_eq!(
+            kinds.iter().filter(|k| *k == "Kustomization").count(),
+            7,
+            "{kinds:?}"
+        );
         assert_eq!(kinds.iter().filter(|k| *k == "HelmRelease").count(), 2);
         assert_eq!(kinds.iter().filter(|k| *k == "GitRepository").count(), 1);
     }
 
     #[test]
     fn stamp_cli_render_argo_json_and_repo_url_input() {
-        let v = json(&["stamp", "render", "sample", "--engine", "argo", "--repo-url", "http://git.example/x.git", "--branch", "dev"]);
+        let v = json(&[
+            "stamp",
+            "render",
+            "sample",
+            "--engine",
+            "argo",
+            "--repo-url",
+            "http://git.example/x.git",
+            "--branch",
+            "dev",
+        ]);
         assert_eq!(v["engine"], "argo");
         let root = &v["files"][0]["documents"][0];
         assert_eq!(root["metadata"]["name"], "kindling-sample");
-        assert_eq!(root["spec"]["source"]["repoURL"], "http://git.example/x.git");
+        assert_eq!(
+            root["spec"]["source"]["repoURL"],
+            "http://git.example/x.git"
+        );
         assert_eq!(root["spec"]["source"]["targetRevision"], "dev");
     }
 
@@ -122,11 +160,19 @@ mod stamp {
     fn stamp_cli_render_hostk8s_for_argo_prints_translation_notes() {
         let stack = hostk8s_stack("sample");
         kindling()
-            .args(["stamp", "render", stack.to_str().unwrap(), "--engine", "argo"])
+            .args([
+                "stamp",
+                "render",
+                stack.to_str().unwrap(),
+                "--engine",
+                "argo",
+            ])
             .assert()
             .success()
             .stdout(predicate::str::contains("chart: cert-manager"))
-            .stderr(predicate::str::contains("note: component-certs-ca: healthChecks are not sent to Argo CD"));
+            .stderr(predicate::str::contains(
+                "note: component-certs-ca: healthChecks are not sent to Argo CD",
+            ));
     }
 
     #[test]
@@ -135,12 +181,19 @@ mod stamp {
             .args(["stamp", "graph", "sample"])
             .assert()
             .success()
-            .stdout(predicate::str::contains("wave 2\n  api").and(predicate::str::contains("<- certs-issuer, ingress-nginx, database")));
+            .stdout(
+                predicate::str::contains("wave 2\n  api").and(predicate::str::contains(
+                    "<- certs-issuer, ingress-nginx, database",
+                )),
+            );
         kindling()
             .args(["stamp", "graph", "sample", "--format", "dot"])
             .assert()
             .success()
-            .stdout(predicate::str::starts_with("digraph \"sample\" {").and(predicate::str::contains("\"certs\" -> \"certs-issuer\";")));
+            .stdout(
+                predicate::str::starts_with("digraph \"sample\" {")
+                    .and(predicate::str::contains("\"certs\" -> \"certs-issuer\";")),
+            );
         let g = json(&["stamp", "graph", "sample"]);
         let entries = g["entries"].as_array().unwrap();
         assert_eq!(entries.len(), 6);
@@ -163,14 +216,33 @@ mod stamp {
                 continue;
             }
             let text = std::fs::read_to_string(&path).unwrap();
-            let expected: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# expect: ")).collect();
-            assert!(!expected.is_empty(), "{} has no `# expect:` line", path.display());
-            let out = kindling().args(["stamp", "validate"]).arg(&path).output().unwrap();
+            let expected: Vec<&str> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("# expect: "))
+                .collect();
+            assert!(
+                !expected.is_empty(),
+                "{} has no `# expect:` line",
+                path.display()
+            );
+            let out = kindling()
+                .args(["stamp", "validate"])
+                .arg(&path)
+                .output()
+                .unwrap();
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(2), "{}: {stderr}", path.display());
-            assert!(stderr.starts_with("error: "), "{}: {stderr}", path.display());
+            assert!(
+                stderr.starts_with("error: "),
+                "{}: {stderr}",
+                path.display()
+            );
             for e in expected {
-                assert!(stderr.contains(e), "{}: expected {e:?} in:\n{stderr}", path.display());
+                assert!(
+                    stderr.contains(e),
+                    "{}: expected {e:?} in:\n{stderr}",
+                    path.display()
+                );
             }
             checked += 1;
         }
@@ -180,7 +252,11 @@ mod stamp {
     #[test]
     fn stamp_cli_invalid_stamp_json_lists_problems_on_stdout() {
         let path = repo_dir().join("tests/data/bad-stamps/unknown-dependency.yaml");
-        let out = kindling().args(["stamp", "validate", "--output", "json"]).arg(&path).output().unwrap();
+        let out = kindling()
+            .args(["stamp", "validate", "--output", "json"])
+            .arg(&path)
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(2));
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(v["ok"], false);
@@ -188,12 +264,23 @@ mod stamp {
         let problem = &v["problems"][0];
         assert_eq!(problem["entry"], "api");
         assert_eq!(problem["field"], "dependsOn");
-        assert!(problem["file"].as_str().unwrap().ends_with("unknown-dependency.yaml"));
+        assert!(
+            problem["file"]
+                .as_str()
+                .unwrap()
+                .ends_with("unknown-dependency.yaml")
+        );
     }
 
     #[test]
     fn stamp_cli_later_commands_say_they_are_not_available_yet() {
-        for args in [&["env", "create", "--stamp", "sample"][..], &["ca", "show"], &["doctor"], &["cache", "status"], &["env", "list"]] {
+        for args in [
+            &["env", "create", "--stamp", "sample"][..],
+            &["ca", "show"],
+            &["doctor"],
+            &["cache", "status"],
+            &["env", "list"],
+        ] {
             kindling()
                 .args(args)
                 .assert()
@@ -204,7 +291,10 @@ mod stamp {
 
     #[test]
     fn stamp_cli_usage_errors_exit_2_and_completions_work() {
-        kindling().args(["stamp", "render", "sample", "--engine", "nope"]).assert().code(2);
+        kindling()
+            .args(["stamp", "render", "sample", "--engine", "nope"])
+            .assert()
+            .code(2);
         kindling()
             .args(["completions", "bash"])
             .assert()

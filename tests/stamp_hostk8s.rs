@@ -11,7 +11,12 @@ mod stamp {
     }
 
     fn deps<'a>(s: &'a kindling::stamp::Stamp, name: &str) -> Vec<&'a str> {
-        s.entry(name).unwrap().depends_on.iter().map(String::as_str).collect()
+        s.entry(name)
+            .unwrap()
+            .depends_on
+            .iter()
+            .map(String::as_str)
+            .collect()
     }
 
     #[test]
@@ -21,7 +26,12 @@ mod stamp {
         assert_eq!(s.name, "sample");
         assert_eq!(
             names(&s),
-            ["component-certs-manager", "component-certs-ca", "component-certs-issuer", "app-sample"]
+            [
+                "component-certs-manager",
+                "component-certs-ca",
+                "component-certs-issuer",
+                "app-sample"
+            ]
         );
         // The children keep their own chain; the application now waits for the last child.
         assert_eq!(deps(&s, "component-certs-manager"), Vec::<&str>::new());
@@ -32,7 +42,10 @@ mod stamp {
         assert_eq!(ca.group.as_deref(), Some("component-certs"));
         assert_eq!(ca.role, Role::Component);
         assert_eq!(ca.health_checks[0].name, "root-ca-secret");
-        assert_eq!(ca.health_checks[0].namespace.as_deref(), Some("cert-manager"));
+        assert_eq!(
+            ca.health_checks[0].namespace.as_deref(),
+            Some("cert-manager")
+        );
         let app = s.entry("app-sample").unwrap();
         assert_eq!(app.role, Role::Application);
         match &app.source {
@@ -40,22 +53,47 @@ mod stamp {
             other => panic!("{other:?}"),
         }
         assert_eq!(s.repo_root, std::fs::canonicalize(hostk8s_dir()).unwrap());
-        assert_eq!(s.wave(s.entries.iter().position(|e| e.name == "app-sample").unwrap()), 3);
+        assert_eq!(
+            s.wave(
+                s.entries
+                    .iter()
+                    .position(|e| e.name == "app-sample")
+                    .unwrap()
+            ),
+            3
+        );
     }
 
     #[test]
     fn stamp_hostk8s_sample_app_loads_dependencies_health_checks_and_secret_contract() {
         let s = stamp::load(&hostk8s_stack("sample-app"), None).unwrap();
-        assert_eq!(names(&s), ["component-redis", "component-postgres", "sample-app-db", "sample-app"]);
-        assert_eq!(deps(&s, "sample-app-db"), ["component-redis", "component-postgres"]);
+        assert_eq!(
+            names(&s),
+            [
+                "component-redis",
+                "component-postgres",
+                "sample-app-db",
+                "sample-app"
+            ]
+        );
+        assert_eq!(
+            deps(&s, "sample-app-db"),
+            ["component-redis", "component-postgres"]
+        );
         let db = s.entry("sample-app-db").unwrap();
-        assert_eq!(db.health_checks[0].api_version.as_deref(), Some("postgresql.cnpg.io/v1"));
+        assert_eq!(
+            db.health_checks[0].api_version.as_deref(),
+            Some("postgresql.cnpg.io/v1")
+        );
         assert_eq!(db.timeout.as_deref(), Some("10m"));
         assert!(db.wait && db.prune);
         // hostk8s.secrets.yaml → bootstrap secrets: literal values and generated passwords.
         assert_eq!(s.secrets.len(), 3);
         let pg = &s.secrets[0];
-        assert_eq!((pg.name.as_str(), pg.namespace.as_str()), ("postgres-credentials", "postgres"));
+        assert_eq!(
+            (pg.name.as_str(), pg.namespace.as_str()),
+            ("postgres-credentials", "postgres")
+        );
         assert_eq!(pg.keys[0].value, SecretValue::Literal("postgres".into()));
         let redis = &s.secrets[1];
         assert_eq!(redis.keys[1].key, "password");
@@ -66,14 +104,25 @@ mod stamp {
     fn stamp_hostk8s_ignore_patterns_come_from_the_git_repositories() {
         let s = stamp::load(&hostk8s_stack("sample"), None).unwrap();
         // From source-stack.yaml (with ${SOFTWARE_STACK_PATH} filled) and source-component.yaml.
-        assert!(s.ignore.contains(&"!/software/stacks/sample/".to_string()), "{:?}", s.ignore);
-        assert!(s.ignore.contains(&"!/software/components/".to_string()), "{:?}", s.ignore);
+        assert!(
+            s.ignore.contains(&"!/software/stacks/sample/".to_string()),
+            "{:?}",
+            s.ignore
+        );
+        assert!(
+            s.ignore.contains(&"!/software/components/".to_string()),
+            "{:?}",
+            s.ignore
+        );
     }
 
     /// A scratch HostK8s repository with a stack made of the given `stack.yaml`.
     fn scratch(stack_yaml: &str) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
-        write(&dir.path().join("software/stacks/edge/stack.yaml"), stack_yaml);
+        write(
+            &dir.path().join("software/stacks/edge/stack.yaml"),
+            stack_yaml,
+        );
         write(
             &dir.path().join("software/stacks/edge/kustomization.yaml"),
             "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [stack.yaml]\n",
@@ -98,8 +147,16 @@ mod stamp {
     fn stamp_hostk8s_nested_components_flatten_two_levels_and_keep_parent_dependencies() {
         // outer (depends on base) holds inner + leaf; inner holds deep-a -> deep-b.
         let stack = flux_kustomization("base", "./software/components/base", "")
-            + &flux_kustomization("outer", "./software/components/outer", "  dependsOn: [{name: base}]\n  healthChecks: [{kind: Deployment, name: d, namespace: n}]\n")
-            + &flux_kustomization("app", "./software/stacks/edge/app", "  dependsOn: [{name: outer}]\n");
+            + &flux_kustomization(
+                "outer",
+                "./software/components/outer",
+                "  dependsOn: [{name: base}]\n  healthChecks: [{kind: Deployment, name: d, namespace: n}]\n",
+            )
+            + &flux_kustomization(
+                "app",
+                "./software/stacks/edge/app",
+                "  dependsOn: [{name: outer}]\n",
+            );
         let dir = scratch(&stack);
         let root = dir.path();
         manifest_dir(root, "software/components/base");
@@ -107,15 +164,26 @@ mod stamp {
         write(
             &root.join("software/components/outer/component.yaml"),
             &(flux_kustomization("inner", "./software/components/outer/inner", "")
-                + &flux_kustomization("leaf", "./software/components/outer/leaf", "  dependsOn: [{name: inner}]\n")),
+                + &flux_kustomization(
+                    "leaf",
+                    "./software/components/outer/leaf",
+                    "  dependsOn: [{name: inner}]\n",
+                )),
         );
         manifest_dir(root, "software/components/outer/leaf");
         write(
             &root.join("software/components/outer/inner/component.yaml"),
             &(flux_kustomization("deep-a", "./software/components/outer/inner/a", "")
-                + &flux_kustomization("deep-b", "./software/components/outer/inner/b", "  dependsOn: [{name: deep-a}]\n")),
+                + &flux_kustomization(
+                    "deep-b",
+                    "./software/components/outer/inner/b",
+                    "  dependsOn: [{name: deep-a}]\n",
+                )),
         );
-        for component in ["software/components/outer", "software/components/outer/inner"] {
+        for component in [
+            "software/components/outer",
+            "software/components/outer/inner",
+        ] {
             write(
                 &root.join(component).join("kustomization.yaml"),
                 "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [component.yaml]\n",
@@ -138,25 +206,38 @@ mod stamp {
 
     fn problems(err: StampError) -> String {
         match err {
-            StampError::Invalid { problems, .. } => {
-                problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n")
-            }
+            StampError::Invalid { problems, .. } => problems
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
             other => panic!("expected problems, got {other}"),
         }
     }
 
     #[test]
     fn stamp_hostk8s_unknown_placeholder_is_reported_with_the_known_ones() {
-        let dir = scratch(&flux_kustomization("a", "./software/stacks/${MY_STACK}/a", ""));
+        let dir = scratch(&flux_kustomization(
+            "a",
+            "./software/stacks/${MY_STACK}/a",
+            "",
+        ));
         let err = stamp::load(&dir.path().join("software/stacks/edge"), None).unwrap_err();
         let text = problems(err);
-        assert!(text.contains("${MY_STACK}: is not a placeholder kindling fills in"), "{text}");
+        assert!(
+            text.contains("${MY_STACK}: is not a placeholder kindling fills in"),
+            "{text}"
+        );
         assert!(text.contains("SOFTWARE_STACK_PATH"), "{text}");
     }
 
     #[test]
     fn stamp_hostk8s_placeholders_fill_stack_paths() {
-        let dir = scratch(&flux_kustomization("a", "./software/stacks/${SOFTWARE_STACK}/a", ""));
+        let dir = scratch(&flux_kustomization(
+            "a",
+            "./software/stacks/${SOFTWARE_STACK}/a",
+            "",
+        ));
         manifest_dir(dir.path(), "software/stacks/edge/a");
         let s = stamp::load(&dir.path().join("software/stacks/edge"), None).unwrap();
         match &s.entries[0].source {
@@ -173,18 +254,24 @@ mod stamp {
         );
         let dir = scratch(&stack);
         manifest_dir(dir.path(), "a");
-        let text = problems(stamp::load(&dir.path().join("software/stacks/edge"), None).unwrap_err());
-        assert!(text.contains("spec.sourceRef.kind: 'OCIRepository' ('oci') cannot be served"), "{text}");
+        let text =
+            problems(stamp::load(&dir.path().join("software/stacks/edge"), None).unwrap_err());
+        assert!(
+            text.contains("spec.sourceRef.kind: 'OCIRepository' ('oci') cannot be served"),
+            "{text}"
+        );
         assert!(text.contains("spec.postBuild: is not supported"), "{text}");
     }
 
     #[test]
     fn stamp_hostk8s_missing_path_and_cycle_are_reported_together() {
-        let stack = flux_kustomization("a", "./software/components/a", "  dependsOn: [{name: b}]\n")
-            + &flux_kustomization("b", "./software/components/b", "  dependsOn: [{name: a}]\n");
+        let stack =
+            flux_kustomization("a", "./software/components/a", "  dependsOn: [{name: b}]\n")
+                + &flux_kustomization("b", "./software/components/b", "  dependsOn: [{name: a}]\n");
         let dir = scratch(&stack);
         manifest_dir(dir.path(), "software/components/a");
-        let text = problems(stamp::load(&dir.path().join("software/stacks/edge"), None).unwrap_err());
+        let text =
+            problems(stamp::load(&dir.path().join("software/stacks/edge"), None).unwrap_err());
         assert!(text.contains("entry 'b': path: directory"), "{text}");
         assert!(text.contains("dependency cycle: a -> b -> a"), "{text}");
     }
@@ -197,8 +284,12 @@ mod stamp {
             &dir.path().join("software/stacks/edge/hostk8s.secrets.yaml"),
             "apiVersion: hostk8s.io/v1\nkind: SecretContract\nmetadata: {name: x}\nspec:\n  secrets:\n    - name: s\n      namespace: n\n      data:\n        - {key: k, generate: dice}\n",
         );
-        let text = problems(stamp::load(&dir.path().join("software/stacks/edge"), None).unwrap_err());
-        assert!(text.contains("'dice' is not a generator kindling knows"), "{text}");
+        let text =
+            problems(stamp::load(&dir.path().join("software/stacks/edge"), None).unwrap_err());
+        assert!(
+            text.contains("'dice' is not a generator kindling knows"),
+            "{text}"
+        );
     }
 
     #[test]

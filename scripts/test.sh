@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every kindling test. On a fresh Debian machine it first installs what the tests need:
+#   - kubectl, for `kubectl kustomize` (the stamp tests build every path entry with it)
+# The upstream schemas come from ../shared/schemas (or $KINDLING_SCHEMAS).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_install() {
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "test.sh: need to install $*; run as root or install them first" >&2
+    return 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+if ! kubectl kustomize --help >/dev/null 2>&1; then
+  echo "test.sh: installing kubectl (for kustomize)"
+  apt_install kubectl || apt_install kubernetes-client
+fi
+
+export KINDLING_SCHEMAS="${KINDLING_SCHEMAS:-$(cd .. && pwd)/shared/schemas}"
+if [ ! -d "$KINDLING_SCHEMAS" ]; then
+  echo "test.sh: upstream schemas not found at $KINDLING_SCHEMAS (set KINDLING_SCHEMAS)" >&2
+  exit 1
+fi
+
+cargo test --all-targets "$@"
