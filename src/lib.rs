@@ -4,4 +4,6 @@
 //! The binary (`src/main.rs`) is a thin shell over this library. Modules are split by concept;
 //! pure logic (stamps, DAG, rendering) never performs I/O beyond reading the stamp's own files.
 
+pub mod paths;
+pub mod pki;
 pub mod stamp;

@@ -98,10 +98,13 @@ mod tests {
 
     #[test]
     fn graph_orders_dependencies_first_and_keeps_declaration_order_for_ties() {
-        // 0 <- 2, 1 <- 2, 3 independent
+        // 0 <- 2, 1 <- 2, 3 independent: among ready entries the first declared goes first.
         let g = Graph::build(&[vec![], vec![], vec![0, 1], vec![]]).unwrap();
-        assert_eq!(g.order(), &[0, 1, 3, 2]);
+        assert_eq!(g.order(), &[0, 1, 2, 3]);
         assert_eq!((0..4).map(|i| g.wave(i)).collect::<Vec<_>>(), [0, 0, 1, 0]);
+        // A dependency declared later still comes first.
+        let g = Graph::build(&[vec![1], vec![], vec![]]).unwrap();
+        assert_eq!(g.order(), &[1, 0, 2]);
     }
 
     #[test]

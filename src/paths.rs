@@ -1,0 +1,83 @@
+//! Where kindling keeps things on the host, and how it writes them: atomically, with the
+//! permissions the content calls for (0600 for keys and credentials).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// `$KINDLING_DATA_DIR`, else the platform data directory (`~/.local/share/kindling` on Linux).
+/// Holds the machine root CA and the per-env state; never pushed anywhere.
+pub fn data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("KINDLING_DATA_DIR") {
+        return PathBuf::from(dir);
+    }
+    directories::ProjectDirs::from("dev", "kindling", "kindling")
+        .map(|d| d.data_dir().to_path_buf())
+        .unwrap_or_else(|| PathBuf::from(".kindling-data"))
+}
+
+/// The directory of one environment's state inside the data directory.
+pub fn env_dir(data_dir: &Path, env: &str) -> PathBuf {
+    data_dir.join("envs").join(env)
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so a
+/// reader (or a crash) never sees half a file; the file has `mode` from its first byte on.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temporary = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    let result = (|| {
+        let mut file = options.open(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        // An existing temporary file keeps its old mode through `open`; set it explicitly.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(mode))?;
+        }
+        std::fs::rename(&temporary, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_write_atomic_sets_mode_and_replaces_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sub/key.pem");
+        write_atomic(&file, b"one", 0o600).unwrap();
+        write_atomic(&file, b"two", 0o600).unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), b"two");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("sub"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "temporary file left behind: {names:?}");
+    }
+}

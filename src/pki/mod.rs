@@ -1,0 +1,484 @@
+//! The local CA: one root per machine, one intermediate per env.
+//!
+//! Better than mkcert for this use: the root key, which could sign for the host, never enters
+//! a cluster; only the env's intermediate does (as cert-manager's `root-ca-secret`), and both
+//! carry name constraints so they can sign for local names only.
+
+pub mod trust;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use rcgen::{
+    BasicConstraints, CertificateParams, CidrSubnet, DistinguishedName, DnType, GeneralSubtree,
+    IsCa, Issuer, KeyPair, KeyUsagePurpose, NameConstraints,
+};
+use sha2::{Digest, Sha256};
+use time::{Duration, OffsetDateTime};
+
+use crate::paths::write_atomic;
+
+const ROOT_VALIDITY_DAYS: i64 = 3650;
+const INTERMEDIATE_VALIDITY_DAYS: i64 = 365;
+/// Certificates closer than this to expiry are warned about (and intermediates renewed).
+pub const EXPIRY_WARNING_DAYS: i64 = 30;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {what} cannot be read: {reason}\nhelp: {help}", path.display())]
+    Corrupt {
+        path: PathBuf,
+        what: &'static str,
+        reason: String,
+        help: String,
+    },
+    #[error(
+        "{} and {} do not belong together (the key is not the certificate's)\nhelp: restore the pair from a backup, or delete both files to create a new CA (certificates it issued will no longer be trusted)",
+        cert.display(),
+        key.display()
+    )]
+    Mismatch { cert: PathBuf, key: PathBuf },
+    #[error("cannot create a certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("{0}")]
+    Trust(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
+    move |source| PkiError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The names a kindling CA may sign for. Anything else (example.com, a bank) is rejected by
+/// every client that checks name constraints, even if the CA leaked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalNames {
+    pub dns: Vec<String>,
+    pub ips: Vec<(IpAddr, u8)>,
+}
+
+impl Default for LocalNames {
+    fn default() -> Self {
+        LocalNames {
+            dns: [
+                "localhost",
+                ".localhost",
+                ".test",
+                ".internal",
+                ".local",
+                ".svc",
+                ".cluster.local",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            ips: vec![
+                (IpAddr::from([127, 0, 0, 0]), 8),
+                (IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]), 128),
+            ],
+        }
+    }
+}
+
+impl LocalNames {
+    fn constraints(&self) -> NameConstraints {
+        let mut permitted: Vec<GeneralSubtree> = self
+            .dns
+            .iter()
+            .map(|d| GeneralSubtree::DnsName(d.clone()))
+            .collect();
+        permitted.extend(self.ips.iter().map(|(ip, prefix)| {
+            GeneralSubtree::IpAddress(CidrSubnet::from_addr_prefix(*ip, *prefix))
+        }));
+        NameConstraints {
+            permitted_subtrees: permitted,
+            excluded_subtrees: Vec::new(),
+        }
+    }
+}
+
+/// A CA certificate and its private key, as PEM, with where they are stored.
+#[derive(Debug, Clone)]
+pub struct CaPair {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+}
+
+impl CaPair {
+    /// An rcgen issuer signing with this CA (for the intermediate, and for tests' leaves).
+    pub fn issuer(&self) -> Result<Issuer<'static, KeyPair>, PkiError> {
+        let key = KeyPair::from_pem(&self.key_pem)?;
+        Ok(Issuer::from_ca_cert_pem(&self.cert_pem, key)?)
+    }
+
+    pub fn info(&self) -> Result<CertInfo, PkiError> {
+        CertInfo::from_pem(&self.cert_pem, &self.cert_path)
+    }
+}
+
+pub fn root_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
+    let dir = data_dir.join("ca");
+    (dir.join("root.pem"), dir.join("root-key.pem"))
+}
+
+pub fn intermediate_paths(data_dir: &Path, env: &str) -> (PathBuf, PathBuf) {
+    let dir = crate::paths::env_dir(data_dir, env).join("ca");
+    (
+        dir.join("intermediate.pem"),
+        dir.join("intermediate-key.pem"),
+    )
+}
+
+/// Who and where, for certificate subjects (as mkcert does): `user@host`.
+pub fn user_at_host() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "user".to_string());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "host".to_string());
+    format!("{user}@{host}")
+}
+
+fn ca_params(
+    common_name: &str,
+    owner: &str,
+    path_len: u8,
+    days: i64,
+    names: &LocalNames,
+    now: OffsetDateTime,
+) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "kindling local CA");
+    dn.push(DnType::OrganizationalUnitName, owner);
+    dn.push(DnType::CommonName, common_name);
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(path_len));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.name_constraints = Some(names.constraints());
+    // A little slack for clocks that differ between host and nodes.
+    params.not_before = now - Duration::hours(1);
+    params.not_after = now + Duration::days(days);
+    params
+}
+
+/// Loads the machine root CA, creating it on first use. A damaged or mismatched pair is an
+/// error, never silently replaced: certificates already trusted hang off it.
+pub fn ensure_root(
+    data_dir: &Path,
+    names: &LocalNames,
+    now: OffsetDateTime,
+) -> Result<CaPair, PkiError> {
+    if let Some(root) = load_root(data_dir)? {
+        return Ok(root);
+    }
+    let (cert_path, key_path) = root_paths(data_dir);
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let owner = user_at_host();
+    let params = ca_params(
+        &format!("kindling {owner}"),
+        &owner,
+        1,
+        ROOT_VALIDITY_DAYS,
+        names,
+        now,
+    );
+    let cert = params.self_signed(&key)?;
+    let pair = CaPair {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        cert_path,
+        key_path,
+    };
+    // Key first: a crash between the two writes leaves a key without a certificate, which
+    // `load_root` reports instead of pairing a new certificate with an unknown key.
+    write_atomic(&pair.key_path, pair.key_pem.as_bytes(), 0o600).map_err(io(&pair.key_path))?;
+    write_atomic(&pair.cert_path, pair.cert_pem.as_bytes(), 0o644).map_err(io(&pair.cert_path))?;
+    Ok(pair)
+}
+
+/// The machine root CA if it exists; `Ok(None)` when neither file does.
+pub fn load_root(data_dir: &Path) -> Result<Option<CaPair>, PkiError> {
+    let (cert_path, key_path) = root_paths(data_dir);
+    load_pair(cert_path, key_path, "root CA")
+}
+
+fn load_pair(
+    cert_path: PathBuf,
+    key_path: PathBuf,
+    what: &'static str,
+) -> Result<Option<CaPair>, PkiError> {
+    match (cert_path.exists(), key_path.exists()) {
+        (false, false) => return Ok(None),
+        (true, false) | (false, true) => {
+            let (present, missing) = if cert_path.exists() {
+                (&cert_path, &key_path)
+            } else {
+                (&key_path, &cert_path)
+            };
+            return Err(PkiError::Corrupt {
+                path: missing.clone(),
+                what,
+                reason: format!("it is missing while {} exists", present.display()),
+                help: "restore the missing file, or delete the other one to create a new CA".into(),
+            });
+        }
+        (true, true) => {}
+    }
+    let cert_pem = std::fs::read_to_string(&cert_path).map_err(io(&cert_path))?;
+    let key_pem = std::fs::read_to_string(&key_path).map_err(io(&key_path))?;
+    let key = KeyPair::from_pem(&key_pem).map_err(|e| PkiError::Corrupt {
+        path: key_path.clone(),
+        what: "the private key",
+        reason: e.to_string(),
+        help: format!("the file is damaged or truncated; restore it from a backup, or delete {} and {} to create a new {what}", cert_path.display(), key_path.display()),
+    })?;
+    let cert_public_key = public_key_of(&cert_pem, &cert_path)?;
+    if cert_public_key != key.public_key_raw() {
+        return Err(PkiError::Mismatch {
+            cert: cert_path,
+            key: key_path,
+        });
+    }
+    Ok(Some(CaPair {
+        cert_pem,
+        key_pem,
+        cert_path,
+        key_path,
+    }))
+}
+
+fn parse_pem(pem_text: &str, path: &Path) -> Result<Vec<u8>, PkiError> {
+    let corrupt = |reason: String| {
+        PkiError::Corrupt {
+        path: path.to_path_buf(),
+        what: "the certificate",
+        reason,
+        help: "the file is damaged; restore it from a backup, or delete the certificate and its key to create a new one".into(),
+    }
+    };
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem_text.as_bytes())
+        .map_err(|e| corrupt(e.to_string()))?;
+    // Parse once here so every caller gets a certificate that is known to be well formed.
+    pem.parse_x509().map_err(|e| corrupt(e.to_string()))?;
+    Ok(pem.contents)
+}
+
+fn public_key_of(cert_pem: &str, path: &Path) -> Result<Vec<u8>, PkiError> {
+    let der = parse_pem(cert_pem, path)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| PkiError::Corrupt {
+        path: path.to_path_buf(),
+        what: "the certificate",
+        reason: e.to_string(),
+        help: String::new(),
+    })?;
+    Ok(cert.public_key().subject_public_key.data.to_vec())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Issued {
+    Created,
+    Reused,
+    /// The previous one was within EXPIRY_WARNING_DAYS of expiry.
+    Renewed,
+}
+
+/// This env's intermediate CA (1 year, path length 0), signed by the root; reused while it
+/// has more than EXPIRY_WARNING_DAYS left and was issued by this root.
+pub fn ensure_intermediate(
+    data_dir: &Path,
+    env: &str,
+    root: &CaPair,
+    names: &LocalNames,
+    now: OffsetDateTime,
+) -> Result<(CaPair, Issued), PkiError> {
+    let (cert_path, key_path) = intermediate_paths(data_dir, env);
+    let mut issued = Issued::Created;
+    if let Some(existing) = load_pair(cert_path.clone(), key_path.clone(), "intermediate CA")? {
+        let info = existing.info()?;
+        let root_info = root.info()?;
+        let fresh = info.not_after - now > Duration::days(EXPIRY_WARNING_DAYS);
+        if fresh && info.issuer == root_info.subject {
+            return Ok((existing, Issued::Reused));
+        }
+        issued = Issued::Renewed;
+    }
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let owner = user_at_host();
+    let params = ca_params(
+        &format!("kindling env {env} intermediate CA ({owner})"),
+        &owner,
+        0,
+        INTERMEDIATE_VALIDITY_DAYS,
+        names,
+        now,
+    );
+    let cert = params.signed_by(&key, &root.issuer()?)?;
+    let pair = CaPair {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        cert_path,
+        key_path,
+    };
+    write_atomic(&pair.key_path, pair.key_pem.as_bytes(), 0o600).map_err(io(&pair.key_path))?;
+    write_atomic(&pair.cert_path, pair.cert_pem.as_bytes(), 0o644).map_err(io(&pair.cert_path))?;
+    Ok((pair, issued))
+}
+
+/// What `ca show` and the expiry checks need to know about a certificate.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CertInfo {
+    pub path: PathBuf,
+    pub subject: String,
+    pub issuer: String,
+    /// SHA-256 of the DER certificate, upper-case hex pairs separated by ':'.
+    pub fingerprint_sha256: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_before: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+    pub is_ca: bool,
+    pub path_len: Option<u32>,
+    /// Permitted name constraints, as `DNS:…` and `IP:…/…`.
+    pub permitted: Vec<String>,
+}
+
+impl CertInfo {
+    pub fn from_pem(pem_text: &str, path: &Path) -> Result<CertInfo, PkiError> {
+        let der = parse_pem(pem_text, path)?;
+        let (_, cert) =
+            x509_parser::parse_x509_certificate(&der).map_err(|e| PkiError::Corrupt {
+                path: path.to_path_buf(),
+                what: "the certificate",
+                reason: e.to_string(),
+                help: String::new(),
+            })?;
+        let fingerprint = Sha256::digest(&der)
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        let (is_ca, path_len) = match cert.basic_constraints() {
+            Ok(Some(bc)) => (bc.value.ca, bc.value.path_len_constraint),
+            _ => (false, None),
+        };
+        let mut permitted = Vec::new();
+        if let Ok(Some(nc)) = cert.name_constraints() {
+            for subtree in nc.value.permitted_subtrees.iter().flatten() {
+                use x509_parser::extensions::GeneralName;
+                permitted.push(match &subtree.base {
+                    GeneralName::DNSName(d) => format!("DNS:{d}"),
+                    GeneralName::IPAddress(bytes) => ip_constraint(bytes),
+                    other => format!("{other:?}"),
+                });
+            }
+        }
+        let timestamp = |t: x509_parser::time::ASN1Time| t.to_datetime();
+        Ok(CertInfo {
+            path: path.to_path_buf(),
+            subject: cert.subject().to_string(),
+            issuer: cert.issuer().to_string(),
+            fingerprint_sha256: fingerprint,
+            not_before: timestamp(cert.validity().not_before),
+            not_after: timestamp(cert.validity().not_after),
+            is_ca,
+            path_len,
+            permitted,
+        })
+    }
+
+    /// A short, file-name-safe identifier: the first 8 hex digits of the fingerprint.
+    pub fn short_id(&self) -> String {
+        self.fingerprint_sha256.replace(':', "")[..8].to_lowercase()
+    }
+}
+
+/// An IP name constraint is address followed by mask (RFC 5280 4.2.1.10).
+fn ip_constraint(bytes: &[u8]) -> String {
+    let half = bytes.len() / 2;
+    let (addr, mask) = bytes.split_at(half);
+    let prefix: u32 = mask.iter().map(|b| b.count_ones()).sum();
+    let addr = match half {
+        4 => IpAddr::from(<[u8; 4]>::try_from(addr).unwrap_or_default()).to_string(),
+        16 => IpAddr::from(<[u8; 16]>::try_from(addr).unwrap_or_default()).to_string(),
+        _ => format!("{addr:?}"),
+    };
+    format!("IP:{addr}/{prefix}")
+}
+
+/// Warnings for certificates that expire within EXPIRY_WARNING_DAYS of `now` (or already have).
+pub fn expiry_warnings(now: OffsetDateTime, certs: &[(&str, &CertInfo)]) -> Vec<String> {
+    certs
+        .iter()
+        .filter_map(|(label, info)| {
+            let left = info.not_after - now;
+            if left <= Duration::ZERO {
+                Some(format!(
+                    "{label} expired on {} ({})",
+                    info.not_after.date(),
+                    info.path.display()
+                ))
+            } else if left <= Duration::days(EXPIRY_WARNING_DAYS) {
+                Some(format!(
+                    "{label} expires in {} days, on {} ({})",
+                    left.whole_days(),
+                    info.not_after.date(),
+                    info.path.display()
+                ))
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// The Secret cert-manager's `kindling-ca` ClusterIssuer reads: the env's intermediate (chain
+/// up to the root) and its key. The root key never leaves the host.
+pub fn root_ca_secret(intermediate: &CaPair, root: &CaPair) -> serde_json::Value {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+    let chain = format!(
+        "{}{}",
+        ensure_newline(&intermediate.cert_pem),
+        ensure_newline(&root.cert_pem)
+    );
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": "root-ca-secret",
+            "namespace": "cert-manager",
+            "labels": {"app.kubernetes.io/managed-by": "kindling"},
+        },
+        "type": "kubernetes.io/tls",
+        "data": {
+            "tls.crt": b64(&chain),
+            "tls.key": b64(&intermediate.key_pem),
+            "ca.crt": b64(&root.cert_pem),
+        },
+    })
+}
+
+fn ensure_newline(s: &str) -> String {
+    if s.ends_with('\n') {
+        s.to_string()
+    } else {
+        format!("{s}\n")
+    }
+}

@@ -1,0 +1,449 @@
+//! Adding the root CA to (and removing it from) the host's trust store.
+//!
+//! The decision — which store, which commands, whether they need root — is a pure plan; running
+//! it goes through a [`CommandRunner`] so tests can record instead of touching the machine. The
+//! commands are announced before they run, and sudo is never used without saying so.
+
+use std::path::{Path, PathBuf};
+
+use super::PkiError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrustStore {
+    /// Debian, Ubuntu: /usr/local/share/ca-certificates + update-ca-certificates.
+    Debian,
+    /// Fedora, RHEL: /etc/pki/ca-trust/source/anchors + update-ca-trust.
+    Fedora,
+    /// Arch and other p11-kit systems: `trust anchor`.
+    P11Kit,
+    /// macOS: the login keychain via `security`.
+    MacOs,
+    Unsupported,
+}
+
+impl TrustStore {
+    /// The store of this machine, from the tools it has.
+    pub fn detect() -> TrustStore {
+        if cfg!(target_os = "macos") {
+            return TrustStore::MacOs;
+        }
+        if !cfg!(target_os = "linux") {
+            return TrustStore::Unsupported;
+        }
+        let has =
+            |tool: &str| which::which(tool).is_ok() || Path::new("/usr/sbin").join(tool).exists();
+        if has("update-ca-certificates") {
+            TrustStore::Debian
+        } else if has("update-ca-trust") {
+            TrustStore::Fedora
+        } else if has("trust") {
+            TrustStore::P11Kit
+        } else {
+            TrustStore::Unsupported
+        }
+    }
+
+    fn anchor(self, short_id: &str) -> Option<PathBuf> {
+        match self {
+            TrustStore::Debian => Some(PathBuf::from(format!(
+                "/usr/local/share/ca-certificates/kindling-{short_id}.crt"
+            ))),
+            TrustStore::Fedora => Some(PathBuf::from(format!(
+                "/etc/pki/ca-trust/source/anchors/kindling-{short_id}.pem"
+            ))),
+            _ => None,
+        }
+    }
+
+    /// Whether the root is installed, where that can be told from a file; `None` = unknown.
+    pub fn is_trusted(self, short_id: &str) -> Option<bool> {
+        self.anchor(short_id).map(|a| a.exists())
+    }
+}
+
+/// What `ca trust` / `ca untrust` will do.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TrustPlan {
+    pub store: TrustStore,
+    pub needs_root: bool,
+    /// Each command's argv, in order (already prefixed with sudo where needed).
+    pub commands: Vec<Vec<String>>,
+    /// For stores kindling cannot drive: the steps to do by hand.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manual_steps: Option<String>,
+}
+
+fn argv(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|s| s.to_string()).collect()
+}
+
+fn finish(
+    store: TrustStore,
+    needs_root: bool,
+    running_as_root: bool,
+    commands: Vec<Vec<String>>,
+) -> TrustPlan {
+    let commands = if needs_root && !running_as_root {
+        commands
+            .into_iter()
+            .map(|c| std::iter::once("sudo".to_string()).chain(c).collect())
+            .collect()
+    } else {
+        commands
+    };
+    TrustPlan {
+        store,
+        needs_root,
+        commands,
+        manual_steps: None,
+    }
+}
+
+fn manual(cert: &Path, verb: &str) -> TrustPlan {
+    TrustPlan {
+        store: TrustStore::Unsupported,
+        needs_root: false,
+        commands: Vec::new(),
+        manual_steps: Some(format!(
+            "kindling does not know this system's trust store. To {verb} the root CA by hand:\n  \
+             - system-wide: {verb} {} as a trusted root in your OS certificate settings\n  \
+             - Firefox: Settings > Privacy & Security > Certificates > View Certificates > Authorities > Import\n  \
+             - curl/OpenSSL for one command: --cacert {}",
+            cert.display(),
+            cert.display()
+        )),
+    }
+}
+
+pub fn trust_plan(
+    store: TrustStore,
+    cert: &Path,
+    short_id: &str,
+    running_as_root: bool,
+    home: &Path,
+) -> TrustPlan {
+    let cert_s = cert.display().to_string();
+    match store {
+        TrustStore::Debian | TrustStore::Fedora => {
+            let anchor = store
+                .anchor(short_id)
+                .unwrap_or_default()
+                .display()
+                .to_string();
+            let refresh = if store == TrustStore::Debian {
+                argv(&["update-ca-certificates"])
+            } else {
+                argv(&["update-ca-trust", "extract"])
+            };
+            finish(
+                store,
+                true,
+                running_as_root,
+                vec![argv(&["install", "-m", "0644", &cert_s, &anchor]), refresh],
+            )
+        }
+        TrustStore::P11Kit => finish(
+            store,
+            true,
+            running_as_root,
+            vec![argv(&["trust", "anchor", "--store", &cert_s])],
+        ),
+        TrustStore::MacOs => {
+            // The login keychain needs no root; macOS asks the user to confirm in a dialog.
+            let keychain = home
+                .join("Library/Keychains/login.keychain-db")
+                .display()
+                .to_string();
+            finish(
+                store,
+                false,
+                running_as_root,
+                vec![argv(&[
+                    "security",
+                    "add-trusted-cert",
+                    "-r",
+                    "trustRoot",
+                    "-k",
+                    &keychain,
+                    &cert_s,
+                ])],
+            )
+        }
+        TrustStore::Unsupported => manual(cert, "install"),
+    }
+}
+
+pub fn untrust_plan(
+    store: TrustStore,
+    cert: &Path,
+    short_id: &str,
+    running_as_root: bool,
+) -> TrustPlan {
+    let cert_s = cert.display().to_string();
+    match store {
+        TrustStore::Debian | TrustStore::Fedora => {
+            let anchor = store
+                .anchor(short_id)
+                .unwrap_or_default()
+                .display()
+                .to_string();
+            let refresh = if store == TrustStore::Debian {
+                argv(&["update-ca-certificates", "--fresh"])
+            } else {
+                argv(&["update-ca-trust", "extract"])
+            };
+            finish(
+                store,
+                true,
+                running_as_root,
+                vec![argv(&["rm", "-f", &anchor]), refresh],
+            )
+        }
+        TrustStore::P11Kit => finish(
+            store,
+            true,
+            running_as_root,
+            vec![argv(&["trust", "anchor", "--remove", &cert_s])],
+        ),
+        TrustStore::MacOs => finish(
+            store,
+            false,
+            running_as_root,
+            vec![argv(&["security", "remove-trusted-cert", &cert_s])],
+        ),
+        TrustStore::Unsupported => manual(cert, "remove"),
+    }
+}
+
+/// How one command ended.
+pub struct CommandOutcome {
+    pub success: bool,
+    pub stderr: String,
+}
+
+/// Runs commands for the trust plan; the real one spawns processes, tests record.
+pub trait CommandRunner {
+    fn run(&mut self, argv: &[String]) -> std::io::Result<CommandOutcome>;
+}
+
+pub struct SystemCommandRunner;
+
+impl CommandRunner for SystemCommandRunner {
+    fn run(&mut self, argv: &[String]) -> std::io::Result<CommandOutcome> {
+        let (program, args) = argv
+            .split_first()
+            .ok_or_else(|| std::io::Error::other("empty command"))?;
+        // stdin and the terminal stay attached so sudo (or macOS) can ask for a password.
+        let output = std::process::Command::new(program)
+            .args(args)
+            .stdout(std::process::Stdio::inherit())
+            .stderr(std::process::Stdio::piped())
+            .output()?;
+        Ok(CommandOutcome {
+            success: output.status.success(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        })
+    }
+}
+
+/// Announces the plan, then runs it command by command; stops at the first failure.
+pub fn execute(
+    plan: &TrustPlan,
+    runner: &mut dyn CommandRunner,
+    announce: &mut dyn FnMut(&str),
+) -> Result<(), PkiError> {
+    if let Some(steps) = &plan.manual_steps {
+        announce(steps);
+        return Ok(());
+    }
+    let privileges = if plan.needs_root {
+        " (this needs root privileges)"
+    } else {
+        ""
+    };
+    let listing: Vec<String> = plan
+        .commands
+        .iter()
+        .map(|c| format!("  {}", c.join(" ")))
+        .collect();
+    announce(&format!(
+        "kindling will run{privileges}:\n{}",
+        listing.join("\n")
+    ));
+    for command in &plan.commands {
+        let outcome = runner
+            .run(command)
+            .map_err(|e| PkiError::Trust(format!("cannot run `{}`: {e}", command.join(" "))))?;
+        if !outcome.success {
+            return Err(PkiError::Trust(format!(
+                "`{}` failed: {}",
+                command.join(" "),
+                outcome.stderr.trim()
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Recorder {
+        log: std::rc::Rc<std::cell::RefCell<Vec<String>>>,
+        fail_on: Option<&'static str>,
+    }
+
+    impl CommandRunner for Recorder {
+        fn run(&mut self, argv: &[String]) -> std::io::Result<CommandOutcome> {
+            self.log
+                .borrow_mut()
+                .push(format!("run {}", argv.join(" ")));
+            let fail = self.fail_on.is_some_and(|f| argv.iter().any(|a| a == f));
+            Ok(CommandOutcome {
+                success: !fail,
+                stderr: if fail {
+                    "permission denied".into()
+                } else {
+                    String::new()
+                },
+            })
+        }
+    }
+
+    fn run(plan: &TrustPlan, fail_on: Option<&'static str>) -> (Result<(), PkiError>, Vec<String>) {
+        let log = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let mut recorder = Recorder {
+            log: log.clone(),
+            fail_on,
+        };
+        let announce_log = log.clone();
+        let result = execute(plan, &mut recorder, &mut |text| {
+            announce_log.borrow_mut().push(format!("say {text}"))
+        });
+        let entries = log.borrow().clone();
+        (result, entries)
+    }
+
+    #[test]
+    fn ca_trust_debian_installs_the_anchor_with_sudo_after_saying_so() {
+        let plan = trust_plan(
+            TrustStore::Debian,
+            Path::new("/d/ca/root.pem"),
+            "ab12cd34",
+            false,
+            Path::new("/home/u"),
+        );
+        assert!(plan.needs_root);
+        let (result, log) = run(&plan, None);
+        result.unwrap();
+        assert_eq!(
+            log,
+            [
+                "say kindling will run (this needs root privileges):\n  sudo install -m 0644 /d/ca/root.pem /usr/local/share/ca-certificates/kindling-ab12cd34.crt\n  sudo update-ca-certificates",
+                "run sudo install -m 0644 /d/ca/root.pem /usr/local/share/ca-certificates/kindling-ab12cd34.crt",
+                "run sudo update-ca-certificates",
+            ]
+        );
+    }
+
+    #[test]
+    fn ca_trust_as_root_needs_no_sudo() {
+        let plan = trust_plan(
+            TrustStore::Fedora,
+            Path::new("/d/root.pem"),
+            "ab12cd34",
+            true,
+            Path::new("/root"),
+        );
+        assert_eq!(plan.commands[0][0], "install");
+        assert_eq!(plan.commands[1], ["update-ca-trust", "extract"]);
+    }
+
+    #[test]
+    fn ca_trust_macos_uses_the_login_keychain_without_root() {
+        let plan = trust_plan(
+            TrustStore::MacOs,
+            Path::new("/d/root.pem"),
+            "x",
+            false,
+            Path::new("/Users/u"),
+        );
+        assert!(!plan.needs_root);
+        assert_eq!(
+            plan.commands,
+            [argv(&[
+                "security",
+                "add-trusted-cert",
+                "-r",
+                "trustRoot",
+                "-k",
+                "/Users/u/Library/Keychains/login.keychain-db",
+                "/d/root.pem"
+            ])]
+        );
+    }
+
+    #[test]
+    fn ca_trust_stops_at_the_first_failing_command_with_its_stderr() {
+        let plan = trust_plan(
+            TrustStore::Debian,
+            Path::new("/d/root.pem"),
+            "ab12cd34",
+            false,
+            Path::new("/h"),
+        );
+        let (result, log) = run(&plan, Some("install"));
+        let err = result.unwrap_err().to_string();
+        assert!(err.contains("permission denied"), "{err}");
+        assert_eq!(log.iter().filter(|l| l.starts_with("run")).count(), 1);
+    }
+
+    #[test]
+    fn ca_untrust_removes_the_anchor_and_refreshes() {
+        let plan = untrust_plan(
+            TrustStore::Debian,
+            Path::new("/d/root.pem"),
+            "ab12cd34",
+            true,
+        );
+        assert_eq!(
+            plan.commands,
+            [
+                argv(&[
+                    "rm",
+                    "-f",
+                    "/usr/local/share/ca-certificates/kindling-ab12cd34.crt"
+                ]),
+                argv(&["update-ca-certificates", "--fresh"])
+            ]
+        );
+        let p11 = untrust_plan(TrustStore::P11Kit, Path::new("/d/root.pem"), "x", false);
+        assert_eq!(
+            p11.commands,
+            [argv(&[
+                "sudo",
+                "trust",
+                "anchor",
+                "--remove",
+                "/d/root.pem"
+            ])]
+        );
+    }
+
+    #[test]
+    fn ca_trust_unknown_system_prints_manual_steps_and_runs_nothing() {
+        let plan = trust_plan(
+            TrustStore::Unsupported,
+            Path::new("/d/root.pem"),
+            "x",
+            false,
+            Path::new("/h"),
+        );
+        let (result, log) = run(&plan, None);
+        result.unwrap();
+        assert_eq!(log.len(), 1);
+        assert!(log[0].contains("--cacert /d/root.pem"), "{}", log[0]);
+    }
+}
