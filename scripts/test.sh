@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every kindling test. On a fresh Debian machine it first installs what the tests need:
 #   - kubectl, for `kubectl kustomize` (the stamp tests build every path entry with it)
+#   - openssl, to verify the local CA's chains and name constraints
 # The upstream schemas come from ../shared/schemas (or $KINDLING_SCHEMAS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,11 @@ apt_install() {
 if ! kubectl kustomize --help >/dev/null 2>&1; then
   echo "test.sh: installing kubectl (for kustomize)"
   apt_install kubectl || apt_install kubernetes-client
+fi
+
+if ! command -v openssl >/dev/null 2>&1; then
+  echo "test.sh: installing openssl"
+  apt_install openssl
 fi
 
 export KINDLING_SCHEMAS="${KINDLING_SCHEMAS:-$(cd .. && pwd)/shared/schemas}"

@@ -1,5 +1,6 @@
 //! Command-line interface: the whole command tree of DESIGN.md, output modes and exit codes.
 
+mod ca;
 mod stamp;
 
 use std::path::PathBuf;
@@ -49,7 +50,7 @@ enum Command {
     Cluster(ClusterCommand),
     /// The machine's local certificate authority.
     #[command(subcommand)]
-    Ca(CaCommand),
+    Ca(ca::CaCommand),
     /// The shared pull-through image caches.
     #[command(subcommand)]
     Cache(CacheCommand),
@@ -166,18 +167,6 @@ enum ClusterCommand {
 }
 
 #[derive(Subcommand)]
-enum CaCommand {
-    /// Subject, fingerprint, expiry, constraints, where stored, trusted or not.
-    Show,
-    /// Add the root CA to this machine's trust store (needs privileges; says what it runs).
-    Trust,
-    /// Remove the root CA from this machine's trust store.
-    Untrust,
-    /// Print the root CA certificate (PEM).
-    Export,
-}
-
-#[derive(Subcommand)]
 enum CacheCommand {
     /// Size and images of the shared image caches.
     Status,
@@ -222,13 +211,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cluster(ClusterCommand::Config { .. }) => {
             Err(NotAvailable("cluster config").into())
         }
-        Command::Ca(command) => Err(NotAvailable(match command {
-            CaCommand::Show => "ca show",
-            CaCommand::Trust => "ca trust",
-            CaCommand::Untrust => "ca untrust",
-            CaCommand::Export => "ca export",
-        })
-        .into()),
+        Command::Ca(command) => ca::run(command, output),
         Command::Cache(command) => Err(NotAvailable(match command {
             CacheCommand::Status => "cache status",
             CacheCommand::Prune => "cache prune",

@@ -344,6 +344,7 @@ pub fn ensure_intermediate(
 
 /// What `ca show` and the expiry checks need to know about a certificate.
 #[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CertInfo {
     pub path: PathBuf,
     pub subject: String,

@@ -1,0 +1,181 @@
+//! `kindling ca show | export | trust | untrust`.
+
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+use kindling::paths::data_dir;
+use kindling::pki::trust::{SystemCommandRunner, TrustStore, execute, trust_plan, untrust_plan};
+use kindling::pki::{self, CaPair, LocalNames};
+use serde_json::json;
+use time::OffsetDateTime;
+
+use super::Output;
+
+#[derive(Subcommand)]
+pub enum CaCommand {
+    /// Subject, fingerprint, expiry, constraints, where stored, trusted or not.
+    Show,
+    /// Print the root CA certificate (PEM), creating the CA on first use.
+    Export {
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Add the root CA to this machine's trust store (says what it runs, and when that needs root).
+    Trust {
+        /// Print the commands without running them.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Remove the root CA from this machine's trust store.
+    Untrust {
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+pub fn run(command: CaCommand, output: Output) -> anyhow::Result<()> {
+    let data = data_dir();
+    let now = OffsetDateTime::now_utc();
+    match command {
+        CaCommand::Show => show(&data, now, output),
+        CaCommand::Export { out } => {
+            let root = pki::ensure_root(&data, &LocalNames::default(), now)?;
+            match out {
+                Some(path) => {
+                    kindling::paths::write_atomic(&path, root.cert_pem.as_bytes(), 0o644)?;
+                    if output == Output::Json {
+                        println!("{:#}", json!({ "written": path }));
+                    } else {
+                        eprintln!("wrote {}", path.display());
+                    }
+                }
+                None => print!("{}", root.cert_pem),
+            }
+            Ok(())
+        }
+        CaCommand::Trust { dry_run } => {
+            let root = pki::ensure_root(&data, &LocalNames::default(), now)?;
+            let plan = trust_plan(
+                TrustStore::detect(),
+                &root.cert_path,
+                &root.info()?.short_id(),
+                running_as_root(),
+                &home(),
+            );
+            apply(plan, dry_run, output)
+        }
+        CaCommand::Untrust { dry_run } => {
+            let Some(root) = pki::load_root(&data)? else {
+                anyhow::bail!(
+                    "there is no kindling root CA on this machine, so nothing to untrust"
+                );
+            };
+            let plan = untrust_plan(
+                TrustStore::detect(),
+                &root.cert_path,
+                &root.info()?.short_id(),
+                running_as_root(),
+            );
+            apply(plan, dry_run, output)
+        }
+    }
+}
+
+fn apply(plan: pki::trust::TrustPlan, dry_run: bool, output: Output) -> anyhow::Result<()> {
+    if dry_run {
+        if output == Output::Json {
+            println!("{:#}", json!({ "plan": plan, "ran": false }));
+        } else if let Some(steps) = &plan.manual_steps {
+            println!("{steps}");
+        } else {
+            for c in &plan.commands {
+                println!("{}", c.join(" "));
+            }
+        }
+        return Ok(());
+    }
+    execute(&plan, &mut SystemCommandRunner, &mut |text| {
+        eprintln!("{text}")
+    })?;
+    if output == Output::Json {
+        println!("{:#}", json!({ "plan": plan, "ran": true }));
+    }
+    Ok(())
+}
+
+fn show(data: &Path, now: OffsetDateTime, output: Output) -> anyhow::Result<()> {
+    let Some(root) = pki::load_root(data)? else {
+        let (cert, _) = pki::root_paths(data);
+        if output == Output::Json {
+            println!("{:#}", json!({ "exists": false, "certPath": cert }));
+        } else {
+            println!(
+                "no kindling root CA on this machine yet; `kindling env create`, `ca export` or `ca trust` create it at {}",
+                cert.display()
+            );
+        }
+        return Ok(());
+    };
+    let info = root.info()?;
+    let trusted = TrustStore::detect().is_trusted(&info.short_id());
+    let warnings = pki::expiry_warnings(now, &[("the root CA", &info)]);
+    if output == Output::Json {
+        println!(
+            "{:#}",
+            json!({ "exists": true, "certificate": info, "keyPath": root.key_path, "trusted": trusted, "warnings": warnings })
+        );
+        return Ok(());
+    }
+    print_info(&root, &info, trusted);
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(())
+}
+
+fn print_info(root: &CaPair, info: &pki::CertInfo, trusted: Option<bool>) {
+    println!("subject:      {}", info.subject);
+    println!("fingerprint:  SHA256 {}", info.fingerprint_sha256);
+    println!(
+        "valid:        {} to {}",
+        info.not_before.date(),
+        info.not_after.date()
+    );
+    println!(
+        "constraints:  CA, path length {}, may sign only for {}",
+        info.path_len.unwrap_or(0),
+        info.permitted.join(", ")
+    );
+    println!("certificate:  {}", root.cert_path.display());
+    println!(
+        "key:          {} (never leaves this machine)",
+        root.key_path.display()
+    );
+    println!(
+        "trusted:      {}",
+        match trusted {
+            Some(true) => "yes (system trust store)",
+            Some(false) => "no — run `kindling ca trust`",
+            None => "unknown on this system",
+        }
+    );
+}
+
+fn running_as_root() -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self")
+            .map(|m| m.uid() == 0)
+            .unwrap_or(false)
+    }
+    #[cfg(not(unix))]
+    false
+}
+
+fn home() -> PathBuf {
+    directories::BaseDirs::new()
+        .map(|d| d.home_dir().to_path_buf())
+        .unwrap_or_else(|| PathBuf::from("~"))
+}

@@ -1,0 +1,290 @@
+//! The local CA, checked with real openssl: the chain verifies for local names, name
+//! constraints reject everything else, keys are private, the root is created once.
+
+mod pki {
+    use std::path::Path;
+    use std::process::Command;
+
+    use base64::Engine as _;
+    use kindling::pki::{self, CaPair, Issued, LocalNames, PkiError};
+    use rcgen::{CertificateParams, KeyPair};
+    use time::{Duration, OffsetDateTime};
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+
+    fn setup() -> (tempfile::TempDir, CaPair, CaPair) {
+        let dir = tempfile::tempdir().unwrap();
+        let names = LocalNames::default();
+        let root = pki::ensure_root(dir.path(), &names, now()).unwrap();
+        let (intermediate, issued) =
+            pki::ensure_intermediate(dir.path(), "dev", &root, &names, now()).unwrap();
+        assert_eq!(issued, Issued::Created);
+        (dir, root, intermediate)
+    }
+
+    /// A leaf for `names`, issued with rcgen by the env's intermediate, as cert-manager would.
+    fn leaf(dir: &Path, intermediate: &CaPair, names: &[&str]) -> std::path::PathBuf {
+        let key = KeyPair::generate().unwrap();
+        let params =
+            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let cert = params
+            .signed_by(&key, &intermediate.issuer().unwrap())
+            .unwrap();
+        let path = dir.join(format!("leaf-{}.pem", names[0]));
+        std::fs::write(&path, cert.pem()).unwrap();
+        path
+    }
+
+    /// `openssl verify -CAfile root -untrusted intermediate leaf`: (success, output).
+    fn openssl_verify(root: &CaPair, intermediate: &CaPair, leaf: &Path) -> (bool, String) {
+        let out = Command::new("openssl")
+            .arg("verify")
+            .arg("-CAfile")
+            .arg(&root.cert_path)
+            .arg("-untrusted")
+            .arg(&intermediate.cert_path)
+            .arg(leaf)
+            .output()
+            .expect("openssl is required (scripts/test.sh installs it)");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    #[test]
+    fn pki_chain_verifies_with_openssl_for_local_names() {
+        let (dir, root, intermediate) = setup();
+        for names in [
+            &["api.localhost"][..],
+            &["localhost"],
+            &["db.svc", "web.test"],
+            &["127.0.0.1"],
+        ] {
+            let leaf = leaf(dir.path(), &intermediate, names);
+            let (ok, text) = openssl_verify(&root, &intermediate, &leaf);
+            assert!(ok, "{names:?}: {text}");
+            assert!(text.contains(": OK"), "{text}");
+        }
+    }
+
+    #[test]
+    fn pki_name_constraints_reject_names_outside_local_ones() {
+        let (dir, root, intermediate) = setup();
+        for names in [
+            &["example.com"][..],
+            &["api.localhost", "bank.example"],
+            &["10.0.0.1"],
+        ] {
+            let leaf = leaf(dir.path(), &intermediate, names);
+            let (ok, text) = openssl_verify(&root, &intermediate, &leaf);
+            assert!(!ok, "{names:?} was accepted: {text}");
+            assert!(
+                text.contains("permitted subtree violation"),
+                "{names:?}: {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn pki_root_and_intermediate_have_the_right_shape() {
+        let (_dir, root, intermediate) = setup();
+        let r = root.info().unwrap();
+        assert!(r.is_ca);
+        assert_eq!(r.path_len, Some(1));
+        assert!(r.subject.contains("kindling local CA"), "{}", r.subject);
+        assert!(
+            r.permitted.contains(&"DNS:.localhost".to_string()),
+            "{:?}",
+            r.permitted
+        );
+        assert!(
+            r.permitted.contains(&"IP:127.0.0.0/8".to_string()),
+            "{:?}",
+            r.permitted
+        );
+        assert!(
+            r.permitted.contains(&"IP:::1/128".to_string()),
+            "{:?}",
+            r.permitted
+        );
+        assert!(r.not_after - now() > Duration::days(3649));
+        let i = intermediate.info().unwrap();
+        assert_eq!(i.path_len, Some(0));
+        assert_eq!(i.issuer, r.subject);
+        assert!(i.not_after - now() < Duration::days(366));
+        // openssl agrees on the extensions that matter.
+        let out = Command::new("openssl")
+            .args(["x509", "-noout", "-text", "-in"])
+            .arg(&root.cert_path)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("CA:TRUE, pathlen:1"), "{text}");
+        assert!(text.contains("Certificate Sign, CRL Sign"), "{text}");
+        assert!(text.contains("ASN1 OID: prime256v1"), "{text}");
+    }
+
+    #[test]
+    fn pki_key_files_are_private_and_certificates_readable() {
+        use std::os::unix::fs::PermissionsExt;
+        let (_dir, root, intermediate) = setup();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&root.key_path), 0o600);
+        assert_eq!(mode(&intermediate.key_path), 0o600);
+        assert_eq!(mode(&root.cert_path), 0o644);
+    }
+
+    #[test]
+    fn pki_root_is_created_once_and_reused() {
+        let (dir, root, intermediate) = setup();
+        let again = pki::ensure_root(dir.path(), &LocalNames::default(), now()).unwrap();
+        assert_eq!(
+            again.info().unwrap().fingerprint_sha256,
+            root.info().unwrap().fingerprint_sha256
+        );
+        let (same, issued) =
+            pki::ensure_intermediate(dir.path(), "dev", &again, &LocalNames::default(), now())
+                .unwrap();
+        assert_eq!(issued, Issued::Reused);
+        assert_eq!(same.cert_pem, intermediate.cert_pem);
+    }
+
+    #[test]
+    fn pki_intermediate_is_renewed_near_expiry_and_envs_get_their_own() {
+        let (dir, root, intermediate) = setup();
+        let later = now() + Duration::days(340);
+        let (renewed, issued) =
+            pki::ensure_intermediate(dir.path(), "dev", &root, &LocalNames::default(), later)
+                .unwrap();
+        assert_eq!(issued, Issued::Renewed);
+        assert_ne!(renewed.cert_pem, intermediate.cert_pem);
+        let (other, _) =
+            pki::ensure_intermediate(dir.path(), "ci", &root, &LocalNames::default(), now())
+                .unwrap();
+        assert_ne!(other.key_pem, intermediate.key_pem);
+        assert!(other.cert_path.starts_with(dir.path().join("envs/ci")));
+    }
+
+    #[test]
+    fn pki_truncated_key_is_a_clear_error_not_a_new_ca() {
+        let (dir, root, _) = setup();
+        let key = std::fs::read_to_string(&root.key_path).unwrap();
+        std::fs::write(&root.key_path, &key[..key.len() / 2]).unwrap();
+        let err = pki::ensure_root(dir.path(), &LocalNames::default(), now()).unwrap_err();
+        assert!(matches!(err, PkiError::Corrupt { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains("root-key.pem: the private key cannot be read"),
+            "{text}"
+        );
+        assert!(text.contains("damaged or truncated"), "{text}");
+        // Nothing was overwritten.
+        assert_eq!(
+            std::fs::read_to_string(&root.key_path).unwrap(),
+            key[..key.len() / 2]
+        );
+    }
+
+    #[test]
+    fn pki_mismatched_pair_and_missing_half_are_errors() {
+        let (dir, root, _) = setup();
+        let other = KeyPair::generate().unwrap();
+        std::fs::write(&root.key_path, other.serialize_pem()).unwrap();
+        let err = pki::load_root(dir.path()).unwrap_err();
+        assert!(matches!(err, PkiError::Mismatch { .. }), "{err:?}");
+        std::fs::remove_file(&root.key_path).unwrap();
+        let err = pki::ensure_root(dir.path(), &LocalNames::default(), now())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("root-key.pem: root CA cannot be read: it is missing while"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn pki_root_ca_secret_carries_the_chain_the_key_and_the_root() {
+        let (_dir, root, intermediate) = setup();
+        let secret = pki::root_ca_secret(&intermediate, &root);
+        assert_eq!(secret["metadata"]["name"], "root-ca-secret");
+        assert_eq!(secret["metadata"]["namespace"], "cert-manager");
+        assert_eq!(secret["type"], "kubernetes.io/tls");
+        let data = secret["data"].as_object().unwrap();
+        assert_eq!(data.len(), 3);
+        let decode = |k: &str| {
+            String::from_utf8(
+                base64::engine::general_purpose::STANDARD
+                    .decode(data[k].as_str().unwrap())
+                    .unwrap(),
+            )
+            .unwrap()
+        };
+        let chain = decode("tls.crt");
+        assert_eq!(chain.matches("-----BEGIN CERTIFICATE-----").count(), 2);
+        assert!(chain.starts_with(intermediate.cert_pem.trim_end()));
+        assert!(decode("tls.key").contains("-----BEGIN PRIVATE KEY-----"));
+        assert_eq!(decode("tls.key"), intermediate.key_pem);
+        assert_eq!(decode("ca.crt"), root.cert_pem);
+        // The root key is nowhere in it.
+        let everything = format!("{}{}{}", chain, decode("tls.key"), decode("ca.crt"));
+        assert!(!everything.contains(root.key_pem.lines().nth(1).unwrap()));
+    }
+
+    #[test]
+    fn pki_expiry_warnings_within_30_days() {
+        let (_dir, root, _) = setup();
+        let info = root.info().unwrap();
+        assert!(pki::expiry_warnings(now(), &[("root", &info)]).is_empty());
+        let soon = info.not_after - Duration::days(10);
+        let w = pki::expiry_warnings(soon, &[("root", &info)]);
+        assert_eq!(w.len(), 1);
+        assert!(w[0].starts_with("root expires in 10 days"), "{w:?}");
+        let after = info.not_after + Duration::days(1);
+        assert!(pki::expiry_warnings(after, &[("root", &info)])[0].starts_with("root expired on"));
+    }
+
+    #[test]
+    fn pki_ca_cli_show_export_and_trust_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        let kindling = || {
+            let mut c = assert_cmd::Command::cargo_bin("kindling").unwrap();
+            c.env("KINDLING_DATA_DIR", dir.path());
+            c
+        };
+        let out = kindling()
+            .args(["ca", "show", "--output", "json"])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["exists"], false);
+        let pem = kindling().args(["ca", "export"]).output().unwrap();
+        let pem = String::from_utf8(pem.stdout).unwrap();
+        assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
+        let out = kindling()
+            .args(["ca", "show", "--output", "json"])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["exists"], true);
+        let info = pki::CertInfo::from_pem(&pem, Path::new("x")).unwrap();
+        assert_eq!(
+            v["certificate"]["fingerprintSha256"],
+            info.fingerprint_sha256
+        );
+        let plan = kindling()
+            .args(["ca", "trust", "--dry-run", "--output", "json"])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+        assert_eq!(v["ran"], false);
+        // Whatever the store, the plan names the CA file or explains the manual steps.
+        let text = v["plan"].to_string();
+        assert!(text.contains("root.pem"), "{text}");
+    }
+}
