@@ -4,6 +4,11 @@
 //! The binary (`src/main.rs`) is a thin shell over this library. Modules are split by concept;
 //! pure logic (stamps, DAG, rendering) never performs I/O beyond reading the stamp's own files.
 
+pub mod cluster;
 pub mod paths;
 pub mod pki;
+pub mod registry;
 pub mod stamp;
+
+/// The Docker label every object kindling creates for an env carries; `env delete` sweeps by it.
+pub const ENV_LABEL: &str = "dev.kindling.env";

@@ -1,6 +1,7 @@
 //! Command-line interface: the whole command tree of DESIGN.md, output modes and exit codes.
 
 mod ca;
+mod cluster;
 mod stamp;
 
 use std::path::PathBuf;
@@ -47,7 +48,7 @@ enum Command {
     Stamp(StampArgs),
     /// Cluster profiles and the configs rendered for kind and k3d.
     #[command(subcommand)]
-    Cluster(ClusterCommand),
+    Cluster(cluster::ClusterCommand),
     /// The machine's local certificate authority.
     #[command(subcommand)]
     Ca(ca::CaCommand),
@@ -124,9 +125,18 @@ enum EnvCommand {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum ProviderArg {
+pub(crate) enum ProviderArg {
     Kind,
     K3d,
+}
+
+impl From<ProviderArg> for kindling::cluster::Provider {
+    fn from(p: ProviderArg) -> Self {
+        match p {
+            ProviderArg::Kind => kindling::cluster::Provider::Kind,
+            ProviderArg::K3d => kindling::cluster::Provider::K3d,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -151,19 +161,6 @@ struct StampArgs {
     source: Option<PathBuf>,
     #[command(subcommand)]
     command: stamp::StampCommand,
-}
-
-#[derive(Subcommand)]
-enum ClusterCommand {
-    /// Print the config kindling would hand to kind or k3d.
-    Config {
-        #[arg(long)]
-        profile: Option<PathBuf>,
-        #[arg(long, value_enum)]
-        provider: Option<ProviderArg>,
-        #[arg(long, default_value = "dev")]
-        name: String,
-    },
 }
 
 #[derive(Subcommand)]
@@ -208,9 +205,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             EnvCommand::List => "env list",
         })
         .into()),
-        Command::Cluster(ClusterCommand::Config { .. }) => {
-            Err(NotAvailable("cluster config").into())
-        }
+        Command::Cluster(command) => cluster::run(command, output),
         Command::Ca(command) => ca::run(command, output),
         Command::Cache(command) => Err(NotAvailable(match command {
             CacheCommand::Status => "cache status",
@@ -222,11 +217,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 pub fn exit_code(err: &anyhow::Error) -> u8 {
+    use kindling::cluster::ClusterError;
     use kindling::stamp::StampError;
-    match err.downcast_ref::<StampError>() {
-        Some(StampError::Write { .. }) => EXIT_FAILURE,
-        Some(_) => EXIT_BAD_INPUT,
-        None => EXIT_FAILURE,
+    match (
+        err.downcast_ref::<StampError>(),
+        err.downcast_ref::<ClusterError>(),
+    ) {
+        (Some(StampError::Write { .. }), _) => EXIT_FAILURE,
+        (Some(_), _) => EXIT_BAD_INPUT,
+        (_, Some(ClusterError::InvalidProfile { .. } | ClusterError::ProfileSyntax { .. })) => {
+            EXIT_BAD_INPUT
+        }
+        _ => EXIT_FAILURE,
     }
 }
 

@@ -1,0 +1,114 @@
+//! Clusters: profiles, the configs rendered for kind and k3d, and the provider CLIs behind a
+//! narrow trait. kindling drives the real `kind` and `k3d` binaries; it does not reimplement them.
+
+mod profile;
+pub mod provider;
+mod render;
+pub mod tools;
+
+use std::path::PathBuf;
+
+pub use profile::{
+    API_VERSION, ClusterProfile, IngressPorts, NODE_IMAGES, PortMapping, ProfileProblem,
+    ProfileSpec, Provider, default_profile, load_profile, node_image, validate_profile,
+};
+pub use render::{LISTEN_ADDRESS, render_k3d, render_kind};
+
+use crate::registry::{Mirror, mirrors};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}:{line}:{column}: {message}", file.display())]
+    ProfileSyntax {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("cluster profile {} is invalid:\n{}", file.display(), problems.iter().map(|p| format!("  - {}: {}\n    help: {}", p.field, p.message, p.help)).collect::<Vec<_>>().join("\n"))]
+    InvalidProfile {
+        file: PathBuf,
+        problems: Vec<ProfileProblem>,
+    },
+    #[error("`{command}` failed (exit {code}):\n{stderr_tail}")]
+    Command {
+        command: String,
+        code: String,
+        stderr_tail: String,
+    },
+    #[error("cannot run `{command}`: {source}")]
+    Spawn {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Tool(String),
+}
+
+/// Everything needed to render a provider config: the profile, applied to one env.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ResolvedCluster {
+    pub name: String,
+    pub provider: Provider,
+    pub image: String,
+    pub control_planes: u8,
+    pub workers: u8,
+    pub http_port: u16,
+    pub https_port: u16,
+    pub extra_ports: Vec<PortMapping>,
+    pub mirrors: Vec<Mirror>,
+}
+
+/// kind and k3d both get `kindling-NAME`, so envs never collide with the user's own clusters.
+pub fn cluster_name(env: &str) -> String {
+    format!("kindling-{env}")
+}
+
+/// Applies a profile to an env. `ports` are the ingress host ports actually allocated (the
+/// profile's, or the next free ones when several envs run side by side); `registry_port` is the
+/// host port of the env's local registry when the profile wants one.
+pub fn resolve(
+    profile: &ClusterProfile,
+    env: &str,
+    ports: IngressPorts,
+    registry_port: Option<u16>,
+) -> Result<ResolvedCluster, ClusterError> {
+    let spec = &profile.spec;
+    let image = node_image(spec.provider, &spec.kubernetes_version).ok_or_else(|| {
+        ClusterError::Tool(format!(
+            "no pinned node image for Kubernetes {}",
+            spec.kubernetes_version
+        ))
+    })?;
+    Ok(ResolvedCluster {
+        name: cluster_name(env),
+        provider: spec.provider,
+        image: image.to_string(),
+        control_planes: spec.control_planes,
+        workers: spec.workers,
+        http_port: ports.http,
+        https_port: ports.https,
+        extra_ports: spec.extra_port_mappings.clone(),
+        mirrors: mirrors(
+            env,
+            registry_port.filter(|_| spec.registry),
+            spec.image_caches,
+        ),
+    })
+}
+
+/// The provider config for a resolved cluster, as YAML text.
+pub fn render_config(cluster: &ResolvedCluster, env: &str) -> String {
+    let value = match cluster.provider {
+        Provider::Kind => render_kind(cluster),
+        Provider::K3d => render_k3d(cluster, env),
+    };
+    serde_yaml_ng::to_string(&value).unwrap_or_default()
+}

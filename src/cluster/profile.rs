@@ -1,0 +1,255 @@
+//! Cluster profiles (`clusters/*.yaml`): kindling's own small format, and the pinned table that
+//! turns a Kubernetes version into node images.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::ClusterError;
+
+pub const API_VERSION: &str = "kindling.dev/v1alpha1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    Kind,
+    K3d,
+}
+
+impl Provider {
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::Kind => "kind",
+            Provider::K3d => "k3d",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterProfile {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: ProfileMetadata,
+    pub spec: ProfileSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileMetadata {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProfileSpec {
+    pub provider: Provider,
+    /// `major.minor`, mapped through [`NODE_IMAGES`].
+    pub kubernetes_version: String,
+    #[serde(default = "one")]
+    pub control_planes: u8,
+    #[serde(default)]
+    pub workers: u8,
+    #[serde(default)]
+    pub ingress: IngressPorts,
+    #[serde(default)]
+    pub registry: bool,
+    #[serde(default)]
+    pub image_caches: bool,
+    #[serde(default)]
+    pub extra_port_mappings: Vec<PortMapping>,
+}
+
+fn one() -> u8 {
+    1
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngressPorts {
+    pub http: u16,
+    pub https: u16,
+}
+
+impl Default for IngressPorts {
+    fn default() -> Self {
+        IngressPorts {
+            http: 8080,
+            https: 8443,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PortMapping {
+    pub container_port: u16,
+    pub host_port: u16,
+}
+
+/// Node images per Kubernetes minor version. kind images are the ones published with kind
+/// v0.27.0 (its release notes: use them with their digest). k3s images are pinned by their
+/// exact release tag.
+pub struct NodeImages {
+    pub kubernetes: &'static str,
+    pub kind: &'static str,
+    pub k3s: &'static str,
+}
+
+pub const NODE_IMAGES: &[NodeImages] = &[
+    NodeImages {
+        kubernetes: "1.32",
+        kind: "kindest/node:v1.32.2@sha256:f226345927d7e348497136874b6d207e0b32cc52154ad8323129352923a3142f",
+        k3s: "rancher/k3s:v1.32.2-k3s1",
+    },
+    NodeImages {
+        kubernetes: "1.31",
+        kind: "kindest/node:v1.31.6@sha256:28b7cbb993dfe093c76641a0c95807637213c9109b761f1d422c2400e22b8e87",
+        k3s: "rancher/k3s:v1.31.6-k3s1",
+    },
+    NodeImages {
+        kubernetes: "1.30",
+        kind: "kindest/node:v1.30.10@sha256:4de75d0e82481ea846c0ed1de86328d821c1e6a6a91ac37bf804e5313670e507",
+        k3s: "rancher/k3s:v1.30.10-k3s1",
+    },
+    NodeImages {
+        kubernetes: "1.29",
+        kind: "kindest/node:v1.29.14@sha256:8703bd94ee24e51b778d5556ae310c6c0fa67d761fae6379c8e0bb480e6fea29",
+        k3s: "rancher/k3s:v1.29.14-k3s1",
+    },
+];
+
+pub fn node_image(provider: Provider, kubernetes: &str) -> Option<&'static str> {
+    let wanted = kubernetes.trim_start_matches('v');
+    NODE_IMAGES
+        .iter()
+        .find(|n| n.kubernetes == wanted)
+        .map(|n| match provider {
+            Provider::Kind => n.kind,
+            Provider::K3d => n.k3s,
+        })
+}
+
+/// The profile used when none is named: `clusters/<provider>.yaml` of the source tree if it
+/// exists, else the built-in default for the provider.
+pub fn default_profile(provider: Provider) -> ClusterProfile {
+    ClusterProfile {
+        api_version: API_VERSION.to_string(),
+        kind: "ClusterProfile".to_string(),
+        metadata: ProfileMetadata {
+            name: provider.name().to_string(),
+        },
+        spec: ProfileSpec {
+            provider,
+            kubernetes_version: NODE_IMAGES[0].kubernetes.to_string(),
+            control_planes: 1,
+            workers: 0,
+            ingress: IngressPorts::default(),
+            registry: true,
+            image_caches: true,
+            extra_port_mappings: Vec::new(),
+        },
+    }
+}
+
+/// One thing wrong with a profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileProblem {
+    pub field: &'static str,
+    pub message: String,
+    pub help: String,
+}
+
+pub fn load_profile(path: &Path) -> Result<ClusterProfile, ClusterError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ClusterError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let profile: ClusterProfile = serde_yaml_ng::from_str(&text).map_err(|e| {
+        let (line, column) = e
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((0, 0));
+        ClusterError::ProfileSyntax {
+            file: path.to_path_buf(),
+            line,
+            column,
+            message: e.to_string(),
+        }
+    })?;
+    let problems = validate_profile(&profile);
+    if !problems.is_empty() {
+        return Err(ClusterError::InvalidProfile {
+            file: path.to_path_buf(),
+            problems,
+        });
+    }
+    Ok(profile)
+}
+
+pub fn validate_profile(p: &ClusterProfile) -> Vec<ProfileProblem> {
+    let mut problems = Vec::new();
+    let mut problem = |field: &'static str, message: String, help: String| {
+        problems.push(ProfileProblem {
+            field,
+            message,
+            help,
+        })
+    };
+    if p.api_version != API_VERSION {
+        problem(
+            "apiVersion",
+            format!("'{}' is not supported", p.api_version),
+            format!("use apiVersion: {API_VERSION}"),
+        );
+    }
+    if p.kind != "ClusterProfile" {
+        problem(
+            "kind",
+            format!("'{}' is not a cluster profile", p.kind),
+            "use kind: ClusterProfile".into(),
+        );
+    }
+    let s = &p.spec;
+    if node_image(s.provider, &s.kubernetes_version).is_none() {
+        let known: Vec<&str> = NODE_IMAGES.iter().map(|n| n.kubernetes).collect();
+        problem(
+            "spec.kubernetesVersion",
+            format!("'{}' has no pinned node image", s.kubernetes_version),
+            format!("use one of {}", known.join(", ")),
+        );
+    }
+    if !(1..=3).contains(&s.control_planes) {
+        problem(
+            "spec.controlPlanes",
+            format!("{} is out of range", s.control_planes),
+            "use 1 (or 3 for an HA control plane)".into(),
+        );
+    }
+    if s.workers > 10 {
+        problem(
+            "spec.workers",
+            format!("{} workers is more than a laptop runs", s.workers),
+            "use at most 10".into(),
+        );
+    }
+    let mut host_ports = vec![s.ingress.http, s.ingress.https];
+    host_ports.extend(s.extra_port_mappings.iter().map(|m| m.host_port));
+    for (i, port) in host_ports.iter().enumerate() {
+        if *port < 1024 {
+            problem(
+                "spec.ingress / spec.extraPortMappings",
+                format!("host port {port} needs root"),
+                "use a port of 1024 or more (kindling never needs root to run an env)".into(),
+            );
+        }
+        if host_ports[..i].contains(port) {
+            problem(
+                "spec.ingress / spec.extraPortMappings",
+                format!("host port {port} is used twice"),
+                "give every mapping its own host port".into(),
+            );
+        }
+    }
+    problems
+}

@@ -1,0 +1,232 @@
+//! The kind and k3d CLIs behind one narrow trait. Output is captured; a failure carries the
+//! command line and the tail of its stderr.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use super::{ClusterError, Provider};
+
+/// What the env flow needs from a cluster provider.
+pub trait ClusterProvider {
+    fn provider(&self) -> Provider;
+    fn exists(&self, name: &str) -> Result<bool, ClusterError>;
+    /// Creates the cluster from a rendered config; merges its context into the user's
+    /// kubeconfig as the provider itself does.
+    fn create(&self, name: &str, config_yaml: &str) -> Result<(), ClusterError>;
+    /// Deletes the cluster (and its kubeconfig context); succeeds when there is none.
+    fn delete(&self, name: &str) -> Result<(), ClusterError>;
+    /// A standalone kubeconfig for the cluster (written to the env's data dir for CI).
+    fn kubeconfig(&self, name: &str) -> Result<String, ClusterError>;
+    /// The node containers, for writing registry config into them.
+    fn nodes(&self, name: &str) -> Result<Vec<String>, ClusterError>;
+    /// The Docker network the nodes are on; Gitea and the registry join it.
+    fn docker_network(&self, name: &str) -> String;
+    /// The kubeconfig context the provider creates.
+    fn context(&self, name: &str) -> String;
+}
+
+pub fn provider_for(
+    provider: Provider,
+    binary: PathBuf,
+    work_dir: PathBuf,
+) -> Box<dyn ClusterProvider> {
+    match provider {
+        Provider::Kind => Box::new(KindCli { binary, work_dir }),
+        Provider::K3d => Box::new(K3dCli { binary, work_dir }),
+    }
+}
+
+/// Lines of stderr kept in errors: enough to see the cause, not the whole log.
+const STDERR_TAIL_LINES: usize = 20;
+
+fn run(binary: &Path, args: &[&str]) -> Result<String, ClusterError> {
+    let command_line = std::iter::once(binary.display().to_string())
+        .chain(args.iter().map(|a| a.to_string()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let output = Command::new(binary)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| ClusterError::Spawn {
+            command: command_line.clone(),
+            source,
+        })?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        let tail = lines[lines.len().saturating_sub(STDERR_TAIL_LINES)..].join("\n");
+        return Err(ClusterError::Command {
+            command: command_line,
+            code: output
+                .status
+                .code()
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "signal".into()),
+            stderr_tail: tail,
+        });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Writes the config where the provider can read it, and where a user debugging can find it.
+fn write_config(work_dir: &Path, provider: &str, yaml: &str) -> Result<PathBuf, ClusterError> {
+    let path = work_dir.join(format!("{provider}-config.yaml"));
+    std::fs::create_dir_all(work_dir).map_err(|source| ClusterError::Io {
+        path: work_dir.to_path_buf(),
+        source,
+    })?;
+    let mut file = std::fs::File::create(&path).map_err(|source| ClusterError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    file.write_all(yaml.as_bytes())
+        .map_err(|source| ClusterError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    Ok(path)
+}
+
+pub struct KindCli {
+    pub binary: PathBuf,
+    /// Where the rendered config is written (the env's data dir).
+    pub work_dir: PathBuf,
+}
+
+impl ClusterProvider for KindCli {
+    fn provider(&self) -> Provider {
+        Provider::Kind
+    }
+
+    fn exists(&self, name: &str) -> Result<bool, ClusterError> {
+        let out = run(&self.binary, &["get", "clusters"])?;
+        Ok(out.lines().any(|l| l.trim() == name))
+    }
+
+    fn create(&self, name: &str, config_yaml: &str) -> Result<(), ClusterError> {
+        let config = write_config(&self.work_dir, "kind", config_yaml)?;
+        let config = config.display().to_string();
+        // kind waits for the control plane itself; kindling then waits for every node.
+        run(
+            &self.binary,
+            &[
+                "create", "cluster", "--name", name, "--config", &config, "--wait", "120s",
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn delete(&self, name: &str) -> Result<(), ClusterError> {
+        if !self.exists(name)? {
+            return Ok(());
+        }
+        run(&self.binary, &["delete", "cluster", "--name", name])?;
+        Ok(())
+    }
+
+    fn kubeconfig(&self, name: &str) -> Result<String, ClusterError> {
+        run(&self.binary, &["get", "kubeconfig", "--name", name])
+    }
+
+    fn nodes(&self, name: &str) -> Result<Vec<String>, ClusterError> {
+        let out = run(&self.binary, &["get", "nodes", "--name", name])?;
+        Ok(out
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect())
+    }
+
+    fn docker_network(&self, _name: &str) -> String {
+        // kind puts every cluster on one network of this name.
+        "kind".to_string()
+    }
+
+    fn context(&self, name: &str) -> String {
+        format!("kind-{name}")
+    }
+}
+
+pub struct K3dCli {
+    pub binary: PathBuf,
+    pub work_dir: PathBuf,
+}
+
+#[derive(serde::Deserialize)]
+struct K3dCluster {
+    name: String,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct K3dNode {
+    name: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    runtime_labels: std::collections::BTreeMap<String, String>,
+}
+
+impl ClusterProvider for K3dCli {
+    fn provider(&self) -> Provider {
+        Provider::K3d
+    }
+
+    fn exists(&self, name: &str) -> Result<bool, ClusterError> {
+        let out = run(&self.binary, &["cluster", "list", "-o", "json"])?;
+        let clusters: Vec<K3dCluster> = serde_json::from_str(&out).map_err(|e| {
+            ClusterError::Tool(format!("cannot read `k3d cluster list -o json`: {e}"))
+        })?;
+        Ok(clusters.iter().any(|c| c.name == name))
+    }
+
+    fn create(&self, _name: &str, config_yaml: &str) -> Result<(), ClusterError> {
+        let config = write_config(&self.work_dir, "k3d", config_yaml)?;
+        run(
+            &self.binary,
+            &[
+                "cluster",
+                "create",
+                "--config",
+                &config.display().to_string(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn delete(&self, name: &str) -> Result<(), ClusterError> {
+        if !self.exists(name)? {
+            return Ok(());
+        }
+        run(&self.binary, &["cluster", "delete", name])?;
+        Ok(())
+    }
+
+    fn kubeconfig(&self, name: &str) -> Result<String, ClusterError> {
+        run(&self.binary, &["kubeconfig", "get", name])
+    }
+
+    fn nodes(&self, name: &str) -> Result<Vec<String>, ClusterError> {
+        let out = run(&self.binary, &["node", "list", "-o", "json"])?;
+        let nodes: Vec<K3dNode> = serde_json::from_str(&out)
+            .map_err(|e| ClusterError::Tool(format!("cannot read `k3d node list -o json`: {e}")))?;
+        Ok(nodes
+            .into_iter()
+            .filter(|n| n.runtime_labels.get("k3d.cluster").map(String::as_str) == Some(name))
+            // The load balancer runs no containerd; only servers and agents pull images.
+            .filter(|n| n.role != "loadbalancer")
+            .map(|n| n.name)
+            .collect())
+    }
+
+    fn docker_network(&self, name: &str) -> String {
+        format!("k3d-{name}")
+    }
+
+    fn context(&self, name: &str) -> String {
+        format!("k3d-{name}")
+    }
+}
