@@ -114,9 +114,15 @@ pub fn cached_path(tool: &PinnedTool, data_dir: &Path) -> PathBuf {
         .join(format!("{}-{}", tool.name, tool.version))
 }
 
-/// The tool on PATH, else the cached pinned binary, else a fresh verified download.
-pub fn resolve_tool(tool: &PinnedTool, data_dir: &Path) -> Result<ResolvedTool, ClusterError> {
-    if let Ok(path) = which::which(&tool.name) {
+/// The tool on `search_path` (the process's PATH in production), else the cached pinned
+/// binary, else a fresh verified download.
+pub fn resolve_tool(
+    tool: &PinnedTool,
+    data_dir: &Path,
+    search_path: Option<&std::ffi::OsStr>,
+) -> Result<ResolvedTool, ClusterError> {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    if let Ok(path) = which::which_in(&tool.name, search_path, cwd) {
         return Ok(ResolvedTool {
             name: tool.name.clone(),
             path,
