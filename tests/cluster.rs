@@ -437,6 +437,32 @@ esac
     }
 
     #[test]
+    fn cluster_standalone_kubeconfig_is_written_private_to_the_env_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let kind = KindCli {
+            binary: fake_cli(dir.path(), "kind"),
+            work_dir: dir.path().join("env"),
+        };
+        let path = kindling::cluster::provider::write_kubeconfig(
+            &kind,
+            "kindling-dev",
+            &dir.path().join("env"),
+        )
+        .unwrap();
+        assert_eq!(path, dir.path().join("env/kubeconfig"));
+        assert!(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .contains("current-context: fake-kindling-dev")
+        );
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+
+    #[test]
     fn cluster_create_failure_carries_the_command_and_stderr_tail() {
         let dir = tempfile::tempdir().unwrap();
         let kind = KindCli {
@@ -583,5 +609,38 @@ esac
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(v["config"]["nodes"].as_array().unwrap().len(), 3);
         assert_eq!(v["cluster"]["name"], "kindling-dev");
+    }
+
+    #[test]
+    fn cluster_doctor_reports_which_kind_binary_is_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        fake_cli(&bin, "kind");
+        let out = assert_cmd::Command::cargo_bin("kindling")
+            .unwrap()
+            .env("KINDLING_DATA_DIR", dir.path().join("data"))
+            .env("PATH", &bin)
+            .args(["doctor", "--output", "json"])
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let findings = v["findings"].as_array().unwrap();
+        let kind = findings.iter().find(|f| f["check"] == "kind").unwrap();
+        assert_eq!(
+            kind["detail"],
+            format!("{} (on PATH)", bin.join("kind").display())
+        );
+        let k3d = findings.iter().find(|f| f["check"] == "k3d").unwrap();
+        assert!(
+            k3d["detail"]
+                .as_str()
+                .unwrap()
+                .contains("pinned k3d v5.9.0"),
+            "{k3d}"
+        );
+        // Exit code follows the findings: 1 exactly when one failed.
+        let failed = findings.iter().any(|f| f["status"] == "fail");
+        assert_eq!(out.status.code(), Some(if failed { 1 } else { 0 }));
     }
 }

@@ -2,6 +2,7 @@
 
 mod ca;
 mod cluster;
+mod doctor;
 mod stamp;
 
 use std::path::PathBuf;
@@ -177,6 +178,12 @@ enum CacheCommand {
 #[error("`kindling {0}` is not available yet in this build")]
 pub struct NotAvailable(&'static str);
 
+/// A failure whose JSON document the command already printed: the exit code still says
+/// failure, but stdout keeps exactly one document.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct AlreadyReported(pub String);
+
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let output = cli.output;
     match cli.command {
@@ -212,7 +219,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             CacheCommand::Prune => "cache prune",
         })
         .into()),
-        Command::Doctor => Err(NotAvailable("doctor").into()),
+        Command::Doctor => doctor::run(output),
     }
 }
 
@@ -237,7 +244,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
 pub fn report_error(err: &anyhow::Error, output: Output) {
     let message = format!("{err:#}");
     eprintln!("error: {message}");
-    if output == Output::Json {
+    if output == Output::Json && err.downcast_ref::<AlreadyReported>().is_none() {
         let problems = err
             .downcast_ref::<kindling::stamp::StampError>()
             .map(|e| e.problems().to_vec())

@@ -3,6 +3,7 @@
 
 mod profile;
 pub mod provider;
+pub mod readiness;
 mod render;
 pub mod tools;
 

@@ -230,3 +230,21 @@ impl ClusterProvider for K3dCli {
         format!("k3d-{name}")
     }
 }
+
+/// Writes the cluster's standalone kubeconfig into the env's directory (0600: it holds client
+/// credentials) for CI jobs and `env kubeconfig`; returns its path.
+pub fn write_kubeconfig(
+    provider: &dyn ClusterProvider,
+    name: &str,
+    env_dir: &Path,
+) -> Result<PathBuf, ClusterError> {
+    let text = provider.kubeconfig(name)?;
+    let path = env_dir.join("kubeconfig");
+    crate::paths::write_atomic(&path, text.as_bytes(), 0o600).map_err(|source| {
+        ClusterError::Io {
+            path: path.clone(),
+            source,
+        }
+    })?;
+    Ok(path)
+}

@@ -1,0 +1,300 @@
+//! `kindling doctor`: what this machine has of what kindling needs, each finding with its fix.
+//! Each check is a small probe; assembling and judging findings is plain data.
+
+use std::path::Path;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::cluster::tools::{PinnedTool, ToolSource, platform, resolve_tool};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub check: String,
+    pub status: Status,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+fn finding(check: &str, status: Status, detail: String, fix: Option<String>) -> Finding {
+    Finding {
+        check: check.to_string(),
+        status,
+        detail,
+        fix,
+    }
+}
+
+/// Which kind/k3d binary kindling would use, without downloading anything.
+pub fn check_tool(
+    tool: &PinnedTool,
+    data_dir: &Path,
+    search_path: Option<&std::ffi::OsStr>,
+) -> Finding {
+    let check = tool.name.as_str();
+    let cached = crate::cluster::tools::cached_path(tool, data_dir);
+    let on_path = which::which_in(
+        &tool.name,
+        search_path,
+        std::env::current_dir().unwrap_or_default(),
+    )
+    .ok();
+    match (on_path, cached.is_file()) {
+        (Some(path), _) => finding(
+            check,
+            Status::Ok,
+            format!("{} (on PATH)", path.display()),
+            None,
+        ),
+        (None, true) => {
+            // Verify the cached binary now rather than promise one that fails its checksum later.
+            match resolve_tool(tool, data_dir, search_path) {
+                Ok(r) if r.source == ToolSource::Cached => finding(
+                    check,
+                    Status::Ok,
+                    format!("{} (pinned {}, verified)", r.path.display(), tool.version),
+                    None,
+                ),
+                _ => finding(
+                    check,
+                    Status::Warn,
+                    format!("cached {} fails its checksum", cached.display()),
+                    Some(format!(
+                        "delete {} and kindling downloads it again",
+                        cached.display()
+                    )),
+                ),
+            }
+        }
+        (None, false) if tool.checksums.iter().any(|(p, _)| *p == platform()) => finding(
+            check,
+            Status::Ok,
+            format!(
+                "not installed; kindling downloads the pinned {} {} on first use",
+                tool.name, tool.version
+            ),
+            None,
+        ),
+        (None, false) => finding(
+            check,
+            Status::Warn,
+            format!(
+                "not installed, and no pinned {} binary for {}",
+                tool.name,
+                platform()
+            ),
+            Some(format!(
+                "install {} and put it on PATH (needed only for that provider)",
+                tool.name
+            )),
+        ),
+    }
+}
+
+/// The machine root CA: present, trusted, expiring.
+pub fn check_ca(data_dir: &Path, now: OffsetDateTime) -> Vec<Finding> {
+    match crate::pki::load_root(data_dir) {
+        Ok(None) => vec![finding(
+            "ca",
+            Status::Ok,
+            "no root CA yet; env create makes one".to_string(),
+            None,
+        )],
+        Err(e) => vec![finding(
+            "ca",
+            Status::Fail,
+            e.to_string(),
+            Some("see the help line above".into()),
+        )],
+        Ok(Some(root)) => {
+            let Ok(info) = root.info() else {
+                return vec![finding(
+                    "ca",
+                    Status::Fail,
+                    "root certificate unreadable".into(),
+                    None,
+                )];
+            };
+            let mut out = Vec::new();
+            let trusted = crate::pki::trust::TrustStore::detect().is_trusted(&info.short_id());
+            out.push(match trusted {
+                Some(true) => finding(
+                    "ca",
+                    Status::Ok,
+                    format!("{} (trusted)", root.cert_path.display()),
+                    None,
+                ),
+                Some(false) => finding(
+                    "ca",
+                    Status::Warn,
+                    format!(
+                        "{} is not in the system trust store",
+                        root.cert_path.display()
+                    ),
+                    Some(
+                        "run `kindling ca trust` so browsers and curl accept https://*.localhost"
+                            .into(),
+                    ),
+                ),
+                None => finding(
+                    "ca",
+                    Status::Ok,
+                    format!(
+                        "{} (trust unknown on this system)",
+                        root.cert_path.display()
+                    ),
+                    None,
+                ),
+            });
+            for w in crate::pki::expiry_warnings(now, &[("the root CA", &info)]) {
+                out.push(finding(
+                    "ca expiry",
+                    Status::Warn,
+                    w,
+                    Some("move the CA files away to create a new one, then `kindling ca trust` again".into()),
+                ));
+            }
+            out
+        }
+    }
+}
+
+/// Whether the default host ports are free on loopback.
+pub fn check_ports(ports: &[u16]) -> Vec<Finding> {
+    ports
+        .iter()
+        .map(|&port| match std::net::TcpListener::bind(("127.0.0.1", port)) {
+            Ok(_) => finding("port", Status::Ok, format!("127.0.0.1:{port} is free"), None),
+            Err(e) => finding(
+                "port",
+                Status::Warn,
+                format!("127.0.0.1:{port} is taken ({e})"),
+                Some("kindling picks the next free port and prints it; stop the other listener to keep the default".into()),
+            ),
+        })
+        .collect()
+}
+
+/// kind's known-issues page: too few inotify watches/instances make pods crash with
+/// "too many open files".
+pub fn judge_inotify(
+    max_user_watches: Option<u64>,
+    max_user_instances: Option<u64>,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (name, value, wanted) in [
+        ("fs.inotify.max_user_watches", max_user_watches, 524_288),
+        ("fs.inotify.max_user_instances", max_user_instances, 512),
+    ] {
+        out.push(match value {
+            Some(v) if v >= wanted => finding("inotify", Status::Ok, format!("{name} = {v}"), None),
+            Some(v) => finding(
+                "inotify",
+                Status::Warn,
+                format!("{name} = {v}, below {wanted}"),
+                Some(format!(
+                    "sudo sysctl {name}={wanted} (and add it to /etc/sysctl.conf)"
+                )),
+            ),
+            None => finding(
+                "inotify",
+                Status::Ok,
+                format!("{name} not readable here"),
+                None,
+            ),
+        });
+    }
+    out
+}
+
+pub fn check_inotify() -> Vec<Finding> {
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    };
+    judge_inotify(
+        read("/proc/sys/fs/inotify/max_user_watches"),
+        read("/proc/sys/fs/inotify/max_user_instances"),
+    )
+}
+
+/// Where the Docker engine should answer. (The full engine check — version, CPUs, memory —
+/// goes through the Docker client.)
+pub fn check_docker_socket(docker_host: Option<&str>, socket: &Path) -> Finding {
+    match docker_host {
+        Some(host) => finding("docker", Status::Ok, format!("DOCKER_HOST={host}"), None),
+        None if socket.exists() => finding("docker", Status::Ok, format!("{} present", socket.display()), None),
+        None => finding(
+            "docker",
+            Status::Fail,
+            format!("no Docker engine socket ({}) and DOCKER_HOST is unset", socket.display()),
+            Some("start Docker (Docker Desktop, or `sudo systemctl start docker`), or set DOCKER_HOST".into()),
+        ),
+    }
+}
+
+pub fn check_proxy() -> Vec<Finding> {
+    ["HTTP_PROXY", "HTTPS_PROXY", "https_proxy", "http_proxy"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok().map(|value| (v, value)))
+        .map(|(name, value)| {
+            let no_proxy = std::env::var("NO_PROXY").or_else(|_| std::env::var("no_proxy")).unwrap_or_default();
+            if no_proxy.contains("localhost") && no_proxy.contains("127.0.0.1") {
+                finding("proxy", Status::Ok, format!("{name}={value}, NO_PROXY covers loopback"), None)
+            } else {
+                finding(
+                    "proxy",
+                    Status::Warn,
+                    format!("{name}={value} but NO_PROXY lacks localhost/127.0.0.1"),
+                    Some("add localhost,127.0.0.1,.localhost to NO_PROXY so kindling reaches Gitea and the cluster".into()),
+                )
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn doctor_inotify_limits_below_kind_recommendation_warn_with_the_sysctl() {
+        let f = judge_inotify(Some(8192), Some(1024));
+        assert_eq!(f[0].status, Status::Warn);
+        assert_eq!(
+            f[0].fix.as_deref(),
+            Some("sudo sysctl fs.inotify.max_user_watches=524288 (and add it to /etc/sysctl.conf)")
+        );
+        assert_eq!(f[1].status, Status::Ok);
+    }
+
+    #[test]
+    fn doctor_docker_socket_missing_fails_with_a_fix() {
+        let f = check_docker_socket(None, Path::new("/nonexistent/docker.sock"));
+        assert_eq!(f.status, Status::Fail);
+        assert!(f.fix.unwrap().contains("set DOCKER_HOST"));
+        assert_eq!(
+            check_docker_socket(Some("tcp://127.0.0.1:2375"), Path::new("/nonexistent")).status,
+            Status::Ok
+        );
+    }
+
+    #[test]
+    fn doctor_busy_port_warns() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let f = check_ports(&[port]);
+        assert_eq!(f[0].status, Status::Warn);
+        assert!(f[0].detail.contains(&format!("127.0.0.1:{port} is taken")));
+    }
+}
