@@ -2,6 +2,8 @@
 # Runs every kindling test. On a fresh Debian machine it first installs what the tests need:
 #   - kubectl, for `kubectl kustomize` (the stamp tests build every path entry with it)
 #   - openssl, to verify the local CA's chains and name constraints
+#   - a Docker engine (scripts/docker-engine.sh) and busybox-static, from which the Docker
+#     tests build their image locally (no registry is reachable on CI machines)
 # The upstream schemas come from ../shared/schemas (or $KINDLING_SCHEMAS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +26,14 @@ if ! command -v openssl >/dev/null 2>&1; then
   echo "test.sh: installing openssl"
   apt_install openssl
 fi
+
+if [ ! -x /bin/busybox ] || ! file -L /bin/busybox 2>/dev/null | grep -q static; then
+  echo "test.sh: installing busybox-static"
+  apt_install busybox-static file
+fi
+
+# The Docker tests need an engine; on CI they fail (not skip) without one.
+scripts/docker-engine.sh || [ "${CI:-}" != "true" ]
 
 export KINDLING_SCHEMAS="${KINDLING_SCHEMAS:-$(cd .. && pwd)/shared/schemas}"
 if [ ! -d "$KINDLING_SCHEMAS" ]; then

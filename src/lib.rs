@@ -5,6 +5,7 @@
 //! pure logic (stamps, DAG, rendering) never performs I/O beyond reading the stamp's own files.
 
 pub mod cluster;
+pub mod docker;
 pub mod doctor;
 pub mod paths;
 pub mod pki;

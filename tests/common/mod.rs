@@ -154,3 +154,73 @@ fn close_objects(schema: &mut Value) {
         _ => {}
     }
 }
+
+/// The Docker engine for tests, or `None` (test skipped) when there is none and neither
+/// `CI=true` nor `KINDLING_REQUIRE_DOCKER=1` demands one.
+pub async fn docker() -> Option<kindling::docker::DockerClient> {
+    match kindling::docker::DockerClient::connect().await {
+        Ok(d) => Some(d),
+        Err(e) => {
+            let required = std::env::var("CI").as_deref() == Ok("true")
+                || std::env::var("KINDLING_REQUIRE_DOCKER").as_deref() == Ok("1");
+            assert!(
+                !required,
+                "a Docker engine is required here (scripts/docker-engine.sh): {e}"
+            );
+            eprintln!("skipped: no Docker engine ({e})");
+            None
+        }
+    }
+}
+
+/// A tiny image built locally from Debian's busybox-static (no registry can be reached):
+/// `sh`, `httpd`, `nc`, `sleep`… as busybox applets.
+pub const TEST_IMAGE: &str = "kindling-test/busybox:2";
+
+pub fn ensure_test_image() {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let present = std::process::Command::new("docker")
+            .args(["image", "inspect", TEST_IMAGE])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if present {
+            return;
+        }
+        let rootfs = tempfile::tempdir().unwrap();
+        let bin = rootfs.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(rootfs.path().join("tmp")).unwrap();
+        std::fs::copy("/bin/busybox", bin.join("busybox"))
+            .expect("busybox-static is required (scripts/test.sh installs it)");
+        for applet in [
+            "sh", "echo", "cat", "ls", "sleep", "httpd", "nc", "wget", "mkdir", "true", "false",
+        ] {
+            std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
+        }
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "tar -C '{}' -c . | docker import - {TEST_IMAGE} >/dev/null",
+                rootfs.path().display()
+            ))
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "docker import of the busybox image failed"
+        );
+    });
+}
+
+/// A name no other test (or test run) uses.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}{}x{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
+}

@@ -1,0 +1,263 @@
+//! The Docker layer against a real engine (scripts/docker-engine.sh starts one on CI). Images
+//! are built locally from busybox-static; nothing is pulled.
+
+mod common;
+
+mod docker {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+
+    use kindling::docker::{
+        ContainerSpec, DockerError, Ensured, PublishedPort, VolumeMount, allocate_port, env_labels,
+        port_is_free,
+    };
+
+    use super::common::{TEST_IMAGE, docker, ensure_test_image, unique};
+
+    fn spec(env: &str, name: &str, command: &[&str]) -> ContainerSpec {
+        ContainerSpec {
+            name: name.to_string(),
+            image: TEST_IMAGE.to_string(),
+            command: Some(command.iter().map(|s| s.to_string()).collect()),
+            labels: env_labels(env),
+            ..Default::default()
+        }
+    }
+
+    fn http_get(port: u16, path: &str) -> String {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    }
+
+    #[tokio::test]
+    async fn docker_network_volume_container_lifecycle_with_labels_and_sweep() {
+        let Some(d) = docker().await else { return };
+        ensure_test_image();
+        let env = unique("life");
+        let labels = env_labels(&env);
+        let network = format!("kindling-{env}");
+        assert_eq!(
+            d.ensure_network(&network, &labels).await.unwrap(),
+            Ensured::Created
+        );
+        assert_eq!(
+            d.ensure_network(&network, &labels).await.unwrap(),
+            Ensured::Existed
+        );
+        let volume = format!("kindling-{env}-data");
+        assert_eq!(
+            d.ensure_volume(&volume, &labels).await.unwrap(),
+            Ensured::Created
+        );
+        assert_eq!(
+            d.ensure_volume(&volume, &labels).await.unwrap(),
+            Ensured::Existed
+        );
+        let mut c = spec(&env, &format!("kindling-{env}-app"), &["sleep", "300"]);
+        c.network = Some(network.clone());
+        c.volumes = vec![VolumeMount {
+            volume: volume.clone(),
+            path: "/data".into(),
+        }];
+        c.restart = true;
+        assert_eq!(d.run_container(&c).await.unwrap(), Ensured::Created);
+        assert_eq!(d.run_container(&c).await.unwrap(), Ensured::Existed);
+        d.wait_ready(&c.name, Duration::from_secs(20))
+            .await
+            .unwrap();
+        // The volume is mounted and writable.
+        let out = d
+            .exec(&c.name, &["sh", "-c", "echo kept > /data/f && cat /data/f"])
+            .await
+            .unwrap();
+        assert_eq!(out.stdout, "kept\n");
+
+        let found = d
+            .labelled(&format!("dev.kindling.env={env}"))
+            .await
+            .unwrap();
+        assert_eq!(found.containers, [c.name.clone()]);
+        assert_eq!(found.volumes, [volume.clone()]);
+        assert_eq!(found.networks, [network.clone()]);
+        let envs = d.list_envs().await.unwrap();
+        assert_eq!(envs[&env].containers, [c.name.clone()]);
+
+        let report = d.sweep(&env).await.unwrap();
+        assert_eq!(report.containers, [c.name.clone()]);
+        assert_eq!(report.volumes, [volume]);
+        assert_eq!(report.networks, [network]);
+        let left = d
+            .labelled(&format!("dev.kindling.env={env}"))
+            .await
+            .unwrap();
+        assert!(
+            left.containers.is_empty() && left.volumes.is_empty() && left.networks.is_empty(),
+            "{left:?}"
+        );
+        // Twice is fine and removes nothing.
+        assert!(d.sweep(&env).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn docker_published_ports_bind_loopback_and_answer() {
+        let Some(d) = docker().await else { return };
+        ensure_test_image();
+        let env = unique("port");
+        let port =
+            allocate_port(20000 + (std::process::id() % 20000) as u16, port_is_free).unwrap();
+        let mut c = spec(
+            &env,
+            &format!("kindling-{env}-web"),
+            &[
+                "sh",
+                "-c",
+                "mkdir -p /www && echo hello-kindling > /www/index.html && httpd -f -p 8080 -h /www",
+            ],
+        );
+        c.ports = vec![PublishedPort {
+            container_port: 8080,
+            host_port: port,
+        }];
+        d.run_container(&c).await.unwrap();
+        d.wait_ready(&c.name, Duration::from_secs(20))
+            .await
+            .unwrap();
+        assert_eq!(
+            d.published_ports(&c.name).await.unwrap(),
+            [(8080, "127.0.0.1".to_string(), port)]
+        );
+        let mut body = String::new();
+        for _ in 0..50 {
+            body = std::panic::catch_unwind(|| http_get(port, "/index.html")).unwrap_or_default();
+            if body.contains("hello-kindling") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(body.contains("hello-kindling"), "{body}");
+        d.sweep(&env).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn docker_two_envs_side_by_side_get_different_ports() {
+        let Some(d) = docker().await else { return };
+        ensure_test_image();
+        let wanted =
+            allocate_port(21000 + (std::process::id() % 20000) as u16, port_is_free).unwrap();
+        let mut taken = Vec::new();
+        let mut envs = Vec::new();
+        for _ in 0..2 {
+            let env = unique("side");
+            // Free on loopback and not already recorded by the other env.
+            let port = allocate_port(wanted, |p| port_is_free(p) && !taken.contains(&p)).unwrap();
+            let mut c = spec(
+                &env,
+                &format!("kindling-{env}-web"),
+                &["httpd", "-f", "-p", "80", "-h", "/bin"],
+            );
+            c.ports = vec![PublishedPort {
+                container_port: 80,
+                host_port: port,
+            }];
+            d.run_container(&c).await.unwrap();
+            d.wait_ready(&c.name, Duration::from_secs(20))
+                .await
+                .unwrap();
+            taken.push(port);
+            envs.push(env);
+        }
+        assert_eq!(taken[0], wanted);
+        assert_ne!(taken[0], taken[1]);
+        // With the first env's port bound, a fresh allocation skips it by probing alone.
+        assert_ne!(allocate_port(wanted, port_is_free), Some(wanted));
+        for env in envs {
+            d.sweep(&env).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn docker_exec_captures_output_and_exit_code() {
+        let Some(d) = docker().await else { return };
+        ensure_test_image();
+        let env = unique("exec");
+        let c = spec(&env, &format!("kindling-{env}-sh"), &["sleep", "300"]);
+        d.run_container(&c).await.unwrap();
+        d.wait_ready(&c.name, Duration::from_secs(20))
+            .await
+            .unwrap();
+        let out = d
+            .exec(&c.name, &["sh", "-c", "echo out; echo err >&2; exit 3"])
+            .await
+            .unwrap();
+        assert_eq!(out.exit_code, 3);
+        assert_eq!(out.stdout, "out\n");
+        assert_eq!(out.stderr, "err\n");
+        assert_eq!(d.exec(&c.name, &["true"]).await.unwrap().exit_code, 0);
+        d.sweep(&env).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn docker_container_that_exits_at_once_fails_with_its_last_log_lines() {
+        let Some(d) = docker().await else { return };
+        ensure_test_image();
+        let env = unique("fail");
+        let c = spec(
+            &env,
+            &format!("kindling-{env}-broken"),
+            &[
+                "sh",
+                "-c",
+                "echo starting; echo 'fatal: config is missing' >&2; exit 2",
+            ],
+        );
+        d.run_container(&c).await.unwrap();
+        let err = d
+            .wait_ready(&c.name, Duration::from_secs(20))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, DockerError::ContainerFailed { .. }),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(text.contains("exit code 2"), "{text}");
+        assert!(text.contains("fatal: config is missing"), "{text}");
+        assert!(text.contains("starting"), "{text}");
+        d.sweep(&env).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn docker_health_check_gates_readiness() {
+        let Some(d) = docker().await else { return };
+        ensure_test_image();
+        let env = unique("health");
+        let mut c = spec(
+            &env,
+            &format!("kindling-{env}-slow"),
+            &["sh", "-c", "sleep 2; echo ok > /tmp/ready; sleep 300"],
+        );
+        c.health = Some(kindling::docker::HealthCheck {
+            command: vec!["cat".into(), "/tmp/ready".into()],
+            interval_seconds: 1,
+            retries: 30,
+        });
+        d.run_container(&c).await.unwrap();
+        d.wait_ready(&c.name, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert!(
+            d.exec(&c.name, &["cat", "/tmp/ready"])
+                .await
+                .unwrap()
+                .stdout
+                .contains("ok")
+        );
+        d.sweep(&env).await.unwrap();
+    }
+}
