@@ -83,8 +83,8 @@ mod docker {
             .await
             .unwrap();
         assert_eq!(found.containers, [c.name.clone()]);
-        assert_eq!(found.volumes, [volume.clone()]);
-        assert_eq!(found.networks, [network.clone()]);
+        assert_eq!(found.volumes, std::slice::from_ref(&volume));
+        assert_eq!(found.networks, std::slice::from_ref(&network));
         let envs = d.list_envs().await.unwrap();
         assert_eq!(envs[&env].containers, [c.name.clone()]);
 
