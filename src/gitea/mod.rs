@@ -1,0 +1,378 @@
+//! The env's local Gitea: the container kindling runs, the admin user (created through
+//! `gitea admin` inside the container), an access token and the source repository (through
+//! the REST API), and the push of a source snapshot ([`push`]).
+//!
+//! Clone URLs from both sides: the engine in the cluster clones
+//! `http://kindling-ENV-gitea:3000/kindling/source.git` (container name on the cluster's Docker
+//! network, which is also Gitea's ROOT_URL, so links Gitea shows work there); kindling on the
+//! host pushes to `http://127.0.0.1:PORT/kindling/source.git`. Gitea serves both, because it
+//! does not care which host name a request used.
+
+pub mod push;
+
+use std::io::Read;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::docker::{ContainerSpec, HealthCheck, PublishedPort, VolumeMount, env_labels};
+
+/// Gitea 1.22, the release whose API spec the client is checked against.
+pub const IMAGE: &str = "docker.io/gitea/gitea:1.22.6";
+pub const HTTP_PORT: u16 = 3000;
+pub const ADMIN_USER: &str = "kindling";
+pub const REPOSITORY: &str = "source";
+/// The token's name in Gitea; recreated when lost (Gitea shows a token only once).
+pub const TOKEN_NAME: &str = "kindling";
+
+pub fn container_name(env: &str) -> String {
+    format!("kindling-{env}-gitea")
+}
+
+/// The repository URL as the cluster (the GitOps engine) reaches it.
+pub fn in_cluster_repo_url(env: &str) -> String {
+    format!(
+        "http://{}:{HTTP_PORT}/{ADMIN_USER}/{REPOSITORY}.git",
+        container_name(env)
+    )
+}
+
+/// The repository URL as the host reaches it.
+pub fn host_repo_url(host_port: u16) -> String {
+    format!("http://127.0.0.1:{host_port}/{ADMIN_USER}/{REPOSITORY}.git")
+}
+
+/// The Gitea container of an env: sqlite, installer locked, registration off, no SSH, data
+/// in a labelled volume, HTTP published on loopback only.
+pub fn container_spec(env: &str, network: &str, host_port: u16) -> ContainerSpec {
+    let name = container_name(env);
+    let setting = |k: &str, v: &str| format!("GITEA__{k}={v}");
+    ContainerSpec {
+        name: name.clone(),
+        image: IMAGE.to_string(),
+        command: None,
+        env: vec![
+            setting("database__DB_TYPE", "sqlite3"),
+            setting("security__INSTALL_LOCK", "true"),
+            setting("service__DISABLE_REGISTRATION", "true"),
+            setting("server__HTTP_PORT", &HTTP_PORT.to_string()),
+            setting("server__DOMAIN", &name),
+            setting("server__ROOT_URL", &format!("http://{name}:{HTTP_PORT}/")),
+            setting("server__DISABLE_SSH", "true"),
+            setting("server__START_SSH_SERVER", "false"),
+            setting("repository__DEFAULT_BRANCH", "main"),
+            setting("log__LEVEL", "Warn"),
+        ],
+        labels: env_labels(env),
+        ports: vec![PublishedPort {
+            container_port: HTTP_PORT,
+            host_port,
+        }],
+        volumes: vec![VolumeMount {
+            volume: format!("kindling-{env}-gitea-data"),
+            path: "/data".to_string(),
+        }],
+        network: Some(network.to_string()),
+        network_aliases: Vec::new(),
+        restart: true,
+        health: Some(HealthCheck {
+            command: vec![
+                "curl".into(),
+                "-fsS".into(),
+                format!("http://localhost:{HTTP_PORT}/api/healthz"),
+            ],
+            interval_seconds: 2,
+            retries: 60,
+        }),
+    }
+}
+
+/// The command (run as user `git` in the container) that creates the admin user.
+pub fn admin_create_command(password: &str) -> Vec<String> {
+    [
+        "gitea",
+        "admin",
+        "user",
+        "create",
+        "--admin",
+        "--username",
+        ADMIN_USER,
+        "--email",
+        "kindling@localhost",
+        "--password",
+        password,
+        "--must-change-password=false",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// What `gitea admin user create` prints when the user is there already (a rerun).
+pub fn admin_already_exists(output: &str) -> bool {
+    output.contains("user already exists")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GiteaError {
+    #[error("Gitea at {url} is not reachable: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("Gitea refused the credentials for {action} (HTTP 401){}\nhelp: the stored admin password or token does not match this Gitea; `kindling env delete` and create again, or restore the env's state", message.as_ref().map(|m| format!(": {m}")).unwrap_or_default())]
+    Unauthorized {
+        action: String,
+        message: Option<String>,
+    },
+    #[error("Gitea rejected {action} (HTTP {status}): {message}")]
+    Rejected {
+        action: String,
+        status: u16,
+        message: String,
+    },
+    #[error("Gitea at {url} did not become healthy within {seconds}s: {last}")]
+    NotHealthy {
+        url: String,
+        seconds: u64,
+        last: String,
+    },
+}
+
+/// A Gitea API client for one instance, authenticated as the admin.
+pub struct GiteaClient {
+    base_url: String,
+    agent: ureq::Agent,
+    auth: Auth,
+}
+
+#[derive(Clone)]
+pub enum Auth {
+    Basic { user: String, password: String },
+    Token(String),
+}
+
+impl Auth {
+    fn header(&self) -> String {
+        match self {
+            Auth::Basic { user, password } => format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            ),
+            Auth::Token(token) => format!("token {token}"),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct CreateAccessTokenOption<'a> {
+    name: &'a str,
+    scopes: Vec<&'a str>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AccessToken {
+    pub id: i64,
+    pub name: String,
+    pub sha1: String,
+}
+
+#[derive(Debug, Serialize)]
+struct CreateRepoOption<'a> {
+    name: &'a str,
+    private: bool,
+    default_branch: &'a str,
+    auto_init: bool,
+    description: &'a str,
+}
+
+#[derive(Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct Repository {
+    pub id: i64,
+    pub name: String,
+    pub full_name: String,
+    pub clone_url: String,
+    pub default_branch: String,
+}
+
+struct Response {
+    status: u16,
+    body: String,
+}
+
+impl GiteaClient {
+    /// `base_url` is Gitea's root as the host reaches it (`http://127.0.0.1:3001`).
+    pub fn new(base_url: &str, auth: Auth) -> GiteaClient {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        GiteaClient {
+            base_url: base_url.trim_end_matches('/').to_string(),
+            agent,
+            auth,
+        }
+    }
+
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        action: &str,
+    ) -> Result<Response, GiteaError> {
+        let url = format!("{}{path}", self.base_url);
+        let unreachable = |e: ureq::Error| GiteaError::Unreachable {
+            url: url.clone(),
+            reason: e.to_string(),
+        };
+        let auth = self.auth.header();
+        let mut response = match (method, body) {
+            ("GET", _) => self.agent.get(&url).header("Authorization", &auth).call(),
+            ("DELETE", _) => self
+                .agent
+                .delete(&url)
+                .header("Authorization", &auth)
+                .call(),
+            (_, Some(body)) => self
+                .agent
+                .post(&url)
+                .header("Authorization", &auth)
+                .header("Content-Type", "application/json")
+                .send(body.to_string()),
+            (_, None) => self
+                .agent
+                .post(&url)
+                .header("Authorization", &auth)
+                .send_empty(),
+        }
+        .map_err(unreachable)?;
+        let status = response.status().as_u16();
+        let mut text = String::new();
+        let _ = response
+            .body_mut()
+            .as_reader()
+            .take(1 << 20)
+            .read_to_string(&mut text);
+        let message = || {
+            serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v["message"].as_str().map(str::to_string))
+                .unwrap_or_else(|| text.trim().to_string())
+        };
+        if status == 401 {
+            return Err(GiteaError::Unauthorized {
+                action: action.to_string(),
+                message: Some(message()).filter(|m| !m.is_empty()),
+            });
+        }
+        Ok(Response { status, body: text })
+    }
+
+    fn rejected(action: &str, r: &Response) -> GiteaError {
+        let message = serde_json::from_str::<Value>(&r.body)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_string))
+            .unwrap_or_else(|| r.body.trim().to_string());
+        GiteaError::Rejected {
+            action: action.to_string(),
+            status: r.status,
+            message,
+        }
+    }
+
+    fn parse<T: for<'de> Deserialize<'de>>(action: &str, r: &Response) -> Result<T, GiteaError> {
+        serde_json::from_str(&r.body).map_err(|e| GiteaError::Rejected {
+            action: action.to_string(),
+            status: r.status,
+            message: format!("unexpected response ({e})"),
+        })
+    }
+
+    /// Waits for `/api/healthz` to answer 200, bounded.
+    pub fn wait_healthy(&self, timeout: Duration) -> Result<(), GiteaError> {
+        let deadline = std::time::Instant::now() + timeout;
+        let url = format!("{}/api/healthz", self.base_url);
+        loop {
+            let last = match self.agent.get(&url).call() {
+                Ok(r) if r.status().as_u16() == 200 => return Ok(()),
+                Ok(r) => format!("HTTP {}", r.status().as_u16()),
+                Err(e) => e.to_string(),
+            };
+            if std::time::Instant::now() >= deadline {
+                return Err(GiteaError::NotHealthy {
+                    url,
+                    seconds: timeout.as_secs(),
+                    last,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Creates the admin's access token for kindling. Gitea shows a token only when it is
+    /// created, so a token of the same name left by an earlier run is deleted and made anew.
+    pub fn create_token(&self) -> Result<AccessToken, GiteaError> {
+        let action = "creating an access token";
+        let path = format!("/api/v1/users/{ADMIN_USER}/tokens");
+        let body = serde_json::to_value(CreateAccessTokenOption {
+            name: TOKEN_NAME,
+            scopes: vec!["write:repository", "read:user"],
+        })
+        .unwrap_or_default();
+        let r = self.call("POST", &path, Some(body.clone()), action)?;
+        if r.status == 201 {
+            return Self::parse(action, &r);
+        }
+        let used = r.body.contains("has been used already");
+        if (r.status == 400 || r.status == 422) && used {
+            let d = self.call(
+                "DELETE",
+                &format!("{path}/{TOKEN_NAME}"),
+                None,
+                "deleting the old access token",
+            )?;
+            if d.status != 204 && d.status != 404 {
+                return Err(Self::rejected("deleting the old access token", &d));
+            }
+            let r = self.call("POST", &path, Some(body), action)?;
+            if r.status == 201 {
+                return Self::parse(action, &r);
+            }
+            return Err(Self::rejected(action, &r));
+        }
+        Err(Self::rejected(action, &r))
+    }
+
+    /// Creates the private source repository, or returns it when it exists.
+    pub fn ensure_repository(&self) -> Result<Repository, GiteaError> {
+        let action = "creating the source repository";
+        let body = serde_json::to_value(CreateRepoOption {
+            name: REPOSITORY,
+            private: true,
+            default_branch: "main",
+            auto_init: false,
+            description: "Source snapshots pushed by kindling; the GitOps engine reconciles from here",
+        })
+        .unwrap_or_default();
+        let r = self.call("POST", "/api/v1/user/repos", Some(body), action)?;
+        match r.status {
+            201 => Self::parse(action, &r),
+            409 => {
+                let action = "reading the source repository";
+                let r = self.call(
+                    "GET",
+                    &format!("/api/v1/repos/{ADMIN_USER}/{REPOSITORY}"),
+                    None,
+                    action,
+                )?;
+                if r.status == 200 {
+                    Self::parse(action, &r)
+                } else {
+                    Err(Self::rejected(action, &r))
+                }
+            }
+            _ => Err(Self::rejected(action, &r)),
+        }
+    }
+}

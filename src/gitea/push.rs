@@ -1,0 +1,1 @@
+//! Pushing a snapshot of the user's source tree to Gitea.
