@@ -3,7 +3,8 @@
 #   - kubectl, for `kubectl kustomize` (the stamp tests build every path entry with it)
 #   - openssl, to verify the local CA's chains and name constraints
 #   - a Docker engine (scripts/docker-engine.sh) and busybox-static, from which the Docker
-#     tests build their image locally (no registry is reachable on CI machines)
+#     tests build their image locally (no registry is reachable on CI machines), and Debian's
+#     docker-registry, from which they build a real registry image (plain and pull-through)
 # The upstream schemas come from ../shared/schemas (or $KINDLING_SCHEMAS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +31,13 @@ fi
 if [ ! -x /bin/busybox ] || ! file -L /bin/busybox 2>/dev/null | grep -q static; then
   echo "test.sh: installing busybox-static"
   apt_install busybox-static file
+fi
+
+if [ ! -x /usr/bin/docker-registry ]; then
+  echo "test.sh: installing docker-registry (for the registry image the tests build)"
+  apt_install docker-registry
+  # Debian starts it as a service; the tests only need the binary.
+  (systemctl stop docker-registry || pkill -f 'docker-registry serve' || true) >/dev/null 2>&1
 fi
 
 # The Docker tests need an engine; on CI they fail (not skip) without one.

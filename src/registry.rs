@@ -1,6 +1,17 @@
-//! The local registry of an env and the shared pull-through caches: their names and how cluster
-//! nodes are told to use them as mirrors (kind: containerd `certs.d/HOST/hosts.toml`; k3d: k3s
-//! `registries.yaml`).
+//! The local registry of an env and the shared pull-through caches: their containers, and how
+//! cluster nodes are told to use them as mirrors (kind: containerd `certs.d/HOST/hosts.toml`
+//! written into every node; k3d: k3s `registries.yaml` in the cluster config), plus the
+//! KEP-1755 `local-registry-hosting` ConfigMap that tells tools where to push.
+
+use serde_json::{Value, json};
+
+use crate::docker::{
+    CACHE_LABEL, ContainerSpec, DockerClient, DockerError, Ensured, PublishedPort, SweepReport,
+    VolumeMount, cache_labels, env_labels,
+};
+
+/// The registry image, by release tag (distribution v2.8, which also runs in proxy mode).
+pub const REGISTRY_IMAGE: &str = "docker.io/library/registry:2.8.3";
 
 /// Upstream registries kindling caches, shared by every env on the machine.
 pub const CACHED_UPSTREAMS: &[(&str, &str)] = &[
@@ -81,9 +92,297 @@ pub fn k3s_registries_yaml(mirrors: &[Mirror]) -> String {
     out
 }
 
+/// The env's own registry: images pushed to `localhost:PORT` on the host are pulled by the
+/// nodes from the container on the cluster network.
+pub fn local_registry_spec(env: &str, network: &str, host_port: u16, image: &str) -> ContainerSpec {
+    ContainerSpec {
+        name: registry_container(env),
+        image: image.to_string(),
+        labels: env_labels(env),
+        ports: vec![PublishedPort {
+            container_port: REGISTRY_PORT,
+            host_port,
+        }],
+        volumes: vec![VolumeMount {
+            volume: format!("{}-data", registry_container(env)),
+            path: "/var/lib/registry".to_string(),
+        }],
+        network: Some(network.to_string()),
+        restart: true,
+        ..Default::default()
+    }
+}
+
+/// A pull-through cache for one upstream, shared by every env (label `dev.kindling.cache`,
+/// no env label: `env delete` keeps it). Not published on the host: only nodes use it.
+pub fn cache_spec(
+    upstream_host: &str,
+    remote_url: &str,
+    network: &str,
+    image: &str,
+) -> ContainerSpec {
+    let name = cache_container(upstream_host);
+    let mut labels = cache_labels();
+    labels.insert(
+        "dev.kindling.cache.upstream".to_string(),
+        upstream_host.to_string(),
+    );
+    ContainerSpec {
+        name: name.clone(),
+        image: image.to_string(),
+        env: vec![format!("REGISTRY_PROXY_REMOTEURL={remote_url}")],
+        labels,
+        volumes: vec![VolumeMount {
+            volume: format!("{name}-data"),
+            path: "/var/lib/registry".to_string(),
+        }],
+        network: Some(network.to_string()),
+        restart: true,
+        ..Default::default()
+    }
+}
+
+/// KEP-1755: where developers push images so the cluster can pull them.
+pub fn local_registry_hosting_configmap(host_port: u16, env: &str) -> Value {
+    let hosting = format!(
+        "host: \"localhost:{host_port}\"\nhostFromContainerRuntime: \"{}:{REGISTRY_PORT}\"\nhostFromClusterNetwork: \"{}:{REGISTRY_PORT}\"\nhelp: \"https://kind.sigs.k8s.io/docs/user/local-registry/\"\n",
+        registry_container(env),
+        registry_container(env)
+    );
+    json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "local-registry-hosting", "namespace": "kube-public"},
+        "data": {"localRegistryHosting.v1": hosting},
+    })
+}
+
+/// Where containerd looks for a registry's mirror configuration in a kind node.
+pub fn containerd_hosts_dir(mirror: &Mirror) -> String {
+    format!("/etc/containerd/certs.d/{}", mirror.host)
+}
+
+/// Writes each mirror's `hosts.toml` into every kind node (containerd reads them on the next
+/// pull; no restart needed with `config_path`).
+pub async fn configure_kind_nodes(
+    docker: &DockerClient,
+    nodes: &[String],
+    mirrors: &[Mirror],
+) -> Result<(), DockerError> {
+    for node in nodes {
+        for mirror in mirrors {
+            let dir = containerd_hosts_dir(mirror);
+            let content = containerd_hosts_toml(mirror);
+            // The content is ours (hosts and URLs kindling built); quote it for sh anyway.
+            let script = format!(
+                "mkdir -p '{dir}' && printf '%s' '{}' > '{dir}/hosts.toml'",
+                content.replace('\'', "'\\''")
+            );
+            let out = docker.exec(node, &["sh", "-c", &script]).await?;
+            if out.exit_code != 0 {
+                return Err(DockerError::ContainerFailed {
+                    name: node.clone(),
+                    state: format!("writing {dir}/hosts.toml exited {}", out.exit_code),
+                    logs: out.stderr,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Starts every shared cache (once per machine) and attaches it to `network`, so the nodes of
+/// the env on that network reach it by name.
+pub async fn ensure_caches(
+    docker: &DockerClient,
+    network: &str,
+    image: &str,
+) -> Result<Vec<(String, Ensured)>, DockerError> {
+    let mut out = Vec::new();
+    for (host, remote) in CACHED_UPSTREAMS {
+        let spec = cache_spec(host, remote, network, image);
+        docker
+            .ensure_volume(&spec.volumes[0].volume, &spec.labels)
+            .await?;
+        let ensured = docker.run_container(&spec).await?;
+        docker.connect_network(&spec.name, network).await?;
+        out.push((spec.name, ensured));
+    }
+    Ok(out)
+}
+
+/// One shared cache, as `kindling cache status` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CacheStatus {
+    pub name: String,
+    pub upstream: String,
+    pub state: String,
+    pub repositories: Vec<String>,
+    /// Bytes stored, from `du` in the container.
+    pub size_bytes: Option<u64>,
+}
+
+pub async fn cache_status(docker: &DockerClient) -> Result<Vec<CacheStatus>, DockerError> {
+    let found = docker.labelled(&format!("{CACHE_LABEL}=true")).await?;
+    let mut out = Vec::new();
+    for name in found.containers {
+        let state = docker.state(&name).await?;
+        let upstream = CACHED_UPSTREAMS
+            .iter()
+            .find(|(h, _)| cache_container(h) == name)
+            .map(|(h, _)| h.to_string())
+            .unwrap_or_default();
+        let (mut repositories, mut size_bytes) = (Vec::new(), None);
+        if state == "running" {
+            // A registry in proxy mode answers an empty /v2/_catalog; what it stored is in its
+            // storage layout: one `_manifests` directory per repository.
+            let listing = docker
+                .exec(
+                    &name,
+                    &[
+                        "sh",
+                        "-c",
+                        &format!(
+                            "cd {REPOSITORIES_DIR} 2>/dev/null && find . -type d -name _manifests"
+                        ),
+                    ],
+                )
+                .await?;
+            repositories = parse_repository_dirs(&listing.stdout);
+            let du = docker
+                .exec(&name, &["du", "-sk", "/var/lib/registry"])
+                .await?;
+            size_bytes = parse_du_kib(&du.stdout);
+        }
+        out.push(CacheStatus {
+            name,
+            upstream,
+            state,
+            repositories,
+            size_bytes,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Where distribution's filesystem storage keeps repositories.
+const REPOSITORIES_DIR: &str = "/var/lib/registry/docker/registry/v2/repositories";
+
+/// Repository names from `find . -type d -name _manifests` in the repositories directory.
+pub fn parse_repository_dirs(listing: &str) -> Vec<String> {
+    let mut repositories: Vec<String> = listing
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("./")?
+                .strip_suffix("/_manifests")
+                .map(str::to_string)
+        })
+        .collect();
+    repositories.sort();
+    repositories
+}
+
+/// The repositories of a registry's `/v2/_catalog` answer.
+pub fn parse_catalog(body: &str) -> Vec<String> {
+    serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v["repositories"].as_array().cloned())
+        .map(|r| {
+            r.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `du -sk` prints KiB then the path.
+pub fn parse_du_kib(out: &str) -> Option<u64> {
+    out.split_whitespace()
+        .next()?
+        .parse::<u64>()
+        .ok()
+        .map(|k| k * 1024)
+}
+
+/// Removes every shared cache and its stored images.
+pub async fn prune_caches(docker: &DockerClient) -> Result<SweepReport, DockerError> {
+    let found = docker.labelled(&format!("{CACHE_LABEL}=true")).await?;
+    let mut report = SweepReport::default();
+    for c in found.containers {
+        if docker.remove_container(&c).await? {
+            report.containers.push(c);
+        }
+    }
+    for v in found.volumes {
+        if docker.remove_volume(&v).await? {
+            report.volumes.push(v);
+        }
+    }
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registry_catalog_and_du_parse() {
+        assert_eq!(
+            parse_catalog(r#"{"repositories":["kt/busybox","library/nginx"]}"#),
+            ["kt/busybox", "library/nginx"]
+        );
+        assert!(parse_catalog("not json").is_empty());
+        assert_eq!(
+            parse_repository_dirs("./kt/busybox/_manifests\n./library/nginx/_manifests\n"),
+            ["kt/busybox", "library/nginx"]
+        );
+        assert_eq!(
+            parse_du_kib("2048\t/var/lib/registry\n"),
+            Some(2 * 1024 * 1024)
+        );
+    }
+
+    #[test]
+    fn registry_local_registry_hosting_follows_kep_1755() {
+        let cm = local_registry_hosting_configmap(5001, "dev");
+        assert_eq!(cm["metadata"]["namespace"], "kube-public");
+        let hosting: serde_json::Value =
+            serde_yaml_ng::from_str(cm["data"]["localRegistryHosting.v1"].as_str().unwrap())
+                .unwrap();
+        assert_eq!(hosting["host"], "localhost:5001");
+        assert_eq!(
+            hosting["hostFromClusterNetwork"],
+            "kindling-dev-registry:5000"
+        );
+    }
+
+    #[test]
+    fn registry_cache_spec_is_shared_not_env_owned() {
+        let spec = cache_spec(
+            "docker.io",
+            "https://registry-1.docker.io",
+            "kind",
+            REGISTRY_IMAGE,
+        );
+        assert_eq!(
+            spec.labels.get("dev.kindling.cache").map(String::as_str),
+            Some("true")
+        );
+        assert!(!spec.labels.contains_key("dev.kindling.env"));
+        assert!(
+            spec.ports.is_empty(),
+            "caches are reached by nodes, not published on the host"
+        );
+        assert_eq!(
+            spec.env,
+            ["REGISTRY_PROXY_REMOTEURL=https://registry-1.docker.io"]
+        );
+        let local = local_registry_spec("dev", "kind", 5001, REGISTRY_IMAGE);
+        assert_eq!(local.labels["dev.kindling.env"], "dev");
+        assert_eq!(local.ports[0].host_port, 5001);
+    }
 
     #[test]
     fn registry_mirrors_cover_the_local_registry_and_every_cache() {

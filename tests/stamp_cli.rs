@@ -276,7 +276,6 @@ mod stamp {
     fn stamp_cli_later_commands_say_they_are_not_available_yet() {
         for args in [
             &["env", "create", "--stamp", "sample"][..],
-            &["cache", "status"],
             &["env", "list"],
         ] {
             kindling()

@@ -1,6 +1,7 @@
 //! Command-line interface: the whole command tree of DESIGN.md, output modes and exit codes.
 
 mod ca;
+mod cache;
 mod cluster;
 mod doctor;
 mod stamp;
@@ -55,7 +56,7 @@ enum Command {
     Ca(ca::CaCommand),
     /// The shared pull-through image caches.
     #[command(subcommand)]
-    Cache(CacheCommand),
+    Cache(cache::CacheCommand),
     /// Check this machine for what kindling needs, and say how to fix what is missing.
     Doctor,
     /// Print shell completions.
@@ -164,14 +165,6 @@ struct StampArgs {
     command: stamp::StampCommand,
 }
 
-#[derive(Subcommand)]
-enum CacheCommand {
-    /// Size and images of the shared image caches.
-    Status,
-    /// Remove the shared image caches.
-    Prune,
-}
-
 /// A command this build does not implement yet; fails (exit 1) with a plain message rather
 /// than pretending to work.
 #[derive(Debug, thiserror::Error)]
@@ -214,11 +207,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         .into()),
         Command::Cluster(command) => cluster::run(command, output),
         Command::Ca(command) => ca::run(command, output),
-        Command::Cache(command) => Err(NotAvailable(match command {
-            CacheCommand::Status => "cache status",
-            CacheCommand::Prune => "cache prune",
-        })
-        .into()),
+        Command::Cache(command) => cache::run(command, output),
         Command::Doctor => doctor::run(output),
     }
 }

@@ -224,3 +224,68 @@ pub fn unique(prefix: &str) -> String {
         COUNTER.fetch_add(1, Ordering::SeqCst)
     )
 }
+
+/// A registry image built locally from Debian's `docker-registry` (distribution 2.8) plus
+/// busybox, so it answers the same HTTP API and env-var configuration as `registry:2`.
+pub const TEST_REGISTRY_IMAGE: &str = "kindling-test/registry:2";
+
+pub fn ensure_test_registry_image() {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let present = std::process::Command::new("docker")
+            .args(["image", "inspect", TEST_REGISTRY_IMAGE])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if present {
+            return;
+        }
+        let rootfs = tempfile::tempdir().unwrap();
+        let root = rootfs.path();
+        let binary = Path::new("/usr/bin/docker-registry");
+        assert!(binary.exists(), "Debian's docker-registry is required (scripts/test.sh installs it)");
+        let copy = |from: &Path| {
+            let to = root.join(from.strip_prefix("/").unwrap());
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(from, &to).unwrap();
+        };
+        copy(binary);
+        let ldd = std::process::Command::new("ldd").arg(binary).output().unwrap();
+        for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+            // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or "/lib64/ld-linux-x86-64.so.2 (0x…)"
+            let path = line.split("=>").last().unwrap().split_whitespace().next().unwrap_or("");
+            if path.starts_with('/') {
+                copy(Path::new(path));
+            }
+        }
+        copy(Path::new("/bin/busybox"));
+        for applet in ["sh", "wget", "du", "cat", "ls", "find"] {
+            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+        }
+        for dir in ["tmp", "var/lib/registry", "etc/docker/registry"] {
+            std::fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        std::fs::write(
+            root.join("etc/docker/registry/config.yml"),
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: /var/lib/registry\nhttp:\n  addr: :5000\n",
+        )
+        .unwrap();
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "tar -C '{}' -c . | docker import --change 'CMD [\"/usr/bin/docker-registry\", \"serve\", \"/etc/docker/registry/config.yml\"]' --change 'EXPOSE 5000' - {TEST_REGISTRY_IMAGE} >/dev/null",
+                root.display()
+            ))
+            .status()
+            .unwrap();
+        assert!(status.success(), "docker import of the registry image failed");
+    });
+}
+
+/// The docker CLI, for test setup only (product code talks to the engine through bollard).
+pub fn docker_cli(args: &[&str]) -> std::process::Output {
+    std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .unwrap()
+}

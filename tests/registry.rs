@@ -1,0 +1,164 @@
+//! A real pull-through cache: kindling's cache container (registry in proxy mode) in front of a
+//! plain "upstream" registry; an image pushed upstream is pulled through the cache, and still
+//! served by the cache after the upstream is gone.
+
+mod common;
+
+mod registry {
+    use std::time::Duration;
+
+    use kindling::docker::{ContainerSpec, PublishedPort, allocate_port, env_labels, port_is_free};
+    use kindling::registry::{cache_spec, cache_status, local_registry_spec};
+
+    use super::common::{
+        TEST_IMAGE, TEST_REGISTRY_IMAGE, docker, docker_cli, ensure_test_image,
+        ensure_test_registry_image, unique,
+    };
+
+    fn ok(out: std::process::Output, what: &str) {
+        assert!(
+            out.status.success(),
+            "{what}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    async fn wait_http(port: u16) {
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("nothing listens on 127.0.0.1:{port}");
+    }
+
+    #[tokio::test]
+    async fn registry_cache_serves_images_after_the_upstream_is_gone() {
+        let Some(d) = docker().await else { return };
+        ensure_test_image();
+        ensure_test_registry_image();
+        let env = unique("cache");
+        let network = format!("kindling-{env}");
+        d.ensure_network(&network, &env_labels(&env)).await.unwrap();
+
+        // The "upstream": a plain registry, published so the test can push to it.
+        let upstream_port =
+            allocate_port(30000 + (std::process::id() % 10000) as u16, port_is_free).unwrap();
+        let upstream = ContainerSpec {
+            name: format!("kindling-{env}-upstream"),
+            image: TEST_REGISTRY_IMAGE.to_string(),
+            labels: env_labels(&env),
+            ports: vec![PublishedPort {
+                container_port: 5000,
+                host_port: upstream_port,
+            }],
+            network: Some(network.clone()),
+            ..Default::default()
+        };
+        d.run_container(&upstream).await.unwrap();
+        d.wait_ready(&upstream.name, Duration::from_secs(20))
+            .await
+            .unwrap();
+
+        // The cache exactly as kindling runs it, for a test upstream; published here only so the
+        // test's Docker daemon can pull through it (nodes reach it by name).
+        let cache_port = allocate_port(upstream_port + 1, port_is_free).unwrap();
+        let mut cache = cache_spec(
+            &format!("{env}.test"),
+            &format!("http://{}:5000", upstream.name),
+            &network,
+            TEST_REGISTRY_IMAGE,
+        );
+        cache.ports = vec![PublishedPort {
+            container_port: 5000,
+            host_port: cache_port,
+        }];
+        cache.labels.insert("dev.kindling.env".into(), env.clone());
+        d.run_container(&cache).await.unwrap();
+        d.wait_ready(&cache.name, Duration::from_secs(20))
+            .await
+            .unwrap();
+        wait_http(upstream_port).await;
+        wait_http(cache_port).await;
+
+        let pushed = format!("127.0.0.1:{upstream_port}/kt/busybox:1");
+        ok(docker_cli(&["tag", TEST_IMAGE, &pushed]), "tag");
+        ok(docker_cli(&["push", &pushed]), "push to the upstream");
+
+        let through_cache = format!("127.0.0.1:{cache_port}/kt/busybox:1");
+        ok(
+            docker_cli(&["pull", &through_cache]),
+            "pull through the cache",
+        );
+        ok(docker_cli(&["rmi", &through_cache]), "rmi");
+
+        // The upstream is gone: the cache still serves what it has seen.
+        d.remove_container(&upstream.name).await.unwrap();
+        ok(
+            docker_cli(&["pull", &through_cache]),
+            "pull through the cache with the upstream gone",
+        );
+        let run = docker_cli(&["run", "--rm", &through_cache, "echo", "served-from-cache"]);
+        ok(run.clone(), "run the cached image");
+        assert_eq!(
+            String::from_utf8_lossy(&run.stdout).trim(),
+            "served-from-cache"
+        );
+
+        // `cache status` sees the cache, its repository and its size.
+        let status = cache_status(&d).await.unwrap();
+        let ours = status
+            .iter()
+            .find(|c| c.name == cache.name)
+            .expect("cache status lists the cache");
+        assert_eq!(ours.state, "running");
+        assert_eq!(ours.repositories, ["kt/busybox"]);
+        assert!(ours.size_bytes.unwrap() > 100_000, "{ours:?}");
+
+        let _ = docker_cli(&["rmi", &through_cache, &pushed]);
+        d.sweep(&env).await.unwrap();
+        let _ = docker_cli(&["volume", "rm", "-f", &format!("{}-data", cache.name)]);
+    }
+
+    #[tokio::test]
+    async fn registry_local_registry_accepts_pushes_from_the_host() {
+        let Some(d) = docker().await else { return };
+        ensure_test_image();
+        ensure_test_registry_image();
+        let env = unique("reg");
+        let network = format!("kindling-{env}");
+        d.ensure_network(&network, &env_labels(&env)).await.unwrap();
+        let port =
+            allocate_port(31000 + (std::process::id() % 10000) as u16, port_is_free).unwrap();
+        let spec = local_registry_spec(&env, &network, port, TEST_REGISTRY_IMAGE);
+        d.ensure_volume(&spec.volumes[0].volume, &spec.labels)
+            .await
+            .unwrap();
+        d.run_container(&spec).await.unwrap();
+        d.wait_ready(&spec.name, Duration::from_secs(20))
+            .await
+            .unwrap();
+        wait_http(port).await;
+        assert_eq!(
+            d.published_ports(&spec.name).await.unwrap(),
+            [(5000, "127.0.0.1".to_string(), port)]
+        );
+        let image = format!("localhost:{port}/app:dev");
+        ok(docker_cli(&["tag", TEST_IMAGE, &image]), "tag");
+        ok(docker_cli(&["push", &image]), "push to the env's registry");
+        let catalog = d
+            .exec(
+                &spec.name,
+                &["wget", "-qO-", "http://localhost:5000/v2/_catalog"],
+            )
+            .await
+            .unwrap();
+        assert_eq!(kindling::registry::parse_catalog(&catalog.stdout), ["app"]);
+        let _ = docker_cli(&["rmi", &image]);
+        let report = d.sweep(&env).await.unwrap();
+        assert_eq!(report.containers, [spec.name.clone()]);
+        assert!(report.volumes.contains(&spec.volumes[0].volume));
+    }
+}
