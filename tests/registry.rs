@@ -158,7 +158,7 @@ mod registry {
         assert_eq!(kindling::registry::parse_catalog(&catalog.stdout), ["app"]);
         let _ = docker_cli(&["rmi", &image]);
         let report = d.sweep(&env).await.unwrap();
-        assert_eq!(report.containers, [spec.name.clone()]);
+        assert_eq!(report.containers, std::slice::from_ref(&spec.name));
         assert!(report.volumes.contains(&spec.volumes[0].volume));
     }
 }
