@@ -260,4 +260,124 @@ mod docker {
         );
         d.sweep(&env).await.unwrap();
     }
+
+    /// A stand-in for Gitea's CLI: refuses root like the real one, records calls, and says
+    /// "user already exists" on the second create.
+    const FAKE_GITEA: &str = r#"#!/bin/sh
+[ "$(id -u)" = 0 ] && { echo "Gitea is not supposed to be run as root" >&2; exit 1; }
+echo "$*" >> /tmp/gitea-calls
+case "$3" in
+  create) if [ -e /tmp/admin ]; then echo "Command error: CreateUser: user already exists [name: kindling]" >&2; exit 1; fi; touch /tmp/admin; echo "New user 'kindling' has been successfully created!";;
+  change-password) echo "kindling's password has been successfully updated!";;
+esac
+"#;
+
+    #[tokio::test]
+    async fn docker_gitea_admin_is_created_as_git_and_reset_on_rerun() {
+        let Some(d) = docker().await else { return };
+        ensure_test_image();
+        let env = unique("giteaadm");
+        let script = FAKE_GITEA.replace('\'', "'\\''");
+        let c = spec(
+            &env,
+            &format!("kindling-{env}-gitea"),
+            &[
+                "sh",
+                "-c",
+                &format!(
+                    "printf '%s' '{script}' > /bin/gitea && chmod 755 /bin/gitea && chmod 1777 /tmp && sleep 300"
+                ),
+            ],
+        );
+        d.run_container(&c).await.unwrap();
+        d.wait_ready(&c.name, Duration::from_secs(20))
+            .await
+            .unwrap();
+        for _ in 0..50 {
+            if d.exec(&c.name, &["cat", "/bin/gitea"])
+                .await
+                .unwrap()
+                .exit_code
+                == 0
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let first = kindling::gitea::ensure_admin(&d, &c.name, "pw-1")
+            .await
+            .unwrap();
+        assert_eq!(first, Ensured::Created);
+        let again = kindling::gitea::ensure_admin(&d, &c.name, "pw-1")
+            .await
+            .unwrap();
+        assert_eq!(again, Ensured::Existed);
+        let calls = d
+            .exec(&c.name, &["cat", "/tmp/gitea-calls"])
+            .await
+            .unwrap()
+            .stdout;
+        let calls: Vec<&str> = calls.lines().collect();
+        assert_eq!(calls.len(), 3, "{calls:?}");
+        assert!(
+            calls[0].starts_with("admin user create --admin --username kindling"),
+            "{calls:?}"
+        );
+        assert!(
+            calls[2].starts_with("admin user change-password --username kindling --password pw-1"),
+            "{calls:?}"
+        );
+        d.sweep(&env).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn docker_gitea_admin_failure_never_shows_the_password() {
+        let Some(d) = docker().await else { return };
+        ensure_test_image();
+        let env = unique("giteabad");
+        // No gitea binary at all: the exec fails, and the error must not echo the password.
+        let c = spec(
+            &env,
+            &format!("kindling-{env}-gitea"),
+            &[
+                "sh",
+                "-c",
+                "printf '#!/bin/sh\\necho \"bad password $*\" >&2; exit 1\\n' > /bin/gitea && chmod 755 /bin/gitea && sleep 300",
+            ],
+        );
+        d.run_container(&c).await.unwrap();
+        d.wait_ready(&c.name, Duration::from_secs(20))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let err = kindling::gitea::ensure_admin(&d, &c.name, "hunter2-secret")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cannot create Gitea's admin user"), "{err}");
+        assert!(!err.contains("hunter2-secret"), "{err}");
+        assert!(err.contains("********"), "{err}");
+        d.sweep(&env).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn docker_ensure_image_keeps_a_present_image_and_names_a_missing_one() {
+        let Some(d) = docker().await else { return };
+        ensure_test_image();
+        let mut lines = Vec::new();
+        assert_eq!(
+            d.ensure_image(TEST_IMAGE, &mut |l| lines.push(l.to_string()))
+                .await
+                .unwrap(),
+            Ensured::Existed
+        );
+        assert!(lines.is_empty());
+        // Nothing listens on port 1: the pull fails at once, naming the image.
+        let err = d
+            .ensure_image("127.0.0.1:1/kindling/missing:1", &mut |_| {})
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("pull 127.0.0.1:1/kindling/missing:1"), "{err}");
+    }
 }

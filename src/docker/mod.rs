@@ -245,7 +245,8 @@ impl DockerClient {
             }
             Err(e) => return Err(api(format!("inspect container {}", spec.name))(e)),
         };
-        if self.state(&spec.name).await? != "running" {
+        // A container just created is known not to run yet; only a found one needs a look.
+        if ensured == Ensured::Created || self.state(&spec.name).await? != "running" {
             self.docker
                 .start_container(&spec.name, None)
                 .await
@@ -339,11 +340,22 @@ impl DockerClient {
 
     /// Runs a command in a container and captures stdout, stderr and the exit code.
     pub async fn exec(&self, container: &str, argv: &[&str]) -> Result<ExecOutput, DockerError> {
+        self.exec_as(container, None, argv).await
+    }
+
+    /// [`Self::exec`] as a given user of the container (Gitea's CLI refuses to run as root).
+    pub async fn exec_as(
+        &self,
+        container: &str,
+        user: Option<&str>,
+        argv: &[&str],
+    ) -> Result<ExecOutput, DockerError> {
         let created = self
             .docker
             .create_exec(
                 container,
                 CreateExecOptions {
+                    user: user.map(str::to_string),
                     cmd: Some(argv.iter().map(|s| s.to_string()).collect()),
                     attach_stdout: Some(true),
                     attach_stderr: Some(true),
@@ -486,23 +498,41 @@ impl DockerClient {
     /// env label and stay.
     pub async fn sweep(&self, env: &str) -> Result<SweepReport, DockerError> {
         let found = self.labelled(&format!("{ENV_LABEL}={env}")).await?;
-        let mut report = SweepReport::default();
-        for c in found.containers {
-            if self.remove_container(&c).await? {
-                report.containers.push(c);
+        // Within each kind, removals are independent: run them concurrently.
+        async fn removed<F: std::future::Future<Output = Result<bool, DockerError>>>(
+            names: Vec<String>,
+            remove: impl Fn(String) -> F,
+        ) -> Result<Vec<String>, DockerError> {
+            let results = futures_util::future::join_all(names.iter().cloned().map(remove)).await;
+            let mut out = Vec::new();
+            for (name, result) in names.into_iter().zip(results) {
+                if result? {
+                    out.push(name);
+                }
             }
+            Ok(out)
         }
-        for v in found.volumes {
-            if self.remove_volume(&v).await? {
-                report.volumes.push(v);
-            }
-        }
-        for n in found.networks {
-            if self.remove_network(&n).await? {
-                report.networks.push(n);
-            }
-        }
-        Ok(report)
+        // Containers first (volumes and networks in use cannot go); then volumes and networks,
+        // which do not depend on each other.
+        let containers = removed(found.containers, |c| async move {
+            self.remove_container(&c).await
+        })
+        .await?;
+        let (volumes, networks) = tokio::join!(
+            removed(
+                found.volumes,
+                |v| async move { self.remove_volume(&v).await }
+            ),
+            removed(
+                found.networks,
+                |n| async move { self.remove_network(&n).await }
+            ),
+        );
+        Ok(SweepReport {
+            containers,
+            volumes: volumes?,
+            networks: networks?,
+        })
     }
 
     /// Env names found on labelled Docker objects, with what each has.

@@ -115,8 +115,67 @@ pub fn admin_already_exists(output: &str) -> bool {
     output.contains("user already exists")
 }
 
+/// The user Gitea runs as in its image; `gitea admin` must run as it.
+const GITEA_OS_USER: &str = "git";
+
+/// Creates the admin user inside the Gitea container. A rerun finds the user there and resets
+/// its password to `password` (the one in the env's state), so the stored credentials always
+/// work, without ever printing the password.
+pub async fn ensure_admin(
+    docker: &crate::docker::DockerClient,
+    container: &str,
+    password: &str,
+) -> Result<crate::docker::Ensured, GiteaError> {
+    let failed = |e: String| GiteaError::Admin {
+        container: container.to_string(),
+        reason: e,
+    };
+    let create = admin_create_command(password);
+    let create: Vec<&str> = create.iter().map(String::as_str).collect();
+    let out = docker
+        .exec_as(container, Some(GITEA_OS_USER), &create)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    if out.exit_code == 0 {
+        return Ok(crate::docker::Ensured::Created);
+    }
+    let said = format!("{}{}", out.stdout, out.stderr);
+    if !admin_already_exists(&said) {
+        return Err(failed(redact(&said, password)));
+    }
+    let reset = [
+        "gitea",
+        "admin",
+        "user",
+        "change-password",
+        "--username",
+        ADMIN_USER,
+        "--password",
+        password,
+        "--must-change-password=false",
+    ];
+    let out = docker
+        .exec_as(container, Some(GITEA_OS_USER), &reset)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    if out.exit_code != 0 {
+        return Err(failed(redact(
+            &format!("{}{}", out.stdout, out.stderr),
+            password,
+        )));
+    }
+    Ok(crate::docker::Ensured::Existed)
+}
+
+/// Output of a command that was given the password never shows it in an error.
+fn redact(text: &str, password: &str) -> String {
+    text.replace(password, "********").trim().to_string()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum GiteaError {
+    #[error("cannot create Gitea's admin user in {container}: {reason}")]
+    Admin { container: String, reason: String },
     #[error("Gitea at {url} is not reachable: {reason}")]
     Unreachable { url: String, reason: String },
     #[error("Gitea refused the credentials for {action} (HTTP 401){}\nhelp: the stored admin password or token does not match this Gitea; `kindling env delete` and create again, or restore the env's state", message.as_ref().map(|m| format!(": {m}")).unwrap_or_default())]

@@ -175,7 +175,7 @@ pub async fn docker() -> Option<kindling::docker::DockerClient> {
 
 /// A tiny image built locally from Debian's busybox-static (no registry can be reached):
 /// `sh`, `httpd`, `nc`, `sleep`… as busybox applets.
-pub const TEST_IMAGE: &str = "kindling-test/busybox:2";
+pub const TEST_IMAGE: &str = "kindling-test/busybox:3";
 
 pub fn ensure_test_image() {
     static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
@@ -192,6 +192,14 @@ pub fn ensure_test_image() {
         let bin = rootfs.path().join("bin");
         std::fs::create_dir_all(&bin).unwrap();
         std::fs::create_dir_all(rootfs.path().join("tmp")).unwrap();
+        // A `git` user, as in Gitea's image, for commands that must not run as root.
+        std::fs::create_dir_all(rootfs.path().join("etc")).unwrap();
+        std::fs::write(
+            rootfs.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\ngit:x:1000:1000:git:/tmp:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(rootfs.path().join("etc/group"), "root:x:0:\ngit:x:1000:\n").unwrap();
         std::fs::copy("/bin/busybox", bin.join("busybox"))
             .expect("busybox-static is required (scripts/test.sh installs it)");
         for applet in [
