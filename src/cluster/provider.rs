@@ -37,6 +37,9 @@ pub fn provider_for(
     }
 }
 
+/// errno "text file busy" (Linux and macOS).
+const ETXTBSY: i32 = 26;
+
 /// Lines of stderr kept in errors: enough to see the cause, not the whole log.
 const STDERR_TAIL_LINES: usize = 20;
 
@@ -45,14 +48,27 @@ fn run(binary: &Path, args: &[&str]) -> Result<String, ClusterError> {
         .chain(args.iter().map(|a| a.to_string()))
         .collect::<Vec<_>>()
         .join(" ");
-    let output = Command::new(binary)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|source| ClusterError::Spawn {
-            command: command_line.clone(),
-            source,
-        })?;
+    let mut attempts = 0;
+    let output = loop {
+        match Command::new(binary)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+        {
+            // ETXTBSY: the binary was just written (a fresh download) and a child forked by
+            // another thread still holds it open for writing; it goes away when that child execs.
+            Err(e) if e.raw_os_error() == Some(ETXTBSY) && attempts < 20 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            result => {
+                break result.map_err(|source| ClusterError::Spawn {
+                    command: command_line.clone(),
+                    source,
+                })?;
+            }
+        }
+    };
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let lines: Vec<&str> = stderr.lines().collect();
