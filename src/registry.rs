@@ -6,8 +6,8 @@
 use serde_json::{Value, json};
 
 use crate::docker::{
-    CACHE_LABEL, ContainerSpec, DockerClient, DockerError, Ensured, PublishedPort, SweepReport,
-    VolumeMount, cache_labels, env_labels,
+    CACHE_LABEL, ContainerSpec, DockerClient, DockerError, Ensured, HealthCheck, PublishedPort,
+    SweepReport, VolumeMount, cache_labels, env_labels,
 };
 
 /// The registry image, by release tag (distribution v2.8, which also runs in proxy mode).
@@ -92,6 +92,21 @@ pub fn k3s_registries_yaml(mirrors: &[Mirror]) -> String {
     out
 }
 
+/// Ready means the registry answers its API (the published port accepts connections before).
+fn registry_health() -> HealthCheck {
+    HealthCheck {
+        command: vec![
+            "wget".into(),
+            "-q".into(),
+            "-O".into(),
+            "/dev/null".into(),
+            format!("http://localhost:{REGISTRY_PORT}/v2/"),
+        ],
+        interval_seconds: 1,
+        retries: 30,
+    }
+}
+
 /// The env's own registry: images pushed to `localhost:PORT` on the host are pulled by the
 /// nodes from the container on the cluster network.
 pub fn local_registry_spec(env: &str, network: &str, host_port: u16, image: &str) -> ContainerSpec {
@@ -109,6 +124,7 @@ pub fn local_registry_spec(env: &str, network: &str, host_port: u16, image: &str
         }],
         network: Some(network.to_string()),
         restart: true,
+        health: Some(registry_health()),
         ..Default::default()
     }
 }
@@ -138,6 +154,7 @@ pub fn cache_spec(
         }],
         network: Some(network.to_string()),
         restart: true,
+        health: Some(registry_health()),
         ..Default::default()
     }
 }

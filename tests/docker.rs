@@ -78,6 +78,27 @@ mod docker {
             .unwrap();
         assert_eq!(out.stdout, "kept\n");
 
+        // Stop keeps the container (and its volume data); run_container starts it again.
+        assert!(
+            d.stop_container(&c.name, Duration::from_secs(1))
+                .await
+                .unwrap()
+        );
+        assert_eq!(d.state(&c.name).await.unwrap(), "exited");
+        assert!(
+            !d.stop_container(&c.name, Duration::from_secs(1))
+                .await
+                .unwrap()
+        );
+        assert_eq!(d.run_container(&c).await.unwrap(), Ensured::Existed);
+        d.wait_ready(&c.name, Duration::from_secs(20))
+            .await
+            .unwrap();
+        assert_eq!(
+            d.exec(&c.name, &["cat", "/data/f"]).await.unwrap().stdout,
+            "kept\n"
+        );
+
         let found = d
             .labelled(&format!("dev.kindling.env={env}"))
             .await

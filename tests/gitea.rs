@@ -365,4 +365,13 @@ mod gitea {
             "Command error: CreateUser: user already exists [name: kindling]"
         ));
     }
+
+    #[test]
+    fn gitea_admin_passwords_are_random_and_long() {
+        let a = gitea::new_admin_password().unwrap();
+        let b = gitea::new_admin_password().unwrap();
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+    }
 }

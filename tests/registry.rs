@@ -24,14 +24,23 @@ mod registry {
         );
     }
 
+    /// Waits until the registry on `port` answers its API (not just accepts connections).
     async fn wait_http(port: u16) {
         for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return;
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                use std::io::{Read, Write};
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut answer = String::new();
+                if s.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n").is_ok()
+                    && s.read_to_string(&mut answer).is_ok()
+                    && answer.starts_with("HTTP/1.0 200")
+                {
+                    return;
+                }
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("nothing listens on 127.0.0.1:{port}");
+        panic!("no registry answers on 127.0.0.1:{port}");
     }
 
     #[tokio::test]
@@ -156,9 +165,72 @@ mod registry {
             .await
             .unwrap();
         assert_eq!(kindling::registry::parse_catalog(&catalog.stdout), ["app"]);
+        // Pulling a missing image reports progress lines and then has it.
+        ok(docker_cli(&["rmi", &image]), "rmi");
+        let mut progress = Vec::new();
+        assert_eq!(
+            d.ensure_image(&image, &mut |l| progress.push(l.to_string()))
+                .await
+                .unwrap(),
+            kindling::docker::Ensured::Created
+        );
+        assert!(d.image_exists(&image).await);
+        assert!(
+            progress
+                .iter()
+                .any(|l| l.contains("Pull complete") || l.contains("Downloaded newer image")),
+            "{progress:?}"
+        );
         let _ = docker_cli(&["rmi", &image]);
         let report = d.sweep(&env).await.unwrap();
         assert_eq!(report.containers, std::slice::from_ref(&spec.name));
         assert!(report.volumes.contains(&spec.volumes[0].volume));
+    }
+
+    #[tokio::test]
+    async fn registry_kind_nodes_get_a_hosts_toml_per_mirror() {
+        let Some(d) = docker().await else { return };
+        ensure_test_image();
+        let env = unique("node");
+        // A stand-in for a kind node: any container with a shell.
+        let node = ContainerSpec {
+            name: format!("kindling-{env}-control-plane"),
+            image: TEST_IMAGE.to_string(),
+            command: Some(vec!["sleep".into(), "300".into()]),
+            labels: env_labels(&env),
+            ..Default::default()
+        };
+        d.run_container(&node).await.unwrap();
+        d.wait_ready(&node.name, Duration::from_secs(20))
+            .await
+            .unwrap();
+        let mirrors = kindling::registry::mirrors(&env, Some(5001), true);
+        kindling::registry::configure_kind_nodes(&d, std::slice::from_ref(&node.name), &mirrors)
+            .await
+            .unwrap();
+        for m in &mirrors {
+            let path = format!("{}/hosts.toml", kindling::registry::containerd_hosts_dir(m));
+            let written = d.exec(&node.name, &["cat", &path]).await.unwrap();
+            assert_eq!(
+                written.stdout,
+                kindling::registry::containerd_hosts_toml(m),
+                "{path}"
+            );
+        }
+        let local = d
+            .exec(
+                &node.name,
+                &["cat", "/etc/containerd/certs.d/localhost:5001/hosts.toml"],
+            )
+            .await
+            .unwrap();
+        assert!(
+            local
+                .stdout
+                .contains(&format!("[host.\"http://kindling-{env}-registry:5000\"]")),
+            "{}",
+            local.stdout
+        );
+        d.sweep(&env).await.unwrap();
     }
 }

@@ -15,7 +15,7 @@ use bollard::models::{
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
     ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, StopContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 
@@ -418,6 +418,25 @@ impl DockerClient {
             }
         }
         Ok(Ensured::Created)
+    }
+
+    /// Stops a running container (SIGTERM, then SIGKILL after `grace`); a stopped or missing
+    /// one is fine. Stopped containers keep their state and start again with `run_container`.
+    pub async fn stop_container(&self, name: &str, grace: Duration) -> Result<bool, DockerError> {
+        match self.docker.inspect_container(name, None).await {
+            Ok(inspect) if inspect.state.as_ref().and_then(|s| s.running) == Some(true) => {}
+            Ok(_) => return Ok(false),
+            Err(e) if is_not_found(&e) => return Ok(false),
+            Err(e) => return Err(api(format!("inspect container {name}"))(e)),
+        }
+        let options = StopContainerOptionsBuilder::default()
+            .t(grace.as_secs() as i32)
+            .build();
+        match self.docker.stop_container(name, Some(options)).await {
+            Ok(()) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(api(format!("stop container {name}"))(e)),
+        }
     }
 
     pub async fn remove_container(&self, name: &str) -> Result<bool, DockerError> {

@@ -89,6 +89,22 @@ pub fn container_spec(env: &str, network: &str, host_port: u16) -> ContainerSpec
     }
 }
 
+/// A fresh admin password: 32 characters from the OS random source. The caller keeps it in
+/// the env's state (0600); kindling never prints it.
+pub fn new_admin_password() -> Result<String, GiteaError> {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| GiteaError::Admin {
+        container: String::new(),
+        reason: format!("no randomness from the OS: {e}"),
+    })?;
+    // 56 symbols: the modulo bias (256 % 56) is negligible for a 190-bit password.
+    Ok(bytes
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect())
+}
+
 /// The command (run as user `git` in the container) that creates the admin user.
 pub fn admin_create_command(password: &str) -> Vec<String> {
     [
