@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod docker;
 pub mod doctor;
 pub mod gitea;
+pub mod kube;
 pub mod paths;
 pub mod pki;
 pub mod registry;
