@@ -29,11 +29,19 @@ pub enum KubeError {
         source: ::kube::Error,
     },
     #[error("the cluster has no kind {kind} ({api_version}){hint}")]
-    UnknownKind { kind: String, api_version: String, hint: String },
+    UnknownKind {
+        kind: String,
+        api_version: String,
+        hint: String,
+    },
     #[error("object {index} of the bundle is not a Kubernetes object: {reason}")]
     Malformed { index: usize, reason: String },
     #[error("timed out after {seconds}s waiting for {what}: {blocking}")]
-    Timeout { what: String, seconds: u64, blocking: String },
+    Timeout {
+        what: String,
+        seconds: u64,
+        blocking: String,
+    },
 }
 
 fn api_error(action: impl Into<String>) -> impl FnOnce(::kube::Error) -> KubeError {
@@ -65,7 +73,10 @@ impl KubeClient {
     }
 
     /// A client for `context` of the kubeconfig at `path` (the env's standalone file).
-    pub async fn from_kubeconfig(path: &Path, context: Option<&str>) -> Result<KubeClient, KubeError> {
+    pub async fn from_kubeconfig(
+        path: &Path,
+        context: Option<&str>,
+    ) -> Result<KubeClient, KubeError> {
         let config_error = |reason: String| KubeError::Config {
             path: path.display().to_string(),
             reason,
@@ -84,7 +95,10 @@ impl KubeClient {
 
     /// Discovery for one kind: its resource and whether it is namespaced; `None` when the
     /// cluster does not serve it (yet).
-    pub async fn resource_of(&self, object: &Value) -> Result<Option<(ApiResource, ApiCapabilities)>, KubeError> {
+    pub async fn resource_of(
+        &self,
+        object: &Value,
+    ) -> Result<Option<(ApiResource, ApiCapabilities)>, KubeError> {
         let gvk = gvk_of(object).ok_or_else(|| KubeError::Malformed {
             index: 0,
             reason: "no apiVersion/kind".into(),
@@ -100,11 +114,19 @@ impl KubeClient {
 
     /// Server-side applies every object of a multi-document YAML bundle in dependency order.
     /// A custom resource whose CRD is in the bundle is applied once that CRD is Established.
-    pub async fn apply_bundle(&self, yaml: &str, crd_timeout: Duration) -> Result<Vec<Applied>, KubeError> {
+    pub async fn apply_bundle(
+        &self,
+        yaml: &str,
+        crd_timeout: Duration,
+    ) -> Result<Vec<Applied>, KubeError> {
         let objects = parse_bundle(yaml)?;
         let mut scopes = Vec::with_capacity(objects.len());
         for object in &objects {
-            scopes.push(self.resource_of(object).await?.map(|(_, caps)| caps.scope == Scope::Namespaced));
+            scopes.push(
+                self.resource_of(object)
+                    .await?
+                    .map(|(_, caps)| caps.scope == Scope::Namespaced),
+            );
         }
         let order = apply_order(&objects, |i| scopes[i]);
         let mut applied = Vec::new();
@@ -114,23 +136,48 @@ impl KubeClient {
                 Some(found) => found,
                 None => {
                     let Some(crd) = order::defining_crd(&objects, object) else {
-                        return Err(unknown_kind(object, "; install the CRD that defines it first"));
+                        return Err(unknown_kind(
+                            object,
+                            "; install the CRD that defines it first",
+                        ));
                     };
-                    let crd_name = crd["metadata"]["name"].as_str().unwrap_or_default().to_string();
+                    let crd_name = crd["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
                     self.wait_crd_established(&crd_name, crd_timeout).await?;
                     self.resource_of(object).await?.ok_or_else(|| {
-                        unknown_kind(object, &format!("; CRD {crd_name} is Established but the kind is not served"))
+                        unknown_kind(
+                            object,
+                            &format!("; CRD {crd_name} is Established but the kind is not served"),
+                        )
                     })?
                 }
             };
-            applied.push(self.apply_one(object, &resource.0, resource.1.scope == Scope::Namespaced).await?);
+            applied.push(
+                self.apply_one(object, &resource.0, resource.1.scope == Scope::Namespaced)
+                    .await?,
+            );
         }
         Ok(applied)
     }
 
-    async fn apply_one(&self, object: &Value, resource: &ApiResource, namespaced: bool) -> Result<Applied, KubeError> {
-        let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
-        let namespace = namespaced.then(|| object["metadata"]["namespace"].as_str().unwrap_or("default").to_string());
+    async fn apply_one(
+        &self,
+        object: &Value,
+        resource: &ApiResource,
+        namespaced: bool,
+    ) -> Result<Applied, KubeError> {
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let namespace = namespaced.then(|| {
+            object["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("default")
+                .to_string()
+        });
         let api: Api<DynamicObject> = match &namespace {
             Some(ns) => Api::namespaced_with(self.client.clone(), ns, resource),
             None => Api::all_with(self.client.clone(), resource),
@@ -147,28 +194,51 @@ impl KubeClient {
     }
 
     /// Waits until a CRD reports condition Established=True.
-    pub async fn wait_crd_established(&self, name: &str, timeout: Duration) -> Result<(), KubeError> {
+    pub async fn wait_crd_established(
+        &self,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<(), KubeError> {
         let crd = ApiResource::from_gvk_with_plural(
             &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
             "customresourcedefinitions",
         );
         let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &crd);
-        self.wait_for(&format!("CustomResourceDefinition {name} to be Established"), timeout, || {
-            let api = api.clone();
-            let name = name.to_string();
-            async move {
-                let object = api.get(&name).await.map_err(api_error(format!("reading CRD {name}")))?;
-                let status = serde_json::to_value(&object).unwrap_or_default();
-                Ok(condition(&status, "Established").map_or(Err("no Established condition yet".to_string()), |c| {
-                    if c.0 == "True" { Ok(()) } else { Err(format!("Established={}: {}", c.0, c.1)) }
-                }))
-            }
-        })
+        self.wait_for(
+            &format!("CustomResourceDefinition {name} to be Established"),
+            timeout,
+            || {
+                let api = api.clone();
+                let name = name.to_string();
+                async move {
+                    let object = api
+                        .get(&name)
+                        .await
+                        .map_err(api_error(format!("reading CRD {name}")))?;
+                    let status = serde_json::to_value(&object).unwrap_or_default();
+                    Ok(condition(&status, "Established").map_or(
+                        Err("no Established condition yet".to_string()),
+                        |c| {
+                            if c.0 == "True" {
+                                Ok(())
+                            } else {
+                                Err(format!("Established={}: {}", c.0, c.1))
+                            }
+                        },
+                    ))
+                }
+            },
+        )
         .await
     }
 
     /// Polls `check` until it says ready; the error on timeout carries its last reason.
-    pub async fn wait_for<F, Fut>(&self, what: &str, timeout: Duration, mut check: F) -> Result<(), KubeError>
+    pub async fn wait_for<F, Fut>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: F,
+    ) -> Result<(), KubeError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<Result<(), String>, KubeError>>,
@@ -191,15 +261,29 @@ impl KubeClient {
     }
 
     /// Waits until `expected` nodes are registered and Ready (`cluster::readiness`).
-    pub async fn wait_nodes_ready(&self, expected: usize, timeout: Duration) -> Result<(), KubeError> {
-        let nodes = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", "Node"), "nodes");
+    pub async fn wait_nodes_ready(
+        &self,
+        expected: usize,
+        timeout: Duration,
+    ) -> Result<(), KubeError> {
+        let nodes =
+            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", "Node"), "nodes");
         let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &nodes);
         self.wait_for("the cluster's nodes to be Ready", timeout, || {
             let api = api.clone();
             async move {
-                let list = api.list(&Default::default()).await.map_err(api_error("listing nodes"))?;
+                // Right after create the API server may not answer yet: that is "not ready".
+                let list = match api.list(&Default::default()).await {
+                    Ok(list) => list,
+                    Err(e) => {
+                        return Ok(Err(format!(
+                            "the API server is not reachable through the context: {e}"
+                        )));
+                    }
+                };
                 let value = serde_json::json!({ "items": list.items });
-                Ok(crate::cluster::readiness::nodes_ready(&value, expected).map_err(|e| e.to_string()))
+                Ok(crate::cluster::readiness::nodes_ready(&value, expected)
+                    .map_err(|e| e.to_string()))
             }
         })
         .await
@@ -214,15 +298,26 @@ impl KubeClient {
             resources.push(self.resource_of(object).await?);
         }
         let order = delete_order(&objects, |i| {
-            resources[i].as_ref().map(|(_, caps)| caps.scope == Scope::Namespaced)
+            resources[i]
+                .as_ref()
+                .map(|(_, caps)| caps.scope == Scope::Namespaced)
         });
         let mut deleted = Vec::new();
         for i in order {
-            let Some((resource, caps)) = &resources[i] else { continue };
+            let Some((resource, caps)) = &resources[i] else {
+                continue;
+            };
             let object = &objects[i];
-            let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
-            let namespace = (caps.scope == Scope::Namespaced)
-                .then(|| object["metadata"]["namespace"].as_str().unwrap_or("default").to_string());
+            let name = object["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let namespace = (caps.scope == Scope::Namespaced).then(|| {
+                object["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or("default")
+                    .to_string()
+            });
             let api: Api<DynamicObject> = match &namespace {
                 Some(ns) => Api::namespaced_with(self.client.clone(), ns, resource),
                 None => Api::all_with(self.client.clone(), resource),
@@ -244,7 +339,10 @@ impl KubeClient {
 fn unknown_kind(object: &Value, hint: &str) -> KubeError {
     KubeError::UnknownKind {
         kind: object["kind"].as_str().unwrap_or_default().to_string(),
-        api_version: object["apiVersion"].as_str().unwrap_or_default().to_string(),
+        api_version: object["apiVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
         hint: hint.to_string(),
     }
 }
@@ -258,12 +356,16 @@ pub fn gvk_of(object: &Value) -> Option<GroupVersionKind> {
 
 /// A condition's (status, message) from an object's `status.conditions`.
 pub fn condition(object: &Value, kind: &str) -> Option<(String, String)> {
-    object["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == kind).map(|c| {
-        (
-            c["status"].as_str().unwrap_or_default().to_string(),
-            c["message"].as_str().unwrap_or_default().to_string(),
-        )
-    })
+    object["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == kind)
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default().to_string(),
+                c["message"].as_str().unwrap_or_default().to_string(),
+            )
+        })
 }
 
 /// The objects of a multi-document YAML bundle (empty documents skipped), each checked to
@@ -271,10 +373,11 @@ pub fn condition(object: &Value, kind: &str) -> Option<(String, String)> {
 pub fn parse_bundle(yaml: &str) -> Result<Vec<Value>, KubeError> {
     let mut objects = Vec::new();
     for (index, document) in serde_yaml_ng::Deserializer::from_str(yaml).enumerate() {
-        let value: Value = serde::Deserialize::deserialize(document).map_err(|e| KubeError::Malformed {
-            index,
-            reason: e.to_string(),
-        })?;
+        let value: Value =
+            serde::Deserialize::deserialize(document).map_err(|e| KubeError::Malformed {
+                index,
+                reason: e.to_string(),
+            })?;
         if value.is_null() {
             continue;
         }
@@ -282,7 +385,10 @@ pub fn parse_bundle(yaml: &str) -> Result<Vec<Value>, KubeError> {
             if !value.pointer(field).is_some_and(Value::is_string) {
                 return Err(KubeError::Malformed {
                     index,
-                    reason: format!("{} is missing", field.trim_start_matches('/').replace('/', ".")),
+                    reason: format!(
+                        "{} is missing",
+                        field.trim_start_matches('/').replace('/', ".")
+                    ),
                 });
             }
         }

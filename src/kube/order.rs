@@ -17,7 +17,12 @@ pub enum Phase {
 /// placed by whether the object names a namespace).
 pub fn phase_of(object: &Value, namespaced: Option<bool>) -> Phase {
     let kind = object["kind"].as_str().unwrap_or_default();
-    let group = object["apiVersion"].as_str().unwrap_or_default().rsplit_once('/').map(|(g, _)| g).unwrap_or("");
+    let group = object["apiVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .rsplit_once('/')
+        .map(|(g, _)| g)
+        .unwrap_or("");
     if kind == "CustomResourceDefinition" && group == "apiextensions.k8s.io" {
         return Phase::CustomResourceDefinitions;
     }
@@ -25,7 +30,11 @@ pub fn phase_of(object: &Value, namespaced: Option<bool>) -> Phase {
         return Phase::Namespaces;
     }
     let namespaced = namespaced.unwrap_or_else(|| object["metadata"]["namespace"].is_string());
-    if namespaced { Phase::Namespaced } else { Phase::ClusterScoped }
+    if namespaced {
+        Phase::Namespaced
+    } else {
+        Phase::ClusterScoped
+    }
 }
 
 /// Indices of `objects` in apply order (stable within a phase); `namespaced(i)` is what
@@ -50,7 +59,9 @@ pub fn defining_crd<'a>(objects: &'a [Value], object: &Value) -> Option<&'a Valu
     let (group, _) = api_version.rsplit_once('/')?;
     let kind = object["kind"].as_str()?;
     objects.iter().find(|crd| {
-        crd["kind"] == "CustomResourceDefinition" && crd["spec"]["group"] == group && crd["spec"]["names"]["kind"] == kind
+        crd["kind"] == "CustomResourceDefinition"
+            && crd["spec"]["group"] == group
+            && crd["spec"]["names"]["kind"] == kind
     })
 }
 
@@ -85,7 +96,10 @@ mod tests {
     #[test]
     fn kube_defining_crd_is_found_by_group_and_kind() {
         let objects = objects();
-        assert_eq!(defining_crd(&objects, &objects[0]).unwrap()["metadata"]["name"], "gitrepositories.source.toolkit.fluxcd.io");
+        assert_eq!(
+            defining_crd(&objects, &objects[0]).unwrap()["metadata"]["name"],
+            "gitrepositories.source.toolkit.fluxcd.io"
+        );
         assert!(defining_crd(&objects, &objects[4]).is_none());
     }
 }
