@@ -313,6 +313,45 @@ mod kube {
     }
 
     #[tokio::test]
+    async fn kube_cluster_wait_ready_goes_through_the_kubeconfig_context() {
+        let state = Arc::new(Mutex::new(State::default()));
+        let mut nodes: Value = serde_json::from_str(&data("node-list.json")).unwrap();
+        nodes["items"][0]["status"]["conditions"][1]["status"] = json!("True");
+        state.lock().unwrap().nodes = nodes;
+        let url = mock(state.clone());
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        std::fs::write(&kubeconfig, format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: other\n  cluster: {{server: 'http://127.0.0.1:9'}}\n- name: kind-kindling-dev\n  cluster: {{server: '{url}'}}\nusers:\n- name: u\n  user: {{token: t}}\ncontexts:\n- name: other\n  context: {{cluster: other, user: u}}\n- name: kind-kindling-dev\n  context: {{cluster: kind-kindling-dev, user: u}}\ncurrent-context: other\n"
+        )).unwrap();
+        let profile = kindling::cluster::default_profile(kindling::cluster::Provider::Kind);
+        let cluster =
+            kindling::cluster::resolve(&profile, "dev", profile.spec.ingress, None).unwrap();
+        kindling::cluster::wait_ready(
+            &kubeconfig,
+            "kind-kindling-dev",
+            &cluster,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        assert!(
+            state
+                .lock()
+                .unwrap()
+                .requests
+                .iter()
+                .any(|r| r.path == "/api/v1/nodes")
+        );
+        // The current context points nowhere: only the named one may be used.
+        let err =
+            kindling::cluster::wait_ready(&kubeconfig, "missing", &cluster, Duration::from_secs(1))
+                .await
+                .unwrap_err();
+        assert!(err.to_string().contains("kubeconfig"), "{err}");
+    }
+
+    #[tokio::test]
     async fn kube_nodes_wait_keeps_trying_an_unreachable_api_until_the_deadline() {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()

@@ -105,6 +105,19 @@ pub fn resolve(
     })
 }
 
+/// Waits until every node of the cluster is Ready, reached through `context` of the env's
+/// kubeconfig; the error names the blocking node and condition (or the unreachable API).
+pub async fn wait_ready(
+    kubeconfig: &std::path::Path,
+    context: &str,
+    cluster: &ResolvedCluster,
+    timeout: std::time::Duration,
+) -> Result<(), crate::kube::KubeError> {
+    let client = crate::kube::KubeClient::from_kubeconfig(kubeconfig, Some(context)).await?;
+    let nodes = usize::from(cluster.control_planes) + usize::from(cluster.workers);
+    client.wait_nodes_ready(nodes, timeout).await
+}
+
 /// The provider config for a resolved cluster, as YAML text.
 pub fn render_config(cluster: &ResolvedCluster, env: &str) -> String {
     let value = match cluster.provider {
