@@ -121,6 +121,13 @@ pub struct EnvObjects {
     pub networks: Vec<String>,
 }
 
+/// A container's name without Docker's leading `/`.
+fn container_name(c: bollard::models::ContainerSummary) -> Option<String> {
+    c.names?
+        .first()
+        .map(|n| n.trim_start_matches('/').to_string())
+}
+
 #[derive(Clone)]
 pub struct DockerClient {
     docker: Docker,
@@ -170,17 +177,51 @@ impl DockerClient {
 
     pub async fn network_exists(&self, name: &str) -> Result<bool, DockerError> {
         let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
-        let networks = self
-            .docker
-            .list_networks(Some(
-                ListNetworksOptionsBuilder::default()
-                    .filters(&filters)
-                    .build(),
-            ))
-            .await
-            .map_err(api("list networks"))?;
+        let networks = self.networks_with(&filters).await?;
         // The name filter matches substrings; compare exactly.
         Ok(networks.iter().any(|n| n.name.as_deref() == Some(name)))
+    }
+
+    async fn containers_with(
+        &self,
+        filters: &HashMap<String, Vec<String>>,
+    ) -> Result<Vec<bollard::models::ContainerSummary>, DockerError> {
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(filters)
+            .build();
+        self.docker
+            .list_containers(Some(options))
+            .await
+            .map_err(api("list containers"))
+    }
+
+    async fn volumes_with(
+        &self,
+        filters: &HashMap<String, Vec<String>>,
+    ) -> Result<Vec<bollard::models::Volume>, DockerError> {
+        let options = ListVolumesOptionsBuilder::default()
+            .filters(filters)
+            .build();
+        let listed = self
+            .docker
+            .list_volumes(Some(options))
+            .await
+            .map_err(api("list volumes"))?;
+        Ok(listed.volumes.unwrap_or_default())
+    }
+
+    async fn networks_with(
+        &self,
+        filters: &HashMap<String, Vec<String>>,
+    ) -> Result<Vec<bollard::models::Network>, DockerError> {
+        let options = ListNetworksOptionsBuilder::default()
+            .filters(filters)
+            .build();
+        self.docker
+            .list_networks(Some(options))
+            .await
+            .map_err(api("list networks"))
     }
 
     pub async fn remove_network(&self, name: &str) -> Result<bool, DockerError> {
@@ -463,52 +504,25 @@ impl DockerClient {
     /// Every container, volume and network labelled `label` (`key=value`).
     pub async fn labelled(&self, label: &str) -> Result<EnvObjects, DockerError> {
         let filters = Self::label_filter(label);
-        let containers = self
-            .docker
-            .list_containers(Some(
-                ListContainersOptionsBuilder::default()
-                    .all(true)
-                    .filters(&filters)
-                    .build(),
-            ))
-            .await
-            .map_err(api("list containers"))?
-            .into_iter()
-            .filter_map(|c| {
-                c.names
-                    .and_then(|n| n.first().map(|n| n.trim_start_matches('/').to_string()))
-            })
-            .collect();
-        let volumes = self
-            .docker
-            .list_volumes(Some(
-                ListVolumesOptionsBuilder::default()
-                    .filters(&filters)
-                    .build(),
-            ))
-            .await
-            .map_err(api("list volumes"))?
-            .volumes
-            .unwrap_or_default()
-            .into_iter()
-            .map(|v| v.name)
-            .collect();
-        let networks = self
-            .docker
-            .list_networks(Some(
-                ListNetworksOptionsBuilder::default()
-                    .filters(&filters)
-                    .build(),
-            ))
-            .await
-            .map_err(api("list networks"))?
-            .into_iter()
-            .filter_map(|n| n.name)
-            .collect();
         Ok(EnvObjects {
-            containers,
-            volumes,
-            networks,
+            containers: self
+                .containers_with(&filters)
+                .await?
+                .into_iter()
+                .filter_map(container_name)
+                .collect(),
+            volumes: self
+                .volumes_with(&filters)
+                .await?
+                .into_iter()
+                .map(|v| v.name)
+                .collect(),
+            networks: self
+                .networks_with(&filters)
+                .await?
+                .into_iter()
+                .filter_map(|n| n.name)
+                .collect(),
         })
     }
 
@@ -558,37 +572,13 @@ impl DockerClient {
     pub async fn list_envs(&self) -> Result<BTreeMap<String, EnvObjects>, DockerError> {
         let filters = Self::label_filter(ENV_LABEL);
         let mut envs: BTreeMap<String, EnvObjects> = BTreeMap::new();
-        let containers = self
-            .docker
-            .list_containers(Some(
-                ListContainersOptionsBuilder::default()
-                    .all(true)
-                    .filters(&filters)
-                    .build(),
-            ))
-            .await
-            .map_err(api("list containers"))?;
-        for c in containers {
-            if let (Some(env), Some(name)) = (
-                c.labels.as_ref().and_then(|l| l.get(ENV_LABEL)).cloned(),
-                c.names.and_then(|n| n.first().cloned()),
-            ) {
-                envs.entry(env)
-                    .or_default()
-                    .containers
-                    .push(name.trim_start_matches('/').to_string());
+        for c in self.containers_with(&filters).await? {
+            let env = c.labels.as_ref().and_then(|l| l.get(ENV_LABEL)).cloned();
+            if let (Some(env), Some(name)) = (env, container_name(c)) {
+                envs.entry(env).or_default().containers.push(name);
             }
         }
-        let volumes = self
-            .docker
-            .list_volumes(Some(
-                ListVolumesOptionsBuilder::default()
-                    .filters(&filters)
-                    .build(),
-            ))
-            .await
-            .map_err(api("list volumes"))?;
-        for v in volumes.volumes.unwrap_or_default() {
+        for v in self.volumes_with(&filters).await? {
             if let Some(env) = v.labels.get(ENV_LABEL) {
                 envs.entry(env.clone())
                     .or_default()
@@ -596,16 +586,7 @@ impl DockerClient {
                     .push(v.name.clone());
             }
         }
-        let networks = self
-            .docker
-            .list_networks(Some(
-                ListNetworksOptionsBuilder::default()
-                    .filters(&filters)
-                    .build(),
-            ))
-            .await
-            .map_err(api("list networks"))?;
-        for n in networks {
+        for n in self.networks_with(&filters).await? {
             if let (Some(env), Some(name)) = (
                 n.labels.as_ref().and_then(|l| l.get(ENV_LABEL)).cloned(),
                 n.name,

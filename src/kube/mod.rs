@@ -168,6 +168,26 @@ impl KubeClient {
         resource: &ApiResource,
         namespaced: bool,
     ) -> Result<Applied, KubeError> {
+        let (api, name, namespace) = self.api_for(object, resource, namespaced);
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        api.patch(&name, &params, &Patch::Apply(object))
+            .await
+            .map_err(api_error(format!("applying {} {name}", resource.kind)))?;
+        Ok(Applied {
+            kind: resource.kind.clone(),
+            name,
+            namespace,
+        })
+    }
+
+    /// The API of an object's resource (namespaced or not), with its name and namespace; a
+    /// namespaced object without a namespace goes to `default`, as kubectl does.
+    fn api_for(
+        &self,
+        object: &Value,
+        resource: &ApiResource,
+        namespaced: bool,
+    ) -> (Api<DynamicObject>, String, Option<String>) {
         let name = object["metadata"]["name"]
             .as_str()
             .unwrap_or_default()
@@ -178,19 +198,11 @@ impl KubeClient {
                 .unwrap_or("default")
                 .to_string()
         });
-        let api: Api<DynamicObject> = match &namespace {
+        let api = match &namespace {
             Some(ns) => Api::namespaced_with(self.client.clone(), ns, resource),
             None => Api::all_with(self.client.clone(), resource),
         };
-        let params = PatchParams::apply(FIELD_MANAGER).force();
-        api.patch(&name, &params, &Patch::Apply(object))
-            .await
-            .map_err(api_error(format!("applying {} {name}", resource.kind)))?;
-        Ok(Applied {
-            kind: resource.kind.clone(),
-            name,
-            namespace,
-        })
+        (api, name, namespace)
     }
 
     /// Waits until a CRD reports condition Established=True.
@@ -307,21 +319,8 @@ impl KubeClient {
             let Some((resource, caps)) = &resources[i] else {
                 continue;
             };
-            let object = &objects[i];
-            let name = object["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            let namespace = (caps.scope == Scope::Namespaced).then(|| {
-                object["metadata"]["namespace"]
-                    .as_str()
-                    .unwrap_or("default")
-                    .to_string()
-            });
-            let api: Api<DynamicObject> = match &namespace {
-                Some(ns) => Api::namespaced_with(self.client.clone(), ns, resource),
-                None => Api::all_with(self.client.clone(), resource),
-            };
+            let (api, name, namespace) =
+                self.api_for(&objects[i], resource, caps.scope == Scope::Namespaced);
             match api.delete(&name, &DeleteParams::background()).await {
                 Ok(_) => deleted.push(Applied {
                     kind: resource.kind.clone(),

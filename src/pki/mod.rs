@@ -125,6 +125,14 @@ impl CaPair {
     pub fn info(&self) -> Result<CertInfo, PkiError> {
         CertInfo::from_pem(&self.cert_pem, &self.cert_path)
     }
+
+    /// Writes key (0600) and certificate (0644), each atomically. Key first: a crash between
+    /// the two writes leaves a key without a certificate, which loading reports, instead of a
+    /// new certificate beside an unknown key.
+    fn store(&self) -> Result<(), PkiError> {
+        write_atomic(&self.key_path, self.key_pem.as_bytes(), 0o600).map_err(io(&self.key_path))?;
+        write_atomic(&self.cert_path, self.cert_pem.as_bytes(), 0o644).map_err(io(&self.cert_path))
+    }
 }
 
 pub fn root_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
@@ -206,10 +214,7 @@ pub fn ensure_root(
         cert_path,
         key_path,
     };
-    // Key first: a crash between the two writes leaves a key without a certificate, which
-    // `load_root` reports instead of pairing a new certificate with an unknown key.
-    write_atomic(&pair.key_path, pair.key_pem.as_bytes(), 0o600).map_err(io(&pair.key_path))?;
-    write_atomic(&pair.cert_path, pair.cert_pem.as_bytes(), 0o644).map_err(io(&pair.cert_path))?;
+    pair.store()?;
     Ok(pair)
 }
 
@@ -337,8 +342,7 @@ pub fn ensure_intermediate(
         cert_path,
         key_path,
     };
-    write_atomic(&pair.key_path, pair.key_pem.as_bytes(), 0o600).map_err(io(&pair.key_path))?;
-    write_atomic(&pair.cert_path, pair.cert_pem.as_bytes(), 0o644).map_err(io(&pair.cert_path))?;
+    pair.store()?;
     Ok((pair, issued))
 }
 
