@@ -26,6 +26,9 @@ pub use spec::{
 
 use crate::ENV_LABEL;
 
+/// How long a container without a health check must keep running to count as started.
+const SETTLE: Duration = Duration::from_millis(500);
+
 /// Lines of a container's log attached to a "container failed" error.
 const LOG_TAIL_LINES: usize = 30;
 
@@ -308,10 +311,12 @@ impl DockerClient {
         Ok(status)
     }
 
-    /// Waits until the container runs (and, with a health check, is healthy). A container that
-    /// exits or turns unhealthy fails at once with its last log lines.
+    /// Waits until the container is healthy (with a health check) or has kept running for a
+    /// moment (without). A container that exits or turns unhealthy fails at once with its last
+    /// log lines.
     pub async fn wait_ready(&self, name: &str, timeout: Duration) -> Result<(), DockerError> {
         let deadline = tokio::time::Instant::now() + timeout;
+        let mut running_since = None;
         loop {
             let inspect = self
                 .docker
@@ -327,11 +332,16 @@ impl DockerClient {
                 health.map(|h| format!(", {h}")).unwrap_or_default()
             );
             match (status, health) {
-                (
-                    Some(ContainerStateStatusEnum::RUNNING),
-                    None | Some(HealthStatusEnum::NONE | HealthStatusEnum::HEALTHY),
-                ) => {
+                (Some(ContainerStateStatusEnum::RUNNING), Some(HealthStatusEnum::HEALTHY)) => {
                     return Ok(());
+                }
+                // Without a health check, running once proves little (a process that dies at
+                // start is "running" for a moment): it must stay up for a settle window.
+                (Some(ContainerStateStatusEnum::RUNNING), None | Some(HealthStatusEnum::NONE)) => {
+                    let since = *running_since.get_or_insert_with(tokio::time::Instant::now);
+                    if since.elapsed() >= SETTLE {
+                        return Ok(());
+                    }
                 }
                 (Some(ContainerStateStatusEnum::EXITED | ContainerStateStatusEnum::DEAD), _)
                 | (_, Some(HealthStatusEnum::UNHEALTHY)) => {
