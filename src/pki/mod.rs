@@ -269,7 +269,13 @@ fn load_pair(
     }))
 }
 
-fn parse_pem(pem_text: &str, path: &Path) -> Result<Vec<u8>, PkiError> {
+/// The DER bytes of a PEM certificate, and the certificate parsed from them — once, with one
+/// error that says what to do about a damaged file.
+fn parse_certificate<T>(
+    pem_text: &str,
+    path: &Path,
+    read: impl FnOnce(&[u8], &x509_parser::certificate::X509Certificate<'_>) -> T,
+) -> Result<T, PkiError> {
     let corrupt = |reason: String| {
         PkiError::Corrupt {
         path: path.to_path_buf(),
@@ -280,20 +286,15 @@ fn parse_pem(pem_text: &str, path: &Path) -> Result<Vec<u8>, PkiError> {
     };
     let (_, pem) = x509_parser::pem::parse_x509_pem(pem_text.as_bytes())
         .map_err(|e| corrupt(e.to_string()))?;
-    // Parse once here so every caller gets a certificate that is known to be well formed.
-    pem.parse_x509().map_err(|e| corrupt(e.to_string()))?;
-    Ok(pem.contents)
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(&pem.contents).map_err(|e| corrupt(e.to_string()))?;
+    Ok(read(&pem.contents, &cert))
 }
 
 fn public_key_of(cert_pem: &str, path: &Path) -> Result<Vec<u8>, PkiError> {
-    let der = parse_pem(cert_pem, path)?;
-    let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| PkiError::Corrupt {
-        path: path.to_path_buf(),
-        what: "the certificate",
-        reason: e.to_string(),
-        help: String::new(),
-    })?;
-    Ok(cert.public_key().subject_public_key.data.to_vec())
+    parse_certificate(cert_pem, path, |_, cert| {
+        cert.public_key().subject_public_key.data.to_vec()
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -367,45 +368,39 @@ pub struct CertInfo {
 
 impl CertInfo {
     pub fn from_pem(pem_text: &str, path: &Path) -> Result<CertInfo, PkiError> {
-        let der = parse_pem(pem_text, path)?;
-        let (_, cert) =
-            x509_parser::parse_x509_certificate(&der).map_err(|e| PkiError::Corrupt {
-                path: path.to_path_buf(),
-                what: "the certificate",
-                reason: e.to_string(),
-                help: String::new(),
-            })?;
-        let fingerprint = Sha256::digest(&der)
-            .iter()
-            .map(|b| format!("{b:02X}"))
-            .collect::<Vec<_>>()
-            .join(":");
-        let (is_ca, path_len) = match cert.basic_constraints() {
-            Ok(Some(bc)) => (bc.value.ca, bc.value.path_len_constraint),
-            _ => (false, None),
-        };
-        let mut permitted = Vec::new();
-        if let Ok(Some(nc)) = cert.name_constraints() {
-            for subtree in nc.value.permitted_subtrees.iter().flatten() {
-                use x509_parser::extensions::GeneralName;
-                permitted.push(match &subtree.base {
-                    GeneralName::DNSName(d) => format!("DNS:{d}"),
-                    GeneralName::IPAddress(bytes) => ip_constraint(bytes),
-                    other => format!("{other:?}"),
-                });
+        parse_certificate(pem_text, path, |der, cert| {
+            let fingerprint = Sha256::digest(der)
+                .iter()
+                .map(|b| format!("{b:02X}"))
+                .collect::<Vec<_>>()
+                .join(":");
+            let (is_ca, path_len) = match cert.basic_constraints() {
+                Ok(Some(bc)) => (bc.value.ca, bc.value.path_len_constraint),
+                _ => (false, None),
+            };
+            let mut permitted = Vec::new();
+            if let Ok(Some(nc)) = cert.name_constraints() {
+                for subtree in nc.value.permitted_subtrees.iter().flatten() {
+                    use x509_parser::extensions::GeneralName;
+                    permitted.push(match &subtree.base {
+                        GeneralName::DNSName(d) => format!("DNS:{d}"),
+                        GeneralName::IPAddress(bytes) => ip_constraint(bytes),
+                        other => format!("{other:?}"),
+                    });
+                }
             }
-        }
-        let timestamp = |t: x509_parser::time::ASN1Time| t.to_datetime();
-        Ok(CertInfo {
-            path: path.to_path_buf(),
-            subject: cert.subject().to_string(),
-            issuer: cert.issuer().to_string(),
-            fingerprint_sha256: fingerprint,
-            not_before: timestamp(cert.validity().not_before),
-            not_after: timestamp(cert.validity().not_after),
-            is_ca,
-            path_len,
-            permitted,
+            let timestamp = |t: x509_parser::time::ASN1Time| t.to_datetime();
+            CertInfo {
+                path: path.to_path_buf(),
+                subject: cert.subject().to_string(),
+                issuer: cert.issuer().to_string(),
+                fingerprint_sha256: fingerprint,
+                not_before: timestamp(cert.validity().not_before),
+                not_after: timestamp(cert.validity().not_after),
+                is_ca,
+                path_len,
+                permitted,
+            }
         })
     }
 

@@ -180,12 +180,7 @@ pub const TEST_IMAGE: &str = "kindling-test/busybox:3";
 pub fn ensure_test_image() {
     static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     BUILT.get_or_init(|| {
-        let present = std::process::Command::new("docker")
-            .args(["image", "inspect", TEST_IMAGE])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        if present {
+        if image_present(TEST_IMAGE) {
             return;
         }
         let rootfs = tempfile::tempdir().unwrap();
@@ -207,19 +202,30 @@ pub fn ensure_test_image() {
         ] {
             std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
         }
-        let status = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "tar -C '{}' -c . | docker import - {TEST_IMAGE} >/dev/null",
-                rootfs.path().display()
-            ))
-            .status()
-            .unwrap();
-        assert!(
-            status.success(),
-            "docker import of the busybox image failed"
-        );
+        import_rootfs(rootfs.path(), TEST_IMAGE, &[]);
     });
+}
+
+fn image_present(image: &str) -> bool {
+    std::process::Command::new("docker")
+        .args(["image", "inspect", image])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// `docker import` of a directory as an image, with Dockerfile-style `changes`.
+fn import_rootfs(root: &Path, image: &str, changes: &[&str]) {
+    let changes: String = changes.iter().map(|c| format!(" --change '{c}'")).collect();
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "tar -C '{}' -c . | docker import{changes} - {image} >/dev/null",
+            root.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success(), "docker import of {image} failed");
 }
 
 /// A name no other test (or test run) uses.
@@ -240,12 +246,7 @@ pub const TEST_REGISTRY_IMAGE: &str = "kindling-test/registry:2";
 pub fn ensure_test_registry_image() {
     static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     BUILT.get_or_init(|| {
-        let present = std::process::Command::new("docker")
-            .args(["image", "inspect", TEST_REGISTRY_IMAGE])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        if present {
+        if image_present(TEST_REGISTRY_IMAGE) {
             return;
         }
         let rootfs = tempfile::tempdir().unwrap();
@@ -278,15 +279,11 @@ pub fn ensure_test_registry_image() {
             "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: /var/lib/registry\nhttp:\n  addr: :5000\n",
         )
         .unwrap();
-        let status = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "tar -C '{}' -c . | docker import --change 'CMD [\"/usr/bin/docker-registry\", \"serve\", \"/etc/docker/registry/config.yml\"]' --change 'EXPOSE 5000' - {TEST_REGISTRY_IMAGE} >/dev/null",
-                root.display()
-            ))
-            .status()
-            .unwrap();
-        assert!(status.success(), "docker import of the registry image failed");
+        import_rootfs(
+            root,
+            TEST_REGISTRY_IMAGE,
+            &[r#"CMD ["/usr/bin/docker-registry", "serve", "/etc/docker/registry/config.yml"]"#, "EXPOSE 5000"],
+        );
     });
 }
 
