@@ -7,6 +7,7 @@
 pub mod cluster;
 pub mod docker;
 pub mod doctor;
+pub mod engine;
 pub mod gitea;
 pub mod kube;
 pub mod paths;

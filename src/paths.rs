@@ -15,6 +15,17 @@ pub fn data_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".kindling-data"))
 }
 
+/// `$KINDLING_CACHE_DIR`, else the platform cache directory (`~/.cache/kindling` on Linux).
+/// Holds downloads that can be fetched again (install manifests); safe to delete.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("KINDLING_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    directories::ProjectDirs::from("dev", "kindling", "kindling")
+        .map(|d| d.cache_dir().to_path_buf())
+        .unwrap_or_else(|| PathBuf::from(".kindling-cache"))
+}
+
 /// The directory of one environment's state inside the data directory.
 pub fn env_dir(data_dir: &Path, env: &str) -> PathBuf {
     data_dir.join("envs").join(env)

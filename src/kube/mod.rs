@@ -18,6 +18,43 @@ pub use order::{Phase, apply_order, delete_order, phase_of};
 /// The field manager of everything kindling applies.
 pub const FIELD_MANAGER: &str = "kindling";
 
+/// The field manager of upstream install manifests. Distinct from [`FIELD_MANAGER`] so that
+/// re-applying an install bundle never drops fields kindling set on the same objects later
+/// (server-side apply removes the fields a manager owned and no longer sends).
+pub const INSTALL_FIELD_MANAGER: &str = "kindling-install";
+
+/// How a bundle is applied.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions<'a> {
+    pub field_manager: &'a str,
+    /// Where namespaced objects without a namespace go (`kubectl apply -n`); `default` if unset.
+    pub default_namespace: Option<&'a str>,
+    /// How long a CRD of the bundle may take to become Established.
+    pub crd_timeout: Duration,
+}
+
+impl ApplyOptions<'static> {
+    pub fn new(crd_timeout: Duration) -> ApplyOptions<'static> {
+        ApplyOptions {
+            field_manager: FIELD_MANAGER,
+            default_namespace: None,
+            crd_timeout,
+        }
+    }
+}
+
+/// A namespaced object with `metadata.namespace` set to `namespace` when it names none, as
+/// `kubectl apply -n` does; the server rejects a body whose namespace differs from the path's.
+fn in_namespace(object: &Value, namespace: &str) -> Value {
+    let mut object = object.clone();
+    if !object["metadata"]["namespace"].is_string()
+        && let Some(meta) = object["metadata"].as_object_mut()
+    {
+        meta.insert("namespace".into(), Value::String(namespace.to_string()));
+    }
+    object
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum KubeError {
     #[error("kubeconfig {path}: {reason}")]
@@ -112,30 +149,41 @@ impl KubeClient {
         }
     }
 
-    /// Server-side applies every object of a multi-document YAML bundle in dependency order.
-    /// A custom resource whose CRD is in the bundle is applied once that CRD is Established.
+    /// Server-side applies every object of a multi-document YAML bundle in dependency order,
+    /// as field manager `kindling`, namespaced objects without a namespace going to `default`.
     pub async fn apply_bundle(
         &self,
         yaml: &str,
         crd_timeout: Duration,
     ) -> Result<Vec<Applied>, KubeError> {
-        let objects = parse_bundle(yaml)?;
+        self.apply_objects(&parse_bundle(yaml)?, &ApplyOptions::new(crd_timeout))
+            .await
+    }
+
+    /// Server-side applies `objects` in dependency order. A custom resource whose CRD is among
+    /// them is applied once that CRD is Established.
+    pub async fn apply_objects(
+        &self,
+        objects: &[Value],
+        options: &ApplyOptions<'_>,
+    ) -> Result<Vec<Applied>, KubeError> {
+        let crd_timeout = options.crd_timeout;
         let mut scopes = Vec::with_capacity(objects.len());
-        for object in &objects {
+        for object in objects {
             scopes.push(
                 self.resource_of(object)
                     .await?
                     .map(|(_, caps)| caps.scope == Scope::Namespaced),
             );
         }
-        let order = apply_order(&objects, |i| scopes[i]);
+        let order = apply_order(objects, |i| scopes[i]);
         let mut applied = Vec::new();
         for i in order {
             let object = &objects[i];
             let resource = match self.resource_of(object).await? {
                 Some(found) => found,
                 None => {
-                    let Some(crd) = order::defining_crd(&objects, object) else {
+                    let Some(crd) = order::defining_crd(objects, object) else {
                         return Err(unknown_kind(
                             object,
                             "; install the CRD that defines it first",
@@ -155,8 +203,13 @@ impl KubeClient {
                 }
             };
             applied.push(
-                self.apply_one(object, &resource.0, resource.1.scope == Scope::Namespaced)
-                    .await?,
+                self.apply_one(
+                    object,
+                    &resource.0,
+                    resource.1.scope == Scope::Namespaced,
+                    options,
+                )
+                .await?,
             );
         }
         Ok(applied)
@@ -167,10 +220,15 @@ impl KubeClient {
         object: &Value,
         resource: &ApiResource,
         namespaced: bool,
+        options: &ApplyOptions<'_>,
     ) -> Result<Applied, KubeError> {
-        let (api, name, namespace) = self.api_for(object, resource, namespaced);
-        let params = PatchParams::apply(FIELD_MANAGER).force();
-        api.patch(&name, &params, &Patch::Apply(object))
+        let object = match (namespaced, options.default_namespace) {
+            (true, Some(ns)) => in_namespace(object, ns),
+            _ => object.clone(),
+        };
+        let (api, name, namespace) = self.api_for(&object, resource, namespaced);
+        let params = PatchParams::apply(options.field_manager).force();
+        api.patch(&name, &params, &Patch::Apply(&object))
             .await
             .map_err(api_error(format!("applying {} {name}", resource.kind)))?;
         Ok(Applied {
@@ -301,6 +359,134 @@ impl KubeClient {
         .await
     }
 
+    /// The dynamic API of a kind in `namespace` (all namespaces when `None` for a namespaced
+    /// kind); `None` when the cluster does not serve the kind.
+    async fn api_of_kind(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+    ) -> Result<Option<(Api<DynamicObject>, ApiResource)>, KubeError> {
+        let probe = serde_json::json!({"apiVersion": api_version, "kind": kind});
+        let Some((resource, caps)) = self.resource_of(&probe).await? else {
+            return Ok(None);
+        };
+        let api = match (caps.scope == Scope::Namespaced, namespace) {
+            (true, Some(ns)) => Api::namespaced_with(self.client.clone(), ns, &resource),
+            _ => Api::all_with(self.client.clone(), &resource),
+        };
+        Ok(Some((api, resource)))
+    }
+
+    /// One object as JSON, `None` when it (or its kind) does not exist.
+    pub async fn get(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Value>, KubeError> {
+        let Some((api, _)) = self.api_of_kind(api_version, kind, namespace).await? else {
+            return Ok(None);
+        };
+        match api.get(name).await {
+            Ok(object) => Ok(Some(to_json(&object, api_version, kind))),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(api_error(format!("reading {kind} {name}"))(e)),
+        }
+    }
+
+    /// Every object of a kind in `namespace` (empty when the kind is not served).
+    pub async fn list(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+    ) -> Result<Vec<Value>, KubeError> {
+        let Some((api, _)) = self.api_of_kind(api_version, kind, namespace).await? else {
+            return Ok(Vec::new());
+        };
+        let list = api
+            .list(&Default::default())
+            .await
+            .map_err(api_error(format!("listing {kind}")))?;
+        Ok(list
+            .items
+            .iter()
+            .map(|o| to_json(o, api_version, kind))
+            .collect())
+    }
+
+    /// A JSON merge patch of one object (annotations, `spec.suspend`, an Argo CD operation).
+    pub async fn merge_patch(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+        patch: &Value,
+    ) -> Result<(), KubeError> {
+        let Some((api, _)) = self.api_of_kind(api_version, kind, namespace).await? else {
+            return Err(unknown_kind(
+                &serde_json::json!({"apiVersion": api_version, "kind": kind}),
+                "; is the engine installed?",
+            ));
+        };
+        api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .map_err(api_error(format!("patching {kind} {name}")))?;
+        Ok(())
+    }
+
+    /// The newest Warning event in `namespace` about an object whose name starts with
+    /// `name_prefix` (a Deployment's pods carry its name as prefix), as "Reason: message".
+    pub async fn latest_warning(&self, namespace: &str, name_prefix: &str) -> Option<String> {
+        let events = self.list("v1", "Event", Some(namespace)).await.ok()?;
+        latest_warning_of(&events, name_prefix)
+    }
+
+    /// Waits until every Deployment in `namespace` is Available and every StatefulSet has its
+    /// replicas ready; the timeout error names the first workload that is not, with its latest
+    /// Warning event.
+    pub async fn wait_workloads_ready(
+        &self,
+        namespace: &str,
+        timeout: Duration,
+    ) -> Result<(), KubeError> {
+        let what = format!("the workloads in namespace {namespace} to be ready");
+        let result = self
+            .wait_for(&what, timeout, || async move {
+                let deployments = self.list("apps/v1", "Deployment", Some(namespace)).await?;
+                let statefulsets = self.list("apps/v1", "StatefulSet", Some(namespace)).await?;
+                Ok(workloads_ready(&deployments, &statefulsets))
+            })
+            .await;
+        match result {
+            Err(KubeError::Timeout {
+                what,
+                seconds,
+                blocking,
+            }) => {
+                let name = blocking
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_string();
+                let event = self
+                    .latest_warning(namespace, &name)
+                    .await
+                    .map(|e| format!("; latest warning: {e}"))
+                    .unwrap_or_default();
+                Err(KubeError::Timeout {
+                    what,
+                    seconds,
+                    blocking: format!("{blocking}{event}"),
+                })
+            }
+            other => other,
+        }
+    }
+
     /// Deletes every object of a bundle in reverse dependency order; what is gone already (or
     /// whose kind the cluster no longer serves) is fine.
     pub async fn delete_bundle(&self, yaml: &str) -> Result<Vec<Applied>, KubeError> {
@@ -394,4 +580,75 @@ pub fn parse_bundle(yaml: &str) -> Result<Vec<Value>, KubeError> {
         objects.push(value);
     }
     Ok(objects)
+}
+
+fn to_json(object: &DynamicObject, api_version: &str, kind: &str) -> Value {
+    let mut value = serde_json::to_value(object).unwrap_or_default();
+    // List items come without apiVersion/kind; status parsing and messages want them.
+    if let Some(map) = value.as_object_mut() {
+        map.entry("apiVersion")
+            .or_insert_with(|| Value::String(api_version.to_string()));
+        map.entry("kind")
+            .or_insert_with(|| Value::String(kind.to_string()));
+    }
+    value
+}
+
+/// Whether Deployments are Available and StatefulSets have all replicas ready (pure): the
+/// first one that is not, as "Kind name: why".
+pub fn workloads_ready(deployments: &[Value], statefulsets: &[Value]) -> Result<(), String> {
+    for d in deployments {
+        let name = d["metadata"]["name"].as_str().unwrap_or_default();
+        match condition(d, "Available") {
+            Some((status, _)) if status == "True" => {}
+            Some((status, message)) => {
+                return Err(format!(
+                    "Deployment {name} is not Available ({status}): {message}"
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "Deployment {name} reports no Available condition yet"
+                ));
+            }
+        }
+    }
+    for s in statefulsets {
+        let name = s["metadata"]["name"].as_str().unwrap_or_default();
+        let wanted = s["spec"]["replicas"].as_u64().unwrap_or(1);
+        let ready = s["status"]["readyReplicas"].as_u64().unwrap_or(0);
+        if ready < wanted {
+            return Err(format!(
+                "StatefulSet {name} has {ready}/{wanted} replicas ready"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The newest Warning event about an object named `name_prefix*` (pure).
+pub fn latest_warning_of(events: &[Value], name_prefix: &str) -> Option<String> {
+    let time = |e: &Value| {
+        ["lastTimestamp", "eventTime", "firstTimestamp"]
+            .iter()
+            .find_map(|f| e[*f].as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    events
+        .iter()
+        .filter(|e| e["type"] == "Warning")
+        .filter(|e| {
+            e["involvedObject"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with(name_prefix))
+        })
+        .max_by_key(|e| time(e))
+        .map(|e| {
+            format!(
+                "{} {}: {}",
+                e["involvedObject"]["name"].as_str().unwrap_or_default(),
+                e["reason"].as_str().unwrap_or_default(),
+                e["message"].as_str().unwrap_or_default().trim()
+            )
+        })
 }

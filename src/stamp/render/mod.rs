@@ -2,8 +2,8 @@
 //! YAML documents out. Both engines get a bundle of files meant to live under `.kindling/`
 //! in the pushed source snapshot, plus the bootstrap objects kindling applies itself.
 
-mod argo;
-mod flux;
+pub mod argo;
+pub mod flux;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -29,6 +29,9 @@ impl Engine {
     }
 }
 
+/// The Secret (in the engine's namespace) holding the Gitea credentials.
+pub const CREDENTIALS_SECRET: &str = "kindling-git-credentials";
+
 /// What rendering needs to know about where the stamp will be served from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderOptions {
@@ -48,7 +51,7 @@ impl RenderOptions {
         RenderOptions {
             repo_url: format!("http://kindling-{env}-gitea:3000/kindling/source.git"),
             branch: "main".to_string(),
-            credentials_secret: Some("kindling-git-credentials".to_string()),
+            credentials_secret: Some(CREDENTIALS_SECRET.to_string()),
             bundle_dir: ".kindling".to_string(),
         }
     }

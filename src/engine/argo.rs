@@ -1,0 +1,250 @@
+//! Argo CD: bootstrap objects, reconcile-now requests and status interpretation (pure).
+//!
+//! The root Application `kindling-<stamp>` (in `argocd`) syncs `.kindling/argo/apps`, one child
+//! Application per stamp entry, named after the entry, ordered by sync waves.
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use super::status::{EngineStatus, EntryStatus, Readiness, SourceStatus, link_dependencies};
+use super::{GitCredentials, PatchRequest};
+use crate::stamp::Stamp;
+
+pub use crate::stamp::render::argo::{NAMESPACE, root_name};
+
+pub const API_VERSION: &str = "argoproj.io/v1alpha1";
+/// Argo CD compares an Application with Git again when this annotation appears.
+pub const REFRESH_ANNOTATION: &str = "argocd.argoproj.io/refresh";
+pub const REPOSITORY_SECRET: &str = "kindling-repository";
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
+}
+
+/// The repository Secret Argo CD finds by its label and matches to Applications by URL.
+pub fn repository_secret(credentials: &GitCredentials) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": REPOSITORY_SECRET,
+            "namespace": NAMESPACE,
+            "labels": {
+                "argocd.argoproj.io/secret-type": "repository",
+                "app.kubernetes.io/managed-by": "kindling",
+            },
+        },
+        "type": "Opaque",
+        "data": {
+            "type": b64("git"),
+            "name": b64("kindling"),
+            "url": b64(&credentials.url),
+            "username": b64(&credentials.username),
+            "password": b64(&credentials.password),
+        },
+    })
+}
+
+/// Repository Secret, then the rendered root Application and argocd-cm. Under `--hold` the
+/// root has no automated sync: it is registered, shows what it would do, and waits for
+/// `env approve`.
+pub fn bootstrap_objects(
+    stamp: &Stamp,
+    rendered_bootstrap: &[Value],
+    credentials: &GitCredentials,
+    hold: bool,
+) -> Vec<Value> {
+    let root = root_name(stamp);
+    let mut objects = vec![repository_secret(credentials)];
+    for object in rendered_bootstrap {
+        let mut object = object.clone();
+        if hold
+            && object["kind"] == "Application"
+            && object["metadata"]["name"] == root.as_str()
+            && let Some(policy) = object["spec"]["syncPolicy"].as_object_mut()
+        {
+            policy.remove("automated");
+        }
+        objects.push(object);
+    }
+    mark_hold(&mut objects, stamp, hold);
+    objects
+}
+
+/// What `env approve` sends after re-applying the root with automated sync: a sync
+/// operation, so the first sync starts now rather than at the next poll.
+pub fn approve_requests(stamp: &Stamp, revision: &str) -> Vec<PatchRequest> {
+    vec![PatchRequest {
+        api_version: API_VERSION.to_string(),
+        kind: "Application".to_string(),
+        namespace: NAMESPACE.to_string(),
+        name: root_name(stamp),
+        patch: sync_operation_patch(revision),
+    }]
+}
+
+pub fn refresh_patch() -> Value {
+    json!({"metadata": {"annotations": {REFRESH_ANNOTATION: "normal"}}})
+}
+
+/// A sync operation, as `argocd app sync` starts one: for a root without automated sync.
+pub fn sync_operation_patch(revision: &str) -> Value {
+    json!({"operation": {
+        "initiatedBy": {"username": "kindling"},
+        "sync": {"revision": revision, "prune": true},
+    }})
+}
+
+fn automated(root: &Value) -> bool {
+    root["spec"]["syncPolicy"]["automated"].is_object()
+}
+
+/// A refresh of the root and every child; when the root syncs only on request (after an
+/// approval, or created before automation was turned on), a sync operation on it too.
+pub fn reconcile_requests(stamp: &Stamp, root: Option<&Value>) -> Vec<PatchRequest> {
+    let request = |name: &str, patch: Value| PatchRequest {
+        api_version: API_VERSION.to_string(),
+        kind: "Application".to_string(),
+        namespace: NAMESPACE.to_string(),
+        name: name.to_string(),
+        patch,
+    };
+    let root_name = root_name(stamp);
+    let mut requests = vec![request(&root_name, refresh_patch())];
+    if let Some(root) = root
+        && !automated(root)
+        && root["metadata"]["annotations"][HOLD_ANNOTATION] != "true"
+    {
+        let revision = root["spec"]["source"]["targetRevision"]
+            .as_str()
+            .unwrap_or("HEAD");
+        requests.push(request(&root_name, sync_operation_patch(revision)));
+    }
+    for entry in stamp.ordered_entries() {
+        requests.push(request(&entry.name, refresh_patch()));
+    }
+    requests
+}
+
+/// Marks a root held by `--hold`, so a reconcile request never syncs it before approval.
+pub const HOLD_ANNOTATION: &str = "kindling.dev/hold";
+
+/// Sets or clears the hold mark on the root Application of `objects`.
+pub fn mark_hold(objects: &mut [Value], stamp: &Stamp, hold: bool) {
+    let root = root_name(stamp);
+    for object in objects.iter_mut() {
+        if object["kind"] == "Application" && object["metadata"]["name"] == root.as_str() {
+            object["metadata"]["annotations"][HOLD_ANNOTATION] = Value::String(hold.to_string());
+        }
+    }
+}
+
+fn text(value: &Value) -> Option<String> {
+    value.as_str().filter(|s| !s.is_empty()).map(str::to_string)
+}
+
+/// One entry from its Application: Ready when Synced and Healthy.
+pub fn entry_status(name: &str, apps: &[Value]) -> EntryStatus {
+    let Some(app) = apps.iter().find(|a| a["metadata"]["name"] == name) else {
+        return EntryStatus::missing(name, "Application");
+    };
+    let sync = text(&app["status"]["sync"]["status"]);
+    let health = text(&app["status"]["health"]["status"]);
+    let phase = text(&app["status"]["operationState"]["phase"]);
+    let condition = app["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.first())
+        .map(|c| {
+            (
+                text(&c["type"]).unwrap_or_default(),
+                text(&c["message"]).unwrap_or_default(),
+            )
+        });
+    let readiness = match (sync.as_deref(), health.as_deref(), phase.as_deref()) {
+        (_, Some("Degraded"), _) | (_, _, Some("Failed" | "Error")) => Readiness::Failed,
+        (_, Some("Suspended"), _) => Readiness::Suspended,
+        (Some("Synced"), Some("Healthy"), _) => Readiness::Ready,
+        _ if condition
+            .as_ref()
+            .is_some_and(|(t, _)| t.ends_with("Error")) =>
+        {
+            Readiness::Failed
+        }
+        _ => Readiness::Progressing,
+    };
+    let reason = match &condition {
+        Some((kind, _)) => kind.clone(),
+        None => format!(
+            "{}/{}",
+            sync.as_deref().unwrap_or("Unknown"),
+            health.as_deref().unwrap_or("Unknown")
+        ),
+    };
+    let message = condition
+        .map(|(_, m)| m)
+        .filter(|m| !m.is_empty())
+        .or_else(|| text(&app["status"]["health"]["message"]))
+        .or_else(|| text(&app["status"]["operationState"]["message"]))
+        .unwrap_or_default();
+    let revision = text(&app["status"]["sync"]["revision"])
+        .or_else(|| text(&app["status"]["operationState"]["syncResult"]["revision"]));
+    EntryStatus {
+        name: name.to_string(),
+        kind: "Application".to_string(),
+        suspended: readiness == Readiness::Suspended,
+        readiness,
+        reason,
+        message,
+        revision,
+        blocked_by: None,
+        sync,
+        health,
+    }
+}
+
+/// The stamp's status from the Applications in `argocd`.
+pub fn status(stamp: &Stamp, apps: &[Value]) -> EngineStatus {
+    let root_name = root_name(stamp);
+    let root = apps
+        .iter()
+        .find(|a| a["metadata"]["name"] == root_name.as_str());
+    let awaiting_approval = root.is_some_and(|r| !automated(r));
+    let source = root.map(|r| {
+        let entry = entry_status(&root_name, std::slice::from_ref(r));
+        SourceStatus {
+            kind: "Application".to_string(),
+            name: root_name.clone(),
+            readiness: entry.readiness,
+            message: entry.message,
+            revision: entry.revision,
+        }
+    });
+    let entries = stamp
+        .entries
+        .iter()
+        .map(|e| entry_status(&e.name, apps))
+        .collect();
+    EngineStatus {
+        engine: "argo".to_string(),
+        awaiting_approval,
+        source,
+        entries: link_dependencies(stamp, entries),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argo_refresh_and_sync_patch_bodies() {
+        assert_eq!(
+            refresh_patch(),
+            json!({"metadata": {"annotations": {"argocd.argoproj.io/refresh": "normal"}}})
+        );
+        assert_eq!(
+            sync_operation_patch("main"),
+            json!({"operation": {"initiatedBy": {"username": "kindling"}, "sync": {"revision": "main", "prune": true}}})
+        );
+    }
+}

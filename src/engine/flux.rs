@@ -1,0 +1,281 @@
+//! Flux: bootstrap objects, reconcile-now requests and status interpretation (pure).
+//!
+//! Every stamp entry is a Kustomization in `flux-system` named after the entry (Helm entries'
+//! Kustomizations apply their HelmRepository + HelmRelease and wait for them), all applied by
+//! the root Kustomization `kindling-<stamp>` from the GitRepository `kindling`.
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use super::status::{
+    EngineStatus, EntryStatus, Readiness, SourceStatus, condition_of, link_dependencies,
+};
+use super::{GitCredentials, PatchRequest};
+use crate::stamp::{Source, Stamp};
+
+pub use crate::stamp::render::flux::{GIT_REPOSITORY, NAMESPACE, root_name};
+
+pub const GIT_REPOSITORY_API: &str = "source.toolkit.fluxcd.io/v1";
+pub const KUSTOMIZATION_API: &str = "kustomize.toolkit.fluxcd.io/v1";
+pub const HELM_RELEASE_API: &str = "helm.toolkit.fluxcd.io/v2";
+/// Flux reconciles an object again when this annotation's value changes.
+pub const RECONCILE_ANNOTATION: &str = "reconcile.fluxcd.io/requestedAt";
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
+}
+
+/// The credentials Secret the GitRepository's `secretRef` names (basic auth: username and
+/// password keys, as source-controller reads them).
+pub fn credentials_secret(credentials: &GitCredentials) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": crate::stamp::render::CREDENTIALS_SECRET,
+            "namespace": NAMESPACE,
+            "labels": {"app.kubernetes.io/managed-by": "kindling"},
+        },
+        "type": "Opaque",
+        "data": {
+            "username": b64(&credentials.username),
+            "password": b64(&credentials.password),
+        },
+    })
+}
+
+/// Credentials Secret, then the rendered GitRepository and root Kustomization, the root's
+/// `spec.suspend` always set (true under `--hold`) so that approving re-applies `false`.
+pub fn bootstrap_objects(
+    stamp: &Stamp,
+    rendered_bootstrap: &[Value],
+    credentials: &GitCredentials,
+    hold: bool,
+) -> Vec<Value> {
+    let root = root_name(stamp);
+    let mut objects = vec![credentials_secret(credentials)];
+    for object in rendered_bootstrap {
+        let mut object = object.clone();
+        if object["kind"] == "Kustomization" && object["metadata"]["name"] == root.as_str() {
+            object["spec"]["suspend"] = Value::Bool(hold);
+        }
+        objects.push(object);
+    }
+    objects
+}
+
+/// The merge patch that asks Flux to reconcile an object now.
+pub fn reconcile_patch(now: time::OffsetDateTime) -> Value {
+    let stamp = now
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    json!({"metadata": {"annotations": {RECONCILE_ANNOTATION: stamp}}})
+}
+
+/// The source first (so the new commit is fetched), then the root, then every entry in
+/// dependency order; Helm entries' HelmReleases too, so a chart change is not left to the
+/// release's own interval.
+pub fn reconcile_requests(stamp: &Stamp, now: time::OffsetDateTime) -> Vec<PatchRequest> {
+    let patch = reconcile_patch(now);
+    let request = |api: &str, kind: &str, name: &str| PatchRequest {
+        api_version: api.to_string(),
+        kind: kind.to_string(),
+        namespace: NAMESPACE.to_string(),
+        name: name.to_string(),
+        patch: patch.clone(),
+    };
+    let mut requests = vec![
+        request(GIT_REPOSITORY_API, "GitRepository", GIT_REPOSITORY),
+        request(KUSTOMIZATION_API, "Kustomization", &root_name(stamp)),
+    ];
+    for entry in stamp.ordered_entries() {
+        requests.push(request(KUSTOMIZATION_API, "Kustomization", &entry.name));
+        if matches!(entry.source, Source::Helm(_)) {
+            requests.push(request(HELM_RELEASE_API, "HelmRelease", &entry.name));
+        }
+    }
+    requests
+}
+
+fn named<'a>(objects: &'a [Value], name: &str) -> Option<&'a Value> {
+    objects.iter().find(|o| o["metadata"]["name"] == name)
+}
+
+/// A Flux object's readiness from its `Ready` condition and `spec.suspend`.
+pub fn readiness_of(object: &Value) -> (Readiness, String, String) {
+    if object["spec"]["suspend"] == true {
+        return (
+            Readiness::Suspended,
+            "Suspended".to_string(),
+            "reconciliation is suspended".to_string(),
+        );
+    }
+    match condition_of(object, "Ready") {
+        None => (
+            Readiness::Progressing,
+            "Pending".to_string(),
+            "not reconciled yet".to_string(),
+        ),
+        Some((status, reason, message)) => {
+            let stale = object["status"]["observedGeneration"].as_i64()
+                < object["metadata"]["generation"].as_i64();
+            let readiness = match status.as_str() {
+                "True" if !stale => Readiness::Ready,
+                "True" | "Unknown" => Readiness::Progressing,
+                // Waiting for a dependency is not a failure of this entry.
+                _ if reason == "DependencyNotReady" => Readiness::Progressing,
+                _ => Readiness::Failed,
+            };
+            (readiness, reason, message)
+        }
+    }
+}
+
+/// The dependency a `DependencyNotReady` message names (`dependency 'flux-system/db' is not
+/// ready`), without its namespace.
+pub fn dependency_in_message(message: &str) -> Option<String> {
+    let start = message.find("dependency '")? + "dependency '".len();
+    let rest = &message[start..];
+    let name = &rest[..rest.find('\'')?];
+    Some(name.rsplit('/').next().unwrap_or(name).to_string())
+}
+
+/// One entry from its Kustomization (and HelmRelease for Helm entries).
+pub fn entry_status(
+    name: &str,
+    is_helm: bool,
+    kustomizations: &[Value],
+    releases: &[Value],
+) -> EntryStatus {
+    let Some(kustomization) = named(kustomizations, name) else {
+        return EntryStatus::missing(name, "Kustomization");
+    };
+    let (mut readiness, mut reason, mut message) = readiness_of(kustomization);
+    let mut revision = kustomization["status"]["lastAppliedRevision"]
+        .as_str()
+        .map(str::to_string);
+    let mut kind = "Kustomization".to_string();
+    if is_helm && let Some(release) = named(releases, name) {
+        let (r, why, what) = readiness_of(release);
+        // The release is where a chart failure shows; report it when it is the worse one.
+        if readiness == Readiness::Ready || r == Readiness::Failed || r == Readiness::Suspended {
+            (readiness, reason, message) = (r, why, what);
+            kind = "HelmRelease".to_string();
+        }
+        if let Some(chart) = release["status"]["history"][0]["chartVersion"].as_str() {
+            let chart_name = release["status"]["history"][0]["chartName"]
+                .as_str()
+                .unwrap_or(name);
+            revision = Some(format!("{chart_name}@{chart}"));
+        }
+    }
+    let blocked_by = (reason == "DependencyNotReady")
+        .then(|| dependency_in_message(&message))
+        .flatten();
+    EntryStatus {
+        name: name.to_string(),
+        kind,
+        suspended: readiness == Readiness::Suspended,
+        readiness,
+        reason,
+        message,
+        revision,
+        blocked_by,
+        sync: None,
+        health: None,
+    }
+}
+
+pub fn source_status(git_repository: Option<&Value>) -> Option<SourceStatus> {
+    let repo = git_repository?;
+    let (readiness, _, message) = readiness_of(repo);
+    Some(SourceStatus {
+        kind: "GitRepository".to_string(),
+        name: GIT_REPOSITORY.to_string(),
+        readiness,
+        message,
+        revision: repo["status"]["artifact"]["revision"]
+            .as_str()
+            .map(str::to_string),
+    })
+}
+
+/// The stamp's status from the objects in `flux-system`.
+pub fn status(
+    stamp: &Stamp,
+    git_repository: Option<&Value>,
+    kustomizations: &[Value],
+    releases: &[Value],
+) -> EngineStatus {
+    let root = named(kustomizations, &root_name(stamp));
+    let awaiting_approval = root.is_some_and(|r| r["spec"]["suspend"] == true);
+    let entries = stamp
+        .entries
+        .iter()
+        .map(|e| {
+            entry_status(
+                &e.name,
+                matches!(e.source, Source::Helm(_)),
+                kustomizations,
+                releases,
+            )
+        })
+        .collect();
+    let mut entries = link_dependencies(stamp, entries);
+    // Flux's own message names the dependency it waits for; prefer it when present.
+    for e in &mut entries {
+        if let Some(dep) = dependency_in_message(&e.message)
+            && e.reason == "DependencyNotReady"
+        {
+            e.blocked_by = Some(dep);
+        }
+    }
+    EngineStatus {
+        engine: "flux".to_string(),
+        awaiting_approval,
+        source: source_status(git_repository),
+        entries,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flux_reconcile_patch_sets_the_requested_at_annotation() {
+        let now = time::macros::datetime!(2026-11-26 07:30:05 UTC);
+        assert_eq!(
+            reconcile_patch(now),
+            json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": "2026-11-26T07:30:05Z"}}})
+        );
+    }
+
+    #[test]
+    fn flux_dependency_is_read_from_the_controller_message() {
+        assert_eq!(
+            dependency_in_message("dependency 'flux-system/database' is not ready").as_deref(),
+            Some("database")
+        );
+        assert_eq!(
+            dependency_in_message("dependency 'certs' is not ready").as_deref(),
+            Some("certs")
+        );
+        assert_eq!(
+            dependency_in_message("Applied revision: main@sha1:abc"),
+            None
+        );
+        assert_eq!(dependency_in_message("dependency 'unterminated"), None);
+    }
+
+    #[test]
+    fn flux_stale_ready_condition_is_progressing() {
+        let object = json!({
+            "metadata": {"generation": 3},
+            "status": {"observedGeneration": 2, "conditions": [
+                {"type": "Ready", "status": "True", "reason": "ReconciliationSucceeded", "message": "ok"}
+            ]}
+        });
+        assert_eq!(readiness_of(&object).0, Readiness::Progressing);
+    }
+}

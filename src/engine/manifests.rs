@@ -1,0 +1,249 @@
+//! The pinned upstream install manifests of the GitOps engines: one table, downloaded once into
+//! the cache directory, verified, reused offline. `--manifests-dir` points at a local copy for
+//! hosts without internet (filled by `kindling engine manifests --out DIR` elsewhere).
+//!
+//! Verification: a sum in the table is authoritative. An entry whose sum this build does not
+//! carry is trusted on first download and its sum recorded next to the cached file
+//! (`*.sha256`); every later read, and every `--manifests-dir` copy, must match the recorded sum.
+//! A mismatch is a hard error naming both sums.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::cluster::tools::sha256_hex;
+use crate::stamp::render::Engine;
+
+use super::EngineError;
+
+/// One install manifest kindling may download.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinnedManifest {
+    pub engine: Engine,
+    pub version: String,
+    pub url: String,
+    /// The release's sha256 when this build pins it; `None` means trust-on-first-download.
+    pub sha256: Option<String>,
+}
+
+impl PinnedManifest {
+    /// The file name in the cache and in a `--manifests-dir` (`flux-v2.7.5-install.yaml`).
+    pub fn file_name(&self) -> String {
+        format!("{}-{}-install.yaml", self.engine.name(), self.version)
+    }
+}
+
+/// Flux v2.7.5 and Argo CD v3.1.9: releases whose CRDs serve the API versions the renderers
+/// emit (source/kustomize v1, helm v2, argoproj.io v1alpha1).
+pub const FLUX_VERSION: &str = "v2.7.5";
+pub const ARGO_VERSION: &str = "v3.1.9";
+
+/// The table. Sums are filled in with `scripts/pin-manifests.sh` on a host with internet.
+pub fn pinned(engine: Engine) -> PinnedManifest {
+    match engine {
+        Engine::Flux => PinnedManifest {
+            engine,
+            version: FLUX_VERSION.to_string(),
+            url: format!(
+                "https://github.com/fluxcd/flux2/releases/download/{FLUX_VERSION}/install.yaml"
+            ),
+            sha256: None,
+        },
+        Engine::Argo => PinnedManifest {
+            engine,
+            version: ARGO_VERSION.to_string(),
+            url: format!(
+                "https://raw.githubusercontent.com/argoproj/argo-cd/{ARGO_VERSION}/manifests/install.yaml"
+            ),
+            sha256: None,
+        },
+    }
+}
+
+/// Where a manifest came from this time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    Cached,
+    Downloaded,
+    Local,
+}
+
+#[derive(Debug, Clone)]
+pub struct FetchedManifest {
+    pub text: String,
+    pub path: PathBuf,
+    pub sha256: String,
+    pub origin: Origin,
+    /// Said once, when a sum was recorded rather than checked against the table.
+    pub note: Option<String>,
+}
+
+/// An install manifest is a few MB; anything far larger is not what we asked for.
+const MAX_MANIFEST: u64 = 64 * 1024 * 1024;
+
+fn recorded_sum_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".sha256");
+    path.with_file_name(name)
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
+    move |source| EngineError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The sum a manifest must have: the table's, else the one recorded at first download.
+fn expected_sum(manifest: &PinnedManifest, cache_dir: &Path) -> Option<String> {
+    manifest.sha256.clone().or_else(|| {
+        let recorded = recorded_sum_path(&cache_dir.join(manifest.file_name()));
+        std::fs::read_to_string(recorded)
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| s.len() == 64)
+    })
+}
+
+fn mismatch(manifest: &PinnedManifest, source: &str, expected: &str, actual: &str) -> EngineError {
+    EngineError::Manifest(format!(
+        "checksum mismatch for the {} {} install manifest from {source}:\n  expected sha256 {expected}\n  got      sha256 {actual}\nhelp: the file was not used; check for a proxy rewriting downloads, or replace the copy with the release's own file",
+        manifest.engine.name(),
+        manifest.version
+    ))
+}
+
+/// The verified install manifest: from `manifests_dir` when given, else the cache, else a
+/// download into the cache.
+pub fn fetch(
+    manifest: &PinnedManifest,
+    cache_dir: &Path,
+    manifests_dir: Option<&Path>,
+) -> Result<FetchedManifest, EngineError> {
+    let cache_dir = cache_dir.join("manifests");
+    let expected = expected_sum(manifest, &cache_dir);
+    if let Some(dir) = manifests_dir {
+        let path = dir.join(manifest.file_name());
+        let bytes = std::fs::read(&path).map_err(|e| {
+            EngineError::Manifest(format!(
+                "--manifests-dir {}: cannot read {}: {e}\nhelp: copy it there from a host with internet (`kindling engine manifests --out DIR`)",
+                dir.display(),
+                manifest.file_name()
+            ))
+        })?;
+        let actual = sha256_hex(&bytes);
+        if let Some(expected) = &expected
+            && *expected != actual
+        {
+            return Err(mismatch(
+                manifest,
+                &path.display().to_string(),
+                expected,
+                &actual,
+            ));
+        }
+        return Ok(FetchedManifest {
+            text: into_text(bytes, &path)?,
+            path,
+            note: expected.is_none().then(|| {
+                format!(
+                    "{} has no pinned sha256 in this build; using the local copy with sha256 {actual}",
+                    manifest.file_name()
+                )
+            }),
+            sha256: actual,
+            origin: Origin::Local,
+        });
+    }
+    let path = cache_dir.join(manifest.file_name());
+    if let Ok(bytes) = std::fs::read(&path) {
+        let actual = sha256_hex(&bytes);
+        if expected.as_deref() == Some(actual.as_str()) {
+            return Ok(FetchedManifest {
+                text: into_text(bytes, &path)?,
+                path,
+                sha256: actual,
+                origin: Origin::Cached,
+                note: None,
+            });
+        }
+        // A damaged cached copy is replaced by a verified download; it is never applied.
+        let _ = std::fs::remove_file(&path);
+    }
+    let bytes = download(&manifest.url)?;
+    let actual = sha256_hex(&bytes);
+    let note = match &expected {
+        Some(expected) if *expected != actual => {
+            return Err(mismatch(manifest, &manifest.url, expected, &actual));
+        }
+        Some(_) => None,
+        None => {
+            crate::paths::write_atomic(
+                &recorded_sum_path(&path),
+                format!("{actual}\n").as_bytes(),
+                0o644,
+            )
+            .map_err(io_error(&path))?;
+            Some(format!(
+                "{} has no pinned sha256 in this build; recorded {actual} at first download, later reads must match it",
+                manifest.file_name()
+            ))
+        }
+    };
+    crate::paths::write_atomic(&path, &bytes, 0o644).map_err(io_error(&path))?;
+    Ok(FetchedManifest {
+        text: into_text(bytes, &path)?,
+        path,
+        sha256: actual,
+        origin: Origin::Downloaded,
+        note,
+    })
+}
+
+fn into_text(bytes: Vec<u8>, path: &Path) -> Result<String, EngineError> {
+    String::from_utf8(bytes)
+        .map_err(|_| EngineError::Manifest(format!("{} is not UTF-8 text", path.display())))
+}
+
+fn download(url: &str) -> Result<Vec<u8>, EngineError> {
+    let failed = |e: String| {
+        EngineError::Manifest(format!(
+            "cannot download {url}: {e}\nhelp: without internet, pass --manifests-dir with a copy made by `kindling engine manifests --out DIR` on a connected host"
+        ))
+    };
+    let response = ureq::get(url).call().map_err(|e| failed(e.to_string()))?;
+    let mut bytes = Vec::new();
+    response
+        .into_body()
+        .into_reader()
+        .take(MAX_MANIFEST)
+        .read_to_end(&mut bytes)
+        .map_err(|e| failed(e.to_string()))?;
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_manifest_table_names_real_release_urls() {
+        let flux = pinned(Engine::Flux);
+        assert_eq!(
+            flux.url,
+            "https://github.com/fluxcd/flux2/releases/download/v2.7.5/install.yaml"
+        );
+        assert_eq!(flux.file_name(), "flux-v2.7.5-install.yaml");
+        let argo = pinned(Engine::Argo);
+        assert_eq!(
+            argo.url,
+            "https://raw.githubusercontent.com/argoproj/argo-cd/v3.1.9/manifests/install.yaml"
+        );
+        for m in [flux, argo] {
+            if let Some(sum) = &m.sha256 {
+                assert_eq!(sum.len(), 64);
+                assert!(sum.bytes().all(|b| b.is_ascii_hexdigit()));
+            }
+        }
+    }
+}

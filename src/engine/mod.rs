@@ -1,0 +1,299 @@
+//! The GitOps engines, Flux and Argo CD, behind one face: install from the pinned upstream
+//! manifest, bootstrap on the env's Gitea repository, request reconciliation now, and report
+//! per-entry status in one model. What can be decided without a cluster (objects, patch
+//! bodies, status interpretation) is pure and lives in `flux`/`argo`/`status`; the functions
+//! here only move those through the Kubernetes API.
+
+pub mod argo;
+pub mod flux;
+pub mod manifests;
+pub mod secrets;
+pub mod status;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::kube::{ApplyOptions, INSTALL_FIELD_MANAGER, KubeClient, KubeError};
+use crate::stamp::Stamp;
+pub use crate::stamp::render::Engine;
+pub use status::{EngineStatus, EntryStatus, Readiness};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    Manifest(String),
+    #[error(transparent)]
+    Kube(#[from] KubeError),
+    #[error("bootstrap secret {secret}, key {key}: {reason}\nhelp: {help}")]
+    Secret {
+        secret: String,
+        key: String,
+        reason: String,
+        help: String,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The Gitea credentials the engine clones with (a token as password).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitCredentials {
+    pub url: String,
+    pub username: String,
+    pub password: String,
+}
+
+/// The namespace an engine runs in.
+pub fn namespace(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Flux => flux::NAMESPACE,
+        Engine::Argo => argo::NAMESPACE,
+    }
+}
+
+/// The objects of an install manifest, as kindling applies them: Argo CD's manifest names no
+/// namespace (it is applied with `-n argocd`), so its Namespace is added in front.
+pub fn install_objects(engine: Engine, manifest: &str) -> Result<Vec<Value>, KubeError> {
+    let mut objects = crate::kube::parse_bundle(manifest)?;
+    let ns = namespace(engine);
+    let has_namespace = objects
+        .iter()
+        .any(|o| o["kind"] == "Namespace" && o["metadata"]["name"] == ns);
+    if !has_namespace {
+        objects.insert(0, namespace_object(ns));
+    }
+    Ok(objects)
+}
+
+pub fn namespace_object(name: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "kindling"}},
+    })
+}
+
+/// Applies the install manifest (its own field manager, namespace-less objects into the
+/// engine's namespace) and waits for the controllers.
+pub async fn install(
+    kube: &KubeClient,
+    engine: Engine,
+    manifest: &str,
+    timeout: Duration,
+) -> Result<usize, EngineError> {
+    let objects = install_objects(engine, manifest)?;
+    let options = ApplyOptions {
+        field_manager: INSTALL_FIELD_MANAGER,
+        default_namespace: Some(namespace(engine)),
+        crd_timeout: timeout,
+    };
+    let applied = kube.apply_objects(&objects, &options).await?;
+    kube.wait_workloads_ready(namespace(engine), timeout)
+        .await?;
+    Ok(applied.len())
+}
+
+/// The objects that point the engine at the env's repository: the credentials Secret and the
+/// renderer's bootstrap file (GitRepository + root Kustomization, or root Application +
+/// argocd-cm). With `hold` the root is registered but does not reconcile.
+pub fn bootstrap_objects(
+    engine: Engine,
+    stamp: &Stamp,
+    rendered_bootstrap: &[Value],
+    credentials: &GitCredentials,
+    hold: bool,
+) -> Vec<Value> {
+    match engine {
+        Engine::Flux => flux::bootstrap_objects(stamp, rendered_bootstrap, credentials, hold),
+        Engine::Argo => argo::bootstrap_objects(stamp, rendered_bootstrap, credentials, hold),
+    }
+}
+
+/// The CA Secret cert-manager's ClusterIssuer reads, with its namespace ahead of it.
+pub fn ca_objects(ca_secret: &Value) -> Vec<Value> {
+    let ns = ca_secret["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or("cert-manager");
+    vec![namespace_object(ns), ca_secret.clone()]
+}
+
+/// Asks the engine to reconcile now instead of at its next poll; returns what was patched.
+pub async fn request_reconcile(
+    kube: &KubeClient,
+    engine: Engine,
+    stamp: &Stamp,
+    now: time::OffsetDateTime,
+) -> Result<Vec<String>, EngineError> {
+    let requests = match engine {
+        Engine::Flux => flux::reconcile_requests(stamp, now),
+        Engine::Argo => {
+            let root = kube
+                .get(
+                    argo::API_VERSION,
+                    "Application",
+                    Some(argo::NAMESPACE),
+                    &argo::root_name(stamp),
+                )
+                .await?;
+            argo::reconcile_requests(stamp, root.as_ref())
+        }
+    };
+    let mut patched = Vec::new();
+    for r in requests {
+        let exists = kube
+            .get(&r.api_version, &r.kind, Some(&r.namespace), &r.name)
+            .await?
+            .is_some();
+        // Children appear only after the root applied them; patching what is not there yet
+        // would fail, and they reconcile on creation anyway.
+        if !exists {
+            continue;
+        }
+        kube.merge_patch(
+            &r.api_version,
+            &r.kind,
+            Some(&r.namespace),
+            &r.name,
+            &r.patch,
+        )
+        .await?;
+        patched.push(format!("{} {}", r.kind, r.name));
+    }
+    Ok(patched)
+}
+
+/// `env approve`: re-applies the bootstrap objects without the hold, then (Argo CD) starts
+/// the root's first sync and asks for reconciliation now.
+pub async fn approve(
+    kube: &KubeClient,
+    engine: Engine,
+    stamp: &Stamp,
+    bootstrap: &[Value],
+    branch: &str,
+    now: time::OffsetDateTime,
+) -> Result<Vec<String>, EngineError> {
+    kube.apply_objects(bootstrap, &ApplyOptions::new(Duration::from_secs(60)))
+        .await?;
+    let mut patched = Vec::new();
+    if engine == Engine::Argo {
+        for r in argo::approve_requests(stamp, branch) {
+            kube.merge_patch(
+                &r.api_version,
+                &r.kind,
+                Some(&r.namespace),
+                &r.name,
+                &r.patch,
+            )
+            .await?;
+            patched.push(format!("{} {} (sync)", r.kind, r.name));
+        }
+    }
+    patched.extend(request_reconcile(kube, engine, stamp, now).await?);
+    Ok(patched)
+}
+
+/// One merge patch of a reconcile request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatchRequest {
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub patch: Value,
+}
+
+/// The engine's view of the stamp, entry by entry.
+pub async fn status(
+    kube: &KubeClient,
+    engine: Engine,
+    stamp: &Stamp,
+) -> Result<EngineStatus, EngineError> {
+    Ok(match engine {
+        Engine::Flux => {
+            let ns = Some(flux::NAMESPACE);
+            let kustomizations = kube
+                .list(flux::KUSTOMIZATION_API, "Kustomization", ns)
+                .await?;
+            let releases = kube.list(flux::HELM_RELEASE_API, "HelmRelease", ns).await?;
+            let source = kube
+                .get(
+                    flux::GIT_REPOSITORY_API,
+                    "GitRepository",
+                    ns,
+                    flux::GIT_REPOSITORY,
+                )
+                .await?;
+            flux::status(stamp, source.as_ref(), &kustomizations, &releases)
+        }
+        Engine::Argo => {
+            let apps = kube
+                .list(argo::API_VERSION, "Application", Some(argo::NAMESPACE))
+                .await?;
+            argo::status(stamp, &apps)
+        }
+    })
+}
+
+/// Removes the stamp from the cluster through the engine: deleting the root (Flux prunes
+/// what its Kustomizations applied; Argo CD's resources finalizer cascades) and waiting until
+/// the entries are gone. For `env restart`.
+pub async fn remove_stamp(
+    kube: &KubeClient,
+    engine: Engine,
+    stamp: &Stamp,
+    timeout: Duration,
+) -> Result<(), EngineError> {
+    let (api_version, kind, ns, root) = match engine {
+        Engine::Flux => (
+            flux::KUSTOMIZATION_API,
+            "Kustomization",
+            flux::NAMESPACE,
+            flux::root_name(stamp),
+        ),
+        Engine::Argo => (
+            argo::API_VERSION,
+            "Application",
+            argo::NAMESPACE,
+            argo::root_name(stamp),
+        ),
+    };
+    let root_object = json!({
+        "apiVersion": api_version, "kind": kind,
+        "metadata": {"name": root, "namespace": ns},
+    });
+    let yaml = serde_yaml_ng::to_string(&root_object).unwrap_or_default();
+    kube.delete_bundle(&yaml).await?;
+    kube.wait_for(
+        &format!("the {} stamp's objects to be removed", stamp.name),
+        timeout,
+        || async {
+            let left = status(kube, engine, stamp)
+                .await
+                .map_err(|e| match e {
+                    EngineError::Kube(k) => k,
+                    other => KubeError::Malformed {
+                        index: 0,
+                        reason: other.to_string(),
+                    },
+                })?
+                .entries
+                .into_iter()
+                .filter(|e| e.readiness != Readiness::Missing)
+                .map(|e| e.name)
+                .collect::<Vec<_>>();
+            Ok(if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("still present: {}", left.join(", ")))
+            })
+        },
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,281 @@
+//! The stamp's bootstrap secrets (`spec.secrets`): resolved on the host at create time from
+//! literals, generated values, host files or environment variables, applied as Secrets, never
+//! written to Git or logs. Generated values are kept in the env's state directory (0600) so a
+//! rerun applies the same ones and the workloads that read them keep working.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use super::EngineError;
+use crate::stamp::{BootstrapSecret, SecretValue};
+
+/// Generated values by `namespace/secret/key`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GeneratedValues(pub BTreeMap<String, String>);
+
+impl GeneratedValues {
+    pub fn path(env_dir: &Path) -> PathBuf {
+        env_dir.join("secrets.json")
+    }
+
+    /// The stored values; none when the env has none yet.
+    pub fn load(env_dir: &Path) -> Result<GeneratedValues, EngineError> {
+        let path = Self::path(env_dir);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| EngineError::Io {
+                path,
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(GeneratedValues::default()),
+            Err(source) => Err(EngineError::Io { path, source }),
+        }
+    }
+
+    /// Written 0600, atomically.
+    pub fn store(&self, env_dir: &Path) -> Result<(), EngineError> {
+        let path = Self::path(env_dir);
+        let bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
+        crate::paths::write_atomic(&path, &bytes, 0o600)
+            .map_err(|source| EngineError::Io { path, source })
+    }
+}
+
+const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+
+/// `length` random characters from an unambiguous alphabet (rejection sampling: unbiased).
+pub fn random_value(length: usize) -> Result<String, String> {
+    let limit = 256 - (256 % ALPHABET.len());
+    let mut out = String::with_capacity(length);
+    while out.len() < length {
+        let mut bytes = [0u8; 64];
+        getrandom::fill(&mut bytes).map_err(|e| format!("no randomness from the OS: {e}"))?;
+        for b in bytes {
+            if (b as usize) < limit && out.len() < length {
+                out.push(ALPHABET[b as usize % ALPHABET.len()] as char);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Where host values come from; the process environment and file system in production.
+pub struct HostValues<'a> {
+    /// Relative `fromFile` paths are read relative to this directory (the source root).
+    pub base_dir: &'a Path,
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+fn expand_home(path: &Path) -> PathBuf {
+    match path.strip_prefix("~") {
+        Ok(rest) => directories::BaseDirs::new()
+            .map(|d| d.home_dir().join(rest))
+            .unwrap_or_else(|| path.to_path_buf()),
+        Err(_) => path.to_path_buf(),
+    }
+}
+
+/// The Namespaces and Secrets of the stamp's bootstrap secrets; new generated values are added
+/// to `generated` (the caller stores them before applying).
+pub fn resolve(
+    secrets: &[BootstrapSecret],
+    generated: &mut GeneratedValues,
+    host: &HostValues<'_>,
+) -> Result<Vec<Value>, EngineError> {
+    let mut namespaces: Vec<&str> = Vec::new();
+    let mut objects = Vec::new();
+    for secret in secrets {
+        if !namespaces.contains(&secret.namespace.as_str()) {
+            namespaces.push(&secret.namespace);
+        }
+        let mut data = serde_json::Map::new();
+        for key in &secret.keys {
+            let failed = |reason: String, help: &str| EngineError::Secret {
+                secret: format!("{}/{}", secret.namespace, secret.name),
+                key: key.key.clone(),
+                reason,
+                help: help.to_string(),
+            };
+            let value = match &key.value {
+                SecretValue::Literal(v) => v.clone(),
+                SecretValue::Generate { length } => {
+                    let id = format!("{}/{}/{}", secret.namespace, secret.name, key.key);
+                    match generated.0.get(&id) {
+                        Some(v) if v.len() == *length => v.clone(),
+                        _ => {
+                            let v = random_value(*length)
+                                .map_err(|e| failed(e, "check the OS random source"))?;
+                            generated.0.insert(id, v.clone());
+                            v
+                        }
+                    }
+                }
+                SecretValue::FromFile(path) => {
+                    let path = expand_home(path);
+                    let path = if path.is_absolute() {
+                        path
+                    } else {
+                        host.base_dir.join(path)
+                    };
+                    std::fs::read_to_string(&path).map_err(|e| {
+                        failed(
+                            format!("cannot read {}: {e}", path.display()),
+                            "create the file (it stays on this host, outside Git) or change fromFile in stamp.yaml",
+                        )
+                    })?
+                }
+                SecretValue::FromEnv(var) => (host.env)(var).ok_or_else(|| {
+                    failed(
+                        format!("environment variable {var} is not set"),
+                        &format!("export {var}=… before running kindling"),
+                    )
+                })?,
+            };
+            data.insert(
+                key.key.clone(),
+                Value::String(base64::engine::general_purpose::STANDARD.encode(value)),
+            );
+        }
+        objects.push(json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": secret.name,
+                "namespace": secret.namespace,
+                "labels": {"app.kubernetes.io/managed-by": "kindling"},
+            },
+            "type": "Opaque",
+            "data": data,
+        }));
+    }
+    let mut all: Vec<Value> = namespaces
+        .into_iter()
+        .map(super::namespace_object)
+        .collect();
+    all.extend(objects);
+    Ok(all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stamp::SecretKey;
+
+    fn secret(keys: Vec<SecretKey>) -> BootstrapSecret {
+        BootstrapSecret {
+            name: "database-credentials".into(),
+            namespace: "database".into(),
+            keys,
+        }
+    }
+
+    fn decoded(objects: &[Value], key: &str) -> String {
+        let s = objects.iter().find(|o| o["kind"] == "Secret").unwrap();
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(s["data"][key].as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn engine_secrets_generated_values_are_stable_and_sources_resolve() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token.txt"), "from-file").unwrap();
+        let env = |v: &str| (v == "DB_ADMIN").then(|| "from-env".to_string());
+        let host = HostValues {
+            base_dir: dir.path(),
+            env: &env,
+        };
+        let keys = vec![
+            SecretKey {
+                key: "username".into(),
+                value: SecretValue::Literal("app".into()),
+            },
+            SecretKey {
+                key: "password".into(),
+                value: SecretValue::Generate { length: 24 },
+            },
+            SecretKey {
+                key: "token".into(),
+                value: SecretValue::FromFile("token.txt".into()),
+            },
+            SecretKey {
+                key: "admin".into(),
+                value: SecretValue::FromEnv("DB_ADMIN".into()),
+            },
+        ];
+        let mut generated = GeneratedValues::default();
+        let first = resolve(&[secret(keys.clone())], &mut generated, &host).unwrap();
+        assert_eq!(first[0]["kind"], "Namespace");
+        assert_eq!(first[0]["metadata"]["name"], "database");
+        assert_eq!(decoded(&first, "username"), "app");
+        assert_eq!(decoded(&first, "token"), "from-file");
+        assert_eq!(decoded(&first, "admin"), "from-env");
+        let password = decoded(&first, "password");
+        assert_eq!(password.len(), 24);
+        generated.store(dir.path()).unwrap();
+        let mut reloaded = GeneratedValues::load(dir.path()).unwrap();
+        let second = resolve(&[secret(keys)], &mut reloaded, &host).unwrap();
+        assert_eq!(
+            decoded(&second, "password"),
+            password,
+            "stable across reruns"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(GeneratedValues::path(dir.path()))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn engine_secrets_missing_host_values_name_the_secret_key_and_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = |_: &str| None;
+        let host = HostValues {
+            base_dir: dir.path(),
+            env: &env,
+        };
+        let err = resolve(
+            &[secret(vec![SecretKey {
+                key: "admin".into(),
+                value: SecretValue::FromEnv("DB_ADMIN".into()),
+            }])],
+            &mut GeneratedValues::default(),
+            &host,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("database/database-credentials"), "{err}");
+        assert!(err.contains("key admin"), "{err}");
+        assert!(err.contains("export DB_ADMIN="), "{err}");
+        let err = resolve(
+            &[secret(vec![SecretKey {
+                key: "t".into(),
+                value: SecretValue::FromFile("absent.txt".into()),
+            }])],
+            &mut GeneratedValues::default(),
+            &host,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("absent.txt"), "{err}");
+    }
+
+    #[test]
+    fn engine_secrets_random_values_use_the_whole_alphabet_only() {
+        let v = random_value(2000).unwrap();
+        assert_eq!(v.len(), 2000);
+        assert!(v.bytes().all(|b| ALPHABET.contains(&b)));
+        let distinct: std::collections::BTreeSet<u8> = v.bytes().collect();
+        assert!(distinct.len() > 50, "{}", distinct.len());
+    }
+}

@@ -1,0 +1,165 @@
+//! One status model for both engines (pure): per stamp entry whether it is ready and, if not,
+//! why, at which revision, and which dependency holds it back.
+
+use serde::Serialize;
+
+use crate::stamp::Stamp;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Readiness {
+    Ready,
+    /// Reconciling, waiting for a dependency, or not yet judged.
+    Progressing,
+    Failed,
+    Suspended,
+    /// The engine has not created the entry's object (yet).
+    Missing,
+}
+
+impl Readiness {
+    pub fn label(self) -> &'static str {
+        match self {
+            Readiness::Ready => "Ready",
+            Readiness::Progressing => "Progressing",
+            Readiness::Failed => "Failed",
+            Readiness::Suspended => "Suspended",
+            Readiness::Missing => "Missing",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EntryStatus {
+    pub name: String,
+    /// The engine object that carries the entry (`Kustomization`, `Application`).
+    pub kind: String,
+    pub readiness: Readiness,
+    pub reason: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    pub suspended: bool,
+    /// The first dependency (in dependency order) that is not Ready.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked_by: Option<String>,
+    /// Argo CD's sync and health status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
+}
+
+impl EntryStatus {
+    pub fn missing(name: &str, kind: &str) -> EntryStatus {
+        EntryStatus {
+            name: name.to_string(),
+            kind: kind.to_string(),
+            readiness: Readiness::Missing,
+            reason: "NotCreated".to_string(),
+            message: "the engine has not created it yet".to_string(),
+            revision: None,
+            suspended: false,
+            blocked_by: None,
+            sync: None,
+            health: None,
+        }
+    }
+}
+
+/// The Git source as the engine sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceStatus {
+    pub kind: String,
+    pub name: String,
+    pub readiness: Readiness,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EngineStatus {
+    pub engine: String,
+    /// `--hold`: the root is registered but does not reconcile until `env approve`.
+    pub awaiting_approval: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceStatus>,
+    /// In dependency order.
+    pub entries: Vec<EntryStatus>,
+}
+
+impl EngineStatus {
+    pub fn all_ready(&self) -> bool {
+        !self.awaiting_approval && self.entries.iter().all(|e| e.readiness == Readiness::Ready)
+    }
+
+    /// The first entry, in dependency order, that is not Ready and not merely waiting for a
+    /// dependency: where to look first.
+    pub fn first_blocking(&self) -> Option<&EntryStatus> {
+        self.entries
+            .iter()
+            .find(|e| e.readiness != Readiness::Ready && e.blocked_by.is_none())
+    }
+
+    /// Whether every entry reports having applied `commit` (the pushed snapshot): the entries'
+    /// revisions name it (`main@sha1:<commit>` for Flux, the bare sha for Argo CD). Helm
+    /// entries report a chart version instead and are judged by readiness alone.
+    pub fn reconciled_at(&self, commit: &str) -> bool {
+        self.all_ready()
+            && self
+                .source
+                .as_ref()
+                .is_none_or(|s| s.revision.as_deref().is_some_and(|r| r.contains(commit)))
+            && self.entries.iter().all(|e| match &e.revision {
+                Some(r) if looks_like_git_revision(r) => r.contains(commit),
+                _ => true,
+            })
+    }
+}
+
+fn looks_like_git_revision(revision: &str) -> bool {
+    let sha = revision.rsplit(':').next().unwrap_or(revision);
+    sha.len() >= 40 && sha.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Fills `blocked_by` of every entry that is not Ready from the stamp's dependency graph and
+/// puts the entries in dependency order.
+pub fn link_dependencies(stamp: &Stamp, entries: Vec<EntryStatus>) -> Vec<EntryStatus> {
+    let mut ordered: Vec<EntryStatus> = Vec::with_capacity(entries.len());
+    for entry in stamp.ordered_entries() {
+        let Some(found) = entries.iter().find(|e| e.name == entry.name) else {
+            continue;
+        };
+        let mut status = found.clone();
+        if status.readiness != Readiness::Ready {
+            status.blocked_by = entry
+                .depends_on
+                .iter()
+                .find(|d| {
+                    ordered
+                        .iter()
+                        .find(|o| &o.name == *d)
+                        .is_none_or(|o| o.readiness != Readiness::Ready)
+                })
+                .cloned();
+        }
+        ordered.push(status);
+    }
+    ordered
+}
+
+/// The `status.conditions[type]` entry as (status, reason, message).
+pub fn condition_of(object: &serde_json::Value, kind: &str) -> Option<(String, String, String)> {
+    object["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == kind)
+        .map(|c| {
+            let s = |f: &str| c[f].as_str().unwrap_or_default().to_string();
+            (s("status"), s("reason"), s("message"))
+        })
+}
