@@ -3,6 +3,8 @@
 //! CRD schemas in `../shared/schemas/`.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod kube_api;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,426 @@
+//! An in-memory fake of the Kubernetes API server, for flows that need more than one call:
+//! discovery (built-in groups from the recorded documents in tests/data/kube/, custom groups
+//! derived from applied CRDs as the real server does), server-side apply and merge patches,
+//! get, list, delete. A `controller` hook runs after every write and plays the cluster's
+//! controllers (CRDs Established, Deployments Available, Flux/Argo CD reconciling).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+
+use super::repo_dir;
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub content_type: String,
+    pub body: String,
+}
+
+/// One stored object, addressed as the API addresses it.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub group_version: String,
+    pub plural: String,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub object: Value,
+}
+
+pub type Controller = Box<dyn FnMut(&mut Vec<Stored>) + Send>;
+
+#[derive(Default)]
+pub struct ApiState {
+    pub requests: Vec<Request>,
+    pub objects: Vec<Stored>,
+    pub controller: Option<Controller>,
+    /// Status code to answer every PATCH with (fault injection), when set.
+    pub fail_patches: Option<u16>,
+    generation: i64,
+}
+
+pub struct FakeApi {
+    pub url: String,
+    pub state: Arc<Mutex<ApiState>>,
+}
+
+fn data(name: &str) -> Option<String> {
+    std::fs::read_to_string(repo_dir().join("tests/data/kube").join(name)).ok()
+}
+
+fn status_body(code: u16, reason: &str, message: &str) -> String {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+           "message": message, "reason": reason, "code": code})
+    .to_string()
+}
+
+/// Splits an API path into (group/version, namespace, plural, name).
+fn parse_path(path: &str) -> Option<(String, Option<String>, String, Option<String>)> {
+    let (gv, rest) = if let Some(rest) = path.strip_prefix("/api/v1") {
+        ("v1".to_string(), rest)
+    } else {
+        let rest = path.strip_prefix("/apis/")?;
+        let mut parts = rest.splitn(3, '/');
+        let (g, v) = (parts.next()?, parts.next()?);
+        (format!("{g}/{v}"), &rest[g.len() + v.len() + 1..])
+    };
+    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let (namespace, segments) = if segments.len() >= 3 && segments[0] == "namespaces" {
+        (Some(segments[1].to_string()), &segments[2..])
+    } else {
+        (None, &segments[..])
+    };
+    let plural = segments.first()?.to_string();
+    let name = segments.get(1).map(|s| s.to_string());
+    Some((gv, namespace, plural, name))
+}
+
+/// JSON merge patch (RFC 7386).
+pub fn merge(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(p) => {
+            if !target.is_object() {
+                *target = json!({});
+            }
+            let t = target.as_object_mut().unwrap();
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
+impl ApiState {
+    /// The discovery document of a group/version: recorded for built-ins, derived from the
+    /// applied CRDs (Established ones only) for custom groups.
+    fn discovery(&self, gv: &str) -> Option<String> {
+        let file = if gv == "v1" {
+            "api-v1.json".to_string()
+        } else {
+            format!("apis-{}.json", gv.replace('/', "-"))
+        };
+        if gv != "source.toolkit.fluxcd.io/v1"
+            && let Some(doc) = data(&file)
+        {
+            return Some(doc);
+        }
+        let (group, version) = gv.split_once('/')?;
+        let resources: Vec<Value> = self
+            .objects
+            .iter()
+            .filter(|s| s.plural == "customresourcedefinitions")
+            .map(|s| &s.object)
+            .filter(|crd| crd["spec"]["group"] == group)
+            .filter(|crd| {
+                crd["status"]["conditions"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|c| c["type"] == "Established" && c["status"] == "True"))
+            })
+            .filter(|crd| {
+                crd["spec"]["versions"]
+                    .as_array()
+                    .is_some_and(|v| v.iter().any(|v| v["name"] == version && v["served"] == true))
+            })
+            .map(|crd| {
+                let names = &crd["spec"]["names"];
+                json!({
+                    "name": names["plural"], "singularName": names["singular"],
+                    "namespaced": crd["spec"]["scope"] == "Namespaced",
+                    "kind": names["kind"],
+                    "verbs": ["delete","deletecollection","get","list","patch","create","update","watch"],
+                })
+            })
+            .collect();
+        if resources.is_empty() {
+            return None;
+        }
+        Some(
+            json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources})
+                .to_string(),
+        )
+    }
+
+    fn find(&self, gv: &str, ns: &Option<String>, plural: &str, name: &str) -> Option<usize> {
+        self.objects.iter().position(|s| {
+            s.group_version == gv && &s.namespace == ns && s.plural == plural && s.name == name
+        })
+    }
+
+    fn route(&mut self, r: &Request) -> (u16, String) {
+        let not_found = |what: &str| {
+            (
+                404,
+                status_body(404, "NotFound", &format!("{what} not found")),
+            )
+        };
+        if r.method == "GET"
+            && (r.path == "/api/v1"
+                || r.path.matches('/').count() == 3 && r.path.starts_with("/apis/"))
+        {
+            let gv = r
+                .path
+                .trim_start_matches("/apis/")
+                .trim_start_matches("/api/");
+            return match self.discovery(gv) {
+                Some(doc) => (200, doc),
+                None => not_found(gv),
+            };
+        }
+        let Some((gv, ns, plural, name)) = parse_path(&r.path) else {
+            return not_found(&r.path);
+        };
+        match (r.method.as_str(), name) {
+            ("GET", Some(name)) => match self.find(&gv, &ns, &plural, &name) {
+                Some(i) => (200, self.objects[i].object.to_string()),
+                None => not_found(&format!("{plural} \"{name}\"")),
+            },
+            ("GET", None) => {
+                let items: Vec<Value> = self
+                    .objects
+                    .iter()
+                    .filter(|s| s.group_version == gv && s.plural == plural)
+                    .filter(|s| ns.is_none() || s.namespace == ns)
+                    .map(|s| s.object.clone())
+                    .collect();
+                (200, json!({"apiVersion": gv, "kind": "List", "metadata": {"resourceVersion": "1"}, "items": items}).to_string())
+            }
+            ("PATCH", Some(name)) => {
+                if let Some(code) = self.fail_patches {
+                    return (code, status_body(code, "InternalError", "injected failure"));
+                }
+                let body: Value = if r.content_type.contains("yaml") {
+                    serde_yaml_ng::from_str(&r.body).unwrap_or(Value::Null)
+                } else {
+                    serde_json::from_str(&r.body).unwrap_or(Value::Null)
+                };
+                let apply = r.content_type.starts_with("application/apply-patch");
+                let index = self.find(&gv, &ns, &plural, &name);
+                self.generation += 1;
+                let stored = match (index, apply) {
+                    (None, false) => return not_found(&format!("{plural} \"{name}\"")),
+                    (None, true) => {
+                        let mut object = body;
+                        object["metadata"]["uid"] = json!(format!("uid-{}", self.generation));
+                        object["metadata"]["generation"] = json!(1);
+                        object["metadata"]["resourceVersion"] = json!(self.generation.to_string());
+                        self.objects.push(Stored {
+                            group_version: gv.clone(),
+                            plural: plural.clone(),
+                            namespace: ns.clone(),
+                            name: name.clone(),
+                            object,
+                        });
+                        self.objects.len() - 1
+                    }
+                    (Some(i), true) => {
+                        // Apply replaces what the manager sends; status and server fields stay.
+                        let old = self.objects[i].object.clone();
+                        let mut object = body;
+                        for f in ["uid", "creationTimestamp", "finalizers"] {
+                            if !old["metadata"][f].is_null() && object["metadata"][f].is_null() {
+                                object["metadata"][f] = old["metadata"][f].clone();
+                            }
+                        }
+                        let spec_changed = old["spec"] != object["spec"];
+                        let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
+                        object["metadata"]["generation"] =
+                            json!(generation + i64::from(spec_changed));
+                        if !old["status"].is_null() {
+                            object["status"] = old["status"].clone();
+                        }
+                        object["metadata"]["resourceVersion"] = json!(self.generation.to_string());
+                        self.objects[i].object = object;
+                        i
+                    }
+                    (Some(i), false) => {
+                        let before = self.objects[i].object["spec"].clone();
+                        merge(&mut self.objects[i].object, &body);
+                        if self.objects[i].object["spec"] != before {
+                            let g = self.objects[i].object["metadata"]["generation"]
+                                .as_i64()
+                                .unwrap_or(1);
+                            self.objects[i].object["metadata"]["generation"] = json!(g + 1);
+                        }
+                        i
+                    }
+                };
+                let response = self.objects[stored].object.to_string();
+                self.run_controller();
+                (200, response)
+            }
+            ("DELETE", Some(name)) => match self.find(&gv, &ns, &plural, &name) {
+                Some(i) => {
+                    let removed = self.objects.remove(i);
+                    self.run_controller();
+                    (200, removed.object.to_string())
+                }
+                None => not_found(&format!("{plural} \"{name}\"")),
+            },
+            _ => not_found(&r.path),
+        }
+    }
+
+    fn run_controller(&mut self) {
+        if let Some(mut controller) = self.controller.take() {
+            controller(&mut self.objects);
+            self.controller = Some(controller);
+        }
+    }
+
+    pub fn objects_of(&self, kind: &str) -> Vec<Value> {
+        self.objects
+            .iter()
+            .filter(|s| s.object["kind"] == kind)
+            .map(|s| s.object.clone())
+            .collect()
+    }
+}
+
+/// What a cluster's built-in controllers would do at once: CRDs Established, Deployments
+/// Available, StatefulSets ready.
+#[allow(clippy::ptr_arg)] // the Controller signature: other controllers add objects
+pub fn builtin_controllers(objects: &mut Vec<Stored>) {
+    for s in objects.iter_mut() {
+        let kind = s.object["kind"].as_str().unwrap_or_default().to_string();
+        match kind.as_str() {
+            "CustomResourceDefinition" => {
+                s.object["status"] = json!({"conditions": [
+                    {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found"},
+                    {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted"}
+                ]});
+            }
+            "Deployment" => {
+                s.object["status"] = json!({"replicas": 1, "readyReplicas": 1, "availableReplicas": 1,
+                    "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable", "message": "Deployment has minimum availability."}]});
+            }
+            "StatefulSet" => {
+                s.object["status"] = json!({"replicas": 1, "readyReplicas": 1});
+            }
+            _ => {}
+        }
+    }
+}
+
+impl FakeApi {
+    pub fn start(controller: Option<Controller>) -> FakeApi {
+        let state = Arc::new(Mutex::new(ApiState {
+            controller,
+            ..Default::default()
+        }));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let shared = state.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let state = shared.clone();
+                std::thread::spawn(move || serve(stream, &state));
+            }
+        });
+        FakeApi { url, state }
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.state.lock().unwrap().requests.clone()
+    }
+
+    pub fn objects_of(&self, kind: &str) -> Vec<Value> {
+        self.state.lock().unwrap().objects_of(kind)
+    }
+
+    pub fn object(&self, kind: &str, name: &str) -> Option<Value> {
+        self.objects_of(kind)
+            .into_iter()
+            .find(|o| o["metadata"]["name"] == name)
+    }
+
+    /// Changes stored objects as a controller would (status updates between calls).
+    pub fn update(&self, f: impl FnOnce(&mut Vec<Stored>)) {
+        f(&mut self.state.lock().unwrap().objects);
+    }
+
+    pub async fn client(&self) -> kindling::kube::KubeClient {
+        let config = ::kube::Config::new(self.url.parse().unwrap());
+        kindling::kube::KubeClient::new(::kube::Client::try_from(config).unwrap())
+    }
+
+    /// A kubeconfig file whose `context` points at this fake.
+    pub fn write_kubeconfig(&self, path: &Path, context: &str) {
+        let cluster = context
+            .trim_start_matches("kind-")
+            .trim_start_matches("k3d-");
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: {context}\n  cluster:\n    server: {}\ncontexts:\n- name: {context}\n  context:\n    cluster: {context}\n    user: {context}\ncurrent-context: {context}\nusers:\n- name: {context}\n  user:\n    token: fake-{cluster}\n",
+            self.url
+        );
+        std::fs::write(path, text).unwrap();
+    }
+}
+
+fn serve(stream: std::net::TcpStream, state: &Arc<Mutex<ApiState>>) {
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let method = parts.next().unwrap_or_default().to_string();
+        let target = parts.next().unwrap_or_default().to_string();
+        let mut headers = BTreeMap::new();
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.insert(k.to_ascii_lowercase(), v.trim().to_string());
+            }
+        }
+        let length: usize = headers
+            .get("content-length")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+        let request = Request {
+            method,
+            path: path.to_string(),
+            query: query.to_string(),
+            content_type: headers.get("content-type").cloned().unwrap_or_default(),
+            body: String::from_utf8_lossy(&body).into_owned(),
+        };
+        let (status, response) = {
+            let mut s = state.lock().unwrap();
+            s.requests.push(request.clone());
+            s.route(&request)
+        };
+        let stream = reader.get_mut();
+        if write!(
+            stream,
+            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{response}",
+            response.len()
+        )
+        .is_err()
+        {
+            return;
+        }
+    }
+}

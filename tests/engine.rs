@@ -1,0 +1,735 @@
+//! The GitOps engines without a cluster: status parsing from recorded object shapes (validated
+//! against the real CRDs), bootstrap objects validated against the CRDs, install-manifest
+//! download/verify/cache against a local HTTP server, and install → bootstrap → reconcile →
+//! status through the fake Kubernetes API.
+
+mod common;
+
+mod engine {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use kindling::engine::manifests::{self, Origin, PinnedManifest};
+    use kindling::engine::{self, Engine, GitCredentials, Readiness, argo, flux};
+    use kindling::stamp::{self, Stamp};
+    use serde_json::{Value, json};
+
+    use super::common::kube_api::{FakeApi, builtin_controllers};
+    use super::common::{SchemaSet, repo_dir, schemas_dir};
+
+    fn sample() -> Stamp {
+        stamp::load(&repo_dir().join("stamps/sample"), None).unwrap()
+    }
+
+    fn fixture(name: &str) -> Vec<Value> {
+        let text =
+            std::fs::read_to_string(repo_dir().join("tests/data/engine").join(name)).unwrap();
+        kindling::kube::parse_bundle(&text).unwrap()
+    }
+
+    fn of_kind(objects: &[Value], kind: &str) -> Vec<Value> {
+        objects
+            .iter()
+            .filter(|o| o["kind"] == kind)
+            .cloned()
+            .collect()
+    }
+
+    fn credentials() -> GitCredentials {
+        GitCredentials {
+            url: "http://kindling-dev-gitea:3000/kindling/source.git".into(),
+            username: "kindling".into(),
+            password: "0123456789abcdef0123456789abcdef01234567".into(),
+        }
+    }
+
+    const COMMIT: &str = "3f0e6a3c7d2b1e4f5a6b7c8d9e0f1a2b3c4d5e6f";
+
+    #[test]
+    fn engine_status_fixtures_follow_the_crd_schemas() {
+        let schemas = SchemaSet::load();
+        for file in ["flux-blocked.yaml", "argo-progress.yaml"] {
+            let objects = fixture(file);
+            assert!(objects.len() >= 6, "{file}");
+            for o in &objects {
+                schemas
+                    .validate(o)
+                    .unwrap_or_else(|e| panic!("{file}: {e}"));
+            }
+        }
+    }
+
+    #[test]
+    fn engine_flux_status_reports_the_failing_entry_and_who_waits_for_it() {
+        let objects = fixture("flux-blocked.yaml");
+        let repo = of_kind(&objects, "GitRepository");
+        let status = flux::status(
+            &sample(),
+            repo.first(),
+            &of_kind(&objects, "Kustomization"),
+            &of_kind(&objects, "HelmRelease"),
+        );
+        let row = |name: &str| status.entries.iter().find(|e| e.name == name).unwrap();
+        // Dependency order, as the table prints it.
+        let names: Vec<&str> = status.entries.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names.len(), 6);
+        assert!(
+            names.iter().position(|n| *n == "certs")
+                < names.iter().position(|n| *n == "certs-issuer")
+        );
+        assert!(
+            names.iter().position(|n| *n == "database") < names.iter().position(|n| *n == "api")
+        );
+
+        assert_eq!(row("certs").readiness, Readiness::Ready);
+        assert_eq!(
+            row("certs").revision.as_deref(),
+            Some("cert-manager@v1.16.2")
+        );
+        let ingress = row("ingress-nginx");
+        assert_eq!(ingress.readiness, Readiness::Failed);
+        assert_eq!(ingress.kind, "HelmRelease");
+        assert_eq!(ingress.reason, "InstallFailed");
+        assert!(ingress.message.contains("context deadline exceeded"));
+        assert_eq!(row("database").readiness, Readiness::Progressing);
+        assert_eq!(row("database").reason, "Progressing");
+        assert_eq!(row("database").blocked_by, None);
+        assert_eq!(row("api").readiness, Readiness::Progressing);
+        assert_eq!(row("api").blocked_by.as_deref(), Some("ingress-nginx"));
+        assert_eq!(row("website").blocked_by.as_deref(), Some("ingress-nginx"));
+        assert_eq!(
+            row("certs-issuer").revision.as_deref(),
+            Some(format!("main@sha1:{COMMIT}").as_str())
+        );
+        // Where to look first: the failed chart, the first entry not merely waiting.
+        assert_eq!(status.first_blocking().unwrap().name, "ingress-nginx");
+        assert!(!status.all_ready());
+        assert!(!status.awaiting_approval);
+        let source = status.source.as_ref().unwrap();
+        assert_eq!(source.readiness, Readiness::Ready);
+        assert_eq!(
+            source.revision.as_deref(),
+            Some(format!("main@sha1:{COMMIT}").as_str())
+        );
+    }
+
+    /// The blocked fixture with every object turned Ready at `commit`.
+    fn all_ready(commit: &str) -> Vec<Value> {
+        let mut objects = fixture("flux-blocked.yaml");
+        for o in &mut objects {
+            o["status"]["conditions"] = json!([{"type": "Ready", "status": "True", "reason": "ReconciliationSucceeded",
+                "message": format!("Applied revision: main@sha1:{commit}"), "lastTransitionTime": "2026-11-26T07:20:00Z"}]);
+            if o["kind"] == "Kustomization" {
+                o["status"]["lastAppliedRevision"] = json!(format!("main@sha1:{commit}"));
+            }
+            if o["kind"] == "GitRepository" {
+                o["status"]["artifact"]["revision"] = json!(format!("main@sha1:{commit}"));
+            }
+        }
+        objects
+    }
+
+    #[test]
+    fn engine_flux_status_all_ready_and_reconciled_at_the_pushed_commit() {
+        let schemas = SchemaSet::load();
+        let objects = all_ready(COMMIT);
+        objects.iter().for_each(|o| schemas.validate(o).unwrap());
+        let status = flux::status(
+            &sample(),
+            of_kind(&objects, "GitRepository").first(),
+            &of_kind(&objects, "Kustomization"),
+            &of_kind(&objects, "HelmRelease"),
+        );
+        assert!(status.all_ready(), "{status:#?}");
+        assert!(status.first_blocking().is_none());
+        assert!(status.reconciled_at(COMMIT));
+        assert!(!status.reconciled_at("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
+    }
+
+    #[test]
+    fn engine_flux_suspended_root_is_awaiting_approval_and_missing_entries_show() {
+        let mut objects = fixture("flux-blocked.yaml");
+        objects.retain(|o| {
+            o["kind"] != "HelmRelease"
+                && (o["kind"] != "Kustomization" || o["metadata"]["name"] == "kindling-sample")
+        });
+        objects[1]["spec"]["suspend"] = json!(true);
+        let status = flux::status(
+            &sample(),
+            objects.first(),
+            &of_kind(&objects, "Kustomization"),
+            &[],
+        );
+        assert!(status.awaiting_approval);
+        assert!(!status.all_ready());
+        assert!(
+            status
+                .entries
+                .iter()
+                .all(|e| e.readiness == Readiness::Missing)
+        );
+        // A missing entry whose dependencies are missing too waits for them.
+        let api = status.entries.iter().find(|e| e.name == "api").unwrap();
+        assert_eq!(api.blocked_by.as_deref(), Some("certs-issuer"));
+    }
+
+    #[test]
+    fn engine_argo_status_from_sync_and_health() {
+        let apps = fixture("argo-progress.yaml");
+        let status = argo::status(&sample(), &apps);
+        let row = |name: &str| status.entries.iter().find(|e| e.name == name).unwrap();
+        assert_eq!(row("certs").readiness, Readiness::Ready);
+        assert_eq!(row("certs").sync.as_deref(), Some("Synced"));
+        assert_eq!(row("certs").health.as_deref(), Some("Healthy"));
+        let ingress = row("ingress-nginx");
+        assert_eq!(ingress.readiness, Readiness::Failed);
+        assert_eq!(ingress.reason, "OutOfSync/Degraded");
+        assert!(
+            ingress.message.contains("exceeded its progress deadline"),
+            "{ingress:?}"
+        );
+        assert_eq!(row("database").readiness, Readiness::Progressing);
+        assert_eq!(row("database").message, "Waiting for 1 pods to be ready...");
+        assert_eq!(row("database").revision.as_deref(), Some(COMMIT));
+        assert_eq!(row("api").readiness, Readiness::Missing);
+        assert_eq!(row("api").blocked_by.as_deref(), Some("ingress-nginx"));
+        let website = row("website");
+        assert_eq!(website.readiness, Readiness::Failed);
+        assert_eq!(website.reason, "SyncError");
+        assert!(website.message.contains("failed calling webhook"));
+        assert_eq!(website.blocked_by.as_deref(), Some("ingress-nginx"));
+        assert!(!status.awaiting_approval);
+        assert_eq!(
+            status.source.as_ref().unwrap().revision.as_deref(),
+            Some(COMMIT)
+        );
+        assert!(!status.all_ready());
+    }
+
+    #[test]
+    fn engine_argo_root_without_automated_sync_is_awaiting_approval() {
+        let mut apps = fixture("argo-progress.yaml");
+        apps[0]["spec"]["syncPolicy"] = json!({});
+        let status = argo::status(&sample(), &apps);
+        assert!(status.awaiting_approval);
+        assert!(!status.all_ready());
+    }
+
+    fn rendered_bootstrap(engine: Engine) -> Vec<Value> {
+        let opts = kindling::stamp::render::RenderOptions::for_env("dev");
+        let rendered = kindling::stamp::render::render(&sample(), engine, &opts).unwrap();
+        rendered.files[0].documents.clone()
+    }
+
+    #[test]
+    fn engine_bootstrap_objects_follow_the_crd_schemas() {
+        let schemas = SchemaSet::load();
+        let stamp = sample();
+        for engine in [Engine::Flux, Engine::Argo] {
+            for hold in [false, true] {
+                let objects = engine::bootstrap_objects(
+                    engine,
+                    &stamp,
+                    &rendered_bootstrap(engine),
+                    &credentials(),
+                    hold,
+                );
+                assert!(objects.len() >= 3);
+                for o in &objects {
+                    schemas
+                        .validate(o)
+                        .unwrap_or_else(|e| panic!("{engine:?} hold={hold}: {e}"));
+                }
+                let secret = &objects[0];
+                assert_eq!(secret["kind"], "Secret");
+                assert_eq!(secret["metadata"]["namespace"], engine::namespace(engine));
+                let text = serde_json::to_string(&objects).unwrap();
+                assert!(
+                    !text.contains(&credentials().password),
+                    "token only base64-encoded in data"
+                );
+                match engine {
+                    Engine::Flux => {
+                        let root = objects
+                            .iter()
+                            .find(|o| o["metadata"]["name"] == "kindling-sample")
+                            .unwrap();
+                        assert_eq!(root["spec"]["suspend"], json!(hold));
+                        let repo = objects
+                            .iter()
+                            .find(|o| o["kind"] == "GitRepository")
+                            .unwrap();
+                        assert_eq!(
+                            repo["spec"]["secretRef"]["name"],
+                            secret["metadata"]["name"]
+                        );
+                        assert!(
+                            repo["spec"]["ignore"]
+                                .as_str()
+                                .unwrap()
+                                .contains("!/stamps/sample/")
+                        );
+                    }
+                    Engine::Argo => {
+                        assert_eq!(
+                            secret["metadata"]["labels"]["argocd.argoproj.io/secret-type"],
+                            "repository"
+                        );
+                        let root = objects.iter().find(|o| o["kind"] == "Application").unwrap();
+                        assert_eq!(root["spec"]["syncPolicy"]["automated"].is_object(), !hold);
+                        assert_eq!(
+                            root["metadata"]["annotations"][argo::HOLD_ANNOTATION],
+                            hold.to_string()
+                        );
+                        assert!(
+                            objects.iter().any(|o| o["kind"] == "ConfigMap"
+                                && o["metadata"]["name"] == "argocd-cm")
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn engine_reconcile_requests_cover_source_root_and_entries_in_order() {
+        let stamp = sample();
+        let now = time::macros::datetime!(2026-11-26 08:00:00 UTC);
+        let requests = flux::reconcile_requests(&stamp, now);
+        let targets: Vec<String> = requests
+            .iter()
+            .map(|r| format!("{}/{}", r.kind, r.name))
+            .collect();
+        assert_eq!(targets[0], "GitRepository/kindling");
+        assert_eq!(targets[1], "Kustomization/kindling-sample");
+        assert!(targets.contains(&"HelmRelease/certs".to_string()));
+        assert!(
+            !targets.contains(&"HelmRelease/database".to_string()),
+            "database is a path entry"
+        );
+        assert_eq!(targets.len(), 2 + 6 + 2);
+        for r in &requests {
+            assert_eq!(
+                r.patch["metadata"]["annotations"]["reconcile.fluxcd.io/requestedAt"],
+                "2026-11-26T08:00:00Z"
+            );
+        }
+        // Argo CD: refreshes; a sync operation only for a root that is neither automated nor held.
+        let apps = fixture("argo-progress.yaml");
+        let automated = argo::reconcile_requests(&stamp, apps.first());
+        assert_eq!(automated.len(), 1 + 6);
+        assert!(automated.iter().all(|r| r.patch == argo::refresh_patch()));
+        let mut manual = apps[0].clone();
+        manual["spec"]["syncPolicy"] = json!({});
+        let with_sync = argo::reconcile_requests(&stamp, Some(&manual));
+        assert_eq!(with_sync[1].patch, argo::sync_operation_patch("main"));
+        manual["metadata"]["annotations"] = json!({argo::HOLD_ANNOTATION: "true"});
+        let held = argo::reconcile_requests(&stamp, Some(&manual));
+        assert!(
+            held.iter().all(|r| r.patch["operation"].is_null()),
+            "a held root is never synced"
+        );
+        // The sync operation is a valid Application change.
+        let schemas = SchemaSet::load();
+        let mut patched = apps[0].clone();
+        super::common::kube_api::merge(&mut patched, &argo::sync_operation_patch("main"));
+        schemas.validate(&patched).unwrap();
+    }
+
+    /// Serves `body` at every path; counts requests.
+    fn serve(body: Vec<u8>) -> (String, Arc<AtomicUsize>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/install.yaml", listener.local_addr().unwrap());
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                        break;
+                    }
+                }
+                counter.fetch_add(1, Ordering::SeqCst);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(&body);
+            }
+        });
+        (url, hits)
+    }
+
+    const MANIFEST: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: flux-system}\n";
+
+    fn pinned(url: &str, sha256: Option<String>) -> PinnedManifest {
+        PinnedManifest {
+            engine: Engine::Flux,
+            version: "v0.0.0-test".into(),
+            url: url.into(),
+            sha256,
+        }
+    }
+
+    #[test]
+    fn engine_manifest_download_is_verified_cached_and_reused_offline() {
+        let cache = tempfile::tempdir().unwrap();
+        let (url, hits) = serve(MANIFEST.as_bytes().to_vec());
+        let sum = kindling::cluster::tools::sha256_hex(MANIFEST.as_bytes());
+        let m = pinned(&url, Some(sum.clone()));
+        let first = manifests::fetch(&m, cache.path(), None).unwrap();
+        assert_eq!(first.origin, Origin::Downloaded);
+        assert_eq!(first.text, MANIFEST);
+        assert_eq!(first.sha256, sum);
+        assert!(first.note.is_none());
+        // Offline: the URL now points nowhere, the cache answers.
+        let offline = pinned("http://127.0.0.1:9/install.yaml", Some(sum.clone()));
+        let second = manifests::fetch(&offline, cache.path(), None).unwrap();
+        assert_eq!(second.origin, Origin::Cached);
+        assert_eq!(second.text, MANIFEST);
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        // A damaged cache is not used: it is downloaded again and verified.
+        std::fs::write(&first.path, "tampered").unwrap();
+        let third = manifests::fetch(&m, cache.path(), None).unwrap();
+        assert_eq!(third.origin, Origin::Downloaded);
+        assert_eq!(std::fs::read_to_string(&first.path).unwrap(), MANIFEST);
+    }
+
+    #[test]
+    fn engine_manifest_mismatch_names_both_sums_and_caches_nothing() {
+        let cache = tempfile::tempdir().unwrap();
+        let (url, _) = serve(b"something else\n".to_vec());
+        let expected = kindling::cluster::tools::sha256_hex(MANIFEST.as_bytes());
+        let err = manifests::fetch(&pinned(&url, Some(expected.clone())), cache.path(), None)
+            .unwrap_err()
+            .to_string();
+        let actual = kindling::cluster::tools::sha256_hex(b"something else\n");
+        assert!(
+            err.contains(&format!("expected sha256 {expected}")),
+            "{err}"
+        );
+        assert!(err.contains(&format!("got      sha256 {actual}")), "{err}");
+        let cached: Vec<_> = walk(cache.path());
+        assert!(cached.is_empty(), "{cached:?}");
+    }
+
+    fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                out.extend(walk(&e.path()));
+            } else {
+                out.push(e.path());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn engine_manifest_without_a_pinned_sum_is_recorded_then_enforced() {
+        let cache = tempfile::tempdir().unwrap();
+        let (url, _) = serve(MANIFEST.as_bytes().to_vec());
+        let first = manifests::fetch(&pinned(&url, None), cache.path(), None).unwrap();
+        assert_eq!(first.origin, Origin::Downloaded);
+        assert!(
+            first.note.as_deref().unwrap().contains("recorded"),
+            "{:?}",
+            first.note
+        );
+        let again = manifests::fetch(&pinned(&url, None), cache.path(), None).unwrap();
+        assert_eq!(again.origin, Origin::Cached);
+        // The upstream file changes under the same version: refused.
+        std::fs::remove_file(&first.path).unwrap();
+        let (changed, _) = serve(b"kind: Changed\n".to_vec());
+        let err = manifests::fetch(&pinned(&changed, None), cache.path(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("expected sha256 {}", first.sha256)),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn engine_manifests_dir_is_used_as_is_and_verified() {
+        let cache = tempfile::tempdir().unwrap();
+        let local = tempfile::tempdir().unwrap();
+        let sum = kindling::cluster::tools::sha256_hex(MANIFEST.as_bytes());
+        let m = pinned("http://127.0.0.1:9/never", Some(sum));
+        std::fs::write(local.path().join(m.file_name()), MANIFEST).unwrap();
+        let fetched = manifests::fetch(&m, cache.path(), Some(local.path())).unwrap();
+        assert_eq!(fetched.origin, Origin::Local);
+        std::fs::write(local.path().join(m.file_name()), "other").unwrap();
+        let err = manifests::fetch(&m, cache.path(), Some(local.path()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("checksum mismatch"), "{err}");
+        let empty = tempfile::tempdir().unwrap();
+        let err = manifests::fetch(&m, cache.path(), Some(empty.path()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--manifests-dir") && err.contains(&m.file_name()),
+            "{err}"
+        );
+    }
+
+    fn crd(file: &str) -> String {
+        std::fs::read_to_string(schemas_dir().join(file)).unwrap()
+    }
+
+    /// A small install manifest shaped like Flux's: its Namespace, real CRDs, a controller.
+    fn flux_install() -> String {
+        format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: flux-system}}\n---\n{}\n---\n{}\n---\n{}\n---\n{}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: source-controller, namespace: flux-system}}\nspec: {{selector: {{matchLabels: {{app: source-controller}}}}, template: {{metadata: {{labels: {{app: source-controller}}}}, spec: {{containers: [{{name: manager, image: ghcr.io/fluxcd/source-controller:v1.7.4}}]}}}}}}\n",
+            crd("flux-source.toolkit.fluxcd.io_gitrepositories.yaml"),
+            crd("flux-source.toolkit.fluxcd.io_helmrepositories.yaml"),
+            crd("flux-kustomize.toolkit.fluxcd.io_kustomizations.yaml"),
+            crd("flux-helm.toolkit.fluxcd.io_helmreleases.yaml"),
+        )
+    }
+
+    #[tokio::test]
+    async fn engine_flux_install_bootstrap_reconcile_and_status_through_the_api() {
+        let api = FakeApi::start(Some(Box::new(builtin_controllers)));
+        let kube = api.client().await;
+        let applied = engine::install(
+            &kube,
+            Engine::Flux,
+            &flux_install(),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        assert_eq!(applied, 6);
+        let install_patches: Vec<_> = api
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "PATCH")
+            .collect();
+        assert!(
+            install_patches
+                .iter()
+                .all(|r| r.query.contains("fieldManager=kindling-install"))
+        );
+        // Deployments were read to judge readiness.
+        assert!(
+            api.requests().iter().any(|r| r.method == "GET"
+                && r.path == "/apis/apps/v1/namespaces/flux-system/deployments")
+        );
+
+        let stamp = sample();
+        let objects = engine::bootstrap_objects(
+            Engine::Flux,
+            &stamp,
+            &rendered_bootstrap(Engine::Flux),
+            &credentials(),
+            false,
+        );
+        kube.apply_objects(
+            &objects,
+            &kindling::kube::ApplyOptions::new(Duration::from_secs(5)),
+        )
+        .await
+        .unwrap();
+        assert!(api.object("GitRepository", "kindling").is_some());
+        assert!(api.object("Secret", "kindling-git-credentials").is_some());
+
+        // Entries do not exist yet: only the source and the root are asked to reconcile.
+        let now = time::macros::datetime!(2026-11-26 08:00:00 UTC);
+        let patched = engine::request_reconcile(&kube, Engine::Flux, &stamp, now)
+            .await
+            .unwrap();
+        assert_eq!(
+            patched,
+            ["GitRepository kindling", "Kustomization kindling-sample"]
+        );
+        let merges: Vec<_> = api
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "PATCH" && r.content_type == "application/merge-patch+json")
+            .collect();
+        assert_eq!(merges.len(), 2);
+        let repo = api.object("GitRepository", "kindling").unwrap();
+        assert_eq!(
+            repo["metadata"]["annotations"]["reconcile.fluxcd.io/requestedAt"],
+            "2026-11-26T08:00:00Z"
+        );
+
+        // The controllers reconcile: the recorded objects appear with their status.
+        let recorded = fixture("flux-blocked.yaml");
+        api.update(|stored| {
+            for o in recorded.iter().filter(|o| {
+                o["kind"] != "GitRepository" && o["metadata"]["name"] != "kindling-sample"
+            }) {
+                let plural = match o["kind"].as_str().unwrap() {
+                    "Kustomization" => "kustomizations",
+                    _ => "helmreleases",
+                };
+                stored.push(super::common::kube_api::Stored {
+                    group_version: o["apiVersion"].as_str().unwrap().into(),
+                    plural: plural.into(),
+                    namespace: Some("flux-system".into()),
+                    name: o["metadata"]["name"].as_str().unwrap().into(),
+                    object: o.clone(),
+                });
+            }
+        });
+        let status = engine::status(&kube, Engine::Flux, &stamp).await.unwrap();
+        let ingress = status
+            .entries
+            .iter()
+            .find(|e| e.name == "ingress-nginx")
+            .unwrap();
+        assert_eq!(ingress.readiness, Readiness::Failed);
+        assert_eq!(
+            status
+                .entries
+                .iter()
+                .filter(|e| e.readiness == Readiness::Ready)
+                .count(),
+            2
+        );
+        // Now every entry exists and is asked too.
+        let patched = engine::request_reconcile(&kube, Engine::Flux, &stamp, now)
+            .await
+            .unwrap();
+        assert_eq!(patched.len(), 2 + 6 + 2);
+    }
+
+    #[tokio::test]
+    async fn engine_argo_install_goes_into_its_namespace_and_approve_syncs_the_root() {
+        let api = FakeApi::start(Some(Box::new(builtin_controllers)));
+        let kube = api.client().await;
+        // Like Argo CD's install.yaml: no Namespace, namespaced objects without a namespace.
+        let install = format!(
+            "{}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: argocd-cm, labels: {{app.kubernetes.io/part-of: argocd}}}}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{name: argocd-server}}\nrules: []\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: argocd-server}}\nspec: {{}}\n---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: argocd-application-controller}}\nspec: {{replicas: 1}}\n",
+            crd("argocd-application-crd.yaml")
+        );
+        engine::install(&kube, Engine::Argo, &install, Duration::from_secs(10))
+            .await
+            .unwrap();
+        let paths: Vec<String> = api
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "PATCH")
+            .map(|r| r.path)
+            .collect();
+        assert!(
+            paths.contains(&"/api/v1/namespaces/argocd".to_string()),
+            "{paths:?}"
+        );
+        assert!(paths.contains(&"/api/v1/namespaces/argocd/configmaps/argocd-cm".to_string()));
+        assert!(
+            paths.contains(
+                &"/apis/apps/v1/namespaces/argocd/statefulsets/argocd-application-controller"
+                    .to_string()
+            )
+        );
+        assert!(paths.contains(
+            &"/apis/rbac.authorization.k8s.io/v1/clusterroles/argocd-server".to_string()
+        ));
+        let role = api.object("ClusterRole", "argocd-server").unwrap();
+        assert!(
+            role["metadata"]["namespace"].is_null(),
+            "cluster-scoped objects get no namespace"
+        );
+
+        let stamp = sample();
+        let held = engine::bootstrap_objects(
+            Engine::Argo,
+            &stamp,
+            &rendered_bootstrap(Engine::Argo),
+            &credentials(),
+            true,
+        );
+        kube.apply_objects(
+            &held,
+            &kindling::kube::ApplyOptions::new(Duration::from_secs(5)),
+        )
+        .await
+        .unwrap();
+        let status = engine::status(&kube, Engine::Argo, &stamp).await.unwrap();
+        assert!(status.awaiting_approval);
+        // The bootstrap argocd-cm keys live beside the install's: separate field managers.
+        let cm = api.object("ConfigMap", "argocd-cm").unwrap();
+        assert!(
+            cm["data"].as_object().is_some_and(|d| !d.is_empty()),
+            "{cm}"
+        );
+
+        let approved = engine::bootstrap_objects(
+            Engine::Argo,
+            &stamp,
+            &rendered_bootstrap(Engine::Argo),
+            &credentials(),
+            false,
+        );
+        let now = time::macros::datetime!(2026-11-26 08:00:00 UTC);
+        let patched = engine::approve(&kube, Engine::Argo, &stamp, &approved, "main", now)
+            .await
+            .unwrap();
+        assert_eq!(patched[0], "Application kindling-sample (sync)");
+        let root = api.object("Application", "kindling-sample").unwrap();
+        assert!(root["spec"]["syncPolicy"]["automated"].is_object());
+        assert_eq!(root["operation"]["sync"]["revision"], "main");
+        assert_eq!(
+            root["metadata"]["annotations"]["argocd.argoproj.io/refresh"],
+            "normal"
+        );
+        let status = engine::status(&kube, Engine::Argo, &stamp).await.unwrap();
+        assert!(!status.awaiting_approval);
+    }
+
+    #[tokio::test]
+    async fn engine_install_wait_names_the_stuck_workload_and_its_latest_warning() {
+        // No controller: the Deployment never becomes Available.
+        let api = FakeApi::start(Some(Box::new(
+            |objects: &mut Vec<super::common::kube_api::Stored>| {
+                for s in objects.iter_mut() {
+                    if s.object["kind"] == "CustomResourceDefinition" {
+                        s.object["status"] =
+                            json!({"conditions": [{"type": "Established", "status": "True"}]});
+                    }
+                    if s.object["kind"] == "Deployment" {
+                        s.object["status"] = json!({"conditions": [{"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable", "message": "Deployment does not have minimum availability."}]});
+                    }
+                }
+            },
+        )));
+        api.update(|stored| {
+            for (name, reason, message, at) in [
+                ("source-controller-7d9f8b6c5-x2x7q", "Failed", "Failed to pull image \"ghcr.io/fluxcd/source-controller:v1.7.4\": not found", "2026-11-26T07:00:05Z"),
+                ("source-controller-7d9f8b6c5-x2x7q", "BackOff", "Back-off pulling image \"ghcr.io/fluxcd/source-controller:v1.7.4\"", "2026-11-26T07:00:40Z"),
+                ("other-pod", "BackOff", "unrelated", "2026-11-26T07:01:00Z"),
+            ] {
+                stored.push(super::common::kube_api::Stored {
+                    group_version: "v1".into(),
+                    plural: "events".into(),
+                    namespace: Some("flux-system".into()),
+                    name: format!("{name}.{reason}"),
+                    object: json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": format!("{name}.{reason}"), "namespace": "flux-system"},
+                        "type": "Warning", "reason": reason, "message": message, "lastTimestamp": at,
+                        "involvedObject": {"kind": "Pod", "name": name, "namespace": "flux-system"}}),
+                });
+            }
+        });
+        let kube = api.client().await;
+        let err = engine::install(&kube, Engine::Flux, &flux_install(), Duration::from_secs(1))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("Deployment source-controller is not Available"),
+            "{err}"
+        );
+        assert!(err.contains("BackOff: Back-off pulling image"), "{err}");
+        assert!(!err.contains("unrelated"), "{err}");
+    }
+}
