@@ -4,6 +4,7 @@ mod ca;
 mod cache;
 mod cluster;
 mod doctor;
+mod engine;
 mod stamp;
 
 use std::path::PathBuf;
@@ -54,6 +55,9 @@ enum Command {
     /// The machine's local certificate authority.
     #[command(subcommand)]
     Ca(ca::CaCommand),
+    /// The GitOps engines' pinned install manifests.
+    #[command(subcommand)]
+    Engine(engine::EngineCommand),
     /// The shared pull-through image caches.
     #[command(subcommand)]
     Cache(cache::CacheCommand),
@@ -208,6 +212,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cluster(command) => cluster::run(command, output),
         Command::Ca(command) => ca::run(command, output),
         Command::Cache(command) => cache::run(command, output),
+        Command::Engine(command) => engine::run(command, output),
         Command::Doctor => doctor::run(output),
     }
 }

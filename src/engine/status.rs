@@ -163,3 +163,124 @@ pub fn condition_of(object: &serde_json::Value, kind: &str) -> Option<(String, S
             (s("status"), s("reason"), s("message"))
         })
 }
+
+/// Shortens a revision for the table: `main@sha1:3f0e6a3c…` → `main@3f0e6a3c`.
+fn short_revision(revision: &str) -> String {
+    match revision.split_once("@sha1:") {
+        Some((branch, sha)) => format!("{branch}@{}", &sha[..sha.len().min(8)]),
+        None if revision.len() == 40 => revision[..8].to_string(),
+        None => revision.to_string(),
+    }
+}
+
+/// The per-entry table of `env status` (plain text, no escape codes): entries in dependency
+/// order, the first blocking entry marked with `>`, waiting entries naming what they wait for.
+pub fn render_table(status: &EngineStatus) -> String {
+    let first = status.first_blocking().map(|e| e.name.clone());
+    let mut rows = vec![[
+        String::new(),
+        "ENTRY".to_string(),
+        "STATUS".to_string(),
+        "REASON".to_string(),
+        "REVISION".to_string(),
+        "MESSAGE".to_string(),
+    ]];
+    for e in &status.entries {
+        let marker = if Some(&e.name) == first.as_ref() {
+            ">"
+        } else {
+            ""
+        };
+        let message = match &e.blocked_by {
+            Some(dep) => format!("waiting for {dep}"),
+            None => e.message.lines().next().unwrap_or_default().to_string(),
+        };
+        rows.push([
+            marker.to_string(),
+            e.name.clone(),
+            e.readiness.label().to_string(),
+            e.reason.clone(),
+            e.revision
+                .as_deref()
+                .map(short_revision)
+                .unwrap_or_default(),
+            message,
+        ]);
+    }
+    let widths: Vec<usize> = (0..5)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    if status.awaiting_approval {
+        out.push_str("awaiting approval: run `kindling env approve` to start reconciling\n");
+    }
+    if let Some(source) = &status.source {
+        out.push_str(&format!(
+            "source {} {}: {} {}\n",
+            source.kind,
+            source.name,
+            source.readiness.label(),
+            source
+                .revision
+                .as_deref()
+                .map(short_revision)
+                .unwrap_or_default()
+        ));
+    }
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c < 5 {
+                line.push_str(&format!("{cell:<width$}  ", width = widths[c]));
+            } else {
+                line.push_str(cell);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, readiness: Readiness, blocked_by: Option<&str>) -> EntryStatus {
+        EntryStatus {
+            name: name.into(),
+            kind: "Kustomization".into(),
+            readiness,
+            reason: "R".into(),
+            message: "first line\nsecond".into(),
+            revision: Some("main@sha1:3f0e6a3c7d2b1e4f5a6b7c8d9e0f1a2b3c4d5e6f".into()),
+            suspended: false,
+            blocked_by: blocked_by.map(str::to_string),
+            sync: None,
+            health: None,
+        }
+    }
+
+    #[test]
+    fn status_table_marks_the_first_blocking_entry_and_waiting_ones() {
+        let status = EngineStatus {
+            engine: "flux".into(),
+            awaiting_approval: false,
+            source: None,
+            entries: vec![
+                entry("certs", Readiness::Ready, None),
+                entry("ingress", Readiness::Failed, None),
+                entry("api", Readiness::Progressing, Some("ingress")),
+            ],
+        };
+        let table = render_table(&status);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].starts_with("   ENTRY"), "{table}");
+        assert!(lines[1].starts_with("   certs    Ready"), "{table}");
+        assert!(lines[1].contains("main@3f0e6a3c"), "{table}");
+        assert!(lines[2].starts_with(">  ingress  Failed"), "{table}");
+        assert!(lines[2].ends_with("first line"), "{table}");
+        assert!(lines[3].ends_with("waiting for ingress"), "{table}");
+        assert!(!table.contains('\u{1b}'));
+    }
+}
