@@ -8,12 +8,14 @@ pub mod cluster;
 pub mod docker;
 pub mod doctor;
 pub mod engine;
+pub mod env;
 pub mod gitea;
 pub mod kube;
 pub mod paths;
 pub mod pki;
 pub mod registry;
 pub mod stamp;
+pub mod ui;
 
 /// The Docker label every object kindling creates for an env carries; `env delete` sweeps by it.
 pub const ENV_LABEL: &str = "dev.kindling.env";

@@ -5,6 +5,7 @@ mod cache;
 mod cluster;
 mod doctor;
 mod engine;
+mod env;
 mod stamp;
 
 use std::path::PathBuf;
@@ -46,7 +47,7 @@ pub enum Output {
 enum Command {
     /// Create, inspect, sync and delete environments.
     #[command(subcommand)]
-    Env(EnvCommand),
+    Env(env::EnvCommand),
     /// List, validate, render and graph stamps.
     Stamp(StampArgs),
     /// Cluster profiles and the configs rendered for kind and k3d.
@@ -65,69 +66,6 @@ enum Command {
     Doctor,
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
-}
-
-#[derive(Args)]
-struct EnvName {
-    /// Environment name.
-    #[arg(default_value = "dev")]
-    name: String,
-}
-
-#[derive(Subcommand)]
-enum EnvCommand {
-    /// Create (or finish creating) an environment.
-    Create {
-        #[command(flatten)]
-        env: EnvName,
-        /// Stamp name (under stamps/) or path to a stamp or HostK8s stack directory.
-        #[arg(long)]
-        stamp: String,
-        #[arg(long, value_enum)]
-        provider: Option<ProviderArg>,
-        #[arg(long, value_enum)]
-        engine: Option<EngineArg>,
-        /// Cluster profile (clusters/*.yaml).
-        #[arg(long)]
-        profile: Option<PathBuf>,
-        /// Source tree to push (default: the current directory).
-        #[arg(long)]
-        source: Option<PathBuf>,
-        /// Register everything but leave the engine suspended until `env approve`.
-        #[arg(long)]
-        hold: bool,
-        /// Wait until every entry is Ready.
-        #[arg(long)]
-        wait: bool,
-        /// How long --wait waits (e.g. 10m).
-        #[arg(long)]
-        timeout: Option<String>,
-        /// Print the plan and touch nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
-    /// What is reconciled, what is not, and why.
-    Status(EnvName),
-    /// Push local edits and reconcile now.
-    Sync(EnvName),
-    /// Remove the stamp's objects and bootstrap it again, without a new cluster.
-    Restart(EnvName),
-    /// Let an environment created with --hold reconcile.
-    Approve(EnvName),
-    /// Sync on every change of the source tree.
-    Watch(EnvName),
-    /// Delete an environment; nothing is left behind.
-    Delete {
-        #[command(flatten)]
-        env: EnvName,
-        /// Delete every environment.
-        #[arg(long)]
-        all: bool,
-    },
-    /// Print the path of the environment's kubeconfig.
-    Kubeconfig(EnvName),
-    /// List environments (and orphaned Docker objects).
-    List,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -169,12 +107,6 @@ struct StampArgs {
     command: stamp::StampCommand,
 }
 
-/// A command this build does not implement yet; fails (exit 1) with a plain message rather
-/// than pretending to work.
-#[derive(Debug, thiserror::Error)]
-#[error("`kindling {0}` is not available yet in this build")]
-pub struct NotAvailable(&'static str);
-
 /// A failure whose JSON document the command already printed: the exit code still says
 /// failure, but stdout keeps exactly one document.
 #[derive(Debug, thiserror::Error)]
@@ -197,18 +129,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             clap_complete::generate(shell, &mut command, "kindling", &mut std::io::stdout());
             Ok(())
         }
-        Command::Env(command) => Err(NotAvailable(match command {
-            EnvCommand::Create { .. } => "env create",
-            EnvCommand::Status(_) => "env status",
-            EnvCommand::Sync(_) => "env sync",
-            EnvCommand::Restart(_) => "env restart",
-            EnvCommand::Approve(_) => "env approve",
-            EnvCommand::Watch(_) => "env watch",
-            EnvCommand::Delete { .. } => "env delete",
-            EnvCommand::Kubeconfig(_) => "env kubeconfig",
-            EnvCommand::List => "env list",
-        })
-        .into()),
+        Command::Env(command) => env::run(command, output, cli.verbose),
         Command::Cluster(command) => cluster::run(command, output),
         Command::Ca(command) => ca::run(command, output),
         Command::Cache(command) => cache::run(command, output),
@@ -220,6 +141,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     use kindling::cluster::ClusterError;
     use kindling::stamp::StampError;
+    if let Some(e) = err.downcast_ref::<kindling::env::EnvError>() {
+        return e.exit_code();
+    }
     match (
         err.downcast_ref::<StampError>(),
         err.downcast_ref::<ClusterError>(),

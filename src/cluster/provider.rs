@@ -30,7 +30,7 @@ pub fn provider_for(
     provider: Provider,
     binary: PathBuf,
     work_dir: PathBuf,
-) -> Box<dyn ClusterProvider> {
+) -> Box<dyn ClusterProvider + Send + Sync> {
     match provider {
         Provider::Kind => Box::new(KindCli { binary, work_dir }),
         Provider::K3d => Box::new(K3dCli { binary, work_dir }),

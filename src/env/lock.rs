@@ -1,0 +1,115 @@
+//! One mutating command per env at a time: a lock file created exclusively in the env's
+//! directory, holding the owner's pid and command. A lock whose process is gone (a crash, a
+//! kill -9) is taken over; a live one makes the second command wait briefly, then fail with a
+//! message naming the holder.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::EnvError;
+
+#[derive(Debug)]
+pub struct EnvLock {
+    path: PathBuf,
+}
+
+fn holder_alive(text: &str) -> bool {
+    let Some(pid) = text
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse::<u32>().ok())
+    else {
+        return false;
+    };
+    if pid == std::process::id() {
+        return true;
+    }
+    let proc = Path::new("/proc");
+    if proc.is_dir() {
+        proc.join(pid.to_string()).exists()
+    } else {
+        // Without /proc (macOS) a lock is trusted until its holder removes it.
+        true
+    }
+}
+
+impl EnvLock {
+    /// Takes the lock of `env_dir` for `command`, waiting up to `wait` for a live holder.
+    pub fn acquire(env_dir: &Path, command: &str, wait: Duration) -> Result<EnvLock, EnvError> {
+        std::fs::create_dir_all(env_dir).map_err(|e| EnvError::State {
+            path: env_dir.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let path = env_dir.join("lock");
+        let deadline = Instant::now() + wait;
+        loop {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut file) => {
+                    let _ = writeln!(file, "{} {command}", std::process::id());
+                    return Ok(EnvLock { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let text = std::fs::read_to_string(&path).unwrap_or_default();
+                    if !holder_alive(&text) {
+                        // The holder is gone; its lock is stale.
+                        let _ = std::fs::remove_file(&path);
+                        continue;
+                    }
+                    if Instant::now() >= deadline {
+                        let mut parts = text.trim().splitn(2, ' ');
+                        let pid = parts.next().unwrap_or("?").to_string();
+                        let holder = parts.next().unwrap_or("kindling").to_string();
+                        return Err(EnvError::Locked {
+                            env: env_dir
+                                .file_name()
+                                .map(|n| n.to_string_lossy().into_owned())
+                                .unwrap_or_default(),
+                            pid,
+                            holder,
+                            path,
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => {
+                    return Err(EnvError::State {
+                        path,
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl Drop for EnvLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_lock_is_exclusive_released_on_drop_and_stale_locks_are_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = EnvLock::acquire(dir.path(), "env create", Duration::ZERO).unwrap();
+        let err = EnvLock::acquire(dir.path(), "env sync", Duration::from_millis(200)).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(&std::process::id().to_string()), "{text}");
+        assert!(text.contains("env create"), "{text}");
+        drop(first);
+        let again = EnvLock::acquire(dir.path(), "env sync", Duration::ZERO).unwrap();
+        drop(again);
+        // A lock left by a process that no longer exists.
+        std::fs::write(dir.path().join("lock"), "4194303999 env create\n").unwrap();
+        EnvLock::acquire(dir.path(), "env delete", Duration::ZERO).unwrap();
+    }
+}

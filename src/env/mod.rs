@@ -1,0 +1,201 @@
+//! Environments: the create flow as ordered idempotent steps (`create`), and the commands that
+//! work on an existing env (`ops`: status, sync, restart, approve, watch, delete, list), with
+//! the env's state file and lock.
+
+pub mod create;
+pub mod lock;
+pub mod ops;
+pub mod state;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cluster::provider::{ClusterProvider, provider_for};
+use crate::cluster::{ClusterError, Provider};
+use crate::docker::DockerError;
+use crate::engine::EngineError;
+use crate::gitea::GiteaError;
+use crate::gitea::push::PushError;
+use crate::kube::KubeError;
+use crate::pki::PkiError;
+use crate::stamp::StampError;
+
+pub use state::EnvState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnvError {
+    #[error(transparent)]
+    Stamp(#[from] StampError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error(transparent)]
+    Gitea(#[from] GiteaError),
+    #[error(transparent)]
+    Push(#[from] PushError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Kube(#[from] KubeError),
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    #[error("env state {path}: {reason}")]
+    State { path: PathBuf, reason: String },
+    #[error(
+        "env {env} is busy: `kindling {holder}` (pid {pid}) is changing it\nhelp: wait for it to finish; if no kindling is running, remove {path}"
+    )]
+    Locked {
+        env: String,
+        pid: String,
+        holder: String,
+        path: PathBuf,
+    },
+    #[error(
+        "there is no env {0}\nhelp: `kindling env list` shows the envs; `kindling env create {0} --stamp STAMP` makes it"
+    )]
+    NotFound(String),
+    #[error("{0}")]
+    Preflight(String),
+    #[error("{0}")]
+    BadInput(String),
+    #[error("step {0} failed on purpose (KINDLING_FAIL_AT={0}) after its side effects")]
+    Injected(String),
+    #[error("interrupted after step {0}; run the same command again to continue")]
+    Interrupted(String),
+    #[error("timed out after {seconds}s waiting for {what}{blocking}")]
+    TimedOut {
+        what: String,
+        seconds: u64,
+        blocking: String,
+    },
+}
+
+impl EnvError {
+    /// The process exit code (DESIGN.md): 2 bad input, 3 timed out waiting, else 1.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            EnvError::Stamp(StampError::Write { .. }) => 1,
+            EnvError::Stamp(_) | EnvError::BadInput(_) => 2,
+            EnvError::Cluster(
+                ClusterError::InvalidProfile { .. } | ClusterError::ProfileSyntax { .. },
+            ) => 2,
+            EnvError::TimedOut { .. } => 3,
+            EnvError::Interrupted(_) => 130,
+            _ => 1,
+        }
+    }
+}
+
+/// Where things live and how long to wait: the process environment in production, set by tests.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub cache_dir: PathBuf,
+    /// How long a second mutating command waits for the env's lock.
+    pub lock_wait: Duration,
+    /// `KINDLING_FAIL_AT`: the step that fails after its side effects (tests).
+    pub fail_at: Option<String>,
+    /// `KINDLING_GITEA_URL` (+ `_USER`, `_PASSWORD`, `_CLUSTER_URL`): use this Gitea instead
+    /// of starting one.
+    pub external_gitea: Option<ExternalGitea>,
+    pub gitea_image: String,
+    pub registry_image: String,
+    pub manifests_dir: Option<PathBuf>,
+    /// How long the cluster's nodes and the engine's controllers may take.
+    pub step_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExternalGitea {
+    pub url: String,
+    pub user: String,
+    pub password: String,
+    /// The repository URL as the cluster reaches it (default: derived from `url`).
+    pub cluster_url: Option<String>,
+}
+
+impl Settings {
+    pub fn from_env() -> Settings {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Settings {
+            data_dir: crate::paths::data_dir(),
+            cache_dir: crate::paths::cache_dir(),
+            lock_wait: Duration::from_secs(
+                var("KINDLING_LOCK_WAIT")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(2),
+            ),
+            fail_at: var("KINDLING_FAIL_AT"),
+            external_gitea: var("KINDLING_GITEA_URL").map(|url| ExternalGitea {
+                url: url.trim_end_matches('/').to_string(),
+                user: var("KINDLING_GITEA_USER").unwrap_or_else(|| crate::gitea::ADMIN_USER.into()),
+                password: var("KINDLING_GITEA_PASSWORD").unwrap_or_default(),
+                cluster_url: var("KINDLING_GITEA_CLUSTER_URL"),
+            }),
+            gitea_image: var("KINDLING_GITEA_IMAGE").unwrap_or_else(|| crate::gitea::IMAGE.into()),
+            registry_image: var("KINDLING_REGISTRY_IMAGE")
+                .unwrap_or_else(|| crate::registry::REGISTRY_IMAGE.into()),
+            manifests_dir: var("KINDLING_MANIFESTS_DIR").map(PathBuf::from),
+            step_timeout: Duration::from_secs(
+                var("KINDLING_STEP_TIMEOUT")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(300),
+            ),
+        }
+    }
+
+    pub fn env_dir(&self, env: &str) -> PathBuf {
+        crate::paths::env_dir(&self.data_dir, env)
+    }
+}
+
+/// The provider CLI for an env: kind/k3d on PATH, else the pinned download.
+pub fn provider_cli(
+    provider: Provider,
+    settings: &Settings,
+    env: &str,
+) -> Result<Box<dyn ClusterProvider + Send + Sync>, EnvError> {
+    let tool = match provider {
+        Provider::Kind => crate::cluster::tools::kind_tool(),
+        Provider::K3d => crate::cluster::tools::k3d_tool(),
+    };
+    let search_path = std::env::var_os("PATH");
+    let resolved =
+        crate::cluster::tools::resolve_tool(&tool, &settings.data_dir, search_path.as_deref())?;
+    Ok(provider_for(provider, resolved.path, settings.env_dir(env)))
+}
+
+/// Env names become Docker and cluster names: keep them to what both accept.
+pub fn validate_name(name: &str) -> Result<(), EnvError> {
+    let ok = !name.is_empty()
+        && name.len() <= 32
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(EnvError::BadInput(format!(
+            "env name {name:?} is not usable\nhelp: use 1-32 lowercase letters, digits and '-', not starting or ending with '-' (it becomes the cluster name kindling-{name})"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_names_are_checked_before_anything_is_named_after_them() {
+        for good in ["dev", "ci-42", "a"] {
+            validate_name(good).unwrap();
+        }
+        for bad in ["", "Dev", "-x", "x-", "a_b", "a.b", &"x".repeat(33)] {
+            let err = validate_name(bad).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! An env's record on the host (`$DATA/envs/NAME/state.json`, 0600: it holds the Gitea
+//! credentials): what it was created from, which steps finished and how long they took, its
+//! ports, URLs and versions. Written atomically after every step, so a crash or Ctrl-C leaves
+//! the last finished step recorded and nothing half-written.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::Provider;
+use crate::stamp::render::Engine;
+
+use super::EnvError;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepRecord {
+    pub name: String,
+    pub finished_at: String,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ports {
+    pub http: u16,
+    pub https: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gitea: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registry: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GiteaState {
+    /// How the host reaches Gitea.
+    pub url: String,
+    /// The clone URL the engine uses from inside the cluster.
+    pub cluster_repo_url: String,
+    pub user: String,
+    pub password: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// A Gitea kindling did not start (`KINDLING_GITEA_URL`): never removed by delete.
+    pub external: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterState {
+    pub name: String,
+    pub context: String,
+    pub kubeconfig: PathBuf,
+    pub network: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvState {
+    pub name: String,
+    pub stamp: String,
+    pub stamp_dir: PathBuf,
+    pub source: PathBuf,
+    pub provider: Provider,
+    pub engine: Engine,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<PathBuf>,
+    /// Created with `--hold` and not approved yet.
+    pub hold: bool,
+    pub created_at: String,
+    pub ports: Ports,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gitea: Option<GiteaState>,
+    /// The commit of the last snapshot pushed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    #[serde(default)]
+    pub steps: Vec<StepRecord>,
+    #[serde(default)]
+    pub versions: BTreeMap<String, String>,
+}
+
+impl EnvState {
+    pub fn path(env_dir: &Path) -> PathBuf {
+        env_dir.join("state.json")
+    }
+
+    pub fn load(env_dir: &Path) -> Result<Option<EnvState>, EnvError> {
+        let path = Self::path(env_dir);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| EnvError::State {
+                    path: path.clone(),
+                    reason: format!("{e}; delete the env (`kindling env delete`) to start over"),
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(EnvError::State {
+                path,
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// Atomic, 0600.
+    pub fn save(&self, env_dir: &Path) -> Result<(), EnvError> {
+        let path = Self::path(env_dir);
+        let bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
+        crate::paths::write_atomic(&path, &bytes, 0o600).map_err(|e| EnvError::State {
+            path,
+            reason: e.to_string(),
+        })
+    }
+
+    pub fn is_done(&self, step: &str) -> bool {
+        self.steps.iter().any(|s| s.name == step)
+    }
+
+    pub fn record(&mut self, step: &str, duration: std::time::Duration) {
+        self.steps.retain(|s| s.name != step);
+        self.steps.push(StepRecord {
+            name: step.to_string(),
+            finished_at: now_rfc3339(),
+            duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+        });
+    }
+
+    /// Forgets a step so the next run does it again (`env restart` re-bootstraps).
+    pub fn forget(&mut self, step: &str) {
+        self.steps.retain(|s| s.name != step);
+    }
+
+    /// The same state with credentials replaced, for JSON output and logs.
+    pub fn redacted(&self) -> EnvState {
+        let mut copy = self.clone();
+        if let Some(g) = &mut copy.gitea {
+            g.password = "<redacted>".into();
+            g.token = g.token.as_ref().map(|_| "<redacted>".into());
+        }
+        copy
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// The names of every env with a state directory.
+pub fn env_names(data_dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(data_dir.join("envs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .collect();
+    names.sort();
+    names
+}

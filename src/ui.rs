@@ -1,0 +1,119 @@
+//! Progress of long work: indicatif spinners with elapsed time on a terminal; plain
+//! timestamped lines on stderr when stderr is not a terminal or `CI=true`. stdout is left to
+//! the command's result (one JSON document with `--output json`).
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+pub struct Progress {
+    tty: bool,
+    verbose: u8,
+    multi: MultiProgress,
+    bars: Mutex<HashMap<String, ProgressBar>>,
+}
+
+fn clock() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    format!("{:02}:{:02}:{:02}", now.hour(), now.minute(), now.second())
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+impl Progress {
+    /// Spinners only when stderr is a terminal and this is not CI.
+    pub fn new(verbose: u8) -> Progress {
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+        Progress::with_mode(std::io::stderr().is_terminal() && !ci, verbose)
+    }
+
+    pub fn with_mode(tty: bool, verbose: u8) -> Progress {
+        Progress {
+            tty,
+            verbose,
+            multi: MultiProgress::new(),
+            bars: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn is_tty(&self) -> bool {
+        self.tty
+    }
+
+    fn line(&self, text: &str) {
+        if self.tty {
+            let _ = self.multi.println(text);
+        } else {
+            eprintln!("{} {text}", clock());
+        }
+    }
+
+    pub fn start(&self, step: &str, detail: &str) {
+        if self.tty {
+            let bar = self.multi.add(ProgressBar::new_spinner());
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {prefix:<10} {msg} [{elapsed}]")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.set_prefix(step.to_string());
+            bar.set_message(detail.to_string());
+            bar.enable_steady_tick(Duration::from_millis(120));
+            if let Ok(mut bars) = self.bars.lock() {
+                bars.insert(step.to_string(), bar);
+            }
+        } else {
+            self.line(&format!("{step}: {detail}"));
+        }
+    }
+
+    fn finish(&self, step: &str, mark: &str, text: String) {
+        let bar = self.bars.lock().ok().and_then(|mut b| b.remove(step));
+        match bar {
+            Some(bar) => {
+                bar.set_style(
+                    ProgressStyle::with_template("{prefix:.bold} {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                bar.set_prefix(mark.to_string());
+                bar.finish_with_message(format!("{step:<10} {text}"));
+            }
+            None => self.line(&format!("{step}: {text}")),
+        }
+    }
+
+    pub fn done(&self, step: &str, elapsed: Duration, detail: &str) {
+        self.finish(step, "✓", format!("{detail} ({})", seconds(elapsed)));
+    }
+
+    pub fn skip(&self, step: &str, why: &str) {
+        self.finish(step, "-", format!("{why} (skipped)"));
+    }
+
+    pub fn fail(&self, step: &str, error: &str) {
+        self.finish(
+            step,
+            "✗",
+            format!("failed: {}", error.lines().next().unwrap_or_default()),
+        );
+    }
+
+    pub fn info(&self, message: &str) {
+        self.line(message);
+    }
+
+    pub fn warn(&self, message: &str) {
+        self.line(&format!("warning: {message}"));
+    }
+
+    /// Underlying calls, shown with `-v`.
+    pub fn detail(&self, message: &str) {
+        if self.verbose > 0 {
+            self.line(&format!("  {message}"));
+        }
+    }
+}
