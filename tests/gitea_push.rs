@@ -1,11 +1,12 @@
 //! Pushing source snapshots to a real `git http-backend` (smart HTTP) served by a small CGI
 //! server in the test, with basic auth as Gitea does it.
 
+mod common;
+
 mod gitea {
     use std::collections::BTreeMap;
-    use std::io::{BufRead, BufReader, Read, Write};
     use std::path::{Path, PathBuf};
-    use std::process::{Command, Stdio};
+    use std::process::Command;
 
     use kindling::gitea::push::{PushError, PushOutcome, PushTarget, push_snapshot};
 
@@ -28,126 +29,12 @@ mod gitea {
 
     /// Serves `root` through `git http-backend`, answering 401 without the right credentials.
     fn serve(root: PathBuf) -> String {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { return };
-                let root = root.clone();
-                std::thread::spawn(move || handle(stream, &root));
-            }
-        });
-        url
-    }
-
-    fn handle(stream: std::net::TcpStream, root: &Path) {
-        let mut reader = BufReader::new(stream);
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut parts = request_line.split_whitespace();
-        let method = parts.next().unwrap_or_default().to_string();
-        let target = parts.next().unwrap_or_default().to_string();
-        let mut headers = BTreeMap::new();
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = line.split_once(':') {
-                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-            }
-        }
-        let mut body = Vec::new();
-        if let Some(length) = headers.get("content-length") {
-            body.resize(length.parse().unwrap(), 0);
-            reader.read_exact(&mut body).unwrap();
-        } else if headers.get("transfer-encoding").map(String::as_str) == Some("chunked") {
-            loop {
-                let mut size = String::new();
-                reader.read_line(&mut size).unwrap();
-                let size = usize::from_str_radix(size.trim(), 16).unwrap();
-                let mut chunk = vec![0; size + 2];
-                reader.read_exact(&mut chunk).unwrap();
-                if size == 0 {
-                    break;
-                }
-                body.extend_from_slice(&chunk[..size]);
-            }
-        }
-        let mut stream = reader.into_inner();
-        let expected = format!("Basic {}", base64_encode(&format!("{USER}:{TOKEN}")));
-        if headers.get("authorization") != Some(&expected) {
-            let _ = write!(
-                stream,
-                "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"Gitea\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            );
-            return;
-        }
-        let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-        let mut cgi = Command::new("git")
-            .arg("http-backend")
-            .env("GIT_PROJECT_ROOT", root)
-            .env("GIT_HTTP_EXPORT_ALL", "1")
-            .env("REQUEST_METHOD", &method)
-            .env("PATH_INFO", path)
-            .env("QUERY_STRING", query)
-            .env(
-                "CONTENT_TYPE",
-                headers.get("content-type").cloned().unwrap_or_default(),
-            )
-            .env("CONTENT_LENGTH", body.len().to_string())
-            .env(
-                "HTTP_CONTENT_ENCODING",
-                headers.get("content-encoding").cloned().unwrap_or_default(),
-            )
-            .env("REMOTE_USER", USER)
-            .env("REMOTE_ADDR", "127.0.0.1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        cgi.stdin.take().unwrap().write_all(&body).unwrap();
-        let output = cgi.wait_with_output().unwrap();
-        let split = output
-            .stdout
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map(|i| (i, 4))
-            .or_else(|| {
-                output
-                    .stdout
-                    .windows(2)
-                    .position(|w| w == b"\n\n")
-                    .map(|i| (i, 2))
-            })
-            .unwrap();
-        let head = String::from_utf8_lossy(&output.stdout[..split.0]).to_string();
-        let content = &output.stdout[split.0 + split.1..];
-        let mut status = "200 OK".to_string();
-        let mut response = String::new();
-        for line in head.lines() {
-            match line.split_once(':') {
-                Some((k, v)) if k.eq_ignore_ascii_case("status") => status = v.trim().to_string(),
-                Some(_) => response.push_str(&format!("{line}\r\n")),
-                None => {}
-            }
-        }
-        let _ = write!(
-            stream,
-            "HTTP/1.1 {status}\r\n{response}Content-Length: {}\r\nConnection: close\r\n\r\n",
-            content.len()
-        );
-        let _ = stream.write_all(content);
-    }
-
-    fn base64_encode(s: &str) -> String {
         use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD.encode(s)
+        let auth = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{TOKEN}"))
+        );
+        super::common::fake_gitea::FakeGitea::serve(root, vec![auth]).url
     }
 
     struct Fixture {

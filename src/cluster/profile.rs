@@ -54,6 +54,9 @@ pub struct ProfileSpec {
     pub ingress: IngressPorts,
     #[serde(default)]
     pub registry: bool,
+    /// Host port of the local registry (`localhost:PORT`); the next free one when taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_port: Option<u16>,
     #[serde(default)]
     pub image_caches: bool,
     #[serde(default)]
@@ -146,6 +149,7 @@ pub fn default_profile(provider: Provider) -> ClusterProfile {
             workers: 0,
             ingress: IngressPorts::default(),
             registry: true,
+            registry_port: None,
             image_caches: true,
             extra_port_mappings: Vec::new(),
         },

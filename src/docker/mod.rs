@@ -199,6 +199,30 @@ impl DockerClient {
             .map_err(api("list containers"))
     }
 
+    /// Host ports published by any container, running or not (with the userland proxy off,
+    /// a bind test on the host does not see them).
+    pub async fn host_ports_in_use(&self) -> Result<Vec<u16>, DockerError> {
+        let mut ports = Vec::new();
+        for c in self.containers_with(&HashMap::new()).await? {
+            for p in c.ports.unwrap_or_default() {
+                ports.extend(p.public_port);
+            }
+            if let Some(id) = c.id
+                && let Ok(inspect) = self.docker.inspect_container(&id, None).await
+                && let Some(bindings) = inspect.host_config.and_then(|h| h.port_bindings)
+            {
+                for binding in bindings.values().flatten().flatten() {
+                    if let Some(port) = binding.host_port.as_deref().and_then(|p| p.parse().ok()) {
+                        ports.push(port);
+                    }
+                }
+            }
+        }
+        ports.sort_unstable();
+        ports.dedup();
+        Ok(ports)
+    }
+
     async fn volumes_with(
         &self,
         filters: &HashMap<String, Vec<String>>,

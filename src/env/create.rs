@@ -211,13 +211,16 @@ fn allocate(wanted: u16, taken: &mut Vec<u16>) -> Result<u16, EnvError> {
     Ok(port)
 }
 
-/// The ports of a new env: the profile's, else the next free ones.
+/// The ports of a new env: the profile's, else the next free ones (not bound on the host, not
+/// published by any container, not recorded by another env).
 fn allocate_ports(
     profile: &ClusterProfile,
     settings: &Settings,
     env: &str,
+    docker_ports: &[u16],
 ) -> Result<Ports, EnvError> {
     let mut taken = ports_taken(settings, env);
+    taken.extend_from_slice(docker_ports);
     let http = allocate(profile.spec.ingress.http, &mut taken)?;
     let https = allocate(profile.spec.ingress.https, &mut taken)?;
     let gitea = match settings.external_gitea {
@@ -225,7 +228,10 @@ fn allocate_ports(
         None => Some(allocate(DEFAULT_GITEA_PORT, &mut taken)?),
     };
     let registry = match profile.spec.registry {
-        true => Some(allocate(DEFAULT_REGISTRY_PORT, &mut taken)?),
+        true => Some(allocate(
+            profile.spec.registry_port.unwrap_or(DEFAULT_REGISTRY_PORT),
+            &mut taken,
+        )?),
         false => None,
     };
     Ok(Ports {
@@ -396,9 +402,25 @@ pub async fn create(
             stamp.name
         )));
     }
+    // Allocating and recording the ports happen under one machine-wide lock, so envs created
+    // side by side never pick the same ones.
+    let ports_lock = match (&existing, dry_run) {
+        (None, false) => Some(super::lock::EnvLock::acquire_file(
+            &settings.data_dir.join("ports.lock"),
+            "env create (allocating ports)",
+            Duration::from_secs(30),
+        )?),
+        _ => None,
+    };
     let ports = match &existing {
         Some(s) => s.ports.clone(),
-        None => allocate_ports(&opts.profile, settings, env)?,
+        None => {
+            let in_use = match DockerClient::connect().await {
+                Ok(d) => d.host_ports_in_use().await.unwrap_or_default(),
+                Err(_) => Vec::new(),
+            };
+            allocate_ports(&opts.profile, settings, env, &in_use)?
+        }
     };
     let resolved = cluster::resolve(
         &opts.profile,
@@ -441,6 +463,7 @@ pub async fn create(
         interrupted: interrupt_flag(),
     };
     run.save()?;
+    drop(ports_lock);
     create_steps(&mut run, opts, &stamp, &resolved).await
 }
 
@@ -489,6 +512,12 @@ async fn create_steps(
     progress.start("ca", "root CA and this env's intermediate");
     let now = time::OffsetDateTime::now_utc();
     let ca = (|| -> Result<_, EnvError> {
+        // Two creates at once must not both make a root CA.
+        let _ca_lock = super::lock::EnvLock::acquire_file(
+            &settings.data_dir.join("ca.lock"),
+            "env create (root CA)",
+            Duration::from_secs(30),
+        )?;
         let root = pki::ensure_root(&settings.data_dir, &LocalNames::default(), now)?;
         let (intermediate, _) =
             pki::ensure_intermediate(&settings.data_dir, &env, &root, &LocalNames::default(), now)?;

@@ -37,11 +37,18 @@ fn holder_alive(text: &str) -> bool {
 impl EnvLock {
     /// Takes the lock of `env_dir` for `command`, waiting up to `wait` for a live holder.
     pub fn acquire(env_dir: &Path, command: &str, wait: Duration) -> Result<EnvLock, EnvError> {
-        std::fs::create_dir_all(env_dir).map_err(|e| EnvError::State {
-            path: env_dir.to_path_buf(),
+        Self::acquire_file(&env_dir.join("lock"), command, wait)
+    }
+
+    /// Takes the lock file at `path` (its directory is created).
+    pub fn acquire_file(path: &Path, command: &str, wait: Duration) -> Result<EnvLock, EnvError> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|e| EnvError::State {
+            path: dir.to_path_buf(),
             reason: e.to_string(),
         })?;
-        let path = env_dir.join("lock");
+        let path = path.to_path_buf();
+        let env_dir = dir;
         let deadline = Instant::now() + wait;
         loop {
             match std::fs::OpenOptions::new()

@@ -97,7 +97,7 @@ pub struct Settings {
     /// `KINDLING_FAIL_AT`: the step that fails after its side effects (tests).
     pub fail_at: Option<String>,
     /// `KINDLING_GITEA_URL` (+ `_USER`, `_PASSWORD`, `_CLUSTER_URL`): use this Gitea instead
-    /// of starting one.
+    /// of starting one. Its `<user>/source` repository belongs to one env at a time.
     pub external_gitea: Option<ExternalGitea>,
     pub gitea_image: String,
     pub registry_image: String,

@@ -3,6 +3,7 @@
 //! CRD schemas in `../shared/schemas/`.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod fake_gitea;
 pub mod kube_api;
 
 use std::collections::HashMap;

@@ -1,0 +1,241 @@
+//! A stand-in for Gitea over HTTP: the REST calls kindling makes (health, token, repository),
+//! answered with the recorded Gitea 1.22 payloads in tests/data/gitea/, and Git smart HTTP
+//! served by the real `git http-backend` CGI over the repositories below `root`, with basic
+//! auth as Gitea does it.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use super::repo_dir;
+
+pub struct FakeGitea {
+    pub url: String,
+    pub root: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// The token the recorded "token created" payload carries.
+pub fn recorded_token() -> String {
+    let text =
+        std::fs::read_to_string(repo_dir().join("tests/data/gitea/token-created.json")).unwrap();
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    value["sha1"].as_str().unwrap().to_string()
+}
+
+fn basic(user: &str, secret: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}"))
+    )
+}
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+impl FakeGitea {
+    /// Serves a fresh directory; `user`:`password` (and `user`:the recorded token) may push.
+    pub fn start(user: &str, password: &str) -> FakeGitea {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let mut gitea = FakeGitea::serve(
+            root,
+            vec![basic(user, password), basic(user, &recorded_token())],
+        );
+        gitea._dir = Some(dir);
+        gitea
+    }
+
+    /// Serves `root` accepting exactly the `Authorization` headers in `accepted`.
+    pub fn serve(root: PathBuf, accepted: Vec<String>) -> FakeGitea {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = Arc::new(accepted);
+        let served = root.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let root = served.clone();
+                let accepted = accepted.clone();
+                std::thread::spawn(move || handle(stream, &root, &accepted));
+            }
+        });
+        FakeGitea {
+            url,
+            root,
+            _dir: None,
+        }
+    }
+
+    /// The commit `main` of kindling/source points at, if any.
+    pub fn head(&self) -> Option<String> {
+        let repo = self.root.join("kindling/source.git");
+        let out = Command::new("git")
+            .args(["rev-parse", "--verify", "-q", "refs/heads/main"])
+            .current_dir(&repo)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+}
+
+fn respond(stream: &mut std::net::TcpStream, status: &str, body: &str) {
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+fn recorded(name: &str) -> String {
+    std::fs::read_to_string(repo_dir().join("tests/data/gitea").join(name)).unwrap()
+}
+
+fn handle(stream: std::net::TcpStream, root: &Path, accepted: &[String]) {
+    let mut reader = BufReader::new(stream);
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+        return;
+    }
+    let mut parts = request_line.split_whitespace();
+    let method = parts.next().unwrap_or_default().to_string();
+    let target = parts.next().unwrap_or_default().to_string();
+    let mut headers = BTreeMap::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    let mut body = Vec::new();
+    if let Some(length) = headers.get("content-length") {
+        body.resize(length.parse().unwrap_or(0), 0);
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+    } else if headers.get("transfer-encoding").map(String::as_str) == Some("chunked") {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size).unwrap();
+            let size = usize::from_str_radix(size.trim(), 16).unwrap();
+            let mut chunk = vec![0; size + 2];
+            reader.read_exact(&mut chunk).unwrap();
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+    }
+    let mut stream = reader.into_inner();
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    if path == "/api/healthz" {
+        return respond(&mut stream, "200 OK", r#"{"status":"pass"}"#);
+    }
+    let authorized = headers
+        .get("authorization")
+        .is_some_and(|a| accepted.contains(a));
+    if !authorized {
+        let _ = write!(
+            stream,
+            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"Gitea\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        return;
+    }
+    match (method.as_str(), path) {
+        ("POST", p) if p.starts_with("/api/v1/users/") && p.ends_with("/tokens") => {
+            return respond(&mut stream, "201 Created", &recorded("token-created.json"));
+        }
+        ("POST", "/api/v1/user/repos") => {
+            let repo = root.join("kindling/source.git");
+            if repo.exists() {
+                return respond(&mut stream, "409 Conflict", &recorded("repo-exists.json"));
+            }
+            std::fs::create_dir_all(&repo).unwrap();
+            git(&repo, &["init", "-q", "--bare", "-b", "main"]);
+            git(&repo, &["config", "http.receivepack", "true"]);
+            return respond(&mut stream, "201 Created", &recorded("repo-created.json"));
+        }
+        ("GET", "/api/v1/repos/kindling/source") => {
+            return respond(&mut stream, "200 OK", &recorded("repo-created.json"));
+        }
+        _ => {}
+    }
+    let mut cgi = Command::new("git")
+        .arg("http-backend")
+        .env("GIT_PROJECT_ROOT", root)
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("REQUEST_METHOD", &method)
+        .env("PATH_INFO", path)
+        .env("QUERY_STRING", query)
+        .env(
+            "CONTENT_TYPE",
+            headers.get("content-type").cloned().unwrap_or_default(),
+        )
+        .env("CONTENT_LENGTH", body.len().to_string())
+        .env(
+            "HTTP_CONTENT_ENCODING",
+            headers.get("content-encoding").cloned().unwrap_or_default(),
+        )
+        .env("REMOTE_USER", "kindling")
+        .env("REMOTE_ADDR", "127.0.0.1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    cgi.stdin.take().unwrap().write_all(&body).unwrap();
+    let output = cgi.wait_with_output().unwrap();
+    let split = output
+        .stdout
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, 4))
+        .or_else(|| {
+            output
+                .stdout
+                .windows(2)
+                .position(|w| w == b"\n\n")
+                .map(|i| (i, 2))
+        })
+        .unwrap_or((output.stdout.len(), 0));
+    let head = String::from_utf8_lossy(&output.stdout[..split.0]).to_string();
+    let content = &output.stdout[split.0 + split.1..];
+    let mut status = "200 OK".to_string();
+    let mut response = String::new();
+    for line in head.lines() {
+        match line.split_once(':') {
+            Some((k, v)) if k.eq_ignore_ascii_case("status") => status = v.trim().to_string(),
+            Some(_) => response.push_str(&format!("{line}\r\n")),
+            None => {}
+        }
+    }
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status}\r\n{response}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        content.len()
+    );
+    let _ = stream.write_all(content);
+}

@@ -1,0 +1,884 @@
+//! Whole `kindling env` flows through the real binary, against the real Docker engine (the
+//! local registry container, a node container the fake kind CLI starts, the label sweep), a
+//! fake Gitea (recorded REST payloads + real `git http-backend`), and the in-memory Kubernetes
+//! API with a controller that plays Flux: it serves the pushed commit as the GitRepository's
+//! artifact and marks every entry Ready at it once the root Kustomization is not suspended.
+
+mod common;
+
+mod env {
+    use std::path::{Path, PathBuf};
+    use std::process::Output;
+    use std::time::Duration;
+
+    use serde_json::{Value, json};
+
+    use super::common::fake_gitea::FakeGitea;
+    use super::common::kube_api::{FakeApi, Stored, builtin_controllers};
+    use super::common::{
+        TEST_IMAGE, TEST_REGISTRY_IMAGE, copy_tree, docker, docker_cli, ensure_test_image,
+        ensure_test_registry_image, repo_dir, schemas_dir, unique,
+    };
+
+    const PASSWORD: &str = "fake-gitea-admin-password";
+
+    /// Entries of the sample stamp (name, is Helm).
+    const SAMPLE: &[&str] = &[
+        "certs",
+        "certs-issuer",
+        "ingress-nginx",
+        "database",
+        "api",
+        "website",
+    ];
+
+    /// What Flux would do, at once: the source at the repository's head, every entry applied
+    /// and Ready at it while the root Kustomization is there and not suspended.
+    fn flux_controller(repo: PathBuf) -> impl FnMut(&mut Vec<Stored>) + Send {
+        move |objects: &mut Vec<Stored>| {
+            builtin_controllers(objects);
+            let head = std::process::Command::new("git")
+                .args(["rev-parse", "--verify", "-q", "refs/heads/main"])
+                .current_dir(&repo)
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+            let Some(head) = head else { return };
+            let revision = format!("main@sha1:{head}");
+            let ready = |revision: &str| {
+                json!([{"type": "Ready", "status": "True", "reason": "ReconciliationSucceeded",
+                    "message": format!("Applied revision: {revision}"), "lastTransitionTime": "2026-11-26T08:00:00Z"}])
+            };
+            let mut root_active = false;
+            for s in objects.iter_mut() {
+                if s.object["kind"] == "GitRepository" {
+                    s.object["status"] = json!({"artifact": {"revision": revision, "digest": "sha256:0", "lastUpdateTime": "2026-11-26T08:00:00Z", "path": "x", "url": "http://x"},
+                        "conditions": [{"type": "Ready", "status": "True", "reason": "Succeeded", "message": "stored artifact", "lastTransitionTime": "2026-11-26T08:00:00Z"}]});
+                }
+                if s.object["kind"] == "Kustomization" && s.name.starts_with("kindling-") {
+                    root_active = s.object["spec"]["suspend"] != true;
+                    s.object["status"] =
+                        json!({"lastAppliedRevision": revision, "conditions": ready(&revision)});
+                }
+            }
+            if root_active {
+                for entry in SAMPLE {
+                    let object = json!({"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+                        "metadata": {"name": entry, "namespace": "flux-system", "generation": 1},
+                        "spec": {"interval": "10m", "prune": true, "sourceRef": {"kind": "GitRepository", "name": "kindling"}},
+                        "status": {"observedGeneration": 1, "lastAppliedRevision": revision, "conditions": ready(&revision)}});
+                    match objects
+                        .iter_mut()
+                        .find(|s| s.plural == "kustomizations" && s.name == *entry)
+                    {
+                        Some(s) => {
+                            s.object["status"] = object["status"].clone();
+                        }
+                        None => objects.push(Stored {
+                            group_version: "kustomize.toolkit.fluxcd.io/v1".into(),
+                            plural: "kustomizations".into(),
+                            namespace: Some("flux-system".into()),
+                            name: entry.to_string(),
+                            object,
+                        }),
+                    }
+                }
+            } else if !objects
+                .iter()
+                .any(|s| s.plural == "kustomizations" && s.name.starts_with("kindling-"))
+            {
+                // The root is gone: Flux prunes what it applied.
+                objects.retain(|s| s.plural != "kustomizations" || s.name.starts_with("kindling-"));
+            }
+        }
+    }
+
+    struct Harness {
+        dir: tempfile::TempDir,
+        api: FakeApi,
+        gitea: FakeGitea,
+    }
+
+    fn fake_kind(bin: &Path, api_url: &str) {
+        std::fs::create_dir_all(bin).unwrap();
+        let kubeconfig = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: kind-NAME\n  cluster:\n    server: {api_url}\ncontexts:\n- name: kind-NAME\n  context:\n    cluster: kind-NAME\n    user: kind-NAME\ncurrent-context: kind-NAME\nusers:\n- name: kind-NAME\n  user:\n    token: fake\n"
+        );
+        std::fs::write(bin.join("kubeconfig.template"), kubeconfig).unwrap();
+        let script = format!(
+            r#"#!/bin/sh
+here=$(dirname "$0")
+echo "$*" >> "$here/kind-calls"
+touch "$here/clusters"
+case "$1 $2" in
+  "get clusters") cat "$here/clusters" ;;
+  "create cluster")
+    name=$4
+    if [ -e "$here/fail-create" ]; then echo "ERROR: failed to create cluster: node did not become ready" >&2; exit 1; fi
+    docker network inspect kind >/dev/null 2>&1 || docker network create kind >/dev/null 2>&1
+    docker run -d --name "$name-control-plane" --label io.x-k8s.kind.cluster="$name" --network kind {TEST_IMAGE} sleep 1000000 >/dev/null || exit 1
+    echo "$name" >> "$here/clusters" ;;
+  "delete cluster")
+    name=$4
+    docker rm -f "$name-control-plane" >/dev/null 2>&1
+    grep -vx "$name" "$here/clusters" > "$here/clusters.$$"; mv "$here/clusters.$$" "$here/clusters" ;;
+  "get kubeconfig") sed "s/NAME/$4/g" "$here/kubeconfig.template" ;;
+  "get nodes") echo "$4-control-plane" ;;
+  *) echo "fake kind: unexpected $*" >&2; exit 2 ;;
+esac
+"#
+        );
+        let path = bin.join("kind");
+        std::fs::write(&path, script).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    /// A Flux-shaped install manifest (real CRDs + a controller Deployment) under the pinned
+    /// file name, for `--manifests-dir`.
+    fn manifests_dir(dir: &Path) {
+        std::fs::create_dir_all(dir).unwrap();
+        let crd = |f: &str| std::fs::read_to_string(schemas_dir().join(f)).unwrap();
+        let text = format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: flux-system}}\n---\n{}\n---\n{}\n---\n{}\n---\n{}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: kustomize-controller, namespace: flux-system}}\nspec: {{}}\n",
+            crd("flux-source.toolkit.fluxcd.io_gitrepositories.yaml"),
+            crd("flux-source.toolkit.fluxcd.io_helmrepositories.yaml"),
+            crd("flux-kustomize.toolkit.fluxcd.io_kustomizations.yaml"),
+            crd("flux-helm.toolkit.fluxcd.io_helmreleases.yaml"),
+        );
+        let name = kindling::engine::manifests::pinned(kindling::engine::Engine::Flux).file_name();
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+
+    impl Harness {
+        fn new() -> Harness {
+            ensure_test_image();
+            ensure_test_registry_image();
+            let dir = tempfile::tempdir().unwrap();
+            let gitea = FakeGitea::start("kindling", PASSWORD);
+            let api = FakeApi::start(Some(Box::new(flux_controller(
+                gitea.root.join("kindling/source.git"),
+            ))));
+            api.update(|objects| {
+                objects.push(Stored {
+                    group_version: "v1".into(),
+                    plural: "nodes".into(),
+                    namespace: None,
+                    name: "node".into(),
+                    object: json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "kindling-control-plane"},
+                        "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status"}]}}),
+                });
+            });
+            fake_kind(&dir.path().join("bin"), &api.url);
+            manifests_dir(&dir.path().join("manifests"));
+            let source = dir.path().join("source");
+            copy_tree(
+                &repo_dir().join("stamps/sample"),
+                &source.join("stamps/sample"),
+            );
+            // Each harness starts its registry ports elsewhere: tests run side by side.
+            let registry_port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            std::fs::write(
+                dir.path().join("profile.yaml"),
+                format!("apiVersion: kindling.dev/v1alpha1\nkind: ClusterProfile\nmetadata: {{name: test}}\nspec:\n  provider: kind\n  kubernetesVersion: \"1.32\"\n  ingress: {{http: 18080, https: 18443}}\n  registry: true\n  registryPort: {registry_port}\n  imageCaches: false\n"),
+            )
+            .unwrap();
+            Harness { dir, api, gitea }
+        }
+
+        fn path(&self, p: &str) -> PathBuf {
+            self.dir.path().join(p)
+        }
+
+        fn command(&self, args: &[&str], extra: &[(&str, &str)]) -> std::process::Command {
+            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kindling"));
+            let path = format!(
+                "{}:{}",
+                self.path("bin").display(),
+                std::env::var("PATH").unwrap_or_default()
+            );
+            cmd.args(args)
+                .current_dir(self.path("source"))
+                .env("PATH", path)
+                .env("CI", "true")
+                .env("KINDLING_DATA_DIR", self.path("data"))
+                .env("KINDLING_CACHE_DIR", self.path("cache"))
+                .env("KINDLING_GITEA_URL", &self.gitea.url)
+                .env("KINDLING_GITEA_PASSWORD", PASSWORD)
+                .env(
+                    "KINDLING_GITEA_CLUSTER_URL",
+                    "http://gitea.kindling.test/kindling/source.git",
+                )
+                .env("KINDLING_REGISTRY_IMAGE", TEST_REGISTRY_IMAGE)
+                .env("KINDLING_MANIFESTS_DIR", self.path("manifests"))
+                .env("KINDLING_STEP_TIMEOUT", "30")
+                .env("KINDLING_POLL_MS", "100")
+                .env("KINDLING_LOCK_WAIT", "0")
+                .env_remove("KINDLING_FAIL_AT");
+            for (k, v) in extra {
+                cmd.env(k, v);
+            }
+            cmd
+        }
+
+        fn run(&self, args: &[&str], extra: &[(&str, &str)]) -> Output {
+            self.command(args, extra).output().unwrap()
+        }
+
+        fn create(&self, env: &str, extra: &[(&str, &str)]) -> Output {
+            let profile = self.path("profile.yaml");
+            self.run(
+                &[
+                    "env",
+                    "create",
+                    env,
+                    "--stamp",
+                    "sample",
+                    "--profile",
+                    profile.to_str().unwrap(),
+                    "--wait",
+                    "--timeout",
+                    "60s",
+                    "--output",
+                    "json",
+                ],
+                extra,
+            )
+        }
+
+        fn state(&self, env: &str) -> Value {
+            let text = std::fs::read_to_string(
+                self.path("data").join("envs").join(env).join("state.json"),
+            )
+            .unwrap();
+            serde_json::from_str(&text).unwrap()
+        }
+    }
+
+    fn ok(out: &Output) -> Value {
+        assert!(
+            out.status.success(),
+            "exit {:?}\nstdout: {}\nstderr: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not one JSON document ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    /// Every Docker object labelled for `env`.
+    fn labelled(env: &str) -> Vec<String> {
+        let filter = format!("label=dev.kindling.env={env}");
+        let mut found = Vec::new();
+        for args in [
+            vec!["ps", "-aq", "--filter", &filter],
+            vec!["volume", "ls", "-q", "--filter", &filter],
+            vec!["network", "ls", "-q", "--filter", &filter],
+        ] {
+            let out = docker_cli(&args);
+            found.extend(
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .map(str::to_string),
+            );
+        }
+        found
+    }
+
+    fn container_exists(name: &str) -> bool {
+        docker_cli(&["container", "inspect", name]).status.success()
+    }
+
+    fn delete_clean(h: &Harness, env: &str) {
+        let out = ok(&h.run(&["env", "delete", env, "--output", "json"], &[]));
+        assert_eq!(out["deleted"][0]["env"], env);
+        assert!(labelled(env).is_empty(), "left behind: {:?}", labelled(env));
+        assert!(!container_exists(&format!("kindling-{env}-control-plane")));
+        assert!(!h.path("data/envs").join(env).exists());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_create_status_sync_delete_round_trip() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        let env = unique("rt");
+        let created = ok(&h.create(&env, &[]));
+        let report = &created["env"];
+        let steps: Vec<&str> = report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(steps, kindling::env::create::STEPS);
+        assert!(
+            report["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|s| s["status"] == "done" && s["durationMs"].is_u64())
+        );
+        assert_eq!(report["context"], format!("kind-kindling-{env}"));
+        let https = h.state(&env)["ports"]["https"].as_u64().unwrap();
+        assert_eq!(
+            report["ingressUrls"],
+            json!([
+                format!("https://api.localhost:{https}"),
+                format!("https://www.localhost:{https}")
+            ])
+        );
+        assert!(
+            report["status"]["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e["readiness"] == "ready")
+        );
+        // Real Docker objects: the registry (labelled, loopback only) and the fake node.
+        let registry = format!("kindling-{env}-registry");
+        assert!(container_exists(&registry));
+        let ports = String::from_utf8_lossy(&docker_cli(&["port", &registry]).stdout).to_string();
+        assert!(ports.contains("127.0.0.1:"), "{ports}");
+        assert!(!ports.contains("0.0.0.0"), "{ports}");
+        assert!(container_exists(&format!("kindling-{env}-control-plane")));
+        // The node got its registry mirror config.
+        let registry_port = h.state(&env)["ports"]["registry"].as_u64().unwrap();
+        let hosts = docker_cli(&[
+            "exec",
+            &format!("kindling-{env}-control-plane"),
+            "cat",
+            &format!("/etc/containerd/certs.d/localhost:{registry_port}/hosts.toml"),
+        ]);
+        assert!(
+            hosts.status.success(),
+            "{}",
+            String::from_utf8_lossy(&hosts.stderr)
+        );
+        // State: 0600, credentials inside, every step recorded.
+        let state_path = h.path("data/envs").join(&env).join("state.json");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&state_path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let state = h.state(&env);
+        assert_eq!(state["steps"].as_array().unwrap().len(), 11);
+        let commit = state["commit"].as_str().unwrap().to_string();
+        assert_eq!(h.gitea.head().as_deref(), Some(commit.as_str()));
+        // The cluster got the CA, the bootstrap secret, the Flux bootstrap objects.
+        assert!(h.api.object("Secret", "root-ca-secret").is_some());
+        let db = h.api.object("Secret", "database-credentials").unwrap();
+        assert_eq!(db["metadata"]["namespace"], "database");
+        let repo = h.api.object("GitRepository", "kindling").unwrap();
+        assert_eq!(
+            repo["spec"]["url"],
+            "http://gitea.kindling.test/kindling/source.git"
+        );
+        // The token never reaches stdout.
+        assert!(
+            !String::from_utf8_lossy(&h.create(&env, &[]).stdout)
+                .contains(&super::common::fake_gitea::recorded_token())
+        );
+
+        // status: JSON and the text table.
+        let status = ok(&h.run(&["env", "status", &env, "--output", "json"], &[]));
+        assert_eq!(status["status"]["ready"], true, "{status:#}");
+        assert_eq!(status["status"]["registry"]["state"], "running");
+        let text = h.run(&["env", "status", &env], &[]);
+        let table = String::from_utf8_lossy(&text.stdout);
+        assert!(
+            table.contains("ENTRY") && table.contains("certs-issuer") && table.contains("Ready"),
+            "{table}"
+        );
+        assert!(
+            !table.contains('\u{1b}') && !String::from_utf8_lossy(&text.stderr).contains('\u{1b}')
+        );
+
+        // Edit → sync → the new commit is what every entry applied.
+        std::fs::write(
+            h.path("source/stamps/sample/applications/website/extra.txt"),
+            "edited\n",
+        )
+        .unwrap();
+        let synced = ok(&h.run(
+            &["env", "sync", &env, "--output", "json", "--timeout", "30s"],
+            &[],
+        ));
+        let new_commit = synced["sync"]["commit"].as_str().unwrap();
+        assert_ne!(new_commit, commit);
+        assert_eq!(synced["sync"]["changed"], true);
+        assert!(
+            synced["sync"]["requested"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r == "GitRepository kindling")
+        );
+        let entries = synced["sync"]["status"]["entries"].as_array().unwrap();
+        assert!(
+            entries
+                .iter()
+                .all(|e| e["revision"] == format!("main@sha1:{new_commit}")),
+            "{entries:#?}"
+        );
+        // Nothing changed: same commit, still fine.
+        let again = ok(&h.run(&["env", "sync", &env, "--output", "json", "--no-wait"], &[]));
+        assert_eq!(again["sync"]["changed"], false);
+
+        // kubeconfig and list.
+        let kc = h.run(&["env", "kubeconfig", &env], &[]);
+        assert!(
+            String::from_utf8_lossy(&kc.stdout)
+                .trim()
+                .ends_with("kubeconfig")
+        );
+        let list = ok(&h.run(&["env", "list", "--output", "json"], &[]));
+        let mine = list["envs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == env.as_str())
+            .unwrap()
+            .clone();
+        assert_eq!(mine["state"], "complete");
+
+        delete_clean(&h, &env);
+        // Twice is fine and says so.
+        let twice = h.run(&["env", "delete", &env], &[]);
+        assert!(twice.status.success());
+        assert!(String::from_utf8_lossy(&twice.stdout).contains("nothing to delete"));
+    }
+
+    fn fault_then_rerun(steps: &[&str]) {
+        let h = Harness::new();
+        for step in steps {
+            let env = unique("f");
+            let failed = h.create(&env, &[("KINDLING_FAIL_AT", step)]);
+            assert_eq!(
+                failed.status.code(),
+                Some(1),
+                "{step}: {}",
+                String::from_utf8_lossy(&failed.stderr)
+            );
+            let doc: Value = serde_json::from_slice(&failed.stdout).unwrap();
+            assert_eq!(doc["ok"], false);
+            assert!(
+                doc["error"].as_str().unwrap().contains("failed on purpose"),
+                "{doc}"
+            );
+            let state = h.state(&env);
+            let done: Vec<&str> = state["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["name"].as_str().unwrap())
+                .collect();
+            assert!(
+                !done.contains(step),
+                "{step} must not be recorded: {done:?}"
+            );
+            let rerun = ok(&h.create(&env, &[]));
+            let skipped: Vec<&str> = rerun["env"]["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| s["status"] == "skipped")
+                .map(|s| s["name"].as_str().unwrap())
+                .collect();
+            // What finished before the fault is not redone (among the steps that can skip).
+            for s in ["cluster", "gitea", "registry", "engine"] {
+                if done.contains(&s) {
+                    assert!(
+                        skipped.contains(&s),
+                        "{step}: {s} redone; skipped {skipped:?}"
+                    );
+                }
+            }
+            assert_eq!(
+                h.state(&env)["steps"].as_array().unwrap().len(),
+                11,
+                "{step}"
+            );
+            delete_clean(&h, &env);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_fault_early_steps_rerun_completes_and_delete_cleans_up() {
+        if docker().await.is_none() {
+            return;
+        }
+        fault_then_rerun(&["preflight", "ca", "cluster", "gitea"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_fault_middle_steps_rerun_completes_and_delete_cleans_up() {
+        if docker().await.is_none() {
+            return;
+        }
+        fault_then_rerun(&["registry", "connect", "push", "engine"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_fault_late_steps_rerun_completes_and_delete_cleans_up() {
+        if docker().await.is_none() {
+            return;
+        }
+        fault_then_rerun(&["secrets", "bootstrap", "reconcile"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_failed_cluster_create_is_reported_and_delete_cleans_a_half_made_env() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        std::fs::write(h.path("bin/fail-create"), "").unwrap();
+        let env = unique("half");
+        let out = h.create(&env, &[]);
+        assert_eq!(out.status.code(), Some(1));
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(
+            doc["error"]
+                .as_str()
+                .unwrap()
+                .contains("node did not become ready"),
+            "{doc}"
+        );
+        // Gitea and the registry finished beside the failed cluster, and are recorded.
+        let state = h.state(&env);
+        let done: Vec<&str> = state["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            done.contains(&"registry") && done.contains(&"gitea"),
+            "{done:?}"
+        );
+        assert!(!labelled(&env).is_empty());
+        delete_clean(&h, &env);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_two_envs_side_by_side_get_their_own_ports() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        let (a, b) = (unique("a"), unique("b"));
+        // Each env has its own Gitea (as with the containers kindling starts).
+        let second = FakeGitea::start("kindling", PASSWORD);
+        let (ra, rb) = std::thread::scope(|s| {
+            let ta = s.spawn(|| h.create(&a, &[]));
+            let tb = s.spawn(|| h.create(&b, &[("KINDLING_GITEA_URL", second.url.as_str())]));
+            (ta.join().unwrap(), tb.join().unwrap())
+        });
+        ok(&ra);
+        ok(&rb);
+        let (pa, pb) = (h.state(&a)["ports"].clone(), h.state(&b)["ports"].clone());
+        for key in ["http", "https", "registry"] {
+            assert_ne!(pa[key], pb[key], "{key}: {pa} vs {pb}");
+        }
+        let list = ok(&h.run(&["env", "list", "--output", "json"], &[]));
+        let names: Vec<&str> = list["envs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            names.contains(&a.as_str()) && names.contains(&b.as_str()),
+            "{names:?}"
+        );
+        delete_clean(&h, &a);
+        // b is untouched by a's delete.
+        assert!(container_exists(&format!("kindling-{b}-registry")));
+        delete_clean(&h, &b);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_hold_waits_for_approve_and_restart_rebootstraps() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        let env = unique("hold");
+        let profile = h.path("profile.yaml");
+        let created = ok(&h.run(
+            &[
+                "env",
+                "create",
+                &env,
+                "--stamp",
+                "sample",
+                "--profile",
+                profile.to_str().unwrap(),
+                "--hold",
+                "--output",
+                "json",
+            ],
+            &[],
+        ));
+        assert_eq!(created["env"]["awaitingApproval"], true);
+        let status = ok(&h.run(&["env", "status", &env, "--output", "json"], &[]));
+        assert_eq!(status["status"]["reconciliation"]["awaitingApproval"], true);
+        assert_eq!(status["status"]["ready"], false);
+        assert!(
+            status["status"]["reconciliation"]["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e["readiness"] == "missing")
+        );
+        // --wait on a held env times out with exit 3 and says why.
+        let waited = h.run(
+            &[
+                "env",
+                "status",
+                &env,
+                "--wait",
+                "--timeout",
+                "1s",
+                "--output",
+                "json",
+            ],
+            &[],
+        );
+        assert_eq!(waited.status.code(), Some(3));
+        let doc: Value = serde_json::from_slice(&waited.stdout).unwrap();
+        assert!(
+            doc["error"].as_str().unwrap().contains("awaiting approval"),
+            "{doc}"
+        );
+
+        let approved = ok(&h.run(&["env", "approve", &env, "--output", "json"], &[]));
+        assert_eq!(approved["approve"]["wasHeld"], true);
+        let status = ok(&h.run(
+            &[
+                "env",
+                "status",
+                &env,
+                "--wait",
+                "--timeout",
+                "30s",
+                "--output",
+                "json",
+            ],
+            &[],
+        ));
+        assert_eq!(status["status"]["ready"], true, "{status:#}");
+
+        let restarted = ok(&h.run(&["env", "restart", &env, "--output", "json"], &[]));
+        assert_eq!(restarted["restart"]["stamp"], "sample");
+        let deletes = h
+            .api
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "DELETE" && r.path.contains("kustomizations/kindling-sample"))
+            .count();
+        assert_eq!(deletes, 1);
+        let status = ok(&h.run(
+            &[
+                "env",
+                "status",
+                &env,
+                "--wait",
+                "--timeout",
+                "30s",
+                "--output",
+                "json",
+            ],
+            &[],
+        ));
+        assert_eq!(status["status"]["ready"], true);
+        delete_clean(&h, &env);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_lock_contention_and_missing_envs_are_clear() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        let env = unique("lock");
+        ok(&h.create(&env, &[]));
+        // Another live kindling holds the env.
+        let mut holder = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let lock = h.path("data/envs").join(&env).join("lock");
+        std::fs::write(&lock, format!("{} env create\n", holder.id())).unwrap();
+        let out = h.run(&["env", "sync", &env], &[]);
+        holder.kill().unwrap();
+        let _ = holder.wait();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("is busy") && err.contains(&format!("pid {}", holder.id())),
+            "{err}"
+        );
+        // The holder is gone now: the stale lock is taken over.
+        ok(&h.run(&["env", "sync", &env, "--output", "json", "--no-wait"], &[]));
+        let missing = h.run(&["env", "status", "no-such-env"], &[]);
+        assert_eq!(missing.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&missing.stderr).contains("there is no env no-such-env"));
+        let bad = h.run(&["env", "create", "Bad_Name"], &[]);
+        assert_eq!(bad.status.code(), Some(2));
+        delete_clean(&h, &env);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_list_shows_orphans_and_delete_removes_them() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        let orphan = unique("orphan");
+        let created = docker_cli(&[
+            "volume",
+            "create",
+            "--label",
+            &format!("dev.kindling.env={orphan}"),
+            &format!("kindling-{orphan}-data"),
+        ]);
+        assert!(created.status.success());
+        let list = ok(&h.run(&["env", "list", "--output", "json"], &[]));
+        let entry = list["envs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == orphan.as_str())
+            .unwrap()
+            .clone();
+        assert_eq!(entry["state"], "orphaned");
+        assert_eq!(
+            entry["docker"]["volumes"],
+            json!([format!("kindling-{orphan}-data")])
+        );
+        let deleted = ok(&h.run(&["env", "delete", &orphan, "--output", "json"], &[]));
+        assert_eq!(
+            deleted["deleted"][0]["removed"]["volumes"],
+            json!([format!("kindling-{orphan}-data")])
+        );
+        assert!(labelled(&orphan).is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_dry_run_touches_nothing_and_text_output_has_no_escape_codes() {
+        let h = Harness::new();
+        let profile = h.path("profile.yaml");
+        let env = unique("dry");
+        let out = ok(&h.run(
+            &[
+                "env",
+                "create",
+                &env,
+                "--stamp",
+                "sample",
+                "--profile",
+                profile.to_str().unwrap(),
+                "--dry-run",
+                "--output",
+                "json",
+            ],
+            &[],
+        ));
+        let plan = &out["plan"];
+        assert_eq!(plan["steps"].as_array().unwrap().len(), 11);
+        assert_eq!(plan["cluster"]["name"], format!("kindling-{env}"));
+        assert!(
+            plan["clusterConfig"]
+                .as_str()
+                .unwrap()
+                .contains("kind.x-k8s.io/v1alpha4")
+        );
+        let secret = plan["bootstrap"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["kind"] == "Secret")
+            .unwrap();
+        assert!(
+            secret["data"]
+                .as_object()
+                .unwrap()
+                .values()
+                .all(|v| v == "<redacted>")
+        );
+        assert!(!h.path("data").exists(), "a dry run writes no state");
+        assert!(labelled(&env).is_empty());
+        let text = h.run(
+            &[
+                "env",
+                "create",
+                &env,
+                "--stamp",
+                "sample",
+                "--profile",
+                profile.to_str().unwrap(),
+                "--dry-run",
+            ],
+            &[],
+        );
+        assert!(text.status.success());
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&text.stdout),
+            String::from_utf8_lossy(&text.stderr)
+        );
+        assert!(
+            all.contains("nothing was changed") && !all.contains('\u{1b}'),
+            "{all}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_watch_syncs_an_edit() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        let env = unique("w");
+        ok(&h.create(&env, &[]));
+        let before = h.state(&env)["commit"].as_str().unwrap().to_string();
+        let mut watch = h
+            .command(
+                &["env", "watch", &env, "--debounce-ms", "100"],
+                &[("KINDLING_WATCH_MAX_SYNCS", "1")],
+            )
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(800));
+        std::fs::write(
+            h.path("source/stamps/sample/applications/api/note.txt"),
+            "watched\n",
+        )
+        .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while watch.try_wait().unwrap().is_none() {
+            assert!(std::time::Instant::now() < deadline, "watch did not sync");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let after = h.state(&env)["commit"].as_str().unwrap().to_string();
+        assert_ne!(before, after);
+        assert_eq!(h.gitea.head().as_deref(), Some(after.as_str()));
+        delete_clean(&h, &env);
+    }
+}
