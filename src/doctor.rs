@@ -298,3 +298,148 @@ mod tests {
         assert!(f[0].detail.contains(&format!("127.0.0.1:{port} is taken")));
     }
 }
+
+/// What the Docker engine reports of itself, for judging.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineFacts {
+    pub version: String,
+    pub cpus: i64,
+    pub memory_bytes: i64,
+    /// "1" or "2".
+    pub cgroup_version: String,
+    pub root_dir: String,
+}
+
+/// A kind/k3d cluster with Flux or Argo CD and the sample stamp wants about 2 CPUs, 4 GiB and
+/// a few GB of images; cgroup v1 hosts need a recent kind node image.
+pub fn judge_engine(facts: &EngineFacts, free_disk_kib: Option<u64>) -> Vec<Finding> {
+    const GIB: i64 = 1 << 30;
+    let mut out = vec![finding(
+        "docker",
+        Status::Ok,
+        format!("engine {} answers", facts.version),
+        None,
+    )];
+    out.push(if facts.cpus >= 2 {
+        finding(
+            "resources",
+            Status::Ok,
+            format!("{} CPUs", facts.cpus),
+            None,
+        )
+    } else {
+        finding(
+            "resources",
+            Status::Warn,
+            format!(
+                "{} CPU available to Docker; a cluster with an engine wants 2+",
+                facts.cpus
+            ),
+            Some("give Docker more CPUs (Docker Desktop: Settings → Resources)".into()),
+        )
+    });
+    out.push(if facts.memory_bytes >= 4 * GIB {
+        finding(
+            "resources",
+            Status::Ok,
+            format!("{:.1} GiB memory", facts.memory_bytes as f64 / GIB as f64),
+            None,
+        )
+    } else {
+        finding(
+            "resources",
+            Status::Warn,
+            format!(
+                "{:.1} GiB memory for Docker; the sample stamp wants about 4 GiB",
+                facts.memory_bytes as f64 / GIB as f64
+            ),
+            Some("give Docker more memory, or use a smaller stamp".into()),
+        )
+    });
+    out.push(match facts.cgroup_version.as_str() {
+        "2" => finding("cgroups", Status::Ok, "cgroup v2".into(), None),
+        "1" => finding(
+            "cgroups",
+            Status::Warn,
+            "cgroup v1: kind and k3s support it, but it is deprecated and some node images misbehave".into(),
+            Some("boot with systemd.unified_cgroup_hierarchy=1 to use cgroup v2".into()),
+        ),
+        other => finding("cgroups", Status::Ok, format!("cgroup version {other:?} not reported"), None),
+    });
+    if let Some(kib) = free_disk_kib {
+        let gib = kib as f64 / (1024.0 * 1024.0);
+        out.push(if gib >= 10.0 {
+            finding("disk", Status::Ok, format!("{gib:.0} GiB free under {}", facts.root_dir), None)
+        } else {
+            finding(
+                "disk",
+                Status::Warn,
+                format!("only {gib:.1} GiB free under {}; node and engine images take several GB", facts.root_dir),
+                Some("free disk space, or `docker system prune` (kindling's image caches survive `kindling cache prune` only if you keep them)".into()),
+            )
+        });
+    }
+    out
+}
+
+/// Free space (KiB) of the file system holding `path`, from `df -Pk`.
+pub fn free_disk_kib(path: &Path) -> Option<u64> {
+    let out = std::process::Command::new("df")
+        .args(["-Pk"])
+        .arg(path)
+        .output()
+        .ok()?;
+    parse_df_available(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The "Available" column of `df -Pk` output's data line.
+pub fn parse_df_available(text: &str) -> Option<u64> {
+    text.lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()
+}
+
+#[cfg(test)]
+mod engine_tests {
+    use super::*;
+
+    #[test]
+    fn doctor_judges_engine_resources_cgroups_and_disk() {
+        let small = EngineFacts {
+            version: "20.10".into(),
+            cpus: 1,
+            memory_bytes: 2 << 30,
+            cgroup_version: "1".into(),
+            root_dir: "/var/lib/docker".into(),
+        };
+        let findings = judge_engine(&small, Some(5 * 1024 * 1024));
+        let warned: Vec<&str> = findings
+            .iter()
+            .filter(|f| f.status == Status::Warn)
+            .map(|f| f.check.as_str())
+            .collect();
+        assert_eq!(warned, ["resources", "resources", "cgroups", "disk"]);
+        assert!(
+            findings
+                .iter()
+                .filter(|f| f.status == Status::Warn)
+                .all(|f| f.fix.is_some())
+        );
+        let big = EngineFacts {
+            cpus: 8,
+            memory_bytes: 16 << 30,
+            cgroup_version: "2".into(),
+            ..small
+        };
+        assert!(
+            judge_engine(&big, Some(100 * 1024 * 1024))
+                .iter()
+                .all(|f| f.status == Status::Ok)
+        );
+        assert_eq!(
+            parse_df_available(
+                "Filesystem 1024-blocks Used Available Capacity Mounted on\n/dev/sda1 263174212 201452 249524756 1% /\n"
+            ),
+            Some(249_524_756)
+        );
+        assert_eq!(parse_df_available(""), None);
+    }
+}

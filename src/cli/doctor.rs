@@ -13,6 +13,29 @@ pub fn run(output: Output) -> anyhow::Result<()> {
         std::env::var("DOCKER_HOST").ok().as_deref(),
         std::path::Path::new("/var/run/docker.sock"),
     )];
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let engine = runtime.block_on(async {
+        let docker = kindling::docker::DockerClient::connect().await?;
+        docker.engine_facts().await
+    });
+    match engine {
+        Ok(facts) => {
+            let root = std::path::Path::new(&facts.root_dir);
+            // The engine's root dir may not be visible from here (Docker Desktop, a remote
+            // engine); then judge the data dir's disk instead.
+            let free = doctor::free_disk_kib(if root.is_dir() { root } else { &data })
+                .or_else(|| doctor::free_disk_kib(std::path::Path::new("/")));
+            findings.extend(doctor::judge_engine(&facts, free));
+        }
+        Err(e) => findings.push(Finding {
+            check: "docker".into(),
+            status: Status::Fail,
+            detail: format!("the engine does not answer: {e}"),
+            fix: Some("start Docker (Linux: `sudo systemctl start docker`; Docker Desktop: start the app)".into()),
+        }),
+    }
     findings.push(doctor::check_tool(&kind_tool(), &data, path.as_deref()));
     findings.push(doctor::check_tool(&k3d_tool(), &data, path.as_deref()));
     findings.extend(doctor::check_ca(&data, time::OffsetDateTime::now_utc()));

@@ -199,6 +199,26 @@ impl DockerClient {
             .map_err(api("list containers"))
     }
 
+    /// What the engine says of itself, for `kindling doctor`.
+    pub async fn engine_facts(&self) -> Result<crate::doctor::EngineFacts, DockerError> {
+        let info = self.docker.info().await.map_err(api("docker info"))?;
+        Ok(crate::doctor::EngineFacts {
+            version: info.server_version.unwrap_or_default(),
+            cpus: info.ncpu.unwrap_or(0),
+            memory_bytes: info.mem_total.unwrap_or(0),
+            cgroup_version: info
+                .cgroup_version
+                .map(|v| {
+                    format!("{v:?}")
+                        .trim_start_matches('V')
+                        .trim_start_matches('_')
+                        .to_string()
+                })
+                .unwrap_or_default(),
+            root_dir: info.docker_root_dir.unwrap_or_default(),
+        })
+    }
+
     /// Host ports published by any container, running or not (with the userland proxy off,
     /// a bind test on the host does not see them).
     pub async fn host_ports_in_use(&self) -> Result<Vec<u16>, DockerError> {
