@@ -314,7 +314,22 @@ esac
         }
         let h = Harness::new();
         let env = unique("rt");
+        let bench = std::env::var_os("KINDLING_BENCH_REPORT").is_some();
+        let t = std::time::Instant::now();
         let created = ok(&h.create(&env, &[]));
+        if bench {
+            let steps: Vec<String> = created["env"]["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| format!("{}={}ms", s["name"].as_str().unwrap(), s["durationMs"]))
+                .collect();
+            println!(
+                "bench: create --wait {:.2}s ({})",
+                t.elapsed().as_secs_f64(),
+                steps.join(" ")
+            );
+        }
         let report = &created["env"];
         let steps: Vec<&str> = report["steps"]
             .as_array()
@@ -454,7 +469,11 @@ esac
             .clone();
         assert_eq!(mine["state"], "complete");
 
+        let t = std::time::Instant::now();
         delete_clean(&h, &env);
+        if bench {
+            println!("bench: delete {:.2}s", t.elapsed().as_secs_f64());
+        }
         // Twice is fine and says so.
         let twice = h.run(&["env", "delete", &env], &[]);
         assert!(twice.status.success());

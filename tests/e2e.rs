@@ -1,0 +1,245 @@
+//! The full loop on a real Docker host with internet, run only with `KINDLING_E2E=1`
+//! (`scripts/e2e.sh`, `.github/workflows/e2e.yml`). The provider and engine come from
+//! `KINDLING_E2E_PROVIDER` (kind|k3d) and `KINDLING_E2E_ENGINE` (flux|argo):
+//!
+//! create sample --wait → https://api.localhost:PORT verifies against the root CA → edit the
+//! website's index.html in a temp copy, `env sync`, the new page is served → `env restart`
+//! → Ready again → `env delete` → no labelled Docker object and no kubeconfig context left.
+//!
+//! These machines cannot run it (no privileged containers, no registry); `scripts/test.sh`
+//! compiles it and it returns at once without `KINDLING_E2E=1`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn enabled() -> bool {
+    std::env::var("KINDLING_E2E").as_deref() == Ok("1")
+}
+
+fn repo_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+struct E2e {
+    source: PathBuf,
+    data: PathBuf,
+    env: String,
+    provider: String,
+    engine: String,
+    _dir: tempfile::TempDir,
+}
+
+impl E2e {
+    fn kindling(&self, args: &[&str]) -> Output {
+        eprintln!("+ kindling {}", args.join(" "));
+        let out = Command::new(env!("CARGO_BIN_EXE_kindling"))
+            .args(args)
+            .current_dir(&self.source)
+            .env("KINDLING_DATA_DIR", &self.data)
+            .env("CI", "true")
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .unwrap();
+        eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+        out
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--output", "json"]);
+        let out = self.kindling(&all);
+        assert!(
+            out.status.success(),
+            "kindling {args:?} failed: exit {:?}",
+            out.status.code()
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn https_port(&self) -> u64 {
+        let state: Value = serde_json::from_slice(
+            &std::fs::read(self.data.join("envs").join(&self.env).join("state.json")).unwrap(),
+        )
+        .unwrap();
+        state["ports"]["https"].as_u64().unwrap()
+    }
+
+    /// GET https://HOST:PORT/ verified against kindling's root CA (curl, `--resolve` so that
+    /// it does not depend on the resolver's handling of `.localhost`).
+    fn get(&self, host: &str) -> Option<String> {
+        let port = self.https_port();
+        let out = Command::new("curl")
+            .args(["-fsS", "--max-time", "10", "--cacert"])
+            .arg(self.data.join("ca/root.pem"))
+            .arg("--resolve")
+            .arg(format!("{host}:{port}:127.0.0.1"))
+            .arg(format!("https://{host}:{port}/"))
+            .output()
+            .ok()?;
+        if out.status.success() {
+            Some(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            eprintln!(
+                "curl {host}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            None
+        }
+    }
+
+    fn wait_served(&self, host: &str, contains: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(body) = self.get(host)
+                && body.contains(contains)
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "https://{host} did not serve {contains:?} in {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_secs(3));
+        }
+    }
+}
+
+fn docker_labelled(env: &str) -> Vec<String> {
+    let filter = format!("label=dev.kindling.env={env}");
+    let mut found = Vec::new();
+    for args in [
+        vec!["ps", "-aq", "--filter", &filter],
+        vec!["volume", "ls", "-q", "--filter", &filter],
+        vec!["network", "ls", "-q", "--filter", &filter],
+    ] {
+        let out = Command::new("docker").args(&args).output().unwrap();
+        found.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_string),
+        );
+    }
+    found
+}
+
+fn kubeconfig_contexts() -> String {
+    let out = Command::new("kubectl")
+        .args(["config", "get-contexts", "-o", "name"])
+        .output();
+    match out {
+        Ok(o) => String::from_utf8_lossy(&o.stdout).into_owned(),
+        // Without kubectl, read the file the providers merge into.
+        Err(_) => std::env::var_os("HOME")
+            .map(|h| PathBuf::from(h).join(".kube/config"))
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default(),
+    }
+}
+
+#[test]
+fn e2e_sample_stamp_full_loop() {
+    if !enabled() {
+        eprintln!("skipped: set KINDLING_E2E=1 on a Docker host with internet (scripts/e2e.sh)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source");
+    copy_tree(&repo_dir().join("stamps"), &source.join("stamps"));
+    copy_tree(&repo_dir().join("clusters"), &source.join("clusters"));
+    let provider = std::env::var("KINDLING_E2E_PROVIDER").unwrap_or_else(|_| "kind".into());
+    let engine = std::env::var("KINDLING_E2E_ENGINE").unwrap_or_else(|_| "flux".into());
+    let e2e = E2e {
+        env: format!("e2e-{provider}-{engine}"),
+        data: dir.path().join("data"),
+        source,
+        provider,
+        engine,
+        _dir: dir,
+    };
+    let env = e2e.env.clone();
+
+    let started = Instant::now();
+    let created = e2e.json(&[
+        "env",
+        "create",
+        &env,
+        "--stamp",
+        "sample",
+        "--provider",
+        &e2e.provider,
+        "--engine",
+        &e2e.engine,
+        "--wait",
+        "--timeout",
+        "15m",
+    ]);
+    eprintln!("create took {:.0}s", started.elapsed().as_secs_f64());
+    assert_eq!(
+        created["env"]["status"]["entries"]
+            .as_array()
+            .unwrap()
+            .len(),
+        6
+    );
+    let context = created["env"]["context"].as_str().unwrap().to_string();
+    assert!(kubeconfig_contexts().contains(&context));
+
+    // TLS through the ingress, issued by cert-manager from kindling's CA, verified by curl.
+    e2e.wait_served("api.localhost", "podinfo", Duration::from_secs(300));
+    e2e.wait_served("www.localhost", "<html", Duration::from_secs(300));
+
+    // Edit → sync → served.
+    let marker = format!("kindling e2e {}", std::process::id());
+    let index = e2e
+        .source
+        .join("stamps/sample/applications/website/index.html");
+    let html = std::fs::read_to_string(&index).unwrap();
+    std::fs::write(
+        &index,
+        html.replacen("<body>", &format!("<body><p>{marker}</p>"), 1),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let synced = e2e.json(&["env", "sync", &env, "--timeout", "5m"]);
+    eprintln!("sync took {:.1}s", started.elapsed().as_secs_f64());
+    assert_eq!(synced["sync"]["changed"], true);
+    e2e.wait_served("www.localhost", &marker, Duration::from_secs(180));
+
+    // Restart: the stamp's objects go away and come back, same cluster.
+    e2e.json(&["env", "restart", &env]);
+    let status = e2e.json(&["env", "status", &env, "--wait", "--timeout", "15m"]);
+    assert_eq!(status["status"]["ready"], true);
+    e2e.wait_served("www.localhost", &marker, Duration::from_secs(300));
+
+    // Delete: nothing left.
+    let started = Instant::now();
+    e2e.json(&["env", "delete", &env]);
+    eprintln!("delete took {:.1}s", started.elapsed().as_secs_f64());
+    assert!(
+        docker_labelled(&env).is_empty(),
+        "left behind: {:?}",
+        docker_labelled(&env)
+    );
+    assert!(
+        !kubeconfig_contexts().contains(&context),
+        "context {context} left behind"
+    );
+    let again = e2e.kindling(&["env", "delete", &env]);
+    assert!(again.status.success());
+}
