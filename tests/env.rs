@@ -427,10 +427,14 @@ esac
             "edited\n",
         )
         .unwrap();
+        let t = std::time::Instant::now();
         let synced = ok(&h.run(
             &["env", "sync", &env, "--output", "json", "--timeout", "30s"],
             &[],
         ));
+        if bench {
+            println!("bench: sync {:.2}s", t.elapsed().as_secs_f64());
+        }
         let new_commit = synced["sync"]["commit"].as_str().unwrap();
         assert_ne!(new_commit, commit);
         assert_eq!(synced["sync"]["changed"], true);

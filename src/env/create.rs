@@ -330,8 +330,17 @@ impl Run<'_> {
     }
 
     fn finished(&mut self, step: &str, started: Instant, detail: String) -> Result<(), EnvError> {
+        self.finished_after(step, started.elapsed(), detail)
+    }
+
+    /// For steps that ran concurrently: each keeps its own duration.
+    fn finished_after(
+        &mut self,
+        step: &str,
+        elapsed: Duration,
+        detail: String,
+    ) -> Result<(), EnvError> {
         self.injected(step)?;
-        let elapsed = started.elapsed();
         self.state.record(step, elapsed);
         self.save()?;
         self.progress.done(step, elapsed, &detail);
@@ -574,7 +583,7 @@ async fn create_steps(
             .await
             .map_err(to_env_err)??;
             cluster::wait_ready(&kubeconfig, &context, &resolved, settings.step_timeout).await?;
-            Ok::<_, EnvError>((started, created, kubeconfig))
+            Ok::<_, EnvError>((started.elapsed(), created, kubeconfig))
         }
     };
     let gitea_future = {
@@ -587,7 +596,7 @@ async fn create_steps(
         async move {
             let started = Instant::now();
             let state = ensure_gitea(&docker, &settings, &env, &network, port, previous).await?;
-            Ok::<_, EnvError>((started, state))
+            Ok::<_, EnvError>((started.elapsed(), state))
         }
     };
     let registry_future = {
@@ -609,7 +618,7 @@ async fn create_steps(
                 docker.run_container(&spec).await?;
                 docker.wait_ready(&spec.name, settings.step_timeout).await?;
             }
-            Ok::<_, EnvError>(started)
+            Ok::<_, EnvError>(started.elapsed())
         }
     };
     if !cluster_done {
@@ -651,7 +660,7 @@ async fn create_steps(
     let mut first_error = None;
     match cluster_result {
         None => run.skipped("cluster", "exists"),
-        Some(Ok((started, created, kubeconfig))) => {
+        Some(Ok((elapsed, created, kubeconfig))) => {
             run.state.cluster = Some(ClusterState {
                 name: cluster_name.clone(),
                 context: context.clone(),
@@ -663,7 +672,7 @@ async fn create_steps(
             } else {
                 "found, nodes Ready"
             };
-            if let Err(e) = run.finished("cluster", started, detail.to_string()) {
+            if let Err(e) = run.finished_after("cluster", elapsed, detail.to_string()) {
                 first_error.get_or_insert(e);
             }
         }
@@ -674,10 +683,10 @@ async fn create_steps(
     }
     match gitea_result {
         None => run.skipped("gitea", "running"),
-        Some(Ok((started, state))) => {
+        Some(Ok((elapsed, state))) => {
             let url = state.url.clone();
             run.state.gitea = Some(state);
-            if let Err(e) = run.finished("gitea", started, url) {
+            if let Err(e) = run.finished_after("gitea", elapsed, url) {
                 first_error.get_or_insert(e);
             }
         }
@@ -689,9 +698,9 @@ async fn create_steps(
     match registry_result {
         None if !registry_wanted => run.skipped("registry", "not in the profile"),
         None => run.skipped("registry", "running"),
-        Some(Ok(started)) => {
+        Some(Ok(elapsed)) => {
             let detail = format!("localhost:{}", run.state.ports.registry.unwrap_or_default());
-            if let Err(e) = run.finished("registry", started, detail) {
+            if let Err(e) = run.finished_after("registry", elapsed, detail) {
                 first_error.get_or_insert(e);
             }
         }
