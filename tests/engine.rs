@@ -732,4 +732,77 @@ mod engine {
         assert!(err.contains("BackOff: Back-off pulling image"), "{err}");
         assert!(!err.contains("unrelated"), "{err}");
     }
+
+    #[tokio::test]
+    async fn engine_wait_for_a_named_condition_reports_it_and_the_latest_warning() {
+        let api = FakeApi::start(Some(Box::new(builtin_controllers)));
+        let kube = api.client().await;
+        kube.apply_objects(
+            &kindling::kube::parse_bundle(&flux_install()).unwrap(),
+            &kindling::kube::ApplyOptions::new(Duration::from_secs(5)),
+        )
+        .await
+        .unwrap();
+        let mut objects = fixture("flux-blocked.yaml");
+        objects.retain(|o| o["metadata"]["name"] == "ingress-nginx" && o["kind"] == "HelmRelease");
+        let release = objects.remove(0);
+        api.update(|stored| {
+            stored.push(super::common::kube_api::Stored {
+                group_version: "helm.toolkit.fluxcd.io/v2".into(),
+                plural: "helmreleases".into(),
+                namespace: Some("flux-system".into()),
+                name: "ingress-nginx".into(),
+                object: release,
+            });
+            stored.push(super::common::kube_api::Stored {
+                group_version: "v1".into(),
+                plural: "events".into(),
+                namespace: Some("flux-system".into()),
+                name: "ingress-nginx.1".into(),
+                object: json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "ingress-nginx.1", "namespace": "flux-system"},
+                    "type": "Warning", "reason": "InstallFailed", "message": "Helm install failed: context deadline exceeded",
+                    "lastTimestamp": "2026-11-26T07:06:10Z", "involvedObject": {"kind": "HelmRelease", "name": "ingress-nginx"}}),
+            });
+        });
+        let err = kube
+            .wait_condition(
+                "helm.toolkit.fluxcd.io/v2",
+                "HelmRelease",
+                Some("flux-system"),
+                "ingress-nginx",
+                "Ready",
+                Duration::from_millis(600),
+            )
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("HelmRelease ingress-nginx to be Ready"),
+            "{err}"
+        );
+        assert!(err.contains("Ready=False: Helm install failed"), "{err}");
+        assert!(
+            err.contains("latest warning: ingress-nginx InstallFailed"),
+            "{err}"
+        );
+        // The same wait succeeds once the condition turns True.
+        api.update(|stored| {
+            for s in stored
+                .iter_mut()
+                .filter(|s| s.name == "ingress-nginx" && s.plural == "helmreleases")
+            {
+                s.object["status"]["conditions"][0]["status"] = json!("True");
+            }
+        });
+        kube.wait_condition(
+            "helm.toolkit.fluxcd.io/v2",
+            "HelmRelease",
+            Some("flux-system"),
+            "ingress-nginx",
+            "Ready",
+            Duration::from_secs(2),
+        )
+        .await
+        .unwrap();
+    }
 }

@@ -94,6 +94,94 @@ mod env {
         }
     }
 
+    /// What Argo CD would do, at once: with the root Application automated, every child
+    /// Application exists, Synced and Healthy at the repository's head; without the root,
+    /// the children are gone (the resources finalizer).
+    fn argo_controller(repo: PathBuf) -> impl FnMut(&mut Vec<Stored>) + Send {
+        move |objects: &mut Vec<Stored>| {
+            builtin_controllers(objects);
+            let head = std::process::Command::new("git")
+                .args(["rev-parse", "--verify", "-q", "refs/heads/main"])
+                .current_dir(&repo)
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+            let Some(head) = head else { return };
+            let status = json!({"sync": {"status": "Synced", "revision": head}, "health": {"status": "Healthy"}});
+            let root = objects
+                .iter_mut()
+                .find(|s| s.plural == "applications" && s.name.starts_with("kindling-"));
+            let automated = match root {
+                Some(root) => {
+                    let automated = root.object["spec"]["syncPolicy"]["automated"].is_object();
+                    if automated {
+                        root.object["status"] = status.clone();
+                    }
+                    automated
+                }
+                None => {
+                    objects.retain(|s| s.plural != "applications");
+                    return;
+                }
+            };
+            if !automated {
+                return;
+            }
+            for entry in SAMPLE {
+                match objects.iter_mut().find(|s| s.plural == "applications" && s.name == *entry) {
+                    Some(s) => s.object["status"] = status.clone(),
+                    None => objects.push(Stored {
+                        group_version: "argoproj.io/v1alpha1".into(),
+                        plural: "applications".into(),
+                        namespace: Some("argocd".into()),
+                        name: entry.to_string(),
+                        object: json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+                            "metadata": {"name": entry, "namespace": "argocd"},
+                            "spec": {"project": "default", "destination": {"server": "https://kubernetes.default.svc"}},
+                            "status": status}),
+                    }),
+                }
+            }
+        }
+    }
+
+    fn fake_k3d(bin: &Path, api_url: &str) {
+        std::fs::create_dir_all(bin).unwrap();
+        let kubeconfig = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: k3d-NAME\n  cluster:\n    server: {api_url}\ncontexts:\n- name: k3d-NAME\n  context:\n    cluster: k3d-NAME\n    user: admin@k3d-NAME\ncurrent-context: k3d-NAME\nusers:\n- name: admin@k3d-NAME\n  user:\n    token: fake\n"
+        );
+        std::fs::write(bin.join("k3d-kubeconfig.template"), kubeconfig).unwrap();
+        let script = format!(
+            r#"#!/bin/sh
+here=$(dirname "$0")
+echo "$*" >> "$here/k3d-calls"
+touch "$here/k3d-clusters"
+case "$1 $2" in
+  "cluster list")
+    printf '['; sep=''; while read -r c; do printf '%s{{"name":"%s","nodes":[]}}' "$sep" "$c"; sep=','; done < "$here/k3d-clusters"; printf ']\n' ;;
+  "cluster create")
+    name=$(sed -n 's/^  name: //p' "$4" | head -1)
+    docker network create "k3d-$name" >/dev/null 2>&1
+    docker run -d --name "k3d-$name-server-0" --label k3d.cluster="$name" --network "k3d-$name" {TEST_IMAGE} sleep 1000000 >/dev/null || exit 1
+    echo "$name" >> "$here/k3d-clusters" ;;
+  "cluster delete")
+    docker rm -f "k3d-$3-server-0" >/dev/null 2>&1
+    docker network rm "k3d-$3" >/dev/null 2>&1
+    grep -vx "$3" "$here/k3d-clusters" > "$here/k3d-clusters.$$"; mv "$here/k3d-clusters.$$" "$here/k3d-clusters" ;;
+  "kubeconfig get") sed "s/NAME/$3/g" "$here/k3d-kubeconfig.template" ;;
+  "node list")
+    printf '['; sep=''; while read -r c; do printf '%s{{"name":"k3d-%s-server-0","role":"server","runtimeLabels":{{"k3d.cluster":"%s"}}}}' "$sep" "$c" "$c"; sep=','; done < "$here/k3d-clusters"; printf ']\n' ;;
+  *) echo "fake k3d: unexpected $*" >&2; exit 2 ;;
+esac
+"#
+        );
+        let path = bin.join("k3d");
+        std::fs::write(&path, script).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
     struct Harness {
         dir: tempfile::TempDir,
         api: FakeApi,
@@ -116,6 +204,7 @@ case "$1 $2" in
   "create cluster")
     name=$4
     if [ -e "$here/fail-create" ]; then echo "ERROR: failed to create cluster: node did not become ready" >&2; exit 1; fi
+    if [ -e "$here/slow-create" ]; then sleep 3; fi
     docker network inspect kind >/dev/null 2>&1 || docker network create kind >/dev/null 2>&1
     docker run -d --name "$name-control-plane" --label io.x-k8s.kind.cluster="$name" --network kind {TEST_IMAGE} sleep 1000000 >/dev/null || exit 1
     echo "$name" >> "$here/clusters" ;;
@@ -149,17 +238,30 @@ esac
         );
         let name = kindling::engine::manifests::pinned(kindling::engine::Engine::Flux).file_name();
         std::fs::write(dir.join(name), text).unwrap();
+        // Argo CD's manifest names no namespace; kindling puts it into `argocd`.
+        let argo = format!(
+            "{}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: argocd-cm}}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: argocd-server}}\nspec: {{}}\n---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: argocd-application-controller}}\nspec: {{replicas: 1}}\n",
+            crd("argocd-application-crd.yaml")
+        );
+        let name = kindling::engine::manifests::pinned(kindling::engine::Engine::Argo).file_name();
+        std::fs::write(dir.join(name), argo).unwrap();
     }
 
     impl Harness {
         fn new() -> Harness {
+            Harness::with_engine("flux")
+        }
+
+        fn with_engine(engine: &str) -> Harness {
             ensure_test_image();
             ensure_test_registry_image();
             let dir = tempfile::tempdir().unwrap();
             let gitea = FakeGitea::start("kindling", PASSWORD);
-            let api = FakeApi::start(Some(Box::new(flux_controller(
-                gitea.root.join("kindling/source.git"),
-            ))));
+            let repo = gitea.root.join("kindling/source.git");
+            let api = match engine {
+                "argo" => FakeApi::start(Some(Box::new(argo_controller(repo)))),
+                _ => FakeApi::start(Some(Box::new(flux_controller(repo)))),
+            };
             api.update(|objects| {
                 objects.push(Stored {
                     group_version: "v1".into(),
@@ -171,6 +273,7 @@ esac
                 });
             });
             fake_kind(&dir.path().join("bin"), &api.url);
+            fake_k3d(&dir.path().join("bin"), &api.url);
             manifests_dir(&dir.path().join("manifests"));
             let source = dir.path().join("source");
             copy_tree(
@@ -902,6 +1005,162 @@ esac
         let after = h.state(&env)["commit"].as_str().unwrap().to_string();
         assert_ne!(before, after);
         assert_eq!(h.gitea.head().as_deref(), Some(after.as_str()));
+        delete_clean(&h, &env);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_k3d_with_argo_round_trip() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::with_engine("argo");
+        let env = unique("argo");
+        let profile = h.path("profile.yaml");
+        let created = ok(&h.run(
+            &[
+                "env",
+                "create",
+                &env,
+                "--stamp",
+                "sample",
+                "--profile",
+                profile.to_str().unwrap(),
+                "--provider",
+                "k3d",
+                "--engine",
+                "argo",
+                "--wait",
+                "--timeout",
+                "60s",
+                "--output",
+                "json",
+            ],
+            &[],
+        ));
+        assert_eq!(created["env"]["context"], format!("k3d-kindling-{env}"));
+        assert_eq!(created["env"]["engine"], "argo");
+        assert!(
+            created["env"]["status"]["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e["readiness"] == "ready" && e["sync"] == "Synced")
+        );
+        let secret = h.api.object("Secret", "kindling-repository").unwrap();
+        assert_eq!(
+            secret["metadata"]["labels"]["argocd.argoproj.io/secret-type"],
+            "repository"
+        );
+        assert_eq!(secret["metadata"]["namespace"], "argocd");
+        let cm = h.api.object("ConfigMap", "argocd-cm").unwrap();
+        assert!(
+            cm["data"]
+                .as_object()
+                .is_some_and(|d| d.keys().any(|k| k.contains("health"))),
+            "{cm}"
+        );
+        // The registry joined the k3d cluster's network.
+        let networks = docker_cli(&[
+            "inspect",
+            "-f",
+            "{{json .NetworkSettings.Networks}}",
+            &format!("kindling-{env}-registry"),
+        ]);
+        assert!(String::from_utf8_lossy(&networks.stdout).contains(&format!("k3d-kindling-{env}")));
+        std::fs::write(
+            h.path("source/stamps/sample/applications/api/extra.txt"),
+            "edited\n",
+        )
+        .unwrap();
+        let synced = ok(&h.run(
+            &["env", "sync", &env, "--output", "json", "--timeout", "30s"],
+            &[],
+        ));
+        let commit = synced["sync"]["commit"].as_str().unwrap();
+        assert_eq!(synced["sync"]["status"]["source"]["revision"], commit);
+        let refreshed = h.api.object("Application", "api").unwrap();
+        assert_eq!(
+            refreshed["metadata"]["annotations"]["argocd.argoproj.io/refresh"],
+            "normal"
+        );
+        delete_clean(&h, &env);
+        assert!(
+            !docker_cli(&["network", "inspect", &format!("k3d-kindling-{env}")])
+                .status
+                .success()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_ctrl_c_stops_between_steps_and_a_rerun_finishes() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        std::fs::write(h.path("bin/slow-create"), "").unwrap();
+        let env = unique("int");
+        let profile = h.path("profile.yaml");
+        let child = h
+            .command(
+                &[
+                    "env",
+                    "create",
+                    &env,
+                    "--stamp",
+                    "sample",
+                    "--profile",
+                    profile.to_str().unwrap(),
+                    "--output",
+                    "json",
+                ],
+                &[],
+            )
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The cluster step is under way (the fake kind sleeps 3s): interrupt it.
+        std::thread::sleep(Duration::from_millis(1500));
+        let kill = std::process::Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(130),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(
+            doc["error"]
+                .as_str()
+                .unwrap()
+                .contains("interrupted after step"),
+            "{doc}"
+        );
+        // The step under way finished and was recorded; nothing after it ran.
+        let state = h.state(&env);
+        let done: Vec<&str> = state["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap())
+            .collect();
+        assert!(done.contains(&"cluster"), "{done:?}");
+        assert!(!done.contains(&"push"), "{done:?}");
+        std::fs::remove_file(h.path("bin/slow-create")).unwrap();
+        let rerun = ok(&h.create(&env, &[]));
+        let skipped: Vec<&str> = rerun["env"]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["status"] == "skipped")
+            .map(|s| s["name"].as_str().unwrap())
+            .collect();
+        assert!(skipped.contains(&"cluster"), "{skipped:?}");
         delete_clean(&h, &env);
     }
 }

@@ -296,6 +296,33 @@ impl DockerClient {
         }
     }
 
+    /// Detaches a container from a network; not attached (or gone) is fine.
+    pub async fn disconnect_network(
+        &self,
+        container: &str,
+        network: &str,
+    ) -> Result<(), DockerError> {
+        let request = bollard::models::NetworkDisconnectRequest {
+            container: container.to_string(),
+            force: Some(true),
+        };
+        match self.docker.disconnect_network(network, request).await {
+            Ok(()) => Ok(()),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 403 | 404,
+                ..
+            }) => Ok(()),
+            Err(e) => Err(api(format!(
+                "disconnect {container} from network {network}"
+            ))(e)),
+        }
+    }
+
+    /// Names of the containers carrying `label`.
+    pub async fn containers_labelled(&self, label: &str) -> Result<Vec<String>, DockerError> {
+        Ok(self.labelled(label).await?.containers)
+    }
+
     pub async fn ensure_volume(
         &self,
         name: &str,

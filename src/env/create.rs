@@ -567,6 +567,14 @@ async fn create_steps(
             let started = Instant::now();
             let provider_kind = resolved.provider;
             let config = cluster::render_config(&resolved, &env);
+            progress.detail(&format!(
+                "cluster: {} create {} with {}",
+                provider_kind.name(),
+                resolved.name,
+                env_dir
+                    .join(format!("{}-config.yaml", provider_kind.name()))
+                    .display()
+            ));
             let name = resolved.name.clone();
             let dir = env_dir.clone();
             let s = settings.clone();
@@ -595,6 +603,15 @@ async fn create_steps(
         let previous = run.state.gitea.clone();
         async move {
             let started = Instant::now();
+            progress.detail(&match &settings.external_gitea {
+                Some(g) => format!("gitea: external {}", g.url),
+                None => format!(
+                    "gitea: container {} ({}) on network {network}, 127.0.0.1:{}",
+                    gitea::container_name(&env),
+                    settings.gitea_image,
+                    port.unwrap_or_default()
+                ),
+            });
             let state = ensure_gitea(&docker, &settings, &env, &network, port, previous).await?;
             Ok::<_, EnvError>((started.elapsed(), state))
         }
@@ -608,6 +625,11 @@ async fn create_steps(
         async move {
             let started = Instant::now();
             if let Some(port) = port {
+                progress.detail(&format!(
+                    "registry: container {} ({}) on 127.0.0.1:{port}",
+                    registry::registry_container(&env),
+                    settings.registry_image
+                ));
                 docker.ensure_network(&network, &env_labels(&env)).await?;
                 let spec =
                     registry::local_registry_spec(&env, &network, port, &settings.registry_image);
@@ -783,7 +805,17 @@ async fn create_steps(
             if let Some(note) = &fetched.note {
                 progress.warn(note);
             }
-            engine::install(&kube, opts.engine, &fetched.text, settings.step_timeout).await?;
+            progress.detail(&format!(
+                "engine: manifest {} ({:?}), server-side apply as {}",
+                fetched.path.display(),
+                fetched.origin,
+                crate::kube::INSTALL_FIELD_MANAGER
+            ));
+            let applied =
+                engine::install(&kube, opts.engine, &fetched.text, settings.step_timeout).await?;
+            progress.detail(&format!(
+                "engine: {applied} objects applied, controllers ready"
+            ));
             Ok::<_, EnvError>(fetched.sha256)
         }
         .await;
@@ -823,7 +855,14 @@ async fn create_steps(
         .apply_objects(&objects, &ApplyOptions::new(settings.step_timeout))
         .await
         .map_err(EnvError::from);
-    failed(progress, "bootstrap", applied)?;
+    for a in failed(progress, "bootstrap", applied)? {
+        progress.detail(&format!(
+            "bootstrap: applied {} {}{}",
+            a.kind,
+            a.namespace.map(|n| format!("{n}/")).unwrap_or_default(),
+            a.name
+        ));
+    }
     let detail = if run.state.hold {
         "registered, awaiting approval (`kindling env approve`)".to_string()
     } else {

@@ -536,6 +536,46 @@ pub async fn delete(
         env: name.to_string(),
         ..Default::default()
     };
+    // Our containers go first: attached to the cluster's network, they would keep the
+    // provider from removing it.
+    let t = Instant::now();
+    progress.start(
+        "docker",
+        &format!("objects labelled {}={name}", crate::ENV_LABEL),
+    );
+    match DockerClient::connect().await {
+        Ok(docker) => {
+            report.removed = docker.sweep(name).await?;
+            // Shared caches attached to the cluster's own network (k3d) would keep the
+            // provider from removing it.
+            let network = state
+                .as_ref()
+                .and_then(|s| s.cluster.as_ref())
+                .map(|c| c.network.clone());
+            if let Some(network) = network.filter(|n| n != "kind") {
+                for cache in docker
+                    .containers_labelled(crate::docker::CACHE_LABEL)
+                    .await?
+                {
+                    docker.disconnect_network(&cache, &network).await?;
+                }
+            }
+        }
+        Err(e) => {
+            progress.fail("docker", &e.to_string());
+            return Err(e.into());
+        }
+    }
+    progress.done(
+        "docker",
+        t.elapsed(),
+        &format!(
+            "{} containers, {} volumes, {} networks",
+            report.removed.containers.len(),
+            report.removed.volumes.len(),
+            report.removed.networks.len()
+        ),
+    );
     let cluster_name = crate::cluster::cluster_name(name);
     // Without state (an orphan), the cluster may be of either provider.
     let providers = match &state {
@@ -578,28 +618,6 @@ pub async fn delete(
         } else {
             "none"
         },
-    );
-    let t = Instant::now();
-    progress.start(
-        "docker",
-        &format!("objects labelled {}={name}", crate::ENV_LABEL),
-    );
-    match DockerClient::connect().await {
-        Ok(docker) => report.removed = docker.sweep(name).await?,
-        Err(e) => {
-            progress.fail("docker", &e.to_string());
-            return Err(e.into());
-        }
-    }
-    progress.done(
-        "docker",
-        t.elapsed(),
-        &format!(
-            "{} containers, {} volumes, {} networks",
-            report.removed.containers.len(),
-            report.removed.volumes.len(),
-            report.removed.networks.len()
-        ),
     );
     drop(lock);
     if env_dir.exists() {

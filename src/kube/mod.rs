@@ -445,6 +445,58 @@ impl KubeClient {
         latest_warning_of(&events, name_prefix)
     }
 
+    /// Waits until an object reports condition `condition_type`=True; the timeout error names
+    /// the object, the condition's last status and message, and its latest Warning event.
+    pub async fn wait_condition(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+        condition_type: &str,
+        timeout: Duration,
+    ) -> Result<(), KubeError> {
+        let what = format!("{kind} {name} to be {condition_type}");
+        let result = self
+            .wait_for(&what, timeout, || async move {
+                Ok(match self.get(api_version, kind, namespace, name).await? {
+                    None => Err(format!("{kind} {name} does not exist yet")),
+                    Some(object) => match condition(&object, condition_type) {
+                        Some((status, _)) if status == "True" => Ok(()),
+                        Some((status, message)) => Err(format!(
+                            "{kind} {name}: {condition_type}={status}: {message}"
+                        )),
+                        None => Err(format!(
+                            "{kind} {name} reports no {condition_type} condition yet"
+                        )),
+                    },
+                })
+            })
+            .await;
+        match (result, namespace) {
+            (
+                Err(KubeError::Timeout {
+                    what,
+                    seconds,
+                    blocking,
+                }),
+                Some(ns),
+            ) => {
+                let event = self
+                    .latest_warning(ns, name)
+                    .await
+                    .map(|e| format!("; latest warning: {e}"))
+                    .unwrap_or_default();
+                Err(KubeError::Timeout {
+                    what,
+                    seconds,
+                    blocking: format!("{blocking}{event}"),
+                })
+            }
+            (other, _) => other,
+        }
+    }
+
     /// Waits until every Deployment in `namespace` is Available and every StatefulSet has its
     /// replicas ready; the timeout error names the first workload that is not, with its latest
     /// Warning event.
