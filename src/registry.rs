@@ -34,6 +34,7 @@ pub fn cache_container(upstream_host: &str) -> String {
 
 /// One registry host the nodes resolve through another endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Mirror {
     /// What images are named with (`docker.io`, `localhost:5001`).
     pub host: String,
@@ -230,6 +231,7 @@ pub async fn ensure_caches(
 
 /// One shared cache, as `kindling cache status` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CacheStatus {
     pub name: String,
     pub upstream: String,

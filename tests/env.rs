@@ -1163,4 +1163,121 @@ esac
         assert!(skipped.contains(&"cluster"), "{skipped:?}");
         delete_clean(&h, &env);
     }
+
+    /// The documented JSON skeletons of docs/json-output.md, by heading.
+    fn documented_shapes() -> Vec<(String, Value)> {
+        let text = std::fs::read_to_string(repo_dir().join("docs/json-output.md")).unwrap();
+        let mut out = Vec::new();
+        let mut heading = String::new();
+        let mut lines = text.lines();
+        while let Some(line) = lines.next() {
+            if let Some(h) = line.strip_prefix("## ") {
+                heading = h.trim().to_string();
+            } else if line.trim() == "```json" && !heading.is_empty() {
+                let block: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "```").collect();
+                out.push((
+                    heading.clone(),
+                    serde_json::from_str(&block.join("\n"))
+                        .unwrap_or_else(|e| panic!("{heading}: {e}")),
+                ));
+            }
+        }
+        out
+    }
+
+    /// Every key of `documented` is in `real`, with the same JSON type, recursively (arrays:
+    /// the first element).
+    fn follows(real: &Value, documented: &Value, path: &str) -> Result<(), String> {
+        match (documented, real) {
+            (Value::Object(d), Value::Object(r)) => {
+                for (k, v) in d {
+                    let inner = r.get(k).ok_or_else(|| format!("{path}.{k} is missing"))?;
+                    follows(inner, v, &format!("{path}.{k}"))?;
+                }
+                Ok(())
+            }
+            (Value::Array(d), Value::Array(r)) => match (d.first(), r.first()) {
+                (Some(d), Some(r)) => follows(r, d, &format!("{path}[0]")),
+                _ => Ok(()),
+            },
+            (Value::String(_), Value::String(_))
+            | (Value::Number(_), Value::Number(_))
+            | (Value::Bool(_), Value::Bool(_)) => Ok(()),
+            (d, r) => Err(format!("{path}: documented {d}, got {r}")),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_json_documents_follow_docs_json_output() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        let env = unique("doc");
+        let profile = h.path("profile.yaml");
+        let mut real: Vec<(&str, Value)> = Vec::new();
+        real.push((
+            "kindling env create --dry-run",
+            ok(&h.run(
+                &[
+                    "env",
+                    "create",
+                    &env,
+                    "--stamp",
+                    "sample",
+                    "--profile",
+                    profile.to_str().unwrap(),
+                    "--dry-run",
+                    "--output",
+                    "json",
+                ],
+                &[],
+            )),
+        ));
+        real.push(("kindling env create", ok(&h.create(&env, &[]))));
+        real.push((
+            "kindling env status",
+            ok(&h.run(&["env", "status", &env, "--output", "json"], &[])),
+        ));
+        std::fs::write(
+            h.path("source/stamps/sample/applications/api/doc.txt"),
+            "x\n",
+        )
+        .unwrap();
+        real.push((
+            "kindling env sync",
+            ok(&h.run(&["env", "sync", &env, "--output", "json", "--no-wait"], &[])),
+        ));
+        real.push((
+            "kindling env list",
+            ok(&h.run(&["env", "list", "--output", "json"], &[])),
+        ));
+        real.push((
+            "kindling env delete",
+            ok(&h.run(&["env", "delete", &env, "--output", "json"], &[])),
+        ));
+        let documented = documented_shapes();
+        assert_eq!(
+            documented.len(),
+            6,
+            "{:?}",
+            documented.iter().map(|d| &d.0).collect::<Vec<_>>()
+        );
+        for (heading, doc) in &documented {
+            let (_, value) = real
+                .iter()
+                .find(|(h, _)| h == heading)
+                .unwrap_or_else(|| panic!("no run for {heading}"));
+            follows(value, doc, heading).unwrap_or_else(|e| panic!("{e}\n{value:#}"));
+        }
+        // And the failure document.
+        let failed = h.run(&["env", "status", "no-such-env", "--output", "json"], &[]);
+        let doc: Value = serde_json::from_slice(&failed.stdout).unwrap();
+        follows(
+            &doc,
+            &json!({"ok": false, "exitCode": 1, "error": "", "problems": []}),
+            "error",
+        )
+        .unwrap();
+    }
 }

@@ -55,6 +55,7 @@ pub enum ClusterError {
 
 /// Everything needed to render a provider config: the profile, applied to one env.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ResolvedCluster {
     pub name: String,
     pub provider: Provider,
