@@ -273,17 +273,15 @@ mod stamp {
     }
 
     #[test]
-    fn stamp_cli_later_commands_say_they_are_not_available_yet() {
-        for args in [
-            &["env", "create", "--stamp", "sample"][..],
-            &["env", "list"],
-        ] {
-            kindling()
-                .args(args)
-                .assert()
-                .code(1)
-                .stderr(predicate::str::contains("is not available yet"));
-        }
+    fn stamp_cli_env_create_with_an_unknown_stamp_is_bad_input() {
+        let data = tempfile::tempdir().unwrap();
+        kindling()
+            .env("KINDLING_DATA_DIR", data.path())
+            .args(["env", "create", "--stamp", "no-such-stamp", "--dry-run"])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("no-such-stamp"));
+        assert!(!data.path().join("envs").exists(), "nothing written");
     }
 
     #[test]
