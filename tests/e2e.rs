@@ -9,31 +9,18 @@
 //! These machines cannot run it (no privileged containers, no registry); `scripts/test.sh`
 //! compiles it and it returns at once without `KINDLING_E2E=1`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod common;
+
+use common::{copy_tree, docker_labelled, repo_dir};
+
 fn enabled() -> bool {
     std::env::var("KINDLING_E2E").as_deref() == Ok("1")
-}
-
-fn repo_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 struct E2e {
@@ -118,24 +105,6 @@ impl E2e {
             std::thread::sleep(Duration::from_secs(3));
         }
     }
-}
-
-fn docker_labelled(env: &str) -> Vec<String> {
-    let filter = format!("label=dev.kindling.env={env}");
-    let mut found = Vec::new();
-    for args in [
-        vec!["ps", "-aq", "--filter", &filter],
-        vec!["volume", "ls", "-q", "--filter", &filter],
-        vec!["network", "ls", "-q", "--filter", &filter],
-    ] {
-        let out = Command::new("docker").args(&args).output().unwrap();
-        found.extend(
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .map(str::to_string),
-        );
-    }
-    found
 }
 
 fn kubeconfig_contexts() -> String {

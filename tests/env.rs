@@ -16,8 +16,8 @@ mod env {
     use super::common::fake_gitea::FakeGitea;
     use super::common::kube_api::{FakeApi, Stored, builtin_controllers};
     use super::common::{
-        TEST_IMAGE, TEST_REGISTRY_IMAGE, copy_tree, docker, docker_cli, ensure_test_image,
-        ensure_test_registry_image, repo_dir, schemas_dir, unique,
+        TEST_IMAGE, TEST_REGISTRY_IMAGE, copy_tree, docker, docker_cli, docker_labelled,
+        ensure_test_image, ensure_test_registry_image, repo_dir, schemas_dir, unique,
     };
 
     const PASSWORD: &str = "fake-gitea-admin-password";
@@ -32,18 +32,23 @@ mod env {
         "website",
     ];
 
+    /// The commit `main` of a bare repository points at.
+    fn repo_head(repo: &Path) -> Option<String> {
+        std::process::Command::new("git")
+            .args(["rev-parse", "--verify", "-q", "refs/heads/main"])
+            .current_dir(repo)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    }
+
     /// What Flux would do, at once: the source at the repository's head, every entry applied
     /// and Ready at it while the root Kustomization is there and not suspended.
     fn flux_controller(repo: PathBuf) -> impl FnMut(&mut Vec<Stored>) + Send {
         move |objects: &mut Vec<Stored>| {
             builtin_controllers(objects);
-            let head = std::process::Command::new("git")
-                .args(["rev-parse", "--verify", "-q", "refs/heads/main"])
-                .current_dir(&repo)
-                .output()
-                .ok()
-                .filter(|o| o.status.success())
-                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+            let head = repo_head(&repo);
             let Some(head) = head else { return };
             let revision = format!("main@sha1:{head}");
             let ready = |revision: &str| {
@@ -100,13 +105,7 @@ mod env {
     fn argo_controller(repo: PathBuf) -> impl FnMut(&mut Vec<Stored>) + Send {
         move |objects: &mut Vec<Stored>| {
             builtin_controllers(objects);
-            let head = std::process::Command::new("git")
-                .args(["rev-parse", "--verify", "-q", "refs/heads/main"])
-                .current_dir(&repo)
-                .output()
-                .ok()
-                .filter(|o| o.status.success())
-                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+            let head = repo_head(&repo);
             let Some(head) = head else { return };
             let status = json!({"sync": {"status": "Synced", "revision": head}, "health": {"status": "Healthy"}});
             let root = objects
@@ -363,6 +362,16 @@ esac
         }
     }
 
+    /// The names of the steps a state records as done.
+    fn done_steps(state: &Value) -> Vec<&str> {
+        state["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap())
+            .collect()
+    }
+
     fn ok(out: &Output) -> Value {
         assert!(
             out.status.success(),
@@ -379,25 +388,6 @@ esac
         })
     }
 
-    /// Every Docker object labelled for `env`.
-    fn labelled(env: &str) -> Vec<String> {
-        let filter = format!("label=dev.kindling.env={env}");
-        let mut found = Vec::new();
-        for args in [
-            vec!["ps", "-aq", "--filter", &filter],
-            vec!["volume", "ls", "-q", "--filter", &filter],
-            vec!["network", "ls", "-q", "--filter", &filter],
-        ] {
-            let out = docker_cli(&args);
-            found.extend(
-                String::from_utf8_lossy(&out.stdout)
-                    .lines()
-                    .map(str::to_string),
-            );
-        }
-        found
-    }
-
     fn container_exists(name: &str) -> bool {
         docker_cli(&["container", "inspect", name]).status.success()
     }
@@ -405,7 +395,11 @@ esac
     fn delete_clean(h: &Harness, env: &str) {
         let out = ok(&h.run(&["env", "delete", env, "--output", "json"], &[]));
         assert_eq!(out["deleted"][0]["env"], env);
-        assert!(labelled(env).is_empty(), "left behind: {:?}", labelled(env));
+        assert!(
+            docker_labelled(env).is_empty(),
+            "left behind: {:?}",
+            docker_labelled(env)
+        );
         assert!(!container_exists(&format!("kindling-{env}-control-plane")));
         assert!(!h.path("data/envs").join(env).exists());
     }
@@ -434,12 +428,7 @@ esac
             );
         }
         let report = &created["env"];
-        let steps: Vec<&str> = report["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["name"].as_str().unwrap())
-            .collect();
+        let steps = done_steps(report);
         assert_eq!(steps, kindling::env::create::STEPS);
         assert!(
             report["steps"]
@@ -685,17 +674,12 @@ esac
         );
         // Gitea and the registry finished beside the failed cluster, and are recorded.
         let state = h.state(&env);
-        let done: Vec<&str> = state["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["name"].as_str().unwrap())
-            .collect();
+        let done = done_steps(&state);
         assert!(
             done.contains(&"registry") && done.contains(&"gitea"),
             "{done:?}"
         );
-        assert!(!labelled(&env).is_empty());
+        assert!(!docker_labelled(&env).is_empty());
         delete_clean(&h, &env);
     }
 
@@ -901,7 +885,7 @@ esac
             deleted["deleted"][0]["removed"]["volumes"],
             json!([format!("kindling-{orphan}-data")])
         );
-        assert!(labelled(&orphan).is_empty());
+        assert!(docker_labelled(&orphan).is_empty());
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -947,7 +931,7 @@ esac
                 .all(|v| v == "<redacted>")
         );
         assert!(!h.path("data").exists(), "a dry run writes no state");
-        assert!(labelled(&env).is_empty());
+        assert!(docker_labelled(&env).is_empty());
         let text = h.run(
             &[
                 "env",
@@ -1143,12 +1127,7 @@ esac
         );
         // The step under way finished and was recorded; nothing after it ran.
         let state = h.state(&env);
-        let done: Vec<&str> = state["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["name"].as_str().unwrap())
-            .collect();
+        let done = done_steps(&state);
         assert!(done.contains(&"cluster"), "{done:?}");
         assert!(!done.contains(&"push"), "{done:?}");
         std::fs::remove_file(h.path("bin/slow-create")).unwrap();

@@ -6,26 +6,13 @@ mod common;
 mod gitea {
     use std::collections::BTreeMap;
     use std::path::{Path, PathBuf};
-    use std::process::Command;
 
     use kindling::gitea::push::{PushError, PushOutcome, PushTarget, push_snapshot};
 
+    use super::common::fake_gitea::git;
+
     const USER: &str = "kindling";
     const TOKEN: &str = "t0ken";
-
-    fn git(dir: &Path, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    }
 
     /// Serves `root` through `git http-backend`, answering 401 without the right credentials.
     fn serve(root: PathBuf) -> String {

@@ -3,7 +3,6 @@
 //! The root Application `kindling-<stamp>` (in `argocd`) syncs `.kindling/argo/apps`, one child
 //! Application per stamp entry, named after the entry, ordered by sync waves.
 
-use base64::Engine as _;
 use serde_json::{Value, json};
 
 use super::status::{EngineStatus, EntryStatus, Readiness, SourceStatus, link_dependencies};
@@ -17,32 +16,20 @@ pub const API_VERSION: &str = "argoproj.io/v1alpha1";
 pub const REFRESH_ANNOTATION: &str = "argocd.argoproj.io/refresh";
 pub const REPOSITORY_SECRET: &str = "kindling-repository";
 
-fn b64(s: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
-}
-
 /// The repository Secret Argo CD finds by its label and matches to Applications by URL.
 pub fn repository_secret(credentials: &GitCredentials) -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {
-            "name": REPOSITORY_SECRET,
-            "namespace": NAMESPACE,
-            "labels": {
-                "argocd.argoproj.io/secret-type": "repository",
-                "app.kubernetes.io/managed-by": "kindling",
-            },
-        },
-        "type": "Opaque",
-        "data": {
-            "type": b64("git"),
-            "name": b64("kindling"),
-            "url": b64(&credentials.url),
-            "username": b64(&credentials.username),
-            "password": b64(&credentials.password),
-        },
-    })
+    super::secret_object(
+        REPOSITORY_SECRET,
+        NAMESPACE,
+        &[("argocd.argoproj.io/secret-type", "repository")],
+        &[
+            ("type", "git"),
+            ("name", "kindling"),
+            ("url", &credentials.url),
+            ("username", &credentials.username),
+            ("password", &credentials.password),
+        ],
+    )
 }
 
 /// Repository Secret, then the rendered root Application and argocd-cm. Under `--hold` the

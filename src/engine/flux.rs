@@ -4,7 +4,6 @@
 //! Kustomizations apply their HelmRepository + HelmRelease and wait for them), all applied by
 //! the root Kustomization `kindling-<stamp>` from the GitRepository `kindling`.
 
-use base64::Engine as _;
 use serde_json::{Value, json};
 
 use super::status::{
@@ -21,27 +20,18 @@ pub const HELM_RELEASE_API: &str = "helm.toolkit.fluxcd.io/v2";
 /// Flux reconciles an object again when this annotation's value changes.
 pub const RECONCILE_ANNOTATION: &str = "reconcile.fluxcd.io/requestedAt";
 
-fn b64(s: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
-}
-
 /// The credentials Secret the GitRepository's `secretRef` names (basic auth: username and
 /// password keys, as source-controller reads them).
 pub fn credentials_secret(credentials: &GitCredentials) -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {
-            "name": crate::stamp::render::CREDENTIALS_SECRET,
-            "namespace": NAMESPACE,
-            "labels": {"app.kubernetes.io/managed-by": "kindling"},
-        },
-        "type": "Opaque",
-        "data": {
-            "username": b64(&credentials.username),
-            "password": b64(&credentials.password),
-        },
-    })
+    super::secret_object(
+        crate::stamp::render::CREDENTIALS_SECRET,
+        NAMESPACE,
+        &[],
+        &[
+            ("username", &credentials.username),
+            ("password", &credentials.password),
+        ],
+    )
 }
 
 /// Credentials Secret, then the rendered GitRepository and root Kustomization, the root's

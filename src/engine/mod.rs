@@ -155,14 +155,7 @@ pub async fn request_reconcile(
         if !exists {
             continue;
         }
-        kube.merge_patch(
-            &r.api_version,
-            &r.kind,
-            Some(&r.namespace),
-            &r.name,
-            &r.patch,
-        )
-        .await?;
+        r.send(kube).await?;
         patched.push(format!("{} {}", r.kind, r.name));
     }
     Ok(patched)
@@ -183,14 +176,7 @@ pub async fn approve(
     let mut patched = Vec::new();
     if engine == Engine::Argo {
         for r in argo::approve_requests(stamp, branch) {
-            kube.merge_patch(
-                &r.api_version,
-                &r.kind,
-                Some(&r.namespace),
-                &r.name,
-                &r.patch,
-            )
-            .await?;
+            r.send(kube).await?;
             patched.push(format!("{} {} (sync)", r.kind, r.name));
         }
     }
@@ -206,6 +192,51 @@ pub struct PatchRequest {
     pub namespace: String,
     pub name: String,
     pub patch: Value,
+}
+
+impl PatchRequest {
+    async fn send(&self, kube: &KubeClient) -> Result<(), KubeError> {
+        kube.merge_patch(
+            &self.api_version,
+            &self.kind,
+            Some(&self.namespace),
+            &self.name,
+            &self.patch,
+        )
+        .await
+    }
+}
+
+/// A Secret kindling owns, its values base64-encoded into `data` (never `stringData`, so the
+/// plain values are nowhere in the object).
+pub fn secret_object(
+    name: &str,
+    namespace: &str,
+    labels: &[(&str, &str)],
+    values: &[(&str, &str)],
+) -> Value {
+    use base64::Engine as _;
+    let mut all_labels = serde_json::Map::new();
+    all_labels.insert("app.kubernetes.io/managed-by".into(), json!("kindling"));
+    for (k, v) in labels {
+        all_labels.insert(k.to_string(), json!(v));
+    }
+    let data: serde_json::Map<String, Value> = values
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                json!(base64::engine::general_purpose::STANDARD.encode(v.as_bytes())),
+            )
+        })
+        .collect();
+    json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace, "labels": all_labels},
+        "type": "Opaque",
+        "data": data,
+    })
 }
 
 /// The engine's view of the stamp, entry by entry.

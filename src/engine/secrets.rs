@@ -6,8 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use base64::Engine as _;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::EngineError;
 use crate::stamp::{BootstrapSecret, SecretValue};
@@ -90,7 +89,7 @@ pub fn resolve(
         if !namespaces.contains(&secret.namespace.as_str()) {
             namespaces.push(&secret.namespace);
         }
-        let mut data = serde_json::Map::new();
+        let mut values: Vec<(String, String)> = Vec::new();
         for key in &secret.keys {
             let failed = |reason: String, help: &str| EngineError::Secret {
                 secret: format!("{}/{}", secret.namespace, secret.name),
@@ -133,22 +132,18 @@ pub fn resolve(
                     )
                 })?,
             };
-            data.insert(
-                key.key.clone(),
-                Value::String(base64::engine::general_purpose::STANDARD.encode(value)),
-            );
+            values.push((key.key.clone(), value));
         }
-        objects.push(json!({
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {
-                "name": secret.name,
-                "namespace": secret.namespace,
-                "labels": {"app.kubernetes.io/managed-by": "kindling"},
-            },
-            "type": "Opaque",
-            "data": data,
-        }));
+        let values: Vec<(&str, &str)> = values
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        objects.push(super::secret_object(
+            &secret.name,
+            &secret.namespace,
+            &[],
+            &values,
+        ));
     }
     let mut all: Vec<Value> = namespaces
         .into_iter()
@@ -162,6 +157,7 @@ pub fn resolve(
 mod tests {
     use super::*;
     use crate::stamp::SecretKey;
+    use base64::Engine as _;
 
     fn secret(keys: Vec<SecretKey>) -> BootstrapSecret {
         BootstrapSecret {

@@ -242,7 +242,7 @@ fn allocate_ports(
     })
 }
 
-fn render_options(gitea: &GiteaState) -> RenderOptions {
+pub fn render_options(gitea: &GiteaState) -> RenderOptions {
     RenderOptions {
         repo_url: gitea.cluster_repo_url.clone(),
         ..RenderOptions::for_env("_")

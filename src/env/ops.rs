@@ -32,6 +32,19 @@ pub fn load(settings: &Settings, name: &str) -> Result<EnvState, EnvError> {
     EnvState::load(&settings.env_dir(name))?.ok_or_else(|| EnvError::NotFound(name.to_string()))
 }
 
+/// The stamp rendered for the env's engine and Gitea.
+fn render_for(
+    stamp: &Stamp,
+    engine: Engine,
+    gitea: &super::state::GiteaState,
+) -> Result<crate::stamp::render::Rendered, EnvError> {
+    Ok(stamp::render::render(
+        stamp,
+        engine,
+        &create::render_options(gitea),
+    )?)
+}
+
 pub fn stamp_of(state: &EnvState) -> Result<Stamp, EnvError> {
     Ok(stamp::load(&state.stamp_dir, None)?)
 }
@@ -277,14 +290,7 @@ pub async fn sync(
             "env {name} has no Gitea yet; finish `env create` first"
         ))
     })?;
-    let rendered = stamp::render::render(
-        &stamp,
-        state.engine,
-        &crate::stamp::render::RenderOptions {
-            repo_url: gitea.cluster_repo_url.clone(),
-            ..crate::stamp::render::RenderOptions::for_env(name)
-        },
-    )?;
+    let rendered = render_for(&stamp, state.engine, &gitea)?;
     progress.start("push", &format!("{}", stamp.repo_root.display()));
     let t = Instant::now();
     let commit = push(&stamp, &rendered, &gitea).await?;
@@ -370,14 +376,7 @@ pub async fn approve(
         .gitea
         .clone()
         .ok_or_else(|| EnvError::Preflight("no Gitea record".into()))?;
-    let rendered = stamp::render::render(
-        &stamp,
-        state.engine,
-        &crate::stamp::render::RenderOptions {
-            repo_url: gitea.cluster_repo_url.clone(),
-            ..crate::stamp::render::RenderOptions::for_env(name)
-        },
-    )?;
+    let rendered = render_for(&stamp, state.engine, &gitea)?;
     let objects = bootstrap_objects(state.engine, &stamp, &rendered, &gitea, false);
     let kube = kube_of(&state).await?;
     let was_held = state.hold;
@@ -448,14 +447,7 @@ pub async fn restart(
         .gitea
         .clone()
         .ok_or_else(|| EnvError::Preflight("no Gitea record".into()))?;
-    let rendered = stamp::render::render(
-        &stamp,
-        state.engine,
-        &crate::stamp::render::RenderOptions {
-            repo_url: gitea.cluster_repo_url.clone(),
-            ..crate::stamp::render::RenderOptions::for_env(name)
-        },
-    )?;
+    let rendered = render_for(&stamp, state.engine, &gitea)?;
     let t = Instant::now();
     progress.start("push", &stamp.name);
     let commit = push(&stamp, &rendered, &gitea).await?;

@@ -473,17 +473,27 @@ impl KubeClient {
                 })
             })
             .await;
-        match (result, namespace) {
-            (
-                Err(KubeError::Timeout {
-                    what,
-                    seconds,
-                    blocking,
-                }),
-                Some(ns),
-            ) => {
+        match namespace {
+            Some(ns) => self.with_latest_warning(result, ns, name).await,
+            None => result,
+        }
+    }
+
+    /// A timeout error with the latest Warning event about `name*` in `namespace` appended.
+    async fn with_latest_warning(
+        &self,
+        result: Result<(), KubeError>,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(), KubeError> {
+        match result {
+            Err(KubeError::Timeout {
+                what,
+                seconds,
+                blocking,
+            }) => {
                 let event = self
-                    .latest_warning(ns, name)
+                    .latest_warning(namespace, name)
                     .await
                     .map(|e| format!("; latest warning: {e}"))
                     .unwrap_or_default();
@@ -493,7 +503,7 @@ impl KubeClient {
                     blocking: format!("{blocking}{event}"),
                 })
             }
-            (other, _) => other,
+            other => other,
         }
     }
 
@@ -513,30 +523,16 @@ impl KubeClient {
                 Ok(workloads_ready(&deployments, &statefulsets))
             })
             .await;
-        match result {
-            Err(KubeError::Timeout {
-                what,
-                seconds,
-                blocking,
-            }) => {
-                let name = blocking
-                    .split_whitespace()
-                    .nth(1)
-                    .unwrap_or_default()
-                    .to_string();
-                let event = self
-                    .latest_warning(namespace, &name)
-                    .await
-                    .map(|e| format!("; latest warning: {e}"))
-                    .unwrap_or_default();
-                Err(KubeError::Timeout {
-                    what,
-                    seconds,
-                    blocking: format!("{blocking}{event}"),
-                })
-            }
-            other => other,
-        }
+        // The blocking message starts "Kind name …": the workload the events are about.
+        let name = match &result {
+            Err(KubeError::Timeout { blocking, .. }) => blocking
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or_default()
+                .to_string(),
+            _ => return result,
+        };
+        self.with_latest_warning(result, namespace, &name).await
     }
 
     /// Deletes every object of a bundle in reverse dependency order; what is gone already (or

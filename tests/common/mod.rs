@@ -297,3 +297,22 @@ pub fn docker_cli(args: &[&str]) -> std::process::Output {
         .output()
         .unwrap()
 }
+
+/// Every Docker object (container, volume, network) labelled for `env`, by id.
+pub fn docker_labelled(env: &str) -> Vec<String> {
+    let filter = format!("label=dev.kindling.env={env}");
+    let mut found = Vec::new();
+    for args in [
+        vec!["ps", "-aq", "--filter", &filter],
+        vec!["volume", "ls", "-q", "--filter", &filter],
+        vec!["network", "ls", "-q", "--filter", &filter],
+    ] {
+        let out = docker_cli(&args);
+        found.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_string),
+        );
+    }
+    found
+}
