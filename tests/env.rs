@@ -145,12 +145,22 @@ mod env {
         }
     }
 
-    fn fake_k3d(bin: &Path, api_url: &str) {
+    /// A fake provider CLI `name` in `bin`, with a kubeconfig template (`NAME` replaced by the
+    /// cluster) whose context `<context>-NAME` points at the fake API.
+    fn install_fake_cli(bin: &Path, name: &str, context: &str, api_url: &str, script: &str) {
         std::fs::create_dir_all(bin).unwrap();
+        let c = format!("{context}-NAME");
         let kubeconfig = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: k3d-NAME\n  cluster:\n    server: {api_url}\ncontexts:\n- name: k3d-NAME\n  context:\n    cluster: k3d-NAME\n    user: admin@k3d-NAME\ncurrent-context: k3d-NAME\nusers:\n- name: admin@k3d-NAME\n  user:\n    token: fake\n"
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: {c}\n  cluster:\n    server: {api_url}\ncontexts:\n- name: {c}\n  context:\n    cluster: {c}\n    user: {c}\ncurrent-context: {c}\nusers:\n- name: {c}\n  user:\n    token: fake\n"
         );
-        std::fs::write(bin.join("k3d-kubeconfig.template"), kubeconfig).unwrap();
+        std::fs::write(bin.join(format!("{name}-kubeconfig.template")), kubeconfig).unwrap();
+        let path = bin.join(name);
+        std::fs::write(&path, script).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    fn fake_k3d(bin: &Path, api_url: &str) {
         let script = format!(
             r#"#!/bin/sh
 here=$(dirname "$0")
@@ -175,10 +185,7 @@ case "$1 $2" in
 esac
 "#
         );
-        let path = bin.join("k3d");
-        std::fs::write(&path, script).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        install_fake_cli(bin, "k3d", "k3d", api_url, &script);
     }
 
     struct Harness {
@@ -188,11 +195,6 @@ esac
     }
 
     fn fake_kind(bin: &Path, api_url: &str) {
-        std::fs::create_dir_all(bin).unwrap();
-        let kubeconfig = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: kind-NAME\n  cluster:\n    server: {api_url}\ncontexts:\n- name: kind-NAME\n  context:\n    cluster: kind-NAME\n    user: kind-NAME\ncurrent-context: kind-NAME\nusers:\n- name: kind-NAME\n  user:\n    token: fake\n"
-        );
-        std::fs::write(bin.join("kubeconfig.template"), kubeconfig).unwrap();
         let script = format!(
             r#"#!/bin/sh
 here=$(dirname "$0")
@@ -211,16 +213,13 @@ case "$1 $2" in
     name=$4
     docker rm -f "$name-control-plane" >/dev/null 2>&1
     grep -vx "$name" "$here/clusters" > "$here/clusters.$$"; mv "$here/clusters.$$" "$here/clusters" ;;
-  "get kubeconfig") sed "s/NAME/$4/g" "$here/kubeconfig.template" ;;
+  "get kubeconfig") sed "s/NAME/$4/g" "$here/kind-kubeconfig.template" ;;
   "get nodes") echo "$4-control-plane" ;;
   *) echo "fake kind: unexpected $*" >&2; exit 2 ;;
 esac
 "#
         );
-        let path = bin.join("kind");
-        std::fs::write(&path, script).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        install_fake_cli(bin, "kind", "kind", api_url, &script);
     }
 
     /// A Flux-shaped install manifest (real CRDs + a controller Deployment) under the pinned
