@@ -17,20 +17,20 @@ mod env {
     use super::common::kube_api::{FakeApi, Stored, builtin_controllers};
     use super::common::{
         TEST_IMAGE, TEST_REGISTRY_IMAGE, copy_tree, docker, docker_cli, docker_labelled,
-        ensure_test_image, ensure_test_registry_image, repo_dir, schemas_dir, unique,
+        ensure_test_image, ensure_test_registry_image, hostk8s_dir, repo_dir, schemas_dir, unique,
     };
 
     const PASSWORD: &str = "fake-gitea-admin-password";
 
-    /// Entries of the sample stamp (name, is Helm).
-    const SAMPLE: &[&str] = &[
-        "certs",
-        "certs-issuer",
-        "ingress-nginx",
-        "database",
-        "api",
-        "website",
-    ];
+    /// The entry names of the stamp in `source` (what the controllers create objects for).
+    fn entry_names(stamp_dir: &Path) -> Vec<String> {
+        kindling::stamp::load(stamp_dir, None)
+            .unwrap()
+            .entries
+            .iter()
+            .map(|e| e.name.clone())
+            .collect()
+    }
 
     /// The commit `main` of a bare repository points at.
     fn repo_head(repo: &Path) -> Option<String> {
@@ -45,7 +45,7 @@ mod env {
 
     /// What Flux would do, at once: the source at the repository's head, every entry applied
     /// and Ready at it while the root Kustomization is there and not suspended.
-    fn flux_controller(repo: PathBuf) -> impl FnMut(&mut Vec<Stored>) + Send {
+    fn flux_controller(repo: PathBuf, entries: Vec<String>) -> impl FnMut(&mut Vec<Stored>) + Send {
         move |objects: &mut Vec<Stored>| {
             builtin_controllers(objects);
             let head = repo_head(&repo);
@@ -68,7 +68,7 @@ mod env {
                 }
             }
             if root_active {
-                for entry in SAMPLE {
+                for entry in &entries {
                     let object = json!({"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
                         "metadata": {"name": entry, "namespace": "flux-system", "generation": 1},
                         "spec": {"interval": "10m", "prune": true, "sourceRef": {"kind": "GitRepository", "name": "kindling"}},
@@ -102,7 +102,7 @@ mod env {
     /// What Argo CD would do, at once: with the root Application automated, every child
     /// Application exists, Synced and Healthy at the repository's head; without the root,
     /// the children are gone (the resources finalizer).
-    fn argo_controller(repo: PathBuf) -> impl FnMut(&mut Vec<Stored>) + Send {
+    fn argo_controller(repo: PathBuf, entries: Vec<String>) -> impl FnMut(&mut Vec<Stored>) + Send {
         move |objects: &mut Vec<Stored>| {
             builtin_controllers(objects);
             let head = repo_head(&repo);
@@ -127,7 +127,7 @@ mod env {
             if !automated {
                 return;
             }
-            for entry in SAMPLE {
+            for entry in &entries {
                 match objects.iter_mut().find(|s| s.plural == "applications" && s.name == *entry) {
                     Some(s) => s.object["status"] = status.clone(),
                     None => objects.push(Stored {
@@ -251,14 +251,32 @@ esac
         }
 
         fn with_engine(engine: &str) -> Harness {
+            Harness::build(engine, false)
+        }
+
+        /// With `hostk8s`, the source is a copy of the HostK8s fixture repository
+        /// (`software/stacks/sample`), run unchanged; otherwise kindling's sample stamp.
+        fn build(engine: &str, hostk8s: bool) -> Harness {
             ensure_test_image();
             ensure_test_registry_image();
             let dir = tempfile::tempdir().unwrap();
+            let source = dir.path().join("source");
+            let stamp_dir = if hostk8s {
+                copy_tree(&hostk8s_dir().join("software"), &source.join("software"));
+                source.join("software/stacks/sample")
+            } else {
+                copy_tree(
+                    &repo_dir().join("stamps/sample"),
+                    &source.join("stamps/sample"),
+                );
+                source.join("stamps/sample")
+            };
+            let entries = entry_names(&stamp_dir);
             let gitea = FakeGitea::start("kindling", PASSWORD);
             let repo = gitea.root.join("kindling/source.git");
             let api = match engine {
-                "argo" => FakeApi::start(Some(Box::new(argo_controller(repo)))),
-                _ => FakeApi::start(Some(Box::new(flux_controller(repo)))),
+                "argo" => FakeApi::start(Some(Box::new(argo_controller(repo, entries)))),
+                _ => FakeApi::start(Some(Box::new(flux_controller(repo, entries)))),
             };
             api.update(|objects| {
                 objects.push(Stored {
@@ -273,11 +291,6 @@ esac
             fake_kind(&dir.path().join("bin"), &api.url);
             fake_k3d(&dir.path().join("bin"), &api.url);
             manifests_dir(&dir.path().join("manifests"));
-            let source = dir.path().join("source");
-            copy_tree(
-                &repo_dir().join("stamps/sample"),
-                &source.join("stamps/sample"),
-            );
             // Each harness starts its registry ports elsewhere: tests run side by side.
             let registry_port = std::net::TcpListener::bind("127.0.0.1:0")
                 .unwrap()
@@ -1257,5 +1270,47 @@ esac
             "error",
         )
         .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_runs_a_hostk8s_stack_unchanged() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::build("flux", true);
+        let env = unique("hk");
+        // `sample` is found under software/stacks/ of the source tree.
+        let created = ok(&h.create(&env, &[]));
+        let entries: Vec<&str> = created["env"]["status"]["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                "component-certs-manager",
+                "component-certs-ca",
+                "component-certs-issuer",
+                "app-sample"
+            ]
+        );
+        // The pushed snapshot holds the stack as it was, plus the rendered bundle.
+        let listing = super::common::fake_gitea::git(
+            &h.gitea.root.join("kindling/source.git"),
+            &["ls-tree", "-r", "--name-only", "main"],
+        );
+        assert!(
+            listing.contains("software/stacks/sample/stack.yaml"),
+            "{listing}"
+        );
+        assert!(
+            listing.contains(".kindling/flux/stamp/app-sample.yaml"),
+            "{listing}"
+        );
+        let root = h.api.object("Kustomization", "kindling-sample").unwrap();
+        assert_eq!(root["spec"]["path"], "./.kindling/flux/stamp");
+        delete_clean(&h, &env);
     }
 }
