@@ -102,11 +102,20 @@ pub struct Applied {
 #[derive(Clone)]
 pub struct KubeClient {
     client: ::kube::Client,
+    /// Kinds discovery found, by apiVersion/kind: every get, list and patch needs one, and a
+    /// served kind stays served for the life of a command. Misses are not kept (a CRD may be
+    /// about to become Established).
+    discovered: std::sync::Arc<
+        std::sync::Mutex<std::collections::HashMap<String, (ApiResource, ApiCapabilities)>>,
+    >,
 }
 
 impl KubeClient {
     pub fn new(client: ::kube::Client) -> KubeClient {
-        KubeClient { client }
+        KubeClient {
+            client,
+            discovered: Default::default(),
+        }
     }
 
     /// A client for `context` of the kubeconfig at `path` (the env's standalone file).
@@ -127,7 +136,7 @@ impl KubeClient {
             .await
             .map_err(|e| config_error(e.to_string()))?;
         let client = ::kube::Client::try_from(config).map_err(|e| config_error(e.to_string()))?;
-        Ok(KubeClient { client })
+        Ok(KubeClient::new(client))
     }
 
     /// Discovery for one kind: its resource and whether it is namespaced; `None` when the
@@ -140,8 +149,22 @@ impl KubeClient {
             index: 0,
             reason: "no apiVersion/kind".into(),
         })?;
+        let key = format!("{}/{}/{}", gvk.group, gvk.version, gvk.kind);
+        if let Some(found) = self
+            .discovered
+            .lock()
+            .ok()
+            .and_then(|d| d.get(&key).cloned())
+        {
+            return Ok(Some(found));
+        }
         match pinned_kind(&self.client, &gvk).await {
-            Ok(found) => Ok(Some(found)),
+            Ok(found) => {
+                if let Ok(mut d) = self.discovered.lock() {
+                    d.insert(key, found.clone());
+                }
+                Ok(Some(found))
+            }
             Err(e) if is_not_found(&e) => Ok(None),
             // Discovery of a group the server does not serve can also surface as a missing kind.
             Err(::kube::Error::Discovery(_)) => Ok(None),

@@ -96,11 +96,11 @@ impl FakeGitea {
 }
 
 fn respond(stream: &mut std::net::TcpStream, status: &str, body: &str) {
-    let _ = write!(
-        stream,
+    let reply = format!(
         "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
+    let _ = stream.write_all(reply.as_bytes());
 }
 
 fn recorded(name: &str) -> String {
@@ -108,6 +108,7 @@ fn recorded(name: &str) -> String {
 }
 
 fn handle(stream: std::net::TcpStream, root: &Path, accepted: &[String]) {
+    let _ = stream.set_nodelay(true);
     let mut reader = BufReader::new(stream);
     let mut request_line = String::new();
     if reader.read_line(&mut request_line).unwrap_or(0) == 0 {

@@ -368,6 +368,7 @@ impl FakeApi {
 }
 
 fn serve(stream: std::net::TcpStream, state: &Arc<Mutex<ApiState>>) {
+    let _ = stream.set_nodelay(true);
     let mut reader = BufReader::new(stream);
     loop {
         let mut line = String::new();
@@ -413,13 +414,12 @@ fn serve(stream: std::net::TcpStream, state: &Arc<Mutex<ApiState>>) {
             s.route(&request)
         };
         let stream = reader.get_mut();
-        if write!(
-            stream,
+        // One write per response: several small writes meet Nagle and delayed ACKs (40 ms each).
+        let reply = format!(
             "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{response}",
             response.len()
-        )
-        .is_err()
-        {
+        );
+        if stream.write_all(reply.as_bytes()).is_err() {
             return;
         }
     }
