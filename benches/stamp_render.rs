@@ -67,7 +67,7 @@ fn bench(c: &mut Criterion) {
     let root = tempfile::tempdir().unwrap();
     synthetic_stamp(root.path());
     let dir = root.path().join("stamps/big");
-    let opts = RenderOptions::for_env("bench");
+    let opts = RenderOptions::standard();
     // Fail loudly rather than time an error path.
     let s = stamp::load(&dir, None).unwrap();
     assert_eq!(s.entries.len(), ENTRIES);

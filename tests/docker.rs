@@ -401,4 +401,28 @@ esac
             .to_string();
         assert!(err.contains("pull 127.0.0.1:1/kindling/missing:1"), "{err}");
     }
+
+    #[tokio::test]
+    async fn docker_container_address_on_a_network_and_disconnect() {
+        let Some(d) = docker().await else { return };
+        ensure_test_image();
+        let env = unique("ip");
+        let first = format!("kindling-{env}-a");
+        let second = format!("kindling-{env}-b");
+        d.ensure_network(&first, &env_labels(&env)).await.unwrap();
+        d.ensure_network(&second, &env_labels(&env)).await.unwrap();
+        let mut c = spec(&env, &format!("kindling-{env}-sh"), &["sleep", "300"]);
+        c.network = Some(first.clone());
+        d.run_container(&c).await.unwrap();
+        assert_eq!(d.container_ip(&c.name, &second).await.unwrap(), None);
+        d.connect_network(&c.name, &second).await.unwrap();
+        let ip = d.container_ip(&c.name, &second).await.unwrap().unwrap();
+        assert!(ip.parse::<std::net::Ipv4Addr>().is_ok(), "{ip}");
+        assert_ne!(Some(ip), d.container_ip(&c.name, &first).await.unwrap());
+        d.disconnect_network(&c.name, &second).await.unwrap();
+        assert_eq!(d.container_ip(&c.name, &second).await.unwrap(), None);
+        // Not attached (any more) is fine.
+        d.disconnect_network(&c.name, &second).await.unwrap();
+        d.sweep(&env).await.unwrap();
+    }
 }

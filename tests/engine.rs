@@ -218,7 +218,7 @@ mod engine {
     }
 
     fn rendered_bootstrap(engine: Engine) -> Vec<Value> {
-        let opts = kindling::stamp::render::RenderOptions::for_env("dev");
+        let opts = kindling::stamp::render::RenderOptions::standard();
         let rendered = kindling::stamp::render::render(&sample(), engine, &opts).unwrap();
         rendered.files[0].documents.clone()
     }

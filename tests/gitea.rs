@@ -374,4 +374,37 @@ mod gitea {
         assert_ne!(a, b);
         assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
     }
+
+    #[test]
+    fn gitea_is_reached_in_the_cluster_through_a_service_over_the_container_address() {
+        let objects = gitea::service_objects("172.18.0.5");
+        let kinds: Vec<&str> = objects
+            .iter()
+            .map(|o| o["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["Namespace", "Service", "EndpointSlice"]);
+        let service = &objects[1];
+        assert!(
+            service["spec"]["selector"].is_null(),
+            "endpoints are kindling's, not a selector's"
+        );
+        let slice = &objects[2];
+        assert_eq!(
+            slice["metadata"]["labels"]["kubernetes.io/service-name"],
+            service["metadata"]["name"]
+        );
+        assert_eq!(slice["endpoints"][0]["addresses"][0], "172.18.0.5");
+        assert_eq!(
+            slice["ports"][0]["port"],
+            service["spec"]["ports"][0]["port"]
+        );
+        assert_eq!(
+            slice["ports"][0]["name"],
+            service["spec"]["ports"][0]["name"]
+        );
+        assert_eq!(
+            gitea::service_repo_url(),
+            "http://gitea.kindling-system.svc.cluster.local:3000/kindling/source.git"
+        );
+    }
 }

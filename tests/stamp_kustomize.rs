@@ -64,7 +64,7 @@ mod stamp {
         let mut overlays = 0;
         for stack in ["sample", "sample-app"] {
             let s = stamp::load(&dir.path().join("software/stacks").join(stack), None).unwrap();
-            let opts = RenderOptions::for_env("ci");
+            let opts = RenderOptions::standard();
             let rendered = render(&s, Engine::Argo, &opts).unwrap();
             rendered
                 .write_to(&dir.path().join(&opts.bundle_dir))

@@ -35,9 +35,6 @@ pub enum StampCommand {
         /// Secret holding the Git credentials (Flux `secretRef`).
         #[arg(long)]
         credentials_secret: Option<String>,
-        /// Environment whose Gitea the default repo URL points at.
-        #[arg(long, default_value = "dev")]
-        env: String,
     },
     /// Show the dependency graph: waves, order and edges.
     Graph {
@@ -64,10 +61,9 @@ pub fn run(command: StampCommand, source: &Path, output: Output) -> anyhow::Resu
             repo_url,
             branch,
             credentials_secret,
-            env,
         } => {
             let stamp = load(&stamp, source)?;
-            let mut opts = RenderOptions::for_env(&env);
+            let mut opts = RenderOptions::standard();
             if let Some(url) = repo_url {
                 opts.repo_url = url;
             }

@@ -312,6 +312,12 @@ impl DockerClient {
                 status_code: 403 | 404,
                 ..
             }) => Ok(()),
+            // Older engines answer 500 for a container that is not attached.
+            Err(BollardError::DockerResponseServerError { message, .. })
+                if message.contains("is not connected") =>
+            {
+                Ok(())
+            }
             Err(e) => Err(api(format!(
                 "disconnect {container} from network {network}"
             ))(e)),
@@ -380,6 +386,25 @@ impl DockerClient {
         let state = inspect.state.unwrap_or_default();
         let status = state.status.map(|s| s.to_string()).unwrap_or_default();
         Ok(status)
+    }
+
+    /// The container's IPv4 address on `network`, if it is attached.
+    pub async fn container_ip(
+        &self,
+        name: &str,
+        network: &str,
+    ) -> Result<Option<String>, DockerError> {
+        let inspect = self
+            .docker
+            .inspect_container(name, None)
+            .await
+            .map_err(api(format!("inspect container {name}")))?;
+        Ok(inspect
+            .network_settings
+            .and_then(|n| n.networks)
+            .and_then(|mut n| n.remove(network))
+            .and_then(|e| e.ip_address)
+            .filter(|ip| !ip.is_empty()))
     }
 
     /// Waits until the container is healthy (with a health check) or has kept running for a

@@ -245,17 +245,17 @@ fn allocate_ports(
 pub fn render_options(gitea: &GiteaState) -> RenderOptions {
     RenderOptions {
         repo_url: gitea.cluster_repo_url.clone(),
-        ..RenderOptions::for_env("_")
+        ..RenderOptions::standard()
     }
 }
 
-fn in_cluster_url(settings: &Settings, env: &str) -> String {
+fn in_cluster_url(settings: &Settings) -> String {
     match &settings.external_gitea {
         Some(g) => g
             .cluster_url
             .clone()
             .unwrap_or_else(|| format!("{}/{}/{}.git", g.url, g.user, gitea::REPOSITORY)),
-        None => gitea::in_cluster_repo_url(env),
+        None => gitea::service_repo_url(),
     }
 }
 
@@ -1042,7 +1042,7 @@ async fn ensure_gitea(
     .map_err(to_env_err)??;
     Ok(GiteaState {
         url,
-        cluster_repo_url: in_cluster_url(settings, env),
+        cluster_repo_url: in_cluster_url(settings),
         user,
         password,
         token: Some(token.sha1),
@@ -1063,9 +1063,22 @@ async fn connect(
     registry_port: Option<u16>,
 ) -> Result<(), EnvError> {
     if !gitea.external {
-        docker
-            .connect_network(&gitea::container_name(env), &cluster.network)
-            .await?;
+        let container = gitea::container_name(env);
+        docker.connect_network(&container, &cluster.network).await?;
+        let ip = docker
+            .container_ip(&container, &cluster.network)
+            .await?
+            .ok_or_else(|| {
+                EnvError::Preflight(format!(
+                    "{container} has no address on network {}",
+                    cluster.network
+                ))
+            })?;
+        kube.apply_objects(
+            &gitea::service_objects(&ip),
+            &ApplyOptions::new(Duration::from_secs(30)),
+        )
+        .await?;
     }
     if let Some(port) = registry_port {
         docker
@@ -1137,7 +1150,7 @@ fn plan(
                 ports.gitea.unwrap_or(DEFAULT_GITEA_PORT)
             ),
         },
-        cluster_repo_url: in_cluster_url(settings, env),
+        cluster_repo_url: in_cluster_url(settings),
         user: gitea::ADMIN_USER.into(),
         password: "<redacted>".into(),
         token: None,

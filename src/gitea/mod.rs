@@ -39,6 +39,52 @@ pub fn in_cluster_repo_url(env: &str) -> String {
     )
 }
 
+/// Where Gitea is known inside the cluster: a Service without selector whose EndpointSlice
+/// points at the container's address on the cluster's Docker network. Pods cannot count on
+/// resolving Docker container names (k3s's CoreDNS does not forward to Docker's resolver),
+/// but they can reach the nodes' network, and every cluster resolves its own Services.
+pub const SERVICE_NAMESPACE: &str = "kindling-system";
+pub const SERVICE_NAME: &str = "gitea";
+
+/// The repository URL as the engine (inside the cluster) reaches it, through the Service.
+pub fn service_repo_url() -> String {
+    format!(
+        "http://{SERVICE_NAME}.{SERVICE_NAMESPACE}.svc.cluster.local:{HTTP_PORT}/{ADMIN_USER}/{REPOSITORY}.git"
+    )
+}
+
+/// The Namespace, Service and EndpointSlice that make the Gitea container at `ip` reachable
+/// as [`service_repo_url`].
+pub fn service_objects(ip: &str) -> Vec<serde_json::Value> {
+    let labels = serde_json::json!({"app.kubernetes.io/managed-by": "kindling"});
+    vec![
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": SERVICE_NAMESPACE, "labels": labels},
+        }),
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": SERVICE_NAME, "namespace": SERVICE_NAMESPACE, "labels": labels},
+            "spec": {"ports": [{"name": "http", "port": HTTP_PORT, "targetPort": HTTP_PORT, "protocol": "TCP"}]},
+        }),
+        serde_json::json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {
+                "name": format!("{SERVICE_NAME}-docker"),
+                "namespace": SERVICE_NAMESPACE,
+                "labels": {
+                    "kubernetes.io/service-name": SERVICE_NAME,
+                    "endpointslice.kubernetes.io/managed-by": "kindling",
+                    "app.kubernetes.io/managed-by": "kindling",
+                },
+            },
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [ip], "conditions": {"ready": true}}],
+            "ports": [{"name": "http", "port": HTTP_PORT, "protocol": "TCP"}],
+        }),
+    ]
+}
+
 /// The repository URL as the host reaches it.
 pub fn host_repo_url(host_port: u16) -> String {
     format!("http://127.0.0.1:{host_port}/{ADMIN_USER}/{REPOSITORY}.git")

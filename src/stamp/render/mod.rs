@@ -46,10 +46,11 @@ pub struct RenderOptions {
 }
 
 impl RenderOptions {
-    /// The defaults of an env: Gitea reached by container name on the cluster's network.
-    pub fn for_env(env: &str) -> RenderOptions {
+    /// What `env create` uses: the env's Gitea through its in-cluster Service (the same name
+    /// in every env: each cluster has its own), branch `main`, the credentials Secret.
+    pub fn standard() -> RenderOptions {
         RenderOptions {
-            repo_url: format!("http://kindling-{env}-gitea:3000/kindling/source.git"),
+            repo_url: crate::gitea::service_repo_url(),
             branch: "main".to_string(),
             credentials_secret: Some(CREDENTIALS_SECRET.to_string()),
             bundle_dir: ".kindling".to_string(),
