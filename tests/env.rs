@@ -1313,4 +1313,45 @@ esac
         assert_eq!(root["spec"]["path"], "./.kindling/flux/stamp");
         delete_clean(&h, &env);
     }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_rerun_makes_again_what_disappeared_behind_kindlings_back() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        let env = unique("gone");
+        ok(&h.create(&env, &[]));
+        // The cluster and the registry container vanish (someone ran kind delete / docker rm).
+        let cluster = format!("kindling-{env}");
+        let deleted = std::process::Command::new(h.path("bin/kind"))
+            .args(["delete", "cluster", "--name", &cluster])
+            .status()
+            .unwrap();
+        assert!(deleted.success());
+        assert!(
+            docker_cli(&["rm", "-f", &format!("kindling-{env}-registry")])
+                .status
+                .success()
+        );
+        let status = ok(&h.run(&["env", "status", &env, "--output", "json"], &[]));
+        assert_eq!(status["status"]["cluster"]["state"], "missing");
+        assert_eq!(status["status"]["ready"], false);
+        let rerun = h.create(&env, &[]);
+        let doc = ok(&rerun);
+        let done: Vec<&str> = doc["env"]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["status"] == "done")
+            .map(|s| s["name"].as_str().unwrap())
+            .collect();
+        for step in ["cluster", "registry", "engine"] {
+            assert!(done.contains(&step), "{step} not redone: {done:?}");
+        }
+        assert!(String::from_utf8_lossy(&rerun.stderr).contains("is gone; making it again"));
+        assert!(container_exists(&format!("kindling-{env}-control-plane")));
+        assert!(container_exists(&format!("kindling-{env}-registry")));
+        delete_clean(&h, &env);
+    }
 }

@@ -552,10 +552,36 @@ async fn create_steps(
     let cluster_name = resolved.name.clone();
     let context = provider.context(&cluster_name);
     let network = network_name(&env);
-    let cluster_done = run.state.is_done("cluster") && run.state.cluster.is_some();
-    let gitea_done = run.state.is_done("gitea") && run.state.gitea.is_some();
+    // A step recorded as done is skipped only if what it made is still there: a cluster
+    // deleted behind kindling's back, or a removed container, is made again.
+    let running = |name: String| {
+        let docker = docker.clone();
+        async move { docker.state(&name).await.is_ok_and(|s| s == "running") }
+    };
+    let cluster_done = run.state.is_done("cluster")
+        && run.state.cluster.is_some()
+        && provider.exists(&cluster_name).unwrap_or(false);
+    let gitea_done = run.state.is_done("gitea")
+        && match &run.state.gitea {
+            Some(g) if g.external => true,
+            Some(_) => running(gitea::container_name(&env)).await,
+            None => false,
+        };
     let registry_wanted = opts.profile.spec.registry;
-    let registry_done = run.state.is_done("registry");
+    let registry_done =
+        run.state.is_done("registry") && running(registry::registry_container(&env)).await;
+    for (step, done) in [
+        ("cluster", cluster_done),
+        ("gitea", gitea_done),
+        ("registry", registry_done || !registry_wanted),
+    ] {
+        if !done && run.state.is_done(step) {
+            progress.warn(&format!(
+                "{step} was created before but is gone; making it again"
+            ));
+            run.state.forget(step);
+        }
+    }
 
     let cluster_future = {
         let resolved = resolved.clone();
@@ -689,6 +715,10 @@ async fn create_steps(
                 kubeconfig,
                 network: provider.docker_network(&cluster_name),
             });
+            if created {
+                // A new cluster has no engine yet, whatever an earlier run recorded.
+                run.state.forget("engine");
+            }
             let detail = if created {
                 "created, nodes Ready"
             } else {
