@@ -45,10 +45,42 @@ mod env {
 
     /// What Flux would do, at once: the source at the repository's head, every entry applied
     /// and Ready at it while the root Kustomization is there and not suspended.
-    fn flux_controller(repo: PathBuf, entries: Vec<String>) -> impl FnMut(&mut Vec<Stored>) + Send {
+    /// Where the controllers read the pushed head from: a bare repository on the host (the
+    /// fake Gitea server) or inside the Gitea container of the env named in the cell.
+    #[derive(Clone)]
+    enum Head {
+        Repo(PathBuf),
+        Container(std::sync::Arc<std::sync::Mutex<String>>),
+    }
+
+    impl Head {
+        fn read(&self) -> Option<String> {
+            match self {
+                Head::Repo(repo) => repo_head(repo),
+                Head::Container(name) => {
+                    let name = name.lock().unwrap().clone();
+                    let out = docker_cli(&[
+                        "exec",
+                        &name,
+                        "git",
+                        "--git-dir=/data/git/kindling/source.git",
+                        "rev-parse",
+                        "--verify",
+                        "-q",
+                        "refs/heads/main",
+                    ]);
+                    out.status
+                        .success()
+                        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+                }
+            }
+        }
+    }
+
+    fn flux_controller(repo: Head, entries: Vec<String>) -> impl FnMut(&mut Vec<Stored>) + Send {
         move |objects: &mut Vec<Stored>| {
             builtin_controllers(objects);
-            let head = repo_head(&repo);
+            let head = repo.read();
             let Some(head) = head else { return };
             let revision = format!("main@sha1:{head}");
             let ready = |revision: &str| {
@@ -102,10 +134,10 @@ mod env {
     /// What Argo CD would do, at once: with the root Application automated, every child
     /// Application exists, Synced and Healthy at the repository's head; without the root,
     /// the children are gone (the resources finalizer).
-    fn argo_controller(repo: PathBuf, entries: Vec<String>) -> impl FnMut(&mut Vec<Stored>) + Send {
+    fn argo_controller(repo: Head, entries: Vec<String>) -> impl FnMut(&mut Vec<Stored>) + Send {
         move |objects: &mut Vec<Stored>| {
             builtin_controllers(objects);
-            let head = repo_head(&repo);
+            let head = repo.read();
             let Some(head) = head else { return };
             let status = json!({"sync": {"status": "Synced", "revision": head}, "health": {"status": "Healthy"}});
             let root = objects
@@ -189,6 +221,9 @@ esac
     }
 
     struct Harness {
+        /// With a Gitea container (the test image) instead of the external fake: the env whose
+        /// container the controllers read from.
+        docker_gitea: Option<std::sync::Arc<std::sync::Mutex<String>>>,
         dir: tempfile::TempDir,
         api: FakeApi,
         gitea: FakeGitea,
@@ -257,6 +292,10 @@ esac
         /// With `hostk8s`, the source is a copy of the HostK8s fixture repository
         /// (`software/stacks/sample`), run unchanged; otherwise kindling's sample stamp.
         fn build(engine: &str, hostk8s: bool) -> Harness {
+            Harness::build_with(engine, hostk8s, false)
+        }
+
+        fn build_with(engine: &str, hostk8s: bool, docker_gitea: bool) -> Harness {
             ensure_test_image();
             ensure_test_registry_image();
             let dir = tempfile::tempdir().unwrap();
@@ -273,7 +312,13 @@ esac
             };
             let entries = entry_names(&stamp_dir);
             let gitea = FakeGitea::start("kindling", PASSWORD);
-            let repo = gitea.root.join("kindling/source.git");
+            let cell = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+            let repo = if docker_gitea {
+                super::common::ensure_test_gitea_image();
+                Head::Container(cell.clone())
+            } else {
+                Head::Repo(gitea.root.join("kindling/source.git"))
+            };
             let api = match engine {
                 "argo" => FakeApi::start(Some(Box::new(argo_controller(repo, entries)))),
                 _ => FakeApi::start(Some(Box::new(flux_controller(repo, entries)))),
@@ -302,7 +347,12 @@ esac
                 format!("apiVersion: kindling.dev/v1alpha1\nkind: ClusterProfile\nmetadata: {{name: test}}\nspec:\n  provider: kind\n  kubernetesVersion: \"1.32\"\n  ingress: {{http: 18080, https: 18443}}\n  registry: true\n  registryPort: {registry_port}\n  imageCaches: false\n"),
             )
             .unwrap();
-            Harness { dir, api, gitea }
+            Harness {
+                docker_gitea: docker_gitea.then_some(cell),
+                dir,
+                api,
+                gitea,
+            }
         }
 
         fn path(&self, p: &str) -> PathBuf {
@@ -322,18 +372,23 @@ esac
                 .env("CI", "true")
                 .env("KINDLING_DATA_DIR", self.path("data"))
                 .env("KINDLING_CACHE_DIR", self.path("cache"))
-                .env("KINDLING_GITEA_URL", &self.gitea.url)
-                .env("KINDLING_GITEA_PASSWORD", PASSWORD)
-                .env(
-                    "KINDLING_GITEA_CLUSTER_URL",
-                    "http://gitea.kindling.test/kindling/source.git",
-                )
                 .env("KINDLING_REGISTRY_IMAGE", TEST_REGISTRY_IMAGE)
                 .env("KINDLING_MANIFESTS_DIR", self.path("manifests"))
                 .env("KINDLING_STEP_TIMEOUT", "30")
                 .env("KINDLING_POLL_MS", "100")
                 .env("KINDLING_LOCK_WAIT", "0")
                 .env_remove("KINDLING_FAIL_AT");
+            if self.docker_gitea.is_some() {
+                cmd.env("KINDLING_GITEA_IMAGE", super::common::TEST_GITEA_IMAGE)
+                    .env_remove("KINDLING_GITEA_URL");
+            } else {
+                cmd.env("KINDLING_GITEA_URL", &self.gitea.url)
+                    .env("KINDLING_GITEA_PASSWORD", PASSWORD)
+                    .env(
+                        "KINDLING_GITEA_CLUSTER_URL",
+                        "http://gitea.kindling.test/kindling/source.git",
+                    );
+            }
             for (k, v) in extra {
                 cmd.env(k, v);
             }
@@ -1353,5 +1408,96 @@ esac
         assert!(container_exists(&format!("kindling-{env}-control-plane")));
         assert!(container_exists(&format!("kindling-{env}-registry")));
         delete_clean(&h, &env);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_with_a_gitea_container_round_trip() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::build_with("flux", false, true);
+        let env = unique("gt");
+        let container = format!("kindling-{env}-gitea");
+        *h.docker_gitea.as_ref().unwrap().lock().unwrap() = container.clone();
+        let created = ok(&h.create(&env, &[]));
+        let gitea_port = h.state(&env)["ports"]["gitea"].as_u64().unwrap();
+        assert_eq!(
+            created["env"]["giteaUrl"],
+            format!("http://127.0.0.1:{gitea_port}")
+        );
+        // The container: labelled, published on loopback only, data in a labelled volume, on
+        // the cluster's network; the admin password is kept 0600 in the state, never printed.
+        let labels = docker_cli(&[
+            "inspect",
+            "-f",
+            "{{index .Config.Labels \"dev.kindling.env\"}}",
+            &container,
+        ]);
+        assert_eq!(String::from_utf8_lossy(&labels.stdout).trim(), env);
+        let ports = String::from_utf8_lossy(&docker_cli(&["port", &container]).stdout).to_string();
+        assert_eq!(ports.trim(), format!("3000/tcp -> 127.0.0.1:{gitea_port}"));
+        assert!(
+            docker_cli(&["volume", "inspect", &format!("kindling-{env}-gitea-data")])
+                .status
+                .success()
+        );
+        let password = h.state(&env)["gitea"]["password"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(password.len() >= 24);
+        assert!(!String::from_utf8_lossy(&created.to_string().into_bytes()).contains(&password));
+        // The engine reaches it through the Service over the container's address on `kind`.
+        let ip = String::from_utf8_lossy(
+            &docker_cli(&[
+                "inspect",
+                "-f",
+                "{{(index .NetworkSettings.Networks \"kind\").IPAddress}}",
+                &container,
+            ])
+            .stdout,
+        )
+        .trim()
+        .to_string();
+        let slice = h.api.object("EndpointSlice", "gitea-docker").unwrap();
+        assert_eq!(slice["endpoints"][0]["addresses"][0], ip.as_str());
+        let repo = h.api.object("GitRepository", "kindling").unwrap();
+        assert_eq!(
+            repo["spec"]["url"],
+            "http://gitea.kindling-system.svc.cluster.local:3000/kindling/source.git"
+        );
+        // Sync pushes into the container's repository.
+        std::fs::write(h.path("source/stamps/sample/applications/api/c.txt"), "c\n").unwrap();
+        let synced = ok(&h.run(
+            &["env", "sync", &env, "--output", "json", "--timeout", "30s"],
+            &[],
+        ));
+        assert!(
+            synced["sync"]["status"]["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e["readiness"] == "ready")
+        );
+        // A rerun keeps the running Gitea (and its password); after a restart of the container
+        // the stored password still works.
+        let rerun = ok(&h.create(&env, &[]));
+        let gitea_step = rerun["env"]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "gitea")
+            .unwrap()
+            .clone();
+        assert_eq!(gitea_step["status"], "skipped");
+        assert!(docker_cli(&["stop", &container]).status.success());
+        ok(&h.create(&env, &[]));
+        assert_eq!(h.state(&env)["gitea"]["password"], password.as_str());
+        delete_clean(&h, &env);
+        assert!(
+            !docker_cli(&["volume", "inspect", &format!("kindling-{env}-gitea-data")])
+                .status
+                .success()
+        );
     }
 }

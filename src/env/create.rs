@@ -583,6 +583,18 @@ async fn create_steps(
         }
     }
 
+    // The env's own network, made once here: Gitea and the registry start on it side by side,
+    // and two concurrent creates of one name give Docker two networks of that name.
+    if run.state.gitea.as_ref().is_none_or(|g| !g.external) || registry_wanted {
+        failed(
+            progress,
+            "gitea",
+            docker
+                .ensure_network(&network, &env_labels(&env))
+                .await
+                .map_err(EnvError::from),
+        )?;
+    }
     let cluster_future = {
         let resolved = resolved.clone();
         let env_dir = run.env_dir.clone();
@@ -656,7 +668,6 @@ async fn create_steps(
                     registry::registry_container(&env),
                     settings.registry_image
                 ));
-                docker.ensure_network(&network, &env_labels(&env)).await?;
                 let spec =
                     registry::local_registry_spec(&env, &network, port, &settings.registry_image);
                 for v in &spec.volumes {
@@ -1032,7 +1043,6 @@ async fn ensure_gitea(
         Some(g) => (g.url.clone(), g.user.clone(), g.password.clone(), true),
         None => {
             let port = port.ok_or_else(|| EnvError::Preflight("no Gitea port allocated".into()))?;
-            docker.ensure_network(network, &env_labels(env)).await?;
             let mut spec = gitea::container_spec(env, network, port);
             spec.image = settings.gitea_image.clone();
             for v in &spec.volumes {

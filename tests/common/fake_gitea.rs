@@ -11,6 +11,9 @@ use std::sync::Arc;
 
 use super::repo_dir;
 
+/// Decides whether an `Authorization` header may use the API and push.
+pub type Authorize = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
 pub struct FakeGitea {
     pub url: String,
     pub root: PathBuf,
@@ -25,7 +28,7 @@ pub fn recorded_token() -> String {
     value["sha1"].as_str().unwrap().to_string()
 }
 
-fn basic(user: &str, secret: &str) -> String {
+pub fn basic(user: &str, secret: &str) -> String {
     use base64::Engine as _;
     format!(
         "Basic {}",
@@ -64,16 +67,10 @@ impl FakeGitea {
     pub fn serve(root: PathBuf, accepted: Vec<String>) -> FakeGitea {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let accepted = Arc::new(accepted);
+        let authorize: Authorize =
+            Arc::new(move |header: &str| accepted.iter().any(|a| a == header));
         let served = root.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { return };
-                let root = served.clone();
-                let accepted = accepted.clone();
-                std::thread::spawn(move || handle(stream, &root, &accepted));
-            }
-        });
+        std::thread::spawn(move || run(listener, served, authorize));
         FakeGitea {
             url,
             root,
@@ -95,6 +92,16 @@ impl FakeGitea {
     }
 }
 
+/// Answers every connection of `listener` (forever).
+pub fn run(listener: std::net::TcpListener, root: PathBuf, authorize: Authorize) {
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { return };
+        let root = root.clone();
+        let authorize = authorize.clone();
+        std::thread::spawn(move || handle(stream, &root, &*authorize));
+    }
+}
+
 fn respond(stream: &mut std::net::TcpStream, status: &str, body: &str) {
     let reply = format!(
         "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -107,7 +114,11 @@ fn recorded(name: &str) -> String {
     std::fs::read_to_string(repo_dir().join("tests/data/gitea").join(name)).unwrap()
 }
 
-fn handle(stream: std::net::TcpStream, root: &Path, accepted: &[String]) {
+fn handle(
+    stream: std::net::TcpStream,
+    root: &Path,
+    authorize: &(dyn Fn(&str) -> bool + Send + Sync),
+) {
     let _ = stream.set_nodelay(true);
     let mut reader = BufReader::new(stream);
     let mut request_line = String::new();
@@ -155,9 +166,7 @@ fn handle(stream: std::net::TcpStream, root: &Path, accepted: &[String]) {
     if path == "/api/healthz" {
         return respond(&mut stream, "200 OK", r#"{"status":"pass"}"#);
     }
-    let authorized = headers
-        .get("authorization")
-        .is_some_and(|a| accepted.contains(a));
+    let authorized = headers.get("authorization").is_some_and(|a| authorize(a));
     if !authorized {
         let _ = write!(
             stream,

@@ -316,3 +316,101 @@ pub fn docker_labelled(env: &str) -> Vec<String> {
     }
     found
 }
+
+/// An image that stands in for Gitea here (the real one cannot be pulled): the fake Gitea
+/// server (examples/fake_gitea_server.rs, recorded REST payloads + real `git http-backend`)
+/// on :3000, a `gitea admin user create|change-password` stand-in that keeps the password in
+/// /data, `curl` for the health check, and a `git` user, as in Gitea's image.
+pub const TEST_GITEA_IMAGE: &str = "kindling-test/gitea:1";
+
+pub fn ensure_test_gitea_image() {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        // The server binary, built for the profile these tests run in.
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+        let mut cargo = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cargo
+            .args(["build", "--quiet", "--example", "fake_gitea_server", "--target-dir"])
+            .arg(profile_dir.parent().unwrap())
+            .current_dir(repo_dir());
+        if profile_dir.ends_with("release") {
+            cargo.arg("--release");
+        }
+        assert!(cargo.status().unwrap().success(), "building the fake Gitea server");
+        let server = profile_dir.join("examples/fake_gitea_server");
+        if image_present(TEST_GITEA_IMAGE) {
+            // Rebuild when the server changed since the image was made.
+            let out = docker_cli(&["image", "inspect", "-f", "{{index .Config.Labels \"server-sum\"}}", TEST_GITEA_IMAGE]);
+            let sum = kindling::cluster::tools::sha256_hex(&std::fs::read(&server).unwrap());
+            if String::from_utf8_lossy(&out.stdout).trim() == sum {
+                return;
+            }
+        }
+        let rootfs = tempfile::tempdir().unwrap();
+        let root = rootfs.path();
+        let copy = |from: &Path, to: &Path| {
+            let to = root.join(to.strip_prefix("/").unwrap());
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(from, &to).unwrap();
+        };
+        let with_libraries = |binary: &Path, to: &Path| {
+            copy(binary, to);
+            let ldd = std::process::Command::new("ldd").arg(binary).output().unwrap();
+            for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+                let path = line.split("=>").last().unwrap().split_whitespace().next().unwrap_or("");
+                if path.starts_with('/') {
+                    copy(Path::new(path), Path::new(path));
+                }
+            }
+        };
+        with_libraries(&server, Path::new("/usr/local/bin/fake-gitea-server"));
+        with_libraries(Path::new("/usr/bin/git"), Path::new("/usr/bin/git"));
+        with_libraries(
+            Path::new("/usr/lib/git-core/git-http-backend"),
+            Path::new("/usr/lib/git-core/git-http-backend"),
+        );
+        for f in std::fs::read_dir(repo_dir().join("tests/data/gitea")).unwrap() {
+            let f = f.unwrap().path();
+            copy(&f, &Path::new("/srv/tests/data/gitea").join(f.file_name().unwrap()));
+        }
+        copy(Path::new("/bin/busybox"), Path::new("/bin/busybox"));
+        for applet in ["sh", "mkdir", "chown", "wget", "cat", "sleep", "printf"] {
+            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+        }
+        let script = |path: &str, text: &str| {
+            let p = root.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, text).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        script(
+            "usr/local/bin/gitea",
+            "#!/bin/sh\n# gitea admin user create|change-password ... --password PW ...\naction=$3; pw=\n\
+             while [ $# -gt 0 ]; do [ \"$1\" = --password ] && pw=$2; shift; done\n\
+             case $action in\n\
+               create) if [ -s /data/admin-password ]; then echo 'Command error: CreateUser: user already exists [name: kindling]' >&2; exit 1; fi; printf '%s' \"$pw\" > /data/admin-password ;;\n\
+               change-password) printf '%s' \"$pw\" > /data/admin-password ;;\n\
+               *) echo \"fake gitea: unexpected $action\" >&2; exit 1 ;;\n\
+             esac\n",
+        );
+        script("usr/local/bin/curl", "#!/bin/sh\nfor a; do url=$a; done\nexec wget -q -O /dev/null \"$url\"\n");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\ngit:x:1000:1000:git:/data:/bin/sh\n").unwrap();
+        std::fs::write(root.join("etc/group"), "root:x:0:\ngit:x:1000:\n").unwrap();
+        std::fs::create_dir_all(root.join("tmp")).unwrap();
+        std::fs::create_dir_all(root.join("data")).unwrap();
+        let sum = kindling::cluster::tools::sha256_hex(&std::fs::read(&server).unwrap());
+        import_rootfs(
+            root,
+            TEST_GITEA_IMAGE,
+            &[
+                r#"CMD ["/bin/sh", "-c", "mkdir -p /data/git && chown 1000:1000 /data && exec /usr/local/bin/fake-gitea-server"]"#,
+                "ENV PATH=/usr/local/bin:/usr/bin:/bin",
+                &format!("LABEL server-sum={sum}"),
+                "EXPOSE 3000",
+            ],
+        );
+    });
+}
