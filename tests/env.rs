@@ -220,6 +220,29 @@ esac
         install_fake_cli(bin, "k3d", "k3d", api_url, &script);
     }
 
+    /// The `kind` network every fake kind cluster joins, made once: fake kind CLIs starting
+    /// side by side would each create it, and Docker allows two networks of one name.
+    fn ensure_kind_network() {
+        static MADE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+        MADE.get_or_init(|| {
+            let ids = docker_cli(&["network", "ls", "-q", "--filter", "name=^kind$"]);
+            let ids: Vec<String> = String::from_utf8_lossy(&ids.stdout)
+                .lines()
+                .map(str::to_string)
+                .collect();
+            match ids.len() {
+                0 => assert!(docker_cli(&["network", "create", "kind"]).status.success()),
+                1 => {}
+                // Left by an earlier run that raced: keep one.
+                _ => {
+                    for id in &ids[1..] {
+                        docker_cli(&["network", "rm", id]);
+                    }
+                }
+            }
+        });
+    }
+
     struct Harness {
         /// With a Gitea container (the test image) instead of the external fake: the env whose
         /// container the controllers read from.
@@ -296,6 +319,7 @@ esac
         }
 
         fn build_with(engine: &str, hostk8s: bool, docker_gitea: bool) -> Harness {
+            ensure_kind_network();
             ensure_test_image();
             ensure_test_registry_image();
             let dir = tempfile::tempdir().unwrap();
