@@ -204,7 +204,8 @@ case "$1 $2" in
   "cluster create")
     name=$(sed -n 's/^  name: //p' "$4" | head -1)
     docker network create "k3d-$name" >/dev/null 2>&1
-    docker run -d --name "k3d-$name-server-0" --label k3d.cluster="$name" --network "k3d-$name" {TEST_IMAGE} sleep 1000000 >/dev/null || exit 1
+    label=$(sed -n 's/^    - label: \(dev.kindling.env=.*\)$/\1/p' "$4" | head -1)
+    docker run -d --name "k3d-$name-server-0" --label k3d.cluster="$name" --label "$label" --network "k3d-$name" {TEST_IMAGE} sleep 1000000 >/dev/null || exit 1
     echo "$name" >> "$here/k3d-clusters" ;;
   "cluster delete")
     docker rm -f "k3d-$3-server-0" >/dev/null 2>&1
@@ -1158,7 +1159,28 @@ esac
             refreshed["metadata"]["annotations"]["argocd.argoproj.io/refresh"],
             "normal"
         );
-        delete_clean(&h, &env);
+        // The node carries the env label (k3d runtime label) but is the provider's to remove:
+        // kindling's own sweep must not take it first.
+        let deleted = ok(&h.run(&["env", "delete", &env, "--output", "json"], &[]));
+        let removed = deleted["deleted"][0]["removed"]["containers"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert!(
+            !removed
+                .iter()
+                .any(|c| c.as_str().unwrap().contains("server-0")),
+            "{removed:?}"
+        );
+        assert_eq!(
+            deleted["deleted"][0]["cluster"],
+            format!("k3d kindling-{env}")
+        );
+        assert!(
+            docker_labelled(&env).is_empty(),
+            "{:?}",
+            docker_labelled(&env)
+        );
         assert!(
             !docker_cli(&["network", "inspect", &format!("k3d-kindling-{env}")])
                 .status

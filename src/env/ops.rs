@@ -528,46 +528,36 @@ pub async fn delete(
         env: name.to_string(),
         ..Default::default()
     };
-    // Our containers go first: attached to the cluster's network, they would keep the
-    // provider from removing it.
-    let t = Instant::now();
-    progress.start(
-        "docker",
-        &format!("objects labelled {}={name}", crate::ENV_LABEL),
-    );
-    match DockerClient::connect().await {
-        Ok(docker) => {
-            report.removed = docker.sweep(name).await?;
-            // Shared caches attached to the cluster's own network (k3d) would keep the
-            // provider from removing it.
-            let network = state
-                .as_ref()
-                .and_then(|s| s.cluster.as_ref())
-                .map(|c| c.network.clone());
-            if let Some(network) = network.filter(|n| n != "kind") {
-                for cache in docker
-                    .containers_labelled(crate::docker::CACHE_LABEL)
-                    .await?
-                {
-                    docker.disconnect_network(&cache, &network).await?;
-                }
-            }
-        }
+    let docker = match DockerClient::connect().await {
+        Ok(docker) => docker,
         Err(e) => {
             progress.fail("docker", &e.to_string());
             return Err(e.into());
         }
+    };
+    // Gitea and the registry go before the cluster: attached to its network (k3d's own), they
+    // would keep the provider from removing it. So do shared caches, which are only detached.
+    // The cluster's nodes may carry the env label too (k3d): they are the provider's to remove.
+    for container in [
+        crate::gitea::container_name(name),
+        crate::registry::registry_container(name),
+    ] {
+        if docker.remove_container(&container).await? {
+            report.removed.containers.push(container);
+        }
     }
-    progress.done(
-        "docker",
-        t.elapsed(),
-        &format!(
-            "{} containers, {} volumes, {} networks",
-            report.removed.containers.len(),
-            report.removed.volumes.len(),
-            report.removed.networks.len()
-        ),
-    );
+    let network = state
+        .as_ref()
+        .and_then(|s| s.cluster.as_ref())
+        .map(|c| c.network.clone());
+    if let Some(network) = network.filter(|n| n != "kind") {
+        for cache in docker
+            .containers_labelled(crate::docker::CACHE_LABEL)
+            .await?
+        {
+            docker.disconnect_network(&cache, &network).await?;
+        }
+    }
     let cluster_name = crate::cluster::cluster_name(name);
     // Without state (an orphan), the cluster may be of either provider.
     let providers = match &state {
@@ -610,6 +600,26 @@ pub async fn delete(
         } else {
             "none"
         },
+    );
+    // Then everything else labelled for the env (volumes, its network, what a crash left).
+    let t = Instant::now();
+    progress.start(
+        "docker",
+        &format!("objects labelled {}={name}", crate::ENV_LABEL),
+    );
+    let swept = docker.sweep(name).await?;
+    report.removed.containers.extend(swept.containers);
+    report.removed.volumes.extend(swept.volumes);
+    report.removed.networks.extend(swept.networks);
+    progress.done(
+        "docker",
+        t.elapsed(),
+        &format!(
+            "{} containers, {} volumes, {} networks",
+            report.removed.containers.len(),
+            report.removed.volumes.len(),
+            report.removed.networks.len()
+        ),
     );
     drop(lock);
     if env_dir.exists() {
