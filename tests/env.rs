@@ -1073,10 +1073,18 @@ esac
             "watched\n",
         )
         .unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let edited = std::time::Instant::now();
+        let deadline = edited + Duration::from_secs(60);
         while watch.try_wait().unwrap().is_none() {
             assert!(std::time::Instant::now() < deadline, "watch did not sync");
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if std::env::var_os("KINDLING_BENCH_REPORT").is_some() {
+            // Edit → pushed → every entry reconciled at the new commit (watch exits then).
+            println!(
+                "bench: watch edit to reconciled {:.2}s",
+                edited.elapsed().as_secs_f64()
+            );
         }
         let after = h.state(&env)["commit"].as_str().unwrap().to_string();
         assert_ne!(before, after);
