@@ -420,6 +420,13 @@ esac
             cmd
         }
 
+        /// Runs with `--output json`; must succeed with one JSON document.
+        fn json(&self, args: &[&str]) -> Value {
+            let mut all = args.to_vec();
+            all.extend(["--output", "json"]);
+            ok(&self.run(&all, &[]))
+        }
+
         fn run(&self, args: &[&str], extra: &[(&str, &str)]) -> Output {
             self.command(args, extra).output().unwrap()
         }
@@ -464,6 +471,20 @@ esac
             .collect()
     }
 
+    /// The failure document of `out` names `what` in its error.
+    fn error_says(out: &Output, what: &str) -> Value {
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not one JSON document ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        });
+        assert_eq!(doc["ok"], false, "{doc}");
+        let error = doc["error"].as_str().unwrap_or_default();
+        assert!(error.contains(what), "{doc}");
+        doc
+    }
+
     fn ok(out: &Output) -> Value {
         assert!(
             out.status.success(),
@@ -485,7 +506,7 @@ esac
     }
 
     fn delete_clean(h: &Harness, env: &str) {
-        let out = ok(&h.run(&["env", "delete", env, "--output", "json"], &[]));
+        let out = h.json(&["env", "delete", env]);
         assert_eq!(out["deleted"][0]["env"], env);
         assert!(
             docker_labelled(env).is_empty(),
@@ -592,7 +613,7 @@ esac
         );
 
         // status: JSON and the text table.
-        let status = ok(&h.run(&["env", "status", &env, "--output", "json"], &[]));
+        let status = h.json(&["env", "status", &env]);
         assert_eq!(status["status"]["ready"], true, "{status:#}");
         assert_eq!(status["status"]["registry"]["state"], "running");
         let text = h.run(&["env", "status", &env], &[]);
@@ -647,7 +668,7 @@ esac
                 .trim()
                 .ends_with("kubeconfig")
         );
-        let list = ok(&h.run(&["env", "list", "--output", "json"], &[]));
+        let list = h.json(&["env", "list"]);
         let mine = list["envs"]
             .as_array()
             .unwrap()
@@ -756,14 +777,7 @@ esac
         let env = unique("half");
         let out = h.create(&env, &[]);
         assert_eq!(out.status.code(), Some(1));
-        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert!(
-            doc["error"]
-                .as_str()
-                .unwrap()
-                .contains("node did not become ready"),
-            "{doc}"
-        );
+        error_says(&out, "node did not become ready");
         // Gitea and the registry finished beside the failed cluster, and are recorded.
         let state = h.state(&env);
         let done = done_steps(&state);
@@ -795,7 +809,7 @@ esac
         for key in ["http", "https", "registry"] {
             assert_ne!(pa[key], pb[key], "{key}: {pa} vs {pb}");
         }
-        let list = ok(&h.run(&["env", "list", "--output", "json"], &[]));
+        let list = h.json(&["env", "list"]);
         let names: Vec<&str> = list["envs"]
             .as_array()
             .unwrap()
@@ -820,23 +834,18 @@ esac
         let h = Harness::new();
         let env = unique("hold");
         let profile = h.path("profile.yaml");
-        let created = ok(&h.run(
-            &[
-                "env",
-                "create",
-                &env,
-                "--stamp",
-                "sample",
-                "--profile",
-                profile.to_str().unwrap(),
-                "--hold",
-                "--output",
-                "json",
-            ],
-            &[],
-        ));
+        let created = h.json(&[
+            "env",
+            "create",
+            &env,
+            "--stamp",
+            "sample",
+            "--profile",
+            profile.to_str().unwrap(),
+            "--hold",
+        ]);
         assert_eq!(created["env"]["awaitingApproval"], true);
-        let status = ok(&h.run(&["env", "status", &env, "--output", "json"], &[]));
+        let status = h.json(&["env", "status", &env]);
         assert_eq!(status["status"]["reconciliation"]["awaitingApproval"], true);
         assert_eq!(status["status"]["ready"], false);
         assert!(
@@ -861,30 +870,14 @@ esac
             &[],
         );
         assert_eq!(waited.status.code(), Some(3));
-        let doc: Value = serde_json::from_slice(&waited.stdout).unwrap();
-        assert!(
-            doc["error"].as_str().unwrap().contains("awaiting approval"),
-            "{doc}"
-        );
+        error_says(&waited, "awaiting approval");
 
-        let approved = ok(&h.run(&["env", "approve", &env, "--output", "json"], &[]));
+        let approved = h.json(&["env", "approve", &env]);
         assert_eq!(approved["approve"]["wasHeld"], true);
-        let status = ok(&h.run(
-            &[
-                "env",
-                "status",
-                &env,
-                "--wait",
-                "--timeout",
-                "30s",
-                "--output",
-                "json",
-            ],
-            &[],
-        ));
+        let status = h.json(&["env", "status", &env, "--wait", "--timeout", "30s"]);
         assert_eq!(status["status"]["ready"], true, "{status:#}");
 
-        let restarted = ok(&h.run(&["env", "restart", &env, "--output", "json"], &[]));
+        let restarted = h.json(&["env", "restart", &env]);
         assert_eq!(restarted["restart"]["stamp"], "sample");
         let deletes = h
             .api
@@ -893,19 +886,7 @@ esac
             .filter(|r| r.method == "DELETE" && r.path.contains("kustomizations/kindling-sample"))
             .count();
         assert_eq!(deletes, 1);
-        let status = ok(&h.run(
-            &[
-                "env",
-                "status",
-                &env,
-                "--wait",
-                "--timeout",
-                "30s",
-                "--output",
-                "json",
-            ],
-            &[],
-        ));
+        let status = h.json(&["env", "status", &env, "--wait", "--timeout", "30s"]);
         assert_eq!(status["status"]["ready"], true);
         delete_clean(&h, &env);
     }
@@ -959,7 +940,7 @@ esac
             &format!("kindling-{orphan}-data"),
         ]);
         assert!(created.status.success());
-        let list = ok(&h.run(&["env", "list", "--output", "json"], &[]));
+        let list = h.json(&["env", "list"]);
         let entry = list["envs"]
             .as_array()
             .unwrap()
@@ -972,7 +953,7 @@ esac
             entry["docker"]["volumes"],
             json!([format!("kindling-{orphan}-data")])
         );
-        let deleted = ok(&h.run(&["env", "delete", &orphan, "--output", "json"], &[]));
+        let deleted = h.json(&["env", "delete", &orphan]);
         assert_eq!(
             deleted["deleted"][0]["removed"]["volumes"],
             json!([format!("kindling-{orphan}-data")])
@@ -985,21 +966,16 @@ esac
         let h = Harness::new();
         let profile = h.path("profile.yaml");
         let env = unique("dry");
-        let out = ok(&h.run(
-            &[
-                "env",
-                "create",
-                &env,
-                "--stamp",
-                "sample",
-                "--profile",
-                profile.to_str().unwrap(),
-                "--dry-run",
-                "--output",
-                "json",
-            ],
-            &[],
-        ));
+        let out = h.json(&[
+            "env",
+            "create",
+            &env,
+            "--stamp",
+            "sample",
+            "--profile",
+            profile.to_str().unwrap(),
+            "--dry-run",
+        ]);
         let plan = &out["plan"];
         assert_eq!(plan["steps"].as_array().unwrap().len(), 11);
         assert_eq!(plan["cluster"]["name"], format!("kindling-{env}"));
@@ -1100,27 +1076,22 @@ esac
         let h = Harness::with_engine("argo");
         let env = unique("argo");
         let profile = h.path("profile.yaml");
-        let created = ok(&h.run(
-            &[
-                "env",
-                "create",
-                &env,
-                "--stamp",
-                "sample",
-                "--profile",
-                profile.to_str().unwrap(),
-                "--provider",
-                "k3d",
-                "--engine",
-                "argo",
-                "--wait",
-                "--timeout",
-                "60s",
-                "--output",
-                "json",
-            ],
-            &[],
-        ));
+        let created = h.json(&[
+            "env",
+            "create",
+            &env,
+            "--stamp",
+            "sample",
+            "--profile",
+            profile.to_str().unwrap(),
+            "--provider",
+            "k3d",
+            "--engine",
+            "argo",
+            "--wait",
+            "--timeout",
+            "60s",
+        ]);
         assert_eq!(created["env"]["context"], format!("k3d-kindling-{env}"));
         assert_eq!(created["env"]["engine"], "argo");
         assert!(
@@ -1169,7 +1140,7 @@ esac
         );
         // The node carries the env label (k3d runtime label) but is the provider's to remove:
         // kindling's own sweep must not take it first.
-        let deleted = ok(&h.run(&["env", "delete", &env, "--output", "json"], &[]));
+        let deleted = h.json(&["env", "delete", &env]);
         let removed = deleted["deleted"][0]["removed"]["containers"]
             .as_array()
             .unwrap()
@@ -1238,14 +1209,7 @@ esac
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert!(
-            doc["error"]
-                .as_str()
-                .unwrap()
-                .contains("interrupted after step"),
-            "{doc}"
-        );
+        error_says(&out, "interrupted after step");
         // The step under way finished and was recorded; nothing after it ran.
         let state = h.state(&env);
         let done = done_steps(&state);
@@ -1318,27 +1282,19 @@ esac
         let mut real: Vec<(&str, Value)> = Vec::new();
         real.push((
             "kindling env create --dry-run",
-            ok(&h.run(
-                &[
-                    "env",
-                    "create",
-                    &env,
-                    "--stamp",
-                    "sample",
-                    "--profile",
-                    profile.to_str().unwrap(),
-                    "--dry-run",
-                    "--output",
-                    "json",
-                ],
-                &[],
-            )),
+            h.json(&[
+                "env",
+                "create",
+                &env,
+                "--stamp",
+                "sample",
+                "--profile",
+                profile.to_str().unwrap(),
+                "--dry-run",
+            ]),
         ));
         real.push(("kindling env create", ok(&h.create(&env, &[]))));
-        real.push((
-            "kindling env status",
-            ok(&h.run(&["env", "status", &env, "--output", "json"], &[])),
-        ));
+        real.push(("kindling env status", h.json(&["env", "status", &env])));
         std::fs::write(
             h.path("source/stamps/sample/applications/api/doc.txt"),
             "x\n",
@@ -1348,14 +1304,8 @@ esac
             "kindling env sync",
             ok(&h.run(&["env", "sync", &env, "--output", "json", "--no-wait"], &[])),
         ));
-        real.push((
-            "kindling env list",
-            ok(&h.run(&["env", "list", "--output", "json"], &[])),
-        ));
-        real.push((
-            "kindling env delete",
-            ok(&h.run(&["env", "delete", &env, "--output", "json"], &[])),
-        ));
+        real.push(("kindling env list", h.json(&["env", "list"])));
+        real.push(("kindling env delete", h.json(&["env", "delete", &env])));
         let documented = documented_shapes();
         assert_eq!(
             documented.len(),
@@ -1443,7 +1393,7 @@ esac
                 .status
                 .success()
         );
-        let status = ok(&h.run(&["env", "status", &env, "--output", "json"], &[]));
+        let status = h.json(&["env", "status", &env]);
         assert_eq!(status["status"]["cluster"]["state"], "missing");
         assert_eq!(status["status"]["ready"], false);
         let rerun = h.create(&env, &[]);

@@ -35,8 +35,10 @@ pub enum EnvCommand {
         /// Stamp name (under stamps/) or path to a stamp or HostK8s stack directory.
         #[arg(long, default_value = "sample")]
         stamp: String,
+        /// Cluster provider (default: the profile's; the default profile is kind).
         #[arg(long, value_enum)]
         provider: Option<ProviderArg>,
+        /// GitOps engine reconciling the stamp.
         #[arg(long, value_enum, default_value = "flux")]
         engine: EngineArg,
         /// Cluster profile (default: clusters/<provider>.yaml, else the built-in default).
