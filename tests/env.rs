@@ -1370,6 +1370,29 @@ esac
         );
         let root = h.api.object("Kustomization", "kindling-sample").unwrap();
         assert_eq!(root["spec"]["path"], "./.kindling/flux/stamp");
+        // The stack makes its own root-ca-secret with cert-manager: kindling leaves it alone
+        // rather than fight cert-manager over it, and says so.
+        assert!(h.api.object("Secret", "root-ca-secret").is_none());
+        let rerun = h.run(
+            &[
+                "env",
+                "create",
+                &env,
+                "--stamp",
+                "sample",
+                "--profile",
+                h.path("profile.yaml").to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert!(rerun.status.success());
+        let said = String::from_utf8_lossy(&rerun.stderr);
+        assert!(
+            said.contains(
+                "the stamp makes cert-manager/root-ca-secret itself (Certificate root-ca in"
+            ),
+            "{said}"
+        );
         delete_clean(&h, &env);
     }
 

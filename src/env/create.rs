@@ -136,9 +136,10 @@ fn to_env_err(e: tokio::task::JoinError) -> EnvError {
     EnvError::Preflight(format!("a background task failed: {e}"))
 }
 
-/// Ingress host names the stamp's manifests declare (for the URLs printed at the end).
-pub fn ingress_hosts(stamp: &Stamp) -> Vec<String> {
-    let mut hosts = Vec::new();
+/// Every YAML document of the stamp's path entries, with the file it is in (templated or
+/// malformed files are skipped: this is for hints, not validation).
+fn stamp_documents(stamp: &Stamp) -> Vec<(PathBuf, Value)> {
+    let mut out = Vec::new();
     for entry in &stamp.entries {
         let stamp::Source::Path(p) = &entry.source else {
             continue;
@@ -153,20 +154,54 @@ pub fn ingress_hosts(stamp: &Stamp) -> Vec<String> {
                 let Ok(value) = <Value as serde::Deserialize>::deserialize(doc) else {
                     break;
                 };
-                if value["kind"] != "Ingress" {
-                    continue;
-                }
-                for rule in value["spec"]["rules"].as_array().into_iter().flatten() {
-                    if let Some(h) = rule["host"].as_str()
-                        && !hosts.iter().any(|x| x == h)
-                    {
-                        hosts.push(h.to_string());
-                    }
-                }
+                out.push((file.clone(), value));
+            }
+        }
+    }
+    out
+}
+
+/// Ingress host names the stamp's manifests declare (for the URLs printed at the end).
+pub fn ingress_hosts(stamp: &Stamp) -> Vec<String> {
+    let mut hosts: Vec<String> = Vec::new();
+    for (_, value) in stamp_documents(stamp) {
+        if value["kind"] != "Ingress" {
+            continue;
+        }
+        for rule in value["spec"]["rules"].as_array().into_iter().flatten() {
+            if let Some(h) = rule["host"].as_str()
+                && !hosts.iter().any(|x| x == h)
+            {
+                hosts.push(h.to_string());
             }
         }
     }
     hosts
+}
+
+/// The cert-manager Certificate of the stamp that writes the Secret `namespace/name`, if any
+/// (a HostK8s stack makes its own self-signed `root-ca-secret`): kindling then leaves that
+/// Secret to the stamp instead of fighting cert-manager over it.
+pub fn stamp_certificate_for(stamp: &Stamp, namespace: &str, name: &str) -> Option<String> {
+    stamp_documents(stamp)
+        .into_iter()
+        .find_map(|(file, value)| {
+            let ours = value["kind"] == "Certificate"
+                && value["apiVersion"]
+                    .as_str()
+                    .is_some_and(|v| v.starts_with("cert-manager.io/"))
+                && value["spec"]["secretName"] == name
+                && value["metadata"]["namespace"]
+                    .as_str()
+                    .is_none_or(|ns| ns == namespace);
+            ours.then(|| {
+                format!(
+                    "Certificate {} in {}",
+                    value["metadata"]["name"].as_str().unwrap_or("?"),
+                    file.display()
+                )
+            })
+        })
 }
 
 fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) {
@@ -880,7 +915,7 @@ async fn create_steps(
     // 7. secrets: the CA for cert-manager and the stamp's bootstrap secrets.
     let started = Instant::now();
     progress.start("secrets", "CA and bootstrap secrets");
-    let secrets = apply_secrets(&kube, settings, &run.env_dir, stamp, &ca_secret).await;
+    let secrets = apply_secrets(&kube, settings, progress, &run.env_dir, stamp, &ca_secret).await;
     let count = failed(progress, "secrets", secrets)?;
     run.finished("secrets", started, format!("{count} Secrets"))?;
     run.between_steps("secrets")?;
@@ -1151,6 +1186,7 @@ async fn connect(
 pub async fn apply_secrets(
     kube: &KubeClient,
     settings: &Settings,
+    progress: &Progress,
     env_dir: &Path,
     stamp: &Stamp,
     ca_secret: &Value,
@@ -1161,7 +1197,19 @@ pub async fn apply_secrets(
         base_dir: &stamp.repo_root,
         env: &env_lookup,
     };
-    let mut objects = engine::ca_objects(ca_secret);
+    let ca_namespace = ca_secret["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or_default();
+    let ca_name = ca_secret["metadata"]["name"].as_str().unwrap_or_default();
+    let mut objects = match stamp_certificate_for(stamp, ca_namespace, ca_name) {
+        Some(certificate) => {
+            progress.warn(&format!(
+                "the stamp makes {ca_namespace}/{ca_name} itself ({certificate}); kindling's CA is not handed to cert-manager"
+            ));
+            Vec::new()
+        }
+        None => engine::ca_objects(ca_secret),
+    };
     objects.extend(engine::secrets::resolve(
         &stamp.secrets,
         &mut generated,

@@ -463,6 +463,7 @@ pub async fn restart(
     apply_secrets(
         &kube,
         settings,
+        progress,
         &env_dir,
         &stamp,
         &ca_secret(settings, name)?,
