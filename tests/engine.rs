@@ -805,4 +805,57 @@ mod engine {
         .await
         .unwrap();
     }
+
+    #[test]
+    fn engine_manifests_command_verifies_local_copies_and_copies_them_for_air_gapped_hosts() {
+        let cache = tempfile::tempdir().unwrap();
+        let local = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        for engine in [Engine::Flux, Engine::Argo] {
+            std::fs::write(
+                local.path().join(manifests::pinned(engine).file_name()),
+                MANIFEST,
+            )
+            .unwrap();
+        }
+        let run = std::process::Command::new(env!("CARGO_BIN_EXE_kindling"))
+            .args(["engine", "manifests", "--output", "json", "--manifests-dir"])
+            .arg(local.path())
+            .arg("--out")
+            .arg(out.path())
+            .env("KINDLING_CACHE_DIR", cache.path())
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let doc: Value = serde_json::from_slice(&run.stdout).unwrap();
+        let rows = doc["manifests"].as_array().unwrap();
+        assert_eq!(rows.len(), 2);
+        let sum = kindling::cluster::tools::sha256_hex(MANIFEST.as_bytes());
+        for row in rows {
+            assert_eq!(row["sha256"], sum.as_str());
+            assert_eq!(row["origin"], "local");
+            let copied = out.path().join(format!(
+                "{}-{}-install.yaml",
+                row["engine"].as_str().unwrap(),
+                row["version"].as_str().unwrap()
+            ));
+            assert_eq!(std::fs::read_to_string(copied).unwrap(), MANIFEST);
+        }
+        // Without a pinned sum the local copy is used and the sum said on stderr.
+        assert!(String::from_utf8_lossy(&run.stderr).contains("has no pinned sha256"));
+        // A missing copy is a clear error.
+        let empty = tempfile::tempdir().unwrap();
+        let failed = std::process::Command::new(env!("CARGO_BIN_EXE_kindling"))
+            .args(["engine", "manifests", "--engine", "argo", "--manifests-dir"])
+            .arg(empty.path())
+            .env("KINDLING_CACHE_DIR", cache.path())
+            .output()
+            .unwrap();
+        assert_eq!(failed.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&failed.stderr).contains("argo-v3.1.9-install.yaml"));
+    }
 }
