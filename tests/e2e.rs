@@ -128,14 +128,22 @@ fn e2e_sample_stamp_full_loop() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let source = dir.path().join("source");
+    // With KINDLING_E2E_DATA the data dir and the source copy beside it outlive a failed run,
+    // for `kindling env status` and kubectl afterwards.
+    let kept = std::env::var_os("KINDLING_E2E_DATA").map(PathBuf::from);
+    let source = match &kept {
+        Some(data) => data.with_file_name("kindling-e2e-source"),
+        None => dir.path().join("source"),
+    };
+    let _ = std::fs::remove_dir_all(&source);
     copy_tree(&repo_dir().join("stamps"), &source.join("stamps"));
     copy_tree(&repo_dir().join("clusters"), &source.join("clusters"));
     let provider = std::env::var("KINDLING_E2E_PROVIDER").unwrap_or_else(|_| "kind".into());
     let engine = std::env::var("KINDLING_E2E_ENGINE").unwrap_or_else(|_| "flux".into());
+    let data = kept.unwrap_or_else(|| dir.path().join("data"));
     let e2e = E2e {
         env: format!("e2e-{provider}-{engine}"),
-        data: dir.path().join("data"),
+        data,
         source,
         provider,
         engine,
