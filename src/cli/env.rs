@@ -295,6 +295,9 @@ async fn run_async(command: EnvCommand, output: Output, verbose: u8) -> anyhow::
                 if let Some(c) = &report.commit {
                     println!("  commit   {c}");
                 }
+                for url in &report.urls {
+                    println!("  url      {url}");
+                }
                 if !report.unfinished_steps.is_empty() {
                     println!(
                         "  unfinished create steps: {} (rerun `kindling env create {} --stamp {}`)",

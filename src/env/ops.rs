@@ -141,6 +141,8 @@ pub struct StatusReport {
     pub registry: Option<ComponentStatus>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
+    /// The stamp's ingress hosts on the env's HTTPS port.
+    pub urls: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reconciliation: Option<EngineStatus>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -229,6 +231,10 @@ pub async fn status(
         gitea,
         registry,
         commit: state.commit.clone(),
+        urls: create::ingress_hosts(&stamp)
+            .into_iter()
+            .map(|h| format!("https://{h}:{}", state.ports.https))
+            .collect(),
         reconciliation: None,
         error: None,
         ready: false,
