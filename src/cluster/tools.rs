@@ -190,19 +190,23 @@ pub fn resolve_pinned(
 const MAX_DOWNLOAD: u64 = 512 * 1024 * 1024;
 
 fn download(url: &str) -> Result<Vec<u8>, ClusterError> {
-    let failed = |e: String| {
+    fetch_bytes(url, MAX_DOWNLOAD).map_err(|e| {
         ClusterError::Tool(format!(
             "cannot download {url}: {e}\nhelp: without network, put the binary on PATH"
         ))
-    };
-    let response = ureq::get(url).call().map_err(|e| failed(e.to_string()))?;
+    })
+}
+
+/// GET `url` (rustls, no OpenSSL), at most `max_bytes` of it; the error says why.
+pub fn fetch_bytes(url: &str, max_bytes: u64) -> Result<Vec<u8>, String> {
+    let response = ureq::get(url).call().map_err(|e| e.to_string())?;
     let mut bytes = Vec::new();
     response
         .into_body()
         .into_reader()
-        .take(MAX_DOWNLOAD)
+        .take(max_bytes)
         .read_to_end(&mut bytes)
-        .map_err(|e| failed(e.to_string()))?;
+        .map_err(|e| e.to_string())?;
     Ok(bytes)
 }
 

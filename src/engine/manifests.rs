@@ -7,7 +7,6 @@
 //! (`*.sha256`); every later read, and every `--manifests-dir` copy, must match the recorded sum.
 //! A mismatch is a hard error naming both sums.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::cluster::tools::sha256_hex;
@@ -206,20 +205,11 @@ fn into_text(bytes: Vec<u8>, path: &Path) -> Result<String, EngineError> {
 }
 
 fn download(url: &str) -> Result<Vec<u8>, EngineError> {
-    let failed = |e: String| {
+    crate::cluster::tools::fetch_bytes(url, MAX_MANIFEST).map_err(|e| {
         EngineError::Manifest(format!(
             "cannot download {url}: {e}\nhelp: without internet, pass --manifests-dir with a copy made by `kindling engine manifests --out DIR` on a connected host"
         ))
-    };
-    let response = ureq::get(url).call().map_err(|e| failed(e.to_string()))?;
-    let mut bytes = Vec::new();
-    response
-        .into_body()
-        .into_reader()
-        .take(MAX_MANIFEST)
-        .read_to_end(&mut bytes)
-        .map_err(|e| failed(e.to_string()))?;
-    Ok(bytes)
+    })
 }
 
 #[cfg(test)]

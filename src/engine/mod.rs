@@ -298,8 +298,7 @@ pub async fn remove_stamp(
         "apiVersion": api_version, "kind": kind,
         "metadata": {"name": root, "namespace": ns},
     });
-    let yaml = serde_yaml_ng::to_string(&root_object).unwrap_or_default();
-    kube.delete_bundle(&yaml).await?;
+    kube.delete_objects(&[root_object]).await?;
     kube.wait_for(
         &format!("the {} stamp's objects to be removed", stamp.name),
         timeout,

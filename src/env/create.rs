@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use super::state::{ClusterState, EnvState, GiteaState, Ports, now_rfc3339};
 use super::{EnvError, Settings, provider_cli};
+use crate::cluster::provider::ClusterProvider;
 use crate::cluster::{self, ClusterProfile, Provider, ResolvedCluster};
 use crate::docker::{DockerClient, allocate_port, env_labels, port_is_free};
 use crate::engine::{self, Engine, EngineStatus, GitCredentials};
@@ -136,29 +137,21 @@ fn to_env_err(e: tokio::task::JoinError) -> EnvError {
     EnvError::Preflight(format!("a background task failed: {e}"))
 }
 
-/// Every YAML document of the stamp's path entries, with the file it is in (templated or
-/// malformed files are skipped: this is for hints, not validation).
+/// Every YAML document of the stamp's path entries, with the file it is in (unreadable or
+/// templated files are skipped: this is for hints, not validation).
 fn stamp_documents(stamp: &Stamp) -> Vec<(PathBuf, Value)> {
-    let mut out = Vec::new();
-    for entry in &stamp.entries {
-        let stamp::Source::Path(p) = &entry.source else {
-            continue;
-        };
-        let mut files = Vec::new();
-        collect_yaml(&p.host_dir, &mut files, 0);
-        for file in files {
-            let Ok(text) = std::fs::read_to_string(&file) else {
-                continue;
-            };
-            for doc in serde_yaml_ng::Deserializer::from_str(&text) {
-                let Ok(value) = <Value as serde::Deserialize>::deserialize(doc) else {
-                    break;
-                };
-                out.push((file.clone(), value));
-            }
-        }
-    }
-    out
+    stamp
+        .entries
+        .iter()
+        .filter_map(|entry| match &entry.source {
+            stamp::Source::Path(p) => stamp::manifests::yaml_files_below(&p.host_dir).ok(),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|file| stamp::manifests::read_documents(&file).ok())
+        .flatten()
+        .map(|d| (d.file, d.value))
+        .collect()
 }
 
 /// Ingress host names the stamp's manifests declare (for the URLs printed at the end).
@@ -202,20 +195,6 @@ pub fn stamp_certificate_for(stamp: &Stamp, namespace: &str, name: &str) -> Opti
                 )
             })
         })
-}
-
-fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) {
-    if depth > 6 {
-        return;
-    }
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = e.path();
-        if path.is_dir() {
-            collect_yaml(&path, out, depth + 1);
-        } else if path.extension().is_some_and(|x| x == "yaml" || x == "yml") {
-            out.push(path);
-        }
-    }
 }
 
 /// Ports of the other envs on this host, so side-by-side envs never pick the same ones.
@@ -533,11 +512,12 @@ async fn create_steps(
             ))
         }),
     )?;
-    let provider = failed(
+    // Resolved once (PATH or the pinned download) and shared with the blocking CLI calls.
+    let provider: Arc<dyn ClusterProvider + Send + Sync> = Arc::from(failed(
         progress,
         "preflight",
         provider_cli(resolved.provider, settings, &env),
-    )?;
+    )?);
     run.finished(
         "preflight",
         started,
@@ -555,19 +535,7 @@ async fn create_steps(
     let started = Instant::now();
     progress.start("ca", "root CA and this env's intermediate");
     let now = time::OffsetDateTime::now_utc();
-    let ca = (|| -> Result<_, EnvError> {
-        // Two creates at once must not both make a root CA.
-        let _ca_lock = super::lock::EnvLock::acquire_file(
-            &settings.data_dir.join("ca.lock"),
-            "env create (root CA)",
-            Duration::from_secs(30),
-        )?;
-        let root = pki::ensure_root(&settings.data_dir, &LocalNames::default(), now)?;
-        let (intermediate, _) =
-            pki::ensure_intermediate(&settings.data_dir, &env, &root, &LocalNames::default(), now)?;
-        Ok((root, intermediate))
-    })();
-    let (root, intermediate) = failed(progress, "ca", ca)?;
+    let (root, intermediate) = failed(progress, "ca", ensure_env_ca(settings, &env, now))?;
     let root_info = root.info()?;
     let intermediate_info = intermediate.info()?;
     for w in pki::expiry_warnings(
@@ -636,6 +604,7 @@ async fn create_steps(
         let settings = settings.clone();
         let env = env.clone();
         let context = context.clone();
+        let provider = provider.clone();
         async move {
             let started = Instant::now();
             let provider_kind = resolved.provider;
@@ -650,10 +619,7 @@ async fn create_steps(
             ));
             let name = resolved.name.clone();
             let dir = env_dir.clone();
-            let s = settings.clone();
-            let e = env.clone();
             let (created, kubeconfig) = tokio::task::spawn_blocking(move || {
-                let provider = provider_cli(provider_kind, &s, &e)?;
                 let exists = provider.exists(&name)?;
                 if !exists {
                     provider.create(&name, &config)?;
@@ -830,6 +796,7 @@ async fn create_steps(
     let connected = connect(
         &docker,
         &kube,
+        provider.clone(),
         settings,
         &env,
         &cluster_state,
@@ -1004,6 +971,24 @@ async fn create_steps(
     })))
 }
 
+/// The machine root CA and this env's intermediate, made if missing. Under a machine-wide
+/// lock: two commands at once must not both make a root CA.
+pub fn ensure_env_ca(
+    settings: &Settings,
+    env: &str,
+    now: time::OffsetDateTime,
+) -> Result<(pki::CaPair, pki::CaPair), EnvError> {
+    let _ca_lock = super::lock::EnvLock::acquire_file(
+        &settings.data_dir.join("ca.lock"),
+        "kindling (root CA)",
+        Duration::from_secs(30),
+    )?;
+    let root = pki::ensure_root(&settings.data_dir, &LocalNames::default(), now)?;
+    let (intermediate, _) =
+        pki::ensure_intermediate(&settings.data_dir, env, &root, &LocalNames::default(), now)?;
+    Ok((root, intermediate))
+}
+
 fn credentials(gitea: &GiteaState) -> GitCredentials {
     GitCredentials {
         url: gitea.cluster_repo_url.clone(),
@@ -1129,6 +1114,7 @@ async fn ensure_gitea(
 async fn connect(
     docker: &DockerClient,
     kube: &KubeClient,
+    provider: Arc<dyn ClusterProvider + Send + Sync>,
     settings: &Settings,
     env: &str,
     cluster: &ClusterState,
@@ -1168,15 +1154,9 @@ async fn connect(
     }
     if resolved.provider == Provider::Kind && !resolved.mirrors.is_empty() {
         let name = cluster.name.clone();
-        let s = settings.clone();
-        let env_name = env.to_string();
-        let nodes = tokio::task::spawn_blocking(move || {
-            provider_cli(Provider::Kind, &s, &env_name)?
-                .nodes(&name)
-                .map_err(EnvError::from)
-        })
-        .await
-        .map_err(to_env_err)??;
+        let nodes = tokio::task::spawn_blocking(move || provider.nodes(&name))
+            .await
+            .map_err(to_env_err)??;
         registry::configure_kind_nodes(docker, &nodes, &resolved.mirrors).await?;
     }
     Ok(())

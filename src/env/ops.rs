@@ -13,7 +13,7 @@ use super::{EnvError, Settings, provider_cli};
 use crate::docker::{DockerClient, EnvObjects, SweepReport};
 use crate::engine::{self, Engine, EngineStatus};
 use crate::kube::{ApplyOptions, KubeClient};
-use crate::pki::{self, LocalNames};
+use crate::pki;
 use crate::stamp::{self, Stamp};
 use crate::ui::Progress;
 
@@ -214,13 +214,7 @@ pub async fn status(
         }),
         None => None,
     };
-    let unfinished_steps: Vec<String> = create::STEPS
-        .iter()
-        .filter(|s| !state.is_done(s))
-        .filter(|s| **s != "registry" || state.ports.registry.is_some())
-        .filter(|s| **s != "reconcile" || !state.hold)
-        .map(|s| s.to_string())
-        .collect();
+    let unfinished_steps: Vec<String> = unfinished_steps(&state).map(str::to_string).collect();
     let mut report = StatusReport {
         env: name.to_string(),
         stamp: state.stamp.clone(),
@@ -347,10 +341,8 @@ pub async fn sync(
 }
 
 fn ca_secret(settings: &Settings, env: &str) -> Result<serde_json::Value, EnvError> {
-    let now = time::OffsetDateTime::now_utc();
-    let root = pki::ensure_root(&settings.data_dir, &LocalNames::default(), now)?;
-    let (intermediate, _) =
-        pki::ensure_intermediate(&settings.data_dir, env, &root, &LocalNames::default(), now)?;
+    let (root, intermediate) =
+        create::ensure_env_ca(settings, env, time::OffsetDateTime::now_utc())?;
     Ok(pki::root_ca_secret(&intermediate, &root))
 }
 
@@ -576,6 +568,7 @@ pub async fn delete(
     };
     let t = Instant::now();
     progress.start("cluster", &cluster_name);
+    let orphan = state.is_none();
     for provider in providers {
         let s = settings.clone();
         let n = name.to_string();
@@ -584,7 +577,7 @@ pub async fn delete(
             let cli = match provider_cli(provider, &s, &n) {
                 Ok(cli) => cli,
                 // No CLI for a provider the env never used: nothing of it to delete.
-                Err(_) if state_less(&s, &n) => return Ok(false),
+                Err(_) if orphan => return Ok(false),
                 Err(e) => return Err(e),
             };
             if cli.exists(&cn)? {
@@ -639,8 +632,15 @@ pub async fn delete(
     Ok(report)
 }
 
-fn state_less(settings: &Settings, name: &str) -> bool {
-    !EnvState::path(&settings.env_dir(name)).exists()
+/// The create steps an env still lacks, in order: the registry only if the profile wants one,
+/// reconcile not while the env is held.
+fn unfinished_steps(state: &EnvState) -> impl Iterator<Item = &'static str> + '_ {
+    create::STEPS
+        .iter()
+        .copied()
+        .filter(|s| *s != "registry" || state.ports.registry.is_some())
+        .filter(|s| *s != "reconcile" || !state.hold)
+        .filter(|s| !state.is_done(s))
 }
 
 #[derive(Debug, Serialize)]
@@ -669,11 +669,7 @@ pub async fn list(settings: &Settings) -> Result<Vec<ListEntry>, EnvError> {
         let Ok(Some(state)) = EnvState::load(&settings.env_dir(&name)) else {
             continue;
         };
-        let next = create::STEPS
-            .iter()
-            .filter(|s| **s != "registry" || state.ports.registry.is_some())
-            .filter(|s| **s != "reconcile" || !state.hold)
-            .find(|s| !state.is_done(s));
+        let next = unfinished_steps(&state).next();
         out.push(ListEntry {
             state: match next {
                 Some(step) => format!("incomplete (next: {step})"),

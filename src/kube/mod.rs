@@ -561,12 +561,16 @@ impl KubeClient {
     /// Deletes every object of a bundle in reverse dependency order; what is gone already (or
     /// whose kind the cluster no longer serves) is fine.
     pub async fn delete_bundle(&self, yaml: &str) -> Result<Vec<Applied>, KubeError> {
-        let objects = parse_bundle(yaml)?;
+        self.delete_objects(&parse_bundle(yaml)?).await
+    }
+
+    /// Deletes `objects` in reverse dependency order; gone already is fine.
+    pub async fn delete_objects(&self, objects: &[Value]) -> Result<Vec<Applied>, KubeError> {
         let mut resources = Vec::with_capacity(objects.len());
-        for object in &objects {
+        for object in objects {
             resources.push(self.resource_of(object).await?);
         }
-        let order = delete_order(&objects, |i| {
+        let order = delete_order(objects, |i| {
             resources[i]
                 .as_ref()
                 .map(|(_, caps)| caps.scope == Scope::Namespaced)
