@@ -9,6 +9,9 @@ use std::sync::Arc;
 #[allow(dead_code)]
 #[path = "../tests/common/fake_gitea.rs"]
 mod fake_gitea;
+#[allow(dead_code)]
+#[path = "../tests/common/http.rs"]
+mod http;
 
 /// Where the recorded Gitea payloads are (`tests/data/gitea/` below it).
 fn repo_dir() -> PathBuf {

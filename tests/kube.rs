@@ -7,7 +7,7 @@ mod common;
 
 mod kube {
     use std::collections::BTreeMap;
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::{BufReader, Write};
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
@@ -90,37 +90,15 @@ mod kube {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { return };
                 let mut reader = BufReader::new(stream);
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                let Some(http) = super::common::http::read_request(&mut reader) else {
                     continue;
-                }
-                let mut parts = line.split_whitespace();
-                let method = parts.next().unwrap_or_default().to_string();
-                let target = parts.next().unwrap_or_default().to_string();
-                let (mut length, mut content_type) = (0, String::new());
-                loop {
-                    let mut h = String::new();
-                    reader.read_line(&mut h).unwrap();
-                    let h = h.trim_end();
-                    if h.is_empty() {
-                        break;
-                    }
-                    let (k, v) = h.split_once(':').unwrap_or((h, ""));
-                    match k.to_ascii_lowercase().as_str() {
-                        "content-length" => length = v.trim().parse().unwrap(),
-                        "content-type" => content_type = v.trim().to_string(),
-                        _ => {}
-                    }
-                }
-                let mut body = vec![0; length];
-                reader.read_exact(&mut body).unwrap();
-                let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+                };
                 let request = Request {
-                    method,
-                    path: path.to_string(),
-                    query: query.to_string(),
-                    content_type,
-                    body: String::from_utf8(body).unwrap(),
+                    content_type: http.header("content-type"),
+                    body: String::from_utf8(http.body).unwrap(),
+                    method: http.method,
+                    path: http.path,
+                    query: http.query,
                 };
                 let (status, response) = {
                     let mut s = state.lock().unwrap();

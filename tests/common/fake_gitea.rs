@@ -3,8 +3,7 @@
 //! served by the real `git http-backend` CGI over the repositories below `root`, with basic
 //! auth as Gitea does it.
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -121,48 +120,17 @@ fn handle(
 ) {
     let _ = stream.set_nodelay(true);
     let mut reader = BufReader::new(stream);
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+    let Some(request) = super::http::read_request(&mut reader) else {
         return;
-    }
-    let mut parts = request_line.split_whitespace();
-    let method = parts.next().unwrap_or_default().to_string();
-    let target = parts.next().unwrap_or_default().to_string();
-    let mut headers = BTreeMap::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-        }
-    }
-    let mut body = Vec::new();
-    if let Some(length) = headers.get("content-length") {
-        body.resize(length.parse().unwrap_or(0), 0);
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-    } else if headers.get("transfer-encoding").map(String::as_str) == Some("chunked") {
-        loop {
-            let mut size = String::new();
-            reader.read_line(&mut size).unwrap();
-            let size = usize::from_str_radix(size.trim(), 16).unwrap();
-            let mut chunk = vec![0; size + 2];
-            reader.read_exact(&mut chunk).unwrap();
-            if size == 0 {
-                break;
-            }
-            body.extend_from_slice(&chunk[..size]);
-        }
-    }
+    };
     let mut stream = reader.into_inner();
-    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let (method, path, query, headers, body) = (
+        request.method.as_str(),
+        request.path.as_str(),
+        request.query.as_str(),
+        &request.headers,
+        &request.body,
+    );
     if path == "/api/healthz" {
         return respond(&mut stream, "200 OK", r#"{"status":"pass"}"#);
     }
@@ -174,7 +142,7 @@ fn handle(
         );
         return;
     }
-    match (method.as_str(), path) {
+    match (method, path) {
         ("POST", p) if p.starts_with("/api/v1/users/") && p.ends_with("/tokens") => {
             return respond(&mut stream, "201 Created", &recorded("token-created.json"));
         }
@@ -197,7 +165,7 @@ fn handle(
         .arg("http-backend")
         .env("GIT_PROJECT_ROOT", root)
         .env("GIT_HTTP_EXPORT_ALL", "1")
-        .env("REQUEST_METHOD", &method)
+        .env("REQUEST_METHOD", method)
         .env("PATH_INFO", path)
         .env("QUERY_STRING", query)
         .env(
@@ -216,7 +184,7 @@ fn handle(
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    cgi.stdin.take().unwrap().write_all(&body).unwrap();
+    cgi.stdin.take().unwrap().write_all(body).unwrap();
     let output = cgi.wait_with_output().unwrap();
     let split = output
         .stdout

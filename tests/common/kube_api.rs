@@ -4,8 +4,7 @@
 //! get, list, delete. A `controller` hook runs after every write and plays the cluster's
 //! controllers (CRDs Established, Deployments Available, Flux/Argo CD reconciling).
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -370,43 +369,13 @@ impl FakeApi {
 fn serve(stream: std::net::TcpStream, state: &Arc<Mutex<ApiState>>) {
     let _ = stream.set_nodelay(true);
     let mut reader = BufReader::new(stream);
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut parts = line.split_whitespace();
-        let method = parts.next().unwrap_or_default().to_string();
-        let target = parts.next().unwrap_or_default().to_string();
-        let mut headers = BTreeMap::new();
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                headers.insert(k.to_ascii_lowercase(), v.trim().to_string());
-            }
-        }
-        let length: usize = headers
-            .get("content-length")
-            .and_then(|l| l.parse().ok())
-            .unwrap_or(0);
-        let mut body = vec![0; length];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    while let Some(http) = super::http::read_request(&mut reader) {
         let request = Request {
-            method,
-            path: path.to_string(),
-            query: query.to_string(),
-            content_type: headers.get("content-type").cloned().unwrap_or_default(),
-            body: String::from_utf8_lossy(&body).into_owned(),
+            content_type: http.header("content-type"),
+            body: String::from_utf8_lossy(&http.body).into_owned(),
+            method: http.method,
+            path: http.path,
+            query: http.query,
         };
         let (status, response) = {
             let mut s = state.lock().unwrap();

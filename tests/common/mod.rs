@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod fake_gitea;
+pub mod http;
 pub mod kube_api;
 
 use std::collections::HashMap;
