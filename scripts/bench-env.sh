@@ -11,7 +11,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
 scripts/docker-engine.sh >/dev/null
-export KINDLING_SCHEMAS="${KINDLING_SCHEMAS:-$(cd .. && pwd)/shared/schemas}"
 cargo build --release --tests >/dev/null 2>&1
 for i in $(seq "$runs"); do
   start=$(date +%s.%N)

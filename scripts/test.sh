@@ -5,7 +5,7 @@
 #   - a Docker engine (scripts/docker-engine.sh) and busybox-static, from which the Docker
 #     tests build their image locally (no registry is reachable on CI machines), and Debian's
 #     docker-registry, from which they build a real registry image (plain and pull-through)
-# The upstream schemas come from ../shared/schemas (or $KINDLING_SCHEMAS).
+# Everything the tests read is in the repository (upstream files in tests/fixtures/upstream).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,11 +42,5 @@ fi
 
 # The Docker tests need an engine; on CI they fail (not skip) without one.
 scripts/docker-engine.sh || [ "${CI:-}" != "true" ]
-
-export KINDLING_SCHEMAS="${KINDLING_SCHEMAS:-$(cd .. && pwd)/shared/schemas}"
-if [ ! -d "$KINDLING_SCHEMAS" ]; then
-  echo "test.sh: upstream schemas not found at $KINDLING_SCHEMAS (set KINDLING_SCHEMAS)" >&2
-  exit 1
-fi
 
 cargo test --all-targets "$@"

@@ -12,6 +12,7 @@ pub mod env;
 pub mod gitea;
 pub mod kube;
 pub mod paths;
+pub mod pins;
 pub mod pki;
 pub mod registry;
 pub mod stamp;

@@ -10,8 +10,8 @@ use crate::docker::{
     SweepReport, VolumeMount, cache_labels, env_labels,
 };
 
-/// The registry image, by release tag (distribution v2.8, which also runs in proxy mode).
-pub const REGISTRY_IMAGE: &str = "docker.io/library/registry:2.8.3";
+/// The pinned registry image (CNCF distribution; the same image runs in proxy mode).
+pub const REGISTRY_IMAGE: &str = crate::pins::REGISTRY.artifact;
 
 /// Upstream registries kindling caches, shared by every env on the machine.
 pub const CACHED_UPSTREAMS: &[(&str, &str)] = &[

@@ -188,7 +188,7 @@ mod cluster {
             nodes[0]["image"]
                 .as_str()
                 .unwrap()
-                .starts_with("kindest/node:v1.31.6@sha256:")
+                .starts_with("kindest/node:v1.36.4@sha256:")
         );
     }
 
@@ -295,12 +295,12 @@ mod cluster {
             "{text}"
         );
         assert!(
-            text.contains("help: use one of 1.32, 1.31, 1.30, 1.29"),
+            text.contains("help: use one of 1.37, 1.36, 1.35, 1.34"),
             "{text}"
         );
         assert!(text.contains("host port 80 needs root"), "{text}");
         assert!(text.contains("host port 8443 is used twice"), "{text}");
-        std::fs::write(&file, "apiVersion: kindling.dev/v1alpha1\nkind: ClusterProfile\nmetadata: {name: x}\nspec:\n  provider: kind\n  kubernetesVersion: '1.32'\n  worker: 2\n").unwrap();
+        std::fs::write(&file, "apiVersion: kindling.dev/v1alpha1\nkind: ClusterProfile\nmetadata: {name: x}\nspec:\n  provider: kind\n  kubernetesVersion: '1.37'\n  worker: 2\n").unwrap();
         let text = load_profile(&file).unwrap_err().to_string();
         assert!(
             text.contains("bad.yaml:7:3: spec: unknown field `worker`"),

@@ -59,18 +59,33 @@ impl E2e {
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
-    fn https_port(&self) -> u64 {
+    fn port(&self, which: &str) -> u64 {
         let state: Value = serde_json::from_slice(
             &std::fs::read(self.data.join("envs").join(&self.env).join("state.json")).unwrap(),
         )
         .unwrap();
-        state["ports"]["https"].as_u64().unwrap()
+        state["ports"][which].as_u64().unwrap()
+    }
+
+    /// Status line and Location of GET http://HOST:PORT/ (no redirect followed).
+    fn http_redirect(&self, host: &str) -> Option<(u16, String)> {
+        let port = self.port("http");
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "10", "-o", "/dev/null"])
+            .args(["-w", "%{http_code} %{redirect_url}", "--resolve"])
+            .arg(format!("{host}:{port}:127.0.0.1"))
+            .arg(format!("http://{host}:{port}/"))
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (code, location) = text.split_once(' ').unwrap_or((text.as_str(), ""));
+        Some((code.parse().ok()?, location.to_string()))
     }
 
     /// GET https://HOST:PORT/ verified against kindling's root CA (curl, `--resolve` so that
     /// it does not depend on the resolver's handling of `.localhost`).
     fn get(&self, host: &str) -> Option<String> {
-        let port = self.https_port();
+        let port = self.port("https");
         let out = Command::new("curl")
             .args(["-fsS", "--max-time", "10", "--cacert"])
             .arg(self.data.join("ca/root.pem"))
@@ -180,6 +195,12 @@ fn e2e_sample_stamp_full_loop() {
     // TLS through the ingress, issued by cert-manager from kindling's CA, verified by curl.
     e2e.wait_served("api.localhost", "podinfo", Duration::from_secs(300));
     e2e.wait_served("www.localhost", "<html", Duration::from_secs(300));
+    // Traefik's Ingress NGINX provider honours the website's nginx ssl-redirect annotation.
+    let (code, location) = e2e.http_redirect("www.localhost").unwrap();
+    assert!(
+        (301..=308).contains(&code) && location.starts_with("https://www.localhost"),
+        "http://www.localhost answered {code} {location:?}, expected a redirect to https"
+    );
 
     // Edit → sync → served.
     let marker = format!("kindling e2e {}", std::process::id());

@@ -11,7 +11,7 @@ mod engine {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
-    use kindling::engine::manifests::{self, Origin, PinnedManifest};
+    use kindling::engine::manifests::{self, LocalCopies, Origin, PinnedManifest};
     use kindling::engine::{self, Engine, GitCredentials, Readiness, argo, flux};
     use kindling::stamp::{self, Stamp};
     use serde_json::{Value, json};
@@ -86,9 +86,9 @@ mod engine {
         assert_eq!(row("certs").readiness, Readiness::Ready);
         assert_eq!(
             row("certs").revision.as_deref(),
-            Some("cert-manager@v1.16.2")
+            Some("cert-manager@v1.21.1")
         );
-        let ingress = row("ingress-nginx");
+        let ingress = row("ingress");
         assert_eq!(ingress.readiness, Readiness::Failed);
         assert_eq!(ingress.kind, "HelmRelease");
         assert_eq!(ingress.reason, "InstallFailed");
@@ -97,14 +97,14 @@ mod engine {
         assert_eq!(row("database").reason, "Progressing");
         assert_eq!(row("database").blocked_by, None);
         assert_eq!(row("api").readiness, Readiness::Progressing);
-        assert_eq!(row("api").blocked_by.as_deref(), Some("ingress-nginx"));
-        assert_eq!(row("website").blocked_by.as_deref(), Some("ingress-nginx"));
+        assert_eq!(row("api").blocked_by.as_deref(), Some("ingress"));
+        assert_eq!(row("website").blocked_by.as_deref(), Some("ingress"));
         assert_eq!(
             row("certs-issuer").revision.as_deref(),
             Some(format!("main@sha1:{COMMIT}").as_str())
         );
         // Where to look first: the failed chart, the first entry not merely waiting.
-        assert_eq!(status.first_blocking().unwrap().name, "ingress-nginx");
+        assert_eq!(status.first_blocking().unwrap().name, "ingress");
         assert!(!status.all_ready());
         assert!(!status.awaiting_approval);
         let source = status.source.as_ref().unwrap();
@@ -183,7 +183,7 @@ mod engine {
         assert_eq!(row("certs").readiness, Readiness::Ready);
         assert_eq!(row("certs").sync.as_deref(), Some("Synced"));
         assert_eq!(row("certs").health.as_deref(), Some("Healthy"));
-        let ingress = row("ingress-nginx");
+        let ingress = row("ingress");
         assert_eq!(ingress.readiness, Readiness::Failed);
         assert_eq!(ingress.reason, "OutOfSync/Degraded");
         assert!(
@@ -194,12 +194,12 @@ mod engine {
         assert_eq!(row("database").message, "Waiting for 1 pods to be ready...");
         assert_eq!(row("database").revision.as_deref(), Some(COMMIT));
         assert_eq!(row("api").readiness, Readiness::Missing);
-        assert_eq!(row("api").blocked_by.as_deref(), Some("ingress-nginx"));
+        assert_eq!(row("api").blocked_by.as_deref(), Some("ingress"));
         let website = row("website");
         assert_eq!(website.readiness, Readiness::Failed);
         assert_eq!(website.reason, "SyncError");
         assert!(website.message.contains("failed calling webhook"));
-        assert_eq!(website.blocked_by.as_deref(), Some("ingress-nginx"));
+        assert_eq!(website.blocked_by.as_deref(), Some("ingress"));
         assert!(!status.awaiting_approval);
         assert_eq!(
             status.source.as_ref().unwrap().revision.as_deref(),
@@ -463,15 +463,27 @@ mod engine {
         let sum = kindling::cluster::tools::sha256_hex(MANIFEST.as_bytes());
         let m = pinned("http://127.0.0.1:9/never", Some(sum));
         std::fs::write(local.path().join(m.file_name()), MANIFEST).unwrap();
-        let fetched = manifests::fetch(&m, cache.path(), Some(local.path())).unwrap();
+        let copies = |dir, modified| Some(LocalCopies { dir, modified });
+        let fetched = manifests::fetch(&m, cache.path(), copies(local.path(), false)).unwrap();
         assert_eq!(fetched.origin, Origin::Local);
+        assert!(fetched.note.is_none());
         std::fs::write(local.path().join(m.file_name()), "other").unwrap();
-        let err = manifests::fetch(&m, cache.path(), Some(local.path()))
+        let err = manifests::fetch(&m, cache.path(), copies(local.path(), false))
             .unwrap_err()
             .to_string();
         assert!(err.contains("checksum mismatch"), "{err}");
+        assert!(err.contains("KINDLING_MANIFESTS_MODIFIED=1"), "{err}");
+        // A copy changed on purpose is used when the user says so, and said on every use.
+        let modified = manifests::fetch(&m, cache.path(), copies(local.path(), true)).unwrap();
+        assert_eq!(modified.text, "other");
+        let note = modified.note.unwrap();
+        assert!(
+            note.contains("modified copy")
+                && note.contains(&kindling::cluster::tools::sha256_hex(b"other")),
+            "{note}"
+        );
         let empty = tempfile::tempdir().unwrap();
-        let err = manifests::fetch(&m, cache.path(), Some(empty.path()))
+        let err = manifests::fetch(&m, cache.path(), copies(empty.path(), false))
             .unwrap_err()
             .to_string();
         assert!(
@@ -582,11 +594,7 @@ mod engine {
             }
         });
         let status = engine::status(&kube, Engine::Flux, &stamp).await.unwrap();
-        let ingress = status
-            .entries
-            .iter()
-            .find(|e| e.name == "ingress-nginx")
-            .unwrap();
+        let ingress = status.entries.iter().find(|e| e.name == "ingress").unwrap();
         assert_eq!(ingress.readiness, Readiness::Failed);
         assert_eq!(
             status
@@ -744,24 +752,24 @@ mod engine {
         .await
         .unwrap();
         let mut objects = fixture("flux-blocked.yaml");
-        objects.retain(|o| o["metadata"]["name"] == "ingress-nginx" && o["kind"] == "HelmRelease");
+        objects.retain(|o| o["metadata"]["name"] == "ingress" && o["kind"] == "HelmRelease");
         let release = objects.remove(0);
         api.update(|stored| {
             stored.push(super::common::kube_api::Stored {
                 group_version: "helm.toolkit.fluxcd.io/v2".into(),
                 plural: "helmreleases".into(),
                 namespace: Some("flux-system".into()),
-                name: "ingress-nginx".into(),
+                name: "ingress".into(),
                 object: release,
             });
             stored.push(super::common::kube_api::Stored {
                 group_version: "v1".into(),
                 plural: "events".into(),
                 namespace: Some("flux-system".into()),
-                name: "ingress-nginx.1".into(),
-                object: json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "ingress-nginx.1", "namespace": "flux-system"},
+                name: "ingress.1".into(),
+                object: json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "ingress.1", "namespace": "flux-system"},
                     "type": "Warning", "reason": "InstallFailed", "message": "Helm install failed: context deadline exceeded",
-                    "lastTimestamp": "2026-11-26T07:06:10Z", "involvedObject": {"kind": "HelmRelease", "name": "ingress-nginx"}}),
+                    "lastTimestamp": "2026-11-26T07:06:10Z", "involvedObject": {"kind": "HelmRelease", "name": "ingress"}}),
             });
         });
         let err = kube
@@ -769,27 +777,24 @@ mod engine {
                 "helm.toolkit.fluxcd.io/v2",
                 "HelmRelease",
                 Some("flux-system"),
-                "ingress-nginx",
+                "ingress",
                 "Ready",
                 Duration::from_millis(600),
             )
             .await
             .unwrap_err()
             .to_string();
-        assert!(
-            err.contains("HelmRelease ingress-nginx to be Ready"),
-            "{err}"
-        );
+        assert!(err.contains("HelmRelease ingress to be Ready"), "{err}");
         assert!(err.contains("Ready=False: Helm install failed"), "{err}");
         assert!(
-            err.contains("latest warning: ingress-nginx InstallFailed"),
+            err.contains("latest warning: ingress InstallFailed"),
             "{err}"
         );
         // The same wait succeeds once the condition turns True.
         api.update(|stored| {
             for s in stored
                 .iter_mut()
-                .filter(|s| s.name == "ingress-nginx" && s.plural == "helmreleases")
+                .filter(|s| s.name == "ingress" && s.plural == "helmreleases")
             {
                 s.object["status"]["conditions"][0]["status"] = json!("True");
             }
@@ -798,7 +803,7 @@ mod engine {
             "helm.toolkit.fluxcd.io/v2",
             "HelmRelease",
             Some("flux-system"),
-            "ingress-nginx",
+            "ingress",
             "Ready",
             Duration::from_secs(2),
         )
@@ -811,51 +816,82 @@ mod engine {
         let cache = tempfile::tempdir().unwrap();
         let local = tempfile::tempdir().unwrap();
         let out = tempfile::tempdir().unwrap();
-        for engine in [Engine::Flux, Engine::Argo] {
-            std::fs::write(
-                local.path().join(manifests::pinned(engine).file_name()),
-                MANIFEST,
-            )
-            .unwrap();
-        }
-        let run = std::process::Command::new(env!("CARGO_BIN_EXE_kindling"))
-            .args(["engine", "manifests", "--output", "json", "--manifests-dir"])
-            .arg(local.path())
-            .arg("--out")
-            .arg(out.path())
-            .env("KINDLING_CACHE_DIR", cache.path())
-            .output()
-            .unwrap();
+        let manifests_command = |engine: &str, dir: &std::path::Path, modified: bool| {
+            let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_kindling"));
+            command
+                .args([
+                    "engine",
+                    "manifests",
+                    "--engine",
+                    engine,
+                    "--output",
+                    "json",
+                ])
+                .arg("--manifests-dir")
+                .arg(dir)
+                .arg("--out")
+                .arg(out.path())
+                .env("KINDLING_CACHE_DIR", cache.path())
+                .env_remove("KINDLING_MANIFESTS_DIR")
+                .env_remove("KINDLING_MANIFESTS_MODIFIED");
+            if modified {
+                command.env("KINDLING_MANIFESTS_MODIFIED", "1");
+            }
+            command.output().unwrap()
+        };
+
+        // The release's own file (argoproj/argo-cd v3.5.1 manifests/install.yaml, the bytes
+        // raw.githubusercontent.com serves) matches the pinned sum and is copied out.
+        let argo = manifests::pinned(Engine::Argo);
+        let release = std::fs::read(
+            repo_dir().join("tests/fixtures/upstream/manifests/argo-v3.5.1-install.yaml"),
+        )
+        .unwrap();
+        std::fs::write(local.path().join(argo.file_name()), &release).unwrap();
+        let run = manifests_command("argo", local.path(), false);
         assert!(
             run.status.success(),
             "{}",
             String::from_utf8_lossy(&run.stderr)
         );
         let doc: Value = serde_json::from_slice(&run.stdout).unwrap();
-        let rows = doc["manifests"].as_array().unwrap();
-        assert_eq!(rows.len(), 2);
+        let row = &doc["manifests"][0];
+        assert_eq!(row["sha256"], argo.sha256.as_deref().unwrap());
+        assert_eq!(row["pinned"], true);
+        assert_eq!(row["origin"], "local");
+        assert_eq!(
+            std::fs::read(out.path().join(argo.file_name())).unwrap(),
+            release
+        );
+
+        // Anything else is refused, naming both sums, and nothing is copied out.
+        let flux = manifests::pinned(Engine::Flux);
+        std::fs::write(local.path().join(flux.file_name()), MANIFEST).unwrap();
+        let refused = manifests_command("flux", local.path(), false);
+        assert_eq!(refused.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&refused.stderr);
         let sum = kindling::cluster::tools::sha256_hex(MANIFEST.as_bytes());
-        for row in rows {
-            assert_eq!(row["sha256"], sum.as_str());
-            assert_eq!(row["origin"], "local");
-            let copied = out.path().join(format!(
-                "{}-{}-install.yaml",
-                row["engine"].as_str().unwrap(),
-                row["version"].as_str().unwrap()
-            ));
-            assert_eq!(std::fs::read_to_string(copied).unwrap(), MANIFEST);
-        }
-        // Without a pinned sum the local copy is used and the sum said on stderr.
-        assert!(String::from_utf8_lossy(&run.stderr).contains("has no pinned sha256"));
+        assert!(
+            stderr.contains(flux.sha256.as_deref().unwrap()) && stderr.contains(&sum),
+            "{stderr}"
+        );
+        assert!(!out.path().join(flux.file_name()).exists());
+
+        // Unless the user says the copy was changed on purpose: then it is used, and said.
+        let modified = manifests_command("flux", local.path(), true);
+        assert!(modified.status.success());
+        let doc: Value = serde_json::from_slice(&modified.stdout).unwrap();
+        assert_eq!(doc["manifests"][0]["sha256"], sum.as_str());
+        assert!(String::from_utf8_lossy(&modified.stderr).contains("modified copy"));
+        assert_eq!(
+            std::fs::read_to_string(out.path().join(flux.file_name())).unwrap(),
+            MANIFEST
+        );
+
         // A missing copy is a clear error.
         let empty = tempfile::tempdir().unwrap();
-        let failed = std::process::Command::new(env!("CARGO_BIN_EXE_kindling"))
-            .args(["engine", "manifests", "--engine", "argo", "--manifests-dir"])
-            .arg(empty.path())
-            .env("KINDLING_CACHE_DIR", cache.path())
-            .output()
-            .unwrap();
+        let failed = manifests_command("argo", empty.path(), false);
         assert_eq!(failed.status.code(), Some(1));
-        assert!(String::from_utf8_lossy(&failed.stderr).contains("argo-v3.1.9-install.yaml"));
+        assert!(String::from_utf8_lossy(&failed.stderr).contains("argo-v3.5.1-install.yaml"));
     }
 }

@@ -369,7 +369,7 @@ esac
                 .port();
             std::fs::write(
                 dir.path().join("profile.yaml"),
-                format!("apiVersion: kindling.dev/v1alpha1\nkind: ClusterProfile\nmetadata: {{name: test}}\nspec:\n  provider: kind\n  kubernetesVersion: \"1.32\"\n  ingress: {{http: 18080, https: 18443}}\n  registry: true\n  registryPort: {registry_port}\n  imageCaches: false\n"),
+                format!("apiVersion: kindling.dev/v1alpha1\nkind: ClusterProfile\nmetadata: {{name: test}}\nspec:\n  provider: kind\n  kubernetesVersion: \"1.37\"\n  ingress: {{http: 18080, https: 18443}}\n  registry: true\n  registryPort: {registry_port}\n  imageCaches: false\n"),
             )
             .unwrap();
             Harness {
@@ -399,6 +399,8 @@ esac
                 .env("KINDLING_CACHE_DIR", self.path("cache"))
                 .env("KINDLING_REGISTRY_IMAGE", TEST_REGISTRY_IMAGE)
                 .env("KINDLING_MANIFESTS_DIR", self.path("manifests"))
+                // The fake API's stand-in manifests are not the pinned releases.
+                .env("KINDLING_MANIFESTS_MODIFIED", "1")
                 .env("KINDLING_STEP_TIMEOUT", "30")
                 .env("KINDLING_POLL_MS", "100")
                 .env("KINDLING_LOCK_WAIT", "0")

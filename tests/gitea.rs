@@ -1,6 +1,7 @@
-//! The Gitea client against an HTTP mock replaying real Gitea 1.22 response shapes
-//! (tests/data/gitea/, each checked against the API spec), and every request it sends checked
-//! against Gitea's OpenAPI spec in ../shared/schemas/: path, method, required body fields,
+//! The Gitea client against an HTTP mock replaying real Gitea response shapes
+//! (tests/data/gitea/, recorded from 1.22, each checked against the pinned 1.27.0 API spec),
+//! and every request it sends checked against that OpenAPI spec
+//! (tests/fixtures/upstream/schemas/gitea-swagger.v1.json): path, method, required body fields,
 //! no unknown fields.
 
 mod common;

@@ -1,6 +1,6 @@
 //! The apply layer against an HTTP mock of the Kubernetes API serving discovery documents and
 //! objects in the API's real shapes (tests/data/kube/, and the real Flux CRD from
-//! ../shared/schemas): apply order, the server-side-apply request shape, a custom resource
+//! tests/fixtures/upstream/schemas): apply order, the server-side-apply request shape, a custom resource
 //! retried once its CRD is Established, NotFound ignored on delete, node readiness.
 
 mod common;

@@ -183,7 +183,7 @@ mod stamp {
             .success()
             .stdout(
                 predicate::str::contains("wave 2\n  api").and(predicate::str::contains(
-                    "<- certs-issuer, ingress-nginx, database",
+                    "<- certs-issuer, ingress, database",
                 )),
             );
         kindling()

@@ -124,7 +124,7 @@ mod stamp {
         assert_eq!(api["spec"]["path"], "./stamps/sample/applications/api");
         assert_eq!(
             api["spec"]["dependsOn"],
-            json!([{"name": "certs-issuer"}, {"name": "ingress-nginx"}, {"name": "database"}])
+            json!([{"name": "certs-issuer"}, {"name": "ingress"}, {"name": "database"}])
         );
         assert_eq!(api["spec"]["wait"], true);
         assert_eq!(api["spec"]["prune"], true);
@@ -145,7 +145,7 @@ mod stamp {
         assert_eq!(repo["spec"]["url"], "https://charts.jetstack.io");
         let release = find(&rendered, "HelmRelease", "certs");
         assert_eq!(release["spec"]["chart"]["spec"]["chart"], "cert-manager");
-        assert_eq!(release["spec"]["chart"]["spec"]["version"], "v1.16.2");
+        assert_eq!(release["spec"]["chart"]["spec"]["version"], "v1.21.1");
         assert_eq!(release["spec"]["releaseName"], "cert-manager");
         assert_eq!(release["spec"]["targetNamespace"], "cert-manager");
         assert_eq!(
@@ -204,7 +204,7 @@ mod stamp {
                 .to_string()
         };
         assert_eq!(wave("certs"), "0");
-        assert_eq!(wave("ingress-nginx"), "0");
+        assert_eq!(wave("ingress"), "0");
         assert_eq!(wave("database"), "0");
         assert_eq!(wave("certs-issuer"), "1");
         assert_eq!(wave("api"), "2");
@@ -249,7 +249,7 @@ mod stamp {
         );
         let certs = find(&rendered, "Application", "certs");
         assert_eq!(certs["spec"]["source"]["chart"], "cert-manager");
-        assert_eq!(certs["spec"]["source"]["targetRevision"], "v1.16.2");
+        assert_eq!(certs["spec"]["source"]["targetRevision"], "v1.21.1");
         assert_eq!(
             certs["spec"]["source"]["helm"]["valuesObject"],
             json!({"crds": {"enabled": true}})

@@ -36,11 +36,16 @@ pub fn run(command: EngineCommand, output: Output) -> anyhow::Result<()> {
         Some(e) => vec![Engine::from(e)],
         None => vec![Engine::Flux, Engine::Argo],
     };
-    let cache = kindling::paths::cache_dir();
+    // The same sources as `env create`: KINDLING_MANIFESTS_DIR unless --manifests-dir, and
+    // KINDLING_MANIFESTS_MODIFIED for copies changed on purpose.
+    let mut settings = kindling::env::Settings::from_env();
+    if manifests_dir.is_some() {
+        settings.manifests_dir = manifests_dir;
+    }
     let mut rows = Vec::new();
     for engine in engines {
         let pinned = manifests::pinned(engine);
-        let fetched = manifests::fetch(&pinned, &cache, manifests_dir.as_deref())?;
+        let fetched = manifests::fetch(&pinned, &settings.cache_dir, settings.local_manifests())?;
         if let Some(dir) = &out {
             let target = dir.join(pinned.file_name());
             kindling::paths::write_atomic(&target, fetched.text.as_bytes(), 0o644)

@@ -7,6 +7,7 @@ mod doctor;
 mod engine;
 mod env;
 mod stamp;
+mod version;
 
 use std::path::PathBuf;
 
@@ -66,6 +67,8 @@ enum Command {
     Doctor,
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
+    /// This build and every upstream release it pins (versions, URLs, sums, digests).
+    Version,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -135,6 +138,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cache(command) => cache::run(command, output),
         Command::Engine(command) => engine::run(command, output),
         Command::Doctor => doctor::run(output),
+        Command::Version => version::run(output),
     }
 }
 

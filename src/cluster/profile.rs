@@ -90,37 +90,8 @@ pub struct PortMapping {
     pub host_port: u16,
 }
 
-/// Node images per Kubernetes minor version. kind images are the ones published with kind
-/// v0.27.0 (its release notes: use them with their digest). k3s images are pinned by their
-/// exact release tag.
-pub struct NodeImages {
-    pub kubernetes: &'static str,
-    pub kind: &'static str,
-    pub k3s: &'static str,
-}
-
-pub const NODE_IMAGES: &[NodeImages] = &[
-    NodeImages {
-        kubernetes: "1.32",
-        kind: "kindest/node:v1.32.2@sha256:f226345927d7e348497136874b6d207e0b32cc52154ad8323129352923a3142f",
-        k3s: "rancher/k3s:v1.32.2-k3s1",
-    },
-    NodeImages {
-        kubernetes: "1.31",
-        kind: "kindest/node:v1.31.6@sha256:28b7cbb993dfe093c76641a0c95807637213c9109b761f1d422c2400e22b8e87",
-        k3s: "rancher/k3s:v1.31.6-k3s1",
-    },
-    NodeImages {
-        kubernetes: "1.30",
-        kind: "kindest/node:v1.30.10@sha256:4de75d0e82481ea846c0ed1de86328d821c1e6a6a91ac37bf804e5313670e507",
-        k3s: "rancher/k3s:v1.30.10-k3s1",
-    },
-    NodeImages {
-        kubernetes: "1.29",
-        kind: "kindest/node:v1.29.14@sha256:8703bd94ee24e51b778d5556ae310c6c0fa67d761fae6379c8e0bb480e6fea29",
-        k3s: "rancher/k3s:v1.29.14-k3s1",
-    },
-];
+/// Node images per Kubernetes minor version, from the pins table.
+pub use crate::pins::NODE_IMAGES;
 
 pub fn node_image(provider: Provider, kubernetes: &str) -> Option<&'static str> {
     let wanted = kubernetes.trim_start_matches('v');
@@ -128,8 +99,8 @@ pub fn node_image(provider: Provider, kubernetes: &str) -> Option<&'static str> 
         .iter()
         .find(|n| n.kubernetes == wanted)
         .map(|n| match provider {
-            Provider::Kind => n.kind,
-            Provider::K3d => n.k3s,
+            Provider::Kind => n.kind.artifact,
+            Provider::K3d => n.k3s.artifact,
         })
 }
 

@@ -54,7 +54,7 @@ struct KindPortMapping {
 }
 
 /// kind `Cluster` (kind.x-k8s.io/v1alpha4). Ingress ports land on the first control plane,
-/// which carries `ingress-ready=true` so ingress-nginx schedules there.
+/// which carries `ingress-ready=true` so the ingress controller (Traefik, hostPorts) schedules there.
 pub fn render_kind(c: &ResolvedCluster) -> Value {
     let mut nodes = Vec::new();
     for i in 0..c.control_planes {
@@ -203,7 +203,7 @@ struct K3dRuntimeOptions {
 }
 
 /// k3d `Simple` (k3d.io/v1alpha5). Ingress goes through k3d's load balancer to every node's
-/// ports 80/443 where ingress-nginx listens (hostPort); traefik is disabled so it does not
+/// ports 80/443, where the stamp's Traefik listens (hostPort); k3s's bundled traefik is disabled so it does not
 /// take those ports.
 pub fn render_k3d(c: &ResolvedCluster, env: &str) -> Value {
     let lb = || vec!["loadbalancer".to_string()];

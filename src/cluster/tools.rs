@@ -20,62 +20,30 @@ pub struct PinnedTool {
     pub checksums: Vec<(String, String)>,
 }
 
-fn pinned(name: &str, version: &str, base_url: &str, sums: &[(&str, &str)]) -> PinnedTool {
-    PinnedTool {
-        name: name.to_string(),
-        version: version.to_string(),
-        base_url: base_url.to_string(),
-        checksums: sums
-            .iter()
-            .map(|(p, s)| (p.to_string(), s.to_string()))
-            .collect(),
+impl From<crate::pins::Pin> for PinnedTool {
+    fn from(pin: crate::pins::Pin) -> Self {
+        PinnedTool {
+            name: pin.name.to_string(),
+            version: pin.version.to_string(),
+            base_url: pin.artifact.to_string(),
+            checksums: pin
+                .platform_sha256()
+                .iter()
+                .map(|(p, s)| (p.to_string(), s.to_string()))
+                .collect(),
+        }
     }
 }
 
-/// kind v0.27.0 — the release whose node images `NODE_IMAGES` pins.
+/// kind, as the pins table has it; the release whose node images `NODE_IMAGES` pins.
 pub fn kind_tool() -> PinnedTool {
-    pinned(
-        "kind",
-        "v0.27.0",
-        "https://github.com/kubernetes-sigs/kind/releases/download/v0.27.0",
-        &[
-            (
-                "linux-amd64",
-                "a6875aaea358acf0ac07786b1a6755d08fd640f4c79b7a2e46681cc13f49a04b",
-            ),
-            (
-                "linux-arm64",
-                "5e4507a41c69679562610b1be82ba4f80693a7826f4e9c6e39236169a3e4f9d0",
-            ),
-            (
-                "darwin-amd64",
-                "3435134325b6b9406ccfec417b13bb46a808fc74e9a2ebb0ca31b379c8293863",
-            ),
-            (
-                "darwin-arm64",
-                "5240ca1acb587e1d0386532dd8c3373d81f5173b5af322919fc56f0cdd646596",
-            ),
-        ],
-    )
+    crate::pins::KIND.into()
 }
 
-/// k3d v5.9.0 — the release whose config schema (v1alpha5) kindling renders against.
+/// k3d, as the pins table has it; the release whose config schema (v1alpha5) kindling renders
+/// against.
 pub fn k3d_tool() -> PinnedTool {
-    pinned(
-        "k3d",
-        "v5.9.0",
-        "https://github.com/k3d-io/k3d/releases/download/v5.9.0",
-        &[
-            (
-                "linux-amd64",
-                "06d8f25bc3a971c4eb29e0ff08429b180402db0f4dec838c9eac427e296800a0",
-            ),
-            (
-                "linux-arm64",
-                "03cde5cf23e6e8e67de5a039ecf26e5b85aca82fba3e5d13dadf904cd218a250",
-            ),
-        ],
-    )
+    crate::pins::K3D.into()
 }
 
 /// This machine as release assets name it (`linux-amd64`).

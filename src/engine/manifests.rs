@@ -25,36 +25,24 @@ pub struct PinnedManifest {
 }
 
 impl PinnedManifest {
-    /// The file name in the cache and in a `--manifests-dir` (`flux-v2.7.5-install.yaml`).
+    /// The file name in the cache and in a `--manifests-dir` (`flux-v2.9.4-install.yaml`).
     pub fn file_name(&self) -> String {
         format!("{}-{}-install.yaml", self.engine.name(), self.version)
     }
 }
 
-/// Flux v2.7.5 and Argo CD v3.1.9: releases whose CRDs serve the API versions the renderers
-/// emit (source/kustomize v1, helm v2, argoproj.io v1alpha1).
-pub const FLUX_VERSION: &str = "v2.7.5";
-pub const ARGO_VERSION: &str = "v3.1.9";
-
-/// The table. Sums are filled in with `scripts/pin-manifests.sh` on a host with internet.
+/// The engine's row of the pins table (`crate::pins`): releases whose CRDs serve the API
+/// versions the renderers emit (source/kustomize v1, helm v2, argoproj.io v1alpha1).
 pub fn pinned(engine: Engine) -> PinnedManifest {
-    match engine {
-        Engine::Flux => PinnedManifest {
-            engine,
-            version: FLUX_VERSION.to_string(),
-            url: format!(
-                "https://github.com/fluxcd/flux2/releases/download/{FLUX_VERSION}/install.yaml"
-            ),
-            sha256: None,
-        },
-        Engine::Argo => PinnedManifest {
-            engine,
-            version: ARGO_VERSION.to_string(),
-            url: format!(
-                "https://raw.githubusercontent.com/argoproj/argo-cd/{ARGO_VERSION}/manifests/install.yaml"
-            ),
-            sha256: None,
-        },
+    let pin = match engine {
+        Engine::Flux => crate::pins::FLUX,
+        Engine::Argo => crate::pins::ARGO_CD,
+    };
+    PinnedManifest {
+        engine,
+        version: pin.version.to_string(),
+        url: pin.artifact.to_string(),
+        sha256: pin.sha256().map(str::to_string),
     }
 }
 
@@ -106,22 +94,33 @@ fn expected_sum(manifest: &PinnedManifest, cache_dir: &Path) -> Option<String> {
 
 fn mismatch(manifest: &PinnedManifest, source: &str, expected: &str, actual: &str) -> EngineError {
     EngineError::Manifest(format!(
-        "checksum mismatch for the {} {} install manifest from {source}:\n  expected sha256 {expected}\n  got      sha256 {actual}\nhelp: the file was not used; check for a proxy rewriting downloads, or replace the copy with the release's own file",
+        "checksum mismatch for the {} {} install manifest from {source}:\n  expected sha256 {expected}\n  got      sha256 {actual}\nhelp: the file was not used; check for a proxy rewriting downloads, or replace the copy with the release's own file (a copy you changed on purpose, e.g. images rewritten for a mirror, needs KINDLING_MANIFESTS_MODIFIED=1)",
         manifest.engine.name(),
         manifest.version
     ))
 }
 
-/// The verified install manifest: from `manifests_dir` when given, else the cache, else a
+/// A directory of install manifests to use instead of the cache or a download
+/// (`--manifests-dir`, `KINDLING_MANIFESTS_DIR`).
+#[derive(Debug, Clone, Copy)]
+pub struct LocalCopies<'a> {
+    pub dir: &'a Path,
+    /// `KINDLING_MANIFESTS_MODIFIED=1`: the copies are the user's own edits of the pinned
+    /// releases (images rewritten for a mirror, say), so they cannot match the pinned sums and
+    /// are used as they are, with a warning naming their sum. Off, a copy must be the release's.
+    pub modified: bool,
+}
+
+/// The verified install manifest: from the local copies when given, else the cache, else a
 /// download into the cache.
 pub fn fetch(
     manifest: &PinnedManifest,
     cache_dir: &Path,
-    manifests_dir: Option<&Path>,
+    local: Option<LocalCopies<'_>>,
 ) -> Result<FetchedManifest, EngineError> {
     let cache_dir = cache_dir.join("manifests");
     let expected = expected_sum(manifest, &cache_dir);
-    if let Some(dir) = manifests_dir {
+    if let Some(LocalCopies { dir, modified }) = local {
         let path = dir.join(manifest.file_name());
         let bytes = std::fs::read(&path).map_err(|e| {
             EngineError::Manifest(format!(
@@ -133,6 +132,7 @@ pub fn fetch(
         let actual = sha256_hex(&bytes);
         if let Some(expected) = &expected
             && *expected != actual
+            && !modified
         {
             return Err(mismatch(
                 manifest,
@@ -144,12 +144,17 @@ pub fn fetch(
         return Ok(FetchedManifest {
             text: into_text(bytes, &path)?,
             path,
-            note: expected.is_none().then(|| {
-                format!(
+            note: match &expected {
+                None => Some(format!(
                     "{} has no pinned sha256 in this build; using the local copy with sha256 {actual}",
                     manifest.file_name()
-                )
-            }),
+                )),
+                Some(expected) if *expected != actual => Some(format!(
+                    "{} is a modified copy (KINDLING_MANIFESTS_MODIFIED): sha256 {actual}, the pinned release's is {expected}",
+                    manifest.file_name()
+                )),
+                Some(_) => None,
+            },
             sha256: actual,
             origin: Origin::Local,
         });
@@ -221,19 +226,24 @@ mod tests {
         let flux = pinned(Engine::Flux);
         assert_eq!(
             flux.url,
-            "https://github.com/fluxcd/flux2/releases/download/v2.7.5/install.yaml"
+            "https://github.com/fluxcd/flux2/releases/download/v2.9.4/install.yaml"
         );
-        assert_eq!(flux.file_name(), "flux-v2.7.5-install.yaml");
+        assert_eq!(flux.file_name(), "flux-v2.9.4-install.yaml");
         let argo = pinned(Engine::Argo);
         assert_eq!(
             argo.url,
-            "https://raw.githubusercontent.com/argoproj/argo-cd/v3.1.9/manifests/install.yaml"
+            "https://raw.githubusercontent.com/argoproj/argo-cd/v3.5.1/manifests/install.yaml"
         );
         for m in [flux, argo] {
-            if let Some(sum) = &m.sha256 {
-                assert_eq!(sum.len(), 64);
-                assert!(sum.bytes().all(|b| b.is_ascii_hexdigit()));
-            }
+            let sum = m
+                .sha256
+                .as_deref()
+                .expect("every engine manifest carries its sha256");
+            assert_eq!(sum.len(), 64, "{}", m.url);
+            assert!(
+                sum.bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            );
         }
     }
 }

@@ -839,9 +839,13 @@ async fn create_steps(
         let installed = async {
             let cache = settings.cache_dir.clone();
             let dir = settings.manifests_dir.clone();
+            let modified = settings.manifests_modified;
             let p = pinned.clone();
             let fetched = tokio::task::spawn_blocking(move || {
-                engine::manifests::fetch(&p, &cache, dir.as_deref())
+                let local = dir
+                    .as_deref()
+                    .map(|dir| engine::manifests::LocalCopies { dir, modified });
+                engine::manifests::fetch(&p, &cache, local)
             })
             .await
             .map_err(to_env_err)??;

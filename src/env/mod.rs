@@ -102,6 +102,9 @@ pub struct Settings {
     pub gitea_image: String,
     pub registry_image: String,
     pub manifests_dir: Option<PathBuf>,
+    /// `KINDLING_MANIFESTS_MODIFIED=1`: the manifests dir holds the user's own edits of the
+    /// pinned releases, used without comparing them with the pinned sums.
+    pub manifests_modified: bool,
     /// How long the cluster's nodes and the engine's controllers may take.
     pub step_timeout: Duration,
 }
@@ -116,6 +119,16 @@ pub struct ExternalGitea {
 }
 
 impl Settings {
+    /// The local manifest copies to use, if any.
+    pub fn local_manifests(&self) -> Option<crate::engine::manifests::LocalCopies<'_>> {
+        self.manifests_dir
+            .as_deref()
+            .map(|dir| crate::engine::manifests::LocalCopies {
+                dir,
+                modified: self.manifests_modified,
+            })
+    }
+
     pub fn from_env() -> Settings {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         Settings {
@@ -137,6 +150,7 @@ impl Settings {
             registry_image: var("KINDLING_REGISTRY_IMAGE")
                 .unwrap_or_else(|| crate::registry::REGISTRY_IMAGE.into()),
             manifests_dir: var("KINDLING_MANIFESTS_DIR").map(PathBuf::from),
+            manifests_modified: var("KINDLING_MANIFESTS_MODIFIED").is_some_and(|v| v == "1"),
             step_timeout: Duration::from_secs(
                 var("KINDLING_STEP_TIMEOUT")
                     .and_then(|v| v.parse().ok())

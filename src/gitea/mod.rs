@@ -19,8 +19,8 @@ use serde_json::Value;
 
 use crate::docker::{ContainerSpec, HealthCheck, PublishedPort, VolumeMount, env_labels};
 
-/// Gitea 1.22, the release whose API spec the client is checked against.
-pub const IMAGE: &str = "docker.io/gitea/gitea:1.22.6";
+/// The pinned Gitea: the release whose API spec the client is checked against.
+pub const IMAGE: &str = crate::pins::GITEA.artifact;
 pub const HTTP_PORT: u16 = 3000;
 pub const ADMIN_USER: &str = "kindling";
 pub const REPOSITORY: &str = "source";

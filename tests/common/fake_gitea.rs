@@ -1,5 +1,7 @@
 //! A stand-in for Gitea over HTTP: the REST calls kindling makes (health, token, repository),
-//! answered with the recorded Gitea 1.22 payloads in tests/data/gitea/, and Git smart HTTP
+//! answered with the payloads in tests/data/gitea/ (recorded from Gitea 1.22; tests/gitea.rs
+//! checks their fields against the pinned Gitea's API definitions, go-gitea/gitea 1.27.0
+//! `templates/swagger/v1_json.tmpl`), and Git smart HTTP
 //! served by the real `git http-backend` CGI over the repositories below `root`, with basic
 //! auth as Gitea does it.
 

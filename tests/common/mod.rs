@@ -1,6 +1,7 @@
-//! Helpers shared by the integration tests: where the shared test data lives, a copy of a tree
+//! Helpers shared by the integration tests: where the upstream test data lives, a copy of a tree
 //! into a scratch directory, and a validator for rendered objects backed by the real upstream
-//! CRD schemas in `../shared/schemas/`.
+//! CRD schemas in `tests/fixtures/upstream/schemas/` (each file's source, version and licence in
+//! `tests/fixtures/upstream/README.md`).
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod fake_gitea;
@@ -16,17 +17,19 @@ pub fn repo_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `$KINDLING_SCHEMAS`, else `../shared/schemas` beside the repository.
+/// Upstream files the tests read, copied into the repository so a fresh clone tests on its own.
+pub fn upstream_dir() -> PathBuf {
+    repo_dir().join("tests/fixtures/upstream")
+}
+
+/// The upstream CRDs, the k3d config schema and the Gitea OpenAPI spec, at the pinned versions.
 pub fn schemas_dir() -> PathBuf {
-    match std::env::var_os("KINDLING_SCHEMAS") {
-        Some(dir) => PathBuf::from(dir),
-        None => repo_dir().join("../shared/schemas"),
-    }
+    upstream_dir().join("schemas")
 }
 
 /// The HostK8s fixture repository (`software/…`).
 pub fn hostk8s_dir() -> PathBuf {
-    schemas_dir().join("../fixtures/hostk8s")
+    upstream_dir().join("hostk8s")
 }
 
 pub fn hostk8s_stack(name: &str) -> PathBuf {
