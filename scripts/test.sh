@@ -43,4 +43,14 @@ fi
 # The Docker tests need an engine; on CI they fail (not skip) without one.
 scripts/docker-engine.sh || [ "${CI:-}" != "true" ]
 
-cargo test --all-targets "$@"
+# The closing line sums every test binary's result (the last binaries cargo runs are examples
+# with no tests, whose "0 passed" would otherwise be the last word).
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --all-targets "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
