@@ -67,7 +67,7 @@ fn bench(c: &mut Criterion) {
     let root = tempfile::tempdir().unwrap();
     synthetic_stamp(root.path());
     let dir = root.path().join("stamps/big");
-    let opts = RenderOptions::standard();
+    let opts = RenderOptions::standard(kindling::gitea::service_repo_url());
     // Fail loudly rather than time an error path.
     let s = stamp::load(&dir, None).unwrap();
     assert_eq!(s.entries.len(), ENTRIES);

@@ -14,7 +14,7 @@ scripts/docker-engine.sh >/dev/null
 cargo build --release --tests >/dev/null 2>&1
 for i in $(seq "$runs"); do
   start=$(date +%s.%N)
-  KINDLING_BENCH_REPORT=1 cargo test --release --test env -- env_create_status_sync_delete_round_trip env_watch_syncs_an_edit --nocapture --test-threads=1 2>&1 \
+  KINDLING_BENCH_REPORT=1 cargo test --release --test env_round_trip --test env_commands -- env_create_status_sync_delete_round_trip env_watch_syncs_an_edit --nocapture --test-threads=1 2>&1 \
     | grep -oE 'bench:.*' || true
   end=$(date +%s.%N)
   echo "run $i: round trip + watch tests $(echo "$end - $start" | bc) s"

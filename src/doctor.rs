@@ -7,6 +7,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::cluster::tools::{PinnedTool, ToolSource, platform, resolve_tool};
+pub use crate::docker::EngineFacts;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -297,17 +298,6 @@ mod tests {
         assert_eq!(f[0].status, Status::Warn);
         assert!(f[0].detail.contains(&format!("127.0.0.1:{port} is taken")));
     }
-}
-
-/// What the Docker engine reports of itself, for judging.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EngineFacts {
-    pub version: String,
-    pub cpus: i64,
-    pub memory_bytes: i64,
-    /// "1" or "2".
-    pub cgroup_version: String,
-    pub root_dir: String,
 }
 
 /// A kind/k3d cluster with Flux or Argo CD and the sample stamp wants about 2 CPUs, 4 GiB and

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod env;
 pub mod gitea;
 pub mod kube;
+pub mod lock;
 pub mod paths;
 pub mod pins;
 pub mod pki;

@@ -218,7 +218,8 @@ mod engine {
     }
 
     fn rendered_bootstrap(engine: Engine) -> Vec<Value> {
-        let opts = kindling::stamp::render::RenderOptions::standard();
+        let opts =
+            kindling::stamp::render::RenderOptions::standard(kindling::gitea::service_repo_url());
         let rendered = kindling::stamp::render::render(&sample(), engine, &opts).unwrap();
         rendered.files[0].documents.clone()
     }

@@ -64,7 +64,7 @@ mod stamp {
         let mut overlays = 0;
         for stack in ["sample", "sample-app"] {
             let s = stamp::load(&dir.path().join("software/stacks").join(stack), None).unwrap();
-            let opts = RenderOptions::standard();
+            let opts = RenderOptions::standard(kindling::gitea::service_repo_url());
             let rendered = render(&s, Engine::Argo, &opts).unwrap();
             rendered
                 .write_to(&dir.path().join(&opts.bundle_dir))

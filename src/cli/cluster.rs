@@ -7,9 +7,6 @@ use kindling::cluster::{self, ClusterProfile, Provider};
 
 use super::{Output, ProviderArg};
 
-/// Host port of an env's local registry when the default is free.
-const DEFAULT_REGISTRY_PORT: u16 = 5001;
-
 #[derive(Subcommand)]
 pub enum ClusterCommand {
     /// Print the config kindling would hand to kind or k3d.
@@ -41,7 +38,7 @@ pub fn run(command: ClusterCommand, output: Output) -> anyhow::Result<()> {
         &profile,
         &name,
         profile.spec.ingress,
-        Some(DEFAULT_REGISTRY_PORT),
+        Some(kindling::env::ports::DEFAULT_REGISTRY_PORT),
     )?;
     if output == Output::Json {
         let config = match resolved.provider {

@@ -63,10 +63,8 @@ pub fn run(command: StampCommand, source: &Path, output: Output) -> anyhow::Resu
             credentials_secret,
         } => {
             let stamp = load(&stamp, source)?;
-            let mut opts = RenderOptions::standard();
-            if let Some(url) = repo_url {
-                opts.repo_url = url;
-            }
+            let mut opts =
+                RenderOptions::standard(repo_url.unwrap_or_else(kindling::gitea::service_repo_url));
             opts.branch = branch;
             if credentials_secret.is_some() {
                 opts.credentials_secret = credentials_secret;

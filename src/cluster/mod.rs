@@ -3,7 +3,6 @@
 
 mod profile;
 pub mod provider;
-pub mod readiness;
 mod render;
 pub mod tools;
 

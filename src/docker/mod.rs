@@ -136,6 +136,17 @@ pub struct DockerClient {
     docker: Docker,
 }
 
+/// What the Docker engine reports of itself (`kindling doctor` judges it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineFacts {
+    pub version: String,
+    pub cpus: i64,
+    pub memory_bytes: i64,
+    /// "1" or "2".
+    pub cgroup_version: String,
+    pub root_dir: String,
+}
+
 impl DockerClient {
     /// Connects to the local engine (DOCKER_HOST or the default socket), agreeing on an API
     /// version both sides speak, and checks that it answers.
@@ -200,9 +211,9 @@ impl DockerClient {
     }
 
     /// What the engine says of itself, for `kindling doctor`.
-    pub async fn engine_facts(&self) -> Result<crate::doctor::EngineFacts, DockerError> {
+    pub async fn engine_facts(&self) -> Result<EngineFacts, DockerError> {
         let info = self.docker.info().await.map_err(api("docker info"))?;
-        Ok(crate::doctor::EngineFacts {
+        Ok(EngineFacts {
             version: info.server_version.unwrap_or_default(),
             cpus: info.ncpu.unwrap_or(0),
             memory_bytes: info.mem_total.unwrap_or(0),

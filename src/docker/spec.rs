@@ -154,7 +154,7 @@ mod tests {
     fn docker_create_body_binds_published_ports_to_loopback_and_labels_the_env() {
         let spec = ContainerSpec {
             name: "kindling-dev-gitea".into(),
-            image: crate::gitea::IMAGE.into(),
+            image: crate::pins::GITEA.artifact.into(),
             labels: env_labels("dev"),
             ports: vec![PublishedPort {
                 container_port: 3000,

@@ -153,6 +153,51 @@ pub fn resolve(
     Ok(all)
 }
 
+/// What [`apply`] did.
+#[derive(Debug)]
+pub struct AppliedSecrets {
+    /// Secrets applied.
+    pub count: usize,
+    /// Set when the stamp makes the CA Secret itself (`Certificate NAME in FILE`): kindling
+    /// then leaves it to cert-manager instead of fighting over it.
+    pub ca_left_to: Option<String>,
+}
+
+/// Applies the env's CA Secret (`cert-manager/root-ca-secret`) and the stamp's bootstrap
+/// secrets. Generated values are stored in `env_dir` before anything is applied: a value the
+/// cluster has seen is never regenerated.
+pub async fn apply(
+    kube: &crate::kube::KubeClient,
+    stamp: &crate::stamp::Stamp,
+    env_dir: &Path,
+    ca_secret: &Value,
+    timeout: std::time::Duration,
+) -> Result<AppliedSecrets, EngineError> {
+    let mut generated = GeneratedValues::load(env_dir)?;
+    let env_lookup = |k: &str| std::env::var(k).ok();
+    let host = HostValues {
+        base_dir: &stamp.repo_root,
+        env: &env_lookup,
+    };
+    let ca_namespace = ca_secret["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or_default();
+    let ca_name = ca_secret["metadata"]["name"].as_str().unwrap_or_default();
+    let ca_left_to = crate::stamp::manifests::certificate_writing(stamp, ca_namespace, ca_name);
+    let mut objects = match ca_left_to {
+        Some(_) => Vec::new(),
+        None => super::ca_objects(ca_secret),
+    };
+    objects.extend(resolve(&stamp.secrets, &mut generated, &host)?);
+    generated.store(env_dir)?;
+    kube.apply_objects(&objects, &crate::kube::ApplyOptions::new(timeout))
+        .await?;
+    Ok(AppliedSecrets {
+        count: objects.iter().filter(|o| o["kind"] == "Secret").count(),
+        ca_left_to,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,22 +1,46 @@
-//! Environments: the create flow as ordered idempotent steps (`create`), and the commands that
-//! work on an existing env (`ops`: status, sync, restart, approve, watch, delete, list), with
-//! the env's state file and lock.
+//! Environments: `env create` as ordered idempotent steps (`steps`, run by `create`), and one
+//! file per command on an existing env. Commands use the steps and the domain modules, never
+//! each other.
 
+pub mod approve;
 pub mod create;
-pub mod lock;
-pub mod ops;
+pub mod delete;
+mod follow;
+pub mod kubeconfig;
+pub mod list;
+mod open;
+pub mod plan;
+pub mod ports;
+pub mod restart;
 pub mod state;
+pub mod status;
+pub mod steps;
+pub mod sync;
+pub mod watch;
+
+pub use approve::approve;
+pub use create::create;
+pub use delete::delete;
+pub use kubeconfig::kubeconfig;
+pub use list::list;
+pub use restart::restart;
+pub use status::status;
+pub use sync::sync;
+pub use watch::watch;
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::cluster::provider::{ClusterProvider, provider_for};
-use crate::cluster::{ClusterError, Provider};
+use crate::cluster::{ClusterError, ClusterProfile, Provider};
 use crate::docker::DockerError;
-use crate::engine::EngineError;
+use crate::engine::{Engine, EngineError};
 use crate::gitea::GiteaError;
 use crate::gitea::push::PushError;
 use crate::kube::KubeError;
+use crate::lock::LockError;
 use crate::pki::PkiError;
 use crate::stamp::StampError;
 
@@ -42,15 +66,8 @@ pub enum EnvError {
     Pki(#[from] PkiError),
     #[error("env state {path}: {reason}")]
     State { path: PathBuf, reason: String },
-    #[error(
-        "env {env} is busy: `kindling {holder}` (pid {pid}) is changing it\nhelp: wait for it to finish; if no kindling is running, remove {path}"
-    )]
-    Locked {
-        env: String,
-        pid: String,
-        holder: String,
-        path: PathBuf,
-    },
+    #[error(transparent)]
+    Lock(#[from] LockError),
     #[error(
         "there is no env {0}\nhelp: `kindling env list` shows the envs; `kindling env create {0} --stamp STAMP` makes it"
     )]
@@ -162,6 +179,45 @@ impl Settings {
     pub fn env_dir(&self, env: &str) -> PathBuf {
         crate::paths::env_dir(&self.data_dir, env)
     }
+}
+
+/// What `env create` is asked to make.
+#[derive(Debug, Clone)]
+pub struct CreateOptions {
+    pub name: String,
+    pub stamp: String,
+    pub engine: Engine,
+    pub profile: ClusterProfile,
+    pub profile_path: Option<PathBuf>,
+    /// The directory holding `stamps/` (or the HostK8s tree).
+    pub source: PathBuf,
+    pub hold: bool,
+    pub wait: bool,
+    pub timeout: Duration,
+}
+
+/// Set by Ctrl-C; checked between steps (create) and between syncs (watch). A second Ctrl-C
+/// aborts at once.
+pub fn interrupt_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            set.store(true, Ordering::SeqCst);
+            eprintln!(
+                "\ninterrupt: stopping after the current step (press Ctrl-C again to abort now)"
+            );
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    flag
+}
+
+/// The env's own Docker network (Gitea and the registry start on it).
+pub fn network_name(env: &str) -> String {
+    format!("kindling-{env}")
 }
 
 /// The provider CLI for an env: kind/k3d on PATH, else the pinned download.

@@ -3,6 +3,7 @@
 //! Established before their resources, bounded waits, and bundle deletion.
 
 pub mod order;
+pub mod readiness;
 
 use std::path::Path;
 use std::time::Duration;
@@ -375,8 +376,7 @@ impl KubeClient {
                     }
                 };
                 let value = serde_json::json!({ "items": list.items });
-                Ok(crate::cluster::readiness::nodes_ready(&value, expected)
-                    .map_err(|e| e.to_string()))
+                Ok(readiness::nodes_ready(&value, expected).map_err(|e| e.to_string()))
             }
         })
         .await

@@ -4,7 +4,10 @@
 //! a cluster; only the env's intermediate does (as cert-manager's `root-ca-secret`), and both
 //! carry name constraints so they can sign for local names only.
 
+mod env_ca;
 pub mod trust;
+
+pub use env_ca::{ensure_env_ca, env_ca_secret};
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -49,6 +52,8 @@ pub enum PkiError {
     Generate(#[from] rcgen::Error),
     #[error("{0}")]
     Trust(String),
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {

@@ -165,3 +165,61 @@ pub fn yaml_files_below(dir: &Path) -> Result<Vec<PathBuf>, StampError> {
     files.sort();
     Ok(files)
 }
+
+/// Every YAML document of the stamp's path entries (unreadable or templated files are
+/// skipped: this is for hints about the stamp, not validation).
+fn stamp_documents(stamp: &super::Stamp) -> Vec<Document> {
+    stamp
+        .entries
+        .iter()
+        .filter_map(|entry| match &entry.source {
+            super::Source::Path(p) => yaml_files_below(&p.host_dir).ok(),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|file| read_documents(&file).ok())
+        .flatten()
+        .collect()
+}
+
+/// Ingress host names the stamp's manifests declare, in order, each once.
+pub fn ingress_hosts(stamp: &super::Stamp) -> Vec<String> {
+    let mut hosts: Vec<String> = Vec::new();
+    for doc in stamp_documents(stamp) {
+        if doc.value["kind"] != "Ingress" {
+            continue;
+        }
+        for rule in doc.value["spec"]["rules"].as_array().into_iter().flatten() {
+            if let Some(h) = rule["host"].as_str()
+                && !hosts.iter().any(|x| x == h)
+            {
+                hosts.push(h.to_string());
+            }
+        }
+    }
+    hosts
+}
+
+/// The cert-manager Certificate of the stamp that writes the Secret `namespace/name`, if any,
+/// said as `Certificate NAME in FILE` (a HostK8s stack makes its own self-signed
+/// `root-ca-secret`).
+pub fn certificate_writing(stamp: &super::Stamp, namespace: &str, name: &str) -> Option<String> {
+    stamp_documents(stamp).into_iter().find_map(|doc| {
+        let value = &doc.value;
+        let ours = value["kind"] == "Certificate"
+            && value["apiVersion"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("cert-manager.io/"))
+            && value["spec"]["secretName"] == name
+            && value["metadata"]["namespace"]
+                .as_str()
+                .is_none_or(|ns| ns == namespace);
+        ours.then(|| {
+            format!(
+                "Certificate {} in {}",
+                value["metadata"]["name"].as_str().unwrap_or("?"),
+                doc.file.display()
+            )
+        })
+    })
+}

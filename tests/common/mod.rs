@@ -4,6 +4,7 @@
 //! `tests/fixtures/upstream/README.md`).
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod env_harness;
 pub mod fake_gitea;
 pub mod http;
 pub mod kube_api;

@@ -46,11 +46,12 @@ pub struct RenderOptions {
 }
 
 impl RenderOptions {
-    /// What `env create` uses: the env's Gitea through its in-cluster Service (the same name
-    /// in every env: each cluster has its own), branch `main`, the credentials Secret.
-    pub fn standard() -> RenderOptions {
+    /// What `env create` uses: the env's repository as the cluster reaches it (its Gitea's
+    /// in-cluster Service, `gitea::service_repo_url`, unless an external Gitea is used), branch
+    /// `main`, the credentials Secret.
+    pub fn standard(repo_url: String) -> RenderOptions {
         RenderOptions {
-            repo_url: crate::gitea::service_repo_url(),
+            repo_url,
             branch: "main".to_string(),
             credentials_secret: Some(CREDENTIALS_SECRET.to_string()),
             bundle_dir: ".kindling".to_string(),
@@ -90,6 +91,30 @@ pub struct Rendered {
 }
 
 impl Rendered {
+    /// The bootstrap documents, which kindling applies itself.
+    pub fn bootstrap_documents(&self) -> Vec<Value> {
+        self.files
+            .iter()
+            .filter(|f| f.path.ends_with("bootstrap.yaml"))
+            .flat_map(|f| f.documents.clone())
+            .collect()
+    }
+
+    /// The files as they go into the pushed snapshot (`.kindling/...`), without the bootstrap
+    /// file: the engine reads these from Git.
+    pub fn bundle_files(&self) -> Vec<(String, Vec<u8>)> {
+        self.files
+            .iter()
+            .filter(|f| !f.path.ends_with("bootstrap.yaml"))
+            .map(|f| {
+                (
+                    format!("{}/{}", self.bundle_dir, f.path),
+                    f.to_yaml().into_bytes(),
+                )
+            })
+            .collect()
+    }
+
     /// Every document of every file, in file order.
     pub fn documents(&self) -> impl Iterator<Item = &Value> {
         self.files.iter().flat_map(|f| f.documents.iter())

@@ -1,16 +1,31 @@
-//! One mutating command per env at a time: a lock file created exclusively in the env's
-//! directory, holding the owner's pid and command. A lock whose process is gone (a crash, a
-//! kill -9) is taken over; a live one makes the second command wait briefly, then fail with a
-//! message naming the holder.
+//! Lock files: one mutating command per env at a time (the env's `lock`), and machine-wide
+//! ones for work two envs must not do at once (allocating ports, making the root CA). A lock
+//! file is created exclusively and holds the owner's pid and command. A lock whose process is
+//! gone (a crash, a kill -9) is taken over; a live one makes the second command wait briefly,
+//! then fail with a message naming the holder.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::EnvError;
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error(
+        "{what} is busy: `kindling {holder}` (pid {pid}) is changing it\nhelp: wait for it to finish; if no kindling is running, remove {path}"
+    )]
+    Busy {
+        what: String,
+        pid: String,
+        holder: String,
+        path: PathBuf,
+    },
+    #[error("lock {path}: {reason}")]
+    Io { path: PathBuf, reason: String },
+}
 
+/// A held lock; dropping it releases it.
 #[derive(Debug)]
-pub struct EnvLock {
+pub struct FileLock {
     path: PathBuf,
 }
 
@@ -34,21 +49,33 @@ fn holder_alive(text: &str) -> bool {
     }
 }
 
-impl EnvLock {
-    /// Takes the lock of `env_dir` for `command`, waiting up to `wait` for a live holder.
-    pub fn acquire(env_dir: &Path, command: &str, wait: Duration) -> Result<EnvLock, EnvError> {
-        Self::acquire_file(&env_dir.join("lock"), command, wait)
+impl FileLock {
+    /// Takes the lock of the env in `env_dir` for `command`, waiting up to `wait` for a live
+    /// holder.
+    pub fn env(env_dir: &Path, command: &str, wait: Duration) -> Result<FileLock, LockError> {
+        let what = format!(
+            "env {}",
+            env_dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        );
+        Self::acquire(&env_dir.join("lock"), &what, command, wait)
     }
 
-    /// Takes the lock file at `path` (its directory is created).
-    pub fn acquire_file(path: &Path, command: &str, wait: Duration) -> Result<EnvLock, EnvError> {
+    /// Takes the lock file at `path` (its directory is created); `what` names what it guards.
+    pub fn acquire(
+        path: &Path,
+        what: &str,
+        command: &str,
+        wait: Duration,
+    ) -> Result<FileLock, LockError> {
         let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| EnvError::State {
+        std::fs::create_dir_all(dir).map_err(|e| LockError::Io {
             path: dir.to_path_buf(),
             reason: e.to_string(),
         })?;
         let path = path.to_path_buf();
-        let env_dir = dir;
         let deadline = Instant::now() + wait;
         loop {
             match std::fs::OpenOptions::new()
@@ -58,7 +85,7 @@ impl EnvLock {
             {
                 Ok(mut file) => {
                     let _ = writeln!(file, "{} {command}", std::process::id());
-                    return Ok(EnvLock { path });
+                    return Ok(FileLock { path });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let text = std::fs::read_to_string(&path).unwrap_or_default();
@@ -71,11 +98,8 @@ impl EnvLock {
                         let mut parts = text.trim().splitn(2, ' ');
                         let pid = parts.next().unwrap_or("?").to_string();
                         let holder = parts.next().unwrap_or("kindling").to_string();
-                        return Err(EnvError::Locked {
-                            env: env_dir
-                                .file_name()
-                                .map(|n| n.to_string_lossy().into_owned())
-                                .unwrap_or_default(),
+                        return Err(LockError::Busy {
+                            what: what.to_string(),
                             pid,
                             holder,
                             path,
@@ -84,7 +108,7 @@ impl EnvLock {
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 Err(e) => {
-                    return Err(EnvError::State {
+                    return Err(LockError::Io {
                         path,
                         reason: e.to_string(),
                     });
@@ -94,7 +118,7 @@ impl EnvLock {
     }
 }
 
-impl Drop for EnvLock {
+impl Drop for FileLock {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
@@ -107,16 +131,18 @@ mod tests {
     #[test]
     fn env_lock_is_exclusive_released_on_drop_and_stale_locks_are_taken_over() {
         let dir = tempfile::tempdir().unwrap();
-        let first = EnvLock::acquire(dir.path(), "env create", Duration::ZERO).unwrap();
-        let err = EnvLock::acquire(dir.path(), "env sync", Duration::from_millis(200)).unwrap_err();
+        let first = FileLock::env(dir.path(), "env create", Duration::ZERO).unwrap();
+        let err = FileLock::env(dir.path(), "env sync", Duration::from_millis(200)).unwrap_err();
         let text = err.to_string();
+        let name = dir.path().file_name().unwrap().to_string_lossy();
+        assert!(text.starts_with(&format!("env {name} is busy")), "{text}");
         assert!(text.contains(&std::process::id().to_string()), "{text}");
         assert!(text.contains("env create"), "{text}");
         drop(first);
-        let again = EnvLock::acquire(dir.path(), "env sync", Duration::ZERO).unwrap();
+        let again = FileLock::env(dir.path(), "env sync", Duration::ZERO).unwrap();
         drop(again);
         // A lock left by a process that no longer exists.
         std::fs::write(dir.path().join("lock"), "4194303999 env create\n").unwrap();
-        EnvLock::acquire(dir.path(), "env delete", Duration::ZERO).unwrap();
+        FileLock::env(dir.path(), "env delete", Duration::ZERO).unwrap();
     }
 }

@@ -5,12 +5,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use kindling::env::create::{CreateOptions, Outcome};
-use kindling::env::{Settings, ops};
+use kindling::env::CreateOptions;
+use kindling::env::Settings;
+use kindling::env::create::Outcome;
 use kindling::ui::Progress;
 use serde_json::json;
 
 use super::{EngineArg, Output, ProviderArg};
+
+mod text;
 
 #[derive(Args)]
 pub struct EnvName {
@@ -188,71 +191,13 @@ async fn run_async(command: EnvCommand, output: Output, verbose: u8) -> anyhow::
                 wait,
                 timeout: wait_args.timeout,
             };
-            match kindling::env::create::create(&options, &settings, &progress, dry_run).await? {
-                Outcome::Plan(plan) => {
-                    if json {
-                        print_json(json!({"ok": true, "dryRun": true, "plan": plan}));
-                    } else {
-                        println!(
-                            "plan for env {} (nothing was changed):\n  stamp {}, {} + {}\n  cluster {} (context {}), ingress 127.0.0.1:{}/{}\n  steps: {}\n\n# {} config\n{}\n# bootstrap objects (credentials redacted)",
-                            plan.env,
-                            plan.stamp,
-                            plan.provider.name(),
-                            plan.engine.name(),
-                            plan.cluster.name,
-                            plan.context,
-                            plan.ports.http,
-                            plan.ports.https,
-                            plan.steps.join(" → "),
-                            plan.provider.name(),
-                            plan.cluster_config
-                        );
-                        for o in &plan.bootstrap {
-                            println!(
-                                "---\n{}",
-                                serde_yaml_ng::to_string(o).unwrap_or_default().trim_end()
-                            );
-                        }
-                    }
+            match kindling::env::create(&options, &settings, &progress, dry_run).await? {
+                Outcome::Plan(plan) if json => {
+                    print_json(json!({"ok": true, "dryRun": true, "plan": plan}))
                 }
-                Outcome::Created(report) => {
-                    if json {
-                        print_json(json!({"ok": true, "env": report}));
-                    } else {
-                        let state = if report.awaiting_approval {
-                            "is registered and awaiting approval (`kindling env approve`)"
-                        } else if report.status.is_some() {
-                            "is ready"
-                        } else {
-                            "is created; the engine is reconciling"
-                        };
-                        println!(
-                            "\nenv {} {state} (stamp {}, {} + {})",
-                            report.env,
-                            report.stamp,
-                            report.provider.name(),
-                            report.engine.name()
-                        );
-                        println!(
-                            "  Gitea:      {}/{}/{} (user {}; password in {})",
-                            report.gitea_url,
-                            kindling::gitea::ADMIN_USER,
-                            kindling::gitea::REPOSITORY,
-                            kindling::gitea::ADMIN_USER,
-                            kindling::env::state::EnvState::path(&settings.env_dir(&report.env))
-                                .display()
-                        );
-                        for url in &report.ingress_urls {
-                            println!("  ingress:    {url}");
-                        }
-                        println!("  context:    {}", report.context);
-                        println!("  kubeconfig: {}", report.kubeconfig.display());
-                        println!("next:");
-                        for n in &report.next {
-                            println!("  {n}");
-                        }
-                    }
-                }
+                Outcome::Plan(plan) => text::plan(&plan),
+                Outcome::Created(report) if json => print_json(json!({"ok": true, "env": report})),
+                Outcome::Created(report) => text::created(&report, &settings),
             }
         }
         EnvCommand::Status {
@@ -260,59 +205,12 @@ async fn run_async(command: EnvCommand, output: Output, verbose: u8) -> anyhow::
             wait,
             wait_args,
         } => {
-            let report = ops::status(
-                &settings,
-                &env.name,
-                wait.then_some(wait_args.timeout),
-                &progress,
-            )
-            .await?;
+            let wait = wait.then_some(wait_args.timeout);
+            let report = kindling::env::status(&settings, &env.name, wait, &progress).await?;
             if json {
                 print_json(json!({"ok": true, "status": report}));
             } else {
-                println!(
-                    "env {}: stamp {}, {} + {}",
-                    report.env, report.stamp, report.provider, report.engine
-                );
-                println!(
-                    "  cluster  {:<28} {}",
-                    report.cluster.name, report.cluster.state
-                );
-                println!(
-                    "  gitea    {:<28} {} {}",
-                    report.gitea.name,
-                    report.gitea.state,
-                    report.gitea.url.as_deref().unwrap_or_default()
-                );
-                if let Some(r) = &report.registry {
-                    println!(
-                        "  registry {:<28} {} {}",
-                        r.name,
-                        r.state,
-                        r.url.as_deref().unwrap_or_default()
-                    );
-                }
-                if let Some(c) = &report.commit {
-                    println!("  commit   {c}");
-                }
-                for url in &report.urls {
-                    println!("  url      {url}");
-                }
-                if !report.unfinished_steps.is_empty() {
-                    println!(
-                        "  unfinished create steps: {} (rerun `kindling env create {} --stamp {}`)",
-                        report.unfinished_steps.join(", "),
-                        report.env,
-                        report.stamp
-                    );
-                }
-                if let Some(e) = &report.error {
-                    println!("  engine: {e}");
-                }
-                if let Some(s) = &report.reconciliation {
-                    println!();
-                    print!("{}", kindling::engine::status::render_table(s));
-                }
+                text::status(&report);
             }
         }
         EnvCommand::Sync {
@@ -320,27 +218,17 @@ async fn run_async(command: EnvCommand, output: Output, verbose: u8) -> anyhow::
             no_wait,
             wait_args,
         } => {
-            let report = ops::sync(
-                &settings,
-                &env.name,
-                (!no_wait).then_some(wait_args.timeout),
-                &progress,
-            )
-            .await?;
+            let wait = (!no_wait).then_some(wait_args.timeout);
+            let report = kindling::env::sync(&settings, &env.name, wait, &progress).await?;
             if json {
                 print_json(json!({"ok": true, "sync": report}));
             } else {
-                println!(
-                    "env {} at {}{} ({:.1}s)",
-                    report.env,
-                    report.commit,
-                    if report.changed { "" } else { " (no change)" },
-                    report.duration_ms as f64 / 1000.0
-                );
+                text::synced(&report);
             }
         }
         EnvCommand::Restart { env, stamp } => {
-            let report = ops::restart(&settings, &env.name, stamp.as_deref(), &progress).await?;
+            let report =
+                kindling::env::restart(&settings, &env.name, stamp.as_deref(), &progress).await?;
             if json {
                 print_json(json!({"ok": true, "restart": report}));
             } else {
@@ -351,7 +239,7 @@ async fn run_async(command: EnvCommand, output: Output, verbose: u8) -> anyhow::
             }
         }
         EnvCommand::Approve(env) => {
-            let report = ops::approve(&settings, &env.name, &progress).await?;
+            let report = kindling::env::approve(&settings, &env.name, &progress).await?;
             if json {
                 print_json(json!({"ok": true, "approve": report}));
             } else if report.was_held {
@@ -365,25 +253,14 @@ async fn run_async(command: EnvCommand, output: Output, verbose: u8) -> anyhow::
             debounce_ms,
             wait_args,
         } => {
-            let max = std::env::var("KINDLING_WATCH_MAX_SYNCS")
-                .ok()
-                .and_then(|v| v.parse().ok());
-            let syncs = ops::watch(
-                &settings,
-                &env.name,
-                Duration::from_millis(debounce_ms),
-                wait_args.timeout,
-                max,
-                &progress,
-            )
-            .await?;
+            let syncs = watch(&settings, &env.name, debounce_ms, wait_args, &progress).await?;
             if json {
                 print_json(json!({"ok": true, "syncs": syncs}));
             }
         }
         EnvCommand::Delete { env, all } => {
             let names = if all {
-                ops::list(&settings)
+                kindling::env::list(&settings)
                     .await?
                     .into_iter()
                     .map(|e| e.name)
@@ -393,24 +270,9 @@ async fn run_async(command: EnvCommand, output: Output, verbose: u8) -> anyhow::
             };
             let mut reports = Vec::new();
             for name in names {
-                let report = ops::delete(&settings, &name, &progress).await?;
+                let report = kindling::env::delete(&settings, &name, &progress).await?;
                 if !json {
-                    if report.nothing() {
-                        println!("env {name}: nothing to delete");
-                    } else {
-                        println!(
-                            "env {name} deleted: {}{} containers, {} volumes, {} networks{}",
-                            report
-                                .cluster
-                                .as_deref()
-                                .map(|c| format!("cluster {c}, "))
-                                .unwrap_or_default(),
-                            report.removed.containers.len(),
-                            report.removed.volumes.len(),
-                            report.removed.networks.len(),
-                            if report.state_removed { ", state" } else { "" }
-                        );
-                    }
+                    text::deleted(&report);
                 }
                 reports.push(report);
             }
@@ -419,7 +281,7 @@ async fn run_async(command: EnvCommand, output: Output, verbose: u8) -> anyhow::
             }
         }
         EnvCommand::Kubeconfig(env) => {
-            let path = ops::kubeconfig(&settings, &env.name)?;
+            let path = kindling::env::kubeconfig(&settings, &env.name)?;
             if json {
                 print_json(json!({"ok": true, "kubeconfig": path}));
             } else {
@@ -427,32 +289,44 @@ async fn run_async(command: EnvCommand, output: Output, verbose: u8) -> anyhow::
             }
         }
         EnvCommand::List => {
-            let entries = ops::list(&settings).await?;
+            let entries = kindling::env::list(&settings).await?;
             if json {
                 print_json(json!({"ok": true, "envs": entries}));
-            } else if entries.is_empty() {
-                println!("no envs; `kindling env create dev --stamp sample` makes one");
             } else {
-                for e in entries {
-                    println!(
-                        "{:<16} {:<28} {:<10} {:<6} {:<5} {} containers, {} volumes, {} networks",
-                        e.name,
-                        e.state,
-                        e.stamp.as_deref().unwrap_or("-"),
-                        e.provider.as_deref().unwrap_or("-"),
-                        e.engine.as_deref().unwrap_or("-"),
-                        e.docker.containers.len(),
-                        e.docker.volumes.len(),
-                        e.docker.networks.len()
-                    );
-                    if e.state == "orphaned" {
-                        println!("    delete with: kindling env delete {}", e.name);
-                    }
-                }
+                text::list(&entries);
             }
         }
     }
     Ok(())
+}
+
+/// `env watch`: `env sync` on every change of the source tree.
+async fn watch(
+    settings: &Settings,
+    name: &str,
+    debounce_ms: u64,
+    wait_args: WaitArgs,
+    progress: &Progress,
+) -> anyhow::Result<usize> {
+    // Tests stop the watch after a number of syncs.
+    let max = std::env::var("KINDLING_WATCH_MAX_SYNCS")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let timeout = Some(wait_args.timeout);
+    let syncs = kindling::env::watch(
+        settings,
+        name,
+        Duration::from_millis(debounce_ms),
+        max,
+        progress,
+        move || async move {
+            kindling::env::sync(settings, name, timeout, progress)
+                .await
+                .map(|r| r.commit)
+        },
+    )
+    .await?;
+    Ok(syncs)
 }
 
 #[cfg(test)]

@@ -1,0 +1,166 @@
+//! The human-readable reports of `kindling env …` (`--output json` prints the reports as
+//! they are).
+
+use kindling::env::Settings;
+use kindling::env::create::CreateReport;
+use kindling::env::delete::DeleteReport;
+use kindling::env::list::ListEntry;
+use kindling::env::plan::Plan;
+use kindling::env::status::StatusReport;
+use kindling::env::sync::SyncReport;
+
+pub fn plan(plan: &Plan) {
+    println!(
+        "plan for env {} (nothing was changed):\n  stamp {}, {} + {}\n  cluster {} (context {}), ingress 127.0.0.1:{}/{}\n  steps: {}\n\n# {} config\n{}\n# bootstrap objects (credentials redacted)",
+        plan.env,
+        plan.stamp,
+        plan.provider.name(),
+        plan.engine.name(),
+        plan.cluster.name,
+        plan.context,
+        plan.ports.http,
+        plan.ports.https,
+        plan.steps.join(" → "),
+        plan.provider.name(),
+        plan.cluster_config
+    );
+    for o in &plan.bootstrap {
+        println!(
+            "---\n{}",
+            serde_yaml_ng::to_string(o).unwrap_or_default().trim_end()
+        );
+    }
+}
+
+pub fn created(report: &CreateReport, settings: &Settings) {
+    let state = if report.awaiting_approval {
+        "is registered and awaiting approval (`kindling env approve`)"
+    } else if report.status.is_some() {
+        "is ready"
+    } else {
+        "is created; the engine is reconciling"
+    };
+    println!(
+        "\nenv {} {state} (stamp {}, {} + {})",
+        report.env,
+        report.stamp,
+        report.provider.name(),
+        report.engine.name()
+    );
+    println!(
+        "  Gitea:      {}/{}/{} (user {}; password in {})",
+        report.gitea_url,
+        kindling::gitea::ADMIN_USER,
+        kindling::gitea::REPOSITORY,
+        kindling::gitea::ADMIN_USER,
+        kindling::env::state::EnvState::path(&settings.env_dir(&report.env)).display()
+    );
+    for url in &report.ingress_urls {
+        println!("  ingress:    {url}");
+    }
+    println!("  context:    {}", report.context);
+    println!("  kubeconfig: {}", report.kubeconfig.display());
+    println!("next:");
+    for n in &report.next {
+        println!("  {n}");
+    }
+}
+
+pub fn status(report: &StatusReport) {
+    println!(
+        "env {}: stamp {}, {} + {}",
+        report.env, report.stamp, report.provider, report.engine
+    );
+    println!(
+        "  cluster  {:<28} {}",
+        report.cluster.name, report.cluster.state
+    );
+    println!(
+        "  gitea    {:<28} {} {}",
+        report.gitea.name,
+        report.gitea.state,
+        report.gitea.url.as_deref().unwrap_or_default()
+    );
+    if let Some(r) = &report.registry {
+        println!(
+            "  registry {:<28} {} {}",
+            r.name,
+            r.state,
+            r.url.as_deref().unwrap_or_default()
+        );
+    }
+    if let Some(c) = &report.commit {
+        println!("  commit   {c}");
+    }
+    for url in &report.urls {
+        println!("  url      {url}");
+    }
+    if !report.unfinished_steps.is_empty() {
+        println!(
+            "  unfinished create steps: {} (rerun `kindling env create {} --stamp {}`)",
+            report.unfinished_steps.join(", "),
+            report.env,
+            report.stamp
+        );
+    }
+    if let Some(e) = &report.error {
+        println!("  engine: {e}");
+    }
+    if let Some(s) = &report.reconciliation {
+        println!();
+        print!("{}", kindling::engine::status::render_table(s));
+    }
+}
+
+pub fn synced(report: &SyncReport) {
+    println!(
+        "env {} at {}{} ({:.1}s)",
+        report.env,
+        report.commit,
+        if report.changed { "" } else { " (no change)" },
+        report.duration_ms as f64 / 1000.0
+    );
+}
+
+pub fn deleted(report: &DeleteReport) {
+    let name = &report.env;
+    if report.nothing() {
+        println!("env {name}: nothing to delete");
+        return;
+    }
+    println!(
+        "env {name} deleted: {}{} containers, {} volumes, {} networks{}",
+        report
+            .cluster
+            .as_deref()
+            .map(|c| format!("cluster {c}, "))
+            .unwrap_or_default(),
+        report.removed.containers.len(),
+        report.removed.volumes.len(),
+        report.removed.networks.len(),
+        if report.state_removed { ", state" } else { "" }
+    );
+}
+
+pub fn list(entries: &[ListEntry]) {
+    if entries.is_empty() {
+        println!("no envs; `kindling env create dev --stamp sample` makes one");
+        return;
+    }
+    for e in entries {
+        println!(
+            "{:<16} {:<28} {:<10} {:<6} {:<5} {} containers, {} volumes, {} networks",
+            e.name,
+            e.state,
+            e.stamp.as_deref().unwrap_or("-"),
+            e.provider.as_deref().unwrap_or("-"),
+            e.engine.as_deref().unwrap_or("-"),
+            e.docker.containers.len(),
+            e.docker.volumes.len(),
+            e.docker.networks.len()
+        );
+        if e.state == "orphaned" {
+            println!("    delete with: kindling env delete {}", e.name);
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! `env approve`: lets an env created with `--hold` reconcile.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::open::{gitea_of, kube_of, load, stamp_of};
+use super::steps::{bootstrap, push};
+use super::{EnvError, Settings};
+use crate::engine;
+use crate::lock::FileLock;
+use crate::ui::Progress;
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApproveReport {
+    pub env: String,
+    pub was_held: bool,
+    pub requested: Vec<String>,
+}
+
+pub async fn approve(
+    settings: &Settings,
+    name: &str,
+    progress: &Progress,
+) -> Result<ApproveReport, EnvError> {
+    let env_dir = settings.env_dir(name);
+    let mut state = load(settings, name)?;
+    let _lock = FileLock::env(&env_dir, "env approve", settings.lock_wait)?;
+    if !state.is_done("bootstrap") {
+        return Err(EnvError::Preflight(format!(
+            "env {name} is not bootstrapped yet; finish `kindling env create {name} --stamp {}` first",
+            state.stamp
+        )));
+    }
+    let stamp = stamp_of(&state)?;
+    let gitea = gitea_of(&state)?;
+    let rendered = push::render(&stamp, state.engine, &gitea)?;
+    let objects = bootstrap::objects(state.engine, &stamp, &rendered, &gitea, false);
+    let kube = kube_of(&state).await?;
+    let was_held = state.hold;
+    let t = Instant::now();
+    progress.start("approve", "resuming the engine");
+    let requested = engine::approve(
+        &kube,
+        state.engine,
+        &stamp,
+        &objects,
+        "main",
+        time::OffsetDateTime::now_utc(),
+    )
+    .await?;
+    state.hold = false;
+    state.record("reconcile", t.elapsed());
+    state.save(&env_dir)?;
+    progress.done("approve", t.elapsed(), "reconciling");
+    Ok(ApproveReport {
+        env: name.to_string(),
+        was_held,
+        requested,
+    })
+}

@@ -1,0 +1,150 @@
+//! `env delete`: the cluster through its provider, every Docker object labelled for the env,
+//! and its state (kubeconfig, intermediate CA, generated secrets). Safe on half-made envs,
+//! orphans, and when there is nothing left.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::state::EnvState;
+use super::{EnvError, Settings, provider_cli};
+use crate::docker::{DockerClient, SweepReport};
+use crate::lock::FileLock;
+use crate::ui::Progress;
+
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteReport {
+    pub env: String,
+    pub cluster: Option<String>,
+    pub removed: SweepReport,
+    pub state_removed: bool,
+}
+
+impl DeleteReport {
+    pub fn nothing(&self) -> bool {
+        self.cluster.is_none() && self.removed.is_empty() && !self.state_removed
+    }
+}
+
+pub async fn delete(
+    settings: &Settings,
+    name: &str,
+    progress: &Progress,
+) -> Result<DeleteReport, EnvError> {
+    super::validate_name(name)?;
+    let env_dir = settings.env_dir(name);
+    let state = EnvState::load(&env_dir)?;
+    let lock = if env_dir.exists() {
+        Some(FileLock::env(&env_dir, "env delete", settings.lock_wait)?)
+    } else {
+        None
+    };
+    let mut report = DeleteReport {
+        env: name.to_string(),
+        ..Default::default()
+    };
+    let docker = match DockerClient::connect().await {
+        Ok(docker) => docker,
+        Err(e) => {
+            progress.fail("docker", &e.to_string());
+            return Err(e.into());
+        }
+    };
+    // Gitea and the registry go before the cluster: attached to its network (k3d's own), they
+    // would keep the provider from removing it. So do shared caches, which are only detached.
+    // The cluster's nodes may carry the env label too (k3d): they are the provider's to remove.
+    for container in [
+        crate::gitea::container_name(name),
+        crate::registry::registry_container(name),
+    ] {
+        if docker.remove_container(&container).await? {
+            report.removed.containers.push(container);
+        }
+    }
+    let network = state
+        .as_ref()
+        .and_then(|s| s.cluster.as_ref())
+        .map(|c| c.network.clone());
+    if let Some(network) = network.filter(|n| n != "kind") {
+        for cache in docker
+            .containers_labelled(crate::docker::CACHE_LABEL)
+            .await?
+        {
+            docker.disconnect_network(&cache, &network).await?;
+        }
+    }
+    let cluster_name = crate::cluster::cluster_name(name);
+    // Without state (an orphan), the cluster may be of either provider.
+    let providers = match &state {
+        Some(s) => vec![s.provider],
+        None => vec![
+            crate::cluster::Provider::Kind,
+            crate::cluster::Provider::K3d,
+        ],
+    };
+    let t = Instant::now();
+    progress.start("cluster", &cluster_name);
+    let orphan = state.is_none();
+    for provider in providers {
+        let s = settings.clone();
+        let n = name.to_string();
+        let cn = cluster_name.clone();
+        let deleted = tokio::task::spawn_blocking(move || {
+            let cli = match provider_cli(provider, &s, &n) {
+                Ok(cli) => cli,
+                // No CLI for a provider the env never used: nothing of it to delete.
+                Err(_) if orphan => return Ok(false),
+                Err(e) => return Err(e),
+            };
+            if cli.exists(&cn)? {
+                cli.delete(&cn)?;
+                return Ok(true);
+            }
+            Ok(false)
+        })
+        .await
+        .map_err(|e| EnvError::Preflight(e.to_string()))??;
+        if deleted {
+            report.cluster = Some(format!("{} {cluster_name}", provider.name()));
+        }
+    }
+    progress.done(
+        "cluster",
+        t.elapsed(),
+        if report.cluster.is_some() {
+            "deleted"
+        } else {
+            "none"
+        },
+    );
+    // Then everything else labelled for the env (volumes, its network, what a crash left).
+    let t = Instant::now();
+    progress.start(
+        "docker",
+        &format!("objects labelled {}={name}", crate::ENV_LABEL),
+    );
+    let swept = docker.sweep(name).await?;
+    report.removed.containers.extend(swept.containers);
+    report.removed.volumes.extend(swept.volumes);
+    report.removed.networks.extend(swept.networks);
+    progress.done(
+        "docker",
+        t.elapsed(),
+        &format!(
+            "{} containers, {} volumes, {} networks",
+            report.removed.containers.len(),
+            report.removed.volumes.len(),
+            report.removed.networks.len()
+        ),
+    );
+    drop(lock);
+    if env_dir.exists() {
+        std::fs::remove_dir_all(&env_dir).map_err(|e| EnvError::State {
+            path: env_dir.clone(),
+            reason: e.to_string(),
+        })?;
+        report.state_removed = true;
+    }
+    Ok(report)
+}

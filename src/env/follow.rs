@@ -1,0 +1,77 @@
+//! Following the engine's status until a condition holds (`--wait` of create, status, sync).
+
+use std::time::{Duration, Instant};
+
+use super::EnvError;
+use crate::engine::{self, Engine, EngineStatus};
+use crate::kube::KubeClient;
+use crate::stamp::Stamp;
+use crate::ui::Progress;
+
+/// How often `--wait` looks at the engine's objects.
+fn poll_interval() -> Duration {
+    Duration::from_millis(
+        std::env::var("KINDLING_POLL_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1000),
+    )
+}
+
+fn blocking_line(status: &EngineStatus) -> String {
+    if status.awaiting_approval {
+        return ": awaiting approval (`kindling env approve`)".into();
+    }
+    match status.first_blocking() {
+        Some(e) => format!(
+            ": {} is {} ({}){}",
+            e.name,
+            e.readiness.label(),
+            e.reason,
+            if e.message.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", e.message.lines().next().unwrap_or_default())
+            }
+        ),
+        None => String::new(),
+    }
+}
+
+/// Follows the engine's status until `until` holds; on timeout the error names the first
+/// blocking entry and why.
+pub async fn follow(
+    kube: &KubeClient,
+    engine: Engine,
+    stamp: &Stamp,
+    timeout: Duration,
+    progress: &Progress,
+    until: impl Fn(&EngineStatus) -> bool,
+) -> Result<EngineStatus, EnvError> {
+    let started = Instant::now();
+    let mut last = String::new();
+    loop {
+        let status = engine::status(kube, engine, stamp).await?;
+        if until(&status) {
+            return Ok(status);
+        }
+        let line = blocking_line(&status);
+        if line != last {
+            let ready = status
+                .entries
+                .iter()
+                .filter(|e| e.readiness == engine::Readiness::Ready)
+                .count();
+            progress.info(&format!("{ready}/{} Ready{line}", status.entries.len()));
+            last = line.clone();
+        }
+        if started.elapsed() >= timeout {
+            return Err(EnvError::TimedOut {
+                what: "the stamp to be reconciled".into(),
+                seconds: timeout.as_secs(),
+                blocking: line,
+            });
+        }
+        tokio::time::sleep(poll_interval()).await;
+    }
+}

@@ -1,0 +1,61 @@
+//! `env list`: envs from their state, plus labelled Docker objects no state accounts for
+//! (orphans, which `env delete NAME` removes).
+
+use serde::Serialize;
+
+use super::state::{EnvState, env_names};
+use super::{EnvError, Settings, steps};
+use crate::docker::{DockerClient, EnvObjects};
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListEntry {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stamp: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
+    /// `complete`, `incomplete (next: STEP)`, `held`, or `orphaned` (Docker objects, no state).
+    pub state: String,
+    pub docker: EnvObjects,
+}
+
+/// Envs from their state, plus labelled Docker objects no state accounts for.
+pub async fn list(settings: &Settings) -> Result<Vec<ListEntry>, EnvError> {
+    let mut docker_envs = match DockerClient::connect().await {
+        Ok(d) => d.list_envs().await?,
+        Err(_) => Default::default(),
+    };
+    let mut out = Vec::new();
+    for name in env_names(&settings.data_dir) {
+        let Ok(Some(state)) = EnvState::load(&settings.env_dir(&name)) else {
+            continue;
+        };
+        let next = steps::unfinished(&state).into_iter().next();
+        out.push(ListEntry {
+            state: match next {
+                Some(step) => format!("incomplete (next: {step})"),
+                None if state.hold => "held".into(),
+                None => "complete".into(),
+            },
+            stamp: Some(state.stamp.clone()),
+            provider: Some(state.provider.name().into()),
+            engine: Some(state.engine.name().into()),
+            docker: docker_envs.remove(&name).unwrap_or_default(),
+            name,
+        });
+    }
+    for (name, objects) in docker_envs {
+        out.push(ListEntry {
+            name,
+            stamp: None,
+            provider: None,
+            engine: None,
+            state: "orphaned".into(),
+            docker: objects,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,46 @@
+//! An existing env, opened from its state: the record, its stamp, its cluster's API.
+
+use std::path::Path;
+
+use super::state::EnvState;
+use super::{EnvError, Settings};
+use crate::kube::KubeClient;
+use crate::stamp::{self, Stamp};
+
+/// The env's record; a clear error when there is no such env.
+pub fn load(settings: &Settings, name: &str) -> Result<EnvState, EnvError> {
+    super::validate_name(name)?;
+    EnvState::load(&settings.env_dir(name))?.ok_or_else(|| EnvError::NotFound(name.to_string()))
+}
+
+/// Loads a stamp by name or path, as `env create --stamp` and `env restart --stamp` take it.
+pub fn load_stamp(stamp_arg: &str, source: &Path) -> Result<Stamp, EnvError> {
+    let dir = stamp::locate_stamp(stamp_arg, source)?;
+    Ok(stamp::load(&dir, None)?)
+}
+
+/// The stamp the env runs, from its recorded directory.
+pub fn stamp_of(state: &EnvState) -> Result<Stamp, EnvError> {
+    Ok(stamp::load(&state.stamp_dir, None)?)
+}
+
+/// The API client of the env's cluster.
+pub async fn kube_of(state: &EnvState) -> Result<KubeClient, EnvError> {
+    let cluster = state.cluster.as_ref().ok_or_else(|| {
+        EnvError::Preflight(format!(
+            "env {} has no cluster yet\nhelp: finish it with `kindling env create {} --stamp {}`",
+            state.name, state.name, state.stamp
+        ))
+    })?;
+    Ok(KubeClient::from_kubeconfig(&cluster.kubeconfig, Some(&cluster.context)).await?)
+}
+
+/// The env's Gitea record; an env without one has not finished `env create`.
+pub fn gitea_of(state: &EnvState) -> Result<super::state::GiteaState, EnvError> {
+    state.gitea.clone().ok_or_else(|| {
+        EnvError::Preflight(format!(
+            "env {} has no Gitea yet; finish `kindling env create {} --stamp {}` first",
+            state.name, state.name, state.stamp
+        ))
+    })
+}

@@ -1,0 +1,112 @@
+//! What `env create --dry-run` prints: everything the flow would name and create, nothing
+//! touched, credentials redacted.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::ports::DEFAULT_GITEA_PORT;
+use super::state::{GiteaState, Ports};
+use super::steps::{bootstrap, gitea::in_cluster_url, push};
+use super::{CreateOptions, EnvError, Settings};
+use crate::cluster::{self, Provider, ResolvedCluster};
+use crate::engine::{self, Engine};
+use crate::stamp::Stamp;
+use crate::{gitea, registry};
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    pub env: String,
+    pub stamp: String,
+    pub provider: Provider,
+    pub engine: Engine,
+    pub steps: Vec<&'static str>,
+    pub cluster: ResolvedCluster,
+    pub context: String,
+    pub cluster_config: String,
+    pub ports: Ports,
+    pub gitea: Value,
+    pub registry: Option<String>,
+    pub install_manifest: Value,
+    /// Bootstrap objects with credentials shown as `<redacted>`.
+    pub bootstrap: Vec<Value>,
+    pub notes: Vec<String>,
+}
+
+pub fn plan(
+    opts: &CreateOptions,
+    settings: &Settings,
+    stamp: &Stamp,
+    resolved: &ResolvedCluster,
+    ports: Ports,
+    steps: Vec<&'static str>,
+) -> Result<Plan, EnvError> {
+    let env = opts.name.as_str();
+    let gitea = GiteaState {
+        url: match &settings.external_gitea {
+            Some(g) => g.url.clone(),
+            None => format!(
+                "http://127.0.0.1:{}",
+                ports.gitea.unwrap_or(DEFAULT_GITEA_PORT)
+            ),
+        },
+        cluster_repo_url: in_cluster_url(settings),
+        user: gitea::ADMIN_USER.into(),
+        password: "<redacted>".into(),
+        token: None,
+        external: settings.external_gitea.is_some(),
+    };
+    let rendered = push::render(stamp, opts.engine, &gitea)?;
+    let bootstrap = redact_secrets(&bootstrap::objects(
+        opts.engine,
+        stamp,
+        &rendered,
+        &gitea,
+        opts.hold,
+    ));
+    let pinned = engine::manifests::pinned(opts.engine);
+    let context = match resolved.provider {
+        Provider::Kind => format!("kind-{}", resolved.name),
+        Provider::K3d => format!("k3d-{}", resolved.name),
+    };
+    Ok(Plan {
+        env: env.to_string(),
+        stamp: stamp.name.clone(),
+        provider: resolved.provider,
+        engine: opts.engine,
+        steps,
+        cluster: resolved.clone(),
+        context,
+        cluster_config: cluster::render_config(resolved, env),
+        gitea: json!({
+            "container": if gitea.external { Value::Null } else { json!(gitea::container_name(env)) },
+            "url": gitea.url,
+            "clusterRepoUrl": gitea.cluster_repo_url,
+            "image": if gitea.external { Value::Null } else { json!(settings.gitea_image) },
+        }),
+        registry: ports
+            .registry
+            .map(|p| format!("{} on localhost:{p}", registry::registry_container(env))),
+        ports,
+        install_manifest: json!({"version": pinned.version, "url": pinned.url, "sha256": pinned.sha256}),
+        bootstrap,
+        notes: rendered.notes,
+    })
+}
+
+fn redact_secrets(objects: &[Value]) -> Vec<Value> {
+    objects
+        .iter()
+        .map(|o| {
+            let mut o = o.clone();
+            if o["kind"] == "Secret"
+                && let Some(data) = o["data"].as_object_mut()
+            {
+                for v in data.values_mut() {
+                    *v = json!("<redacted>");
+                }
+            }
+            o
+        })
+        .collect()
+}

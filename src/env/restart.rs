@@ -1,0 +1,92 @@
+//! `env restart [--stamp S]`: removes the stamp's objects through the engine and bootstraps it
+//! (or another stamp) again, on the same cluster.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::open::{gitea_of, kube_of, load, load_stamp, stamp_of};
+use super::steps::{bootstrap, push, secrets};
+use super::{EnvError, Settings};
+use crate::engine;
+use crate::kube::ApplyOptions;
+use crate::lock::FileLock;
+use crate::ui::Progress;
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestartReport {
+    pub env: String,
+    pub removed_stamp: String,
+    pub stamp: String,
+    pub commit: String,
+}
+
+pub async fn restart(
+    settings: &Settings,
+    name: &str,
+    new_stamp: Option<&str>,
+    progress: &Progress,
+) -> Result<RestartReport, EnvError> {
+    let env_dir = settings.env_dir(name);
+    let mut state = load(settings, name)?;
+    let _lock = FileLock::env(&env_dir, "env restart", settings.lock_wait)?;
+    let old = stamp_of(&state)?;
+    let kube = kube_of(&state).await?;
+    let t = Instant::now();
+    progress.start("remove", &format!("stamp {}", old.name));
+    engine::remove_stamp(&kube, state.engine, &old, settings.step_timeout).await?;
+    progress.done(
+        "remove",
+        t.elapsed(),
+        &format!("stamp {} removed", old.name),
+    );
+    let stamp = match new_stamp {
+        Some(arg) => load_stamp(arg, &state.source)?,
+        None => stamp_of(&state)?,
+    };
+    state.stamp = stamp.name.clone();
+    state.stamp_dir = stamp.dir.clone();
+    state.source = stamp.repo_root.clone();
+    for step in ["push", "secrets", "bootstrap", "reconcile"] {
+        state.forget(step);
+    }
+    state.save(&env_dir)?;
+    let gitea = gitea_of(&state)?;
+    let rendered = push::render(&stamp, state.engine, &gitea)?;
+    let t = Instant::now();
+    progress.start("push", &stamp.name);
+    let commit = push::push(&stamp, &rendered, &gitea).await?;
+    state.commit = Some(commit.clone());
+    state.record("push", t.elapsed());
+    state.save(&env_dir)?;
+    progress.done(
+        "push",
+        t.elapsed(),
+        &format!("commit {}", push::short(&commit)),
+    );
+    let t = Instant::now();
+    let ca_secret = crate::pki::env_ca_secret(&settings.data_dir, name)?;
+    let applied =
+        engine::secrets::apply(&kube, &stamp, &env_dir, &ca_secret, settings.step_timeout).await?;
+    secrets::warn_if_left_to_stamp(progress, &ca_secret, &applied);
+    state.record("secrets", t.elapsed());
+    let t = Instant::now();
+    let objects = bootstrap::objects(state.engine, &stamp, &rendered, &gitea, state.hold);
+    kube.apply_objects(&objects, &ApplyOptions::new(settings.step_timeout))
+        .await?;
+    state.record("bootstrap", t.elapsed());
+    if !state.hold {
+        engine::request_reconcile(&kube, state.engine, &stamp, time::OffsetDateTime::now_utc())
+            .await?;
+        state.record("reconcile", Duration::ZERO);
+    }
+    state.save(&env_dir)?;
+    progress.info(&format!("stamp {} bootstrapped again", stamp.name));
+    Ok(RestartReport {
+        env: name.to_string(),
+        removed_stamp: old.name,
+        stamp: stamp.name,
+        commit,
+    })
+}

@@ -1,0 +1,156 @@
+//! `env status`: the env's parts and the engine's per-entry status; with `--wait`, follows
+//! until every entry is Ready (timing out with exit 3).
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::follow::follow;
+use super::open::{kube_of, load, stamp_of};
+use super::{EnvError, Settings, provider_cli, steps};
+use crate::docker::DockerClient;
+use crate::engine::{self, EngineStatus};
+use crate::ui::Progress;
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentStatus {
+    pub name: String,
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusReport {
+    pub env: String,
+    pub stamp: String,
+    pub provider: String,
+    pub engine: String,
+    /// Steps of `env create` not finished yet (a rerun of create completes them).
+    pub unfinished_steps: Vec<String>,
+    pub cluster: ComponentStatus,
+    pub gitea: ComponentStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registry: Option<ComponentStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// The stamp's ingress hosts on the env's HTTPS port.
+    pub urls: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reconciliation: Option<EngineStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub ready: bool,
+}
+
+async fn container_state(docker: Option<&DockerClient>, name: &str) -> String {
+    match docker {
+        Some(d) => d
+            .state(name)
+            .await
+            .unwrap_or_else(|e| format!("unknown ({e})")),
+        None => "unknown (Docker not reachable)".into(),
+    }
+}
+
+pub async fn status(
+    settings: &Settings,
+    name: &str,
+    wait: Option<Duration>,
+    progress: &Progress,
+) -> Result<StatusReport, EnvError> {
+    let state = load(settings, name)?;
+    let stamp = stamp_of(&state)?;
+    let docker = DockerClient::connect().await.ok();
+    let cluster_name = crate::cluster::cluster_name(name);
+    let provider = state.provider;
+    let s = settings.clone();
+    let env_name = name.to_string();
+    let cn = cluster_name.clone();
+    let exists = tokio::task::spawn_blocking(move || {
+        provider_cli(provider, &s, &env_name).and_then(|p| p.exists(&cn).map_err(EnvError::from))
+    })
+    .await
+    .map_err(|e| EnvError::Preflight(e.to_string()))?;
+    let cluster = ComponentStatus {
+        name: cluster_name,
+        state: match &exists {
+            Ok(true) => "running".into(),
+            Ok(false) => "missing".into(),
+            Err(e) => format!(
+                "unknown ({})",
+                e.to_string().lines().next().unwrap_or_default()
+            ),
+        },
+        url: state.cluster.as_ref().map(|c| c.context.clone()),
+    };
+    let gitea = match &state.gitea {
+        Some(g) if g.external => ComponentStatus {
+            name: "external".into(),
+            state: "external".into(),
+            url: Some(g.url.clone()),
+        },
+        other => ComponentStatus {
+            name: crate::gitea::container_name(name),
+            state: container_state(docker.as_ref(), &crate::gitea::container_name(name)).await,
+            url: other.as_ref().map(|g| g.url.clone()),
+        },
+    };
+    let registry = match state.ports.registry {
+        Some(port) => Some(ComponentStatus {
+            name: crate::registry::registry_container(name),
+            state: container_state(docker.as_ref(), &crate::registry::registry_container(name))
+                .await,
+            url: Some(format!("localhost:{port}")),
+        }),
+        None => None,
+    };
+    let mut report = StatusReport {
+        env: name.to_string(),
+        stamp: state.stamp.clone(),
+        provider: state.provider.name().into(),
+        engine: state.engine.name().into(),
+        unfinished_steps: steps::unfinished(&state)
+            .into_iter()
+            .map(str::to_string)
+            .collect(),
+        cluster,
+        gitea,
+        registry,
+        commit: state.commit.clone(),
+        urls: crate::stamp::manifests::ingress_hosts(&stamp)
+            .into_iter()
+            .map(|h| format!("https://{h}:{}", state.ports.https))
+            .collect(),
+        reconciliation: None,
+        error: None,
+        ready: false,
+    };
+    if !state.is_done("engine") || exists.as_ref().is_ok_and(|e| !e) {
+        report.error = Some("the engine is not installed yet".into());
+        return Ok(report);
+    }
+    let kube = kube_of(&state).await?;
+    let result = match wait {
+        Some(timeout) => {
+            follow(&kube, state.engine, &stamp, timeout, progress, |s| {
+                s.all_ready()
+            })
+            .await
+        }
+        None => engine::status(&kube, state.engine, &stamp)
+            .await
+            .map_err(EnvError::from),
+    };
+    match result {
+        Ok(s) => {
+            report.ready = s.all_ready() && report.unfinished_steps.is_empty();
+            report.reconciliation = Some(s);
+        }
+        Err(e @ EnvError::TimedOut { .. }) => return Err(e),
+        Err(e) => report.error = Some(e.to_string()),
+    }
+    Ok(report)
+}

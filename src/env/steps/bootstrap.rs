@@ -1,0 +1,85 @@
+//! The engine pointed at Gitea: credentials, the source, and the stamp's root object
+//! (suspended with `--hold`).
+
+use futures_util::future::LocalBoxFuture;
+use serde_json::Value;
+
+use super::{Ctx, Step};
+use crate::engine::{self, Engine, GitCredentials};
+use crate::env::EnvError;
+use crate::env::state::GiteaState;
+use crate::kube::ApplyOptions;
+use crate::stamp::Stamp;
+use crate::stamp::render::Rendered;
+
+pub struct Bootstrap;
+
+impl Step for Bootstrap {
+    fn name(&self) -> &'static str {
+        "bootstrap"
+    }
+
+    fn line(&self, ctx: &Ctx<'_>) -> String {
+        let repo = ctx
+            .state()
+            .gitea
+            .as_ref()
+            .map(|g| g.cluster_repo_url.clone());
+        format!("{} on {}", ctx.opts.engine.name(), repo.unwrap_or_default())
+    }
+
+    fn run<'a>(&'a self, ctx: &'a Ctx<'_>) -> LocalBoxFuture<'a, Result<String, EnvError>> {
+        Box::pin(async move {
+            let hold = ctx.state().hold;
+            let objects = objects(
+                ctx.opts.engine,
+                ctx.stamp,
+                ctx.rendered()?,
+                &ctx.gitea_state()?,
+                hold,
+            );
+            let kube = ctx.kube().await?;
+            let applied = kube
+                .apply_objects(&objects, &ApplyOptions::new(ctx.settings.step_timeout))
+                .await?;
+            for a in applied {
+                ctx.progress.detail(&format!(
+                    "bootstrap: applied {} {}{}",
+                    a.kind,
+                    a.namespace.map(|n| format!("{n}/")).unwrap_or_default(),
+                    a.name
+                ));
+            }
+            Ok(if hold {
+                "registered, awaiting approval (`kindling env approve`)".to_string()
+            } else {
+                format!("root {}", crate::stamp::render::flux::root_name(ctx.stamp))
+            })
+        })
+    }
+}
+
+/// The engine's bootstrap objects for an env whose Gitea is `gitea`.
+pub fn objects(
+    engine: Engine,
+    stamp: &Stamp,
+    rendered: &Rendered,
+    gitea: &GiteaState,
+    hold: bool,
+) -> Vec<Value> {
+    let credentials = GitCredentials {
+        url: gitea.cluster_repo_url.clone(),
+        username: gitea.user.clone(),
+        password: gitea
+            .token
+            .clone()
+            .unwrap_or_else(|| gitea.password.clone()),
+    };
+    engine::bootstrap_objects(
+        engine,
+        stamp,
+        &rendered.bootstrap_documents(),
+        &credentials,
+        hold,
+    )
+}

@@ -1,0 +1,75 @@
+//! Gitea, the registry and the image caches onto the cluster's network, with what the cluster
+//! needs to find them: a Service for Gitea, the KEP-1755 ConfigMap, the nodes' mirrors.
+
+use std::time::Duration;
+
+use futures_util::future::LocalBoxFuture;
+
+use super::{Ctx, Step, join_error};
+use crate::cluster::Provider;
+use crate::env::EnvError;
+use crate::kube::ApplyOptions;
+use crate::{gitea, registry};
+
+pub struct Connect;
+
+impl Step for Connect {
+    fn name(&self) -> &'static str {
+        "connect"
+    }
+
+    fn line(&self, ctx: &Ctx<'_>) -> String {
+        let network = ctx.state().cluster.as_ref().map(|c| c.network.clone());
+        format!("network {}", network.unwrap_or_default())
+    }
+
+    fn run<'a>(&'a self, ctx: &'a Ctx<'_>) -> LocalBoxFuture<'a, Result<String, EnvError>> {
+        Box::pin(async move {
+            let env = ctx.env();
+            let docker = ctx.docker()?;
+            let kube = ctx.kube().await?;
+            let cluster = ctx.cluster_state()?;
+            let gitea_state = ctx.gitea_state()?;
+            let registry_port = ctx.state().ports.registry;
+            let apply = ApplyOptions::new(Duration::from_secs(30));
+            if !gitea_state.external {
+                // k3s pods cannot resolve Docker container names: the engine reaches Gitea
+                // through a Service + EndpointSlice on the container's address.
+                let container = gitea::container_name(env);
+                docker.connect_network(&container, &cluster.network).await?;
+                let ip = docker
+                    .container_ip(&container, &cluster.network)
+                    .await?
+                    .ok_or_else(|| {
+                        EnvError::Preflight(format!(
+                            "{container} has no address on network {}",
+                            cluster.network
+                        ))
+                    })?;
+                kube.apply_objects(&gitea::service_objects(&ip), &apply)
+                    .await?;
+            }
+            if let Some(port) = registry_port {
+                docker
+                    .connect_network(&registry::registry_container(env), &cluster.network)
+                    .await?;
+                let configmap = registry::local_registry_hosting_configmap(port, env);
+                kube.apply_objects(&[configmap], &apply).await?;
+            }
+            if ctx.opts.profile.spec.image_caches {
+                registry::ensure_caches(docker, &cluster.network, &ctx.settings.registry_image)
+                    .await?;
+            }
+            let resolved = ctx.resolved;
+            if resolved.provider == Provider::Kind && !resolved.mirrors.is_empty() {
+                let provider = ctx.provider()?;
+                let name = cluster.name.clone();
+                let nodes = tokio::task::spawn_blocking(move || provider.nodes(&name))
+                    .await
+                    .map_err(join_error)??;
+                registry::configure_kind_nodes(docker, &nodes, &resolved.mirrors).await?;
+            }
+            Ok(cluster.network)
+        })
+    }
+}

@@ -1,0 +1,74 @@
+//! Flux or Argo CD from its pinned install manifest (cache, download or local copy, verified),
+//! applied with server-side apply; its controllers Ready.
+
+use futures_util::future::LocalBoxFuture;
+
+use super::{Ctx, Step, join_error};
+use crate::engine::{self, manifests};
+use crate::env::EnvError;
+
+pub struct Engine;
+
+impl Step for Engine {
+    fn name(&self) -> &'static str {
+        "engine"
+    }
+
+    fn line(&self, ctx: &Ctx<'_>) -> String {
+        let engine = ctx.opts.engine;
+        format!("{} {}", engine.name(), manifests::pinned(engine).version)
+    }
+
+    /// Installed once per cluster: the cluster step forgets it when it makes a new cluster.
+    fn skip<'a>(&'a self, ctx: &'a Ctx<'_>) -> LocalBoxFuture<'a, Option<String>> {
+        Box::pin(async move {
+            ctx.state()
+                .is_done(self.name())
+                .then(|| "installed".to_string())
+        })
+    }
+
+    fn run<'a>(&'a self, ctx: &'a Ctx<'_>) -> LocalBoxFuture<'a, Result<String, EnvError>> {
+        Box::pin(async move {
+            let engine = ctx.opts.engine;
+            let settings = ctx.settings;
+            let pinned = manifests::pinned(engine);
+            let cache = settings.cache_dir.clone();
+            let dir = settings.manifests_dir.clone();
+            let modified = settings.manifests_modified;
+            let p = pinned.clone();
+            let fetched = tokio::task::spawn_blocking(move || {
+                let local = dir
+                    .as_deref()
+                    .map(|dir| manifests::LocalCopies { dir, modified });
+                manifests::fetch(&p, &cache, local)
+            })
+            .await
+            .map_err(join_error)??;
+            if let Some(note) = &fetched.note {
+                ctx.progress.warn(note);
+            }
+            ctx.progress.detail(&format!(
+                "engine: manifest {} ({:?}), server-side apply as {}",
+                fetched.path.display(),
+                fetched.origin,
+                crate::kube::INSTALL_FIELD_MANAGER
+            ));
+            let kube = ctx.kube().await?;
+            let applied =
+                engine::install(kube, engine, &fetched.text, settings.step_timeout).await?;
+            ctx.progress.detail(&format!(
+                "engine: {applied} objects applied, controllers ready"
+            ));
+            ctx.state()
+                .versions
+                .insert(engine.name().to_string(), pinned.version.clone());
+            Ok(format!(
+                "{} {} (sha256 {})",
+                engine.name(),
+                pinned.version,
+                &fetched.sha256[..12]
+            ))
+        })
+    }
+}

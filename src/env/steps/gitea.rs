@@ -1,0 +1,119 @@
+//! Gitea for the env: the external one (`KINDLING_GITEA_URL`), or a container (volume, image,
+//! admin user, token, repository), each part checked before it is made.
+
+use futures_util::future::LocalBoxFuture;
+
+use super::{Ctx, Step, join_error, running};
+use crate::env::state::GiteaState;
+use crate::env::{EnvError, Settings};
+use crate::gitea::{self, Auth, GiteaClient};
+
+pub struct Gitea;
+
+impl Step for Gitea {
+    fn name(&self) -> &'static str {
+        "gitea"
+    }
+
+    fn line(&self, _ctx: &Ctx<'_>) -> String {
+        "source repository".into()
+    }
+
+    fn skip<'a>(&'a self, ctx: &'a Ctx<'_>) -> LocalBoxFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let recorded = ctx.state().gitea.clone();
+            let exists = match recorded {
+                Some(g) if g.external => true,
+                Some(_) => running(ctx, &gitea::container_name(ctx.env())).await,
+                None => false,
+            };
+            ctx.made_and_present(self.name(), exists)
+                .then(|| "running".to_string())
+        })
+    }
+
+    fn run<'a>(&'a self, ctx: &'a Ctx<'_>) -> LocalBoxFuture<'a, Result<String, EnvError>> {
+        Box::pin(async move {
+            let settings = ctx.settings;
+            let env = ctx.env();
+            let (port, previous) = {
+                let state = ctx.state();
+                (state.ports.gitea, state.gitea.clone())
+            };
+            let (url, user, password, external) = match &settings.external_gitea {
+                Some(g) => {
+                    ctx.progress.detail(&format!("gitea: external {}", g.url));
+                    (g.url.clone(), g.user.clone(), g.password.clone(), true)
+                }
+                None => {
+                    let network = ctx.env_network().await?;
+                    let port =
+                        port.ok_or_else(|| EnvError::Preflight("no Gitea port allocated".into()))?;
+                    ctx.progress.detail(&format!(
+                        "gitea: container {} ({}) on network {network}, 127.0.0.1:{port}",
+                        gitea::container_name(env),
+                        settings.gitea_image,
+                    ));
+                    let docker = ctx.docker()?;
+                    let mut spec = gitea::container_spec(env, network, port);
+                    spec.image = settings.gitea_image.clone();
+                    for v in &spec.volumes {
+                        docker.ensure_volume(&v.volume, &spec.labels).await?;
+                    }
+                    docker.ensure_image(&spec.image, &mut |_| {}).await?;
+                    docker.run_container(&spec).await?;
+                    docker.wait_ready(&spec.name, settings.step_timeout).await?;
+                    // A rerun keeps the password Gitea already has (the volume outlives the
+                    // container).
+                    let password = match previous.as_ref().filter(|p| !p.external) {
+                        Some(p) => p.password.clone(),
+                        None => gitea::new_admin_password()?,
+                    };
+                    gitea::ensure_admin(docker, &spec.name, &password).await?;
+                    (
+                        format!("http://127.0.0.1:{port}"),
+                        gitea::ADMIN_USER.to_string(),
+                        password,
+                        false,
+                    )
+                }
+            };
+            let client = GiteaClient::new(
+                &url,
+                Auth::Basic {
+                    user: user.clone(),
+                    password: password.clone(),
+                },
+            );
+            let timeout = settings.step_timeout;
+            let token = tokio::task::spawn_blocking(move || {
+                client.wait_healthy(timeout)?;
+                let token = client.create_token()?;
+                client.ensure_repository()?;
+                Ok::<_, EnvError>(token)
+            })
+            .await
+            .map_err(join_error)??;
+            ctx.state().gitea = Some(GiteaState {
+                url: url.clone(),
+                cluster_repo_url: in_cluster_url(settings),
+                user,
+                password,
+                token: Some(token.sha1),
+                external,
+            });
+            Ok(url)
+        })
+    }
+}
+
+/// The repository URL as the engine in the cluster reaches it.
+pub fn in_cluster_url(settings: &Settings) -> String {
+    match &settings.external_gitea {
+        Some(g) => g
+            .cluster_url
+            .clone()
+            .unwrap_or_else(|| format!("{}/{}/{}.git", g.url, g.user, gitea::REPOSITORY)),
+        None => gitea::service_repo_url(),
+    }
+}

@@ -1,0 +1,42 @@
+//! Docker answers, the provider CLI is there (on PATH or the pinned download), the stamp loaded.
+
+use std::sync::Arc;
+
+use futures_util::future::LocalBoxFuture;
+
+use super::{Ctx, Step};
+use crate::docker::DockerClient;
+use crate::env::{EnvError, provider_cli};
+
+pub struct Preflight;
+
+impl Step for Preflight {
+    fn name(&self) -> &'static str {
+        "preflight"
+    }
+
+    fn line(&self, _ctx: &Ctx<'_>) -> String {
+        "Docker, provider CLI, stamp".into()
+    }
+
+    fn run<'a>(&'a self, ctx: &'a Ctx<'_>) -> LocalBoxFuture<'a, Result<String, EnvError>> {
+        Box::pin(async move {
+            let docker = DockerClient::connect().await.map_err(|e| {
+                EnvError::Preflight(format!(
+                    "{e}\nhelp: start Docker (`kindling doctor` checks the setup)"
+                ))
+            })?;
+            let _ = ctx.docker.set(docker);
+            // Resolved once (PATH or the pinned download) and shared with the blocking calls.
+            let provider = provider_cli(ctx.resolved.provider, ctx.settings, ctx.env())?;
+            let _ = ctx.provider.set(Arc::from(provider));
+            Ok(format!(
+                "stamp {} ({} entries), {} via {}",
+                ctx.stamp.name,
+                ctx.stamp.entries.len(),
+                ctx.resolved.provider.name(),
+                ctx.resolved.provider.name()
+            ))
+        })
+    }
+}

@@ -1,0 +1,89 @@
+//! The stamp rendered for the env's engine and pushed, with the source tree, to Gitea.
+
+use futures_util::future::LocalBoxFuture;
+
+use super::{Ctx, Step, join_error};
+use crate::engine::Engine;
+use crate::env::EnvError;
+use crate::env::state::{GiteaState, now_rfc3339};
+use crate::gitea;
+use crate::stamp::render::{RenderOptions, Rendered};
+use crate::stamp::{self, Stamp};
+
+pub struct Push;
+
+impl Step for Push {
+    fn name(&self) -> &'static str {
+        "push"
+    }
+
+    fn line(&self, ctx: &Ctx<'_>) -> String {
+        format!("{} → Gitea", ctx.stamp.repo_root.display())
+    }
+
+    fn run<'a>(&'a self, ctx: &'a Ctx<'_>) -> LocalBoxFuture<'a, Result<String, EnvError>> {
+        Box::pin(async move {
+            let gitea = ctx.gitea_state()?;
+            let rendered = render(ctx.stamp, ctx.opts.engine, &gitea)?;
+            for note in &rendered.notes {
+                ctx.progress.detail(note);
+            }
+            let commit = push(ctx.stamp, &rendered, &gitea).await?;
+            let _ = ctx.rendered.set(rendered);
+            ctx.state().commit = Some(commit.clone());
+            Ok(format!("commit {}", short(&commit)))
+        })
+    }
+}
+
+/// A commit as the progress lines show it.
+pub fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(12)]
+}
+
+/// How the stamp is rendered for an env whose Gitea is `gitea`.
+pub fn render_options(gitea: &GiteaState) -> RenderOptions {
+    RenderOptions::standard(gitea.cluster_repo_url.clone())
+}
+
+/// The stamp rendered for `engine` and the env's Gitea.
+pub fn render(stamp: &Stamp, engine: Engine, gitea: &GiteaState) -> Result<Rendered, EnvError> {
+    Ok(stamp::render::render(
+        stamp,
+        engine,
+        &render_options(gitea),
+    )?)
+}
+
+/// Pushes the source snapshot with the rendered bundle; returns the commit.
+pub async fn push(
+    stamp: &Stamp,
+    rendered: &Rendered,
+    gitea: &GiteaState,
+) -> Result<String, EnvError> {
+    let files = rendered.bundle_files();
+    let source = stamp.repo_root.clone();
+    let user = gitea.user.clone();
+    let token = gitea
+        .token
+        .clone()
+        .unwrap_or_else(|| gitea.password.clone());
+    let url = format!("{}/{}/{}.git", gitea.url, gitea.user, gitea::REPOSITORY);
+    let message = format!("kindling: stamp {} at {}", stamp.name, now_rfc3339());
+    let outcome = tokio::task::spawn_blocking(move || {
+        gitea::push::push_snapshot(
+            &source,
+            &files,
+            &message,
+            &gitea::push::PushTarget {
+                url: &url,
+                user: &user,
+                token: &token,
+                branch: "main",
+            },
+        )
+    })
+    .await
+    .map_err(join_error)??;
+    Ok(outcome.commit().to_string())
+}

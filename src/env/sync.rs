@@ -1,0 +1,85 @@
+//! `env sync`: pushes the working tree (uncommitted edits included) and asks the engine to
+//! reconcile now; with `--wait`, follows until every entry has applied the new commit.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::follow::follow;
+use super::open::{gitea_of, kube_of, load, stamp_of};
+use super::steps::push::{push, render, short};
+use super::{EnvError, Settings};
+use crate::engine::{self, EngineStatus};
+use crate::lock::FileLock;
+use crate::ui::Progress;
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncReport {
+    pub env: String,
+    pub commit: String,
+    pub changed: bool,
+    pub requested: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<EngineStatus>,
+    pub duration_ms: u64,
+}
+
+pub async fn sync(
+    settings: &Settings,
+    name: &str,
+    wait: Option<Duration>,
+    progress: &Progress,
+) -> Result<SyncReport, EnvError> {
+    let started = Instant::now();
+    let env_dir = settings.env_dir(name);
+    let mut state = load(settings, name)?;
+    let _lock = FileLock::env(&env_dir, "env sync", settings.lock_wait)?;
+    let stamp = stamp_of(&state)?;
+    let gitea = gitea_of(&state)?;
+    let rendered = render(&stamp, state.engine, &gitea)?;
+    progress.start("push", &format!("{}", stamp.repo_root.display()));
+    let t = Instant::now();
+    let commit = push(&stamp, &rendered, &gitea).await?;
+    let changed = state.commit.as_deref() != Some(commit.as_str());
+    progress.done(
+        "push",
+        t.elapsed(),
+        &format!(
+            "commit {}{}",
+            short(&commit),
+            if changed { "" } else { " (unchanged)" }
+        ),
+    );
+    state.commit = Some(commit.clone());
+    state.save(&env_dir)?;
+    let kube = kube_of(&state).await?;
+    let requested = if state.hold {
+        progress.info("held: not reconciling until `kindling env approve`");
+        Vec::new()
+    } else {
+        engine::request_reconcile(&kube, state.engine, &stamp, time::OffsetDateTime::now_utc())
+            .await?
+    };
+    let status = match wait {
+        Some(timeout) if !state.hold => {
+            let t = Instant::now();
+            progress.start("reconcile", &format!("waiting for {}", short(&commit)));
+            let s = follow(&kube, state.engine, &stamp, timeout, progress, |s| {
+                s.reconciled_at(&commit)
+            })
+            .await?;
+            progress.done("reconcile", t.elapsed(), "every entry at the new commit");
+            Some(s)
+        }
+        _ => None,
+    };
+    Ok(SyncReport {
+        env: name.to_string(),
+        commit,
+        changed,
+        requested,
+        status,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    })
+}

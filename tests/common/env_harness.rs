@@ -1,0 +1,515 @@
+//! The harness of the env flow tests (tests/env_*.rs): the real binary against the real
+//! Docker engine, fake kind/k3d CLIs that start real node containers, a fake Gitea (recorded
+//! REST payloads + real `git http-backend`), and the in-memory Kubernetes API with controllers
+//! that play Flux and Argo CD (fluxcd/kustomize-controller, argoproj/argo-cd: the behaviours
+//! each plays are cited where it plays them).
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use serde_json::{Value, json};
+
+use super::fake_gitea::FakeGitea;
+use super::kube_api::{FakeApi, Stored, builtin_controllers};
+use super::{
+    TEST_IMAGE, TEST_REGISTRY_IMAGE, copy_tree, docker_cli, docker_labelled, ensure_test_image,
+    ensure_test_registry_image, hostk8s_dir, repo_dir, schemas_dir,
+};
+
+pub const PASSWORD: &str = "fake-gitea-admin-password";
+
+/// The entry names of the stamp in `source` (what the controllers create objects for).
+pub fn entry_names(stamp_dir: &Path) -> Vec<String> {
+    kindling::stamp::load(stamp_dir, None)
+        .unwrap()
+        .entries
+        .iter()
+        .map(|e| e.name.clone())
+        .collect()
+}
+
+/// The commit `main` of a bare repository points at.
+pub fn repo_head(repo: &Path) -> Option<String> {
+    std::process::Command::new("git")
+        .args(["rev-parse", "--verify", "-q", "refs/heads/main"])
+        .current_dir(repo)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+/// What Flux would do, at once: the source at the repository's head, every entry applied
+/// and Ready at it while the root Kustomization is there and not suspended.
+/// Where the controllers read the pushed head from: a bare repository on the host (the
+/// fake Gitea server) or inside the Gitea container of the env named in the cell.
+#[derive(Clone)]
+pub enum Head {
+    Repo(PathBuf),
+    Container(std::sync::Arc<std::sync::Mutex<String>>),
+}
+
+impl Head {
+    pub fn read(&self) -> Option<String> {
+        match self {
+            Head::Repo(repo) => repo_head(repo),
+            Head::Container(name) => {
+                let name = name.lock().unwrap().clone();
+                let out = docker_cli(&[
+                    "exec",
+                    &name,
+                    "git",
+                    "--git-dir=/data/git/kindling/source.git",
+                    "rev-parse",
+                    "--verify",
+                    "-q",
+                    "refs/heads/main",
+                ]);
+                out.status
+                    .success()
+                    .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+            }
+        }
+    }
+}
+
+pub fn flux_controller(repo: Head, entries: Vec<String>) -> impl FnMut(&mut Vec<Stored>) + Send {
+    move |objects: &mut Vec<Stored>| {
+        builtin_controllers(objects);
+        let head = repo.read();
+        let Some(head) = head else { return };
+        let revision = format!("main@sha1:{head}");
+        let ready = |revision: &str| {
+            json!([{"type": "Ready", "status": "True", "reason": "ReconciliationSucceeded",
+                "message": format!("Applied revision: {revision}"), "lastTransitionTime": "2026-11-26T08:00:00Z"}])
+        };
+        let mut root_active = false;
+        for s in objects.iter_mut() {
+            if s.object["kind"] == "GitRepository" {
+                s.object["status"] = json!({"artifact": {"revision": revision, "digest": "sha256:0", "lastUpdateTime": "2026-11-26T08:00:00Z", "path": "x", "url": "http://x"},
+                    "conditions": [{"type": "Ready", "status": "True", "reason": "Succeeded", "message": "stored artifact", "lastTransitionTime": "2026-11-26T08:00:00Z"}]});
+            }
+            if s.object["kind"] == "Kustomization" && s.name.starts_with("kindling-") {
+                root_active = s.object["spec"]["suspend"] != true;
+                s.object["status"] =
+                    json!({"lastAppliedRevision": revision, "conditions": ready(&revision)});
+            }
+        }
+        if root_active {
+            for entry in &entries {
+                let object = json!({"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+                    "metadata": {"name": entry, "namespace": "flux-system", "generation": 1},
+                    "spec": {"interval": "10m", "prune": true, "sourceRef": {"kind": "GitRepository", "name": "kindling"}},
+                    "status": {"observedGeneration": 1, "lastAppliedRevision": revision, "conditions": ready(&revision)}});
+                match objects
+                    .iter_mut()
+                    .find(|s| s.plural == "kustomizations" && s.name == *entry)
+                {
+                    Some(s) => {
+                        s.object["status"] = object["status"].clone();
+                    }
+                    None => objects.push(Stored {
+                        group_version: "kustomize.toolkit.fluxcd.io/v1".into(),
+                        plural: "kustomizations".into(),
+                        namespace: Some("flux-system".into()),
+                        name: entry.to_string(),
+                        object,
+                    }),
+                }
+            }
+        } else if !objects
+            .iter()
+            .any(|s| s.plural == "kustomizations" && s.name.starts_with("kindling-"))
+        {
+            // The root is gone: Flux prunes what it applied.
+            objects.retain(|s| s.plural != "kustomizations" || s.name.starts_with("kindling-"));
+        }
+    }
+}
+
+/// What Argo CD would do, at once: with the root Application automated, every child
+/// Application exists, Synced and Healthy at the repository's head; without the root,
+/// the children are gone (the resources finalizer).
+pub fn argo_controller(repo: Head, entries: Vec<String>) -> impl FnMut(&mut Vec<Stored>) + Send {
+    move |objects: &mut Vec<Stored>| {
+        builtin_controllers(objects);
+        let head = repo.read();
+        let Some(head) = head else { return };
+        let status = json!({"sync": {"status": "Synced", "revision": head}, "health": {"status": "Healthy"}});
+        let root = objects
+            .iter_mut()
+            .find(|s| s.plural == "applications" && s.name.starts_with("kindling-"));
+        let automated = match root {
+            Some(root) => {
+                let automated = root.object["spec"]["syncPolicy"]["automated"].is_object();
+                if automated {
+                    root.object["status"] = status.clone();
+                }
+                automated
+            }
+            None => {
+                objects.retain(|s| s.plural != "applications");
+                return;
+            }
+        };
+        if !automated {
+            return;
+        }
+        for entry in &entries {
+            match objects.iter_mut().find(|s| s.plural == "applications" && s.name == *entry) {
+                Some(s) => s.object["status"] = status.clone(),
+                None => objects.push(Stored {
+                    group_version: "argoproj.io/v1alpha1".into(),
+                    plural: "applications".into(),
+                    namespace: Some("argocd".into()),
+                    name: entry.to_string(),
+                    object: json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+                        "metadata": {"name": entry, "namespace": "argocd"},
+                        "spec": {"project": "default", "destination": {"server": "https://kubernetes.default.svc"}},
+                        "status": status}),
+                }),
+            }
+        }
+    }
+}
+
+/// A fake provider CLI `name` in `bin`, with a kubeconfig template (`NAME` replaced by the
+/// cluster) whose context `<context>-NAME` points at the fake API.
+pub fn install_fake_cli(bin: &Path, name: &str, context: &str, api_url: &str, script: &str) {
+    std::fs::create_dir_all(bin).unwrap();
+    let c = format!("{context}-NAME");
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: {c}\n  cluster:\n    server: {api_url}\ncontexts:\n- name: {c}\n  context:\n    cluster: {c}\n    user: {c}\ncurrent-context: {c}\nusers:\n- name: {c}\n  user:\n    token: fake\n"
+    );
+    std::fs::write(bin.join(format!("{name}-kubeconfig.template")), kubeconfig).unwrap();
+    let path = bin.join(name);
+    std::fs::write(&path, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+pub fn fake_k3d(bin: &Path, api_url: &str) {
+    let script = format!(
+        r#"#!/bin/sh
+here=$(dirname "$0")
+echo "$*" >> "$here/k3d-calls"
+touch "$here/k3d-clusters"
+case "$1 $2" in
+  "cluster list")
+printf '['; sep=''; while read -r c; do printf '%s{{"name":"%s","nodes":[]}}' "$sep" "$c"; sep=','; done < "$here/k3d-clusters"; printf ']\n' ;;
+  "cluster create")
+name=$(sed -n 's/^  name: //p' "$4" | head -1)
+docker network create "k3d-$name" >/dev/null 2>&1
+label=$(sed -n 's/^    - label: \(dev.kindling.env=.*\)$/\1/p' "$4" | head -1)
+docker run -d --name "k3d-$name-server-0" --label k3d.cluster="$name" --label "$label" --network "k3d-$name" {TEST_IMAGE} sleep 1000000 >/dev/null || exit 1
+echo "$name" >> "$here/k3d-clusters" ;;
+  "cluster delete")
+docker rm -f "k3d-$3-server-0" >/dev/null 2>&1
+docker network rm "k3d-$3" >/dev/null 2>&1
+grep -vx "$3" "$here/k3d-clusters" > "$here/k3d-clusters.$$"; mv "$here/k3d-clusters.$$" "$here/k3d-clusters" ;;
+  "kubeconfig get") sed "s/NAME/$3/g" "$here/k3d-kubeconfig.template" ;;
+  "node list")
+printf '['; sep=''; while read -r c; do printf '%s{{"name":"k3d-%s-server-0","role":"server","runtimeLabels":{{"k3d.cluster":"%s"}}}}' "$sep" "$c" "$c"; sep=','; done < "$here/k3d-clusters"; printf ']\n' ;;
+  *) echo "fake k3d: unexpected $*" >&2; exit 2 ;;
+esac
+"#
+    );
+    install_fake_cli(bin, "k3d", "k3d", api_url, &script);
+}
+
+/// The `kind` network every fake kind cluster joins, made once: fake kind CLIs starting
+/// side by side would each create it, and Docker allows two networks of one name.
+pub fn ensure_kind_network() {
+    static MADE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    MADE.get_or_init(|| {
+        let ids = docker_cli(&["network", "ls", "-q", "--filter", "name=^kind$"]);
+        let ids: Vec<String> = String::from_utf8_lossy(&ids.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        match ids.len() {
+            0 => assert!(docker_cli(&["network", "create", "kind"]).status.success()),
+            1 => {}
+            // Left by an earlier run that raced: keep one.
+            _ => {
+                for id in &ids[1..] {
+                    docker_cli(&["network", "rm", id]);
+                }
+            }
+        }
+    });
+}
+
+pub struct Harness {
+    /// With a Gitea container (the test image) instead of the external fake: the env whose
+    /// container the controllers read from.
+    pub docker_gitea: Option<std::sync::Arc<std::sync::Mutex<String>>>,
+    pub dir: tempfile::TempDir,
+    pub api: FakeApi,
+    pub gitea: FakeGitea,
+}
+
+pub fn fake_kind(bin: &Path, api_url: &str) {
+    let script = format!(
+        r#"#!/bin/sh
+here=$(dirname "$0")
+echo "$*" >> "$here/kind-calls"
+touch "$here/clusters"
+case "$1 $2" in
+  "get clusters") cat "$here/clusters" ;;
+  "create cluster")
+name=$4
+if [ -e "$here/fail-create" ]; then echo "ERROR: failed to create cluster: node did not become ready" >&2; exit 1; fi
+if [ -e "$here/slow-create" ]; then sleep 3; fi
+docker network inspect kind >/dev/null 2>&1 || docker network create kind >/dev/null 2>&1
+docker run -d --name "$name-control-plane" --label io.x-k8s.kind.cluster="$name" --network kind {TEST_IMAGE} sleep 1000000 >/dev/null || exit 1
+echo "$name" >> "$here/clusters" ;;
+  "delete cluster")
+name=$4
+docker rm -f "$name-control-plane" >/dev/null 2>&1
+grep -vx "$name" "$here/clusters" > "$here/clusters.$$"; mv "$here/clusters.$$" "$here/clusters" ;;
+  "get kubeconfig") sed "s/NAME/$4/g" "$here/kind-kubeconfig.template" ;;
+  "get nodes") echo "$4-control-plane" ;;
+  *) echo "fake kind: unexpected $*" >&2; exit 2 ;;
+esac
+"#
+    );
+    install_fake_cli(bin, "kind", "kind", api_url, &script);
+}
+
+/// A Flux-shaped install manifest (real CRDs + a controller Deployment) under the pinned
+/// file name, for `--manifests-dir`.
+pub fn manifests_dir(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let crd = |f: &str| std::fs::read_to_string(schemas_dir().join(f)).unwrap();
+    let text = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: flux-system}}\n---\n{}\n---\n{}\n---\n{}\n---\n{}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: kustomize-controller, namespace: flux-system}}\nspec: {{}}\n",
+        crd("flux-source.toolkit.fluxcd.io_gitrepositories.yaml"),
+        crd("flux-source.toolkit.fluxcd.io_helmrepositories.yaml"),
+        crd("flux-kustomize.toolkit.fluxcd.io_kustomizations.yaml"),
+        crd("flux-helm.toolkit.fluxcd.io_helmreleases.yaml"),
+    );
+    let name = kindling::engine::manifests::pinned(kindling::engine::Engine::Flux).file_name();
+    std::fs::write(dir.join(name), text).unwrap();
+    // Argo CD's manifest names no namespace; kindling puts it into `argocd`.
+    let argo = format!(
+        "{}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: argocd-cm}}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: argocd-server}}\nspec: {{}}\n---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: argocd-application-controller}}\nspec: {{replicas: 1}}\n",
+        crd("argocd-application-crd.yaml")
+    );
+    let name = kindling::engine::manifests::pinned(kindling::engine::Engine::Argo).file_name();
+    std::fs::write(dir.join(name), argo).unwrap();
+}
+
+impl Harness {
+    pub fn new() -> Harness {
+        Harness::with_engine("flux")
+    }
+
+    pub fn with_engine(engine: &str) -> Harness {
+        Harness::build(engine, false)
+    }
+
+    /// With `hostk8s`, the source is a copy of the HostK8s fixture repository
+    /// (`software/stacks/sample`), run unchanged; otherwise kindling's sample stamp.
+    pub fn build(engine: &str, hostk8s: bool) -> Harness {
+        Harness::build_with(engine, hostk8s, false)
+    }
+
+    pub fn build_with(engine: &str, hostk8s: bool, docker_gitea: bool) -> Harness {
+        ensure_kind_network();
+        ensure_test_image();
+        ensure_test_registry_image();
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("source");
+        let stamp_dir = if hostk8s {
+            copy_tree(&hostk8s_dir().join("software"), &source.join("software"));
+            source.join("software/stacks/sample")
+        } else {
+            copy_tree(
+                &repo_dir().join("stamps/sample"),
+                &source.join("stamps/sample"),
+            );
+            source.join("stamps/sample")
+        };
+        let entries = entry_names(&stamp_dir);
+        let gitea = FakeGitea::start("kindling", PASSWORD);
+        let cell = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let repo = if docker_gitea {
+            super::ensure_test_gitea_image();
+            Head::Container(cell.clone())
+        } else {
+            Head::Repo(gitea.root.join("kindling/source.git"))
+        };
+        let api = match engine {
+            "argo" => FakeApi::start(Some(Box::new(argo_controller(repo, entries)))),
+            _ => FakeApi::start(Some(Box::new(flux_controller(repo, entries)))),
+        };
+        api.update(|objects| {
+            objects.push(Stored {
+                group_version: "v1".into(),
+                plural: "nodes".into(),
+                namespace: None,
+                name: "node".into(),
+                object: json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "kindling-control-plane"},
+                    "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status"}]}}),
+            });
+        });
+        fake_kind(&dir.path().join("bin"), &api.url);
+        fake_k3d(&dir.path().join("bin"), &api.url);
+        manifests_dir(&dir.path().join("manifests"));
+        // Each harness starts its registry ports elsewhere: tests run side by side.
+        let registry_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        std::fs::write(
+            dir.path().join("profile.yaml"),
+            format!("apiVersion: kindling.dev/v1alpha1\nkind: ClusterProfile\nmetadata: {{name: test}}\nspec:\n  provider: kind\n  kubernetesVersion: \"1.37\"\n  ingress: {{http: 18080, https: 18443}}\n  registry: true\n  registryPort: {registry_port}\n  imageCaches: false\n"),
+        )
+        .unwrap();
+        Harness {
+            docker_gitea: docker_gitea.then_some(cell),
+            dir,
+            api,
+            gitea,
+        }
+    }
+
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    pub fn command(&self, args: &[&str], extra: &[(&str, &str)]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kindling"));
+        let path = format!(
+            "{}:{}",
+            self.path("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        cmd.args(args)
+            .current_dir(self.path("source"))
+            .env("PATH", path)
+            .env("CI", "true")
+            .env("KINDLING_DATA_DIR", self.path("data"))
+            .env("KINDLING_CACHE_DIR", self.path("cache"))
+            .env("KINDLING_REGISTRY_IMAGE", TEST_REGISTRY_IMAGE)
+            .env("KINDLING_MANIFESTS_DIR", self.path("manifests"))
+            // The fake API's stand-in manifests are not the pinned releases.
+            .env("KINDLING_MANIFESTS_MODIFIED", "1")
+            .env("KINDLING_STEP_TIMEOUT", "30")
+            .env("KINDLING_POLL_MS", "100")
+            .env("KINDLING_LOCK_WAIT", "0")
+            .env_remove("KINDLING_FAIL_AT");
+        if self.docker_gitea.is_some() {
+            cmd.env("KINDLING_GITEA_IMAGE", super::TEST_GITEA_IMAGE)
+                .env_remove("KINDLING_GITEA_URL");
+        } else {
+            cmd.env("KINDLING_GITEA_URL", &self.gitea.url)
+                .env("KINDLING_GITEA_PASSWORD", PASSWORD)
+                .env(
+                    "KINDLING_GITEA_CLUSTER_URL",
+                    "http://gitea.kindling.test/kindling/source.git",
+                );
+        }
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Runs with `--output json`; must succeed with one JSON document.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["--output", "json"]);
+        ok(&self.run(&all, &[]))
+    }
+
+    pub fn run(&self, args: &[&str], extra: &[(&str, &str)]) -> Output {
+        self.command(args, extra).output().unwrap()
+    }
+
+    pub fn create(&self, env: &str, extra: &[(&str, &str)]) -> Output {
+        let profile = self.path("profile.yaml");
+        self.run(
+            &[
+                "env",
+                "create",
+                env,
+                "--stamp",
+                "sample",
+                "--profile",
+                profile.to_str().unwrap(),
+                "--wait",
+                "--timeout",
+                "60s",
+                "--output",
+                "json",
+            ],
+            extra,
+        )
+    }
+
+    pub fn state(&self, env: &str) -> Value {
+        let text =
+            std::fs::read_to_string(self.path("data").join("envs").join(env).join("state.json"))
+                .unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+}
+
+/// The names of the steps a state records as done.
+pub fn done_steps(state: &Value) -> Vec<&str> {
+    state["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect()
+}
+
+/// The failure document of `out` names `what` in its error.
+pub fn error_says(out: &Output, what: &str) -> Value {
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON document ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    assert_eq!(doc["ok"], false, "{doc}");
+    let error = doc["error"].as_str().unwrap_or_default();
+    assert!(error.contains(what), "{doc}");
+    doc
+}
+
+pub fn ok(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON document ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+pub fn container_exists(name: &str) -> bool {
+    docker_cli(&["container", "inspect", name]).status.success()
+}
+
+pub fn delete_clean(h: &Harness, env: &str) {
+    let out = h.json(&["env", "delete", env]);
+    assert_eq!(out["deleted"][0]["env"], env);
+    assert!(
+        docker_labelled(env).is_empty(),
+        "left behind: {:?}",
+        docker_labelled(env)
+    );
+    assert!(!container_exists(&format!("kindling-{env}-control-plane")));
+    assert!(!h.path("data/envs").join(env).exists());
+}

@@ -1,0 +1,294 @@
+//! The env commands beside create and delete: hold/approve/restart, the env lock, list with
+//! orphans, dry runs, watch, and envs side by side (tests/common/env_harness.rs).
+
+mod common;
+
+mod env {
+
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::common::env_harness::*;
+    use super::common::fake_gitea::FakeGitea;
+    use super::common::{docker, docker_cli, docker_labelled, unique};
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_hold_waits_for_approve_and_restart_rebootstraps() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        let env = unique("hold");
+        let profile = h.path("profile.yaml");
+        let created = h.json(&[
+            "env",
+            "create",
+            &env,
+            "--stamp",
+            "sample",
+            "--profile",
+            profile.to_str().unwrap(),
+            "--hold",
+        ]);
+        assert_eq!(created["env"]["awaitingApproval"], true);
+        let status = h.json(&["env", "status", &env]);
+        assert_eq!(status["status"]["reconciliation"]["awaitingApproval"], true);
+        assert_eq!(status["status"]["ready"], false);
+        assert!(
+            status["status"]["reconciliation"]["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e["readiness"] == "missing")
+        );
+        // --wait on a held env times out with exit 3 and says why.
+        let waited = h.run(
+            &[
+                "env",
+                "status",
+                &env,
+                "--wait",
+                "--timeout",
+                "1s",
+                "--output",
+                "json",
+            ],
+            &[],
+        );
+        assert_eq!(waited.status.code(), Some(3));
+        error_says(&waited, "awaiting approval");
+
+        let approved = h.json(&["env", "approve", &env]);
+        assert_eq!(approved["approve"]["wasHeld"], true);
+        let status = h.json(&["env", "status", &env, "--wait", "--timeout", "30s"]);
+        assert_eq!(status["status"]["ready"], true, "{status:#}");
+
+        let restarted = h.json(&["env", "restart", &env]);
+        assert_eq!(restarted["restart"]["stamp"], "sample");
+        let deletes = h
+            .api
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "DELETE" && r.path.contains("kustomizations/kindling-sample"))
+            .count();
+        assert_eq!(deletes, 1);
+        let status = h.json(&["env", "status", &env, "--wait", "--timeout", "30s"]);
+        assert_eq!(status["status"]["ready"], true);
+        delete_clean(&h, &env);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_lock_contention_and_missing_envs_are_clear() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        let env = unique("lock");
+        ok(&h.create(&env, &[]));
+        // Another live kindling holds the env.
+        let mut holder = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let lock = h.path("data/envs").join(&env).join("lock");
+        std::fs::write(&lock, format!("{} env create\n", holder.id())).unwrap();
+        let out = h.run(&["env", "sync", &env], &[]);
+        holder.kill().unwrap();
+        let _ = holder.wait();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("is busy") && err.contains(&format!("pid {}", holder.id())),
+            "{err}"
+        );
+        // The holder is gone now: the stale lock is taken over.
+        ok(&h.run(&["env", "sync", &env, "--output", "json", "--no-wait"], &[]));
+        let missing = h.run(&["env", "status", "no-such-env"], &[]);
+        assert_eq!(missing.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&missing.stderr).contains("there is no env no-such-env"));
+        let bad = h.run(&["env", "create", "Bad_Name"], &[]);
+        assert_eq!(bad.status.code(), Some(2));
+        delete_clean(&h, &env);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_list_shows_orphans_and_delete_removes_them() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        let orphan = unique("orphan");
+        let created = docker_cli(&[
+            "volume",
+            "create",
+            "--label",
+            &format!("dev.kindling.env={orphan}"),
+            &format!("kindling-{orphan}-data"),
+        ]);
+        assert!(created.status.success());
+        let list = h.json(&["env", "list"]);
+        let entry = list["envs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == orphan.as_str())
+            .unwrap()
+            .clone();
+        assert_eq!(entry["state"], "orphaned");
+        assert_eq!(
+            entry["docker"]["volumes"],
+            json!([format!("kindling-{orphan}-data")])
+        );
+        let deleted = h.json(&["env", "delete", &orphan]);
+        assert_eq!(
+            deleted["deleted"][0]["removed"]["volumes"],
+            json!([format!("kindling-{orphan}-data")])
+        );
+        assert!(docker_labelled(&orphan).is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_dry_run_touches_nothing_and_text_output_has_no_escape_codes() {
+        let h = Harness::new();
+        let profile = h.path("profile.yaml");
+        let env = unique("dry");
+        let out = h.json(&[
+            "env",
+            "create",
+            &env,
+            "--stamp",
+            "sample",
+            "--profile",
+            profile.to_str().unwrap(),
+            "--dry-run",
+        ]);
+        let plan = &out["plan"];
+        assert_eq!(plan["steps"].as_array().unwrap().len(), 11);
+        assert_eq!(plan["cluster"]["name"], format!("kindling-{env}"));
+        assert!(
+            plan["clusterConfig"]
+                .as_str()
+                .unwrap()
+                .contains("kind.x-k8s.io/v1alpha4")
+        );
+        let secret = plan["bootstrap"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["kind"] == "Secret")
+            .unwrap();
+        assert!(
+            secret["data"]
+                .as_object()
+                .unwrap()
+                .values()
+                .all(|v| v == "<redacted>")
+        );
+        assert!(!h.path("data").exists(), "a dry run writes no state");
+        assert!(docker_labelled(&env).is_empty());
+        let text = h.run(
+            &[
+                "env",
+                "create",
+                &env,
+                "--stamp",
+                "sample",
+                "--profile",
+                profile.to_str().unwrap(),
+                "--dry-run",
+            ],
+            &[],
+        );
+        assert!(text.status.success());
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&text.stdout),
+            String::from_utf8_lossy(&text.stderr)
+        );
+        assert!(
+            all.contains("nothing was changed") && !all.contains('\u{1b}'),
+            "{all}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_watch_syncs_an_edit() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        let env = unique("w");
+        ok(&h.create(&env, &[]));
+        let before = h.state(&env)["commit"].as_str().unwrap().to_string();
+        let mut watch = h
+            .command(
+                &["env", "watch", &env, "--debounce-ms", "100"],
+                &[("KINDLING_WATCH_MAX_SYNCS", "1")],
+            )
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(800));
+        std::fs::write(
+            h.path("source/stamps/sample/applications/api/note.txt"),
+            "watched\n",
+        )
+        .unwrap();
+        let edited = std::time::Instant::now();
+        let deadline = edited + Duration::from_secs(60);
+        while watch.try_wait().unwrap().is_none() {
+            assert!(std::time::Instant::now() < deadline, "watch did not sync");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if std::env::var_os("KINDLING_BENCH_REPORT").is_some() {
+            // Edit → pushed → every entry reconciled at the new commit (watch exits then).
+            println!(
+                "bench: watch edit to reconciled {:.2}s",
+                edited.elapsed().as_secs_f64()
+            );
+        }
+        let after = h.state(&env)["commit"].as_str().unwrap().to_string();
+        assert_ne!(before, after);
+        assert_eq!(h.gitea.head().as_deref(), Some(after.as_str()));
+        delete_clean(&h, &env);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_two_envs_side_by_side_get_their_own_ports() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        let (a, b) = (unique("a"), unique("b"));
+        // Each env has its own Gitea (as with the containers kindling starts).
+        let second = FakeGitea::start("kindling", PASSWORD);
+        let (ra, rb) = std::thread::scope(|s| {
+            let ta = s.spawn(|| h.create(&a, &[]));
+            let tb = s.spawn(|| h.create(&b, &[("KINDLING_GITEA_URL", second.url.as_str())]));
+            (ta.join().unwrap(), tb.join().unwrap())
+        });
+        ok(&ra);
+        ok(&rb);
+        let (pa, pb) = (h.state(&a)["ports"].clone(), h.state(&b)["ports"].clone());
+        for key in ["http", "https", "registry"] {
+            assert_ne!(pa[key], pb[key], "{key}: {pa} vs {pb}");
+        }
+        let list = h.json(&["env", "list"]);
+        let names: Vec<&str> = list["envs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            names.contains(&a.as_str()) && names.contains(&b.as_str()),
+            "{names:?}"
+        );
+        delete_clean(&h, &a);
+        // b is untouched by a's delete.
+        assert!(container_exists(&format!("kindling-{b}-registry")));
+        delete_clean(&h, &b);
+    }
+}

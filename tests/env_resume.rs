@@ -1,0 +1,219 @@
+//! `env create` resumed: a fault injected at every step, a failed cluster beside finished
+//! parts, Ctrl-C between steps, and parts removed behind kindling's back, each followed by a
+//! rerun that finishes the job and a delete that leaves nothing
+//! (tests/common/env_harness.rs).
+
+mod common;
+
+mod env {
+
+    use std::time::Duration;
+
+    use serde_json::Value;
+
+    use super::common::env_harness::*;
+
+    use super::common::{docker, docker_cli, docker_labelled, unique};
+
+    fn fault_then_rerun(steps: &[&str]) {
+        let h = Harness::new();
+        for step in steps {
+            let env = unique("f");
+            let failed = h.create(&env, &[("KINDLING_FAIL_AT", step)]);
+            assert_eq!(
+                failed.status.code(),
+                Some(1),
+                "{step}: {}",
+                String::from_utf8_lossy(&failed.stderr)
+            );
+            let doc: Value = serde_json::from_slice(&failed.stdout).unwrap();
+            assert_eq!(doc["ok"], false);
+            assert!(
+                doc["error"].as_str().unwrap().contains("failed on purpose"),
+                "{doc}"
+            );
+            let state = h.state(&env);
+            let done: Vec<&str> = state["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["name"].as_str().unwrap())
+                .collect();
+            assert!(
+                !done.contains(step),
+                "{step} must not be recorded: {done:?}"
+            );
+            let rerun = ok(&h.create(&env, &[]));
+            let skipped: Vec<&str> = rerun["env"]["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| s["status"] == "skipped")
+                .map(|s| s["name"].as_str().unwrap())
+                .collect();
+            // What finished before the fault is not redone (among the steps that can skip).
+            for s in ["cluster", "gitea", "registry", "engine"] {
+                if done.contains(&s) {
+                    assert!(
+                        skipped.contains(&s),
+                        "{step}: {s} redone; skipped {skipped:?}"
+                    );
+                }
+            }
+            assert_eq!(
+                h.state(&env)["steps"].as_array().unwrap().len(),
+                11,
+                "{step}"
+            );
+            delete_clean(&h, &env);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_fault_early_steps_rerun_completes_and_delete_cleans_up() {
+        if docker().await.is_none() {
+            return;
+        }
+        fault_then_rerun(&["preflight", "ca", "cluster", "gitea"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_fault_middle_steps_rerun_completes_and_delete_cleans_up() {
+        if docker().await.is_none() {
+            return;
+        }
+        fault_then_rerun(&["registry", "connect", "push", "engine"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_fault_late_steps_rerun_completes_and_delete_cleans_up() {
+        if docker().await.is_none() {
+            return;
+        }
+        fault_then_rerun(&["secrets", "bootstrap", "reconcile"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_failed_cluster_create_is_reported_and_delete_cleans_a_half_made_env() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        std::fs::write(h.path("bin/fail-create"), "").unwrap();
+        let env = unique("half");
+        let out = h.create(&env, &[]);
+        assert_eq!(out.status.code(), Some(1));
+        error_says(&out, "node did not become ready");
+        // Gitea and the registry finished beside the failed cluster, and are recorded.
+        let state = h.state(&env);
+        let done = done_steps(&state);
+        assert!(
+            done.contains(&"registry") && done.contains(&"gitea"),
+            "{done:?}"
+        );
+        assert!(!docker_labelled(&env).is_empty());
+        delete_clean(&h, &env);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_ctrl_c_stops_between_steps_and_a_rerun_finishes() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        std::fs::write(h.path("bin/slow-create"), "").unwrap();
+        let env = unique("int");
+        let profile = h.path("profile.yaml");
+        let child = h
+            .command(
+                &[
+                    "env",
+                    "create",
+                    &env,
+                    "--stamp",
+                    "sample",
+                    "--profile",
+                    profile.to_str().unwrap(),
+                    "--output",
+                    "json",
+                ],
+                &[],
+            )
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The cluster step is under way (the fake kind sleeps 3s): interrupt it.
+        std::thread::sleep(Duration::from_millis(1500));
+        let kill = std::process::Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(130),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        error_says(&out, "interrupted after step");
+        // The step under way finished and was recorded; nothing after it ran.
+        let state = h.state(&env);
+        let done = done_steps(&state);
+        assert!(done.contains(&"cluster"), "{done:?}");
+        assert!(!done.contains(&"push"), "{done:?}");
+        std::fs::remove_file(h.path("bin/slow-create")).unwrap();
+        let rerun = ok(&h.create(&env, &[]));
+        let skipped: Vec<&str> = rerun["env"]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["status"] == "skipped")
+            .map(|s| s["name"].as_str().unwrap())
+            .collect();
+        assert!(skipped.contains(&"cluster"), "{skipped:?}");
+        delete_clean(&h, &env);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_rerun_makes_again_what_disappeared_behind_kindlings_back() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        let env = unique("gone");
+        ok(&h.create(&env, &[]));
+        // The cluster and the registry container vanish (someone ran kind delete / docker rm).
+        let cluster = format!("kindling-{env}");
+        let deleted = std::process::Command::new(h.path("bin/kind"))
+            .args(["delete", "cluster", "--name", &cluster])
+            .status()
+            .unwrap();
+        assert!(deleted.success());
+        assert!(
+            docker_cli(&["rm", "-f", &format!("kindling-{env}-registry")])
+                .status
+                .success()
+        );
+        let status = h.json(&["env", "status", &env]);
+        assert_eq!(status["status"]["cluster"]["state"], "missing");
+        assert_eq!(status["status"]["ready"], false);
+        let rerun = h.create(&env, &[]);
+        let doc = ok(&rerun);
+        let done: Vec<&str> = doc["env"]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["status"] == "done")
+            .map(|s| s["name"].as_str().unwrap())
+            .collect();
+        for step in ["cluster", "registry", "engine"] {
+            assert!(done.contains(&step), "{step} not redone: {done:?}");
+        }
+        assert!(String::from_utf8_lossy(&rerun.stderr).contains("is gone; making it again"));
+        assert!(container_exists(&format!("kindling-{env}-control-plane")));
+        assert!(container_exists(&format!("kindling-{env}-registry")));
+        delete_clean(&h, &env);
+    }
+}

@@ -1,0 +1,544 @@
+//! Whole `kindling env` round trips through the real binary (tests/common/env_harness.rs):
+//! kind + Flux, k3d + Argo CD, a Gitea container, a HostK8s stack unchanged, and the JSON
+//! documents against docs/json-output.md.
+
+mod common;
+
+mod env {
+
+    use serde_json::{Value, json};
+
+    use super::common::env_harness::*;
+
+    use super::common::{docker, docker_cli, docker_labelled, repo_dir, unique};
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_create_status_sync_delete_round_trip() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        let env = unique("rt");
+        let bench = std::env::var_os("KINDLING_BENCH_REPORT").is_some();
+        let t = std::time::Instant::now();
+        let created = ok(&h.create(&env, &[]));
+        if bench {
+            let steps: Vec<String> = created["env"]["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| format!("{}={}ms", s["name"].as_str().unwrap(), s["durationMs"]))
+                .collect();
+            println!(
+                "bench: create --wait {:.2}s ({})",
+                t.elapsed().as_secs_f64(),
+                steps.join(" ")
+            );
+        }
+        let report = &created["env"];
+        let steps = done_steps(report);
+        assert_eq!(steps, kindling::env::steps::names());
+        assert!(
+            report["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|s| s["status"] == "done" && s["durationMs"].is_u64())
+        );
+        assert_eq!(report["context"], format!("kind-kindling-{env}"));
+        let https = h.state(&env)["ports"]["https"].as_u64().unwrap();
+        assert_eq!(
+            report["ingressUrls"],
+            json!([
+                format!("https://api.localhost:{https}"),
+                format!("https://www.localhost:{https}")
+            ])
+        );
+        assert!(
+            report["status"]["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e["readiness"] == "ready")
+        );
+        // Real Docker objects: the registry (labelled, loopback only) and the fake node.
+        let registry = format!("kindling-{env}-registry");
+        assert!(container_exists(&registry));
+        let ports = String::from_utf8_lossy(&docker_cli(&["port", &registry]).stdout).to_string();
+        assert!(ports.contains("127.0.0.1:"), "{ports}");
+        assert!(!ports.contains("0.0.0.0"), "{ports}");
+        assert!(container_exists(&format!("kindling-{env}-control-plane")));
+        // The node got its registry mirror config.
+        let registry_port = h.state(&env)["ports"]["registry"].as_u64().unwrap();
+        let hosts = docker_cli(&[
+            "exec",
+            &format!("kindling-{env}-control-plane"),
+            "cat",
+            &format!("/etc/containerd/certs.d/localhost:{registry_port}/hosts.toml"),
+        ]);
+        assert!(
+            hosts.status.success(),
+            "{}",
+            String::from_utf8_lossy(&hosts.stderr)
+        );
+        // State: 0600, credentials inside, every step recorded.
+        let state_path = h.path("data/envs").join(&env).join("state.json");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&state_path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let state = h.state(&env);
+        assert_eq!(state["steps"].as_array().unwrap().len(), 11);
+        let commit = state["commit"].as_str().unwrap().to_string();
+        assert_eq!(h.gitea.head().as_deref(), Some(commit.as_str()));
+        // The cluster got the CA, the bootstrap secret, the Flux bootstrap objects.
+        assert!(h.api.object("Secret", "root-ca-secret").is_some());
+        let db = h.api.object("Secret", "database-credentials").unwrap();
+        assert_eq!(db["metadata"]["namespace"], "database");
+        let repo = h.api.object("GitRepository", "kindling").unwrap();
+        assert_eq!(
+            repo["spec"]["url"],
+            "http://gitea.kindling.test/kindling/source.git"
+        );
+        // The token never reaches stdout.
+        assert!(
+            !String::from_utf8_lossy(&h.create(&env, &[]).stdout)
+                .contains(&super::common::fake_gitea::recorded_token())
+        );
+
+        // status: JSON and the text table.
+        let status = h.json(&["env", "status", &env]);
+        assert_eq!(status["status"]["ready"], true, "{status:#}");
+        assert_eq!(status["status"]["registry"]["state"], "running");
+        let text = h.run(&["env", "status", &env], &[]);
+        let table = String::from_utf8_lossy(&text.stdout);
+        assert!(
+            table.contains("ENTRY") && table.contains("certs-issuer") && table.contains("Ready"),
+            "{table}"
+        );
+        assert!(
+            !table.contains('\u{1b}') && !String::from_utf8_lossy(&text.stderr).contains('\u{1b}')
+        );
+
+        // Edit → sync → the new commit is what every entry applied.
+        std::fs::write(
+            h.path("source/stamps/sample/applications/website/extra.txt"),
+            "edited\n",
+        )
+        .unwrap();
+        let t = std::time::Instant::now();
+        let synced = ok(&h.run(
+            &["env", "sync", &env, "--output", "json", "--timeout", "30s"],
+            &[],
+        ));
+        if bench {
+            println!("bench: sync {:.2}s", t.elapsed().as_secs_f64());
+        }
+        let new_commit = synced["sync"]["commit"].as_str().unwrap();
+        assert_ne!(new_commit, commit);
+        assert_eq!(synced["sync"]["changed"], true);
+        assert!(
+            synced["sync"]["requested"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r == "GitRepository kindling")
+        );
+        let entries = synced["sync"]["status"]["entries"].as_array().unwrap();
+        assert!(
+            entries
+                .iter()
+                .all(|e| e["revision"] == format!("main@sha1:{new_commit}")),
+            "{entries:#?}"
+        );
+        // Nothing changed: same commit, still fine.
+        let again = ok(&h.run(&["env", "sync", &env, "--output", "json", "--no-wait"], &[]));
+        assert_eq!(again["sync"]["changed"], false);
+
+        // kubeconfig and list.
+        let kc = h.run(&["env", "kubeconfig", &env], &[]);
+        assert!(
+            String::from_utf8_lossy(&kc.stdout)
+                .trim()
+                .ends_with("kubeconfig")
+        );
+        let list = h.json(&["env", "list"]);
+        let mine = list["envs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == env.as_str())
+            .unwrap()
+            .clone();
+        assert_eq!(mine["state"], "complete");
+
+        let t = std::time::Instant::now();
+        delete_clean(&h, &env);
+        if bench {
+            println!("bench: delete {:.2}s", t.elapsed().as_secs_f64());
+        }
+        // Twice is fine and says so.
+        let twice = h.run(&["env", "delete", &env], &[]);
+        assert!(twice.status.success());
+        assert!(String::from_utf8_lossy(&twice.stdout).contains("nothing to delete"));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_k3d_with_argo_round_trip() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::with_engine("argo");
+        let env = unique("argo");
+        let profile = h.path("profile.yaml");
+        let created = h.json(&[
+            "env",
+            "create",
+            &env,
+            "--stamp",
+            "sample",
+            "--profile",
+            profile.to_str().unwrap(),
+            "--provider",
+            "k3d",
+            "--engine",
+            "argo",
+            "--wait",
+            "--timeout",
+            "60s",
+        ]);
+        assert_eq!(created["env"]["context"], format!("k3d-kindling-{env}"));
+        assert_eq!(created["env"]["engine"], "argo");
+        assert!(
+            created["env"]["status"]["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e["readiness"] == "ready" && e["sync"] == "Synced")
+        );
+        let secret = h.api.object("Secret", "kindling-repository").unwrap();
+        assert_eq!(
+            secret["metadata"]["labels"]["argocd.argoproj.io/secret-type"],
+            "repository"
+        );
+        assert_eq!(secret["metadata"]["namespace"], "argocd");
+        let cm = h.api.object("ConfigMap", "argocd-cm").unwrap();
+        assert!(
+            cm["data"]
+                .as_object()
+                .is_some_and(|d| d.keys().any(|k| k.contains("health"))),
+            "{cm}"
+        );
+        // The registry joined the k3d cluster's network.
+        let networks = docker_cli(&[
+            "inspect",
+            "-f",
+            "{{json .NetworkSettings.Networks}}",
+            &format!("kindling-{env}-registry"),
+        ]);
+        assert!(String::from_utf8_lossy(&networks.stdout).contains(&format!("k3d-kindling-{env}")));
+        std::fs::write(
+            h.path("source/stamps/sample/applications/api/extra.txt"),
+            "edited\n",
+        )
+        .unwrap();
+        let synced = ok(&h.run(
+            &["env", "sync", &env, "--output", "json", "--timeout", "30s"],
+            &[],
+        ));
+        let commit = synced["sync"]["commit"].as_str().unwrap();
+        assert_eq!(synced["sync"]["status"]["source"]["revision"], commit);
+        let refreshed = h.api.object("Application", "api").unwrap();
+        assert_eq!(
+            refreshed["metadata"]["annotations"]["argocd.argoproj.io/refresh"],
+            "normal"
+        );
+        // The node carries the env label (k3d runtime label) but is the provider's to remove:
+        // kindling's own sweep must not take it first.
+        let deleted = h.json(&["env", "delete", &env]);
+        let removed = deleted["deleted"][0]["removed"]["containers"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert!(
+            !removed
+                .iter()
+                .any(|c| c.as_str().unwrap().contains("server-0")),
+            "{removed:?}"
+        );
+        assert_eq!(
+            deleted["deleted"][0]["cluster"],
+            format!("k3d kindling-{env}")
+        );
+        assert!(
+            docker_labelled(&env).is_empty(),
+            "{:?}",
+            docker_labelled(&env)
+        );
+        assert!(
+            !docker_cli(&["network", "inspect", &format!("k3d-kindling-{env}")])
+                .status
+                .success()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_with_a_gitea_container_round_trip() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::build_with("flux", false, true);
+        let env = unique("gt");
+        let container = format!("kindling-{env}-gitea");
+        *h.docker_gitea.as_ref().unwrap().lock().unwrap() = container.clone();
+        let created = ok(&h.create(&env, &[]));
+        let gitea_port = h.state(&env)["ports"]["gitea"].as_u64().unwrap();
+        assert_eq!(
+            created["env"]["giteaUrl"],
+            format!("http://127.0.0.1:{gitea_port}")
+        );
+        // The container: labelled, published on loopback only, data in a labelled volume, on
+        // the cluster's network; the admin password is kept 0600 in the state, never printed.
+        let labels = docker_cli(&[
+            "inspect",
+            "-f",
+            "{{index .Config.Labels \"dev.kindling.env\"}}",
+            &container,
+        ]);
+        assert_eq!(String::from_utf8_lossy(&labels.stdout).trim(), env);
+        let ports = String::from_utf8_lossy(&docker_cli(&["port", &container]).stdout).to_string();
+        assert_eq!(ports.trim(), format!("3000/tcp -> 127.0.0.1:{gitea_port}"));
+        assert!(
+            docker_cli(&["volume", "inspect", &format!("kindling-{env}-gitea-data")])
+                .status
+                .success()
+        );
+        let password = h.state(&env)["gitea"]["password"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(password.len() >= 24);
+        assert!(!String::from_utf8_lossy(&created.to_string().into_bytes()).contains(&password));
+        // The engine reaches it through the Service over the container's address on `kind`.
+        let ip = String::from_utf8_lossy(
+            &docker_cli(&[
+                "inspect",
+                "-f",
+                "{{(index .NetworkSettings.Networks \"kind\").IPAddress}}",
+                &container,
+            ])
+            .stdout,
+        )
+        .trim()
+        .to_string();
+        let slice = h.api.object("EndpointSlice", "gitea-docker").unwrap();
+        assert_eq!(slice["endpoints"][0]["addresses"][0], ip.as_str());
+        let repo = h.api.object("GitRepository", "kindling").unwrap();
+        assert_eq!(
+            repo["spec"]["url"],
+            "http://gitea.kindling-system.svc.cluster.local:3000/kindling/source.git"
+        );
+        // Sync pushes into the container's repository.
+        std::fs::write(h.path("source/stamps/sample/applications/api/c.txt"), "c\n").unwrap();
+        let synced = ok(&h.run(
+            &["env", "sync", &env, "--output", "json", "--timeout", "30s"],
+            &[],
+        ));
+        assert!(
+            synced["sync"]["status"]["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e["readiness"] == "ready")
+        );
+        // A rerun keeps the running Gitea (and its password); after a restart of the container
+        // the stored password still works.
+        let rerun = ok(&h.create(&env, &[]));
+        let gitea_step = rerun["env"]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "gitea")
+            .unwrap()
+            .clone();
+        assert_eq!(gitea_step["status"], "skipped");
+        assert!(docker_cli(&["stop", &container]).status.success());
+        ok(&h.create(&env, &[]));
+        assert_eq!(h.state(&env)["gitea"]["password"], password.as_str());
+        delete_clean(&h, &env);
+        assert!(
+            !docker_cli(&["volume", "inspect", &format!("kindling-{env}-gitea-data")])
+                .status
+                .success()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_runs_a_hostk8s_stack_unchanged() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::build("flux", true);
+        let env = unique("hk");
+        // `sample` is found under software/stacks/ of the source tree.
+        let created = ok(&h.create(&env, &[]));
+        let entries: Vec<&str> = created["env"]["status"]["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                "component-certs-manager",
+                "component-certs-ca",
+                "component-certs-issuer",
+                "app-sample"
+            ]
+        );
+        // The pushed snapshot holds the stack as it was, plus the rendered bundle.
+        let listing = super::common::fake_gitea::git(
+            &h.gitea.root.join("kindling/source.git"),
+            &["ls-tree", "-r", "--name-only", "main"],
+        );
+        assert!(
+            listing.contains("software/stacks/sample/stack.yaml"),
+            "{listing}"
+        );
+        assert!(
+            listing.contains(".kindling/flux/stamp/app-sample.yaml"),
+            "{listing}"
+        );
+        let root = h.api.object("Kustomization", "kindling-sample").unwrap();
+        assert_eq!(root["spec"]["path"], "./.kindling/flux/stamp");
+        // The stack makes its own root-ca-secret with cert-manager: kindling leaves it alone
+        // rather than fight cert-manager over it, and says so.
+        assert!(h.api.object("Secret", "root-ca-secret").is_none());
+        let rerun = h.run(
+            &[
+                "env",
+                "create",
+                &env,
+                "--stamp",
+                "sample",
+                "--profile",
+                h.path("profile.yaml").to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert!(rerun.status.success());
+        let said = String::from_utf8_lossy(&rerun.stderr);
+        assert!(
+            said.contains(
+                "the stamp makes cert-manager/root-ca-secret itself (Certificate root-ca in"
+            ),
+            "{said}"
+        );
+        delete_clean(&h, &env);
+    }
+
+    /// The documented JSON skeletons of docs/json-output.md, by heading.
+    fn documented_shapes() -> Vec<(String, Value)> {
+        let text = std::fs::read_to_string(repo_dir().join("docs/json-output.md")).unwrap();
+        let mut out = Vec::new();
+        let mut heading = String::new();
+        let mut lines = text.lines();
+        while let Some(line) = lines.next() {
+            if let Some(h) = line.strip_prefix("## ") {
+                heading = h.trim().to_string();
+            } else if line.trim() == "```json" && !heading.is_empty() {
+                let block: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "```").collect();
+                out.push((
+                    heading.clone(),
+                    serde_json::from_str(&block.join("\n"))
+                        .unwrap_or_else(|e| panic!("{heading}: {e}")),
+                ));
+            }
+        }
+        out
+    }
+
+    /// Every key of `documented` is in `real`, with the same JSON type, recursively (arrays:
+    /// the first element).
+    fn follows(real: &Value, documented: &Value, path: &str) -> Result<(), String> {
+        match (documented, real) {
+            (Value::Object(d), Value::Object(r)) => {
+                for (k, v) in d {
+                    let inner = r.get(k).ok_or_else(|| format!("{path}.{k} is missing"))?;
+                    follows(inner, v, &format!("{path}.{k}"))?;
+                }
+                Ok(())
+            }
+            (Value::Array(d), Value::Array(r)) => match (d.first(), r.first()) {
+                (Some(d), Some(r)) => follows(r, d, &format!("{path}[0]")),
+                _ => Ok(()),
+            },
+            (Value::String(_), Value::String(_))
+            | (Value::Number(_), Value::Number(_))
+            | (Value::Bool(_), Value::Bool(_)) => Ok(()),
+            (d, r) => Err(format!("{path}: documented {d}, got {r}")),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_json_documents_follow_docs_json_output() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        let env = unique("doc");
+        let profile = h.path("profile.yaml");
+        let mut real: Vec<(&str, Value)> = Vec::new();
+        real.push((
+            "kindling env create --dry-run",
+            h.json(&[
+                "env",
+                "create",
+                &env,
+                "--stamp",
+                "sample",
+                "--profile",
+                profile.to_str().unwrap(),
+                "--dry-run",
+            ]),
+        ));
+        real.push(("kindling env create", ok(&h.create(&env, &[]))));
+        real.push(("kindling env status", h.json(&["env", "status", &env])));
+        std::fs::write(
+            h.path("source/stamps/sample/applications/api/doc.txt"),
+            "x\n",
+        )
+        .unwrap();
+        real.push((
+            "kindling env sync",
+            ok(&h.run(&["env", "sync", &env, "--output", "json", "--no-wait"], &[])),
+        ));
+        real.push(("kindling env list", h.json(&["env", "list"])));
+        real.push(("kindling env delete", h.json(&["env", "delete", &env])));
+        let documented = documented_shapes();
+        assert_eq!(
+            documented.len(),
+            6,
+            "{:?}",
+            documented.iter().map(|d| &d.0).collect::<Vec<_>>()
+        );
+        for (heading, doc) in &documented {
+            let (_, value) = real
+                .iter()
+                .find(|(h, _)| h == heading)
+                .unwrap_or_else(|| panic!("no run for {heading}"));
+            follows(value, doc, heading).unwrap_or_else(|e| panic!("{e}\n{value:#}"));
+        }
+        // And the failure document.
+        let failed = h.run(&["env", "status", "no-such-env", "--output", "json"], &[]);
+        let doc: Value = serde_json::from_slice(&failed.stdout).unwrap();
+        follows(
+            &doc,
+            &json!({"ok": false, "exitCode": 1, "error": "", "problems": []}),
+            "error",
+        )
+        .unwrap();
+    }
+}
