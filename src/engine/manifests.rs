@@ -120,44 +120,8 @@ pub fn fetch(
 ) -> Result<FetchedManifest, EngineError> {
     let cache_dir = cache_dir.join("manifests");
     let expected = expected_sum(manifest, &cache_dir);
-    if let Some(LocalCopies { dir, modified }) = local {
-        let path = dir.join(manifest.file_name());
-        let bytes = std::fs::read(&path).map_err(|e| {
-            EngineError::Manifest(format!(
-                "--manifests-dir {}: cannot read {}: {e}\nhelp: copy it there from a host with internet (`kindling engine manifests --out DIR`)",
-                dir.display(),
-                manifest.file_name()
-            ))
-        })?;
-        let actual = sha256_hex(&bytes);
-        if let Some(expected) = &expected
-            && *expected != actual
-            && !modified
-        {
-            return Err(mismatch(
-                manifest,
-                &path.display().to_string(),
-                expected,
-                &actual,
-            ));
-        }
-        return Ok(FetchedManifest {
-            text: into_text(bytes, &path)?,
-            path,
-            note: match &expected {
-                None => Some(format!(
-                    "{} has no pinned sha256 in this build; using the local copy with sha256 {actual}",
-                    manifest.file_name()
-                )),
-                Some(expected) if *expected != actual => Some(format!(
-                    "{} is a modified copy (KINDLING_MANIFESTS_MODIFIED): sha256 {actual}, the pinned release's is {expected}",
-                    manifest.file_name()
-                )),
-                Some(_) => None,
-            },
-            sha256: actual,
-            origin: Origin::Local,
-        });
+    if let Some(local) = local {
+        return from_local_copy(manifest, local, expected.as_deref());
     }
     let path = cache_dir.join(manifest.file_name());
     if let Ok(bytes) = std::fs::read(&path) {
@@ -201,6 +165,53 @@ pub fn fetch(
         sha256: actual,
         origin: Origin::Downloaded,
         note,
+    })
+}
+
+/// A manifest from the local copies: it must be the pinned release's unless the user says the
+/// copies were changed on purpose.
+fn from_local_copy(
+    manifest: &PinnedManifest,
+    local: LocalCopies<'_>,
+    expected: Option<&str>,
+) -> Result<FetchedManifest, EngineError> {
+    let LocalCopies { dir, modified } = local;
+    let path = dir.join(manifest.file_name());
+    let bytes = std::fs::read(&path).map_err(|e| {
+        EngineError::Manifest(format!(
+            "--manifests-dir {}: cannot read {}: {e}\nhelp: copy it there from a host with internet (`kindling engine manifests --out DIR`)",
+            dir.display(),
+            manifest.file_name()
+        ))
+    })?;
+    let actual = sha256_hex(&bytes);
+    if let Some(expected) = expected
+        && expected != actual
+        && !modified
+    {
+        return Err(mismatch(
+            manifest,
+            &path.display().to_string(),
+            expected,
+            &actual,
+        ));
+    }
+    Ok(FetchedManifest {
+        text: into_text(bytes, &path)?,
+        path,
+        note: match expected {
+            None => Some(format!(
+                "{} has no pinned sha256 in this build; using the local copy with sha256 {actual}",
+                manifest.file_name()
+            )),
+            Some(expected) if expected != actual => Some(format!(
+                "{} is a modified copy (KINDLING_MANIFESTS_MODIFIED): sha256 {actual}, the pinned release's is {expected}",
+                manifest.file_name()
+            )),
+            Some(_) => None,
+        },
+        sha256: actual,
+        origin: Origin::Local,
     })
 }
 

@@ -11,13 +11,14 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::plan::Plan;
-use super::state::{EnvState, now_rfc3339};
+use super::state::{EnvState, Ports, now_rfc3339};
 use super::steps::{self, Ctx, Step};
 use super::{CreateOptions, EnvError, Settings};
 use crate::cluster::{self, Provider};
 use crate::docker::DockerClient;
 use crate::engine::{Engine, EngineStatus};
 use crate::lock::FileLock;
+use crate::stamp::Stamp;
 use crate::ui::Progress;
 
 #[derive(Debug, Clone, Serialize)]
@@ -62,24 +63,11 @@ pub async fn create(
     dry_run: bool,
 ) -> Result<Outcome, EnvError> {
     super::validate_name(&opts.name)?;
-    let env = opts.name.as_str();
-    let env_dir = settings.env_dir(env);
+    let env_dir = settings.env_dir(&opts.name);
     let stamp = super::open::load_stamp(&opts.stamp, &opts.source)?;
-    let provider = opts.profile.spec.provider;
     let existing = EnvState::load(&env_dir)?;
-    if let Some(s) = &existing
-        && (s.stamp != stamp.name || s.engine != opts.engine || s.provider != provider)
-    {
-        return Err(EnvError::BadInput(format!(
-            "env {env} exists with stamp {}, {} and {}; this asks for stamp {}, {} and {}\nhelp: `kindling env restart {env} --stamp {}` switches stamps; otherwise delete it or pick another name",
-            s.stamp,
-            s.provider.name(),
-            s.engine.name(),
-            stamp.name,
-            provider.name(),
-            opts.engine.name(),
-            stamp.name
-        )));
+    if let Some(s) = &existing {
+        same_env(s, opts, &stamp.name)?;
     }
     // Allocating and recording the ports happen under one machine-wide lock, so envs created
     // side by side never pick the same ones.
@@ -94,45 +82,19 @@ pub async fn create(
     };
     let ports = match &existing {
         Some(s) => s.ports.clone(),
-        None => {
-            let in_use = match DockerClient::connect().await {
-                Ok(d) => d.host_ports_in_use().await.unwrap_or_default(),
-                Err(_) => Vec::new(),
-            };
-            super::ports::allocate(&opts.profile, settings, env, &in_use)?
-        }
+        None => new_ports(opts, settings).await?,
     };
-    let resolved = cluster::resolve(
-        &opts.profile,
-        env,
-        cluster::IngressPorts {
-            http: ports.http,
-            https: ports.https,
-        },
-        ports.registry,
-    )?;
+    let ingress = cluster::IngressPorts {
+        http: ports.http,
+        https: ports.https,
+    };
+    let resolved = cluster::resolve(&opts.profile, &opts.name, ingress, ports.registry)?;
     if dry_run {
         let plan = super::plan::plan(opts, settings, &stamp, &resolved, ports, steps::names())?;
         return Ok(Outcome::Plan(Box::new(plan)));
     }
     let _lock = FileLock::env(&env_dir, "env create", settings.lock_wait)?;
-    let state = existing.unwrap_or_else(|| EnvState {
-        name: env.to_string(),
-        stamp: stamp.name.clone(),
-        stamp_dir: stamp.dir.clone(),
-        source: stamp.repo_root.clone(),
-        provider,
-        engine: opts.engine,
-        profile: opts.profile_path.clone(),
-        hold: opts.hold,
-        created_at: now_rfc3339(),
-        ports,
-        cluster: None,
-        gitea: None,
-        commit: None,
-        steps: Vec::new(),
-        versions: Default::default(),
-    });
+    let state = existing.unwrap_or_else(|| new_state(opts, &stamp, ports));
     let ctx = Ctx::new(opts, settings, progress, &stamp, &resolved, state);
     ctx.save()?;
     drop(ports_lock);
@@ -149,6 +111,52 @@ pub async fn create(
     }
     let reports = run.reports;
     report(ctx, reports)
+}
+
+/// A rerun must ask for the env that exists: another stamp, provider or engine is a restart
+/// or a new env.
+fn same_env(s: &EnvState, opts: &CreateOptions, stamp: &str) -> Result<(), EnvError> {
+    let (env, provider) = (&opts.name, opts.profile.spec.provider);
+    if s.stamp == stamp && s.engine == opts.engine && s.provider == provider {
+        return Ok(());
+    }
+    Err(EnvError::BadInput(format!(
+        "env {env} exists with stamp {}, {} and {}; this asks for stamp {stamp}, {} and {}\nhelp: `kindling env restart {env} --stamp {stamp}` switches stamps; otherwise delete it or pick another name",
+        s.stamp,
+        s.provider.name(),
+        s.engine.name(),
+        provider.name(),
+        opts.engine.name(),
+    )))
+}
+
+/// The ports of a new env, skipping those any container publishes.
+async fn new_ports(opts: &CreateOptions, settings: &Settings) -> Result<Ports, EnvError> {
+    let in_use = match DockerClient::connect().await {
+        Ok(d) => d.host_ports_in_use().await.unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    super::ports::allocate(&opts.profile, settings, &opts.name, &in_use)
+}
+
+fn new_state(opts: &CreateOptions, stamp: &Stamp, ports: Ports) -> EnvState {
+    EnvState {
+        name: opts.name.clone(),
+        stamp: stamp.name.clone(),
+        stamp_dir: stamp.dir.clone(),
+        source: stamp.repo_root.clone(),
+        provider: opts.profile.spec.provider,
+        engine: opts.engine,
+        profile: opts.profile_path.clone(),
+        hold: opts.hold,
+        created_at: now_rfc3339(),
+        ports,
+        cluster: None,
+        gitea: None,
+        commit: None,
+        steps: Vec::new(),
+        versions: Default::default(),
+    }
 }
 
 /// How the orchestrator wraps every step: skip what is there, `KINDLING_FAIL_AT`, the record

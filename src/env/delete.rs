@@ -51,41 +51,93 @@ pub async fn delete(
             return Err(e.into());
         }
     };
-    // Gitea and the registry go before the cluster: attached to its network (k3d's own), they
-    // would keep the provider from removing it. So do shared caches, which are only detached.
-    // The cluster's nodes may carry the env label too (k3d): they are the provider's to remove.
+    report.removed.containers = clear_the_cluster_network(&docker, name, state.as_ref()).await?;
+    let t = Instant::now();
+    let cluster_name = crate::cluster::cluster_name(name);
+    progress.start("cluster", &cluster_name);
+    report.cluster = delete_cluster(settings, name, state.as_ref()).await?;
+    let deleted = if report.cluster.is_some() {
+        "deleted"
+    } else {
+        "none"
+    };
+    progress.done("cluster", t.elapsed(), deleted);
+    // Then everything else labelled for the env (volumes, its network, what a crash left).
+    let t = Instant::now();
+    progress.start(
+        "docker",
+        &format!("objects labelled {}={name}", crate::ENV_LABEL),
+    );
+    let swept = docker.sweep(name).await?;
+    let removed = &mut report.removed;
+    removed.containers.extend(swept.containers);
+    removed.volumes.extend(swept.volumes);
+    removed.networks.extend(swept.networks);
+    let counts = format!(
+        "{} containers, {} volumes, {} networks",
+        removed.containers.len(),
+        removed.volumes.len(),
+        removed.networks.len()
+    );
+    progress.done("docker", t.elapsed(), &counts);
+    drop(lock);
+    if env_dir.exists() {
+        std::fs::remove_dir_all(&env_dir).map_err(|e| EnvError::State {
+            path: env_dir.clone(),
+            reason: e.to_string(),
+        })?;
+        report.state_removed = true;
+    }
+    Ok(report)
+}
+
+/// Gitea and the registry go before the cluster: attached to its network (k3d's own), they
+/// would keep the provider from removing it. So do shared caches, which are only detached.
+/// The cluster's nodes may carry the env label too (k3d): they are the provider's to remove.
+/// Returns the containers removed.
+async fn clear_the_cluster_network(
+    docker: &DockerClient,
+    name: &str,
+    state: Option<&EnvState>,
+) -> Result<Vec<String>, EnvError> {
+    let mut removed = Vec::new();
     for container in [
         crate::gitea::container_name(name),
         crate::registry::registry_container(name),
     ] {
         if docker.remove_container(&container).await? {
-            report.removed.containers.push(container);
+            removed.push(container);
         }
     }
-    let network = state
-        .as_ref()
-        .and_then(|s| s.cluster.as_ref())
-        .map(|c| c.network.clone());
-    if let Some(network) = network.filter(|n| n != "kind") {
+    let network = state.and_then(|s| s.cluster.as_ref()).map(|c| &c.network);
+    if let Some(network) = network.filter(|n| *n != "kind") {
         for cache in docker
             .containers_labelled(crate::docker::CACHE_LABEL)
             .await?
         {
-            docker.disconnect_network(&cache, &network).await?;
+            docker.disconnect_network(&cache, network).await?;
         }
     }
+    Ok(removed)
+}
+
+/// Deletes the env's cluster through its provider; `Some("PROVIDER NAME")` when there was one.
+/// Without state (an orphan), the cluster may be of either provider.
+async fn delete_cluster(
+    settings: &Settings,
+    name: &str,
+    state: Option<&EnvState>,
+) -> Result<Option<String>, EnvError> {
     let cluster_name = crate::cluster::cluster_name(name);
-    // Without state (an orphan), the cluster may be of either provider.
-    let providers = match &state {
+    let providers = match state {
         Some(s) => vec![s.provider],
         None => vec![
             crate::cluster::Provider::Kind,
             crate::cluster::Provider::K3d,
         ],
     };
-    let t = Instant::now();
-    progress.start("cluster", &cluster_name);
     let orphan = state.is_none();
+    let mut deleted_one = None;
     for provider in providers {
         let s = settings.clone();
         let n = name.to_string();
@@ -106,45 +158,8 @@ pub async fn delete(
         .await
         .map_err(|e| EnvError::Preflight(e.to_string()))??;
         if deleted {
-            report.cluster = Some(format!("{} {cluster_name}", provider.name()));
+            deleted_one = Some(format!("{} {cluster_name}", provider.name()));
         }
     }
-    progress.done(
-        "cluster",
-        t.elapsed(),
-        if report.cluster.is_some() {
-            "deleted"
-        } else {
-            "none"
-        },
-    );
-    // Then everything else labelled for the env (volumes, its network, what a crash left).
-    let t = Instant::now();
-    progress.start(
-        "docker",
-        &format!("objects labelled {}={name}", crate::ENV_LABEL),
-    );
-    let swept = docker.sweep(name).await?;
-    report.removed.containers.extend(swept.containers);
-    report.removed.volumes.extend(swept.volumes);
-    report.removed.networks.extend(swept.networks);
-    progress.done(
-        "docker",
-        t.elapsed(),
-        &format!(
-            "{} containers, {} volumes, {} networks",
-            report.removed.containers.len(),
-            report.removed.volumes.len(),
-            report.removed.networks.len()
-        ),
-    );
-    drop(lock);
-    if env_dir.exists() {
-        std::fs::remove_dir_all(&env_dir).map_err(|e| EnvError::State {
-            path: env_dir.clone(),
-            reason: e.to_string(),
-        })?;
-        report.state_removed = true;
-    }
-    Ok(report)
+    Ok(deleted_one)
 }

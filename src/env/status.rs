@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::follow::follow;
 use super::open::{kube_of, load, stamp_of};
+use super::state::EnvState;
 use super::{EnvError, Settings, provider_cli, steps};
 use crate::docker::DockerClient;
 use crate::engine::{self, EngineStatus};
@@ -63,50 +64,7 @@ pub async fn status(
 ) -> Result<StatusReport, EnvError> {
     let state = load(settings, name)?;
     let stamp = stamp_of(&state)?;
-    let docker = DockerClient::connect().await.ok();
-    let cluster_name = crate::cluster::cluster_name(name);
-    let provider = state.provider;
-    let s = settings.clone();
-    let env_name = name.to_string();
-    let cn = cluster_name.clone();
-    let exists = tokio::task::spawn_blocking(move || {
-        provider_cli(provider, &s, &env_name).and_then(|p| p.exists(&cn).map_err(EnvError::from))
-    })
-    .await
-    .map_err(|e| EnvError::Preflight(e.to_string()))?;
-    let cluster = ComponentStatus {
-        name: cluster_name,
-        state: match &exists {
-            Ok(true) => "running".into(),
-            Ok(false) => "missing".into(),
-            Err(e) => format!(
-                "unknown ({})",
-                e.to_string().lines().next().unwrap_or_default()
-            ),
-        },
-        url: state.cluster.as_ref().map(|c| c.context.clone()),
-    };
-    let gitea = match &state.gitea {
-        Some(g) if g.external => ComponentStatus {
-            name: "external".into(),
-            state: "external".into(),
-            url: Some(g.url.clone()),
-        },
-        other => ComponentStatus {
-            name: crate::gitea::container_name(name),
-            state: container_state(docker.as_ref(), &crate::gitea::container_name(name)).await,
-            url: other.as_ref().map(|g| g.url.clone()),
-        },
-    };
-    let registry = match state.ports.registry {
-        Some(port) => Some(ComponentStatus {
-            name: crate::registry::registry_container(name),
-            state: container_state(docker.as_ref(), &crate::registry::registry_container(name))
-                .await,
-            url: Some(format!("localhost:{port}")),
-        }),
-        None => None,
-    };
+    let parts = Parts::of(settings, &state).await?;
     let mut report = StatusReport {
         env: name.to_string(),
         stamp: state.stamp.clone(),
@@ -116,9 +74,9 @@ pub async fn status(
             .into_iter()
             .map(str::to_string)
             .collect(),
-        cluster,
-        gitea,
-        registry,
+        cluster: parts.cluster,
+        gitea: parts.gitea,
+        registry: parts.registry,
         commit: state.commit.clone(),
         urls: crate::stamp::manifests::ingress_hosts(&stamp)
             .into_iter()
@@ -128,7 +86,7 @@ pub async fn status(
         error: None,
         ready: false,
     };
-    if !state.is_done("engine") || exists.as_ref().is_ok_and(|e| !e) {
+    if !state.is_done("engine") || parts.cluster_missing {
         report.error = Some("the engine is not installed yet".into());
         return Ok(report);
     }
@@ -153,4 +111,73 @@ pub async fn status(
         Err(e) => report.error = Some(e.to_string()),
     }
     Ok(report)
+}
+
+/// The env's cluster, Gitea and registry as Docker and the provider see them now.
+struct Parts {
+    cluster: ComponentStatus,
+    gitea: ComponentStatus,
+    registry: Option<ComponentStatus>,
+    /// The provider says the cluster is gone.
+    cluster_missing: bool,
+}
+
+impl Parts {
+    async fn of(settings: &Settings, state: &EnvState) -> Result<Parts, EnvError> {
+        let name = state.name.as_str();
+        let docker = DockerClient::connect().await.ok();
+        let cluster_name = crate::cluster::cluster_name(name);
+        let (provider, s, env_name, cn) = (
+            state.provider,
+            settings.clone(),
+            name.to_string(),
+            cluster_name.clone(),
+        );
+        let exists = tokio::task::spawn_blocking(move || {
+            provider_cli(provider, &s, &env_name)
+                .and_then(|p| p.exists(&cn).map_err(EnvError::from))
+        })
+        .await
+        .map_err(|e| EnvError::Preflight(e.to_string()))?;
+        let cluster = ComponentStatus {
+            name: cluster_name,
+            state: match &exists {
+                Ok(true) => "running".into(),
+                Ok(false) => "missing".into(),
+                Err(e) => format!(
+                    "unknown ({})",
+                    e.to_string().lines().next().unwrap_or_default()
+                ),
+            },
+            url: state.cluster.as_ref().map(|c| c.context.clone()),
+        };
+        let gitea_container = crate::gitea::container_name(name);
+        let gitea = match &state.gitea {
+            Some(g) if g.external => ComponentStatus {
+                name: "external".into(),
+                state: "external".into(),
+                url: Some(g.url.clone()),
+            },
+            other => ComponentStatus {
+                state: container_state(docker.as_ref(), &gitea_container).await,
+                name: gitea_container,
+                url: other.as_ref().map(|g| g.url.clone()),
+            },
+        };
+        let registry_container = crate::registry::registry_container(name);
+        let registry = match state.ports.registry {
+            Some(port) => Some(ComponentStatus {
+                state: container_state(docker.as_ref(), &registry_container).await,
+                name: registry_container,
+                url: Some(format!("localhost:{port}")),
+            }),
+            None => None,
+        };
+        Ok(Parts {
+            cluster,
+            gitea,
+            registry,
+            cluster_missing: exists.as_ref().is_ok_and(|e| !e),
+        })
+    }
 }

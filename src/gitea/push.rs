@@ -114,7 +114,42 @@ pub fn push_snapshot(
         path: std::env::temp_dir(),
         source,
     })?;
-    let git_dir = scratch.path().join("objects.git");
+    let git = scratch_git(source, scratch.path(), target)?;
+    let parent = fetch_branch(&git, target)?;
+    let tree = snapshot_tree(&git, extra_files)?;
+    if let Some(parent) = &parent {
+        let parent_tree = git.run(
+            "reading the branch",
+            &["rev-parse", &format!("{parent}^{{tree}}")],
+            None,
+        )?;
+        if parent_tree == tree {
+            return Ok(PushOutcome::Unchanged(parent.clone()));
+        }
+    }
+    let mut commit_args = vec!["commit-tree", &tree, "-m", message];
+    if let Some(parent) = &parent {
+        commit_args.extend(["-p", parent]);
+    }
+    let commit = git.run("committing the snapshot", &commit_args, None)?;
+    git.run(
+        "pushing the snapshot",
+        &[
+            "push",
+            "--quiet",
+            target.url,
+            &format!("{commit}:refs/heads/{}", target.branch),
+        ],
+        None,
+    )?;
+    Ok(PushOutcome::Pushed(commit))
+}
+
+/// Git on the user's tree with a scratch object store and index in `scratch`: the user's
+/// `.git` is never touched, the token goes in a header (never in a URL or a file), and only
+/// this process's environment configures it.
+fn scratch_git(source: &Path, scratch: &Path, target: &PushTarget<'_>) -> Result<Git, PushError> {
+    let git_dir = scratch.join("objects.git");
     let credentials = base64::engine::general_purpose::STANDARD
         .encode(format!("{}:{}", target.user, target.token));
     let mut config = vec![
@@ -134,27 +169,24 @@ pub fn push_snapshot(
             user_exclude.display().to_string(),
         ));
     }
-    let mut env = vec![
-        ("GIT_DIR".to_string(), git_dir.display().to_string()),
-        ("GIT_WORK_TREE".to_string(), source.display().to_string()),
+    let mut env: Vec<(String, String)> = [
+        ("GIT_DIR", git_dir.display().to_string()),
+        ("GIT_WORK_TREE", source.display().to_string()),
         (
-            "GIT_INDEX_FILE".to_string(),
-            scratch.path().join("index").display().to_string(),
+            "GIT_INDEX_FILE",
+            scratch.join("index").display().to_string(),
         ),
-        ("GIT_CONFIG_NOSYSTEM".to_string(), "1".to_string()),
-        ("GIT_TERMINAL_PROMPT".to_string(), "0".to_string()),
-        ("GIT_AUTHOR_NAME".to_string(), "kindling".to_string()),
-        (
-            "GIT_AUTHOR_EMAIL".to_string(),
-            "kindling@localhost".to_string(),
-        ),
-        ("GIT_COMMITTER_NAME".to_string(), "kindling".to_string()),
-        (
-            "GIT_COMMITTER_EMAIL".to_string(),
-            "kindling@localhost".to_string(),
-        ),
-        ("GIT_CONFIG_COUNT".to_string(), config.len().to_string()),
-    ];
+        ("GIT_CONFIG_NOSYSTEM", "1".to_string()),
+        ("GIT_TERMINAL_PROMPT", "0".to_string()),
+        ("GIT_AUTHOR_NAME", "kindling".to_string()),
+        ("GIT_AUTHOR_EMAIL", "kindling@localhost".to_string()),
+        ("GIT_COMMITTER_NAME", "kindling".to_string()),
+        ("GIT_COMMITTER_EMAIL", "kindling@localhost".to_string()),
+        ("GIT_CONFIG_COUNT", config.len().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
     for (i, (key, value)) in config.into_iter().enumerate() {
         env.push((format!("GIT_CONFIG_KEY_{i}"), key));
         env.push((format!("GIT_CONFIG_VALUE_{i}"), value));
@@ -172,10 +204,14 @@ pub fn push_snapshot(
         &["init", "--quiet", "--bare", &git_dir.display().to_string()],
         None,
     )?;
-    let git = Git { env };
+    Ok(Git { env })
+}
 
+/// The branch's current commit, or `None` for a new repository (the snapshot becomes its
+/// first commit).
+fn fetch_branch(git: &Git, target: &PushTarget<'_>) -> Result<Option<String>, PushError> {
     let remote_ref = format!("refs/remotes/gitea/{}", target.branch);
-    let parent = match git.run(
+    let fetched = git.run(
         "fetching the branch",
         &[
             "fetch",
@@ -185,13 +221,22 @@ pub fn push_snapshot(
             &format!("+refs/heads/{}:{remote_ref}", target.branch),
         ],
         None,
-    ) {
-        Ok(_) => Some(git.run("reading the branch", &["rev-parse", &remote_ref], None)?),
-        // A new repository has no branch yet: the snapshot becomes its first commit.
-        Err(PushError::Git { stderr, .. }) if stderr.contains("couldn't find remote ref") => None,
-        Err(e) => return Err(e),
-    };
+    );
+    match fetched {
+        Ok(_) => Ok(Some(git.run(
+            "reading the branch",
+            &["rev-parse", &remote_ref],
+            None,
+        )?)),
+        Err(PushError::Git { stderr, .. }) if stderr.contains("couldn't find remote ref") => {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
 
+/// The tree of the working tree (what Git would snapshot) plus the generated files.
+fn snapshot_tree(git: &Git, extra_files: &[(String, Vec<u8>)]) -> Result<String, PushError> {
     git.run("adding the working tree", &["add", "--all"], None)?;
     for (path, content) in extra_files {
         let blob = git.run(
@@ -210,38 +255,5 @@ pub fn push_snapshot(
             None,
         )?;
     }
-    let tree = git.run("writing the tree", &["write-tree"], None)?;
-    if let Some(parent) = &parent {
-        let parent_tree = git.run(
-            "reading the branch",
-            &["rev-parse", &format!("{parent}^{{tree}}")],
-            None,
-        )?;
-        if parent_tree == tree {
-            return Ok(PushOutcome::Unchanged(parent.clone()));
-        }
-    }
-    let mut commit_args = vec![
-        "commit-tree".to_string(),
-        tree,
-        "-m".to_string(),
-        message.to_string(),
-    ];
-    if let Some(parent) = &parent {
-        commit_args.push("-p".to_string());
-        commit_args.push(parent.clone());
-    }
-    let commit_args: Vec<&str> = commit_args.iter().map(String::as_str).collect();
-    let commit = git.run("committing the snapshot", &commit_args, None)?;
-    git.run(
-        "pushing the snapshot",
-        &[
-            "push",
-            "--quiet",
-            target.url,
-            &format!("{commit}:refs/heads/{}", target.branch),
-        ],
-        None,
-    )?;
-    Ok(PushOutcome::Pushed(commit))
+    git.run("writing the tree", &["write-tree"], None)
 }

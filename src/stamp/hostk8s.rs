@@ -46,35 +46,7 @@ pub fn load(dir: &Path, file: Option<&Path>) -> Result<Option<Draft>, StampError
     if kustomizations.is_empty() {
         return Ok(None);
     }
-    let mut ignore = Vec::new();
-    for d in &documents {
-        if is_flux_kustomization(d) {
-            continue;
-        }
-        if d.group() == FLUX_SOURCE_GROUP && d.kind() == "GitRepository" {
-            add_ignore_lines(d, &mut ignore);
-        } else {
-            problems.push(Problem::new(
-                &d.file,
-                None,
-                format!("{} '{}'", d.kind(), d.name()),
-                "is not a Flux Kustomization; a stack file should hold only those",
-                "move this object into a component or application directory",
-            ));
-        }
-    }
-    // HostK8s keeps the GitRepositories of the stack and of the shared components beside the
-    // stacks; their ignore patterns decide what the engine sees of the repository.
-    for shared in ["source-stack.yaml", "source-component.yaml"] {
-        let path = layout.root.join("software/stacks").join(shared);
-        if path.is_file() {
-            for d in read_substituted(&path, &layout.vars, &mut problems)? {
-                if d.kind() == "GitRepository" {
-                    add_ignore_lines(&d, &mut ignore);
-                }
-            }
-        }
-    }
+    let ignore = ignore_patterns(&documents, &layout, &mut problems)?;
 
     let mut flattener = Flattener {
         root: &layout.root,
@@ -118,6 +90,45 @@ pub fn load(dir: &Path, file: Option<&Path>) -> Result<Option<Draft>, StampError
         problems,
         dropped: Vec::new(),
     }))
+}
+
+/// The `ignore` patterns of the stack's GitRepositories (and of the shared ones beside the
+/// stacks); anything else in a stack file that is not a Flux Kustomization is a problem.
+fn ignore_patterns(
+    documents: &[Document],
+    layout: &Layout,
+    problems: &mut Vec<Problem>,
+) -> Result<Vec<String>, StampError> {
+    let mut ignore = Vec::new();
+    for d in documents {
+        if is_flux_kustomization(d) {
+            continue;
+        }
+        if d.group() == FLUX_SOURCE_GROUP && d.kind() == "GitRepository" {
+            add_ignore_lines(d, &mut ignore);
+        } else {
+            problems.push(Problem::new(
+                &d.file,
+                None,
+                format!("{} '{}'", d.kind(), d.name()),
+                "is not a Flux Kustomization; a stack file should hold only those",
+                "move this object into a component or application directory",
+            ));
+        }
+    }
+    // HostK8s keeps the GitRepositories of the stack and of the shared components beside the
+    // stacks; their ignore patterns decide what the engine sees of the repository.
+    for shared in ["source-stack.yaml", "source-component.yaml"] {
+        let path = layout.root.join("software/stacks").join(shared);
+        if path.is_file() {
+            for d in read_substituted(&path, &layout.vars, problems)? {
+                if d.kind() == "GitRepository" {
+                    add_ignore_lines(&d, &mut ignore);
+                }
+            }
+        }
+    }
+    Ok(ignore)
 }
 
 /// Where the stack sits in its repository, and the values of HostK8s' placeholders.
@@ -323,6 +334,23 @@ struct Flattener<'a> {
 }
 
 impl Flattener<'_> {
+    /// The Flux Kustomization in `doc`, or a problem saying why it cannot be read.
+    fn parse(&mut self, doc: &Document) -> Option<FluxKustomization> {
+        match serde_json::from_value(doc.value.clone()) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                self.problems.push(Problem::new(
+                    &doc.file,
+                    Some(doc.name()),
+                    "Kustomization",
+                    format!("cannot be read: {e}"),
+                    "check it against Flux's Kustomization API (kustomize.toolkit.fluxcd.io/v1)",
+                ));
+                None
+            }
+        }
+    }
+
     /// Turns one Flux Kustomization into entries: itself, or its children when its path holds
     /// Kustomizations. Returns the names of the entries it produced.
     fn expand(
@@ -332,18 +360,8 @@ impl Flattener<'_> {
         inherited_role: Option<Role>,
         depth: usize,
     ) -> Result<Vec<String>, StampError> {
-        let k: FluxKustomization = match serde_json::from_value(doc.value.clone()) {
-            Ok(k) => k,
-            Err(e) => {
-                self.problems.push(Problem::new(
-                    &doc.file,
-                    Some(doc.name()),
-                    "Kustomization",
-                    format!("cannot be read: {e}"),
-                    "check it against Flux's Kustomization API (kustomize.toolkit.fluxcd.io/v1)",
-                ));
-                return Ok(Vec::new());
-            }
+        let Some(k) = self.parse(doc) else {
+            return Ok(Vec::new());
         };
         let name = k.metadata.name.clone();
         self.report_untranslatable(&doc.file, &name, &k.spec);

@@ -75,28 +75,12 @@ fn check_names(stamp: &Stamp, problems: &mut Vec<Problem>) {
     }
 }
 
-fn check_entry(e: &Entry, problems: &mut Vec<Problem>) -> Result<(), StampError> {
+/// Each health check names a kind (with an apiVersion kindling cannot fill in), an object
+/// name and a namespace that Kubernetes accepts.
+fn check_health_checks(e: &Entry, problems: &mut Vec<Problem>) {
     let at = |field: &str, message: String, help: &str| {
         Problem::new(&e.declared_in, Some(&e.name), field, message, help)
     };
-    if let Some(ns) = &e.namespace
-        && !is_dns_label(ns)
-    {
-        problems.push(at(
-            "namespace",
-            format!("'{ns}' is not a valid namespace"),
-            "use lower-case letters, digits and '-', at most 63 characters",
-        ));
-    }
-    if let Some(t) = &e.timeout
-        && !is_go_duration(t)
-    {
-        problems.push(at(
-            "timeout",
-            format!("'{t}' is not a duration"),
-            "write it like 30s, 5m or 1h30m",
-        ));
-    }
     for (i, h) in e.health_checks.iter().enumerate() {
         let field = format!("healthChecks[{i}]");
         if !is_kind(&h.kind) {
@@ -129,6 +113,31 @@ fn check_entry(e: &Entry, problems: &mut Vec<Problem>) -> Result<(), StampError>
             ));
         }
     }
+}
+
+fn check_entry(e: &Entry, problems: &mut Vec<Problem>) -> Result<(), StampError> {
+    let at = |field: &str, message: String, help: &str| {
+        Problem::new(&e.declared_in, Some(&e.name), field, message, help)
+    };
+    if let Some(ns) = &e.namespace
+        && !is_dns_label(ns)
+    {
+        problems.push(at(
+            "namespace",
+            format!("'{ns}' is not a valid namespace"),
+            "use lower-case letters, digits and '-', at most 63 characters",
+        ));
+    }
+    if let Some(t) = &e.timeout
+        && !is_go_duration(t)
+    {
+        problems.push(at(
+            "timeout",
+            format!("'{t}' is not a duration"),
+            "write it like 30s, 5m or 1h30m",
+        ));
+    }
+    check_health_checks(e, problems);
     match &e.source {
         Source::Path(p) => {
             if !p.host_dir.is_dir() {

@@ -29,42 +29,45 @@ pub struct WaitArgs {
     timeout: Duration,
 }
 
+#[derive(Args)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    env: EnvName,
+    /// Stamp name (under stamps/) or path to a stamp or HostK8s stack directory.
+    #[arg(long, default_value = "sample")]
+    stamp: String,
+    /// Cluster provider (default: the profile's; the default profile is kind).
+    #[arg(long, value_enum)]
+    provider: Option<ProviderArg>,
+    /// GitOps engine reconciling the stamp.
+    #[arg(long, value_enum, default_value = "flux")]
+    engine: EngineArg,
+    /// Cluster profile (default: clusters/<provider>.yaml, else the built-in default).
+    #[arg(long)]
+    profile: Option<PathBuf>,
+    /// Source tree holding stamps/ (default: the current directory).
+    #[arg(long)]
+    source: Option<PathBuf>,
+    /// Register everything but leave the engine suspended until `env approve`.
+    #[arg(long)]
+    hold: bool,
+    /// Wait until every entry is Ready.
+    #[arg(long)]
+    wait: bool,
+    #[command(flatten)]
+    wait_args: WaitArgs,
+    /// Print the plan and touch nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Read the engine's install manifest from this directory (air-gapped hosts).
+    #[arg(long)]
+    manifests_dir: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 pub enum EnvCommand {
     /// Create (or finish creating) an environment.
-    Create {
-        #[command(flatten)]
-        env: EnvName,
-        /// Stamp name (under stamps/) or path to a stamp or HostK8s stack directory.
-        #[arg(long, default_value = "sample")]
-        stamp: String,
-        /// Cluster provider (default: the profile's; the default profile is kind).
-        #[arg(long, value_enum)]
-        provider: Option<ProviderArg>,
-        /// GitOps engine reconciling the stamp.
-        #[arg(long, value_enum, default_value = "flux")]
-        engine: EngineArg,
-        /// Cluster profile (default: clusters/<provider>.yaml, else the built-in default).
-        #[arg(long)]
-        profile: Option<PathBuf>,
-        /// Source tree holding stamps/ (default: the current directory).
-        #[arg(long)]
-        source: Option<PathBuf>,
-        /// Register everything but leave the engine suspended until `env approve`.
-        #[arg(long)]
-        hold: bool,
-        /// Wait until every entry is Ready.
-        #[arg(long)]
-        wait: bool,
-        #[command(flatten)]
-        wait_args: WaitArgs,
-        /// Print the plan and touch nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Read the engine's install manifest from this directory (air-gapped hosts).
-        #[arg(long)]
-        manifests_dir: Option<PathBuf>,
-    },
+    Create(CreateArgs),
     /// What is reconciled, what is not, and why.
     Status {
         #[command(flatten)]
@@ -153,51 +156,20 @@ pub fn run(command: EnvCommand, output: Output, verbose: u8) -> anyhow::Result<(
 async fn run_async(command: EnvCommand, output: Output, verbose: u8) -> anyhow::Result<()> {
     let mut settings = Settings::from_env();
     let progress = Progress::new(verbose);
-    let json = output == Output::Json;
+    let out = Printer {
+        json: output == Output::Json,
+    };
     match command {
-        EnvCommand::Create {
-            env,
-            stamp,
-            provider,
-            engine,
-            profile,
-            source,
-            hold,
-            wait,
-            wait_args,
-            dry_run,
-            manifests_dir,
-        } => {
-            if manifests_dir.is_some() {
-                settings.manifests_dir = manifests_dir;
-            }
-            let source = match source {
-                Some(s) => s,
-                None => std::env::current_dir()?,
-            };
-            let provider: Option<kindling::cluster::Provider> = provider.map(Into::into);
-            let mut loaded = super::cluster::find_profile(profile.as_deref(), provider)?;
-            if let Some(p) = provider {
-                loaded.spec.provider = p;
-            }
-            let options = CreateOptions {
-                name: env.name.clone(),
-                stamp,
-                engine: engine.into(),
-                profile: loaded,
-                profile_path: profile,
-                source,
-                hold,
-                wait,
-                timeout: wait_args.timeout,
-            };
+        EnvCommand::Create(args) => {
+            let (options, dry_run) = create_options(args, &mut settings)?;
             match kindling::env::create(&options, &settings, &progress, dry_run).await? {
-                Outcome::Plan(plan) if json => {
+                Outcome::Plan(plan) if out.json => {
                     print_json(json!({"ok": true, "dryRun": true, "plan": plan}))
                 }
                 Outcome::Plan(plan) => text::plan(&plan),
-                Outcome::Created(report) if json => print_json(json!({"ok": true, "env": report})),
-                Outcome::Created(report) => text::created(&report, &settings),
+                Outcome::Created(report) => {
+                    out.print("env", &report, |r| text::created(r, &settings))
+                }
             }
         }
         EnvCommand::Status {
@@ -207,11 +179,7 @@ async fn run_async(command: EnvCommand, output: Output, verbose: u8) -> anyhow::
         } => {
             let wait = wait.then_some(wait_args.timeout);
             let report = kindling::env::status(&settings, &env.name, wait, &progress).await?;
-            if json {
-                print_json(json!({"ok": true, "status": report}));
-            } else {
-                text::status(&report);
-            }
+            out.print("status", &report, text::status);
         }
         EnvCommand::Sync {
             env,
@@ -220,33 +188,16 @@ async fn run_async(command: EnvCommand, output: Output, verbose: u8) -> anyhow::
         } => {
             let wait = (!no_wait).then_some(wait_args.timeout);
             let report = kindling::env::sync(&settings, &env.name, wait, &progress).await?;
-            if json {
-                print_json(json!({"ok": true, "sync": report}));
-            } else {
-                text::synced(&report);
-            }
+            out.print("sync", &report, text::synced);
         }
         EnvCommand::Restart { env, stamp } => {
             let report =
                 kindling::env::restart(&settings, &env.name, stamp.as_deref(), &progress).await?;
-            if json {
-                print_json(json!({"ok": true, "restart": report}));
-            } else {
-                println!(
-                    "env {}: stamp {} removed, stamp {} bootstrapped at {}",
-                    report.env, report.removed_stamp, report.stamp, report.commit
-                );
-            }
+            out.print("restart", &report, text::restarted);
         }
         EnvCommand::Approve(env) => {
             let report = kindling::env::approve(&settings, &env.name, &progress).await?;
-            if json {
-                print_json(json!({"ok": true, "approve": report}));
-            } else if report.was_held {
-                println!("env {} approved: the engine is reconciling", report.env);
-            } else {
-                println!("env {} was not held; reconciliation requested", report.env);
-            }
+            out.print("approve", &report, text::approved);
         }
         EnvCommand::Watch {
             env,
@@ -254,50 +205,83 @@ async fn run_async(command: EnvCommand, output: Output, verbose: u8) -> anyhow::
             wait_args,
         } => {
             let syncs = watch(&settings, &env.name, debounce_ms, wait_args, &progress).await?;
-            if json {
-                print_json(json!({"ok": true, "syncs": syncs}));
-            }
+            out.print("syncs", &syncs, |_| {});
         }
         EnvCommand::Delete { env, all } => {
             let names = if all {
-                kindling::env::list(&settings)
-                    .await?
-                    .into_iter()
-                    .map(|e| e.name)
-                    .collect()
+                let envs = kindling::env::list(&settings).await?;
+                envs.into_iter().map(|e| e.name).collect()
             } else {
                 vec![env.name]
             };
             let mut reports = Vec::new();
             for name in names {
                 let report = kindling::env::delete(&settings, &name, &progress).await?;
-                if !json {
+                if !out.json {
                     text::deleted(&report);
                 }
                 reports.push(report);
             }
-            if json {
-                print_json(json!({"ok": true, "deleted": reports}));
-            }
+            out.print("deleted", &reports, |_| {});
         }
         EnvCommand::Kubeconfig(env) => {
             let path = kindling::env::kubeconfig(&settings, &env.name)?;
-            if json {
-                print_json(json!({"ok": true, "kubeconfig": path}));
-            } else {
-                println!("{}", path.display());
-            }
+            out.print("kubeconfig", &path, |p| println!("{}", p.display()));
         }
         EnvCommand::List => {
             let entries = kindling::env::list(&settings).await?;
-            if json {
-                print_json(json!({"ok": true, "envs": entries}));
-            } else {
-                text::list(&entries);
-            }
+            out.print("envs", &entries, |e| text::list(e));
         }
     }
     Ok(())
+}
+
+/// One report per command: with `--output json` the document `{"ok": true, KEY: report}` on
+/// stdout, else the report's text.
+struct Printer {
+    json: bool,
+}
+
+impl Printer {
+    fn print<T: serde::Serialize>(&self, key: &str, report: &T, text: impl FnOnce(&T)) {
+        if self.json {
+            print_json(json!({"ok": true, key: report}));
+        } else {
+            text(report);
+        }
+    }
+}
+
+/// The options of `env create` (and whether it is a dry run); `--manifests-dir` goes into the
+/// settings.
+fn create_options(
+    args: CreateArgs,
+    settings: &mut Settings,
+) -> anyhow::Result<(CreateOptions, bool)> {
+    if args.manifests_dir.is_some() {
+        settings.manifests_dir = args.manifests_dir;
+    }
+    let source = match args.source {
+        Some(s) => s,
+        None => std::env::current_dir()?,
+    };
+    let provider: Option<kindling::cluster::Provider> = args.provider.map(Into::into);
+    let mut profile = super::cluster::find_profile(args.profile.as_deref(), provider)?;
+    if let Some(p) = provider {
+        profile.spec.provider = p;
+    }
+    let options = CreateOptions {
+        name: args.env.name,
+        stamp: args.stamp,
+        engine: args.engine.into(),
+        profile,
+        profile_path: args.profile,
+        source,
+        hold: args.hold,
+        wait: args.wait,
+        timeout: args.wait_args.timeout,
+    };
+    Ok((options, args.dry_run))
 }
 
 /// `env watch`: `env sync` on every change of the source tree.

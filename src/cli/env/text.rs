@@ -2,10 +2,12 @@
 //! they are).
 
 use kindling::env::Settings;
+use kindling::env::approve::ApproveReport;
 use kindling::env::create::CreateReport;
 use kindling::env::delete::DeleteReport;
 use kindling::env::list::ListEntry;
 use kindling::env::plan::Plan;
+use kindling::env::restart::RestartReport;
 use kindling::env::status::StatusReport;
 use kindling::env::sync::SyncReport;
 
@@ -120,6 +122,21 @@ pub fn synced(report: &SyncReport) {
         if report.changed { "" } else { " (no change)" },
         report.duration_ms as f64 / 1000.0
     );
+}
+
+pub fn restarted(report: &RestartReport) {
+    println!(
+        "env {}: stamp {} removed, stamp {} bootstrapped at {}",
+        report.env, report.removed_stamp, report.stamp, report.commit
+    );
+}
+
+pub fn approved(report: &ApproveReport) {
+    if report.was_held {
+        println!("env {} approved: the engine is reconciling", report.env);
+    } else {
+        println!("env {} was not held; reconciliation requested", report.env);
+    }
 }
 
 pub fn deleted(report: &DeleteReport) {

@@ -367,10 +367,50 @@ fn path_sources(
         });
     }
 
+    let (mut sources, namespace) = helm_sources(entry, &flux, notes);
+    for other in flux
+        .iter()
+        .filter(|d| !matches!(d.kind(), "HelmRelease" | "HelmRepository"))
+    {
+        notes.push(format!(
+            "{}: Flux {} '{}' ({}) has no Argo CD equivalent and is left out",
+            entry.name,
+            other.kind(),
+            other.name(),
+            other.file.display()
+        ));
+    }
+
+    let overlay = if plain.is_empty() {
+        None
+    } else {
+        let (source, overlay) = non_flux_source(entry, path, opts, &flux, &plain, notes);
+        sources.push(source);
+        overlay
+    };
+    if sources.is_empty() {
+        notes.push(format!(
+            "{}: nothing in '{}' can be deployed by Argo CD",
+            entry.name, path.repo_path
+        ));
+    }
+    Ok(Translated {
+        sources,
+        namespace,
+        overlay,
+    })
+}
+
+/// The Helm sources of a path entry's Flux HelmReleases, and the namespace they target.
+fn helm_sources(
+    entry: &Entry,
+    flux: &[&Document],
+    notes: &mut Vec<String>,
+) -> (Vec<ApplicationSource>, Option<String>) {
     let mut sources = Vec::new();
-    let mut namespace = None;
+    let mut namespace: Option<String> = None;
     for release in flux.iter().filter(|d| d.kind() == "HelmRelease") {
-        match translate_helm_release(entry, release, &flux) {
+        match translate_helm_release(entry, release, flux) {
             Ok((source, target_namespace)) => {
                 if namespace.is_some() && namespace != target_namespace {
                     notes.push(format!(
@@ -385,63 +425,50 @@ fn path_sources(
             Err(note) => notes.push(format!("{}: {note}", entry.name)),
         }
     }
-    for other in flux
-        .iter()
-        .filter(|d| !matches!(d.kind(), "HelmRelease" | "HelmRepository"))
-    {
-        notes.push(format!(
-            "{}: Flux {} '{}' ({}) has no Argo CD equivalent and is left out",
-            entry.name,
-            other.kind(),
-            other.name(),
-            other.file.display()
-        ));
-    }
+    (sources, namespace)
+}
 
-    let mut overlay = None;
-    if !plain.is_empty() {
-        if has_kustomization {
-            let dir = format!("{}/argo/overlays/{}", opts.bundle_dir, entry.name);
-            overlay = Some(flux_free_overlay(&dir, &path.repo_path, &flux));
-            sources.push(git_source(opts, dir, None));
-        } else {
-            // Without a kustomization there is nothing to overlay; leave out the files that
-            // hold Flux objects, which works when they hold nothing else.
-            let mut flux_files: Vec<String> = flux
-                .iter()
-                .filter_map(|d| d.file.strip_prefix(&path.host_dir).ok())
-                .map(|p| p.to_string_lossy().replace('\\', "/"))
-                .collect();
-            flux_files.sort();
-            flux_files.dedup();
-            let mixed = plain.iter().any(|p| flux.iter().any(|f| f.file == p.file));
-            if mixed {
-                notes.push(format!(
-                    "{}: a file mixes Flux objects with other manifests; add a kustomization.yaml to the directory so kindling can separate them",
-                    entry.name
-                ));
-            }
-            sources.push(git_source(
-                opts,
-                path.repo_path.clone(),
-                Some(DirectorySource {
-                    recurse: true,
-                    exclude: Some(format!("{{{}}}", flux_files.join(","))),
-                }),
-            ));
-        }
+/// The source of a path entry's other manifests: through a generated overlay that deletes the
+/// Flux objects when the directory is a kustomization, else the directory without the files
+/// that hold Flux objects.
+fn non_flux_source(
+    entry: &Entry,
+    path: &PathSource,
+    opts: &RenderOptions,
+    flux: &[&Document],
+    plain: &[&Document],
+    notes: &mut Vec<String>,
+) -> (ApplicationSource, Option<RenderedFile>) {
+    if kustomization_file(&path.host_dir).is_some() {
+        let dir = format!("{}/argo/overlays/{}", opts.bundle_dir, entry.name);
+        let overlay = flux_free_overlay(&dir, &path.repo_path, flux);
+        return (git_source(opts, dir, None), Some(overlay));
     }
-    if sources.is_empty() {
+    // Without a kustomization there is nothing to overlay; leave out the files that
+    // hold Flux objects, which works when they hold nothing else.
+    let mut flux_files: Vec<String> = flux
+        .iter()
+        .filter_map(|d| d.file.strip_prefix(&path.host_dir).ok())
+        .map(|p| p.to_string_lossy().replace('\\', "/"))
+        .collect();
+    flux_files.sort();
+    flux_files.dedup();
+    let mixed = plain.iter().any(|p| flux.iter().any(|f| f.file == p.file));
+    if mixed {
         notes.push(format!(
-            "{}: nothing in '{}' can be deployed by Argo CD",
-            entry.name, path.repo_path
+            "{}: a file mixes Flux objects with other manifests; add a kustomization.yaml to the directory so kindling can separate them",
+            entry.name
         ));
     }
-    Ok(Translated {
-        sources,
-        namespace,
-        overlay,
-    })
+    let source = git_source(
+        opts,
+        path.repo_path.clone(),
+        Some(DirectorySource {
+            recurse: true,
+            exclude: Some(format!("{{{}}}", flux_files.join(","))),
+        }),
+    );
+    (source, None)
 }
 
 /// A Flux HelmRelease as an Argo CD Helm source: same chart, version, release name and values.
