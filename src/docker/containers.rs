@@ -1,0 +1,221 @@
+//! Containers: run one from a spec (idempotent), wait until it is ready, exec in it, read its
+//! state, address and logs, stop and remove it.
+
+// One type's methods, split by what they work on: the parent module's names are theirs.
+use super::*;
+
+impl DockerClient {
+    /// Creates the container when missing and starts it when not running. An existing
+    /// container is reused as it is: its spec is the one from the run that created it.
+    pub async fn run_container(&self, spec: &ContainerSpec) -> Result<Ensured, DockerError> {
+        let ensured = match self.docker.inspect_container(&spec.name, None).await {
+            Ok(_) => Ensured::Existed,
+            Err(e) if is_not_found(&e) => {
+                let options = CreateContainerOptionsBuilder::default()
+                    .name(&spec.name)
+                    .build();
+                self.docker
+                    .create_container(Some(options), create_body(spec))
+                    .await
+                    .map_err(api(format!("create container {}", spec.name)))?;
+                Ensured::Created
+            }
+            Err(e) => return Err(api(format!("inspect container {}", spec.name))(e)),
+        };
+        // A container just created is known not to run yet; only a found one needs a look.
+        if ensured == Ensured::Created || self.state(&spec.name).await? != "running" {
+            self.docker
+                .start_container(&spec.name, None)
+                .await
+                .map_err(api(format!("start container {}", spec.name)))?;
+        }
+        Ok(ensured)
+    }
+    /// Container status (`running`, `exited`…), with health appended when it has a check.
+    pub async fn state(&self, name: &str) -> Result<String, DockerError> {
+        let inspect = self
+            .docker
+            .inspect_container(name, None)
+            .await
+            .map_err(api(format!("inspect container {name}")))?;
+        let state = inspect.state.unwrap_or_default();
+        let status = state.status.map(|s| s.to_string()).unwrap_or_default();
+        Ok(status)
+    }
+    /// The container's IPv4 address on `network`, if it is attached.
+    pub async fn container_ip(
+        &self,
+        name: &str,
+        network: &str,
+    ) -> Result<Option<String>, DockerError> {
+        let inspect = self
+            .docker
+            .inspect_container(name, None)
+            .await
+            .map_err(api(format!("inspect container {name}")))?;
+        Ok(inspect
+            .network_settings
+            .and_then(|n| n.networks)
+            .and_then(|mut n| n.remove(network))
+            .and_then(|e| e.ip_address)
+            .filter(|ip| !ip.is_empty()))
+    }
+    /// Waits until the container is healthy (with a health check) or has kept running for a
+    /// moment (without). A container that exits or turns unhealthy fails at once with its last
+    /// log lines.
+    pub async fn wait_ready(&self, name: &str, timeout: Duration) -> Result<(), DockerError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut running_since = None;
+        loop {
+            let inspect = self
+                .docker
+                .inspect_container(name, None)
+                .await
+                .map_err(api(format!("inspect container {name}")))?;
+            let state = inspect.state.unwrap_or_default();
+            let health = state.health.as_ref().and_then(|h| h.status);
+            let status = state.status;
+            let described = format!(
+                "{}{}",
+                status.map(|s| s.to_string()).unwrap_or_default(),
+                health.map(|h| format!(", {h}")).unwrap_or_default()
+            );
+            match (status, health) {
+                (Some(ContainerStateStatusEnum::RUNNING), Some(HealthStatusEnum::HEALTHY)) => {
+                    return Ok(());
+                }
+                // Without a health check, running once proves little (a process that dies at
+                // start is "running" for a moment): it must stay up for a settle window.
+                (Some(ContainerStateStatusEnum::RUNNING), None | Some(HealthStatusEnum::NONE)) => {
+                    let since = *running_since.get_or_insert_with(tokio::time::Instant::now);
+                    if since.elapsed() >= SETTLE {
+                        return Ok(());
+                    }
+                }
+                (Some(ContainerStateStatusEnum::EXITED | ContainerStateStatusEnum::DEAD), _)
+                | (_, Some(HealthStatusEnum::UNHEALTHY)) => {
+                    let exit = state
+                        .exit_code
+                        .map(|c| format!(", exit code {c}"))
+                        .unwrap_or_default();
+                    return Err(DockerError::ContainerFailed {
+                        name: name.to_string(),
+                        state: format!("{described}{exit}"),
+                        logs: self.logs_tail(name, LOG_TAIL_LINES).await,
+                    });
+                }
+                _ => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(DockerError::Timeout {
+                    name: name.to_string(),
+                    wanted: if health.is_some() {
+                        "healthy"
+                    } else {
+                        "running"
+                    },
+                    seconds: timeout.as_secs(),
+                    state: described,
+                    logs: self.logs_tail(name, LOG_TAIL_LINES).await,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    /// The last `lines` lines of a container's output; empty when it has none or is gone.
+    pub async fn logs_tail(&self, name: &str, lines: usize) -> String {
+        let options = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .tail(&lines.to_string())
+            .build();
+        let mut stream = self.docker.logs(name, Some(options));
+        let mut out = String::new();
+        while let Some(Ok(chunk)) = stream.next().await {
+            out.push_str(&chunk.to_string());
+        }
+        out
+    }
+    /// Runs a command in a container and captures stdout, stderr and the exit code.
+    pub async fn exec(&self, container: &str, argv: &[&str]) -> Result<ExecOutput, DockerError> {
+        self.exec_as(container, None, argv).await
+    }
+    /// [`Self::exec`] as a given user of the container (Gitea's CLI refuses to run as root).
+    pub async fn exec_as(
+        &self,
+        container: &str,
+        user: Option<&str>,
+        argv: &[&str],
+    ) -> Result<ExecOutput, DockerError> {
+        let created = self
+            .docker
+            .create_exec(
+                container,
+                CreateExecOptions {
+                    user: user.map(str::to_string),
+                    cmd: Some(argv.iter().map(|s| s.to_string()).collect()),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(api(format!("exec in {container}")))?;
+        let mut stdout = String::new();
+        let mut stderr = String::new();
+        if let StartExecResults::Attached { mut output, .. } = self
+            .docker
+            .start_exec(&created.id, None)
+            .await
+            .map_err(api(format!("exec in {container}")))?
+        {
+            while let Some(chunk) = output.next().await {
+                match chunk.map_err(api(format!("exec in {container}")))? {
+                    bollard::container::LogOutput::StdErr { message } => {
+                        stderr.push_str(&String::from_utf8_lossy(&message))
+                    }
+                    other => stdout.push_str(&String::from_utf8_lossy(&other.into_bytes())),
+                }
+            }
+        }
+        let inspect = self
+            .docker
+            .inspect_exec(&created.id)
+            .await
+            .map_err(api(format!("exec in {container}")))?;
+        Ok(ExecOutput {
+            exit_code: inspect.exit_code.unwrap_or(-1),
+            stdout,
+            stderr,
+        })
+    }
+    /// Stops a running container (SIGTERM, then SIGKILL after `grace`); a stopped or missing
+    /// one is fine. Stopped containers keep their state and start again with `run_container`.
+    pub async fn stop_container(&self, name: &str, grace: Duration) -> Result<bool, DockerError> {
+        match self.docker.inspect_container(name, None).await {
+            Ok(inspect) if inspect.state.as_ref().and_then(|s| s.running) == Some(true) => {}
+            Ok(_) => return Ok(false),
+            Err(e) if is_not_found(&e) => return Ok(false),
+            Err(e) => return Err(api(format!("inspect container {name}"))(e)),
+        }
+        let options = StopContainerOptionsBuilder::default()
+            .t(grace.as_secs() as i32)
+            .build();
+        match self.docker.stop_container(name, Some(options)).await {
+            Ok(()) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(api(format!("stop container {name}"))(e)),
+        }
+    }
+    pub async fn remove_container(&self, name: &str) -> Result<bool, DockerError> {
+        let options = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        match self.docker.remove_container(name, Some(options)).await {
+            Ok(()) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(api(format!("remove container {name}"))(e)),
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Networks, volumes and images: each ensured (made if missing), attached, removed.
+
+// One type's methods, split by what they work on: the parent module's names are theirs.
+use super::*;
+
+impl DockerClient {
+    pub async fn ensure_network(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Ensured, DockerError> {
+        let request = NetworkCreateRequest {
+            name: name.to_string(),
+            labels: Some(labels.clone().into_iter().collect()),
+            ..Default::default()
+        };
+        if self.network_exists(name).await? {
+            return Ok(Ensured::Existed);
+        }
+        match self.docker.create_network(request).await {
+            Ok(_) => Ok(Ensured::Created),
+            // Another kindling process created it in between: same outcome.
+            Err(e) if is_conflict(&e) => Ok(Ensured::Existed),
+            Err(e) => Err(api(format!("create network {name}"))(e)),
+        }
+    }
+    pub async fn network_exists(&self, name: &str) -> Result<bool, DockerError> {
+        let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
+        let networks = self.networks_with(&filters).await?;
+        // The name filter matches substrings; compare exactly.
+        Ok(networks.iter().any(|n| n.name.as_deref() == Some(name)))
+    }
+    pub async fn remove_network(&self, name: &str) -> Result<bool, DockerError> {
+        match self.docker.remove_network(name).await {
+            Ok(()) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(api(format!("remove network {name}"))(e)),
+        }
+    }
+    /// Attaches a running container to another network (e.g. a shared cache joining an env's
+    /// cluster network); already attached is fine.
+    pub async fn connect_network(&self, container: &str, network: &str) -> Result<(), DockerError> {
+        let request = bollard::models::NetworkConnectRequest {
+            container: container.to_string(),
+            ..Default::default()
+        };
+        match self.docker.connect_network(network, request).await {
+            Ok(()) => Ok(()),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 403,
+                message,
+            }) if message.contains("already exists") => Ok(()),
+            Err(e) => Err(api(format!("connect {container} to network {network}"))(e)),
+        }
+    }
+    /// Detaches a container from a network; not attached (or gone) is fine.
+    pub async fn disconnect_network(
+        &self,
+        container: &str,
+        network: &str,
+    ) -> Result<(), DockerError> {
+        let request = bollard::models::NetworkDisconnectRequest {
+            container: container.to_string(),
+            force: Some(true),
+        };
+        match self.docker.disconnect_network(network, request).await {
+            Ok(()) => Ok(()),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 403 | 404,
+                ..
+            }) => Ok(()),
+            // Older engines answer 500 for a container that is not attached.
+            Err(BollardError::DockerResponseServerError { message, .. })
+                if message.contains("is not connected") =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(api(format!(
+                "disconnect {container} from network {network}"
+            ))(e)),
+        }
+    }
+    pub async fn ensure_volume(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Ensured, DockerError> {
+        if self.docker.inspect_volume(name).await.is_ok() {
+            return Ok(Ensured::Existed);
+        }
+        let request = VolumeCreateRequest {
+            name: Some(name.to_string()),
+            labels: Some(labels.clone().into_iter().collect()),
+            ..Default::default()
+        };
+        self.docker
+            .create_volume(request)
+            .await
+            .map_err(api(format!("create volume {name}")))?;
+        Ok(Ensured::Created)
+    }
+    pub async fn image_exists(&self, image: &str) -> bool {
+        self.docker.inspect_image(image).await.is_ok()
+    }
+    /// Pulls an image that is not there yet, reporting progress lines through `progress`.
+    pub async fn ensure_image(
+        &self,
+        image: &str,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Ensured, DockerError> {
+        if self.image_exists(image).await {
+            return Ok(Ensured::Existed);
+        }
+        let options = CreateImageOptionsBuilder::default()
+            .from_image(image)
+            .build();
+        let mut stream = self.docker.create_image(Some(options), None, None);
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(api(format!("pull {image}")))?;
+            if let Some(status) = info.status {
+                let id = info.id.map(|i| format!("{i}: ")).unwrap_or_default();
+                progress(&format!("{image}: {id}{status}"));
+            }
+        }
+        Ok(Ensured::Created)
+    }
+    pub async fn remove_volume(&self, name: &str) -> Result<bool, DockerError> {
+        let options = RemoveVolumeOptionsBuilder::default().force(true).build();
+        match self.docker.remove_volume(name, Some(options)).await {
+            Ok(()) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(api(format!("remove volume {name}"))(e)),
+        }
+    }
+}
