@@ -46,10 +46,20 @@ pub fn k3d_tool() -> PinnedTool {
     crate::pins::K3D.into()
 }
 
-/// This machine as release assets name it (`linux-amd64`).
+/// This machine as release assets name it (`linux-amd64`, `darwin-arm64`).
 pub fn platform() -> String {
-    let os = std::env::consts::OS;
-    let arch = match std::env::consts::ARCH {
+    platform_of(std::env::consts::OS, std::env::consts::ARCH)
+}
+
+/// Rust's names for an OS and architecture as kind's and k3d's release assets spell them:
+/// Rust says `macos`, `x86_64` and `aarch64`; the assets say `darwin`, `amd64` and `arm64`
+/// (kubernetes-sigs/kind and k3d-io/k3d release asset names, `kind-darwin-arm64`).
+pub fn platform_of(os: &str, arch: &str) -> String {
+    let os = match os {
+        "macos" => "darwin",
+        other => other,
+    };
+    let arch = match arch {
         "x86_64" => "amd64",
         "aarch64" => "arm64",
         other => other,
@@ -183,4 +193,30 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_tools_are_pinned_for_every_platform_kindling_supports() {
+        for (os, arch, key) in [
+            ("linux", "x86_64", "linux-amd64"),
+            ("linux", "aarch64", "linux-arm64"),
+            ("macos", "x86_64", "darwin-amd64"),
+            ("macos", "aarch64", "darwin-arm64"),
+        ] {
+            assert_eq!(platform_of(os, arch), key);
+            for tool in [kind_tool(), k3d_tool()] {
+                let pinned = tool.checksums.iter().any(|(p, _)| p == key);
+                assert!(pinned, "{} pins no {key} binary", tool.name);
+                let url = format!("{}/{}-{key}", tool.base_url, tool.name);
+                assert!(
+                    url.starts_with("https://github.com/") && url.contains(&tool.version),
+                    "{url}"
+                );
+            }
+        }
+    }
 }
