@@ -78,15 +78,8 @@ impl FileLock {
         let path = path.to_path_buf();
         let deadline = Instant::now() + wait;
         loop {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(mut file) => {
-                    let _ = writeln!(file, "{} {command}", std::process::id());
-                    return Ok(FileLock { path });
-                }
+            match create_with(&path, &format!("{} {command}\n", std::process::id())) {
+                Ok(()) => return Ok(FileLock { path }),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let text = std::fs::read_to_string(&path).unwrap_or_default();
                     if !holder_alive(&text) {
@@ -118,6 +111,25 @@ impl FileLock {
     }
 }
 
+/// Creates `path` holding `content`, or fails with `AlreadyExists`, in one step: the content
+/// is written to a file of this process's own and hard-linked into place, so no other process
+/// ever reads the lock empty (an empty lock would read as stale and be taken over).
+fn create_with(path: &Path, content: &str) -> std::io::Result<()> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.{n}", std::process::id()));
+    let draft = path.with_file_name(name);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&draft)
+        .and_then(|mut file| file.write_all(content.as_bytes()));
+    let linked = written.and_then(|()| std::fs::hard_link(&draft, path));
+    let _ = std::fs::remove_file(&draft);
+    linked
+}
+
 impl Drop for FileLock {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
@@ -144,5 +156,41 @@ mod tests {
         // A lock left by a process that no longer exists.
         std::fs::write(dir.path().join("lock"), "4194303999 env create\n").unwrap();
         FileLock::env(dir.path(), "env delete", Duration::ZERO).unwrap();
+    }
+
+    #[test]
+    fn lock_is_never_held_twice_when_taken_concurrently() {
+        // Many takers at once, none waiting: at no moment may two hold the lock. (A lock file
+        // created empty and filled afterwards read as stale to a racing taker, who then took
+        // it over.)
+        let dir = tempfile::tempdir().unwrap();
+        let holders = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let acquired = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (dir, holders, acquired) =
+                    (dir.path().to_path_buf(), holders.clone(), acquired.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..300 {
+                        let Ok(lock) = FileLock::env(&dir, "env sync", Duration::ZERO) else {
+                            continue;
+                        };
+                        let now = holders.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        assert_eq!(now, 0, "two holders at once");
+                        acquired.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        std::thread::yield_now();
+                        holders.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                        drop(lock);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(acquired.load(std::sync::atomic::Ordering::SeqCst) > 0);
+        // No draft file is left beside the lock.
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 }

@@ -40,7 +40,9 @@ mod cluster {
 
     #[test]
     fn cluster_render_matches_golden_files() {
-        // UPDATE_GOLDEN=1 rewrites them; review the diff before committing.
+        // UPDATE_GOLDEN=1 rewrites them and fails, so the run that rewrote them never counts as
+        // a pass: review the diff, then run again without it.
+        let updating = std::env::var_os("UPDATE_GOLDEN").is_some();
         let mut mismatches = Vec::new();
         for name in PROFILES {
             for provider in [Provider::Kind, Provider::K3d] {
@@ -49,16 +51,20 @@ mod cluster {
                     "tests/data/cluster/{name}.{}.yaml",
                     provider.name()
                 ));
-                if std::env::var_os("UPDATE_GOLDEN").is_some() {
+                let expected = std::fs::read_to_string(&golden).unwrap_or_default();
+                if updating && rendered != expected {
                     std::fs::write(&golden, &rendered).unwrap();
                 }
-                let expected = std::fs::read_to_string(&golden).unwrap_or_default();
                 if rendered != expected {
                     mismatches.push(format!("{}:\n{rendered}", golden.display()));
                 }
             }
         }
         assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+        assert!(
+            !updating,
+            "UPDATE_GOLDEN is set: golden files were rewritten where they differed; review and rerun without it"
+        );
     }
 
     #[test]

@@ -175,8 +175,11 @@ mod docker {
         let mut envs = Vec::new();
         for _ in 0..2 {
             let env = unique("side");
-            // Free on loopback and not already recorded by the other env.
-            let port = allocate_port(wanted, |p| port_is_free(p) && !taken.contains(&p)).unwrap();
+            // As env create allocates: free on loopback and published by no container, as the
+            // engine itself reports (not a list this test keeps).
+            let published = d.host_ports_in_use().await.unwrap();
+            let port =
+                allocate_port(wanted, |p| port_is_free(p) && !published.contains(&p)).unwrap();
             let mut c = spec(
                 &env,
                 &format!("kindling-{env}-web"),
@@ -194,6 +197,11 @@ mod docker {
             envs.push(env);
         }
         assert_eq!(taken[0], wanted);
+        let published = d.host_ports_in_use().await.unwrap();
+        assert!(
+            published.contains(&taken[0]) && published.contains(&taken[1]),
+            "the engine reports {published:?}, expected both {taken:?}"
+        );
         assert_ne!(taken[0], taken[1]);
         // With the first env's port bound, a fresh allocation skips it by probing alone.
         assert_ne!(allocate_port(wanted, port_is_free), Some(wanted));

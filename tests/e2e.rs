@@ -67,6 +67,32 @@ impl E2e {
         state["ports"][which].as_u64().unwrap()
     }
 
+    /// The uid of a namespaced object, through the env's kubeconfig (kubectl is on the e2e
+    /// hosts).
+    fn uid(&self, kind: &str, namespace: &str, name: &str) -> String {
+        let kubeconfig = self.data.join("envs").join(&self.env).join("kubeconfig");
+        let out = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args([
+                "get",
+                kind,
+                name,
+                "-n",
+                namespace,
+                "-o",
+                "jsonpath={.metadata.uid}",
+            ])
+            .output()
+            .expect("kubectl is needed by the e2e suite");
+        assert!(
+            out.status.success(),
+            "kubectl get {kind} {namespace}/{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     /// Status line and Location of GET http://HOST:PORT/ (no redirect followed).
     fn http_redirect(&self, host: &str) -> Option<(u16, String)> {
         let port = self.port("http");
@@ -219,11 +245,19 @@ fn e2e_sample_stamp_full_loop() {
     assert_eq!(synced["sync"]["changed"], true);
     e2e.wait_served("www.localhost", &marker, Duration::from_secs(180));
 
-    // Restart: the stamp's objects go away and come back, same cluster.
-    e2e.json(&["env", "restart", &env]);
+    // Restart: the stamp's objects go away and come back, same cluster. The api Deployment
+    // made again has a new uid; the old one was really removed.
+    let uid_before = e2e.uid("deployment", "sample", "api");
+    let restarted = e2e.json(&["env", "restart", &env]);
+    assert_eq!(restarted["restart"]["removedStamp"], "sample");
     let status = e2e.json(&["env", "status", &env, "--wait", "--timeout", "15m"]);
     assert_eq!(status["status"]["ready"], true);
     e2e.wait_served("www.localhost", &marker, Duration::from_secs(300));
+    let uid_after = e2e.uid("deployment", "sample", "api");
+    assert_ne!(
+        uid_before, uid_after,
+        "restart did not remove and recreate the api"
+    );
 
     // Delete: nothing left.
     let started = Instant::now();

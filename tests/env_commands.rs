@@ -230,7 +230,29 @@ mod env {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(800));
+        // Edit only once watch has taken its first look at the tree (it says so), not after a
+        // guessed sleep.
+        let (lines, said) = std::sync::mpsc::channel();
+        let stderr = watch.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = lines.send(line);
+            }
+        });
+        let watching = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = watching.saturating_duration_since(std::time::Instant::now());
+            let line = said
+                .recv_timeout(left)
+                .expect("watch never said it is watching");
+            if line.contains("watching") {
+                break;
+            }
+        }
         std::fs::write(
             h.path("source/stamps/sample/applications/api/note.txt"),
             "watched\n",
@@ -238,10 +260,23 @@ mod env {
         .unwrap();
         let edited = std::time::Instant::now();
         let deadline = edited + Duration::from_secs(60);
-        while watch.try_wait().unwrap().is_none() {
+        let status = loop {
+            if let Some(status) = watch.try_wait().unwrap() {
+                break status;
+            }
             assert!(std::time::Instant::now() < deadline, "watch did not sync");
             std::thread::sleep(Duration::from_millis(20));
-        }
+        };
+        let rest: Vec<String> = said.try_iter().collect();
+        assert!(
+            status.success(),
+            "watch failed: {status}\n{}",
+            rest.join("\n")
+        );
+        assert!(
+            rest.iter().any(|l| l.contains("synced")),
+            "watch said: {rest:?}"
+        );
         if std::env::var_os("KINDLING_BENCH_REPORT").is_some() {
             // Edit → pushed → every entry reconciled at the new commit (watch exits then).
             println!(
@@ -262,8 +297,10 @@ mod env {
         }
         let h = Harness::new();
         let (a, b) = (unique("a"), unique("b"));
-        // Each env has its own Gitea (as with the containers kindling starts).
+        // Each env has its own Gitea (as with the containers kindling starts) and its own
+        // cluster: b's API server is not the harness's.
         let second = FakeGitea::start("kindling", PASSWORD);
+        let api_b = h.own_api(&format!("kindling-{b}"), &second);
         let (ra, rb) = std::thread::scope(|s| {
             let ta = s.spawn(|| h.create(&a, &[]));
             let tb = s.spawn(|| h.create(&b, &[("KINDLING_GITEA_URL", second.url.as_str())]));
@@ -274,6 +311,24 @@ mod env {
         let (pa, pb) = (h.state(&a)["ports"].clone(), h.state(&b)["ports"].clone());
         for key in ["http", "https", "registry"] {
             assert_ne!(pa[key], pb[key], "{key}: {pa} vs {pb}");
+        }
+        // Each cluster got its own env's objects: the bootstrap secret's generated password
+        // (one per env) and the commit pushed to that env's Gitea.
+        let password = |api: &super::common::kube_api::FakeApi| {
+            api.object("Secret", "database-credentials").unwrap()["data"]["password"].clone()
+        };
+        assert_ne!(password(&h.api), password(&api_b), "both clusters hold one env's secret");
+        for (api, env, gitea) in [(&h.api, &a, &h.gitea), (&api_b, &b, &second)] {
+            let commit = h.state(env)["commit"].as_str().unwrap().to_string();
+            assert_eq!(gitea.head().as_deref(), Some(commit.as_str()), "{env}");
+            let source = api.object("GitRepository", "kindling").unwrap();
+            assert_eq!(
+                source["status"]["artifact"]["revision"]
+                    .as_str()
+                    .is_some_and(|r| r.ends_with(&commit)),
+                true,
+                "{env}: {source}"
+            );
         }
         let list = h.json(&["env", "list"]);
         let names: Vec<&str> = list["envs"]

@@ -101,11 +101,29 @@ mod env {
             repo["spec"]["url"],
             "http://gitea.kindling.test/kindling/source.git"
         );
-        // The token never reaches stdout.
-        assert!(
-            !String::from_utf8_lossy(&h.create(&env, &[]).stdout)
-                .contains(&super::common::fake_gitea::recorded_token())
+        // The token reaches neither stdout nor stderr, even with every underlying call shown.
+        let profile = h.path("profile.yaml");
+        let rerun = h.run(
+            &[
+                "env",
+                "create",
+                &env,
+                "--profile",
+                profile.to_str().unwrap(),
+                "-v",
+                "-v",
+            ],
+            &[],
         );
+        ok_status(&rerun);
+        let token = super::common::fake_gitea::recorded_token();
+        for (stream, text) in [("stdout", &rerun.stdout), ("stderr", &rerun.stderr)] {
+            let text = String::from_utf8_lossy(text);
+            assert!(
+                !text.contains(&token),
+                "the Gitea token is on {stream}:\n{text}"
+            );
+        }
 
         // status: JSON and the text table.
         let status = h.json(&["env", "status", &env]);
@@ -292,7 +310,8 @@ mod env {
         let env = unique("gt");
         let container = format!("kindling-{env}-gitea");
         *h.docker_gitea.as_ref().unwrap().lock().unwrap() = container.clone();
-        let created = ok(&h.create(&env, &[]));
+        let out = h.create(&env, &[]);
+        let created = ok(&out);
         let gitea_port = h.state(&env)["ports"]["gitea"].as_u64().unwrap();
         assert_eq!(
             created["env"]["giteaUrl"],
@@ -319,7 +338,20 @@ mod env {
             .unwrap()
             .to_string();
         assert!(password.len() >= 24);
-        assert!(!String::from_utf8_lossy(&created.to_string().into_bytes()).contains(&password));
+        for (stream, text) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+            let text = String::from_utf8_lossy(text);
+            assert!(
+                !text.contains(&password),
+                "the admin password is on {stream}"
+            );
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let state_path = h.path("data/envs").join(&env).join("state.json");
+        assert_eq!(
+            std::fs::metadata(&state_path).unwrap().permissions().mode() & 0o777,
+            0o600,
+            "the state holding the password is not 0600"
+        );
         // The engine reaches it through the Service over the container's address on `kind`.
         let ip = String::from_utf8_lossy(
             &docker_cli(&[
@@ -473,13 +505,39 @@ mod env {
             }
             (Value::Array(d), Value::Array(r)) => match (d.first(), r.first()) {
                 (Some(d), Some(r)) => follows(r, d, &format!("{path}[0]")),
-                _ => Ok(()),
+                // A documented item shape must be checked against a real item.
+                (Some(_), None) => Err(format!("{path}: documented items, got an empty array")),
+                (None, _) => Ok(()),
             },
             (Value::String(_), Value::String(_))
             | (Value::Number(_), Value::Number(_))
             | (Value::Bool(_), Value::Bool(_)) => Ok(()),
             (d, r) => Err(format!("{path}: documented {d}, got {r}")),
         }
+    }
+
+    #[test]
+    fn env_json_shape_check_can_fail() {
+        let documented = json!({"steps": [{"name": "x"}], "ok": true});
+        assert!(
+            follows(
+                &json!({"steps": [{"name": "a"}], "ok": true}),
+                &documented,
+                "$"
+            )
+            .is_ok()
+        );
+        assert!(follows(&json!({"steps": [], "ok": true}), &documented, "$").is_err());
+        assert!(follows(&json!({"steps": [{}], "ok": true}), &documented, "$").is_err());
+        assert!(follows(&json!({"steps": [{"name": "a"}]}), &documented, "$").is_err());
+        assert!(
+            follows(
+                &json!({"steps": [{"name": 1}], "ok": true}),
+                &documented,
+                "$"
+            )
+            .is_err()
+        );
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -208,14 +208,36 @@ mod registry {
         kindling::registry::configure_kind_nodes(&d, std::slice::from_ref(&node.name), &mirrors)
             .await
             .unwrap();
-        for m in &mirrors {
-            let path = format!("{}/hosts.toml", kindling::registry::containerd_hosts_dir(m));
-            let written = d.exec(&node.name, &["cat", &path]).await.unwrap();
-            assert_eq!(
-                written.stdout,
-                kindling::registry::containerd_hosts_toml(m),
-                "{path}"
-            );
+        // What each node must hold, written out here rather than asked of the code under test:
+        // containerd's hosts.toml (containerd/containerd docs/hosts.md: `server` is the
+        // upstream a failing mirror falls back to; each `[host."…"]` a mirror with the
+        // capabilities it is used for).
+        let cache = |host: &str, upstream: &str| {
+            (
+                format!("/etc/containerd/certs.d/{host}/hosts.toml"),
+                format!(
+                    "server = \"{upstream}\"\n\n[host.\"http://kindling-cache-{}:5000\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+                    host.replace('.', "-")
+                ),
+            )
+        };
+        let expected = [
+            (
+                "/etc/containerd/certs.d/localhost:5001/hosts.toml".to_string(),
+                format!(
+                    "[host.\"http://kindling-{env}-registry:5000\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+                ),
+            ),
+            cache("docker.io", "https://registry-1.docker.io"),
+            cache("ghcr.io", "https://ghcr.io"),
+            cache("quay.io", "https://quay.io"),
+            cache("registry.k8s.io", "https://registry.k8s.io"),
+        ];
+        assert_eq!(mirrors.len(), expected.len());
+        for (path, content) in &expected {
+            let written = d.exec(&node.name, &["cat", path]).await.unwrap();
+            assert_eq!(written.exit_code, 0, "{path}: {}", written.stderr);
+            assert_eq!(&written.stdout, content, "{path}");
         }
         let local = d
             .exec(

@@ -2,6 +2,7 @@
 //! stamp. It returns a stamp or an error, nothing else.
 
 mod stamp {
+    use kindling::stamp::StampError;
     use proptest::prelude::*;
 
     const VALID: &str = "apiVersion: kindling.dev/v1alpha1\nkind: Stamp\nmetadata: {name: s}\nspec:\n  ignore: ['/*']\n  components:\n    - {name: a, path: m, dependsOn: [b], healthChecks: [{kind: Secret, name: x}]}\n    - {name: b, helm: {repo: 'https://x', chart: c, version: '1', values: {k: [1, 2]}}}\n  applications:\n    - {name: c, path: m, timeout: 5m, dependsOn: [a]}\n  secrets:\n    - {name: s, namespace: n, keys: [{key: p, generate: {length: 9}}]}\n";
@@ -39,7 +40,23 @@ mod stamp {
             text.replace_range(cut..end, &insert);
             match load(&text) {
                 Ok(s) => prop_assert!(s.entries.len() <= 3),
-                Err(e) => prop_assert!(!e.to_string().is_empty()),
+                // A YAML error points into the stamp file, at a line it has.
+                Err(StampError::Parse { file, line, message, .. }) => {
+                    prop_assert!(file.ends_with("stamps/s/stamp.yaml"), "{}", file.display());
+                    prop_assert!(line <= text.lines().count() + 1, "line {line} of {text:?}");
+                    prop_assert!(!message.is_empty());
+                }
+                // Semantic problems each name their file, field and a fix.
+                Err(StampError::Invalid { stamp, problems }) => {
+                    prop_assert!(!stamp.is_empty());
+                    prop_assert!(!problems.is_empty());
+                    for p in &problems {
+                        prop_assert!(p.file.ancestors().any(|a| a.ends_with("stamps/s")), "{p:?}");
+                        prop_assert!(!p.field.is_empty() && !p.message.is_empty(), "{p:?}");
+                        prop_assert!(!p.help.is_empty(), "no help for {p:?}");
+                    }
+                }
+                Err(other) => prop_assert!(false, "unexpected error for a stamp file: {other}"),
             }
         }
 

@@ -4,11 +4,10 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::open::{gitea_of, kube_of, load, stamp_of};
+use super::open::{gitea_of, kube_of, load_locked, stamp_of};
 use super::steps::{bootstrap, push};
 use super::{EnvError, Settings};
 use crate::engine;
-use crate::lock::FileLock;
 use crate::ui::Progress;
 
 #[derive(Debug, Serialize)]
@@ -25,8 +24,7 @@ pub async fn approve(
     progress: &Progress,
 ) -> Result<ApproveReport, EnvError> {
     let env_dir = settings.env_dir(name);
-    let mut state = load(settings, name)?;
-    let _lock = FileLock::env(&env_dir, "env approve", settings.lock_wait)?;
+    let (_lock, mut state) = load_locked(settings, name, "env approve")?;
     if !state.is_done("bootstrap") {
         return Err(EnvError::Preflight(format!(
             "env {name} is not bootstrapped yet; finish `kindling env create {name} --stamp {}` first",

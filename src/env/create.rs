@@ -65,6 +65,12 @@ pub async fn create(
     super::validate_name(&opts.name)?;
     let env_dir = settings.env_dir(&opts.name);
     let stamp = super::open::load_stamp(&opts.stamp, &opts.source)?;
+    // The env's lock before its state (a dry run changes nothing and takes none): the state
+    // read next is the one this run acts on, not one another command is changing.
+    let lock = match dry_run {
+        true => None,
+        false => Some(FileLock::env(&env_dir, "env create", settings.lock_wait)?),
+    };
     let existing = EnvState::load(&env_dir)?;
     if let Some(s) = &existing {
         same_env(s, opts, &stamp.name)?;
@@ -93,7 +99,6 @@ pub async fn create(
         let plan = super::plan::plan(opts, settings, &stamp, &resolved, ports, steps::names())?;
         return Ok(Outcome::Plan(Box::new(plan)));
     }
-    let _lock = FileLock::env(&env_dir, "env create", settings.lock_wait)?;
     let state = existing.unwrap_or_else(|| new_state(opts, &stamp, ports));
     let ctx = Ctx::new(opts, settings, progress, &stamp, &resolved, state);
     ctx.save()?;
@@ -110,6 +115,7 @@ pub async fn create(
         }
     }
     let reports = run.reports;
+    drop(lock);
     report(ctx, reports)
 }
 

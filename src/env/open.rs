@@ -5,12 +5,31 @@ use std::path::Path;
 use super::state::EnvState;
 use super::{EnvError, Settings};
 use crate::kube::KubeClient;
+use crate::lock::FileLock;
 use crate::stamp::{self, Stamp};
 
 /// The env's record; a clear error when there is no such env.
 pub fn load(settings: &Settings, name: &str) -> Result<EnvState, EnvError> {
     super::validate_name(name)?;
     EnvState::load(&settings.env_dir(name))?.ok_or_else(|| EnvError::NotFound(name.to_string()))
+}
+
+/// The env's lock, then its record: a command that changes the env reads the state only once
+/// no other command can be changing it. A missing env is an error, and no directory is made
+/// for it.
+pub fn load_locked(
+    settings: &Settings,
+    name: &str,
+    command: &str,
+) -> Result<(FileLock, EnvState), EnvError> {
+    super::validate_name(name)?;
+    let env_dir = settings.env_dir(name);
+    if !EnvState::path(&env_dir).is_file() {
+        return Err(EnvError::NotFound(name.to_string()));
+    }
+    let lock = FileLock::env(&env_dir, command, settings.lock_wait)?;
+    let state = load(settings, name)?;
+    Ok((lock, state))
 }
 
 /// Loads a stamp by name or path, as `env create --stamp` and `env restart --stamp` take it.

@@ -5,12 +5,11 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::open::{gitea_of, kube_of, load, load_stamp, stamp_of};
+use super::open::{gitea_of, kube_of, load_locked, load_stamp, stamp_of};
 use super::steps::{bootstrap, push, secrets};
 use super::{EnvError, Settings};
 use crate::engine;
 use crate::kube::ApplyOptions;
-use crate::lock::FileLock;
 use crate::ui::Progress;
 
 #[derive(Debug, Serialize)]
@@ -29,8 +28,7 @@ pub async fn restart(
     progress: &Progress,
 ) -> Result<RestartReport, EnvError> {
     let env_dir = settings.env_dir(name);
-    let mut state = load(settings, name)?;
-    let _lock = FileLock::env(&env_dir, "env restart", settings.lock_wait)?;
+    let (_lock, mut state) = load_locked(settings, name, "env restart")?;
     let old = stamp_of(&state)?;
     let kube = kube_of(&state).await?;
     let t = Instant::now();

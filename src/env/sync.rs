@@ -6,11 +6,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::follow::follow;
-use super::open::{gitea_of, kube_of, load, stamp_of};
+use super::open::{gitea_of, kube_of, load_locked, stamp_of};
 use super::steps::push::{push, render, short};
 use super::{EnvError, Settings};
 use crate::engine::{self, EngineStatus};
-use crate::lock::FileLock;
 use crate::ui::Progress;
 
 #[derive(Debug, Serialize)]
@@ -33,8 +32,7 @@ pub async fn sync(
 ) -> Result<SyncReport, EnvError> {
     let started = Instant::now();
     let env_dir = settings.env_dir(name);
-    let mut state = load(settings, name)?;
-    let _lock = FileLock::env(&env_dir, "env sync", settings.lock_wait)?;
+    let (_lock, mut state) = load_locked(settings, name, "env sync")?;
     let stamp = stamp_of(&state)?;
     let gitea = gitea_of(&state)?;
     let rendered = render(&stamp, state.engine, &gitea)?;

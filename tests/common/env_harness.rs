@@ -249,6 +249,20 @@ pub struct Harness {
     pub gitea: FakeGitea,
 }
 
+/// A Ready node, as the API of a cluster whose nodes came up.
+pub fn with_ready_node(api: &FakeApi) {
+    api.update(|objects| {
+        objects.push(Stored {
+            group_version: "v1".into(),
+            plural: "nodes".into(),
+            namespace: None,
+            name: "node".into(),
+            object: json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "kindling-control-plane"},
+                "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status"}]}}),
+        });
+    });
+}
+
 pub fn fake_kind(bin: &Path, api_url: &str) {
     let script = format!(
         r#"#!/bin/sh
@@ -268,7 +282,10 @@ echo "$name" >> "$here/clusters" ;;
 name=$4
 docker rm -f "$name-control-plane" >/dev/null 2>&1
 grep -vx "$name" "$here/clusters" > "$here/clusters.$$"; mv "$here/clusters.$$" "$here/clusters" ;;
-  "get kubeconfig") sed "s/NAME/$4/g" "$here/kind-kubeconfig.template" ;;
+  "get kubeconfig")
+# A cluster with an API server of its own (bin/api-NAME), else the harness's.
+if [ -e "$here/api-$4" ]; then sed "s/NAME/$4/g; s#server: .*#server: $(cat "$here/api-$4")#" "$here/kind-kubeconfig.template"
+else sed "s/NAME/$4/g" "$here/kind-kubeconfig.template"; fi ;;
   "get nodes") echo "$4-control-plane" ;;
   *) echo "fake kind: unexpected $*" >&2; exit 2 ;;
 esac
@@ -344,16 +361,7 @@ impl Harness {
             "argo" => FakeApi::start(Some(Box::new(argo_controller(repo, entries)))),
             _ => FakeApi::start(Some(Box::new(flux_controller(repo, entries)))),
         };
-        api.update(|objects| {
-            objects.push(Stored {
-                group_version: "v1".into(),
-                plural: "nodes".into(),
-                namespace: None,
-                name: "node".into(),
-                object: json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "kindling-control-plane"},
-                    "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status"}]}}),
-            });
-        });
+        with_ready_node(&api);
         fake_kind(&dir.path().join("bin"), &api.url);
         fake_k3d(&dir.path().join("bin"), &api.url);
         manifests_dir(&dir.path().join("manifests"));
@@ -374,6 +382,17 @@ impl Harness {
             api,
             gitea,
         }
+    }
+
+    /// An API server (with the Flux controller over `gitea`'s repository) of the kind cluster
+    /// `cluster` alone, so envs side by side each have a cluster of their own.
+    pub fn own_api(&self, cluster: &str, gitea: &FakeGitea) -> FakeApi {
+        let entries = entry_names(&self.path("source/stamps/sample"));
+        let repo = Head::Repo(gitea.root.join("kindling/source.git"));
+        let api = FakeApi::start(Some(Box::new(flux_controller(repo, entries))));
+        with_ready_node(&api);
+        std::fs::write(self.path("bin").join(format!("api-{cluster}")), &api.url).unwrap();
+        api
     }
 
     pub fn path(&self, p: &str) -> PathBuf {
@@ -482,7 +501,8 @@ pub fn error_says(out: &Output, what: &str) -> Value {
     doc
 }
 
-pub fn ok(out: &Output) -> Value {
+/// The command succeeded (its output is not JSON).
+pub fn ok_status(out: &Output) {
     assert!(
         out.status.success(),
         "exit {:?}\nstdout: {}\nstderr: {}",
@@ -490,6 +510,10 @@ pub fn ok(out: &Output) -> Value {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+pub fn ok(out: &Output) -> Value {
+    ok_status(out);
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "stdout is not one JSON document ({e}): {}",
@@ -498,8 +522,19 @@ pub fn ok(out: &Output) -> Value {
     })
 }
 
+/// Whether the container exists; a Docker CLI that fails for another reason fails the test
+/// (it must not read as "the container is gone").
 pub fn container_exists(name: &str) -> bool {
-    docker_cli(&["container", "inspect", name]).status.success()
+    let out = docker_cli(&["container", "inspect", name]);
+    if out.status.success() {
+        return true;
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("No such container") || stderr.contains("no such container"),
+        "docker container inspect {name} failed: {stderr}"
+    );
+    false
 }
 
 pub fn delete_clean(h: &Harness, env: &str) {

@@ -313,6 +313,12 @@ pub fn docker_labelled(env: &str) -> Vec<String> {
         vec!["network", "ls", "-q", "--filter", &filter],
     ] {
         let out = docker_cli(&args);
+        // A failing CLI must not read as "nothing left behind".
+        assert!(
+            out.status.success(),
+            "docker {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         found.extend(
             String::from_utf8_lossy(&out.stdout)
                 .lines()
