@@ -113,6 +113,64 @@ mod env {
     }
 
     #[tokio::test(flavor = "multi_thread")]
+    async fn env_lock_sync_waiting_on_a_delete_does_not_bring_the_env_back() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        let env = unique("race");
+        ok(&h.create(&env, &[]));
+        // A delete holds the env; a sync waits for it.
+        let mut holder = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let env_dir = h.path("data/envs").join(&env);
+        std::fs::write(
+            env_dir.join("lock"),
+            format!("{} env delete\n", holder.id()),
+        )
+        .unwrap();
+        let sync = h
+            .command(
+                &["env", "sync", &env, "--no-wait"],
+                &[("KINDLING_LOCK_WAIT", "20")],
+            )
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The sync is waiting for the lock: it has not finished, and the lock is still ours.
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_millis(700) {
+            assert!(env_dir.join("lock").exists());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // The delete finishes: the env's directory is gone (lock included).
+        std::fs::remove_dir_all(&env_dir).unwrap();
+        let out = sync.wait_with_output().unwrap();
+        holder.kill().unwrap();
+        let _ = holder.wait();
+        // The sync read the state only once it held the lock, so it finds no env; a sync that
+        // read it before would push and write the state back.
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(&format!("there is no env {env}")),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!env_dir.join("state.json").exists());
+        // What the stand-in delete left (containers, the cluster) goes as an orphan.
+        ok(&h.run(&["env", "delete", &env, "--output", "json"], &[]));
+        assert!(docker_labelled(&env).is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
     async fn env_list_shows_orphans_and_delete_removes_them() {
         if docker().await.is_none() {
             return;
@@ -317,7 +375,11 @@ mod env {
         let password = |api: &super::common::kube_api::FakeApi| {
             api.object("Secret", "database-credentials").unwrap()["data"]["password"].clone()
         };
-        assert_ne!(password(&h.api), password(&api_b), "both clusters hold one env's secret");
+        assert_ne!(
+            password(&h.api),
+            password(&api_b),
+            "both clusters hold one env's secret"
+        );
         for (api, env, gitea) in [(&h.api, &a, &h.gitea), (&api_b, &b, &second)] {
             let commit = h.state(env)["commit"].as_str().unwrap().to_string();
             assert_eq!(gitea.head().as_deref(), Some(commit.as_str()), "{env}");

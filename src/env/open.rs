@@ -27,7 +27,14 @@ pub fn load_locked(
     if !EnvState::path(&env_dir).is_file() {
         return Err(EnvError::NotFound(name.to_string()));
     }
-    let lock = FileLock::env(&env_dir, command, settings.lock_wait)?;
+    let lock = match FileLock::env(&env_dir, command, settings.lock_wait) {
+        Ok(lock) => lock,
+        // Deleted while this command waited for it (the lock went with the directory).
+        Err(_) if !EnvState::path(&env_dir).is_file() => {
+            return Err(EnvError::NotFound(name.to_string()));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let state = load(settings, name)?;
     Ok((lock, state))
 }
