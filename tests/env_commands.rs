@@ -171,6 +171,76 @@ mod env {
     }
 
     #[tokio::test(flavor = "multi_thread")]
+    async fn env_status_wait_rides_out_api_errors_and_a_hanging_api_times_out() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        let env = unique("flaky");
+        ok(&h.create(&env, &[]));
+        // The API server answers 500 for a while (etcd away): --wait retries, then reports.
+        h.api.state.lock().unwrap().fail_gets = 4;
+        let out = h.run(
+            &[
+                "env",
+                "status",
+                &env,
+                "--wait",
+                "--timeout",
+                "30s",
+                "--output",
+                "json",
+            ],
+            &[],
+        );
+        let status = ok(&out);
+        assert_eq!(status["status"]["ready"], true, "{status}");
+        assert_eq!(h.api.state.lock().unwrap().fail_gets, 0);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            said.contains("cannot be read") && said.contains("retrying"),
+            "{said}"
+        );
+        // The API server hangs: --timeout still holds, with exit 3 naming why.
+        h.api.state.lock().unwrap().delay = Some(Duration::from_secs(30));
+        let started = std::time::Instant::now();
+        let out = h.run(
+            &[
+                "env",
+                "status",
+                &env,
+                "--wait",
+                "--timeout",
+                "2s",
+                "--output",
+                "json",
+            ],
+            &[],
+        );
+        let took = started.elapsed();
+        h.api.state.lock().unwrap().delay = None;
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            took < Duration::from_secs(20),
+            "took {took:?} with --timeout 2s"
+        );
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(
+            doc["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("did not answer"),
+            "{doc}"
+        );
+        delete_clean(&h, &env);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
     async fn env_list_shows_orphans_and_delete_removes_them() {
         if docker().await.is_none() {
             return;

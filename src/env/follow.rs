@@ -39,7 +39,8 @@ fn blocking_line(status: &EngineStatus) -> String {
 }
 
 /// Follows the engine's status until `until` holds; on timeout the error names the first
-/// blocking entry and why.
+/// blocking entry and why. An API error (a restarting API server, etcd away) is retried until
+/// the timeout, and a request that hangs does not outlive it.
 pub async fn follow(
     kube: &KubeClient,
     engine: Engine,
@@ -48,30 +49,45 @@ pub async fn follow(
     progress: &Progress,
     until: impl Fn(&EngineStatus) -> bool,
 ) -> Result<EngineStatus, EnvError> {
-    let started = Instant::now();
+    let deadline = Instant::now() + timeout;
     let mut last = String::new();
     loop {
-        let status = engine::status(kube, engine, stamp).await?;
-        if until(&status) {
-            return Ok(status);
-        }
-        let line = blocking_line(&status);
-        if line != last {
-            let ready = status
-                .entries
-                .iter()
-                .filter(|e| e.readiness == engine::Readiness::Ready)
-                .count();
-            progress.info(&format!("{ready}/{} Ready{line}", status.entries.len()));
-            last = line.clone();
-        }
-        if started.elapsed() >= timeout {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = match tokio::time::timeout(left, engine::status(kube, engine, stamp)).await {
+            Ok(Ok(status)) => {
+                if until(&status) {
+                    return Ok(status);
+                }
+                let line = blocking_line(&status);
+                if line != last {
+                    let ready = status
+                        .entries
+                        .iter()
+                        .filter(|e| e.readiness == engine::Readiness::Ready)
+                        .count();
+                    progress.info(&format!("{ready}/{} Ready{line}", status.entries.len()));
+                }
+                line
+            }
+            Ok(Err(e)) => {
+                let first = e.to_string().lines().next().unwrap_or_default().to_string();
+                let line = format!(": the engine's status cannot be read ({first})");
+                if line != last {
+                    progress.warn(&format!("{}; retrying", &line[2..]));
+                }
+                line
+            }
+            Err(_) => ": the API server did not answer".to_string(),
+        };
+        last = line;
+        if Instant::now() >= deadline {
             return Err(EnvError::TimedOut {
                 what: "the stamp to be reconciled".into(),
                 seconds: timeout.as_secs(),
-                blocking: line,
+                blocking: last,
             });
         }
-        tokio::time::sleep(poll_interval()).await;
+        let left = deadline.saturating_duration_since(Instant::now());
+        tokio::time::sleep(poll_interval().min(left)).await;
     }
 }

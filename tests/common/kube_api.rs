@@ -40,6 +40,12 @@ pub struct ApiState {
     pub controller: Option<Controller>,
     /// Status code to answer every PATCH with (fault injection), when set.
     pub fail_patches: Option<u16>,
+    /// Fault injection: the next this many GETs of objects (discovery aside) answer 500, as
+    /// an API server does while its etcd is away (kubernetes/apiserver returns a Status with
+    /// reason InternalError).
+    pub fail_gets: u32,
+    /// Fault injection: every answer waits this long first (an API server that hangs).
+    pub delay: Option<std::time::Duration>,
     generation: i64,
 }
 
@@ -178,6 +184,13 @@ impl ApiState {
         let Some((gv, ns, plural, name)) = parse_path(&r.path) else {
             return not_found(&r.path);
         };
+        if r.method == "GET" && self.fail_gets > 0 {
+            self.fail_gets -= 1;
+            return (
+                500,
+                status_body(500, "InternalError", "etcdserver: request timed out"),
+            );
+        }
         match (r.method.as_str(), name) {
             ("GET", Some(name)) => match self.find(&gv, &ns, &plural, &name) {
                 Some(i) => (200, self.objects[i].object.to_string()),
@@ -377,6 +390,10 @@ fn serve(stream: std::net::TcpStream, state: &Arc<Mutex<ApiState>>) {
             path: http.path,
             query: http.query,
         };
+        let delay = state.lock().unwrap().delay;
+        if let Some(delay) = delay {
+            std::thread::sleep(delay);
+        }
         let (status, response) = {
             let mut s = state.lock().unwrap();
             s.requests.push(request.clone());
