@@ -7,6 +7,7 @@ mod common;
 
 mod env {
 
+    use std::os::unix::process::CommandExt;
     use std::time::Duration;
 
     use serde_json::Value;
@@ -141,12 +142,22 @@ mod env {
             )
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
+            .process_group(0)
             .spawn()
             .unwrap();
-        // The cluster step is under way (the fake kind sleeps 3s): interrupt it.
-        std::thread::sleep(Duration::from_millis(1500));
+        // Once kind is creating the cluster (the fake kind logs the call, then takes 3s),
+        // interrupt as a terminal does: SIGINT to kindling's whole process group.
+        let calls = h.path("bin/kind-calls");
+        let asked = std::time::Instant::now();
+        while !std::fs::read_to_string(&calls).is_ok_and(|c| c.contains("create cluster")) {
+            assert!(
+                asked.elapsed() < Duration::from_secs(30),
+                "kind was never asked"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let kill = std::process::Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
+            .args(["-INT", "--", &format!("-{}", child.id())])
             .status()
             .unwrap();
         assert!(kill.success());
@@ -158,7 +169,8 @@ mod env {
             String::from_utf8_lossy(&out.stderr)
         );
         error_says(&out, "interrupted after step");
-        // The step under way finished and was recorded; nothing after it ran.
+        // The step under way finished and was recorded (kind, in a group of its own, was not
+        // interrupted mid-create); nothing after it ran.
         let state = h.state(&env);
         let done = done_steps(&state);
         assert!(done.contains(&"cluster"), "{done:?}");

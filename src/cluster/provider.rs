@@ -50,11 +50,14 @@ fn run(binary: &Path, args: &[&str]) -> Result<String, ClusterError> {
         .join(" ");
     let mut attempts = 0;
     let output = loop {
-        match Command::new(binary)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-        {
+        let mut command = Command::new(binary);
+        command.args(args).stdin(Stdio::null());
+        // A process group of its own: a terminal's Ctrl-C goes to kindling's group, and kind
+        // or k3d killed halfway through writing a cluster (kind#2045, k3d#644) would leave it
+        // half made. kindling stops between steps instead, after the CLI has finished.
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        match command.output() {
             // ETXTBSY: the binary was just written (a fresh download) and a child forked by
             // another thread still holds it open for writing; it goes away when that child execs.
             Err(e) if e.raw_os_error() == Some(ETXTBSY) && attempts < 20 => {
