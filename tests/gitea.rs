@@ -74,6 +74,8 @@ mod gitea {
                     400 => "Bad Request",
                     401 => "Unauthorized",
                     409 => "Conflict",
+                    500 => "Internal Server Error",
+                    502 => "Bad Gateway",
                     _ => "Unprocessable Entity",
                 };
                 let mut stream = reader.into_inner();
@@ -228,6 +230,39 @@ mod gitea {
         let body: Value = serde_json::from_str(&recorded[0].body).unwrap();
         assert_eq!(body["name"], "kindling");
         assert_all_in_spec(&recorded);
+    }
+
+    const ERROR_PAGE: &str = "<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n<body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>\n";
+
+    #[test]
+    fn gitea_restarting_is_asked_again() {
+        // A Gitea behind a proxy while it restarts: an HTML error page, then its own 500, then
+        // the answer.
+        let (url, recorded) = mock(vec![
+            (502, ERROR_PAGE.to_string()),
+            (
+                500,
+                r#"{"message":"database is locked","url":""}"#.to_string(),
+            ),
+            (201, fixture("token-created.json")),
+        ]);
+        let token = GiteaClient::new(&url, basic()).create_token().unwrap();
+        assert_eq!(token.sha1, "9f5e2cf1b51d2c1bd3b4c2c39cb2d9e8a0f6b7c1");
+        assert_eq!(recorded.lock().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn gitea_error_pages_become_one_clear_line() {
+        let (url, recorded) = mock(vec![(502, ERROR_PAGE.to_string()); 4]);
+        let err = GiteaClient::new(&url, basic())
+            .create_token()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("HTTP 502"), "{err}");
+        assert!(err.contains("an HTML page: 502 Bad Gateway"), "{err}");
+        assert!(!err.contains('<'), "{err}");
+        // Asked as often as a restart may take, then it stops.
+        assert_eq!(recorded.lock().unwrap().len(), 4);
     }
 
     #[test]

@@ -259,6 +259,35 @@ pub enum GiteaError {
     },
 }
 
+/// How often a call meets a Gitea that is restarting before it fails, and the pause that grows
+/// between tries.
+const CALL_ATTEMPTS: u32 = 4;
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+
+/// What an error body says, in one line: Gitea's JSON `message`; the title of an HTML error
+/// page (a proxy's, or Gitea's own 500 page); else the first line, cut short.
+fn error_message(body: &str) -> String {
+    if let Some(message) = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(str::to_string))
+    {
+        return message;
+    }
+    let lower = body.to_ascii_lowercase();
+    if let (Some(start), Some(end)) = (lower.find("<title>"), lower.find("</title>"))
+        && start + 7 <= end
+    {
+        return format!("an HTML page: {}", body[start + 7..end].trim());
+    }
+    let first = body.trim().lines().next().unwrap_or_default();
+    let cut: String = first.chars().take(200).collect();
+    if cut.len() < first.len() {
+        format!("{cut}…")
+    } else {
+        cut
+    }
+}
+
 /// A Gitea API client for one instance, authenticated as the admin.
 pub struct GiteaClient {
     base_url: String,
@@ -335,7 +364,33 @@ impl GiteaClient {
         }
     }
 
+    /// One API call. A Gitea that is restarting (5xx, or no answer) is asked again a few
+    /// times before the call fails: every call kindling makes is safe to repeat (a token whose
+    /// name is taken is replaced, an existing repository reused).
     fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        action: &str,
+    ) -> Result<Response, GiteaError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self.call_once(method, path, body.clone(), action);
+            let transient = match &result {
+                Ok(r) => r.status >= 500,
+                Err(GiteaError::Unreachable { .. }) => true,
+                Err(_) => false,
+            };
+            if !transient || attempt >= CALL_ATTEMPTS {
+                return result;
+            }
+            std::thread::sleep(RETRY_PAUSE * attempt);
+        }
+    }
+
+    fn call_once(
         &self,
         method: &str,
         path: &str,
@@ -375,30 +430,20 @@ impl GiteaClient {
             .as_reader()
             .take(1 << 20)
             .read_to_string(&mut text);
-        let message = || {
-            serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|v| v["message"].as_str().map(str::to_string))
-                .unwrap_or_else(|| text.trim().to_string())
-        };
         if status == 401 {
             return Err(GiteaError::Unauthorized {
                 action: action.to_string(),
-                message: Some(message()).filter(|m| !m.is_empty()),
+                message: Some(error_message(&text)).filter(|m| !m.is_empty()),
             });
         }
         Ok(Response { status, body: text })
     }
 
     fn rejected(action: &str, r: &Response) -> GiteaError {
-        let message = serde_json::from_str::<Value>(&r.body)
-            .ok()
-            .and_then(|v| v["message"].as_str().map(str::to_string))
-            .unwrap_or_else(|| r.body.trim().to_string());
         GiteaError::Rejected {
             action: action.to_string(),
             status: r.status,
-            message,
+            message: error_message(&r.body),
         }
     }
 
