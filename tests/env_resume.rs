@@ -40,9 +40,10 @@ mod env {
                 .iter()
                 .map(|s| s["name"].as_str().unwrap())
                 .collect();
+            let name = step.trim_start_matches("before:");
             assert!(
-                !done.contains(step),
-                "{step} must not be recorded: {done:?}"
+                !done.contains(&name),
+                "{step}: {name} must not be recorded: {done:?}"
             );
             let rerun = ok(&h.create(&env, &[]));
             let skipped: Vec<&str> = rerun["env"]["steps"]
@@ -68,6 +69,57 @@ mod env {
             );
             delete_clean(&h, &env);
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_fault_before_side_effects_rerun_completes_and_delete_cleans_up() {
+        if docker().await.is_none() {
+            return;
+        }
+        fault_then_rerun(&[
+            "before:registry",
+            "before:push",
+            "before:engine",
+            "before:bootstrap",
+        ]);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_fault_in_the_concurrent_group_keeps_what_finished_beside_it() {
+        if docker().await.is_none() {
+            return;
+        }
+        // The cluster fails before kind is asked while Gitea and the registry start beside
+        // it: they finish and are recorded, so the rerun skips them and makes only the cluster.
+        let h = Harness::new();
+        let env = unique("g");
+        let failed = h.create(&env, &[("KINDLING_FAIL_AT", "before:cluster")]);
+        error_says(&failed, "before doing anything");
+        assert_eq!(failed.status.code(), Some(1));
+        let kind_calls = std::fs::read_to_string(h.path("bin/kind-calls")).unwrap_or_default();
+        assert!(!kind_calls.contains("create cluster"), "{kind_calls}");
+        let state = h.state(&env);
+        let done = done_steps(&state);
+        assert!(
+            done.contains(&"gitea") && done.contains(&"registry") && !done.contains(&"cluster"),
+            "{done:?}"
+        );
+        assert!(container_exists(&format!("kindling-{env}-registry")));
+        let rerun = ok(&h.create(&env, &[]));
+        let ran: Vec<(&str, &str)> = rerun["env"]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["name"].as_str().unwrap(), s["status"].as_str().unwrap()))
+            .collect();
+        for (step, status) in [
+            ("cluster", "done"),
+            ("gitea", "skipped"),
+            ("registry", "skipped"),
+        ] {
+            assert!(ran.contains(&(step, status)), "{step} {status}: {ran:?}");
+        }
+        delete_clean(&h, &env);
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -192,10 +192,19 @@ impl Run<'_, '_> {
             }
             skips.push(skip);
         }
+        let fail_before = ctx
+            .settings
+            .fail_at
+            .as_deref()
+            .and_then(|f| f.strip_prefix("before:"));
         let ran = futures_util::future::join_all(group.iter().zip(skips).map(
             |(step, skip)| async move {
                 match skip {
                     Some(why) => Ran::Skipped(why),
+                    None if fail_before == Some(step.name()) => Ran::Finished(
+                        Duration::ZERO,
+                        Err(EnvError::InjectedBefore(step.name().to_string())),
+                    ),
                     None => {
                         let started = Instant::now();
                         let result = step.run(ctx).await;

@@ -78,6 +78,8 @@ pub enum EnvError {
     BadInput(String),
     #[error("step {0} failed on purpose (KINDLING_FAIL_AT={0}) after its side effects")]
     Injected(String),
+    #[error("step {0} failed on purpose (KINDLING_FAIL_AT=before:{0}) before doing anything")]
+    InjectedBefore(String),
     #[error("interrupted after step {0}; run the same command again to continue")]
     Interrupted(String),
     #[error("timed out after {seconds}s waiting for {what}{blocking}")]
@@ -111,7 +113,8 @@ pub struct Settings {
     pub cache_dir: PathBuf,
     /// How long a second mutating command waits for the env's lock.
     pub lock_wait: Duration,
-    /// `KINDLING_FAIL_AT`: the step that fails after its side effects (tests).
+    /// `KINDLING_FAIL_AT`: the step that fails after its side effects, or with `before:STEP`
+    /// before it does anything (tests).
     pub fail_at: Option<String>,
     /// `KINDLING_GITEA_URL` (+ `_USER`, `_PASSWORD`, `_CLUSTER_URL`): use this Gitea instead
     /// of starting one. Its `<user>/source` repository belongs to one env at a time.
