@@ -116,6 +116,9 @@ mod env {
             &[],
         );
         ok_status(&rerun);
+        // -v shows the underlying calls (here the objects the bootstrap applied).
+        let said = String::from_utf8_lossy(&rerun.stderr);
+        assert!(said.contains("bootstrap: applied GitRepository"), "{said}");
         let token = super::common::fake_gitea::recorded_token();
         for (stream, text) in [("stdout", &rerun.stdout), ("stderr", &rerun.stderr)] {
             let text = String::from_utf8_lossy(text);

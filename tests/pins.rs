@@ -130,6 +130,20 @@ mod pins {
     #[test]
     fn pins_readme_table_lists_every_pin() {
         let readme = std::fs::read_to_string(repo_dir().join("README.md")).unwrap();
+        // The table has exactly one row per pin: no stale or extra row either.
+        let table_start = readme
+            .find("| name | version | artifact | integrity |")
+            .unwrap();
+        let rows = readme[table_start..]
+            .lines()
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .count();
+        assert_eq!(
+            rows,
+            pins::all().len(),
+            "README's pins table has {rows} rows"
+        );
         for pin in pins::all() {
             let row = format!(
                 "| {} | {} | `{}` | {} |",
