@@ -264,6 +264,10 @@ mod pins {
         assert_eq!(rolling["maxSurge"], 0);
         assert_eq!(rolling["maxUnavailable"], 1);
         assert_eq!(values["nodeSelector"]["ingress-ready"], "true");
+        // No LoadBalancer Service claiming 80/443 (k3d's load balancer forwards to the host
+        // ports); the chart reads service.spec.type, not service.type.
+        assert_eq!(values["service"]["spec"]["type"], "ClusterIP");
+        assert!(values["service"].get("type").is_none());
 
         // Every Ingress of the stamp asks for that class.
         for file in walk(&repo_dir().join("stamps/sample/applications")) {
