@@ -294,6 +294,26 @@ mod env {
         let plan = &out["plan"];
         assert_eq!(plan["steps"].as_array().unwrap().len(), 11);
         assert_eq!(plan["cluster"]["name"], format!("kindling-{env}"));
+        // `kindling env create` alone: env dev, stamp sample, kind (the default profile, the
+        // newest pinned Kubernetes), Flux.
+        let bare = h.json(&["env", "create", "--dry-run"]);
+        let defaults = &bare["plan"];
+        assert_eq!(defaults["env"], "dev");
+        assert_eq!(defaults["stamp"], "sample");
+        assert_eq!(defaults["provider"], "kind");
+        assert_eq!(defaults["engine"], "flux");
+        assert_eq!(defaults["cluster"]["name"], "kindling-dev");
+        assert_eq!(
+            defaults["installManifest"]["version"],
+            kindling::pins::FLUX.version
+        );
+        assert!(
+            defaults["clusterConfig"]
+                .as_str()
+                .unwrap()
+                .contains(kindling::pins::NODE_IMAGES[0].kind.artifact),
+            "{defaults}"
+        );
         assert!(
             plan["clusterConfig"]
                 .as_str()

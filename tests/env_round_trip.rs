@@ -119,6 +119,34 @@ mod env {
         // -v shows the underlying calls (here the objects the bootstrap applied).
         let said = String::from_utf8_lossy(&rerun.stderr);
         assert!(said.contains("bootstrap: applied GitRepository"), "{said}");
+        // Off a terminal, with CI=true or not, progress is plain lines, each timestamped.
+        let off_ci = h.run(
+            &[
+                "env",
+                "create",
+                &env,
+                "--profile",
+                profile.to_str().unwrap(),
+            ],
+            &[("CI", "")],
+        );
+        ok_status(&off_ci);
+        for out in [&rerun, &off_ci] {
+            let said = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !said.contains('\u{1b}'),
+                "escape codes off a terminal: {said:?}"
+            );
+            for line in said.lines().filter(|l| !l.is_empty()) {
+                let stamp = line.get(..9).unwrap_or_default();
+                let timestamped = stamp.len() == 9
+                    && stamp.ends_with(' ')
+                    && stamp[..8]
+                        .split(':')
+                        .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit()));
+                assert!(timestamped, "not a timestamped line: {line:?}");
+            }
+        }
         let token = super::common::fake_gitea::recorded_token();
         for (stream, text) in [("stdout", &rerun.stdout), ("stderr", &rerun.stderr)] {
             let text = String::from_utf8_lossy(text);

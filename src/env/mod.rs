@@ -150,15 +150,22 @@ impl Settings {
     }
 
     pub fn from_env() -> Settings {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Settings::from_vars(|k| std::env::var(k).ok())
+    }
+
+    /// The settings from `lookup` (the process environment in production); empty values count
+    /// as unset.
+    pub fn from_vars(lookup: impl Fn(&str) -> Option<String>) -> Settings {
+        let var = |k: &str| lookup(k).filter(|v| !v.is_empty());
+        let seconds = |k: &str, default: u64| {
+            // Bounded: a wait of u64::MAX seconds overflows the clock it is added to.
+            let s = var(k).and_then(|v| v.parse().ok()).unwrap_or(default);
+            Duration::from_secs(s.min(MAX_WAIT_SECONDS))
+        };
         Settings {
             data_dir: crate::paths::data_dir(),
             cache_dir: crate::paths::cache_dir(),
-            lock_wait: Duration::from_secs(
-                var("KINDLING_LOCK_WAIT")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(2),
-            ),
+            lock_wait: seconds("KINDLING_LOCK_WAIT", 2),
             fail_at: var("KINDLING_FAIL_AT"),
             external_gitea: var("KINDLING_GITEA_URL").map(|url| ExternalGitea {
                 url: url.trim_end_matches('/').to_string(),
@@ -171,11 +178,7 @@ impl Settings {
                 .unwrap_or_else(|| crate::registry::REGISTRY_IMAGE.into()),
             manifests_dir: var("KINDLING_MANIFESTS_DIR").map(PathBuf::from),
             manifests_modified: var("KINDLING_MANIFESTS_MODIFIED").is_some_and(|v| v == "1"),
-            step_timeout: Duration::from_secs(
-                var("KINDLING_STEP_TIMEOUT")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(300),
-            ),
+            step_timeout: seconds("KINDLING_STEP_TIMEOUT", 300),
         }
     }
 
@@ -183,6 +186,9 @@ impl Settings {
         crate::paths::env_dir(&self.data_dir, env)
     }
 }
+
+/// The longest wait a setting may ask for (a week).
+const MAX_WAIT_SECONDS: u64 = 7 * 24 * 3600;
 
 /// What `env create` is asked to make.
 #[derive(Debug, Clone)]
@@ -260,6 +266,29 @@ pub fn validate_name(name: &str) -> Result<(), EnvError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_settings_defaults_and_bounds() {
+        let none = Settings::from_vars(|_| None);
+        assert_eq!(none.lock_wait, Duration::from_secs(2));
+        assert_eq!(none.step_timeout, Duration::from_secs(300));
+        assert!(!none.manifests_modified && none.external_gitea.is_none());
+        let set = |pairs: &'static [(&'static str, &'static str)]| {
+            Settings::from_vars(move |k| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            })
+        };
+        let s = set(&[("KINDLING_STEP_TIMEOUT", "7"), ("KINDLING_LOCK_WAIT", "")]);
+        assert_eq!(s.step_timeout, Duration::from_secs(7));
+        assert_eq!(s.lock_wait, Duration::from_secs(2), "empty is unset");
+        // A huge wait is bounded (it once overflowed the clock and panicked).
+        let s = set(&[("KINDLING_LOCK_WAIT", "18446744073709551615")]);
+        assert_eq!(s.lock_wait, Duration::from_secs(MAX_WAIT_SECONDS));
+        assert!(std::time::Instant::now().checked_add(s.lock_wait).is_some());
+    }
 
     #[test]
     fn env_names_are_checked_before_anything_is_named_after_them() {
