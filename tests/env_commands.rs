@@ -225,8 +225,9 @@ mod env {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // One read is given at least 10 s (a slow API server); then --timeout holds.
         assert!(
-            took < Duration::from_secs(20),
+            took < Duration::from_secs(25),
             "took {took:?} with --timeout 2s"
         );
         let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -8,6 +8,9 @@ use crate::kube::KubeClient;
 use crate::stamp::Stamp;
 use crate::ui::Progress;
 
+/// The least time one read of the engine's status is given.
+const MIN_READ: Duration = Duration::from_secs(10);
+
 /// How often `--wait` looks at the engine's objects.
 fn poll_interval() -> Duration {
     Duration::from_millis(
@@ -52,8 +55,12 @@ pub async fn follow(
     let deadline = Instant::now() + timeout;
     let mut last = String::new();
     loop {
+        // One read may take what is left of the timeout, but never less than a slow API
+        // server needs to answer (a first read also discovers the API), so a short --timeout
+        // still names what blocks rather than "no answer".
         let left = deadline.saturating_duration_since(Instant::now());
-        let line = match tokio::time::timeout(left, engine::status(kube, engine, stamp)).await {
+        let read = left.max(MIN_READ);
+        let line = match tokio::time::timeout(read, engine::status(kube, engine, stamp)).await {
             Ok(Ok(status)) => {
                 if until(&status) {
                     return Ok(status);
