@@ -81,9 +81,14 @@ impl FileLock {
             match create_with(&path, &format!("{} {command}\n", std::process::id())) {
                 Ok(()) => return Ok(FileLock { path }),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let text = std::fs::read_to_string(&path).unwrap_or_default();
+                    let Ok(text) = std::fs::read_to_string(&path) else {
+                        // Released between our try and our read: try again. (Reading it as
+                        // stale would remove the lock someone takes next.)
+                        continue;
+                    };
                     if !holder_alive(&text) {
-                        // The holder is gone; its lock is stale.
+                        // The holder is gone (a crash, a kill -9); its lock is stale. Two
+                        // takers of one stale lock at the same instant could still race here.
                         let _ = std::fs::remove_file(&path);
                         continue;
                     }

@@ -87,12 +87,7 @@ mod env {
         let env = unique("lock");
         ok(&h.create(&env, &[]));
         // Another live kindling holds the env.
-        let mut holder = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
-        let lock = h.path("data/envs").join(&env).join("lock");
-        std::fs::write(&lock, format!("{} env create\n", holder.id())).unwrap();
+        let mut holder = h.hold_lock(&env, "env create");
         let out = h.run(&["env", "sync", &env], &[]);
         holder.kill().unwrap();
         let _ = holder.wait();
@@ -121,16 +116,8 @@ mod env {
         let env = unique("race");
         ok(&h.create(&env, &[]));
         // A delete holds the env; a sync waits for it.
-        let mut holder = std::process::Command::new("sleep")
-            .arg("60")
-            .spawn()
-            .unwrap();
+        let mut holder = h.hold_lock(&env, "env delete");
         let env_dir = h.path("data/envs").join(&env);
-        std::fs::write(
-            env_dir.join("lock"),
-            format!("{} env delete\n", holder.id()),
-        )
-        .unwrap();
         let sync = h
             .command(
                 &["env", "sync", &env, "--no-wait"],

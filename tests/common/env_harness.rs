@@ -395,6 +395,18 @@ impl Harness {
         api
     }
 
+    /// A live process holding the env's lock, as another kindling would (the lock names its
+    /// pid and command, as `crate::lock` writes it). Kill it to let go.
+    pub fn hold_lock(&self, env: &str, command: &str) -> std::process::Child {
+        let holder = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let lock = self.path("data/envs").join(env).join("lock");
+        std::fs::write(lock, format!("{} {command}\n", holder.id())).unwrap();
+        holder
+    }
+
     pub fn path(&self, p: &str) -> PathBuf {
         self.dir.path().join(p)
     }
