@@ -106,8 +106,12 @@ mod docker {
         assert_eq!(found.containers, [c.name.clone()]);
         assert_eq!(found.volumes, std::slice::from_ref(&volume));
         assert_eq!(found.networks, std::slice::from_ref(&network));
-        let envs = d.list_envs().await.unwrap();
+        let ours = kindling::docker::data_dir_id(&kindling::paths::data_dir());
+        let envs = d.list_envs(&ours).await.unwrap();
         assert_eq!(envs[&env].containers, [c.name.clone()]);
+        // Another data directory does not see them as its own.
+        let theirs = d.list_envs("another-data-dir").await.unwrap();
+        assert!(!theirs.contains_key(&env), "{theirs:?}");
 
         let report = d.sweep(&env).await.unwrap();
         assert_eq!(report.containers, [c.name.clone()]);

@@ -229,17 +229,64 @@ mod env {
     }
 
     #[tokio::test(flavor = "multi_thread")]
+    async fn env_delete_all_removes_this_data_dirs_envs_and_orphans_only() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        let env = unique("all");
+        ok(&h.create(&env, &[]));
+        // An orphan of this data dir, and an env of another data dir (another CI job's).
+        let (orphan, foreign) = (unique("mine"), unique("theirs"));
+        for (name, data) in [
+            (&orphan, h.data_label()),
+            (&foreign, "dev.kindling.data=another-data-dir".to_string()),
+        ] {
+            let label = format!("dev.kindling.env={name}");
+            let volume = format!("kindling-{name}-data");
+            let made = docker_cli(&[
+                "volume", "create", "--label", &label, "--label", &data, &volume,
+            ]);
+            assert!(made.status.success());
+        }
+        let deleted = h.json(&["env", "delete", "--all"]);
+        let names: Vec<&str> = deleted["deleted"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["env"].as_str().unwrap())
+            .collect();
+        assert!(
+            names.contains(&env.as_str()) && names.contains(&orphan.as_str()),
+            "{names:?}"
+        );
+        assert!(!names.contains(&foreign.as_str()), "{names:?}");
+        assert!(docker_labelled(&env).is_empty() && docker_labelled(&orphan).is_empty());
+        assert!(!container_exists(&format!("kindling-{env}-control-plane")));
+        // What another data dir made is untouched.
+        assert_eq!(docker_labelled(&foreign).len(), 1);
+        assert!(
+            docker_cli(&["volume", "rm", &format!("kindling-{foreign}-data")])
+                .status
+                .success()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
     async fn env_list_shows_orphans_and_delete_removes_them() {
         if docker().await.is_none() {
             return;
         }
         let h = Harness::new();
         let orphan = unique("orphan");
+        // Made by this data dir, as its label says (its state lost, say, in a crash).
         let created = docker_cli(&[
             "volume",
             "create",
             "--label",
             &format!("dev.kindling.env={orphan}"),
+            "--label",
+            &h.data_label(),
             &format!("kindling-{orphan}-data"),
         ]);
         assert!(created.status.success());

@@ -26,6 +26,7 @@ pub use spec::{
     CACHE_LABEL, ContainerSpec, HealthCheck, PUBLISH_ADDRESS, PublishedPort, VolumeMount,
     allocate_port, cache_labels, create_body, env_labels, port_is_free,
 };
+pub use spec::{DATA_LABEL, data_dir_id};
 pub use sweep::{EnvObjects, SweepReport};
 
 use crate::ENV_LABEL;

@@ -16,9 +16,32 @@ pub const CACHE_LABEL: &str = "dev.kindling.cache";
 /// Every published port binds here: nothing kindling runs is reachable from the network.
 pub const PUBLISH_ADDRESS: &str = "127.0.0.1";
 
-/// The labels of everything an env creates in Docker.
+/// Which data directory made an object: envs of other data directories (another CI job's,
+/// another user's) are never this one's orphans, so `env list` does not show them and
+/// `env delete --all` does not touch them.
+pub const DATA_LABEL: &str = "dev.kindling.data";
+
+/// A data directory as its objects' label names it: a short hash of its path.
+pub fn data_dir_id(data_dir: &std::path::Path) -> String {
+    use sha2::{Digest, Sha256};
+    let path = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    Sha256::digest(path.to_string_lossy().as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The labels of everything an env creates in Docker: its name, and the data directory
+/// (`KINDLING_DATA_DIR`) whose state it belongs to.
 pub fn env_labels(env: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([(ENV_LABEL.to_string(), env.to_string())])
+    BTreeMap::from([
+        (ENV_LABEL.to_string(), env.to_string()),
+        (
+            DATA_LABEL.to_string(),
+            data_dir_id(&crate::paths::data_dir()),
+        ),
+    ])
 }
 
 pub fn cache_labels() -> BTreeMap<String, String> {

@@ -93,28 +93,34 @@ impl DockerClient {
         })
     }
     /// Env names found on labelled Docker objects, with what each has.
-    pub async fn list_envs(&self) -> Result<BTreeMap<String, EnvObjects>, DockerError> {
+    /// The envs Docker holds objects of, as the data directory `data_id` (`data_dir_id`) sees
+    /// them: objects another data directory labelled are not its to list or delete. Objects
+    /// without a data label (made by kindling before it had one, or by a provider that labels
+    /// its nodes with the env only) count as this one's.
+    pub async fn list_envs(
+        &self,
+        data_id: &str,
+    ) -> Result<BTreeMap<String, EnvObjects>, DockerError> {
         let filters = Self::label_filter(ENV_LABEL);
+        let ours = |labels: Option<&HashMap<String, String>>| -> Option<String> {
+            let labels = labels?;
+            let foreign = labels.get(DATA_LABEL).is_some_and(|d| d != data_id);
+            (!foreign).then(|| labels.get(ENV_LABEL).cloned()).flatten()
+        };
         let mut envs: BTreeMap<String, EnvObjects> = BTreeMap::new();
         for c in self.containers_with(&filters).await? {
-            let env = c.labels.as_ref().and_then(|l| l.get(ENV_LABEL)).cloned();
+            let env = ours(c.labels.as_ref());
             if let (Some(env), Some(name)) = (env, container_name(c)) {
                 envs.entry(env).or_default().containers.push(name);
             }
         }
         for v in self.volumes_with(&filters).await? {
-            if let Some(env) = v.labels.get(ENV_LABEL) {
-                envs.entry(env.clone())
-                    .or_default()
-                    .volumes
-                    .push(v.name.clone());
+            if let Some(env) = ours(Some(&v.labels)) {
+                envs.entry(env).or_default().volumes.push(v.name.clone());
             }
         }
         for n in self.networks_with(&filters).await? {
-            if let (Some(env), Some(name)) = (
-                n.labels.as_ref().and_then(|l| l.get(ENV_LABEL)).cloned(),
-                n.name,
-            ) {
+            if let (Some(env), Some(name)) = (ours(n.labels.as_ref()), n.name) {
                 envs.entry(env).or_default().networks.push(name);
             }
         }

@@ -25,7 +25,10 @@ pub struct ListEntry {
 /// Envs from their state, plus labelled Docker objects no state accounts for.
 pub async fn list(settings: &Settings) -> Result<Vec<ListEntry>, EnvError> {
     let mut docker_envs = match DockerClient::connect().await {
-        Ok(d) => d.list_envs().await?,
+        Ok(d) => {
+            d.list_envs(&crate::docker::data_dir_id(&settings.data_dir))
+                .await?
+        }
         Err(_) => Default::default(),
     };
     let mut out = Vec::new();

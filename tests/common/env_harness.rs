@@ -407,6 +407,15 @@ impl Harness {
         holder
     }
 
+    /// The `dev.kindling.data=…` label of objects this harness's data dir makes.
+    pub fn data_label(&self) -> String {
+        format!(
+            "{}={}",
+            kindling::docker::DATA_LABEL,
+            kindling::docker::data_dir_id(&self.path("data"))
+        )
+    }
+
     pub fn path(&self, p: &str) -> PathBuf {
         self.dir.path().join(p)
     }
