@@ -249,6 +249,25 @@ pub struct Harness {
     pub gitea: FakeGitea,
 }
 
+/// kindling talks to the cluster through its API, never through these CLIs (README: "no
+/// flux/argocd/helm/kubectl CLI"): first on the PATH the binary runs with, each records that it
+/// was called and fails.
+pub fn forbidden_clis(bin: &Path) {
+    std::fs::create_dir_all(bin).unwrap();
+    for name in ["kubectl", "flux", "helm", "argocd"] {
+        let path = bin.join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\necho \"{name} $*\" >> \"$(dirname \"$0\")/forbidden-calls\"\nexit 1\n"
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
 /// A Ready node, as the API of a cluster whose nodes came up.
 pub fn with_ready_node(api: &FakeApi) {
     api.update(|objects| {
@@ -363,6 +382,7 @@ impl Harness {
         };
         with_ready_node(&api);
         fake_kind(&dir.path().join("bin"), &api.url);
+        forbidden_clis(&dir.path().join("bin"));
         fake_k3d(&dir.path().join("bin"), &api.url);
         manifests_dir(&dir.path().join("manifests"));
         // Each harness starts its registry ports elsewhere: tests run side by side.
@@ -559,6 +579,11 @@ pub fn container_exists(name: &str) -> bool {
 }
 
 pub fn delete_clean(h: &Harness, env: &str) {
+    let forbidden = std::fs::read_to_string(h.path("bin/forbidden-calls")).unwrap_or_default();
+    assert!(
+        forbidden.is_empty(),
+        "kindling ran a CLI it must not: {forbidden}"
+    );
     let out = h.json(&["env", "delete", env]);
     assert_eq!(out["deleted"][0]["env"], env);
     assert!(
