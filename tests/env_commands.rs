@@ -404,6 +404,9 @@ mod env {
         let env = unique("w");
         ok(&h.create(&env, &[]));
         let before = h.state(&env)["commit"].as_str().unwrap().to_string();
+        // The harness's source is no Git repository: watch must still go by what Git would
+        // snapshot, .gitignore included.
+        std::fs::write(h.path("source/.gitignore"), "*.tmp\n").unwrap();
         let mut watch = h
             .command(
                 &["env", "watch", &env, "--debounce-ms", "100"],
@@ -436,6 +439,18 @@ mod env {
                 break;
             }
         }
+        // An ignored file changes nothing: after well over the debounce and a poll, watch has
+        // not synced (with one sync allowed it would have exited).
+        std::fs::write(
+            h.path("source/stamps/sample/applications/api/scratch.tmp"),
+            "ignored\n",
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(1000));
+        assert!(
+            watch.try_wait().unwrap().is_none(),
+            "watch synced an ignored file"
+        );
         std::fs::write(
             h.path("source/stamps/sample/applications/api/note.txt"),
             "watched\n",

@@ -9,10 +9,55 @@ use super::steps::push::short;
 use super::{EnvError, Settings};
 use crate::ui::Progress;
 
-/// What the source tree looks like, cheaply: every file Git would snapshot (honouring
-/// .gitignore), with size and modification time.
-pub fn fingerprint(source: &Path) -> Vec<(String, u64, u128)> {
-    let listed = std::process::Command::new("git")
+/// The source tree as Git would snapshot it (honouring .gitignore): through the tree's own
+/// repository, or, for a tree that is not in one, through a scratch repository, the way
+/// `env sync` snapshots it.
+pub struct SourceTree {
+    source: std::path::PathBuf,
+    scratch: Option<tempfile::TempDir>,
+}
+
+impl SourceTree {
+    pub fn new(source: &Path) -> SourceTree {
+        let in_repo = std::process::Command::new("git")
+            .args(["rev-parse", "--is-inside-work-tree"])
+            .current_dir(source)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        let scratch = (!in_repo)
+            .then(|| tempfile::tempdir().ok())
+            .flatten()
+            .filter(|dir| {
+                std::process::Command::new("git")
+                    .args(["init", "--quiet", "--bare"])
+                    .arg(dir.path())
+                    .status()
+                    .is_ok_and(|s| s.success())
+            });
+        SourceTree {
+            source: source.to_path_buf(),
+            scratch,
+        }
+    }
+
+    /// What the tree looks like, cheaply: every file Git would snapshot, with size and
+    /// modification time.
+    pub fn fingerprint(&self) -> Vec<(String, u64, u128)> {
+        fingerprint(&self.source, self.scratch.as_ref().map(|d| d.path()))
+    }
+}
+
+fn fingerprint(source: &Path, scratch_git_dir: Option<&Path>) -> Vec<(String, u64, u128)> {
+    let mut git = std::process::Command::new("git");
+    if let Some(git_dir) = scratch_git_dir {
+        git.arg("--git-dir")
+            .arg(git_dir)
+            .arg("--work-tree")
+            .arg(source);
+    }
+    let listed = git
         .args([
             "ls-files",
             "--cached",
@@ -32,6 +77,7 @@ pub fn fingerprint(source: &Path) -> Vec<(String, u64, u128)> {
                 .map(|s| String::from_utf8_lossy(s).into_owned())
                 .collect::<Vec<_>>()
         });
+    // Without git at all, every file counts.
     let files = listed.unwrap_or_else(|| {
         let mut all = Vec::new();
         walk(source, source, &mut all);
@@ -86,7 +132,8 @@ where
     let state = load(settings, name)?;
     let source = state.source.clone();
     let interrupted = super::interrupt_flag();
-    let mut seen = fingerprint(&source);
+    let tree = SourceTree::new(&source);
+    let mut seen = tree.fingerprint();
     let mut syncs = 0;
     progress.info(&format!(
         "watching {} (Ctrl-C stops); edits are pushed and reconciled",
@@ -99,7 +146,7 @@ where
             return Ok(syncs);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let now = fingerprint(&source);
+        let now = tree.fingerprint();
         if now == seen {
             continue;
         }
@@ -107,7 +154,7 @@ where
         let mut settled = now;
         loop {
             tokio::time::sleep(debounce).await;
-            let again = fingerprint(&source);
+            let again = tree.fingerprint();
             if again == settled {
                 break;
             }
@@ -124,5 +171,29 @@ where
             Err(e) => progress.warn(&format!("sync failed: {e}")),
         }
         syncs += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_watch_sees_what_git_would_snapshot_in_a_tree_that_is_no_repository() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".gitignore"), "*.tmp\nbuild/\n").unwrap();
+        std::fs::write(dir.path().join("a.yaml"), "a").unwrap();
+        std::fs::write(dir.path().join("scratch.tmp"), "x").unwrap();
+        std::fs::create_dir_all(dir.path().join("build")).unwrap();
+        std::fs::write(dir.path().join("build/out"), "x").unwrap();
+        let tree = SourceTree::new(dir.path());
+        let names: Vec<String> = tree.fingerprint().into_iter().map(|f| f.0).collect();
+        assert_eq!(names, [".gitignore", "a.yaml"]);
+        // An ignored file's edit changes nothing; a tracked file's does.
+        let before = tree.fingerprint();
+        std::fs::write(dir.path().join("scratch.tmp"), "changed").unwrap();
+        assert_eq!(tree.fingerprint(), before);
+        std::fs::write(dir.path().join("a.yaml"), "changed").unwrap();
+        assert_ne!(tree.fingerprint(), before);
     }
 }
