@@ -75,6 +75,30 @@ mod env {
         assert_eq!(deletes, 1);
         let status = h.json(&["env", "status", &env, "--wait", "--timeout", "30s"]);
         assert_eq!(status["status"]["ready"], true);
+
+        // Another stamp on the same cluster: the old root goes, the new one is bootstrapped.
+        let other = h.path("source/stamps/other");
+        super::common::copy_tree(&h.path("source/stamps/sample"), &other);
+        let text = std::fs::read_to_string(other.join("stamp.yaml")).unwrap();
+        let text = text
+            .replace("  name: sample", "  name: other")
+            .replace("!/stamps/sample/", "!/stamps/other/");
+        std::fs::write(other.join("stamp.yaml"), text).unwrap();
+        let switched = h.json(&["env", "restart", &env, "--stamp", "other"]);
+        assert_eq!(switched["restart"]["removedStamp"], "sample");
+        assert_eq!(switched["restart"]["stamp"], "other");
+        let deletes = h
+            .api
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "DELETE" && r.path.contains("kustomizations/kindling-sample"))
+            .count();
+        assert_eq!(deletes, 2);
+        assert!(h.api.object("Kustomization", "kindling-other").is_some());
+        assert_eq!(h.state(&env)["stamp"], "other");
+        let status = h.json(&["env", "status", &env, "--wait", "--timeout", "30s"]);
+        assert_eq!(status["status"]["stamp"], "other");
+        assert_eq!(status["status"]["ready"], true, "{status:#}");
         delete_clean(&h, &env);
     }
 
