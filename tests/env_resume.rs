@@ -46,13 +46,7 @@ mod env {
                 "{step}: {name} must not be recorded: {done:?}"
             );
             let rerun = ok(&h.create(&env, &[]));
-            let skipped: Vec<&str> = rerun["env"]["steps"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|s| s["status"] == "skipped")
-                .map(|s| s["name"].as_str().unwrap())
-                .collect();
+            let skipped = report_steps(&rerun, "skipped");
             // What finished before the fault is not redone (among the steps that can skip).
             for s in ["cluster", "gitea", "registry", "engine"] {
                 if done.contains(&s) {
@@ -235,13 +229,7 @@ mod env {
         assert!(!done.contains(&"push"), "{done:?}");
         std::fs::remove_file(h.path("bin/slow-create")).unwrap();
         let rerun = ok(&h.create(&env, &[]));
-        let skipped: Vec<&str> = rerun["env"]["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|s| s["status"] == "skipped")
-            .map(|s| s["name"].as_str().unwrap())
-            .collect();
+        let skipped = report_steps(&rerun, "skipped");
         assert!(skipped.contains(&"cluster"), "{skipped:?}");
         delete_clean(&h, &env);
     }

@@ -296,7 +296,6 @@ mod pins {
 
     #[test]
     fn pins_fixture_record_matches_the_files() {
-        use sha2::{Digest, Sha256};
         let record = std::fs::read_to_string(upstream_dir().join("README.md")).unwrap();
         let mut files = 0;
         let listed = std::fs::read_dir(schemas_dir())
@@ -305,10 +304,7 @@ mod pins {
         for entry in listed {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_str().unwrap().to_string();
-            let sum: String = Sha256::digest(std::fs::read(&path).unwrap())
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
+            let sum = kindling::cluster::tools::sha256_hex(&std::fs::read(&path).unwrap());
             let row = record
                 .lines()
                 .find(|l| l.starts_with(&format!("| `{name}` |")))

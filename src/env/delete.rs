@@ -7,7 +7,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::state::EnvState;
-use super::{EnvError, Settings, provider_cli};
+use super::{EnvError, Settings, provider_cli, steps};
 use crate::docker::{DockerClient, SweepReport};
 use crate::lock::FileLock;
 use crate::ui::Progress;
@@ -156,7 +156,7 @@ async fn delete_cluster(
             Ok(false)
         })
         .await
-        .map_err(|e| EnvError::Preflight(e.to_string()))??;
+        .map_err(steps::join_error)??;
         if deleted {
             deleted_one = Some(format!("{} {cluster_name}", provider.name()));
         }

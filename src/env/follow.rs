@@ -78,9 +78,10 @@ pub async fn follow(
             }
             Ok(Err(e)) => {
                 let first = e.to_string().lines().next().unwrap_or_default().to_string();
-                let line = format!(": the engine's status cannot be read ({first})");
+                let why = format!("the engine's status cannot be read ({first})");
+                let line = format!(": {why}");
                 if line != last {
-                    progress.warn(&format!("{}; retrying", &line[2..]));
+                    progress.warn(&format!("{why}; retrying"));
                 }
                 line
             }

@@ -138,7 +138,7 @@ impl Parts {
                 .and_then(|p| p.exists(&cn).map_err(EnvError::from))
         })
         .await
-        .map_err(|e| EnvError::Preflight(e.to_string()))?;
+        .map_err(steps::join_error)?;
         let cluster = ComponentStatus {
             name: cluster_name,
             state: match &exists {

@@ -175,6 +175,13 @@ pub fn argo_controller(repo: Head, entries: Vec<String>) -> impl FnMut(&mut Vec<
 
 /// A fake provider CLI `name` in `bin`, with a kubeconfig template (`NAME` replaced by the
 /// cluster) whose context `<context>-NAME` points at the fake API.
+/// A script file the tests put on PATH.
+pub fn write_executable(path: &Path, script: &str) {
+    std::fs::write(path, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 pub fn install_fake_cli(bin: &Path, name: &str, context: &str, api_url: &str, script: &str) {
     std::fs::create_dir_all(bin).unwrap();
     let c = format!("{context}-NAME");
@@ -182,10 +189,7 @@ pub fn install_fake_cli(bin: &Path, name: &str, context: &str, api_url: &str, sc
         "apiVersion: v1\nkind: Config\nclusters:\n- name: {c}\n  cluster:\n    server: {api_url}\ncontexts:\n- name: {c}\n  context:\n    cluster: {c}\n    user: {c}\ncurrent-context: {c}\nusers:\n- name: {c}\n  user:\n    token: fake\n"
     );
     std::fs::write(bin.join(format!("{name}-kubeconfig.template")), kubeconfig).unwrap();
-    let path = bin.join(name);
-    std::fs::write(&path, script).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_executable(&bin.join(name), script);
 }
 
 pub fn fake_k3d(bin: &Path, api_url: &str) {
@@ -255,16 +259,12 @@ pub struct Harness {
 pub fn forbidden_clis(bin: &Path) {
     std::fs::create_dir_all(bin).unwrap();
     for name in ["kubectl", "flux", "helm", "argocd"] {
-        let path = bin.join(name);
-        std::fs::write(
-            &path,
-            format!(
+        write_executable(
+            &bin.join(name),
+            &format!(
                 "#!/bin/sh\necho \"{name} $*\" >> \"$(dirname \"$0\")/forbidden-calls\"\nexit 1\n"
             ),
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        );
     }
 }
 
@@ -516,6 +516,17 @@ impl Harness {
                 .unwrap();
         serde_json::from_str(&text).unwrap()
     }
+}
+
+/// The names of the steps a create report lists with `status` (`done`, `skipped`).
+pub fn report_steps<'a>(report: &'a Value, status: &str) -> Vec<&'a str> {
+    report["env"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["status"] == status)
+        .map(|s| s["name"].as_str().unwrap())
+        .collect()
 }
 
 /// The names of the steps a state records as done.

@@ -33,15 +33,9 @@ impl Step for Engine {
             let engine = ctx.opts.engine;
             let settings = ctx.settings;
             let pinned = manifests::pinned(engine);
-            let cache = settings.cache_dir.clone();
-            let dir = settings.manifests_dir.clone();
-            let modified = settings.manifests_modified;
-            let p = pinned.clone();
+            let (p, owned) = (pinned.clone(), settings.clone());
             let fetched = tokio::task::spawn_blocking(move || {
-                let local = dir
-                    .as_deref()
-                    .map(|dir| manifests::LocalCopies { dir, modified });
-                manifests::fetch(&p, &cache, local)
+                manifests::fetch(&p, &owned.cache_dir, owned.local_manifests())
             })
             .await
             .map_err(join_error)??;
