@@ -73,7 +73,7 @@ impl FileLock {
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(|e| LockError::Io {
             path: dir.to_path_buf(),
-            reason: e.to_string(),
+            reason: crate::paths::write_failure(&e),
         })?;
         let path = path.to_path_buf();
         let deadline = Instant::now() + wait;
@@ -108,7 +108,7 @@ impl FileLock {
                 Err(e) => {
                     return Err(LockError::Io {
                         path,
-                        reason: e.to_string(),
+                        reason: crate::paths::write_failure(&e),
                     });
                 }
             }

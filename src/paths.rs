@@ -68,6 +68,29 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
     result
 }
 
+/// An I/O error on a file kindling writes in its data dir, with the way out when the disk is
+/// the cause: full, read-only, or not ours to write. Atomic writes leave the previous file
+/// whole, so the line says the state is intact.
+pub fn write_failure(e: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    let help = match e.kind() {
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => Some(
+            "the disk holding kindling's data dir is full; free space and run the command again",
+        ),
+        ErrorKind::ReadOnlyFilesystem => Some(
+            "kindling's data dir is on a read-only file system; remount it writable or point KINDLING_DATA_DIR elsewhere",
+        ),
+        ErrorKind::PermissionDenied => Some(
+            "kindling cannot write in its data dir; check its owner and permissions (or KINDLING_DATA_DIR)",
+        ),
+        _ => None,
+    };
+    match help {
+        Some(help) => format!("{e}\nhelp: {help}; what was written before is unchanged"),
+        None => e.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

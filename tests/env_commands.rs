@@ -7,7 +7,7 @@ mod env {
 
     use std::time::Duration;
 
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::common::env_harness::*;
     use super::common::fake_gitea::FakeGitea;
@@ -554,6 +554,41 @@ mod env {
                     .is_some_and(|r| r.ends_with(&commit)),
                 "{env}: {source}"
             );
+        }
+        // Both creates started on a data dir with no root CA: two root-CA creations raced.
+        // One root came out of it, and both clusters were handed an intermediate under it.
+        let root = std::fs::read_to_string(h.path("data/ca/root.pem")).unwrap();
+        let b64 = |v: &Value| {
+            use base64::Engine;
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().unwrap())
+                .unwrap();
+            String::from_utf8(raw).unwrap()
+        };
+        for (api, env, report) in [(&h.api, &a, &ra), (&api_b, &b, &rb)] {
+            let secret = api.object("Secret", "root-ca-secret").unwrap();
+            assert_eq!(b64(&secret["data"]["ca.crt"]), root, "{env}: another root");
+            let chain = b64(&secret["data"]["tls.crt"]);
+            assert!(chain.ends_with(&root), "{env}: chain not under the root");
+            let intermediate = &chain[..chain.len() - root.len()];
+            let pem = h.path(&format!("{env}-intermediate.pem"));
+            std::fs::write(&pem, intermediate).unwrap();
+            let verified = std::process::Command::new("openssl")
+                .arg("verify")
+                .arg("-CAfile")
+                .arg(h.path("data/ca/root.pem"))
+                .arg(&pem)
+                .output()
+                .unwrap();
+            assert!(
+                verified.status.success(),
+                "{env}: intermediate not signed by the root: {}",
+                String::from_utf8_lossy(&verified.stderr)
+            );
+            let ca_step = report_steps(&ok(report), "done")
+                .iter()
+                .position(|s| *s == "ca");
+            assert!(ca_step.is_some(), "{env}: the ca step did not run");
         }
         let list = h.json(&["env", "list"]);
         let names: Vec<&str> = list["envs"]

@@ -192,4 +192,63 @@ mod gitea {
             "nothing may have been pushed"
         );
     }
+
+    /// Makes the server move `main` (one commit by someone else) after each fetch it
+    /// serves, `times` times: a writer racing kindling between its fetch and its push.
+    fn another_writer(f: &Fixture, times: u32) {
+        let root = f.remote.parent().unwrap().parent().unwrap();
+        let count = root.join("moves");
+        let script = format!(
+            r#"#!/bin/sh
+n=$(cat "{count}" 2>/dev/null || echo 0)
+[ "$n" -ge {times} ] && exit 0
+echo $((n + 1)) > "{count}"
+cd "{remote}" || exit 1
+export GIT_AUTHOR_NAME=other GIT_AUTHOR_EMAIL=o@x GIT_COMMITTER_NAME=other GIT_COMMITTER_EMAIL=o@x
+blob=$(echo "edited in the web editor $n" | git hash-object -w --stdin)
+tree=$(printf '100644 blob %s\tweb.txt\n' "$blob" | git mktree)
+c=$(echo "web edit $n" | git commit-tree "$tree" -p main)
+git update-ref refs/heads/main "$c"
+"#,
+            count = count.display(),
+            remote = f.remote.display(),
+        );
+        super::common::env_harness::write_executable(&root.join("after-fetch"), &script);
+    }
+
+    #[test]
+    fn gitea_push_rides_out_a_branch_that_moved_and_names_one_that_keeps_moving() {
+        let f = fixture();
+        push_snapshot(&f.source, &[], "one", &target(&f.url, TOKEN)).unwrap();
+        // Moved once between fetch and push: git refuses (fetch first); the retry puts the
+        // snapshot on top of the other commit, nothing of it lost from history.
+        another_writer(&f, 1);
+        std::fs::write(f.source.join("stamps/s/app.yaml"), "replicas: 4\n").unwrap();
+        let outcome = push_snapshot(&f.source, &[], "two", &target(&f.url, TOKEN)).unwrap();
+        let PushOutcome::Pushed(commit) = &outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(&git(&f.remote, &["rev-parse", "main"]), commit);
+        assert_eq!(
+            git(&f.remote, &["log", "-1", "--format=%s", "main^"]),
+            "web edit 0"
+        );
+        assert_eq!(
+            git(&f.remote, &["show", "main:stamps/s/app.yaml"]),
+            "replicas: 4"
+        );
+        // Moving on every try: a clear error after a bounded number of tries.
+        std::fs::remove_file(f.remote.parent().unwrap().parent().unwrap().join("moves")).unwrap();
+        another_writer(&f, 100);
+        std::fs::write(f.source.join("stamps/s/app.yaml"), "replicas: 5\n").unwrap();
+        let err = push_snapshot(&f.source, &[], "three", &target(&f.url, TOKEN)).unwrap_err();
+        assert!(
+            matches!(err, PushError::BranchMoving { attempts: 3, .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("something else pushes"), "{err}");
+        // Nothing half-landed: main is the other writer's.
+        let last = git(&f.remote, &["log", "-1", "--format=%s", "main"]);
+        assert!(last.starts_with("web edit"), "{last}");
+    }
 }

@@ -4,8 +4,6 @@
 //! done and finishes the rest.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -100,13 +98,13 @@ pub async fn create(
         return Ok(Outcome::Plan(Box::new(plan)));
     }
     let state = existing.unwrap_or_else(|| new_state(opts, &stamp, ports));
-    let ctx = Ctx::new(opts, settings, progress, &stamp, &resolved, state);
+    let mut ctx = Ctx::new(opts, settings, progress, &stamp, &resolved, state);
+    ctx.interrupted = super::interrupt_flag();
     ctx.save()?;
     drop(ports_lock);
     let mut run = Run {
         ctx: &ctx,
         reports: Vec::new(),
-        interrupted: super::interrupt_flag(),
     };
     for (i, group) in steps::ALL.iter().enumerate() {
         run.group(group).await?;
@@ -170,7 +168,6 @@ fn new_state(opts: &CreateOptions, stamp: &Stamp, ports: Ports) -> EnvState {
 struct Run<'r, 'a> {
     ctx: &'r Ctx<'a>,
     reports: Vec<StepReport>,
-    interrupted: Arc<AtomicBool>,
 }
 
 /// What became of one step of a group.
@@ -239,7 +236,7 @@ impl Run<'_, '_> {
 
     /// Ctrl-C stops between steps, never inside one.
     fn between(&self, group: &[&dyn Step]) -> Result<(), EnvError> {
-        if self.interrupted.load(Ordering::SeqCst) {
+        if self.ctx.is_interrupted() {
             let last = group.last().map(|s| s.name()).unwrap_or_default();
             return Err(EnvError::Interrupted(last.to_string()));
         }

@@ -82,6 +82,10 @@ pub enum EnvError {
     InjectedBefore(String),
     #[error("interrupted after step {0}; run the same command again to continue")]
     Interrupted(String),
+    #[error(
+        "interrupted while waiting for reconciliation; every step before it is done\nhelp: `kindling env status {0} --wait` follows it, or run the same command again"
+    )]
+    InterruptedWaiting(String),
     #[error("timed out after {seconds}s waiting for {what}{blocking}")]
     TimedOut {
         what: String,
@@ -100,7 +104,7 @@ impl EnvError {
                 ClusterError::InvalidProfile { .. } | ClusterError::ProfileSyntax { .. },
             ) => 2,
             EnvError::TimedOut { .. } => 3,
-            EnvError::Interrupted(_) => 130,
+            EnvError::Interrupted(_) | EnvError::InterruptedWaiting(_) => 130,
             _ => 1,
         }
     }

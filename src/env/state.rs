@@ -112,7 +112,7 @@ impl EnvState {
         let bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
         crate::paths::write_atomic(&path, &bytes, 0o600).map_err(|e| EnvError::State {
             path,
-            reason: e.to_string(),
+            reason: crate::paths::write_failure(&e),
         })
     }
 

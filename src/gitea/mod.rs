@@ -455,12 +455,22 @@ impl GiteaClient {
         })
     }
 
-    /// Waits for `/api/healthz` to answer 200, bounded.
+    /// Waits for `/api/healthz` to answer 200, bounded: a Gitea that accepts connections
+    /// and never answers is given up on at `timeout` too, not after a request's own 30 s.
     pub fn wait_healthy(&self, timeout: Duration) -> Result<(), GiteaError> {
         let deadline = std::time::Instant::now() + timeout;
         let url = format!("{}/api/healthz", self.base_url);
         loop {
-            let last = match self.agent.get(&url).call() {
+            let left = deadline
+                .saturating_duration_since(std::time::Instant::now())
+                .max(Duration::from_millis(200));
+            let request = self
+                .agent
+                .get(&url)
+                .config()
+                .timeout_global(Some(left))
+                .build();
+            let last = match request.call() {
                 Ok(r) if r.status().as_u16() == 200 => return Ok(()),
                 Ok(r) => format!("HTTP {}", r.status().as_u16()),
                 Err(e) => e.to_string(),

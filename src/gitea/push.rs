@@ -24,6 +24,10 @@ pub enum PushError {
         action: &'static str,
         stderr: String,
     },
+    #[error(
+        "the branch {branch} moved each time kindling pushed ({attempts} tries): something else pushes to this env's repository\nhelp: stop the other writer (another `kindling env sync` or `env watch` on this env?) and run the command again"
+    )]
+    BranchMoving { branch: String, attempts: u32 },
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -115,34 +119,59 @@ pub fn push_snapshot(
         source,
     })?;
     let git = scratch_git(source, scratch.path(), target)?;
-    let parent = fetch_branch(&git, target)?;
     let tree = snapshot_tree(&git, extra_files)?;
-    if let Some(parent) = &parent {
-        let parent_tree = git.run(
-            "reading the branch",
-            &["rev-parse", &format!("{parent}^{{tree}}")],
+    // Someone else may push between our fetch and our push (a second kindling, a user in
+    // Gitea's web editor). Git then refuses the push as not a fast-forward; fetch again and
+    // put the same tree on top of what is there now, a few times.
+    for _ in 0..PUSH_ATTEMPTS {
+        let parent = fetch_branch(&git, target)?;
+        if let Some(parent) = &parent {
+            let parent_tree = git.run(
+                "reading the branch",
+                &["rev-parse", &format!("{parent}^{{tree}}")],
+                None,
+            )?;
+            if parent_tree == tree {
+                return Ok(PushOutcome::Unchanged(parent.clone()));
+            }
+        }
+        let mut commit_args = vec!["commit-tree", &tree, "-m", message];
+        if let Some(parent) = &parent {
+            commit_args.extend(["-p", parent]);
+        }
+        let commit = git.run("committing the snapshot", &commit_args, None)?;
+        let pushed = git.run(
+            "pushing the snapshot",
+            &[
+                "push",
+                "--quiet",
+                target.url,
+                &format!("{commit}:refs/heads/{}", target.branch),
+            ],
             None,
-        )?;
-        if parent_tree == tree {
-            return Ok(PushOutcome::Unchanged(parent.clone()));
+        );
+        match pushed {
+            Ok(_) => return Ok(PushOutcome::Pushed(commit)),
+            Err(PushError::Git { stderr, .. }) if branch_moved(&stderr) => continue,
+            Err(e) => return Err(e),
         }
     }
-    let mut commit_args = vec!["commit-tree", &tree, "-m", message];
-    if let Some(parent) = &parent {
-        commit_args.extend(["-p", parent]);
-    }
-    let commit = git.run("committing the snapshot", &commit_args, None)?;
-    git.run(
-        "pushing the snapshot",
-        &[
-            "push",
-            "--quiet",
-            target.url,
-            &format!("{commit}:refs/heads/{}", target.branch),
-        ],
-        None,
-    )?;
-    Ok(PushOutcome::Pushed(commit))
+    Err(PushError::BranchMoving {
+        branch: target.branch.to_string(),
+        attempts: PUSH_ATTEMPTS,
+    })
+}
+
+/// How often a push refused because the branch moved is tried again.
+const PUSH_ATTEMPTS: u32 = 3;
+
+/// Whether git refused the push because the branch moved since it was fetched: the client's
+/// "(fetch first)" / "(non-fast-forward)", or the server losing the race on the ref itself.
+fn branch_moved(stderr: &str) -> bool {
+    (stderr.contains("[rejected]")
+        && (stderr.contains("fetch first") || stderr.contains("non-fast-forward")))
+        || (stderr.contains("[remote rejected]")
+            && (stderr.contains("failed to update ref") || stderr.contains("cannot lock ref")))
 }
 
 /// Git on the user's tree with a scratch object store and index in `scratch`: the user's

@@ -282,6 +282,17 @@ pub fn with_ready_node(api: &FakeApi) {
     });
 }
 
+/// kind as kubernetes-sigs/kind v0.33.0 behaves where kindling relies on it:
+/// - `get clusters` lists the cluster label of every node container, running or not
+///   (pkg/cluster/internal/providers/docker/provider.go, ListClusters), so a cluster whose
+///   create is still under way is listed;
+/// - `create cluster` refuses a name that has nodes ("node(s) already exist for a cluster
+///   with the name", pkg/cluster/internal/create/create.go alreadyExists), provisions the node
+///   containers first and only then runs kubeadm (the long part; `bin/slow-create` makes it
+///   take 3 s), and removes the nodes when it fails;
+/// - `get kubeconfig` reads the node's admin.conf, which exists only once kubeadm init is
+///   done (pkg/cluster/internal/kubeconfig/kubeconfig.go): before that it fails. The fake
+///   keeps the finished clusters in `bin/clusters`.
 pub fn fake_kind(bin: &Path, api_url: &str) {
     let script = format!(
         r#"#!/bin/sh
@@ -289,19 +300,25 @@ here=$(dirname "$0")
 echo "$*" >> "$here/kind-calls"
 touch "$here/clusters"
 case "$1 $2" in
-  "get clusters") cat "$here/clusters" ;;
+  "get clusters") docker ps -a --filter label=io.x-k8s.kind.cluster --format '{{{{.Label "io.x-k8s.kind.cluster"}}}}' | sort -u ;;
   "create cluster")
 name=$4
+if docker ps -a --filter "label=io.x-k8s.kind.cluster=$name" --format '{{{{.Names}}}}' | grep -q .; then
+  echo "ERROR: failed to create cluster: node(s) already exist for a cluster with the name \"$name\"" >&2; exit 1
+fi
 if [ -e "$here/fail-create" ]; then echo "ERROR: failed to create cluster: node did not become ready" >&2; exit 1; fi
-if [ -e "$here/slow-create" ]; then sleep 3; fi
 docker network inspect kind >/dev/null 2>&1 || docker network create kind >/dev/null 2>&1
 docker run -d --name "$name-control-plane" --label io.x-k8s.kind.cluster="$name" --network kind {TEST_IMAGE} sleep 1000000 >/dev/null || exit 1
+if [ -e "$here/slow-create" ]; then sleep 3; fi
 echo "$name" >> "$here/clusters" ;;
   "delete cluster")
 name=$4
 docker rm -f "$name-control-plane" >/dev/null 2>&1
 grep -vx "$name" "$here/clusters" > "$here/clusters.$$"; mv "$here/clusters.$$" "$here/clusters" ;;
   "get kubeconfig")
+if ! grep -qx "$4" "$here/clusters"; then
+  echo "ERROR: failed to get cluster internal kubeconfig: command \"docker exec --privileged $4-control-plane cat /etc/kubernetes/admin.conf\" failed with error: exit status 1" >&2; exit 1
+fi
 # A cluster with an API server of its own (bin/api-NAME), else the harness's.
 if [ -e "$here/api-$4" ]; then sed "s/NAME/$4/g; s#server: .*#server: $(cat "$here/api-$4")#" "$here/kind-kubeconfig.template"
 else sed "s/NAME/$4/g" "$here/kind-kubeconfig.template"; fi ;;

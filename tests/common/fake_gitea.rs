@@ -218,4 +218,10 @@ fn handle(
         content.len()
     );
     let _ = stream.write_all(content);
+    // A test's stand-in for another writer: `ROOT/after-fetch`, if there, runs once a fetch
+    // has been served, so the branch moves between a client's fetch and its push.
+    let hook = root.join("after-fetch");
+    if method == "POST" && path.ends_with("/git-upload-pack") && hook.exists() {
+        let _ = Command::new(&hook).current_dir(root).status();
+    }
 }

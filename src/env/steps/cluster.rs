@@ -51,13 +51,16 @@ impl Step for Cluster {
             let name = resolved.name.clone();
             let dir = ctx.env_dir.clone();
             let cli = provider.clone();
+            let patience = ctx.settings.step_timeout;
             let (created, kubeconfig) = tokio::task::spawn_blocking(move || {
                 let exists = cli.exists(&name)?;
                 if !exists {
                     cli.create(&name, &config)?;
+                    let kubeconfig = cluster::provider::write_kubeconfig(&*cli, &name, &dir)?;
+                    return Ok::<_, EnvError>((true, kubeconfig));
                 }
-                let kubeconfig = cluster::provider::write_kubeconfig(&*cli, &name, &dir)?;
-                Ok::<_, EnvError>((!exists, kubeconfig))
+                let kubeconfig = kubeconfig_of_existing(&*cli, &name, &dir, patience)?;
+                Ok((false, kubeconfig))
             })
             .await
             .map_err(join_error)??;
@@ -81,5 +84,34 @@ impl Step for Cluster {
             }
             .to_string())
         })
+    }
+}
+
+/// The kubeconfig of a cluster this run found rather than made. The nodes exist from the
+/// first seconds of a kind or k3d create, the kubeconfig only once the control plane is up
+/// (kind reads the node's admin.conf, kubernetes-sigs/kind v0.33.0
+/// pkg/cluster/internal/kubeconfig/kubeconfig.go). A run killed mid-create leaves its kind
+/// running in its own process group; the rerun waits for it, up to the step timeout, and
+/// then says what to do with a cluster that never finished.
+fn kubeconfig_of_existing(
+    cli: &dyn cluster::provider::ClusterProvider,
+    name: &str,
+    dir: &std::path::Path,
+    patience: std::time::Duration,
+) -> Result<std::path::PathBuf, EnvError> {
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        match cluster::provider::write_kubeconfig(cli, name, dir) {
+            Ok(path) => return Ok(path),
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+            Err(e) => {
+                return Err(EnvError::Preflight(format!(
+                    "cluster {name} exists but gave no kubeconfig within {}s: {e}\nhelp: an earlier create of it may have been stopped part way; `kindling env delete` the env and create it again",
+                    patience.as_secs()
+                )));
+            }
+        }
     }
 }

@@ -101,6 +101,9 @@ pub struct Ctx<'a> {
     pub(super) status: OnceLock<EngineStatus>,
     env_network: tokio::sync::OnceCell<String>,
     kube: tokio::sync::OnceCell<KubeClient>,
+    /// Set by Ctrl-C. The orchestrator stops between steps; a step that only waits (the
+    /// reconcile wait) stops at once, since it has nothing half-done to protect.
+    pub interrupted: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl<'a> Ctx<'a> {
@@ -127,7 +130,13 @@ impl<'a> Ctx<'a> {
             status: OnceLock::new(),
             env_network: tokio::sync::OnceCell::new(),
             kube: tokio::sync::OnceCell::new(),
+            interrupted: Arc::default(),
         }
+    }
+
+    /// Whether Ctrl-C was pressed.
+    pub fn is_interrupted(&self) -> bool {
+        self.interrupted.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn env(&self) -> &str {

@@ -34,15 +34,24 @@ impl Step for Reconcile {
             if !ctx.opts.wait {
                 return Ok("requested".into());
             }
-            let status = crate::env::follow::follow(
+            let follow = crate::env::follow::follow(
                 kube,
                 engine,
                 ctx.stamp,
                 ctx.opts.timeout,
                 ctx.progress,
                 |s: &EngineStatus| s.all_ready(),
-            )
-            .await?;
+            );
+            // The wait may take the whole --timeout (10 min by default); Ctrl-C ends it at once.
+            let interrupt = async {
+                while !ctx.is_interrupted() {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            };
+            let status = tokio::select! {
+                status = follow => status?,
+                () = interrupt => return Err(EnvError::InterruptedWaiting(ctx.env().to_string())),
+            };
             let _ = ctx.status.set(status);
             Ok("every entry Ready".into())
         })
