@@ -357,4 +357,58 @@ mod pins {
         let gitea_version = pins::GITEA.version;
         assert_eq!(gitea["info"]["version"], gitea_version);
     }
+
+    /// The toolchain the README asks for is the one Cargo.toml declares, and that is the
+    /// newest `rust-version` among the resolved dependencies (an older toolchain cannot build
+    /// them; clippy's `incompatible_msrv` holds kindling's own code to it, and the test
+    /// workflow builds on it).
+    #[test]
+    fn pins_rust_version_is_the_newest_a_dependency_needs_and_the_readme_says_so() {
+        let manifest = std::fs::read_to_string(repo_dir().join("Cargo.toml")).unwrap();
+        let declared = manifest
+            .lines()
+            .find_map(|l| l.strip_prefix("rust-version = "))
+            .expect("Cargo.toml declares a rust-version")
+            .trim_matches('"')
+            .to_string();
+        let metadata = std::process::Command::new(env!("CARGO"))
+            .args(["metadata", "--format-version", "1", "--offline", "--locked"])
+            .current_dir(repo_dir())
+            .output()
+            .unwrap();
+        assert!(
+            metadata.status.success(),
+            "{}",
+            String::from_utf8_lossy(&metadata.stderr)
+        );
+        let metadata: Value = serde_json::from_slice(&metadata.stdout).unwrap();
+        let resolved: Vec<&str> = metadata["resolve"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["id"].as_str().unwrap())
+            .collect();
+        let version = |v: &str| -> (u64, u64) {
+            let mut parts = v.split('.').map(|p| p.parse::<u64>().unwrap());
+            (parts.next().unwrap(), parts.next().unwrap_or(0))
+        };
+        let (newest, needed_by) = metadata["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| resolved.contains(&p["id"].as_str().unwrap()) && p["name"] != "kindling")
+            .filter_map(|p| Some((version(p["rust_version"].as_str()?), p["name"].as_str()?)))
+            .max()
+            .unwrap();
+        assert_eq!(
+            version(&declared),
+            newest,
+            "Cargo.toml's rust-version {declared}; {needed_by} needs {newest:?}"
+        );
+        let readme = std::fs::read_to_string(repo_dir().join("README.md")).unwrap();
+        assert!(
+            readme.contains(&format!("a Rust toolchain ({declared}+")),
+            "the README names another toolchain than {declared}"
+        );
+    }
 }
