@@ -606,4 +606,150 @@ mod env {
         assert!(container_exists(&format!("kindling-{b}-registry")));
         delete_clean(&h, &b);
     }
+
+    /// A cluster whose Flux never gets `ingress` Ready while `stuck` is set (its health
+    /// check fails, as kustomize-controller reports it: Ready=False, HealthCheckFailed).
+    fn api_with_a_stuck_entry(
+        h: &Harness,
+        cluster: &str,
+        stuck: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> super::common::kube_api::FakeApi {
+        let mut flux = flux_controller(
+            Head::Repo(h.gitea.root.join("kindling/source.git")),
+            entry_names(&h.path("source/stamps/sample")),
+        );
+        let api = super::common::kube_api::FakeApi::start(Some(Box::new(
+            move |objects: &mut Vec<super::common::kube_api::Stored>| {
+                flux(objects);
+                if !stuck.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                for s in objects.iter_mut() {
+                    if s.plural == "kustomizations" && s.name == "ingress" {
+                        s.object["status"]["conditions"] = json!([{"type": "Ready", "status": "False",
+                            "reason": "HealthCheckFailed", "lastTransitionTime": "2026-11-26T08:00:00Z",
+                            "message": "health check failed after 30s: timeout waiting for: [Deployment/traefik/traefik status: 'InProgress']"}]);
+                    }
+                }
+            },
+        )));
+        with_ready_node(&api);
+        std::fs::write(h.path("bin").join(format!("api-{cluster}")), &api.url).unwrap();
+        api
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_waits_time_out_with_exit_3_naming_the_blocking_entry() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        let env = unique("stuck");
+        let stuck = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let _api = api_with_a_stuck_entry(&h, &format!("kindling-{env}"), stuck.clone());
+        let profile = h.path("profile.yaml");
+        let blocking = "ingress is Failed (HealthCheckFailed): health check failed after 30s";
+        let exit_3 = |out: &std::process::Output, what: &str| {
+            assert_eq!(
+                out.status.code(),
+                Some(3),
+                "{what}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let doc = error_says(
+                out,
+                "timed out after 2s waiting for the stamp to be reconciled",
+            );
+            assert_eq!(doc["exitCode"], 3, "{what}: {doc}");
+            assert!(
+                doc["error"].as_str().unwrap().contains(blocking),
+                "{what}: {doc}"
+            );
+        };
+        // env create --wait: every step done, then the wait times out on ingress.
+        let created = h.run(
+            &[
+                "env",
+                "create",
+                &env,
+                "--stamp",
+                "sample",
+                "--profile",
+                profile.to_str().unwrap(),
+                "--wait",
+                "--timeout",
+                "2s",
+                "--output",
+                "json",
+            ],
+            &[],
+        );
+        exit_3(&created, "create --wait");
+        assert!(done_steps(&h.state(&env)).contains(&"bootstrap"));
+        // env status --wait.
+        let status = h.run(
+            &[
+                "env",
+                "status",
+                &env,
+                "--wait",
+                "--timeout",
+                "2s",
+                "--output",
+                "json",
+            ],
+            &[],
+        );
+        exit_3(&status, "status --wait");
+        // env sync (waits by default) after an edit: pushed, then times out.
+        let edited = h.path("source/stamps/sample/stuck-edit.txt");
+        std::fs::write(&edited, "edit\n").unwrap();
+        let synced = h.run(
+            &["env", "sync", &env, "--timeout", "2s", "--output", "json"],
+            &[],
+        );
+        exit_3(&synced, "sync");
+        let pushed = h.state(&env)["commit"].as_str().unwrap().to_string();
+        assert_eq!(h.gitea.head().as_deref(), Some(pushed.as_str()));
+        // env sync --no-wait returns once the commit is pushed and reconciliation requested,
+        // without following: exit 0 on the same stuck cluster, and no status in the document.
+        std::fs::write(&edited, "edit again\n").unwrap();
+        let no_wait = ok(&h.run(
+            &[
+                "env",
+                "sync",
+                &env,
+                "--no-wait",
+                "--timeout",
+                "2s",
+                "--output",
+                "json",
+            ],
+            &[],
+        ));
+        assert_eq!(no_wait["sync"]["changed"], true, "{no_wait}");
+        assert!(no_wait["sync"].get("status").is_none(), "{no_wait}");
+        // Unstuck (the fake's controllers act on writes: the sync's reconcile request), the
+        // same waits succeed.
+        stuck.store(false, std::sync::atomic::Ordering::SeqCst);
+        std::fs::remove_file(&edited).unwrap();
+        ok(&h.run(
+            &["env", "sync", &env, "--timeout", "30s", "--output", "json"],
+            &[],
+        ));
+        ok(&h.run(
+            &[
+                "env",
+                "status",
+                &env,
+                "--wait",
+                "--timeout",
+                "30s",
+                "--output",
+                "json",
+            ],
+            &[],
+        ));
+        delete_clean(&h, &env);
+    }
 }
