@@ -74,13 +74,13 @@ impl Progress {
     fn finish(&self, step: &str, mark: &str, text: String) {
         let bar = self.bars.lock().ok().and_then(|mut b| b.remove(step));
         match bar {
+            // The finished line goes above the spinners still running; restyling the bar in
+            // place drew one frame of the new mark beside the old message.
             Some(bar) => {
-                bar.set_style(
-                    ProgressStyle::with_template("{prefix:.bold} {msg}")
-                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                );
-                bar.set_prefix(mark.to_string());
-                bar.finish_with_message(format!("{step:<10} {text}"));
+                bar.finish_and_clear();
+                let _ = self
+                    .multi
+                    .println(format!("\u{1b}[1m{mark}\u{1b}[0m {step:<10} {text}"));
             }
             None => self.line(&format!("{step}: {text}")),
         }

@@ -752,4 +752,81 @@ mod env {
         ));
         delete_clean(&h, &env);
     }
+
+    /// Quotes `arg` for sh.
+    fn sh_quote(arg: &std::ffi::OsStr) -> String {
+        format!("'{}'", arg.to_string_lossy().replace('\'', "'\\''"))
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_create_on_a_terminal_shows_spinners_with_elapsed_time() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        // kind takes 3 s, so the cluster step's spinner is drawn with a growing elapsed time.
+        std::fs::write(h.path("bin/slow-create"), "").unwrap();
+        let env = unique("tty");
+        let profile = h.path("profile.yaml");
+        let create = h.command(
+            &[
+                "env",
+                "create",
+                &env,
+                "--stamp",
+                "sample",
+                "--profile",
+                profile.to_str().unwrap(),
+            ],
+            &[],
+        );
+        let line = std::iter::once(create.get_program())
+            .chain(create.get_args())
+            .map(sh_quote)
+            .collect::<Vec<_>>()
+            .join(" ");
+        // `script` gives the command a pseudo-terminal and copies what it drew to stdout;
+        // CI is unset, as on a developer's laptop.
+        let out = std::process::Command::new("script")
+            .args(["-q", "-e", "-c", &line, "/dev/null"])
+            .env_clear()
+            .envs(
+                create
+                    .get_envs()
+                    .filter_map(|(k, v)| Some((k, v?)))
+                    .filter(|(k, _)| *k != "CI"),
+            )
+            .env("TERM", "xterm")
+            .current_dir(h.path("source"))
+            .output()
+            .unwrap();
+        let drawn = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success(), "{drawn}");
+        // A spinner frame for the cluster step with its elapsed time in brackets, redrawn
+        // (escape codes) as it ran, then a finished line with a check mark and duration.
+        let spinning = format!("cluster    kind cluster kindling-{env} [");
+        let elapsed_frame = (1..10).any(|n| drawn.contains(&format!("{spinning}{n}s]")));
+        assert!(
+            elapsed_frame,
+            "no spinner with elapsed time for cluster: {drawn}"
+        );
+        assert!(drawn.contains('\u{1b}'), "no terminal drawing: {drawn}");
+        assert!(
+            drawn.contains("✓\u{1b}[0m cluster    created, nodes Ready ("),
+            "{drawn}"
+        );
+        // Each finished step is drawn once, whole: no frame of the check mark beside the
+        // step's running message.
+        assert!(
+            !drawn.contains("✓\u{1b}[0m Docker, provider CLI, stamp"),
+            "{drawn}"
+        );
+        // Not the plain timestamped lines of CI and pipes.
+        let stamped = drawn.lines().any(|l| {
+            let b = l.trim_start_matches('\r').as_bytes();
+            b.len() > 9 && b[2] == b':' && b[5] == b':' && b[8] == b' ' && b[0].is_ascii_digit()
+        });
+        assert!(!stamped, "timestamped lines on a terminal: {drawn}");
+        delete_clean(&h, &env);
+    }
 }

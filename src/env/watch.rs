@@ -196,4 +196,74 @@ mod tests {
         std::fs::write(dir.path().join("a.yaml"), "changed").unwrap();
         assert_ne!(tree.fingerprint(), before);
     }
+
+    /// A burst of edits inside the debounce window (an editor saving several files, a
+    /// `git checkout`) is one sync, of the tree as the burst left it.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_watch_debounces_a_burst_of_edits_into_one_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("source");
+        std::fs::create_dir_all(&source).unwrap();
+        std::fs::write(source.join("a.yaml"), "a").unwrap();
+        let mut settings = Settings::from_vars(|_| None);
+        settings.data_dir = dir.path().join("data");
+        let state = serde_json::json!({
+            "name": "w", "stamp": "sample", "stampDir": source.join("stamps/sample"),
+            "source": source, "provider": "kind", "engine": "flux", "hold": false,
+            "createdAt": "2026-11-29T00:00:00Z", "ports": {"http": 1, "https": 2},
+        });
+        let env_dir = settings.env_dir("w");
+        std::fs::create_dir_all(&env_dir).unwrap();
+        std::fs::write(env_dir.join("state.json"), state.to_string()).unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Vec<String>>::new()));
+        let record = seen.clone();
+        let tree_source = source.clone();
+        let progress = crate::ui::Progress::with_mode(false, 0);
+        let watching = tokio::spawn(async move {
+            let settings = settings;
+            watch(
+                &settings,
+                "w",
+                Duration::from_millis(600),
+                Some(2),
+                &progress,
+                move || {
+                    let files = SourceTree::new(&tree_source)
+                        .fingerprint()
+                        .into_iter()
+                        .map(|f| f.0)
+                        .collect();
+                    record.lock().unwrap().push(files);
+                    async { Ok("0123456789abcdef".to_string()) }
+                },
+            )
+            .await
+        });
+        // watch takes its first look within one poll; then three writes 100 ms apart.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for name in ["b.yaml", "c.yaml", "d.yaml"] {
+            std::fs::write(source.join(name), name).unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while seen.lock().unwrap().is_empty() {
+            assert!(Instant::now() < deadline, "watch never synced");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Well past another debounce: still the one sync, and it saw all three files.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        {
+            let syncs = seen.lock().unwrap();
+            assert_eq!(syncs.len(), 1, "{syncs:?}");
+            assert_eq!(syncs[0], ["a.yaml", "b.yaml", "c.yaml", "d.yaml"]);
+        }
+        // A later edit is a second sync (and lets watch return).
+        std::fs::write(source.join("e.yaml"), "e").unwrap();
+        let syncs = tokio::time::timeout(Duration::from_secs(20), watching)
+            .await
+            .expect("watch did not return after two syncs")
+            .unwrap()
+            .unwrap();
+        assert_eq!(syncs, 2);
+    }
 }
