@@ -829,4 +829,76 @@ mod env {
         assert!(!stamped, "timestamped lines on a terminal: {drawn}");
         delete_clean(&h, &env);
     }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_ports_skip_those_published_by_a_stopped_container_or_recorded_by_another_env() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        // Two ports the host just gave out (bound, then released): free on the host.
+        let wanted = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let (p0, p1) = (wanted, wanted + 1);
+        // p0 is published by a container that is created but not running, so nothing binds
+        // it on the host (it will when the container starts).
+        let holder = format!("kindling-ports-{}", unique("c"));
+        let created = docker_cli(&[
+            "create",
+            "--name",
+            &holder,
+            "--label",
+            &format!("dev.kindling.env={holder}"),
+            "-p",
+            &format!("127.0.0.1:{p0}:80"),
+            super::common::TEST_IMAGE,
+            "sleep",
+            "1",
+        ]);
+        assert!(created.status.success(), "{created:?}");
+        // p1 is recorded by another env of this data dir.
+        let other = h.path("data/envs/other");
+        std::fs::create_dir_all(&other).unwrap();
+        std::fs::write(
+            other.join("state.json"),
+            json!({"name": "other", "stamp": "sample", "stampDir": "/x", "source": "/x",
+                "provider": "kind", "engine": "flux", "hold": false,
+                "createdAt": "2026-11-29T00:00:00Z", "ports": {"http": p1, "https": p1}})
+            .to_string(),
+        )
+        .unwrap();
+        let profile = h.path("ports-profile.yaml");
+        std::fs::write(
+            &profile,
+            format!("apiVersion: kindling.dev/v1alpha1\nkind: ClusterProfile\nmetadata: {{name: ports}}\nspec:\n  provider: kind\n  kubernetesVersion: \"1.37\"\n  ingress: {{http: {p0}, https: {p1}}}\n  registry: false\n  imageCaches: false\n"),
+        )
+        .unwrap();
+        let env = unique("ports");
+        let plan = h.json(&[
+            "env",
+            "create",
+            &env,
+            "--profile",
+            profile.to_str().unwrap(),
+            "--dry-run",
+        ]);
+        let docker_rm = docker_cli(&["rm", "-f", &holder]);
+        assert!(docker_rm.status.success());
+        let ports = &plan["plan"]["ports"];
+        let (http, https) = (
+            ports["http"].as_u64().unwrap(),
+            ports["https"].as_u64().unwrap(),
+        );
+        for taken in [p0, p1] {
+            assert_ne!(http, u64::from(taken), "{ports}");
+            assert_ne!(https, u64::from(taken), "{ports}");
+        }
+        assert_ne!(http, https, "{ports}");
+        assert!(
+            !h.path(&format!("data/envs/{env}")).exists(),
+            "a dry run wrote the env"
+        );
+    }
 }

@@ -16,9 +16,46 @@ mod env {
 
     use super::common::{docker, docker_cli, docker_labelled, unique};
 
+    /// Whether what `step` makes exists for `env` (`None` for preflight, which makes nothing).
+    fn side_effect(h: &Harness, env: &str, step: &str) -> Option<bool> {
+        let has = |kind: &str, name: &str| h.api.object(kind, name).is_some();
+        Some(match step {
+            "preflight" => return None,
+            "ca" => h
+                .path(&format!("data/envs/{env}/ca/intermediate.pem"))
+                .exists(),
+            "cluster" => container_exists(&format!("kindling-{env}-control-plane")),
+            "registry" => container_exists(&format!("kindling-{env}-registry")),
+            "gitea" => h.gitea.root.join("kindling/source.git").exists(),
+            "push" => h.gitea.head().is_some(),
+            // The mirror configuration written into the node (kind's containerd certs.d).
+            "connect" => {
+                let out = docker_cli(&[
+                    "exec",
+                    &format!("kindling-{env}-control-plane"),
+                    "sh",
+                    "-c",
+                    "ls /etc/containerd/certs.d",
+                ]);
+                out.status.success() && !out.stdout.is_empty()
+            }
+            "engine" => has("Deployment", "kustomize-controller"),
+            "secrets" => has("Secret", "database-credentials"),
+            "bootstrap" => has("Kustomization", "kindling-sample"),
+            "reconcile" => {
+                h.api.requests().iter().any(|r| {
+                    r.method == "PATCH" && r.body.contains("reconcile.fluxcd.io/requestedAt")
+                })
+            }
+            other => panic!("no side effect known for step {other}"),
+        })
+    }
+
     fn fault_then_rerun(steps: &[&str]) {
-        let h = Harness::new();
         for step in steps {
+            // A harness (API, Gitea) of its own per fault, so what an earlier fault's env
+            // made cannot pass for this one's side effects.
+            let h = Harness::new();
             let env = unique("f");
             let failed = h.create(&env, &[("KINDLING_FAIL_AT", step)]);
             assert_eq!(
@@ -45,6 +82,14 @@ mod env {
                 !done.contains(&name),
                 "{step}: {name} must not be recorded: {done:?}"
             );
+            // `STEP` fails after the step's side effects, `before:STEP` before any.
+            if let Some(happened) = side_effect(&h, &env, name) {
+                assert_eq!(
+                    happened,
+                    !step.starts_with("before:"),
+                    "{step}: the side effect of {name}"
+                );
+            }
             let rerun = ok(&h.create(&env, &[]));
             let skipped = report_steps(&rerun, "skipped");
             // What finished before the fault is not redone (among the steps that can skip).
@@ -273,5 +318,25 @@ mod env {
         assert!(container_exists(&format!("kindling-{env}-control-plane")));
         assert!(container_exists(&format!("kindling-{env}-registry")));
         delete_clean(&h, &env);
+    }
+
+    /// The harness's guard: a test that panics before its `delete_clean` leaves nothing on
+    /// the Docker engine once its harness is dropped (as unwinding drops it).
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_harness_removes_what_a_failed_test_left_behind() {
+        if docker().await.is_none() {
+            return;
+        }
+        let env = unique("left");
+        let left = std::panic::catch_unwind(|| {
+            let h = Harness::new();
+            ok(&h.create(&env, &[]));
+            assert!(container_exists(&format!("kindling-{env}-control-plane")));
+            panic!("a test failing half-way");
+        });
+        assert!(left.is_err());
+        assert!(!container_exists(&format!("kindling-{env}-control-plane")));
+        assert!(!container_exists(&format!("kindling-{env}-registry")));
+        assert_eq!(docker_labelled(&env), Vec::<String>::new());
     }
 }

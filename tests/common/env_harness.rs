@@ -353,6 +353,54 @@ pub fn manifests_dir(dir: &Path) {
     std::fs::write(dir.join(name), argo).unwrap();
 }
 
+/// Whatever a test leaves behind when it fails half-way (a panic skips its `delete_clean`) is
+/// removed when its harness goes: every object labelled with the harness's data dir, and the
+/// node containers and networks of the clusters its fake kind and k3d made. After a
+/// successful test there is nothing left to find.
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let label = format!("label={}", self.data_label());
+        let mut containers = Vec::new();
+        let listed = docker_cli(&["ps", "-aq", "--filter", &label]);
+        containers.extend(
+            String::from_utf8_lossy(&listed.stdout)
+                .split_whitespace()
+                .map(str::to_string),
+        );
+        let calls =
+            |file: &str| std::fs::read_to_string(self.path("bin").join(file)).unwrap_or_default();
+        let mut networks = Vec::new();
+        for line in calls("kind-calls").lines() {
+            if let Some(name) = line.strip_prefix("create cluster --name ") {
+                let name = name.split_whitespace().next().unwrap_or_default();
+                containers.push(format!("{name}-control-plane"));
+            }
+        }
+        for name in calls("k3d-clusters").lines() {
+            containers.push(format!("k3d-{name}-server-0"));
+            networks.push(format!("k3d-{name}"));
+        }
+        if !containers.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(containers.iter().map(String::as_str));
+            let _ = docker_cli(&args);
+        }
+        let volumes = docker_cli(&["volume", "ls", "-q", "--filter", &label]);
+        for v in String::from_utf8_lossy(&volumes.stdout).split_whitespace() {
+            let _ = docker_cli(&["volume", "rm", "-f", v]);
+        }
+        let labelled = docker_cli(&["network", "ls", "-q", "--filter", &label]);
+        networks.extend(
+            String::from_utf8_lossy(&labelled.stdout)
+                .split_whitespace()
+                .map(str::to_string),
+        );
+        for n in networks {
+            let _ = docker_cli(&["network", "rm", &n]);
+        }
+    }
+}
+
 impl Harness {
     pub fn new() -> Harness {
         Harness::with_engine("flux")
