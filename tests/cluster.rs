@@ -38,6 +38,19 @@ mod cluster {
         }
     }
 
+    /// README: `clusters/kind.yaml` is the default; the built-in default (used when the source
+    /// tree has no `clusters/`) is the same profile, and likewise for k3d.
+    #[test]
+    fn cluster_built_in_defaults_are_the_shipped_profiles() {
+        for provider in [Provider::Kind, Provider::K3d] {
+            assert!(
+                default_profile(provider) == profile(provider.name()),
+                "clusters/{}.yaml and the built-in default differ",
+                provider.name()
+            );
+        }
+    }
+
     #[test]
     fn cluster_render_matches_golden_files() {
         // UPDATE_GOLDEN=1 rewrites them and fails, so the run that rewrote them never counts as

@@ -38,6 +38,18 @@ mod env {
         let report = &created["env"];
         let steps = done_steps(report);
         assert_eq!(steps, kindling::env::steps::names());
+        // The order the README documents, literally.
+        let readme = std::fs::read_to_string(super::common::repo_dir().join("README.md")).unwrap();
+        let documented = "preflight → ca → (cluster ‖ gitea ‖ registry) → connect → push → engine → secrets → bootstrap → reconcile";
+        assert!(
+            readme.contains(documented),
+            "the README's step line changed"
+        );
+        let listed: Vec<&str> = documented
+            .split(['→', '‖', '(', ')', ' '])
+            .filter(|s| !s.is_empty())
+            .collect();
+        assert_eq!(steps, listed);
         assert!(
             report["steps"]
                 .as_array()
@@ -90,8 +102,91 @@ mod env {
         );
         let state = h.state(&env);
         assert_eq!(state["steps"].as_array().unwrap().len(), 11);
+        // Each step's record carries its duration.
+        assert!(
+            state["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|s| s["durationMs"].is_u64() && s["finishedAt"].is_string()),
+            "{state}"
+        );
         let commit = state["commit"].as_str().unwrap().to_string();
         assert_eq!(h.gitea.head().as_deref(), Some(commit.as_str()));
+        // KEP-1755: the local registry is announced in the cluster.
+        let hosting = h.api.object("ConfigMap", "local-registry-hosting").unwrap();
+        assert_eq!(hosting["metadata"]["namespace"], "kube-public", "{hosting}");
+        assert!(
+            hosting["data"]["localRegistryHosting.v1"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("localhost:{registry_port}")),
+            "{hosting}"
+        );
+        // Secrets stay where they belong: the root CA's key is in no cluster object and in no
+        // pushed file; the generated database password is in the cluster's Secret only, never
+        // in Git or in what create printed.
+        let root_key = std::fs::read_to_string(h.path("data/ca/root-key.pem")).unwrap();
+        let key_body: String = root_key
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect();
+        let password = {
+            use base64::Engine;
+            let db = h.api.object("Secret", "database-credentials").unwrap();
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(db["data"]["password"].as_str().unwrap())
+                .unwrap();
+            String::from_utf8(raw).unwrap()
+        };
+        assert!(password.len() >= 16, "{password}");
+        // `git grep` exits 1 when nothing matches (0: found, anything else: it failed).
+        let pushed = std::process::Command::new("git")
+            .args([
+                "grep",
+                "-F",
+                "-I",
+                "-c",
+                "-e",
+                &password,
+                "-e",
+                &key_body[..40],
+                &commit,
+            ])
+            .current_dir(h.gitea.root.join("kindling/source.git"))
+            .output()
+            .unwrap();
+        assert_eq!(
+            pushed.status.code(),
+            Some(1),
+            "a secret was pushed: {}{}",
+            String::from_utf8_lossy(&pushed.stdout),
+            String::from_utf8_lossy(&pushed.stderr)
+        );
+        let cluster_objects = serde_json::to_string(
+            &h.api
+                .state
+                .lock()
+                .unwrap()
+                .objects
+                .iter()
+                .map(|o| o.object.clone())
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        assert!(
+            !cluster_objects.contains(&key_body[..40]),
+            "the root key reached the cluster"
+        );
+        for text in [
+            &created.to_string(),
+            &String::from_utf8_lossy(&h.create(&env, &[]).stderr).to_string(),
+        ] {
+            assert!(
+                !text.contains(&password),
+                "the generated password was printed"
+            );
+        }
         // The cluster got the CA, the bootstrap secret, the Flux bootstrap objects.
         assert!(h.api.object("Secret", "root-ca-secret").is_some());
         let db = h.api.object("Secret", "database-credentials").unwrap();

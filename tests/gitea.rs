@@ -385,6 +385,14 @@ mod gitea {
             spec.env
                 .contains(&"GITEA__service__DISABLE_REGISTRATION=true".to_string())
         );
+        // No SSH: neither advertised nor served (pushes go over HTTP with a token).
+        for ssh in [
+            "GITEA__server__DISABLE_SSH=true",
+            "GITEA__server__START_SSH_SERVER=false",
+        ] {
+            assert!(spec.env.contains(&ssh.to_string()), "{ssh}");
+        }
+        assert!(spec.ports.iter().all(|p| p.container_port != 22));
         assert_eq!(spec.labels["dev.kindling.env"], "dev");
         assert_eq!(spec.ports[0].host_port, 3001);
         assert_eq!(spec.network.as_deref(), Some("kind"));

@@ -255,6 +255,8 @@ mod pins {
         assert_eq!(class["spec"]["controller"], provider["controllerClass"]);
         // Only one provider serves Ingresses, so none is routed twice.
         assert_eq!(values["providers"]["kubernetesIngress"]["enabled"], false);
+        // … and that one also serves Ingresses without a class.
+        assert_eq!(provider["watchIngressWithoutClass"], true);
 
         // One replica on fixed host ports: a surge pod could never schedule.
         assert_eq!(values["deployment"]["replicas"], 1);

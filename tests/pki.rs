@@ -64,6 +64,7 @@ mod pki {
             &["api.localhost"][..],
             &["localhost"],
             &["db.svc", "web.test"],
+            &["x.internal", "x.local", "a.b.cluster.local"],
             &["127.0.0.1"],
         ] {
             let leaf = leaf(dir.path(), &intermediate, names);
@@ -114,6 +115,20 @@ mod pki {
             r.permitted
         );
         assert!(r.not_after - now() > Duration::days(3649));
+        // Exactly the names the README documents, in root and intermediate alike.
+        let documented = [
+            "DNS:localhost",
+            "DNS:.localhost",
+            "DNS:.test",
+            "DNS:.internal",
+            "DNS:.local",
+            "DNS:.svc",
+            "DNS:.cluster.local",
+            "IP:127.0.0.0/8",
+            "IP:::1/128",
+        ];
+        assert_eq!(r.permitted, documented);
+        assert_eq!(intermediate.info().unwrap().permitted, documented);
         let i = intermediate.info().unwrap();
         assert_eq!(i.path_len, Some(0));
         assert_eq!(i.issuer, r.subject);
@@ -249,6 +264,38 @@ mod pki {
         assert!(pki::expiry_warnings(after, &[("root", &info)])[0].starts_with("root expired on"));
     }
 
+    /// README: the CA is "kept in the data directory (`~/.local/share/kindling/ca`)" when
+    /// KINDLING_DATA_DIR is not set (XDG_DATA_HOME moves it, as the XDG spec says).
+    #[test]
+    fn pki_ca_default_location_is_the_users_data_directory() {
+        let home = tempfile::tempdir().unwrap();
+        let cert_path = |xdg: Option<&Path>| {
+            let mut c = assert_cmd::Command::cargo_bin("kindling").unwrap();
+            c.env_remove("KINDLING_DATA_DIR")
+                .env_remove("XDG_DATA_HOME")
+                .env("HOME", home.path());
+            if let Some(x) = xdg {
+                c.env("XDG_DATA_HOME", x);
+            }
+            let out = c.args(["ca", "show", "--output", "json"]).output().unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(v["exists"], false, "{v}");
+            v["certPath"].as_str().unwrap().to_string()
+        };
+        assert_eq!(
+            cert_path(None),
+            home.path()
+                .join(".local/share/kindling/ca/root.pem")
+                .display()
+                .to_string()
+        );
+        let xdg = home.path().join("xdg");
+        assert_eq!(
+            cert_path(Some(&xdg)),
+            xdg.join("kindling/ca/root.pem").display().to_string()
+        );
+    }
+
     #[test]
     fn pki_ca_cli_show_export_and_trust_plan() {
         let dir = tempfile::tempdir().unwrap();
@@ -286,5 +333,34 @@ mod pki {
         // Whatever the store, the plan names the CA file or explains the manual steps.
         let text = v["plan"].to_string();
         assert!(text.contains("root.pem"), "{text}");
+        // untrust: the plan removes what trust installed (Debian/Fedora: the anchor file named
+        // after the root; p11-kit and macOS: the root's file; elsewhere manual steps naming it).
+        let undo = kindling()
+            .args(["ca", "untrust", "--dry-run", "--output", "json"])
+            .output()
+            .unwrap();
+        assert!(undo.status.success());
+        let u: serde_json::Value = serde_json::from_slice(&undo.stdout).unwrap();
+        assert_eq!(u["ran"], false);
+        let undo_text = u["plan"].to_string();
+        assert!(
+            undo_text.contains(&format!("kindling-{}", info.short_id()))
+                || undo_text.contains("root.pem"),
+            "{undo_text}"
+        );
+        // With no root there is nothing to untrust: a clear error, in one JSON document.
+        let empty = tempfile::tempdir().unwrap();
+        let none = assert_cmd::Command::cargo_bin("kindling")
+            .unwrap()
+            .env("KINDLING_DATA_DIR", empty.path())
+            .args(["ca", "untrust", "--output", "json"])
+            .output()
+            .unwrap();
+        assert_eq!(none.status.code(), Some(1));
+        let e: serde_json::Value = serde_json::from_slice(&none.stdout).unwrap();
+        assert!(
+            e["error"].as_str().unwrap().contains("nothing to untrust"),
+            "{e}"
+        );
     }
 }

@@ -99,6 +99,7 @@ mod stamp {
         );
         assert_eq!(repo["spec"]["ref"]["branch"], "trunk");
         assert_eq!(repo["spec"]["secretRef"]["name"], "git-creds");
+        assert_eq!(repo["spec"]["interval"], "1m");
         assert_eq!(
             repo["spec"]["ignore"],
             "/*\n!/stamps/sample/\n!/.kindling/\n"
@@ -168,7 +169,7 @@ mod stamp {
         let dir = tempfile::tempdir().unwrap();
         super::common::write(
             &dir.path().join("stamps/h/stamp.yaml"),
-            "apiVersion: kindling.dev/v1alpha1\nkind: Stamp\nmetadata: {name: h}\nspec:\n  components:\n    - {name: plain, path: plain}\n    - {name: a, helm: {repo: 'oci://ghcr.io/x', chart: a, version: 1.0.0}}\n    - {name: b, dependsOn: [a, plain], helm: {repo: 'https://x', chart: b, version: 1.0.0}}\n",
+            "apiVersion: kindling.dev/v1alpha1\nkind: Stamp\nmetadata: {name: h}\nspec:\n  components:\n    - {name: plain, path: plain, namespace: team}\n    - {name: a, helm: {repo: 'oci://ghcr.io/x', chart: a, version: 1.0.0}}\n    - {name: b, dependsOn: [a, plain], helm: {repo: 'https://x', chart: b, version: 1.0.0}}\n",
         );
         std::fs::create_dir_all(dir.path().join("stamps/h/plain")).unwrap();
         let s = stamp::load(&dir.path().join("stamps/h"), None).unwrap();
@@ -177,6 +178,11 @@ mod stamp {
         assert_eq!(
             b["spec"]["dependsOn"],
             json!([{"name": "a", "namespace": "flux-system"}])
+        );
+        // A path entry's namespace is its Kustomization's targetNamespace.
+        assert_eq!(
+            find(&rendered, "Kustomization", "plain")["spec"]["targetNamespace"],
+            "team"
         );
         let bk = find(&rendered, "Kustomization", "b");
         assert_eq!(
@@ -321,9 +327,21 @@ mod stamp {
             &root.join("software/components/comp/release.yaml"),
             "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata: {name: r, namespace: flux-system}\nspec:\n  chart: {spec: {chart: c, sourceRef: {kind: HelmRepository, name: missing}}}\n---\napiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImagePolicy\nmetadata: {name: p, namespace: flux-system}\nspec: {}\n",
         );
+        super::common::write(
+            &root.join("software/stacks/x/stack.yaml"),
+            "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {name: comp, namespace: flux-system}\nspec:\n  interval: 1h\n  sourceRef: {kind: GitRepository, name: flux-system}\n  path: ./software/components/comp\n---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {name: vf, namespace: flux-system}\nspec:\n  interval: 1h\n  sourceRef: {kind: GitRepository, name: flux-system}\n  path: ./software/components/vf\n",
+        );
+        super::common::write(
+            &root.join("software/components/vf/release.yaml"),
+            "apiVersion: source.toolkit.fluxcd.io/v1\nkind: HelmRepository\nmetadata: {name: charts, namespace: flux-system}\nspec: {url: 'https://charts.example.test'}\n---\napiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata: {name: withvalues, namespace: flux-system}\nspec:\n  chart: {spec: {chart: c, sourceRef: {kind: HelmRepository, name: charts}}}\n  valuesFrom: [{kind: ConfigMap, name: overrides}]\n",
+        );
         let s = stamp::load(&root.join("software/stacks/x"), None).unwrap();
         let rendered = render(&s, Engine::Argo, &options()).unwrap();
         let notes = rendered.notes.join("\n");
+        assert!(
+            notes.contains("HelmRelease 'withvalues': valuesFrom (values read from ConfigMaps/Secrets at run time) cannot be translated; inline the values"),
+            "{notes}"
+        );
         assert!(
             notes.contains("HelmRepository 'missing', which is not in the entry's directory"),
             "{notes}"

@@ -326,4 +326,28 @@ mod tests {
         assert!(parse_duration("ten").is_err());
         assert!(parse_duration("5d").is_err());
     }
+
+    /// README: `--timeout 10m` is the default of every command that waits.
+    #[test]
+    fn cli_wait_timeout_defaults_to_ten_minutes() {
+        use clap::Parser;
+        for args in [
+            &["kindling", "env", "create", "dev"][..],
+            &["kindling", "env", "status", "dev", "--wait"],
+            &["kindling", "env", "sync", "dev"],
+        ] {
+            let cli = crate::cli::Cli::try_parse_from(args).unwrap();
+            let crate::cli::Command::Env(command) = cli.command else {
+                panic!("{args:?}")
+            };
+            let timeout = match command {
+                EnvCommand::Create(a) => a.wait_args.timeout,
+                EnvCommand::Status { wait_args, .. } | EnvCommand::Sync { wait_args, .. } => {
+                    wait_args.timeout
+                }
+                _ => panic!("{args:?}"),
+            };
+            assert_eq!(timeout, Duration::from_secs(600), "{args:?}");
+        }
+    }
 }
