@@ -59,6 +59,24 @@ mod stamp {
         assert_eq!(listed["stamps"][0]["format"], "hostk8s");
     }
 
+    /// README: a stamp name is looked up in `stamps/` first, then `software/stacks/`.
+    #[test]
+    fn stamp_cli_name_found_in_both_places_is_the_one_in_stamps() {
+        let dir = tempfile::tempdir().unwrap();
+        let hostk8s = super::common::hostk8s_dir();
+        super::common::copy_tree(&hostk8s.join("software"), &dir.path().join("software"));
+        super::common::copy_tree(
+            &repo_dir().join("stamps/sample"),
+            &dir.path().join("stamps/sample"),
+        );
+        let source = dir.path().to_str().unwrap();
+        let both = json(&["stamp", "validate", "sample", "--source", source]);
+        assert_eq!(both["format"], "kindling", "{both}");
+        std::fs::remove_dir_all(dir.path().join("stamps")).unwrap();
+        let stack = json(&["stamp", "validate", "sample", "--source", source]);
+        assert_eq!(stack["format"], "hostk8s", "{stack}");
+    }
+
     #[test]
     fn stamp_cli_validate_sample_text_and_json() {
         kindling()
@@ -182,8 +200,16 @@ mod stamp {
             .assert()
             .success()
             .stdout(
-                predicate::str::contains("wave 2\n  api").and(predicate::str::contains(
-                    "<- certs-issuer, ingress, database",
+                predicate::str::starts_with(
+                    "stamp sample: 6 entries in 3 waves (each wave waits for the one before)\nwave 0\n",
+                )
+                .and(predicate::str::contains("wave 2\n  api"))
+                .and(predicate::str::contains("<- certs-issuer, ingress, database"))
+                .and(predicate::str::contains(
+                    "certs         component    helm cert-manager v1.21.1 (https://charts.jetstack.io)",
+                ))
+                .and(predicate::str::contains(
+                    "database      component    stamps/sample/components/database",
                 )),
             );
         kindling()

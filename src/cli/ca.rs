@@ -50,6 +50,9 @@ pub fn run(command: CaCommand, output: Output) -> anyhow::Result<()> {
                         eprintln!("wrote {}", path.display());
                     }
                 }
+                None if output == Output::Json => {
+                    println!("{:#}", json!({ "certificate": root.cert_pem }));
+                }
                 None => print!("{}", root.cert_pem),
             }
             Ok(())

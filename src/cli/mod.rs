@@ -129,7 +129,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut command = Cli::command();
-            clap_complete::generate(shell, &mut command, "kindling", &mut std::io::stdout());
+            if output == Output::Json {
+                let mut script = Vec::new();
+                clap_complete::generate(shell, &mut command, "kindling", &mut script);
+                let doc = serde_json::json!({
+                    "shell": shell.to_string(),
+                    "script": String::from_utf8_lossy(&script),
+                });
+                println!("{doc:#}");
+            } else {
+                clap_complete::generate(shell, &mut command, "kindling", &mut std::io::stdout());
+            }
             Ok(())
         }
         Command::Env(command) => env::run(command, output, cli.verbose),
@@ -159,6 +169,44 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         }
         _ => EXIT_FAILURE,
     }
+}
+
+/// A command line clap refused (or `--help` / `--version`, which clap reports the same way).
+/// With `--output json` a refused line is also one JSON document on stdout, exit 2, like every
+/// other error; help and version are printed as they are.
+pub fn report_usage(usage: clap::Error) -> std::process::ExitCode {
+    use clap::error::ErrorKind;
+    let informational = matches!(
+        usage.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if informational || !json_requested(std::env::args()) {
+        let _ = usage.print();
+        return std::process::ExitCode::from(u8::try_from(usage.exit_code()).unwrap_or(2));
+    }
+    let message = usage.render().to_string();
+    let message = message.trim_end().trim_start_matches("error: ");
+    eprintln!("error: {message}");
+    let doc = serde_json::json!({
+        "ok": false,
+        "exitCode": EXIT_BAD_INPUT,
+        "error": message,
+        "problems": [],
+    });
+    println!("{doc:#}");
+    std::process::ExitCode::from(EXIT_BAD_INPUT)
+}
+
+/// Whether the raw arguments ask for JSON (`--output json` or `--output=json`), read without
+/// clap, which has just refused them.
+fn json_requested(args: impl Iterator<Item = String>) -> bool {
+    let args: Vec<String> = args.collect();
+    args.iter().any(|a| a == "--output=json")
+        || args
+            .windows(2)
+            .any(|w| w[0] == "--output" && w[1] == "json")
 }
 
 /// Errors go to stderr as text; with `--output json` stdout also gets one JSON document, so

@@ -67,12 +67,10 @@ pub struct HostValues<'a> {
     pub env: &'a dyn Fn(&str) -> Option<String>,
 }
 
-fn expand_home(path: &Path) -> PathBuf {
-    match path.strip_prefix("~") {
-        Ok(rest) => directories::BaseDirs::new()
-            .map(|d| d.home_dir().join(rest))
-            .unwrap_or_else(|| path.to_path_buf()),
-        Err(_) => path.to_path_buf(),
+fn expand_home(path: &Path, home: Option<&Path>) -> PathBuf {
+    match (path.strip_prefix("~"), home) {
+        (Ok(rest), Some(home)) => home.join(rest),
+        _ => path.to_path_buf(),
     }
 }
 
@@ -112,7 +110,8 @@ pub fn resolve(
                     }
                 }
                 SecretValue::FromFile(path) => {
-                    let path = expand_home(path);
+                    let home = directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf());
+                    let path = expand_home(path, home.as_deref());
                     let path = if path.is_absolute() {
                         path
                     } else {
@@ -203,6 +202,29 @@ mod tests {
     use super::*;
     use crate::stamp::SecretKey;
     use base64::Engine as _;
+
+    /// README: `fromFile: ~/path` reads from the user's home; `~user/…` and other paths are
+    /// taken as written (relative ones from the source root, by the caller).
+    #[test]
+    fn engine_secrets_from_file_expands_a_leading_tilde_to_home() {
+        let home = Path::new("/home/dev");
+        assert_eq!(
+            expand_home(Path::new("~/tokens/api.txt"), Some(home)),
+            Path::new("/home/dev/tokens/api.txt")
+        );
+        assert_eq!(
+            expand_home(Path::new("~"), Some(home)),
+            Path::new("/home/dev")
+        );
+        for kept in ["~other/x", "secrets/~/x", "/abs/x"] {
+            assert_eq!(expand_home(Path::new(kept), Some(home)), Path::new(kept));
+        }
+        assert_eq!(
+            expand_home(Path::new("~/x"), None),
+            Path::new("~/x"),
+            "no home: as written"
+        );
+    }
 
     fn secret(keys: Vec<SecretKey>) -> BootstrapSecret {
         BootstrapSecret {
