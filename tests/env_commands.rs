@@ -901,4 +901,56 @@ mod env {
             "a dry run wrote the env"
         );
     }
+
+    /// README: `KINDLING_GITEA_USER` with an existing Gitea; the repository is `USER/source`.
+    /// The fake Gitea, like Gitea, lets a user make tokens for itself only and creates the
+    /// repository under the signed-in user.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_existing_gitea_with_another_user_gets_the_repository_under_that_user() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        let env = unique("alice");
+        let alice = FakeGitea::start("alice", PASSWORD);
+        let repo = alice.root.join("alice/source.git");
+        let api = super::common::kube_api::FakeApi::start(Some(Box::new(flux_controller(
+            Head::Repo(repo.clone()),
+            entry_names(&h.path("source/stamps/sample")),
+        ))));
+        with_ready_node(&api);
+        std::fs::write(h.path(&format!("bin/api-kindling-{env}")), &api.url).unwrap();
+        let created = ok(&h.create(
+            &env,
+            &[
+                ("KINDLING_GITEA_URL", alice.url.as_str()),
+                ("KINDLING_GITEA_USER", "alice"),
+                ("KINDLING_GITEA_CLUSTER_URL", ""),
+            ],
+        ));
+        assert!(
+            created["env"]["giteaUrl"]
+                .as_str()
+                .unwrap()
+                .starts_with(&alice.url),
+            "{created}"
+        );
+        let commit = h.state(&env)["commit"].as_str().unwrap().to_string();
+        assert_eq!(
+            super::common::fake_gitea::git(&repo, &["rev-parse", "main"]),
+            commit
+        );
+        assert!(
+            !alice.root.join("kindling").exists(),
+            "a repository under kindling/"
+        );
+        // The engine is pointed at alice's repository.
+        let source = api.object("GitRepository", "kindling").unwrap();
+        assert_eq!(
+            source["spec"]["url"],
+            format!("{}/alice/source.git", alice.url),
+            "{source}"
+        );
+        delete_clean(&h, &env);
+    }
 }

@@ -455,6 +455,15 @@ impl GiteaClient {
         })
     }
 
+    /// Who the calls act as, and so who owns the source repository (`POST /user/repos` makes
+    /// it under the signed-in user).
+    fn owner(&self) -> &str {
+        match &self.auth {
+            Auth::Basic { user, .. } => user,
+            Auth::Token(_) => ADMIN_USER,
+        }
+    }
+
     /// Waits for `/api/healthz` to answer 200, bounded: a Gitea that accepts connections
     /// and never answers is given up on at `timeout` too, not after a request's own 30 s.
     pub fn wait_healthy(&self, timeout: Duration) -> Result<(), GiteaError> {
@@ -490,7 +499,10 @@ impl GiteaClient {
     /// created, so a token of the same name left by an earlier run is deleted and made anew.
     pub fn create_token(&self) -> Result<AccessToken, GiteaError> {
         let action = "creating an access token";
-        let path = format!("/api/v1/users/{ADMIN_USER}/tokens");
+        // For the user kindling signs in as: Gitea lets a user make tokens for itself only
+        // (go-gitea/gitea v1.27.0 routers/api/v1/api.go, reqSelfOrAdmin on
+        // /users/{username}/tokens), and an existing Gitea's user is rarely `kindling`.
+        let path = format!("/api/v1/users/{}/tokens", self.owner());
         let body = serde_json::to_value(CreateAccessTokenOption {
             name: TOKEN_NAME,
             scopes: vec!["write:repository", "read:user"],
@@ -538,7 +550,7 @@ impl GiteaClient {
                 let action = "reading the source repository";
                 let r = self.call(
                     "GET",
-                    &format!("/api/v1/repos/{ADMIN_USER}/{REPOSITORY}"),
+                    &format!("/api/v1/repos/{}/{REPOSITORY}", self.owner()),
                     None,
                     action,
                 )?;

@@ -144,12 +144,36 @@ fn handle(
         );
         return;
     }
+    // Who signed in (every API call kindling makes uses basic auth). As in go-gitea/gitea
+    // v1.27.0 routers/api/v1/api.go: `/users/{username}/tokens` is for that user only
+    // (reqSelfOrAdmin; the fake's users are no site admins), `POST /user/repos` creates the
+    // repository under the signed-in user, and `/repos/{owner}/{repo}` reads it there.
+    let doer = headers
+        .get("authorization")
+        .and_then(|a| a.strip_prefix("Basic "))
+        .and_then(|b| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.decode(b).ok()
+        })
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .and_then(|pair| pair.split_once(':').map(|(u, _)| u.to_string()))
+        .unwrap_or_default();
     match (method, path) {
         ("POST", p) if p.starts_with("/api/v1/users/") && p.ends_with("/tokens") => {
+            let user = p
+                .trim_start_matches("/api/v1/users/")
+                .trim_end_matches("/tokens");
+            if user != doer {
+                return respond(
+                    &mut stream,
+                    "403 Forbidden",
+                    r#"{"message":"doer should be the site admin or be same as the contextUser","url":""}"#,
+                );
+            }
             return respond(&mut stream, "201 Created", &recorded("token-created.json"));
         }
         ("POST", "/api/v1/user/repos") => {
-            let repo = root.join("kindling/source.git");
+            let repo = root.join(&doer).join("source.git");
             if repo.exists() {
                 return respond(&mut stream, "409 Conflict", &recorded("repo-exists.json"));
             }
@@ -158,8 +182,18 @@ fn handle(
             git(&repo, &["config", "http.receivepack", "true"]);
             return respond(&mut stream, "201 Created", &recorded("repo-created.json"));
         }
-        ("GET", "/api/v1/repos/kindling/source") => {
-            return respond(&mut stream, "200 OK", &recorded("repo-created.json"));
+        ("GET", p) if p.starts_with("/api/v1/repos/") && p.ends_with("/source") => {
+            let owner = p
+                .trim_start_matches("/api/v1/repos/")
+                .trim_end_matches("/source");
+            if root.join(owner).join("source.git").exists() {
+                return respond(&mut stream, "200 OK", &recorded("repo-created.json"));
+            }
+            return respond(
+                &mut stream,
+                "404 Not Found",
+                r#"{"errors":null,"message":"The target couldn't be found.","url":""}"#,
+            );
         }
         _ => {}
     }
