@@ -889,6 +889,40 @@ mod engine {
             MANIFEST
         );
 
+        // KINDLING_CACHE_DIR: with no --manifests-dir the binary looks in its cache dir
+        // (`manifests/` below it) and uses a verified copy there without any download.
+        let cached = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(cached.path().join("manifests")).unwrap();
+        std::fs::write(
+            cached.path().join("manifests").join(argo.file_name()),
+            &release,
+        )
+        .unwrap();
+        let offline = std::process::Command::new(env!("CARGO_BIN_EXE_kindling"))
+            .args([
+                "engine",
+                "manifests",
+                "--engine",
+                "argo",
+                "--output",
+                "json",
+            ])
+            .env("KINDLING_CACHE_DIR", cached.path())
+            .env_remove("KINDLING_MANIFESTS_DIR")
+            .env_remove("KINDLING_MANIFESTS_MODIFIED")
+            // Any download attempt would fail: no proxy answers here.
+            .env("HTTPS_PROXY", "http://127.0.0.1:9")
+            .env("https_proxy", "http://127.0.0.1:9")
+            .output()
+            .unwrap();
+        assert!(
+            offline.status.success(),
+            "{}",
+            String::from_utf8_lossy(&offline.stderr)
+        );
+        let doc: Value = serde_json::from_slice(&offline.stdout).unwrap();
+        assert_eq!(doc["manifests"][0]["origin"], "cached", "{doc}");
+
         // A missing copy is a clear error.
         let empty = tempfile::tempdir().unwrap();
         let failed = manifests_command("argo", empty.path(), false);

@@ -953,4 +953,39 @@ mod env {
         );
         delete_clean(&h, &env);
     }
+
+    /// README: `env create --manifests-dir DIR` serves air-gapped hosts: the flag wins over
+    /// KINDLING_MANIFESTS_DIR (here an empty directory, where the create would find nothing).
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_create_takes_the_engine_manifest_from_manifests_dir() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        let env = unique("airgap");
+        let empty = h.path("no-manifests");
+        std::fs::create_dir_all(&empty).unwrap();
+        let profile = h.path("profile.yaml");
+        let manifests = h.path("manifests");
+        let created = h.run(
+            &[
+                "env",
+                "create",
+                &env,
+                "--stamp",
+                "sample",
+                "--profile",
+                profile.to_str().unwrap(),
+                "--manifests-dir",
+                manifests.to_str().unwrap(),
+                "--output",
+                "json",
+            ],
+            &[("KINDLING_MANIFESTS_DIR", empty.to_str().unwrap())],
+        );
+        let doc = ok(&created);
+        assert!(report_steps(&doc, "done").contains(&"engine"), "{doc}");
+        assert!(h.api.object("Deployment", "kustomize-controller").is_some());
+        delete_clean(&h, &env);
+    }
 }
