@@ -6,8 +6,8 @@
 use serde_json::{Value, json};
 
 use crate::docker::{
-    CACHE_LABEL, ContainerSpec, DockerClient, DockerError, Ensured, HealthCheck, PublishedPort,
-    SweepReport, VolumeMount, cache_labels, env_labels,
+    ContainerSpec, DockerClient, DockerError, Ensured, HealthCheck, PublishedPort, SweepReport,
+    VolumeMount, cache_labels, env_labels,
 };
 
 /// The pinned registry image (CNCF distribution; the same image runs in proxy mode).
@@ -28,8 +28,44 @@ pub fn registry_container(env: &str) -> String {
     format!("kindling-{env}-registry")
 }
 
+/// The name every shared cache starts with: `KINDLING_CACHE_PREFIX` (lower-case letters,
+/// digits and `-`; anything else is dropped), else `kindling-cache`. Another prefix is another
+/// set of caches on the same engine, which `cache status` and `cache prune` keep apart (the
+/// tests use their own so they never touch a developer's caches).
+pub fn cache_prefix() -> String {
+    let wanted: String = std::env::var("KINDLING_CACHE_PREFIX")
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')
+        .collect();
+    let wanted = wanted.trim_matches('-');
+    if wanted.is_empty() {
+        "kindling-cache".to_string()
+    } else {
+        wanted.to_string()
+    }
+}
+
 pub fn cache_container(upstream_host: &str) -> String {
-    format!("kindling-cache-{}", upstream_host.replace('.', "-"))
+    format!("{}-{}", cache_prefix(), upstream_host.replace('.', "-"))
+}
+
+/// The caches' own network. A cache is created on it, never on an env's network: a container
+/// remembers the network it was created on (its network mode), and once that network is gone
+/// Docker refuses to start it again ("could not find a network matching network mode",
+/// moby/moby daemon/container_operations.go normalizeNetMode). Envs come and go; this network
+/// stays while its caches do.
+pub fn cache_network() -> String {
+    format!("{}-net", cache_prefix())
+}
+
+/// The label that says which set of caches (`cache_prefix`) an object belongs to.
+pub const CACHE_SET_LABEL: &str = "dev.kindling.cache.set";
+
+fn cache_set_labels() -> std::collections::BTreeMap<String, String> {
+    let mut labels = cache_labels();
+    labels.insert(CACHE_SET_LABEL.to_string(), cache_prefix());
+    labels
 }
 
 /// One registry host the nodes resolve through another endpoint.
@@ -139,7 +175,7 @@ pub fn cache_spec(
     image: &str,
 ) -> ContainerSpec {
     let name = cache_container(upstream_host);
-    let mut labels = cache_labels();
+    let mut labels = cache_set_labels();
     labels.insert(
         "dev.kindling.cache.upstream".to_string(),
         upstream_host.to_string(),
@@ -209,19 +245,33 @@ pub async fn configure_kind_nodes(
     Ok(())
 }
 
-/// Starts every shared cache (once per machine) and attaches it to `network`, so the nodes of
-/// the env on that network reach it by name.
+/// Starts every shared cache (once per machine) on the caches' own network and attaches it to
+/// `network`, so the nodes of the env on that network reach it by name. The registry image is
+/// pulled first when the engine lacks it (a profile without a local registry pulls it nowhere
+/// else). A cache made by an older kindling on an env's network is made again on the caches'
+/// network; its volume, and so what it stored, is kept.
 pub async fn ensure_caches(
     docker: &DockerClient,
     network: &str,
     image: &str,
+    progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<(String, Ensured)>, DockerError> {
+    docker.ensure_image(image, progress).await?;
+    let home = cache_network();
+    docker.ensure_network(&home, &cache_set_labels()).await?;
     let mut out = Vec::new();
     for (host, remote) in CACHED_UPSTREAMS {
-        let spec = cache_spec(host, remote, network, image);
+        let spec = cache_spec(host, remote, &home, image);
         docker
             .ensure_volume(&spec.volumes[0].volume, &spec.labels)
             .await?;
+        if docker
+            .network_mode(&spec.name)
+            .await?
+            .is_some_and(|mode| mode != home)
+        {
+            docker.remove_container(&spec.name).await?;
+        }
         let ensured = docker.run_container(&spec).await?;
         docker.connect_network(&spec.name, network).await?;
         out.push((spec.name, ensured));
@@ -242,10 +292,12 @@ pub struct CacheStatus {
 }
 
 pub async fn cache_status(docker: &DockerClient) -> Result<Vec<CacheStatus>, DockerError> {
-    let found = docker.labelled(&format!("{CACHE_LABEL}=true")).await?;
+    let found = docker
+        .labelled(&format!("{CACHE_SET_LABEL}={}", cache_prefix()))
+        .await?;
     let mut out = Vec::new();
     for name in found.containers {
-        let state = docker.state(&name).await?;
+        let mut state = docker.state(&name).await?;
         let upstream = CACHED_UPSTREAMS
             .iter()
             .find(|(h, _)| cache_container(h) == name)
@@ -254,24 +306,13 @@ pub async fn cache_status(docker: &DockerClient) -> Result<Vec<CacheStatus>, Doc
         let (mut repositories, mut size_bytes) = (Vec::new(), None);
         if state == "running" {
             // A registry in proxy mode answers an empty /v2/_catalog; what it stored is in its
-            // storage layout: one `_manifests` directory per repository.
-            let listing = docker
-                .exec(
-                    &name,
-                    &[
-                        "sh",
-                        "-c",
-                        &format!(
-                            "cd {REPOSITORIES_DIR} 2>/dev/null && find . -type d -name _manifests"
-                        ),
-                    ],
-                )
-                .await?;
-            repositories = parse_repository_dirs(&listing.stdout);
-            let du = docker
-                .exec(&name, &["du", "-sk", "/var/lib/registry"])
-                .await?;
-            size_bytes = parse_du_kib(&du.stdout);
+            // storage layout: one `_manifests` directory per repository. A cache that stops
+            // between the look at its state and the exec (one that cannot reach its upstream
+            // restarts) is reported as it is then, not as an error of the whole command.
+            match read_store(docker, &name).await {
+                Ok((r, s)) => (repositories, size_bytes) = (r, s),
+                Err(_) => state = docker.state(&name).await?,
+            }
         }
         out.push(CacheStatus {
             name,
@@ -283,6 +324,30 @@ pub async fn cache_status(docker: &DockerClient) -> Result<Vec<CacheStatus>, Doc
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+/// What a running cache holds: its repositories and the bytes stored.
+async fn read_store(
+    docker: &DockerClient,
+    name: &str,
+) -> Result<(Vec<String>, Option<u64>), DockerError> {
+    let listing = docker
+        .exec(
+            name,
+            &[
+                "sh",
+                "-c",
+                &format!("cd {REPOSITORIES_DIR} 2>/dev/null && find . -type d -name _manifests"),
+            ],
+        )
+        .await?;
+    let du = docker
+        .exec(name, &["du", "-sk", "/var/lib/registry"])
+        .await?;
+    Ok((
+        parse_repository_dirs(&listing.stdout),
+        parse_du_kib(&du.stdout),
+    ))
 }
 
 /// Where distribution's filesystem storage keeps repositories.
@@ -325,9 +390,11 @@ pub fn parse_du_kib(out: &str) -> Option<u64> {
         .map(|k| k * 1024)
 }
 
-/// Removes every shared cache and its stored images.
+/// Removes every shared cache of this set (`cache_prefix`), its stored images and its network.
 pub async fn prune_caches(docker: &DockerClient) -> Result<SweepReport, DockerError> {
-    let found = docker.labelled(&format!("{CACHE_LABEL}=true")).await?;
+    let found = docker
+        .labelled(&format!("{CACHE_SET_LABEL}={}", cache_prefix()))
+        .await?;
     let mut report = SweepReport::default();
     for c in found.containers {
         if docker.remove_container(&c).await? {
@@ -337,6 +404,11 @@ pub async fn prune_caches(docker: &DockerClient) -> Result<SweepReport, DockerEr
     for v in found.volumes {
         if docker.remove_volume(&v).await? {
             report.volumes.push(v);
+        }
+    }
+    for n in found.networks {
+        if docker.remove_network(&n).await? {
+            report.networks.push(n);
         }
     }
     Ok(report)

@@ -988,4 +988,167 @@ mod env {
         assert!(h.api.object("Deployment", "kustomize-controller").is_some());
         delete_clean(&h, &env);
     }
+
+    /// The shared image caches across envs: made on their own network and attached to each
+    /// env's cluster network; `env delete` detaches them and keeps them (even when the
+    /// cluster's network goes, as k3d's does); the next env reuses the same containers;
+    /// `cache status` shows them and `cache prune` removes them, their volumes and network.
+    /// The test runs its own set of caches (KINDLING_CACHE_PREFIX), never the machine's.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_shared_caches_outlive_envs_and_cache_prune_removes_them() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        let prefix = unique("kc");
+        std::fs::write(h.path("cache-prefix"), &prefix).unwrap();
+        let profile = h.path("caches-profile.yaml");
+        std::fs::write(
+            &profile,
+            "apiVersion: kindling.dev/v1alpha1\nkind: ClusterProfile\nmetadata: {name: caches}\nspec:\n  provider: k3d\n  kubernetesVersion: \"1.37\"\n  ingress: {http: 18080, https: 18443}\n  registry: false\n  imageCaches: true\n",
+        )
+        .unwrap();
+        // The caches' image is not on the engine: it comes from a registry (a local one, as
+        // no other can be reached here), so `env create` has to pull it. The profile has no
+        // local registry, whose step would otherwise have pulled the same image.
+        let source = format!("kindling-{prefix}-source");
+        let started = docker_cli(&[
+            "run",
+            "-d",
+            "--name",
+            &source,
+            "--label",
+            &h.data_label(),
+            "-p",
+            "127.0.0.1::5000",
+            super::common::TEST_REGISTRY_IMAGE,
+        ]);
+        assert!(started.status.success(), "{started:?}");
+        let port = String::from_utf8_lossy(&docker_cli(&["port", &source, "5000"]).stdout)
+            .trim()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .to_string();
+        let image = format!("127.0.0.1:{port}/kt/cache-registry:{prefix}");
+        assert!(
+            docker_cli(&["tag", super::common::TEST_REGISTRY_IMAGE, &image])
+                .status
+                .success()
+        );
+        let pushed = (0..50).any(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            docker_cli(&["push", &image]).status.success()
+        });
+        assert!(pushed, "could not push {image}");
+        assert!(docker_cli(&["rmi", &image]).status.success());
+        let extra = [
+            ("KINDLING_CACHE_PREFIX", prefix.as_str()),
+            ("KINDLING_REGISTRY_IMAGE", image.as_str()),
+        ];
+        let caches: Vec<String> = ["docker-io", "ghcr-io", "quay-io", "registry-k8s-io"]
+            .iter()
+            .map(|h| format!("{prefix}-{h}"))
+            .collect();
+        let home = format!("{prefix}-net");
+        let inspect = |name: &str, format: &str| {
+            let out = docker_cli(&["inspect", "-f", format, name]);
+            assert!(out.status.success(), "{name}: {out:?}");
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        let networks_of = |name: &str| {
+            inspect(
+                name,
+                "{{range $n, $_ := .NetworkSettings.Networks}}{{$n}} {{end}}",
+            )
+        };
+        let create = |env: &str| {
+            let out = h.run(
+                &[
+                    "env",
+                    "create",
+                    env,
+                    "--stamp",
+                    "sample",
+                    "--profile",
+                    profile.to_str().unwrap(),
+                    "--wait",
+                    "--timeout",
+                    "60s",
+                    "--output",
+                    "json",
+                ],
+                &extra,
+            );
+            ok(&out)
+        };
+        let a = unique("ca");
+        create(&a);
+        let ids: Vec<String> = caches.iter().map(|c| inspect(c, "{{.Id}}")).collect();
+        for cache in &caches {
+            assert_eq!(inspect(cache, "{{.Config.Image}}"), image, "{cache}");
+            assert_eq!(
+                inspect(cache, "{{.HostConfig.NetworkMode}}"),
+                home,
+                "{cache}"
+            );
+            let attached = networks_of(cache);
+            assert!(
+                attached.contains(&format!("k3d-kindling-{a} ")),
+                "{cache}: {attached}"
+            );
+        }
+        let status = ok(&h.run(&["cache", "status", "--output", "json"], &extra));
+        let listed: Vec<&str> = status["caches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        // (Their state is not asserted: offline, as here, a registry in proxy mode exits at
+        // start because it cannot reach its upstream, and Docker restarts it.)
+        assert_eq!(listed, caches, "{status}");
+        // Delete: the cluster network goes; the caches stay, detached from it.
+        delete_clean(&h, &a);
+        for cache in &caches {
+            assert!(container_exists(cache), "{cache}");
+            assert!(
+                !networks_of(cache).contains(&a),
+                "{cache}: {}",
+                networks_of(cache)
+            );
+        }
+        // The next env reuses the very same containers and attaches them to its network.
+        let b = unique("cb");
+        create(&b);
+        for (cache, id) in caches.iter().zip(&ids) {
+            assert_eq!(&inspect(cache, "{{.Id}}"), id, "{cache} was made again");
+            assert!(
+                networks_of(cache).contains(&format!("k3d-kindling-{b} ")),
+                "{cache}"
+            );
+        }
+        delete_clean(&h, &b);
+        let pruned = ok(&h.run(&["cache", "prune", "--output", "json"], &extra));
+        let mut removed: Vec<&str> = pruned["removed"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        removed.sort_unstable();
+        assert_eq!(removed, caches, "{pruned}");
+        assert_eq!(
+            pruned["removed"]["volumes"].as_array().unwrap().len(),
+            4,
+            "{pruned}"
+        );
+        assert_eq!(pruned["removed"]["networks"], json!([home]), "{pruned}");
+        for cache in &caches {
+            assert!(!container_exists(cache), "{cache}");
+        }
+        let empty = ok(&h.run(&["cache", "status", "--output", "json"], &extra));
+        assert_eq!(empty["caches"], json!([]));
+        let _ = docker_cli(&["rmi", &image]);
+    }
 }

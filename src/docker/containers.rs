@@ -31,6 +31,16 @@ impl DockerClient {
         }
         Ok(ensured)
     }
+    /// The network a container was created on (its network mode), or `None` when there is
+    /// no such container.
+    pub async fn network_mode(&self, name: &str) -> Result<Option<String>, DockerError> {
+        match self.docker.inspect_container(name, None).await {
+            Ok(c) => Ok(c.host_config.and_then(|h| h.network_mode)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(api(format!("inspect container {name}"))(e)),
+        }
+    }
+
     /// Container status (`running`, `exited`…), with health appended when it has a check.
     pub async fn state(&self, name: &str) -> Result<String, DockerError> {
         let inspect = self

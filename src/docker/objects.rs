@@ -59,25 +59,66 @@ impl DockerClient {
         container: &str,
         network: &str,
     ) -> Result<(), DockerError> {
+        match self.disconnect_once(container, network).await? {
+            Detached::Done => Ok(()),
+            // A container between two restarts (a cache whose upstream is unreachable) has no
+            // live endpoint, so the engine answers "is not connected", yet its config still
+            // names the network, and once the network is gone it cannot start again. A stopped
+            // container is detached in its config: stop it, detach, start it again.
+            Detached::NotLive if self.attached_in_config(container, network).await? => {
+                self.stop_container(container, std::time::Duration::from_secs(2))
+                    .await?;
+                self.disconnect_once(container, network).await?;
+                self.docker
+                    .start_container(container, None)
+                    .await
+                    .map_err(api(format!("start container {container}")))?;
+                Ok(())
+            }
+            Detached::NotLive => Ok(()),
+        }
+    }
+
+    async fn disconnect_once(
+        &self,
+        container: &str,
+        network: &str,
+    ) -> Result<Detached, DockerError> {
         let request = bollard::models::NetworkDisconnectRequest {
             container: container.to_string(),
             force: Some(true),
         };
         match self.docker.disconnect_network(network, request).await {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(Detached::Done),
             Err(BollardError::DockerResponseServerError {
                 status_code: 403 | 404,
                 ..
-            }) => Ok(()),
-            // Older engines answer 500 for a container that is not attached.
+            }) => Ok(Detached::Done),
+            // The engine answers 500 for a container with no live endpoint on the network.
             Err(BollardError::DockerResponseServerError { message, .. })
                 if message.contains("is not connected") =>
             {
-                Ok(())
+                Ok(Detached::NotLive)
             }
             Err(e) => Err(api(format!(
                 "disconnect {container} from network {network}"
             ))(e)),
+        }
+    }
+
+    /// Whether the container's config still names `network`.
+    async fn attached_in_config(
+        &self,
+        container: &str,
+        network: &str,
+    ) -> Result<bool, DockerError> {
+        match self.docker.inspect_container(container, None).await {
+            Ok(c) => Ok(c
+                .network_settings
+                .and_then(|n| n.networks)
+                .is_some_and(|n| n.contains_key(network))),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(api(format!("inspect container {container}"))(e)),
         }
     }
     pub async fn ensure_volume(
@@ -132,4 +173,11 @@ impl DockerClient {
             Err(e) => Err(api(format!("remove volume {name}"))(e)),
         }
     }
+}
+
+/// What a disconnect did.
+enum Detached {
+    Done,
+    /// The engine saw no live endpoint of the container on the network.
+    NotLive,
 }

@@ -109,13 +109,18 @@ async fn clear_the_cluster_network(
             removed.push(container);
         }
     }
-    let network = state.and_then(|s| s.cluster.as_ref()).map(|c| &c.network);
-    if let Some(network) = network.filter(|n| *n != "kind") {
+    // The cluster's own network: from the state, or for an orphan (no state) the one k3d
+    // would have made. kind's network is shared by every kind cluster and stays attached.
+    let network = match state.and_then(|s| s.cluster.as_ref()) {
+        Some(c) => c.network.clone(),
+        None => format!("k3d-{}", crate::cluster::cluster_name(name)),
+    };
+    if network != "kind" && docker.network_exists(&network).await? {
         for cache in docker
             .containers_labelled(crate::docker::CACHE_LABEL)
             .await?
         {
-            docker.disconnect_network(&cache, network).await?;
+            docker.disconnect_network(&cache, &network).await?;
         }
     }
     Ok(removed)

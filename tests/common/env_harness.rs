@@ -380,21 +380,38 @@ impl Drop for Harness {
             containers.push(format!("k3d-{name}-server-0"));
             networks.push(format!("k3d-{name}"));
         }
+        // A test's own set of shared caches (KINDLING_CACHE_PREFIX, recorded in `cache-prefix`).
+        let prefix = std::fs::read_to_string(self.path("cache-prefix")).unwrap_or_default();
+        let set = format!("label=dev.kindling.cache.set={}", prefix.trim());
+        if !prefix.trim().is_empty() {
+            let caches = docker_cli(&["ps", "-aq", "--filter", &set]);
+            containers.extend(
+                String::from_utf8_lossy(&caches.stdout)
+                    .split_whitespace()
+                    .map(str::to_string),
+            );
+        }
         if !containers.is_empty() {
             let mut args = vec!["rm", "-f"];
             args.extend(containers.iter().map(String::as_str));
             let _ = docker_cli(&args);
         }
-        let volumes = docker_cli(&["volume", "ls", "-q", "--filter", &label]);
-        for v in String::from_utf8_lossy(&volumes.stdout).split_whitespace() {
-            let _ = docker_cli(&["volume", "rm", "-f", v]);
+        let mut filters = vec![label.clone()];
+        if !prefix.trim().is_empty() {
+            filters.push(set.clone());
         }
-        let labelled = docker_cli(&["network", "ls", "-q", "--filter", &label]);
-        networks.extend(
-            String::from_utf8_lossy(&labelled.stdout)
-                .split_whitespace()
-                .map(str::to_string),
-        );
+        for filter in &filters {
+            let volumes = docker_cli(&["volume", "ls", "-q", "--filter", filter]);
+            for v in String::from_utf8_lossy(&volumes.stdout).split_whitespace() {
+                let _ = docker_cli(&["volume", "rm", "-f", v]);
+            }
+            let labelled = docker_cli(&["network", "ls", "-q", "--filter", filter]);
+            networks.extend(
+                String::from_utf8_lossy(&labelled.stdout)
+                    .split_whitespace()
+                    .map(str::to_string),
+            );
+        }
         for n in networks {
             let _ = docker_cli(&["network", "rm", &n]);
         }

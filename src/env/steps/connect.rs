@@ -57,8 +57,14 @@ impl Step for Connect {
                 kube.apply_objects(&[configmap], &apply).await?;
             }
             if ctx.opts.profile.spec.image_caches {
-                registry::ensure_caches(docker, &cluster.network, &ctx.settings.registry_image)
-                    .await?;
+                let progress = ctx.progress;
+                registry::ensure_caches(
+                    docker,
+                    &cluster.network,
+                    &ctx.settings.registry_image,
+                    &mut |line| progress.detail(line),
+                )
+                .await?;
             }
             let resolved = ctx.resolved;
             if resolved.provider == Provider::Kind && !resolved.mirrors.is_empty() {
