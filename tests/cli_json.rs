@@ -108,7 +108,8 @@ mod cli {
     fn cli_a_closed_stdout_ends_quietly() {
         // Bash completions are larger than a pipe's buffer (64 KiB on Linux), so the writer is
         // still writing when the reader hangs up.
-        for args in [&["completions", "bash"][..]] {
+        {
+            let args = ["completions", "bash"];
             let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kindling"))
                 .args(args)
                 .current_dir(repo_dir())
