@@ -14,8 +14,18 @@ scripts/docker-engine.sh >/dev/null
 cargo build --release --tests >/dev/null 2>&1
 for i in $(seq "$runs"); do
   start=$(date +%s.%N)
-  KINDLING_BENCH_REPORT=1 cargo test --release --test env_round_trip --test env_commands -- env_create_status_sync_delete_round_trip env_watch_syncs_an_edit --nocapture --test-threads=1 2>&1 \
-    | grep -oE 'bench:.*' || true
+  # A failing test, or one that no longer reports, is a failed benchmark, not an empty one.
+  out=$(KINDLING_BENCH_REPORT=1 CI=true cargo test --release --test env_round_trip --test env_commands -- env_create_status_sync_delete_round_trip env_watch_syncs_an_edit --nocapture --test-threads=1 2>&1) || {
+    echo "$out" | tail -40 >&2
+    echo "bench-env.sh: the measured tests failed" >&2
+    exit 1
+  }
+  lines=$(echo "$out" | grep -oE 'bench:.*' || true)
+  if [ -z "$lines" ]; then
+    echo "bench-env.sh: the tests reported no timings (KINDLING_BENCH_REPORT lines)" >&2
+    exit 1
+  fi
+  echo "$lines"
   end=$(date +%s.%N)
   echo "run $i: round trip + watch tests $(echo "$end - $start" | bc) s"
 done

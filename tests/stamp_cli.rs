@@ -77,6 +77,46 @@ mod stamp {
         assert_eq!(stack["format"], "hostk8s", "{stack}");
     }
 
+    /// README: "`cargo test stamp` runs every stamp test". cargo's filter matches the test's
+    /// path, so every stamp test must sit below a `stamp` module: the library's `stamp`
+    /// module (src/stamp/) and `mod stamp` in each tests/stamp_*.rs, holding all its tests.
+    #[test]
+    fn stamp_every_stamp_test_is_under_a_stamp_module() {
+        let lib = std::fs::read_to_string(repo_dir().join("src/lib.rs")).unwrap();
+        assert!(
+            lib.contains("\npub mod stamp;"),
+            "src/lib.rs: no `pub mod stamp;`"
+        );
+        let mut files = 0;
+        for entry in std::fs::read_dir(repo_dir().join("tests")).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if !(name.starts_with("stamp_") && name.ends_with(".rs")) {
+                continue;
+            }
+            files += 1;
+            let text = std::fs::read_to_string(&path).unwrap();
+            let module = text
+                .find("\nmod stamp {")
+                .unwrap_or_else(|| panic!("{name}: no `mod stamp {{`"));
+            // Every test attribute comes after it, inside it (it is the file's last item).
+            for marker in ["#[test]", "#[tokio::test", "proptest!"] {
+                if let Some(first) = text.find(marker) {
+                    assert!(first > module, "{name}: a test before `mod stamp`");
+                }
+            }
+            // rustfmt puts the module's closing brace alone at column 0: nothing follows it.
+            let close = text[module..]
+                .find("\n}\n")
+                .unwrap_or_else(|| panic!("{name}: `mod stamp` never closes"));
+            assert!(
+                text[module + close + 3..].trim().is_empty(),
+                "{name}: items after `mod stamp`"
+            );
+        }
+        assert!(files >= 5, "found {files} stamp test files");
+    }
+
     #[test]
     fn stamp_cli_validate_sample_text_and_json() {
         kindling()
