@@ -967,25 +967,34 @@ mod env {
         std::fs::create_dir_all(&empty).unwrap();
         let profile = h.path("profile.yaml");
         let manifests = h.path("manifests");
-        let created = h.run(
-            &[
-                "env",
-                "create",
-                &env,
-                "--stamp",
-                "sample",
-                "--profile",
-                profile.to_str().unwrap(),
-                "--manifests-dir",
-                manifests.to_str().unwrap(),
-                "--output",
-                "json",
-            ],
-            &[("KINDLING_MANIFESTS_DIR", empty.to_str().unwrap())],
-        );
+        // Run from elsewhere, naming the source tree with --source.
+        let source = h.path("source");
+        let created = h
+            .command(
+                &[
+                    "env",
+                    "create",
+                    &env,
+                    "--stamp",
+                    "sample",
+                    "--source",
+                    source.to_str().unwrap(),
+                    "--profile",
+                    profile.to_str().unwrap(),
+                    "--manifests-dir",
+                    manifests.to_str().unwrap(),
+                    "--output",
+                    "json",
+                ],
+                &[("KINDLING_MANIFESTS_DIR", empty.to_str().unwrap())],
+            )
+            .current_dir(&empty)
+            .output()
+            .unwrap();
         let doc = ok(&created);
         assert!(report_steps(&doc, "done").contains(&"engine"), "{doc}");
         assert!(h.api.object("Deployment", "kustomize-controller").is_some());
+        assert_eq!(h.state(&env)["source"], source.to_str().unwrap());
         delete_clean(&h, &env);
     }
 
