@@ -24,6 +24,18 @@ mod registry {
         );
     }
 
+    /// The host port Docker bound for a container's port 5000.
+    fn bound_port(container: &str) -> u16 {
+        let out = docker_cli(&["port", container, "5000"]);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .and_then(|l| l.rsplit(':').next())
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{container}: no bound port"))
+    }
+
     /// Waits until the registry on `port` answers its API (not just accepts connections).
     async fn wait_http(port: u16) {
         for _ in 0..100 {
@@ -52,16 +64,15 @@ mod registry {
         let network = format!("kindling-{env}");
         d.ensure_network(&network, &env_labels(&env)).await.unwrap();
 
-        // The "upstream": a plain registry, published so the test can push to it.
-        let upstream_port =
-            allocate_port(30000 + (std::process::id() % 10000) as u16, port_is_free).unwrap();
+        // The "upstream": a plain registry, published so the test can push to it. Docker picks
+        // the host ports (0): binding them is its job, so two tests never race for one.
         let upstream = ContainerSpec {
             name: format!("kindling-{env}-upstream"),
             image: TEST_REGISTRY_IMAGE.to_string(),
             labels: env_labels(&env),
             ports: vec![PublishedPort {
                 container_port: 5000,
-                host_port: upstream_port,
+                host_port: 0,
             }],
             network: Some(network.clone()),
             ..Default::default()
@@ -70,10 +81,10 @@ mod registry {
         d.wait_ready(&upstream.name, Duration::from_secs(20))
             .await
             .unwrap();
+        let upstream_port = bound_port(&upstream.name);
 
         // The cache exactly as kindling runs it, for a test upstream; published here only so the
         // test's Docker daemon can pull through it (nodes reach it by name).
-        let cache_port = allocate_port(upstream_port + 1, port_is_free).unwrap();
         let mut cache = cache_spec(
             &format!("{env}.test"),
             &format!("http://{}:5000", upstream.name),
@@ -82,13 +93,14 @@ mod registry {
         );
         cache.ports = vec![PublishedPort {
             container_port: 5000,
-            host_port: cache_port,
+            host_port: 0,
         }];
         cache.labels.insert("dev.kindling.env".into(), env.clone());
         d.run_container(&cache).await.unwrap();
         d.wait_ready(&cache.name, Duration::from_secs(20))
             .await
             .unwrap();
+        let cache_port = bound_port(&cache.name);
         wait_http(upstream_port).await;
         wait_http(cache_port).await;
 
