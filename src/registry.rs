@@ -197,11 +197,14 @@ pub fn cache_spec(
 }
 
 /// KEP-1755: where developers push images so the cluster can pull them.
-pub fn local_registry_hosting_configmap(host_port: u16, env: &str) -> Value {
+pub fn local_registry_hosting_configmap(host_port: u16) -> Value {
+    // What kind's own local-registry recipe advertises (kubernetes-sigs/kind v0.33.0
+    // site/static/examples/kind-with-registry.sh): `host` only. The nodes pull
+    // `localhost:PORT/…` through the hosts.toml / registries.yaml mirror kindling writes; a
+    // `hostFromContainerRuntime` of the registry container's name had no mirror, so containerd
+    // tried HTTPS there and pods sat in ImagePullBackOff.
     let hosting = format!(
-        "host: \"localhost:{host_port}\"\nhostFromContainerRuntime: \"{}:{REGISTRY_PORT}\"\nhostFromClusterNetwork: \"{}:{REGISTRY_PORT}\"\nhelp: \"https://kind.sigs.k8s.io/docs/user/local-registry/\"\n",
-        registry_container(env),
-        registry_container(env)
+        "host: \"localhost:{host_port}\"\nhelp: \"https://kind.sigs.k8s.io/docs/user/local-registry/\"\n"
     );
     json!({
         "apiVersion": "v1",
@@ -437,15 +440,15 @@ mod tests {
 
     #[test]
     fn registry_local_registry_hosting_follows_kep_1755() {
-        let cm = local_registry_hosting_configmap(5001, "dev");
+        let cm = local_registry_hosting_configmap(5001);
         assert_eq!(cm["metadata"]["namespace"], "kube-public");
         let hosting: serde_json::Value =
             serde_yaml_ng::from_str(cm["data"]["localRegistryHosting.v1"].as_str().unwrap())
                 .unwrap();
-        assert_eq!(hosting["host"], "localhost:5001");
+        // As kind's recipe: the host only (every node has a mirror for it), and the help link.
         assert_eq!(
-            hosting["hostFromClusterNetwork"],
-            "kindling-dev-registry:5000"
+            hosting,
+            serde_json::json!({"host": "localhost:5001", "help": "https://kind.sigs.k8s.io/docs/user/local-registry/"})
         );
     }
 

@@ -1160,4 +1160,166 @@ mod env {
         assert_eq!(empty["caches"], json!([]));
         let _ = docker_cli(&["rmi", &image]);
     }
+
+    /// A kind cluster with three control planes and a worker: kind lists its Envoy load
+    /// balancer among the nodes; only the Kubernetes nodes get registry mirrors, and every
+    /// host the KEP-1755 ConfigMap advertises has a mirror on every one of them.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_ha_kind_cluster_mirrors_every_node_but_the_load_balancer() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        let env = unique("ha");
+        let cluster = format!("kindling-{env}");
+        let api = h.own_api(&cluster, &h.gitea);
+        // Four Ready nodes, as the cluster's API would list them.
+        api.update(|objects| {
+            for n in ["control-plane2", "control-plane3", "worker"] {
+                objects.push(super::common::kube_api::Stored {
+                    group_version: "v1".into(),
+                    plural: "nodes".into(),
+                    namespace: None,
+                    name: n.into(),
+                    object: json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": n},
+                        "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "ready"}]}}),
+                });
+            }
+        });
+        let registry_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let profile = h.path("ha-profile.yaml");
+        std::fs::write(
+            &profile,
+            format!("apiVersion: kindling.dev/v1alpha1\nkind: ClusterProfile\nmetadata: {{name: ha}}\nspec:\n  provider: kind\n  kubernetesVersion: \"1.37\"\n  controlPlanes: 3\n  workers: 1\n  ingress: {{http: 18080, https: 18443}}\n  registry: true\n  registryPort: {registry_port}\n  imageCaches: false\n"),
+        )
+        .unwrap();
+        ok(&h.run(
+            &[
+                "env",
+                "create",
+                &env,
+                "--stamp",
+                "sample",
+                "--profile",
+                profile.to_str().unwrap(),
+                "--wait",
+                "--timeout",
+                "60s",
+                "--output",
+                "json",
+            ],
+            &[],
+        ));
+        let listed = std::process::Command::new(h.path("bin/kind"))
+            .args(["get", "nodes", "--name", &cluster])
+            .output()
+            .unwrap();
+        let listed = String::from_utf8_lossy(&listed.stdout).to_string();
+        assert!(
+            listed.contains(&format!("{cluster}-external-load-balancer")),
+            "{listed}"
+        );
+        let hosting = api.object("ConfigMap", "local-registry-hosting").unwrap();
+        let hosting: Value =
+            serde_yaml_ng::from_str(hosting["data"]["localRegistryHosting.v1"].as_str().unwrap())
+                .unwrap();
+        let advertised: Vec<String> =
+            ["host", "hostFromContainerRuntime", "hostFromClusterNetwork"]
+                .iter()
+                .filter_map(|k| hosting[*k].as_str().map(str::to_string))
+                .collect();
+        assert_eq!(
+            advertised,
+            [format!("localhost:{registry_port}")],
+            "{hosting}"
+        );
+        for node in [
+            "control-plane",
+            "control-plane2",
+            "control-plane3",
+            "worker",
+        ] {
+            for host in &advertised {
+                let toml = docker_cli(&[
+                    "exec",
+                    &format!("{cluster}-{node}"),
+                    "cat",
+                    &format!("/etc/containerd/certs.d/{host}/hosts.toml"),
+                ]);
+                assert!(toml.status.success(), "{node} has no mirror for {host}");
+                assert!(
+                    String::from_utf8_lossy(&toml.stdout)
+                        .contains(&format!("[host.\"http://kindling-{env}-registry:5000\"]")),
+                    "{node}: {}",
+                    String::from_utf8_lossy(&toml.stdout)
+                );
+            }
+        }
+        let balancer = docker_cli(&[
+            "exec",
+            &format!("{cluster}-external-load-balancer"),
+            "ls",
+            "/etc/containerd",
+        ]);
+        assert!(!balancer.status.success(), "the load balancer got a mirror");
+        delete_clean(&h, &env);
+    }
+
+    /// An env name k3d would refuse (cluster `kindling-NAME` over 32 characters) is refused
+    /// before anything is made, in a dry run too, not after Gitea and the registry started.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_name_too_long_for_the_provider_is_refused_before_anything_is_made() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        let env = format!("{}-{}", unique("long"), "x".repeat(12));
+        assert!(env.len() > 23 && env.len() <= 32, "{env}");
+        let profile = h.path("profile.yaml");
+        for dry in [true, false] {
+            let mut args = vec![
+                "env",
+                "create",
+                &env,
+                "--stamp",
+                "sample",
+                "--provider",
+                "k3d",
+                "--profile",
+                profile.to_str().unwrap(),
+                "--output",
+                "json",
+            ];
+            if dry {
+                args.push("--dry-run");
+            }
+            let out = h.run(&args, &[]);
+            assert_eq!(out.status.code(), Some(2), "dry run {dry}");
+            let doc = error_says(&out, "too long for k3d");
+            assert!(
+                doc["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("at most 23 characters"),
+                "{doc}"
+            );
+        }
+        // kind takes it.
+        let plan = h.json(&[
+            "env",
+            "create",
+            &env,
+            "--profile",
+            profile.to_str().unwrap(),
+            "--dry-run",
+        ]);
+        assert_eq!(plan["plan"]["cluster"]["name"], format!("kindling-{env}"));
+        assert!(!h.path(&format!("data/envs/{env}")).exists());
+        assert!(!h.path("bin/k3d-calls").exists(), "k3d was called");
+        assert!(!container_exists(&format!("kindling-{env}-registry")));
+    }
 }

@@ -151,10 +151,15 @@ impl ClusterProvider for KindCli {
 
     fn nodes(&self, name: &str) -> Result<Vec<String>, ClusterError> {
         let out = run(&self.binary, &["get", "nodes", "--name", name])?;
+        // `kind get nodes` also lists the load balancer of a cluster with several control
+        // planes (`NAME-external-load-balancer`, role `external-load-balancer`; kubernetes-sigs/
+        // kind v0.33.0 pkg/cluster/internal/providers/common/namer.go, nodeutils/roles.go). It
+        // runs Envoy, not containerd: only the Kubernetes nodes pull images.
+        let balancer = format!("{name}-external-load-balancer");
         Ok(out
             .lines()
             .map(str::trim)
-            .filter(|l| !l.is_empty())
+            .filter(|l| !l.is_empty() && *l != balancer)
             .map(str::to_string)
             .collect())
     }

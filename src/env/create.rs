@@ -61,6 +61,7 @@ pub async fn create(
     dry_run: bool,
 ) -> Result<Outcome, EnvError> {
     super::validate_name(&opts.name)?;
+    super::fits_the_provider(&opts.name, opts.profile.spec.provider)?;
     let env_dir = settings.env_dir(&opts.name);
     let stamp = super::open::load_stamp(&opts.stamp, &opts.source)?;
     // The env's lock before its state (a dry run changes nothing and takes none): the state

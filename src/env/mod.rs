@@ -267,9 +267,71 @@ pub fn validate_name(name: &str) -> Result<(), EnvError> {
     }
 }
 
+/// The longest env name each provider can take, so that a create never fails half-way on a
+/// name the provider refuses (checked before anything is made, in `--dry-run` too):
+/// - k3d refuses cluster names over 32 characters (`DefaultClusterNameMaxLength`,
+///   k3d-io/k3d v5.9.0 pkg/types/defaults.go, enforced by CheckName in
+///   pkg/client/clusterName.go); the cluster is `kindling-NAME`, so 23;
+/// - kind names containers after the cluster and sets each as the container's hostname, and
+///   a host name label is at most 63 characters (RFC 1123); the longest,
+///   `kindling-NAME-external-load-balancer` (kubernetes-sigs/kind v0.33.0
+///   pkg/cluster/internal/providers/common/namer.go), leaves 31.
+pub fn max_name_len(provider: crate::cluster::Provider) -> usize {
+    match provider {
+        crate::cluster::Provider::K3d => 32 - "kindling-".len(),
+        crate::cluster::Provider::Kind => 63 - "kindling-".len() - "-external-load-balancer".len(),
+    }
+}
+
+pub fn fits_the_provider(name: &str, provider: crate::cluster::Provider) -> Result<(), EnvError> {
+    let max = max_name_len(provider);
+    if name.len() <= max {
+        return Ok(());
+    }
+    let why = match provider {
+        crate::cluster::Provider::K3d => {
+            "k3d takes cluster names of at most 32 characters, and the cluster is kindling-NAME"
+        }
+        crate::cluster::Provider::Kind => {
+            "kind's longest container and host name, kindling-NAME-external-load-balancer, must stay within 63 characters"
+        }
+    };
+    Err(EnvError::BadInput(format!(
+        "env name {name:?} is {} characters, too long for {}: {why}\nhelp: use at most {max} characters",
+        name.len(),
+        provider.name()
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_names_fit_every_name_the_provider_derives() {
+        use crate::cluster::Provider;
+        assert_eq!(max_name_len(Provider::K3d), 23);
+        assert_eq!(max_name_len(Provider::Kind), 31);
+        for provider in [Provider::Kind, Provider::K3d] {
+            let max = max_name_len(provider);
+            let longest = "a".repeat(max);
+            fits_the_provider(&longest, provider).unwrap();
+            let cluster = format!("kindling-{longest}");
+            match provider {
+                Provider::K3d => assert_eq!(cluster.len(), 32),
+                Provider::Kind => {
+                    assert_eq!(format!("{cluster}-external-load-balancer").len(), 63)
+                }
+            }
+            let err = fits_the_provider(&"a".repeat(max + 1), provider).unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            assert!(
+                err.to_string()
+                    .contains(&format!("at most {max} characters")),
+                "{err}"
+            );
+        }
+    }
 
     #[test]
     fn env_settings_defaults_and_bounds() {

@@ -292,7 +292,14 @@ pub fn with_ready_node(api: &FakeApi) {
 ///   take 3 s), and removes the nodes when it fails;
 /// - `get kubeconfig` reads the node's admin.conf, which exists only once kubeadm init is
 ///   done (pkg/cluster/internal/kubeconfig/kubeconfig.go): before that it fails. The fake
-///   keeps the finished clusters in `bin/clusters`.
+///   keeps the finished clusters in `bin/clusters`;
+/// - one container per node of the config, named as kind's namer does (`NAME-control-plane`,
+///   `NAME-control-plane2`, `NAME-worker`, …, pkg/cluster/internal/providers/common/namer.go)
+///   and labelled with its role (`io.x-k8s.kind.role`); with more than one control plane also
+///   `NAME-external-load-balancer` (role `external-load-balancer`, an Envoy image since kind
+///   v0.32, pkg/cluster/internal/loadbalancer/const.go), which runs no containerd;
+/// - `get nodes` lists every container of the cluster, load balancer included, one name per
+///   line (pkg/cmd/kind/get/nodes/nodes.go; ListNodes filters on the cluster label only).
 pub fn fake_kind(bin: &Path, api_url: &str) {
     let script = format!(
         r#"#!/bin/sh
@@ -308,12 +315,18 @@ if docker ps -a --filter "label=io.x-k8s.kind.cluster=$name" --format '{{{{.Name
 fi
 if [ -e "$here/fail-create" ]; then echo "ERROR: failed to create cluster: node did not become ready" >&2; exit 1; fi
 docker network inspect kind >/dev/null 2>&1 || docker network create kind >/dev/null 2>&1
-docker run -d --name "$name-control-plane" --label io.x-k8s.kind.cluster="$name" --network kind {TEST_IMAGE} sleep 1000000 >/dev/null || exit 1
+node() {{
+  docker run -d --name "$name-$1" --hostname "$name-$1" --label io.x-k8s.kind.cluster="$name" --label io.x-k8s.kind.role="$2" --network kind {TEST_IMAGE} sleep 1000000 >/dev/null || exit 1
+}}
+cps=$(grep -c '^- role: control-plane' "$6"); workers=$(grep -c '^- role: worker' "$6")
+[ "$cps" -gt 1 ] && node external-load-balancer external-load-balancer
+i=1; while [ "$i" -le "$cps" ]; do if [ "$i" -eq 1 ]; then node control-plane control-plane; else node "control-plane$i" control-plane; fi; i=$((i + 1)); done
+i=1; while [ "$i" -le "$workers" ]; do if [ "$i" -eq 1 ]; then node worker worker; else node "worker$i" worker; fi; i=$((i + 1)); done
 if [ -e "$here/slow-create" ]; then sleep 3; fi
 echo "$name" >> "$here/clusters" ;;
   "delete cluster")
 name=$4
-docker rm -f "$name-control-plane" >/dev/null 2>&1
+docker ps -aq --filter "label=io.x-k8s.kind.cluster=$name" | xargs -r docker rm -f >/dev/null 2>&1
 grep -vx "$name" "$here/clusters" > "$here/clusters.$$"; mv "$here/clusters.$$" "$here/clusters" ;;
   "get kubeconfig")
 if ! grep -qx "$4" "$here/clusters"; then
@@ -322,7 +335,7 @@ fi
 # A cluster with an API server of its own (bin/api-NAME), else the harness's.
 if [ -e "$here/api-$4" ]; then sed "s/NAME/$4/g; s#server: .*#server: $(cat "$here/api-$4")#" "$here/kind-kubeconfig.template"
 else sed "s/NAME/$4/g" "$here/kind-kubeconfig.template"; fi ;;
-  "get nodes") echo "$4-control-plane" ;;
+  "get nodes") docker ps -a --filter "label=io.x-k8s.kind.cluster=$4" --format '{{{{.Names}}}}' ;;
   *) echo "fake kind: unexpected $*" >&2; exit 2 ;;
 esac
 "#
@@ -373,7 +386,13 @@ impl Drop for Harness {
         for line in calls("kind-calls").lines() {
             if let Some(name) = line.strip_prefix("create cluster --name ") {
                 let name = name.split_whitespace().next().unwrap_or_default();
-                containers.push(format!("{name}-control-plane"));
+                let filter = format!("label=io.x-k8s.kind.cluster={name}");
+                let nodes = docker_cli(&["ps", "-aq", "--filter", &filter]);
+                containers.extend(
+                    String::from_utf8_lossy(&nodes.stdout)
+                        .split_whitespace()
+                        .map(str::to_string),
+                );
             }
         }
         for name in calls("k3d-clusters").lines() {

@@ -53,7 +53,7 @@ impl Step for Connect {
                 docker
                     .connect_network(&registry::registry_container(env), &cluster.network)
                     .await?;
-                let configmap = registry::local_registry_hosting_configmap(port, env);
+                let configmap = registry::local_registry_hosting_configmap(port);
                 kube.apply_objects(&[configmap], &apply).await?;
             }
             if ctx.opts.profile.spec.image_caches {
