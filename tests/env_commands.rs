@@ -1322,4 +1322,103 @@ mod env {
         assert!(!h.path("bin/k3d-calls").exists(), "k3d was called");
         assert!(!container_exists(&format!("kindling-{env}-registry")));
     }
+
+    /// `env delete` of an env that does not exist, or whose create failed before its cluster
+    /// step, answers at once: no kind or k3d is looked up or downloaded (here there is no
+    /// kind on PATH and no download could succeed). `env list` with Docker down says so and
+    /// exits 1 instead of answering "no envs".
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_delete_without_a_cluster_needs_no_provider_and_list_needs_docker() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        let env = unique("pre");
+        let failed = h.create(&env, &[("KINDLING_FAIL_AT", "preflight")]);
+        assert_eq!(failed.status.code(), Some(1));
+        assert!(h.path(&format!("data/envs/{env}/state.json")).exists());
+        // No kind or k3d anywhere now, and any download would fail.
+        std::fs::remove_file(h.path("bin/kind")).unwrap();
+        std::fs::remove_file(h.path("bin/k3d")).unwrap();
+        let empty_cache = h.path("empty-cache");
+        let offline = [
+            ("HTTPS_PROXY", "http://127.0.0.1:9"),
+            ("https_proxy", "http://127.0.0.1:9"),
+            ("KINDLING_CACHE_DIR", empty_cache.to_str().unwrap()),
+        ];
+        for name in [env.as_str(), "never-made"] {
+            let out = h.run(&["env", "delete", name, "--output", "json"], &offline);
+            let doc = ok(&out);
+            assert!(doc["deleted"][0]["cluster"].is_null(), "{doc}");
+            let said = String::from_utf8_lossy(&out.stderr);
+            assert!(!said.contains("download"), "{said}");
+        }
+        assert!(!h.path(&format!("data/envs/{env}")).exists());
+        assert!(
+            !h.path("empty-cache/tools").exists(),
+            "a provider CLI was fetched"
+        );
+        let list = h.json(&["env", "list"]);
+        assert_eq!(list["envs"], json!([]), "{list}");
+        // Docker down: an error naming it, not an empty list.
+        let down = h.run(
+            &["env", "list", "--output", "json"],
+            &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+        );
+        assert_eq!(down.status.code(), Some(1));
+        error_says(&down, "the Docker engine does not answer");
+    }
+
+    /// `env delete --all` asks on a terminal; `--yes` (or no terminal) does not.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_delete_all_asks_on_a_terminal() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        let env = unique("ask");
+        ok(&h.create(&env, &[]));
+        let delete_all = h.command(&["env", "delete", "--all"], &[]);
+        let line = std::iter::once(delete_all.get_program())
+            .chain(delete_all.get_args())
+            .map(|a| format!("'{}'", a.to_string_lossy()))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let on_a_terminal = |answer: &str| {
+            use std::io::Write;
+            let mut child = std::process::Command::new("script")
+                .args(["-q", "-e", "-c", &line, "/dev/null"])
+                .envs(delete_all.get_envs().filter_map(|(k, v)| Some((k, v?))))
+                .current_dir(h.path("source"))
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(answer.as_bytes())
+                .unwrap();
+            child.wait_with_output().unwrap()
+        };
+        let declined = on_a_terminal("n\n");
+        let said = String::from_utf8_lossy(&declined.stdout);
+        assert!(
+            said.contains(&format!("delete 1 env(s) of this data dir: {env}? [y/N]")),
+            "{said}"
+        );
+        assert!(said.contains("nothing deleted"), "{said}");
+        assert!(!declined.status.success());
+        assert!(h.path(&format!("data/envs/{env}")).exists());
+        assert!(container_exists(&format!("kindling-{env}-registry")));
+        let accepted = on_a_terminal("y\n");
+        assert!(
+            accepted.status.success(),
+            "{}",
+            String::from_utf8_lossy(&accepted.stdout)
+        );
+        assert!(!h.path(&format!("data/envs/{env}")).exists());
+        delete_clean(&h, &env);
+    }
 }

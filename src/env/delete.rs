@@ -55,7 +55,7 @@ pub async fn delete(
     let t = Instant::now();
     let cluster_name = crate::cluster::cluster_name(name);
     progress.start("cluster", &cluster_name);
-    report.cluster = delete_cluster(settings, name, state.as_ref()).await?;
+    report.cluster = delete_cluster(&docker, settings, name, state.as_ref()).await?;
     let deleted = if report.cluster.is_some() {
         "deleted"
     } else {
@@ -129,6 +129,7 @@ async fn clear_the_cluster_network(
 /// Deletes the env's cluster through its provider; `Some("PROVIDER NAME")` when there was one.
 /// Without state (an orphan), the cluster may be of either provider.
 async fn delete_cluster(
+    docker: &DockerClient,
     settings: &Settings,
     name: &str,
     state: Option<&EnvState>,
@@ -144,6 +145,18 @@ async fn delete_cluster(
     let orphan = state.is_none();
     let mut deleted_one = None;
     for provider in providers {
+        // kind and k3d know their clusters by their node containers' labels alone
+        // (kubernetes-sigs/kind v0.33.0 pkg/cluster/internal/providers/docker/provider.go
+        // ListClusters; k3d-io/k3d v5.9.0 `k3d.cluster`): with no such container there is no
+        // cluster, and the CLI is neither looked up nor downloaded (a create that failed before
+        // its cluster step, on a host that cannot download kind, is still deletable at once).
+        let label = match provider {
+            crate::cluster::Provider::Kind => format!("io.x-k8s.kind.cluster={cluster_name}"),
+            crate::cluster::Provider::K3d => format!("k3d.cluster={cluster_name}"),
+        };
+        if docker.containers_labelled(&label).await?.is_empty() {
+            continue;
+        }
         let s = settings.clone();
         let n = name.to_string();
         let cn = cluster_name.clone();

@@ -24,13 +24,12 @@ pub struct ListEntry {
 
 /// Envs from their state, plus labelled Docker objects no state accounts for.
 pub async fn list(settings: &Settings) -> Result<Vec<ListEntry>, EnvError> {
-    let mut docker_envs = match DockerClient::connect().await {
-        Ok(d) => {
-            d.list_envs(&crate::docker::data_dir_id(&settings.data_dir))
-                .await?
-        }
-        Err(_) => Default::default(),
-    };
+    // Without the engine nothing can be said of what each env has running: say so (exit 1),
+    // never "no envs".
+    let mut docker_envs = DockerClient::connect()
+        .await?
+        .list_envs(&crate::docker::data_dir_id(&settings.data_dir))
+        .await?;
     let mut out = Vec::new();
     for name in env_names(&settings.data_dir) {
         let Ok(Some(state)) = EnvState::load(&settings.env_dir(&name)) else {

@@ -112,14 +112,40 @@ pub enum EnvCommand {
     Delete {
         #[command(flatten)]
         env: EnvName,
-        /// Delete every environment (and orphaned Docker objects).
+        /// Delete every environment of this data dir (and its orphaned Docker objects).
         #[arg(long)]
         all: bool,
+        /// Do not ask before `--all` deletes (it asks only on a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// Print the path of the environment's kubeconfig.
     Kubeconfig(EnvName),
     /// List environments (and orphaned Docker objects).
     List,
+}
+
+/// Asks on a terminal whether to delete `names`: `Some(answer)`, or `None` off a terminal
+/// (CI, a pipe), where nothing is asked.
+fn confirm_on_a_terminal(names: &[String]) -> anyhow::Result<Option<bool>> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Ok(None);
+    }
+    let mut err = std::io::stderr();
+    write!(
+        err,
+        "delete {} env(s) of this data dir: {}? [y/N] ",
+        names.len(),
+        names.join(", ")
+    )?;
+    err.flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(Some(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    )))
 }
 
 /// `90s`, `10m`, `1h`, or plain seconds.
@@ -207,13 +233,16 @@ async fn run_async(command: EnvCommand, output: Output, verbose: u8) -> anyhow::
             let syncs = watch(&settings, &env.name, debounce_ms, wait_args, &progress).await?;
             out.print("syncs", &syncs, |_| {});
         }
-        EnvCommand::Delete { env, all } => {
-            let names = if all {
+        EnvCommand::Delete { env, all, yes } => {
+            let names: Vec<String> = if all {
                 let envs = kindling::env::list(&settings).await?;
                 envs.into_iter().map(|e| e.name).collect()
             } else {
                 vec![env.name]
             };
+            if all && !yes && !names.is_empty() && confirm_on_a_terminal(&names)? == Some(false) {
+                anyhow::bail!("nothing deleted\nhelp: `--yes` deletes without asking");
+            }
             let mut reports = Vec::new();
             for name in names {
                 let report = kindling::env::delete(&settings, &name, &progress).await?;
