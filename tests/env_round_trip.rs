@@ -524,6 +524,69 @@ mod env {
         assert!(docker_cli(&["stop", &container]).status.success());
         ok(&h.create(&env, &[]));
         assert_eq!(h.state(&env)["gitea"]["password"], password.as_str());
+        // Gitea comes back on another address (as after a Docker restart): `env status`
+        // re-points the in-cluster route and says so; a second look finds nothing to do.
+        let network = h.state(&env)["cluster"]["network"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let address = || {
+            let out = docker_cli(&[
+                "inspect",
+                "-f",
+                &format!("{{{{(index .NetworkSettings.Networks \"{network}\").IPAddress}}}}"),
+                &container,
+            ]);
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        let before = address();
+        let routed = |api: &super::common::kube_api::FakeApi| {
+            api.object("EndpointSlice", "gitea-docker").unwrap()["endpoints"][0]["addresses"][0]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(routed(&h.api), before);
+        // Docker may hand the freed address straight back; a placeholder takes it first.
+        assert!(
+            docker_cli(&["network", "disconnect", &network, &container])
+                .status
+                .success()
+        );
+        let placeholder = format!("kindling-{env}-placeholder");
+        let held = docker_cli(&[
+            "run",
+            "-d",
+            "--name",
+            &placeholder,
+            "--label",
+            &h.data_label(),
+            "--network",
+            &network,
+            super::common::TEST_IMAGE,
+            "sleep",
+            "600",
+        ]);
+        assert!(held.status.success(), "{held:?}");
+        assert!(
+            docker_cli(&["network", "connect", &network, &container])
+                .status
+                .success()
+        );
+        let moved = address();
+        assert_ne!(moved, before, "Docker gave the same address back");
+        let status = h.json(&["env", "status", &env]);
+        let repaired = status["status"]["routeRepaired"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            repaired.contains(&format!("from {before} to {moved}")),
+            "{status}"
+        );
+        assert_eq!(routed(&h.api), moved);
+        let again = h.json(&["env", "status", &env]);
+        assert!(again["status"].get("routeRepaired").is_none(), "{again}");
+        assert!(docker_cli(&["rm", "-f", &placeholder]).status.success());
         delete_clean(&h, &env);
         assert!(
             !docker_cli(&["volume", "inspect", &format!("kindling-{env}-gitea-data")])

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::open::{gitea_of, kube_of, load_locked, stamp_of};
+use super::open::{gitea_of, live_kube_of, load_locked, stamp_of};
 use super::steps::{bootstrap, push};
 use super::{EnvError, Settings};
 use crate::engine;
@@ -35,7 +35,7 @@ pub async fn approve(
     let gitea = gitea_of(&state)?;
     let rendered = push::render(&stamp, state.engine, &gitea)?;
     let objects = bootstrap::objects(state.engine, &stamp, &rendered, &gitea, false);
-    let kube = kube_of(&state).await?;
+    let (kube, _) = live_kube_of(&state, progress).await?;
     let was_held = state.hold;
     let t = Instant::now();
     progress.start("approve", "resuming the engine");

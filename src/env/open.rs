@@ -70,3 +70,18 @@ pub fn gitea_of(state: &EnvState) -> Result<super::state::GiteaState, EnvError> 
         ))
     })
 }
+
+/// The API client of a live env's cluster, with the route to its Gitea checked and re-pointed
+/// first (`route::repair_gitea_route`); what was repaired is said on the progress stream and
+/// returned.
+pub async fn live_kube_of(
+    state: &EnvState,
+    progress: &crate::ui::Progress,
+) -> Result<(KubeClient, Option<String>), EnvError> {
+    let kube = kube_of(state).await?;
+    let repaired = super::route::repair_gitea_route(state, &kube).await?;
+    if let Some(what) = &repaired {
+        progress.warn(what);
+    }
+    Ok((kube, repaired))
+}

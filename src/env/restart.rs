@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::open::{gitea_of, kube_of, load_locked, load_stamp, stamp_of};
+use super::open::{gitea_of, live_kube_of, load_locked, load_stamp, stamp_of};
 use super::steps::{bootstrap, push, secrets};
 use super::{EnvError, Settings};
 use crate::engine;
@@ -30,7 +30,7 @@ pub async fn restart(
     let env_dir = settings.env_dir(name);
     let (_lock, mut state) = load_locked(settings, name, "env restart")?;
     let old = stamp_of(&state)?;
-    let kube = kube_of(&state).await?;
+    let (kube, _) = live_kube_of(&state, progress).await?;
     let t = Instant::now();
     progress.start("remove", &format!("stamp {}", old.name));
     engine::remove_stamp(&kube, state.engine, &old, settings.step_timeout).await?;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::follow::follow;
-use super::open::{kube_of, load, stamp_of};
+use super::open::{live_kube_of, load, stamp_of};
 use super::state::EnvState;
 use super::{EnvError, Settings, provider_cli, steps};
 use crate::docker::DockerClient;
@@ -43,6 +43,9 @@ pub struct StatusReport {
     pub reconciliation: Option<EngineStatus>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The in-cluster route to Gitea pointed at an old address and was re-pointed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route_repaired: Option<String>,
     pub ready: bool,
 }
 
@@ -84,13 +87,15 @@ pub async fn status(
             .collect(),
         reconciliation: None,
         error: None,
+        route_repaired: None,
         ready: false,
     };
     if !state.is_done("engine") || parts.cluster_missing {
         report.error = Some("the engine is not installed yet".into());
         return Ok(report);
     }
-    let kube = kube_of(&state).await?;
+    let (kube, repaired) = live_kube_of(&state, progress).await?;
+    report.route_repaired = repaired;
     let result = match wait {
         Some(timeout) => {
             follow(&kube, state.engine, &stamp, timeout, progress, |s| {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::follow::follow;
-use super::open::{gitea_of, kube_of, load_locked, stamp_of};
+use super::open::{gitea_of, live_kube_of, load_locked, stamp_of};
 use super::steps::push::{push, render, short};
 use super::{EnvError, Settings};
 use crate::engine::{self, EngineStatus};
@@ -51,7 +51,7 @@ pub async fn sync(
     );
     state.commit = Some(commit.clone());
     state.save(&env_dir)?;
-    let kube = kube_of(&state).await?;
+    let (kube, _) = live_kube_of(&state, progress).await?;
     let requested = if state.hold {
         progress.info("held: not reconciling until `kindling env approve`");
         Vec::new()

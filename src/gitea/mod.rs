@@ -55,6 +55,11 @@ pub fn service_repo_url() -> String {
 
 /// The Namespace, Service and EndpointSlice that make the Gitea container at `ip` reachable
 /// as [`service_repo_url`].
+/// The EndpointSlice that routes the Service to the Gitea container.
+pub fn slice_name() -> String {
+    format!("{SERVICE_NAME}-docker")
+}
+
 pub fn service_objects(ip: &str) -> Vec<serde_json::Value> {
     let labels = serde_json::json!({"app.kubernetes.io/managed-by": "kindling"});
     vec![
@@ -70,7 +75,7 @@ pub fn service_objects(ip: &str) -> Vec<serde_json::Value> {
         serde_json::json!({
             "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
             "metadata": {
-                "name": format!("{SERVICE_NAME}-docker"),
+                "name": slice_name(),
                 "namespace": SERVICE_NAMESPACE,
                 "labels": {
                     "kubernetes.io/service-name": SERVICE_NAME,
