@@ -49,12 +49,39 @@ pub fn check_tool(
         std::env::current_dir().unwrap_or_default(),
     )
     .ok();
+    // One on PATH older than the pin is passed over for the pinned release (cluster::tools).
+    let on_path = on_path.map(|p| {
+        let version = crate::cluster::tools::reported_version(&p);
+        (p, version)
+    });
+    let recent = |v: &Option<String>| {
+        v.as_deref()
+            .is_some_and(|v| crate::cluster::tools::at_least(v, &tool.version))
+    };
     match (on_path, cached.is_file()) {
-        (Some(path), _) => finding(
+        (Some((path, version)), _) if recent(&version) => finding(
             check,
             Status::Ok,
-            format!("{} (on PATH)", path.display()),
+            format!(
+                "{} {} (on PATH)",
+                path.display(),
+                version.unwrap_or_default()
+            ),
             None,
+        ),
+        (Some((path, version)), _) => finding(
+            check,
+            Status::Warn,
+            format!(
+                "{} on PATH is {}; kindling uses the pinned {} instead",
+                path.display(),
+                version.unwrap_or_else(|| "of no version it will say".into()),
+                tool.version
+            ),
+            Some(format!(
+                "install {} {} or later, or let kindling download the pinned release",
+                tool.name, tool.version
+            )),
         ),
         (None, true) => {
             // Verify the cached binary now rather than promise one that fails its checksum later.

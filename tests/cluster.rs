@@ -356,6 +356,8 @@ case "$*" in
   "get nodes --name "*) echo "$4-control-plane"; echo "$4-worker" ;;
   "node list -o json")
     echo '[{"name":"k3d-kindling-dev-server-0","role":"server","runtimeLabels":{"k3d.cluster":"kindling-dev"}},{"name":"k3d-kindling-dev-serverlb","role":"loadbalancer","runtimeLabels":{"k3d.cluster":"kindling-dev"}},{"name":"k3d-other-server-0","role":"server","runtimeLabels":{"k3d.cluster":"other"}}]' ;;
+  # Builtins only: doctor's test runs this with nothing else on PATH.
+  version) v="${0%/*}/version"; if [ -f "$v" ]; then IFS= read -r line < "$v"; echo "$line"; else echo "kindling-fake-tool v9.9.9 go1.26.1 linux/amd64"; fi ;;
   *) echo "fake $0: unexpected arguments: $*" >&2; exit 2 ;;
 esac
 "#;
@@ -598,6 +600,71 @@ esac
         .unwrap();
         assert_eq!(found.source, ToolSource::Path);
         assert_eq!(found.path, bin.join("kindling-fake-tool"));
+        assert_eq!(found.version.as_deref(), Some("v9.9.9"));
+    }
+
+    /// kind or k3d on PATH older than the pinned release (or that will not say its version)
+    /// is passed over for the pinned one, with a note; when that download fails too, the
+    /// error says both.
+    #[test]
+    fn cluster_tool_on_path_older_than_the_pin_gives_way_to_the_pinned_release() {
+        use kindling::cluster::tools::{at_least, parse_version};
+        assert_eq!(
+            parse_version("kind v0.33.0 go1.26.1 linux/amd64").as_deref(),
+            Some("v0.33.0")
+        );
+        assert_eq!(
+            parse_version("k3d version v5.9.0\nk3s version v1.37.1-k3s1 (default)").as_deref(),
+            Some("v5.9.0")
+        );
+        assert_eq!(parse_version("kind version unknown"), None);
+        assert!(at_least("v0.33.0", "v0.33.0") && at_least("v0.34.1", "v0.33.0"));
+        assert!(at_least("v1.0.0", "v0.33.0") && at_least("v0.33.1", "v0.33.0"));
+        assert!(!at_least("v0.32.9", "v0.33.0") && !at_least("v0.33.0-alpha.1", "v0.33.0"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin-on-path");
+        std::fs::create_dir_all(&bin).unwrap();
+        fake_cli(&bin, "kindling-fake-tool");
+        let binary = b"#!/bin/sh\necho pinned tool\n".to_vec();
+        for (reported, says) in [
+            (
+                "kindling-fake-tool v9.9.8 go1.26.1 linux/amd64",
+                "v9.9.8 on PATH",
+            ),
+            ("something else entirely", "does not say its version"),
+        ] {
+            std::fs::write(bin.join("version"), reported).unwrap();
+            let data = tempfile::tempdir().unwrap();
+            let (url, _server) = serve(binary.clone(), 1);
+            let tool = PinnedTool {
+                checksums: vec![(kindling::cluster::tools::platform(), sha256_hex(&binary))],
+                ..fake_tool(&url, "x")
+            };
+            let got = resolve_tool(&tool, data.path(), Some(bin.as_os_str())).unwrap();
+            assert_eq!(got.source, ToolSource::Downloaded, "{reported}");
+            let note = got.note.unwrap_or_default();
+            assert!(
+                note.contains(says) && note.contains("using the pinned v9.9.9"),
+                "{note}"
+            );
+            // No download possible: the error says why PATH's was passed over, and the fix.
+            let offline = PinnedTool {
+                checksums: vec![(kindling::cluster::tools::platform(), sha256_hex(&binary))],
+                ..fake_tool("http://127.0.0.1:9", "x")
+            };
+            let err = resolve_tool(
+                &offline,
+                tempfile::tempdir().unwrap().path(),
+                Some(bin.as_os_str()),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains(says) && err.contains("install kindling-fake-tool v9.9.9 or later"),
+                "{err}"
+            );
+        }
     }
 
     #[test]
@@ -648,8 +715,34 @@ esac
         let kind = findings.iter().find(|f| f["check"] == "kind").unwrap();
         assert_eq!(
             kind["detail"],
-            format!("{} (on PATH)", bin.join("kind").display())
+            format!("{} v9.9.9 (on PATH)", bin.join("kind").display())
         );
+        // One older than the pinned release: kindling will not use it, and doctor says so.
+        std::fs::write(bin.join("version"), "kind v0.20.0 go1.21.0 linux/amd64").unwrap();
+        let old = assert_cmd::Command::cargo_bin("kindling")
+            .unwrap()
+            .env("KINDLING_DATA_DIR", dir.path().join("data"))
+            .env("PATH", &bin)
+            .args(["doctor", "--output", "json"])
+            .output()
+            .unwrap();
+        let v2: Value = serde_json::from_slice(&old.stdout).unwrap();
+        let kind = v2["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["check"] == "kind")
+            .unwrap()
+            .clone();
+        assert_eq!(kind["status"], "warn", "{kind}");
+        assert!(
+            kind["detail"]
+                .as_str()
+                .unwrap()
+                .contains("is v0.20.0; kindling uses the pinned v0.33.0 instead"),
+            "{kind}"
+        );
+        std::fs::remove_file(bin.join("version")).unwrap();
         let k3d = findings.iter().find(|f| f["check"] == "k3d").unwrap();
         assert!(
             k3d["detail"]

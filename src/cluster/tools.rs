@@ -83,6 +83,12 @@ pub struct ResolvedTool {
     pub name: String,
     pub path: PathBuf,
     pub source: ToolSource,
+    /// The version the binary reports (`kind version`, `k3d version`), when it was asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Why the one on PATH was passed over, when it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// Where a pinned binary is cached.
@@ -100,14 +106,89 @@ pub fn resolve_tool(
     search_path: Option<&std::ffi::OsStr>,
 ) -> Result<ResolvedTool, ClusterError> {
     let cwd = std::env::current_dir().unwrap_or_default();
-    if let Ok(path) = which::which_in(&tool.name, search_path, cwd) {
-        return Ok(ResolvedTool {
-            name: tool.name.clone(),
-            path,
-            source: ToolSource::Path,
-        });
+    let Ok(path) = which::which_in(&tool.name, search_path, cwd) else {
+        return resolve_pinned(tool, data_dir, &platform());
+    };
+    // The one on PATH is used when it is at least the pinned release: the node images and the
+    // config schema kindling renders are those of that release (older ones may not read them).
+    let found = reported_version(&path);
+    let why = match &found {
+        Some(v) if at_least(v, &tool.version) => {
+            return Ok(ResolvedTool {
+                name: tool.name.clone(),
+                path,
+                source: ToolSource::Path,
+                version: found,
+                note: None,
+            });
+        }
+        Some(v) => format!(
+            "{} {v} on PATH ({}) is older than {}, the oldest kindling supports; using the pinned {}",
+            tool.name,
+            path.display(),
+            tool.version,
+            tool.version
+        ),
+        None => format!(
+            "{} on PATH ({}) does not say its version; using the pinned {}",
+            tool.name,
+            path.display(),
+            tool.version
+        ),
+    };
+    match resolve_pinned(tool, data_dir, &platform()) {
+        Ok(mut pinned) => {
+            pinned.note = Some(why);
+            Ok(pinned)
+        }
+        Err(e) => Err(ClusterError::Tool(format!(
+            "{why}, which failed: {e}\nhelp: install {} {} or later on PATH",
+            tool.name, tool.version
+        ))),
     }
-    resolve_pinned(tool, data_dir, &platform())
+}
+
+/// The first `vMAJOR.MINOR.PATCH` that `<tool> version` prints: `kind v0.33.0 go1.26.1
+/// linux/amd64` (kubernetes-sigs/kind v0.33.0 pkg/cmd/kind/version/version.go), `k3d version
+/// v5.9.0` then the k3s line (k3d-io/k3d v5.9.0 cmd/root.go).
+pub fn reported_version(binary: &Path) -> Option<String> {
+    let out = std::process::Command::new(binary)
+        .arg("version")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    parse_version(&String::from_utf8_lossy(&out.stdout))
+}
+
+pub fn parse_version(text: &str) -> Option<String> {
+    text.split_whitespace().find_map(|word| {
+        let v = word.strip_prefix('v')?;
+        let core = v.split(['-', '+']).next()?;
+        let parts: Vec<&str> = core.split('.').collect();
+        (parts.len() == 3 && parts.iter().all(|p| p.parse::<u64>().is_ok()))
+            .then(|| format!("v{v}"))
+    })
+}
+
+/// Whether `found` is the same release as `minimum` or a later one. A pre-release of the
+/// minimum (`v0.33.0-alpha`) comes before it.
+pub fn at_least(found: &str, minimum: &str) -> bool {
+    let numbers = |v: &str| -> Option<(Vec<u64>, bool)> {
+        let v = v.trim_start_matches('v');
+        let (core, pre) = match v.split_once('-') {
+            Some((c, _)) => (c, true),
+            None => (v.split('+').next()?, false),
+        };
+        let nums = core
+            .split('.')
+            .map(|p| p.parse::<u64>().ok())
+            .collect::<Option<Vec<_>>>()?;
+        Some((nums, pre))
+    };
+    match (numbers(found), numbers(minimum)) {
+        (Some((f, f_pre)), Some((m, _))) => f > m || (f == m && !f_pre),
+        _ => false,
+    }
 }
 
 /// The pinned binary for `platform`, from the cache or downloaded (PATH not consulted).
@@ -139,6 +220,8 @@ pub fn resolve_pinned(
                 name: tool.name.clone(),
                 path,
                 source: ToolSource::Cached,
+                version: Some(tool.version.clone()),
+                note: None,
             });
         }
         // A damaged cache is replaced by a verified download; it is never run.
@@ -161,6 +244,8 @@ pub fn resolve_pinned(
         name: tool.name.clone(),
         path,
         source: ToolSource::Downloaded,
+        version: Some(tool.version.clone()),
+        note: None,
     })
 }
 

@@ -240,14 +240,26 @@ pub fn provider_cli(
     settings: &Settings,
     env: &str,
 ) -> Result<Box<dyn ClusterProvider + Send + Sync>, EnvError> {
+    let resolved = provider_tool(provider, settings)?;
+    Ok(provider_for(provider, resolved.path, settings.env_dir(env)))
+}
+
+/// Which kind or k3d binary an env uses: the one on PATH when it is recent enough, else the
+/// pinned release (with the reason in `note`).
+pub fn provider_tool(
+    provider: Provider,
+    settings: &Settings,
+) -> Result<crate::cluster::tools::ResolvedTool, EnvError> {
     let tool = match provider {
         Provider::Kind => crate::cluster::tools::kind_tool(),
         Provider::K3d => crate::cluster::tools::k3d_tool(),
     };
     let search_path = std::env::var_os("PATH");
-    let resolved =
-        crate::cluster::tools::resolve_tool(&tool, &settings.data_dir, search_path.as_deref())?;
-    Ok(provider_for(provider, resolved.path, settings.env_dir(env)))
+    Ok(crate::cluster::tools::resolve_tool(
+        &tool,
+        &settings.data_dir,
+        search_path.as_deref(),
+    )?)
 }
 
 /// Env names become Docker and cluster names: keep them to what both accept.

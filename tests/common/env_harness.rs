@@ -214,6 +214,8 @@ grep -vx "$3" "$here/k3d-clusters" > "$here/k3d-clusters.$$"; mv "$here/k3d-clus
   "kubeconfig get") sed "s/NAME/$3/g" "$here/k3d-kubeconfig.template" ;;
   "node list")
 printf '['; sep=''; while read -r c; do printf '%s{{"name":"k3d-%s-server-0","role":"server","runtimeLabels":{{"k3d.cluster":"%s"}}}}' "$sep" "$c" "$c"; sep=','; done < "$here/k3d-clusters"; printf ']\n' ;;
+  # cmd/root.go (k3d-io/k3d v5.9.0): "k3d version %s\nk3s version %s (default)".
+  "version "*) printf 'k3d version v5.9.0\nk3s version v1.37.1-k3s1 (default)\n' ;;
   *) echo "fake k3d: unexpected $*" >&2; exit 2 ;;
 esac
 "#
@@ -336,6 +338,8 @@ fi
 if [ -e "$here/api-$4" ]; then sed "s/NAME/$4/g; s#server: .*#server: $(cat "$here/api-$4")#" "$here/kind-kubeconfig.template"
 else sed "s/NAME/$4/g" "$here/kind-kubeconfig.template"; fi ;;
   "get nodes") docker ps -a --filter "label=io.x-k8s.kind.cluster=$4" --format '{{{{.Names}}}}' ;;
+  # pkg/cmd/kind/version/version.go: "kind v" + version + " " + Go version + " " + GOOS/GOARCH.
+  "version "*|version) echo "kind $(cat "$here/kind-version" 2>/dev/null || echo v0.33.0) go1.26.1 linux/amd64" ;;
   *) echo "fake kind: unexpected $*" >&2; exit 2 ;;
 esac
 "#

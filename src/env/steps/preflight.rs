@@ -6,7 +6,7 @@ use futures_util::future::LocalBoxFuture;
 
 use super::{Ctx, Step};
 use crate::docker::DockerClient;
-use crate::env::{EnvError, provider_cli};
+use crate::env::EnvError;
 
 pub struct Preflight;
 
@@ -28,14 +28,30 @@ impl Step for Preflight {
             })?;
             let _ = ctx.docker.set(docker);
             // Resolved once (PATH or the pinned download) and shared with the blocking calls.
-            let provider = provider_cli(ctx.resolved.provider, ctx.settings, ctx.env())?;
-            let _ = ctx.provider.set(Arc::from(provider));
+            let provider = ctx.resolved.provider;
+            let tool = crate::env::provider_tool(provider, ctx.settings)?;
+            if let Some(note) = &tool.note {
+                ctx.progress.warn(note);
+            }
+            let described = format!(
+                "{}{}",
+                tool.path.display(),
+                tool.version
+                    .as_deref()
+                    .map(|v| format!(" {v}"))
+                    .unwrap_or_default()
+            );
+            let cli = crate::cluster::provider::provider_for(
+                provider,
+                tool.path,
+                ctx.settings.env_dir(ctx.env()),
+            );
+            let _ = ctx.provider.set(Arc::from(cli));
             Ok(format!(
-                "stamp {} ({} entries), {} via {}",
+                "stamp {} ({} entries), {} via {described}",
                 ctx.stamp.name,
                 ctx.stamp.entries.len(),
-                ctx.resolved.provider.name(),
-                ctx.resolved.provider.name()
+                provider.name(),
             ))
         })
     }
