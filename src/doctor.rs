@@ -256,18 +256,43 @@ pub fn check_inotify() -> Vec<Finding> {
     )
 }
 
-/// Where the Docker engine should answer. (The full engine check — version, CPUs, memory —
-/// goes through the Docker client.)
-pub fn check_docker_socket(docker_host: Option<&str>, socket: &Path) -> Finding {
-    match docker_host {
-        Some(host) => finding("docker", Status::Ok, format!("DOCKER_HOST={host}"), None),
-        None if socket.exists() => finding("docker", Status::Ok, format!("{} present", socket.display()), None),
-        None => finding(
-            "docker",
-            Status::Fail,
-            format!("no Docker engine socket ({}) and DOCKER_HOST is unset", socket.display()),
-            Some("start Docker (Docker Desktop, or `sudo systemctl start docker`), or set DOCKER_HOST".into()),
-        ),
+/// Which Docker engine kindling (and kind and k3d) will talk to, and why that one
+/// (`docker::endpoint`). The full engine check — version, CPUs, memory — goes through the
+/// Docker client.
+pub fn check_docker_endpoint(
+    resolved: Result<crate::docker::endpoint::Endpoint, crate::docker::DockerError>,
+) -> Finding {
+    match resolved {
+        Err(e) => {
+            let text = e.to_string();
+            let (detail, fix) = match text.split_once("\nhelp: ") {
+                Some((d, f)) => (d.to_string(), Some(f.to_string())),
+                None => (text, None),
+            };
+            finding("docker endpoint", Status::Fail, detail, fix)
+        }
+        Ok(e) => {
+            let socket = e.host.strip_prefix("unix://").map(Path::new);
+            match socket {
+                Some(path) if !path.exists() => finding(
+                    "docker endpoint",
+                    Status::Fail,
+                    format!("{} (from {}) does not exist", e.host, e.source),
+                    Some("start Docker (Docker Desktop, Colima, `sudo systemctl start docker`), or point DOCKER_HOST or a docker context at a running engine".into()),
+                ),
+                _ => finding(
+                    "docker endpoint",
+                    Status::Ok,
+                    format!(
+                        "{} (from {}){}",
+                        e.host,
+                        e.source,
+                        if e.tls_dir.is_some() { ", TLS" } else { "" }
+                    ),
+                    None,
+                ),
+            }
+        }
     }
 }
 
@@ -307,14 +332,32 @@ mod tests {
     }
 
     #[test]
-    fn doctor_docker_socket_missing_fails_with_a_fix() {
-        let f = check_docker_socket(None, Path::new("/nonexistent/docker.sock"));
-        assert_eq!(f.status, Status::Fail);
-        assert!(f.fix.unwrap().contains("set DOCKER_HOST"));
-        assert_eq!(
-            check_docker_socket(Some("tcp://127.0.0.1:2375"), Path::new("/nonexistent")).status,
-            Status::Ok
+    fn doctor_docker_endpoint_says_which_and_why() {
+        use crate::docker::endpoint::Endpoint;
+        let missing = check_docker_endpoint(Ok(Endpoint {
+            host: "unix:///nonexistent/docker.sock".into(),
+            tls_dir: None,
+            source: "default".into(),
+        }));
+        assert_eq!(missing.status, Status::Fail);
+        assert!(
+            missing
+                .fix
+                .unwrap()
+                .contains("DOCKER_HOST or a docker context")
         );
+        let tcp = check_docker_endpoint(Ok(Endpoint {
+            host: "tcp://127.0.0.1:2375".into(),
+            tls_dir: None,
+            source: "DOCKER_HOST".into(),
+        }));
+        assert_eq!(tcp.status, Status::Ok);
+        assert_eq!(tcp.detail, "tcp://127.0.0.1:2375 (from DOCKER_HOST)");
+        let err = check_docker_endpoint(Err(crate::docker::DockerError::Endpoint(
+            "docker context gone is not in X\nhelp: unset it".into(),
+        )));
+        assert_eq!(err.status, Status::Fail);
+        assert_eq!(err.fix.as_deref(), Some("unset it"));
     }
 
     #[test]

@@ -437,4 +437,106 @@ esac
         d.disconnect_network(&c.name, &second).await.unwrap();
         d.sweep(&env).await.unwrap();
     }
+
+    /// kindling reaches the engine the docker CLI would: through DOCKER_HOST (a unix socket
+    /// or tcp://) and through the CLI's current context, never falling back to the default
+    /// socket; `doctor` names the endpoint and where it came from; a context that does not
+    /// exist is an error.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn docker_endpoint_from_docker_host_or_a_context_reaches_that_engine() {
+        use std::sync::atomic::Ordering;
+        if docker().await.is_none() {
+            return;
+        }
+        let kindling = |envs: &[(&str, &str)], args: &[&str]| {
+            let data = tempfile::tempdir().unwrap();
+            let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_kindling"));
+            c.args(args)
+                .env("KINDLING_DATA_DIR", data.path())
+                .env_remove("DOCKER_HOST")
+                .env_remove("DOCKER_CONTEXT")
+                .env("DOCKER_CONFIG", data.path().join("no-docker-config"));
+            for (k, v) in envs {
+                c.env(k, v);
+            }
+            c.output().unwrap()
+        };
+        let endpoint_of = |out: &std::process::Output| -> serde_json::Value {
+            let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            doc["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["check"] == "docker endpoint")
+                .unwrap()
+                .clone()
+        };
+        for unix in [true, false] {
+            let relay = super::common::engine_relay(unix);
+            let host = relay.host.as_str();
+            let listed = kindling(
+                &[("DOCKER_HOST", host)],
+                &["env", "list", "--output", "json"],
+            );
+            assert!(
+                listed.status.success(),
+                "{host}: {}",
+                String::from_utf8_lossy(&listed.stderr)
+            );
+            assert!(
+                relay.connections.load(Ordering::SeqCst) > 0,
+                "{host} was not used"
+            );
+            let doctor = kindling(&[("DOCKER_HOST", host)], &["doctor", "--output", "json"]);
+            let finding = endpoint_of(&doctor);
+            assert_eq!(
+                finding["detail"],
+                format!("{host} (from DOCKER_HOST)"),
+                "{finding}"
+            );
+        }
+        // The CLI's current context (config.json), as Docker Desktop and Colima set it.
+        let relay = super::common::engine_relay(true);
+        let config = tempfile::tempdir().unwrap();
+        super::common::docker_context_dir(config.path(), "kt-colima", &relay.host);
+        let config_dir = config.path().to_str().unwrap();
+        let listed = kindling(
+            &[("DOCKER_CONFIG", config_dir)],
+            &["env", "list", "--output", "json"],
+        );
+        assert!(
+            listed.status.success(),
+            "{}",
+            String::from_utf8_lossy(&listed.stderr)
+        );
+        assert!(
+            relay.connections.load(Ordering::SeqCst) > 0,
+            "the context was not used"
+        );
+        let doctor = kindling(
+            &[("DOCKER_CONFIG", config_dir)],
+            &["doctor", "--output", "json"],
+        );
+        assert_eq!(
+            endpoint_of(&doctor)["detail"],
+            format!(
+                "{} (from context kt-colima (currentContext in config.json))",
+                relay.host
+            )
+        );
+        // A context that is not there: an error naming it, not the default socket.
+        let missing = kindling(
+            &[("DOCKER_CONFIG", config_dir), ("DOCKER_CONTEXT", "nowhere")],
+            &["env", "list", "--output", "json"],
+        );
+        assert_eq!(missing.status.code(), Some(1));
+        let doc: serde_json::Value = serde_json::from_slice(&missing.stdout).unwrap();
+        assert!(
+            doc["error"]
+                .as_str()
+                .unwrap()
+                .contains("docker context nowhere (DOCKER_CONTEXT=nowhere) is not in"),
+            "{doc}"
+        );
+    }
 }

@@ -1421,4 +1421,32 @@ mod env {
         assert!(!h.path(&format!("data/envs/{env}")).exists());
         delete_clean(&h, &env);
     }
+
+    /// With the engine chosen by the docker CLI's current context (no DOCKER_HOST), kindling
+    /// uses it and hands the same engine to kind, so the cluster lands beside Gitea and the
+    /// registry.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_create_through_a_docker_context_hands_kind_the_same_engine() {
+        use std::sync::atomic::Ordering;
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        let env = unique("ctx");
+        let relay = super::common::engine_relay(true);
+        let config = h.path("docker-config");
+        super::common::docker_context_dir(&config, "kt-desktop", &relay.host);
+        ok(&h.create(
+            &env,
+            &[
+                ("DOCKER_CONFIG", config.to_str().unwrap()),
+                ("DOCKER_HOST", ""),
+                ("DOCKER_CONTEXT", ""),
+            ],
+        ));
+        assert!(relay.connections.load(Ordering::SeqCst) > 0);
+        let handed = std::fs::read_to_string(h.path("bin/kind-docker-host")).unwrap();
+        assert_eq!(handed.trim(), relay.host);
+        delete_clean(&h, &env);
+    }
 }

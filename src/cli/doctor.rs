@@ -9,9 +9,8 @@ use super::Output;
 pub fn run(output: Output) -> anyhow::Result<()> {
     let data = kindling::paths::data_dir();
     let path = std::env::var_os("PATH");
-    let mut findings: Vec<Finding> = vec![doctor::check_docker_socket(
-        std::env::var("DOCKER_HOST").ok().as_deref(),
-        std::path::Path::new("/var/run/docker.sock"),
+    let mut findings: Vec<Finding> = vec![doctor::check_docker_endpoint(
+        kindling::docker::endpoint::resolve(),
     )];
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -52,6 +52,14 @@ fn run(binary: &Path, args: &[&str]) -> Result<String, ClusterError> {
     let output = loop {
         let mut command = Command::new(binary);
         command.args(args).stdin(Stdio::null());
+        // The engine kindling uses, named to kind (through the docker CLI it runs) and k3d in
+        // the variables both honour over any context, so the cluster lands beside Gitea and
+        // the registry. An endpoint that cannot be resolved is reported when kindling itself
+        // connects; here the CLI is left to its own defaults.
+        if let Ok(endpoint) = crate::docker::endpoint::resolve() {
+            command.env_remove("DOCKER_CONTEXT");
+            command.envs(endpoint.child_env());
+        }
         // A process group of its own: a terminal's Ctrl-C goes to kindling's group, and kind
         // or k3d killed halfway through writing a cluster (kind#2045, k3d#644) would leave it
         // half made. kindling stops between steps instead, after the CLI has finished.

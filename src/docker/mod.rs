@@ -2,6 +2,7 @@
 //! health waits, image pulls, and the label sweep that makes `env delete` leave nothing behind.
 
 mod containers;
+pub mod endpoint;
 mod objects;
 mod spec;
 mod sweep;
@@ -43,6 +44,8 @@ pub enum DockerError {
         "the Docker engine does not answer: {0}\nhelp: start Docker (Docker Desktop, or `sudo systemctl start docker`), or set DOCKER_HOST"
     )]
     Unreachable(String),
+    #[error("{0}")]
+    Endpoint(String),
     #[error("docker: {action}: {source}")]
     Api {
         action: String,
@@ -131,19 +134,17 @@ pub struct EngineFacts {
 }
 
 impl DockerClient {
-    /// Connects to the local engine (DOCKER_HOST or the default socket), agreeing on an API
-    /// version both sides speak, and checks that it answers.
+    /// Connects to the engine the docker CLI would use (`endpoint::resolve`: DOCKER_HOST, a
+    /// CLI context, or the default socket), agreeing on an API version both sides speak, and
+    /// checks that it answers.
     pub async fn connect() -> Result<DockerClient, DockerError> {
-        let docker = Docker::connect_with_local_defaults()
-            .map_err(|e| DockerError::Unreachable(e.to_string()))?;
-        let docker = docker
-            .negotiate_version()
-            .await
-            .map_err(|e| DockerError::Unreachable(e.to_string()))?;
-        docker
-            .ping()
-            .await
-            .map_err(|e| DockerError::Unreachable(e.to_string()))?;
+        let endpoint = endpoint::resolve()?;
+        let docker = endpoint::client(&endpoint)?;
+        let unreachable = |e: BollardError| {
+            DockerError::Unreachable(format!("{} ({}): {e}", endpoint.host, endpoint.source))
+        };
+        let docker = docker.negotiate_version().await.map_err(unreachable)?;
+        docker.ping().await.map_err(unreachable)?;
         Ok(DockerClient { docker })
     }
 

@@ -316,6 +316,8 @@ if docker ps -a --filter "label=io.x-k8s.kind.cluster=$name" --format '{{{{.Name
   echo "ERROR: failed to create cluster: node(s) already exist for a cluster with the name \"$name\"" >&2; exit 1
 fi
 if [ -e "$here/fail-create" ]; then echo "ERROR: failed to create cluster: node did not become ready" >&2; exit 1; fi
+# The engine kind was pointed at (it runs the docker CLI, which honours DOCKER_HOST).
+echo "${{DOCKER_HOST:-}}" > "$here/kind-docker-host"
 docker network inspect kind >/dev/null 2>&1 || docker network create kind >/dev/null 2>&1
 node() {{
   docker run -d --name "$name-$1" --hostname "$name-$1" --label io.x-k8s.kind.cluster="$name" --label io.x-k8s.kind.role="$2" --network kind {TEST_IMAGE} sleep 1000000 >/dev/null || exit 1

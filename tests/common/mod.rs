@@ -425,3 +425,111 @@ pub fn ensure_test_gitea_image() {
         );
     });
 }
+
+/// A stand-in for another way to reach the same Docker engine (a Docker Desktop or Colima
+/// socket, a TCP listener): connections to the returned unix socket (`unix` = true) or
+/// 127.0.0.1 port are relayed to the engine the tests use. The counter says how many came.
+pub struct EngineRelay {
+    pub host: String,
+    pub connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    _dir: tempfile::TempDir,
+}
+
+pub fn engine_relay(unix: bool) -> EngineRelay {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let engine = kindling::docker::endpoint::resolve().unwrap();
+    let target = engine
+        .host
+        .strip_prefix("unix://")
+        .expect("the tests' engine is a unix socket")
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    /// Relays both ways; each side's end of data is passed on as a half-close, which hijacked
+    /// connections (`docker exec`, attach) wait for.
+    fn relay<S: std::io::Read + std::io::Write + Send + 'static>(
+        client: S,
+        client_clone: S,
+        close_client: impl Fn(&S) + Send + 'static,
+        target: &str,
+    ) {
+        let Ok(upstream) = std::os::unix::net::UnixStream::connect(target) else {
+            return;
+        };
+        let Ok(upstream_clone) = upstream.try_clone() else {
+            return;
+        };
+        let (mut c_read, mut u_write) = (client, upstream);
+        let (mut u_read, mut c_write) = (upstream_clone, client_clone);
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut c_read, &mut u_write);
+            let _ = u_write.shutdown(std::net::Shutdown::Write);
+        });
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut u_read, &mut c_write);
+            close_client(&c_write);
+        });
+    }
+    let host = if unix {
+        let path = dir.path().join("engine.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let count = connections.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                count.fetch_add(1, Ordering::SeqCst);
+                let clone = stream.try_clone().unwrap();
+                let close = |s: &std::os::unix::net::UnixStream| {
+                    let _ = s.shutdown(std::net::Shutdown::Write);
+                };
+                relay(stream, clone, close, &target);
+            }
+        });
+        format!("unix://{}", path.display())
+    } else {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let count = connections.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                count.fetch_add(1, Ordering::SeqCst);
+                let clone = stream.try_clone().unwrap();
+                let close = |s: &std::net::TcpStream| {
+                    let _ = s.shutdown(std::net::Shutdown::Write);
+                };
+                relay(stream, clone, close, &target);
+            }
+        });
+        format!("tcp://127.0.0.1:{port}")
+    };
+    EngineRelay {
+        host,
+        connections,
+        _dir: dir,
+    }
+}
+
+/// A docker CLI config dir whose current context `name` points at `host`, laid out as the
+/// CLI's context store keeps it (docker/cli v28.5.2 cli/context/store: meta.json below the
+/// sha256 of the name).
+pub fn docker_context_dir(dir: &Path, name: &str, host: &str) {
+    use sha2::Digest;
+    let digest: String = sha2::Sha256::digest(name.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let meta = dir.join("contexts/meta").join(digest);
+    std::fs::create_dir_all(&meta).unwrap();
+    std::fs::write(
+        meta.join("meta.json"),
+        serde_json::json!({"Name": name, "Metadata": {"Description": "kindling test"},
+            "Endpoints": {"docker": {"Host": host, "SkipTLSVerify": false}}})
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::json!({"currentContext": name}).to_string(),
+    )
+    .unwrap();
+}
