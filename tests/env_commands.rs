@@ -1449,4 +1449,91 @@ mod env {
         assert_eq!(handed.trim(), relay.host);
         delete_clean(&h, &env);
     }
+
+    /// Both providers treat the user's kubeconfig as `kind create cluster` does: the context
+    /// is merged and made current; `--no-switch-context` keeps the current one; on delete no
+    /// current context is left naming the deleted cluster (k3d would pick another at random).
+    /// The fake kind and k3d edit `$KUBECONFIG` as kind v0.33.0 and k3d v5.9.0 do.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_kubeconfig_context_is_switched_like_kind_does_on_both_providers() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        let kubeconfig = h.path("user-kubeconfig");
+        let current = || {
+            let text = std::fs::read_to_string(&kubeconfig).unwrap();
+            let v: Value = serde_yaml_ng::from_str(&text).unwrap();
+            v["current-context"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        };
+        let contexts = || {
+            let text = std::fs::read_to_string(&kubeconfig).unwrap();
+            let v: Value = serde_yaml_ng::from_str(&text).unwrap();
+            v["contexts"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|c| c["name"].as_str().unwrap().to_string())
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        };
+        let profile = h.path("profile.yaml");
+        for provider in ["kind", "k3d"] {
+            for switch in [true, false] {
+                // The user's own context is current before.
+                std::fs::write(
+                    &kubeconfig,
+                    "apiVersion: v1\nkind: Config\nclusters:\n- name: mine\n  cluster: {server: 'https://10.0.0.1:6443'}\nusers:\n- name: me\n  user: {token: t}\ncontexts:\n- name: mine\n  context: {cluster: mine, user: me}\ncurrent-context: mine\n",
+                )
+                .unwrap();
+                let env = unique(&format!("kc{}", &provider[..1]));
+                let mut args = vec![
+                    "env",
+                    "create",
+                    &env,
+                    "--stamp",
+                    "sample",
+                    "--provider",
+                    provider,
+                    "--profile",
+                    profile.to_str().unwrap(),
+                    "--output",
+                    "json",
+                ];
+                if !switch {
+                    args.push("--no-switch-context");
+                }
+                ok(&h.run(&args, &[]));
+                let context = format!("{provider}-kindling-{env}");
+                assert!(
+                    contexts().contains(&context),
+                    "{provider}: {:?}",
+                    contexts()
+                );
+                let expected = if switch {
+                    context.clone()
+                } else {
+                    "mine".to_string()
+                };
+                assert_eq!(current(), expected, "{provider}, switch {switch}");
+                delete_clean(&h, &env);
+                assert!(
+                    !contexts().contains(&context),
+                    "{provider}: {:?}",
+                    contexts()
+                );
+                assert!(contexts().contains(&"mine".to_string()));
+                let after = if switch { "" } else { "mine" };
+                assert_eq!(
+                    current(),
+                    after,
+                    "{provider}, switch {switch}: after delete"
+                );
+            }
+        }
+    }
 }

@@ -5,6 +5,7 @@ mod profile;
 pub mod provider;
 mod render;
 pub mod tools;
+pub mod user_kubeconfig;
 
 use std::path::PathBuf;
 
@@ -65,6 +66,9 @@ pub struct ResolvedCluster {
     pub https_port: u16,
     pub extra_ports: Vec<PortMapping>,
     pub mirrors: Vec<Mirror>,
+    /// Whether the provider makes the new cluster's context the current one (kind always
+    /// does; k3d's `kubeconfig.switchCurrentContext`). On by default, as `kind create cluster`.
+    pub switch_context: bool,
 }
 
 /// kind and k3d both get `kindling-NAME`, so envs never collide with the user's own clusters.
@@ -102,6 +106,7 @@ pub fn resolve(
             registry_port.filter(|_| spec.registry),
             spec.image_caches,
         ),
+        switch_context: true,
     })
 }
 

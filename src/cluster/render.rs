@@ -255,7 +255,7 @@ pub fn render_k3d(c: &ResolvedCluster, env: &str) -> Value {
             },
             kubeconfig: K3dKubeconfigOptions {
                 update_default_kubeconfig: true,
-                switch_current_context: false,
+                switch_current_context: c.switch_context,
             },
             // So `env delete` can sweep k3d's containers by label like everything else.
             runtime: K3dRuntimeOptions {

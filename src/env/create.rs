@@ -93,7 +93,8 @@ pub async fn create(
         http: ports.http,
         https: ports.https,
     };
-    let resolved = cluster::resolve(&opts.profile, &opts.name, ingress, ports.registry)?;
+    let mut resolved = cluster::resolve(&opts.profile, &opts.name, ingress, ports.registry)?;
+    resolved.switch_context = opts.switch_context;
     if dry_run {
         let plan = super::plan::plan(opts, settings, &stamp, &resolved, ports, steps::names())?;
         return Ok(Outcome::Plan(Box::new(plan)));

@@ -168,7 +168,24 @@ async fn delete_cluster(
                 Err(e) => return Err(e),
             };
             if cli.exists(&cn)? {
+                // When the deleted cluster's context was the current one, kind leaves no
+                // current context (kubernetes-sigs/kind v0.33.0 .../kubeconfig/remove.go) but
+                // k3d picks another one at random (k3d-io/k3d v5.9.0 pkg/client/kubeconfig.go
+                // KubeconfigRemoveCluster): leave none, as kind does, rather than a cluster
+                // the user never chose.
+                let merge = crate::cluster::user_kubeconfig::default_merge_path();
+                let was_current = merge.as_deref().is_some_and(|p| {
+                    crate::cluster::user_kubeconfig::current_context(p).as_deref()
+                        == Some(cli.context(&cn).as_str())
+                });
                 cli.delete(&cn)?;
+                if was_current
+                    && provider == crate::cluster::Provider::K3d
+                    && let Some(path) = merge.as_deref()
+                    && crate::cluster::user_kubeconfig::current_context(path).is_some()
+                {
+                    let _ = crate::cluster::user_kubeconfig::set_current_context(path, None);
+                }
                 return Ok(true);
             }
             Ok(false)

@@ -208,6 +208,8 @@ pub struct CreateOptions {
     pub hold: bool,
     pub wait: bool,
     pub timeout: Duration,
+    /// Make the new cluster's context the current one in the user's kubeconfig.
+    pub switch_context: bool,
 }
 
 /// Set by Ctrl-C; checked between steps (create) and between syncs (watch). A second Ctrl-C

@@ -192,10 +192,19 @@ pub fn install_fake_cli(bin: &Path, name: &str, context: &str, api_url: &str, sc
     write_executable(&bin.join(name), script);
 }
 
+/// Shell helpers of the fake kind and k3d for the user's kubeconfig: the real kubectl (the
+/// first PATH entry is the harness's bin, whose kubectl is a forbidden-call shim) on the file
+/// kind and k3d merge into (`$KUBECONFIG`, which the harness points at a file of its own).
+const KUBECONFIG_HELPERS: &str = r#"real_kubectl=$(PATH="${PATH#*:}" command -v kubectl) || { echo "fake: no kubectl on PATH" >&2; exit 3; }
+kcfg=${KUBECONFIG:-$HOME/.kube/config}
+kc() { "$real_kubectl" --kubeconfig "$kcfg" config "$@" >/dev/null 2>&1; }
+kc_out() { "$real_kubectl" --kubeconfig "$kcfg" config "$@" 2>/dev/null; }"#;
+
 pub fn fake_k3d(bin: &Path, api_url: &str) {
     let script = format!(
         r#"#!/bin/sh
 here=$(dirname "$0")
+{KUBECONFIG_HELPERS}
 echo "$*" >> "$here/k3d-calls"
 touch "$here/k3d-clusters"
 case "$1 $2" in
@@ -206,8 +215,22 @@ name=$(sed -n 's/^  name: //p' "$4" | head -1)
 docker network create "k3d-$name" >/dev/null 2>&1
 label=$(sed -n 's/^    - label: \(dev.kindling.env=.*\)$/\1/p' "$4" | head -1)
 docker run -d --name "k3d-$name-server-0" --label k3d.cluster="$name" --label "$label" --network "k3d-$name" {TEST_IMAGE} sleep 1000000 >/dev/null || exit 1
+# cmd/cluster/clusterCreate.go (k3d-io/k3d v5.9.0): merged into the default kubeconfig
+# (`k3d-NAME`, user `admin@k3d-NAME`), made current only with kubeconfig.switchCurrentContext.
+kc set-cluster "k3d-$name" --server=https://127.0.0.1:6443
+kc set-credentials "admin@k3d-$name" --token=fake
+kc set-context "k3d-$name" --cluster="k3d-$name" --user="admin@k3d-$name"
+if grep -q 'switchCurrentContext: true' "$4"; then kc use-context "k3d-$name"; fi
 echo "$name" >> "$here/k3d-clusters" ;;
   "cluster delete")
+# pkg/client/kubeconfig.go KubeconfigRemoveCluster: entries removed; when it was current,
+# another context (whichever the map yields first) becomes current, or none is left.
+cur=$(kc_out current-context)
+kc delete-context "k3d-$3" || true; kc delete-cluster "k3d-$3" || true; kc delete-user "admin@k3d-$3" || true
+if [ "$cur" = "k3d-$3" ]; then
+  other=$(kc_out get-contexts -o name | head -1)
+  if [ -n "$other" ]; then kc use-context "$other"; else kc unset current-context; fi
+fi
 docker rm -f "k3d-$3-server-0" >/dev/null 2>&1
 docker network rm "k3d-$3" >/dev/null 2>&1
 grep -vx "$3" "$here/k3d-clusters" > "$here/k3d-clusters.$$"; mv "$here/k3d-clusters.$$" "$here/k3d-clusters" ;;
@@ -306,6 +329,7 @@ pub fn fake_kind(bin: &Path, api_url: &str) {
     let script = format!(
         r#"#!/bin/sh
 here=$(dirname "$0")
+{KUBECONFIG_HELPERS}
 echo "$*" >> "$here/kind-calls"
 touch "$here/clusters"
 case "$1 $2" in
@@ -327,9 +351,19 @@ cps=$(grep -c '^- role: control-plane' "$6"); workers=$(grep -c '^- role: worker
 i=1; while [ "$i" -le "$cps" ]; do if [ "$i" -eq 1 ]; then node control-plane control-plane; else node "control-plane$i" control-plane; fi; i=$((i + 1)); done
 i=1; while [ "$i" -le "$workers" ]; do if [ "$i" -eq 1 ]; then node worker worker; else node "worker$i" worker; fi; i=$((i + 1)); done
 if [ -e "$here/slow-create" ]; then sleep 3; fi
+# Last, kind merges the cluster's context into the user's kubeconfig and makes it current
+# (pkg/cluster/internal/kubeconfig/internal/kubeconfig/merge.go; no flag turns that off).
+kc set-cluster "kind-$name" --server=https://127.0.0.1:6443
+kc set-credentials "kind-$name" --token=fake
+kc set-context "kind-$name" --cluster="kind-$name" --user="kind-$name"
+kc use-context "kind-$name"
 echo "$name" >> "$here/clusters" ;;
   "delete cluster")
 name=$4
+# remove.go: the cluster's entries go; current-context is cleared only if it named them.
+cur=$(kc_out current-context)
+kc delete-context "kind-$name" || true; kc delete-cluster "kind-$name" || true; kc delete-user "kind-$name" || true
+if [ "$cur" = "kind-$name" ]; then kc unset current-context; fi
 docker ps -aq --filter "label=io.x-k8s.kind.cluster=$name" | xargs -r docker rm -f >/dev/null 2>&1
 grep -vx "$name" "$here/clusters" > "$here/clusters.$$"; mv "$here/clusters.$$" "$here/clusters" ;;
   "get kubeconfig")
@@ -567,6 +601,8 @@ impl Harness {
             .env("KINDLING_STEP_TIMEOUT", "30")
             .env("KINDLING_POLL_MS", "100")
             .env("KINDLING_LOCK_WAIT", "0")
+            // The user's kubeconfig, where the fake kind and k3d merge their contexts.
+            .env("KUBECONFIG", self.path("user-kubeconfig"))
             .env_remove("KINDLING_FAIL_AT");
         if self.docker_gitea.is_some() {
             cmd.env("KINDLING_GITEA_IMAGE", super::TEST_GITEA_IMAGE)

@@ -54,6 +54,9 @@ pub struct CreateArgs {
     /// Wait until every entry is Ready.
     #[arg(long)]
     wait: bool,
+    /// Merge the cluster's context into your kubeconfig but keep the current one current.
+    #[arg(long)]
+    no_switch_context: bool,
     #[command(flatten)]
     wait_args: WaitArgs,
     /// Print the plan and touch nothing.
@@ -309,6 +312,7 @@ fn create_options(
         hold: args.hold,
         wait: args.wait,
         timeout: args.wait_args.timeout,
+        switch_context: !args.no_switch_context,
     };
     Ok((options, args.dry_run))
 }

@@ -52,10 +52,32 @@ impl Step for Cluster {
             let dir = ctx.env_dir.clone();
             let cli = provider.clone();
             let patience = ctx.settings.step_timeout;
+            // kind always makes its context current (it has no flag against it, kubernetes-sigs/
+            // kind v0.33.0 pkg/cluster/internal/kubeconfig/internal/kubeconfig/merge.go); with
+            // --no-switch-context the current one is put back. k3d is told in its config.
+            let keep_current = (!resolved.switch_context
+                && resolved.provider == cluster::Provider::Kind)
+                .then(cluster::user_kubeconfig::default_merge_path)
+                .flatten()
+                .map(|path| {
+                    let current = cluster::user_kubeconfig::current_context(&path);
+                    (path, current)
+                });
             let (created, kubeconfig) = tokio::task::spawn_blocking(move || {
                 let exists = cli.exists(&name)?;
                 if !exists {
                     cli.create(&name, &config)?;
+                    if let Some((path, before)) = &keep_current
+                        && cluster::user_kubeconfig::current_context(path) != *before
+                    {
+                        cluster::user_kubeconfig::set_current_context(path, before.as_deref())
+                            .map_err(|e| {
+                                EnvError::Preflight(format!(
+                                    "cannot put back the current context of {}: {e}",
+                                    path.display()
+                                ))
+                            })?;
+                    }
                     let kubeconfig = cluster::provider::write_kubeconfig(&*cli, &name, &dir)?;
                     return Ok::<_, EnvError>((true, kubeconfig));
                 }
