@@ -107,11 +107,13 @@ mod docker {
         assert_eq!(found.volumes, std::slice::from_ref(&volume));
         assert_eq!(found.networks, std::slice::from_ref(&network));
         let ours = kindling::docker::data_dir_id(&kindling::paths::data_dir());
-        let envs = d.list_envs(&ours).await.unwrap();
+        let envs = d.list_envs(&ours, false).await.unwrap();
         assert_eq!(envs[&env].containers, [c.name.clone()]);
-        // Another data directory does not see them as its own.
-        let theirs = d.list_envs("another-data-dir").await.unwrap();
+        // Another data directory does not see them as its own, but as another's.
+        let theirs = d.list_envs("another-data-dir", false).await.unwrap();
         assert!(!theirs.contains_key(&env), "{theirs:?}");
+        let elsewhere = d.list_envs("another-data-dir", true).await.unwrap();
+        assert_eq!(elsewhere[&env].containers, [c.name.clone()]);
 
         let report = d.sweep(&env).await.unwrap();
         assert_eq!(report.containers, [c.name.clone()]);

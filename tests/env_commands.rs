@@ -287,13 +287,20 @@ mod env {
         assert!(!names.contains(&foreign.as_str()), "{names:?}");
         assert!(docker_labelled(&env).is_empty() && docker_labelled(&orphan).is_empty());
         assert!(!container_exists(&format!("kindling-{env}-control-plane")));
-        // What another data dir made is untouched.
+        // What another data dir made is untouched, listed as another data dir's, and deleted
+        // only by name.
         assert_eq!(docker_labelled(&foreign).len(), 1);
-        assert!(
-            docker_cli(&["volume", "rm", &format!("kindling-{foreign}-data")])
-                .status
-                .success()
-        );
+        let list = h.json(&["env", "list"]);
+        let listed = list["envs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == foreign.as_str())
+            .cloned()
+            .unwrap_or_else(|| panic!("{foreign} not listed: {list}"));
+        assert_eq!(listed["state"], "another data dir's", "{listed}");
+        ok(&h.run(&["env", "delete", &foreign, "--output", "json"], &[]));
+        assert!(docker_labelled(&foreign).is_empty());
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -1358,8 +1365,15 @@ mod env {
             !h.path("empty-cache/tools").exists(),
             "a provider CLI was fetched"
         );
+        // Gone from the list (other tests' envs show as another data dir's).
         let list = h.json(&["env", "list"]);
-        assert_eq!(list["envs"], json!([]), "{list}");
+        let mine: Vec<&Value> = list["envs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["state"] != "another data dir's")
+            .collect();
+        assert!(mine.is_empty(), "{list}");
         // Docker down: an error naming it, not an empty list.
         let down = h.run(
             &["env", "list", "--output", "json"],

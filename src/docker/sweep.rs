@@ -97,15 +97,20 @@ impl DockerClient {
     /// them: objects another data directory labelled are not its to list or delete. Objects
     /// without a data label (made by kindling before it had one, or by a provider that labels
     /// its nodes with the env only) count as this one's.
+    /// Labelled objects by env: this data dir's (`foreign` false: its id, or no data label),
+    /// or those another data dir made (`foreign` true).
     pub async fn list_envs(
         &self,
         data_id: &str,
+        foreign: bool,
     ) -> Result<BTreeMap<String, EnvObjects>, DockerError> {
         let filters = Self::label_filter(ENV_LABEL);
         let ours = |labels: Option<&HashMap<String, String>>| -> Option<String> {
             let labels = labels?;
-            let foreign = labels.get(DATA_LABEL).is_some_and(|d| d != data_id);
-            (!foreign).then(|| labels.get(ENV_LABEL).cloned()).flatten()
+            let elsewhere = labels.get(DATA_LABEL).is_some_and(|d| d != data_id);
+            (elsewhere == foreign)
+                .then(|| labels.get(ENV_LABEL).cloned())
+                .flatten()
         };
         let mut envs: BTreeMap<String, EnvObjects> = BTreeMap::new();
         for c in self.containers_with(&filters).await? {

@@ -17,19 +17,24 @@ pub struct ListEntry {
     pub provider: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub engine: Option<String>,
-    /// `complete`, `incomplete (next: STEP)`, `held`, or `orphaned` (Docker objects, no state).
+    /// `complete`, `incomplete (next: STEP)`, `held`, `orphaned` (Docker objects, no state), or
+    /// `another data dir's`: objects another data dir made (another user's or CI
+    /// job's), which `env delete --all` leaves alone and only `env delete NAME` removes.
     pub state: String,
     pub docker: EnvObjects,
 }
+
+/// The state of objects another data dir made.
+pub const FOREIGN: &str = "another data dir's";
 
 /// Envs from their state, plus labelled Docker objects no state accounts for.
 pub async fn list(settings: &Settings) -> Result<Vec<ListEntry>, EnvError> {
     // Without the engine nothing can be said of what each env has running: say so (exit 1),
     // never "no envs".
-    let mut docker_envs = DockerClient::connect()
-        .await?
-        .list_envs(&crate::docker::data_dir_id(&settings.data_dir))
-        .await?;
+    let docker = DockerClient::connect().await?;
+    let data_id = crate::docker::data_dir_id(&settings.data_dir);
+    let mut docker_envs = docker.list_envs(&data_id, false).await?;
+    let elsewhere = docker.list_envs(&data_id, true).await?;
     let mut out = Vec::new();
     for name in env_names(&settings.data_dir) {
         let Ok(Some(state)) = EnvState::load(&settings.env_dir(&name)) else {
@@ -56,6 +61,16 @@ pub async fn list(settings: &Settings) -> Result<Vec<ListEntry>, EnvError> {
             provider: None,
             engine: None,
             state: "orphaned".into(),
+            docker: objects,
+        });
+    }
+    for (name, objects) in elsewhere {
+        out.push(ListEntry {
+            name,
+            stamp: None,
+            provider: None,
+            engine: None,
+            state: FOREIGN.into(),
             docker: objects,
         });
     }

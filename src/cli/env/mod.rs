@@ -239,7 +239,11 @@ async fn run_async(command: EnvCommand, output: Output, verbose: u8) -> anyhow::
         EnvCommand::Delete { env, all, yes } => {
             let names: Vec<String> = if all {
                 let envs = kindling::env::list(&settings).await?;
-                envs.into_iter().map(|e| e.name).collect()
+                // Only what this data dir made; another's objects go by name only.
+                envs.into_iter()
+                    .filter(|e| e.state != kindling::env::list::FOREIGN)
+                    .map(|e| e.name)
+                    .collect()
             } else {
                 vec![env.name]
             };
