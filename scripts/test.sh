@@ -5,6 +5,7 @@
 #   - a Docker engine (scripts/docker-engine.sh) and busybox-static, from which the Docker
 #     tests build their image locally (no registry is reachable on CI machines), and Debian's
 #     docker-registry, from which they build a real registry image (plain and pull-through)
+#   - Podman (scripts/podman-engine.sh), a second real engine for the Docker-layer tests
 # Everything the tests read is in the repository (upstream files in tests/fixtures/upstream).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,6 +52,24 @@ set +e
 cargo test --all-targets "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
+
+# The Docker-layer tests (networks, volumes, containers, labels, exec, loopback ports, sweep,
+# health) once more against Podman's Docker-compatible API, a second real engine. Skipped
+# with a note where Podman cannot be had; on CI it must run.
+if [ "$#" -eq 0 ]; then
+  if podman_host=$(scripts/podman-engine.sh); then
+    set +e
+    DOCKER_HOST="$podman_host" cargo test --test docker 2>&1 | sed 's/^/podman: /' | tee -a "$log"
+    podman_status=${PIPESTATUS[0]}
+    set -e
+    [ "$podman_status" -eq 0 ] || status=$podman_status
+  elif [ "${CI:-}" = "true" ]; then
+    echo "test.sh: Podman is required on CI (scripts/podman-engine.sh failed)" >&2
+    status=1
+  else
+    echo "test.sh: skipped the Podman run (scripts/podman-engine.sh failed)" >&2
+  fi
+fi
+awk '/^(podman: )?test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"

@@ -43,11 +43,11 @@ impl DockerClient {
 
     /// Container status (`running`, `exited`…), with health appended when it has a check.
     pub async fn state(&self, name: &str) -> Result<String, DockerError> {
-        let inspect = self
-            .docker
-            .inspect_container(name, None)
-            .await
-            .map_err(api(format!("inspect container {name}")))?;
+        let inspect = match self.docker.inspect_container(name, None).await {
+            Ok(inspect) => inspect,
+            Err(e) if is_podman_stopped(&e) => return Ok("stopped".into()),
+            Err(e) => return Err(api(format!("inspect container {name}"))(e)),
+        };
         let state = inspect.state.unwrap_or_default();
         let status = state.status.map(|s| s.to_string()).unwrap_or_default();
         Ok(status)
@@ -76,14 +76,52 @@ impl DockerClient {
     pub async fn wait_ready(&self, name: &str, timeout: Duration) -> Result<(), DockerError> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut running_since = None;
+        let mut last_check = None;
+        let mut stopped_looks = 0;
         loop {
-            let inspect = self
-                .docker
-                .inspect_container(name, None)
-                .await
-                .map_err(api(format!("inspect container {name}")))?;
+            let inspect = match self.docker.inspect_container(name, None).await {
+                Ok(inspect) => inspect,
+                // Podman (4.3) says `stopped` for a container that has just exited, before its
+                // cleanup makes it `exited` with an exit code; a state Docker's API schema (and
+                // so bollard) does not know. Look again for a moment, then call it failed.
+                Err(e) if is_podman_stopped(&e) && stopped_looks < 10 => {
+                    stopped_looks += 1;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+                Err(e) if is_podman_stopped(&e) => {
+                    return Err(DockerError::ContainerFailed {
+                        name: name.to_string(),
+                        state: "stopped".into(),
+                        logs: self.logs_tail(name, LOG_TAIL_LINES).await,
+                    });
+                }
+                Err(e) => return Err(api(format!("inspect container {name}"))(e)),
+            };
             let state = inspect.state.unwrap_or_default();
-            let health = state.health.as_ref().and_then(|h| h.status);
+            // Podman (4.3, its Docker-compatible API) reports an empty health status for a
+            // container without a health check, where Docker reports none: the same thing.
+            let mut health = state
+                .health
+                .as_ref()
+                .and_then(|h| h.status)
+                .filter(|h| *h != HealthStatusEnum::EMPTY);
+            // Podman runs health checks from systemd timers; without systemd (a container, a CI
+            // runner) none ever runs and the status stays `starting`. There kindling runs the
+            // container's own check, as the engine would, once a second.
+            if self.podman
+                && state.status == Some(ContainerStateStatusEnum::RUNNING)
+                && health == Some(HealthStatusEnum::STARTING)
+                && last_check
+                    .is_none_or(|t: tokio::time::Instant| t.elapsed() >= Duration::from_secs(1))
+                && let Some(argv) = health_command(&inspect.config)
+            {
+                last_check = Some(tokio::time::Instant::now());
+                let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+                if self.exec(name, &argv).await.is_ok_and(|o| o.exit_code == 0) {
+                    health = Some(HealthStatusEnum::HEALTHY);
+                }
+            }
             let status = state.status;
             let described = format!(
                 "{}{}",
@@ -228,4 +266,19 @@ impl DockerClient {
             Err(e) => Err(api(format!("remove container {name}"))(e)),
         }
     }
+}
+
+/// The argv of a container's health check (`CMD` form, or `CMD-SHELL` through `/bin/sh -c`).
+fn health_command(config: &Option<bollard::models::ContainerConfig>) -> Option<Vec<String>> {
+    let test = config.as_ref()?.healthcheck.as_ref()?.test.clone()?;
+    match test.first().map(String::as_str) {
+        Some("CMD") => Some(test[1..].to_vec()),
+        Some("CMD-SHELL") => Some(vec!["/bin/sh".into(), "-c".into(), test[1..].join(" ")]),
+        _ => None,
+    }
+}
+
+/// Podman's `stopped` state, which Docker's API schema does not have.
+fn is_podman_stopped(e: &BollardError) -> bool {
+    matches!(e, BollardError::JsonDataError { message, .. } if message.contains("unknown variant `stopped`"))
 }

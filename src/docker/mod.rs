@@ -120,6 +120,9 @@ fn container_name(c: bollard::models::ContainerSummary) -> Option<String> {
 #[derive(Clone)]
 pub struct DockerClient {
     docker: Docker,
+    /// The engine is Podman's Docker-compatible service, which runs no health checks
+    /// without systemd (`wait_ready` runs them itself there).
+    podman: bool,
 }
 
 /// What the Docker engine reports of itself (`kindling doctor` judges it).
@@ -145,7 +148,14 @@ impl DockerClient {
         };
         let docker = docker.negotiate_version().await.map_err(unreachable)?;
         docker.ping().await.map_err(unreachable)?;
-        Ok(DockerClient { docker })
+        // Podman names itself among the version's components ("Podman Engine").
+        let podman = docker.version().await.is_ok_and(|v| {
+            v.components
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.name.contains("Podman"))
+        });
+        Ok(DockerClient { docker, podman })
     }
 
     fn label_filter(label: &str) -> HashMap<String, Vec<String>> {
