@@ -362,4 +362,92 @@ mod stamp {
             .success()
             .stdout(predicate::str::contains("kindling"));
     }
+
+    /// Runs the binary on `args`, killed after `seconds`: `None` when it had to be killed.
+    fn bounded(args: &[&str], dir: &std::path::Path, seconds: u64) -> Option<std::process::Output> {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kindling"))
+            .args(args)
+            .current_dir(dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Some(child.wait_with_output().unwrap())
+    }
+
+    /// Repository content cannot hang kindling or exhaust its memory: a FIFO, a symlink to
+    /// /dev/zero, a symlink loop and a 200,000-level nested YAML each end in a clear error
+    /// at once, and a mistyped stamp name lists the stamps without parsing any of them.
+    #[test]
+    fn stamp_hostile_files_end_in_clear_errors_within_a_time_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let stamp = |name: &str, extra: &str| {
+            super::common::write(
+                &root.join(format!("stamps/{name}/stamp.yaml")),
+                &format!(
+                    "apiVersion: kindling.dev/v1alpha1\nkind: Stamp\nmetadata: {{name: {name}}}\nspec:\n  components:\n    - {{name: app, path: app}}\n{extra}"
+                ),
+            );
+            std::fs::create_dir_all(root.join(format!("stamps/{name}/app"))).unwrap();
+        };
+        // A FIFO among the manifests (opening it for reading would wait for a writer forever).
+        stamp("fifo", "");
+        let fifo = root.join("stamps/fifo/app/pipe.yaml");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        // A manifest that is a symlink to /dev/zero (endless).
+        stamp("zero", "");
+        std::os::unix::fs::symlink("/dev/zero", root.join("stamps/zero/app/zero.yaml")).unwrap();
+        // A symlink loop in the entry directory, beside a real manifest.
+        stamp("loop", "");
+        super::common::write(
+            &root.join("stamps/loop/app/cm.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm}\n",
+        );
+        std::os::unix::fs::symlink("..", root.join("stamps/loop/app/up")).unwrap();
+        // 200,000 levels of nesting in stamp.yaml itself.
+        let bomb = format!("x: {}{}\n", "[".repeat(200_000), "]".repeat(200_000));
+        stamp("deep", &bomb);
+        for (name, says) in [
+            ("fifo", "not a regular file"),
+            ("zero", "not a regular file"),
+            ("deep", "nested deeper than 64 levels"),
+        ] {
+            let out = bounded(&["stamp", "validate", name], root, 20)
+                .unwrap_or_else(|| panic!("{name}: still running after 20 s"));
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+            assert!(stderr.contains(says), "{name}: {stderr}");
+        }
+        let looped =
+            bounded(&["stamp", "validate", "loop"], root, 20).expect("loop: still running");
+        assert!(
+            looped.status.success(),
+            "{}",
+            String::from_utf8_lossy(&looped.stderr)
+        );
+        // The hint for a mistyped name: the names, none of them parsed (the bomb would take
+        // minutes), in one listing.
+        let hint = bounded(&["stamp", "validate", "fiffo"], root, 20).expect("hint: still running");
+        let stderr = String::from_utf8_lossy(&hint.stderr);
+        assert!(
+            stderr.contains("known stamps: deep, fifo, loop, zero"),
+            "{stderr}"
+        );
+    }
 }

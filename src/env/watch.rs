@@ -106,7 +106,8 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
         if e.file_name() == ".git" {
             continue;
         }
-        if path.is_dir() {
+        // A symlinked directory is not followed (a link to a parent would never end).
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
             walk(root, &path, out);
         } else if let Ok(rel) = path.strip_prefix(root) {
             out.push(rel.display().to_string());

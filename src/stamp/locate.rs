@@ -33,10 +33,7 @@ pub fn locate_stamp(arg: &str, source_root: &Path) -> Result<PathBuf, StampError
     if let Some(found) = candidates.iter().find(|c| c.is_dir()) {
         return Ok(found.clone());
     }
-    let known: Vec<String> = list_stamps(source_root)
-        .into_iter()
-        .map(|s| s.name)
-        .collect();
+    let known = stamp_names(source_root);
     Err(StampError::NotFound {
         name: arg.to_string(),
         searched: STAMP_DIRS
@@ -50,6 +47,30 @@ pub fn locate_stamp(arg: &str, source_root: &Path) -> Result<PathBuf, StampError
             known.join(", ")
         },
     })
+}
+
+/// The names of what looks like a stamp or stack under the source tree (a directory holding
+/// `stamp.yaml`, `stack.yaml` or `kustomization.yaml`), from the directory listing alone: the
+/// hint for a mistyped name must not read, let alone parse, any of them.
+pub fn stamp_names(source_root: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    for d in STAMP_DIRS {
+        let Ok(entries) = std::fs::read_dir(source_root.join(d)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let marked = ["stamp.yaml", "stack.yaml", "kustomization.yaml"]
+                .iter()
+                .any(|m| path.join(m).is_file());
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if path.is_dir() && marked && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    names.sort();
+    names
 }
 
 /// One stamp found in a source tree, loaded or not.

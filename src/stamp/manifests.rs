@@ -66,8 +66,80 @@ pub fn parse_documents(file: &Path, text: &str) -> Result<Vec<Document>, StampEr
     Ok(documents)
 }
 
+/// The largest file kindling reads from a source tree; stamps and manifests are kilobytes.
+pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The deepest nesting of `[`/`{` a stamp file may have; real manifests stay under a few
+/// dozen, and the YAML parser's own limit costs quadratic time to reach.
+pub const MAX_NESTING: usize = 64;
+
+/// A text file of the source tree: regular files only (a FIFO would block the read forever,
+/// a device such as /dev/zero never end), at most `MAX_FILE_BYTES`, and nested no deeper than
+/// `MAX_NESTING` (checked in one linear pass before the YAML parser sees it).
 pub fn read_text(file: &Path) -> Result<String, StampError> {
-    std::fs::read_to_string(file).map_err(|e| StampError::io(file, e))
+    use std::io::Read;
+    let refuse = |why: String| {
+        StampError::io(
+            file,
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, why),
+        )
+    };
+    let meta = std::fs::metadata(file).map_err(|e| StampError::io(file, e))?;
+    if !meta.is_file() {
+        return Err(refuse(
+            "not a regular file (a FIFO, device or socket); kindling reads only regular files"
+                .into(),
+        ));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(file)
+        .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| StampError::io(file, e))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(refuse(format!(
+            "larger than {} MiB; a stamp or manifest file this big is not one",
+            MAX_FILE_BYTES / (1024 * 1024)
+        )));
+    }
+    let text = String::from_utf8(bytes).map_err(|e| refuse(format!("not UTF-8 text ({e})")))?;
+    if let Some(line) = nested_too_deep(&text, MAX_NESTING) {
+        return Err(StampError::Parse {
+            file: file.to_path_buf(),
+            line,
+            column: 1,
+            message: format!(
+                "nested deeper than {MAX_NESTING} levels of [ and {{; no stamp or manifest needs that"
+            ),
+        });
+    }
+    Ok(text)
+}
+
+/// The line where `[`/`{` nesting (outside quotes and comments) first goes beyond `max`.
+pub fn nested_too_deep(text: &str, max: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (n, line) in text.lines().enumerate() {
+        let mut quote: Option<char> = None;
+        let mut previous = ' ';
+        for c in line.chars() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '\'' | '"') => quote = Some(c),
+                (None, '#') if previous.is_whitespace() => break,
+                (None, '[' | '{') => {
+                    depth += 1;
+                    if depth > max {
+                        return Some(n + 1);
+                    }
+                }
+                (None, ']' | '}') => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            previous = c;
+        }
+    }
+    None
 }
 
 pub fn read_documents(file: &Path) -> Result<Vec<Document>, StampError> {
@@ -151,9 +223,14 @@ pub fn yaml_files_below(dir: &Path) -> Result<Vec<PathBuf>, StampError> {
     while let Some(d) = pending.pop() {
         let entries = std::fs::read_dir(&d).map_err(|e| StampError::io(&d, e))?;
         for entry in entries {
-            let path = entry.map_err(|e| StampError::io(&d, e))?.path();
-            if path.is_dir() {
+            let entry = entry.map_err(|e| StampError::io(&d, e))?;
+            let path = entry.path();
+            // Symlinked directories are not followed: a link to a parent would never end.
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            if is_dir {
                 pending.push(path);
+            } else if path.is_dir() {
+                continue;
             } else if matches!(
                 path.extension().and_then(|e| e.to_str()),
                 Some("yaml" | "yml")
