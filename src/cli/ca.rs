@@ -45,13 +45,13 @@ pub fn run(command: CaCommand, output: Output) -> anyhow::Result<()> {
                 Some(path) => {
                     kindling::paths::write_atomic(&path, root.cert_pem.as_bytes(), 0o644)?;
                     if output == Output::Json {
-                        println!("{:#}", json!({ "written": path }));
+                        super::print_json(json!({ "written": path }));
                     } else {
                         eprintln!("wrote {}", path.display());
                     }
                 }
                 None if output == Output::Json => {
-                    println!("{:#}", json!({ "certificate": root.cert_pem }));
+                    super::print_json(json!({ "certificate": root.cert_pem }));
                 }
                 None => print!("{}", root.cert_pem),
             }
@@ -88,7 +88,7 @@ pub fn run(command: CaCommand, output: Output) -> anyhow::Result<()> {
 fn apply(plan: pki::trust::TrustPlan, dry_run: bool, output: Output) -> anyhow::Result<()> {
     if dry_run {
         if output == Output::Json {
-            println!("{:#}", json!({ "plan": plan, "ran": false }));
+            super::print_json(json!({ "plan": plan, "ran": false }));
         } else if let Some(steps) = &plan.manual_steps {
             println!("{steps}");
         } else {
@@ -102,7 +102,7 @@ fn apply(plan: pki::trust::TrustPlan, dry_run: bool, output: Output) -> anyhow::
         eprintln!("{text}")
     })?;
     if output == Output::Json {
-        println!("{:#}", json!({ "plan": plan, "ran": true }));
+        super::print_json(json!({ "plan": plan, "ran": true }));
     }
     Ok(())
 }
@@ -111,7 +111,7 @@ fn show(data: &Path, now: OffsetDateTime, output: Output) -> anyhow::Result<()> 
     let Some(root) = pki::load_root(data)? else {
         let (cert, _) = pki::root_paths(data);
         if output == Output::Json {
-            println!("{:#}", json!({ "exists": false, "certPath": cert }));
+            super::print_json(json!({ "exists": false, "certPath": cert }));
         } else {
             println!(
                 "no kindling root CA on this machine yet; `kindling env create`, `ca export` or `ca trust` create it at {}",
@@ -124,9 +124,8 @@ fn show(data: &Path, now: OffsetDateTime, output: Output) -> anyhow::Result<()> 
     let trusted = TrustStore::detect().is_trusted(&info.short_id());
     let warnings = pki::expiry_warnings(now, &[("the root CA", &info)]);
     if output == Output::Json {
-        println!(
-            "{:#}",
-            json!({ "exists": true, "certificate": info, "keyPath": root.key_path, "trusted": trusted, "warnings": warnings })
+        super::print_json(
+            json!({ "exists": true, "certificate": info, "keyPath": root.key_path, "trusted": trusted, "warnings": warnings }),
         );
         return Ok(());
     }

@@ -25,7 +25,7 @@ pub fn run(command: CacheCommand, output: Output) -> anyhow::Result<()> {
             CacheCommand::Status => {
                 let caches = registry::cache_status(&docker).await?;
                 if output == Output::Json {
-                    println!("{:#}", json!({ "caches": caches }));
+                    super::print_json(json!({ "caches": caches }));
                 } else if caches.is_empty() {
                     println!("no image caches yet; `kindling env create` starts them");
                 } else {
@@ -51,7 +51,7 @@ pub fn run(command: CacheCommand, output: Output) -> anyhow::Result<()> {
             CacheCommand::Prune => {
                 let removed = registry::prune_caches(&docker).await?;
                 if output == Output::Json {
-                    println!("{:#}", json!({ "removed": removed }));
+                    super::print_json(json!({ "removed": removed }));
                 } else {
                     println!(
                         "removed {} caches and {} volumes",

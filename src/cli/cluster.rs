@@ -45,10 +45,7 @@ pub fn run(command: ClusterCommand, output: Output) -> anyhow::Result<()> {
             Provider::Kind => cluster::render_kind(&resolved),
             Provider::K3d => cluster::render_k3d(&resolved, &name),
         };
-        println!(
-            "{:#}",
-            serde_json::json!({ "cluster": resolved, "config": config })
-        );
+        super::print_json(serde_json::json!({ "cluster": resolved, "config": config }));
     } else {
         print!("{}", cluster::render_config(&resolved, &name));
     }

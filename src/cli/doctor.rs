@@ -43,7 +43,7 @@ pub fn run(output: Output) -> anyhow::Result<()> {
     findings.extend(doctor::check_proxy());
     let failed = findings.iter().filter(|f| f.status == Status::Fail).count();
     if output == Output::Json {
-        println!("{:#}", json!({ "ok": failed == 0, "findings": findings }));
+        super::print_json(json!({ "ok": failed == 0, "findings": findings }));
     } else {
         for f in &findings {
             let mark = match f.status {

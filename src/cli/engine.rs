@@ -65,7 +65,7 @@ pub fn run(command: EngineCommand, output: Output) -> anyhow::Result<()> {
         }));
     }
     if output == Output::Json {
-        println!("{:#}", json!({ "manifests": rows }));
+        super::print_json(json!({ "manifests": rows }));
     } else {
         for r in &rows {
             println!(

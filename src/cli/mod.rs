@@ -29,7 +29,7 @@ Flux or Argo CD reconciling it, a local CA trusted by cert-manager and a chosen 
 )]
 pub struct Cli {
     /// Output format: human-readable text or one JSON document on stdout.
-    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Text)]
     pub output: Output,
     /// Show the underlying calls (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -110,6 +110,22 @@ struct StampArgs {
     command: stamp::StampCommand,
 }
 
+/// Prints a command's JSON document (`--output json`): one value on stdout, with the same
+/// top-level `ok` every document has (`true` here unless the command set it, as `doctor`
+/// does; failures go through `report_error`).
+pub fn print_json(value: serde_json::Value) {
+    let value = match value {
+        serde_json::Value::Object(map) if !map.contains_key("ok") => {
+            let mut with_ok = serde_json::Map::new();
+            with_ok.insert("ok".into(), serde_json::Value::Bool(true));
+            with_ok.extend(map);
+            serde_json::Value::Object(with_ok)
+        }
+        other => other,
+    };
+    println!("{value:#}");
+}
+
 /// A failure whose JSON document the command already printed: the exit code still says
 /// failure, but stdout keeps exactly one document.
 #[derive(Debug, thiserror::Error)]
@@ -136,7 +152,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     "shell": shell.to_string(),
                     "script": String::from_utf8_lossy(&script),
                 });
-                println!("{doc:#}");
+                print_json(doc);
             } else {
                 clap_complete::generate(shell, &mut command, "kindling", &mut std::io::stdout());
             }
@@ -203,10 +219,11 @@ pub fn report_usage(usage: clap::Error) -> std::process::ExitCode {
 /// clap, which has just refused them.
 fn json_requested(args: impl Iterator<Item = String>) -> bool {
     let args: Vec<String> = args.collect();
-    args.iter().any(|a| a == "--output=json")
+    args.iter()
+        .any(|a| a == "--output=json" || a == "-ojson" || a == "-o=json")
         || args
             .windows(2)
-            .any(|w| w[0] == "--output" && w[1] == "json")
+            .any(|w| (w[0] == "--output" || w[0] == "-o") && w[1] == "json")
 }
 
 /// Errors go to stderr as text; with `--output json` stdout also gets one JSON document, so

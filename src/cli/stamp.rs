@@ -85,7 +85,7 @@ fn load(arg: &str, source: &Path) -> Result<Stamp, stamp::StampError> {
 fn list(source: &Path, output: Output) -> anyhow::Result<()> {
     let stamps = stamp::list_stamps(source);
     if output == Output::Json {
-        println!("{:#}", json!({ "stamps": stamps }));
+        super::print_json(json!({ "stamps": stamps }));
         return Ok(());
     }
     if stamps.is_empty() {
@@ -132,19 +132,16 @@ fn validate(stamp: &Stamp, output: Output) -> anyhow::Result<()> {
         stamp.graph.max_wave() + 1
     };
     if output == Output::Json {
-        println!(
-            "{:#}",
-            json!({
-                "stamp": stamp.name,
-                "valid": true,
-                "format": stamp.format,
-                "file": stamp.file,
-                "components": components,
-                "applications": applications,
-                "waves": waves,
-                "secrets": stamp.secrets.len(),
-            })
-        );
+        super::print_json(json!({
+            "stamp": stamp.name,
+            "valid": true,
+            "format": stamp.format,
+            "file": stamp.file,
+            "components": components,
+            "applications": applications,
+            "waves": waves,
+            "secrets": stamp.secrets.len(),
+        }));
     } else {
         println!(
             "stamp '{}' is valid: {components} component{}, {applications} application{}, {waves} wave{}, {} bootstrap secret{}",
@@ -178,9 +175,8 @@ fn render_command(
         rendered.write_to(dir)?;
         if output == Output::Json {
             let files: Vec<String> = rendered.files.iter().map(|f| f.path.clone()).collect();
-            println!(
-                "{:#}",
-                json!({ "engine": engine, "out": dir, "files": files, "notes": rendered.notes })
+            super::print_json(
+                json!({ "engine": engine, "out": dir, "files": files, "notes": rendered.notes }),
             );
         } else {
             println!("wrote {} files to {}", rendered.files.len(), dir.display());
@@ -193,9 +189,8 @@ fn render_command(
             .iter()
             .map(|f| json!({ "path": format!("{}/{}", rendered.bundle_dir, f.path), "documents": f.documents }))
             .collect();
-        println!(
-            "{:#}",
-            json!({ "engine": engine, "stamp": stamp.name, "files": files, "notes": rendered.notes })
+        super::print_json(
+            json!({ "engine": engine, "stamp": stamp.name, "files": files, "notes": rendered.notes }),
         );
     } else {
         print!("{}", rendered.to_yaml_stream());
@@ -239,7 +234,7 @@ fn graph(stamp: &Stamp, format: GraphFormat, output: Output) -> anyhow::Result<(
                 })
             })
             .collect();
-        println!("{:#}", json!({ "stamp": stamp.name, "entries": entries }));
+        super::print_json(json!({ "stamp": stamp.name, "entries": entries }));
         return Ok(());
     }
     let text = match format {

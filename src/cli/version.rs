@@ -10,7 +10,7 @@ pub fn run(output: Output) -> anyhow::Result<()> {
     if output == Output::Json {
         let rows: Vec<Value> = pins.iter().map(pin_json).collect();
         let doc = json!({ "kindling": env!("CARGO_PKG_VERSION"), "pins": rows });
-        println!("{doc:#}");
+        super::print_json(doc);
         return Ok(());
     }
     println!("kindling {}", env!("CARGO_PKG_VERSION"));

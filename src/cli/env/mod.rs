@@ -171,7 +171,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 fn print_json(value: serde_json::Value) {
-    println!("{value:#}");
+    super::print_json(value);
 }
 
 pub fn run(command: EnvCommand, output: Output, verbose: u8) -> anyhow::Result<()> {
