@@ -9,6 +9,25 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
+/// `1 container`, `2 containers`.
+pub fn count(n: usize, thing: &str) -> String {
+    if n == 1 {
+        format!("1 {thing}")
+    } else {
+        format!("{n} {thing}s")
+    }
+}
+
+/// The Docker objects of a sweep or an env, counted in words.
+pub fn objects(containers: usize, volumes: usize, networks: usize) -> String {
+    format!(
+        "{}, {}, {}",
+        count(containers, "container"),
+        count(volumes, "volume"),
+        count(networks, "network")
+    )
+}
+
 pub struct Progress {
     tty: bool,
     verbose: u8,
@@ -115,5 +134,15 @@ impl Progress {
         if self.verbose > 0 {
             self.line(&format!("  {message}"));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ui_counts_read_as_english() {
+        assert_eq!(super::count(1, "container"), "1 container");
+        assert_eq!(super::count(0, "volume"), "0 volumes");
+        assert_eq!(super::objects(1, 2, 1), "1 container, 2 volumes, 1 network");
     }
 }

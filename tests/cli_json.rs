@@ -138,4 +138,48 @@ mod cli {
             assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
         }
     }
+
+    /// Small things that read as careless: each error names what it is about, once, with
+    /// the exit code of bad input where the input is bad.
+    #[test]
+    fn cli_errors_name_the_path_once_with_the_right_exit_code() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |args: &[&str]| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_kindling"))
+                .args(args)
+                .current_dir(repo_dir())
+                .env("KINDLING_DATA_DIR", dir.path().join("data"))
+                .output()
+                .unwrap()
+        };
+        let missing_source = run(&["stamp", "list", "--source", "/nonexistent-source"]);
+        assert_eq!(missing_source.status.code(), Some(2));
+        let said = String::from_utf8_lossy(&missing_source.stderr);
+        assert!(
+            said.contains("source tree /nonexistent-source is not a directory"),
+            "{said}"
+        );
+        let missing_profile = run(&[
+            "env",
+            "create",
+            "x",
+            "--profile",
+            "/nonexistent.yaml",
+            "--dry-run",
+        ]);
+        assert_eq!(missing_profile.status.code(), Some(2));
+        let said = String::from_utf8_lossy(&missing_profile.stderr);
+        assert!(
+            said.contains("/nonexistent.yaml: cannot read the cluster profile"),
+            "{said}"
+        );
+        assert_eq!(said.matches("(os error 2)").count(), 1, "{said}");
+        let into_a_dir = run(&["ca", "export", "--out", dir.path().to_str().unwrap()]);
+        assert_eq!(into_a_dir.status.code(), Some(1));
+        let said = String::from_utf8_lossy(&into_a_dir.stderr);
+        assert!(
+            said.contains(&format!("cannot write {}", dir.path().display())),
+            "{said}"
+        );
+    }
 }

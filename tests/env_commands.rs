@@ -334,6 +334,15 @@ mod env {
             entry["docker"]["volumes"],
             json!([format!("kindling-{orphan}-data")])
         );
+        // The text listing: a header row, and counts that read as English.
+        let text = h.run(&["env", "list"], &[]);
+        let table = String::from_utf8_lossy(&text.stdout).to_string();
+        assert!(table.starts_with("NAME "), "{table}");
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(orphan.as_str()))
+            .unwrap_or_else(|| panic!("{table}"));
+        assert!(row.ends_with("0 containers, 1 volume, 0 networks"), "{row}");
         let deleted = h.json(&["env", "delete", &orphan]);
         assert_eq!(
             deleted["deleted"][0]["removed"]["volumes"],

@@ -43,7 +43,8 @@ pub fn run(command: CaCommand, output: Output) -> anyhow::Result<()> {
             let root = pki::ensure_root(&data, &LocalNames::default(), now)?;
             match out {
                 Some(path) => {
-                    kindling::paths::write_atomic(&path, root.cert_pem.as_bytes(), 0o644)?;
+                    kindling::paths::write_atomic(&path, root.cert_pem.as_bytes(), 0o644)
+                        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
                     if output == Output::Json {
                         super::print_json(json!({ "written": path }));
                     } else {

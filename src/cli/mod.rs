@@ -180,9 +180,14 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     ) {
         (Some(StampError::Write { .. }), _) => EXIT_FAILURE,
         (Some(_), _) => EXIT_BAD_INPUT,
-        (_, Some(ClusterError::InvalidProfile { .. } | ClusterError::ProfileSyntax { .. })) => {
-            EXIT_BAD_INPUT
-        }
+        (
+            _,
+            Some(
+                ClusterError::InvalidProfile { .. }
+                | ClusterError::ProfileSyntax { .. }
+                | ClusterError::ProfileUnreadable { .. },
+            ),
+        ) => EXIT_BAD_INPUT,
         _ => EXIT_FAILURE,
     }
 }
@@ -229,7 +234,15 @@ fn json_requested(args: impl Iterator<Item = String>) -> bool {
 /// Errors go to stderr as text; with `--output json` stdout also gets one JSON document, so
 /// a CI job parsing stdout always has something to parse.
 pub fn report_error(err: &anyhow::Error, output: Output) {
-    let message = format!("{err:#}");
+    // The error and its causes, each said once: many errors already put their cause in their
+    // own message ("PATH: No such file (os error 2)"), which `{:#}` would repeat.
+    let mut message = err.to_string();
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message = format!("{message}: {text}");
+        }
+    }
     eprintln!("error: {message}");
     if output == Output::Json && err.downcast_ref::<AlreadyReported>().is_none() {
         let problems = err

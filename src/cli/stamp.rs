@@ -83,6 +83,13 @@ fn load(arg: &str, source: &Path) -> Result<Stamp, stamp::StampError> {
 }
 
 fn list(source: &Path, output: Output) -> anyhow::Result<()> {
+    if !source.is_dir() {
+        return Err(kindling::env::EnvError::BadInput(format!(
+            "source tree {} is not a directory\nhelp: pass the directory holding stamps/ (or software/stacks/) with --source",
+            source.display()
+        ))
+        .into());
+    }
     let stamps = stamp::list_stamps(source);
     if output == Output::Json {
         super::print_json(json!({ "stamps": stamps }));

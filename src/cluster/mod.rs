@@ -25,6 +25,8 @@ pub enum ClusterError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{}: cannot read the cluster profile: {reason}\nhelp: pass an existing profile with --profile, or leave it out for the default (clusters/kind.yaml)", path.display())]
+    ProfileUnreadable { path: PathBuf, reason: String },
     #[error("{}:{line}:{column}: {message}", file.display())]
     ProfileSyntax {
         file: PathBuf,

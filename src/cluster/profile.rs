@@ -136,9 +136,9 @@ pub struct ProfileProblem {
 }
 
 pub fn load_profile(path: &Path) -> Result<ClusterProfile, ClusterError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ClusterError::Io {
+    let text = std::fs::read_to_string(path).map_err(|e| ClusterError::ProfileUnreadable {
         path: path.to_path_buf(),
-        source,
+        reason: e.to_string(),
     })?;
     let profile: ClusterProfile = serde_yaml_ng::from_str(&text).map_err(|e| {
         let (line, column) = e

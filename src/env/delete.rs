@@ -73,11 +73,10 @@ pub async fn delete(
     removed.containers.extend(swept.containers);
     removed.volumes.extend(swept.volumes);
     removed.networks.extend(swept.networks);
-    let counts = format!(
-        "{} containers, {} volumes, {} networks",
+    let counts = crate::ui::objects(
         removed.containers.len(),
         removed.volumes.len(),
-        removed.networks.len()
+        removed.networks.len(),
     );
     progress.done("docker", t.elapsed(), &counts);
     drop(lock);

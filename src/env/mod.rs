@@ -102,7 +102,9 @@ impl EnvError {
             EnvError::Stamp(StampError::Write { .. }) => 1,
             EnvError::Stamp(_) | EnvError::BadInput(_) => 2,
             EnvError::Cluster(
-                ClusterError::InvalidProfile { .. } | ClusterError::ProfileSyntax { .. },
+                ClusterError::InvalidProfile { .. }
+                | ClusterError::ProfileSyntax { .. }
+                | ClusterError::ProfileUnreadable { .. },
             ) => 2,
             EnvError::TimedOut { .. } => 3,
             EnvError::Interrupted(_) | EnvError::InterruptedWaiting(_) => 130,

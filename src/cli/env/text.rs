@@ -146,15 +146,17 @@ pub fn deleted(report: &DeleteReport) {
         return;
     }
     println!(
-        "env {name} deleted: {}{} containers, {} volumes, {} networks{}",
+        "env {name} deleted: {}{}{}",
         report
             .cluster
             .as_deref()
             .map(|c| format!("cluster {c}, "))
             .unwrap_or_default(),
-        report.removed.containers.len(),
-        report.removed.volumes.len(),
-        report.removed.networks.len(),
+        kindling::ui::objects(
+            report.removed.containers.len(),
+            report.removed.volumes.len(),
+            report.removed.networks.len()
+        ),
         if report.state_removed { ", state" } else { "" }
     );
 }
@@ -164,17 +166,23 @@ pub fn list(entries: &[ListEntry]) {
         println!("no envs; `kindling env create dev --stamp sample` makes one");
         return;
     }
+    println!(
+        "{:<16} {:<28} {:<10} {:<6} {:<5} DOCKER OBJECTS",
+        "NAME", "STATE", "STAMP", "PROV", "ENG"
+    );
     for e in entries {
         println!(
-            "{:<16} {:<28} {:<10} {:<6} {:<5} {} containers, {} volumes, {} networks",
+            "{:<16} {:<28} {:<10} {:<6} {:<5} {}",
             e.name,
             e.state,
             e.stamp.as_deref().unwrap_or("-"),
             e.provider.as_deref().unwrap_or("-"),
             e.engine.as_deref().unwrap_or("-"),
-            e.docker.containers.len(),
-            e.docker.volumes.len(),
-            e.docker.networks.len()
+            kindling::ui::objects(
+                e.docker.containers.len(),
+                e.docker.volumes.len(),
+                e.docker.networks.len()
+            )
         );
         if e.state == "orphaned" {
             println!("    delete with: kindling env delete {}", e.name);
