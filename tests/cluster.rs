@@ -302,7 +302,7 @@ mod cluster {
         let file = dir.path().join("bad.yaml");
         std::fs::write(
             &file,
-            "apiVersion: kindling.dev/v1alpha1\nkind: ClusterProfile\nmetadata: {name: bad}\nspec:\n  provider: kind\n  kubernetesVersion: '1.12'\n  ingress: {http: 80, https: 8443}\n  extraPortMappings: [{containerPort: 1, hostPort: 8443}]\n",
+            "apiVersion: kindling.dev/v1alpha1\nkind: ClusterProfile\nmetadata: {name: bad}\nspec:\n  provider: kind\n  kubernetesVersion: '1.12'\n  ingress: {http: 80, https: 8443}\n  extraPortMappings: [{containerPort: 1, hostPort: 8443}, {containerPort: 0, hostPort: 30081}]\n",
         )
         .unwrap();
         let err = load_profile(&file).unwrap_err();
@@ -319,6 +319,10 @@ mod cluster {
         );
         assert!(text.contains("host port 80 needs root"), "{text}");
         assert!(text.contains("host port 8443 is used twice"), "{text}");
+        assert!(
+            text.contains("spec.extraPortMappings: mapping 2 has containerPort 0"),
+            "{text}"
+        );
         std::fs::write(&file, "apiVersion: kindling.dev/v1alpha1\nkind: ClusterProfile\nmetadata: {name: x}\nspec:\n  provider: kind\n  kubernetesVersion: '1.37'\n  worker: 2\n").unwrap();
         let text = load_profile(&file).unwrap_err().to_string();
         assert!(

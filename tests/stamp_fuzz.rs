@@ -5,7 +5,7 @@ mod stamp {
     use kindling::stamp::StampError;
     use proptest::prelude::*;
 
-    const VALID: &str = "apiVersion: kindling.dev/v1alpha1\nkind: Stamp\nmetadata: {name: s}\nspec:\n  ignore: ['/*']\n  components:\n    - {name: a, path: m, dependsOn: [b], healthChecks: [{kind: Secret, name: x}]}\n    - {name: b, helm: {repo: 'https://x', chart: c, version: '1', values: {k: [1, 2]}}}\n  applications:\n    - {name: c, path: m, timeout: 5m, dependsOn: [a]}\n  secrets:\n    - {name: s, namespace: n, keys: [{key: p, generate: {length: 9}}]}\n";
+    const VALID: &str = "apiVersion: kindling.dev/v1alpha1\nkind: Stamp\nmetadata: {name: s}\nspec:\n  ignore: ['/*']\n  components:\n    - {name: a, path: m, dependsOn: [b], healthChecks: [{kind: Secret, name: x}]}\n    - {name: b, helm: {repo: 'https://x', chart: c, version: '1.0.0', values: {k: [1, 2]}}}\n  applications:\n    - {name: c, path: m, timeout: 5m, dependsOn: [a]}\n  secrets:\n    - {name: s, namespace: n, keys: [{key: p, generate: {length: 9}}]}\n";
 
     fn load(text: &str) -> Result<kindling::stamp::Stamp, kindling::stamp::StampError> {
         let dir = tempfile::tempdir().unwrap();

@@ -226,5 +226,16 @@ pub fn validate_profile(p: &ClusterProfile) -> Vec<ProfileProblem> {
             );
         }
     }
+    for (i, m) in s.extra_port_mappings.iter().enumerate() {
+        // kind and k3d would both be handed port 0, which no container listens on.
+        if m.container_port == 0 {
+            problem(
+                "spec.extraPortMappings",
+                format!("mapping {} has containerPort 0", i + 1),
+                "name the port the workload listens on in the node (a NodePort, 30000-32767)"
+                    .into(),
+            );
+        }
+    }
     problems
 }

@@ -29,6 +29,13 @@ pub(crate) fn finish(draft: Draft) -> Result<Stamp, StampError> {
     check_names(&stamp, &mut problems);
     for entry in &stamp.entries {
         check_entry(entry, &mut problems)?;
+        // A stamp pins its charts exactly; a HostK8s stack keeps what its HelmReleases say
+        // (Flux resolves ranges there).
+        if stamp.format == super::StampFormat::Kindling
+            && let Source::Helm(h) = &entry.source
+        {
+            check_helm_pin(entry, h, &mut problems);
+        }
     }
     check_secrets(&stamp, &mut problems);
     let graph = check_graph(&stamp, &dropped, &mut problems);
@@ -330,6 +337,92 @@ fn check_graph(stamp: &Stamp, dropped: &[String], problems: &mut Vec<Problem>) -
     }
 }
 
+/// What `helm install` (and Flux's helm-controller or Argo CD after it) would refuse, or
+/// resolve differently in every env, caught before anything is made.
+fn check_helm_pin(e: &Entry, h: &super::HelmChart, problems: &mut Vec<Problem>) {
+    let at = |field: &str, message: String, help: &str| {
+        Problem::new(&e.declared_in, Some(&e.name), field, message, help)
+    };
+    if !h.version.trim().is_empty() && !is_exact_version(&h.version) {
+        problems.push(at(
+            "helm.version",
+            format!("{:?} is not an exact chart version", h.version),
+            "pin one release, e.g. 1.21.1 or v1.21.1: `latest`, `*` and ranges resolve differently over time",
+        ));
+    }
+    if !h.chart.trim().is_empty() && !is_chart_name(&h.chart) {
+        problems.push(at(
+            "helm.chart",
+            format!("{:?} is not a chart name", h.chart),
+            "the chart's name alone (letters, digits, '-', '_', '.'); the repository goes in helm.repo",
+        ));
+    }
+    if let Some(release) = &h.release_name
+        && !(is_dns_label(release) && release.len() <= 53)
+    {
+        problems.push(at(
+            "helm.releaseName",
+            format!("{release:?} is not a release name Helm accepts"),
+            "lower-case letters, digits and '-', at most 53 characters",
+        ));
+    }
+    if let Some(why) = url_problem(&h.repo) {
+        problems.push(at(
+            "helm.repo",
+            format!("{:?} is not a well-formed repository URL: {why}", h.repo),
+            "use https://host/path for a chart repository or oci://host/path for a registry",
+        ));
+    }
+}
+
+/// `1.2.3`, `v1.2.3`, with an optional `-pre` and `+build` (SemVer 2.0).
+pub fn is_exact_version(v: &str) -> bool {
+    let v = v.strip_prefix('v').unwrap_or(v);
+    let (core, rest) = match v.find(['-', '+']) {
+        Some(i) => (&v[..i], &v[i..]),
+        None => (v, ""),
+    };
+    let numbers: Vec<&str> = core.split('.').collect();
+    numbers.len() == 3
+        && numbers
+            .iter()
+            .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'+' | b'.'))
+}
+
+fn is_chart_name(c: &str) -> bool {
+    c.len() <= 250
+        && c.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && c.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Why `repo` is no usable http(s):// or oci:// URL (the scheme is checked elsewhere).
+fn url_problem(repo: &str) -> Option<&'static str> {
+    let rest = ["https://", "http://", "oci://"]
+        .iter()
+        .find_map(|s| repo.strip_prefix(s))?;
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() {
+        return Some("no host");
+    }
+    if repo.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Some("it contains spaces or control characters");
+    }
+    let name = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    let name = name.split(':').next().unwrap_or_default();
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'[' | b']'))
+    {
+        return Some("the host is not a host name");
+    }
+    None
+}
+
 /// RFC 1123 label: what Kubernetes requires of namespaces and of most object names.
 pub fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
@@ -378,6 +471,35 @@ pub fn is_go_duration(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn stamp_helm_pins_are_exact_versions_chart_names_and_urls() {
+        for good in ["1.21.1", "v1.21.1", "41.3.0", "1.0.0-rc.1", "1.0.0+build.5"] {
+            assert!(is_exact_version(good), "{good}");
+        }
+        for bad in [
+            "latest",
+            "*",
+            "1",
+            "1.2",
+            "~1.2.3",
+            "^1.2.3",
+            ">=1.0.0",
+            "1.x.0",
+            "1.2.3 || 2.0.0",
+            "1.2.3\u{1b}[31m",
+        ] {
+            assert!(!is_exact_version(bad), "{bad}");
+        }
+        assert!(is_chart_name("cert-manager") && is_chart_name("kube_state.metrics"));
+        assert!(!is_chart_name("charts/podinfo") && !is_chart_name("-x") && !is_chart_name(""));
+        assert_eq!(url_problem("https://charts.jetstack.io"), None);
+        assert_eq!(url_problem("oci://ghcr.io/stefanprodan/charts"), None);
+        assert_eq!(url_problem("https://user@host:8443/path"), None);
+        assert_eq!(url_problem("oci:///charts"), Some("no host"));
+        assert!(url_problem("https://ho st/x").is_some());
+        assert!(url_problem("https://h!st/x").is_some());
+    }
+
     use super::*;
 
     #[test]
