@@ -334,6 +334,22 @@ mod env {
             entry["docker"]["volumes"],
             json!([format!("kindling-{orphan}-data")])
         );
+        // A state.json that cannot be read is listed, marked broken, not hidden.
+        let broken = h.path("data/envs/mangled");
+        std::fs::create_dir_all(&broken).unwrap();
+        std::fs::write(broken.join("state.json"), "{not json").unwrap();
+        let listed = h.json(&["env", "list"]);
+        let entry = listed["envs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "mangled")
+            .cloned()
+            .unwrap_or_else(|| panic!("{listed}"));
+        assert!(
+            entry["state"].as_str().unwrap().starts_with("broken ("),
+            "{entry}"
+        );
         // The text listing: a header row, and counts that read as English.
         let text = h.run(&["env", "list"], &[]);
         let table = String::from_utf8_lossy(&text.stdout).to_string();

@@ -17,7 +17,8 @@ pub struct ListEntry {
     pub provider: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub engine: Option<String>,
-    /// `complete`, `incomplete (next: STEP)`, `held`, `orphaned` (Docker objects, no state), or
+    /// `complete`, `incomplete (next: STEP)`, `held`, `broken (WHY)` (a state.json that cannot
+    /// be read), `orphaned` (Docker objects, no state), or
     /// `another data dir's`: objects another data dir made (another user's or CI
     /// job's), which `env delete --all` leaves alone and only `env delete NAME` removes.
     pub state: String,
@@ -37,8 +38,24 @@ pub async fn list(settings: &Settings) -> Result<Vec<ListEntry>, EnvError> {
     let elsewhere = docker.list_envs(&data_id, true).await?;
     let mut out = Vec::new();
     for name in env_names(&settings.data_dir) {
-        let Ok(Some(state)) = EnvState::load(&settings.env_dir(&name)) else {
-            continue;
+        let state = match EnvState::load(&settings.env_dir(&name)) {
+            Ok(Some(state)) => state,
+            Ok(None) => continue,
+            // Listed, not hidden: the user sees it and can delete it.
+            Err(e) => {
+                out.push(ListEntry {
+                    state: format!(
+                        "broken ({})",
+                        e.to_string().lines().next().unwrap_or_default()
+                    ),
+                    stamp: None,
+                    provider: None,
+                    engine: None,
+                    docker: docker_envs.remove(&name).unwrap_or_default(),
+                    name,
+                });
+                continue;
+            }
         };
         let next = steps::unfinished(&state).into_iter().next();
         out.push(ListEntry {

@@ -19,7 +19,7 @@ pub enum StampError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{}:{line}:{column}: {message}", file.display())]
+    #[error("{}{}: {message}", file.display(), position(*line, *column))]
     Parse {
         file: PathBuf,
         line: usize,
@@ -52,7 +52,8 @@ impl StampError {
         }
     }
 
-    /// Builds a parse error from the YAML library's error, keeping its line and column.
+    /// Builds a parse error from the YAML library's error, keeping its line and column (0
+    /// when the library has none: then no position is printed, rather than `:0:0`).
     pub(crate) fn yaml(file: impl Into<PathBuf>, err: &serde_yaml_ng::Error) -> Self {
         let (line, column) = err
             .location()
@@ -64,12 +65,35 @@ impl StampError {
             Some(i) => message[..i].to_string(),
             None => message,
         };
+
         StampError::Parse {
             file: file.into(),
             line,
             column,
             message,
         }
+    }
+
+    /// `yaml` for an error in `text`, with a help line when the line it points at is indented
+    /// with a tab (the library says only "found character that cannot start any token").
+    pub(crate) fn yaml_in(
+        file: impl Into<PathBuf>,
+        err: &serde_yaml_ng::Error,
+        text: &str,
+    ) -> Self {
+        let mut e = Self::yaml(file, err);
+        if let StampError::Parse { line, message, .. } = &mut e
+            && *line > 0
+            && text.lines().nth(*line - 1).is_some_and(|l| {
+                l.chars()
+                    .take_while(|c| c.is_whitespace())
+                    .any(|c| c == '\t')
+            })
+        {
+            message
+                .push_str("\nhelp: YAML does not allow tabs for indentation; indent with spaces");
+        }
+        e
     }
 
     /// The problems of an invalid stamp, empty for other errors (for JSON output).
@@ -135,5 +159,30 @@ impl fmt::Display for ProblemList<'_> {
             write!(f, "  - {p}")?;
         }
         Ok(())
+    }
+}
+
+/// `:LINE:COLUMN`, or nothing when the position is not known.
+fn position(line: usize, column: usize) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!(":{line}:{column}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn stamp_errors_never_say_position_0_0() {
+        assert_eq!(super::position(0, 0), "");
+        assert_eq!(super::position(8, 4), ":8:4");
+        let e = super::StampError::Parse {
+            file: "stamp.yaml".into(),
+            line: 0,
+            column: 0,
+            message: "unexpected end of input".into(),
+        };
+        assert_eq!(e.to_string(), "stamp.yaml: unexpected end of input");
     }
 }

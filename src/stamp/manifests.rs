@@ -54,8 +54,8 @@ impl Document {
 pub fn parse_documents(file: &Path, text: &str) -> Result<Vec<Document>, StampError> {
     let mut documents = Vec::new();
     for document in serde_yaml_ng::Deserializer::from_str(text) {
-        let value: Value =
-            serde::Deserialize::deserialize(document).map_err(|e| StampError::yaml(file, &e))?;
+        let value: Value = serde::Deserialize::deserialize(document)
+            .map_err(|e| StampError::yaml_in(file, &e, text))?;
         if !value.is_null() {
             documents.push(Document {
                 file: file.to_path_buf(),

@@ -128,7 +128,7 @@ pub fn is_native_stamp(file: &Path) -> Result<bool, StampError> {
 pub fn load(file: &Path, dir: &Path, source_root: Option<&Path>) -> Result<Draft, StampError> {
     let text = read_text(file)?;
     let parsed: StampFile =
-        serde_yaml_ng::from_str(&text).map_err(|e| StampError::yaml(file, &e))?;
+        serde_yaml_ng::from_str(&text).map_err(|e| StampError::yaml_in(file, &e, &text))?;
     let mut problems = Vec::new();
     if parsed.api_version != API_VERSION {
         problems.push(Problem::new(

@@ -44,7 +44,7 @@ pub(super) fn load_secret_contract(
     }
     let text = read_text(&file)?;
     let contract: SecretContract =
-        serde_yaml_ng::from_str(&text).map_err(|e| StampError::yaml(&file, &e))?;
+        serde_yaml_ng::from_str(&text).map_err(|e| StampError::yaml_in(&file, &e, &text))?;
     let mut secrets = Vec::new();
     for s in contract.spec.secrets {
         let mut keys = Vec::new();
