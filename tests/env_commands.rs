@@ -1575,4 +1575,77 @@ mod env {
             }
         }
     }
+
+    /// A bootstrap secret whose `fromEnv` variable is unset (or whose `fromFile` is missing)
+    /// is caught by `--dry-run` and by preflight, before anything is made, not minutes in at
+    /// the secrets step.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_missing_host_secret_values_are_caught_before_anything_is_made() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        let stamp_file = h.path("source/stamps/sample/stamp.yaml");
+        let text = std::fs::read_to_string(&stamp_file).unwrap();
+        let text = text.replacen(
+            "  secrets:\n",
+            "  secrets:\n    - name: api-token\n      namespace: sample\n      keys:\n        - {key: token, fromEnv: KINDLING_TEST_NEVER_SET_TOKEN}\n        - {key: cert, fromFile: no-such-file.pem}\n",
+            1,
+        );
+        std::fs::write(&stamp_file, text).unwrap();
+        let profile = h.path("profile.yaml");
+        let env = unique("hostval");
+        for dry in [true, false] {
+            let mut args = vec![
+                "env",
+                "create",
+                &env,
+                "--stamp",
+                "sample",
+                "--profile",
+                profile.to_str().unwrap(),
+                "--output",
+                "json",
+            ];
+            if dry {
+                args.push("--dry-run");
+            }
+            let out = h
+                .command(&args, &[])
+                .env_remove("KINDLING_TEST_NEVER_SET_TOKEN")
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(1), "dry run {dry}");
+            let doc = error_says(&out, "bootstrap secret sample/api-token, key token");
+            assert!(
+                doc["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("KINDLING_TEST_NEVER_SET_TOKEN"),
+                "{doc}"
+            );
+        }
+        // Nothing was made: kind never asked, no registry container.
+        let calls = std::fs::read_to_string(h.path("bin/kind-calls")).unwrap_or_default();
+        assert!(!calls.contains("create cluster"), "{calls}");
+        assert!(!container_exists(&format!("kindling-{env}-registry")));
+        // With the variable set, the file is what is missing next.
+        let out = h.run(
+            &[
+                "env",
+                "create",
+                &env,
+                "--stamp",
+                "sample",
+                "--profile",
+                profile.to_str().unwrap(),
+                "--dry-run",
+                "--output",
+                "json",
+            ],
+            &[("KINDLING_TEST_NEVER_SET_TOKEN", "t0k")],
+        );
+        error_says(&out, "no-such-file.pem");
+        delete_clean(&h, &env);
+    }
 }

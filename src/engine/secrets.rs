@@ -162,6 +162,18 @@ pub struct AppliedSecrets {
     pub ca_left_to: Option<String>,
 }
 
+/// Whether every value the stamp's bootstrap secrets take from this host is there (each
+/// `fromEnv` set, each `fromFile` readable): checked by `--dry-run` and by preflight, so a
+/// create never stops at its secrets step for a missing variable. Nothing is kept or shown.
+pub fn check_host_values(stamp: &crate::stamp::Stamp) -> Result<(), EngineError> {
+    let env_lookup = |k: &str| std::env::var(k).ok();
+    let host = HostValues {
+        base_dir: &stamp.repo_root,
+        env: &env_lookup,
+    };
+    resolve(&stamp.secrets, &mut GeneratedValues::default(), &host).map(|_| ())
+}
+
 /// Applies the env's CA Secret (`cert-manager/root-ca-secret`) and the stamp's bootstrap
 /// secrets. Generated values are stored in `env_dir` before anything is applied: a value the
 /// cluster has seen is never regenerated.

@@ -56,6 +56,7 @@ pub fn plan(
         token: None,
         external: settings.external_gitea.is_some(),
     };
+    crate::engine::secrets::check_host_values(stamp)?;
     let rendered = push::render(stamp, opts.engine, &gitea)?;
     let bootstrap = redact_secrets(&bootstrap::objects(
         opts.engine,
