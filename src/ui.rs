@@ -9,6 +9,20 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
+/// Text from a stamp or repository, safe for a terminal: control characters (an ESC sequence
+/// could rewrite the screen or the title) are shown escaped, `\u{1b}`.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// `1 container`, `2 containers`.
 pub fn count(n: usize, thing: &str) -> String {
     if n == 1 {
@@ -139,6 +153,12 @@ impl Progress {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ui_printable_escapes_control_characters() {
+        assert_eq!(super::printable("plain text"), "plain text");
+        assert_eq!(super::printable("x\u{1b}[2Jy\u{7}"), "x\\u{1b}[2Jy\\u{7}");
+    }
+
     #[test]
     fn ui_counts_read_as_english() {
         assert_eq!(super::count(1, "container"), "1 container");

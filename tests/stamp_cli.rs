@@ -450,4 +450,31 @@ mod stamp {
             "{stderr}"
         );
     }
+
+    /// Text from a repository reaches the terminal escaped: an ESC sequence in a stamp's
+    /// description (it could clear the screen or retitle the terminal) is shown, not run.
+    #[test]
+    fn stamp_list_and_graph_escape_control_characters() {
+        let dir = tempfile::tempdir().unwrap();
+        super::common::write(
+            &dir.path().join("stamps/esc/stamp.yaml"),
+            "apiVersion: kindling.dev/v1alpha1\nkind: Stamp\nmetadata: {name: esc, description: \"clear\\e[2Jscreen\"}\nspec:\n  components:\n    - {name: app, path: \"app\\e[31m\"}\n",
+        );
+        std::fs::create_dir_all(dir.path().join("stamps/esc/app\u{1b}[31m")).unwrap();
+        let source = dir.path().to_str().unwrap();
+        for args in [
+            &["stamp", "list", "--source", source][..],
+            &["stamp", "graph", "esc", "--source", source],
+        ] {
+            let out = kindling().args(args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(!text.contains('\u{1b}'), "{args:?}: {text:?}");
+            assert!(text.contains("\\u{1b}["), "{args:?}: {text}");
+        }
+    }
 }

@@ -120,7 +120,11 @@ fn list(source: &Path, output: Output) -> anyhow::Result<()> {
         };
         println!(
             "{:<20} {:<9} {:>10} {:>12}  {}",
-            s.name, format, s.components, s.applications, description
+            kindling::ui::printable(&s.name),
+            format,
+            s.components,
+            s.applications,
+            kindling::ui::printable(&description)
         );
     }
     Ok(())
@@ -253,6 +257,10 @@ fn graph(stamp: &Stamp, format: GraphFormat, output: Output) -> anyhow::Result<(
 }
 
 fn graph_text(stamp: &Stamp) -> String {
+    kindling::ui::printable(&graph_lines(stamp))
+}
+
+fn graph_lines(stamp: &Stamp) -> String {
     let mut out = String::new();
     let waves = if stamp.entries.is_empty() {
         0
