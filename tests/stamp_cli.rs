@@ -477,4 +477,84 @@ mod stamp {
             assert!(text.contains("\\u{1b}["), "{args:?}: {text}");
         }
     }
+
+    /// `stamp render --out DIR` leaves exactly this render in DIR: files an earlier render
+    /// wrote and this one does not are removed; a non-empty DIR no render made is refused
+    /// without --force (and then its other files are left alone).
+    #[test]
+    fn stamp_render_out_holds_exactly_this_render() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let render = |engine: &str, extra: &[&str]| {
+            let mut args = vec!["stamp", "render", "sample", "--engine", engine, "--out"];
+            args.push(out.to_str().unwrap());
+            args.extend(extra);
+            kindling().args(&args).output().unwrap()
+        };
+        let listed = || -> Vec<String> {
+            let mut files = Vec::new();
+            let mut pending = vec![out.clone()];
+            while let Some(d) = pending.pop() {
+                for e in std::fs::read_dir(&d).unwrap() {
+                    let p = e.unwrap().path();
+                    if p.is_dir() {
+                        pending.push(p);
+                    } else {
+                        files.push(p.strip_prefix(&out).unwrap().display().to_string());
+                    }
+                }
+            }
+            files.sort();
+            files
+        };
+        assert!(render("flux", &[]).status.success());
+        let flux = listed();
+        assert!(flux.iter().any(|f| f.starts_with("flux/")), "{flux:?}");
+        // Argo CD into the same directory: no Flux file is left over.
+        assert!(render("argo", &[]).status.success());
+        let argo = listed();
+        assert!(argo.iter().any(|f| f.starts_with("argo/")), "{argo:?}");
+        assert!(
+            !argo
+                .iter()
+                .any(|f| flux.contains(f) && f != ".kindling-rendered"),
+            "stale: {argo:?}"
+        );
+        // A directory of someone else's files: refused, then allowed with --force.
+        let theirs = dir.path().join("theirs");
+        std::fs::create_dir_all(&theirs).unwrap();
+        std::fs::write(theirs.join("keep.txt"), "mine").unwrap();
+        let refused = kindling()
+            .args([
+                "stamp",
+                "render",
+                "sample",
+                "--engine",
+                "flux",
+                "--out",
+                theirs.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(refused.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("--force"));
+        let forced = kindling()
+            .args([
+                "stamp",
+                "render",
+                "sample",
+                "--engine",
+                "flux",
+                "--out",
+                theirs.to_str().unwrap(),
+                "--force",
+            ])
+            .output()
+            .unwrap();
+        assert!(forced.status.success());
+        assert_eq!(
+            std::fs::read_to_string(theirs.join("keep.txt")).unwrap(),
+            "mine"
+        );
+    }
 }

@@ -24,9 +24,13 @@ pub enum StampCommand {
         stamp: String,
         #[arg(long, value_enum)]
         engine: EngineArg,
-        /// Write the files below this directory instead of printing them.
+        /// Write the files below this directory instead of printing them (what an earlier
+        /// render there wrote and this one does not is removed).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// With --out: write into a non-empty directory that no render made.
+        #[arg(long, requires = "out")]
+        force: bool,
         /// Git URL the engine clones (default: the env's Gitea).
         #[arg(long)]
         repo_url: Option<String>,
@@ -58,6 +62,7 @@ pub fn run(command: StampCommand, source: &Path, output: Output) -> anyhow::Resu
             stamp,
             engine,
             out,
+            force,
             repo_url,
             branch,
             credentials_secret,
@@ -69,7 +74,8 @@ pub fn run(command: StampCommand, source: &Path, output: Output) -> anyhow::Resu
             if credentials_secret.is_some() {
                 opts.credentials_secret = credentials_secret;
             }
-            render_command(&stamp, engine.into(), &opts, out.as_deref(), output)
+            let out = out.as_deref().map(|dir| (dir, force));
+            render_command(&stamp, engine.into(), &opts, out, output)
         }
         StampCommand::Graph { stamp, format } => graph(&load(&stamp, source)?, format, output),
     }
@@ -175,15 +181,15 @@ fn render_command(
     stamp: &Stamp,
     engine: Engine,
     opts: &RenderOptions,
-    out: Option<&Path>,
+    out: Option<(&Path, bool)>,
     output: Output,
 ) -> anyhow::Result<()> {
     let rendered = render(stamp, engine, opts)?;
     for note in &rendered.notes {
         eprintln!("note: {note}");
     }
-    if let Some(dir) = out {
-        rendered.write_to(dir)?;
+    if let Some((dir, force)) = out {
+        rendered.write_into(dir, force)?;
         if output == Output::Json {
             let files: Vec<String> = rendered.files.iter().map(|f| f.path.clone()).collect();
             super::print_json(

@@ -135,7 +135,48 @@ impl Rendered {
 
     /// Writes every file below `dir`. Each file is written to a temporary name and renamed,
     /// so an interrupted write never leaves a half file behind.
+    /// Writes every file below `dir`, and removes what an earlier render into `dir` wrote and
+    /// this one does not (its list is kept in `dir/.kindling-rendered`), so the directory
+    /// holds exactly this render. A non-empty `dir` that no render made is refused unless
+    /// `replace` says its files may be mixed with these.
     pub fn write_to(&self, dir: &Path) -> Result<(), StampError> {
+        self.write_into(dir, false)
+    }
+
+    pub fn write_into(&self, dir: &Path, replace: bool) -> Result<(), StampError> {
+        let record = dir.join(RENDERED_LIST);
+        let earlier: Vec<String> = match std::fs::read_to_string(&record) {
+            Ok(text) => text.lines().map(str::to_string).collect(),
+            Err(_) => {
+                let foreign = std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some());
+                if foreign && !replace {
+                    return Err(StampError::Write {
+                        path: dir.to_path_buf(),
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::AlreadyExists,
+                            "it is not empty and no earlier render made it; pick an empty directory, or pass --force to write among its files",
+                        ),
+                    });
+                }
+                Vec::new()
+            }
+        };
+        self.write_files(dir)?;
+        let current: Vec<&str> = self.files.iter().map(|f| f.path.as_str()).collect();
+        for stale in earlier.iter().filter(|p| !current.contains(&p.as_str())) {
+            // Only paths below `dir` that a render wrote (never `..`).
+            if !stale.split('/').any(|part| part == ".." || part.is_empty()) {
+                let _ = std::fs::remove_file(dir.join(stale));
+            }
+        }
+        let list = current.join("\n") + "\n";
+        crate::paths::write_atomic(&record, list.as_bytes(), 0o644).map_err(|e| StampError::Write {
+            path: record.clone(),
+            source: e,
+        })
+    }
+
+    fn write_files(&self, dir: &Path) -> Result<(), StampError> {
         for f in &self.files {
             let target = dir.join(&f.path);
             let parent = target.parent().unwrap_or(dir);
@@ -154,6 +195,9 @@ impl Rendered {
         Ok(())
     }
 }
+
+/// The list of files a render wrote into its `--out` directory.
+pub const RENDERED_LIST: &str = ".kindling-rendered";
 
 pub fn render(stamp: &Stamp, engine: Engine, opts: &RenderOptions) -> Result<Rendered, StampError> {
     match engine {
