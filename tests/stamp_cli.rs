@@ -425,7 +425,7 @@ mod stamp {
         stamp("deep", &bomb);
         for (name, says) in [
             ("fifo", "not a regular file"),
-            ("zero", "not a regular file"),
+            ("zero", "leaves the source tree"),
             ("deep", "nested deeper than 64 levels"),
         ] {
             let out = bounded(&["stamp", "validate", name], root, 20)
@@ -556,5 +556,65 @@ mod stamp {
             std::fs::read_to_string(theirs.join("keep.txt")).unwrap(),
             "mine"
         );
+    }
+
+    /// Paths that leave the source tree are refused before they are read: a symlinked entry
+    /// directory, a symlinked manifest, a symlinked stamp.yaml and a kustomization resource
+    /// `../../../../etc/ssl`. The engine sees only what is pushed; so does the validator.
+    #[test]
+    fn stamp_paths_that_leave_the_source_tree_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        super::common::write(
+            &outside.path().join("cm.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: outside}\n",
+        );
+        let root = dir.path().join("repo");
+        let stamp = |name: &str| {
+            super::common::write(
+                &root.join(format!("stamps/{name}/stamp.yaml")),
+                &format!(
+                    "apiVersion: kindling.dev/v1alpha1\nkind: Stamp\nmetadata: {{name: {name}}}\nspec:\n  components:\n    - {{name: app, path: app}}\n"
+                ),
+            );
+        };
+        stamp("linkdir");
+        std::os::unix::fs::symlink(outside.path(), root.join("stamps/linkdir/app")).unwrap();
+        stamp("linkfile");
+        std::fs::create_dir_all(root.join("stamps/linkfile/app")).unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("cm.yaml"),
+            root.join("stamps/linkfile/app/cm.yaml"),
+        )
+        .unwrap();
+        stamp("dotdot");
+        super::common::write(
+            &root.join("stamps/dotdot/app/kustomization.yaml"),
+            "resources: [../../../../../../../../etc/ssl]\n",
+        );
+        std::fs::create_dir_all(root.join("stamps/linkstamp")).unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("cm.yaml"),
+            root.join("stamps/linkstamp/stamp.yaml"),
+        )
+        .unwrap();
+        for name in ["linkdir", "linkfile", "dotdot", "linkstamp"] {
+            let out = kindling()
+                .args([
+                    "stamp",
+                    "validate",
+                    name,
+                    "--source",
+                    root.to_str().unwrap(),
+                ])
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+            assert!(
+                stderr.contains("leaves the source tree"),
+                "{name}: {stderr}"
+            );
+        }
     }
 }

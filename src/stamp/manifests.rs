@@ -157,34 +157,67 @@ pub fn kustomization_file(dir: &Path) -> Option<PathBuf> {
 /// The objects a directory yields, following `resources` of its kustomization file
 /// (recursively into directories) or, without one, every `.yaml`/`.yml` file below it.
 /// Remote resources (URLs) are skipped: they are not part of the stamp's Git content.
-pub fn directory_documents(dir: &Path) -> Result<Vec<Document>, StampError> {
+/// What the engine would apply from `dir`, read only inside the source tree `root`: a
+/// directory, kustomization resource or manifest that resolves (through `..` or a symlink)
+/// outside it is refused before it is read. The engine could not read it either: it sees only
+/// what was pushed.
+pub fn directory_documents(dir: &Path, root: &Path) -> Result<Vec<Document>, StampError> {
+    let root = root.canonicalize().map_err(|e| StampError::io(root, e))?;
     let mut out = Vec::new();
-    collect(dir, &mut out, 0)?;
+    collect(dir, &root, &mut out, 0)?;
     Ok(out)
+}
+
+/// Refuses `path` when it resolves outside `root` (already canonical).
+pub fn within(path: &Path, root: &Path) -> Result<(), StampError> {
+    let real = path.canonicalize().map_err(|e| StampError::io(path, e))?;
+    if real.starts_with(root) {
+        return Ok(());
+    }
+    Err(StampError::io(
+        path,
+        std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "leaves the source tree {} (it is {}); kindling reads and pushes only what is inside it",
+                root.display(),
+                real.display()
+            ),
+        ),
+    ))
 }
 
 /// Kustomize itself refuses deep recursion; so do we, rather than loop on a cycle of
 /// directories that include each other.
 const MAX_DEPTH: usize = 16;
 
-fn collect(dir: &Path, out: &mut Vec<Document>, depth: usize) -> Result<(), StampError> {
+fn collect(
+    dir: &Path,
+    root: &Path,
+    out: &mut Vec<Document>,
+    depth: usize,
+) -> Result<(), StampError> {
     if depth > MAX_DEPTH {
         return Err(StampError::io(
             dir,
             std::io::Error::other("kustomization resources nest too deeply (a cycle?)"),
         ));
     }
+    within(dir, root)?;
     let Some(kfile) = kustomization_file(dir) else {
         for file in yaml_files_below(dir)? {
+            within(&file, root)?;
             out.extend(read_documents(&file)?);
         }
         return Ok(());
     };
+    within(&kfile, root)?;
     for resource in kustomization_resources(&kfile)? {
         let path = dir.join(&resource);
         if path.is_dir() {
-            collect(&path, out, depth + 1)?;
+            collect(&path, root, out, depth + 1)?;
         } else if path.is_file() {
+            within(&path, root)?;
             out.extend(read_documents(&path)?);
         } else if !resource.contains("://") && !resource.starts_with("github.com/") {
             return Err(StampError::io(

@@ -93,6 +93,22 @@ pub struct PathSource {
     pub host_dir: PathBuf,
 }
 
+impl PathSource {
+    /// The source tree the path is relative to: `host_dir` less `repo_path`.
+    pub fn source_root(&self) -> PathBuf {
+        let depth = self
+            .repo_path
+            .split('/')
+            .filter(|p| !p.is_empty() && *p != ".")
+            .count();
+        self.host_dir
+            .ancestors()
+            .nth(depth)
+            .unwrap_or(&self.host_dir)
+            .to_path_buf()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct HelmChart {
     /// `https://…` chart repository or `oci://…` registry.
@@ -212,6 +228,10 @@ pub fn load(dir: &Path, source_root: Option<&Path>) -> Result<Stamp, StampError>
         (dir.to_path_buf(), None)
     };
     let native_file = file.clone().unwrap_or_else(|| dir.join("stamp.yaml"));
+    // A stamp.yaml linked from elsewhere is not this directory's stamp (and not what is pushed).
+    if file.is_none() && native_file.exists() {
+        manifests::within(&native_file, &dir)?;
+    }
     if native_file.is_file() && native::is_native_stamp(&native_file)? {
         let draft = native::load(&native_file, &dir, source_root)?;
         return validate::finish(draft);

@@ -28,7 +28,7 @@ pub(crate) fn finish(draft: Draft) -> Result<Stamp, StampError> {
     }
     check_names(&stamp, &mut problems);
     for entry in &stamp.entries {
-        check_entry(entry, &mut problems)?;
+        check_entry(entry, &stamp.repo_root, &mut problems)?;
         // A stamp pins its charts exactly; a HostK8s stack keeps what its HelmReleases say
         // (Flux resolves ranges there).
         if stamp.format == super::StampFormat::Kindling
@@ -122,7 +122,11 @@ fn check_health_checks(e: &Entry, problems: &mut Vec<Problem>) {
     }
 }
 
-fn check_entry(e: &Entry, problems: &mut Vec<Problem>) -> Result<(), StampError> {
+fn check_entry(
+    e: &Entry,
+    root: &std::path::Path,
+    problems: &mut Vec<Problem>,
+) -> Result<(), StampError> {
     let at = |field: &str, message: String, help: &str| {
         Problem::new(&e.declared_in, Some(&e.name), field, message, help)
     };
@@ -155,7 +159,7 @@ fn check_entry(e: &Entry, problems: &mut Vec<Problem>) -> Result<(), StampError>
                 ));
                 return Ok(());
             }
-            check_no_plain_secrets(e, &p.host_dir, problems)?;
+            check_no_plain_secrets(e, &p.host_dir, root, problems)?;
         }
         Source::Helm(h) => {
             if !(h.repo.starts_with("https://")
@@ -188,9 +192,10 @@ fn check_entry(e: &Entry, problems: &mut Vec<Problem>) -> Result<(), StampError>
 fn check_no_plain_secrets(
     e: &Entry,
     dir: &std::path::Path,
+    root: &std::path::Path,
     problems: &mut Vec<Problem>,
 ) -> Result<(), StampError> {
-    for d in directory_documents(dir)? {
+    for d in directory_documents(dir, root)? {
         if d.kind() == "Secret" && d.api_version() == "v1" {
             problems.push(Problem::new(
                 &d.file,

@@ -229,7 +229,7 @@ impl Flattener<'_> {
         if !dir.is_dir() {
             return Ok(Vec::new());
         }
-        let documents = directory_documents(dir)?;
+        let documents = directory_documents(dir, self.root)?;
         if !documents.iter().any(is_flux_kustomization) {
             return Ok(Vec::new());
         }

@@ -20,7 +20,7 @@ pub(super) fn path_sources(
             exclude: None,
         })
     };
-    let documents = directory_documents(&path.host_dir)?;
+    let documents = directory_documents(&path.host_dir, &path.source_root())?;
     let (flux, plain): (Vec<&Document>, Vec<&Document>) = documents
         .iter()
         .partition(|d| d.group().ends_with(FLUX_GROUP_SUFFIX));
