@@ -70,4 +70,86 @@ mod stamp {
             let _ = kindling::stamp::load(&stack, None);
         }
     }
+
+    /// One node of a generated entry directory: a file of arbitrary bytes, a FIFO, or a
+    /// symlink (to a parent, to a sibling, outside the tree, to /dev/zero, or dangling).
+    #[derive(Debug, Clone)]
+    enum Node {
+        File(String, Vec<u8>),
+        Fifo(String),
+        Link(String, u8),
+        Dir(String, Vec<Node>),
+    }
+
+    fn node() -> impl Strategy<Value = Node> {
+        let name = "[a-z]{1,6}(\\.yaml)?";
+        let leaf = prop_oneof![
+            (name, proptest::collection::vec(any::<u8>(), 0..200))
+                .prop_map(|(n, b)| Node::File(n, b)),
+            name.prop_map(Node::Fifo),
+            (name, 0u8..5).prop_map(|(n, t)| Node::Link(n, t)),
+        ];
+        leaf.prop_recursive(3, 24, 4, move |inner| {
+            ("[a-z]{1,6}", proptest::collection::vec(inner, 0..4))
+                .prop_map(|(n, c)| Node::Dir(n, c))
+        })
+    }
+
+    fn build(dir: &std::path::Path, nodes: &[Node], outside: &std::path::Path) {
+        for n in nodes {
+            match n {
+                Node::File(name, bytes) => {
+                    let _ = std::fs::write(dir.join(name), bytes);
+                }
+                Node::Fifo(name) => {
+                    let _ = std::process::Command::new("mkfifo")
+                        .arg(dir.join(name))
+                        .status();
+                }
+                Node::Link(name, target) => {
+                    let to = match target {
+                        0 => std::path::PathBuf::from(".."),
+                        1 => std::path::PathBuf::from("."),
+                        2 => outside.to_path_buf(),
+                        3 => std::path::PathBuf::from("/dev/zero"),
+                        _ => std::path::PathBuf::from("nowhere/at/all"),
+                    };
+                    let _ = std::os::unix::fs::symlink(to, dir.join(name));
+                }
+                Node::Dir(name, children) => {
+                    let d = dir.join(name);
+                    if std::fs::create_dir_all(&d).is_ok() {
+                        build(&d, children, outside);
+                    }
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        /// Arbitrary entry directories (files, FIFOs, symlinks) never make the loader panic
+        /// or hang: each load ends, a stamp or an error, within a time bound.
+        #[test]
+        fn stamp_loader_ends_on_arbitrary_trees(nodes in proptest::collection::vec(node(), 0..6)) {
+            let dir = tempfile::tempdir().unwrap();
+            let outside = tempfile::tempdir().unwrap();
+            let entry = dir.path().join("stamps/s/m");
+            std::fs::create_dir_all(&entry).unwrap();
+            build(&entry, &nodes, outside.path());
+            std::fs::write(dir.path().join("stamps/s/stamp.yaml"), VALID).unwrap();
+            let stamp_dir = dir.path().join("stamps/s");
+            let (done, finished) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = kindling::stamp::load(&stamp_dir, None);
+                let _ = done.send(());
+            });
+            prop_assert!(
+                finished.recv_timeout(std::time::Duration::from_secs(20)).is_ok(),
+                "the loader did not finish on {:?}",
+                nodes
+            );
+        }
+    }
 }
