@@ -16,8 +16,15 @@ printf '[containers]\ndefault_ulimits = []\n' >"$conf"
 
 answers() { DOCKER_HOST="unix://$socket" docker version >/dev/null 2>&1; }
 
+# A service an earlier run started is stopped and started afresh: a long-lived one (or two
+# on one storage) was seen to fail container starts with "write child: broken pipe".
+if [ -f "$dir/service.pid" ]; then
+  kill "$(cat "$dir/service.pid")" 2>/dev/null || true
+  for _ in $(seq 1 20); do answers || break; sleep 0.5; done
+  rm -f "$dir/service.pid" "$socket"
+fi
 if answers; then
-  echo "podman-engine.sh: Podman already answers on $socket" >&2
+  echo "podman-engine.sh: a service this script did not start answers on $socket; using it" >&2
   echo "unix://$socket"
   exit 0
 fi
@@ -32,6 +39,7 @@ if ! command -v podman >/dev/null 2>&1; then
 fi
 echo "podman-engine.sh: starting podman system service on $socket ($(podman --version))" >&2
 CONTAINERS_CONF="$conf" nohup podman system service --time=0 "unix://$socket" >"$dir/service.log" 2>&1 &
+echo $! >"$dir/service.pid"
 for _ in $(seq 1 30); do
   if answers; then
     echo "unix://$socket"
