@@ -71,7 +71,7 @@ impl FileLock {
         wait: Duration,
     ) -> Result<FileLock, LockError> {
         let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| LockError::Io {
+        crate::paths::private_dirs(dir).map_err(|e| LockError::Io {
             path: dir.to_path_buf(),
             reason: crate::paths::write_failure(&e),
         })?;

@@ -35,37 +35,49 @@ pub fn env_dir(data_dir: &Path, env: &str) -> PathBuf {
 /// reader (or a crash) never sees half a file; the file has `mode` from its first byte on.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
+    // The directories of a private file are private too, whatever the umask (a data dir made
+    // under `umask 000` was 0777). Directories that exist are left as they are.
+    if mode & 0o077 == 0 {
+        private_dirs(dir)?;
+    } else {
+        std::fs::create_dir_all(dir)?;
+    }
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let temporary = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    // A temporary of a random name, created exclusively (O_EXCL: a file or symlink planted
+    // under that name makes the create fail rather than be written through), 0600 from the
+    // start, then given its mode and renamed over the target.
+    let mut temporary = tempfile::Builder::new()
+        .prefix(&format!(".{file_name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    temporary.write_all(bytes)?;
+    temporary.as_file().sync_all()?;
     #[cfg(unix)]
     {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(mode);
+        use std::os::unix::fs::PermissionsExt;
+        temporary
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))?;
     }
     #[cfg(not(unix))]
     let _ = mode;
-    let result = (|| {
-        let mut file = options.open(&temporary)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        // An existing temporary file keeps its old mode through `open`; set it explicitly.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(mode))?;
-        }
-        std::fs::rename(&temporary, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temporary);
+    temporary.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Creates `dir` and any missing parent as 0700.
+pub fn private_dirs(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
     }
-    result
+    builder.create(dir)
 }
 
 /// An I/O error on a file kindling writes in its data dir, with the way out when the disk is

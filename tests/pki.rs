@@ -363,4 +363,70 @@ mod pki {
             "{e}"
         );
     }
+
+    /// Whatever the umask, the data dir and the CA directory kindling makes are 0700 and the
+    /// key 0600; a key someone made readable is warned about by `ca show` and `doctor`.
+    #[test]
+    fn pki_ca_directories_are_private_under_any_umask_and_exposure_is_warned() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let bin = env!("CARGO_BIN_EXE_kindling");
+        let out = std::process::Command::new("sh")
+            .args([
+                "-c",
+                &format!("umask 000; exec '{bin}' ca export --output json"),
+            ])
+            .env("KINDLING_DATA_DIR", &data)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&data), 0o700);
+        assert_eq!(mode(&data.join("ca")), 0o700);
+        let (cert, key) = pki::root_paths(&data);
+        assert_eq!(mode(&key), 0o600);
+        assert_eq!(mode(&cert), 0o644);
+        // No temporary file is left beside them.
+        let left: Vec<_> = std::fs::read_dir(data.join("ca"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        assert_eq!(left.len(), 2, "{left:?}");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let show = std::process::Command::new(bin)
+            .args(["ca", "show", "--output", "json"])
+            .env("KINDLING_DATA_DIR", &data)
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+        assert!(
+            v["warnings"]
+                .to_string()
+                .contains("is readable by others (mode 644)"),
+            "{v}"
+        );
+        let doctor = std::process::Command::new(bin)
+            .args(["doctor", "--output", "json"])
+            .env("KINDLING_DATA_DIR", &data)
+            .output()
+            .unwrap();
+        let d: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
+        let finding = d["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["check"] == "ca key")
+            .cloned()
+            .unwrap_or_else(|| panic!("{d}"));
+        assert_eq!(finding["status"], "warn");
+        assert!(
+            finding["fix"].as_str().unwrap().contains("chmod 600"),
+            "{finding}"
+        );
+    }
 }

@@ -123,7 +123,8 @@ fn show(data: &Path, now: OffsetDateTime, output: Output) -> anyhow::Result<()> 
     };
     let info = root.info()?;
     let trusted = TrustStore::detect().is_trusted(&info.short_id());
-    let warnings = pki::expiry_warnings(now, &[("the root CA", &info)]);
+    let mut warnings = pki::expiry_warnings(now, &[("the root CA", &info)]);
+    warnings.extend(pki::key_exposure(&root.key_path));
     if output == Output::Json {
         super::print_json(
             json!({ "exists": true, "certificate": info, "keyPath": root.key_path, "trusted": trusted, "warnings": warnings }),

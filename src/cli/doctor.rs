@@ -12,6 +12,20 @@ pub fn run(output: Output) -> anyhow::Result<()> {
     let mut findings: Vec<Finding> = vec![doctor::check_docker_endpoint(
         kindling::docker::endpoint::resolve(),
     )];
+    // The CA's keys readable only by their owner.
+    let (_, root_key) = kindling::pki::root_paths(&data);
+    if let Some(warning) = kindling::pki::key_exposure(&root_key) {
+        let (detail, fix) = warning
+            .split_once("; ")
+            .map(|(d, f)| (d.to_string(), Some(f.to_string())))
+            .unwrap_or((warning.clone(), None));
+        findings.push(Finding {
+            check: "ca key".into(),
+            status: Status::Warn,
+            detail,
+            fix,
+        });
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -140,6 +140,20 @@ impl CaPair {
     }
 }
 
+/// A warning when a CA key can be read by anyone but its owner (group or others bits set):
+/// whoever reads it can issue certificates the user's machine trusts.
+pub fn key_exposure(key_path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(key_path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "the CA key {} is readable by others (mode {mode:o}); `chmod 600 {}`",
+            key_path.display(),
+            key_path.display()
+        )
+    })
+}
+
 pub fn root_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
     let dir = data_dir.join("ca");
     (dir.join("root.pem"), dir.join("root-key.pem"))
