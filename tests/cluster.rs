@@ -707,13 +707,16 @@ esac
         let bin = dir.path().join("bin");
         std::fs::create_dir_all(&bin).unwrap();
         fake_cli(&bin, "kind");
-        let out = assert_cmd::Command::cargo_bin("kindling")
-            .unwrap()
-            .env("KINDLING_DATA_DIR", dir.path().join("data"))
-            .env("PATH", &bin)
-            .args(["doctor", "--output", "json"])
-            .output()
-            .unwrap();
+        let doctor = || {
+            assert_cmd::Command::cargo_bin("kindling")
+                .unwrap()
+                .env("KINDLING_DATA_DIR", dir.path().join("data"))
+                .env("PATH", &bin)
+                .args(["doctor", "--output", "json"])
+                .output()
+                .unwrap()
+        };
+        let out = doctor();
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         let findings = v["findings"].as_array().unwrap();
         let kind = findings.iter().find(|f| f["check"] == "kind").unwrap();
@@ -723,14 +726,7 @@ esac
         );
         // One older than the pinned release: kindling will not use it, and doctor says so.
         std::fs::write(bin.join("version"), "kind v0.20.0 go1.21.0 linux/amd64").unwrap();
-        let old = assert_cmd::Command::cargo_bin("kindling")
-            .unwrap()
-            .env("KINDLING_DATA_DIR", dir.path().join("data"))
-            .env("PATH", &bin)
-            .args(["doctor", "--output", "json"])
-            .output()
-            .unwrap();
-        let v2: Value = serde_json::from_slice(&old.stdout).unwrap();
+        let v2: Value = serde_json::from_slice(&doctor().stdout).unwrap();
         let kind = v2["findings"]
             .as_array()
             .unwrap()

@@ -699,23 +699,10 @@ mod env {
             );
         };
         // env create --wait: every step done, then the wait times out on ingress.
-        let created = h.run(
-            &[
-                "env",
-                "create",
-                &env,
-                "--stamp",
-                "sample",
-                "--profile",
-                profile.to_str().unwrap(),
-                "--wait",
-                "--timeout",
-                "2s",
-                "--output",
-                "json",
-            ],
-            &[],
-        );
+        let created = h
+            .create_command(&env, &profile, &["--wait", "--timeout", "2s"], &[])
+            .output()
+            .unwrap();
         exit_3(&created, "create --wait");
         assert!(done_steps(&h.state(&env)).contains(&"bootstrap"));
         // env status --wait.
@@ -1104,23 +1091,10 @@ mod env {
             )
         };
         let create = |env: &str| {
-            let out = h.run(
-                &[
-                    "env",
-                    "create",
-                    env,
-                    "--stamp",
-                    "sample",
-                    "--profile",
-                    profile.to_str().unwrap(),
-                    "--wait",
-                    "--timeout",
-                    "60s",
-                    "--output",
-                    "json",
-                ],
-                &extra,
-            );
+            let out = h
+                .create_command(env, &profile, &["--wait", "--timeout", "60s"], &extra)
+                .output()
+                .unwrap();
             ok(&out)
         };
         let a = unique("ca");
@@ -1229,23 +1203,10 @@ mod env {
             format!("apiVersion: kindling.dev/v1alpha1\nkind: ClusterProfile\nmetadata: {{name: ha}}\nspec:\n  provider: kind\n  kubernetesVersion: \"1.37\"\n  controlPlanes: 3\n  workers: 1\n  ingress: {{http: 18080, https: 18443}}\n  registry: true\n  registryPort: {registry_port}\n  imageCaches: false\n"),
         )
         .unwrap();
-        ok(&h.run(
-            &[
-                "env",
-                "create",
-                &env,
-                "--stamp",
-                "sample",
-                "--profile",
-                profile.to_str().unwrap(),
-                "--wait",
-                "--timeout",
-                "60s",
-                "--output",
-                "json",
-            ],
-            &[],
-        ));
+        ok(&h
+            .create_command(&env, &profile, &["--wait", "--timeout", "60s"], &[])
+            .output()
+            .unwrap());
         let listed = std::process::Command::new(h.path("bin/kind"))
             .args(["get", "nodes", "--name", &cluster])
             .output()
@@ -1630,21 +1591,15 @@ mod env {
         assert!(!calls.contains("create cluster"), "{calls}");
         assert!(!container_exists(&format!("kindling-{env}-registry")));
         // With the variable set, the file is what is missing next.
-        let out = h.run(
-            &[
-                "env",
-                "create",
+        let out = h
+            .create_command(
                 &env,
-                "--stamp",
-                "sample",
-                "--profile",
-                profile.to_str().unwrap(),
-                "--dry-run",
-                "--output",
-                "json",
-            ],
-            &[("KINDLING_TEST_NEVER_SET_TOKEN", "t0k")],
-        );
+                &profile,
+                &["--dry-run"],
+                &[("KINDLING_TEST_NEVER_SET_TOKEN", "t0k")],
+            )
+            .output()
+            .unwrap();
         error_says(&out, "no-such-file.pem");
         delete_clean(&h, &env);
     }

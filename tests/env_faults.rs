@@ -23,22 +23,10 @@ mod env {
     /// `env create` of the sample stamp, started in a process group of its own (as a shell
     /// starts a foreground job), with `--wait` and a long timeout.
     fn spawn_create(h: &Harness, env: &str, extra: &[(&str, &str)]) -> Child {
-        let profile = h.path("profile.yaml");
-        h.command(
-            &[
-                "env",
-                "create",
-                env,
-                "--stamp",
-                "sample",
-                "--profile",
-                profile.to_str().unwrap(),
-                "--wait",
-                "--timeout",
-                "10m",
-                "--output",
-                "json",
-            ],
+        h.create_command(
+            env,
+            &h.path("profile.yaml"),
+            &["--wait", "--timeout", "10m"],
             extra,
         )
         .stdout(Stdio::piped())

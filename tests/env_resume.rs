@@ -223,20 +223,7 @@ mod env {
         let env = unique("int");
         let profile = h.path("profile.yaml");
         let child = h
-            .command(
-                &[
-                    "env",
-                    "create",
-                    &env,
-                    "--stamp",
-                    "sample",
-                    "--profile",
-                    profile.to_str().unwrap(),
-                    "--output",
-                    "json",
-                ],
-                &[],
-            )
+            .create_command(&env, &profile, &[], &[])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .process_group(0)

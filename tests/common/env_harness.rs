@@ -632,25 +632,39 @@ impl Harness {
         self.command(args, extra).output().unwrap()
     }
 
+    /// `env create ENV --stamp sample --profile PROFILE MORE… --output json`, with the
+    /// harness's environment and `extra`.
+    pub fn create_command(
+        &self,
+        env: &str,
+        profile: &Path,
+        more: &[&str],
+        extra: &[(&str, &str)],
+    ) -> std::process::Command {
+        let profile = profile.to_str().unwrap();
+        let mut args = vec![
+            "env",
+            "create",
+            env,
+            "--stamp",
+            "sample",
+            "--profile",
+            profile,
+        ];
+        args.extend_from_slice(more);
+        args.extend(["--output", "json"]);
+        self.command(&args, extra)
+    }
+
     pub fn create(&self, env: &str, extra: &[(&str, &str)]) -> Output {
-        let profile = self.path("profile.yaml");
-        self.run(
-            &[
-                "env",
-                "create",
-                env,
-                "--stamp",
-                "sample",
-                "--profile",
-                profile.to_str().unwrap(),
-                "--wait",
-                "--timeout",
-                "60s",
-                "--output",
-                "json",
-            ],
+        self.create_command(
+            env,
+            &self.path("profile.yaml"),
+            &["--wait", "--timeout", "60s"],
             extra,
         )
+        .output()
+        .unwrap()
     }
 
     pub fn state(&self, env: &str) -> Value {
