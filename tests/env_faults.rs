@@ -36,18 +36,6 @@ mod env {
         .unwrap()
     }
 
-    /// Polls `ready` every 20 ms, for at most 60 s.
-    fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
-        let started = Instant::now();
-        while !ready() {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "never happened: {what}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
     fn stderr(out: &std::process::Output) -> String {
         String::from_utf8_lossy(&out.stderr).to_string()
     }
@@ -64,7 +52,9 @@ mod env {
         let mut child = spawn_create(&h, &env, &[]);
         // kind has made the node and is in its long kubeadm phase: kill kindling outright
         // (no handler runs, the lock file stays behind naming a dead pid).
-        wait_until("kind made the node", || container_exists(&node));
+        wait_until("kind made the node", Duration::from_secs(60), || {
+            container_exists(&node)
+        });
         child.kill().unwrap();
         let killed = child.wait_with_output().unwrap();
         assert_eq!(killed.status.code(), None, "{}", stderr(&killed));
@@ -125,7 +115,7 @@ mod env {
         };
         let child = spawn_create(&h, &env, &[]);
         // The reconcile step has asked Flux to reconcile now, and is following.
-        wait_until("the reconcile request", || {
+        wait_until("the reconcile request", Duration::from_secs(60), || {
             api.requests()
                 .iter()
                 .any(|r| r.method == "PATCH" && r.body.contains("reconcile.fluxcd.io/requestedAt"))

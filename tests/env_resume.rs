@@ -232,14 +232,9 @@ mod env {
         // Once kind is creating the cluster (the fake kind logs the call, then takes 3s),
         // interrupt as a terminal does: SIGINT to kindling's whole process group.
         let calls = h.path("bin/kind-calls");
-        let asked = std::time::Instant::now();
-        while !std::fs::read_to_string(&calls).is_ok_and(|c| c.contains("create cluster")) {
-            assert!(
-                asked.elapsed() < Duration::from_secs(30),
-                "kind was never asked"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until("kind was asked", Duration::from_secs(30), || {
+            std::fs::read_to_string(&calls).is_ok_and(|c| c.contains("create cluster"))
+        });
         let kill = std::process::Command::new("kill")
             .args(["-INT", "--", &format!("-{}", child.id())])
             .status()

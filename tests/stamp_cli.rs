@@ -524,33 +524,18 @@ mod stamp {
         let theirs = dir.path().join("theirs");
         std::fs::create_dir_all(&theirs).unwrap();
         std::fs::write(theirs.join("keep.txt"), "mine").unwrap();
-        let refused = kindling()
-            .args([
-                "stamp",
-                "render",
-                "sample",
-                "--engine",
-                "flux",
-                "--out",
-                theirs.to_str().unwrap(),
-            ])
-            .output()
-            .unwrap();
+        let render_into_theirs = |extra: &[&str]| {
+            kindling()
+                .args(["stamp", "render", "sample", "--engine", "flux", "--out"])
+                .arg(&theirs)
+                .args(extra)
+                .output()
+                .unwrap()
+        };
+        let refused = render_into_theirs(&[]);
         assert_eq!(refused.status.code(), Some(1));
         assert!(String::from_utf8_lossy(&refused.stderr).contains("--force"));
-        let forced = kindling()
-            .args([
-                "stamp",
-                "render",
-                "sample",
-                "--engine",
-                "flux",
-                "--out",
-                theirs.to_str().unwrap(),
-                "--force",
-            ])
-            .output()
-            .unwrap();
+        let forced = render_into_theirs(&["--force"]);
         assert!(forced.status.success());
         assert_eq!(
             std::fs::read_to_string(theirs.join("keep.txt")).unwrap(),

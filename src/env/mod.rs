@@ -12,7 +12,7 @@ mod open;
 pub mod plan;
 pub mod ports;
 pub mod restart;
-mod route;
+pub(crate) mod route;
 pub mod state;
 pub mod status;
 pub mod steps;

@@ -12,6 +12,25 @@ use crate::docker::DockerClient;
 use crate::gitea;
 use crate::kube::{ApplyOptions, KubeClient};
 
+/// The env's Gitea container attached to the cluster's `network` (already attached is fine;
+/// a network rebuilt behind the container does not keep it), and its address there.
+pub async fn gitea_address(
+    docker: &DockerClient,
+    env: &str,
+    network: &str,
+) -> Result<String, EnvError> {
+    let container = gitea::container_name(env);
+    docker.connect_network(&container, network).await?;
+    docker
+        .container_ip(&container, network)
+        .await?
+        .ok_or_else(|| {
+            EnvError::Preflight(format!(
+                "{container} has no address on network {network}\nhelp: is it running? `kindling env create {env}` starts it again"
+            ))
+        })
+}
+
 /// Re-points the route when Gitea's address changed; says what it did, or `None` when the
 /// route was right (or the env has no Gitea container of its own).
 pub async fn repair_gitea_route(
@@ -25,19 +44,7 @@ pub async fn repair_gitea_route(
         return Ok(None);
     }
     let docker = DockerClient::connect().await?;
-    let container = gitea::container_name(&state.name);
-    // A container started again keeps its networks, but a network rebuilt behind it does not
-    // keep the container: attach it (already attached is fine).
-    docker.connect_network(&container, &cluster.network).await?;
-    let ip = docker
-        .container_ip(&container, &cluster.network)
-        .await?
-        .ok_or_else(|| {
-            EnvError::Preflight(format!(
-                "{container} has no address on network {}\nhelp: is it running? `kindling env create {}` starts it again",
-                cluster.network, state.name
-            ))
-        })?;
+    let ip = gitea_address(&docker, &state.name, &cluster.network).await?;
     let slice = kube
         .get(
             "discovery.k8s.io/v1",

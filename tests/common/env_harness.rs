@@ -676,6 +676,15 @@ impl Harness {
 }
 
 /// The names of the steps a create report lists with `status` (`done`, `skipped`).
+/// Polls `ready` every 20 ms until it holds; fails the test after `within`.
+pub fn wait_until(what: &str, within: std::time::Duration, mut ready: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !ready() {
+        assert!(started.elapsed() < within, "never happened: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 pub fn report_steps<'a>(report: &'a Value, status: &str) -> Vec<&'a str> {
     report["env"]["steps"]
         .as_array()

@@ -35,17 +35,7 @@ impl Step for Connect {
             if !gitea_state.external {
                 // k3s pods cannot resolve Docker container names: the engine reaches Gitea
                 // through a Service + EndpointSlice on the container's address.
-                let container = gitea::container_name(env);
-                docker.connect_network(&container, &cluster.network).await?;
-                let ip = docker
-                    .container_ip(&container, &cluster.network)
-                    .await?
-                    .ok_or_else(|| {
-                        EnvError::Preflight(format!(
-                            "{container} has no address on network {}",
-                            cluster.network
-                        ))
-                    })?;
+                let ip = crate::env::route::gitea_address(docker, env, &cluster.network).await?;
                 kube.apply_objects(&gitea::service_objects(&ip), &apply)
                     .await?;
             }
