@@ -27,7 +27,7 @@ pub use list::list;
 pub use restart::restart;
 pub use status::status;
 pub use sync::sync;
-pub use watch::watch;
+pub use watch::{WatchMode, WatchedTree, watch, watch_tree};
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,7 +1,14 @@
-//! `env watch`: `env sync` on every change of the source tree (files Git would snapshot),
-//! once it has been quiet for a moment.
+//! `env watch`: `env sync` on every change of what the engine sees, once the tree has been
+//! quiet for a moment.
+//!
+//! It goes by the operating system's file events (inotify, FSEvents, kqueue through the `notify`
+//! crate), so an idle watch costs nothing however large the tree. A change counts when the
+//! snapshot push would carry it (not under `.git/`, not ignored by Git) and the engine would see
+//! it (not excluded by the stamp's selective-sync patterns, Flux's GitRepository
+//! `spec.ignore`). `--poll` falls back to comparing the tree every 200 ms, for file systems that
+//! deliver no events (some network and VM-shared mounts).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::open::load;
@@ -45,18 +52,65 @@ impl SourceTree {
     /// What the tree looks like, cheaply: every file Git would snapshot, with size and
     /// modification time.
     pub fn fingerprint(&self) -> Vec<(String, u64, u128)> {
-        fingerprint(&self.source, self.scratch.as_ref().map(|d| d.path()))
+        fingerprint(&self.source, self.git())
+    }
+
+    /// git, run in the tree, through the scratch repository when the tree is in none.
+    fn git(&self) -> std::process::Command {
+        let mut git = std::process::Command::new("git");
+        if let Some(git_dir) = self.scratch.as_ref().map(|d| d.path()) {
+            git.arg("--git-dir")
+                .arg(git_dir)
+                .arg("--work-tree")
+                .arg(&self.source);
+        }
+        git.current_dir(&self.source);
+        git
+    }
+
+    /// Whether any of these paths (under `root`, the tree's own directory) is one Git would
+    /// snapshot: not ignored, or tracked. When git cannot tell, it counts.
+    pub fn any_not_ignored(&self, root: &Path, paths: &[PathBuf]) -> bool {
+        use std::io::Write as _;
+        let relative: Vec<&Path> = paths
+            .iter()
+            .filter_map(|p| p.strip_prefix(root).ok())
+            .collect();
+        let mut input = Vec::new();
+        for rel in &relative {
+            input.extend_from_slice(rel.as_os_str().as_encoded_bytes());
+            input.push(0);
+        }
+        let child = self
+            .git()
+            .args(["check-ignore", "--stdin", "-z"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        let Ok(mut child) = child else { return true };
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(&input);
+        }
+        let Ok(out) = child.wait_with_output() else {
+            return true;
+        };
+        // 0: some are ignored (listed); 1: none is; anything else: git could not tell.
+        match out.status.code() {
+            Some(1) => true,
+            Some(0) => {
+                let ignored: std::collections::HashSet<&[u8]> =
+                    out.stdout.split(|b| *b == 0).collect();
+                relative
+                    .iter()
+                    .any(|rel| !ignored.contains(rel.as_os_str().as_encoded_bytes()))
+            }
+            _ => true,
+        }
     }
 }
 
-fn fingerprint(source: &Path, scratch_git_dir: Option<&Path>) -> Vec<(String, u64, u128)> {
-    let mut git = std::process::Command::new("git");
-    if let Some(git_dir) = scratch_git_dir {
-        git.arg("--git-dir")
-            .arg(git_dir)
-            .arg("--work-tree")
-            .arg(source);
-    }
+fn fingerprint(source: &Path, mut git: std::process::Command) -> Vec<(String, u64, u128)> {
     let listed = git
         .args([
             "ls-files",
@@ -65,7 +119,6 @@ fn fingerprint(source: &Path, scratch_git_dir: Option<&Path>) -> Vec<(String, u6
             "--exclude-standard",
             "-z",
         ])
-        .current_dir(source)
         .stderr(std::process::Stdio::null())
         .output()
         .ok()
@@ -115,53 +168,90 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
     }
 }
 
+/// What `env watch` watches: the tree kindling pushes, and the stamp's selective-sync patterns.
+pub struct WatchedTree {
+    pub root: PathBuf,
+    /// gitignore syntax, relative to `root`.
+    pub ignore: Vec<String>,
+}
+
+/// How changes are noticed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchMode {
+    /// The operating system's file events.
+    Events,
+    /// A comparison of the tree every 200 ms.
+    Poll,
+}
+
 /// Calls `sync_once` (an `env sync`, which the caller wires in; it returns the pushed commit)
-/// on every change of the source tree, once it has been quiet for `debounce`; runs until
-/// interrupted (or after `max_syncs`, for tests).
+/// on every change of the env's tree that the engine would see, once it has been quiet for
+/// `debounce`; runs until interrupted (or after `max_syncs`, for tests).
 pub async fn watch<F, Fut>(
     settings: &Settings,
     name: &str,
     debounce: Duration,
+    mode: WatchMode,
     max_syncs: Option<usize>,
     progress: &Progress,
-    mut sync_once: F,
+    sync_once: F,
 ) -> Result<usize, EnvError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<String, EnvError>>,
 {
     let state = load(settings, name)?;
-    let source = state.source.clone();
+    let stamp = super::open::stamp_of(&state)?;
+    let tree = WatchedTree {
+        root: stamp.repo_root.clone(),
+        ignore: stamp.ignore.clone(),
+    };
     let interrupted = super::interrupt_flag();
-    let tree = SourceTree::new(&source);
-    let mut seen = tree.fingerprint();
+    let stop = move || interrupted.load(std::sync::atomic::Ordering::SeqCst);
+    watch_tree(&tree, debounce, mode, max_syncs, progress, stop, sync_once).await
+}
+
+/// [`watch`] on a tree, with the stop condition given: the loop itself, which the benchmark
+/// drives without an env.
+pub async fn watch_tree<F, Fut>(
+    tree: &WatchedTree,
+    debounce: Duration,
+    mode: WatchMode,
+    max_syncs: Option<usize>,
+    progress: &Progress,
+    stop: impl Fn() -> bool,
+    mut sync_once: F,
+) -> Result<usize, EnvError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<String, EnvError>>,
+{
+    let mut changes = match mode {
+        WatchMode::Events => match Changes::events(tree) {
+            Ok(events) => events,
+            Err(e) => {
+                // inotify's watch limit (fs.inotify.max_user_watches) is the usual cause.
+                progress.warn(&format!(
+                    "cannot watch {} for file events ({e}); comparing the tree every 200 ms instead",
+                    tree.root.display()
+                ));
+                Changes::poll(tree)
+            }
+        },
+        WatchMode::Poll => Changes::poll(tree),
+    };
     let mut syncs = 0;
     progress.info(&format!(
         "watching {} (Ctrl-C stops); edits are pushed and reconciled",
-        source.display()
+        tree.root.display()
     ));
     loop {
-        if interrupted.load(std::sync::atomic::Ordering::SeqCst)
-            || max_syncs.is_some_and(|m| syncs >= m)
-        {
+        if stop() || max_syncs.is_some_and(|m| syncs >= m) {
             return Ok(syncs);
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let now = tree.fingerprint();
-        if now == seen {
+        if !changes.next(debounce, &stop).await {
             continue;
         }
-        // Debounce: wait until the tree stops changing (an editor's save is several writes).
-        let mut settled = now;
-        loop {
-            tokio::time::sleep(debounce).await;
-            let again = tree.fingerprint();
-            if again == settled {
-                break;
-            }
-            settled = again;
-        }
-        seen = settled;
         let started = Instant::now();
         match sync_once().await {
             Ok(commit) => progress.info(&format!(
@@ -172,6 +262,171 @@ where
             Err(e) => progress.warn(&format!("sync failed: {e}")),
         }
         syncs += 1;
+    }
+}
+
+/// The source of "the tree changed": file events, or a comparison of fingerprints.
+enum Changes {
+    Events {
+        // Kept alive: dropping it stops the events.
+        _watcher: notify::RecommendedWatcher,
+        events: tokio::sync::mpsc::UnboundedReceiver<Vec<PathBuf>>,
+        filter: EngineView,
+    },
+    Poll {
+        view: EngineView,
+        seen: Vec<(String, u64, u128)>,
+    },
+}
+
+impl Changes {
+    fn events(tree: &WatchedTree) -> Result<Changes, notify::Error> {
+        use notify::Watcher as _;
+        // Events name the real path (FSEvents resolves /var to /private/var): so does the filter.
+        let tree = &WatchedTree {
+            root: std::fs::canonicalize(&tree.root).unwrap_or_else(|_| tree.root.clone()),
+            ignore: tree.ignore.clone(),
+        };
+        let (send, events) = tokio::sync::mpsc::unbounded_channel();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                let Ok(event) = event else { return };
+                // Reads are no change (and the push itself reads the tree).
+                if matches!(event.kind, notify::EventKind::Access(_)) {
+                    return;
+                }
+                let _ = send.send(event.paths);
+            })?;
+        watcher.watch(&tree.root, notify::RecursiveMode::Recursive)?;
+        Ok(Changes::Events {
+            _watcher: watcher,
+            events,
+            filter: EngineView::new(tree),
+        })
+    }
+
+    fn poll(tree: &WatchedTree) -> Changes {
+        let view = EngineView::new(tree);
+        let seen = view.fingerprint();
+        Changes::Poll { view, seen }
+    }
+
+    /// Waits for a change, then for the tree to be quiet for `debounce` (an editor's save is
+    /// several writes; a `git checkout` many). True when something the engine sees changed;
+    /// false when `stop` said so, or when everything that changed is ignored.
+    async fn next(&mut self, debounce: Duration, stop: &impl Fn() -> bool) -> bool {
+        match self {
+            Changes::Events { events, filter, .. } => {
+                let mut changed: Vec<PathBuf> = Vec::new();
+                // The first relevant event; the stop flag is looked at between events.
+                while changed.is_empty() {
+                    if stop() {
+                        return false;
+                    }
+                    match tokio::time::timeout(Duration::from_millis(200), events.recv()).await {
+                        Ok(Some(paths)) => changed.extend(filter.candidates(paths)),
+                        Ok(None) => return false,
+                        Err(_) => {}
+                    }
+                }
+                // Then quiet for `debounce`.
+                while let Ok(Some(paths)) = tokio::time::timeout(debounce, events.recv()).await {
+                    changed.extend(filter.candidates(paths));
+                }
+                filter.seen_by_engine(&changed)
+            }
+            Changes::Poll { view, seen } => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let now = view.fingerprint();
+                if now == *seen {
+                    return false;
+                }
+                let mut settled = now;
+                loop {
+                    tokio::time::sleep(debounce).await;
+                    let again = view.fingerprint();
+                    if again == settled {
+                        break;
+                    }
+                    settled = again;
+                }
+                *seen = settled;
+                true
+            }
+        }
+    }
+}
+
+/// Which changed paths the engine would see.
+struct EngineView {
+    root: PathBuf,
+    /// The stamp's selective-sync patterns.
+    selective: ignore::gitignore::Gitignore,
+    /// Git's view of the tree (its own repository, or a scratch one), for `.gitignore`.
+    git: SourceTree,
+}
+
+impl EngineView {
+    fn new(tree: &WatchedTree) -> EngineView {
+        // Patterns are validated when the stamp loads; one that still does not parse is left
+        // out rather than stopping the watch.
+        let mut builder = ignore::gitignore::GitignoreBuilder::new(&tree.root);
+        for line in &tree.ignore {
+            let _ = builder.add_line(None, line);
+        }
+        let selective = builder
+            .build()
+            .unwrap_or_else(|_| ignore::gitignore::Gitignore::empty());
+        // Events name paths as the watcher was given them; resolve the root the same way.
+        EngineView {
+            root: tree.root.clone(),
+            selective,
+            git: SourceTree::new(&tree.root),
+        }
+    }
+
+    /// The cheap filter, per event: paths in the tree, outside `.git/`, not excluded by the
+    /// selective-sync patterns.
+    fn candidates(&self, paths: Vec<PathBuf>) -> impl Iterator<Item = PathBuf> + '_ {
+        paths.into_iter().filter(move |path| {
+            let Ok(rel) = path.strip_prefix(&self.root) else {
+                return false;
+            };
+            if rel.as_os_str().is_empty()
+                || rel
+                    .components()
+                    .next()
+                    .is_some_and(|c| c.as_os_str() == ".git")
+            {
+                return false;
+            }
+            // A directory's own event (made, removed) counts like a file in it would.
+            let is_dir = path.is_dir();
+            !self
+                .selective
+                .matched_path_or_any_parents(rel, is_dir)
+                .is_ignore()
+        })
+    }
+
+    /// What the engine sees of the tree, with sizes and times (for `--poll`).
+    fn fingerprint(&self) -> Vec<(String, u64, u128)> {
+        let mut files = self.git.fingerprint();
+        files.retain(|(rel, _, _)| {
+            !self
+                .selective
+                .matched_path_or_any_parents(rel, false)
+                .is_ignore()
+        });
+        files
+    }
+
+    /// The Git filter, once per burst: is any of these paths not ignored by Git?
+    fn seen_by_engine(&self, changed: &[PathBuf]) -> bool {
+        if changed.is_empty() {
+            return false;
+        }
+        self.git.any_not_ignored(&self.root, changed)
     }
 }
 
@@ -199,35 +454,43 @@ mod tests {
     }
 
     /// A burst of edits inside the debounce window (an editor saving several files, a
-    /// `git checkout`) is one sync, of the tree as the burst left it.
+    /// `git checkout`) is one sync, of the tree as the burst left it; in both modes.
     #[tokio::test(flavor = "multi_thread")]
     async fn env_watch_debounces_a_burst_of_edits_into_one_sync() {
-        let dir = tempfile::tempdir().unwrap();
-        let source = dir.path().join("source");
-        std::fs::create_dir_all(&source).unwrap();
-        std::fs::write(source.join("a.yaml"), "a").unwrap();
-        let mut settings = Settings::from_vars(|_| None);
-        settings.data_dir = dir.path().join("data");
-        let state = serde_json::json!({
-            "name": "w", "stamp": "sample", "stampDir": source.join("stamps/sample"),
-            "source": source, "provider": "kind", "engine": "flux", "hold": false,
-            "createdAt": "2026-11-29T00:00:00Z", "ports": {"http": 1, "https": 2},
-        });
-        let env_dir = settings.env_dir("w");
-        std::fs::create_dir_all(&env_dir).unwrap();
-        std::fs::write(env_dir.join("state.json"), state.to_string()).unwrap();
+        for mode in [WatchMode::Events, WatchMode::Poll] {
+            debounces_a_burst(mode).await;
+        }
+    }
+
+    /// The files of the tree at each sync.
+    type SyncedTrees = std::sync::Arc<std::sync::Mutex<Vec<Vec<String>>>>;
+
+    /// Runs `watch_tree` on `source` in the background, recording the tree at each sync.
+    fn watching(
+        source: &Path,
+        ignore: &[&str],
+        mode: WatchMode,
+        max_syncs: usize,
+    ) -> (
+        SyncedTrees,
+        tokio::task::JoinHandle<Result<usize, EnvError>>,
+    ) {
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Vec<String>>::new()));
         let record = seen.clone();
-        let tree_source = source.clone();
-        let progress = crate::ui::Progress::with_mode(false, 0);
-        let watching = tokio::spawn(async move {
-            let settings = settings;
-            watch(
-                &settings,
-                "w",
+        let tree = WatchedTree {
+            root: source.to_path_buf(),
+            ignore: ignore.iter().map(|s| s.to_string()).collect(),
+        };
+        let tree_source = source.to_path_buf();
+        let task = tokio::spawn(async move {
+            let progress = crate::ui::Progress::with_mode(false, 0);
+            watch_tree(
+                &tree,
                 Duration::from_millis(600),
-                Some(2),
+                mode,
+                Some(max_syncs),
                 &progress,
+                || false,
                 move || {
                     let files = SourceTree::new(&tree_source)
                         .fingerprint()
@@ -240,6 +503,15 @@ mod tests {
             )
             .await
         });
+        (seen, task)
+    }
+
+    async fn debounces_a_burst(mode: WatchMode) {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("source");
+        std::fs::create_dir_all(&source).unwrap();
+        std::fs::write(source.join("a.yaml"), "a").unwrap();
+        let (seen, watching) = watching(&source, &[], mode, 2);
         // watch takes its first look within one poll; then three writes 100 ms apart.
         tokio::time::sleep(Duration::from_millis(500)).await;
         for name in ["b.yaml", "c.yaml", "d.yaml"] {
@@ -255,7 +527,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         {
             let syncs = seen.lock().unwrap();
-            assert_eq!(syncs.len(), 1, "{syncs:?}");
+            assert_eq!(syncs.len(), 1, "{mode:?}: {syncs:?}");
             assert_eq!(syncs[0], ["a.yaml", "b.yaml", "c.yaml", "d.yaml"]);
         }
         // A later edit is a second sync (and lets watch return).
@@ -266,5 +538,46 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(syncs, 2);
+    }
+
+    /// Only what the engine sees counts: an edit outside the selective-sync patterns, or to a
+    /// file Git ignores, is no sync; an edit inside is. In both modes.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_watch_ignores_what_the_engine_does_not_see() {
+        for mode in [WatchMode::Events, WatchMode::Poll] {
+            let dir = tempfile::tempdir().unwrap();
+            let source = dir.path().join("source");
+            std::fs::create_dir_all(source.join("stamps/app")).unwrap();
+            std::fs::create_dir_all(source.join("docs")).unwrap();
+            std::fs::write(source.join(".gitignore"), "*.tmp\n").unwrap();
+            std::fs::write(source.join("stamps/app/a.yaml"), "a").unwrap();
+            let patterns = ["/*", "!/stamps/"];
+            if mode == WatchMode::Events {
+                // Really by events here, not the fallback to polling.
+                let tree = WatchedTree {
+                    root: source.clone(),
+                    ignore: patterns.iter().map(|s| s.to_string()).collect(),
+                };
+                assert!(Changes::events(&tree).is_ok());
+            }
+            let (seen, watching) = watching(&source, &patterns, mode, 1);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            std::fs::write(source.join("README.md"), "outside the patterns").unwrap();
+            std::fs::write(source.join("docs/guide.md"), "outside too").unwrap();
+            std::fs::write(source.join("stamps/app/scratch.tmp"), "ignored by Git").unwrap();
+            // Well past the debounce (600 ms) and a poll.
+            tokio::time::sleep(Duration::from_millis(2000)).await;
+            assert!(
+                seen.lock().unwrap().is_empty(),
+                "{mode:?}: synced an edit the engine does not see"
+            );
+            std::fs::write(source.join("stamps/app/b.yaml"), "b").unwrap();
+            let syncs = tokio::time::timeout(Duration::from_secs(20), watching)
+                .await
+                .unwrap_or_else(|_| panic!("{mode:?}: an edit inside the patterns was not synced"))
+                .unwrap()
+                .unwrap();
+            assert_eq!(syncs, 1);
+        }
     }
 }

@@ -108,6 +108,10 @@ pub enum EnvCommand {
         /// Quiet time before a change is synced, in milliseconds.
         #[arg(long, default_value_t = 300)]
         debounce_ms: u64,
+        /// Compare the tree every 200 ms instead of using file events (for file systems that
+        /// deliver none: some network and VM-shared mounts).
+        #[arg(long)]
+        poll: bool,
         #[command(flatten)]
         wait_args: WaitArgs,
     },
@@ -231,9 +235,23 @@ async fn run_async(command: EnvCommand, output: Output, verbose: u8) -> anyhow::
         EnvCommand::Watch {
             env,
             debounce_ms,
+            poll,
             wait_args,
         } => {
-            let syncs = watch(&settings, &env.name, debounce_ms, wait_args, &progress).await?;
+            let mode = if poll {
+                kindling::env::WatchMode::Poll
+            } else {
+                kindling::env::WatchMode::Events
+            };
+            let syncs = watch(
+                &settings,
+                &env.name,
+                debounce_ms,
+                mode,
+                wait_args,
+                &progress,
+            )
+            .await?;
             out.print("syncs", &syncs, |_| {});
         }
         EnvCommand::Delete { env, all, yes } => {
@@ -326,6 +344,7 @@ async fn watch(
     settings: &Settings,
     name: &str,
     debounce_ms: u64,
+    mode: kindling::env::WatchMode,
     wait_args: WaitArgs,
     progress: &Progress,
 ) -> anyhow::Result<usize> {
@@ -338,6 +357,7 @@ async fn watch(
         settings,
         name,
         Duration::from_millis(debounce_ms),
+        mode,
         max,
         progress,
         move || async move {
