@@ -444,6 +444,7 @@ pub fn judge_engine(facts: &EngineFacts, free_disk_kib: Option<u64>) -> Vec<Find
 
 /// Free space (KiB) of the file system holding `path`, from `df -Pk`.
 pub fn free_disk_kib(path: &Path) -> Option<u64> {
+    crate::ui::call(|| format!("df -Pk {}", path.display()));
     let out = std::process::Command::new("df")
         .args(["-Pk"])
         .arg(path)

@@ -42,6 +42,60 @@ pub fn objects(containers: usize, volumes: usize, networks: usize) -> String {
     )
 }
 
+/// Where `-v` shows the underlying calls (Kubernetes API requests, Docker API calls, kind/k3d,
+/// git and Gitea): set by the command's [`Progress`] when it is verbose, read by the layers that
+/// make the calls, so every command shows them the same way without passing a handle down.
+static CALL_LOG: std::sync::RwLock<Option<(bool, MultiProgress)>> = std::sync::RwLock::new(None);
+
+/// A URL's `user:password@` taken out (a `KINDLING_GITEA_URL` may carry one).
+fn without_userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        let authority_end = tail.find(['/', ' ']).unwrap_or(tail.len());
+        match tail[..authority_end].rfind('@') {
+            Some(userinfo_end) => {
+                out.push_str("***@");
+                rest = &tail[userinfo_end + 1..];
+            }
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Shows the underlying calls from now on (`-v`), on stderr like progress. An env command's
+/// [`Progress`] takes the log over, so calls print above its spinners.
+pub fn show_calls() {
+    if let Ok(mut log) = CALL_LOG.write() {
+        *log = Some((stderr_is_terminal(), MultiProgress::new()));
+    }
+}
+
+/// Spinners only when stderr is a terminal and this is not CI.
+fn stderr_is_terminal() -> bool {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    std::io::stderr().is_terminal() && !ci
+}
+
+/// One underlying call, shown with `-v` (nothing otherwise; `what` is only built then). Never
+/// pass a secret: a request line, not its body or headers.
+pub fn call(what: impl FnOnce() -> String) {
+    let Ok(log) = CALL_LOG.read() else { return };
+    let Some((tty, multi)) = log.as_ref() else {
+        return;
+    };
+    let text = format!("  · {}", printable(&without_userinfo(&what())));
+    if *tty {
+        let _ = multi.println(text);
+    } else {
+        eprintln!("{} {text}", clock());
+    }
+}
+
 pub struct Progress {
     tty: bool,
     verbose: u8,
@@ -61,15 +115,20 @@ fn seconds(d: Duration) -> String {
 impl Progress {
     /// Spinners only when stderr is a terminal and this is not CI.
     pub fn new(verbose: u8) -> Progress {
-        let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-        Progress::with_mode(std::io::stderr().is_terminal() && !ci, verbose)
+        Progress::with_mode(stderr_is_terminal(), verbose)
     }
 
     pub fn with_mode(tty: bool, verbose: u8) -> Progress {
+        let multi = MultiProgress::new();
+        if verbose > 0
+            && let Ok(mut log) = CALL_LOG.write()
+        {
+            *log = Some((tty, multi.clone()));
+        }
         Progress {
             tty,
             verbose,
-            multi: MultiProgress::new(),
+            multi,
             bars: Mutex::new(HashMap::new()),
         }
     }
@@ -157,6 +216,18 @@ mod tests {
     fn ui_printable_escapes_control_characters() {
         assert_eq!(super::printable("plain text"), "plain text");
         assert_eq!(super::printable("x\u{1b}[2Jy\u{7}"), "x\\u{1b}[2Jy\\u{7}");
+    }
+
+    #[test]
+    fn ui_call_log_leaves_out_userinfo() {
+        assert_eq!(
+            super::without_userinfo("gitea: GET https://me:s3cret@git.example/api/v1/user x://a"),
+            "gitea: GET https://***@git.example/api/v1/user x://a"
+        );
+        assert_eq!(
+            super::without_userinfo("git push http://127.0.0.1:3000/kindling/source.git"),
+            "git push http://127.0.0.1:3000/kindling/source.git"
+        );
     }
 
     #[test]

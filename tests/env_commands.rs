@@ -367,6 +367,57 @@ mod env {
         assert!(docker_labelled(&orphan).is_empty());
     }
 
+    /// `-v` shows the underlying calls in every command, not only in `env create`: the
+    /// Kubernetes requests of `env status`, the Docker calls of `doctor` and `env delete`, what
+    /// `--dry-run` looks at. Without it, none of them; and never the Gitea token.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn verbose_shows_the_underlying_calls_of_every_command() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        let env = unique("v");
+        ok(&h.create(&env, &[]));
+        let profile = h.path("profile.yaml");
+        let dry_run = [
+            "env",
+            "create",
+            "other",
+            "--profile",
+            profile.to_str().unwrap(),
+            "--dry-run",
+        ];
+        let commands: [(&[&str], &[&str]); 4] = [
+            (&["env", "status", &env], &["· kube: GET /apis/"]),
+            (&["doctor"], &["· docker: info", "· df -Pk"]),
+            (&dry_run, &["· docker: list containers"]),
+            (
+                &["env", "delete", &env],
+                &["· docker: remove container", "· docker: list containers"],
+            ),
+        ];
+        let token = super::common::fake_gitea::recorded_token();
+        for (args, calls) in commands {
+            // Quiet first (delete must run last, and once).
+            if args.get(1) != Some(&"delete") {
+                let quiet = h.run(args, &[]);
+                let said = String::from_utf8_lossy(&quiet.stderr);
+                assert!(!said.contains(" · "), "{args:?} without -v: {said}");
+            }
+            let mut verbose = args.to_vec();
+            verbose.push("-v");
+            let out = h.run(&verbose, &[]);
+            let said = String::from_utf8_lossy(&out.stderr);
+            for call in calls {
+                assert!(
+                    said.contains(call),
+                    "{args:?} -v does not show {call:?}: {said}"
+                );
+            }
+            assert!(!said.contains(&token), "{args:?} -v shows the token");
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn env_dry_run_touches_nothing_and_text_output_has_no_escape_codes() {
         let h = Harness::new();

@@ -134,6 +134,9 @@ pub struct AlreadyReported(pub String);
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let output = cli.output;
+    if cli.verbose > 0 {
+        kindling::ui::show_calls();
+    }
     match cli.command {
         Command::Stamp(args) => {
             let source = match args.source {

@@ -48,6 +48,7 @@ fn run(binary: &Path, args: &[&str]) -> Result<String, ClusterError> {
         .chain(args.iter().map(|a| a.to_string()))
         .collect::<Vec<_>>()
         .join(" ");
+    crate::ui::call(|| command_line.clone());
     let mut attempts = 0;
     let output = loop {
         let mut command = Command::new(binary);

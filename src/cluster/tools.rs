@@ -152,6 +152,7 @@ pub fn resolve_tool(
 /// linux/amd64` (kubernetes-sigs/kind v0.33.0 pkg/cmd/kind/version/version.go), `k3d version
 /// v5.9.0` then the k3s line (k3d-io/k3d v5.9.0 cmd/root.go).
 pub fn reported_version(binary: &Path) -> Option<String> {
+    crate::ui::call(|| format!("{} version", binary.display()));
     let out = std::process::Command::new(binary)
         .arg("version")
         .stdin(std::process::Stdio::null())
@@ -262,6 +263,7 @@ fn download(url: &str) -> Result<Vec<u8>, ClusterError> {
 
 /// GET `url` (rustls, no OpenSSL), at most `max_bytes` of it; the error says why.
 pub fn fetch_bytes(url: &str, max_bytes: u64) -> Result<Vec<u8>, String> {
+    crate::ui::call(|| format!("GET {url}"));
     let response = ureq::get(url).call().map_err(|e| e.to_string())?;
     let mut bytes = Vec::new();
     response

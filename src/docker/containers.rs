@@ -8,12 +8,14 @@ impl DockerClient {
     /// Creates the container when missing and starts it when not running. An existing
     /// container is reused as it is: its spec is the one from the run that created it.
     pub async fn run_container(&self, spec: &ContainerSpec) -> Result<Ensured, DockerError> {
+        crate::ui::call(|| format!("docker: inspect container {}", spec.name));
         let ensured = match self.docker.inspect_container(&spec.name, None).await {
             Ok(_) => Ensured::Existed,
             Err(e) if is_not_found(&e) => {
                 let options = CreateContainerOptionsBuilder::default()
                     .name(&spec.name)
                     .build();
+                crate::ui::call(|| format!("docker: create container {}", spec.name));
                 self.docker
                     .create_container(Some(options), create_body(spec))
                     .await
@@ -24,6 +26,7 @@ impl DockerClient {
         };
         // A container just created is known not to run yet; only a found one needs a look.
         if ensured == Ensured::Created || self.state(&spec.name).await? != "running" {
+            crate::ui::call(|| format!("docker: start container {}", spec.name));
             self.docker
                 .start_container(&spec.name, None)
                 .await
@@ -34,6 +37,7 @@ impl DockerClient {
     /// The network a container was created on (its network mode), or `None` when there is
     /// no such container.
     pub async fn network_mode(&self, name: &str) -> Result<Option<String>, DockerError> {
+        crate::ui::call(|| format!("docker: inspect container {}", name));
         match self.docker.inspect_container(name, None).await {
             Ok(c) => Ok(c.host_config.and_then(|h| h.network_mode)),
             Err(e) if is_not_found(&e) => Ok(None),
@@ -43,6 +47,7 @@ impl DockerClient {
 
     /// Container status (`running`, `exited`…), with health appended when it has a check.
     pub async fn state(&self, name: &str) -> Result<String, DockerError> {
+        crate::ui::call(|| format!("docker: inspect container {}", name));
         let inspect = match self.docker.inspect_container(name, None).await {
             Ok(inspect) => inspect,
             Err(e) if is_podman_stopped(&e) => return Ok("stopped".into()),
@@ -58,6 +63,7 @@ impl DockerClient {
         name: &str,
         network: &str,
     ) -> Result<Option<String>, DockerError> {
+        crate::ui::call(|| format!("docker: inspect container {}", name));
         let inspect = self
             .docker
             .inspect_container(name, None)
@@ -79,6 +85,7 @@ impl DockerClient {
         let mut last_check = None;
         let mut stopped_looks = 0;
         loop {
+            crate::ui::call(|| format!("docker: inspect container {}", name));
             let inspect = match self.docker.inspect_container(name, None).await {
                 Ok(inspect) => inspect,
                 // Podman (4.3) says `stopped` for a container that has just exited, before its
@@ -177,6 +184,7 @@ impl DockerClient {
             .stderr(true)
             .tail(&lines.to_string())
             .build();
+        crate::ui::call(|| format!("docker: logs {}", name));
         let mut stream = self.docker.logs(name, Some(options));
         let mut out = String::new();
         while let Some(Ok(chunk)) = stream.next().await {
@@ -195,6 +203,7 @@ impl DockerClient {
         user: Option<&str>,
         argv: &[&str],
     ) -> Result<ExecOutput, DockerError> {
+        crate::ui::call(|| format!("docker: exec in {container}: {}", argv.join(" ")));
         let created = self
             .docker
             .create_exec(
@@ -240,6 +249,7 @@ impl DockerClient {
     /// Stops a running container (SIGTERM, then SIGKILL after `grace`); a stopped or missing
     /// one is fine. Stopped containers keep their state and start again with `run_container`.
     pub async fn stop_container(&self, name: &str, grace: Duration) -> Result<bool, DockerError> {
+        crate::ui::call(|| format!("docker: inspect container {}", name));
         match self.docker.inspect_container(name, None).await {
             Ok(inspect) if inspect.state.as_ref().and_then(|s| s.running) == Some(true) => {}
             Ok(_) => return Ok(false),
@@ -249,6 +259,7 @@ impl DockerClient {
         let options = StopContainerOptionsBuilder::default()
             .t(grace.as_secs() as i32)
             .build();
+        crate::ui::call(|| format!("docker: stop container {}", name));
         match self.docker.stop_container(name, Some(options)).await {
             Ok(()) => Ok(true),
             Err(e) if is_not_found(&e) => Ok(false),
@@ -260,6 +271,7 @@ impl DockerClient {
             .force(true)
             .v(true)
             .build();
+        crate::ui::call(|| format!("docker: remove container {}", name));
         match self.docker.remove_container(name, Some(options)).await {
             Ok(()) => Ok(true),
             Err(e) if is_not_found(&e) => Ok(false),

@@ -170,6 +170,7 @@ impl DockerClient {
             .all(true)
             .filters(filters)
             .build();
+        crate::ui::call(|| format!("docker: list containers {filters:?}"));
         self.docker
             .list_containers(Some(options))
             .await
@@ -178,6 +179,7 @@ impl DockerClient {
 
     /// What the engine says of itself, for `kindling doctor`.
     pub async fn engine_facts(&self) -> Result<EngineFacts, DockerError> {
+        crate::ui::call(|| "docker: info".to_string());
         let info = self.docker.info().await.map_err(api("docker info"))?;
         Ok(EngineFacts {
             version: info.server_version.unwrap_or_default(),
@@ -227,6 +229,7 @@ impl DockerClient {
         let options = ListVolumesOptionsBuilder::default()
             .filters(filters)
             .build();
+        crate::ui::call(|| format!("docker: list volumes {filters:?}"));
         let listed = self
             .docker
             .list_volumes(Some(options))
@@ -242,6 +245,7 @@ impl DockerClient {
         let options = ListNetworksOptionsBuilder::default()
             .filters(filters)
             .build();
+        crate::ui::call(|| format!("docker: list networks {filters:?}"));
         self.docker
             .list_networks(Some(options))
             .await
@@ -258,6 +262,7 @@ impl DockerClient {
         &self,
         name: &str,
     ) -> Result<Vec<(u16, String, u16)>, DockerError> {
+        crate::ui::call(|| format!("docker: inspect container {}", name));
         let inspect = self
             .docker
             .inspect_container(name, None)

@@ -17,6 +17,7 @@ impl DockerClient {
         if self.network_exists(name).await? {
             return Ok(Ensured::Existed);
         }
+        crate::ui::call(|| format!("docker: create network {name}"));
         match self.docker.create_network(request).await {
             Ok(_) => Ok(Ensured::Created),
             // Another kindling process created it in between: same outcome.
@@ -31,6 +32,7 @@ impl DockerClient {
         Ok(networks.iter().any(|n| n.name.as_deref() == Some(name)))
     }
     pub async fn remove_network(&self, name: &str) -> Result<bool, DockerError> {
+        crate::ui::call(|| format!("docker: remove network {}", name));
         match self.docker.remove_network(name).await {
             Ok(()) => Ok(true),
             Err(e) if is_not_found(&e) => Ok(false),
@@ -44,6 +46,7 @@ impl DockerClient {
             container: container.to_string(),
             ..Default::default()
         };
+        crate::ui::call(|| format!("docker: connect network {}", network));
         match self.docker.connect_network(network, request).await {
             Ok(()) => Ok(()),
             Err(BollardError::DockerResponseServerError {
@@ -88,6 +91,7 @@ impl DockerClient {
             container: container.to_string(),
             force: Some(true),
         };
+        crate::ui::call(|| format!("docker: disconnect network {}", network));
         match self.docker.disconnect_network(network, request).await {
             Ok(()) => Ok(Detached::Done),
             Err(BollardError::DockerResponseServerError {
@@ -112,6 +116,7 @@ impl DockerClient {
         container: &str,
         network: &str,
     ) -> Result<bool, DockerError> {
+        crate::ui::call(|| format!("docker: inspect container {}", container));
         match self.docker.inspect_container(container, None).await {
             Ok(c) => Ok(c
                 .network_settings
@@ -126,6 +131,7 @@ impl DockerClient {
         name: &str,
         labels: &BTreeMap<String, String>,
     ) -> Result<Ensured, DockerError> {
+        crate::ui::call(|| format!("docker: inspect volume {}", name));
         if self.docker.inspect_volume(name).await.is_ok() {
             return Ok(Ensured::Existed);
         }
@@ -134,6 +140,7 @@ impl DockerClient {
             labels: Some(labels.clone().into_iter().collect()),
             ..Default::default()
         };
+        crate::ui::call(|| format!("docker: create volume {name}"));
         self.docker
             .create_volume(request)
             .await
@@ -141,6 +148,7 @@ impl DockerClient {
         Ok(Ensured::Created)
     }
     pub async fn image_exists(&self, image: &str) -> bool {
+        crate::ui::call(|| format!("docker: inspect image {}", image));
         self.docker.inspect_image(image).await.is_ok()
     }
     /// Pulls an image that is not there yet, reporting progress lines through `progress`.
@@ -155,6 +163,7 @@ impl DockerClient {
         let options = CreateImageOptionsBuilder::default()
             .from_image(image)
             .build();
+        crate::ui::call(|| format!("docker: pull image {image}"));
         let mut stream = self.docker.create_image(Some(options), None, None);
         while let Some(item) = stream.next().await {
             let info = item.map_err(api(format!("pull {image}")))?;
@@ -167,6 +176,7 @@ impl DockerClient {
     }
     pub async fn remove_volume(&self, name: &str) -> Result<bool, DockerError> {
         let options = RemoveVolumeOptionsBuilder::default().force(true).build();
+        crate::ui::call(|| format!("docker: remove volume {}", name));
         match self.docker.remove_volume(name, Some(options)).await {
             Ok(()) => Ok(true),
             Err(e) if is_not_found(&e) => Ok(false),

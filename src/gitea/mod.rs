@@ -407,6 +407,7 @@ impl GiteaClient {
             url: url.clone(),
             reason: e.to_string(),
         };
+        crate::ui::call(|| format!("gitea: {method} {url}"));
         let auth = self.auth.header();
         let mut response = match (method, body) {
             ("GET", _) => self.agent.get(&url).header("Authorization", &auth).call(),

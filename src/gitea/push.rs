@@ -73,6 +73,7 @@ impl Git {
         args: &[&str],
         stdin: Option<&[u8]>,
     ) -> Result<String, PushError> {
+        crate::ui::call(|| format!("git {}", args.join(" ")));
         let mut command = Command::new("git");
         command
             .args(args)

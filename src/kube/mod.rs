@@ -139,7 +139,26 @@ impl KubeClient {
         let config = ::kube::Config::from_custom_kubeconfig(kubeconfig, &options)
             .await
             .map_err(|e| config_error(e.to_string()))?;
-        let client = ::kube::Client::try_from(config).map_err(|e| config_error(e.to_string()))?;
+        let client = ::kube::client::ClientBuilder::try_from(config)
+            .map_err(|e| config_error(e.to_string()))?
+            // `-v`: every request's method and path (never its body or headers).
+            .with_layer(&tower::util::MapRequestLayer::new(
+                |request: http::Request<::kube::client::Body>| {
+                    crate::ui::call(|| {
+                        format!(
+                            "kube: {} {}",
+                            request.method(),
+                            request
+                                .uri()
+                                .path_and_query()
+                                .map(|p| p.as_str())
+                                .unwrap_or("/")
+                        )
+                    });
+                    request
+                },
+            ))
+            .build();
         Ok(KubeClient::new(client))
     }
 

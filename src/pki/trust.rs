@@ -234,6 +234,7 @@ impl CommandRunner for SystemCommandRunner {
         let (program, args) = argv
             .split_first()
             .ok_or_else(|| std::io::Error::other("empty command"))?;
+        crate::ui::call(|| argv.join(" "));
         // stdin and the terminal stay attached so sudo (or macOS) can ask for a password.
         let output = std::process::Command::new(program)
             .args(args)
