@@ -387,6 +387,82 @@ mod stamp {
     /// Repository content cannot hang kindling or exhaust its memory: a FIFO, a symlink to
     /// /dev/zero, a symlink loop and a 200,000-level nested YAML each end in a clear error
     /// at once, and a mistyped stamp name lists the stamps without parsing any of them.
+    /// "No stamp.yaml" only when there is none: a stamp kindling may not read says "Permission
+    /// denied", a stamp.yaml in a link loop says so, each naming the path (exit 2).
+    #[test]
+    fn stamp_cli_unreadable_stamp_is_not_reported_missing() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::create_dir_all(root.join("stamps/locked")).unwrap();
+        std::fs::create_dir_all(root.join("stamps/looped")).unwrap();
+        std::os::unix::fs::symlink("stamp.yaml", root.join("stamps/looped/stamp.yaml")).unwrap();
+        let looped = root.join("stamps/looped/stamp.yaml");
+        let said = |out: std::process::Output| {
+            assert_eq!(out.status.code(), Some(2));
+            String::from_utf8_lossy(&out.stderr).into_owned()
+        };
+        let looped_said = said(
+            std::process::Command::new(env!("CARGO_BIN_EXE_kindling"))
+                .args(["stamp", "validate", "looped"])
+                .current_dir(root)
+                .output()
+                .unwrap(),
+        );
+        assert!(
+            looped_said.contains(&format!("{}: cannot read", looped.display()))
+                && !looped_said.contains("not a stamp"),
+            "{looped_said}"
+        );
+        // Permissions bind root too little to test as root: run as nobody then.
+        std::fs::set_permissions(root.join("stamps"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        std::fs::set_permissions(
+            root.join("stamps/locked"),
+            std::fs::Permissions::from_mode(0o000),
+        )
+        .unwrap();
+        let as_user = |args: &[&str]| {
+            let bin = env!("CARGO_BIN_EXE_kindling");
+            let mut command = if super::common::is_root() {
+                let mut c = std::process::Command::new("setpriv");
+                c.args(["--reuid=65534", "--regid=65534", "--clear-groups", bin]);
+                c
+            } else {
+                std::process::Command::new(bin)
+            };
+            command
+                .args(args)
+                .current_dir(root)
+                .env("HOME", root)
+                .output()
+                .unwrap()
+        };
+        let locked = root.join("stamps/locked").display().to_string();
+        for args in [
+            &["stamp", "validate", "locked"][..],
+            &["stamp", "validate", "stamps/locked"],
+        ] {
+            let text = said(as_user(args));
+            assert!(
+                text.contains(&format!("{locked}: cannot read: Permission denied"))
+                    && !text.contains("not a stamp"),
+                "{args:?}: {text}"
+            );
+        }
+        // The stamps directory itself unreadable: not "stamp not found".
+        std::fs::set_permissions(root.join("stamps"), std::fs::Permissions::from_mode(0o000))
+            .unwrap();
+        let text = said(as_user(&["stamp", "validate", "locked"]));
+        assert!(
+            text.contains("Permission denied") && !text.contains("not found"),
+            "{text}"
+        );
+        std::fs::set_permissions(root.join("stamps"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+    }
+
     #[test]
     fn stamp_hostile_files_end_in_clear_errors_within_a_time_bound() {
         let dir = tempfile::tempdir().unwrap();

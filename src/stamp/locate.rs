@@ -30,8 +30,11 @@ pub fn locate_stamp(arg: &str, source_root: &Path) -> Result<PathBuf, StampError
         .iter()
         .map(|d| source_root.join(d).join(arg))
         .collect();
-    if let Some(found) = candidates.iter().find(|c| c.is_dir()) {
-        return Ok(found.clone());
+    for candidate in &candidates {
+        // A stamps directory kindling may not read is said as such, not as "not found".
+        if super::present(candidate)? && candidate.is_dir() {
+            return Ok(candidate.clone());
+        }
     }
     let known = stamp_names(source_root);
     Err(StampError::NotFound {

@@ -227,9 +227,22 @@ pub fn load(dir: &Path, source_root: Option<&Path>) -> Result<Stamp, StampError>
     } else {
         (dir.to_path_buf(), None)
     };
+    // "Not a stamp" only when the stamp's files are really absent: a directory kindling may not
+    // read, or a stamp.yaml it cannot reach (a link loop), says so instead.
+    if file.is_none() {
+        std::fs::read_dir(&dir).map_err(|e| StampError::io(&dir, e))?;
+        for name in [
+            "stamp.yaml",
+            "stack.yaml",
+            "kustomization.yaml",
+            "kustomization.yml",
+        ] {
+            present(&dir.join(name))?;
+        }
+    }
     let native_file = file.clone().unwrap_or_else(|| dir.join("stamp.yaml"));
     // A stamp.yaml linked from elsewhere is not this directory's stamp (and not what is pushed).
-    if file.is_none() && native_file.exists() {
+    if file.is_none() && present(&native_file)? {
         manifests::within(&native_file, &dir)?;
     }
     if native_file.is_file() && native::is_native_stamp(&native_file)? {
@@ -240,6 +253,23 @@ pub fn load(dir: &Path, source_root: Option<&Path>) -> Result<Stamp, StampError>
         return validate::finish(draft);
     }
     Err(StampError::UnknownFormat { dir })
+}
+
+/// Whether `path` is there: absent (not found, or a parent that is no directory) is `false`;
+/// any other failure to look (permission denied, a link loop) is an error naming the path.
+pub(crate) fn present(path: &Path) -> Result<bool, StampError> {
+    match std::fs::metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(StampError::io(path, e)),
+    }
 }
 
 /// A stamp as loaded, before validation: the loaders record what they could not convert in

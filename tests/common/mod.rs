@@ -533,3 +533,9 @@ pub fn docker_context_dir(dir: &Path, name: &str, host: &str) {
     )
     .unwrap();
 }
+
+/// Whether the tests run as root (for whom file permissions hardly bind).
+pub fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
