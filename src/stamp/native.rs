@@ -104,6 +104,207 @@ struct Generate {
     length: usize,
 }
 
+/// Every schema problem of a stamp.yaml, each part checked on its own: unknown fields (all of
+/// them), missing required fields and wrong types, per entry and per secret.
+mod schema {
+    use std::path::Path;
+
+    use serde::de::DeserializeOwned;
+    use serde_yaml_ng::{Mapping, Value};
+
+    use super::{EntryFile, HelmFile, Metadata, Problem, SecretFile};
+
+    // The fields of each part, as the structs above declare them (camelCase).
+    const TOP: &[&str] = &["apiVersion", "kind", "metadata", "spec"];
+    const REQUIRED_TOP: &[&str] = &["apiVersion", "kind", "metadata"];
+    const SPEC: &[&str] = &["ignore", "components", "applications", "secrets"];
+    const ENTRY: &[&str] = &[
+        "name",
+        "path",
+        "helm",
+        "namespace",
+        "dependsOn",
+        "healthChecks",
+        "timeout",
+        "wait",
+    ];
+    const HELM: &[&str] = &["repo", "chart", "version", "releaseName", "values"];
+
+    struct Check<'a> {
+        file: &'a Path,
+        problems: Vec<Problem>,
+    }
+
+    impl Check<'_> {
+        fn problem(&mut self, entry: Option<&str>, field: &str, message: String, help: String) {
+            self.problems
+                .push(Problem::new(self.file, entry, field, message, help));
+        }
+
+        /// The mapping at `at`, with its unknown keys reported and left out.
+        fn mapping(
+            &mut self,
+            value: &Value,
+            known: &[&str],
+            entry: Option<&str>,
+            at: &str,
+        ) -> Option<Mapping> {
+            let Some(map) = value.as_mapping() else {
+                self.problem(
+                    entry,
+                    at,
+                    format!("must be a mapping, not {}", kind_of(value)),
+                    format!("give {at} as `key: value` lines"),
+                );
+                return None;
+            };
+            let mut kept = Mapping::new();
+            for (key, v) in map {
+                let name = key.as_str().unwrap_or_default();
+                if known.contains(&name) {
+                    kept.insert(key.clone(), v.clone());
+                } else {
+                    let field = if at.is_empty() {
+                        name.to_string()
+                    } else {
+                        format!("{at}.{name}")
+                    };
+                    self.problem(
+                        entry,
+                        &field,
+                        format!("unknown field `{name}`"),
+                        format!("known fields here: {}", known.join(", ")),
+                    );
+                }
+            }
+            Some(kept)
+        }
+
+        /// `value` as a `T`; a problem at `at` when it is not one.
+        fn part<T: DeserializeOwned>(&mut self, value: Value, entry: Option<&str>, at: &str) {
+            if let Err(e) = serde_yaml_ng::from_value::<T>(value) {
+                self.problem(
+                    entry,
+                    at,
+                    e.to_string(),
+                    "see the stamp format in the README".to_string(),
+                );
+            }
+        }
+    }
+
+    fn kind_of(value: &Value) -> &'static str {
+        match value {
+            Value::Null => "empty",
+            Value::Bool(_) => "a boolean",
+            Value::Number(_) => "a number",
+            Value::String(_) => "a string",
+            Value::Sequence(_) => "a list",
+            Value::Mapping(_) => "a mapping",
+            Value::Tagged(_) => "a tagged value",
+        }
+    }
+
+    pub(super) fn problems(file: &Path, value: &Value) -> Vec<Problem> {
+        let mut check = Check {
+            file,
+            problems: Vec::new(),
+        };
+        let Some(top) = check.mapping(value, TOP, None, "") else {
+            return check.problems;
+        };
+        for required in REQUIRED_TOP {
+            if !top.contains_key(*required) {
+                check.problem(
+                    None,
+                    required,
+                    format!("missing field `{required}`"),
+                    "a stamp starts with apiVersion, kind and metadata".to_string(),
+                );
+            }
+        }
+        for scalar in ["apiVersion", "kind"] {
+            if let Some(v) = top.get(scalar) {
+                check.part::<String>(v.clone(), None, scalar);
+            }
+        }
+        if let Some(metadata) = top.get("metadata") {
+            check.part::<Metadata>(metadata.clone(), None, "metadata");
+        }
+        let Some(spec) = top.get("spec") else {
+            return check.problems;
+        };
+        if spec.is_null() {
+            return check.problems;
+        }
+        let Some(spec) = check.mapping(spec, SPEC, None, "spec") else {
+            return check.problems;
+        };
+        if let Some(ignore) = spec.get("ignore") {
+            check.part::<Vec<String>>(ignore.clone(), None, "spec.ignore");
+        }
+        for list in ["components", "applications"] {
+            let Some(items) = spec.get(list) else {
+                continue;
+            };
+            let at = format!("spec.{list}");
+            let Some(items) = items.as_sequence() else {
+                check.part::<Vec<EntryFile>>(items.clone(), None, &at);
+                continue;
+            };
+            for (i, item) in items.iter().enumerate() {
+                let at = format!("{at}[{i}]");
+                let name = item.get("name").and_then(Value::as_str).map(str::to_string);
+                let entry = name.as_deref();
+                let Some(mut kept) = check.mapping(item, ENTRY, entry, &at) else {
+                    continue;
+                };
+                if let Some(helm) = kept.get("helm").cloned() {
+                    let helm_at = format!("{at}.helm");
+                    if let Some(helm) = check.mapping(&helm, HELM, entry, &helm_at) {
+                        check.part::<HelmFile>(Value::Mapping(helm), entry, &helm_at);
+                    }
+                    // Checked above; the entry's other fields are checked without it.
+                    kept.remove("helm");
+                }
+                // Each field on its own (beside the name, the one field an entry requires),
+                // so that every wrong field is named.
+                let name_value = kept.get("name").cloned();
+                match &name_value {
+                    None => check.problem(
+                        None,
+                        &at,
+                        "missing field `name`".to_string(),
+                        "every entry has a name".to_string(),
+                    ),
+                    Some(v) => check.part::<String>(v.clone(), entry, &format!("{at}.name")),
+                }
+                for (key, v) in &kept {
+                    let Some(field) = key.as_str().filter(|k| *k != "name") else {
+                        continue;
+                    };
+                    let mut alone = Mapping::new();
+                    alone.insert("name".into(), "x".into());
+                    alone.insert(key.clone(), v.clone());
+                    check.part::<EntryFile>(Value::Mapping(alone), entry, &format!("{at}.{field}"));
+                }
+            }
+        }
+        if let Some(secrets) = spec.get("secrets") {
+            match secrets.as_sequence() {
+                Some(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        let name = item.get("name").and_then(Value::as_str);
+                        check.part::<SecretFile>(item.clone(), name, &format!("spec.secrets[{i}]"));
+                    }
+                }
+                None => check.part::<Vec<SecretFile>>(secrets.clone(), None, "spec.secrets"),
+            }
+        }
+        check.problems
+    }
+}
+
 /// Whether `file` declares a kindling stamp (as opposed to, say, a HostK8s `stamp.yaml` of
 /// Flux objects, which DESIGN.md also allows).
 pub fn is_native_stamp(file: &Path) -> Result<bool, StampError> {
@@ -127,8 +328,26 @@ pub fn is_native_stamp(file: &Path) -> Result<bool, StampError> {
 
 pub fn load(file: &Path, dir: &Path, source_root: Option<&Path>) -> Result<Draft, StampError> {
     let text = read_text(file)?;
-    let parsed: StampFile =
-        serde_yaml_ng::from_str(&text).map_err(|e| StampError::yaml_in(file, &e, &text))?;
+    let parsed: StampFile = match serde_yaml_ng::from_str(&text) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            // serde stops at the first mistake; when the YAML itself is well formed, each
+            // part is checked on its own so that every schema problem is reported at once.
+            let value = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&text);
+            let problems = value
+                .as_ref()
+                .map(|v| schema::problems(file, v))
+                .unwrap_or_default();
+            if problems.is_empty() {
+                return Err(StampError::yaml_in(file, &e, &text));
+            }
+            let stamp = value
+                .ok()
+                .and_then(|v| v.get("metadata")?.get("name")?.as_str().map(str::to_string))
+                .unwrap_or_else(|| dir.file_name().unwrap_or_default().to_string_lossy().into());
+            return Err(StampError::Invalid { stamp, problems });
+        }
+    };
     let mut problems = Vec::new();
     if parsed.api_version != API_VERSION {
         problems.push(Problem::new(
