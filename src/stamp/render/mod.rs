@@ -255,7 +255,11 @@ pub(crate) fn to_value(object: &impl Serialize) -> Value {
     serde_json::to_value(object).unwrap_or(Value::Null)
 }
 
-/// A helm chart repository URL as Argo CD wants it: OCI registries without the scheme.
+/// A helm chart repository URL as Argo CD wants it: OCI registries without the scheme. Argo CD
+/// treats a Helm source whose repoURL has no host part (`ghcr.io/org/charts`) as OCI and pulls
+/// with OCI enabled, no repository Secret needed for a public registry
+/// (argoproj/argo-cd v3.5.1 util/helm/client.go `IsHelmOciRepo`,
+/// reposerver/repository/repository.go `newHelmClientResolveRevision`).
 pub(crate) fn argo_helm_repo(url: &str) -> (String, bool) {
     match url.strip_prefix("oci://") {
         Some(rest) => (rest.to_string(), true),
