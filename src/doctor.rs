@@ -130,7 +130,9 @@ pub fn check_tool(
 
 /// The machine root CA: present, trusted, expiring.
 pub fn check_ca(data_dir: &Path, now: OffsetDateTime) -> Vec<Finding> {
-    match crate::pki::load_root(data_dir) {
+    let root = crate::pki::LocalNames::configured()
+        .and_then(|names| crate::pki::load_root(data_dir, &names));
+    match root {
         Ok(None) => vec![finding(
             "ca",
             Status::Ok,

@@ -1,17 +1,22 @@
 //! Lock files: one mutating command per env at a time (the env's `lock`), and machine-wide
-//! ones for work two envs must not do at once (allocating ports, making the root CA). A lock
-//! file is created exclusively and holds the owner's pid and command. A lock whose process is
-//! gone (a crash, a kill -9) is taken over; a live one makes the second command wait briefly,
-//! then fail with a message naming the holder.
+//! ones for work two envs must not do at once (allocating ports, making the root CA).
+//!
+//! The lock is the operating system's advisory lock (flock) on the file, not the file's
+//! existence: the kernel releases it when its holder exits, however it exits (a crash, a
+//! kill -9), so a stale lock is simply free and taking it over is one atomic step. (Judging a
+//! lock file stale by its pid, then removing and re-creating it, let two takers of one stale lock
+//! both hold it.) The file holds the holder's pid and command, for the message a waiting
+//! command gives up with.
 
-use std::io::Write;
+use std::fs::File;
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error(
-        "{what} is busy: `kindling {holder}` (pid {pid}) is changing it\nhelp: wait for it to finish; if no kindling is running, remove {path}"
+        "{what} is busy: `kindling {holder}` (pid {pid}) is changing it\nhelp: wait for it to finish (the lock is released when that process exits)"
     )]
     Busy {
         what: String,
@@ -27,26 +32,8 @@ pub enum LockError {
 #[derive(Debug)]
 pub struct FileLock {
     path: PathBuf,
-}
-
-fn holder_alive(text: &str) -> bool {
-    let Some(pid) = text
-        .split_whitespace()
-        .next()
-        .and_then(|p| p.parse::<u32>().ok())
-    else {
-        return false;
-    };
-    if pid == std::process::id() {
-        return true;
-    }
-    let proc = Path::new("/proc");
-    if proc.is_dir() {
-        proc.join(pid.to_string()).exists()
-    } else {
-        // Without /proc (macOS) a lock is trusted until its holder removes it.
-        true
-    }
+    // Holds the flock; closing it releases.
+    file: File,
 }
 
 impl FileLock {
@@ -71,73 +58,92 @@ impl FileLock {
         wait: Duration,
     ) -> Result<FileLock, LockError> {
         let dir = path.parent().unwrap_or(Path::new("."));
-        crate::paths::private_dirs(dir).map_err(|e| LockError::Io {
-            path: dir.to_path_buf(),
+        let io = |path: &Path, e: std::io::Error| LockError::Io {
+            path: path.to_path_buf(),
             reason: crate::paths::write_failure(&e),
-        })?;
+        };
+        crate::paths::private_dirs(dir).map_err(|e| io(dir, e))?;
         let path = path.to_path_buf();
         let deadline = Instant::now() + wait;
         loop {
-            match create_with(&path, &format!("{} {command}\n", std::process::id())) {
-                Ok(()) => return Ok(FileLock { path }),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let Ok(text) = std::fs::read_to_string(&path) else {
-                        // Released between our try and our read: try again. (Reading it as
-                        // stale would remove the lock someone takes next.)
-                        continue;
-                    };
-                    if !holder_alive(&text) {
-                        // The holder is gone (a crash, a kill -9); its lock is stale. Two
-                        // takers of one stale lock at the same instant could still race here.
-                        let _ = std::fs::remove_file(&path);
+            if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(LockError::Io {
+                    path,
+                    reason: "is a symbolic link; kindling locks only its own files (remove it)"
+                        .into(),
+                });
+            }
+            let mut file = open_lock_file(&path).map_err(|e| io(&path, e))?;
+            match file.try_lock() {
+                Ok(()) => {
+                    // A holder releasing removes the file first: a lock taken on the removed
+                    // file guards nothing, so look again.
+                    if !is_at(&file, &path) {
                         continue;
                     }
+                    let holder = format!("{} {command}\n", std::process::id());
+                    file.set_len(0)
+                        .and_then(|()| file.rewind())
+                        .and_then(|()| file.write_all(holder.as_bytes()))
+                        .map_err(|e| io(&path, e))?;
+                    return Ok(FileLock { path, file });
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
                     if Instant::now() >= deadline {
+                        let mut text = String::new();
+                        let _ = file.read_to_string(&mut text);
                         let mut parts = text.trim().splitn(2, ' ');
-                        let pid = parts.next().unwrap_or("?").to_string();
-                        let holder = parts.next().unwrap_or("kindling").to_string();
+                        let pid = parts.next().filter(|p| !p.is_empty()).unwrap_or("?");
+                        let holder = parts.next().unwrap_or("kindling");
                         return Err(LockError::Busy {
                             what: what.to_string(),
-                            pid,
-                            holder,
+                            pid: pid.to_string(),
+                            holder: holder.to_string(),
                             path,
                         });
                     }
                     std::thread::sleep(Duration::from_millis(100));
                 }
-                Err(e) => {
-                    return Err(LockError::Io {
-                        path,
-                        reason: crate::paths::write_failure(&e),
-                    });
-                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(io(&path, e)),
             }
         }
     }
 }
 
-/// Creates `path` holding `content`, or fails with `AlreadyExists`, in one step: the content
-/// is written to a file of this process's own and hard-linked into place, so no other process
-/// ever reads the lock empty (an empty lock would read as stale and be taken over).
-fn create_with(path: &Path, content: &str) -> std::io::Result<()> {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".{}.{n}", std::process::id()));
-    let draft = path.with_file_name(name);
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&draft)
-        .and_then(|mut file| file.write_all(content.as_bytes()));
-    let linked = written.and_then(|()| std::fs::hard_link(&draft, path));
-    let _ = std::fs::remove_file(&draft);
-    linked
+fn open_lock_file(path: &Path) -> std::io::Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
+}
+
+/// Whether `file` is still the file at `path` (not removed or replaced since it was opened).
+fn is_at(file: &File, path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (file.metadata(), std::fs::metadata(path)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (file, path);
+        true
+    }
 }
 
 impl Drop for FileLock {
     fn drop(&mut self) {
+        // Removed while still held, then released as the file closes: a waiter that gets the
+        // lock on this file next sees it is gone and takes the new one instead.
         let _ = std::fs::remove_file(&self.path);
+        let _ = self.file.unlock();
     }
 }
 
@@ -158,17 +164,21 @@ mod tests {
         drop(first);
         let again = FileLock::env(dir.path(), "env sync", Duration::ZERO).unwrap();
         drop(again);
-        // A lock left by a process that no longer exists.
+        // A lock file left by a process that no longer exists (a kill -9): free.
         std::fs::write(dir.path().join("lock"), "4194303999 env create\n").unwrap();
-        FileLock::env(dir.path(), "env delete", Duration::ZERO).unwrap();
+        let taken = FileLock::env(dir.path(), "env delete", Duration::ZERO).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("lock")).unwrap();
+        assert_eq!(text, format!("{} env delete\n", std::process::id()));
+        drop(taken);
     }
 
     #[test]
     fn lock_is_never_held_twice_when_taken_concurrently() {
-        // Many takers at once, none waiting: at no moment may two hold the lock. (A lock file
-        // created empty and filled afterwards read as stale to a racing taker, who then took
-        // it over.)
+        // Many takers at once, none waiting, starting from a stale lock file: at no moment
+        // may two hold the lock. (Takeover by remove-then-create let two takers of one stale
+        // lock both hold it.)
         let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("lock"), "4194303999 env create\n").unwrap();
         let holders = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let acquired = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let threads: Vec<_> = (0..8)
@@ -194,7 +204,7 @@ mod tests {
             t.join().unwrap();
         }
         assert!(acquired.load(std::sync::atomic::Ordering::SeqCst) > 0);
-        // No draft file is left beside the lock.
+        // Released, the lock file is gone; nothing else is left.
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert!(left.is_empty(), "{left:?}");
     }

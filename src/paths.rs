@@ -35,10 +35,26 @@ pub fn env_dir(data_dir: &Path, env: &str) -> PathBuf {
 /// reader (or a crash) never sees half a file; the file has `mode` from its first byte on.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
+    let private = mode & 0o077 == 0;
     // The directories of a private file are private too, whatever the umask (a data dir made
     // under `umask 000` was 0777). Directories that exist are left as they are.
-    if mode & 0o077 == 0 {
+    if private {
         private_dirs(dir)?;
+        // A secret is never written through a symlink: not at the file (the rename would
+        // replace the link, but a reader that follows it would see elsewhere), and not as the
+        // directory it goes in (kindling makes those directories itself; a link there was
+        // planted to send the key somewhere else).
+        for planted in [path, dir] {
+            if std::fs::symlink_metadata(planted).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!(
+                        "{} is a symbolic link; kindling writes secrets only into its own files and directories (remove the link)",
+                        planted.display()
+                    ),
+                ));
+            }
+        }
     } else {
         std::fs::create_dir_all(dir)?;
     }
@@ -53,6 +69,23 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
         .prefix(&format!(".{file_name}."))
         .suffix(".tmp")
         .tempfile_in(dir)?;
+    // A secret goes only into a directory of the user's own: one owned by someone else (a
+    // shared /tmp data dir made by another user) could be read or swapped by its owner.
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::MetadataExt;
+        let mine = temporary.as_file().metadata()?.uid();
+        let owner = std::fs::metadata(dir)?.uid();
+        if mine != owner {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} belongs to uid {owner}, not to you (uid {mine}); kindling keeps secrets only in a directory of your own (set KINDLING_DATA_DIR)",
+                    dir.display()
+                ),
+            ));
+        }
+    }
     temporary.write_all(bytes)?;
     temporary.as_file().sync_all()?;
     #[cfg(unix)]

@@ -88,7 +88,11 @@ pub fn call(what: impl FnOnce() -> String) {
     let Some((tty, multi)) = log.as_ref() else {
         return;
     };
-    let text = format!("  · {}", printable(&without_userinfo(&what())));
+    // One line per call, whatever the call's text holds.
+    let text = format!(
+        "  · {}",
+        printable(&without_userinfo(&what())).replace('\n', "\\n")
+    );
     if *tty {
         let _ = multi.println(text);
     } else {

@@ -243,11 +243,21 @@ mod env {
             }
         }
         let token = super::common::fake_gitea::recorded_token();
+        // The admin password the rerun set again through `gitea admin user change-password`.
+        let password = h.state(&env)["gitea"]["password"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(password.len() >= 16, "{password}");
         for (stream, text) in [("stdout", &rerun.stdout), ("stderr", &rerun.stderr)] {
             let text = String::from_utf8_lossy(text);
             assert!(
                 !text.contains(&token),
                 "the Gitea token is on {stream}:\n{text}"
+            );
+            assert!(
+                !text.contains(&password),
+                "the Gitea admin password is on {stream}:\n{text}"
             );
         }
 

@@ -1,13 +1,15 @@
 //! The local CA, checked with real openssl: the chain verifies for local names, name
 //! constraints reject everything else, keys are private, the root is created once.
 
+mod common;
+
 mod pki {
     use std::path::Path;
     use std::process::Command;
 
     use base64::Engine as _;
     use kindling::pki::{self, CaPair, Issued, LocalNames, PkiError};
-    use rcgen::{CertificateParams, KeyPair};
+    use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, KeyPair, SanType};
     use time::{Duration, OffsetDateTime};
 
     fn now() -> OffsetDateTime {
@@ -40,8 +42,29 @@ mod pki {
 
     /// `openssl verify -CAfile root -untrusted intermediate leaf`: (success, output).
     fn openssl_verify(root: &CaPair, intermediate: &CaPair, leaf: &Path) -> (bool, String) {
+        openssl_verify_for(root, intermediate, leaf, "any")
+    }
+
+    /// `openssl x509 -text` of a certificate.
+    fn x509_text(cert: &Path) -> String {
+        let out = Command::new("openssl")
+            .args(["x509", "-noout", "-text", "-in"])
+            .arg(cert)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The same, for a purpose (`sslserver`, `smimesign`, …).
+    fn openssl_verify_for(
+        root: &CaPair,
+        intermediate: &CaPair,
+        leaf: &Path,
+        purpose: &str,
+    ) -> (bool, String) {
         let out = Command::new("openssl")
             .arg("verify")
+            .args(["-purpose", purpose])
             .arg("-CAfile")
             .arg(&root.cert_path)
             .arg("-untrusted")
@@ -63,15 +86,167 @@ mod pki {
         for names in [
             &["api.localhost"][..],
             &["localhost"],
-            &["db.svc", "web.test"],
-            &["x.internal", "x.local", "a.b.cluster.local"],
+            &["a.b.localhost", "www.localhost"],
             &["127.0.0.1"],
+            &["::1"],
         ] {
             let leaf = leaf(dir.path(), &intermediate, names);
-            let (ok, text) = openssl_verify(&root, &intermediate, &leaf);
+            // As a TLS server certificate, the way browsers and curl check it.
+            let (ok, text) = openssl_verify_for(&root, &intermediate, &leaf, "sslserver");
             assert!(ok, "{names:?}: {text}");
             assert!(text.contains(": OK"), "{text}");
         }
+    }
+
+    /// Names beyond localhost are the user's choice (KINDLING_CA_NAMES), made when the root is.
+    #[test]
+    fn pki_names_opted_into_are_signed_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = LocalNames::with_extra(Some(".test, dev.example.internal")).unwrap();
+        let root = pki::ensure_root(dir.path(), &names, now()).unwrap();
+        let (intermediate, _) =
+            pki::ensure_intermediate(dir.path(), "dev", &root, &names, now()).unwrap();
+        for (leaf_names, accepted) in [
+            (&["web.test"][..], true),
+            (&["dev.example.internal"], true),
+            (&["other.internal"], false),
+        ] {
+            let leaf = leaf(dir.path(), &intermediate, leaf_names);
+            let (ok, text) = openssl_verify_for(&root, &intermediate, &leaf, "sslserver");
+            assert_eq!(ok, accepted, "{leaf_names:?}: {text}");
+        }
+        for bad in [
+            "",
+            ".",
+            "a..b",
+            "x y",
+            "*.test",
+            "-.test.",
+            "under_score.test",
+        ] {
+            if bad.is_empty() {
+                continue;
+            }
+            assert!(
+                LocalNames::with_extra(Some(bad)).is_err(),
+                "{bad:?} was taken as a name"
+            );
+        }
+        assert_eq!(
+            LocalNames::with_extra(Some(" ,  ")).unwrap(),
+            LocalNames::default()
+        );
+    }
+
+    /// The CA signs for TLS and local names only (issue #17 item 3): leaves for S/MIME, an
+    /// email address, a SPIFFE URI, a corporate `.internal` or mDNS `.local` name, a cluster
+    /// service name all fail verification with real openssl.
+    #[test]
+    fn pki_ca_signs_for_tls_and_local_names_only() {
+        let (dir, root, intermediate) = setup();
+        let issue = |name: &str, params: CertificateParams| {
+            let key = KeyPair::generate().unwrap();
+            let cert = params
+                .signed_by(&key, &intermediate.issuer().unwrap())
+                .unwrap();
+            let path = dir.path().join(format!("{name}.pem"));
+            std::fs::write(&path, cert.pem()).unwrap();
+            path
+        };
+        // S/MIME: an email identity, email protection.
+        let mut smime = CertificateParams::new(Vec::<String>::new()).unwrap();
+        smime.subject_alt_names = vec![SanType::Rfc822Name("me@localhost".try_into().unwrap())];
+        smime.extended_key_usages = vec![ExtendedKeyUsagePurpose::EmailProtection];
+        let smime = issue("smime", smime);
+        let (ok, text) = openssl_verify_for(&root, &intermediate, &smime, "smimesign");
+        assert!(!ok, "an S/MIME leaf verified: {text}");
+        // Even without asking for a purpose, the email name is outside the permitted ones.
+        let (ok, text) = openssl_verify(&root, &intermediate, &smime);
+        assert!(
+            !ok && text.contains("permitted subtree violation"),
+            "{text}"
+        );
+        // A SPIFFE workload identity beside a local name.
+        let mut spiffe = CertificateParams::new(vec!["api.localhost".to_string()]).unwrap();
+        spiffe.subject_alt_names.push(SanType::URI(
+            "spiffe://cluster.local/ns/default/sa/api"
+                .try_into()
+                .unwrap(),
+        ));
+        let spiffe = issue("spiffe", spiffe);
+        let (ok, text) = openssl_verify(&root, &intermediate, &spiffe);
+        assert!(
+            !ok && text.contains("permitted subtree violation"),
+            "{text}"
+        );
+        // Names that are not this machine's.
+        for names in [
+            &["x.internal"][..],
+            &["printer.local"],
+            &["db.svc"],
+            &["a.cluster.local"],
+        ] {
+            let leaf = leaf(dir.path(), &intermediate, names);
+            let (ok, text) = openssl_verify(&root, &intermediate, &leaf);
+            assert!(!ok, "{names:?} was accepted: {text}");
+        }
+        // Code signing: OpenSSL 3.0 has no code-signing purpose to verify with, so the CA's
+        // extended key usage is checked as written (Windows and macOS honour it on a CA).
+        for ca in [&root, &intermediate] {
+            let text = x509_text(&ca.cert_path);
+            assert!(
+                text.contains(
+                    "X509v3 Extended Key Usage: \n                TLS Web Server Authentication, TLS Web Client Authentication\n"
+                ),
+                "{text}"
+            );
+            assert!(text.contains("X509v3 Name Constraints: critical"), "{text}");
+            assert!(!text.contains("Excluded:"), "{text}");
+        }
+    }
+
+    /// A root kindling did not make (planted, or made with other names) is refused, not used:
+    /// by the library, `ca show`, `ca trust` and `env create`'s CA step alike.
+    #[test]
+    fn pki_a_root_kindling_did_not_make_is_refused() {
+        // An unconstrained root, planted where kindling keeps its own.
+        let dir = tempfile::tempdir().unwrap();
+        let (cert_path, key_path) = pki::root_paths(dir.path());
+        std::fs::create_dir_all(cert_path.parent().unwrap()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(1));
+        let planted = params.self_signed(&key).unwrap();
+        std::fs::write(&cert_path, planted.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        let err = pki::load_root(dir.path(), &LocalNames::default()).unwrap_err();
+        assert!(matches!(err, PkiError::Foreign { .. }), "{err:?}");
+        let err = pki::ensure_env_ca(dir.path(), "dev", now()).unwrap_err();
+        assert!(matches!(err, PkiError::Foreign { .. }), "{err:?}");
+        let data = dir.path().to_str().unwrap();
+        for args in [&["ca", "show"][..], &["ca", "trust", "--dry-run"]] {
+            let out = Command::new(env!("CARGO_BIN_EXE_kindling"))
+                .args(args)
+                .env("KINDLING_DATA_DIR", data)
+                .env_remove(pki::CA_NAMES_VAR)
+                .output()
+                .unwrap();
+            let said = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{args:?} took the planted root");
+            assert!(
+                said.contains("is not one kindling made"),
+                "{args:?}: {said}"
+            );
+        }
+        // A root made with wider names than this user opted into: refused too, with the hint.
+        let wide = tempfile::tempdir().unwrap();
+        let names = LocalNames::with_extra(Some(".internal")).unwrap();
+        pki::ensure_root(wide.path(), &names, now()).unwrap();
+        let err = pki::load_root(wide.path(), &LocalNames::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("DNS:.internal"), "{err}");
+        assert!(pki::load_root(wide.path(), &names).unwrap().is_some());
     }
 
     #[test]
@@ -81,6 +256,9 @@ mod pki {
             &["example.com"][..],
             &["api.localhost", "bank.example"],
             &["10.0.0.1"],
+            &["x.internal"],
+            &["printer.local"],
+            &["web.test"],
         ] {
             let leaf = leaf(dir.path(), &intermediate, names);
             let (ok, text) = openssl_verify(&root, &intermediate, &leaf);
@@ -119,20 +297,22 @@ mod pki {
         let documented = [
             "DNS:localhost",
             "DNS:.localhost",
-            "DNS:.test",
-            "DNS:.internal",
-            "DNS:.local",
-            "DNS:.svc",
-            "DNS:.cluster.local",
             "IP:127.0.0.0/8",
             "IP:::1/128",
+            "email:.invalid",
+            "URI:.invalid",
         ];
         assert_eq!(r.permitted, documented);
         assert_eq!(intermediate.info().unwrap().permitted, documented);
         let i = intermediate.info().unwrap();
         assert_eq!(i.path_len, Some(0));
         assert_eq!(i.issuer, r.subject);
-        assert!(i.not_after - now() < Duration::days(366));
+        // Short-lived: 30 to 90 days.
+        let lifetime = i.not_after - now();
+        assert!(
+            lifetime > Duration::days(30) && lifetime <= Duration::days(90),
+            "{lifetime}"
+        );
         // openssl agrees on the extensions that matter.
         let out = Command::new("openssl")
             .args(["x509", "-noout", "-text", "-in"])
@@ -211,7 +391,7 @@ mod pki {
         let (dir, root, _) = setup();
         let other = KeyPair::generate().unwrap();
         std::fs::write(&root.key_path, other.serialize_pem()).unwrap();
-        let err = pki::load_root(dir.path()).unwrap_err();
+        let err = pki::load_root(dir.path(), &LocalNames::default()).unwrap_err();
         assert!(matches!(err, PkiError::Mismatch { .. }), "{err:?}");
         std::fs::remove_file(&root.key_path).unwrap();
         let err = pki::ensure_root(dir.path(), &LocalNames::default(), now())
@@ -294,6 +474,107 @@ mod pki {
             cert_path(Some(&xdg)),
             xdg.join("kindling/ca/root.pem").display().to_string()
         );
+    }
+
+    /// A secret is never written through a symlink planted where kindling keeps it (the key
+    /// file, or its directory), nor into a directory someone else owns.
+    #[test]
+    fn pki_secrets_are_not_written_through_planted_links_or_into_foreign_dirs() {
+        use kindling::paths::write_atomic;
+        let (dir, _root, _) = setup();
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        // A link at the key file of a new env's intermediate.
+        let (_, key_path) = pki::intermediate_paths(dir.path(), "linked-key");
+        std::fs::create_dir_all(key_path.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(elsewhere.join("stolen-key.pem"), &key_path).unwrap();
+        let err = pki::ensure_env_ca(dir.path(), "linked-key", now())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is a symbolic link"), "{err}");
+        assert!(!elsewhere.join("stolen-key.pem").exists());
+        // A link as the env's ca/ directory.
+        let (cert_path, _) = pki::intermediate_paths(dir.path(), "linked-dir");
+        std::fs::create_dir_all(cert_path.parent().unwrap().parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, cert_path.parent().unwrap()).unwrap();
+        let err = pki::ensure_env_ca(dir.path(), "linked-dir", now())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is a symbolic link"), "{err}");
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+        // Public files may go where the user points (an export through a link is fine).
+        write_atomic(&elsewhere.join("root.pem"), b"cert", 0o644).unwrap();
+        // A directory of another user's (only root can make one to test with).
+        if super::common::is_root() {
+            let foreign = dir.path().join("foreign");
+            std::fs::create_dir_all(&foreign).unwrap();
+            std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).unwrap();
+            let err = write_atomic(&foreign.join("key.pem"), b"secret", 0o600)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("belongs to uid 65534"), "{err}");
+            assert!(!foreign.join("key.pem").exists());
+        }
+    }
+
+    /// `ca trust` installs exactly the certificate it read and checked: the data dir's file is
+    /// not read again by the commands that run after the password prompt. Here the store's
+    /// `install` swaps the data dir's root.pem before copying its source, as a local attacker
+    /// racing the prompt would.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn pki_ca_trust_installs_the_bytes_it_checked() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let root = pki::ensure_root(&data, &LocalNames::default(), now()).unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let record = dir.path().join("installed.pem");
+        let script = |body: &str| format!("#!/bin/sh\n{body}\n");
+        for (name, body) in [
+            // install -m 0644 SOURCE ANCHOR (Debian's store)
+            (
+                "install",
+                format!(
+                    "echo swapped > '{}'\necho \"$3\" > '{}.source'\ncat \"$3\" > '{}'",
+                    root.cert_path.display(),
+                    record.display(),
+                    record.display()
+                ),
+            ),
+            ("update-ca-certificates", "exit 0".to_string()),
+            ("sudo", "exec \"$@\"".to_string()),
+        ] {
+            let path = bin.join(name);
+            std::fs::write(&path, script(&body)).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let out = Command::new(env!("CARGO_BIN_EXE_kindling"))
+            .args(["ca", "trust"])
+            .env("KINDLING_DATA_DIR", &data)
+            .env("PATH", path)
+            .env_remove(pki::CA_NAMES_VAR)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(std::fs::read_to_string(&record).unwrap(), root.cert_pem);
+        let source = std::fs::read_to_string(record.with_extension("pem.source")).unwrap();
+        assert!(
+            !source.trim().starts_with(data.to_str().unwrap()),
+            "{source}"
+        );
+        // The staged copy is gone again.
+        assert!(!std::path::Path::new(source.trim()).exists(), "{source}");
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub fn run(command: CaCommand, output: Output) -> anyhow::Result<()> {
     match command {
         CaCommand::Show => show(&data, now, output),
         CaCommand::Export { out } => {
-            let root = pki::ensure_root(&data, &LocalNames::default(), now)?;
+            let root = pki::ensure_root(&data, &LocalNames::configured()?, now)?;
             match out {
                 Some(path) => {
                     kindling::paths::write_atomic(&path, root.cert_pem.as_bytes(), 0o644)
@@ -59,18 +59,30 @@ pub fn run(command: CaCommand, output: Output) -> anyhow::Result<()> {
             Ok(())
         }
         CaCommand::Trust { dry_run } => {
-            let root = pki::ensure_root(&data, &LocalNames::default(), now)?;
-            let plan = trust_plan(
-                TrustStore::detect(),
-                &root.cert_path,
-                &root.info()?.short_id(),
-                running_as_root(),
-                &home(),
-            );
-            apply(plan, dry_run, output)
+            // Read and checked (one kindling made) once, here.
+            let root = pki::ensure_root(&data, &LocalNames::configured()?, now)?;
+            let short_id = root.info()?.short_id();
+            let store = TrustStore::detect();
+            if dry_run || store == TrustStore::Unsupported {
+                let plan = trust_plan(
+                    store,
+                    &root.cert_path,
+                    &short_id,
+                    running_as_root(),
+                    &home(),
+                );
+                return apply(plan, dry_run, output);
+            }
+            // What is installed is exactly what was checked, copied before any password prompt.
+            let (_staged, copy) = pki::trust::staged_copy(&root.cert_pem, &short_id)
+                .map_err(|e| anyhow::anyhow!("cannot stage the root CA for trusting: {e}"))?;
+            let plan = trust_plan(store, &copy, &short_id, running_as_root(), &home());
+            apply(plan, false, output)
         }
         CaCommand::Untrust { dry_run } => {
-            let Some(root) = pki::load_root(&data)? else {
+            // Whatever root is there, kindling's or not: untrusting it is what the refusal of
+            // a foreign root asks for.
+            let Some(root) = pki::load_root_as_is(&data)? else {
                 anyhow::bail!(
                     "there is no kindling root CA on this machine, so nothing to untrust"
                 );
@@ -109,7 +121,7 @@ fn apply(plan: pki::trust::TrustPlan, dry_run: bool, output: Output) -> anyhow::
 }
 
 fn show(data: &Path, now: OffsetDateTime, output: Output) -> anyhow::Result<()> {
-    let Some(root) = pki::load_root(data)? else {
+    let Some(root) = pki::load_root(data, &LocalNames::configured()?)? else {
         let (cert, _) = pki::root_paths(data);
         if output == Output::Json {
             super::print_json(json!({ "exists": false, "certPath": cert }));

@@ -203,7 +203,20 @@ impl DockerClient {
         user: Option<&str>,
         argv: &[&str],
     ) -> Result<ExecOutput, DockerError> {
-        crate::ui::call(|| format!("docker: exec in {container}: {}", argv.join(" ")));
+        // The command's first words only: later arguments may carry a secret (a password, a
+        // script with credentials).
+        crate::ui::call(|| {
+            let shown = argv.len().min(4);
+            format!(
+                "docker: exec in {container}: {}{}",
+                argv[..shown].join(" "),
+                if argv.len() > shown {
+                    format!(" … ({} more arguments)", argv.len() - shown)
+                } else {
+                    String::new()
+                }
+            )
+        });
         let created = self
             .docker
             .create_exec(

@@ -20,8 +20,9 @@ pub fn ensure_env_ca(
         "kindling (root CA)",
         Duration::from_secs(30),
     )?;
-    let root = ensure_root(data_dir, &LocalNames::default(), now)?;
-    let (intermediate, _) = ensure_intermediate(data_dir, env, &root, &LocalNames::default(), now)?;
+    let names = LocalNames::configured()?;
+    let root = ensure_root(data_dir, &names, now)?;
+    let (intermediate, _) = ensure_intermediate(data_dir, env, &root, &names, now)?;
     Ok((root, intermediate))
 }
 

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use rcgen::{
-    BasicConstraints, CertificateParams, CidrSubnet, DistinguishedName, DnType, GeneralSubtree,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, NameConstraints,
+    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
 };
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
@@ -23,7 +23,9 @@ use time::{Duration, OffsetDateTime};
 use crate::paths::write_atomic;
 
 const ROOT_VALIDITY_DAYS: i64 = 3650;
-const INTERMEDIATE_VALIDITY_DAYS: i64 = 365;
+/// Short-lived: renewed by the next create or restart once within EXPIRY_WARNING_DAYS of its
+/// end, so a copy taken from a cluster is soon worthless.
+const INTERMEDIATE_VALIDITY_DAYS: i64 = 60;
 /// Certificates closer than this to expiry are warned about (and intermediates renewed).
 pub const EXPIRY_WARNING_DAYS: i64 = 30;
 
@@ -52,6 +54,20 @@ pub enum PkiError {
     Generate(#[from] rcgen::Error),
     #[error("{0}")]
     Trust(String),
+    #[error(
+        "{}: this {what} is not one kindling made: {reason}\nhelp: kindling trusts and uses only a CA with the constraints it generates (local names only, TLS only). If you made it, or an older kindling did: `kindling ca untrust`, remove {} and its key, and run the command again to make a new one",
+        path.display(),
+        path.display()
+    )]
+    Foreign {
+        path: PathBuf,
+        what: &'static str,
+        reason: String,
+    },
+    #[error(
+        "KINDLING_CA_NAMES: '{0}' is not a DNS name or domain\nhelp: give names like '.test' (every name under test) or 'dev.example.internal', separated by commas"
+    )]
+    BadName(String),
     #[error(transparent)]
     Lock(#[from] crate::lock::LockError),
 }
@@ -63,29 +79,29 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
     }
 }
 
-/// The names a kindling CA may sign for. Anything else (example.com, a bank) is rejected by
-/// every client that checks name constraints, even if the CA leaked.
+/// The names a kindling CA may sign for. Anything else (example.com, a bank, a corporate
+/// `.internal` name, a `.local` printer) is rejected by every client that checks name
+/// constraints, even if the CA leaked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalNames {
     pub dns: Vec<String>,
     pub ips: Vec<(IpAddr, u8)>,
 }
 
+/// The variable that widens the names a new root may sign for (`.test,.internal`): chosen when
+/// the root is made, and checked against it on every later use.
+pub const CA_NAMES_VAR: &str = "KINDLING_CA_NAMES";
+
+/// A reserved top-level domain (RFC 6761) that no real name is under: the only email and URI
+/// "names" the CA permits, so it can sign no email or URI identity at all. (A permitted subtree
+/// of a name form forbids every name of that form outside it; without one, a form is
+/// unconstrained: RFC 5280 4.2.1.10.)
+const NOWHERE: &str = ".invalid";
+
 impl Default for LocalNames {
     fn default() -> Self {
         LocalNames {
-            dns: [
-                "localhost",
-                ".localhost",
-                ".test",
-                ".internal",
-                ".local",
-                ".svc",
-                ".cluster.local",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+            dns: vec!["localhost".to_string(), ".localhost".to_string()],
             ips: vec![
                 (IpAddr::from([127, 0, 0, 0]), 8),
                 (IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]), 128),
@@ -95,19 +111,100 @@ impl Default for LocalNames {
 }
 
 impl LocalNames {
-    fn constraints(&self) -> NameConstraints {
-        let mut permitted: Vec<GeneralSubtree> = self
-            .dns
-            .iter()
-            .map(|d| GeneralSubtree::DnsName(d.clone()))
-            .collect();
-        permitted.extend(self.ips.iter().map(|(ip, prefix)| {
-            GeneralSubtree::IpAddress(CidrSubnet::from_addr_prefix(*ip, *prefix))
-        }));
-        NameConstraints {
-            permitted_subtrees: permitted,
-            excluded_subtrees: Vec::new(),
+    /// The default names, and those the user opted into with `KINDLING_CA_NAMES`.
+    pub fn configured() -> Result<LocalNames, PkiError> {
+        LocalNames::with_extra(std::env::var(CA_NAMES_VAR).ok().as_deref())
+    }
+
+    pub fn with_extra(extra: Option<&str>) -> Result<LocalNames, PkiError> {
+        let mut names = LocalNames::default();
+        for name in extra.unwrap_or_default().split(',').map(str::trim) {
+            if name.is_empty() {
+                continue;
+            }
+            let bare = name.strip_prefix('.').unwrap_or(name);
+            let well_formed = !bare.is_empty()
+                && bare.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+            if !well_formed {
+                return Err(PkiError::BadName(name.to_string()));
+            }
+            let name = name.to_ascii_lowercase();
+            if !names.dns.contains(&name) {
+                names.dns.push(name);
+            }
         }
+        Ok(names)
+    }
+
+    /// The permitted subtrees, as `ca show` prints them and the check compares them.
+    fn permitted(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.dns.iter().map(|d| format!("DNS:{d}")).collect();
+        out.extend(
+            self.ips
+                .iter()
+                .map(|(ip, prefix)| format!("IP:{ip}/{prefix}")),
+        );
+        out.push(format!("email:{NOWHERE}"));
+        out.push(format!("URI:{NOWHERE}"));
+        out
+    }
+
+    /// The NameConstraints extension (RFC 5280 4.2.1.10), critical. rcgen cannot write URI
+    /// subtrees, so the extension is encoded here: DNS names and IP ranges permitted, and email
+    /// and URI permitted only under `.invalid`.
+    fn extension(&self) -> CustomExtension {
+        let mut subtrees = Vec::new();
+        for dns in &self.dns {
+            subtrees.push(der::tlv(0x30, &der::tlv(0x82, dns.as_bytes())));
+        }
+        for (ip, prefix) in &self.ips {
+            let (addr, len) = match ip {
+                IpAddr::V4(v4) => (v4.octets().to_vec(), 32u32),
+                IpAddr::V6(v6) => (v6.octets().to_vec(), 128u32),
+            };
+            let mask: Vec<u8> = (0..len / 8)
+                .map(|i| {
+                    let bits = (*prefix as u32).saturating_sub(i * 8).min(8);
+                    (0xffu16 << (8 - bits)) as u8
+                })
+                .collect();
+            let masked: Vec<u8> = addr.iter().zip(&mask).map(|(a, m)| a & m).collect();
+            subtrees.push(der::tlv(0x30, &der::tlv(0x87, &[masked, mask].concat())));
+        }
+        subtrees.push(der::tlv(0x30, &der::tlv(0x81, NOWHERE.as_bytes())));
+        subtrees.push(der::tlv(0x30, &der::tlv(0x86, NOWHERE.as_bytes())));
+        let permitted = der::tlv(0xa0, &subtrees.concat());
+        let mut extension =
+            CustomExtension::from_oid_content(&[2, 5, 29, 30], der::tlv(0x30, &permitted));
+        extension.set_criticality(true);
+        extension
+    }
+}
+
+/// Just enough DER for the name constraints: tag, definite length, content.
+mod der {
+    pub fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        let len = content.len();
+        if len < 0x80 {
+            out.push(len as u8);
+        } else {
+            let bytes: Vec<u8> = len
+                .to_be_bytes()
+                .into_iter()
+                .skip_while(|b| *b == 0)
+                .collect();
+            out.push(0x80 | bytes.len() as u8);
+            out.extend(bytes);
+        }
+        out.extend_from_slice(content);
+        out
     }
 }
 
@@ -198,7 +295,13 @@ fn ca_params(
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(path_len));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    params.name_constraints = Some(names.constraints());
+    // TLS only: clients that honour a CA's extended key usage (OpenSSL, Windows, NSS) refuse
+    // its leaves for S/MIME, code signing or time stamping.
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.custom_extensions.push(names.extension());
     // A little slack for clocks that differ between host and nodes.
     params.not_before = now - Duration::hours(1);
     params.not_after = now + Duration::days(days);
@@ -212,7 +315,7 @@ pub fn ensure_root(
     names: &LocalNames,
     now: OffsetDateTime,
 ) -> Result<CaPair, PkiError> {
-    if let Some(root) = load_root(data_dir)? {
+    if let Some(root) = load_root(data_dir, names)? {
         return Ok(root);
     }
     let (cert_path, key_path) = root_paths(data_dir);
@@ -237,8 +340,20 @@ pub fn ensure_root(
     Ok(pair)
 }
 
-/// The machine root CA if it exists; `Ok(None)` when neither file does.
-pub fn load_root(data_dir: &Path) -> Result<Option<CaPair>, PkiError> {
+/// The machine root CA if it exists; `Ok(None)` when neither file does. A root kindling did
+/// not make for `names` is an error, never used or trusted.
+pub fn load_root(data_dir: &Path, names: &LocalNames) -> Result<Option<CaPair>, PkiError> {
+    let (cert_path, key_path) = root_paths(data_dir);
+    let root = load_pair(cert_path, key_path, "root CA")?;
+    if let Some(root) = &root {
+        check_made_by_kindling(&root.cert_pem, &root.cert_path, "root CA", 1, names)?;
+    }
+    Ok(root)
+}
+
+/// The root CA files as they are, unchecked: only for `ca untrust`, which must be able to take
+/// out of the trust store a root that kindling now refuses.
+pub fn load_root_as_is(data_dir: &Path) -> Result<Option<CaPair>, PkiError> {
     let (cert_path, key_path) = root_paths(data_dir);
     load_pair(cert_path, key_path, "root CA")
 }
@@ -340,7 +455,11 @@ pub fn ensure_intermediate(
         let info = existing.info()?;
         let root_info = root.info()?;
         let fresh = info.not_after - now > Duration::days(EXPIRY_WARNING_DAYS);
-        if fresh && info.issuer == root_info.subject {
+        // One an older kindling made (a year long, wider names) is replaced, not kept.
+        let current =
+            check_made_by_kindling(&existing.cert_pem, &cert_path, "intermediate CA", 0, names)
+                .is_ok();
+        if fresh && current && info.issuer == root_info.subject {
             return Ok((existing, Issued::Reused));
         }
         issued = Issued::Renewed;
@@ -404,6 +523,8 @@ impl CertInfo {
                     permitted.push(match &subtree.base {
                         GeneralName::DNSName(d) => format!("DNS:{d}"),
                         GeneralName::IPAddress(bytes) => ip_constraint(bytes),
+                        GeneralName::RFC822Name(e) => format!("email:{e}"),
+                        GeneralName::URI(u) => format!("URI:{u}"),
                         other => format!("{other:?}"),
                     });
                 }
@@ -426,6 +547,70 @@ impl CertInfo {
     /// A short, file-name-safe identifier: the first 8 hex digits of the fingerprint.
     pub fn short_id(&self) -> String {
         self.fingerprint_sha256.replace(':', "")[..8].to_lowercase()
+    }
+}
+
+/// Refuses a CA certificate whose constraints differ from what kindling generates for `names`
+/// (a root planted in the data dir, or one an older kindling made with wider names): CA with
+/// this path length, only certificate and CRL signing, TLS usages only, and exactly these
+/// permitted names, critical, nothing excluded.
+pub fn check_made_by_kindling(
+    cert_pem: &str,
+    path: &Path,
+    what: &'static str,
+    path_len: u32,
+    names: &LocalNames,
+) -> Result<(), PkiError> {
+    let info = CertInfo::from_pem(cert_pem, path)?;
+    let reason = parse_certificate(cert_pem, path, |_, cert| {
+        if !info.is_ca || info.path_len != Some(path_len) {
+            return Some(format!(
+                "its basic constraints are CA={} pathlen={:?}, not CA pathlen={path_len}",
+                info.is_ca, info.path_len
+            ));
+        }
+        match cert.key_usage() {
+            Ok(Some(ku)) if ku.critical && ku.value.flags == (1 << 5) | (1 << 6) => {}
+            _ => return Some("its key usage is not exactly certificate and CRL signing".into()),
+        }
+        match cert.extended_key_usage() {
+            Ok(Some(eku))
+                if eku.value.server_auth
+                    && eku.value.client_auth
+                    && !eku.value.any
+                    && !eku.value.code_signing
+                    && !eku.value.email_protection
+                    && !eku.value.time_stamping
+                    && !eku.value.ocsp_signing
+                    && eku.value.other.is_empty() => {}
+            _ => return Some("its extended key usage is not TLS server and client only".into()),
+        }
+        match cert.name_constraints() {
+            Ok(Some(nc)) if nc.critical && nc.value.excluded_subtrees.is_none() => {}
+            _ => return Some("it has no critical name constraints of kindling's form".into()),
+        }
+        let expected = names.permitted();
+        if info.permitted != expected {
+            return Some(format!(
+                "it may sign for {}, not exactly {}{}",
+                info.permitted.join(", "),
+                expected.join(", "),
+                if std::env::var_os(CA_NAMES_VAR).is_none() {
+                    format!(" (names beyond localhost are opted into with {CA_NAMES_VAR})")
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        None
+    })?;
+    match reason {
+        Some(reason) => Err(PkiError::Foreign {
+            path: path.to_path_buf(),
+            what,
+            reason,
+        }),
+        None => Ok(()),
     }
 }
 

@@ -116,6 +116,21 @@ fn manual(cert: &Path, verb: &str) -> TrustPlan {
     }
 }
 
+/// The certificate as it was read and checked, in a fresh private directory: what `ca trust`
+/// installs, so the file in the data dir is not read again once the password prompt is past
+/// (a swap in between would install something else). Gone when the directory is dropped.
+pub fn staged_copy(
+    cert_pem: &str,
+    short_id: &str,
+) -> std::io::Result<(tempfile::TempDir, PathBuf)> {
+    let dir = tempfile::Builder::new()
+        .prefix("kindling-trust-")
+        .tempdir()?;
+    let path = dir.path().join(format!("kindling-{short_id}.pem"));
+    crate::paths::write_atomic(&path, cert_pem.as_bytes(), 0o644)?;
+    Ok((dir, path))
+}
+
 pub fn trust_plan(
     store: TrustStore,
     cert: &Path,
@@ -159,11 +174,15 @@ pub fn trust_plan(
                 store,
                 false,
                 running_as_root,
+                // `-p ssl`: trusted for TLS only, not for mail or code (security(1) man page,
+                // add-trusted-cert "-p policy").
                 vec![argv(&[
                     "security",
                     "add-trusted-cert",
                     "-r",
                     "trustRoot",
+                    "-p",
+                    "ssl",
                     "-k",
                     &keychain,
                     &cert_s,
@@ -379,6 +398,8 @@ mod tests {
                 "add-trusted-cert",
                 "-r",
                 "trustRoot",
+                "-p",
+                "ssl",
                 "-k",
                 "/Users/u/Library/Keychains/login.keychain-db",
                 "/d/root.pem"

@@ -559,12 +559,29 @@ impl Harness {
     /// A live process holding the env's lock, as another kindling would (the lock names its
     /// pid and command, as `crate::lock` writes it). Kill it to let go.
     pub fn hold_lock(&self, env: &str, command: &str) -> std::process::Child {
-        let holder = std::process::Command::new("sleep")
-            .arg("60")
-            .spawn()
-            .unwrap();
+        // Another kindling holding the env: the flock(2) on its lock file (util-linux flock(1)
+        // takes the same kind of lock as kindling does), and its pid and command in the file.
         let lock = self.path("data/envs").join(env).join("lock");
-        std::fs::write(lock, format!("{} {command}\n", holder.id())).unwrap();
+        let holder = std::process::Command::new("flock")
+            .arg("--close")
+            .arg(&lock)
+            .args(["sleep", "60"])
+            .spawn()
+            .expect("flock(1) from util-linux");
+        wait_until(
+            "the lock holder to take the lock",
+            std::time::Duration::from_secs(10),
+            || {
+                // `flock -n` fails (exit 1) while someone else holds it.
+                std::process::Command::new("flock")
+                    .args(["-n"])
+                    .arg(&lock)
+                    .arg("true")
+                    .status()
+                    .is_ok_and(|s| !s.success())
+            },
+        );
+        std::fs::write(&lock, format!("{} {command}\n", holder.id())).unwrap();
         holder
     }
 
