@@ -1652,6 +1652,63 @@ mod env {
             .output()
             .unwrap();
         error_says(&out, "no-such-file.pem");
+        // Both there: the dry run lists what it would read from this host, never the values.
+        std::fs::write(
+            h.path("source/no-such-file.pem"),
+            "FILE-CONTENT-7f3a\n",
+        )
+        .unwrap();
+        let out = h
+            .create_command(
+                &env,
+                &profile,
+                &["--dry-run"],
+                &[("KINDLING_TEST_NEVER_SET_TOKEN", "TOKEN-VALUE-9c1e")],
+            )
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}");
+        assert!(
+            !stdout.contains("TOKEN-VALUE-9c1e") && !stdout.contains("FILE-CONTENT-7f3a"),
+            "{stdout}"
+        );
+        let plan: Value = serde_json::from_str(&stdout).unwrap();
+        let read = &plan["plan"]["hostValues"];
+        assert_eq!(read[0]["secret"], "sample/api-token");
+        assert_eq!(read[0]["key"], "token");
+        assert_eq!(read[0]["from"], "env KINDLING_TEST_NEVER_SET_TOKEN");
+        assert_eq!(read[1]["key"], "cert");
+        assert!(
+            read[1]["from"].as_str().unwrap().starts_with("file ")
+                && read[1]["from"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("no-such-file.pem"),
+            "{read}"
+        );
+        let text = h
+            .command(
+                &[
+                    "env",
+                    "create",
+                    &env,
+                    "--stamp",
+                    "sample",
+                    "--profile",
+                    profile.to_str().unwrap(),
+                    "--dry-run",
+                ],
+                &[("KINDLING_TEST_NEVER_SET_TOKEN", "TOKEN-VALUE-9c1e")],
+            )
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&text.stdout);
+        assert!(
+            said.contains("sample/api-token key token: env KINDLING_TEST_NEVER_SET_TOKEN"),
+            "{said}"
+        );
+        assert!(!said.contains("TOKEN-VALUE-9c1e"), "{said}");
         delete_clean(&h, &env);
     }
 }

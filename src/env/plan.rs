@@ -30,7 +30,42 @@ pub struct Plan {
     pub install_manifest: Value,
     /// Bootstrap objects with credentials shown as `<redacted>`.
     pub bootstrap: Vec<Value>,
+    /// What the bootstrap secrets would read from this host (environment variables, files):
+    /// where from, never the value. A stamp you did not write can ask for your tokens.
+    pub host_values: Vec<HostValue>,
     pub notes: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostValue {
+    /// `NAMESPACE/SECRET`
+    pub secret: String,
+    pub key: String,
+    /// `env NAME` or `file PATH`.
+    pub from: String,
+}
+
+fn host_values(stamp: &Stamp) -> Vec<HostValue> {
+    use crate::stamp::SecretValue;
+    stamp
+        .secrets
+        .iter()
+        .flat_map(|s| {
+            s.keys.iter().filter_map(move |k| {
+                let from = match &k.value {
+                    SecretValue::FromEnv(name) => format!("env {name}"),
+                    SecretValue::FromFile(path) => format!("file {}", path.display()),
+                    SecretValue::Literal(_) | SecretValue::Generate { .. } => return None,
+                };
+                Some(HostValue {
+                    secret: format!("{}/{}", s.namespace, s.name),
+                    key: k.key.clone(),
+                    from,
+                })
+            })
+        })
+        .collect()
 }
 
 pub fn plan(
@@ -91,6 +126,7 @@ pub fn plan(
         ports,
         install_manifest: json!({"version": pinned.version, "url": pinned.url, "sha256": pinned.sha256}),
         bootstrap,
+        host_values: host_values(stamp),
         notes: rendered.notes,
     })
 }

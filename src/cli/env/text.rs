@@ -26,6 +26,19 @@ pub fn plan(plan: &Plan) {
         plan.provider.name(),
         plan.cluster_config
     );
+    if !plan.host_values.is_empty() {
+        println!(
+            "# read from this host into the cluster (check before creating from a stamp you did not write)"
+        );
+        for v in &plan.host_values {
+            println!(
+                "#   {} key {}: {}",
+                kindling::ui::printable(&v.secret),
+                kindling::ui::printable(&v.key),
+                kindling::ui::printable(&v.from)
+            );
+        }
+    }
     for o in &plan.bootstrap {
         println!(
             "---\n{}",
