@@ -382,6 +382,14 @@ pub fn judge_engine(facts: &EngineFacts, free_disk_kib: Option<u64>) -> Vec<Find
         format!("engine {} answers", facts.version),
         None,
     )];
+    if let Some(exposure) = facts.loopback_exposure() {
+        out.push(finding(
+            "network",
+            Status::Warn,
+            exposure,
+            Some("upgrade Docker Engine to 28.3.3 or later (docs.docker.com/engine/install), or keep the machine off shared networks while envs run".into()),
+        ));
+    }
     out.push(if facts.cpus >= 2 {
         finding(
             "resources",
@@ -472,6 +480,9 @@ mod engine_tests {
             memory_bytes: 2 << 30,
             cgroup_version: "1".into(),
             root_dir: "/var/lib/docker".into(),
+            os_type: "linux".into(),
+            operating_system: "Debian GNU/Linux 12 (bookworm)".into(),
+            podman: false,
         };
         let findings = judge_engine(&small, Some(5 * 1024 * 1024));
         let warned: Vec<&str> = findings
@@ -479,7 +490,10 @@ mod engine_tests {
             .filter(|f| f.status == Status::Warn)
             .map(|f| f.check.as_str())
             .collect();
-        assert_eq!(warned, ["resources", "resources", "cgroups", "disk"]);
+        assert_eq!(
+            warned,
+            ["network", "resources", "resources", "cgroups", "disk"]
+        );
         assert!(
             findings
                 .iter()
@@ -487,10 +501,11 @@ mod engine_tests {
                 .all(|f| f.fix.is_some())
         );
         let big = EngineFacts {
+            version: "29.1.2".into(),
             cpus: 8,
             memory_bytes: 16 << 30,
             cgroup_version: "2".into(),
-            ..small
+            ..small.clone()
         };
         assert!(
             judge_engine(&big, Some(100 * 1024 * 1024))
@@ -504,5 +519,47 @@ mod engine_tests {
             Some(249_524_756)
         );
         assert_eq!(parse_df_available(""), None);
+    }
+
+    /// Docker Engine on Linux before 28.0 (moby/moby#45610), and up to 28.3.2 with firewalld
+    /// (CVE-2025-54388), lets the local network reach loopback-published ports; Docker Desktop
+    /// and Podman do not work that way.
+    #[test]
+    fn doctor_warns_of_engines_that_expose_loopback_ports_to_the_network() {
+        let engine = |version: &str, os: &str, podman: bool| EngineFacts {
+            version: version.into(),
+            cpus: 8,
+            memory_bytes: 16 << 30,
+            cgroup_version: "2".into(),
+            root_dir: "/var/lib/docker".into(),
+            os_type: "linux".into(),
+            operating_system: os.into(),
+            podman,
+        };
+        for (version, os, podman, exposed) in [
+            (
+                "20.10.24+dfsg1",
+                "Debian GNU/Linux 12 (bookworm)",
+                false,
+                true,
+            ),
+            ("27.5.1", "Ubuntu 24.04.1 LTS", false, true),
+            ("28.0.0", "Ubuntu 24.04.1 LTS", false, true),
+            ("28.3.3", "Ubuntu 24.04.1 LTS", false, false),
+            ("29.1.2", "Fedora Linux 43", false, false),
+            ("27.5.1", "Docker Desktop", false, false),
+            ("4.3.1", "debian", true, false),
+        ] {
+            let facts = engine(version, os, podman);
+            assert_eq!(
+                facts.loopback_exposure().is_some(),
+                exposed,
+                "{version} on {os}"
+            );
+            let network = judge_engine(&facts, None)
+                .into_iter()
+                .any(|f| f.check == "network" && f.status == Status::Warn);
+            assert_eq!(network, exposed, "{version} on {os}");
+        }
     }
 }

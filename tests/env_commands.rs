@@ -377,7 +377,25 @@ mod env {
         }
         let h = Harness::new();
         let env = unique("v");
-        ok(&h.create(&env, &[]));
+        let created = h.create(&env, &[]);
+        ok(&created);
+        // This engine's own facts decide whether create warns that the local network can reach
+        // its loopback ports (Docker Engine before 28.3.3 on Linux): it warns exactly then.
+        let facts = kindling::docker::DockerClient::connect()
+            .await
+            .unwrap()
+            .engine_facts()
+            .await
+            .unwrap();
+        let said = String::from_utf8_lossy(&created.stderr);
+        assert_eq!(
+            said.contains("reach ports published on 127.0.0.1")
+                || said.contains("exposes ports published on 127.0.0.1"),
+            facts.loopback_exposure().is_some(),
+            "engine {} on {}: {said}",
+            facts.version,
+            facts.operating_system
+        );
         let profile = h.path("profile.yaml");
         let dry_run = [
             "env",
@@ -1653,11 +1671,7 @@ mod env {
             .unwrap();
         error_says(&out, "no-such-file.pem");
         // Both there: the dry run lists what it would read from this host, never the values.
-        std::fs::write(
-            h.path("source/no-such-file.pem"),
-            "FILE-CONTENT-7f3a\n",
-        )
-        .unwrap();
+        std::fs::write(h.path("source/no-such-file.pem"), "FILE-CONTENT-7f3a\n").unwrap();
         let out = h
             .create_command(
                 &env,

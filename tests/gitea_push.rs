@@ -7,7 +7,9 @@ mod gitea {
     use std::collections::BTreeMap;
     use std::path::{Path, PathBuf};
 
-    use kindling::gitea::push::{PushError, PushOutcome, PushTarget, push_snapshot};
+    use kindling::gitea::push::{
+        PushError, PushOutcome, PushTarget, push_snapshot, push_snapshot_capped,
+    };
 
     use super::common::fake_gitea::git;
 
@@ -156,6 +158,109 @@ mod gitea {
             !f.source.join(".kindling").exists(),
             "generated files must not land in the user's tree"
         );
+    }
+
+    /// Every ignore rule Git honours keeps a file out of the snapshot: the user's global
+    /// excludes file (`~/.config/git/ignore`, where a `.env` is typically ignored) and the
+    /// repository's `.git/info/exclude`. Run in a child test process with its own HOME.
+    #[test]
+    fn gitea_push_honours_global_and_repository_excludes() {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(home.path().join(".config/git")).unwrap();
+        std::fs::write(home.path().join(".config/git/ignore"), ".env\n").unwrap();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "gitea::push_with_excludes_in_this_home",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env("HOME", home.path())
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("GIT_CONFIG_GLOBAL")
+            .env("KINDLING_TEST_CHILD", "1")
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && said.contains("1 passed"),
+            "{said}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The child of the test above, in a process with its own HOME.
+    #[test]
+    #[ignore = "run by gitea_push_honours_global_and_repository_excludes, with its own HOME"]
+    fn push_with_excludes_in_this_home() {
+        assert!(
+            std::env::var_os("KINDLING_TEST_CHILD").is_some(),
+            "run through gitea_push_honours_global_and_repository_excludes"
+        );
+        let f = fixture();
+        std::fs::write(f.source.join(".env"), "GITHUB_TOKEN=ghp_secret\n").unwrap();
+        std::fs::write(f.source.join(".git/info/exclude"), "local-only.txt\n").unwrap();
+        std::fs::write(f.source.join("local-only.txt"), "mine\n").unwrap();
+        // As the user's own git sees it.
+        assert_eq!(
+            git(&f.source, &["check-ignore", ".env", "local-only.txt"]),
+            ".env\nlocal-only.txt"
+        );
+        push_snapshot(&f.source, &[], "x", &target(&f.url, TOKEN)).unwrap();
+        let files = git(&f.remote, &["ls-tree", "-r", "--name-only", "main"]);
+        assert!(!files.contains(".env"), "{files}");
+        assert!(!files.contains("local-only.txt"), "{files}");
+        assert!(files.contains("stamps/s/app.yaml"), "{files}");
+    }
+
+    /// A snapshot over the cap is refused before anything is pushed, naming its largest files.
+    #[test]
+    fn gitea_push_over_the_size_cap_names_the_largest_files() {
+        let f = fixture();
+        std::fs::write(f.source.join("dump.sql"), vec![b'x'; 3 * 1024 * 1024]).unwrap();
+        std::fs::write(
+            f.source.join("stamps/s/big.bin"),
+            vec![b'y'; 2 * 1024 * 1024],
+        )
+        .unwrap();
+        let err =
+            push_snapshot_capped(&f.source, &[], "x", &target(&f.url, TOKEN), 4 << 20).unwrap_err();
+        assert!(matches!(err, PushError::TooLarge { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("5 MiB, over the 4 MiB"), "{text}");
+        let dump = text.find("dump.sql (3 MiB)").expect(&text);
+        let big = text.find("stamps/s/big.bin (2 MiB)").expect(&text);
+        assert!(dump < big, "largest first: {text}");
+        assert!(text.contains("KINDLING_PUSH_MAX_MB"), "{text}");
+        assert!(
+            git(&f.remote, &["for-each-ref"]).is_empty(),
+            "nothing pushed"
+        );
+        // Under the cap, it goes.
+        push_snapshot_capped(&f.source, &[], "x", &target(&f.url, TOKEN), 8 << 20).unwrap();
+    }
+
+    /// A symbolic link that leaves the tree (or is absolute) is refused; one within it is
+    /// pushed as a link.
+    #[test]
+    fn gitea_push_refuses_links_that_leave_the_tree() {
+        for target_path in ["../../../../etc/passwd", "/etc/passwd"] {
+            let f = fixture();
+            let link = f.source.join("stamps/s/secret.yaml");
+            std::os::unix::fs::symlink(target_path, &link).unwrap();
+            let err = push_snapshot(&f.source, &[], "x", &target(&f.url, TOKEN)).unwrap_err();
+            assert!(matches!(err, PushError::LinkLeavesTree { .. }), "{err:?}");
+            assert!(err.to_string().contains("secret.yaml"), "{err}");
+            assert!(
+                git(&f.remote, &["for-each-ref"]).is_empty(),
+                "nothing pushed"
+            );
+        }
+        let f = fixture();
+        std::os::unix::fs::symlink("app.yaml", f.source.join("stamps/s/alias.yaml")).unwrap();
+        push_snapshot(&f.source, &[], "x", &target(&f.url, TOKEN)).unwrap();
+        let tree = git(&f.remote, &["ls-tree", "-r", "main", "stamps/s/alias.yaml"]);
+        assert!(tree.starts_with("120000"), "{tree}");
     }
 
     #[test]

@@ -134,6 +134,52 @@ pub struct EngineFacts {
     /// "1" or "2".
     pub cgroup_version: String,
     pub root_dir: String,
+    /// `linux` or `windows`: where containers run.
+    pub os_type: String,
+    /// The engine host's OS as it names itself (`Docker Desktop`, `Ubuntu 24.04 LTS`…).
+    pub operating_system: String,
+    /// The engine is Podman's Docker-compatible service.
+    pub podman: bool,
+}
+
+impl EngineFacts {
+    /// Why hosts on the same network (a workshop's Wi-Fi) can reach this engine's ports
+    /// published on 127.0.0.1, or `None`. Docker Engine on Linux before 28.0 routes packets
+    /// addressed to a container's loopback-published port from L2 neighbours (moby/moby#45610,
+    /// closed by the 28.0 hardening); 28.0 to 28.3.2 still did after a firewalld reload
+    /// (CVE-2025-54388, fixed in 28.3.3). Docker Desktop runs the engine in a VM behind its
+    /// own port forwarding, and Podman's rootful networking is not Docker's iptables.
+    pub fn loopback_exposure(&self) -> Option<String> {
+        if self.podman
+            || self.os_type != "linux"
+            || self.operating_system.contains("Docker Desktop")
+        {
+            return None;
+        }
+        let mut parts = self
+            .version
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|p| !p.is_empty())
+            .map(|p| p.parse::<u32>().unwrap_or(0));
+        let version = (
+            parts.next().unwrap_or(0),
+            parts.next().unwrap_or(0),
+            parts.next().unwrap_or(0),
+        );
+        if version < (28, 0, 0) {
+            Some(format!(
+                "Docker Engine {} lets hosts on the same network reach ports published on 127.0.0.1 (fixed in 28.0): on shared Wi-Fi, others can reach this env's Gitea, registry and ingress",
+                self.version
+            ))
+        } else if version < (28, 3, 3) {
+            Some(format!(
+                "Docker Engine {} exposes ports published on 127.0.0.1 to the local network after a firewalld reload (CVE-2025-54388, fixed in 28.3.3)",
+                self.version
+            ))
+        } else {
+            None
+        }
+    }
 }
 
 impl DockerClient {
@@ -195,6 +241,9 @@ impl DockerClient {
                 })
                 .unwrap_or_default(),
             root_dir: info.docker_root_dir.unwrap_or_default(),
+            os_type: info.os_type.unwrap_or_default(),
+            operating_system: info.operating_system.unwrap_or_default(),
+            podman: self.podman,
         })
     }
 

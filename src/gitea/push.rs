@@ -28,6 +28,24 @@ pub enum PushError {
         "the branch {branch} moved each time kindling pushed ({attempts} tries): something else pushes to this env's repository\nhelp: stop the other writer (another `kindling env sync` or `env watch` on this env?) and run the command again"
     )]
     BranchMoving { branch: String, attempts: u32 },
+    #[error(
+        "the snapshot of {} is {} MiB, over the {} MiB kindling pushes; the largest files:\n{}\nhelp: add them to .gitignore (or the stamp's ignore patterns), or raise the cap with KINDLING_PUSH_MAX_MB",
+        tree.display(),
+        total / (1024 * 1024),
+        cap / (1024 * 1024),
+        largest.iter().map(|(p, s)| format!("  {} ({} MiB)", p, s / (1024 * 1024))).collect::<Vec<_>>().join("\n")
+    )]
+    TooLarge {
+        tree: PathBuf,
+        total: u64,
+        cap: u64,
+        largest: Vec<(String, u64)>,
+    },
+    #[error(
+        "{}: a symbolic link to {target}, which leaves the source tree (or is absolute); in the engine's checkout it would name something else, in the engine's own container\nhelp: make it a relative link within the tree, copy what it points at into the tree, or add the link to .gitignore",
+        link.display()
+    )]
+    LinkLeavesTree { link: PathBuf, target: String },
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -115,12 +133,34 @@ pub fn push_snapshot(
     message: &str,
     target: &PushTarget<'_>,
 ) -> Result<PushOutcome, PushError> {
+    let cap_mb = std::env::var("KINDLING_PUSH_MAX_MB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(DEFAULT_MAX_MB);
+    push_snapshot_capped(
+        source,
+        extra_files,
+        message,
+        target,
+        cap_mb.saturating_mul(1024 * 1024),
+    )
+}
+
+/// [`push_snapshot`] with the snapshot's size cap given, in bytes.
+pub fn push_snapshot_capped(
+    source: &Path,
+    extra_files: &[(String, Vec<u8>)],
+    message: &str,
+    target: &PushTarget<'_>,
+    cap: u64,
+) -> Result<PushOutcome, PushError> {
     let scratch = tempfile::tempdir().map_err(|source| PushError::Io {
         path: std::env::temp_dir(),
         source,
     })?;
     let git = scratch_git(source, scratch.path(), target)?;
     let tree = snapshot_tree(&git, extra_files)?;
+    check_snapshot(&git, source, cap)?;
     // Someone else may push between our fetch and our push (a second kindling, a user in
     // Gitea's web editor). Git then refuses the push as not a fast-forward; fetch again and
     // put the same tree on top of what is there now, a few times.
@@ -182,7 +222,7 @@ fn scratch_git(source: &Path, scratch: &Path, target: &PushTarget<'_>) -> Result
     let git_dir = scratch.join("objects.git");
     let credentials = base64::engine::general_purpose::STANDARD
         .encode(format!("{}:{}", target.user, target.token));
-    let mut config = vec![
+    let config = vec![
         (
             "http.extraHeader".to_string(),
             format!("Authorization: Basic {credentials}"),
@@ -191,14 +231,10 @@ fn scratch_git(source: &Path, scratch: &Path, target: &PushTarget<'_>) -> Result
         // The source tree may belong to another user (a CI checkout); reading it is all we do.
         ("safe.directory".to_string(), "*".to_string()),
     ];
-    // The user's own excludes still apply, as they would to `git status`.
-    let user_exclude = source.join(".git/info/exclude");
-    if user_exclude.is_file() {
-        config.push((
-            "core.excludesFile".to_string(),
-            user_exclude.display().to_string(),
-        ));
-    }
+    // Every ignore rule Git honours applies, as it would to `git status`: the tree's
+    // .gitignore files, the repository's info/exclude (copied into the scratch store below),
+    // and the user's global core.excludesFile (~/.config/git/ignore by default), which the
+    // user's own git config names and nothing here overrides.
     let mut env: Vec<(String, String)> = [
         ("GIT_DIR", git_dir.display().to_string()),
         ("GIT_WORK_TREE", source.display().to_string()),
@@ -234,6 +270,17 @@ fn scratch_git(source: &Path, scratch: &Path, target: &PushTarget<'_>) -> Result
         &["init", "--quiet", "--bare", &git_dir.display().to_string()],
         None,
     )?;
+    // The repository's own excludes, where git looks for them: in the (scratch) git dir.
+    let user_exclude = source.join(".git/info/exclude");
+    if let Ok(excludes) = std::fs::read(&user_exclude) {
+        let info = git_dir.join("info");
+        std::fs::create_dir_all(&info)
+            .and_then(|()| std::fs::write(info.join("exclude"), excludes))
+            .map_err(|e| PushError::Io {
+                path: info.join("exclude"),
+                source: e,
+            })?;
+    }
     Ok(Git { env })
 }
 
@@ -263,6 +310,56 @@ fn fetch_branch(git: &Git, target: &PushTarget<'_>) -> Result<Option<String>, Pu
         }
         Err(e) => Err(e),
     }
+}
+
+/// The default cap on a snapshot's size (`KINDLING_PUSH_MAX_MB`): a stamp is manifests, not
+/// build output; a few hundred MiB means something big was not ignored.
+const DEFAULT_MAX_MB: u64 = 200;
+
+/// What the snapshot holds, checked before it leaves the machine: not too large (naming the
+/// largest files when it is), and no symbolic link that points out of the source tree.
+fn check_snapshot(git: &Git, source: &Path, cap: u64) -> Result<(), PushError> {
+    let listed = git.run("listing the snapshot", &["ls-files", "--stage", "-z"], None)?;
+    let root = std::fs::canonicalize(source).unwrap_or_else(|_| source.to_path_buf());
+    let mut sizes: Vec<(String, u64)> = Vec::new();
+    // `MODE OBJECT STAGE\tPATH`, NUL-separated (git ls-files --stage -z).
+    for entry in listed.split('\0').filter(|e| !e.is_empty()) {
+        let Some((meta, path)) = entry.split_once('\t') else {
+            continue;
+        };
+        let on_disk = source.join(path);
+        if meta.starts_with("120000") {
+            let Ok(target) = std::fs::read_link(&on_disk) else {
+                continue;
+            };
+            let resolved =
+                crate::stamp::normalize(&on_disk.parent().unwrap_or(source).join(&target));
+            let inside = resolved.starts_with(source)
+                || std::fs::canonicalize(&resolved).is_ok_and(|r| r.starts_with(&root));
+            if target.is_absolute() || !inside {
+                return Err(PushError::LinkLeavesTree {
+                    link: on_disk,
+                    target: target.display().to_string(),
+                });
+            }
+            continue;
+        }
+        if let Ok(meta) = std::fs::symlink_metadata(&on_disk) {
+            sizes.push((path.to_string(), meta.len()));
+        }
+    }
+    let total: u64 = sizes.iter().map(|(_, s)| s).sum();
+    if total > cap {
+        sizes.sort_by_key(|s| std::cmp::Reverse(s.1));
+        sizes.truncate(5);
+        return Err(PushError::TooLarge {
+            tree: source.to_path_buf(),
+            total,
+            cap,
+            largest: sizes,
+        });
+    }
+    Ok(())
 }
 
 /// The tree of the working tree (what Git would snapshot) plus the generated files.

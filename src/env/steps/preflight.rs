@@ -26,6 +26,15 @@ impl Step for Preflight {
                     "{e}\nhelp: start Docker (`kindling doctor` checks the setup)"
                 ))
             })?;
+            // Ports bind to 127.0.0.1; on an engine that lets the local network reach those
+            // anyway, say so before the env's Gitea and registry are published there.
+            if let Ok(facts) = docker.engine_facts().await
+                && let Some(exposure) = facts.loopback_exposure()
+            {
+                ctx.progress.warn(&format!(
+                    "{exposure}; upgrade Docker Engine to 28.3.3 or later (`kindling doctor`)"
+                ));
+            }
             let _ = ctx.docker.set(docker);
             // Resolved once (PATH or the pinned download) and shared with the blocking calls.
             // What the secrets step will read from this host is there before anything is made.
