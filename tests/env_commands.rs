@@ -1625,6 +1625,9 @@ mod env {
         std::fs::write(&stamp_file, text).unwrap();
         let profile = h.path("profile.yaml");
         let env = unique("hostval");
+        // An environment variable needs the user's consent (a stamp could ask for
+        // GITHUB_TOKEN): off a terminal, without `--allow-secret-from`, dry run and create
+        // refuse before anything is made, naming it and the flag, never its value.
         for dry in [true, false] {
             let mut args = vec![
                 "env",
@@ -1636,6 +1639,103 @@ mod env {
                 profile.to_str().unwrap(),
                 "--output",
                 "json",
+            ];
+            if dry {
+                args.push("--dry-run");
+            }
+            let out = h
+                .command(
+                    &args,
+                    &[("KINDLING_TEST_NEVER_SET_TOKEN", "TOKEN-VALUE-9c1e")],
+                )
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(1), "dry run {dry}");
+            let doc = error_says(&out, "what you have not allowed");
+            let error = doc["error"].as_str().unwrap();
+            assert!(
+                error.contains(
+                    "sample/api-token key token: environment variable KINDLING_TEST_NEVER_SET_TOKEN"
+                ) && error.contains("--allow-secret-from NAME")
+                    && !error.contains("TOKEN-VALUE-9c1e"),
+                "{doc}"
+            );
+            // The file in the source tree needs no consent.
+            assert!(!error.contains("no-such-file.pem"), "{doc}");
+        }
+        // On a terminal, create asks; "n" refuses as above, "y" goes on to the next check (the
+        // missing file). util-linux script(1) gives it a terminal.
+        for (answer, allowed) in [("n", false), ("y", true)] {
+            let kindling = h.command(
+                &[
+                    "env",
+                    "create",
+                    &env,
+                    "--stamp",
+                    "sample",
+                    "--profile",
+                    profile.to_str().unwrap(),
+                ],
+                &[("KINDLING_TEST_NEVER_SET_TOKEN", "TOKEN-VALUE-9c1e")],
+            );
+            let quoted: Vec<String> = std::iter::once(kindling.get_program())
+                .chain(kindling.get_args())
+                .map(|a| format!("'{}'", a.to_string_lossy()))
+                .collect();
+            let mut script = std::process::Command::new("script");
+            script
+                .args(["-qec", &quoted.join(" "), "/dev/null"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            for (key, value) in kindling.get_envs() {
+                match value {
+                    Some(v) => script.env(key, v),
+                    None => script.env_remove(key),
+                };
+            }
+            if let Some(dir) = kindling.get_current_dir() {
+                script.current_dir(dir);
+            }
+            let mut child = script.spawn().expect("script(1) from util-linux");
+            {
+                use std::io::Write as _;
+                let mut stdin = child.stdin.take().unwrap();
+                stdin.write_all(format!("{answer}\n").as_bytes()).unwrap();
+            }
+            let out = child.wait_with_output().unwrap();
+            let said = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                said.contains(
+                    "reads environment variable KINDLING_TEST_NEVER_SET_TOKEN into the cluster"
+                ) && said.contains("Allow? [y/N]"),
+                "{said}"
+            );
+            assert_eq!(
+                said.contains("what you have not allowed"),
+                !allowed,
+                "{said}"
+            );
+            assert_eq!(
+                said.contains("no-such-file.pem"),
+                allowed,
+                "{said}"
+            );
+            assert!(!said.contains("TOKEN-VALUE-9c1e"), "{said}");
+        }
+        for dry in [true, false] {
+            let mut args = vec![
+                "env",
+                "create",
+                &env,
+                "--stamp",
+                "sample",
+                "--profile",
+                profile.to_str().unwrap(),
+                "--output",
+                "json",
+                "--allow-secret-from",
+                "KINDLING_TEST_NEVER_SET_TOKEN",
             ];
             if dry {
                 args.push("--dry-run");
@@ -1659,13 +1759,18 @@ mod env {
         let calls = std::fs::read_to_string(h.path("bin/kind-calls")).unwrap_or_default();
         assert!(!calls.contains("create cluster"), "{calls}");
         assert!(!container_exists(&format!("kindling-{env}-registry")));
-        // With the variable set, the file is what is missing next.
+        // With the variable set (and allowed, here through the environment), the file is what
+        // is missing next.
+        let allowed = (
+            "KINDLING_ALLOW_SECRET_FROM",
+            "KINDLING_TEST_NEVER_SET_TOKEN",
+        );
         let out = h
             .create_command(
                 &env,
                 &profile,
                 &["--dry-run"],
-                &[("KINDLING_TEST_NEVER_SET_TOKEN", "t0k")],
+                &[("KINDLING_TEST_NEVER_SET_TOKEN", "t0k"), allowed],
             )
             .output()
             .unwrap();
@@ -1677,7 +1782,10 @@ mod env {
                 &env,
                 &profile,
                 &["--dry-run"],
-                &[("KINDLING_TEST_NEVER_SET_TOKEN", "TOKEN-VALUE-9c1e")],
+                &[
+                    ("KINDLING_TEST_NEVER_SET_TOKEN", "TOKEN-VALUE-9c1e"),
+                    allowed,
+                ],
             )
             .output()
             .unwrap();
@@ -1713,7 +1821,10 @@ mod env {
                     profile.to_str().unwrap(),
                     "--dry-run",
                 ],
-                &[("KINDLING_TEST_NEVER_SET_TOKEN", "TOKEN-VALUE-9c1e")],
+                &[
+                    ("KINDLING_TEST_NEVER_SET_TOKEN", "TOKEN-VALUE-9c1e"),
+                    allowed,
+                ],
             )
             .output()
             .unwrap();

@@ -26,6 +26,12 @@ pub enum EngineError {
     Manifest(String),
     #[error(transparent)]
     Kube(#[from] KubeError),
+    #[error(
+        "the stamp's bootstrap secrets would read from this host what you have not allowed:\n{}\nhelp: a stamp can copy these into a Secret its own workloads read; if the stamp is yours and it should, allow each with `--allow-secret-from NAME` (repeatable) or KINDLING_ALLOW_SECRET_FROM=NAME,NAME ({}); on a terminal, env create and env restart ask",
+        .0.iter().map(|s| format!("  - {} key {}: {}", s.secret, s.key, s.what)).collect::<Vec<_>>().join("\n"),
+        .0.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(",")
+    )]
+    Consent(Vec<secrets::HostSource>),
     #[error("bootstrap secret {secret}, key {key}: {reason}\nhelp: {help}")]
     Secret {
         secret: String,

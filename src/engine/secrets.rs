@@ -65,6 +65,78 @@ pub struct HostValues<'a> {
     /// Relative `fromFile` paths are read relative to this directory (the source root).
     pub base_dir: &'a Path,
     pub env: &'a dyn Fn(&str) -> Option<String>,
+    /// What the user allowed beyond the source tree (`--allow-secret-from`): environment
+    /// variable names and file paths as the stamp writes them.
+    pub allowed: &'a [String],
+}
+
+/// A value a stamp's bootstrap secret reads from this host that needs the user's consent:
+/// every environment variable, and every file outside the source tree. A stamp from someone
+/// else could otherwise copy `GITHUB_TOKEN` or `~/.ssh/id_ed25519` into a Secret its own
+/// workloads read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostSource {
+    /// `NAMESPACE/NAME`
+    pub secret: String,
+    pub key: String,
+    /// What `--allow-secret-from` takes: the variable's name, or the path as the stamp wrote it.
+    pub name: String,
+    /// `environment variable GITHUB_TOKEN`, `file /home/u/.ssh/id_ed25519 (outside the source tree)`
+    pub what: String,
+}
+
+/// Where a `fromFile` path is read: `~` expanded, relative paths under `base_dir`.
+fn file_path(path: &Path, base_dir: &Path) -> PathBuf {
+    let home = directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf());
+    let path = expand_home(path, home.as_deref());
+    if path.is_absolute() {
+        path
+    } else {
+        base_dir.join(path)
+    }
+}
+
+/// Whether `path` (resolved, links followed where it exists) lies inside `base_dir`.
+fn inside(path: &Path, base_dir: &Path) -> bool {
+    let base = std::fs::canonicalize(base_dir).unwrap_or_else(|_| base_dir.to_path_buf());
+    let resolved = std::fs::canonicalize(path).unwrap_or_else(|_| crate::stamp::normalize(path));
+    resolved.starts_with(&base)
+}
+
+/// The host values of `secrets` that need consent and do not have it.
+pub fn without_consent(
+    secrets: &[BootstrapSecret],
+    base_dir: &Path,
+    allowed: &[String],
+) -> Vec<HostSource> {
+    let mut out = Vec::new();
+    for secret in secrets {
+        for key in &secret.keys {
+            let (name, what) = match &key.value {
+                SecretValue::FromEnv(var) => (var.clone(), format!("environment variable {var}")),
+                SecretValue::FromFile(path) => {
+                    let resolved = file_path(path, base_dir);
+                    if inside(&resolved, base_dir) {
+                        continue;
+                    }
+                    (
+                        path.display().to_string(),
+                        format!("file {} (outside the source tree)", resolved.display()),
+                    )
+                }
+                SecretValue::Literal(_) | SecretValue::Generate { .. } => continue,
+            };
+            if !allowed.iter().any(|a| *a == name) {
+                out.push(HostSource {
+                    secret: format!("{}/{}", secret.namespace, secret.name),
+                    key: key.key.clone(),
+                    name,
+                    what,
+                });
+            }
+        }
+    }
+    out
 }
 
 fn expand_home(path: &Path, home: Option<&Path>) -> PathBuf {
@@ -109,20 +181,36 @@ pub fn resolve(
                         }
                     }
                 }
-                SecretValue::FromFile(path) => {
-                    let home = directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf());
-                    let path = expand_home(path, home.as_deref());
-                    let path = if path.is_absolute() {
-                        path
-                    } else {
-                        host.base_dir.join(path)
-                    };
+                SecretValue::FromFile(written) => {
+                    let path = file_path(written, host.base_dir);
+                    let name = written.display().to_string();
+                    if !inside(&path, host.base_dir) && !host.allowed.contains(&name) {
+                        return Err(failed(
+                            format!(
+                                "reads {} from outside the source tree, which you have not allowed",
+                                path.display()
+                            ),
+                            &format!(
+                                "if this stamp is yours and it should, allow it with `--allow-secret-from {name}` (or KINDLING_ALLOW_SECRET_FROM)"
+                            ),
+                        ));
+                    }
                     std::fs::read_to_string(&path).map_err(|e| {
                         failed(
                             format!("cannot read {}: {e}", path.display()),
                             "create the file (it stays on this host, outside Git) or change fromFile in stamp.yaml",
                         )
                     })?
+                }
+                SecretValue::FromEnv(var) if !host.allowed.contains(var) => {
+                    return Err(failed(
+                        format!(
+                            "reads environment variable {var} from this host, which you have not allowed"
+                        ),
+                        &format!(
+                            "if this stamp is yours and it should, allow it with `--allow-secret-from {var}` (or KINDLING_ALLOW_SECRET_FROM)"
+                        ),
+                    ));
                 }
                 SecretValue::FromEnv(var) => (host.env)(var).ok_or_else(|| {
                     failed(
@@ -165,11 +253,19 @@ pub struct AppliedSecrets {
 /// Whether every value the stamp's bootstrap secrets take from this host is there (each
 /// `fromEnv` set, each `fromFile` readable): checked by `--dry-run` and by preflight, so a
 /// create never stops at its secrets step for a missing variable. Nothing is kept or shown.
-pub fn check_host_values(stamp: &crate::stamp::Stamp) -> Result<(), EngineError> {
+pub fn check_host_values(
+    stamp: &crate::stamp::Stamp,
+    allowed: &[String],
+) -> Result<(), EngineError> {
+    let missing = without_consent(&stamp.secrets, &stamp.repo_root, allowed);
+    if !missing.is_empty() {
+        return Err(EngineError::Consent(missing));
+    }
     let env_lookup = |k: &str| std::env::var(k).ok();
     let host = HostValues {
         base_dir: &stamp.repo_root,
         env: &env_lookup,
+        allowed,
     };
     resolve(&stamp.secrets, &mut GeneratedValues::default(), &host).map(|_| ())
 }
@@ -183,12 +279,14 @@ pub async fn apply(
     env_dir: &Path,
     ca_secret: &Value,
     timeout: std::time::Duration,
+    allowed: &[String],
 ) -> Result<AppliedSecrets, EngineError> {
     let mut generated = GeneratedValues::load(env_dir)?;
     let env_lookup = |k: &str| std::env::var(k).ok();
     let host = HostValues {
         base_dir: &stamp.repo_root,
         env: &env_lookup,
+        allowed,
     };
     let ca_namespace = ca_secret["metadata"]["namespace"]
         .as_str()
@@ -261,9 +359,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("token.txt"), "from-file").unwrap();
         let env = |v: &str| (v == "DB_ADMIN").then(|| "from-env".to_string());
+        let allowed = ["DB_ADMIN".to_string()];
         let host = HostValues {
             base_dir: dir.path(),
             env: &env,
+            allowed: &allowed,
         };
         let keys = vec![
             SecretKey {
@@ -315,9 +415,11 @@ mod tests {
     fn engine_secrets_missing_host_values_name_the_secret_key_and_fix() {
         let dir = tempfile::tempdir().unwrap();
         let env = |_: &str| None;
+        let allowed = ["DB_ADMIN".to_string()];
         let host = HostValues {
             base_dir: dir.path(),
             env: &env,
+            allowed: &allowed,
         };
         let err = resolve(
             &[secret(vec![SecretKey {
@@ -343,6 +445,79 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("absent.txt"), "{err}");
+    }
+
+    /// Every environment variable, and every file outside the source tree, needs the user's
+    /// consent; a file in the tree does not. Without it, nothing is read.
+    #[test]
+    fn engine_secrets_host_values_beyond_the_tree_need_consent() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(&tree).unwrap();
+        std::fs::write(tree.join("in-tree.txt"), "fine").unwrap();
+        let outside = dir.path().join("id_ed25519");
+        std::fs::write(&outside, "PRIVATE KEY").unwrap();
+        // A link in the tree to the outside file is outside too.
+        std::os::unix::fs::symlink(&outside, tree.join("linked.txt")).unwrap();
+        let keys = vec![
+            SecretKey {
+                key: "a".into(),
+                value: SecretValue::FromFile("in-tree.txt".into()),
+            },
+            SecretKey {
+                key: "b".into(),
+                value: SecretValue::FromFile(outside.clone()),
+            },
+            SecretKey {
+                key: "c".into(),
+                value: SecretValue::FromFile("linked.txt".into()),
+            },
+            SecretKey {
+                key: "d".into(),
+                value: SecretValue::FromEnv("GITHUB_TOKEN".into()),
+            },
+        ];
+        let secrets = [secret(keys)];
+        let missing = without_consent(&secrets, &tree, &[]);
+        let names: Vec<&str> = missing.iter().map(|m| m.name.as_str()).collect();
+        let outside_name = outside.display().to_string();
+        assert_eq!(names, [outside_name.as_str(), "linked.txt", "GITHUB_TOKEN"]);
+        let env = |v: &str| (v == "GITHUB_TOKEN").then(|| "ghp_x".to_string());
+        let none: [String; 0] = [];
+        let host = HostValues {
+            base_dir: &tree,
+            env: &env,
+            allowed: &none,
+        };
+        let err = resolve(&secrets, &mut GeneratedValues::default(), &host)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("which you have not allowed"), "{err}");
+        assert!(!err.contains("PRIVATE KEY"), "{err}");
+        let all = [
+            outside_name.clone(),
+            "linked.txt".to_string(),
+            "GITHUB_TOKEN".to_string(),
+        ];
+        assert!(without_consent(&secrets, &tree, &all).is_empty());
+        let host = HostValues {
+            base_dir: &tree,
+            env: &env,
+            allowed: &all,
+        };
+        let objects = resolve(&secrets, &mut GeneratedValues::default(), &host).unwrap();
+        assert_eq!(decoded(&objects, "b"), "PRIVATE KEY");
+        assert_eq!(decoded(&objects, "d"), "ghp_x");
+        // The whole list at once, with the flag that allows each.
+        let text = EngineError::Consent(missing).to_string();
+        assert!(text.contains("environment variable GITHUB_TOKEN"), "{text}");
+        assert!(text.contains("(outside the source tree)"), "{text}");
+        assert!(
+            text.contains(&format!(
+                "KINDLING_ALLOW_SECRET_FROM=NAME,NAME ({outside_name},linked.txt,GITHUB_TOKEN)"
+            )),
+            "{text}"
+        );
     }
 
     #[test]

@@ -20,6 +20,47 @@ pub mod sync;
 pub mod watch;
 
 pub use approve::approve;
+
+/// What the stamp `stamp_arg` (as `env create --stamp` takes it) would read from this host
+/// that the user has not allowed yet. Empty when the stamp cannot be loaded: the command
+/// itself reports that.
+pub fn consent_needed_for_create(
+    settings: &Settings,
+    stamp_arg: &str,
+    source: &std::path::Path,
+) -> Vec<crate::engine::secrets::HostSource> {
+    match open::load_stamp(stamp_arg, source) {
+        Ok(stamp) => crate::engine::secrets::without_consent(
+            &stamp.secrets,
+            &stamp.repo_root,
+            &settings.allow_secret_from,
+        ),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The same for `env restart NAME [--stamp S]`.
+pub fn consent_needed_for_restart(
+    settings: &Settings,
+    name: &str,
+    new_stamp: Option<&str>,
+) -> Vec<crate::engine::secrets::HostSource> {
+    let Ok(state) = open::load(settings, name) else {
+        return Vec::new();
+    };
+    let stamp = match new_stamp {
+        Some(arg) => open::load_stamp(arg, &state.source),
+        None => open::stamp_of(&state),
+    };
+    match stamp {
+        Ok(stamp) => crate::engine::secrets::without_consent(
+            &stamp.secrets,
+            &stamp.repo_root,
+            &settings.allow_secret_from,
+        ),
+        Err(_) => Vec::new(),
+    }
+}
 pub use create::create;
 pub use delete::delete;
 pub use kubeconfig::kubeconfig;
@@ -134,6 +175,9 @@ pub struct Settings {
     pub manifests_modified: bool,
     /// How long the cluster's nodes and the engine's controllers may take.
     pub step_timeout: Duration,
+    /// Host values a stamp's bootstrap secrets may read beyond its own tree: environment
+    /// variable names and file paths (`--allow-secret-from`, `KINDLING_ALLOW_SECRET_FROM`).
+    pub allow_secret_from: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -186,6 +230,15 @@ impl Settings {
             manifests_dir: var("KINDLING_MANIFESTS_DIR").map(PathBuf::from),
             manifests_modified: var("KINDLING_MANIFESTS_MODIFIED").is_some_and(|v| v == "1"),
             step_timeout: seconds("KINDLING_STEP_TIMEOUT", 300),
+            allow_secret_from: var("KINDLING_ALLOW_SECRET_FROM")
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 

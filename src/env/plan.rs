@@ -91,7 +91,7 @@ pub fn plan(
         token: None,
         external: settings.external_gitea.is_some(),
     };
-    crate::engine::secrets::check_host_values(stamp)?;
+    crate::engine::secrets::check_host_values(stamp, &settings.allow_secret_from)?;
     let rendered = push::render(stamp, opts.engine, &gitea)?;
     let bootstrap = redact_secrets(&bootstrap::objects(
         opts.engine,

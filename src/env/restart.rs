@@ -30,6 +30,13 @@ pub async fn restart(
     let env_dir = settings.env_dir(name);
     let (_lock, mut state) = load_locked(settings, name, "env restart")?;
     let old = stamp_of(&state)?;
+    // The stamp to bootstrap, and what its secrets read from this host (consented to, and
+    // there), before anything is removed.
+    let stamp = match new_stamp {
+        Some(arg) => load_stamp(arg, &state.source)?,
+        None => stamp_of(&state)?,
+    };
+    engine::secrets::check_host_values(&stamp, &settings.allow_secret_from)?;
     let (kube, _) = live_kube_of(&state, progress).await?;
     let t = Instant::now();
     progress.start("remove", &format!("stamp {}", old.name));
@@ -39,10 +46,6 @@ pub async fn restart(
         t.elapsed(),
         &format!("stamp {} removed", old.name),
     );
-    let stamp = match new_stamp {
-        Some(arg) => load_stamp(arg, &state.source)?,
-        None => stamp_of(&state)?,
-    };
     state.stamp = stamp.name.clone();
     state.stamp_dir = stamp.dir.clone();
     state.source = stamp.repo_root.clone();
@@ -65,8 +68,15 @@ pub async fn restart(
     );
     let t = Instant::now();
     let ca_secret = crate::pki::env_ca_secret(&settings.data_dir, name)?;
-    let applied =
-        engine::secrets::apply(&kube, &stamp, &env_dir, &ca_secret, settings.step_timeout).await?;
+    let applied = engine::secrets::apply(
+        &kube,
+        &stamp,
+        &env_dir,
+        &ca_secret,
+        settings.step_timeout,
+        &settings.allow_secret_from,
+    )
+    .await?;
     secrets::warn_if_left_to_stamp(progress, &ca_secret, &applied);
     state.record("secrets", t.elapsed());
     let t = Instant::now();

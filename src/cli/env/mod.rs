@@ -65,6 +65,17 @@ pub struct CreateArgs {
     /// Read the engine's install manifest from this directory (air-gapped hosts).
     #[arg(long)]
     manifests_dir: Option<PathBuf>,
+    #[command(flatten)]
+    consent: SecretConsent,
+}
+
+/// What a stamp's bootstrap secrets may read from this host beyond the source tree.
+#[derive(Args)]
+pub struct SecretConsent {
+    /// Let the stamp's bootstrap secrets read this environment variable, or this file outside
+    /// the source tree (as the stamp writes its path); repeatable. On a terminal, kindling asks.
+    #[arg(long = "allow-secret-from", value_name = "NAME")]
+    allow_secret_from: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -98,6 +109,8 @@ pub enum EnvCommand {
         /// Switch to this stamp.
         #[arg(long)]
         stamp: Option<String>,
+        #[command(flatten)]
+        consent: SecretConsent,
     },
     /// Let an environment created with --hold reconcile.
     Approve(EnvName),
@@ -130,6 +143,37 @@ pub enum EnvCommand {
     Kubeconfig(EnvName),
     /// List environments (and orphaned Docker objects).
     List,
+}
+
+/// Asks on a terminal, one by one, whether the stamp's secrets may read what they would from
+/// this host; what is allowed is added to `settings`. Off a terminal (CI, a pipe) or with
+/// `--output json` nothing is asked, and the command refuses what was not allowed by flag.
+fn ask_consent(
+    missing: Vec<kindling::engine::secrets::HostSource>,
+    settings: &mut Settings,
+    json: bool,
+) -> anyhow::Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if missing.is_empty() || json || !std::io::stdin().is_terminal() {
+        return Ok(());
+    }
+    let mut err = std::io::stderr();
+    for source in missing {
+        write!(
+            err,
+            "the stamp's secret {} (key {}) reads {} into the cluster, where its workloads can read it. Allow? [y/N] ",
+            kindling::ui::printable(&source.secret),
+            kindling::ui::printable(&source.key),
+            kindling::ui::printable(&source.what)
+        )?;
+        err.flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+            settings.allow_secret_from.push(source.name);
+        }
+    }
+    Ok(())
 }
 
 /// Asks on a terminal whether to delete `names`: `Some(answer)`, or `None` off a terminal
@@ -195,6 +239,14 @@ async fn run_async(command: EnvCommand, output: Output, verbose: u8) -> anyhow::
     match command {
         EnvCommand::Create(args) => {
             let (options, dry_run) = create_options(args, &mut settings)?;
+            if !dry_run {
+                let missing = kindling::env::consent_needed_for_create(
+                    &settings,
+                    &options.stamp,
+                    &options.source,
+                );
+                ask_consent(missing, &mut settings, out.json)?;
+            }
             match kindling::env::create(&options, &settings, &progress, dry_run).await? {
                 Outcome::Plan(plan) if out.json => {
                     print_json(json!({"ok": true, "dryRun": true, "plan": plan}))
@@ -223,7 +275,15 @@ async fn run_async(command: EnvCommand, output: Output, verbose: u8) -> anyhow::
             let report = kindling::env::sync(&settings, &env.name, wait, &progress).await?;
             out.print("sync", &report, text::synced);
         }
-        EnvCommand::Restart { env, stamp } => {
+        EnvCommand::Restart {
+            env,
+            stamp,
+            consent,
+        } => {
+            settings.allow_secret_from.extend(consent.allow_secret_from);
+            let missing =
+                kindling::env::consent_needed_for_restart(&settings, &env.name, stamp.as_deref());
+            ask_consent(missing, &mut settings, out.json)?;
             let report =
                 kindling::env::restart(&settings, &env.name, stamp.as_deref(), &progress).await?;
             out.print("restart", &report, text::restarted);
@@ -315,6 +375,9 @@ fn create_options(
     if args.manifests_dir.is_some() {
         settings.manifests_dir = args.manifests_dir;
     }
+    settings
+        .allow_secret_from
+        .extend(args.consent.allow_secret_from);
     let source = match args.source {
         Some(s) => s,
         None => std::env::current_dir()?,

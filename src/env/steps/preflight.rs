@@ -38,7 +38,7 @@ impl Step for Preflight {
             let _ = ctx.docker.set(docker);
             // Resolved once (PATH or the pinned download) and shared with the blocking calls.
             // What the secrets step will read from this host is there before anything is made.
-            crate::engine::secrets::check_host_values(ctx.stamp)?;
+            crate::engine::secrets::check_host_values(ctx.stamp, &ctx.settings.allow_secret_from)?;
             let provider = ctx.resolved.provider;
             let tool = crate::env::provider_tool(provider, ctx.settings)?;
             if let Some(note) = &tool.note {

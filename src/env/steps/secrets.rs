@@ -27,6 +27,7 @@ impl Step for Secrets {
                 &ctx.env_dir,
                 ctx.ca_secret()?,
                 ctx.settings.step_timeout,
+                &ctx.settings.allow_secret_from,
             )
             .await?;
             warn_if_left_to_stamp(ctx.progress, ctx.ca_secret()?, &applied);
