@@ -126,7 +126,7 @@ pub fn without_consent(
                 }
                 SecretValue::Literal(_) | SecretValue::Generate { .. } => continue,
             };
-            if !allowed.iter().any(|a| *a == name) {
+            if !allowed.contains(&name) {
                 out.push(HostSource {
                     secret: format!("{}/{}", secret.namespace, secret.name),
                     key: key.key.clone(),
