@@ -49,7 +49,7 @@ async fn main() -> anyhow::Result<()> {
         let (gitea, registry) = tokio::join!(start("gitea"), start("registry"));
         gitea?;
         registry?;
-        docker.sweep(&env).await?;
+        docker.sweep(&env, true).await?;
     }
     println!("{:.3}", started.elapsed().as_secs_f64());
     Ok(())

@@ -268,12 +268,16 @@ pub async fn ensure_caches(
         docker
             .ensure_volume(&spec.volumes[0].volume, &spec.labels)
             .await?;
+        // One of ours made on another network is made again; a container of that name that
+        // is not ours is left alone (and refused just below).
         if docker
             .network_mode(&spec.name)
             .await?
             .is_some_and(|mode| mode != home)
         {
-            docker.remove_container(&spec.name).await?;
+            docker
+                .remove_container_if_labelled(&spec.name, &cache_set_labels())
+                .await?;
         }
         let ensured = docker.run_container(&spec).await?;
         docker.connect_network(&spec.name, network).await?;

@@ -115,7 +115,7 @@ mod docker {
         let elsewhere = d.list_envs("another-data-dir", true).await.unwrap();
         assert_eq!(elsewhere[&env].containers, [c.name.clone()]);
 
-        let report = d.sweep(&env).await.unwrap();
+        let report = d.sweep(&env, false).await.unwrap();
         assert_eq!(report.containers, [c.name.clone()]);
         assert_eq!(report.volumes, [volume]);
         assert_eq!(report.networks, [network]);
@@ -128,7 +128,7 @@ mod docker {
             "{left:?}"
         );
         // Twice is fine and removes nothing.
-        assert!(d.sweep(&env).await.unwrap().is_empty());
+        assert!(d.sweep(&env, false).await.unwrap().is_empty());
     }
 
     #[tokio::test]
@@ -168,7 +168,7 @@ mod docker {
             std::thread::sleep(Duration::from_millis(100));
         }
         assert!(body.contains("hello-kindling"), "{body}");
-        d.sweep(&env).await.unwrap();
+        d.sweep(&env, false).await.unwrap();
     }
 
     #[tokio::test]
@@ -212,7 +212,7 @@ mod docker {
         // With the first env's port bound, a fresh allocation skips it by probing alone.
         assert_ne!(allocate_port(wanted, port_is_free), Some(wanted));
         for env in envs {
-            d.sweep(&env).await.unwrap();
+            d.sweep(&env, false).await.unwrap();
         }
     }
 
@@ -234,7 +234,7 @@ mod docker {
         assert_eq!(out.stdout, "out\n");
         assert_eq!(out.stderr, "err\n");
         assert_eq!(d.exec(&c.name, &["true"]).await.unwrap().exit_code, 0);
-        d.sweep(&env).await.unwrap();
+        d.sweep(&env, false).await.unwrap();
     }
 
     #[tokio::test]
@@ -264,7 +264,7 @@ mod docker {
         assert!(text.contains("exit code 2"), "{text}");
         assert!(text.contains("fatal: config is missing"), "{text}");
         assert!(text.contains("starting"), "{text}");
-        d.sweep(&env).await.unwrap();
+        d.sweep(&env, false).await.unwrap();
     }
 
     #[tokio::test]
@@ -293,7 +293,7 @@ mod docker {
                 .stdout
                 .contains("ok")
         );
-        d.sweep(&env).await.unwrap();
+        d.sweep(&env, false).await.unwrap();
     }
 
     /// A stand-in for Gitea's CLI: refuses root like the real one, records calls, and says
@@ -362,7 +362,7 @@ esac
             calls[2].starts_with("admin user change-password --username kindling --password pw-1"),
             "{calls:?}"
         );
-        d.sweep(&env).await.unwrap();
+        d.sweep(&env, false).await.unwrap();
     }
 
     #[tokio::test]
@@ -392,7 +392,7 @@ esac
         assert!(err.contains("cannot create Gitea's admin user"), "{err}");
         assert!(!err.contains("hunter2-secret"), "{err}");
         assert!(err.contains("********"), "{err}");
-        d.sweep(&env).await.unwrap();
+        d.sweep(&env, false).await.unwrap();
     }
 
     #[tokio::test]
@@ -437,7 +437,7 @@ esac
         assert_eq!(d.container_ip(&c.name, &second).await.unwrap(), None);
         // Not attached (any more) is fine.
         d.disconnect_network(&c.name, &second).await.unwrap();
-        d.sweep(&env).await.unwrap();
+        d.sweep(&env, false).await.unwrap();
     }
 
     /// kindling reaches the engine the docker CLI would: through DOCKER_HOST (a unix socket

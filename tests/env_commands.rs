@@ -1086,6 +1086,153 @@ mod env {
         delete_clean(&h, &env);
     }
 
+    /// kindling never adopts a container it did not make for this (issue #17 item 6): a local
+    /// registry container planted under the env's name, one another data dir made (a second CI job on
+    /// the same engine), and a planted shared cache are each an error naming the container,
+    /// and are left exactly as they were, by the create and by the delete after it.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_never_adopts_containers_it_did_not_make() {
+        if docker().await.is_none() {
+            return;
+        }
+        super::common::ensure_test_image();
+        let h = Harness::new();
+        let plant = |name: &str, labels: &[String]| {
+            let mut args = vec!["run", "-d", "--name", name];
+            for l in labels {
+                args.extend(["--label", l.as_str()]);
+            }
+            args.extend([super::common::TEST_IMAGE, "sleep", "300"]);
+            let out = docker_cli(&args);
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        let id_of = |name: &str| {
+            String::from_utf8_lossy(&docker_cli(&["inspect", "-f", "{{.Id}}", name]).stdout)
+                .trim()
+                .to_string()
+        };
+        // An unlabelled local registry, and one made by another data dir, under the env's name.
+        for (case, labels) in [
+            ("planted", Vec::new()),
+            (
+                "other-data-dir",
+                vec!["dev.kindling.data=0123456789abcdef".to_string()],
+            ),
+        ] {
+            let env = unique("adopt");
+            let registry = format!("kindling-{env}-registry");
+            let mut labels = labels;
+            labels.push(format!("dev.kindling.env={env}"));
+            if case == "planted" {
+                labels.clear();
+            }
+            let id = plant(&registry, &labels);
+            let out = h.create(&env, &[]);
+            let said = String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{case}: adopted {registry}");
+            assert!(
+                said.contains(&format!(
+                    "container {registry} exists but is not one kindling made"
+                )),
+                "{case}: {said}"
+            );
+            if case == "other-data-dir" {
+                assert!(said.contains("another kindling data dir"), "{said}");
+            }
+            let _ = h.run(&["env", "delete", &env], &[]);
+            assert_eq!(id_of(&registry), id, "{case}: {registry} was touched");
+            let _ = docker_cli(&["rm", "-f", &registry]);
+        }
+        // A planted shared cache (a test's own cache set, KINDLING_CACHE_PREFIX).
+        let prefix = unique("kp");
+        std::fs::write(h.path("cache-prefix"), &prefix).unwrap();
+        let profile = h.path("planted-cache-profile.yaml");
+        std::fs::write(
+            &profile,
+            "apiVersion: kindling.dev/v1alpha1\nkind: ClusterProfile\nmetadata: {name: caches}\nspec:\n  provider: kind\n  kubernetesVersion: \"1.37\"\n  ingress: {http: 18080, https: 18443}\n  registry: false\n  imageCaches: true\n",
+        )
+        .unwrap();
+        let cache = format!("{prefix}-docker-io");
+        let id = plant(&cache, &[]);
+        let env = unique("adopt");
+        let out = h
+            .create_command(
+                &env,
+                &profile,
+                &[],
+                &[
+                    ("KINDLING_CACHE_PREFIX", prefix.as_str()),
+                    (
+                        "KINDLING_REGISTRY_IMAGE",
+                        super::common::TEST_REGISTRY_IMAGE,
+                    ),
+                ],
+            )
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "adopted {cache}");
+        assert!(
+            said.contains(&format!(
+                "container {cache} exists but is not one kindling made"
+            )),
+            "{said}"
+        );
+        let _ = h.run(&["env", "delete", &env], &[]);
+        assert_eq!(id_of(&cache), id, "{cache} was touched");
+        let _ = docker_cli(&["rm", "-f", &cache]);
+    }
+
+    /// Two data dirs (two users, or two CI jobs with their own HOME) creating an env of the
+    /// same name: the second does not take over the first's cluster (nor reset its Gitea), and
+    /// its delete leaves the first's cluster alone.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_of_the_same_name_from_another_data_dir_is_not_taken_over() {
+        if docker().await.is_none() {
+            return;
+        }
+        let first = Harness::new();
+        let second = Harness::new();
+        let env = unique("twin");
+        ok(&first.create(&env, &[]));
+        let nodes = || {
+            docker_cli(&[
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("label=io.x-k8s.kind.cluster=kindling-{env}"),
+            ])
+        };
+        let before = String::from_utf8_lossy(&nodes().stdout).to_string();
+        assert!(!before.trim().is_empty());
+        let out = second.create(&env, &[]);
+        assert!(
+            !out.status.success(),
+            "the second data dir took the cluster over"
+        );
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let error = doc["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains(&format!(
+                "cluster kindling-{env} exists, but this data dir did not make it"
+            )),
+            "{doc}"
+        );
+        let calls = std::fs::read_to_string(second.path("bin/kind-calls")).unwrap_or_default();
+        assert!(!calls.contains("create cluster"), "{calls}");
+        // The second's delete removes its own record, not the first's cluster.
+        ok(&second.run(&["env", "delete", &env, "--output", "json"], &[]));
+        let calls = std::fs::read_to_string(second.path("bin/kind-calls")).unwrap_or_default();
+        assert!(!calls.contains("delete cluster"), "{calls}");
+        assert_eq!(String::from_utf8_lossy(&nodes().stdout), before);
+        let status = first.json(&["env", "status", &env]);
+        assert_eq!(status["status"]["ready"], true, "{status:#}");
+        delete_clean(&first, &env);
+    }
+
     /// The shared image caches across envs: made on their own network and attached to each
     /// env's cluster network; `env delete` detaches them and keeps them (even when the
     /// cluster's network goes, as k3d's does); the next env reuses the same containers;
@@ -1716,11 +1863,7 @@ mod env {
                 !allowed,
                 "{said}"
             );
-            assert_eq!(
-                said.contains("no-such-file.pem"),
-                allowed,
-                "{said}"
-            );
+            assert_eq!(said.contains("no-such-file.pem"), allowed, "{said}");
             assert!(!said.contains("TOKEN-VALUE-9c1e"), "{said}");
         }
         for dry in [true, false] {

@@ -139,7 +139,7 @@ mod registry {
         assert!(ours.size_bytes.unwrap() > 100_000, "{ours:?}");
 
         let _ = docker_cli(&["rmi", &through_cache, &pushed]);
-        d.sweep(&env).await.unwrap();
+        d.sweep(&env, false).await.unwrap();
         let _ = docker_cli(&["volume", "rm", "-f", &format!("{}-data", cache.name)]);
     }
 
@@ -194,7 +194,7 @@ mod registry {
             "{progress:?}"
         );
         let _ = docker_cli(&["rmi", &image]);
-        let report = d.sweep(&env).await.unwrap();
+        let report = d.sweep(&env, false).await.unwrap();
         assert_eq!(report.containers, std::slice::from_ref(&spec.name));
         assert!(report.volumes.contains(&spec.volumes[0].volume));
     }
@@ -265,6 +265,6 @@ mod registry {
             "{}",
             local.stdout
         );
-        d.sweep(&env).await.unwrap();
+        d.sweep(&env, false).await.unwrap();
     }
 }

@@ -6,11 +6,25 @@ use super::*;
 
 impl DockerClient {
     /// Creates the container when missing and starts it when not running. An existing
-    /// container is reused as it is: its spec is the one from the run that created it.
+    /// container is reused as it is (its spec is the one from the run that created it), but
+    /// only when kindling made it for this: every label of the spec (the env and the data dir
+    /// that owns it, or the cache set), and for a shared cache its image too. A container of
+    /// that name planted by someone else, or another data dir's (a second CI job on the same
+    /// engine), is an error, never adopted.
     pub async fn run_container(&self, spec: &ContainerSpec) -> Result<Ensured, DockerError> {
         crate::ui::call(|| format!("docker: inspect container {}", spec.name));
         let ensured = match self.docker.inspect_container(&spec.name, None).await {
-            Ok(_) => Ensured::Existed,
+            Ok(found) => {
+                let config = found.config.unwrap_or_default();
+                if let Some((reason, help)) = not_ours(spec, &config) {
+                    return Err(DockerError::NotOurs {
+                        name: spec.name.clone(),
+                        reason,
+                        help,
+                    });
+                }
+                Ensured::Existed
+            }
             Err(e) if is_not_found(&e) => {
                 let options = CreateContainerOptionsBuilder::default()
                     .name(&spec.name)
@@ -33,6 +47,26 @@ impl DockerClient {
                 .map_err(api(format!("start container {}", spec.name)))?;
         }
         Ok(ensured)
+    }
+    /// Removes the container `name` when it carries every one of `labels` (kindling made it,
+    /// for this env and data dir); one that does not is left alone: `Ok(false)`, as for a
+    /// missing one.
+    pub async fn remove_container_if_labelled(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<bool, DockerError> {
+        crate::ui::call(|| format!("docker: inspect container {name}"));
+        let found = match self.docker.inspect_container(name, None).await {
+            Ok(found) => found,
+            Err(e) if is_not_found(&e) => return Ok(false),
+            Err(e) => return Err(api(format!("inspect container {name}"))(e)),
+        };
+        let have = found.config.and_then(|c| c.labels).unwrap_or_default();
+        if labels.iter().any(|(k, v)| have.get(k) != Some(v)) {
+            return Ok(false);
+        }
+        self.remove_container(name).await
     }
     /// The network a container was created on (its network mode), or `None` when there is
     /// no such container.
@@ -306,4 +340,54 @@ fn health_command(config: &Option<bollard::models::ContainerConfig>) -> Option<V
 /// Podman's `stopped` state, which Docker's API schema does not have.
 fn is_podman_stopped(e: &BollardError) -> bool {
     matches!(e, BollardError::JsonDataError { message, .. } if message.contains("unknown variant `stopped`"))
+}
+
+/// Why an existing container is not the one `spec` describes as kindling's, with the way out;
+/// `None` when it is.
+fn not_ours(
+    spec: &ContainerSpec,
+    found: &bollard::models::ContainerConfig,
+) -> Option<(String, String)> {
+    let labels = found.labels.clone().unwrap_or_default();
+    for (key, wanted) in &spec.labels {
+        match labels.get(key) {
+            Some(value) if value == wanted => {}
+            Some(value) if key == super::DATA_LABEL => {
+                return Some((
+                    format!(
+                        "it belongs to another kindling data dir ({key}={value}, this one is {wanted}): another user, another HOME or another CI job on the same engine"
+                    ),
+                    "use another env name, or the data dir that made it (KINDLING_DATA_DIR); kindling never takes over what another data dir made".to_string(),
+                ));
+            }
+            other => {
+                return Some((
+                    format!(
+                        "its label {key} is {}, not {wanted}",
+                        other
+                            .map(|v| format!("'{v}'"))
+                            .unwrap_or_else(|| "missing".into())
+                    ),
+                    format!(
+                        "it was not made by kindling: remove it yourself if it is not needed (`docker rm -f {}`), or use another name",
+                        spec.name
+                    ),
+                ));
+            }
+        }
+    }
+    // A shared cache serves every env's pulls: its image must be the pinned one too.
+    if spec.labels.contains_key(super::CACHE_LABEL)
+        && found.image.as_deref() != Some(spec.image.as_str())
+    {
+        return Some((
+            format!(
+                "it runs {}, not the pinned {}",
+                found.image.as_deref().unwrap_or("an unknown image"),
+                spec.image
+            ),
+            "`kindling cache prune` removes the caches; the next env makes them again".to_string(),
+        ));
+    }
+    None
 }

@@ -52,6 +52,14 @@ pub enum DockerError {
         #[source]
         source: BollardError,
     },
+    #[error(
+        "container {name} exists but is not one kindling made for this: {reason}\nhelp: {help}"
+    )]
+    NotOurs {
+        name: String,
+        reason: String,
+        help: String,
+    },
     #[error("container {name} failed ({state}); its last log lines:\n{logs}")]
     ContainerFailed {
         name: String,

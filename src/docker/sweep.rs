@@ -51,11 +51,57 @@ impl DockerClient {
                 .collect(),
         })
     }
+    /// Every object labelled `label` that the data dir `data_id` may take as its own: its data
+    /// label is `data_id`, or it has none (made before kindling had one, or a provider's node
+    /// labelled with the env only). Another data dir's objects are left out.
+    pub async fn labelled_ours(
+        &self,
+        label: &str,
+        data_id: &str,
+    ) -> Result<EnvObjects, DockerError> {
+        let filters = Self::label_filter(label);
+        let ours = |labels: Option<&HashMap<String, String>>| {
+            labels
+                .and_then(|l| l.get(DATA_LABEL))
+                .is_none_or(|d| d == data_id)
+        };
+        Ok(EnvObjects {
+            containers: self
+                .containers_with(&filters)
+                .await?
+                .into_iter()
+                .filter(|c| ours(c.labels.as_ref()))
+                .filter_map(container_name)
+                .collect(),
+            volumes: self
+                .volumes_with(&filters)
+                .await?
+                .into_iter()
+                .filter(|v| ours(Some(&v.labels)))
+                .map(|v| v.name)
+                .collect(),
+            networks: self
+                .networks_with(&filters)
+                .await?
+                .into_iter()
+                .filter(|n| ours(n.labels.as_ref()))
+                .filter_map(|n| n.name)
+                .collect(),
+        })
+    }
     /// Removes every container, then volume, then network labelled with the env (that order:
-    /// volumes and networks in use cannot go first). Safe to run twice; shared caches carry no
-    /// env label and stay.
-    pub async fn sweep(&self, env: &str) -> Result<SweepReport, DockerError> {
-        let found = self.labelled(&format!("{ENV_LABEL}={env}")).await?;
+    /// volumes and networks in use cannot go first). With `only_ours` (the env is this data
+    /// dir's), another data dir's objects of an env of the same name stay; without (an
+    /// explicit `env delete NAME` of leftovers this data dir has no record of), every object
+    /// labelled with the env goes. Safe to run twice; shared caches carry no env label and stay.
+    pub async fn sweep(&self, env: &str, only_ours: bool) -> Result<SweepReport, DockerError> {
+        let label = format!("{ENV_LABEL}={env}");
+        let found = if only_ours {
+            let data_id = super::data_dir_id(&crate::paths::data_dir());
+            self.labelled_ours(&label, &data_id).await?
+        } else {
+            self.labelled(&label).await?
+        };
         // Within each kind, removals are independent: run them concurrently.
         async fn removed<F: std::future::Future<Output = Result<bool, DockerError>>>(
             names: Vec<String>,

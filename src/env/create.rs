@@ -158,6 +158,7 @@ fn new_state(opts: &CreateOptions, stamp: &Stamp, ports: Ports) -> EnvState {
         created_at: now_rfc3339(),
         ports,
         cluster: None,
+        cluster_requested: false,
         gitea: None,
         commit: None,
         steps: Vec::new(),

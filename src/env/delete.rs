@@ -68,7 +68,7 @@ pub async fn delete(
         "docker",
         &format!("objects labelled {}={name}", crate::ENV_LABEL),
     );
-    let swept = docker.sweep(name).await?;
+    let swept = docker.sweep(name, state.is_some()).await?;
     let removed = &mut report.removed;
     removed.containers.extend(swept.containers);
     removed.volumes.extend(swept.volumes);
@@ -100,11 +100,20 @@ async fn clear_the_cluster_network(
     state: Option<&EnvState>,
 ) -> Result<Vec<String>, EnvError> {
     let mut removed = Vec::new();
+    // Only containers kindling made for the env: one of that name without the env's label
+    // (planted) is never removed, nor, for an env of this data dir, one another data dir made.
+    let mut ours = crate::docker::env_labels(name);
+    if state.is_none() {
+        ours.remove(crate::docker::DATA_LABEL);
+    }
     for container in [
         crate::gitea::container_name(name),
         crate::registry::registry_container(name),
     ] {
-        if docker.remove_container(&container).await? {
+        if docker
+            .remove_container_if_labelled(&container, &ours)
+            .await?
+        {
             removed.push(container);
         }
     }
@@ -134,6 +143,15 @@ async fn delete_cluster(
     state: Option<&EnvState>,
 ) -> Result<Option<String>, EnvError> {
     let cluster_name = crate::cluster::cluster_name(name);
+    // An env whose create never asked for its cluster (it stopped before, or found one of that
+    // name that another data dir made and refused it) has no cluster to delete: one of that
+    // name is someone else's.
+    if let Some(s) = state
+        && s.cluster.is_none()
+        && !s.cluster_requested
+    {
+        return Ok(None);
+    }
     let providers = match state {
         Some(s) => vec![s.provider],
         None => vec![

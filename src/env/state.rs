@@ -73,6 +73,11 @@ pub struct EnvState {
     pub ports: Ports,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterState>,
+    /// This data dir asked kind or k3d to make the cluster (recorded before asking): a
+    /// rerun after a crash mid-create takes the cluster it finds; without this, a cluster of
+    /// that name is someone else's and is never adopted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cluster_requested: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gitea: Option<GiteaState>,
     /// The commit of the last snapshot pushed.

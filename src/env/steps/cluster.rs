@@ -52,6 +52,30 @@ impl Step for Cluster {
             let dir = ctx.env_dir.clone();
             let cli = provider.clone();
             let patience = ctx.settings.step_timeout;
+            // A cluster of this name that this data dir never asked for (another user's or
+            // another CI job's env of the same name, or one made by hand) is not taken over.
+            let probe = provider.clone();
+            let probed = name.clone();
+            let exists = tokio::task::spawn_blocking(move || probe.exists(&probed))
+                .await
+                .map_err(join_error)??;
+            let ours = {
+                let mut state = ctx.state();
+                let ours = state.cluster.is_some() || state.cluster_requested;
+                if !exists {
+                    state.cluster_requested = true;
+                }
+                ours
+            };
+            if exists && !ours {
+                return Err(EnvError::Preflight(format!(
+                    "{} cluster {name} exists, but this data dir did not make it (another user's or CI job's env of the same name, or a cluster made by hand); kindling does not take it over\nhelp: pick another env name, or use the data dir that made it (KINDLING_DATA_DIR)",
+                    resolved.provider.name()
+                )));
+            }
+            if !exists {
+                ctx.save()?;
+            }
             // kind always makes its context current (it has no flag against it, kubernetes-sigs/
             // kind v0.33.0 pkg/cluster/internal/kubeconfig/internal/kubeconfig/merge.go); with
             // --no-switch-context the current one is put back. k3d is told in its config.
