@@ -495,6 +495,25 @@ mod env {
         );
         assert!(!h.path("data").exists(), "a dry run writes no state");
         assert!(docker_labelled(&env).is_empty());
+        // An external Gitea over plain http to another machine is refused (exit 2) unless
+        // accepted with --insecure-gitea; the dry run catches it as a create would.
+        let remote_http = [("KINDLING_GITEA_URL", "http://gitea.example.invalid:3000")];
+        let args = [
+            "env",
+            "create",
+            &env,
+            "--profile",
+            profile.to_str().unwrap(),
+            "--dry-run",
+            "--output",
+            "json",
+        ];
+        let refused = h.run(&args, &remote_http);
+        assert_eq!(refused.status.code(), Some(2));
+        error_says(&refused, "is plain http to another machine");
+        let mut insecure = args.to_vec();
+        insecure.push("--insecure-gitea");
+        ok(&h.run(&insecure, &remote_http));
         let text = h.run(
             &[
                 "env",

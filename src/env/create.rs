@@ -62,6 +62,7 @@ pub async fn create(
 ) -> Result<Outcome, EnvError> {
     super::validate_name(&opts.name)?;
     super::fits_the_provider(&opts.name, opts.profile.spec.provider)?;
+    super::check_external_gitea(settings)?;
     let env_dir = settings.env_dir(&opts.name);
     let stamp = super::open::load_stamp(&opts.stamp, &opts.source)?;
     // The env's lock before its state (a dry run changes nothing and takes none): the state

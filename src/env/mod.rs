@@ -178,6 +178,9 @@ pub struct Settings {
     /// Host values a stamp's bootstrap secrets may read beyond its own tree: environment
     /// variable names and file paths (`--allow-secret-from`, `KINDLING_ALLOW_SECRET_FROM`).
     pub allow_secret_from: Vec<String>,
+    /// `--insecure-gitea` / `KINDLING_GITEA_INSECURE=1`: a `KINDLING_GITEA_URL` over plain
+    /// http to another machine is accepted.
+    pub insecure_gitea: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -230,6 +233,7 @@ impl Settings {
             manifests_dir: var("KINDLING_MANIFESTS_DIR").map(PathBuf::from),
             manifests_modified: var("KINDLING_MANIFESTS_MODIFIED").is_some_and(|v| v == "1"),
             step_timeout: seconds("KINDLING_STEP_TIMEOUT", 300),
+            insecure_gitea: var("KINDLING_GITEA_INSECURE").is_some_and(|v| v == "1"),
             allow_secret_from: var("KINDLING_ALLOW_SECRET_FROM")
                 .map(|v| {
                     v.split(',')
@@ -319,6 +323,39 @@ pub fn provider_tool(
     )?)
 }
 
+/// A `KINDLING_GITEA_URL` is https, or plain http to this machine only: over http to another
+/// host, the token and every push would cross the network in the clear. `--insecure-gitea`
+/// accepts it anyway.
+pub fn check_external_gitea(settings: &Settings) -> Result<(), EnvError> {
+    let Some(gitea) = &settings.external_gitea else {
+        return Ok(());
+    };
+    let url = gitea.url.as_str();
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host_port = authority.rsplit('@').next().unwrap_or_default();
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host_port.split(':').next().unwrap_or_default(),
+    }
+    .to_ascii_lowercase();
+    let loopback = host == "localhost"
+        || host.ends_with(".localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match scheme.to_ascii_lowercase().as_str() {
+        "https" if !host.is_empty() => Ok(()),
+        "http" if loopback || settings.insecure_gitea => Ok(()),
+        "http" => Err(EnvError::BadInput(format!(
+            "KINDLING_GITEA_URL {url} is plain http to another machine: the Gitea token and every push would cross the network unencrypted\nhelp: use https://, or accept the risk with --insecure-gitea (KINDLING_GITEA_INSECURE=1)"
+        ))),
+        _ => Err(EnvError::BadInput(format!(
+            "KINDLING_GITEA_URL {url} is not an http(s) URL with a host\nhelp: give it as https://HOST[:PORT]"
+        ))),
+    }
+}
+
 /// Env names become Docker and cluster names: keep them to what both accept.
 pub fn validate_name(name: &str) -> Result<(), EnvError> {
     let ok = !name.is_empty()
@@ -377,6 +414,51 @@ pub fn fits_the_provider(name: &str, provider: crate::cluster::Provider) -> Resu
 mod tests {
     use super::*;
 
+    /// KINDLING_GITEA_URL: https anywhere, plain http only to this machine, unless allowed.
+    #[test]
+    fn env_external_gitea_over_http_needs_loopback_or_consent() {
+        let with = |url: &str, insecure: bool| {
+            let mut settings = Settings::from_vars(|_| None);
+            settings.external_gitea = Some(ExternalGitea {
+                url: url.to_string(),
+                user: "u".into(),
+                password: String::new(),
+                cluster_url: None,
+            });
+            settings.insecure_gitea = insecure;
+            check_external_gitea(&settings)
+        };
+        for ok in [
+            "https://gitea.example.com",
+            "https://git.corp:8443/",
+            "http://127.0.0.1:3000",
+            "http://localhost:3000",
+            "http://gitea.localhost",
+            "http://[::1]:3000",
+            "http://user:pw@127.0.0.1:3000",
+        ] {
+            with(ok, false).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for refused in [
+            "http://gitea.example.com:3000",
+            "http://10.0.0.5:3000",
+            "http://127.0.0.1.example.com",
+            "http://localhost@evil.example",
+        ] {
+            let err = with(refused, false).unwrap_err().to_string();
+            assert!(
+                err.contains("plain http to another machine"),
+                "{refused}: {err}"
+            );
+            assert!(err.contains("--insecure-gitea"), "{err}");
+            with(refused, true).unwrap();
+        }
+        for bad in ["ftp://gitea.example.com", "gitea.example.com", "https://"] {
+            let err = with(bad, true).unwrap_err().to_string();
+            assert!(err.contains("not an http(s) URL"), "{bad}: {err}");
+        }
+    }
+
     #[test]
     fn env_names_fit_every_name_the_provider_derives() {
         use crate::cluster::Provider;
@@ -409,6 +491,7 @@ mod tests {
         assert_eq!(none.lock_wait, Duration::from_secs(2));
         assert_eq!(none.step_timeout, Duration::from_secs(300));
         assert!(!none.manifests_modified && none.external_gitea.is_none());
+        assert!(!none.insecure_gitea);
         let set = |pairs: &'static [(&'static str, &'static str)]| {
             Settings::from_vars(move |k| {
                 pairs

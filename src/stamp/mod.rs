@@ -117,6 +117,9 @@ pub struct HelmChart {
     pub version: String,
     pub release_name: Option<String>,
     pub values: serde_json::Map<String, serde_json::Value>,
+    /// `plainHttp: true`: the stamp accepts an `http://` repository (charts fetched without
+    /// TLS, so anyone on the path can swap them).
+    pub plain_http: bool,
 }
 
 impl HelmChart {

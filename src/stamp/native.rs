@@ -74,6 +74,8 @@ struct HelmFile {
     release_name: Option<String>,
     #[serde(default)]
     values: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    plain_http: bool,
 }
 
 #[derive(Deserialize)]
@@ -128,7 +130,14 @@ mod schema {
         "timeout",
         "wait",
     ];
-    const HELM: &[&str] = &["repo", "chart", "version", "releaseName", "values"];
+    const HELM: &[&str] = &[
+        "repo",
+        "chart",
+        "version",
+        "releaseName",
+        "values",
+        "plainHttp",
+    ];
 
     struct Check<'a> {
         file: &'a Path,
@@ -462,6 +471,7 @@ fn convert_entry(
             version: h.version,
             release_name: h.release_name,
             values: h.values,
+            plain_http: h.plain_http,
         }),
         (Some(_), Some(_)) => {
             problems.push(Problem::new(

@@ -371,6 +371,16 @@ fn check_helm_pin(e: &Entry, h: &super::HelmChart, problems: &mut Vec<Problem>) 
             "lower-case letters, digits and '-', at most 53 characters",
         ));
     }
+    if h.repo.starts_with("http://") && !h.plain_http {
+        problems.push(at(
+            "helm.repo",
+            format!(
+                "{:?} is plain http: the chart (and what it deploys) could be swapped by anyone on the way",
+                h.repo
+            ),
+            "use the repository's https:// URL, or accept plain http for this entry with `plainHttp: true` under helm",
+        ));
+    }
     if let Some(why) = url_problem(&h.repo) {
         problems.push(at(
             "helm.repo",

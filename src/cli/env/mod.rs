@@ -67,6 +67,10 @@ pub struct CreateArgs {
     manifests_dir: Option<PathBuf>,
     #[command(flatten)]
     consent: SecretConsent,
+    /// Accept a KINDLING_GITEA_URL over plain http to another machine (the token and pushes
+    /// cross the network unencrypted).
+    #[arg(long)]
+    insecure_gitea: bool,
 }
 
 /// What a stamp's bootstrap secrets may read from this host beyond the source tree.
@@ -378,6 +382,7 @@ fn create_options(
     settings
         .allow_secret_from
         .extend(args.consent.allow_secret_from);
+    settings.insecure_gitea |= args.insecure_gitea;
     let source = match args.source {
         Some(s) => s,
         None => std::env::current_dir()?,

@@ -196,6 +196,8 @@ fn translate_helm_release(
             text(&spec, "/releaseName").unwrap_or_else(|| release.name().to_string()),
         ),
         values,
+        // A HostK8s stack's own HelmRepository decides its URL, as it does under HostK8s.
+        plain_http: true,
     };
     let namespace =
         text(&spec, "/targetNamespace").or_else(|| release.namespace().map(str::to_string));
