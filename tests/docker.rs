@@ -296,19 +296,21 @@ mod docker {
         d.sweep(&env, false).await.unwrap();
     }
 
-    /// A stand-in for Gitea's CLI: refuses root like the real one, records calls, and says
-    /// "user already exists" on the second create.
+    /// A stand-in for Gitea's CLI (go-gitea/gitea v1.27 cmd/admin_user_create.go and
+    /// admin_user_delete.go): refuses root like the real one, records calls, prints the
+    /// password `--random-password` generates, says "user already exists" on a second
+    /// create, and `delete` removes the user.
     const FAKE_GITEA: &str = r#"#!/bin/sh
 [ "$(id -u)" = 0 ] && { echo "Gitea is not supposed to be run as root" >&2; exit 1; }
 echo "$*" >> /tmp/gitea-calls
 case "$3" in
-  create) if [ -e /tmp/admin ]; then echo "Command error: CreateUser: user already exists [name: kindling]" >&2; exit 1; fi; touch /tmp/admin; echo "New user 'kindling' has been successfully created!";;
-  change-password) echo "kindling's password has been successfully updated!";;
+  create) n=$(cat /tmp/made 2>/dev/null); echo "generated random password is 'gen-pw-$n'"; if [ -e /tmp/admin ]; then echo "Command error: CreateUser: user already exists [name: kindling]" >&2; exit 1; fi; touch /tmp/admin; echo "x$n" > /tmp/made; echo "New user 'kindling' has been successfully created!";;
+  delete) rm -f /tmp/admin;;
 esac
 "#;
 
     #[tokio::test]
-    async fn docker_gitea_admin_is_created_as_git_and_reset_on_rerun() {
+    async fn docker_gitea_admin_is_created_as_git_with_a_generated_password() {
         let Some(d) = docker().await else { return };
         ensure_test_image();
         let env = unique("giteaadm");
@@ -339,29 +341,37 @@ esac
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let first = kindling::gitea::ensure_admin(&d, &c.name, "pw-1")
+        // A new admin gets the password Gitea generated.
+        let (first, password) = kindling::gitea::ensure_admin(&d, &c.name, None)
             .await
             .unwrap();
         assert_eq!(first, Ensured::Created);
-        let again = kindling::gitea::ensure_admin(&d, &c.name, "pw-1")
+        assert_eq!(password, "gen-pw-");
+        // A rerun keeps the password it recorded.
+        let (again, kept) = kindling::gitea::ensure_admin(&d, &c.name, Some("gen-pw-"))
             .await
             .unwrap();
-        assert_eq!(again, Ensured::Existed);
+        assert_eq!((again, kept.as_str()), (Ensured::Existed, "gen-pw-"));
+        // The user is there but its password was never recorded: made again.
+        let (remade, fresh) = kindling::gitea::ensure_admin(&d, &c.name, None)
+            .await
+            .unwrap();
+        assert_eq!((remade, fresh.as_str()), (Ensured::Created, "gen-pw-x"));
         let calls = d
             .exec(&c.name, &["cat", "/tmp/gitea-calls"])
             .await
             .unwrap()
             .stdout;
         let calls: Vec<&str> = calls.lines().collect();
-        assert_eq!(calls.len(), 3, "{calls:?}");
+        assert_eq!(calls.len(), 5, "{calls:?}");
         assert!(
-            calls[0].starts_with("admin user create --admin --username kindling"),
+            calls[0].starts_with("admin user create --admin --username kindling")
+                && calls[0].contains("--random-password"),
             "{calls:?}"
         );
-        assert!(
-            calls[2].starts_with("admin user change-password --username kindling --password pw-1"),
-            "{calls:?}"
-        );
+        assert_eq!(calls[3], "admin user delete --username kindling --purge");
+        // No password on any command line.
+        assert!(calls.iter().all(|c| !c.contains("gen-pw")), "{calls:?}");
         d.sweep(&env, false).await.unwrap();
     }
 
@@ -370,14 +380,15 @@ esac
         let Some(d) = docker().await else { return };
         ensure_test_image();
         let env = unique("giteabad");
-        // No gitea binary at all: the exec fails, and the error must not echo the password.
+        // A gitea that generates a password, prints it, then fails (as the real one does when
+        // the database is locked): the error shows its output, never the password.
         let c = spec(
             &env,
             &format!("kindling-{env}-gitea"),
             &[
                 "sh",
                 "-c",
-                "printf '#!/bin/sh\\necho \"bad password $*\" >&2; exit 1\\n' > /bin/gitea && chmod 755 /bin/gitea && sleep 300",
+                "printf '#!/bin/sh\\necho \"generated random password is '\"'\"'hunter2-secret'\"'\"'\"\\necho \"database is locked\" >&2; exit 1\\n' > /bin/gitea && chmod 755 /bin/gitea && sleep 300",
             ],
         );
         d.run_container(&c).await.unwrap();
@@ -385,11 +396,12 @@ esac
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let err = kindling::gitea::ensure_admin(&d, &c.name, "hunter2-secret")
+        let err = kindling::gitea::ensure_admin(&d, &c.name, None)
             .await
             .unwrap_err()
             .to_string();
         assert!(err.contains("cannot create Gitea's admin user"), "{err}");
+        assert!(err.contains("database is locked"), "{err}");
         assert!(!err.contains("hunter2-secret"), "{err}");
         assert!(err.contains("********"), "{err}");
         d.sweep(&env, false).await.unwrap();

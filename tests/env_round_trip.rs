@@ -446,6 +446,18 @@ mod env {
         let env = unique("gt");
         let container = format!("kindling-{env}-gitea");
         *h.docker_gitea.as_ref().unwrap().lock().unwrap() = container.clone();
+        // Docker's exec events carry each exec's command line: watch them during the create.
+        let mut events = std::process::Command::new("docker")
+            .args([
+                "events",
+                "--filter",
+                &format!("container={container}"),
+                "--format",
+                "{{.Action}}",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
         let out = h.create(&env, &[]);
         let created = ok(&out);
         let gitea_port = h.state(&env)["ports"]["gitea"].as_u64().unwrap();
@@ -474,6 +486,27 @@ mod env {
             .unwrap()
             .to_string();
         assert!(password.len() >= 24);
+        // Never on a command line: not in Docker's exec events, not in any `gitea` process's
+        // arguments (its /proc/PID/cmdline, as the image's stand-in records them).
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        events.kill().unwrap();
+        let events =
+            String::from_utf8_lossy(&events.wait_with_output().unwrap().stdout).to_string();
+        assert!(
+            events.contains("exec_create: gitea admin user create"),
+            "{events}"
+        );
+        assert!(
+            !events.contains(&password),
+            "the password is in Docker's exec events"
+        );
+        let argv = docker_cli(&["exec", &container, "cat", "/data/gitea-argv"]);
+        let argv = String::from_utf8_lossy(&argv.stdout).to_string();
+        assert!(argv.contains("--random-password"), "{argv}");
+        assert!(
+            !argv.contains(&password),
+            "the password was on a command line: {argv}"
+        );
         for (stream, text) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
             let text = String::from_utf8_lossy(text);
             assert!(

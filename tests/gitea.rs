@@ -402,21 +402,32 @@ mod gitea {
             bindings["3000/tcp"].as_ref().unwrap()[0].host_ip.as_deref(),
             Some("127.0.0.1")
         );
-        assert!(
-            gitea::admin_create_command("pw").contains(&"--must-change-password=false".to_string())
-        );
+        let create = gitea::admin_create_command();
+        assert!(create.contains(&"--must-change-password=false".to_string()));
+        // Gitea generates the password: none is ever on the command line.
+        assert!(create.contains(&"--random-password".to_string()));
+        assert!(!create.contains(&"--password".to_string()));
         assert!(gitea::admin_already_exists(
             "Command error: CreateUser: user already exists [name: kindling]"
         ));
     }
 
+    /// The password as `gitea admin user create --random-password` prints it
+    /// (go-gitea/gitea v1.27 cmd/admin_user_create.go: "generated random password is '%s'\n").
     #[test]
-    fn gitea_admin_passwords_are_random_and_long() {
-        let a = gitea::new_admin_password().unwrap();
-        let b = gitea::new_admin_password().unwrap();
-        assert_eq!(a.len(), 32);
-        assert_ne!(a, b);
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+    fn gitea_generated_admin_password_is_read_from_its_output() {
+        assert_eq!(
+            gitea::generated_password(
+                "2026/11/29 ...\ngenerated random password is 'aB3x'9Zq'\nNew user 'kindling' has been successfully created!\n"
+            )
+            .as_deref(),
+            Some("aB3x'9Zq")
+        );
+        assert_eq!(gitea::generated_password("New user created\n"), None);
+        assert_eq!(
+            gitea::generated_password("generated random password is ''\n"),
+            None
+        );
     }
 
     #[test]

@@ -140,24 +140,11 @@ pub fn container_spec(env: &str, network: &str, host_port: u16) -> ContainerSpec
     }
 }
 
-/// A fresh admin password: 32 characters from the OS random source. The caller keeps it in
-/// the env's state (0600); kindling never prints it.
-pub fn new_admin_password() -> Result<String, GiteaError> {
-    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| GiteaError::Admin {
-        container: String::new(),
-        reason: format!("no randomness from the OS: {e}"),
-    })?;
-    // 56 symbols: the modulo bias (256 % 56) is negligible for a 190-bit password.
-    Ok(bytes
-        .iter()
-        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-        .collect())
-}
-
-/// The command (run as user `git` in the container) that creates the admin user.
-pub fn admin_create_command(password: &str) -> Vec<String> {
+/// The command (run as user `git` in the container) that creates the admin user. Gitea picks
+/// the password itself and prints it (`--random-password`): no password is ever on a command
+/// line, where `ps`, /proc/PID/cmdline and Docker's exec events would show it
+/// (go-gitea/gitea v1.27 cmd/admin_user_create.go: "generated random password is '%s'").
+pub fn admin_create_command() -> Vec<String> {
     [
         "gitea",
         "admin",
@@ -168,9 +155,38 @@ pub fn admin_create_command(password: &str) -> Vec<String> {
         ADMIN_USER,
         "--email",
         "kindling@localhost",
-        "--password",
-        password,
+        "--random-password",
+        "--random-password-length",
+        "32",
         "--must-change-password=false",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// The password `gitea admin user create --random-password` printed.
+pub fn generated_password(output: &str) -> Option<String> {
+    const SAID: &str = "generated random password is '";
+    output.lines().find_map(|line| {
+        let rest = &line[line.find(SAID)? + SAID.len()..];
+        let password = &rest[..rest.rfind('\'')?];
+        (!password.is_empty()).then(|| password.to_string())
+    })
+}
+
+/// Removes the admin user and what it owns (the source repository, which the next push makes
+/// again): the way to a known password when kindling has lost the one Gitea generated
+/// (go-gitea/gitea v1.27 cmd/admin_user_delete.go, `--purge`).
+pub fn admin_delete_command() -> Vec<String> {
+    [
+        "gitea",
+        "admin",
+        "user",
+        "delete",
+        "--username",
+        ADMIN_USER,
+        "--purge",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -185,53 +201,64 @@ pub fn admin_already_exists(output: &str) -> bool {
 /// The user Gitea runs as in its image; `gitea admin` must run as it.
 const GITEA_OS_USER: &str = "git";
 
-/// Creates the admin user inside the Gitea container. A rerun finds the user there and resets
-/// its password to `password` (the one in the env's state), so the stored credentials always
-/// work, without ever printing the password.
+/// The admin user inside the Gitea container, and its password. A rerun finds the user there
+/// and keeps `known` (the password in the env's state; Gitea's volume outlives the container).
+/// When the user is there but its password was never recorded (a create stopped between the
+/// two), the user is removed and made again, so the stored credentials always work. The
+/// password is never on a command line and never in an error.
 pub async fn ensure_admin(
     docker: &crate::docker::DockerClient,
     container: &str,
-    password: &str,
-) -> Result<crate::docker::Ensured, GiteaError> {
+    known: Option<&str>,
+) -> Result<(crate::docker::Ensured, String), GiteaError> {
     let failed = |e: String| GiteaError::Admin {
         container: container.to_string(),
         reason: e,
     };
-    let create = admin_create_command(password);
-    let create: Vec<&str> = create.iter().map(String::as_str).collect();
-    let out = docker
-        .exec_as(container, Some(GITEA_OS_USER), &create)
-        .await
-        .map_err(|e| failed(e.to_string()))?;
-    if out.exit_code == 0 {
-        return Ok(crate::docker::Ensured::Created);
+    let run = |argv: Vec<String>| async move {
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        docker
+            .exec_as(container, Some(GITEA_OS_USER), &argv)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let create = || async {
+        let out = run(admin_create_command()).await.map_err(failed)?;
+        let said = format!("{}{}", out.stdout, out.stderr);
+        let generated = generated_password(&out.stdout);
+        let shown = |text: &str| match &generated {
+            Some(p) => redact(text, p),
+            None => text.trim().to_string(),
+        };
+        match (out.exit_code, generated.clone()) {
+            (0, Some(password)) => Ok(Ok(password)),
+            (0, None) => Err(failed(
+                "gitea printed no generated password (is the image a Gitea with `--random-password`?)".into(),
+            )),
+            _ if admin_already_exists(&said) => Ok(Err(())),
+            _ => Err(failed(shown(&said))),
+        }
+    };
+    match create().await? {
+        Ok(password) => Ok((crate::docker::Ensured::Created, password)),
+        Err(()) => match known {
+            Some(password) => Ok((crate::docker::Ensured::Existed, password.to_string())),
+            None => {
+                let out = run(admin_delete_command()).await.map_err(failed)?;
+                if out.exit_code != 0 {
+                    return Err(failed(
+                        format!("{}{}", out.stdout, out.stderr).trim().to_string(),
+                    ));
+                }
+                match create().await? {
+                    Ok(password) => Ok((crate::docker::Ensured::Created, password)),
+                    Err(()) => Err(failed(
+                        "the admin user is still there after deleting it".into(),
+                    )),
+                }
+            }
+        },
     }
-    let said = format!("{}{}", out.stdout, out.stderr);
-    if !admin_already_exists(&said) {
-        return Err(failed(redact(&said, password)));
-    }
-    let reset = [
-        "gitea",
-        "admin",
-        "user",
-        "change-password",
-        "--username",
-        ADMIN_USER,
-        "--password",
-        password,
-        "--must-change-password=false",
-    ];
-    let out = docker
-        .exec_as(container, Some(GITEA_OS_USER), &reset)
-        .await
-        .map_err(|e| failed(e.to_string()))?;
-    if out.exit_code != 0 {
-        return Err(failed(redact(
-            &format!("{}{}", out.stdout, out.stderr),
-            password,
-        )));
-    }
-    Ok(crate::docker::Ensured::Existed)
 }
 
 /// Output of a command that was given the password never shows it in an error.

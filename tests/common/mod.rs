@@ -334,6 +334,37 @@ pub fn docker_labelled(env: &str) -> Vec<String> {
 /// /data, `curl` for the health check, and a `git` user, as in Gitea's image.
 pub const TEST_GITEA_IMAGE: &str = "kindling-test/gitea:1";
 
+/// The stand-in for `gitea admin user create|delete` (go-gitea/gitea v1.27
+/// cmd/admin_user_create.go, cmd/admin_user_delete.go): `--random-password` makes a password
+/// and prints "generated random password is '…'", the password the fake server then takes;
+/// "user already exists" on a second create; `delete --purge` removes the user. Every
+/// call's arguments (its /proc/PID/cmdline) are appended to /data/gitea-argv, for the tests
+/// that check no password is ever on a command line.
+const FAKE_GITEA_CLI: &str = "#!/bin/sh\n\
+echo \"$*\" >> /data/gitea-argv\n\
+action=$3; pw=; random=\n\
+while [ $# -gt 0 ]; do\n\
+  [ \"$1\" = --password ] && pw=$2\n\
+  [ \"$1\" = --random-password ] && random=1\n\
+  shift\n\
+done\n\
+case $action in\n\
+  create)\n\
+    if [ -n \"$random\" ]; then pw=$(tr -d - < /proc/sys/kernel/random/uuid); echo \"generated random password is '$pw'\"; fi\n\
+    if [ -s /data/admin-password ]; then echo 'Command error: CreateUser: user already exists [name: kindling]' >&2; exit 1; fi\n\
+    printf '%s' \"$pw\" > /data/admin-password; echo \"New user 'kindling' has been successfully created!\" ;;\n\
+  change-password) printf '%s' \"$pw\" > /data/admin-password ;;\n\
+  delete) rm -f /data/admin-password; rm -rf /data/git/kindling ;;\n\
+  *) echo \"fake gitea: unexpected $action\" >&2; exit 1 ;;\n\
+esac\n";
+
+/// What the fake Gitea image is made of: the server binary and the CLI stand-in.
+fn image_sum(server: &Path) -> String {
+    let mut bytes = std::fs::read(server).unwrap();
+    bytes.extend_from_slice(FAKE_GITEA_CLI.as_bytes());
+    kindling::cluster::tools::sha256_hex(&bytes)
+}
+
 pub fn ensure_test_gitea_image() {
     static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     BUILT.get_or_init(|| {
@@ -353,8 +384,7 @@ pub fn ensure_test_gitea_image() {
         if image_present(TEST_GITEA_IMAGE) {
             // Rebuild when the server changed since the image was made.
             let out = docker_cli(&["image", "inspect", "-f", "{{index .Config.Labels \"server-sum\"}}", TEST_GITEA_IMAGE]);
-            let sum = kindling::cluster::tools::sha256_hex(&std::fs::read(&server).unwrap());
-            if String::from_utf8_lossy(&out.stdout).trim() == sum {
+            if String::from_utf8_lossy(&out.stdout).trim() == image_sum(&server) {
                 return;
             }
         }
@@ -386,7 +416,7 @@ pub fn ensure_test_gitea_image() {
             copy(&f, &Path::new("/srv/tests/data/gitea").join(f.file_name().unwrap()));
         }
         copy(Path::new("/bin/busybox"), Path::new("/bin/busybox"));
-        for applet in ["sh", "mkdir", "chown", "wget", "cat", "sleep", "printf"] {
+        for applet in ["sh", "mkdir", "chown", "wget", "cat", "sleep", "printf", "rm", "tr", "head"] {
             std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
         }
         let script = |path: &str, text: &str| {
@@ -396,23 +426,14 @@ pub fn ensure_test_gitea_image() {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         };
-        script(
-            "usr/local/bin/gitea",
-            "#!/bin/sh\n# gitea admin user create|change-password ... --password PW ...\naction=$3; pw=\n\
-             while [ $# -gt 0 ]; do [ \"$1\" = --password ] && pw=$2; shift; done\n\
-             case $action in\n\
-               create) if [ -s /data/admin-password ]; then echo 'Command error: CreateUser: user already exists [name: kindling]' >&2; exit 1; fi; printf '%s' \"$pw\" > /data/admin-password ;;\n\
-               change-password) printf '%s' \"$pw\" > /data/admin-password ;;\n\
-               *) echo \"fake gitea: unexpected $action\" >&2; exit 1 ;;\n\
-             esac\n",
-        );
+        script("usr/local/bin/gitea", FAKE_GITEA_CLI);
         script("usr/local/bin/curl", "#!/bin/sh\nfor a; do url=$a; done\nexec wget -q -O /dev/null \"$url\"\n");
         std::fs::create_dir_all(root.join("etc")).unwrap();
         std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\ngit:x:1000:1000:git:/data:/bin/sh\n").unwrap();
         std::fs::write(root.join("etc/group"), "root:x:0:\ngit:x:1000:\n").unwrap();
         std::fs::create_dir_all(root.join("tmp")).unwrap();
         std::fs::create_dir_all(root.join("data")).unwrap();
-        let sum = kindling::cluster::tools::sha256_hex(&std::fs::read(&server).unwrap());
+        let sum = image_sum(&server);
         import_rootfs(
             root,
             TEST_GITEA_IMAGE,

@@ -64,12 +64,13 @@ impl Step for Gitea {
                     docker.run_container(&spec).await?;
                     docker.wait_ready(&spec.name, settings.step_timeout).await?;
                     // A rerun keeps the password Gitea already has (the volume outlives the
-                    // container).
-                    let password = match previous.as_ref().filter(|p| !p.external) {
-                        Some(p) => p.password.clone(),
-                        None => gitea::new_admin_password()?,
-                    };
-                    gitea::ensure_admin(docker, &spec.name, &password).await?;
+                    // container); a new admin gets one Gitea generates.
+                    let known = previous
+                        .as_ref()
+                        .filter(|p| !p.external)
+                        .map(|p| p.password.clone());
+                    let (_, password) =
+                        gitea::ensure_admin(docker, &spec.name, known.as_deref()).await?;
                     (
                         format!("http://127.0.0.1:{port}"),
                         gitea::ADMIN_USER.to_string(),
