@@ -2,7 +2,7 @@
 //! of a core) and edit → sync-started latency beyond the debounce (goal: under 100 ms), with
 //! file events; the same idle figure with `--poll`, for comparison.
 //! Run with `scripts/bench-watch.sh` (`cargo bench --bench watch`). Linux only: CPU time is
-//! read from /proc/self/stat.
+//! read from /proc/self/stat. `cargo test --all-targets` runs it small (see `size`).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -10,16 +10,38 @@ use std::time::{Duration, Instant};
 
 use kindling::env::{WatchMode, WatchedTree, watch_tree};
 
-const DIRS: usize = 500;
 const FILES_PER_DIR: usize = 100;
 const DEBOUNCE: Duration = Duration::from_millis(300);
-const IDLE: Duration = Duration::from_secs(10);
-const EDITS: usize = 10;
+
+/// The full benchmark under `cargo bench`; under `cargo test --all-targets` (which runs this
+/// target without `--bench`), a quick check of the same loop on a small tree, so the tests
+/// stay fast and the benchmark still cannot rot.
+struct Size {
+    dirs: usize,
+    idle: Duration,
+    edits: usize,
+}
+
+fn size() -> Size {
+    if std::env::args().any(|a| a == "--bench") {
+        Size {
+            dirs: 500,
+            idle: Duration::from_secs(10),
+            edits: 10,
+        }
+    } else {
+        Size {
+            dirs: 5,
+            idle: Duration::from_millis(500),
+            edits: 2,
+        }
+    }
+}
 
 /// 50,000 small manifests under `stamps/big/`, and a `docs/` outside the selective-sync
 /// patterns.
-fn generate(root: &Path) {
-    for d in 0..DIRS {
+fn generate(root: &Path, dirs: usize) {
+    for d in 0..dirs {
         let dir = root.join(format!("stamps/big/e{d:03}"));
         std::fs::create_dir_all(&dir).unwrap();
         for f in 0..FILES_PER_DIR {
@@ -81,26 +103,26 @@ fn start(
     syncs
 }
 
-fn idle_cpu(label: &str) {
+fn idle_cpu(label: &str, idle: Duration) {
     let before = cpu_time().expect("/proc/self/stat");
-    std::thread::sleep(IDLE);
+    std::thread::sleep(idle);
     let used = cpu_time().unwrap() - before;
     println!(
-        "watch {label}: idle CPU over {}s: {:.2}% of a core",
-        IDLE.as_secs(),
-        used.as_secs_f64() / IDLE.as_secs_f64() * 100.0
+        "watch {label}: idle CPU over {:.1}s: {:.2}% of a core",
+        idle.as_secs_f64(),
+        used.as_secs_f64() / idle.as_secs_f64() * 100.0
     );
 }
 
 fn main() {
-    // `cargo bench` passes --bench; nothing else is taken.
+    let Size { dirs, idle, edits } = size();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let t = Instant::now();
-    generate(root);
+    generate(root, dirs);
     println!(
         "generated {} files in {:.1}s",
-        DIRS * FILES_PER_DIR,
+        dirs * FILES_PER_DIR,
         t.elapsed().as_secs_f64()
     );
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -109,12 +131,12 @@ fn main() {
     let syncs = start(&runtime, root, WatchMode::Events, stop.clone());
     // Setting up the watches (one per directory) is done before the idle window starts.
     std::thread::sleep(Duration::from_secs(2));
-    idle_cpu("events");
+    idle_cpu("events", idle);
     let mut latencies = Vec::new();
-    for i in 0..EDITS {
+    for i in 0..edits {
         let edited = Instant::now();
         std::fs::write(
-            root.join(format!("stamps/big/e{:03}/m000.yaml", i * 37 % DIRS)),
+            root.join(format!("stamps/big/e{:03}/m000.yaml", i * 37 % dirs)),
             format!("edit {i}\n"),
         )
         .unwrap();
@@ -131,10 +153,10 @@ fn main() {
     }
     latencies.sort();
     println!(
-        "watch events: edit to sync started, beyond the {} ms debounce: median {} ms, max {} ms ({EDITS} edits)",
+        "watch events: edit to sync started, beyond the {} ms debounce: median {} ms, max {} ms ({edits} edits)",
         DEBOUNCE.as_millis(),
-        latencies[EDITS / 2].as_millis(),
-        latencies[EDITS - 1].as_millis()
+        latencies[edits / 2].as_millis(),
+        latencies[edits - 1].as_millis()
     );
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     std::thread::sleep(Duration::from_millis(500));
@@ -142,6 +164,6 @@ fn main() {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let _syncs = start(&runtime, root, WatchMode::Poll, stop.clone());
     std::thread::sleep(Duration::from_secs(2));
-    idle_cpu("--poll");
+    idle_cpu("--poll", idle);
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
 }

@@ -352,6 +352,7 @@ case "$*" in
     if [ "$1" = "create" ]; then n="$4"; cfg="$6"; else cfg="$4"; n=$(sed -n 's/^  name: //p' "$cfg" | head -1); fi
     if grep -qx "$n" "$here/clusters"; then echo "ERROR: node(s) already exist for a cluster with the name \"$n\"" >&2; exit 1; fi
     cp "$cfg" "$here/config-seen.yaml"
+    echo "${KIND_EXPERIMENTAL_DOCKER_NETWORK:-}" > "$here/network-seen"
     echo "$n" >> "$here/clusters" ;;
   "delete cluster --name "*|"cluster delete "*)
     n=$(echo "$*" | awk '{print $NF}'); grep -vx "$n" "$here/clusters" > "$here/clusters.new"; mv "$here/clusters.new" "$here/clusters" ;;
@@ -432,7 +433,14 @@ esac
             1,
             "second delete must not call kind: {log:?}"
         );
-        assert_eq!(kind.docker_network("kindling-dev"), "kind");
+        // Each cluster on a network of its own, named for it, and kind told so.
+        assert_eq!(kind.docker_network("kindling-dev"), "kindling-dev");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("network-seen"))
+                .unwrap()
+                .trim(),
+            "kindling-dev"
+        );
         assert_eq!(kind.context("kindling-dev"), "kind-kindling-dev");
         assert_eq!(
             kind.nodes("kindling-dev").unwrap(),

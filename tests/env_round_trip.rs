@@ -521,12 +521,35 @@ mod env {
             0o600,
             "the state holding the password is not 0600"
         );
-        // The engine reaches it through the Service over the container's address on `kind`.
+        // The engine reaches it through the Service over the container's address on the env's
+        // own network, which the cluster's nodes are on too; not on the shared `kind` one.
+        let networks = String::from_utf8_lossy(
+            &docker_cli(&[
+                "inspect",
+                "-f",
+                "{{range $n, $_ := .NetworkSettings.Networks}}{{$n}} {{end}}",
+                &container,
+            ])
+            .stdout,
+        )
+        .to_string();
+        assert_eq!(networks.trim(), format!("kindling-{env}"), "{networks}");
+        let node_networks = String::from_utf8_lossy(
+            &docker_cli(&[
+                "inspect",
+                "-f",
+                "{{range $n, $_ := .NetworkSettings.Networks}}{{$n}} {{end}}",
+                &format!("kindling-{env}-control-plane"),
+            ])
+            .stdout,
+        )
+        .to_string();
+        assert_eq!(node_networks.trim(), format!("kindling-{env}"));
         let ip = String::from_utf8_lossy(
             &docker_cli(&[
                 "inspect",
                 "-f",
-                "{{(index .NetworkSettings.Networks \"kind\").IPAddress}}",
+                &format!("{{{{(index .NetworkSettings.Networks \"kindling-{env}\").IPAddress}}}}"),
                 &container,
             ])
             .stdout,

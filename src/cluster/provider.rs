@@ -44,6 +44,11 @@ const ETXTBSY: i32 = 26;
 const STDERR_TAIL_LINES: usize = 20;
 
 fn run(binary: &Path, args: &[&str]) -> Result<String, ClusterError> {
+    run_with(binary, args, &[])
+}
+
+/// [`run`] with extra environment variables for the CLI.
+fn run_with(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<String, ClusterError> {
     let command_line = std::iter::once(binary.display().to_string())
         .chain(args.iter().map(|a| a.to_string()))
         .collect::<Vec<_>>()
@@ -52,7 +57,10 @@ fn run(binary: &Path, args: &[&str]) -> Result<String, ClusterError> {
     let mut attempts = 0;
     let output = loop {
         let mut command = Command::new(binary);
-        command.args(args).stdin(Stdio::null());
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .envs(env.iter().copied());
         // The engine kindling uses, named to kind (through the docker CLI it runs) and k3d in
         // the variables both honour over any context, so the cluster lands beside Gitea and
         // the registry. An endpoint that cannot be resolved is reported when kindling itself
@@ -137,11 +145,19 @@ impl ClusterProvider for KindCli {
         let config = write_config(&self.work_dir, "kind", config_yaml)?;
         let config = config.display().to_string();
         // kind waits for the control plane itself; kindling then waits for every node.
-        run(
+        // The cluster goes on a network of its own, not the `kind` network every kind cluster
+        // on the host shares (whose pods could otherwise reach this env's Gitea and registry):
+        // kind takes the network's name from KIND_EXPERIMENTAL_DOCKER_NETWORK and uses it as
+        // it finds it, creating it only when missing (kubernetes-sigs/kind v0.33.0
+        // pkg/cluster/internal/providers/docker/provider.go Provision, network.go
+        // ensureNetwork). kindling makes it first, labelled for the env, so delete removes it.
+        let network = self.docker_network(name);
+        run_with(
             &self.binary,
             &[
                 "create", "cluster", "--name", name, "--config", &config, "--wait", "120s",
             ],
+            &[("KIND_EXPERIMENTAL_DOCKER_NETWORK", network.as_str())],
         )?;
         Ok(())
     }
@@ -173,9 +189,9 @@ impl ClusterProvider for KindCli {
             .collect())
     }
 
-    fn docker_network(&self, _name: &str) -> String {
-        // kind puts every cluster on one network of this name.
-        "kind".to_string()
+    fn docker_network(&self, name: &str) -> String {
+        // The env's own network (`kindling-ENV`, the cluster's name; see `create`).
+        name.to_string()
     }
 
     fn context(&self, name: &str) -> String {

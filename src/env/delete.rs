@@ -117,18 +117,22 @@ async fn clear_the_cluster_network(
             removed.push(container);
         }
     }
-    // The cluster's own network: from the state, or for an orphan (no state) the one k3d
-    // would have made. kind's network is shared by every kind cluster and stays attached.
-    let network = match state.and_then(|s| s.cluster.as_ref()) {
-        Some(c) => c.network.clone(),
-        None => format!("k3d-{}", crate::cluster::cluster_name(name)),
+    // The cluster's own network: from the state, or for an orphan (no state) the one k3d or
+    // kind would have been given. The shared `kind` network (envs made before each had its
+    // own) stays attached.
+    let cluster_name = crate::cluster::cluster_name(name);
+    let networks = match state.and_then(|s| s.cluster.as_ref()) {
+        Some(c) => vec![c.network.clone()],
+        None => vec![format!("k3d-{cluster_name}"), cluster_name],
     };
-    if network != "kind" && docker.network_exists(&network).await? {
-        for cache in docker
-            .containers_labelled(crate::docker::CACHE_LABEL)
-            .await?
-        {
-            docker.disconnect_network(&cache, &network).await?;
+    for network in networks {
+        if network != "kind" && docker.network_exists(&network).await? {
+            for cache in docker
+                .containers_labelled(crate::docker::CACHE_LABEL)
+                .await?
+            {
+                docker.disconnect_network(&cache, &network).await?;
+            }
         }
     }
     Ok(removed)

@@ -324,7 +324,11 @@ pub fn with_ready_node(api: &FakeApi) {
 ///   `NAME-external-load-balancer` (role `external-load-balancer`, an Envoy image since kind
 ///   v0.32, pkg/cluster/internal/loadbalancer/const.go), which runs no containerd;
 /// - `get nodes` lists every container of the cluster, load balancer included, one name per
-///   line (pkg/cmd/kind/get/nodes/nodes.go; ListNodes filters on the cluster label only).
+///   line (pkg/cmd/kind/get/nodes/nodes.go; ListNodes filters on the cluster label only);
+/// - the nodes go on the network `KIND_EXPERIMENTAL_DOCKER_NETWORK` names (with two warnings
+///   on stderr), else on `kind`; the network is used as found, created only when missing, and
+///   never removed by `delete cluster` (pkg/cluster/internal/providers/docker/provider.go
+///   Provision, network.go ensureNetwork).
 pub fn fake_kind(bin: &Path, api_url: &str) {
     let script = format!(
         r#"#!/bin/sh
@@ -342,9 +346,16 @@ fi
 if [ -e "$here/fail-create" ]; then echo "ERROR: failed to create cluster: node did not become ready" >&2; exit 1; fi
 # The engine kind was pointed at (it runs the docker CLI, which honours DOCKER_HOST).
 echo "${{DOCKER_HOST:-}}" > "$here/kind-docker-host"
-docker network inspect kind >/dev/null 2>&1 || docker network create kind >/dev/null 2>&1
+net=kind
+if [ -n "${{KIND_EXPERIMENTAL_DOCKER_NETWORK:-}}" ]; then
+  echo "WARNING: Overriding docker network due to KIND_EXPERIMENTAL_DOCKER_NETWORK" >&2
+  echo "WARNING: Here be dragons! This is not supported currently." >&2
+  net=$KIND_EXPERIMENTAL_DOCKER_NETWORK
+fi
+echo "$net" > "$here/kind-network"
+docker network inspect "$net" >/dev/null 2>&1 || docker network create "$net" >/dev/null 2>&1
 node() {{
-  docker run -d --name "$name-$1" --hostname "$name-$1" --label io.x-k8s.kind.cluster="$name" --label io.x-k8s.kind.role="$2" --network kind {TEST_IMAGE} sleep 1000000 >/dev/null || exit 1
+  docker run -d --name "$name-$1" --hostname "$name-$1" --label io.x-k8s.kind.cluster="$name" --label io.x-k8s.kind.role="$2" --network "$net" {TEST_IMAGE} sleep 1000000 >/dev/null || exit 1
 }}
 cps=$(grep -c '^- role: control-plane' "$6"); workers=$(grep -c '^- role: worker' "$6")
 [ "$cps" -gt 1 ] && node external-load-balancer external-load-balancer

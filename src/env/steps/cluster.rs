@@ -75,6 +75,10 @@ impl Step for Cluster {
             }
             if !exists {
                 ctx.save()?;
+                // kind puts the cluster on the env's own network, made (labelled) here first.
+                if resolved.provider == cluster::Provider::Kind {
+                    ctx.env_network().await?;
+                }
             }
             // kind always makes its context current (it has no flag against it, kubernetes-sigs/
             // kind v0.33.0 pkg/cluster/internal/kubeconfig/internal/kubeconfig/merge.go); with
