@@ -191,6 +191,65 @@ mod env {
         assert!(h.api.object("Secret", "root-ca-secret").is_some());
         let db = h.api.object("Secret", "database-credentials").unwrap();
         assert_eq!(db["metadata"]["namespace"], "database");
+        // The engine clones with a token of its own that can only read: the copy in the
+        // cluster cannot push; the push token stays on the host.
+        let git = h.api.object("Secret", "kindling-git-credentials").unwrap();
+        let engine_token = {
+            use base64::Engine as _;
+            String::from_utf8(
+                base64::engine::general_purpose::STANDARD
+                    .decode(git["data"]["password"].as_str().unwrap())
+                    .unwrap(),
+            )
+            .unwrap()
+        };
+        assert_eq!(
+            engine_token,
+            super::common::fake_gitea::token_for("kindling-engine")
+        );
+        assert_ne!(engine_token, super::common::fake_gitea::recorded_token());
+        let remote = |token: &str| {
+            format!(
+                "{}/kindling/source.git",
+                h.gitea
+                    .url
+                    .replacen("://", &format!("://kindling:{token}@"), 1)
+            )
+        };
+        let scratch = tempfile::tempdir().unwrap();
+        let git_in = |args: &[&str]| {
+            std::process::Command::new("git")
+                .args(args)
+                .current_dir(scratch.path())
+                .env("GIT_TERMINAL_PROMPT", "0")
+                .output()
+                .unwrap()
+        };
+        let fetched = git_in(&["ls-remote", &remote(&engine_token)]);
+        assert!(fetched.status.success(), "{fetched:?}");
+        assert!(git_in(&["init", "-q"]).status.success());
+        assert!(
+            git_in(&[
+                "-c",
+                "user.name=x",
+                "-c",
+                "user.email=x@x",
+                "commit",
+                "-q",
+                "--allow-empty",
+                "-m",
+                "x"
+            ])
+            .status
+            .success()
+        );
+        let pushed = git_in(&["push", &remote(&engine_token), "HEAD:refs/heads/intruder"]);
+        assert!(!pushed.status.success(), "the engine's token could push");
+        assert!(
+            String::from_utf8_lossy(&pushed.stderr).contains("403"),
+            "{}",
+            String::from_utf8_lossy(&pushed.stderr)
+        );
         let repo = h.api.object("GitRepository", "kindling").unwrap();
         assert_eq!(
             repo["spec"]["url"],

@@ -89,6 +89,7 @@ pub fn plan(
         user: gitea::ADMIN_USER.into(),
         password: "<redacted>".into(),
         token: None,
+        engine_token: None,
         external: settings.external_gitea.is_some(),
     };
     crate::engine::secrets::check_host_values(stamp, &settings.allow_secret_from)?;

@@ -41,8 +41,12 @@ pub struct GiteaState {
     pub cluster_repo_url: String,
     pub user: String,
     pub password: String,
+    /// The token kindling pushes with (repository write); stays on the host.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// The read-only token the engine clones with (in the cluster's credentials Secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_token: Option<String>,
     /// A Gitea kindling did not start (`KINDLING_GITEA_URL`): never removed by delete.
     pub external: bool,
 }
@@ -145,6 +149,7 @@ impl EnvState {
         if let Some(g) = &mut copy.gitea {
             g.password = "<redacted>".into();
             g.token = g.token.as_ref().map(|_| "<redacted>".into());
+            g.engine_token = g.engine_token.as_ref().map(|_| "<redacted>".into());
         }
         copy
     }

@@ -26,6 +26,8 @@ pub const ADMIN_USER: &str = "kindling";
 pub const REPOSITORY: &str = "source";
 /// The token's name in Gitea; recreated when lost (Gitea shows a token only once).
 pub const TOKEN_NAME: &str = "kindling";
+/// The read-only token the GitOps engine clones with, in the cluster.
+pub const ENGINE_TOKEN_NAME: &str = "kindling-engine";
 
 pub fn container_name(env: &str) -> String {
     format!("kindling-{env}-gitea")
@@ -528,17 +530,30 @@ impl GiteaClient {
         }
     }
 
-    /// Creates the admin's access token for kindling. Gitea shows a token only when it is
-    /// created, so a token of the same name left by an earlier run is deleted and made anew.
+    /// Creates the token kindling pushes with, from the host (it never enters a cluster):
+    /// repository write, and reading the user.
     pub fn create_token(&self) -> Result<AccessToken, GiteaError> {
+        self.create_named_token(TOKEN_NAME, &["write:repository", "read:user"])
+    }
+
+    /// Creates the token the GitOps engine clones with: repository read only, so the copy in
+    /// the cluster (readable by whoever reads its Secret) cannot push (go-gitea/gitea v1.27
+    /// services/context/permission.go CheckTokenScopes: a push needs write:repository).
+    pub fn create_engine_token(&self) -> Result<AccessToken, GiteaError> {
+        self.create_named_token(ENGINE_TOKEN_NAME, &["read:repository"])
+    }
+
+    /// Creates an access token of the signed-in user. Gitea shows a token only when it is
+    /// created, so a token of the same name left by an earlier run is deleted and made anew.
+    fn create_named_token(&self, name: &str, scopes: &[&str]) -> Result<AccessToken, GiteaError> {
         let action = "creating an access token";
         // For the user kindling signs in as: Gitea lets a user make tokens for itself only
         // (go-gitea/gitea v1.27.0 routers/api/v1/api.go, reqSelfOrAdmin on
         // /users/{username}/tokens), and an existing Gitea's user is rarely `kindling`.
         let path = format!("/api/v1/users/{}/tokens", self.owner());
         let body = serde_json::to_value(CreateAccessTokenOption {
-            name: TOKEN_NAME,
-            scopes: vec!["write:repository", "read:user"],
+            name,
+            scopes: scopes.to_vec(),
         })
         .unwrap_or_default();
         let r = self.call("POST", &path, Some(body.clone()), action)?;
@@ -549,7 +564,7 @@ impl GiteaClient {
         if (r.status == 400 || r.status == 422) && used {
             let d = self.call(
                 "DELETE",
-                &format!("{path}/{TOKEN_NAME}"),
+                &format!("{path}/{name}"),
                 None,
                 "deleting the old access token",
             )?;

@@ -21,6 +21,31 @@ pub struct FakeGitea {
     _dir: Option<tempfile::TempDir>,
 }
 
+/// The tokens the fakes have issued (sha1 → scopes), as Gitea keeps them; a token is
+/// deterministic per name, so the same name has the same token in every fake.
+static ISSUED: std::sync::Mutex<Vec<(String, Vec<String>)>> = std::sync::Mutex::new(Vec::new());
+
+/// The token a fake issues for `name`: the recorded payload's for `kindling` (the push token),
+/// a stable value derived from the name for any other.
+pub fn token_for(name: &str) -> String {
+    if name == "kindling" {
+        return recorded_token();
+    }
+    use sha2::Digest as _;
+    let sum = sha2::Sha256::digest(format!("fake-gitea-token:{name}").as_bytes());
+    sum.iter().take(20).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The scopes of an issued token, or `None` when `secret` is no token the fakes issued.
+fn token_scopes(secret: &str) -> Option<Vec<String>> {
+    ISSUED
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(t, _)| t == secret)
+        .map(|(_, s)| s.clone())
+}
+
 /// The token the recorded "token created" payload carries.
 pub fn recorded_token() -> String {
     let text =
@@ -136,7 +161,40 @@ fn handle(
     if path == "/api/healthz" {
         return respond(&mut stream, "200 OK", r#"{"status":"pass"}"#);
     }
-    let authorized = headers.get("authorization").is_some_and(|a| authorize(a));
+    // Basic auth with a password, or with an access token as the password; a token's scopes
+    // then limit it (go-gitea/gitea v1.27 services/context/permission.go CheckTokenScopes:
+    // Git over HTTP needs write:repository to push, read or write to fetch, else 403).
+    let secret = headers
+        .get("authorization")
+        .and_then(|a| a.strip_prefix("Basic "))
+        .and_then(|b| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.decode(b).ok()
+        })
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .and_then(|pair| pair.split_once(':').map(|(_, s)| s.to_string()))
+        .unwrap_or_default();
+    let scopes = token_scopes(&secret);
+    let authorized = scopes.is_some() || headers.get("authorization").is_some_and(|a| authorize(a));
+    if let Some(scopes) = &scopes {
+        let pushing = path.ends_with("/git-receive-pack") || query.contains("git-receive-pack");
+        let fetching = path.ends_with("/git-upload-pack") || query.contains("git-upload-pack");
+        let has = |s: &str| scopes.iter().any(|x| x == s);
+        let allowed = if pushing {
+            has("write:repository")
+        } else if fetching {
+            has("write:repository") || has("read:repository")
+        } else {
+            true
+        };
+        if !allowed {
+            let _ = write!(
+                stream,
+                "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            return;
+        }
+    }
     if !authorized {
         let _ = write!(
             stream,
@@ -170,7 +228,31 @@ fn handle(
                     r#"{"message":"doer should be the site admin or be same as the contextUser","url":""}"#,
                 );
             }
-            return respond(&mut stream, "201 Created", &recorded("token-created.json"));
+            // The token of the name asked for, with the scopes asked for (the recorded
+            // payload's shape).
+            let asked: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+            let name = asked["name"].as_str().unwrap_or("kindling").to_string();
+            let scopes: Vec<String> = asked["scopes"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let token = token_for(&name);
+            {
+                let mut issued = ISSUED.lock().unwrap();
+                issued.retain(|(t, _)| *t != token);
+                issued.push((token.clone(), scopes.clone()));
+            }
+            let mut payload: serde_json::Value =
+                serde_json::from_str(&recorded("token-created.json")).unwrap();
+            payload["name"] = name.into();
+            payload["sha1"] = token.clone().into();
+            payload["token_last_eight"] = token[token.len() - 8..].to_string().into();
+            payload["scopes"] = scopes.into();
+            return respond(&mut stream, "201 Created", &payload.to_string());
         }
         ("POST", "/api/v1/user/repos") => {
             let repo = root.join(&doer).join("source.git");

@@ -70,9 +70,11 @@ pub fn objects(
     let credentials = GitCredentials {
         url: gitea.cluster_repo_url.clone(),
         username: gitea.user.clone(),
+        // The read-only token: the Secret is readable in the cluster, and must not push.
         password: gitea
-            .token
+            .engine_token
             .clone()
+            .or_else(|| gitea.token.clone())
             .unwrap_or_else(|| gitea.password.clone()),
     };
     engine::bootstrap_objects(

@@ -87,11 +87,12 @@ impl Step for Gitea {
                 },
             );
             let timeout = settings.step_timeout;
-            let token = tokio::task::spawn_blocking(move || {
+            let (token, engine_token) = tokio::task::spawn_blocking(move || {
                 client.wait_healthy(timeout)?;
                 let token = client.create_token()?;
+                let engine_token = client.create_engine_token()?;
                 client.ensure_repository()?;
-                Ok::<_, EnvError>(token)
+                Ok::<_, EnvError>((token, engine_token))
             })
             .await
             .map_err(join_error)??;
@@ -101,6 +102,7 @@ impl Step for Gitea {
                 user,
                 password,
                 token: Some(token.sha1),
+                engine_token: Some(engine_token.sha1),
                 external,
             });
             Ok(url)
