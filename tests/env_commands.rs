@@ -514,19 +514,7 @@ mod env {
         let mut insecure = args.to_vec();
         insecure.push("--insecure-gitea");
         ok(&h.run(&insecure, &remote_http));
-        let text = h.run(
-            &[
-                "env",
-                "create",
-                &env,
-                "--stamp",
-                "sample",
-                "--profile",
-                profile.to_str().unwrap(),
-                "--dry-run",
-            ],
-            &[],
-        );
+        let text = h.create_text(&env, &profile, &["--dry-run"], &[]);
         assert!(text.status.success());
         let all = format!(
             "{}{}",
@@ -1126,6 +1114,19 @@ mod env {
             assert!(out.status.success(), "{out:?}");
             String::from_utf8_lossy(&out.stdout).trim().to_string()
         };
+        // The create failed, naming the container it would not adopt; the output, for more.
+        let refused = |out: &std::process::Output, name: &str| {
+            let said = String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "adopted {name}");
+            assert!(
+                said.contains(&format!(
+                    "container {name} exists but is not one kindling made"
+                )),
+                "{said}"
+            );
+            said
+        };
         let id_of = |name: &str| {
             String::from_utf8_lossy(&docker_cli(&["inspect", "-f", "{{.Id}}", name]).stdout)
                 .trim()
@@ -1148,15 +1149,7 @@ mod env {
             }
             let id = plant(&registry, &labels);
             let out = h.create(&env, &[]);
-            let said = String::from_utf8_lossy(&out.stdout).to_string()
-                + &String::from_utf8_lossy(&out.stderr);
-            assert!(!out.status.success(), "{case}: adopted {registry}");
-            assert!(
-                said.contains(&format!(
-                    "container {registry} exists but is not one kindling made"
-                )),
-                "{case}: {said}"
-            );
+            let said = refused(&out, &registry);
             if case == "other-data-dir" {
                 assert!(said.contains("another kindling data dir"), "{said}");
             }
@@ -1166,13 +1159,7 @@ mod env {
         }
         // A planted shared cache (a test's own cache set, KINDLING_CACHE_PREFIX).
         let prefix = unique("kp");
-        std::fs::write(h.path("cache-prefix"), &prefix).unwrap();
-        let profile = h.path("planted-cache-profile.yaml");
-        std::fs::write(
-            &profile,
-            "apiVersion: kindling.dev/v1alpha1\nkind: ClusterProfile\nmetadata: {name: caches}\nspec:\n  provider: kind\n  kubernetesVersion: \"1.37\"\n  ingress: {http: 18080, https: 18443}\n  registry: false\n  imageCaches: true\n",
-        )
-        .unwrap();
+        let profile = h.caches_profile("kind", &prefix);
         let cache = format!("{prefix}-docker-io");
         let id = plant(&cache, &[]);
         let env = unique("adopt");
@@ -1191,15 +1178,7 @@ mod env {
             )
             .output()
             .unwrap();
-        let said = String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "adopted {cache}");
-        assert!(
-            said.contains(&format!(
-                "container {cache} exists but is not one kindling made"
-            )),
-            "{said}"
-        );
+        refused(&out, &cache);
         let _ = h.run(&["env", "delete", &env], &[]);
         assert_eq!(id_of(&cache), id, "{cache} was touched");
         let _ = docker_cli(&["rm", "-f", &cache]);
@@ -1264,13 +1243,7 @@ mod env {
         }
         let h = Harness::new();
         let prefix = unique("kc");
-        std::fs::write(h.path("cache-prefix"), &prefix).unwrap();
-        let profile = h.path("caches-profile.yaml");
-        std::fs::write(
-            &profile,
-            "apiVersion: kindling.dev/v1alpha1\nkind: ClusterProfile\nmetadata: {name: caches}\nspec:\n  provider: k3d\n  kubernetesVersion: \"1.37\"\n  ingress: {http: 18080, https: 18443}\n  registry: false\n  imageCaches: true\n",
-        )
-        .unwrap();
+        let profile = h.caches_profile("k3d", &prefix);
         // The caches' image is not on the engine: it comes from a registry (a local one, as
         // no other can be reached here), so `env create` has to pull it. The profile has no
         // local registry, whose step would otherwise have pulled the same image.
@@ -1794,24 +1767,13 @@ mod env {
         // An environment variable needs the user's consent (a stamp could ask for
         // GITHUB_TOKEN): off a terminal, without `--allow-secret-from`, dry run and create
         // refuse before anything is made, naming it and the flag, never its value.
-        for dry in [true, false] {
-            let mut args = vec![
-                "env",
-                "create",
-                &env,
-                "--stamp",
-                "sample",
-                "--profile",
-                profile.to_str().unwrap(),
-                "--output",
-                "json",
-            ];
-            if dry {
-                args.push("--dry-run");
-            }
+        for more in [&["--dry-run"][..], &[]] {
+            let dry = !more.is_empty();
             let out = h
-                .command(
-                    &args,
+                .create_command(
+                    &env,
+                    &profile,
+                    more,
                     &[("KINDLING_TEST_NEVER_SET_TOKEN", "TOKEN-VALUE-9c1e")],
                 )
                 .output()
@@ -1833,15 +1795,7 @@ mod env {
         // missing file). util-linux script(1) gives it a terminal.
         for (answer, allowed) in [("n", false), ("y", true)] {
             let kindling = h.command(
-                &[
-                    "env",
-                    "create",
-                    &env,
-                    "--stamp",
-                    "sample",
-                    "--profile",
-                    profile.to_str().unwrap(),
-                ],
+                &create_args(&env, &profile, &[]),
                 &[("KINDLING_TEST_NEVER_SET_TOKEN", "TOKEN-VALUE-9c1e")],
             );
             let quoted: Vec<String> = std::iter::once(kindling.get_program())
@@ -1885,25 +1839,14 @@ mod env {
             assert_eq!(said.contains("no-such-file.pem"), allowed, "{said}");
             assert!(!said.contains("TOKEN-VALUE-9c1e"), "{said}");
         }
+        let allow = ["--allow-secret-from", "KINDLING_TEST_NEVER_SET_TOKEN"];
         for dry in [true, false] {
-            let mut args = vec![
-                "env",
-                "create",
-                &env,
-                "--stamp",
-                "sample",
-                "--profile",
-                profile.to_str().unwrap(),
-                "--output",
-                "json",
-                "--allow-secret-from",
-                "KINDLING_TEST_NEVER_SET_TOKEN",
-            ];
+            let mut more = allow.to_vec();
             if dry {
-                args.push("--dry-run");
+                more.push("--dry-run");
             }
             let out = h
-                .command(&args, &[])
+                .create_command(&env, &profile, &more, &[])
                 .env_remove("KINDLING_TEST_NEVER_SET_TOKEN")
                 .output()
                 .unwrap();
@@ -1971,25 +1914,15 @@ mod env {
                     .ends_with("no-such-file.pem"),
             "{read}"
         );
-        let text = h
-            .command(
-                &[
-                    "env",
-                    "create",
-                    &env,
-                    "--stamp",
-                    "sample",
-                    "--profile",
-                    profile.to_str().unwrap(),
-                    "--dry-run",
-                ],
-                &[
-                    ("KINDLING_TEST_NEVER_SET_TOKEN", "TOKEN-VALUE-9c1e"),
-                    allowed,
-                ],
-            )
-            .output()
-            .unwrap();
+        let text = h.create_text(
+            &env,
+            &profile,
+            &["--dry-run"],
+            &[
+                ("KINDLING_TEST_NEVER_SET_TOKEN", "TOKEN-VALUE-9c1e"),
+                allowed,
+            ],
+        );
         let said = String::from_utf8_lossy(&text.stdout);
         assert!(
             said.contains("sample/api-token key token: env KINDLING_TEST_NEVER_SET_TOKEN"),

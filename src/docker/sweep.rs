@@ -29,27 +29,7 @@ pub struct EnvObjects {
 impl DockerClient {
     /// Every container, volume and network labelled `label` (`key=value`).
     pub async fn labelled(&self, label: &str) -> Result<EnvObjects, DockerError> {
-        let filters = Self::label_filter(label);
-        Ok(EnvObjects {
-            containers: self
-                .containers_with(&filters)
-                .await?
-                .into_iter()
-                .filter_map(container_name)
-                .collect(),
-            volumes: self
-                .volumes_with(&filters)
-                .await?
-                .into_iter()
-                .map(|v| v.name)
-                .collect(),
-            networks: self
-                .networks_with(&filters)
-                .await?
-                .into_iter()
-                .filter_map(|n| n.name)
-                .collect(),
-        })
+        self.labelled_where(label, |_| true).await
     }
     /// Every object labelled `label` that the data dir `data_id` may take as its own: its data
     /// label is `data_id`, or it has none (made before kindling had one, or a provider's node
@@ -59,32 +39,40 @@ impl DockerClient {
         label: &str,
         data_id: &str,
     ) -> Result<EnvObjects, DockerError> {
-        let filters = Self::label_filter(label);
-        let ours = |labels: Option<&HashMap<String, String>>| {
+        self.labelled_where(label, |labels| {
             labels
                 .and_then(|l| l.get(DATA_LABEL))
                 .is_none_or(|d| d == data_id)
-        };
+        })
+        .await
+    }
+    /// The objects labelled `label` whose labels `keep` accepts.
+    async fn labelled_where(
+        &self,
+        label: &str,
+        keep: impl Fn(Option<&HashMap<String, String>>) -> bool,
+    ) -> Result<EnvObjects, DockerError> {
+        let filters = Self::label_filter(label);
         Ok(EnvObjects {
             containers: self
                 .containers_with(&filters)
                 .await?
                 .into_iter()
-                .filter(|c| ours(c.labels.as_ref()))
+                .filter(|c| keep(c.labels.as_ref()))
                 .filter_map(container_name)
                 .collect(),
             volumes: self
                 .volumes_with(&filters)
                 .await?
                 .into_iter()
-                .filter(|v| ours(Some(&v.labels)))
+                .filter(|v| keep(Some(&v.labels)))
                 .map(|v| v.name)
                 .collect(),
             networks: self
                 .networks_with(&filters)
                 .await?
                 .into_iter()
-                .filter(|n| ours(n.labels.as_ref()))
+                .filter(|n| keep(n.labels.as_ref()))
                 .filter_map(|n| n.name)
                 .collect(),
         })

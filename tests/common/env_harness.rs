@@ -669,19 +669,33 @@ impl Harness {
         more: &[&str],
         extra: &[(&str, &str)],
     ) -> std::process::Command {
-        let profile = profile.to_str().unwrap();
-        let mut args = vec![
-            "env",
-            "create",
-            env,
-            "--stamp",
-            "sample",
-            "--profile",
-            profile,
-        ];
-        args.extend_from_slice(more);
+        let mut args = create_args(env, profile, more);
         args.extend(["--output", "json"]);
         self.command(&args, extra)
+    }
+
+    /// A test's own set of shared caches (`prefix`, recorded for the drop guard) and a
+    /// profile for `provider` that uses them, without a local registry.
+    pub fn caches_profile(&self, provider: &str, prefix: &str) -> PathBuf {
+        std::fs::write(self.path("cache-prefix"), prefix).unwrap();
+        let profile = self.path(&format!("caches-{provider}-profile.yaml"));
+        std::fs::write(
+            &profile,
+            format!("apiVersion: kindling.dev/v1alpha1\nkind: ClusterProfile\nmetadata: {{name: caches}}\nspec:\n  provider: {provider}\n  kubernetesVersion: \"1.37\"\n  ingress: {{http: 18080, https: 18443}}\n  registry: false\n  imageCaches: true\n"),
+        )
+        .unwrap();
+        profile
+    }
+
+    /// `env create ENV --stamp sample --profile PROFILE MORE…` with text output.
+    pub fn create_text(
+        &self,
+        env: &str,
+        profile: &Path,
+        more: &[&str],
+        extra: &[(&str, &str)],
+    ) -> Output {
+        self.run(&create_args(env, profile, more), extra)
     }
 
     pub fn create(&self, env: &str, extra: &[(&str, &str)]) -> Output {
@@ -701,6 +715,21 @@ impl Harness {
                 .unwrap();
         serde_json::from_str(&text).unwrap()
     }
+}
+
+/// `env create ENV --stamp sample --profile PROFILE MORE…`.
+pub fn create_args<'a>(env: &'a str, profile: &'a Path, more: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "env",
+        "create",
+        env,
+        "--stamp",
+        "sample",
+        "--profile",
+        profile.to_str().unwrap(),
+    ];
+    args.extend_from_slice(more);
+    args
 }
 
 /// The names of the steps a create report lists with `status` (`done`, `skipped`).
