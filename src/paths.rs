@@ -101,6 +101,34 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
     Ok(())
 }
 
+/// Refuses a data directory that exists but belongs to another user: its owner could read the
+/// CA key and the env credentials kindling keeps there, or swap what kindling reads back (a
+/// shared or predictable `KINDLING_DATA_DIR` under /tmp, made by someone else first).
+pub fn check_owner(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(found) = std::fs::metadata(dir) else {
+            return Ok(());
+        };
+        // Our own uid, as the file system records it for a file we make.
+        let mine = tempfile::tempfile()?.metadata()?.uid();
+        if found.uid() != mine {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "kindling's data dir {} belongs to uid {}, not to you (uid {mine}): its owner could read or replace the CA key and env credentials kept there\nhelp: point KINDLING_DATA_DIR at a directory of your own",
+                    dir.display(),
+                    found.uid()
+                ),
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
 /// Creates `dir` and any missing parent as 0700.
 pub fn private_dirs(dir: &Path) -> std::io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();

@@ -510,6 +510,44 @@ mod pki {
         }
     }
 
+    /// A data dir that belongs to another user is refused by the commands that keep secrets
+    /// there (`ca`, `env`), before anything is read or written (only root can make one here).
+    #[test]
+    fn pki_a_data_dir_of_another_user_is_refused() {
+        if !super::common::is_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        std::os::unix::fs::chown(&data, Some(65534), Some(65534)).unwrap();
+        for args in [&["ca", "show"][..], &["env", "list"]] {
+            let out = Command::new(env!("CARGO_BIN_EXE_kindling"))
+                .args(args)
+                .env("KINDLING_DATA_DIR", &data)
+                .output()
+                .unwrap();
+            let said = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{args:?}: {said}");
+            assert!(
+                said.contains("belongs to uid 65534, not to you"),
+                "{args:?}: {said}"
+            );
+        }
+        assert_eq!(std::fs::read_dir(&data).unwrap().count(), 0);
+        // Its own data dir is fine.
+        std::os::unix::fs::chown(&data, Some(0), Some(0)).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_kindling"))
+            .args(["ca", "show"])
+            .env("KINDLING_DATA_DIR", &data)
+            .output()
+            .unwrap();
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains("not to you"),
+            "{out:?}"
+        );
+    }
+
     /// `ca trust` installs exactly the certificate it read and checked: the data dir's file is
     /// not read again by the commands that run after the password prompt. Here the store's
     /// `install` swaps the data dir's root.pem before copying its source, as a local attacker

@@ -161,9 +161,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Env(command) => env::run(command, output, cli.verbose),
+        Command::Env(command) => {
+            kindling::paths::check_owner(&kindling::paths::data_dir())?;
+            env::run(command, output, cli.verbose)
+        }
         Command::Cluster(command) => cluster::run(command, output),
-        Command::Ca(command) => ca::run(command, output),
+        Command::Ca(command) => {
+            kindling::paths::check_owner(&kindling::paths::data_dir())?;
+            ca::run(command, output)
+        }
         Command::Cache(command) => cache::run(command, output),
         Command::Engine(command) => engine::run(command, output),
         Command::Doctor => doctor::run(output),
