@@ -1745,6 +1745,59 @@ mod env {
         }
     }
 
+    /// `env restart` asks for the same consent as create, before it removes anything: without
+    /// `--allow-secret-from` the stamp stays as it was; with it, the restart goes through.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_restart_needs_consent_for_host_secrets_before_removing_anything() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        let stamp_file = h.path("source/stamps/sample/stamp.yaml");
+        let text = std::fs::read_to_string(&stamp_file).unwrap();
+        std::fs::write(
+            &stamp_file,
+            text.replacen(
+                "  secrets:\n",
+                "  secrets:\n    - name: api-token\n      namespace: sample\n      keys:\n        - {key: token, fromEnv: KINDLING_TEST_RESTART_TOKEN}\n",
+                1,
+            ),
+        )
+        .unwrap();
+        let env = unique("consent");
+        let value = ("KINDLING_TEST_RESTART_TOKEN", "t0k-restart");
+        ok(&h.create(
+            &env,
+            &[
+                value,
+                ("KINDLING_ALLOW_SECRET_FROM", "KINDLING_TEST_RESTART_TOKEN"),
+            ],
+        ));
+        let before =
+            h.api.object("Kustomization", "kindling-sample").unwrap()["metadata"]["uid"].clone();
+        let refused = h.run(&["env", "restart", &env, "--output", "json"], &[value]);
+        assert_eq!(refused.status.code(), Some(1));
+        error_says(&refused, "what you have not allowed");
+        // Nothing was removed: the root Kustomization is the same object.
+        assert_eq!(
+            h.api.object("Kustomization", "kindling-sample").unwrap()["metadata"]["uid"],
+            before
+        );
+        ok(&h.run(
+            &[
+                "env",
+                "restart",
+                &env,
+                "--allow-secret-from",
+                "KINDLING_TEST_RESTART_TOKEN",
+                "--output",
+                "json",
+            ],
+            &[value],
+        ));
+        delete_clean(&h, &env);
+    }
+
     /// A bootstrap secret whose `fromEnv` variable is unset (or whose `fromFile` is missing)
     /// is caught by `--dry-run` and by preflight, before anything is made, not minutes in at
     /// the secrets step.
