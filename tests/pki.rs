@@ -40,6 +40,19 @@ mod pki {
         path
     }
 
+    /// `kindling ARGS` on the data dir `data` (no CA names opted into) fails, saying `says`.
+    fn refused_by_cli(data: &Path, args: &[&str], says: &str) {
+        let out = Command::new(env!("CARGO_BIN_EXE_kindling"))
+            .args(args)
+            .env("KINDLING_DATA_DIR", data)
+            .env_remove(pki::CA_NAMES_VAR)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} went ahead: {said}");
+        assert!(said.contains(says), "{args:?}: {said}");
+    }
+
     /// `openssl verify -CAfile root -untrusted intermediate leaf`: (success, output).
     fn openssl_verify(root: &CaPair, intermediate: &CaPair, leaf: &Path) -> (bool, String) {
         openssl_verify_for(root, intermediate, leaf, "any")
@@ -214,20 +227,8 @@ mod pki {
         assert!(matches!(err, PkiError::Foreign { .. }), "{err:?}");
         let err = pki::ensure_env_ca(dir.path(), "dev", now()).unwrap_err();
         assert!(matches!(err, PkiError::Foreign { .. }), "{err:?}");
-        let data = dir.path().to_str().unwrap();
         for args in [&["ca", "show"][..], &["ca", "trust", "--dry-run"]] {
-            let out = Command::new(env!("CARGO_BIN_EXE_kindling"))
-                .args(args)
-                .env("KINDLING_DATA_DIR", data)
-                .env_remove(pki::CA_NAMES_VAR)
-                .output()
-                .unwrap();
-            let said = String::from_utf8_lossy(&out.stderr);
-            assert!(!out.status.success(), "{args:?} took the planted root");
-            assert!(
-                said.contains("is not one kindling made"),
-                "{args:?}: {said}"
-            );
+            refused_by_cli(dir.path(), args, "is not one kindling made");
         }
         // A root made with wider names than this user opted into: refused too, with the hint.
         let wide = tempfile::tempdir().unwrap();
@@ -522,17 +523,7 @@ mod pki {
         std::fs::create_dir_all(&data).unwrap();
         std::os::unix::fs::chown(&data, Some(65534), Some(65534)).unwrap();
         for args in [&["ca", "show"][..], &["env", "list"]] {
-            let out = Command::new(env!("CARGO_BIN_EXE_kindling"))
-                .args(args)
-                .env("KINDLING_DATA_DIR", &data)
-                .output()
-                .unwrap();
-            let said = String::from_utf8_lossy(&out.stderr);
-            assert!(!out.status.success(), "{args:?}: {said}");
-            assert!(
-                said.contains("belongs to uid 65534, not to you"),
-                "{args:?}: {said}"
-            );
+            refused_by_cli(&data, args, "belongs to uid 65534, not to you");
         }
         assert_eq!(std::fs::read_dir(&data).unwrap().count(), 0);
         // Its own data dir is fine.

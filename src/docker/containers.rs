@@ -63,7 +63,7 @@ impl DockerClient {
             Err(e) => return Err(api(format!("inspect container {name}"))(e)),
         };
         let have = found.config.and_then(|c| c.labels).unwrap_or_default();
-        if labels.iter().any(|(k, v)| have.get(k) != Some(v)) {
+        if first_label_mismatch(labels, &have).is_some() {
             return Ok(false);
         }
         self.remove_container(name).await
@@ -342,6 +342,18 @@ fn is_podman_stopped(e: &BollardError) -> bool {
     matches!(e, BollardError::JsonDataError { message, .. } if message.contains("unknown variant `stopped`"))
 }
 
+/// The first of `wanted` labels that `has` lacks or holds with another value: its key, the
+/// wanted value, and what `has` holds instead.
+fn first_label_mismatch<'a>(
+    wanted: &'a BTreeMap<String, String>,
+    has: &'a HashMap<String, String>,
+) -> Option<(&'a String, &'a String, Option<&'a String>)> {
+    wanted
+        .iter()
+        .find(|(key, value)| has.get(*key) != Some(*value))
+        .map(|(key, value)| (key, value, has.get(key)))
+}
+
 /// Why an existing container is not the one `spec` describes as kindling's, with the way out;
 /// `None` when it is.
 fn not_ours(
@@ -349,9 +361,8 @@ fn not_ours(
     found: &bollard::models::ContainerConfig,
 ) -> Option<(String, String)> {
     let labels = found.labels.clone().unwrap_or_default();
-    for (key, wanted) in &spec.labels {
-        match labels.get(key) {
-            Some(value) if value == wanted => {}
+    if let Some((key, wanted, has)) = first_label_mismatch(&spec.labels, &labels) {
+        match has {
             Some(value) if key == super::DATA_LABEL => {
                 return Some((
                     format!(

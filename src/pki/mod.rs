@@ -506,42 +506,49 @@ pub struct CertInfo {
 
 impl CertInfo {
     pub fn from_pem(pem_text: &str, path: &Path) -> Result<CertInfo, PkiError> {
-        parse_certificate(pem_text, path, |der, cert| {
-            let fingerprint = Sha256::digest(der)
-                .iter()
-                .map(|b| format!("{b:02X}"))
-                .collect::<Vec<_>>()
-                .join(":");
-            let (is_ca, path_len) = match cert.basic_constraints() {
-                Ok(Some(bc)) => (bc.value.ca, bc.value.path_len_constraint),
-                _ => (false, None),
-            };
-            let mut permitted = Vec::new();
-            if let Ok(Some(nc)) = cert.name_constraints() {
-                for subtree in nc.value.permitted_subtrees.iter().flatten() {
-                    use x509_parser::extensions::GeneralName;
-                    permitted.push(match &subtree.base {
-                        GeneralName::DNSName(d) => format!("DNS:{d}"),
-                        GeneralName::IPAddress(bytes) => ip_constraint(bytes),
-                        GeneralName::RFC822Name(e) => format!("email:{e}"),
-                        GeneralName::URI(u) => format!("URI:{u}"),
-                        other => format!("{other:?}"),
-                    });
-                }
+        parse_certificate(pem_text, path, |der, cert| CertInfo::of(der, cert, path))
+    }
+
+    /// What a parsed certificate (`der`, its bytes) says, for the file at `path`.
+    fn of(
+        der: &[u8],
+        cert: &x509_parser::certificate::X509Certificate<'_>,
+        path: &Path,
+    ) -> CertInfo {
+        let fingerprint = Sha256::digest(der)
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        let (is_ca, path_len) = match cert.basic_constraints() {
+            Ok(Some(bc)) => (bc.value.ca, bc.value.path_len_constraint),
+            _ => (false, None),
+        };
+        let mut permitted = Vec::new();
+        if let Ok(Some(nc)) = cert.name_constraints() {
+            for subtree in nc.value.permitted_subtrees.iter().flatten() {
+                use x509_parser::extensions::GeneralName;
+                permitted.push(match &subtree.base {
+                    GeneralName::DNSName(d) => format!("DNS:{d}"),
+                    GeneralName::IPAddress(bytes) => ip_constraint(bytes),
+                    GeneralName::RFC822Name(e) => format!("email:{e}"),
+                    GeneralName::URI(u) => format!("URI:{u}"),
+                    other => format!("{other:?}"),
+                });
             }
-            let timestamp = |t: x509_parser::time::ASN1Time| t.to_datetime();
-            CertInfo {
-                path: path.to_path_buf(),
-                subject: cert.subject().to_string(),
-                issuer: cert.issuer().to_string(),
-                fingerprint_sha256: fingerprint,
-                not_before: timestamp(cert.validity().not_before),
-                not_after: timestamp(cert.validity().not_after),
-                is_ca,
-                path_len,
-                permitted,
-            }
-        })
+        }
+        let timestamp = |t: x509_parser::time::ASN1Time| t.to_datetime();
+        CertInfo {
+            path: path.to_path_buf(),
+            subject: cert.subject().to_string(),
+            issuer: cert.issuer().to_string(),
+            fingerprint_sha256: fingerprint,
+            not_before: timestamp(cert.validity().not_before),
+            not_after: timestamp(cert.validity().not_after),
+            is_ca,
+            path_len,
+            permitted,
+        }
     }
 
     /// A short, file-name-safe identifier: the first 8 hex digits of the fingerprint.
@@ -561,8 +568,8 @@ pub fn check_made_by_kindling(
     path_len: u32,
     names: &LocalNames,
 ) -> Result<(), PkiError> {
-    let info = CertInfo::from_pem(cert_pem, path)?;
-    let reason = parse_certificate(cert_pem, path, |_, cert| {
+    let reason = parse_certificate(cert_pem, path, |der, cert| {
+        let info = CertInfo::of(der, cert, path);
         if !info.is_ca || info.path_len != Some(path_len) {
             return Some(format!(
                 "its basic constraints are CA={} pathlen={:?}, not CA pathlen={path_len}",

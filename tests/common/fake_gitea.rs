@@ -164,7 +164,8 @@ fn handle(
     // Basic auth with a password, or with an access token as the password; a token's scopes
     // then limit it (go-gitea/gitea v1.27 services/context/permission.go CheckTokenScopes:
     // Git over HTTP needs write:repository to push, read or write to fetch, else 403).
-    let secret = headers
+    // Who signed in, and with what (every API call kindling makes uses basic auth).
+    let (doer, secret) = headers
         .get("authorization")
         .and_then(|a| a.strip_prefix("Basic "))
         .and_then(|b| {
@@ -172,7 +173,10 @@ fn handle(
             base64::engine::general_purpose::STANDARD.decode(b).ok()
         })
         .and_then(|raw| String::from_utf8(raw).ok())
-        .and_then(|pair| pair.split_once(':').map(|(_, s)| s.to_string()))
+        .and_then(|pair| {
+            pair.split_once(':')
+                .map(|(u, s)| (u.to_string(), s.to_string()))
+        })
         .unwrap_or_default();
     let scopes = token_scopes(&secret);
     let authorized = scopes.is_some() || headers.get("authorization").is_some_and(|a| authorize(a));
@@ -202,20 +206,10 @@ fn handle(
         );
         return;
     }
-    // Who signed in (every API call kindling makes uses basic auth). As in go-gitea/gitea
-    // v1.27.0 routers/api/v1/api.go: `/users/{username}/tokens` is for that user only
-    // (reqSelfOrAdmin; the fake's users are no site admins), `POST /user/repos` creates the
-    // repository under the signed-in user, and `/repos/{owner}/{repo}` reads it there.
-    let doer = headers
-        .get("authorization")
-        .and_then(|a| a.strip_prefix("Basic "))
-        .and_then(|b| {
-            use base64::Engine as _;
-            base64::engine::general_purpose::STANDARD.decode(b).ok()
-        })
-        .and_then(|raw| String::from_utf8(raw).ok())
-        .and_then(|pair| pair.split_once(':').map(|(u, _)| u.to_string()))
-        .unwrap_or_default();
+    // As in go-gitea/gitea v1.27.0 routers/api/v1/api.go: `/users/{username}/tokens` is for
+    // that user only (reqSelfOrAdmin; the fake's users are no site admins), `POST /user/repos`
+    // creates the repository under the signed-in user, and `/repos/{owner}/{repo}` reads it
+    // there.
     match (method, path) {
         ("POST", p) if p.starts_with("/api/v1/users/") && p.ends_with("/tokens") => {
             let user = p
