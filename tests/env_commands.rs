@@ -73,8 +73,20 @@ mod env {
             .filter(|r| r.method == "DELETE" && r.path.contains("kustomizations/kindling-sample"))
             .count();
         assert_eq!(deletes, 1);
+        // Flux pruned the `database` Namespace (the stamp applies it) and with it the
+        // bootstrap Secret; the restart waited until the Namespace was gone, not merely
+        // Terminating, before it put the Secret back (issue #16, defect 1).
         let status = h.json(&["env", "status", &env, "--wait", "--timeout", "30s"]);
-        assert_eq!(status["status"]["ready"], true);
+        assert_eq!(status["status"]["ready"], true, "{status:#}");
+        let secret = h
+            .api
+            .object("Secret", "database-credentials")
+            .expect("the bootstrap Secret is there after the restart");
+        assert!(secret["metadata"]["deletionTimestamp"].is_null());
+        let namespace = h.api.object("Namespace", "database").unwrap();
+        assert!(namespace["metadata"]["deletionTimestamp"].is_null());
+        let root = h.api.object("Kustomization", "kindling-sample").unwrap();
+        assert_eq!(root["spec"]["deletionPolicy"], "WaitForTermination");
 
         // Another stamp on the same cluster: the old root goes, the new one is bootstrapped.
         let other = h.path("source/stamps/other");
@@ -722,10 +734,7 @@ mod env {
         cluster: &str,
         stuck: std::sync::Arc<std::sync::atomic::AtomicBool>,
     ) -> super::common::kube_api::FakeApi {
-        let mut flux = flux_controller(
-            Head::Repo(h.gitea.root.join("kindling/source.git")),
-            entry_names(&h.path("source/stamps/sample")),
-        );
+        let mut flux = flux_controller(Head::Repo(h.gitea.root.join("kindling/source.git")));
         let api = super::common::kube_api::FakeApi::start(Some(Box::new(
             move |objects: &mut Vec<super::common::kube_api::Stored>| {
                 flux(objects);
@@ -1011,7 +1020,6 @@ mod env {
         let repo = alice.root.join("alice/source.git");
         let api = super::common::kube_api::FakeApi::start(Some(Box::new(flux_controller(
             Head::Repo(repo.clone()),
-            entry_names(&h.path("source/stamps/sample")),
         ))));
         with_ready_node(&api);
         std::fs::write(h.path(&format!("bin/api-kindling-{env}")), &api.url).unwrap();

@@ -98,10 +98,7 @@ mod env {
         let reconciling = Arc::new(AtomicBool::new(false));
         let api = {
             let gate = reconciling.clone();
-            let mut flux = flux_controller(
-                Head::Repo(h.gitea.root.join("kindling/source.git")),
-                entry_names(&h.path("source/stamps/sample")),
-            );
+            let mut flux = flux_controller(Head::Repo(h.gitea.root.join("kindling/source.git")));
             let api = FakeApi::start(Some(Box::new(move |objects: &mut Vec<_>| {
                 if gate.load(Ordering::SeqCst) {
                     flux(objects)

@@ -279,7 +279,10 @@ pub async fn status(
 
 /// Removes the stamp from the cluster through the engine: deleting the root (Flux prunes
 /// what its Kustomizations applied; Argo CD's resources finalizer cascades) and waiting until
-/// the entries are gone. For `env restart`.
+/// all of it is really gone: the root itself (its finalizer stays until the entries are
+/// gone), every entry, and the namespaces of the stamp's bootstrap Secrets, which the stamp
+/// usually applies too. A Namespace that is still Terminating refuses new content (and
+/// takes with it what is put there), so `env restart` must not re-apply the Secrets before.
 pub async fn remove_stamp(
     kube: &KubeClient,
     engine: Engine,
@@ -305,24 +308,45 @@ pub async fn remove_stamp(
         "metadata": {"name": root, "namespace": ns},
     });
     kube.delete_objects(&[root_object]).await?;
+    let mut secret_namespaces: Vec<&str> =
+        stamp.secrets.iter().map(|s| s.namespace.as_str()).collect();
+    secret_namespaces.sort_unstable();
+    secret_namespaces.dedup();
     kube.wait_for(
         &format!("the {} stamp's objects to be removed", stamp.name),
         timeout,
         || async {
-            let left = status(kube, engine, stamp)
-                .await
-                .map_err(|e| match e {
-                    EngineError::Kube(k) => k,
-                    other => KubeError::Malformed {
-                        index: 0,
-                        reason: other.to_string(),
-                    },
-                })?
-                .entries
-                .into_iter()
-                .filter(|e| e.readiness != Readiness::Missing)
-                .map(|e| e.name)
-                .collect::<Vec<_>>();
+            let mut left = Vec::new();
+            if kube
+                .get(api_version, kind, Some(ns), &root)
+                .await?
+                .is_some()
+            {
+                left.push(format!("{kind} {root}"));
+            }
+            let entries = status(kube, engine, stamp).await.map_err(|e| match e {
+                EngineError::Kube(k) => k,
+                other => KubeError::Malformed {
+                    index: 0,
+                    reason: other.to_string(),
+                },
+            })?;
+            left.extend(
+                entries
+                    .entries
+                    .into_iter()
+                    .filter(|e| e.readiness != Readiness::Missing)
+                    .map(|e| e.name),
+            );
+            for namespace in &secret_namespaces {
+                let terminating = kube
+                    .get("v1", "Namespace", None, namespace)
+                    .await?
+                    .is_some_and(|n| !n["metadata"]["deletionTimestamp"].is_null());
+                if terminating {
+                    left.push(format!("namespace {namespace} (Terminating)"));
+                }
+            }
             Ok(if left.is_empty() {
                 Ok(())
             } else {

@@ -39,8 +39,6 @@ pub fn repo_head(repo: &Path) -> Option<String> {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
 }
 
-/// What Flux would do, at once: the source at the repository's head, every entry applied
-/// and Ready at it while the root Kustomization is there and not suspended.
 /// Where the controllers read the pushed head from: a bare repository on the host (the
 /// fake Gitea server) or inside the Gitea container of the env named in the cell.
 #[derive(Clone)]
@@ -50,6 +48,48 @@ pub enum Head {
 }
 
 impl Head {
+    /// The tree of `commit` into `dir`, as source-controller's artifact unpacks it.
+    pub fn extract(&self, commit: &str, dir: &Path) {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut archive = match self {
+            Head::Repo(repo) => {
+                let mut c = std::process::Command::new("git");
+                c.args(["archive", "--format=tar", commit])
+                    .current_dir(repo);
+                c
+            }
+            Head::Container(name) => {
+                let name = name.lock().unwrap().clone();
+                let mut c = std::process::Command::new("docker");
+                c.args([
+                    "exec",
+                    &name,
+                    "git",
+                    "--git-dir=/data/git/kindling/source.git",
+                    "archive",
+                    "--format=tar",
+                    commit,
+                ]);
+                c
+            }
+        };
+        let mut tar = archive
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = std::process::Command::new("tar")
+            .args(["-x", "-C"])
+            .arg(dir)
+            .stdin(tar.stdout.take().unwrap())
+            .status()
+            .unwrap();
+        let archived = tar.wait().unwrap();
+        assert!(
+            archived.success() && status.success(),
+            "extracting {commit}"
+        );
+    }
+
     pub fn read(&self) -> Option<String> {
         match self {
             Head::Repo(repo) => repo_head(repo),
@@ -73,58 +113,9 @@ impl Head {
     }
 }
 
-pub fn flux_controller(repo: Head, entries: Vec<String>) -> impl FnMut(&mut Vec<Stored>) + Send {
-    move |objects: &mut Vec<Stored>| {
-        builtin_controllers(objects);
-        let head = repo.read();
-        let Some(head) = head else { return };
-        let revision = format!("main@sha1:{head}");
-        let ready = |revision: &str| {
-            json!([{"type": "Ready", "status": "True", "reason": "ReconciliationSucceeded",
-                "message": format!("Applied revision: {revision}"), "lastTransitionTime": "2026-11-26T08:00:00Z"}])
-        };
-        let mut root_active = false;
-        for s in objects.iter_mut() {
-            if s.object["kind"] == "GitRepository" {
-                s.object["status"] = json!({"artifact": {"revision": revision, "digest": "sha256:0", "lastUpdateTime": "2026-11-26T08:00:00Z", "path": "x", "url": "http://x"},
-                    "conditions": [{"type": "Ready", "status": "True", "reason": "Succeeded", "message": "stored artifact", "lastTransitionTime": "2026-11-26T08:00:00Z"}]});
-            }
-            if s.object["kind"] == "Kustomization" && s.name.starts_with("kindling-") {
-                root_active = s.object["spec"]["suspend"] != true;
-                s.object["status"] =
-                    json!({"lastAppliedRevision": revision, "conditions": ready(&revision)});
-            }
-        }
-        if root_active {
-            for entry in &entries {
-                let object = json!({"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
-                    "metadata": {"name": entry, "namespace": "flux-system", "generation": 1},
-                    "spec": {"interval": "10m", "prune": true, "sourceRef": {"kind": "GitRepository", "name": "kindling"}},
-                    "status": {"observedGeneration": 1, "lastAppliedRevision": revision, "conditions": ready(&revision)}});
-                match objects
-                    .iter_mut()
-                    .find(|s| s.plural == "kustomizations" && s.name == *entry)
-                {
-                    Some(s) => {
-                        s.object["status"] = object["status"].clone();
-                    }
-                    None => objects.push(Stored {
-                        group_version: "kustomize.toolkit.fluxcd.io/v1".into(),
-                        plural: "kustomizations".into(),
-                        namespace: Some("flux-system".into()),
-                        name: entry.to_string(),
-                        object,
-                    }),
-                }
-            }
-        } else if !objects
-            .iter()
-            .any(|s| s.plural == "kustomizations" && s.name.starts_with("kindling-"))
-        {
-            // The root is gone: Flux prunes what it applied.
-            objects.retain(|s| s.plural != "kustomizations" || s.name.starts_with("kindling-"));
-        }
-    }
+/// The Flux controllers over the pushed repository (tests/common/fake_flux.rs).
+pub fn flux_controller(repo: Head) -> impl FnMut(&mut Vec<Stored>) + Send {
+    super::fake_flux::FluxModel::new(repo).controller()
 }
 
 /// What Argo CD would do, at once: with the root Application automated, every child
@@ -530,7 +521,7 @@ impl Harness {
         };
         let api = match engine {
             "argo" => FakeApi::start(Some(Box::new(argo_controller(repo, entries)))),
-            _ => FakeApi::start(Some(Box::new(flux_controller(repo, entries)))),
+            _ => FakeApi::start(Some(Box::new(flux_controller(repo)))),
         };
         with_ready_node(&api);
         fake_kind(&dir.path().join("bin"), &api.url);
@@ -559,9 +550,8 @@ impl Harness {
     /// An API server (with the Flux controller over `gitea`'s repository) of the kind cluster
     /// `cluster` alone, so envs side by side each have a cluster of their own.
     pub fn own_api(&self, cluster: &str, gitea: &FakeGitea) -> FakeApi {
-        let entries = entry_names(&self.path("source/stamps/sample"));
         let repo = Head::Repo(gitea.root.join("kindling/source.git"));
-        let api = FakeApi::start(Some(Box::new(flux_controller(repo, entries))));
+        let api = FakeApi::start(Some(Box::new(flux_controller(repo))));
         with_ready_node(&api);
         std::fs::write(self.path("bin").join(format!("api-{cluster}")), &api.url).unwrap();
         api

@@ -46,8 +46,21 @@ pub struct ApiState {
     pub fail_gets: u32,
     /// Fault injection: every answer waits this long first (an API server that hangs).
     pub delay: Option<std::time::Duration>,
+    /// How long a deleted Namespace stays Terminating before the namespace controller has
+    /// removed its content and the Namespace (a real cluster takes seconds).
+    pub namespace_termination: std::time::Duration,
+    /// When each Terminating Namespace was deleted.
+    terminating_since: std::collections::HashMap<String, std::time::Instant>,
     generation: i64,
 }
+
+/// The scaled time a deleted Namespace stays Terminating, unless a test sets its own.
+pub const NAMESPACE_TERMINATION: std::time::Duration = std::time::Duration::from_millis(400);
+
+/// Namespaces every cluster has from the start (kubernetes/kubernetes
+/// pkg/controlplane/controller/systemnamespaces: default, kube-system, kube-public,
+/// kube-node-lease).
+const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
 
 pub struct FakeApi {
     pub url: String,
@@ -191,6 +204,10 @@ impl ApiState {
                 status_body(500, "InternalError", "etcdserver: request timed out"),
             );
         }
+        if r.method == "GET" {
+            // Controllers work between requests; a poll is when the fake lets time show.
+            self.run_controller();
+        }
         match (r.method.as_str(), name) {
             ("GET", Some(name)) => match self.find(&gv, &ns, &plural, &name) {
                 Some(i) => (200, self.objects[i].object.to_string()),
@@ -221,6 +238,9 @@ impl ApiState {
                 let stored = match (index, apply) {
                     (None, false) => return not_found(&format!("{plural} \"{name}\"")),
                     (None, true) => {
+                        if let Some(refused) = self.refuse_create(ns.as_deref(), &plural, &name) {
+                            return refused;
+                        }
                         let mut object = body;
                         object["metadata"]["uid"] = json!(format!("uid-{}", self.generation));
                         object["metadata"]["generation"] = json!(1);
@@ -272,9 +292,9 @@ impl ApiState {
             }
             ("DELETE", Some(name)) => match self.find(&gv, &ns, &plural, &name) {
                 Some(i) => {
-                    let removed = self.objects.remove(i);
+                    let answer = self.delete_at(i);
                     self.run_controller();
-                    (200, removed.object.to_string())
+                    (200, answer.to_string())
                 }
                 None => not_found(&format!("{plural} \"{name}\"")),
             },
@@ -287,6 +307,114 @@ impl ApiState {
             controller(&mut self.objects);
             self.controller = Some(controller);
         }
+        self.collect_garbage();
+    }
+
+    /// The NamespaceLifecycle admission plugin (kubernetes/apiserver v0.36.3
+    /// pkg/admission/plugin/namespace/lifecycle/admission.go, errors from apimachinery
+    /// pkg/api/errors NewForbidden): no new object (a server-side apply that creates counts)
+    /// in a Namespace that does not exist (404) or is being terminated (403, cause
+    /// NamespaceTerminating). Updates are allowed.
+    fn refuse_create(&self, ns: Option<&str>, plural: &str, name: &str) -> Option<(u16, String)> {
+        let ns = ns?;
+        if SYSTEM_NAMESPACES.contains(&ns) {
+            return None;
+        }
+        let namespace = self
+            .objects
+            .iter()
+            .find(|s| s.plural == "namespaces" && s.group_version == "v1" && s.name == ns);
+        match namespace {
+            None => Some((
+                404,
+                status_body(404, "NotFound", &format!("namespaces \"{ns}\" not found")),
+            )),
+            Some(n) if !n.object["metadata"]["deletionTimestamp"].is_null() => Some((
+                403,
+                json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                    "message": format!("{plural} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated"),
+                    "reason": "Forbidden",
+                    "details": {"name": name, "kind": plural, "causes": [{"reason": "NamespaceTerminating",
+                        "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]},
+                    "code": 403})
+                .to_string(),
+            )),
+            Some(_) => None,
+        }
+    }
+
+    /// DELETE as the API server does it: an object with finalizers (and every Namespace,
+    /// whose spec.finalizers hold `kubernetes` until the namespace controller has emptied it)
+    /// is only marked with a deletionTimestamp (a Namespace also gets status.phase
+    /// Terminating); it goes when its finalizers are gone (kubernetes/apiserver v0.36.3
+    /// pkg/registry/generic/registry/store.go, Delete → updateForGracefulDeletionAndFinalizers).
+    fn delete_at(&mut self, i: usize) -> Value {
+        let object = &mut self.objects[i].object;
+        let is_namespace = object["kind"] == "Namespace";
+        let finalized = object["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty());
+        if !is_namespace && !finalized {
+            return self.objects.remove(i).object;
+        }
+        if object["metadata"]["deletionTimestamp"].is_null() {
+            object["metadata"]["deletionTimestamp"] = json!("2026-11-29T00:00:00Z");
+        }
+        if is_namespace {
+            object["status"]["phase"] = json!("Terminating");
+            let name = self.objects[i].name.clone();
+            self.terminating_since
+                .entry(name)
+                .or_insert_with(std::time::Instant::now);
+        }
+        self.objects[i].object.clone()
+    }
+
+    /// The namespace controller and the garbage collector, as far as the fakes need them: a
+    /// Terminating Namespace's content is deleted once its time is up (there is no fixed
+    /// time upstream: kubernetes/kubernetes pkg/controller/namespace/deletion/
+    /// namespaced_resources_deleter.go requeues by the pods' grace periods), the Namespace
+    /// goes when nothing is left in it, and a deleted object goes when its last finalizer is
+    /// removed.
+    fn collect_garbage(&mut self) {
+        // Namespaces a controller deleted (it sets the deletionTimestamp) terminate too.
+        for s in &self.objects {
+            if s.plural == "namespaces" && !s.object["metadata"]["deletionTimestamp"].is_null() {
+                self.terminating_since
+                    .entry(s.name.clone())
+                    .or_insert_with(std::time::Instant::now);
+            }
+        }
+        let due: Vec<String> = self
+            .terminating_since
+            .iter()
+            .filter(|(_, since)| since.elapsed() >= self.namespace_termination)
+            .map(|(ns, _)| ns.clone())
+            .collect();
+        for ns in due {
+            let content: Vec<usize> = (0..self.objects.len())
+                .filter(|&i| self.objects[i].namespace.as_deref() == Some(ns.as_str()))
+                .collect();
+            for &i in content.iter().rev() {
+                self.delete_at(i);
+            }
+            let left = self
+                .objects
+                .iter()
+                .any(|s| s.namespace.as_deref() == Some(ns.as_str()));
+            if !left {
+                self.objects.retain(|s| {
+                    !(s.plural == "namespaces" && s.group_version == "v1" && s.name == ns)
+                });
+                self.terminating_since.remove(&ns);
+            }
+        }
+        self.objects.retain(|s| {
+            let meta = &s.object["metadata"];
+            s.object["kind"] == "Namespace"
+                || meta["deletionTimestamp"].is_null()
+                || meta["finalizers"].as_array().is_some_and(|f| !f.is_empty())
+        });
     }
 
     pub fn objects_of(&self, kind: &str) -> Vec<Value> {
@@ -327,6 +455,7 @@ impl FakeApi {
     pub fn start(controller: Option<Controller>) -> FakeApi {
         let state = Arc::new(Mutex::new(ApiState {
             controller,
+            namespace_termination: NAMESPACE_TERMINATION,
             ..Default::default()
         }));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -5,6 +5,8 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod env_harness;
+pub mod fake_cert_manager;
+pub mod fake_flux;
 pub mod fake_gitea;
 pub mod http;
 pub mod kube_api;

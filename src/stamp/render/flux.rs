@@ -15,6 +15,15 @@ pub const NAMESPACE: &str = "flux-system";
 pub const GIT_REPOSITORY: &str = "kindling";
 const DEFAULT_TIMEOUT: &str = "5m";
 
+/// Deleting a Kustomization waits until what it applied is gone. With the default
+/// (MirrorPrune) kustomize-controller removes its finalizer as soon as the deletes are sent
+/// (fluxcd/kustomize-controller v1.9.4 internal/controller/kustomization_controller.go,
+/// finalize), while the Namespaces are still Terminating: `env restart` would then re-apply
+/// the bootstrap Secrets into namespaces about to vanish. With this policy the root is gone
+/// only once the entries are, and each entry only once its objects are (or its timeout,
+/// at least 30s, has passed).
+const DELETION_POLICY: &str = "WaitForTermination";
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Object<S> {
@@ -57,6 +66,8 @@ struct KustomizationSpec {
     path: String,
     prune: bool,
     wait: bool,
+    /// Always `WaitForTermination`: see [`DELETION_POLICY`].
+    deletion_policy: &'static str,
     source_ref: CrossReference,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     depends_on: Vec<DependencyReference>,
@@ -215,6 +226,7 @@ fn root_kustomization(stamp: &Stamp, opts: &RenderOptions) -> Value {
             prune: true,
             // The entries report their own readiness; the root only has to apply them.
             wait: false,
+            deletion_policy: DELETION_POLICY,
             source_ref: git_source_ref(),
             depends_on: Vec::new(),
             health_checks: Vec::new(),
@@ -273,6 +285,7 @@ fn entry_kustomization(stamp: &Stamp, entry: &Entry, opts: &RenderOptions) -> Va
             path,
             prune: entry.prune,
             wait,
+            deletion_policy: DELETION_POLICY,
             source_ref: git_source_ref(),
             depends_on: entry
                 .depends_on
