@@ -590,6 +590,7 @@ mod pki {
             .env("KINDLING_DATA_DIR", &data)
             // No browser databases of the user's are touched.
             .env("HOME", dir.path())
+            .env_remove("XDG_CONFIG_HOME")
             .env("PATH", path)
             .env_remove(pki::CA_NAMES_VAR)
             .output()
@@ -676,6 +677,7 @@ mod pki {
                 .args(args)
                 .env("KINDLING_DATA_DIR", &data)
                 .env("HOME", &home)
+                .env_remove("XDG_CONFIG_HOME")
                 .env("PATH", &path)
                 .env_remove(pki::CA_NAMES_VAR)
                 .output()
@@ -747,7 +749,8 @@ mod pki {
         let kindling = || {
             let mut c = assert_cmd::Command::cargo_bin("kindling").unwrap();
             c.env("KINDLING_DATA_DIR", dir.path())
-                .env("HOME", dir.path());
+                .env("HOME", dir.path())
+                .env_remove("XDG_CONFIG_HOME");
             c
         };
         let out = kindling()

@@ -566,7 +566,8 @@ mod tests {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, b"").unwrap();
         };
-        assert_eq!(nss::databases_under(h), []);
+        let config = h.join(".config");
+        assert_eq!(nss::databases_under(h, &config), []);
         touch(".pki/nssdb/cert9.db");
         // snap Chromium: `current` is a link to the revision in use.
         touch("snap/chromium/2951/.pki/nssdb/cert9.db");
@@ -579,11 +580,16 @@ mod tests {
         touch(".mozilla/firefox/profiles.ini");
         touch(".mozilla/firefox/Crash Reports/events/x");
         std::fs::create_dir_all(h.join(".mozilla/firefox/c.never-started")).unwrap();
+        // Newer Firefox: profiles under the XDG config directory.
+        touch(".config/mozilla/firefox/x.default/cert9.db");
         touch("snap/firefox/common/.mozilla/firefox/s.default/cert9.db");
         // Not where any browser looks.
         touch(".pki/other/cert9.db");
 
-        let found: Vec<String> = nss::databases_under(h).iter().map(|d| d.spec()).collect();
+        let found: Vec<String> = nss::databases_under(h, &config)
+            .iter()
+            .map(|d| d.spec())
+            .collect();
         let at = |rel: &str| h.join(rel).display().to_string();
         assert_eq!(
             found,
@@ -592,11 +598,25 @@ mod tests {
                 format!("sql:{}", at("snap/chromium/current/.pki/nssdb")),
                 format!("dbm:{}", at(".mozilla/firefox/a.old")),
                 format!("sql:{}", at(".mozilla/firefox/b.default-release")),
+                format!("sql:{}", at(".config/mozilla/firefox/x.default")),
                 format!(
                     "sql:{}",
                     at("snap/firefox/common/.mozilla/firefox/s.default")
                 ),
             ]
+        );
+        // XDG_CONFIG_HOME elsewhere: Firefox's profiles are looked for there instead.
+        touch("xdg/mozilla/firefox/y.default/cert9.db");
+        let elsewhere = nss::databases_under(h, &h.join("xdg"));
+        assert!(
+            elsewhere
+                .iter()
+                .any(|d| d.dir == h.join("xdg/mozilla/firefox/y.default"))
+        );
+        assert!(
+            !elsewhere
+                .iter()
+                .any(|d| d.dir.starts_with(h.join(".config")))
         );
     }
 

@@ -4,7 +4,11 @@
 //! Follows FiloSottile/mkcert v1.4.4 truststore_nss.go (the databases and the `sql:`/`dbm:`
 //! choice) and truststore_linux.go (the Firefox profile directories): the root goes into every
 //! database found, by NSS's `certutil`, under a nickname of its own. Unlike mkcert, kindling
-//! never retries with sudo: these are the user's own files.
+//! never retries with sudo: these are the user's own files. Beyond mkcert v1.4.4, it also
+//! looks where newer Firefox makes new profiles, `$XDG_CONFIG_HOME/mozilla/firefox` (default
+//! `~/.config/mozilla/firefox`), as mozilla-firefox/firefox main
+//! toolkit/xre/test/marionette/xdg_config/test_xdg_config_new.py and test_xdg_config_new_env.py
+//! expect.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -52,17 +56,19 @@ impl NssDatabase {
     }
 }
 
-/// Every NSS database under `home`, in a stable order: Chrome/Chromium's `~/.pki/nssdb`, snap
-/// Chromium's, then each Firefox profile (plain and snap). Only directories that hold a
+/// Every NSS database of the user whose home is `home` and XDG config directory `config_home`,
+/// in a stable order: Chrome/Chromium's `~/.pki/nssdb`, snap Chromium's, then each Firefox
+/// profile (legacy `~/.mozilla`, XDG, snap). Only directories that hold a
 /// database count: one a browser never started in has none yet. mkcert's system-wide
 /// `/etc/pki/nssdb` (CentOS 7) is left out: it is not the user's, and would need root.
-pub fn databases_under(home: &Path) -> Vec<NssDatabase> {
+pub fn databases_under(home: &Path, config_home: &Path) -> Vec<NssDatabase> {
     let mut dirs = vec![
         home.join(".pki/nssdb"),
         home.join("snap/chromium/current/.pki/nssdb"),
     ];
     for profiles in [
         home.join(".mozilla/firefox"),
+        config_home.join("mozilla/firefox"),
         home.join("snap/firefox/common/.mozilla/firefox"),
     ] {
         let Ok(entries) = std::fs::read_dir(&profiles) else {
@@ -88,8 +94,13 @@ impl NssDatabases {
         if !cfg!(target_os = "linux") {
             return NssDatabases::default();
         }
+        // The XDG Base Directory rule: a relative XDG_CONFIG_HOME is ignored.
+        let config_home = std::env::var_os("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .unwrap_or_else(|| home.join(".config"));
         NssDatabases {
-            found: databases_under(home),
+            found: databases_under(home, &config_home),
             certutil_on_path: which::which("certutil").is_ok(),
         }
     }
