@@ -2,6 +2,7 @@
 # Runs every kindling test. On a fresh Debian machine it first installs what the tests need:
 #   - kubectl, for `kubectl kustomize` (the stamp tests build every path entry with it)
 #   - openssl, to verify the local CA's chains and name constraints
+#   - libnss3-tools (NSS's certutil), for `ca trust` into real browser (NSS) databases
 #   - a Docker engine (scripts/docker-engine.sh) and busybox-static, from which the Docker
 #     tests build their image locally (no registry is reachable on CI machines), and Debian's
 #     docker-registry, from which they build a real registry image (plain and pull-through)
@@ -27,6 +28,11 @@ fi
 if ! command -v openssl >/dev/null 2>&1; then
   echo "test.sh: installing openssl"
   apt_install openssl
+fi
+
+if ! command -v certutil >/dev/null 2>&1; then
+  echo "test.sh: installing libnss3-tools (NSS's certutil)"
+  apt_install libnss3-tools
 fi
 
 if [ ! -x /bin/busybox ] || ! file -L /bin/busybox 2>/dev/null | grep -q static; then

@@ -539,6 +539,24 @@ mod pki {
         );
     }
 
+    /// Fake system-store tools (`name`, shell body) in `bin`, and a PATH that finds them first:
+    /// `ca trust` and `ca untrust` then run for real without touching the system store.
+    #[cfg(target_os = "linux")]
+    fn fake_tools(bin: &Path, tools: &[(&str, String)]) -> String {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::create_dir_all(bin).unwrap();
+        for (name, body) in tools {
+            let path = bin.join(name);
+            std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        )
+    }
+
     /// `ca trust` installs exactly the certificate it read and checked: the data dir's file is
     /// not read again by the commands that run after the password prompt. Here the store's
     /// `install` swaps the data dir's root.pem before copying its source, as a local attacker
@@ -546,40 +564,33 @@ mod pki {
     #[cfg(target_os = "linux")]
     #[test]
     fn pki_ca_trust_installs_the_bytes_it_checked() {
-        use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let root = pki::ensure_root(&data, &LocalNames::default(), now()).unwrap();
-        let bin = dir.path().join("bin");
-        std::fs::create_dir_all(&bin).unwrap();
         let record = dir.path().join("installed.pem");
-        let script = |body: &str| format!("#!/bin/sh\n{body}\n");
-        for (name, body) in [
-            // install -m 0644 SOURCE ANCHOR (Debian's store)
-            (
-                "install",
-                format!(
-                    "echo swapped > '{}'\necho \"$3\" > '{}.source'\ncat \"$3\" > '{}'",
-                    root.cert_path.display(),
-                    record.display(),
-                    record.display()
+        let path = fake_tools(
+            &dir.path().join("bin"),
+            &[
+                // install -m 0644 SOURCE ANCHOR (Debian's store)
+                (
+                    "install",
+                    format!(
+                        "echo swapped > '{}'\necho \"$3\" > '{}.source'\ncat \"$3\" > '{}'",
+                        root.cert_path.display(),
+                        record.display(),
+                        record.display()
+                    ),
                 ),
-            ),
-            ("update-ca-certificates", "exit 0".to_string()),
-            ("sudo", "exec \"$@\"".to_string()),
-        ] {
-            let path = bin.join(name);
-            std::fs::write(&path, script(&body)).unwrap();
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
-        let path = format!(
-            "{}:{}",
-            bin.display(),
-            std::env::var("PATH").unwrap_or_default()
+                ("update-ca-certificates", "exit 0".to_string()),
+                ("sudo", "exec \"$@\"".to_string()),
+            ],
         );
         let out = Command::new(env!("CARGO_BIN_EXE_kindling"))
             .args(["ca", "trust"])
             .env("KINDLING_DATA_DIR", &data)
+            // No browser databases of the user's are touched.
+            .env("HOME", dir.path())
+            .env_remove("XDG_CONFIG_HOME")
             .env("PATH", path)
             .env_remove(pki::CA_NAMES_VAR)
             .output()
@@ -599,12 +610,147 @@ mod pki {
         assert!(!std::path::Path::new(source.trim()).exists(), "{source}");
     }
 
+    /// Whether NSS's certutil is here to test with; on CI (`CI=true`) its absence fails the
+    /// test instead of skipping it.
+    #[cfg(target_os = "linux")]
+    fn certutil_present() -> bool {
+        if which::which("certutil").is_ok() {
+            return true;
+        }
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "NSS's certutil is required here (scripts/test.sh installs libnss3-tools)"
+        );
+        eprintln!("skipped: no certutil (libnss3-tools)");
+        false
+    }
+
+    /// `certutil ARGS`: (success, stdout).
+    #[cfg(target_os = "linux")]
+    fn certutil(args: &[&str]) -> (bool, String) {
+        let out = Command::new("certutil").args(args).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    /// The browsers on Linux read NSS databases, not the system store: `ca trust` adds the root
+    /// to every one found under HOME (Chrome's SQLite `~/.pki/nssdb`, an old Firefox profile's
+    /// Berkeley DB), trusted as a TLS CA (`C,,`); `ca untrust` deletes it from each, and a
+    /// second `ca untrust` has nothing left to do and succeeds. Real databases, real certutil;
+    /// the system store's tools are fakes.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn pki_ca_trust_installs_into_every_nss_database_found_and_untrust_removes_it() {
+        if !certutil_present() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let data = dir.path().join("data");
+        let chrome = home.join(".pki/nssdb");
+        let firefox = home.join(".mozilla/firefox/old.default");
+        let databases = [
+            format!("sql:{}", chrome.display()),
+            format!("dbm:{}", firefox.display()),
+        ];
+        for db in &databases {
+            let dir = db.split_once(':').unwrap().1;
+            std::fs::create_dir_all(dir).unwrap();
+            let (made, _) = certutil(&["-N", "-d", db, "--empty-password"]);
+            assert!(made, "certutil -N -d {db}");
+        }
+        // A profile Firefox never started in has no database: left alone.
+        std::fs::create_dir_all(home.join(".mozilla/firefox/new.default")).unwrap();
+        let path = fake_tools(
+            &dir.path().join("bin"),
+            &[
+                ("install", "exit 0".to_string()),
+                ("rm", "exit 0".to_string()),
+                ("update-ca-certificates", "exit 0".to_string()),
+                ("sudo", "exec \"$@\"".to_string()),
+            ],
+        );
+        let kindling = |args: &[&str]| {
+            let out = Command::new(env!("CARGO_BIN_EXE_kindling"))
+                .args(args)
+                .env("KINDLING_DATA_DIR", &data)
+                .env("HOME", &home)
+                .env_remove("XDG_CONFIG_HOME")
+                .env("PATH", &path)
+                .env_remove(pki::CA_NAMES_VAR)
+                .output()
+                .unwrap();
+            let said = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(out.status.success(), "{args:?}: {said}");
+            (String::from_utf8_lossy(&out.stdout).into_owned(), said)
+        };
+
+        let (_, said) = kindling(&["ca", "trust"]);
+        let root = pki::load_root(&data, &LocalNames::default())
+            .unwrap()
+            .unwrap();
+        let name = format!("kindling-{}", root.info().unwrap().short_id());
+        for db in &databases {
+            // Announced before it ran, without sudo.
+            assert!(
+                said.contains(&format!("\n  certutil -A -d {db} -t C,, -n {name} -i ")),
+                "{said}"
+            );
+            let (listed, list) = certutil(&["-L", "-d", db]);
+            assert!(listed, "{db}");
+            let line = list.lines().find(|l| l.starts_with(&name));
+            assert_eq!(
+                line.map(|l| l.split_whitespace().collect::<Vec<_>>()),
+                Some(vec![name.as_str(), "C,,"]),
+                "{db}: {list}"
+            );
+            // The very certificate kindling made.
+            let (found, pem) = certutil(&["-L", "-d", db, "-n", &name, "-a"]);
+            assert!(found, "{db}");
+            assert_eq!(
+                pem.replace("\r\n", "\n").trim(),
+                root.cert_pem.trim(),
+                "{db}"
+            );
+        }
+        let (show, _) = kindling(&["ca", "show", "--output", "json"]);
+        let shown: serde_json::Value = serde_json::from_str(&show).unwrap();
+        assert_eq!(
+            shown["nss"],
+            serde_json::json!([
+                { "database": databases[0], "trusted": true },
+                { "database": databases[1], "trusted": true },
+            ])
+        );
+
+        let (_, said) = kindling(&["ca", "untrust"]);
+        for db in &databases {
+            assert!(
+                said.contains(&format!("\n  certutil -D -d {db} -n {name}")),
+                "{said}"
+            );
+            let (still_there, _) = certutil(&["-L", "-d", db, "-n", &name]);
+            assert!(!still_there, "{db} still holds {name}");
+        }
+        let (show, _) = kindling(&["ca", "show", "--output", "json"]);
+        let shown: serde_json::Value = serde_json::from_str(&show).unwrap();
+        assert_eq!(shown["nss"][0]["trusted"], false);
+        assert_eq!(shown["nss"][1]["trusted"], false);
+        // Again: no database holds it, so no certutil command is planned, and all is well.
+        let (_, said) = kindling(&["ca", "untrust"]);
+        assert!(!said.contains("certutil"), "{said}");
+    }
+
     #[test]
     fn pki_ca_cli_show_export_and_trust_plan() {
         let dir = tempfile::tempdir().unwrap();
         let kindling = || {
             let mut c = assert_cmd::Command::cargo_bin("kindling").unwrap();
-            c.env("KINDLING_DATA_DIR", dir.path());
+            c.env("KINDLING_DATA_DIR", dir.path())
+                .env("HOME", dir.path())
+                .env_remove("XDG_CONFIG_HOME");
             c
         };
         let out = kindling()

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 use kindling::paths::data_dir;
+use kindling::pki::trust::nss::{self, NssDatabases};
 use kindling::pki::trust::{SystemCommandRunner, TrustStore, execute, trust_plan, untrust_plan};
 use kindling::pki::{self, CaPair, LocalNames};
 use serde_json::json;
@@ -63,20 +64,25 @@ pub fn run(command: CaCommand, output: Output) -> anyhow::Result<()> {
             let root = pki::ensure_root(&data, &LocalNames::configured()?, now)?;
             let short_id = root.info()?.short_id();
             let store = TrustStore::detect();
+            let home = home();
+            let nss = NssDatabases::detect(&home);
+            // With no system store to drive nothing asks for a password before certutil reads
+            // the file, and the manual steps must name the file that stays.
             if dry_run || store == TrustStore::Unsupported {
                 let plan = trust_plan(
                     store,
                     &root.cert_path,
                     &short_id,
                     running_as_root(),
-                    &home(),
+                    &home,
+                    &nss,
                 );
                 return apply(plan, dry_run, output);
             }
             // What is installed is exactly what was checked, copied before any password prompt.
             let (_staged, copy) = pki::trust::staged_copy(&root.cert_pem, &short_id)
                 .map_err(|e| anyhow::anyhow!("cannot stage the root CA for trusting: {e}"))?;
-            let plan = trust_plan(store, &copy, &short_id, running_as_root(), &home());
+            let plan = trust_plan(store, &copy, &short_id, running_as_root(), &home, &nss);
             apply(plan, false, output)
         }
         CaCommand::Untrust { dry_run } => {
@@ -87,11 +93,14 @@ pub fn run(command: CaCommand, output: Output) -> anyhow::Result<()> {
                     "there is no kindling root CA on this machine, so nothing to untrust"
                 );
             };
+            let short_id = root.info()?.short_id();
+            let nss = NssDatabases::detect(&home()).holding(&nss::nickname(&short_id));
             let plan = untrust_plan(
                 TrustStore::detect(),
                 &root.cert_path,
-                &root.info()?.short_id(),
+                &short_id,
                 running_as_root(),
+                &nss,
             );
             apply(plan, dry_run, output)
         }
@@ -102,11 +111,15 @@ fn apply(plan: pki::trust::TrustPlan, dry_run: bool, output: Output) -> anyhow::
     if dry_run {
         if output == Output::Json {
             super::print_json(json!({ "plan": plan, "ran": false }));
-        } else if let Some(steps) = &plan.manual_steps {
-            println!("{steps}");
         } else {
+            if let Some(steps) = &plan.manual_steps {
+                println!("{steps}");
+            }
             for c in &plan.commands {
                 println!("{}", c.join(" "));
+            }
+            for warning in &plan.warnings {
+                eprintln!("warning: {warning}");
             }
         }
         return Ok(());
@@ -135,15 +148,33 @@ fn show(data: &Path, now: OffsetDateTime, output: Output) -> anyhow::Result<()> 
     };
     let info = root.info()?;
     let trusted = TrustStore::detect().is_trusted(&info.short_id());
+    // The browsers' NSS databases (Linux): one `certutil -L` each.
+    let nickname = nss::nickname(&info.short_id());
+    let in_nss: Vec<(String, Option<bool>)> = NssDatabases::detect(&home())
+        .found
+        .iter()
+        .map(|db| (db.spec(), nss::holds(db, &nickname)))
+        .collect();
     let mut warnings = pki::expiry_warnings(now, &[("the root CA", &info)]);
     warnings.extend(pki::key_exposure(&root.key_path));
     if output == Output::Json {
+        let nss_json: Vec<_> = in_nss
+            .iter()
+            .map(|(db, held)| json!({ "database": db, "trusted": held }))
+            .collect();
         super::print_json(
-            json!({ "exists": true, "certificate": info, "keyPath": root.key_path, "trusted": trusted, "warnings": warnings }),
+            json!({ "exists": true, "certificate": info, "keyPath": root.key_path, "trusted": trusted, "nss": nss_json, "warnings": warnings }),
         );
         return Ok(());
     }
     print_info(&root, &info, trusted);
+    for (db, held) in &in_nss {
+        match held {
+            Some(true) => println!("nss:          yes ({db})"),
+            Some(false) => println!("nss:          no ({db}) — run `kindling ca trust`"),
+            None => println!("nss:          unknown ({db}: no certutil, or it cannot read it)"),
+        }
+    }
     for w in warnings {
         eprintln!("warning: {w}");
     }

@@ -3,10 +3,16 @@
 //! The decision — which store, which commands, whether they need root — is a pure plan; running
 //! it goes through a [`CommandRunner`] so tests can record instead of touching the machine. The
 //! commands are announced before they run, and sudo is never used without saying so.
+//!
+//! On Linux the browsers do not read the system store: the plan adds the root to every NSS
+//! database found as well ([`nss`]), as the user, without sudo.
+
+pub mod nss;
 
 use std::path::{Path, PathBuf};
 
 use super::PkiError;
+use nss::NssDatabases;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -66,12 +72,17 @@ impl TrustStore {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TrustPlan {
     pub store: TrustStore,
+    /// Whether the system store's commands need root (the NSS databases' never do).
     pub needs_root: bool,
-    /// Each command's argv, in order (already prefixed with sudo where needed).
+    /// Each command's argv, in order (already prefixed with sudo where needed): the system
+    /// store's, then each NSS database's.
     pub commands: Vec<Vec<String>>,
     /// For stores kindling cannot drive: the steps to do by hand.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub manual_steps: Option<String>,
+    /// What could not be planned and how to fix it (NSS databases but no certutil).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 fn argv(parts: &[&str]) -> Vec<String> {
@@ -97,7 +108,16 @@ fn finish(
         needs_root,
         commands,
         manual_steps: None,
+        warnings: Vec::new(),
     }
+}
+
+/// The plan with the NSS databases' commands (as the user: never sudo) and warning after the
+/// system store's.
+fn with_nss(mut plan: TrustPlan, commands: Vec<Vec<String>>, warning: Option<String>) -> TrustPlan {
+    plan.commands.extend(commands);
+    plan.warnings.extend(warning);
+    plan
 }
 
 fn manual(cert: &Path, verb: &str) -> TrustPlan {
@@ -113,6 +133,7 @@ fn manual(cert: &Path, verb: &str) -> TrustPlan {
             cert.display(),
             cert.display()
         )),
+        warnings: Vec::new(),
     }
 }
 
@@ -132,6 +153,21 @@ pub fn staged_copy(
 }
 
 pub fn trust_plan(
+    store: TrustStore,
+    cert: &Path,
+    short_id: &str,
+    running_as_root: bool,
+    home: &Path,
+    nss: &NssDatabases,
+) -> TrustPlan {
+    with_nss(
+        system_trust_plan(store, cert, short_id, running_as_root, home),
+        nss.add_commands(cert, &nss::nickname(short_id)),
+        nss.missing_certutil("add the root CA to", "kindling ca trust"),
+    )
+}
+
+fn system_trust_plan(
     store: TrustStore,
     cert: &Path,
     short_id: &str,
@@ -193,7 +229,23 @@ pub fn trust_plan(
     }
 }
 
+/// `nss`: the databases that may hold the root ([`NssDatabases::holding`]), so that nothing
+/// absent is deleted and a second `ca untrust` succeeds.
 pub fn untrust_plan(
+    store: TrustStore,
+    cert: &Path,
+    short_id: &str,
+    running_as_root: bool,
+    nss: &NssDatabases,
+) -> TrustPlan {
+    with_nss(
+        system_untrust_plan(store, cert, short_id, running_as_root),
+        nss.delete_commands(&nss::nickname(short_id)),
+        nss.missing_certutil("remove the root CA from", "kindling ca untrust"),
+    )
+}
+
+fn system_untrust_plan(
     store: TrustStore,
     cert: &Path,
     short_id: &str,
@@ -275,10 +327,15 @@ pub fn execute(
 ) -> Result<(), PkiError> {
     if let Some(steps) = &plan.manual_steps {
         announce(steps);
+    }
+    for warning in &plan.warnings {
+        announce(&format!("warning: {warning}"));
+    }
+    if plan.commands.is_empty() {
         return Ok(());
     }
     let privileges = if plan.needs_root {
-        " (this needs root privileges)"
+        " (the system trust store needs root privileges)"
     } else {
         ""
     };
@@ -354,6 +411,7 @@ mod tests {
             "ab12cd34",
             false,
             Path::new("/home/u"),
+            &NssDatabases::default(),
         );
         assert!(plan.needs_root);
         let (result, log) = run(&plan, None);
@@ -361,7 +419,7 @@ mod tests {
         assert_eq!(
             log,
             [
-                "say kindling will run (this needs root privileges):\n  sudo install -m 0644 /d/ca/root.pem /usr/local/share/ca-certificates/kindling-ab12cd34.crt\n  sudo update-ca-certificates",
+                "say kindling will run (the system trust store needs root privileges):\n  sudo install -m 0644 /d/ca/root.pem /usr/local/share/ca-certificates/kindling-ab12cd34.crt\n  sudo update-ca-certificates",
                 "run sudo install -m 0644 /d/ca/root.pem /usr/local/share/ca-certificates/kindling-ab12cd34.crt",
                 "run sudo update-ca-certificates",
             ]
@@ -376,6 +434,7 @@ mod tests {
             "ab12cd34",
             true,
             Path::new("/root"),
+            &NssDatabases::default(),
         );
         assert_eq!(plan.commands[0][0], "install");
         assert_eq!(plan.commands[1], ["update-ca-trust", "extract"]);
@@ -389,6 +448,7 @@ mod tests {
             "x",
             false,
             Path::new("/Users/u"),
+            &NssDatabases::default(),
         );
         assert!(!plan.needs_root);
         assert_eq!(
@@ -415,6 +475,7 @@ mod tests {
             "ab12cd34",
             false,
             Path::new("/h"),
+            &NssDatabases::default(),
         );
         let (result, log) = run(&plan, Some("install"));
         let err = result.unwrap_err().to_string();
@@ -429,6 +490,7 @@ mod tests {
             Path::new("/d/root.pem"),
             "ab12cd34",
             true,
+            &NssDatabases::default(),
         );
         assert_eq!(
             plan.commands,
@@ -441,7 +503,13 @@ mod tests {
                 argv(&["update-ca-certificates", "--fresh"])
             ]
         );
-        let p11 = untrust_plan(TrustStore::P11Kit, Path::new("/d/root.pem"), "x", false);
+        let p11 = untrust_plan(
+            TrustStore::P11Kit,
+            Path::new("/d/root.pem"),
+            "x",
+            false,
+            &NssDatabases::default(),
+        );
         assert_eq!(
             p11.commands,
             [argv(&[
@@ -462,10 +530,272 @@ mod tests {
             "x",
             false,
             Path::new("/h"),
+            &NssDatabases::default(),
         );
         let (result, log) = run(&plan, None);
         result.unwrap();
         assert_eq!(log.len(), 1);
         assert!(log[0].contains("--cacert /d/root.pem"), "{}", log[0]);
+    }
+
+    fn nss_db(dir: &str, format: nss::NssFormat) -> nss::NssDatabase {
+        nss::NssDatabase {
+            dir: PathBuf::from(dir),
+            format,
+        }
+    }
+
+    /// A Chrome database (SQLite) and an old Firefox profile (Berkeley DB), certutil present.
+    fn two_nss_databases() -> NssDatabases {
+        NssDatabases {
+            found: vec![
+                nss_db("/home/u/.pki/nssdb", nss::NssFormat::Sql),
+                nss_db("/home/u/.mozilla/firefox/old.default", nss::NssFormat::Dbm),
+            ],
+            certutil_on_path: true,
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn ca_trust_finds_every_nss_database_under_home_as_sql_or_dbm() {
+        let home = tempfile::tempdir().unwrap();
+        let h = home.path();
+        let touch = |rel: &str| {
+            let path = h.join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, b"").unwrap();
+        };
+        let config = h.join(".config");
+        assert_eq!(nss::databases_under(h, &config), []);
+        touch(".pki/nssdb/cert9.db");
+        // snap Chromium: `current` is a link to the revision in use.
+        touch("snap/chromium/2951/.pki/nssdb/cert9.db");
+        std::os::unix::fs::symlink("2951", h.join("snap/chromium/current")).unwrap();
+        // A profile with both formats (migrated) is SQLite; one with only cert8.db is not.
+        touch(".mozilla/firefox/b.default-release/cert9.db");
+        touch(".mozilla/firefox/b.default-release/cert8.db");
+        touch(".mozilla/firefox/a.old/cert8.db");
+        // Not databases: Firefox's own files, and a profile never started (no database yet).
+        touch(".mozilla/firefox/profiles.ini");
+        touch(".mozilla/firefox/Crash Reports/events/x");
+        std::fs::create_dir_all(h.join(".mozilla/firefox/c.never-started")).unwrap();
+        // Newer Firefox: profiles under the XDG config directory.
+        touch(".config/mozilla/firefox/x.default/cert9.db");
+        touch("snap/firefox/common/.mozilla/firefox/s.default/cert9.db");
+        // Not where any browser looks.
+        touch(".pki/other/cert9.db");
+
+        let found: Vec<String> = nss::databases_under(h, &config)
+            .iter()
+            .map(|d| d.spec())
+            .collect();
+        let at = |rel: &str| h.join(rel).display().to_string();
+        assert_eq!(
+            found,
+            [
+                format!("sql:{}", at(".pki/nssdb")),
+                format!("sql:{}", at("snap/chromium/current/.pki/nssdb")),
+                format!("dbm:{}", at(".mozilla/firefox/a.old")),
+                format!("sql:{}", at(".mozilla/firefox/b.default-release")),
+                format!("sql:{}", at(".config/mozilla/firefox/x.default")),
+                format!(
+                    "sql:{}",
+                    at("snap/firefox/common/.mozilla/firefox/s.default")
+                ),
+            ]
+        );
+        // XDG_CONFIG_HOME elsewhere: Firefox's profiles are looked for there instead.
+        touch("xdg/mozilla/firefox/y.default/cert9.db");
+        let elsewhere = nss::databases_under(h, &h.join("xdg"));
+        assert!(
+            elsewhere
+                .iter()
+                .any(|d| d.dir == h.join("xdg/mozilla/firefox/y.default"))
+        );
+        assert!(
+            !elsewhere
+                .iter()
+                .any(|d| d.dir.starts_with(h.join(".config")))
+        );
+    }
+
+    #[test]
+    fn ca_trust_adds_the_root_to_every_nss_database_without_sudo() {
+        let plan = trust_plan(
+            TrustStore::Debian,
+            Path::new("/d/root.pem"),
+            "ab12cd34",
+            false,
+            Path::new("/home/u"),
+            &two_nss_databases(),
+        );
+        assert!(plan.needs_root);
+        assert_eq!(
+            plan.commands,
+            [
+                argv(&[
+                    "sudo",
+                    "install",
+                    "-m",
+                    "0644",
+                    "/d/root.pem",
+                    "/usr/local/share/ca-certificates/kindling-ab12cd34.crt"
+                ]),
+                argv(&["sudo", "update-ca-certificates"]),
+                argv(&[
+                    "certutil",
+                    "-A",
+                    "-d",
+                    "sql:/home/u/.pki/nssdb",
+                    "-t",
+                    "C,,",
+                    "-n",
+                    "kindling-ab12cd34",
+                    "-i",
+                    "/d/root.pem"
+                ]),
+                argv(&[
+                    "certutil",
+                    "-A",
+                    "-d",
+                    "dbm:/home/u/.mozilla/firefox/old.default",
+                    "-t",
+                    "C,,",
+                    "-n",
+                    "kindling-ab12cd34",
+                    "-i",
+                    "/d/root.pem"
+                ]),
+            ]
+        );
+        assert!(plan.warnings.is_empty());
+        // All of it is said before anything runs, and all of it runs.
+        let (result, log) = run(&plan, None);
+        result.unwrap();
+        assert!(log[0].contains("  certutil -A -d dbm:/home/u/.mozilla/firefox/old.default"));
+        assert_eq!(log.iter().filter(|l| l.starts_with("run")).count(), 4);
+    }
+
+    #[test]
+    fn ca_untrust_deletes_the_root_from_each_nss_database_without_sudo() {
+        let plan = untrust_plan(
+            TrustStore::Fedora,
+            Path::new("/d/root.pem"),
+            "ab12cd34",
+            false,
+            &two_nss_databases(),
+        );
+        assert_eq!(
+            plan.commands[2..],
+            [
+                argv(&[
+                    "certutil",
+                    "-D",
+                    "-d",
+                    "sql:/home/u/.pki/nssdb",
+                    "-n",
+                    "kindling-ab12cd34"
+                ]),
+                argv(&[
+                    "certutil",
+                    "-D",
+                    "-d",
+                    "dbm:/home/u/.mozilla/firefox/old.default",
+                    "-n",
+                    "kindling-ab12cd34"
+                ]),
+            ]
+        );
+        assert!(plan.commands[..2].iter().all(|c| c[0] == "sudo"));
+        // Databases found to hold no such root (`NssDatabases::holding`) leave nothing to do.
+        let none = NssDatabases {
+            found: Vec::new(),
+            certutil_on_path: true,
+        };
+        let plan = untrust_plan(
+            TrustStore::Fedora,
+            Path::new("/d/root.pem"),
+            "ab12cd34",
+            true,
+            &none,
+        );
+        assert!(plan.commands.iter().all(|c| c[0] != "certutil"));
+    }
+
+    #[test]
+    fn ca_trust_nss_databases_without_certutil_are_named_with_the_package_to_install() {
+        let without = NssDatabases {
+            certutil_on_path: false,
+            ..two_nss_databases()
+        };
+        let plan = trust_plan(
+            TrustStore::Debian,
+            Path::new("/d/root.pem"),
+            "ab12cd34",
+            true,
+            Path::new("/home/u"),
+            &without,
+        );
+        // The system store is still done; no certutil command is planned.
+        assert_eq!(plan.commands.len(), 2);
+        assert!(plan.commands.iter().all(|c| c[0] != "certutil"));
+        let [warning] = &plan.warnings[..] else {
+            panic!("{:?}", plan.warnings)
+        };
+        for says in [
+            "/home/u/.pki/nssdb",
+            "/home/u/.mozilla/firefox/old.default",
+            "help: install certutil (libnss3-tools on Debian/Ubuntu, nss-tools on Fedora, nss on Arch)",
+            "`kindling ca trust` again",
+        ] {
+            assert!(warning.contains(says), "{says}: {warning}");
+        }
+        let (result, log) = run(&plan, None);
+        result.unwrap();
+        assert!(log.contains(&format!("say warning: {warning}")), "{log:?}");
+        let undo = untrust_plan(
+            TrustStore::Debian,
+            Path::new("/d/root.pem"),
+            "x",
+            true,
+            &without,
+        );
+        assert!(undo.warnings[0].contains("`kindling ca untrust` again"));
+        // No databases, no certutil: nothing to say.
+        let neither = NssDatabases::default();
+        let plan = trust_plan(
+            TrustStore::Debian,
+            Path::new("/d/root.pem"),
+            "x",
+            true,
+            Path::new("/home/u"),
+            &neither,
+        );
+        assert!(plan.warnings.is_empty());
+    }
+
+    #[test]
+    fn ca_trust_unknown_system_store_still_adds_the_root_to_nss() {
+        let plan = trust_plan(
+            TrustStore::Unsupported,
+            Path::new("/d/root.pem"),
+            "ab12cd34",
+            false,
+            Path::new("/home/u"),
+            &two_nss_databases(),
+        );
+        assert!(!plan.needs_root);
+        let (result, log) = run(&plan, None);
+        result.unwrap();
+        assert!(log[0].contains("--cacert /d/root.pem"), "{}", log[0]);
+        assert_eq!(
+            log[1],
+            "say kindling will run:\n  certutil -A -d sql:/home/u/.pki/nssdb -t C,, -n kindling-ab12cd34 -i /d/root.pem\n  certutil -A -d dbm:/home/u/.mozilla/firefox/old.default -t C,, -n kindling-ab12cd34 -i /d/root.pem"
+        );
+        assert_eq!(
+            log.iter().filter(|l| l.starts_with("run certutil")).count(),
+            2
+        );
     }
 }
