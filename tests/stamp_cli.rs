@@ -163,17 +163,22 @@ mod stamp {
         assert!(out.status.success());
         let text = String::from_utf8(out.stdout).unwrap();
         assert!(text.contains("# Source: .kindling/flux/stamp/api.yaml"));
-        let kinds: Vec<String> = serde_yaml_ng::Deserializer::from_str(&text)
-            .map(|d| {
-                let v: Value = serde::Deserialize::deserialize(d).unwrap();
-                v["kind"].as_str().unwrap().to_string()
-            })
+        let documents: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&text)
+            .map(|d| serde::Deserialize::deserialize(d).unwrap())
             .collect();
-        assert_eq!(
-            kinds.iter().filter(|k| *k == "Kustomization").count(),
-            7,
-            "{kinds:?}"
-        );
+        let kinds: Vec<String> = documents
+            .iter()
+            .map(|v| v["kind"].as_str().unwrap().to_string())
+            .collect();
+        // The root, one per entry, and one `<entry>.health` per entry that waits and names
+        // health checks (all six of the sample's).
+        let flux: Vec<&str> = documents
+            .iter()
+            .filter(|v| v["apiVersion"] == "kustomize.toolkit.fluxcd.io/v1")
+            .map(|v| v["metadata"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(flux.len(), 13, "{flux:?}");
+        assert!(flux.contains(&"api.health"), "{flux:?}");
         assert_eq!(kinds.iter().filter(|k| *k == "HelmRelease").count(), 2);
         assert_eq!(kinds.iter().filter(|k| *k == "GitRepository").count(), 1);
     }
@@ -192,7 +197,12 @@ mod stamp {
             "dev",
         ]);
         assert_eq!(v["engine"], "argo");
-        let root = &v["files"][0]["documents"][0];
+        // argocd-cm first: Applications have health before the root's first sync.
+        assert_eq!(
+            v["files"][0]["documents"][0]["metadata"]["name"],
+            "argocd-cm"
+        );
+        let root = &v["files"][0]["documents"][1];
         assert_eq!(root["metadata"]["name"], "kindling-sample");
         assert_eq!(
             root["spec"]["source"]["repoURL"],
@@ -229,8 +239,70 @@ mod stamp {
             .success()
             .stdout(predicate::str::contains("chart: cert-manager"))
             .stderr(predicate::str::contains(
-                "note: component-certs-ca: healthChecks are not sent to Argo CD",
+                "note: argo: healthChecks of component-certs-manager, component-certs-ca, app-sample are not sent to Argo CD",
             ));
+    }
+
+    /// The Argo CD render says what it does with health checks once, not once per entry.
+    #[test]
+    fn stamp_cli_render_for_argo_says_each_note_once() {
+        let out = kindling()
+            .args(["stamp", "render", "sample", "--engine", "argo"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(said.matches("healthChecks").count(), 1, "{said}");
+        assert!(
+            said.contains("healthChecks of certs, certs-issuer, ingress, database, api, website"),
+            "{said}"
+        );
+    }
+
+    /// `stamp validate` warns where an engine will not do what the stamp asks: Flux ignores a
+    /// HostK8s stack's healthChecks under `wait: true`; Argo CD is not sent any.
+    #[test]
+    fn stamp_cli_validate_warns_what_an_engine_cannot_honour() {
+        let stack = hostk8s_stack("sample");
+        let out = kindling()
+            .args([
+                "stamp",
+                "validate",
+                stack.to_str().unwrap(),
+                "--output",
+                "json",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let warnings: Vec<&str> = report["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w.as_str().unwrap())
+            .collect();
+        assert!(
+            warnings.iter().any(|w| w.starts_with(
+                "flux: healthChecks of component-certs-manager, component-certs-ca, app-sample gate nothing"
+            )),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings.iter().any(|w| w.starts_with("argo: ")),
+            "{warnings:?}"
+        );
+        // A kindling stamp's checks are honoured by Flux: only the Argo CD one remains.
+        let out = kindling()
+            .args(["stamp", "validate", "sample"])
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!said.contains("flux:"), "{said}");
+        assert!(
+            said.contains("warning: argo: healthChecks of certs"),
+            "{said}"
+        );
     }
 
     #[test]

@@ -148,10 +148,12 @@ fn validate(stamp: &Stamp, output: Output) -> anyhow::Result<()> {
     } else {
         stamp.graph.max_wave() + 1
     };
+    let warnings = kindling::stamp::render::engine_warnings(stamp);
     if output == Output::Json {
         super::print_json(json!({
             "stamp": stamp.name,
             "valid": true,
+            "warnings": warnings,
             "format": stamp.format,
             "file": stamp.file,
             "components": components,
@@ -169,6 +171,9 @@ fn validate(stamp: &Stamp, output: Output) -> anyhow::Result<()> {
             stamp.secrets.len(),
             plural(stamp.secrets.len()),
         );
+        for w in &warnings {
+            eprintln!("warning: {w}");
+        }
     }
     Ok(())
 }

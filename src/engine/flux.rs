@@ -12,7 +12,9 @@ use super::status::{
 use super::{GitCredentials, PatchRequest};
 use crate::stamp::{Source, Stamp};
 
-pub use crate::stamp::render::flux::{GIT_REPOSITORY, NAMESPACE, root_name};
+pub use crate::stamp::render::flux::{
+    GIT_REPOSITORY, NAMESPACE, has_health_kustomization, health_name, root_name,
+};
 
 pub const GIT_REPOSITORY_API: &str = "source.toolkit.fluxcd.io/v1";
 pub const KUSTOMIZATION_API: &str = "kustomize.toolkit.fluxcd.io/v1";
@@ -80,6 +82,13 @@ pub fn reconcile_requests(stamp: &Stamp, now: time::OffsetDateTime) -> Vec<Patch
     ];
     for entry in stamp.ordered_entries() {
         requests.push(request(KUSTOMIZATION_API, "Kustomization", &entry.name));
+        if has_health_kustomization(stamp, entry) {
+            requests.push(request(
+                KUSTOMIZATION_API,
+                "Kustomization",
+                &health_name(&entry.name),
+            ));
+        }
         if matches!(entry.source, Source::Helm(_)) {
             requests.push(request(HELM_RELEASE_API, "HelmRelease", &entry.name));
         }
@@ -122,12 +131,46 @@ pub fn readiness_of(object: &Value) -> (Readiness, String, String) {
 }
 
 /// The dependency a `DependencyNotReady` message names (`dependency 'flux-system/db' is not
-/// ready`), without its namespace.
+/// ready`), without its namespace; an entry's health-check Kustomization stands for the entry.
 pub fn dependency_in_message(message: &str) -> Option<String> {
     let start = message.find("dependency '")? + "dependency '".len();
     let rest = &message[start..];
     let name = &rest[..rest.find('\'')?];
-    Some(name.rsplit('/').next().unwrap_or(name).to_string())
+    let name = name.rsplit('/').next().unwrap_or(name);
+    Some(name.strip_suffix(".health").unwrap_or(name).to_string())
+}
+
+/// An entry whose own Kustomization is Ready is still held by its health-check Kustomization
+/// until that is Ready too: the named checks are part of what the stamp asked for.
+fn with_health_checks(entry: EntryStatus, kustomizations: &[Value]) -> EntryStatus {
+    if entry.readiness != Readiness::Ready {
+        return entry;
+    }
+    let name = health_name(&entry.name);
+    let Some(checks) = named(kustomizations, &name) else {
+        return EntryStatus {
+            readiness: Readiness::Progressing,
+            reason: "HealthChecksPending".to_string(),
+            message: format!("Flux has not created {name} yet"),
+            ..entry
+        };
+    };
+    let (readiness, reason, message) = readiness_of(checks);
+    if readiness == Readiness::Ready {
+        return entry;
+    }
+    EntryStatus {
+        // Waiting for the entry itself (at a newer revision) is still progress.
+        readiness: if reason == "DependencyNotReady" {
+            Readiness::Progressing
+        } else {
+            readiness
+        },
+        suspended: readiness == Readiness::Suspended,
+        reason,
+        message,
+        ..entry
+    }
 }
 
 /// One entry from its Kustomization (and HelmRelease for Helm entries).
@@ -203,19 +246,26 @@ pub fn status(
         .entries
         .iter()
         .map(|e| {
-            entry_status(
+            let status = entry_status(
                 &e.name,
                 matches!(e.source, Source::Helm(_)),
                 kustomizations,
                 releases,
-            )
+            );
+            if has_health_kustomization(stamp, e) {
+                with_health_checks(status, kustomizations)
+            } else {
+                status
+            }
         })
         .collect();
     let mut entries = link_dependencies(stamp, entries);
-    // Flux's own message names the dependency it waits for; prefer it when present.
+    // Flux's own message names the dependency it waits for; prefer it when present (not when
+    // an entry's health checks wait for the entry itself).
     for e in &mut entries {
         if let Some(dep) = dependency_in_message(&e.message)
             && e.reason == "DependencyNotReady"
+            && dep != e.name
         {
             e.blocked_by = Some(dep);
         }

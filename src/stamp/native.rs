@@ -60,6 +60,9 @@ struct EntryFile {
     health_checks: Vec<HealthCheck>,
     #[serde(default)]
     timeout: Option<String>,
+    /// How soon the engine tries again after a failure (Flux `retryInterval`).
+    #[serde(default)]
+    retry_interval: Option<String>,
     #[serde(default)]
     wait: Option<bool>,
 }
@@ -128,6 +131,7 @@ mod schema {
         "dependsOn",
         "healthChecks",
         "timeout",
+        "retryInterval",
         "wait",
     ];
     const HELM: &[&str] = &[
@@ -510,7 +514,7 @@ fn convert_entry(
         wait: e.wait.unwrap_or(true),
         prune: true,
         interval: None,
-        retry_interval: None,
+        retry_interval: e.retry_interval,
         group: None,
         declared_in: file.to_path_buf(),
     })

@@ -139,14 +139,19 @@ fn check_entry(
             "use lower-case letters, digits and '-', at most 63 characters",
         ));
     }
-    if let Some(t) = &e.timeout
-        && !is_go_duration(t)
-    {
-        problems.push(at(
-            "timeout",
-            format!("'{t}' is not a duration"),
-            "write it like 30s, 5m or 1h30m",
-        ));
+    for (field, value) in [
+        ("timeout", &e.timeout),
+        ("retryInterval", &e.retry_interval),
+    ] {
+        if let Some(t) = value
+            && !is_go_duration(t)
+        {
+            problems.push(at(
+                field,
+                format!("'{t}' is not a duration"),
+                "write it like 30s, 5m or 1h30m",
+            ));
+        }
     }
     check_health_checks(e, problems);
     match &e.source {

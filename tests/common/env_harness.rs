@@ -267,6 +267,8 @@ pub struct Harness {
     pub dir: tempfile::TempDir,
     pub api: FakeApi,
     pub gitea: FakeGitea,
+    /// The fake Flux's Ready transitions (empty with Argo CD).
+    pub flux_log: super::fake_flux::TransitionLog,
 }
 
 /// kindling talks to the cluster through its API, never through these CLIs (README: "no
@@ -519,9 +521,11 @@ impl Harness {
         } else {
             Head::Repo(gitea.root.join("kindling/source.git"))
         };
+        let flux = super::fake_flux::FluxModel::new(repo.clone());
+        let flux_log = flux.log();
         let api = match engine {
             "argo" => FakeApi::start(Some(Box::new(argo_controller(repo, entries)))),
-            _ => FakeApi::start(Some(Box::new(flux_controller(repo)))),
+            _ => FakeApi::start(Some(Box::new(flux.controller()))),
         };
         with_ready_node(&api);
         fake_kind(&dir.path().join("bin"), &api.url);
@@ -544,6 +548,7 @@ impl Harness {
             dir,
             api,
             gitea,
+            flux_log,
         }
     }
 

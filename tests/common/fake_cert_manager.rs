@@ -231,7 +231,14 @@ fn issue(request: &Request, signer: &Signer) -> Result<(String, String), String>
     let mut ext = Vec::new();
     if !request.names.is_empty() {
         let san: Vec<String> = request.names.iter().map(|n| format!("DNS:{n}")).collect();
-        ext.push(format!("subjectAltName={}", san.join(",")));
+        // pkg/util/pki/csr.go: with an empty subject the SAN extension is critical
+        // (RFC 5280 4.2.1.6).
+        let critical = if request.common_name.is_none() {
+            "critical,"
+        } else {
+            ""
+        };
+        ext.push(format!("subjectAltName={critical}{}", san.join(",")));
     }
     if request.is_ca {
         ext.push("basicConstraints=critical,CA:TRUE".into());
@@ -240,6 +247,7 @@ fn issue(request: &Request, signer: &Signer) -> Result<(String, String), String>
         ext.push("basicConstraints=CA:FALSE".into());
         ext.push("keyUsage=critical,digitalSignature".into());
         ext.push("extendedKeyUsage=serverAuth".into());
+        ext.push("authorityKeyIdentifier=keyid".into());
     }
     std::fs::write(p("ext"), ext.join("\n") + "\n").map_err(|e| e.to_string())?;
     let subject = match &request.common_name {

@@ -108,8 +108,11 @@ pub struct FluxModel {
     /// When each object this fake applied was applied (for `InProgressFor`).
     applied_at: HashMap<String, Instant>,
     /// Every Ready transition, in order: (object kind/name, reason).
-    pub transitions: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    pub transitions: TransitionLog,
 }
+
+/// Ready transitions in the order they happened: (`Kind/name`, reason).
+pub type TransitionLog = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
 
 /// An object as Flux's inventory names it: group/version, kind, namespace, name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,6 +200,11 @@ impl FluxModel {
             applied_at: HashMap::new(),
             transitions: Default::default(),
         }
+    }
+
+    /// The Ready transitions this model will record, in order.
+    pub fn log(&self) -> TransitionLog {
+        self.transitions.clone()
     }
 
     /// The controller hook for the fake API.

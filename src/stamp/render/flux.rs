@@ -1,6 +1,14 @@
 //! Flux rendering: one GitRepository, one Kustomization per entry (dependsOn, healthChecks,
 //! wait, timeout), and per Helm entry a HelmRepository + HelmRelease.
 //!
+//! kustomize-controller never reads `healthChecks` when `wait` is true (v1.9.4
+//! internal/controller/kustomization_controller.go, checkHealth: "if obj.Spec.Wait { toCheck =
+//! resultSet }"). A kindling stamp means both, so an entry that waits and names health checks
+//! gets a second Kustomization, `<entry>.health`: it applies nothing (an empty directory of
+//! the bundle), depends on the entry, and checks the named objects with `wait: false`. The
+//! entry's dependents depend on it, so the entry's own workloads and its named checks both
+//! gate them. A HostK8s stack keeps the meaning Flux gives it under HostK8s.
+//!
 //! Flux's `dependsOn` only links objects of the same kind, so a Helm entry's HelmRepository
 //! and HelmRelease live in a directory of the bundle that its own Kustomization applies (with
 //! `wait`): every dependency in the stamp is then a Kustomization → Kustomization edge.
@@ -9,7 +17,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::{ObjectMeta, RenderOptions, Rendered, RenderedFile, to_value};
-use crate::stamp::{Entry, HealthCheck, HelmChart, Source, Stamp};
+use crate::stamp::{Entry, HealthCheck, HelmChart, Source, Stamp, StampFormat};
 
 pub const NAMESPACE: &str = "flux-system";
 pub const GIT_REPOSITORY: &str = "kindling";
@@ -152,11 +160,55 @@ struct Remediation {
     retries: u32,
 }
 
+/// The name of an entry's health-check Kustomization.
+pub fn health_name(entry: &str) -> String {
+    format!("{entry}.health")
+}
+
+/// The bundle directory the health-check Kustomizations point at: it holds an empty
+/// kustomization, so they apply nothing.
+const EMPTY_DIR: &str = "flux/empty";
+
+/// Whether the entry waits for its own objects (Helm entries always do: their Kustomization
+/// waits for the HelmRelease).
+fn waits(entry: &Entry) -> bool {
+    matches!(entry.source, Source::Helm(_)) || entry.wait
+}
+
+/// Whether the entry gets a `<entry>.health` Kustomization: it waits and names health checks,
+/// which Flux would otherwise ignore, in a kindling stamp (not a HostK8s stack).
+pub fn has_health_kustomization(stamp: &Stamp, entry: &Entry) -> bool {
+    stamp.format == StampFormat::Kindling && waits(entry) && !entry.health_checks.is_empty()
+}
+
+/// What a dependent names to wait for `dependency`: its health-check Kustomization when it has
+/// one.
+fn gate_of(stamp: &Stamp, dependency: &str) -> String {
+    match stamp.entry(dependency) {
+        Some(e) if has_health_kustomization(stamp, e) => health_name(dependency),
+        _ => dependency.to_string(),
+    }
+}
+
 pub fn render(stamp: &Stamp, opts: &RenderOptions) -> Rendered {
     let mut files = vec![RenderedFile {
         path: "flux/bootstrap.yaml".to_string(),
         documents: vec![git_repository(stamp, opts), root_kustomization(stamp, opts)],
     }];
+    if stamp
+        .entries
+        .iter()
+        .any(|e| has_health_kustomization(stamp, e))
+    {
+        files.push(RenderedFile {
+            path: format!("{EMPTY_DIR}/kustomization.yaml"),
+            documents: vec![serde_json::json!({
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [],
+            })],
+        });
+    }
     for entry in stamp.ordered_entries() {
         if let Source::Helm(chart) = &entry.source {
             files.push(RenderedFile {
@@ -164,9 +216,13 @@ pub fn render(stamp: &Stamp, opts: &RenderOptions) -> Rendered {
                 documents: helm_objects(stamp, entry, chart),
             });
         }
+        let mut documents = vec![entry_kustomization(stamp, entry, opts)];
+        if has_health_kustomization(stamp, entry) {
+            documents.push(health_kustomization(stamp, entry, opts));
+        }
         files.push(RenderedFile {
             path: format!("flux/stamp/{}.yaml", entry.name),
-            documents: vec![entry_kustomization(stamp, entry, opts)],
+            documents,
         });
     }
     Rendered {
@@ -258,14 +314,13 @@ fn entry_kustomization(stamp: &Stamp, entry: &Entry, opts: &RenderOptions) -> Va
             true,
         ),
     };
-    let health_checks = entry
-        .health_checks
-        .iter()
-        .map(|h| HealthCheck {
-            api_version: h.resolved_api_version().map(str::to_string),
-            ..h.clone()
-        })
-        .collect();
+    // With a health-check Kustomization the named checks live there; here Flux would ignore
+    // them.
+    let health_checks = if has_health_kustomization(stamp, entry) {
+        Vec::new()
+    } else {
+        resolved_checks(entry)
+    };
     to_value(&Object {
         api_version: "kustomize.toolkit.fluxcd.io/v1",
         kind: "Kustomization",
@@ -291,12 +346,62 @@ fn entry_kustomization(stamp: &Stamp, entry: &Entry, opts: &RenderOptions) -> Va
                 .depends_on
                 .iter()
                 .map(|d| DependencyReference {
-                    name: d.clone(),
+                    name: gate_of(stamp, d),
                     namespace: None,
                 })
                 .collect(),
             health_checks,
             target_namespace,
+        },
+    })
+}
+
+fn resolved_checks(entry: &Entry) -> Vec<HealthCheck> {
+    entry
+        .health_checks
+        .iter()
+        .map(|h| HealthCheck {
+            api_version: h.resolved_api_version().map(str::to_string),
+            ..h.clone()
+        })
+        .collect()
+}
+
+/// `<entry>.health`: after the entry is Ready, the entry's named checks, with the entry's
+/// timeout and retry interval.
+fn health_kustomization(stamp: &Stamp, entry: &Entry, opts: &RenderOptions) -> Value {
+    to_value(&Object {
+        api_version: "kustomize.toolkit.fluxcd.io/v1",
+        kind: "Kustomization",
+        metadata: ObjectMeta::for_entry(
+            &health_name(&entry.name),
+            NAMESPACE,
+            &stamp.name,
+            entry.role,
+        ),
+        spec: KustomizationSpec {
+            interval: entry.interval.clone().unwrap_or_else(|| "10m".to_string()),
+            retry_interval: Some(
+                entry
+                    .retry_interval
+                    .clone()
+                    .unwrap_or_else(|| "1m".to_string()),
+            ),
+            timeout: entry
+                .timeout
+                .clone()
+                .unwrap_or_else(|| DEFAULT_TIMEOUT.to_string()),
+            path: format!("./{}/{EMPTY_DIR}", opts.bundle_dir),
+            prune: true,
+            wait: false,
+            deletion_policy: DELETION_POLICY,
+            source_ref: git_source_ref(),
+            depends_on: vec![DependencyReference {
+                name: entry.name.clone(),
+                namespace: None,
+            }],
+            health_checks: resolved_checks(entry),
+            target_namespace: None,
         },
     })
 }

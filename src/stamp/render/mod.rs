@@ -199,6 +199,34 @@ impl Rendered {
 /// The list of files a render wrote into its `--out` directory.
 pub const RENDERED_LIST: &str = ".kindling-rendered";
 
+/// What an engine will not do of what the stamp asks, one line per reason (the entries it
+/// concerns named in it). `stamp validate` prints these as warnings.
+pub fn engine_warnings(stamp: &Stamp) -> Vec<String> {
+    let names = |pick: &dyn Fn(&crate::stamp::Entry) -> bool| -> Vec<&str> {
+        stamp
+            .entries
+            .iter()
+            .filter(|e| pick(e))
+            .map(|e| e.name.as_str())
+            .collect()
+    };
+    let mut warnings = Vec::new();
+    let ignored = names(&|e| {
+        stamp.format == crate::stamp::StampFormat::Hostk8s && e.wait && !e.health_checks.is_empty()
+    });
+    if !ignored.is_empty() {
+        warnings.push(format!(
+            "flux: healthChecks of {} gate nothing: Flux ignores healthChecks when wait is true (kustomize-controller checks every applied object instead); kindling keeps the stack's meaning, as under HostK8s",
+            ignored.join(", ")
+        ));
+    }
+    let checked = names(&|e| !e.health_checks.is_empty());
+    if !checked.is_empty() {
+        warnings.push(argo::health_checks_note(&checked));
+    }
+    warnings
+}
+
 pub fn render(stamp: &Stamp, engine: Engine, opts: &RenderOptions) -> Result<Rendered, StampError> {
     match engine {
         Engine::Flux => Ok(flux::render(stamp, opts)),

@@ -141,6 +141,14 @@ fn sync_policy(prune: bool) -> SyncPolicy {
     }
 }
 
+/// What Argo CD makes of a stamp's health checks, for the entries that name some.
+pub fn health_checks_note(entries: &[&str]) -> String {
+    format!(
+        "argo: healthChecks of {} are not sent to Argo CD, which judges an Application by the health of the objects it manages",
+        entries.join(", ")
+    )
+}
+
 pub fn root_name(stamp: &Stamp) -> String {
     format!("kindling-{}", stamp.name)
 }
@@ -154,12 +162,6 @@ pub fn render(stamp: &Stamp, opts: &RenderOptions) -> Result<Rendered, StampErro
         if let Some(overlay) = translated.overlay {
             overlays.push(overlay);
         }
-        if !entry.health_checks.is_empty() {
-            notes.push(format!(
-                "{}: healthChecks are not sent to Argo CD, which judges an Application by the health of the objects it manages",
-                entry.name
-            ));
-        }
         apps.push(RenderedFile {
             path: format!("argo/apps/{}.yaml", entry.name),
             documents: vec![child_application(
@@ -171,9 +173,23 @@ pub fn render(stamp: &Stamp, opts: &RenderOptions) -> Result<Rendered, StampErro
             )],
         });
     }
+    // One note for every entry with health checks, not one per entry.
+    let checked: Vec<&str> = stamp
+        .entries
+        .iter()
+        .filter(|e| !e.health_checks.is_empty())
+        .map(|e| e.name.as_str())
+        .collect();
+    if !checked.is_empty() {
+        notes.push(health_checks_note(&checked));
+    }
+    // argocd-cm first: the health check for Applications must be in place before the root
+    // syncs, or its first sync applies every wave at once (argoproj/argo-cd v3.5.1
+    // gitops-engine/pkg/sync/sync_context.go: an object without a health check counts as
+    // done as soon as it is applied).
     let mut files = vec![RenderedFile {
         path: "argo/bootstrap.yaml".to_string(),
-        documents: vec![root_application(stamp, opts), argocd_cm()],
+        documents: vec![argocd_cm(), root_application(stamp, opts)],
     }];
     files.extend(apps);
     files.extend(overlays);

@@ -1,0 +1,243 @@
+//! The env flow against engines that behave as upstream does (tests/common/fake_flux.rs,
+//! fake_cert_manager.rs, and the Argo CD controller in env_harness.rs): dependency order,
+//! health gating, failures with the engine's own words, and the cert-manager path of the
+//! sample stamp down to a certificate chain openssl verifies.
+
+mod common;
+
+mod env {
+    use serde_json::Value;
+
+    use super::common::env_harness::*;
+    use super::common::{docker, unique};
+
+    /// A stamp of two path entries: `base` (a ConfigMap, and a health check on a Secret that
+    /// nobody makes) and `app`, which depends on it.
+    fn gated_stamp(h: &Harness) {
+        let dir = h.path("source/stamps/gated");
+        for (path, text) in [
+            (
+                "stamp.yaml",
+                "apiVersion: kindling.dev/v1alpha1\nkind: Stamp\nmetadata: {name: gated}\nspec:\n  ignore: [\"/*\", \"!/stamps/gated/\"]\n  components:\n    - name: base\n      path: components/base\n      timeout: 30s\n      retryInterval: 10m\n      healthChecks:\n        - {kind: Secret, name: made-later, namespace: gated}\n  applications:\n    - name: app\n      path: applications/app\n      dependsOn: [base]\n",
+            ),
+            (
+                "components/base/kustomization.yaml",
+                "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [namespace.yaml, settings.yaml]\n",
+            ),
+            (
+                "components/base/namespace.yaml",
+                "apiVersion: v1\nkind: Namespace\nmetadata: {name: gated}\n",
+            ),
+            (
+                "components/base/settings.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: gated}\ndata: {mode: dev}\n",
+            ),
+            (
+                "applications/app/kustomization.yaml",
+                "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [app.yaml]\n",
+            ),
+            (
+                "applications/app/app.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app, namespace: gated}\ndata: {ready: \"yes\"}\n",
+            ),
+        ] {
+            let file = dir.join(path);
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(file, text).unwrap();
+        }
+    }
+
+    fn entry<'a>(status: &'a Value, name: &str) -> &'a Value {
+        status["status"]["reconciliation"]["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap()
+    }
+
+    /// Issue #16, defect 2: Flux ignores `healthChecks` under `wait: true`, so the stamp's
+    /// named check used to gate nothing and `app` came up beside a `base` that was not
+    /// healthy. Now the check holds `app` back, `env status` names `base` as what blocks,
+    /// `--wait` exits 3 with Flux's own message, and once the Secret exists all is Ready.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_flux_named_health_checks_gate_the_dependents() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        gated_stamp(&h);
+        let env = unique("gated");
+        let profile = h.path("profile.yaml");
+        let created = h.run(
+            &[
+                "env",
+                "create",
+                &env,
+                "--stamp",
+                "gated",
+                "--profile",
+                profile.to_str().unwrap(),
+                "--wait",
+                "--timeout",
+                "4s",
+                "--output",
+                "json",
+            ],
+            &[],
+        );
+        assert_eq!(created.status.code(), Some(3), "{created:?}");
+        let error = error_says(&created, "base is Failed (HealthCheckFailed)");
+        assert!(
+            error["error"].as_str().unwrap().contains(
+                "health check failed after 30s: timeout waiting for: [Secret/gated/made-later status: 'NotFound']"
+            ),
+            "{error:#}"
+        );
+        // The base's own objects are applied and its Kustomization is Ready: it is the named
+        // check (in `base.health`) that holds `app` back.
+        let base = h.api.object("Kustomization", "base").unwrap();
+        assert_eq!(base["spec"]["wait"], true);
+        assert!(base["spec"]["healthChecks"].is_null());
+        assert_eq!(base["status"]["conditions"][0]["status"], "True");
+        let app = h.api.object("Kustomization", "app").unwrap();
+        assert_eq!(app["spec"]["dependsOn"][0]["name"], "base.health");
+        assert_eq!(
+            app["status"]["conditions"][0]["reason"],
+            "DependencyNotReady"
+        );
+        let status = h.json(&["env", "status", &env]);
+        assert_eq!(entry(&status, "base")["readiness"], "failed", "{status:#}");
+        assert_eq!(entry(&status, "app")["readiness"], "progressing");
+        assert_eq!(entry(&status, "app")["blockedBy"], "base");
+        assert!(h.api.object("ConfigMap", "app").is_none());
+
+        // The Secret appears (as a workload would make it): on the next try all is Ready.
+        h.api.update(|objects| {
+            objects.push(super::common::kube_api::Stored {
+                group_version: "v1".into(),
+                plural: "secrets".into(),
+                namespace: Some("gated".into()),
+                name: "made-later".into(),
+                object: serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+                    "metadata": {"name": "made-later", "namespace": "gated"}}),
+            })
+        });
+        // The create that stopped at its wait finishes when run again.
+        ok(&h.run(
+            &[
+                "env",
+                "create",
+                &env,
+                "--stamp",
+                "gated",
+                "--profile",
+                profile.to_str().unwrap(),
+                "--wait",
+                "--timeout",
+                "30s",
+                "--output",
+                "json",
+            ],
+            &[],
+        ));
+        let status = h.json(&["env", "status", &env, "--wait", "--timeout", "30s"]);
+        assert_eq!(status["status"]["ready"], true, "{status:#}");
+        assert!(h.api.object("ConfigMap", "app").is_some());
+        delete_clean(&h, &env);
+    }
+
+    /// The sample stamp comes up in dependency order: no entry's Kustomization turns Ready
+    /// before every Kustomization it depends on (through `<entry>.health` where the entry has
+    /// named checks), and the ClusterIssuer is Ready only once cert-manager's webhook
+    /// admitted it and the CA Secret was there. The api's certificate chains to the root
+    /// through the env's intermediate, for a `.localhost` name the root's constraints permit.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_flux_sample_comes_up_in_dependency_order_with_a_verifiable_certificate() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        let env = unique("order");
+        ok(&h.create(&env, &[]));
+        let log = h.flux_log.lock().unwrap().clone();
+        let ready_at = |name: &str| {
+            log.iter()
+                .position(|(object, reason)| {
+                    object == &format!("Kustomization/{name}")
+                        && reason == "ReconciliationSucceeded"
+                })
+                .unwrap_or_else(|| panic!("{name} never Ready: {log:#?}"))
+        };
+        let stamp = kindling::stamp::load(&h.path("source/stamps/sample"), None).unwrap();
+        for e in &stamp.entries {
+            for dep in &e.depends_on {
+                assert!(
+                    ready_at(dep) < ready_at(&e.name),
+                    "{dep} → {}: {log:#?}",
+                    e.name
+                );
+                assert!(
+                    ready_at(&format!("{dep}.health")) < ready_at(&e.name),
+                    "{dep}.health → {}: {log:#?}",
+                    e.name
+                );
+            }
+        }
+        // Entries that wait on their dependencies said so first, in Flux's words.
+        assert!(
+            log.iter()
+                .any(|(object, reason)| object == "Kustomization/api"
+                    && reason == "DependencyNotReady"),
+            "{log:#?}"
+        );
+        let issuer = h.api.object("ClusterIssuer", "kindling-ca").unwrap();
+        assert_eq!(
+            issuer["status"]["conditions"][0]["reason"],
+            "KeyPairVerified"
+        );
+
+        // The certificate cert-manager issued for api.localhost verifies against the root
+        // (the one `ca trust` installs) with the intermediate in between.
+        let secret = h.api.object("Secret", "api-tls").unwrap();
+        let decode = |key: &str| {
+            use base64::Engine as _;
+            String::from_utf8(
+                base64::engine::general_purpose::STANDARD
+                    .decode(secret["data"][key].as_str().unwrap())
+                    .unwrap(),
+            )
+            .unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let chain = decode("tls.crt");
+        let split = chain.find("-----END CERTIFICATE-----").unwrap() + 25;
+        std::fs::write(dir.path().join("leaf.pem"), &chain[..split]).unwrap();
+        std::fs::write(
+            dir.path().join("intermediate.pem"),
+            chain[split..].trim_start(),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("root.pem"), decode("ca.crt")).unwrap();
+        let verify = std::process::Command::new("openssl")
+            .args([
+                "verify",
+                "-x509_strict",
+                "-purpose",
+                "sslserver",
+                "-CAfile",
+                "root.pem",
+                "-untrusted",
+                "intermediate.pem",
+                "leaf.pem",
+            ])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(verify.status.success(), "{verify:?}");
+        // The root in ca.crt is this machine's root CA.
+        let root = std::fs::read_to_string(h.path("data/ca/root.pem")).unwrap();
+        assert_eq!(decode("ca.crt").trim(), root.trim());
+        delete_clean(&h, &env);
+    }
+}
