@@ -123,6 +123,7 @@ mod engine {
                 "message": format!("Applied revision: main@sha1:{commit}"), "lastTransitionTime": "2026-11-26T07:20:00Z"}]);
             if o["kind"] == "Kustomization" {
                 o["status"]["lastAppliedRevision"] = json!(format!("main@sha1:{commit}"));
+                o["status"]["observedGeneration"] = json!(1);
             }
             if o["kind"] == "GitRepository" {
                 o["status"]["artifact"]["revision"] = json!(format!("main@sha1:{commit}"));
@@ -206,6 +207,44 @@ mod engine {
             Some(COMMIT)
         );
         assert!(!status.all_ready());
+    }
+
+    /// Issue #16, defect 4: an app that is Synced and Healthy is Ready even when its last
+    /// operation failed (a sync that failed and was later healed, or whose retry another
+    /// sync overtook): Argo CD's UI shows the failed operation beside a green app, and
+    /// `argocd app wait` returns. kindling called it Failed, so `--wait` never returned. A
+    /// failed operation still fails an app that is not Synced and Healthy, in its own words.
+    #[test]
+    fn engine_argo_synced_healthy_app_with_an_old_failed_operation_is_ready() {
+        let app = |sync: &str, health: &str, phase: &str| {
+            json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+                "metadata": {"name": "api", "namespace": "argocd"},
+                "spec": {"project": "default", "destination": {"server": "https://kubernetes.default.svc"}},
+                // The shape Argo CD v3.5.1 leaves after a failed automated sync
+                // (controller/appcontroller.go: SyncError condition, operationState).
+                "status": {"sync": {"status": sync, "revision": COMMIT}, "health": {"status": health},
+                    "conditions": [{"type": "SyncError", "message": format!("Failed last sync attempt to [{COMMIT}]: one or more objects failed to apply, reason: Internal error occurred: failed calling webhook \"webhook.cert-manager.io\""), "lastTransitionTime": "2026-11-29T08:00:00Z"}],
+                    "operationState": {"phase": phase, "message": "one or more objects failed to apply, reason: Internal error occurred: failed calling webhook \"webhook.cert-manager.io\" (retried 5 times).",
+                        "operation": {"sync": {"revision": COMMIT}}, "syncResult": {"revision": COMMIT},
+                        "startedAt": "2026-11-29T08:00:00Z", "finishedAt": "2026-11-29T08:03:00Z"}}})
+        };
+        let schemas = SchemaSet::load();
+        for phase in ["Failed", "Error"] {
+            let healed = app("Synced", "Healthy", phase);
+            schemas.validate(&healed).unwrap();
+            let entry = argo::entry_status("api", std::slice::from_ref(&healed));
+            assert_eq!(entry.readiness, Readiness::Ready, "{phase}: {entry:?}");
+            assert_eq!(entry.message, "");
+            let stuck = app("OutOfSync", "Missing", phase);
+            let entry = argo::entry_status("api", std::slice::from_ref(&stuck));
+            assert_eq!(entry.readiness, Readiness::Failed, "{entry:?}");
+            assert_eq!(entry.reason, format!("Sync{phase}"));
+            assert!(entry.message.contains("(retried 5 times)"), "{entry:?}");
+        }
+        // Still syncing (a retry is waiting): progress, not failure.
+        let retrying = app("OutOfSync", "Missing", "Running");
+        let entry = argo::entry_status("api", std::slice::from_ref(&retrying));
+        assert_ne!(entry.readiness, Readiness::Ready);
     }
 
     #[test]
@@ -310,7 +349,9 @@ mod engine {
             !targets.contains(&"HelmRelease/database".to_string()),
             "database is a path entry"
         );
-        assert_eq!(targets.len(), 2 + 6 + 2);
+        // Source, root, six entries with their `.health` Kustomizations, two HelmReleases.
+        assert_eq!(targets.len(), 2 + 6 + 6 + 2);
+        assert!(targets.contains(&"Kustomization/api.health".to_string()));
         for r in &requests {
             assert_eq!(
                 r.patch["metadata"]["annotations"]["reconcile.fluxcd.io/requestedAt"],
@@ -609,7 +650,7 @@ mod engine {
         let patched = engine::request_reconcile(&kube, Engine::Flux, &stamp, now)
             .await
             .unwrap();
-        assert_eq!(patched.len(), 2 + 6 + 2);
+        assert_eq!(patched.len(), 2 + 6 + 6 + 2);
     }
 
     #[tokio::test]

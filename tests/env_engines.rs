@@ -240,4 +240,62 @@ mod env {
         assert_eq!(decode("ca.crt").trim(), root.trim());
         delete_clean(&h, &env);
     }
+
+    /// Issue #16, defect 3: Argo CD gives Applications a health only through argocd-cm, and
+    /// a sync wave of child Applications waits for the one before only when they have one.
+    /// kindling applied the root before argocd-cm, so the root's first sync could start with
+    /// no customisation and apply every wave at once. Now argocd-cm goes first: the fake Argo
+    /// CD (which assesses a child's health only with the customisation, as upstream) saw it
+    /// loaded when it started each wave, and waves came up in order.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_argo_health_customisation_is_in_place_before_the_root_syncs() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::with_engine("argo");
+        let env = unique("waves");
+        let profile = h.path("profile.yaml");
+        ok(&h
+            .create_command(
+                &env,
+                &profile,
+                &["--engine", "argo", "--wait", "--timeout", "60s"],
+                &[],
+            )
+            .output()
+            .unwrap());
+        // (The install manifest applies argocd-cm too, without the customisation.)
+        let patches: Vec<(String, bool)> = h
+            .api
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "PATCH")
+            .map(|r| {
+                let customises = r
+                    .body
+                    .contains(super::common::fake_argo::APPLICATION_HEALTH_KEY);
+                (r.path, customises)
+            })
+            .collect();
+        let customised = patches
+            .iter()
+            .position(|(p, c)| p.ends_with("/configmaps/argocd-cm") && *c)
+            .expect("argocd-cm with the Application health check was applied");
+        let root = patches
+            .iter()
+            .position(|(p, _)| p.ends_with("/applications/kindling-sample"))
+            .unwrap();
+        assert!(customised < root, "{patches:#?}");
+        let log = h.argo_log.lock().unwrap().clone();
+        assert_eq!(log.len(), 6, "{log:?}");
+        assert!(log.iter().all(|(_, _, customised)| *customised), "{log:?}");
+        // Waves in order: every child of wave N was created after all of wave N-1.
+        let waves: Vec<i64> = log.iter().map(|(_, w, _)| *w).collect();
+        let mut sorted = waves.clone();
+        sorted.sort();
+        assert_eq!(waves, sorted, "{log:?}");
+        let status = h.json(&["env", "status", &env]);
+        assert_eq!(status["status"]["ready"], true, "{status:#}");
+        delete_clean(&h, &env);
+    }
 }

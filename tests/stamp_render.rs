@@ -108,7 +108,7 @@ mod stamp {
         assert_eq!(root["spec"]["path"], "./.kindling/flux/stamp");
         for doc in rendered
             .documents()
-            .filter(|d| d["kind"] == "Kustomization")
+            .filter(|d| d["apiVersion"] == "kustomize.toolkit.fluxcd.io/v1")
         {
             assert_eq!(
                 doc["spec"]["sourceRef"],
@@ -123,20 +123,40 @@ mod stamp {
         let rendered = render(&sample(), Engine::Flux, &options()).unwrap();
         let api = find(&rendered, "Kustomization", "api");
         assert_eq!(api["spec"]["path"], "./stamps/sample/applications/api");
+        // Each dependency is waited for through its health checks, which gate after its own
+        // objects are healthy (Flux ignores healthChecks under wait: true, so they live in
+        // `<entry>.health`).
         assert_eq!(
             api["spec"]["dependsOn"],
-            json!([{"name": "certs-issuer"}, {"name": "ingress"}, {"name": "database"}])
+            json!([{"name": "certs-issuer.health"}, {"name": "ingress.health"}, {"name": "database.health"}])
         );
         assert_eq!(api["spec"]["wait"], true);
         assert_eq!(api["spec"]["prune"], true);
+        assert!(api["spec"]["healthChecks"].is_null());
+        assert_eq!(api["spec"]["deletionPolicy"], "WaitForTermination");
+        let checks = find(&rendered, "Kustomization", "api.health");
+        assert_eq!(checks["spec"]["wait"], false);
+        assert_eq!(checks["spec"]["dependsOn"], json!([{"name": "api"}]));
+        assert_eq!(checks["spec"]["path"], "./.kindling/flux/empty");
         assert_eq!(
-            api["spec"]["healthChecks"][0],
+            checks["spec"]["healthChecks"][0],
             json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "api", "namespace": "sample"})
         );
         let database = find(&rendered, "Kustomization", "database");
         assert_eq!(database["spec"]["timeout"], "10m");
-        let issuer = find(&rendered, "Kustomization", "certs-issuer");
+        assert_eq!(
+            find(&rendered, "Kustomization", "database.health")["spec"]["timeout"],
+            "10m"
+        );
+        let issuer = find(&rendered, "Kustomization", "certs-issuer.health");
         assert_eq!(issuer["spec"]["healthChecks"][0]["apiVersion"], "v1");
+        // The empty directory they point at.
+        let empty = rendered
+            .files
+            .iter()
+            .find(|f| f.path == "flux/empty/kustomization.yaml")
+            .unwrap();
+        assert_eq!(empty.documents[0]["resources"], json!([]));
     }
 
     #[test]
@@ -359,8 +379,11 @@ mod stamp {
         let rendered = render(&sample(), Engine::Flux, &options()).unwrap();
         rendered.write_to(dir.path()).unwrap();
         let api = std::fs::read_to_string(dir.path().join("flux/stamp/api.yaml")).unwrap();
-        let parsed: Value = serde_yaml_ng::from_str(&api).unwrap();
-        assert_eq!(&parsed, find(&rendered, "Kustomization", "api"));
+        let parsed: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&api)
+            .map(|d| serde::Deserialize::deserialize(d).unwrap())
+            .collect();
+        assert_eq!(&parsed[0], find(&rendered, "Kustomization", "api"));
+        assert_eq!(&parsed[1], find(&rendered, "Kustomization", "api.health"));
         let leftovers: Vec<_> = walk(dir.path())
             .into_iter()
             .filter(|p| p.ends_with(".tmp"))

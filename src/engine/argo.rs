@@ -147,10 +147,16 @@ pub fn entry_status(name: &str, apps: &[Value]) -> EntryStatus {
                 text(&c["message"]).unwrap_or_default(),
             )
         });
-    let readiness = match (sync.as_deref(), health.as_deref(), phase.as_deref()) {
-        (_, Some("Degraded"), _) | (_, _, Some("Failed" | "Error")) => Readiness::Failed,
-        (_, Some("Suspended"), _) => Readiness::Suspended,
-        (Some("Synced"), Some("Healthy"), _) => Readiness::Ready,
+    // As Argo CD's own UI and `argocd app wait` judge an app (argoproj/argo-cd v3.5.1
+    // ui/src/app/applications/components/utils.tsx, cmd/argocd/commands/app.go
+    // checkResourceStatus): sync status and health decide; the last operation is shown beside
+    // them and never overrides Synced + Healthy (an old failed sync stays in operationState).
+    let failed_operation = matches!(phase.as_deref(), Some("Failed" | "Error"));
+    let readiness = match (sync.as_deref(), health.as_deref()) {
+        (_, Some("Degraded")) => Readiness::Failed,
+        (_, Some("Suspended")) => Readiness::Suspended,
+        (Some("Synced"), Some("Healthy")) => Readiness::Ready,
+        _ if failed_operation => Readiness::Failed,
         _ if condition
             .as_ref()
             .is_some_and(|(t, _)| t.ends_with("Error")) =>
@@ -159,20 +165,27 @@ pub fn entry_status(name: &str, apps: &[Value]) -> EntryStatus {
         }
         _ => Readiness::Progressing,
     };
-    let reason = match &condition {
-        Some((kind, _)) => kind.clone(),
-        None => format!(
-            "{}/{}",
-            sync.as_deref().unwrap_or("Unknown"),
-            health.as_deref().unwrap_or("Unknown")
+    let sync_health = format!(
+        "{}/{}",
+        sync.as_deref().unwrap_or("Unknown"),
+        health.as_deref().unwrap_or("Unknown")
+    );
+    let operation_message = text(&app["status"]["operationState"]["message"]);
+    let (reason, message) = match (readiness, &condition) {
+        // Synced and Healthy: what an old operation or condition said is history.
+        (Readiness::Ready, _) => (sync_health, String::new()),
+        (Readiness::Failed, _) if failed_operation && health.as_deref() != Some("Degraded") => (
+            format!("Sync{}", phase.as_deref().unwrap_or_default()),
+            operation_message.unwrap_or_default(),
+        ),
+        (_, Some((kind, m))) if !m.is_empty() => (kind.clone(), m.clone()),
+        _ => (
+            sync_health,
+            text(&app["status"]["health"]["message"])
+                .or(operation_message)
+                .unwrap_or_default(),
         ),
     };
-    let message = condition
-        .map(|(_, m)| m)
-        .filter(|m| !m.is_empty())
-        .or_else(|| text(&app["status"]["health"]["message"]))
-        .or_else(|| text(&app["status"]["operationState"]["message"]))
-        .unwrap_or_default();
     let revision = text(&app["status"]["sync"]["revision"])
         .or_else(|| text(&app["status"]["operationState"]["syncResult"]["revision"]));
     EntryStatus {

@@ -10,23 +10,13 @@ use std::process::Output;
 use serde_json::{Value, json};
 
 use super::fake_gitea::FakeGitea;
-use super::kube_api::{FakeApi, Stored, builtin_controllers};
+use super::kube_api::{FakeApi, Stored};
 use super::{
     TEST_IMAGE, TEST_REGISTRY_IMAGE, copy_tree, docker_cli, docker_labelled, ensure_test_image,
     ensure_test_registry_image, hostk8s_dir, repo_dir, schemas_dir,
 };
 
 pub const PASSWORD: &str = "fake-gitea-admin-password";
-
-/// The entry names of the stamp in `source` (what the controllers create objects for).
-pub fn entry_names(stamp_dir: &Path) -> Vec<String> {
-    kindling::stamp::load(stamp_dir, None)
-        .unwrap()
-        .entries
-        .iter()
-        .map(|e| e.name.clone())
-        .collect()
-}
 
 /// The commit `main` of a bare repository points at.
 pub fn repo_head(repo: &Path) -> Option<String> {
@@ -116,52 +106,6 @@ impl Head {
 /// The Flux controllers over the pushed repository (tests/common/fake_flux.rs).
 pub fn flux_controller(repo: Head) -> impl FnMut(&mut Vec<Stored>) + Send {
     super::fake_flux::FluxModel::new(repo).controller()
-}
-
-/// What Argo CD would do, at once: with the root Application automated, every child
-/// Application exists, Synced and Healthy at the repository's head; without the root,
-/// the children are gone (the resources finalizer).
-pub fn argo_controller(repo: Head, entries: Vec<String>) -> impl FnMut(&mut Vec<Stored>) + Send {
-    move |objects: &mut Vec<Stored>| {
-        builtin_controllers(objects);
-        let head = repo.read();
-        let Some(head) = head else { return };
-        let status = json!({"sync": {"status": "Synced", "revision": head}, "health": {"status": "Healthy"}});
-        let root = objects
-            .iter_mut()
-            .find(|s| s.plural == "applications" && s.name.starts_with("kindling-"));
-        let automated = match root {
-            Some(root) => {
-                let automated = root.object["spec"]["syncPolicy"]["automated"].is_object();
-                if automated {
-                    root.object["status"] = status.clone();
-                }
-                automated
-            }
-            None => {
-                objects.retain(|s| s.plural != "applications");
-                return;
-            }
-        };
-        if !automated {
-            return;
-        }
-        for entry in &entries {
-            match objects.iter_mut().find(|s| s.plural == "applications" && s.name == *entry) {
-                Some(s) => s.object["status"] = status.clone(),
-                None => objects.push(Stored {
-                    group_version: "argoproj.io/v1alpha1".into(),
-                    plural: "applications".into(),
-                    namespace: Some("argocd".into()),
-                    name: entry.to_string(),
-                    object: json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-                        "metadata": {"name": entry, "namespace": "argocd"},
-                        "spec": {"project": "default", "destination": {"server": "https://kubernetes.default.svc"}},
-                        "status": status}),
-                }),
-            }
-        }
-    }
 }
 
 /// A fake provider CLI `name` in `bin`, with a kubeconfig template (`NAME` replaced by the
@@ -269,6 +213,8 @@ pub struct Harness {
     pub gitea: FakeGitea,
     /// The fake Flux's Ready transitions (empty with Argo CD).
     pub flux_log: super::fake_flux::TransitionLog,
+    /// The child Applications the fake Argo CD created, by wave (empty with Flux).
+    pub argo_log: super::fake_argo::WaveLog,
 }
 
 /// kindling talks to the cluster through its API, never through these CLIs (README: "no
@@ -502,17 +448,14 @@ impl Harness {
         ensure_test_registry_image();
         let dir = tempfile::tempdir().unwrap();
         let source = dir.path().join("source");
-        let stamp_dir = if hostk8s {
+        if hostk8s {
             copy_tree(&hostk8s_dir().join("software"), &source.join("software"));
-            source.join("software/stacks/sample")
         } else {
             copy_tree(
                 &repo_dir().join("stamps/sample"),
                 &source.join("stamps/sample"),
             );
-            source.join("stamps/sample")
-        };
-        let entries = entry_names(&stamp_dir);
+        }
         let gitea = FakeGitea::start("kindling", PASSWORD);
         let cell = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let repo = if docker_gitea {
@@ -523,8 +466,10 @@ impl Harness {
         };
         let flux = super::fake_flux::FluxModel::new(repo.clone());
         let flux_log = flux.log();
+        let argo = super::fake_argo::ArgoModel::new(repo);
+        let argo_log = argo.log();
         let api = match engine {
-            "argo" => FakeApi::start(Some(Box::new(argo_controller(repo, entries)))),
+            "argo" => FakeApi::start(Some(Box::new(argo.controller()))),
             _ => FakeApi::start(Some(Box::new(flux.controller()))),
         };
         with_ready_node(&api);
@@ -549,6 +494,7 @@ impl Harness {
             api,
             gitea,
             flux_log,
+            argo_log,
         }
     }
 

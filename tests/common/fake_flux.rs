@@ -1,6 +1,7 @@
 //! The Flux controllers as the env flow tests meet them: source-controller's artifact,
 //! kustomize-controller and helm-controller reconciling what the pushed commit holds, in
-//! scaled time (one Flux second is [`SECOND`]).
+//! scaled time (one Flux second is [`SECOND`]). What they share with the Argo CD fake (the
+//! pushed tree, builds, apply, health) is in fake_cluster.rs.
 //!
 //! Read from fluxcd/kustomize-controller v1.9.4 (internal/controller/kustomization_controller.go,
 //! kustomization_manager.go is not used; api/v1/kustomization_types.go) and
@@ -11,17 +12,15 @@
 //! rollback. What a chart installs is a recorded table ([`chart_workloads`]), not a Helm render.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use super::env_harness::Head;
+use super::fake_cluster::{
+    Health, ObjectRef, Owner, SECOND, Workspace, chart_workloads, go_duration, mark_deleted, scaled,
+};
 use super::kube_api::{Stored, builtin_controllers};
-
-/// One second of Flux time in the fake: a `5m` timeout lasts 3 s, the 30 s dependency requeue
-/// 300 ms.
-pub const SECOND: Duration = Duration::from_millis(10);
 
 /// kustomize-controller's `--requeue-dependency` default (main.go: 30s): how soon an entry
 /// waiting for a dependency looks again.
@@ -30,41 +29,6 @@ const REQUEUE_DEPENDENCY: Duration = Duration::from_secs(30);
 /// The finalizer both controllers put on their objects (fluxcd/pkg apis/meta:
 /// `finalizers.fluxcd.io`).
 pub const FINALIZER: &str = "finalizers.fluxcd.io";
-
-/// A test can make an object's health what it needs: `InProgress`, `Failed`, or
-/// `InProgressFor=<duration>` (Flux time, from when it was applied). Not an upstream field:
-/// it stands for a workload that is slow or broken.
-pub const HEALTH_ANNOTATION: &str = "test.kindling.dev/health";
-
-/// Parses a Go duration as Flux writes them (`5m`, `30s`, `1m30s`, `1h`).
-pub fn go_duration(text: &str) -> Option<Duration> {
-    let mut total = 0f64;
-    let mut number = String::new();
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() || c == '.' {
-            number.push(c);
-            continue;
-        }
-        let unit = match (c, chars.peek()) {
-            ('m', Some('s')) => {
-                chars.next();
-                0.001
-            }
-            ('h', _) => 3600.0,
-            ('m', _) => 60.0,
-            ('s', _) => 1.0,
-            _ => return None,
-        };
-        total += number.parse::<f64>().ok()? * unit;
-        number.clear();
-    }
-    number.is_empty().then(|| Duration::from_secs_f64(total))
-}
-
-fn scaled(flux: Duration) -> Duration {
-    SECOND.mul_f64(flux.as_secs_f64())
-}
 
 /// `5m0s`, as Go prints a duration in Flux's messages.
 fn go_print(d: Duration) -> String {
@@ -100,13 +64,8 @@ struct Run {
 }
 
 pub struct FluxModel {
-    head: Head,
-    cached_head: Option<(Instant, Option<String>)>,
-    snapshots: tempfile::TempDir,
-    builds: HashMap<(String, String), Result<Vec<Value>, String>>,
+    ws: Workspace,
     runs: HashMap<String, Run>,
-    /// When each object this fake applied was applied (for `InProgressFor`).
-    applied_at: HashMap<String, Instant>,
     /// Every Ready transition, in order: (object kind/name, reason).
     pub transitions: TransitionLog,
 }
@@ -114,90 +73,11 @@ pub struct FluxModel {
 /// Ready transitions in the order they happened: (`Kind/name`, reason).
 pub type TransitionLog = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
 
-/// An object as Flux's inventory names it: group/version, kind, namespace, name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ObjectRef {
-    pub api_version: String,
-    pub kind: String,
-    pub namespace: Option<String>,
-    pub name: String,
-}
-
-impl ObjectRef {
-    fn of(object: &Value) -> ObjectRef {
-        ObjectRef {
-            api_version: object["apiVersion"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-            kind: object["kind"].as_str().unwrap_or_default().to_string(),
-            namespace: object["metadata"]["namespace"].as_str().map(str::to_string),
-            name: object["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-        }
-    }
-
-    /// Whether `s` is this object (any version of the group when none is named, as a health
-    /// check without apiVersion).
-    fn names(&self, s: &Stored) -> bool {
-        (self.api_version.is_empty() || s.group_version == self.api_version)
-            && s.plural == plural_of(&self.kind)
-            && s.namespace == self.namespace
-            && s.name == self.name
-    }
-
-    fn key(&self) -> String {
-        format!(
-            "{}/{}/{}/{}",
-            self.api_version,
-            self.kind,
-            self.namespace.as_deref().unwrap_or(""),
-            self.name
-        )
-    }
-}
-
-/// The plural the API serves a kind under (the kinds the fakes meet).
-pub fn plural_of(kind: &str) -> String {
-    let lower = kind.to_lowercase();
-    if lower.ends_with("ss") || lower.ends_with("ch") || lower.ends_with('x') {
-        format!("{lower}es")
-    } else if let Some(stem) = lower.strip_suffix('y') {
-        format!("{stem}ies")
-    } else {
-        format!("{lower}s")
-    }
-}
-
-/// Kinds that live outside namespaces, among those stamps apply.
-fn cluster_scoped(kind: &str) -> bool {
-    matches!(
-        kind,
-        "Namespace"
-            | "ClusterIssuer"
-            | "ClusterRole"
-            | "ClusterRoleBinding"
-            | "CustomResourceDefinition"
-            | "IngressClass"
-            | "StorageClass"
-            | "PersistentVolume"
-            | "PriorityClass"
-            | "ValidatingWebhookConfiguration"
-            | "MutatingWebhookConfiguration"
-    )
-}
-
 impl FluxModel {
     pub fn new(head: Head) -> FluxModel {
         FluxModel {
-            head,
-            cached_head: None,
-            snapshots: tempfile::tempdir().unwrap(),
-            builds: HashMap::new(),
+            ws: Workspace::new(head),
             runs: HashMap::new(),
-            applied_at: HashMap::new(),
             transitions: Default::default(),
         }
     }
@@ -212,22 +92,10 @@ impl FluxModel {
         move |objects: &mut Vec<Stored>| self.pass(objects)
     }
 
-    fn head(&mut self) -> Option<String> {
-        // A `git rev-parse` (or `docker exec`) per request would dominate the fake's time.
-        if let Some((at, head)) = &self.cached_head
-            && at.elapsed() < Duration::from_millis(100)
-        {
-            return head.clone();
-        }
-        let head = self.head.read();
-        self.cached_head = Some((Instant::now(), head.clone()));
-        head
-    }
-
     fn pass(&mut self, objects: &mut Vec<Stored>) {
         builtin_controllers(objects);
         super::fake_cert_manager::reconcile(objects);
-        let head = self.head();
+        let head = self.ws.head();
         if let Some(head) = &head {
             // source-controller v1.9.4: the artifact revision is `<branch>@sha1:<commit>`.
             for s in objects
@@ -360,7 +228,7 @@ impl FluxModel {
         if must_apply {
             self.runs.get_mut(&id).unwrap().attempted = Some((revision.clone(), generation));
             let path = object["spec"]["path"].as_str().unwrap_or("./").to_string();
-            let built = self.build(head, &path);
+            let built = self.ws.build(head, &path);
             let built = match built {
                 Ok(objs) => objs,
                 Err(e) => {
@@ -372,7 +240,7 @@ impl FluxModel {
             let target = object["spec"]["targetNamespace"]
                 .as_str()
                 .map(str::to_string);
-            match self.apply(objects, name, built, target) {
+            match self.ws.apply(objects, Owner::Flux(name), built, target) {
                 Ok(inventory) => {
                     let old = std::mem::replace(
                         &mut self.runs.get_mut(&id).unwrap().inventory,
@@ -426,7 +294,7 @@ impl FluxModel {
             .unwrap_or_default();
         let mut pending = Vec::new();
         for check in &to_check {
-            match self.health(objects, check) {
+            match self.ws.health(objects, check) {
                 Health::Current => {}
                 other => pending.push((check, other)),
             }
@@ -496,215 +364,6 @@ impl FluxModel {
             "lastTransitionTime": "2026-11-29T08:00:00Z"});
         if let Some(c) = objects[i].object["status"]["conditions"].as_array_mut() {
             c.push(reconciling);
-        }
-    }
-
-    /// The manifests at `path` of the pushed commit, built as kustomize-controller builds
-    /// them: with the directory's kustomization.yaml, or every YAML file under it when there
-    /// is none (the generator of fluxcd/pkg kustomize: "generate a kustomization.yaml").
-    fn build(&mut self, head: &str, path: &str) -> Result<Vec<Value>, String> {
-        let key = (head.to_string(), path.to_string());
-        if let Some(done) = self.builds.get(&key) {
-            return done.clone();
-        }
-        let root = self.snapshots.path().join(head);
-        if !root.exists() {
-            self.head.extract(head, &root);
-        }
-        let dir = root.join(path.trim_start_matches("./"));
-        let result = if !dir.is_dir() {
-            Err(format!(
-                "kustomization path not found: stat {}: no such file or directory",
-                dir.display()
-            ))
-        } else if dir.join("kustomization.yaml").is_file()
-            || dir.join("kustomization.yml").is_file()
-        {
-            let out = std::process::Command::new("kubectl")
-                .args(["kustomize", &dir.display().to_string()])
-                .output()
-                .map_err(|e| e.to_string())?;
-            if out.status.success() {
-                Ok(documents(&String::from_utf8_lossy(&out.stdout)))
-            } else {
-                Err(format!(
-                    "kustomize build failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ))
-            }
-        } else {
-            let mut files = Vec::new();
-            yaml_files(&dir, &mut files);
-            files.sort();
-            Ok(files
-                .iter()
-                .flat_map(|f| documents(&std::fs::read_to_string(f).unwrap_or_default()))
-                .collect())
-        };
-        self.builds.insert(key, result.clone());
-        result
-    }
-
-    /// Server-side apply of the built objects, Namespaces first, labelled with the owner
-    /// (`kustomize.toolkit.fluxcd.io/name`), refused as the API server refuses them.
-    fn apply(
-        &mut self,
-        objects: &mut Vec<Stored>,
-        owner: &str,
-        mut built: Vec<Value>,
-        target: Option<String>,
-    ) -> Result<Vec<ObjectRef>, String> {
-        built.sort_by_key(|o| o["kind"] != "Namespace");
-        let mut inventory = Vec::new();
-        for mut o in built {
-            let kind = o["kind"].as_str().unwrap_or_default().to_string();
-            let gv = o["apiVersion"].as_str().unwrap_or_default().to_string();
-            let name = o["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            let ns = if cluster_scoped(&kind) {
-                None
-            } else {
-                target
-                    .clone()
-                    .or_else(|| o["metadata"]["namespace"].as_str().map(str::to_string))
-                    .or(Some("default".into()))
-            };
-            if let Some(ns) = &ns {
-                o["metadata"]["namespace"] = json!(ns);
-            }
-            o["metadata"]["labels"]["kustomize.toolkit.fluxcd.io/name"] = json!(owner);
-            o["metadata"]["labels"]["kustomize.toolkit.fluxcd.io/namespace"] = json!("flux-system");
-            let plural = plural_of(&kind);
-            if let Some((reason, refused)) = admission(objects, &o, ns.as_deref()) {
-                // fluxcd/pkg ssa v0.76.1 apply errors: "<Kind>/<ns>/<name> dry-run failed
-                // (<reason>): <API message>", and kustomize-controller adds "\n" and the
-                // change log (KC:975), so the message ends in a newline.
-                return Err(format!(
-                    "{kind}/{}/{name} dry-run failed ({reason}): {refused}\n",
-                    ns.as_deref().unwrap_or("")
-                ));
-            }
-            let key = ObjectRef::of(&o).key();
-            match objects.iter_mut().find(|s| {
-                s.group_version == gv && s.plural == plural && s.namespace == ns && s.name == name
-            }) {
-                Some(s) => {
-                    let status = s.object["status"].clone();
-                    let finalizers = s.object["metadata"]["finalizers"].clone();
-                    let generation = s.object["metadata"]["generation"].as_i64().unwrap_or(1);
-                    let spec_changed = s.object["spec"] != o["spec"];
-                    s.object = o;
-                    s.object["status"] = status;
-                    if !finalizers.is_null() {
-                        s.object["metadata"]["finalizers"] = finalizers;
-                    }
-                    s.object["metadata"]["generation"] =
-                        json!(generation + i64::from(spec_changed));
-                }
-                None => {
-                    o["metadata"]["generation"] = json!(1);
-                    objects.push(Stored {
-                        group_version: gv.clone(),
-                        plural: plural.clone(),
-                        namespace: ns.clone(),
-                        name: name.clone(),
-                        object: o,
-                    });
-                    self.applied_at.insert(key, Instant::now());
-                }
-            }
-            inventory.push(ObjectRef {
-                api_version: gv,
-                kind,
-                namespace: ns,
-                name,
-            });
-        }
-        Ok(inventory)
-    }
-
-    /// kstatus as Flux's health checks use it (fluxcd/cli-utils kstatus): workloads by their
-    /// rollout, objects with a Ready condition by it, the rest Current once they exist.
-    fn health(&self, objects: &[Stored], target: &ObjectRef) -> Health {
-        let Some(s) = objects.iter().find(|s| target.names(s)) else {
-            return Health::NotFound;
-        };
-        let o = &s.object;
-        if let Some(wish) = o["metadata"]["annotations"][HEALTH_ANNOTATION].as_str() {
-            match wish.split_once('=') {
-                Some(("InProgressFor", d)) => {
-                    let since = self
-                        .applied_at
-                        .get(&ObjectRef::of(o).key())
-                        .map(|t| t.elapsed())
-                        .unwrap_or_default();
-                    if since < scaled(go_duration(d).unwrap_or_default()) {
-                        return Health::InProgress;
-                    }
-                }
-                _ if wish == "Failed" => return Health::Failed,
-                _ if wish == "InProgress" => return Health::InProgress,
-                _ => {}
-            }
-        }
-        if !o["metadata"]["deletionTimestamp"].is_null() {
-            return Health::InProgress;
-        }
-        match o["kind"].as_str().unwrap_or_default() {
-            "Deployment" => {
-                let available = o["status"]["conditions"].as_array().is_some_and(|c| {
-                    c.iter()
-                        .any(|c| c["type"] == "Available" && c["status"] == "True")
-                });
-                if available {
-                    Health::Current
-                } else {
-                    Health::InProgress
-                }
-            }
-            "StatefulSet" => {
-                if o["status"]["readyReplicas"].as_i64()
-                    >= o["spec"]["replicas"].as_i64().or(Some(1))
-                {
-                    Health::Current
-                } else {
-                    Health::InProgress
-                }
-            }
-            _ => match o["status"]["conditions"]
-                .as_array()
-                .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
-            {
-                Some(c) if c["status"] == "True" => Health::Current,
-                // kstatus: a Stalled condition is Failed; a Ready=False alone is still InProgress.
-                Some(_)
-                    if o["status"]["conditions"].as_array().is_some_and(|c| {
-                        c.iter()
-                            .any(|c| c["type"] == "Stalled" && c["status"] == "True")
-                    }) =>
-                {
-                    Health::Failed
-                }
-                Some(_) => Health::InProgress,
-                // Custom resources that Flux or cert-manager judge by conditions but that have
-                // none yet are still reconciling; everything else exists and that is enough.
-                None if matches!(
-                    o["kind"].as_str(),
-                    Some(
-                        "HelmRelease"
-                            | "Kustomization"
-                            | "Certificate"
-                            | "ClusterIssuer"
-                            | "Issuer"
-                    )
-                ) =>
-                {
-                    Health::InProgress
-                }
-                None => Health::Current,
-            },
         }
     }
 
@@ -822,13 +481,18 @@ impl FluxModel {
                 json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": target}}),
             ];
             if object["spec"]["install"]["createNamespace"] == true
-                && let Err(message) = self.apply(objects, name, namespace, None)
+                && let Err(message) = self.ws.apply(objects, Owner::Flux(name), namespace, None)
             {
                 self.set_ready(objects, i, "False", "InstallFailed", &message);
                 return;
             }
             let built = chart_workloads(&chart, &target, &object["spec"]["values"]);
-            let inventory = match self.apply(objects, name, built, Some(target.clone())) {
+            let inventory = match self.ws.apply(
+                objects,
+                Owner::Flux(name),
+                built,
+                Some(target.clone()),
+            ) {
                 Ok(inventory) => inventory,
                 Err(message) => {
                     let message = format!(
@@ -858,7 +522,7 @@ impl FluxModel {
         let pending = self.runs[&id]
             .inventory
             .iter()
-            .any(|o| self.health(objects, o) != Health::Current);
+            .any(|o| self.ws.health(objects, o) != Health::Current);
         if pending {
             return;
         }
@@ -872,25 +536,6 @@ impl FluxModel {
             "InstallSucceeded",
             &format!("Helm install succeeded for release {target}/{release}.v1 with chart {chart}@{version}"),
         );
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Health {
-    Current,
-    InProgress,
-    Failed,
-    NotFound,
-}
-
-impl Health {
-    fn label(self) -> &'static str {
-        match self {
-            Health::Current => "Current",
-            Health::InProgress => "InProgress",
-            Health::Failed => "Failed",
-            Health::NotFound => "NotFound",
-        }
     }
 }
 
@@ -909,128 +554,5 @@ fn add_finalizer(object: &mut Value) {
 fn remove_finalizer(object: &mut Value) {
     if let Some(f) = object["metadata"]["finalizers"].as_array_mut() {
         f.retain(|f| f != FINALIZER);
-    }
-}
-
-/// A delete request from a controller: the object gets its deletionTimestamp and the fake
-/// API's garbage collection (and namespace controller) does the rest.
-fn mark_deleted(objects: &mut [Stored], target: &ObjectRef) {
-    if let Some(s) = objects.iter_mut().find(|s| target.names(s))
-        && s.object["metadata"]["deletionTimestamp"].is_null()
-    {
-        s.object["metadata"]["deletionTimestamp"] = json!("2026-11-29T00:00:00Z");
-        if s.object["kind"] == "Namespace" {
-            s.object["status"]["phase"] = json!("Terminating");
-        }
-    }
-}
-
-/// What the API server's admission says to a create or update (None = allowed): the
-/// NamespaceLifecycle plugin, and cert-manager's validating webhook (failurePolicy Fail in
-/// cert-manager/cert-manager v1.21.1 deploy/charts/cert-manager/templates/webhook-validating-webhook.yaml)
-/// while its Deployment is not available.
-fn admission(
-    objects: &[Stored],
-    object: &Value,
-    ns: Option<&str>,
-) -> Option<(&'static str, String)> {
-    let exists = |gv: &str, plural: &str, ns: Option<&str>, name: &str| {
-        objects.iter().find(|s| {
-            s.group_version == gv
-                && s.plural == plural
-                && s.namespace.as_deref() == ns
-                && s.name == name
-        })
-    };
-    let is_new = exists(
-        object["apiVersion"].as_str().unwrap_or(""),
-        &plural_of(object["kind"].as_str().unwrap_or("")),
-        ns,
-        object["metadata"]["name"].as_str().unwrap_or(""),
-    )
-    .is_none();
-    if let Some(ns) = ns
-        && is_new
-        && !["default", "kube-system", "kube-public", "kube-node-lease"].contains(&ns)
-    {
-        let name = object["metadata"]["name"].as_str().unwrap_or("");
-        let plural = plural_of(object["kind"].as_str().unwrap_or(""));
-        match exists("v1", "namespaces", None, ns) {
-            None => return Some(("NotFound", format!("namespaces \"{ns}\" not found"))),
-            Some(n) if !n.object["metadata"]["deletionTimestamp"].is_null() => {
-                return Some((
-                    "Forbidden",
-                    format!(
-                        "{plural} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated"
-                    ),
-                ));
-            }
-            _ => {}
-        }
-    }
-    if object["apiVersion"]
-        .as_str()
-        .is_some_and(|v| v.starts_with("cert-manager.io/"))
-    {
-        let webhook_ready = exists(
-            "apps/v1",
-            "deployments",
-            Some("cert-manager"),
-            "cert-manager-webhook",
-        )
-        .is_some_and(|d| d.object["status"]["availableReplicas"].as_i64() > Some(0));
-        if !webhook_ready {
-            return Some(("InternalError", "Internal error occurred: failed calling webhook \"webhook.cert-manager.io\": failed to call webhook: Post \"https://cert-manager-webhook.cert-manager.svc:443/validate?timeout=30s\": dial tcp 10.96.0.10:443: connect: connection refused".to_string()));
-        }
-    }
-    None
-}
-
-/// What a chart release creates that health checks look at, per chart kindling's stamps use:
-/// cert-manager v1.21.1 (deploy/charts/cert-manager/templates/_helpers.tpl: `cert-manager`,
-/// `cert-manager-webhook`, `cert-manager-cainjector` for release `cert-manager`), Traefik
-/// 41.3.0 (templates/deployment.yaml named by `fullnameOverride`, plus `extraObjects`).
-/// Unknown charts bring nothing the fake knows of.
-fn chart_workloads(chart: &str, namespace: &str, values: &Value) -> Vec<Value> {
-    let deployment = |name: &str| json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": namespace}, "spec": {"replicas": 1}});
-    match chart {
-        "cert-manager" => [
-            "cert-manager",
-            "cert-manager-webhook",
-            "cert-manager-cainjector",
-        ]
-        .map(deployment)
-        .to_vec(),
-        "traefik" => {
-            let name = values["fullnameOverride"].as_str().unwrap_or("traefik");
-            let mut objects = vec![deployment(name)];
-            objects.extend(
-                values["extraObjects"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default(),
-            );
-            objects
-        }
-        _ => Vec::new(),
-    }
-}
-
-fn documents(text: &str) -> Vec<Value> {
-    use serde::Deserialize;
-    serde_yaml_ng::Deserializer::from_str(text)
-        .filter_map(|d| Value::deserialize(d).ok())
-        .filter(|v| v.is_object())
-        .collect()
-}
-
-fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            yaml_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-            out.push(path);
-        }
     }
 }

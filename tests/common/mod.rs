@@ -5,7 +5,9 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod env_harness;
+pub mod fake_argo;
 pub mod fake_cert_manager;
+pub mod fake_cluster;
 pub mod fake_flux;
 pub mod fake_gitea;
 pub mod http;

@@ -1,0 +1,528 @@
+//! The Argo CD application controller as the env flow tests meet it, in scaled time (one
+//! second of Argo CD time is `fake_cluster::SECOND`).
+//!
+//! Read from argoproj/argo-cd v3.5.1: controller/appcontroller.go (autoSync: only when
+//! OutOfSync, no operation running and the revision not already attempted; the default
+//! retry of an automated sync; finalizeApplicationDeletion), controller/sync.go (the 2 s
+//! delay between waves), the in-tree gitops-engine pkg/sync/sync_context.go (waves: the next
+//! one starts when every object of this one is healthy; an object without a health check is
+//! done once applied) and pkg/health (Deployment, StatefulSet; Application only through the
+//! argocd-cm customisation), util/argo/resource_tracking.go (annotation tracking).
+//!
+//! Not modelled: hooks, sync options other than CreateNamespace, selfHeal timing, diffing
+//! beyond "the revision changed".
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::env_harness::Head;
+use super::fake_cluster::{
+    Health, ObjectRef, Owner, Workspace, chart_workloads, mark_deleted, scaled,
+};
+use super::kube_api::{Stored, builtin_controllers};
+
+const NAMESPACE: &str = "argocd";
+const FINALIZER: &str = "resources-finalizer.argocd.argoproj.io";
+/// argocd-cm key that gives Applications a health (none is built in since Argo CD 1.8).
+pub const APPLICATION_HEALTH_KEY: &str = "resource.customizations.health.argoproj.io_Application";
+/// controller/sync.go: the delay between sync waves.
+const WAVE_DELAY: Duration = Duration::from_secs(2);
+
+/// One Application's sync operation in progress.
+struct Operation {
+    revision: String,
+    /// The objects to apply, by wave, lowest first.
+    waves: Vec<(i64, Vec<Value>)>,
+    /// Index into `waves` of the wave applied last (None before the first).
+    applied: Option<usize>,
+    /// Not before this instant is the next wave (or the next try) started.
+    next: Instant,
+    attempt: u32,
+}
+
+#[derive(Default)]
+struct App {
+    operation: Option<Operation>,
+    /// What the last sync applied (for prune and deletion).
+    inventory: Vec<ObjectRef>,
+    /// The revision of the last sync that ended (successfully or not).
+    attempted: Option<String>,
+}
+
+/// Child Applications in the order the root created them, with whether the customisation was
+/// loaded when their wave started: what the tests assert ordering with.
+pub type WaveLog = std::sync::Arc<std::sync::Mutex<Vec<(String, i64, bool)>>>;
+
+pub struct ArgoModel {
+    ws: Workspace,
+    apps: HashMap<String, App>,
+    pub waves: WaveLog,
+}
+
+impl ArgoModel {
+    pub fn new(head: Head) -> ArgoModel {
+        ArgoModel {
+            ws: Workspace::new(head),
+            apps: HashMap::new(),
+            waves: Default::default(),
+        }
+    }
+
+    pub fn log(&self) -> WaveLog {
+        self.waves.clone()
+    }
+
+    pub fn controller(mut self) -> impl FnMut(&mut Vec<Stored>) + Send {
+        move |objects: &mut Vec<Stored>| self.pass(objects)
+    }
+
+    fn pass(&mut self, objects: &mut Vec<Stored>) {
+        builtin_controllers(objects);
+        super::fake_cert_manager::reconcile(objects);
+        let Some(head) = self.ws.head() else { return };
+        let customised = objects.iter().any(|s| {
+            s.plural == "configmaps"
+                && s.name == "argocd-cm"
+                && s.object["data"][APPLICATION_HEALTH_KEY].is_string()
+        });
+        let mut names: Vec<String> = objects
+            .iter()
+            .filter(|s| s.plural == "applications")
+            .map(|s| s.name.clone())
+            .collect();
+        // The root first: it makes the others.
+        names.sort_by_key(|n| !n.starts_with("kindling-"));
+        for name in names {
+            self.application(objects, &name, &head, customised);
+        }
+    }
+
+    fn index(objects: &[Stored], name: &str) -> Option<usize> {
+        objects.iter().position(|s| {
+            s.plural == "applications"
+                && s.name == name
+                && s.namespace.as_deref() == Some(NAMESPACE)
+        })
+    }
+
+    fn application(&mut self, objects: &mut Vec<Stored>, name: &str, head: &str, customised: bool) {
+        let Some(i) = Self::index(objects, name) else {
+            return;
+        };
+        let app = objects[i].object.clone();
+        if !app["metadata"]["deletionTimestamp"].is_null() {
+            self.finalize(objects, name);
+            return;
+        }
+        let sources = sources_of(&app);
+        // A chart's revision is its version; a Git source's is the pushed commit.
+        let revision = if sources.iter().all(|s| s["chart"].is_string()) {
+            sources[0]["targetRevision"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        } else {
+            head.to_string()
+        };
+        // The refresh annotation is handled and removed (appcontroller.go).
+        if let Some(a) = objects[i].object["metadata"]["annotations"].as_object_mut() {
+            a.remove("argocd.argoproj.io/refresh");
+        }
+        let state = self.apps.entry(name.to_string()).or_default();
+        let idle = state.operation.is_none();
+        let already = state.attempted.as_deref() == Some(revision.as_str());
+        let synced_at = app["status"]["sync"]["revision"]
+            .as_str()
+            .map(str::to_string);
+        let out_of_sync = synced_at.as_deref() != Some(revision.as_str());
+        let automated = app["spec"]["syncPolicy"]["automated"].is_object();
+        let requested = app["operation"]["sync"].is_object();
+        // autoSync: OutOfSync, nothing running, and not already attempted at this revision
+        // (a failed automated sync is not retried at the same revision); or an operation.
+        if idle && ((automated && out_of_sync && !already) || requested) {
+            let desired = self.desired(&app, &sources, head);
+            let state = self.apps.get_mut(name).unwrap();
+            match desired {
+                Ok(objs) => {
+                    state.operation = Some(Operation {
+                        revision: revision.clone(),
+                        waves: by_wave(objs),
+                        applied: None,
+                        next: Instant::now(),
+                        attempt: 0,
+                    });
+                    set_operation(&mut objects[i].object, "Running", "", &revision);
+                }
+                Err(message) => {
+                    state.attempted = Some(revision.clone());
+                    set_operation(&mut objects[i].object, "Error", &message, &revision);
+                    objects[i]
+                        .object
+                        .as_object_mut()
+                        .map(|o| o.remove("operation"));
+                }
+            }
+        }
+        self.run_operation(objects, name, customised);
+        let i = Self::index(objects, name).unwrap();
+        let state = &self.apps[name];
+        let health = self.app_health(objects, &state.inventory, customised);
+        let object = &mut objects[i].object;
+        let synced = object["status"]["sync"]["revision"] == revision.as_str();
+        object["status"]["sync"]["status"] = json!(if synced { "Synced" } else { "OutOfSync" });
+        object["status"]["health"]["status"] = json!(health);
+        if state.operation.is_some() || synced {
+            // `health.message` is never written by the controller (3.0+).
+            object["status"]["health"]
+                .as_object_mut()
+                .map(|h| h.remove("message"));
+        }
+    }
+
+    /// The objects an Application's sources render to.
+    fn desired(
+        &mut self,
+        app: &Value,
+        sources: &[Value],
+        head: &str,
+    ) -> Result<Vec<Value>, String> {
+        let namespace = app["spec"]["destination"]["namespace"]
+            .as_str()
+            .map(str::to_string);
+        let create_namespace = app["spec"]["syncPolicy"]["syncOptions"]
+            .as_array()
+            .is_some_and(|o| o.iter().any(|o| o == "CreateNamespace=true"));
+        let mut objects = Vec::new();
+        if let (Some(ns), true) = (&namespace, create_namespace) {
+            objects
+                .push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
+        }
+        for source in sources {
+            if let Some(chart) = source["chart"].as_str() {
+                let values = source["helm"]["valuesObject"].clone();
+                objects.extend(chart_workloads(
+                    chart,
+                    namespace.as_deref().unwrap_or("default"),
+                    &values,
+                ));
+            } else if let Some(path) = source["path"].as_str() {
+                objects.extend(self.ws.build(head, path)?);
+            }
+        }
+        Ok(objects)
+    }
+
+    fn run_operation(&mut self, objects: &mut Vec<Stored>, name: &str, customised: bool) {
+        let Some(mut op) = self.apps.get_mut(name).and_then(|a| a.operation.take()) else {
+            return;
+        };
+        let now = Instant::now();
+        if op.next > now {
+            self.apps.get_mut(name).unwrap().operation = Some(op);
+            return;
+        }
+        let i = Self::index(objects, name).unwrap();
+        let app = objects[i].object.clone();
+        let namespace = app["spec"]["destination"]["namespace"]
+            .as_str()
+            .map(str::to_string);
+        // Is the wave applied last done? Every object healthy, or without a health check.
+        if let Some(w) = op.applied {
+            let refs: Vec<ObjectRef> = op.waves[w]
+                .1
+                .iter()
+                .map(|o| with_namespace(o, &namespace))
+                .collect();
+            let mut pending = false;
+            for r in &refs {
+                match self.object_health(objects, r, customised) {
+                    Some("Degraded") => {
+                        self.finish(objects, name, op, "Failed", &format!("one or more synchronization tasks completed unsuccessfully, reason: {}/{} is Degraded", r.kind, r.name));
+                        return;
+                    }
+                    Some("Healthy") | None => {}
+                    Some(_) => pending = true,
+                }
+            }
+            if pending {
+                self.apps.get_mut(name).unwrap().operation = Some(op);
+                return;
+            }
+            if w + 1 == op.waves.len() {
+                self.finish(
+                    objects,
+                    name,
+                    op,
+                    "Succeeded",
+                    "successfully synced (all tasks run)",
+                );
+                return;
+            }
+        }
+        let w = op.applied.map_or(0, |w| w + 1);
+        let (wave, built) = op.waves[w].clone();
+        for o in &built {
+            if o["kind"] == "Application" {
+                self.waves.lock().unwrap().push((
+                    o["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                    wave,
+                    customised,
+                ));
+            }
+        }
+        match self
+            .ws
+            .apply(objects, Owner::Argo(name), built, namespace.clone())
+        {
+            Ok(applied) => {
+                let state = self.apps.get_mut(name).unwrap();
+                for r in applied {
+                    if !state.inventory.contains(&r) {
+                        state.inventory.push(r);
+                    }
+                }
+                op.applied = Some(w);
+                op.next = now + scaled(WAVE_DELAY);
+                self.apps.get_mut(name).unwrap().operation = Some(op);
+            }
+            Err(message) => {
+                // The retry of an automated sync (appcontroller.go: Limit 5 when the policy
+                // names none; backoff from 5s, doubling, at most 3m).
+                let retry = &app["spec"]["syncPolicy"]["retry"];
+                let limit = retry["limit"].as_u64().unwrap_or(5) as u32;
+                if op.attempt < limit {
+                    let base = super::fake_cluster::go_duration(
+                        retry["backoff"]["duration"].as_str().unwrap_or("5s"),
+                    )
+                    .unwrap_or(Duration::from_secs(5));
+                    let wait = (base * 2u32.pow(op.attempt.min(10))).min(Duration::from_secs(180));
+                    op.attempt += 1;
+                    op.applied = None;
+                    op.next = now + scaled(wait);
+                    let i = Self::index(objects, name).unwrap();
+                    objects[i].object["status"]["operationState"]["message"] = json!(format!(
+                        "{message}. Retrying attempt #{} at {}.",
+                        op.attempt, "2026-11-29T08:00:00Z"
+                    ));
+                    self.apps.get_mut(name).unwrap().operation = Some(op);
+                } else {
+                    let message = format!("{message} (retried {limit} times).");
+                    self.finish(objects, name, op, "Failed", &message);
+                }
+            }
+        }
+    }
+
+    fn finish(
+        &mut self,
+        objects: &mut [Stored],
+        name: &str,
+        op: Operation,
+        phase: &str,
+        message: &str,
+    ) {
+        let i = Self::index(objects, name).unwrap();
+        let object = &mut objects[i].object;
+        set_operation(object, phase, message, &op.revision);
+        // The operation field is cleared when it completes.
+        object.as_object_mut().map(|o| o.remove("operation"));
+        if phase == "Succeeded" {
+            object["status"]["sync"]["revision"] = json!(op.revision);
+            object["status"]["conditions"] = json!(null);
+            // Prune what the sources no longer hold.
+            let desired: Vec<ObjectRef> = op
+                .waves
+                .iter()
+                .flat_map(|(_, w)| w.iter())
+                .map(|o| {
+                    with_namespace(
+                        o,
+                        &object["spec"]["destination"]["namespace"]
+                            .as_str()
+                            .map(str::to_string),
+                    )
+                })
+                .collect();
+            let prune = object["spec"]["syncPolicy"]["automated"]["prune"] == true;
+            let state = self.apps.get_mut(name).unwrap();
+            if prune {
+                for stale in state.inventory.iter().filter(|r| {
+                    !desired
+                        .iter()
+                        .any(|d| d.kind == r.kind && d.name == r.name && d.namespace == r.namespace)
+                }) {
+                    mark_deleted(objects, stale);
+                }
+                state.inventory.retain(|r| {
+                    desired
+                        .iter()
+                        .any(|d| d.kind == r.kind && d.name == r.name && d.namespace == r.namespace)
+                });
+            }
+        } else {
+            // appcontroller.go: "Failed last sync attempt to [rev]: msg".
+            object["status"]["conditions"] = json!([{"type": "SyncError", "message": format!("Failed last sync attempt to [{}]: {message}", op.revision), "lastTransitionTime": "2026-11-29T08:00:00Z"}]);
+        }
+        self.apps.get_mut(name).unwrap().attempted = Some(op.revision);
+    }
+
+    /// An object's health as Argo CD assesses it; None where there is no health check.
+    fn object_health(
+        &self,
+        objects: &[Stored],
+        r: &ObjectRef,
+        customised: bool,
+    ) -> Option<&'static str> {
+        if r.kind == "Application" {
+            if !customised {
+                return None;
+            }
+            // argocd-cm's Lua: the child's status.health.status, Progressing without one.
+            let child = objects.iter().find(|s| r.names(s));
+            return Some(
+                match child.and_then(|c| c.object["status"]["health"]["status"].as_str()) {
+                    Some("Healthy") => "Healthy",
+                    Some("Degraded") => "Degraded",
+                    _ => "Progressing",
+                },
+            );
+        }
+        match self.ws.health(objects, r) {
+            Health::Current => Some("Healthy"),
+            Health::Failed => Some("Degraded"),
+            Health::NotFound => Some("Missing"),
+            Health::InProgress => Some("Progressing"),
+        }
+        .filter(|_| has_health_check(&r.kind))
+    }
+
+    /// controller/health.go: the worst health of the managed objects; a child Application
+    /// only counts with the customisation, and a Missing or Unknown child not at all.
+    fn app_health(
+        &self,
+        objects: &[Stored],
+        inventory: &[ObjectRef],
+        customised: bool,
+    ) -> &'static str {
+        let mut worst = "Healthy";
+        for r in inventory {
+            let h = match self.object_health(objects, r, customised) {
+                None => continue,
+                Some("Missing") if r.kind == "Application" => continue,
+                Some(h) => h,
+            };
+            worst = match (worst, h) {
+                ("Degraded", _) | (_, "Degraded") => "Degraded",
+                ("Missing", _) | (_, "Missing") => "Missing",
+                ("Progressing", _) | (_, "Progressing") => "Progressing",
+                _ => "Healthy",
+            };
+        }
+        worst
+    }
+
+    /// finalizeApplicationDeletion: the managed objects are deleted; the finalizer goes when
+    /// none is left (a child Application with its own finalizer holds the root).
+    fn finalize(&mut self, objects: &mut [Stored], name: &str) {
+        let inventory = self
+            .apps
+            .get(name)
+            .map(|a| a.inventory.clone())
+            .unwrap_or_default();
+        let finalized =
+            objects[Self::index(objects, name).unwrap()].object["metadata"]["finalizers"]
+                .as_array()
+                .is_some_and(|f| {
+                    f.iter()
+                        .any(|f| f.as_str().is_some_and(|f| f.starts_with(FINALIZER)))
+                });
+        if finalized {
+            for r in inventory.iter().rev() {
+                mark_deleted(objects, r);
+            }
+            if inventory.iter().any(|r| objects.iter().any(|s| r.names(s))) {
+                return;
+            }
+        }
+        let i = Self::index(objects, name).unwrap();
+        if let Some(f) = objects[i].object["metadata"]["finalizers"].as_array_mut() {
+            f.retain(|f| !f.as_str().is_some_and(|f| f.starts_with(FINALIZER)));
+        }
+        self.apps.remove(name);
+    }
+}
+
+/// Kinds with a built-in health check (gitops-engine pkg/health: Deployment, StatefulSet,
+/// DaemonSet, ReplicaSet, Service, Ingress, PVC, Pod, Job, APIService, HPA; cert-manager's
+/// through resource_customizations/cert-manager.io).
+fn has_health_check(kind: &str) -> bool {
+    matches!(
+        kind,
+        "Deployment"
+            | "StatefulSet"
+            | "DaemonSet"
+            | "ReplicaSet"
+            | "Certificate"
+            | "ClusterIssuer"
+            | "Issuer"
+    )
+}
+
+fn sources_of(app: &Value) -> Vec<Value> {
+    match app["spec"]["sources"].as_array() {
+        Some(s) if !s.is_empty() => s.clone(),
+        _ => vec![app["spec"]["source"].clone()],
+    }
+}
+
+fn with_namespace(o: &Value, default: &Option<String>) -> ObjectRef {
+    let mut r = ObjectRef::of(o);
+    if r.namespace.is_none()
+        && !matches!(
+            r.kind.as_str(),
+            "Namespace"
+                | "ClusterIssuer"
+                | "IngressClass"
+                | "ClusterRole"
+                | "ClusterRoleBinding"
+                | "CustomResourceDefinition"
+        )
+    {
+        r.namespace = default.clone().or(Some("default".into()));
+    }
+    r
+}
+
+/// Objects grouped by `argocd.argoproj.io/sync-wave`, lowest first (Namespaces go first).
+fn by_wave(objects: Vec<Value>) -> Vec<(i64, Vec<Value>)> {
+    let mut waves: Vec<(i64, Vec<Value>)> = Vec::new();
+    for o in objects {
+        let wave = o["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]
+            .as_str()
+            .and_then(|w| w.parse().ok())
+            .unwrap_or(0);
+        match waves.iter_mut().find(|(w, _)| *w == wave) {
+            Some((_, list)) => list.push(o),
+            None => waves.push((wave, vec![o])),
+        }
+    }
+    waves.sort_by_key(|(w, _)| *w);
+    if waves.is_empty() {
+        waves.push((0, Vec::new()));
+    }
+    waves
+}
+
+fn set_operation(object: &mut Value, phase: &str, message: &str, revision: &str) {
+    object["status"]["operationState"] = json!({
+        "phase": phase, "message": message,
+        "operation": {"sync": {"revision": revision}},
+        "syncResult": {"revision": revision},
+        "startedAt": "2026-11-29T08:00:00Z",
+    });
+    if phase != "Running" {
+        object["status"]["operationState"]["finishedAt"] = json!("2026-11-29T08:00:01Z");
+    }
+}

@@ -1,0 +1,543 @@
+//! What the fake controllers share: the pushed commit's tree (as source-controller or Argo
+//! CD's repo-server unpacks it), kustomize builds of it, server-side apply into the fake API's
+//! objects with the API server's admission, and kstatus health as Flux and the tests judge
+//! it. The controllers (fake_flux.rs, fake_argo.rs) decide when and what; this does it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::env_harness::Head;
+use super::kube_api::Stored;
+
+/// One second of engine time in the fakes: a `5m` timeout lasts 3 s, the 30 s dependency
+/// requeue 300 ms.
+pub const SECOND: Duration = Duration::from_millis(10);
+
+/// A test can make an object's health what it needs: `InProgress`, `Failed`, or
+/// `InProgressFor=<duration>` (engine time, from when it was applied). Not an upstream field:
+/// it stands for a workload that is slow or broken.
+pub const HEALTH_ANNOTATION: &str = "test.kindling.dev/health";
+
+pub fn scaled(engine: Duration) -> Duration {
+    SECOND.mul_f64(engine.as_secs_f64())
+}
+
+/// Parses a Go duration as Flux writes them (`5m`, `30s`, `1m30s`, `1h`).
+pub fn go_duration(text: &str) -> Option<Duration> {
+    let mut total = 0f64;
+    let mut number = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            number.push(c);
+            continue;
+        }
+        let unit = match (c, chars.peek()) {
+            ('m', Some('s')) => {
+                chars.next();
+                0.001
+            }
+            ('h', _) => 3600.0,
+            ('m', _) => 60.0,
+            ('s', _) => 1.0,
+            _ => return None,
+        };
+        total += number.parse::<f64>().ok()? * unit;
+        number.clear();
+    }
+    number.is_empty().then(|| Duration::from_secs_f64(total))
+}
+
+/// Who applies, which decides how applied objects are marked and how a refusal reads.
+#[derive(Clone, Copy)]
+pub enum Owner<'a> {
+    /// A Kustomization or HelmRelease, by name.
+    Flux(&'a str),
+    /// An Application, by name.
+    Argo(&'a str),
+}
+
+/// The pushed repository as the controllers read it.
+pub struct Workspace {
+    head: Head,
+    cached_head: Option<(Instant, Option<String>)>,
+    snapshots: tempfile::TempDir,
+    builds: HashMap<(String, String), Result<Vec<Value>, String>>,
+    /// When each object the fakes applied was applied (for `InProgressFor`).
+    applied_at: HashMap<String, Instant>,
+}
+
+impl Workspace {
+    pub fn new(head: Head) -> Workspace {
+        Workspace {
+            head,
+            cached_head: None,
+            snapshots: tempfile::tempdir().unwrap(),
+            builds: HashMap::new(),
+            applied_at: HashMap::new(),
+        }
+    }
+
+    pub fn head(&mut self) -> Option<String> {
+        // A `git rev-parse` (or `docker exec`) per request would dominate the fake's time.
+        if let Some((at, head)) = &self.cached_head
+            && at.elapsed() < Duration::from_millis(100)
+        {
+            return head.clone();
+        }
+        let head = self.head.read();
+        self.cached_head = Some((Instant::now(), head.clone()));
+        head
+    }
+
+    /// The manifests at `path` of the pushed commit, built as kustomize-controller builds
+    /// them: with the directory's kustomization.yaml, or every YAML file under it when there
+    /// is none (the generator of fluxcd/pkg kustomize: "generate a kustomization.yaml").
+    pub fn build(&mut self, head: &str, path: &str) -> Result<Vec<Value>, String> {
+        let key = (head.to_string(), path.to_string());
+        if let Some(done) = self.builds.get(&key) {
+            return done.clone();
+        }
+        let root = self.snapshots.path().join(head);
+        if !root.exists() {
+            self.head.extract(head, &root);
+        }
+        let dir = root.join(path.trim_start_matches("./"));
+        let result = if !dir.is_dir() {
+            Err(format!(
+                "kustomization path not found: stat {}: no such file or directory",
+                dir.display()
+            ))
+        } else if dir.join("kustomization.yaml").is_file()
+            || dir.join("kustomization.yml").is_file()
+        {
+            let out = std::process::Command::new("kubectl")
+                .args(["kustomize", &dir.display().to_string()])
+                .output()
+                .map_err(|e| e.to_string())?;
+            if out.status.success() {
+                Ok(documents(&String::from_utf8_lossy(&out.stdout)))
+            } else {
+                Err(format!(
+                    "kustomize build failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ))
+            }
+        } else {
+            let mut files = Vec::new();
+            yaml_files(&dir, &mut files);
+            files.sort();
+            Ok(files
+                .iter()
+                .flat_map(|f| documents(&std::fs::read_to_string(f).unwrap_or_default()))
+                .collect())
+        };
+        self.builds.insert(key, result.clone());
+        result
+    }
+
+    /// Server-side apply of the built objects, Namespaces first, marked as their owner marks
+    /// them, refused as the API server refuses them (the error in the owner's words).
+    pub fn apply(
+        &mut self,
+        objects: &mut Vec<Stored>,
+        owner: Owner<'_>,
+        mut built: Vec<Value>,
+        target: Option<String>,
+    ) -> Result<Vec<ObjectRef>, String> {
+        built.sort_by_key(|o| o["kind"] != "Namespace");
+        let mut inventory = Vec::new();
+        for mut o in built {
+            let kind = o["kind"].as_str().unwrap_or_default().to_string();
+            let gv = o["apiVersion"].as_str().unwrap_or_default().to_string();
+            let name = o["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let ns = if cluster_scoped(&kind) {
+                None
+            } else {
+                target
+                    .clone()
+                    .or_else(|| o["metadata"]["namespace"].as_str().map(str::to_string))
+                    .or(Some("default".into()))
+            };
+            if let Some(ns) = &ns {
+                o["metadata"]["namespace"] = json!(ns);
+            }
+            let plural = plural_of(&kind);
+            match owner {
+                Owner::Flux(by) => {
+                    o["metadata"]["labels"]["kustomize.toolkit.fluxcd.io/name"] = json!(by);
+                    o["metadata"]["labels"]["kustomize.toolkit.fluxcd.io/namespace"] =
+                        json!("flux-system");
+                }
+                // argoproj/argo-cd v3.5.1 util/argo/resource_tracking.go: annotation tracking
+                // (the v3 default), `<app>:<group>/<kind>:<namespace>/<name>`.
+                Owner::Argo(app) => {
+                    let group = gv.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
+                    o["metadata"]["annotations"]["argocd.argoproj.io/tracking-id"] =
+                        json!(format!(
+                            "{app}:{group}/{kind}:{}/{name}",
+                            ns.as_deref().unwrap_or("")
+                        ));
+                }
+            }
+            if let Some((reason, refused)) = admission(objects, &o, ns.as_deref()) {
+                if let Owner::Argo(_) = owner {
+                    // gitops-engine pkg/sync/sync_context.go: "one or more objects failed to
+                    // apply, reason: <API message>".
+                    return Err(format!(
+                        "one or more objects failed to apply, reason: {refused}"
+                    ));
+                }
+                // fluxcd/pkg ssa v0.76.1 apply errors: "<Kind>/<ns>/<name> dry-run failed
+                // (<reason>): <API message>", and kustomize-controller adds "\n" and the
+                // change log (KC:975), so the message ends in a newline.
+                return Err(format!(
+                    "{kind}/{}/{name} dry-run failed ({reason}): {refused}\n",
+                    ns.as_deref().unwrap_or("")
+                ));
+            }
+            let key = ObjectRef::of(&o).key();
+            match objects.iter_mut().find(|s| {
+                s.group_version == gv && s.plural == plural && s.namespace == ns && s.name == name
+            }) {
+                Some(s) => {
+                    let status = s.object["status"].clone();
+                    let finalizers = s.object["metadata"]["finalizers"].clone();
+                    let generation = s.object["metadata"]["generation"].as_i64().unwrap_or(1);
+                    let spec_changed = s.object["spec"] != o["spec"];
+                    s.object = o;
+                    s.object["status"] = status;
+                    if !finalizers.is_null() {
+                        s.object["metadata"]["finalizers"] = finalizers;
+                    }
+                    s.object["metadata"]["generation"] =
+                        json!(generation + i64::from(spec_changed));
+                }
+                None => {
+                    o["metadata"]["generation"] = json!(1);
+                    objects.push(Stored {
+                        group_version: gv.clone(),
+                        plural: plural.clone(),
+                        namespace: ns.clone(),
+                        name: name.clone(),
+                        object: o,
+                    });
+                    self.applied_at.insert(key, Instant::now());
+                }
+            }
+            inventory.push(ObjectRef {
+                api_version: gv,
+                kind,
+                namespace: ns,
+                name,
+            });
+        }
+        Ok(inventory)
+    }
+
+    /// kstatus as Flux's health checks use it (fluxcd/cli-utils kstatus): workloads by their
+    /// rollout, objects with a Ready condition by it, the rest Current once they exist.
+    pub fn health(&self, objects: &[Stored], target: &ObjectRef) -> Health {
+        let Some(s) = objects.iter().find(|s| target.names(s)) else {
+            return Health::NotFound;
+        };
+        let o = &s.object;
+        if let Some(wish) = o["metadata"]["annotations"][HEALTH_ANNOTATION].as_str() {
+            match wish.split_once('=') {
+                Some(("InProgressFor", d)) => {
+                    let since = self
+                        .applied_at
+                        .get(&ObjectRef::of(o).key())
+                        .map(|t| t.elapsed())
+                        .unwrap_or_default();
+                    if since < scaled(go_duration(d).unwrap_or_default()) {
+                        return Health::InProgress;
+                    }
+                }
+                _ if wish == "Failed" => return Health::Failed,
+                _ if wish == "InProgress" => return Health::InProgress,
+                _ => {}
+            }
+        }
+        if !o["metadata"]["deletionTimestamp"].is_null() {
+            return Health::InProgress;
+        }
+        match o["kind"].as_str().unwrap_or_default() {
+            "Deployment" => {
+                let available = o["status"]["conditions"].as_array().is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c["type"] == "Available" && c["status"] == "True")
+                });
+                if available {
+                    Health::Current
+                } else {
+                    Health::InProgress
+                }
+            }
+            "StatefulSet" => {
+                if o["status"]["readyReplicas"].as_i64()
+                    >= o["spec"]["replicas"].as_i64().or(Some(1))
+                {
+                    Health::Current
+                } else {
+                    Health::InProgress
+                }
+            }
+            _ => match o["status"]["conditions"]
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+            {
+                Some(c) if c["status"] == "True" => Health::Current,
+                // kstatus: a Stalled condition is Failed; a Ready=False alone is still InProgress.
+                Some(_)
+                    if o["status"]["conditions"].as_array().is_some_and(|c| {
+                        c.iter()
+                            .any(|c| c["type"] == "Stalled" && c["status"] == "True")
+                    }) =>
+                {
+                    Health::Failed
+                }
+                Some(_) => Health::InProgress,
+                // Custom resources that Flux or cert-manager judge by conditions but that have
+                // none yet are still reconciling; everything else exists and that is enough.
+                None if matches!(
+                    o["kind"].as_str(),
+                    Some(
+                        "HelmRelease"
+                            | "Kustomization"
+                            | "Certificate"
+                            | "ClusterIssuer"
+                            | "Issuer"
+                    )
+                ) =>
+                {
+                    Health::InProgress
+                }
+                None => Health::Current,
+            },
+        }
+    }
+}
+
+/// An object as Flux's inventory names it: group/version, kind, namespace, name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRef {
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl ObjectRef {
+    pub fn of(object: &Value) -> ObjectRef {
+        ObjectRef {
+            api_version: object["apiVersion"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            kind: object["kind"].as_str().unwrap_or_default().to_string(),
+            namespace: object["metadata"]["namespace"].as_str().map(str::to_string),
+            name: object["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        }
+    }
+
+    /// Whether `s` is this object (any version of the group when none is named, as a health
+    /// check without apiVersion).
+    pub fn names(&self, s: &Stored) -> bool {
+        (self.api_version.is_empty() || s.group_version == self.api_version)
+            && s.plural == plural_of(&self.kind)
+            && s.namespace == self.namespace
+            && s.name == self.name
+    }
+
+    fn key(&self) -> String {
+        format!(
+            "{}/{}/{}/{}",
+            self.api_version,
+            self.kind,
+            self.namespace.as_deref().unwrap_or(""),
+            self.name
+        )
+    }
+}
+
+/// The plural the API serves a kind under (the kinds the fakes meet).
+pub fn plural_of(kind: &str) -> String {
+    let lower = kind.to_lowercase();
+    if lower.ends_with("ss") || lower.ends_with("ch") || lower.ends_with('x') {
+        format!("{lower}es")
+    } else if let Some(stem) = lower.strip_suffix('y') {
+        format!("{stem}ies")
+    } else {
+        format!("{lower}s")
+    }
+}
+
+/// Kinds that live outside namespaces, among those stamps apply.
+fn cluster_scoped(kind: &str) -> bool {
+    matches!(
+        kind,
+        "Namespace"
+            | "ClusterIssuer"
+            | "ClusterRole"
+            | "ClusterRoleBinding"
+            | "CustomResourceDefinition"
+            | "IngressClass"
+            | "StorageClass"
+            | "PersistentVolume"
+            | "PriorityClass"
+            | "ValidatingWebhookConfiguration"
+            | "MutatingWebhookConfiguration"
+    )
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    Current,
+    InProgress,
+    Failed,
+    NotFound,
+}
+
+impl Health {
+    pub fn label(self) -> &'static str {
+        match self {
+            Health::Current => "Current",
+            Health::InProgress => "InProgress",
+            Health::Failed => "Failed",
+            Health::NotFound => "NotFound",
+        }
+    }
+}
+
+/// A delete request from a controller: the object gets its deletionTimestamp and the fake
+/// API's garbage collection (and namespace controller) does the rest.
+pub fn mark_deleted(objects: &mut [Stored], target: &ObjectRef) {
+    if let Some(s) = objects.iter_mut().find(|s| target.names(s))
+        && s.object["metadata"]["deletionTimestamp"].is_null()
+    {
+        s.object["metadata"]["deletionTimestamp"] = json!("2026-11-29T00:00:00Z");
+        if s.object["kind"] == "Namespace" {
+            s.object["status"]["phase"] = json!("Terminating");
+        }
+    }
+}
+
+/// What the API server's admission says to a create or update (None = allowed): the
+/// NamespaceLifecycle plugin, and cert-manager's validating webhook (failurePolicy Fail in
+/// cert-manager/cert-manager v1.21.1 deploy/charts/cert-manager/templates/webhook-validating-webhook.yaml)
+/// while its Deployment is not available.
+fn admission(
+    objects: &[Stored],
+    object: &Value,
+    ns: Option<&str>,
+) -> Option<(&'static str, String)> {
+    let exists = |gv: &str, plural: &str, ns: Option<&str>, name: &str| {
+        objects.iter().find(|s| {
+            s.group_version == gv
+                && s.plural == plural
+                && s.namespace.as_deref() == ns
+                && s.name == name
+        })
+    };
+    let is_new = exists(
+        object["apiVersion"].as_str().unwrap_or(""),
+        &plural_of(object["kind"].as_str().unwrap_or("")),
+        ns,
+        object["metadata"]["name"].as_str().unwrap_or(""),
+    )
+    .is_none();
+    if let Some(ns) = ns
+        && is_new
+        && !["default", "kube-system", "kube-public", "kube-node-lease"].contains(&ns)
+    {
+        let name = object["metadata"]["name"].as_str().unwrap_or("");
+        let plural = plural_of(object["kind"].as_str().unwrap_or(""));
+        match exists("v1", "namespaces", None, ns) {
+            None => return Some(("NotFound", format!("namespaces \"{ns}\" not found"))),
+            Some(n) if !n.object["metadata"]["deletionTimestamp"].is_null() => {
+                return Some((
+                    "Forbidden",
+                    format!(
+                        "{plural} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated"
+                    ),
+                ));
+            }
+            _ => {}
+        }
+    }
+    if object["apiVersion"]
+        .as_str()
+        .is_some_and(|v| v.starts_with("cert-manager.io/"))
+    {
+        let webhook_ready = exists(
+            "apps/v1",
+            "deployments",
+            Some("cert-manager"),
+            "cert-manager-webhook",
+        )
+        .is_some_and(|d| d.object["status"]["availableReplicas"].as_i64() > Some(0));
+        if !webhook_ready {
+            return Some(("InternalError", "Internal error occurred: failed calling webhook \"webhook.cert-manager.io\": failed to call webhook: Post \"https://cert-manager-webhook.cert-manager.svc:443/validate?timeout=30s\": dial tcp 10.96.0.10:443: connect: connection refused".to_string()));
+        }
+    }
+    None
+}
+
+/// What a chart release creates that health checks look at, per chart kindling's stamps use:
+/// cert-manager v1.21.1 (deploy/charts/cert-manager/templates/_helpers.tpl: `cert-manager`,
+/// `cert-manager-webhook`, `cert-manager-cainjector` for release `cert-manager`), Traefik
+/// 41.3.0 (templates/deployment.yaml named by `fullnameOverride`, plus `extraObjects`).
+/// Unknown charts bring nothing the fake knows of.
+pub fn chart_workloads(chart: &str, namespace: &str, values: &Value) -> Vec<Value> {
+    let deployment = |name: &str| json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": namespace}, "spec": {"replicas": 1}});
+    match chart {
+        "cert-manager" => [
+            "cert-manager",
+            "cert-manager-webhook",
+            "cert-manager-cainjector",
+        ]
+        .map(deployment)
+        .to_vec(),
+        "traefik" => {
+            let name = values["fullnameOverride"].as_str().unwrap_or("traefik");
+            let mut objects = vec![deployment(name)];
+            objects.extend(
+                values["extraObjects"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
+            );
+            objects
+        }
+        _ => Vec::new(),
+    }
+}
+
+pub fn documents(text: &str) -> Vec<Value> {
+    use serde::Deserialize;
+    serde_yaml_ng::Deserializer::from_str(text)
+        .filter_map(|d| Value::deserialize(d).ok())
+        .filter(|v| v.is_object())
+        .collect()
+}
+
+fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            yaml_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            out.push(path);
+        }
+    }
+}
