@@ -142,6 +142,117 @@ mod stamp {
             ));
     }
 
+    /// A stamp of its own, one bootstrap secret with `keys` (YAML flow items, one a line).
+    fn stamp_with_keys(keys: &[&str]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let keys: String = keys.iter().map(|k| format!("        - {k}\n")).collect();
+        super::common::write(
+            &dir.path().join("stamp.yaml"),
+            &format!(
+                "apiVersion: kindling.dev/v1alpha1\nkind: Stamp\nmetadata: {{name: s}}\nspec:\n  secrets:\n    - name: db\n      namespace: db\n      keys:\n{keys}"
+            ),
+        );
+        dir
+    }
+
+    #[test]
+    fn stamp_cli_secret_generator_types_of_a_native_stamp_validate() {
+        let dir = stamp_with_keys(&[
+            "{key: a, generate: {length: 24}}",
+            "{key: b, generate: {}}",
+            "{key: c, generate: {type: password, length: 16}}",
+            "{key: d, generate: {type: token}}",
+            "{key: e, generate: {type: hex, length: 9}}",
+            "{key: f, generate: {type: uuid}}",
+            "{key: g, generate: {type: fernet}}",
+            "{key: h, generate: {type: base64, length: 64}}",
+            "{key: i, generate: {type: unambiguous}}",
+        ]);
+        let v = json(&["stamp", "validate", dir.path().to_str().unwrap()]);
+        assert_eq!(v["valid"], true);
+        assert_eq!(v["warnings"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn stamp_cli_secret_generator_unknown_type_in_a_native_stamp_is_an_error_listing_the_known_types()
+     {
+        let dir = stamp_with_keys(&["{key: k, generate: {type: random, length: 24}}"]);
+        let out = kindling()
+            .args(["stamp", "validate", "--output", "json"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let problems = v["problems"].as_array().unwrap();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let p = &problems[0];
+        assert!(p["file"].as_str().unwrap().ends_with("stamp.yaml"), "{p}");
+        assert_eq!(p["field"], "spec.secrets[db].keys[k].generate.type");
+        assert_eq!(p["message"], "'random' is not a generator kindling knows");
+        assert_eq!(
+            p["help"],
+            "known types: unambiguous, password, token, hex, uuid, fernet, base64 (without `type`: unambiguous)"
+        );
+        // A misspelt field is a schema mistake naming the fields `generate` knows.
+        let dir = stamp_with_keys(&["{key: k, generate: {kind: hex}}"]);
+        kindling()
+            .args(["stamp", "validate"])
+            .arg(dir.path())
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(
+                "unknown field `kind`, expected `type` or `length`",
+            ));
+    }
+
+    /// A HostK8s contract's unknown type loads (HostK8s makes a token of it), with a warning on
+    /// stderr naming the file and field, and in the JSON document.
+    #[test]
+    fn stamp_cli_secret_generator_unknown_type_in_a_hostk8s_contract_warns() {
+        let dir = tempfile::tempdir().unwrap();
+        super::common::copy_tree(&super::common::hostk8s_dir(), dir.path());
+        let stack = dir.path().join("software/stacks/sample-app");
+        super::common::write(
+            &stack.join("hostk8s.secrets.yaml"),
+            "apiVersion: hostk8s.io/v1\nkind: SecretContract\nmetadata: {name: sample-app}\nspec:\n  secrets:\n    - name: app\n      namespace: app\n      data:\n        - {key: fernet-key, generate: fernet}\n        - {key: seed, generate: dice}\n",
+        );
+        let out = kindling()
+            .args(["stamp", "validate"])
+            .arg(&stack)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        // One about the contract (`fernet` is kindling's own and made as asked); the stack's
+        // health checks bring the engines' warnings too.
+        assert_eq!(
+            stderr.matches("hostk8s.secrets.yaml").count(),
+            1,
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("warning: ")
+                && stderr.contains("hostk8s.secrets.yaml: spec.secrets[app].data[seed].generate: 'dice' is not a generator HostK8s or kindling knows: a token (A-Za-z0-9, 32 characters) is generated instead, as HostK8s does"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("help: known types: "), "{stderr}");
+        let v = json(&["stamp", "validate", stack.to_str().unwrap()]);
+        let about_secrets: Vec<&str> = v["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|w| w.contains("hostk8s.secrets.yaml"))
+            .collect();
+        assert_eq!(about_secrets.len(), 1, "{v}");
+        assert!(
+            about_secrets[0].contains("spec.secrets[app].data[seed].generate: 'dice'"),
+            "{}",
+            about_secrets[0]
+        );
+    }
+
     #[test]
     fn stamp_cli_unknown_stamp_names_the_known_ones() {
         kindling()

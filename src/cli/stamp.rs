@@ -148,7 +148,13 @@ fn validate(stamp: &Stamp, output: Output) -> anyhow::Result<()> {
     } else {
         stamp.graph.max_wave() + 1
     };
-    let warnings = kindling::stamp::render::engine_warnings(stamp);
+    // The stamp's own (what loads but may not do what its author expects), then the engines'.
+    let warnings: Vec<String> = stamp
+        .warnings
+        .iter()
+        .map(ToString::to_string)
+        .chain(kindling::stamp::render::engine_warnings(stamp))
+        .collect();
     if output == Output::Json {
         super::print_json(json!({
             "stamp": stamp.name,
@@ -172,10 +178,17 @@ fn validate(stamp: &Stamp, output: Output) -> anyhow::Result<()> {
             plural(stamp.secrets.len()),
         );
         for w in &warnings {
-            eprintln!("warning: {w}");
+            eprintln!("warning: {}", kindling::ui::printable(w));
         }
     }
     Ok(())
+}
+
+/// What loads but may not do what the stamp's author expects, on stderr (as `note:` lines are).
+fn print_warnings(stamp: &Stamp) {
+    for warning in &stamp.warnings {
+        eprintln!("warning: {}", kindling::ui::printable(&warning.to_string()));
+    }
 }
 
 fn plural(n: usize) -> &'static str {
@@ -190,6 +203,7 @@ fn render_command(
     output: Output,
 ) -> anyhow::Result<()> {
     let rendered = render(stamp, engine, opts)?;
+    print_warnings(stamp);
     for note in &rendered.notes {
         eprintln!("note: {note}");
     }

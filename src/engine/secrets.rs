@@ -42,24 +42,6 @@ impl GeneratedValues {
     }
 }
 
-const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
-
-/// `length` random characters from an unambiguous alphabet (rejection sampling: unbiased).
-pub fn random_value(length: usize) -> Result<String, String> {
-    let limit = 256 - (256 % ALPHABET.len());
-    let mut out = String::with_capacity(length);
-    while out.len() < length {
-        let mut bytes = [0u8; 64];
-        getrandom::fill(&mut bytes).map_err(|e| format!("no randomness from the OS: {e}"))?;
-        for b in bytes {
-            if (b as usize) < limit && out.len() < length {
-                out.push(ALPHABET[b as usize % ALPHABET.len()] as char);
-            }
-        }
-    }
-    Ok(out)
-}
-
 /// Where host values come from; the process environment and file system in production.
 pub struct HostValues<'a> {
     /// Relative `fromFile` paths are read relative to this directory (the source root).
@@ -169,13 +151,15 @@ pub fn resolve(
             };
             let value = match &key.value {
                 SecretValue::Literal(v) => v.clone(),
-                SecretValue::Generate { length } => {
+                SecretValue::Generate(generator) => {
                     let id = format!("{}/{}/{}", secret.namespace, secret.name, key.key);
                     match generated.0.get(&id) {
-                        Some(v) if v.len() == *length => v.clone(),
+                        // Kept unless the stamp now asks for another length or format.
+                        Some(v) if generator.fits(v) => v.clone(),
                         _ => {
-                            let v = random_value(*length)
-                                .map_err(|e| failed(e, "check the OS random source"))?;
+                            let v = generator
+                                .generate()
+                                .map_err(|e| failed(e.to_string(), "check the OS random source"))?;
                             generated.0.insert(id, v.clone());
                             v
                         }
@@ -372,7 +356,10 @@ mod tests {
             },
             SecretKey {
                 key: "password".into(),
-                value: SecretValue::Generate { length: 24 },
+                value: SecretValue::Generate(crate::stamp::SecretGenerator::new(
+                    crate::stamp::GeneratorKind::Unambiguous,
+                    Some(24),
+                )),
             },
             SecretKey {
                 key: "token".into(),
@@ -520,12 +507,60 @@ mod tests {
         );
     }
 
+    /// A stored value is kept while it fits what the stamp asks for, and made again once the
+    /// stamp asks for another generator (HostK8s `hex` used to get alphanumerics).
     #[test]
-    fn engine_secrets_random_values_use_the_whole_alphabet_only() {
-        let v = random_value(2000).unwrap();
-        assert_eq!(v.len(), 2000);
-        assert!(v.bytes().all(|b| ALPHABET.contains(&b)));
-        let distinct: std::collections::BTreeSet<u8> = v.bytes().collect();
-        assert!(distinct.len() > 50, "{}", distinct.len());
+    fn engine_secrets_a_stored_value_is_kept_while_it_fits_its_secret_generator() {
+        use crate::stamp::{GeneratorKind, SecretGenerator};
+        let dir = tempfile::tempdir().unwrap();
+        let env = |_: &str| None;
+        let host = HostValues {
+            base_dir: dir.path(),
+            env: &env,
+            allowed: &[],
+        };
+        let key = |kind, length| {
+            secret(vec![SecretKey {
+                key: "k".into(),
+                value: SecretValue::Generate(SecretGenerator::new(kind, length)),
+            }])
+        };
+        let id = "database/database-credentials/k";
+        let old = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefgh".to_string();
+        let mut generated = GeneratedValues(BTreeMap::from([(id.to_string(), old.clone())]));
+        // The untyped generator's value fits the default, token and password: kept.
+        for kind in [
+            GeneratorKind::Unambiguous,
+            GeneratorKind::Token,
+            GeneratorKind::Password,
+        ] {
+            let objects = resolve(&[key(kind, None)], &mut generated, &host).unwrap();
+            assert_eq!(decoded(&objects, "k"), old, "{kind:?}");
+        }
+        // hex (and a uuid) it does not fit: made again, and the new value is stored.
+        let objects = resolve(&[key(GeneratorKind::Hex, None)], &mut generated, &host).unwrap();
+        let hex = decoded(&objects, "k");
+        assert_ne!(hex, old);
+        assert!(
+            SecretGenerator::new(GeneratorKind::Hex, None).fits(&hex),
+            "{hex}"
+        );
+        assert_eq!(generated.0[id], hex);
+        let again = resolve(&[key(GeneratorKind::Hex, None)], &mut generated, &host).unwrap();
+        assert_eq!(
+            decoded(&again, "k"),
+            hex,
+            "a fitting value is never made again"
+        );
+        let objects = resolve(&[key(GeneratorKind::Uuid, None)], &mut generated, &host).unwrap();
+        assert_eq!(decoded(&objects, "k").len(), 36);
+        // Another length: made again.
+        let objects = resolve(
+            &[key(GeneratorKind::Token, Some(40))],
+            &mut generated,
+            &host,
+        )
+        .unwrap();
+        assert_eq!(decoded(&objects, "k").len(), 40);
     }
 }

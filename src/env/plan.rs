@@ -56,7 +56,7 @@ fn host_values(stamp: &Stamp) -> Vec<HostValue> {
                 let from = match &k.value {
                     SecretValue::FromEnv(name) => format!("env {name}"),
                     SecretValue::FromFile(path) => format!("file {}", path.display()),
-                    SecretValue::Literal(_) | SecretValue::Generate { .. } => return None,
+                    SecretValue::Literal(_) | SecretValue::Generate(_) => return None,
                 };
                 Some(HostValue {
                     secret: format!("{}/{}", s.namespace, s.name),

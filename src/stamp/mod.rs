@@ -5,6 +5,7 @@
 //! ([`validate`]), ordered ([`graph`]) and rendered for Flux or Argo CD ([`render`]).
 
 mod error;
+pub mod generator;
 pub mod graph;
 mod hostk8s;
 mod locate;
@@ -16,6 +17,7 @@ mod validate;
 use std::path::{Path, PathBuf};
 
 pub use error::{Problem, StampError};
+pub use generator::{GeneratorKind, SecretGenerator};
 pub use graph::Graph;
 pub use locate::{StampListing, list_stamps, locate_stamp};
 
@@ -39,6 +41,9 @@ pub struct Stamp {
     pub secrets: Vec<BootstrapSecret>,
     /// Dependency order and waves, computed when the stamp was validated.
     pub graph: Graph,
+    /// What loads but may not do what the stamp's author expects (each with its file, field
+    /// and what happens instead); shown by `stamp validate`, `stamp render` and `env create`.
+    pub warnings: Vec<Problem>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -190,10 +195,8 @@ pub struct SecretKey {
 pub enum SecretValue {
     /// A non-sensitive literal (a user name, a host): fine in Git, kept with its secret.
     Literal(String),
-    /// Random characters, generated once per env and kept in the env's state.
-    Generate {
-        length: usize,
-    },
+    /// A random value, generated once per env and kept in the env's state.
+    Generate(SecretGenerator),
     FromFile(PathBuf),
     FromEnv(String),
 }

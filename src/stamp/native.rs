@@ -6,8 +6,8 @@ use serde::Deserialize;
 
 use super::manifests::read_text;
 use super::{
-    BootstrapSecret, Draft, Entry, Graph, HealthCheck, HelmChart, PathSource, Problem, Role,
-    SecretKey, SecretValue, Source, Stamp, StampError, StampFormat,
+    BootstrapSecret, Draft, Entry, GeneratorKind, Graph, HealthCheck, HelmChart, PathSource,
+    Problem, Role, SecretGenerator, SecretKey, SecretValue, Source, Stamp, StampError, StampFormat,
 };
 use super::{normalize, repo_relative};
 
@@ -106,7 +106,11 @@ struct SecretKeyFile {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Generate {
-    length: usize,
+    /// A [`GeneratorKind`] name; read as text so an unknown one is reported with the known ones.
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    length: Option<usize>,
 }
 
 /// Every schema problem of a stamp.yaml, each part checked on its own: unknown fields (all of
@@ -419,6 +423,7 @@ pub fn load(file: &Path, dir: &Path, source_root: Option<&Path>) -> Result<Draft
             entries,
             secrets,
             graph: Graph::default(),
+            warnings: Vec::new(),
         },
         problems,
         dropped,
@@ -528,7 +533,8 @@ fn convert_secret(file: &Path, s: SecretFile, problems: &mut Vec<Problem>) -> Bo
             sources.push(SecretValue::Literal(v));
         }
         if let Some(g) = k.generate {
-            sources.push(SecretValue::Generate { length: g.length });
+            let generator = generator(file, &s.name, &k.key, g, problems);
+            sources.push(SecretValue::Generate(generator));
         }
         if let Some(f) = k.from_file {
             sources.push(SecretValue::FromFile(f));
@@ -543,7 +549,7 @@ fn convert_secret(file: &Path, s: SecretFile, problems: &mut Vec<Problem>) -> Bo
                 None,
                 format!("spec.secrets[{}].keys[{}]", s.name, k.key),
                 format!("has {} value sources", sources.len()),
-                "give exactly one of `value`, `generate: {length: N}`, `fromFile: PATH` or `fromEnv: VAR`",
+                "give exactly one of `value`, `generate: {type: T, length: N}`, `fromFile: PATH` or `fromEnv: VAR`",
             ));
             if sources.is_empty() {
                 continue;
@@ -559,4 +565,33 @@ fn convert_secret(file: &Path, s: SecretFile, problems: &mut Vec<Problem>) -> Bo
         namespace: s.namespace,
         keys,
     }
+}
+
+/// The generator `generate: {type, length}` asks for; without `type`, the one kindling has
+/// always used (so values stored for existing envs still fit). An unknown type is a problem
+/// listing the known ones (the key keeps the default, so no follow-on problem appears).
+fn generator(
+    file: &Path,
+    secret: &str,
+    key: &str,
+    g: Generate,
+    problems: &mut Vec<Problem>,
+) -> SecretGenerator {
+    let kind = match g.kind.as_deref() {
+        None => GeneratorKind::Unambiguous,
+        Some(name) => GeneratorKind::from_name(name).unwrap_or_else(|| {
+            problems.push(Problem::new(
+                file,
+                None,
+                format!("spec.secrets[{secret}].keys[{key}].generate.type"),
+                format!("'{name}' is not a generator kindling knows"),
+                format!(
+                    "known types: {} (without `type`: unambiguous)",
+                    GeneratorKind::known_names()
+                ),
+            ));
+            GeneratorKind::Unambiguous
+        }),
+    };
+    SecretGenerator::new(kind, g.length)
 }

@@ -282,15 +282,15 @@ fn check_secrets(stamp: &Stamp, problems: &mut Vec<Problem>) {
                     "use letters, digits, '-', '_' and '.'",
                 ));
             }
-            if let SecretValue::Generate { length } = k.value
-                && !(8..=4096).contains(&length)
+            if let SecretValue::Generate(generator) = &k.value
+                && let Some(p) = generator.length_problem()
             {
                 problems.push(Problem::new(
                     &stamp.file,
                     None,
                     format!("{field}.keys[{}].generate.length", k.key),
-                    format!("{length} is out of range"),
-                    "generate between 8 and 4096 characters",
+                    p.message,
+                    p.help,
                 ));
             }
         }

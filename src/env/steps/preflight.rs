@@ -36,6 +36,10 @@ impl Step for Preflight {
                 ));
             }
             let _ = ctx.docker.set(docker);
+            for warning in &ctx.stamp.warnings {
+                ctx.progress
+                    .warn(&crate::ui::printable(&warning.to_string()));
+            }
             // Resolved once (PATH or the pinned download) and shared with the blocking calls.
             // What the secrets step will read from this host is there before anything is made.
             crate::engine::secrets::check_host_values(ctx.stamp, &ctx.settings.allow_secret_from)?;

@@ -75,7 +75,8 @@ pub fn load(dir: &Path, file: Option<&Path>) -> Result<Option<Draft>, StampError
     // Components first, as in kindling's own format, keeping declaration order within each.
     entries.sort_by_key(|e| e.role == Role::Application);
 
-    let secrets = load_secret_contract(dir, &mut problems)?;
+    let mut warnings = Vec::new();
+    let secrets = load_secret_contract(dir, &mut problems, &mut warnings)?;
     let stamp_file = stack_files[0].clone();
     Ok(Some(Draft {
         stamp: Stamp {
@@ -92,6 +93,7 @@ pub fn load(dir: &Path, file: Option<&Path>) -> Result<Option<Draft>, StampError
             entries,
             secrets,
             graph: Graph::default(),
+            warnings,
         },
         problems,
         dropped: Vec::new(),
