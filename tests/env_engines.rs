@@ -47,6 +47,28 @@ mod env {
         }
     }
 
+    /// `env create` of the gated stamp, waiting at most `timeout`.
+    fn create_gated(h: &Harness, env: &str, timeout: &str) -> std::process::Output {
+        let profile = h.path("profile.yaml");
+        h.run(
+            &[
+                "env",
+                "create",
+                env,
+                "--stamp",
+                "gated",
+                "--profile",
+                profile.to_str().unwrap(),
+                "--wait",
+                "--timeout",
+                timeout,
+                "--output",
+                "json",
+            ],
+            &[],
+        )
+    }
+
     fn entry<'a>(status: &'a Value, name: &str) -> &'a Value {
         status["status"]["reconciliation"]["entries"]
             .as_array()
@@ -68,24 +90,7 @@ mod env {
         let h = Harness::new();
         gated_stamp(&h);
         let env = unique("gated");
-        let profile = h.path("profile.yaml");
-        let created = h.run(
-            &[
-                "env",
-                "create",
-                &env,
-                "--stamp",
-                "gated",
-                "--profile",
-                profile.to_str().unwrap(),
-                "--wait",
-                "--timeout",
-                "4s",
-                "--output",
-                "json",
-            ],
-            &[],
-        );
+        let created = create_gated(&h, &env, "4s");
         assert_eq!(created.status.code(), Some(3), "{created:?}");
         let error = error_says(&created, "base is Failed (HealthCheckFailed)");
         assert!(
@@ -124,23 +129,7 @@ mod env {
             })
         });
         // The create that stopped at its wait finishes when run again.
-        ok(&h.run(
-            &[
-                "env",
-                "create",
-                &env,
-                "--stamp",
-                "gated",
-                "--profile",
-                profile.to_str().unwrap(),
-                "--wait",
-                "--timeout",
-                "30s",
-                "--output",
-                "json",
-            ],
-            &[],
-        ));
+        ok(&create_gated(&h, &env, "30s"));
         let status = h.json(&["env", "status", &env, "--wait", "--timeout", "30s"]);
         assert_eq!(status["status"]["ready"], true, "{status:#}");
         assert!(h.api.object("ConfigMap", "app").is_some());
@@ -191,6 +180,13 @@ mod env {
                     && reason == "DependencyNotReady"),
             "{log:#?}"
         );
+        // cert-manager's webhook admits the ClusterIssuer only once the chart's Deployments
+        // are up (the HelmRelease is Ready then), and the issuer is Ready with the CA Secret.
+        let installed = log
+            .iter()
+            .position(|(o, r)| o == "HelmRelease/certs" && r == "InstallSucceeded")
+            .unwrap();
+        assert!(installed < ready_at("certs-issuer"), "{log:#?}");
         let issuer = h.api.object("ClusterIssuer", "kindling-ca").unwrap();
         assert_eq!(
             issuer["status"]["conditions"][0]["reason"],
@@ -296,6 +292,17 @@ mod env {
         assert_eq!(waves, sorted, "{log:?}");
         let status = h.json(&["env", "status", &env]);
         assert_eq!(status["status"]["ready"], true, "{status:#}");
+
+        // Restart: the root's resources finalizer cascades through the children (each with its
+        // own finalizer), the restart waits until all are gone, and the stamp comes back.
+        let restarted = h.json(&["env", "restart", &env]);
+        assert_eq!(restarted["restart"]["stamp"], "sample");
+        let status = h.json(&["env", "status", &env, "--wait", "--timeout", "60s"]);
+        assert_eq!(status["status"]["ready"], true, "{status:#}");
+        let secret = h.api.object("Secret", "database-credentials").unwrap();
+        assert!(secret["metadata"]["deletionTimestamp"].is_null());
+        // Twelve children created: six before the restart, six after, in wave order each time.
+        assert_eq!(h.argo_log.lock().unwrap().len(), 12);
         delete_clean(&h, &env);
     }
 }

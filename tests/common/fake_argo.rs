@@ -191,14 +191,7 @@ impl ArgoModel {
         let namespace = app["spec"]["destination"]["namespace"]
             .as_str()
             .map(str::to_string);
-        let create_namespace = app["spec"]["syncPolicy"]["syncOptions"]
-            .as_array()
-            .is_some_and(|o| o.iter().any(|o| o == "CreateNamespace=true"));
         let mut objects = Vec::new();
-        if let (Some(ns), true) = (&namespace, create_namespace) {
-            objects
-                .push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
-        }
         for source in sources {
             if let Some(chart) = source["chart"].as_str() {
                 let values = source["helm"]["valuesObject"].clone();
@@ -259,6 +252,21 @@ impl ArgoModel {
                     "successfully synced (all tasks run)",
                 );
                 return;
+            }
+        }
+        // CreateNamespace=true: the destination namespace is made before the first wave, and
+        // is not one of the app's resources (deleting the app leaves it; gitops-engine
+        // pkg/sync/sync_context.go, the namespace auto-creation task).
+        let create_namespace = app["spec"]["syncPolicy"]["syncOptions"]
+            .as_array()
+            .is_some_and(|o| o.iter().any(|o| o == "CreateNamespace=true"));
+        if let (None, Some(ns), true) = (op.applied, &namespace, create_namespace) {
+            let made = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+            let exists = objects
+                .iter()
+                .any(|s| s.plural == "namespaces" && s.name == *ns);
+            if !exists {
+                let _ = self.ws.apply(objects, Owner::Argo(name), vec![made], None);
             }
         }
         let w = op.applied.map_or(0, |w| w + 1);

@@ -280,21 +280,9 @@ fn issue(request: &Request, signer: &Signer) -> Result<(String, String), String>
         "-out",
         &p("leaf.csr"),
     ])?;
-    match signer {
-        Signer::SelfSigned => run(&[
-            "x509",
-            "-req",
-            "-in",
-            &p("leaf.csr"),
-            "-key",
-            &p("leaf.key"),
-            "-days",
-            "30",
-            "-extfile",
-            &p("ext"),
-            "-out",
-            &p("leaf.crt"),
-        ])?,
+    // The signer's key (and certificate): the leaf's own, or the CA's.
+    let signing: Vec<String> = match signer {
+        Signer::SelfSigned => vec!["-key".into(), p("leaf.key")],
         Signer::Ca { chain, key } => {
             let first_end = chain
                 .find("-----END CERTIFICATE-----")
@@ -303,25 +291,23 @@ fn issue(request: &Request, signer: &Signer) -> Result<(String, String), String>
             std::fs::write(p("ca.crt"), format!("{}\n", &chain[..first_end]))
                 .map_err(|e| e.to_string())?;
             std::fs::write(p("ca.key"), key).map_err(|e| e.to_string())?;
-            run(&[
-                "x509",
-                "-req",
-                "-in",
-                &p("leaf.csr"),
+            [
                 "-CA",
                 &p("ca.crt"),
                 "-CAkey",
                 &p("ca.key"),
                 "-CAcreateserial",
-                "-days",
-                "30",
-                "-extfile",
-                &p("ext"),
-                "-out",
-                &p("leaf.crt"),
-            ])?;
+            ]
+            .map(String::from)
+            .to_vec()
         }
-    }
+    };
+    let mut args: Vec<String> = ["x509", "-req", "-in", &p("leaf.csr")]
+        .map(String::from)
+        .to_vec();
+    args.extend(signing);
+    args.extend(["-days", "30", "-extfile", &p("ext"), "-out", &p("leaf.crt")].map(String::from));
+    run(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
     let read = |f: &str| std::fs::read_to_string(p(f)).map_err(|e| e.to_string());
     Ok((read("leaf.crt")?, read("leaf.key")?))
 }

@@ -327,16 +327,8 @@ fn entry_kustomization(stamp: &Stamp, entry: &Entry, opts: &RenderOptions) -> Va
         metadata: ObjectMeta::for_entry(&entry.name, NAMESPACE, &stamp.name, entry.role),
         spec: KustomizationSpec {
             interval: entry.interval.clone().unwrap_or_else(|| "10m".to_string()),
-            retry_interval: Some(
-                entry
-                    .retry_interval
-                    .clone()
-                    .unwrap_or_else(|| "1m".to_string()),
-            ),
-            timeout: entry
-                .timeout
-                .clone()
-                .unwrap_or_else(|| DEFAULT_TIMEOUT.to_string()),
+            retry_interval: Some(retry_interval_of(entry)),
+            timeout: timeout_of(entry),
             path,
             prune: entry.prune,
             wait,
@@ -354,6 +346,20 @@ fn entry_kustomization(stamp: &Stamp, entry: &Entry, opts: &RenderOptions) -> Va
             target_namespace,
         },
     })
+}
+
+fn retry_interval_of(entry: &Entry) -> String {
+    entry
+        .retry_interval
+        .clone()
+        .unwrap_or_else(|| "1m".to_string())
+}
+
+fn timeout_of(entry: &Entry) -> String {
+    entry
+        .timeout
+        .clone()
+        .unwrap_or_else(|| DEFAULT_TIMEOUT.to_string())
 }
 
 fn resolved_checks(entry: &Entry) -> Vec<HealthCheck> {
@@ -381,16 +387,8 @@ fn health_kustomization(stamp: &Stamp, entry: &Entry, opts: &RenderOptions) -> V
         ),
         spec: KustomizationSpec {
             interval: entry.interval.clone().unwrap_or_else(|| "10m".to_string()),
-            retry_interval: Some(
-                entry
-                    .retry_interval
-                    .clone()
-                    .unwrap_or_else(|| "1m".to_string()),
-            ),
-            timeout: entry
-                .timeout
-                .clone()
-                .unwrap_or_else(|| DEFAULT_TIMEOUT.to_string()),
+            retry_interval: Some(retry_interval_of(entry)),
+            timeout: timeout_of(entry),
             path: format!("./{}/{EMPTY_DIR}", opts.bundle_dir),
             prune: true,
             wait: false,
