@@ -133,6 +133,30 @@ mod env {
         let status = h.json(&["env", "status", &env, "--wait", "--timeout", "30s"]);
         assert_eq!(status["status"]["ready"], true, "{status:#}");
         assert!(h.api.object("ConfigMap", "app").is_some());
+
+        // An edit that breaks `app` (the fake reads this annotation as a workload that
+        // stalled): `env sync` follows the new commit, and its wait ends with Flux's words.
+        let app = h.path("source/stamps/gated/applications/app/app.yaml");
+        std::fs::write(
+            &app,
+            format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\n  namespace: gated\n  annotations: {{{}: Failed}}\ndata: {{ready: \"no\"}}\n",
+                super::common::fake_cluster::HEALTH_ANNOTATION
+            ),
+        )
+        .unwrap();
+        let synced = h.run(
+            &["env", "sync", &env, "--timeout", "5s", "--output", "json"],
+            &[],
+        );
+        assert_eq!(synced.status.code(), Some(3), "{synced:?}");
+        let error = error_says(&synced, "app is Failed (HealthCheckFailed)");
+        assert!(
+            error["error"].as_str().unwrap().contains(
+                "failed early due to stalled resources: [ConfigMap/gated/app status: 'Failed']"
+            ),
+            "{error:#}"
+        );
         delete_clean(&h, &env);
     }
 
