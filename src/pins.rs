@@ -265,13 +265,15 @@ pub const GITEA: Pin = Pin {
 
 /// The registry image (CNCF distribution v3.1.1, docker-library/official-images
 /// `library/registry`), for the env's registry and the pull-through caches. 3.1.2 exists; its
-/// tag could not be read.
+/// tag could not be read. By digest: the multi-platform index docker-library/repo-info last
+/// recorded for the tag (repos/registry/remote/3.1.1.md, commit 38feaf4c), so a re-pushed
+/// tag cannot change what runs.
 pub const REGISTRY: Pin = Pin {
     name: "registry",
     version: "3.1.1",
     role: "local registry and pull-through caches (containers)",
-    artifact: "docker.io/library/registry:3.1.1",
-    integrity: IMAGE_NO_DIGEST,
+    artifact: "docker.io/library/registry:3.1.1@sha256:849b7d29920d060df8091770ede2279c07924ecd29e2a4c029ee0b5ea2ea542b",
+    integrity: Integrity::Digest,
 };
 
 // ---------------------------------------------------------------------------------------------

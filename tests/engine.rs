@@ -408,6 +408,15 @@ mod engine {
         (url, hits)
     }
 
+    /// The cache in `cache`, the first-use records in a directory of their own beside it (the
+    /// data dir, in kindling).
+    fn dirs(cache: &tempfile::TempDir) -> manifests::ManifestDirs {
+        manifests::ManifestDirs {
+            cache: cache.path().to_path_buf(),
+            records: cache.path().join("data/manifest-sums"),
+        }
+    }
+
     const MANIFEST: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: flux-system}\n";
 
     fn pinned(url: &str, sha256: Option<String>) -> PinnedManifest {
@@ -422,23 +431,24 @@ mod engine {
     #[test]
     fn engine_manifest_download_is_verified_cached_and_reused_offline() {
         let cache = tempfile::tempdir().unwrap();
+        let dirs = dirs(&cache);
         let (url, hits) = serve(MANIFEST.as_bytes().to_vec());
         let sum = kindling::cluster::tools::sha256_hex(MANIFEST.as_bytes());
         let m = pinned(&url, Some(sum.clone()));
-        let first = manifests::fetch(&m, cache.path(), None).unwrap();
+        let first = manifests::fetch(&m, &dirs, None).unwrap();
         assert_eq!(first.origin, Origin::Downloaded);
         assert_eq!(first.text, MANIFEST);
         assert_eq!(first.sha256, sum);
         assert!(first.note.is_none());
         // Offline: the URL now points nowhere, the cache answers.
         let offline = pinned("http://127.0.0.1:9/install.yaml", Some(sum.clone()));
-        let second = manifests::fetch(&offline, cache.path(), None).unwrap();
+        let second = manifests::fetch(&offline, &dirs, None).unwrap();
         assert_eq!(second.origin, Origin::Cached);
         assert_eq!(second.text, MANIFEST);
         assert_eq!(hits.load(Ordering::SeqCst), 1);
         // A damaged cache is not used: it is downloaded again and verified.
         std::fs::write(&first.path, "tampered").unwrap();
-        let third = manifests::fetch(&m, cache.path(), None).unwrap();
+        let third = manifests::fetch(&m, &dirs, None).unwrap();
         assert_eq!(third.origin, Origin::Downloaded);
         assert_eq!(std::fs::read_to_string(&first.path).unwrap(), MANIFEST);
     }
@@ -446,9 +456,10 @@ mod engine {
     #[test]
     fn engine_manifest_mismatch_names_both_sums_and_caches_nothing() {
         let cache = tempfile::tempdir().unwrap();
+        let dirs = dirs(&cache);
         let (url, _) = serve(b"something else\n".to_vec());
         let expected = kindling::cluster::tools::sha256_hex(MANIFEST.as_bytes());
-        let err = manifests::fetch(&pinned(&url, Some(expected.clone())), cache.path(), None)
+        let err = manifests::fetch(&pinned(&url, Some(expected.clone())), &dirs, None)
             .unwrap_err()
             .to_string();
         let actual = kindling::cluster::tools::sha256_hex(b"something else\n");
@@ -476,20 +487,51 @@ mod engine {
     #[test]
     fn engine_manifest_without_a_pinned_sum_is_recorded_then_enforced() {
         let cache = tempfile::tempdir().unwrap();
+        let dirs = dirs(&cache);
         let (url, _) = serve(MANIFEST.as_bytes().to_vec());
-        let first = manifests::fetch(&pinned(&url, None), cache.path(), None).unwrap();
+        let first = manifests::fetch(&pinned(&url, None), &dirs, None).unwrap();
         assert_eq!(first.origin, Origin::Downloaded);
         assert!(
             first.note.as_deref().unwrap().contains("recorded"),
             "{:?}",
             first.note
         );
-        let again = manifests::fetch(&pinned(&url, None), cache.path(), None).unwrap();
+        let again = manifests::fetch(&pinned(&url, None), &dirs, None).unwrap();
         assert_eq!(again.origin, Origin::Cached);
+        // The record is in the data dir (0600), not beside the cached file: whoever can write
+        // the cache cannot swap the file and its record together (issue #17, item 11).
+        let record = dirs.records.join("flux-v0.0.0-test-install.yaml.sha256");
+        assert_eq!(
+            std::fs::read_to_string(&record).unwrap().trim(),
+            first.sha256
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&record).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert!(
+            walk(&cache.path().join("manifests"))
+                .iter()
+                .all(|p| !p.to_string_lossy().ends_with(".sha256"))
+        );
+        let forged = b"kind: Forged\n";
+        std::fs::write(&first.path, forged).unwrap();
+        std::fs::write(
+            first.path.with_extension("yaml.sha256"),
+            kindling::cluster::tools::sha256_hex(forged),
+        )
+        .unwrap();
+        let after_forgery = manifests::fetch(&pinned(&url, None), &dirs, None).unwrap();
+        assert_eq!(
+            after_forgery.text, MANIFEST,
+            "the forged cache copy was used"
+        );
         // The upstream file changes under the same version: refused.
         std::fs::remove_file(&first.path).unwrap();
         let (changed, _) = serve(b"kind: Changed\n".to_vec());
-        let err = manifests::fetch(&pinned(&changed, None), cache.path(), None)
+        let err = manifests::fetch(&pinned(&changed, None), &dirs, None)
             .unwrap_err()
             .to_string();
         assert!(
@@ -501,22 +543,29 @@ mod engine {
     #[test]
     fn engine_manifests_dir_is_used_as_is_and_verified() {
         let cache = tempfile::tempdir().unwrap();
+        let dirs = dirs(&cache);
         let local = tempfile::tempdir().unwrap();
         let sum = kindling::cluster::tools::sha256_hex(MANIFEST.as_bytes());
         let m = pinned("http://127.0.0.1:9/never", Some(sum));
         std::fs::write(local.path().join(m.file_name()), MANIFEST).unwrap();
-        let copies = |dir, modified| Some(LocalCopies { dir, modified });
-        let fetched = manifests::fetch(&m, cache.path(), copies(local.path(), false)).unwrap();
+        let copies = |dir, modified| {
+            Some(LocalCopies {
+                dir,
+                modified,
+                trusted: false,
+            })
+        };
+        let fetched = manifests::fetch(&m, &dirs, copies(local.path(), false)).unwrap();
         assert_eq!(fetched.origin, Origin::Local);
         assert!(fetched.note.is_none());
         std::fs::write(local.path().join(m.file_name()), "other").unwrap();
-        let err = manifests::fetch(&m, cache.path(), copies(local.path(), false))
+        let err = manifests::fetch(&m, &dirs, copies(local.path(), false))
             .unwrap_err()
             .to_string();
         assert!(err.contains("checksum mismatch"), "{err}");
         assert!(err.contains("KINDLING_MANIFESTS_MODIFIED=1"), "{err}");
         // A copy changed on purpose is used when the user says so, and said on every use.
-        let modified = manifests::fetch(&m, cache.path(), copies(local.path(), true)).unwrap();
+        let modified = manifests::fetch(&m, &dirs, copies(local.path(), true)).unwrap();
         assert_eq!(modified.text, "other");
         let note = modified.note.unwrap();
         assert!(
@@ -525,13 +574,43 @@ mod engine {
             "{note}"
         );
         let empty = tempfile::tempdir().unwrap();
-        let err = manifests::fetch(&m, cache.path(), copies(empty.path(), false))
+        let err = manifests::fetch(&m, &dirs, copies(empty.path(), false))
             .unwrap_err()
             .to_string();
         assert!(
             err.contains("--manifests-dir") && err.contains(&m.file_name()),
             "{err}"
         );
+    }
+
+    /// Issue #17, item 11: a `--manifests-dir` copy that no pinned or recorded sum vouches for
+    /// is refused, naming its sum and the way out; `--trust-manifests` lets it through, said.
+    #[test]
+    fn engine_manifests_dir_without_any_sum_is_refused_unless_trusted() {
+        let cache = tempfile::tempdir().unwrap();
+        let dirs = dirs(&cache);
+        let local = tempfile::tempdir().unwrap();
+        let m = pinned("http://127.0.0.1:9/never", None);
+        std::fs::write(local.path().join(m.file_name()), MANIFEST).unwrap();
+        let copies = |trusted| {
+            Some(LocalCopies {
+                dir: local.path(),
+                modified: false,
+                trusted,
+            })
+        };
+        let err = manifests::fetch(&m, &dirs, copies(false))
+            .unwrap_err()
+            .to_string();
+        let sum = kindling::cluster::tools::sha256_hex(MANIFEST.as_bytes());
+        assert!(
+            err.contains("no pinned sha256") && err.contains(&sum),
+            "{err}"
+        );
+        assert!(err.contains("--trust-manifests"), "{err}");
+        let trusted = manifests::fetch(&m, &dirs, copies(true)).unwrap();
+        assert_eq!(trusted.text, MANIFEST);
+        assert!(trusted.note.unwrap().contains("--trust-manifests"));
     }
 
     fn crd(file: &str) -> String {
@@ -856,6 +935,7 @@ mod engine {
     #[test]
     fn engine_manifests_command_verifies_local_copies_and_copies_them_for_air_gapped_hosts() {
         let cache = tempfile::tempdir().unwrap();
+        let dirs = dirs(&cache);
         let local = tempfile::tempdir().unwrap();
         let out = tempfile::tempdir().unwrap();
         let manifests_command = |engine: &str, dir: &std::path::Path, modified: bool| {

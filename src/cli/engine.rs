@@ -23,6 +23,9 @@ pub enum EngineCommand {
         /// Read the manifests from a local copy instead of the cache or the internet.
         #[arg(long)]
         manifests_dir: Option<PathBuf>,
+        /// Use a local copy even when no sha256 is pinned or recorded for it.
+        #[arg(long)]
+        trust_manifests: bool,
     },
 }
 
@@ -31,6 +34,7 @@ pub fn run(command: EngineCommand, output: Output) -> anyhow::Result<()> {
         engine,
         out,
         manifests_dir,
+        trust_manifests,
     } = command;
     let engines = match engine {
         Some(e) => vec![Engine::from(e)],
@@ -42,10 +46,15 @@ pub fn run(command: EngineCommand, output: Output) -> anyhow::Result<()> {
     if manifests_dir.is_some() {
         settings.manifests_dir = manifests_dir;
     }
+    settings.trust_manifests |= trust_manifests;
     let mut rows = Vec::new();
     for engine in engines {
         let pinned = manifests::pinned(engine);
-        let fetched = manifests::fetch(&pinned, &settings.cache_dir, settings.local_manifests())?;
+        let fetched = manifests::fetch(
+            &pinned,
+            &settings.manifest_dirs(),
+            settings.local_manifests(),
+        )?;
         if let Some(dir) = &out {
             let target = dir.join(pinned.file_name());
             kindling::paths::write_atomic(&target, fetched.text.as_bytes(), 0o644)

@@ -3,9 +3,12 @@
 //! hosts without internet (filled by `kindling engine manifests --out DIR` elsewhere).
 //!
 //! Verification: a sum in the table is authoritative. An entry whose sum this build does not
-//! carry is trusted on first download and its sum recorded next to the cached file
-//! (`*.sha256`); every later read, and every `--manifests-dir` copy, must match the recorded sum.
-//! A mismatch is a hard error naming both sums.
+//! carry is trusted on first download and its sum recorded in the data directory
+//! (`manifest-sums/*.sha256`, 0600), not beside the cached file: whoever can write the cache
+//! could otherwise replace the file and its record together. Every later read, and every
+//! `--manifests-dir` copy, must match the recorded sum. A mismatch is a hard error naming both
+//! sums. A `--manifests-dir` copy with neither a pinned nor a recorded sum is refused unless the
+//! user vouches for it (`--trust-manifests`).
 
 use std::path::{Path, PathBuf};
 
@@ -68,10 +71,9 @@ pub struct FetchedManifest {
 /// An install manifest is a few MB; anything far larger is not what we asked for.
 const MAX_MANIFEST: u64 = 64 * 1024 * 1024;
 
-fn recorded_sum_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".sha256");
-    path.with_file_name(name)
+/// Where the first-use sum of `manifest` is recorded, in the data dir's `records` directory.
+fn recorded_sum_path(manifest: &PinnedManifest, records: &Path) -> PathBuf {
+    records.join(format!("{}.sha256", manifest.file_name()))
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
@@ -82,10 +84,9 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
 }
 
 /// The sum a manifest must have: the table's, else the one recorded at first download.
-fn expected_sum(manifest: &PinnedManifest, cache_dir: &Path) -> Option<String> {
+fn expected_sum(manifest: &PinnedManifest, records: &Path) -> Option<String> {
     manifest.sha256.clone().or_else(|| {
-        let recorded = recorded_sum_path(&cache_dir.join(manifest.file_name()));
-        std::fs::read_to_string(recorded)
+        std::fs::read_to_string(recorded_sum_path(manifest, records))
             .ok()
             .map(|s| s.trim().to_string())
             .filter(|s| s.len() == 64)
@@ -109,17 +110,28 @@ pub struct LocalCopies<'a> {
     /// releases (images rewritten for a mirror, say), so they cannot match the pinned sums and
     /// are used as they are, with a warning naming their sum. Off, a copy must be the release's.
     pub modified: bool,
+    /// `--trust-manifests` (`KINDLING_TRUST_MANIFESTS=1`): a copy with neither a pinned nor a
+    /// recorded sum may be used; without it such a copy is refused.
+    pub trusted: bool,
+}
+
+/// Where the manifests are kept: the cache (the downloaded files, shared and disposable) and,
+/// in the data dir, the first-use records of the sums this build does not pin.
+#[derive(Debug, Clone)]
+pub struct ManifestDirs {
+    pub cache: PathBuf,
+    pub records: PathBuf,
 }
 
 /// The verified install manifest: from the local copies when given, else the cache, else a
 /// download into the cache.
 pub fn fetch(
     manifest: &PinnedManifest,
-    cache_dir: &Path,
+    dirs: &ManifestDirs,
     local: Option<LocalCopies<'_>>,
 ) -> Result<FetchedManifest, EngineError> {
-    let cache_dir = cache_dir.join("manifests");
-    let expected = expected_sum(manifest, &cache_dir);
+    let cache_dir = dirs.cache.join("manifests");
+    let expected = expected_sum(manifest, &dirs.records);
     if let Some(local) = local {
         return from_local_copy(manifest, local, expected.as_deref());
     }
@@ -146,12 +158,10 @@ pub fn fetch(
         }
         Some(_) => None,
         None => {
-            crate::paths::write_atomic(
-                &recorded_sum_path(&path),
-                format!("{actual}\n").as_bytes(),
-                0o644,
-            )
-            .map_err(io_error(&path))?;
+            let record = recorded_sum_path(manifest, &dirs.records);
+            crate::paths::private_dirs(&dirs.records).map_err(io_error(&dirs.records))?;
+            crate::paths::write_atomic(&record, format!("{actual}\n").as_bytes(), 0o600)
+                .map_err(io_error(&record))?;
             Some(format!(
                 "{} has no pinned sha256 in this build; recorded {actual} at first download, later reads must match it",
                 manifest.file_name()
@@ -175,7 +185,11 @@ fn from_local_copy(
     local: LocalCopies<'_>,
     expected: Option<&str>,
 ) -> Result<FetchedManifest, EngineError> {
-    let LocalCopies { dir, modified } = local;
+    let LocalCopies {
+        dir,
+        modified,
+        trusted,
+    } = local;
     let path = dir.join(manifest.file_name());
     let bytes = std::fs::read(&path).map_err(|e| {
         EngineError::Manifest(format!(
@@ -185,6 +199,13 @@ fn from_local_copy(
         ))
     })?;
     let actual = sha256_hex(&bytes);
+    if expected.is_none() && !trusted {
+        return Err(EngineError::Manifest(format!(
+            "{} has no pinned sha256 in this build and none was recorded on this machine, so the copy in {} cannot be checked (sha256 {actual}); it was not used\nhelp: let kindling download it once on a host with internet (`kindling engine manifests`), or pass --trust-manifests (KINDLING_TRUST_MANIFESTS=1) if you know where this copy came from",
+            manifest.file_name(),
+            dir.display()
+        )));
+    }
     if let Some(expected) = expected
         && expected != actual
         && !modified
@@ -201,7 +222,7 @@ fn from_local_copy(
         path,
         note: match expected {
             None => Some(format!(
-                "{} has no pinned sha256 in this build; using the local copy with sha256 {actual}",
+                "{} has no pinned or recorded sha256; using the local copy with sha256 {actual}, as --trust-manifests says",
                 manifest.file_name()
             )),
             Some(expected) if expected != actual => Some(format!(

@@ -173,6 +173,9 @@ pub struct Settings {
     /// `KINDLING_MANIFESTS_MODIFIED=1`: the manifests dir holds the user's own edits of the
     /// pinned releases, used without comparing them with the pinned sums.
     pub manifests_modified: bool,
+    /// `--trust-manifests` / `KINDLING_TRUST_MANIFESTS=1`: a local manifest copy without a
+    /// pinned or recorded sum may be used.
+    pub trust_manifests: bool,
     /// How long the cluster's nodes and the engine's controllers may take.
     pub step_timeout: Duration,
     /// Host values a stamp's bootstrap secrets may read beyond its own tree: environment
@@ -200,7 +203,16 @@ impl Settings {
             .map(|dir| crate::engine::manifests::LocalCopies {
                 dir,
                 modified: self.manifests_modified,
+                trusted: self.trust_manifests,
             })
+    }
+
+    /// Where install manifests are cached, and where the sums of unpinned ones are recorded.
+    pub fn manifest_dirs(&self) -> crate::engine::manifests::ManifestDirs {
+        crate::engine::manifests::ManifestDirs {
+            cache: self.cache_dir.clone(),
+            records: self.data_dir.join("manifest-sums"),
+        }
     }
 
     pub fn from_env() -> Settings {
@@ -232,6 +244,7 @@ impl Settings {
                 .unwrap_or_else(|| crate::registry::REGISTRY_IMAGE.into()),
             manifests_dir: var("KINDLING_MANIFESTS_DIR").map(PathBuf::from),
             manifests_modified: var("KINDLING_MANIFESTS_MODIFIED").is_some_and(|v| v == "1"),
+            trust_manifests: var("KINDLING_TRUST_MANIFESTS").is_some_and(|v| v == "1"),
             step_timeout: seconds("KINDLING_STEP_TIMEOUT", 300),
             insecure_gitea: var("KINDLING_GITEA_INSECURE").is_some_and(|v| v == "1"),
             allow_secret_from: var("KINDLING_ALLOW_SECRET_FROM")

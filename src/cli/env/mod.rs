@@ -65,6 +65,9 @@ pub struct CreateArgs {
     /// Read the engine's install manifest from this directory (air-gapped hosts).
     #[arg(long)]
     manifests_dir: Option<PathBuf>,
+    /// Use a --manifests-dir copy even when no sha256 is pinned or recorded for it.
+    #[arg(long)]
+    trust_manifests: bool,
     #[command(flatten)]
     consent: SecretConsent,
     /// Accept a KINDLING_GITEA_URL over plain http to another machine (the token and pushes
@@ -379,6 +382,7 @@ fn create_options(
     if args.manifests_dir.is_some() {
         settings.manifests_dir = args.manifests_dir;
     }
+    settings.trust_manifests |= args.trust_manifests;
     settings
         .allow_secret_from
         .extend(args.consent.allow_secret_from);

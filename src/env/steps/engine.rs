@@ -35,7 +35,7 @@ impl Step for Engine {
             let pinned = manifests::pinned(engine);
             let (p, owned) = (pinned.clone(), settings.clone());
             let fetched = tokio::task::spawn_blocking(move || {
-                manifests::fetch(&p, &owned.cache_dir, owned.local_manifests())
+                manifests::fetch(&p, &owned.manifest_dirs(), owned.local_manifests())
             })
             .await
             .map_err(join_error)??;
