@@ -935,7 +935,6 @@ mod engine {
     #[test]
     fn engine_manifests_command_verifies_local_copies_and_copies_them_for_air_gapped_hosts() {
         let cache = tempfile::tempdir().unwrap();
-        let dirs = dirs(&cache);
         let local = tempfile::tempdir().unwrap();
         let out = tempfile::tempdir().unwrap();
         let manifests_command = |engine: &str, dir: &std::path::Path, modified: bool| {
