@@ -522,7 +522,12 @@ mod pki {
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).unwrap();
         std::os::unix::fs::chown(&data, Some(65534), Some(65534)).unwrap();
-        for args in [&["ca", "show"][..], &["env", "list"]] {
+        for args in [
+            &["ca", "show"][..],
+            &["env", "list"],
+            &["cache", "status"],
+            &["engine", "manifests"],
+        ] {
             refused_by_cli(&data, args, "belongs to uid 65534, not to you");
         }
         assert_eq!(std::fs::read_dir(&data).unwrap().count(), 0);

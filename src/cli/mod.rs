@@ -170,8 +170,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             kindling::paths::check_owner(&kindling::paths::data_dir())?;
             ca::run(command, output)
         }
-        Command::Cache(command) => cache::run(command, output),
-        Command::Engine(command) => engine::run(command, output),
+        // Both keep what only this user should vouch for in the data dir: the caches' owner
+        // label (its hash) and the recorded sums of unpinned manifests.
+        Command::Cache(command) => {
+            kindling::paths::check_owner(&kindling::paths::data_dir())?;
+            cache::run(command, output)
+        }
+        Command::Engine(command) => {
+            kindling::paths::check_owner(&kindling::paths::data_dir())?;
+            engine::run(command, output)
+        }
         Command::Doctor => doctor::run(output),
         Command::Version => version::run(output),
     }
