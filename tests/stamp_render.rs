@@ -159,6 +159,42 @@ mod stamp {
         assert_eq!(empty.documents[0]["resources"], json!([]));
     }
 
+    /// A named check without a namespace looks in the entry's namespace (Flux would look in
+    /// none and never find a namespaced object); an entry that does not prune keeps Flux's
+    /// default deletion policy, which then deletes nothing.
+    #[test]
+    fn stamp_render_flux_health_checks_default_to_the_entry_namespace() {
+        let dir = tempfile::tempdir().unwrap();
+        let stamp_dir = dir.path().join("stamps/small");
+        std::fs::create_dir_all(stamp_dir.join("web")).unwrap();
+        std::fs::write(
+            stamp_dir.join("web/deployment.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web, namespace: shop}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            stamp_dir.join("stamp.yaml"),
+            "apiVersion: kindling.dev/v1alpha1\nkind: Stamp\nmetadata: {name: small}\nspec:\n  applications:\n    - name: web\n      path: web\n      namespace: shop\n      healthChecks:\n        - {kind: Deployment, name: web}\n        - {kind: ClusterIssuer, name: ca, apiVersion: cert-manager.io/v1}\n",
+        )
+        .unwrap();
+        let small = stamp::load(&stamp_dir, None).unwrap();
+        let rendered = render(&small, Engine::Flux, &options()).unwrap();
+        let checks = &find(&rendered, "Kustomization", "web.health")["spec"]["healthChecks"];
+        assert_eq!(checks[0]["namespace"], "shop");
+        assert!(checks[1]["namespace"].is_null(), "cluster-scoped: {checks}");
+        assert_eq!(
+            find(&rendered, "Kustomization", "web")["spec"]["deletionPolicy"],
+            "WaitForTermination"
+        );
+        // A HostK8s entry that does not prune: no deletion policy, so Flux deletes nothing.
+        let stack = stamp::load(&hostk8s_stack("sample"), None).unwrap();
+        let rendered = render(&stack, Engine::Flux, &options()).unwrap();
+        for entry in stack.entries.iter().filter(|e| !e.prune) {
+            let k = find(&rendered, "Kustomization", &entry.name);
+            assert!(k["spec"]["deletionPolicy"].is_null(), "{k}");
+        }
+    }
+
     #[test]
     fn stamp_render_flux_helm_entries_get_a_repository_a_release_and_a_waiting_kustomization() {
         let rendered = render(&sample(), Engine::Flux, &options()).unwrap();

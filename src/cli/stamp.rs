@@ -18,6 +18,10 @@ pub enum StampCommand {
     Validate {
         /// Stamp name (under stamps/ or software/stacks/) or path.
         stamp: String,
+        /// Warn about what this engine will not do of what the stamp asks (as `env create`,
+        /// Flux by default).
+        #[arg(long, value_enum, default_value = "flux")]
+        engine: EngineArg,
     },
     /// Render the objects Flux or Argo CD would reconcile.
     Render {
@@ -57,7 +61,9 @@ pub enum GraphFormat {
 pub fn run(command: StampCommand, source: &Path, output: Output) -> anyhow::Result<()> {
     match command {
         StampCommand::List => list(source, output),
-        StampCommand::Validate { stamp } => validate(&load(&stamp, source)?, output),
+        StampCommand::Validate { stamp, engine } => {
+            validate(&load(&stamp, source)?, engine.into(), output)
+        }
         StampCommand::Render {
             stamp,
             engine,
@@ -140,7 +146,7 @@ fn count(stamp: &Stamp, role: Role) -> usize {
     stamp.entries.iter().filter(|e| e.role == role).count()
 }
 
-fn validate(stamp: &Stamp, output: Output) -> anyhow::Result<()> {
+fn validate(stamp: &Stamp, engine: Engine, output: Output) -> anyhow::Result<()> {
     let components = count(stamp, Role::Component);
     let applications = count(stamp, Role::Application);
     let waves = if stamp.entries.is_empty() {
@@ -153,7 +159,7 @@ fn validate(stamp: &Stamp, output: Output) -> anyhow::Result<()> {
         .warnings
         .iter()
         .map(ToString::to_string)
-        .chain(kindling::stamp::render::engine_warnings(stamp))
+        .chain(kindling::stamp::render::engine_warnings(stamp, engine))
         .collect();
     if output == Output::Json {
         super::print_json(json!({
@@ -204,6 +210,12 @@ fn render_command(
 ) -> anyhow::Result<()> {
     let rendered = render(stamp, engine, opts)?;
     print_warnings(stamp);
+    // What the engine will not honour, unless the render's notes already say it.
+    for warning in kindling::stamp::render::engine_warnings(stamp, engine) {
+        if !rendered.notes.contains(&warning) {
+            eprintln!("warning: {warning}");
+        }
+    }
     for note in &rendered.notes {
         eprintln!("note: {note}");
     }

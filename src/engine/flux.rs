@@ -141,35 +141,44 @@ pub fn dependency_in_message(message: &str) -> Option<String> {
 }
 
 /// An entry whose own Kustomization is Ready is still held by its health-check Kustomization
-/// until that is Ready too: the named checks are part of what the stamp asked for.
+/// until that is Ready too, at the revision the entry applied: the named checks are part of
+/// what the stamp asked for, and a Ready left from the previous commit says nothing of this one.
 fn with_health_checks(entry: EntryStatus, kustomizations: &[Value]) -> EntryStatus {
     if entry.readiness != Readiness::Ready {
         return entry;
     }
     let name = health_name(&entry.name);
-    let Some(checks) = named(kustomizations, &name) else {
-        return EntryStatus {
-            readiness: Readiness::Progressing,
-            reason: "HealthChecksPending".to_string(),
-            message: format!("Flux has not created {name} yet"),
-            ..entry
-        };
-    };
-    let (readiness, reason, message) = readiness_of(checks);
-    if readiness == Readiness::Ready {
-        return entry;
-    }
-    EntryStatus {
-        // Waiting for the entry itself (at a newer revision) is still progress.
-        readiness: if reason == "DependencyNotReady" {
-            Readiness::Progressing
-        } else {
-            readiness
-        },
-        suspended: readiness == Readiness::Suspended,
-        reason,
+    let pending = |message: String| EntryStatus {
+        readiness: Readiness::Progressing,
+        reason: "HealthChecksPending".to_string(),
         message,
-        ..entry
+        ..entry.clone()
+    };
+    let Some(checks) = named(kustomizations, &name) else {
+        return pending(format!("Flux has not created {name} yet"));
+    };
+    let applied = named(kustomizations, &entry.name)
+        .and_then(|k| k["status"]["lastAppliedRevision"].as_str());
+    let (readiness, reason, message) = readiness_of(checks);
+    let current = checks["status"]["lastAppliedRevision"].as_str() == applied;
+    match readiness {
+        Readiness::Ready if current => entry,
+        Readiness::Ready | Readiness::Progressing => pending(format!(
+            "{name} has not checked {} at this revision yet",
+            entry.name
+        )),
+        _ if reason == "DependencyNotReady" => pending(format!(
+            "{name} has not checked {} at this revision yet",
+            entry.name
+        )),
+        _ => EntryStatus {
+            suspended: readiness == Readiness::Suspended,
+            readiness,
+            reason,
+            // The object to look at is the health-check Kustomization, not the entry's.
+            message: format!("{name}: {message}"),
+            ..entry
+        },
     }
 }
 
@@ -306,6 +315,43 @@ mod tests {
             None
         );
         assert_eq!(dependency_in_message("dependency 'unterminated"), None);
+    }
+
+    /// An entry Ready at a new commit whose `.health` Kustomization is still Ready from the old
+    /// one is not Ready yet: the checks have not run at this commit.
+    #[test]
+    fn flux_health_checks_count_only_at_the_entry_revision() {
+        let kustomization = |name: &str, revision: &str| {
+            json!({"metadata": {"name": name, "generation": 1},
+            "status": {"observedGeneration": 1, "lastAppliedRevision": revision, "conditions": [
+                {"type": "Ready", "status": "True", "reason": "ReconciliationSucceeded", "message": format!("Applied revision: {revision}")}
+            ]}})
+        };
+        let entry = |objects: &[Value]| {
+            with_health_checks(entry_status("api", false, objects, &[]), objects)
+        };
+        let stale = [
+            kustomization("api", "main@sha1:new"),
+            kustomization("api.health", "main@sha1:old"),
+        ];
+        let e = entry(&stale);
+        assert_eq!(e.readiness, Readiness::Progressing, "{e:?}");
+        assert_eq!(e.reason, "HealthChecksPending");
+        let current = [
+            kustomization("api", "main@sha1:new"),
+            kustomization("api.health", "main@sha1:new"),
+        ];
+        assert_eq!(entry(&current).readiness, Readiness::Ready);
+        let mut failed = current.clone();
+        failed[1]["status"]["conditions"][0] = json!({"type": "Ready", "status": "False",
+            "reason": "HealthCheckFailed", "message": "health check failed after 5m0s: timeout waiting for: [Deployment/sample/api status: 'InProgress']"});
+        let e = entry(&failed);
+        assert_eq!(e.readiness, Readiness::Failed);
+        assert!(
+            e.message.starts_with("api.health: health check failed"),
+            "{e:?}"
+        );
+        assert_eq!(entry(&current[..1]).reason, "HealthChecksPending");
     }
 
     #[test]

@@ -147,8 +147,8 @@ pub fn fetch(
                 note: None,
             });
         }
-        // A damaged cached copy is replaced by a verified download; it is never applied.
-        let _ = std::fs::remove_file(&path);
+        // A damaged (or unverifiable) cached copy is never applied; a verified download
+        // replaces it below, and until then it stays, should the download fail.
     }
     let bytes = download(&manifest.url)?;
     let actual = sha256_hex(&bytes);
@@ -201,7 +201,7 @@ fn from_local_copy(
     let actual = sha256_hex(&bytes);
     if expected.is_none() && !trusted {
         return Err(EngineError::Manifest(format!(
-            "{} has no pinned sha256 in this build and none was recorded on this machine, so the copy in {} cannot be checked (sha256 {actual}); it was not used\nhelp: let kindling download it once on a host with internet (`kindling engine manifests`), or pass --trust-manifests (KINDLING_TRUST_MANIFESTS=1) if you know where this copy came from",
+            "{} has no pinned sha256 in this build and none was recorded on this machine, so the copy in {} cannot be checked (sha256 {actual}); it was not used\nhelp: a sum recorded on another host does not travel with the copy; if you know where this copy came from (`kindling engine manifests --out` on a connected host, say), pass --trust-manifests (KINDLING_TRUST_MANIFESTS=1)",
             manifest.file_name(),
             dir.display()
         )));

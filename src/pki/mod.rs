@@ -302,8 +302,8 @@ fn ca_params(
         ExtendedKeyUsagePurpose::ClientAuth,
     ];
     params.custom_extensions.push(names.extension());
-    // RFC 5280 4.2.1.1: every certificate but a self-signed root names its issuer's key;
-    // `openssl verify -x509_strict` refuses an intermediate without it.
+    // RFC 5280 4.2.1.1: a certificate names its issuer's key (a self-signed root may, and
+    // rcgen gives it its own); `openssl verify -x509_strict` refuses an intermediate without.
     params.use_authority_key_identifier_extension = true;
     // A little slack for clocks that differ between host and nodes.
     params.not_before = now - Duration::hours(1);

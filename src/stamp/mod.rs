@@ -154,6 +154,25 @@ impl HealthCheck {
     }
 }
 
+/// Kinds that live outside namespaces, among those health checks name.
+pub fn is_cluster_scoped(kind: &str) -> bool {
+    matches!(
+        kind,
+        "Namespace"
+            | "ClusterIssuer"
+            | "ClusterRole"
+            | "ClusterRoleBinding"
+            | "CustomResourceDefinition"
+            | "IngressClass"
+            | "StorageClass"
+            | "PersistentVolume"
+            | "PriorityClass"
+            | "APIService"
+            | "ValidatingWebhookConfiguration"
+            | "MutatingWebhookConfiguration"
+    )
+}
+
 /// apiVersions of the kinds health checks commonly name, so stamps (and HostK8s stacks, which
 /// omit it) need not spell them out.
 pub fn well_known_api_version(kind: &str) -> Option<&'static str> {

@@ -29,8 +29,13 @@ const DEFAULT_TIMEOUT: &str = "5m";
 /// finalize), while the Namespaces are still Terminating: `env restart` would then re-apply
 /// the bootstrap Secrets into namespaces about to vanish. With this policy the root is gone
 /// only once the entries are, and each entry only once its objects are (or its timeout,
-/// at least 30s, has passed).
+/// at least 30s, has passed). An entry with `prune: false` keeps Flux's default, which
+/// deletes nothing then (WaitForTermination would delete whatever `prune` says).
 const DELETION_POLICY: &str = "WaitForTermination";
+
+fn deletion_policy(prune: bool) -> Option<&'static str> {
+    prune.then_some(DELETION_POLICY)
+}
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -74,8 +79,9 @@ struct KustomizationSpec {
     path: String,
     prune: bool,
     wait: bool,
-    /// Always `WaitForTermination`: see [`DELETION_POLICY`].
-    deletion_policy: &'static str,
+    /// `WaitForTermination` where the Kustomization prunes: see [`DELETION_POLICY`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deletion_policy: Option<&'static str>,
     source_ref: CrossReference,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     depends_on: Vec<DependencyReference>,
@@ -282,7 +288,7 @@ fn root_kustomization(stamp: &Stamp, opts: &RenderOptions) -> Value {
             prune: true,
             // The entries report their own readiness; the root only has to apply them.
             wait: false,
-            deletion_policy: DELETION_POLICY,
+            deletion_policy: deletion_policy(true),
             source_ref: git_source_ref(),
             depends_on: Vec::new(),
             health_checks: Vec::new(),
@@ -319,7 +325,7 @@ fn entry_kustomization(stamp: &Stamp, entry: &Entry, opts: &RenderOptions) -> Va
     let health_checks = if has_health_kustomization(stamp, entry) {
         Vec::new()
     } else {
-        resolved_checks(entry)
+        resolved_checks(stamp, entry)
     };
     to_value(&Object {
         api_version: "kustomize.toolkit.fluxcd.io/v1",
@@ -332,7 +338,7 @@ fn entry_kustomization(stamp: &Stamp, entry: &Entry, opts: &RenderOptions) -> Va
             path,
             prune: entry.prune,
             wait,
-            deletion_policy: DELETION_POLICY,
+            deletion_policy: deletion_policy(entry.prune),
             source_ref: git_source_ref(),
             depends_on: entry
                 .depends_on
@@ -362,13 +368,26 @@ fn timeout_of(entry: &Entry) -> String {
         .unwrap_or_else(|| DEFAULT_TIMEOUT.to_string())
 }
 
-fn resolved_checks(entry: &Entry) -> Vec<HealthCheck> {
+/// The entry's health checks as Flux reads them: the apiVersion filled in for well-known
+/// kinds and, in a kindling stamp, a namespaced object's namespace defaulting to the entry's
+/// (Flux would look for an empty namespace and never find it). A HostK8s stack's checks stay
+/// as written.
+fn resolved_checks(stamp: &Stamp, entry: &Entry) -> Vec<HealthCheck> {
     entry
         .health_checks
         .iter()
-        .map(|h| HealthCheck {
-            api_version: h.resolved_api_version().map(str::to_string),
-            ..h.clone()
+        .map(|h| {
+            let namespace = match (&h.namespace, stamp.format) {
+                (None, StampFormat::Kindling) if !crate::stamp::is_cluster_scoped(&h.kind) => {
+                    entry.namespace.clone()
+                }
+                (ns, _) => ns.clone(),
+            };
+            HealthCheck {
+                api_version: h.resolved_api_version().map(str::to_string),
+                namespace,
+                ..h.clone()
+            }
         })
         .collect()
 }
@@ -392,13 +411,13 @@ fn health_kustomization(stamp: &Stamp, entry: &Entry, opts: &RenderOptions) -> V
             path: format!("./{}/{EMPTY_DIR}", opts.bundle_dir),
             prune: true,
             wait: false,
-            deletion_policy: DELETION_POLICY,
+            deletion_policy: deletion_policy(true),
             source_ref: git_source_ref(),
             depends_on: vec![DependencyReference {
                 name: entry.name.clone(),
                 namespace: None,
             }],
-            health_checks: resolved_checks(entry),
+            health_checks: resolved_checks(stamp, entry),
             target_namespace: None,
         },
     })

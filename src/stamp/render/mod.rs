@@ -199,9 +199,9 @@ impl Rendered {
 /// The list of files a render wrote into its `--out` directory.
 pub const RENDERED_LIST: &str = ".kindling-rendered";
 
-/// What an engine will not do of what the stamp asks, one line per reason (the entries it
-/// concerns named in it). `stamp validate` prints these as warnings.
-pub fn engine_warnings(stamp: &Stamp) -> Vec<String> {
+/// What `engine` will not do of what the stamp asks, one line per reason (the entries it
+/// concerns named in it). `stamp validate` and `stamp render` print these as warnings.
+pub fn engine_warnings(stamp: &Stamp, engine: Engine) -> Vec<String> {
     let names = |pick: &dyn Fn(&crate::stamp::Entry) -> bool| -> Vec<&str> {
         stamp
             .entries
@@ -211,6 +211,13 @@ pub fn engine_warnings(stamp: &Stamp) -> Vec<String> {
             .collect()
     };
     let mut warnings = Vec::new();
+    if engine == Engine::Argo {
+        let checked = names(&|e| !e.health_checks.is_empty());
+        if !checked.is_empty() {
+            warnings.push(argo::health_checks_note(&checked));
+        }
+        return warnings;
+    }
     let ignored = names(&|e| {
         stamp.format == crate::stamp::StampFormat::Hostk8s && e.wait && !e.health_checks.is_empty()
     });
@@ -219,10 +226,6 @@ pub fn engine_warnings(stamp: &Stamp) -> Vec<String> {
             "flux: healthChecks of {} gate nothing: Flux ignores healthChecks when wait is true (kustomize-controller checks every applied object instead); kindling keeps the stack's meaning, as under HostK8s",
             ignored.join(", ")
         ));
-    }
-    let checked = names(&|e| !e.health_checks.is_empty());
-    if !checked.is_empty() {
-        warnings.push(argo::health_checks_note(&checked));
     }
     warnings
 }
