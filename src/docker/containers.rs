@@ -313,6 +313,31 @@ impl DockerClient {
             Err(e) => Err(api(format!("stop container {name}"))(e)),
         }
     }
+    /// Starts a stopped container; `false` when it was running already or is not there.
+    pub async fn start_container(&self, name: &str) -> Result<bool, DockerError> {
+        crate::ui::call(|| format!("docker: inspect container {}", name));
+        match self.docker.inspect_container(name, None).await {
+            Ok(inspect) if inspect.state.as_ref().and_then(|s| s.running) == Some(true) => {
+                return Ok(false);
+            }
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => return Ok(false),
+            Err(e) => return Err(api(format!("inspect container {name}"))(e)),
+        }
+        crate::ui::call(|| format!("docker: start container {}", name));
+        match self
+            .docker
+            .start_container(
+                name,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(api(format!("start container {name}"))(e)),
+        }
+    }
     pub async fn remove_container(&self, name: &str) -> Result<bool, DockerError> {
         let options = RemoveContainerOptionsBuilder::default()
             .force(true)

@@ -309,6 +309,29 @@ impl DockerClient {
             .map_err(api("list networks"))
     }
 
+    /// Every container (running or not) carrying `label`, with the value of its `role_label`.
+    pub async fn containers_with_labels(
+        &self,
+        label: &str,
+        role_label: &str,
+    ) -> Result<Vec<(String, String)>, DockerError> {
+        let mut found: Vec<(String, String)> = self
+            .containers_with(&Self::label_filter(label))
+            .await?
+            .into_iter()
+            .filter_map(|c| {
+                let name = c.names?.first()?.trim_start_matches('/').to_string();
+                let role = c
+                    .labels
+                    .and_then(|l| l.get(role_label).cloned())
+                    .unwrap_or_default();
+                Some((name, role))
+            })
+            .collect();
+        found.sort();
+        Ok(found)
+    }
+
     /// Names of the containers carrying `label`.
     pub async fn containers_labelled(&self, label: &str) -> Result<Vec<String>, DockerError> {
         Ok(self.labelled(label).await?.containers)

@@ -47,6 +47,9 @@ pub struct StatusReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub route_repaired: Option<String>,
     pub ready: bool,
+    /// Containers of the env that exist but do not run (`env stop`, or a Docker restart).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stopped: Vec<String>,
 }
 
 async fn container_state(docker: Option<&DockerClient>, name: &str) -> String {
@@ -89,7 +92,19 @@ pub async fn status(
         error: None,
         route_repaired: None,
         ready: false,
+        stopped: Vec::new(),
     };
+    if let Ok(docker) = DockerClient::connect().await {
+        let stopped = super::power::stopped_containers(&docker, &state).await?;
+        if !stopped.is_empty() {
+            report.error = Some(format!(
+                "env {name} is stopped ({}): `kindling env start {name}` starts it again",
+                stopped.join(", ")
+            ));
+            report.stopped = stopped;
+            return Ok(report);
+        }
+    }
     if !state.is_done("engine") || parts.cluster_missing {
         report.error = Some("the engine is not installed yet".into());
         return Ok(report);

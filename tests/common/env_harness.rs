@@ -149,7 +149,9 @@ printf '['; sep=''; while read -r c; do printf '%s{{"name":"%s","nodes":[]}}' "$
 name=$(sed -n 's/^  name: //p' "$4" | head -1)
 docker network create "k3d-$name" >/dev/null 2>&1
 label=$(sed -n 's/^    - label: \(dev.kindling.env=.*\)$/\1/p' "$4" | head -1)
-docker run -d --name "k3d-$name-server-0" --label k3d.cluster="$name" --label "$label" --network "k3d-$name" {TEST_IMAGE} sleep 1000000 >/dev/null || exit 1
+# pkg/types/types.go (LabelClusterName, LabelRole) and pkg/runtimes/docker/translate.go
+# (restart policy unless-stopped).
+docker run -d --name "k3d-$name-server-0" --label k3d.cluster="$name" --label k3d.role=server --label "$label" --restart unless-stopped --network "k3d-$name" {TEST_IMAGE} sleep 1000000 >/dev/null || exit 1
 # cmd/cluster/clusterCreate.go (k3d-io/k3d v5.9.0): merged into the default kubeconfig
 # (`k3d-NAME`, user `admin@k3d-NAME`), made current only with kubeconfig.switchCurrentContext.
 kc set-cluster "k3d-$name" --server=https://127.0.0.1:6443
@@ -293,8 +295,10 @@ if [ -n "${{KIND_EXPERIMENTAL_DOCKER_NETWORK:-}}" ]; then
 fi
 echo "$net" > "$here/kind-network"
 docker network inspect "$net" >/dev/null 2>&1 || docker network create "$net" >/dev/null 2>&1
+# pkg/cluster/internal/providers/docker/provision.go: the cluster and role labels, and
+# --restart=on-failure:1 (back after a reboot, not after `docker stop`).
 node() {{
-  docker run -d --name "$name-$1" --hostname "$name-$1" --label io.x-k8s.kind.cluster="$name" --label io.x-k8s.kind.role="$2" --network "$net" {TEST_IMAGE} sleep 1000000 >/dev/null || exit 1
+  docker run -d --name "$name-$1" --hostname "$name-$1" --label io.x-k8s.kind.cluster="$name" --label io.x-k8s.kind.role="$2" --restart=on-failure:1 --network "$net" {TEST_IMAGE} sleep 1000000 >/dev/null || exit 1
 }}
 cps=$(grep -c '^- role: control-plane' "$6"); workers=$(grep -c '^- role: worker' "$6")
 [ "$cps" -gt 1 ] && node external-load-balancer external-load-balancer

@@ -121,6 +121,10 @@ pub enum EnvCommand {
     },
     /// Let an environment created with --hold reconcile.
     Approve(EnvName),
+    /// Stop every container of the environment (nodes, Gitea, registry); the shared caches stay.
+    Stop(EnvName),
+    /// Start a stopped environment again; it re-points what moved and reconciles.
+    Start(EnvName),
     /// Sync on every change of the source tree.
     Watch {
         #[command(flatten)]
@@ -298,6 +302,14 @@ async fn run_async(command: EnvCommand, output: Output, verbose: u8) -> anyhow::
         EnvCommand::Approve(env) => {
             let report = kindling::env::approve(&settings, &env.name, &progress).await?;
             out.print("approve", &report, text::approved);
+        }
+        EnvCommand::Stop(env) => {
+            let report = kindling::env::stop(&settings, &env.name, &progress).await?;
+            out.print("stop", &report, text::stopped);
+        }
+        EnvCommand::Start(env) => {
+            let report = kindling::env::start(&settings, &env.name, &progress).await?;
+            out.print("start", &report, text::started);
         }
         EnvCommand::Watch {
             env,

@@ -7,6 +7,7 @@ use kindling::env::create::CreateReport;
 use kindling::env::delete::DeleteReport;
 use kindling::env::list::ListEntry;
 use kindling::env::plan::Plan;
+use kindling::env::power::PowerReport;
 use kindling::env::restart::RestartReport;
 use kindling::env::status::StatusReport;
 use kindling::env::sync::SyncReport;
@@ -141,6 +142,28 @@ pub fn restarted(report: &RestartReport) {
     println!(
         "env {}: stamp {} removed, stamp {} bootstrapped at {}",
         report.env, report.removed_stamp, report.stamp, report.commit
+    );
+}
+
+pub fn stopped(report: &PowerReport) {
+    println!(
+        "env {} stopped ({} containers); `kindling env start {}` brings it back",
+        report.env,
+        report.containers.len(),
+        report.env
+    );
+}
+
+pub fn started(report: &PowerReport) {
+    println!(
+        "env {} started ({} containers){}",
+        report.env,
+        report.containers.len(),
+        report
+            .route_repaired
+            .as_ref()
+            .map(|r| format!("; {r}"))
+            .unwrap_or_default()
     );
 }
 
