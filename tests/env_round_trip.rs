@@ -885,6 +885,11 @@ mod env {
         ));
         real.push(("kindling env create", ok(&h.create(&env, &[]))));
         real.push(("kindling env status", h.json(&["env", "status", &env])));
+        h.json(&["env", "stop", &env]);
+        real.push((
+            "kindling env stop / kindling env start",
+            h.json(&["env", "start", &env]),
+        ));
         std::fs::write(
             h.path("source/stamps/sample/applications/api/doc.txt"),
             "x\n",
@@ -899,7 +904,7 @@ mod env {
         let documented = documented_shapes();
         assert_eq!(
             documented.len(),
-            6,
+            7,
             "{:?}",
             documented.iter().map(|d| &d.0).collect::<Vec<_>>()
         );
