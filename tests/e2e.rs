@@ -4,7 +4,9 @@
 //!
 //! create sample --wait → https://api.localhost:PORT verifies against the root CA → edit the
 //! website's index.html in a temp copy, `env sync`, the new page is served → `env restart`
-//! → Ready again → `env delete` → no labelled Docker object and no kubeconfig context left.
+//! → Ready again → `env stop` / `env start` → served again → (with
+//! `KINDLING_E2E_RESTART_DOCKER=1`) the Docker daemon restarted → Ready and served again →
+//! `env delete` → no labelled Docker object and no kubeconfig context left.
 //!
 //! These machines cannot run it (no privileged containers, no registry); `scripts/test.sh`
 //! compiles it and it returns at once without `KINDLING_E2E=1`.
@@ -258,6 +260,39 @@ fn e2e_sample_stamp_full_loop() {
         uid_before, uid_after,
         "restart did not remove and recreate the api"
     );
+
+    // Stop and start: every container of the env goes down and comes back; the env heals
+    // itself (nodes Ready, Gitea's route, the engine reconciling) and serves again.
+    let started = Instant::now();
+    let stopped = e2e.json(&["env", "stop", &env]);
+    eprintln!("stop took {:.1}s", started.elapsed().as_secs_f64());
+    assert!(!stopped["stop"]["containers"].as_array().unwrap().is_empty());
+    let status = e2e.json(&["env", "status", &env]);
+    assert!(
+        status["status"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("kindling env start")),
+        "{status}"
+    );
+    let started = Instant::now();
+    e2e.json(&["env", "start", &env]);
+    eprintln!("start took {:.1}s", started.elapsed().as_secs_f64());
+    let status = e2e.json(&["env", "status", &env, "--wait", "--timeout", "10m"]);
+    assert_eq!(status["status"]["ready"], true);
+    e2e.wait_served("www.localhost", &marker, Duration::from_secs(300));
+
+    // A reboot stand-in where the workflow allows it: the Docker daemon restarts, the
+    // containers' restart policies bring the env back, and the next command repairs what moved.
+    if std::env::var("KINDLING_E2E_RESTART_DOCKER").as_deref() == Ok("1") {
+        let restarted = Command::new("sudo")
+            .args(["systemctl", "restart", "docker"])
+            .status()
+            .unwrap();
+        assert!(restarted.success(), "could not restart the Docker daemon");
+        let status = e2e.json(&["env", "status", &env, "--wait", "--timeout", "10m"]);
+        assert_eq!(status["status"]["ready"], true);
+        e2e.wait_served("www.localhost", &marker, Duration::from_secs(300));
+    }
 
     // Delete: nothing left.
     let started = Instant::now();
