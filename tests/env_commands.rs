@@ -169,8 +169,11 @@ mod env {
             assert!(env_dir.join("lock").exists());
             std::thread::sleep(Duration::from_millis(50));
         }
-        // The delete finishes: the env's directory is gone (lock included).
-        std::fs::remove_dir_all(&env_dir).unwrap();
+        // The delete finishes as `env delete` does: the env's directory is moved aside, lock
+        // included, then removed (a waiter polling for the lock cannot make it again there).
+        let aside = env_dir.with_file_name(format!(".{env}.deleted-test"));
+        std::fs::rename(&env_dir, &aside).unwrap();
+        std::fs::remove_dir_all(&aside).unwrap();
         let out = sync.wait_with_output().unwrap();
         holder.kill().unwrap();
         let _ = holder.wait();

@@ -79,12 +79,22 @@ pub async fn delete(
         removed.networks.len(),
     );
     progress.done("docker", t.elapsed(), &counts);
-    drop(lock);
+    // The directory is moved aside while the lock is still held, then removed: a command
+    // waiting for the lock re-creates the lock file as it polls, and would otherwise make it
+    // again inside the directory being removed (which then cannot be removed). Moved, the
+    // waiter finds no env.
     if env_dir.exists() {
-        std::fs::remove_dir_all(&env_dir).map_err(|e| EnvError::State {
-            path: env_dir.clone(),
-            reason: e.to_string(),
-        })?;
+        let aside = env_dir.with_file_name(format!(".{name}.deleted-{}", std::process::id()));
+        let state_error = |path: &std::path::Path| {
+            let path = path.to_path_buf();
+            move |e: std::io::Error| EnvError::State {
+                path,
+                reason: e.to_string(),
+            }
+        };
+        std::fs::rename(&env_dir, &aside).map_err(state_error(&env_dir))?;
+        drop(lock);
+        std::fs::remove_dir_all(&aside).map_err(state_error(&aside))?;
         report.state_removed = true;
     }
     Ok(report)

@@ -161,7 +161,8 @@ pub fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
-/// The names of every env with a state directory.
+/// The names of every env with a state directory (not a directory `env delete` moved aside,
+/// `.NAME.deleted-PID`, left by a delete that was killed before it removed it).
 pub fn env_names(data_dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(data_dir.join("envs"))
         .into_iter()
@@ -169,6 +170,7 @@ pub fn env_names(data_dir: &Path) -> Vec<String> {
         .flatten()
         .filter(|e| e.path().is_dir())
         .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|name| !name.starts_with('.'))
         .collect();
     names.sort();
     names

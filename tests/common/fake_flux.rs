@@ -3,10 +3,12 @@
 //! scaled time (one Flux second is [`SECOND`]). What they share with the Argo CD fake (the
 //! pushed tree, builds, apply, health) is in fake_cluster.rs.
 //!
-//! Read from fluxcd/kustomize-controller v1.9.4 (internal/controller/kustomization_controller.go,
-//! kustomization_manager.go is not used; api/v1/kustomization_types.go) and
-//! fluxcd/helm-controller v1.6.3 (internal/controller/helmrelease_controller.go), the versions
-//! Flux v2.9.4 (kindling's pin) ships. Each behaviour below names where it comes from.
+//! Read from fluxcd/kustomize-controller v1.9.4 (internal/controller/kustomization_controller.go
+//! "KC", api/v1/kustomization_types.go "KT"), fluxcd/helm-controller v1.6.3
+//! (internal/controller/helmrelease_controller.go, internal/reconcile/install.go) and fluxcd/pkg
+//! at the versions their go.mod names (ssa v0.76.1, runtime v0.110.1): the versions Flux v2.9.4,
+//! kindling's pin, ships. Each behaviour below names where it comes from; line numbers are
+//! those of the v1.9.4 tag.
 //!
 //! What the fake does not model: SOPS, post-build substitution, drift detection, Helm test and
 //! rollback. What a chart installs is a recorded table ([`chart_workloads`]), not a Helm render.
