@@ -299,28 +299,69 @@ pub fn check_docker_endpoint(
 }
 
 pub fn check_proxy() -> Vec<Finding> {
-    ["HTTP_PROXY", "HTTPS_PROXY", "https_proxy", "http_proxy"]
+    judge_proxy(&crate::cluster::proxy::ProxySettings::from_env())
+}
+
+/// What was found of a proxy, and what goes on to the env (credentials never shown).
+pub fn judge_proxy(proxy: &crate::cluster::proxy::ProxySettings) -> Vec<Finding> {
+    if !proxy.is_set() {
+        return Vec::new();
+    }
+    let shown = proxy.redacted();
+    let found = [("HTTP_PROXY", &shown.http), ("HTTPS_PROXY", &shown.https)]
         .iter()
-        .filter_map(|v| std::env::var(v).ok().map(|value| (v, value)))
-        .map(|(name, value)| {
-            let no_proxy = std::env::var("NO_PROXY").or_else(|_| std::env::var("no_proxy")).unwrap_or_default();
-            if no_proxy.contains("localhost") && no_proxy.contains("127.0.0.1") {
-                finding("proxy", Status::Ok, format!("{name}={value}, NO_PROXY covers loopback"), None)
-            } else {
-                finding(
-                    "proxy",
-                    Status::Warn,
-                    format!("{name}={value} but NO_PROXY lacks localhost/127.0.0.1"),
-                    Some("add localhost,127.0.0.1,.localhost to NO_PROXY so kindling reaches Gitea and the cluster".into()),
-                )
-            }
-        })
-        .collect()
+        .filter_map(|(name, value)| value.as_ref().map(|v| format!("{name}={v}")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut findings = vec![finding(
+        "proxy",
+        Status::Ok,
+        format!(
+            "{found}: passed on to the nodes (kind does it itself, k3d through its config) and the engine's controllers, with NO_PROXY extended by the cluster's ranges, .svc names and the env's registry and Gitea"
+        ),
+        None,
+    )];
+    let loopback = ["localhost", "127.0.0.1"]
+        .iter()
+        .all(|h| proxy.no_proxy.iter().any(|n| n == h));
+    if !loopback {
+        findings.push(finding(
+            "proxy",
+            Status::Warn,
+            "NO_PROXY lacks localhost/127.0.0.1".into(),
+            Some("add localhost,127.0.0.1,.localhost to NO_PROXY so kindling reaches Gitea and the cluster".into()),
+        ));
+    }
+    findings
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The proxy is shown without its credentials, with what goes on to the env, and a
+    /// NO_PROXY without loopback is a warning.
+    #[test]
+    fn doctor_proxy_shows_what_is_passed_on_without_credentials() {
+        use crate::cluster::proxy::ProxySettings;
+        assert!(judge_proxy(&ProxySettings::default()).is_empty());
+        let proxy = ProxySettings::from_lookup(|k| match k {
+            "HTTPS_PROXY" => Some("http://alice:s3cret@proxy.corp:3128".into()),
+            "NO_PROXY" => Some("localhost,127.0.0.1".into()),
+            _ => None,
+        });
+        let f = judge_proxy(&proxy);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].status, Status::Ok);
+        assert!(
+            !f[0].detail.contains("s3cret") && f[0].detail.contains("proxy.corp:3128"),
+            "{f:?}"
+        );
+        assert!(f[0].detail.contains("passed on to the nodes"));
+        let proxy =
+            ProxySettings::from_lookup(|k| (k == "HTTP_PROXY").then(|| "http://p:1".into()));
+        assert_eq!(judge_proxy(&proxy)[1].status, Status::Warn);
+    }
 
     #[test]
     fn doctor_inotify_limits_below_kind_recommendation_warn_with_the_sysctl() {

@@ -353,6 +353,7 @@ case "$*" in
     if grep -qx "$n" "$here/clusters"; then echo "ERROR: node(s) already exist for a cluster with the name \"$n\"" >&2; exit 1; fi
     cp "$cfg" "$here/config-seen.yaml"
     echo "${KIND_EXPERIMENTAL_DOCKER_NETWORK:-}" > "$here/network-seen"
+    echo "${HTTPS_PROXY:-} ${NO_PROXY:-}" > "$here/proxy-seen"
     echo "$n" >> "$here/clusters" ;;
   "delete cluster --name "*|"cluster delete "*)
     n=$(echo "$*" | awk '{print $NF}'); grep -vx "$n" "$here/clusters" > "$here/clusters.new"; mv "$here/clusters.new" "$here/clusters" ;;
@@ -382,7 +383,7 @@ esac
 
     fn lifecycle(provider: &dyn ClusterProvider, dir: &Path, config: &str) {
         assert!(!provider.exists("kindling-dev").unwrap());
-        provider.create("kindling-dev", config).unwrap();
+        provider.create("kindling-dev", config, &[]).unwrap();
         assert!(provider.exists("kindling-dev").unwrap());
         assert_eq!(
             std::fs::read_to_string(dir.join("config-seen.yaml")).unwrap(),
@@ -396,7 +397,7 @@ esac
         );
         // A second create of the same cluster is refused by the provider, with its stderr.
         let err = provider
-            .create("kindling-dev", config)
+            .create("kindling-dev", config, &[])
             .unwrap_err()
             .to_string();
         assert!(err.contains("already exist"), "{err}");
@@ -446,6 +447,87 @@ esac
             kind.nodes("kindling-dev").unwrap(),
             ["kindling-dev-control-plane", "kindling-dev-worker"]
         );
+    }
+
+    /// The user's proxy reaches the nodes: kind gets the variables in its own environment
+    /// (kind passes them on, adding its subnets; kubernetes-sigs/kind v0.33.0
+    /// pkg/cluster/internal/providers/common/proxy.go) with the env's registry and Gitea
+    /// kept direct; k3d, which passes nothing on, gets them in its config for every node.
+    #[test]
+    fn cluster_proxy_settings_reach_the_nodes_of_both_providers() {
+        let dir = tempfile::tempdir().unwrap();
+        let kind = KindCli {
+            binary: fake_cli(dir.path(), "kind"),
+            work_dir: dir.path().to_path_buf(),
+        };
+        let proxy = kindling::cluster::proxy::ProxySettings::from_lookup(|k| match k {
+            "HTTPS_PROXY" => Some("http://proxy.corp:3128".into()),
+            "no_proxy" => Some("corp.example".into()),
+            _ => None,
+        });
+        let profile = default_profile(Provider::Kind);
+        let mut c = resolve(&profile, "dev", IngressPorts::default(), Some(5001)).unwrap();
+        c.proxy = proxy.clone();
+        let vars = kindling::cluster::node_proxy_variables(&c, "dev");
+        kind.create("kindling-dev", "kind: Cluster\n", &vars)
+            .unwrap();
+        let seen = std::fs::read_to_string(dir.path().join("proxy-seen")).unwrap();
+        assert!(
+            seen.starts_with("http://proxy.corp:3128 corp.example,"),
+            "{seen}"
+        );
+        assert!(
+            seen.contains("kindling-dev-registry") && seen.contains("kindling-dev-gitea"),
+            "{seen}"
+        );
+        // k3d: the config carries them for servers and agents, with k3s's own ranges direct.
+        let profile = default_profile(Provider::K3d);
+        let mut c = resolve(&profile, "dev", IngressPorts::default(), Some(5001)).unwrap();
+        assert!(render_k3d(&c, "dev")["env"].is_null(), "no proxy, no env");
+        c.proxy = proxy;
+        let config = render_k3d(&c, "dev");
+        let env = config["env"].as_array().unwrap();
+        let var = |name: &str| {
+            env.iter()
+                .find(|e| {
+                    e["envVar"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with(&format!("{name}="))
+                })
+                .unwrap_or_else(|| panic!("no {name}: {env:?}"))
+                .clone()
+        };
+        assert_eq!(
+            var("HTTPS_PROXY")["envVar"],
+            "HTTPS_PROXY=http://proxy.corp:3128"
+        );
+        assert_eq!(
+            var("https_proxy")["nodeFilters"],
+            serde_json::json!(["server:*", "agent:*"])
+        );
+        let no_proxy = var("NO_PROXY")["envVar"].as_str().unwrap().to_string();
+        for direct in [
+            "corp.example",
+            "10.42.0.0/16",
+            "10.43.0.0/16",
+            ".svc.cluster.local",
+            "kindling-dev-registry",
+        ] {
+            assert!(no_proxy.contains(direct), "{direct}: {no_proxy}");
+        }
+        // k3d's own schema takes the field.
+        let schema: Value = serde_json::from_str(
+            &std::fs::read_to_string(schemas_dir().join("k3d-config.v1alpha5.schema.json"))
+                .unwrap(),
+        )
+        .unwrap();
+        let validator = jsonschema::draft7::new(&schema).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&config)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{errors:?}");
     }
 
     #[test]
@@ -503,7 +585,9 @@ esac
             work_dir: dir.path().join("env"),
         };
         std::fs::write(dir.path().join("fail"), "").unwrap();
-        let err = kind.create("kindling-dev", "kind: Cluster\n").unwrap_err();
+        let err = kind
+            .create("kindling-dev", "kind: Cluster\n", &[])
+            .unwrap_err();
         let text = err.to_string();
         assert!(
             text.contains("create cluster --name kindling-dev"),

@@ -628,6 +628,52 @@ mod engine {
         )
     }
 
+    /// The user's proxy reaches the engine's controllers (they fetch charts and OCI artifacts),
+    /// with the cluster's ranges and the env's services kept direct; what the manifest sets
+    /// itself stays; without a proxy nothing changes.
+    #[test]
+    fn engine_install_objects_carry_the_proxy_to_every_controller() {
+        let mut objects = engine::install_objects(Engine::Flux, &flux_install()).unwrap();
+        let before = objects.clone();
+        engine::with_proxy(&mut objects, &[]);
+        assert_eq!(objects, before);
+        objects[5]["spec"]["template"]["spec"]["containers"][0]["env"] =
+            json!([{"name": "NO_PROXY", "value": "set-by-upstream"}]);
+        let proxy = kindling::cluster::proxy::ProxySettings::from_lookup(|k| {
+            (k == "HTTPS_PROXY").then(|| "http://proxy.corp:3128".to_string())
+        });
+        let vars = proxy.variables(&kindling::cluster::proxy::pod_direct_names(
+            kindling::cluster::Provider::Kind,
+            "dev",
+        ));
+        engine::with_proxy(&mut objects, &vars);
+        let env = &objects[5]["spec"]["template"]["spec"]["containers"][0]["env"];
+        let value = |name: &str| {
+            env.as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == name)
+                .map(|e| e["value"].as_str().unwrap().to_string())
+        };
+        assert_eq!(objects[5]["kind"], "Deployment");
+        assert_eq!(
+            value("HTTPS_PROXY").as_deref(),
+            Some("http://proxy.corp:3128")
+        );
+        assert_eq!(value("NO_PROXY").as_deref(), Some("set-by-upstream"));
+        let no_proxy = value("no_proxy").unwrap();
+        for direct in [
+            "10.96.0.0/16",
+            "10.244.0.0/16",
+            ".svc.cluster.local",
+            "kindling-dev-gitea",
+        ] {
+            assert!(no_proxy.contains(direct), "{direct}: {no_proxy}");
+        }
+        // Only workloads change.
+        assert_eq!(objects[0], before[0]);
+    }
+
     #[tokio::test]
     async fn engine_flux_install_bootstrap_reconcile_and_status_through_the_api() {
         let api = FakeApi::start(Some(Box::new(builtin_controllers)));
@@ -636,6 +682,7 @@ mod engine {
             &kube,
             Engine::Flux,
             &flux_install(),
+            &[],
             Duration::from_secs(10),
         )
         .await
@@ -741,7 +788,7 @@ mod engine {
             "{}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: argocd-cm, labels: {{app.kubernetes.io/part-of: argocd}}}}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{name: argocd-server}}\nrules: []\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: argocd-server}}\nspec: {{}}\n---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: argocd-application-controller}}\nspec: {{replicas: 1}}\n",
             crd("argocd-application-crd.yaml")
         );
-        engine::install(&kube, Engine::Argo, &install, Duration::from_secs(10))
+        engine::install(&kube, Engine::Argo, &install, &[], Duration::from_secs(10))
             .await
             .unwrap();
         let paths: Vec<String> = api
@@ -850,10 +897,16 @@ mod engine {
             }
         });
         let kube = api.client().await;
-        let err = engine::install(&kube, Engine::Flux, &flux_install(), Duration::from_secs(1))
-            .await
-            .unwrap_err()
-            .to_string();
+        let err = engine::install(
+            &kube,
+            Engine::Flux,
+            &flux_install(),
+            &[],
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("Deployment source-controller is not Available"),
             "{err}"

@@ -34,12 +34,14 @@ pub fn run(command: ClusterCommand, output: Output) -> anyhow::Result<()> {
     if let Some(p) = provider {
         profile.spec.provider = p;
     }
-    let resolved = cluster::resolve(
+    let mut resolved = cluster::resolve(
         &profile,
         &name,
         profile.spec.ingress,
         Some(kindling::env::ports::DEFAULT_REGISTRY_PORT),
     )?;
+    // What `env create` hands the provider, the user's proxy included.
+    resolved.proxy = cluster::proxy::ProxySettings::from_env();
     if output == Output::Json {
         let config = match resolved.provider {
             Provider::Kind => cluster::render_kind(&resolved),

@@ -3,6 +3,7 @@
 
 mod profile;
 pub mod provider;
+pub mod proxy;
 mod render;
 pub mod tools;
 pub mod user_kubeconfig;
@@ -71,6 +72,9 @@ pub struct ResolvedCluster {
     /// Whether the provider makes the new cluster's context the current one (kind always
     /// does; k3d's `kubeconfig.switchCurrentContext`). On by default, as `kind create cluster`.
     pub switch_context: bool,
+    /// The user's proxy, passed on to the nodes (`proxy`); none unless the caller sets it
+    /// from the environment.
+    pub proxy: proxy::ProxySettings,
 }
 
 /// kind and k3d both get `kindling-NAME`, so envs never collide with the user's own clusters.
@@ -109,7 +113,18 @@ pub fn resolve(
             spec.image_caches,
         ),
         switch_context: true,
+        proxy: proxy::ProxySettings::default(),
     })
+}
+
+/// The proxy variables for the nodes of `cluster` (env `env`): what must stay direct added to
+/// NO_PROXY (k3s's ranges for k3d; kind adds its own).
+pub fn node_proxy_variables(cluster: &ResolvedCluster, env: &str) -> Vec<(String, String)> {
+    let mut direct = proxy::env_direct_names(env);
+    if cluster.provider == Provider::K3d {
+        direct.extend(proxy::K3S_RANGES.iter().map(|r| r.to_string()));
+    }
+    cluster.proxy.variables(&direct)
 }
 
 /// Waits until every node of the cluster is Ready, reached through `context` of the env's

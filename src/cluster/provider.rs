@@ -12,8 +12,14 @@ pub trait ClusterProvider {
     fn provider(&self) -> Provider;
     fn exists(&self, name: &str) -> Result<bool, ClusterError>;
     /// Creates the cluster from a rendered config; merges its context into the user's
-    /// kubeconfig as the provider itself does.
-    fn create(&self, name: &str, config_yaml: &str) -> Result<(), ClusterError>;
+    /// kubeconfig as the provider itself does. `env` goes to the provider's process (kind
+    /// passes the proxy variables it finds there on to its nodes).
+    fn create(
+        &self,
+        name: &str,
+        config_yaml: &str,
+        env: &[(String, String)],
+    ) -> Result<(), ClusterError>;
     /// Deletes the cluster (and its kubeconfig context); succeeds when there is none.
     fn delete(&self, name: &str) -> Result<(), ClusterError>;
     /// A standalone kubeconfig for the cluster (written to the env's data dir for CI).
@@ -141,7 +147,12 @@ impl ClusterProvider for KindCli {
         Ok(out.lines().any(|l| l.trim() == name))
     }
 
-    fn create(&self, name: &str, config_yaml: &str) -> Result<(), ClusterError> {
+    fn create(
+        &self,
+        name: &str,
+        config_yaml: &str,
+        env: &[(String, String)],
+    ) -> Result<(), ClusterError> {
         let config = write_config(&self.work_dir, "kind", config_yaml)?;
         let config = config.display().to_string();
         // kind waits for the control plane itself; kindling then waits for every node.
@@ -152,12 +163,15 @@ impl ClusterProvider for KindCli {
         // pkg/cluster/internal/providers/docker/provider.go Provision, network.go
         // ensureNetwork). kindling makes it first, labelled for the env, so delete removes it.
         let network = self.docker_network(name);
+        let mut vars: Vec<(&str, &str)> =
+            vec![("KIND_EXPERIMENTAL_DOCKER_NETWORK", network.as_str())];
+        vars.extend(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         run_with(
             &self.binary,
             &[
                 "create", "cluster", "--name", name, "--config", &config, "--wait", "120s",
             ],
-            &[("KIND_EXPERIMENTAL_DOCKER_NETWORK", network.as_str())],
+            &vars,
         )?;
         Ok(())
     }
@@ -232,7 +246,13 @@ impl ClusterProvider for K3dCli {
         Ok(clusters.iter().any(|c| c.name == name))
     }
 
-    fn create(&self, _name: &str, config_yaml: &str) -> Result<(), ClusterError> {
+    fn create(
+        &self,
+        _name: &str,
+        config_yaml: &str,
+        // The config carries the proxy variables for k3d's nodes.
+        _env: &[(String, String)],
+    ) -> Result<(), ClusterError> {
         let config = write_config(&self.work_dir, "k3d", config_yaml)?;
         run(
             &self.binary,

@@ -126,9 +126,21 @@ struct K3dSimple {
     #[serde(rename = "kubeAPI")]
     kube_api: K3dKubeApi,
     ports: Vec<K3dPort>,
+    /// The user's proxy for every node (k3d passes nothing on by itself): k3d.io/v1alpha5
+    /// `env: [{envVar, nodeFilters}]` (k3d-io/k3d v5.9.0 pkg/config/v1alpha5/types.go
+    /// EnvVarWithNodeFilters).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    env: Vec<K3dEnv>,
     #[serde(skip_serializing_if = "Option::is_none")]
     registries: Option<K3dRegistries>,
     options: K3dOptions,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct K3dEnv {
+    env_var: String,
+    node_filters: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -237,6 +249,13 @@ pub fn render_k3d(c: &ResolvedCluster, env: &str) -> Value {
             host_ip: LISTEN_ADDRESS,
         },
         ports,
+        env: super::node_proxy_variables(c, env)
+            .into_iter()
+            .map(|(name, value)| K3dEnv {
+                env_var: format!("{name}={value}"),
+                node_filters: vec!["server:*".to_string(), "agent:*".to_string()],
+            })
+            .collect(),
         registries,
         options: K3dOptions {
             k3d: K3dK3dOptions {

@@ -77,6 +77,37 @@ pub fn install_objects(engine: Engine, manifest: &str) -> Result<Vec<Value>, Kub
     Ok(objects)
 }
 
+/// The proxy variables added to every container of the install manifest's workloads, so the
+/// controllers reach chart repositories and OCI registries through the user's proxy (a
+/// variable the manifest sets itself is left as it is).
+pub fn with_proxy(objects: &mut [Value], variables: &[(String, String)]) {
+    if variables.is_empty() {
+        return;
+    }
+    for object in objects.iter_mut() {
+        if !matches!(
+            object["kind"].as_str(),
+            Some("Deployment" | "StatefulSet" | "DaemonSet")
+        ) {
+            continue;
+        }
+        let Some(containers) = object["spec"]["template"]["spec"]["containers"].as_array_mut()
+        else {
+            continue;
+        };
+        for container in containers {
+            let env = container["env"].as_array().cloned().unwrap_or_default();
+            let mut env = env;
+            for (name, value) in variables {
+                if !env.iter().any(|e| e["name"] == name.as_str()) {
+                    env.push(json!({"name": name, "value": value}));
+                }
+            }
+            container["env"] = Value::Array(env);
+        }
+    }
+}
+
 pub fn namespace_object(name: &str) -> Value {
     json!({
         "apiVersion": "v1",
@@ -91,9 +122,11 @@ pub async fn install(
     kube: &KubeClient,
     engine: Engine,
     manifest: &str,
+    proxy: &[(String, String)],
     timeout: Duration,
 ) -> Result<usize, EngineError> {
-    let objects = install_objects(engine, manifest)?;
+    let mut objects = install_objects(engine, manifest)?;
+    with_proxy(&mut objects, proxy);
     let options = ApplyOptions {
         field_manager: INSTALL_FIELD_MANAGER,
         default_namespace: Some(namespace(engine)),

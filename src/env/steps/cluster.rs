@@ -36,7 +36,14 @@ impl Step for Cluster {
 
     fn run<'a>(&'a self, ctx: &'a Ctx<'_>) -> LocalBoxFuture<'a, Result<String, EnvError>> {
         Box::pin(async move {
-            let resolved = ctx.resolved.clone();
+            let mut resolved = ctx.resolved.clone();
+            // The user's proxy goes on to the nodes (kind through its own environment, k3d
+            // through its config).
+            resolved.proxy = cluster::proxy::ProxySettings::from_env();
+            let node_env = match resolved.provider {
+                cluster::Provider::Kind => cluster::node_proxy_variables(&resolved, ctx.env()),
+                cluster::Provider::K3d => Vec::new(),
+            };
             let provider = ctx.provider()?;
             let context = provider.context(&resolved.name);
             let config = cluster::render_config(&resolved, ctx.env());
@@ -94,7 +101,7 @@ impl Step for Cluster {
             let (created, kubeconfig) = tokio::task::spawn_blocking(move || {
                 let exists = cli.exists(&name)?;
                 if !exists {
-                    cli.create(&name, &config)?;
+                    cli.create(&name, &config, &node_env)?;
                     if let Some((path, before)) = &keep_current
                         && cluster::user_kubeconfig::current_context(path) != *before
                     {

@@ -49,8 +49,16 @@ impl Step for Engine {
                 crate::kube::INSTALL_FIELD_MANAGER
             ));
             let kube = ctx.kube().await?;
-            let applied =
-                engine::install(kube, engine, &fetched.text, settings.step_timeout).await?;
+            let applied = engine::install(
+                kube,
+                engine,
+                &fetched.text,
+                &crate::cluster::proxy::ProxySettings::from_env().variables(
+                    &crate::cluster::proxy::pod_direct_names(ctx.resolved.provider, ctx.env()),
+                ),
+                settings.step_timeout,
+            )
+            .await?;
             ctx.progress.detail(&format!(
                 "engine: {applied} objects applied, controllers ready"
             ));
