@@ -72,15 +72,7 @@ mod env {
             .as_str()
             .unwrap()
             .to_string();
-        let address = || {
-            let out = docker_cli(&[
-                "inspect",
-                "-f",
-                &format!("{{{{(index .NetworkSettings.Networks \"{network}\").IPAddress}}}}"),
-                &gitea,
-            ]);
-            String::from_utf8_lossy(&out.stdout).trim().to_string()
-        };
+        let address = || container_address(&gitea, &network);
         let routed = || {
             h.api.object("EndpointSlice", "gitea-docker").unwrap()["endpoints"][0]["addresses"][0]
                 .as_str()

@@ -656,15 +656,7 @@ mod env {
             .as_str()
             .unwrap()
             .to_string();
-        let address = || {
-            let out = docker_cli(&[
-                "inspect",
-                "-f",
-                &format!("{{{{(index .NetworkSettings.Networks \"{network}\").IPAddress}}}}"),
-                &container,
-            ]);
-            String::from_utf8_lossy(&out.stdout).trim().to_string()
-        };
+        let address = || container_address(&container, &network);
         let before = address();
         let routed = |api: &super::common::kube_api::FakeApi| {
             api.object("EndpointSlice", "gitea-docker").unwrap()["endpoints"][0]["addresses"][0]

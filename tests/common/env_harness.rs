@@ -108,6 +108,17 @@ pub fn flux_controller(repo: Head) -> impl FnMut(&mut Vec<Stored>) + Send {
     super::fake_flux::FluxModel::new(repo).controller()
 }
 
+/// A container's IPv4 address on a Docker network (empty when it is not attached).
+pub fn container_address(container: &str, network: &str) -> String {
+    let out = docker_cli(&[
+        "inspect",
+        "-f",
+        &format!("{{{{(index .NetworkSettings.Networks \"{network}\").IPAddress}}}}"),
+        container,
+    ]);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// A fake provider CLI `name` in `bin`, with a kubeconfig template (`NAME` replaced by the
 /// cluster) whose context `<context>-NAME` points at the fake API.
 /// A script file the tests put on PATH.

@@ -487,17 +487,7 @@ fn sources_of(app: &Value) -> Vec<Value> {
 
 fn with_namespace(o: &Value, default: &Option<String>) -> ObjectRef {
     let mut r = ObjectRef::of(o);
-    if r.namespace.is_none()
-        && !matches!(
-            r.kind.as_str(),
-            "Namespace"
-                | "ClusterIssuer"
-                | "IngressClass"
-                | "ClusterRole"
-                | "ClusterRoleBinding"
-                | "CustomResourceDefinition"
-        )
-    {
+    if r.namespace.is_none() && !kindling::stamp::is_cluster_scoped(&r.kind) {
         r.namespace = default.clone().or(Some("default".into()));
     }
     r

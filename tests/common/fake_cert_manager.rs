@@ -2,7 +2,8 @@
 //! when its Secret holds a usable key pair, and a Certificate is issued from it for real
 //! (openssl signs the leaf with the env's intermediate), so its chain can be verified.
 //!
-//! Read from cert-manager/cert-manager v1.21.1: pkg/issuer/ca/setup.go (issuer readiness),
+//! Read from upstream cert-manager (github.com/cert-manager/cert-manager) at v1.21.1,
+//! kindling's pin: pkg/issuer/ca/setup.go (issuer readiness),
 //! pkg/controller/certificaterequests/ca/ca.go and pkg/util/pki/parse_certificate_chain.go
 //! (the signed chain and ca.crt), pkg/controller/certificates/readiness (Certificate Ready). Only what kindling's stamps use: CA ClusterIssuers, Certificates with
 //! dnsNames. The webhook's admission is played where objects are applied (fake_flux).

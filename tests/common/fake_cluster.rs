@@ -157,7 +157,7 @@ impl Workspace {
                 .as_str()
                 .unwrap_or_default()
                 .to_string();
-            let ns = if cluster_scoped(&kind) {
+            let ns = if kindling::stamp::is_cluster_scoped(&kind) {
                 None
             } else {
                 target
@@ -380,24 +380,6 @@ pub fn plural_of(kind: &str) -> String {
     } else {
         format!("{lower}s")
     }
-}
-
-/// Kinds that live outside namespaces, among those stamps apply.
-fn cluster_scoped(kind: &str) -> bool {
-    matches!(
-        kind,
-        "Namespace"
-            | "ClusterIssuer"
-            | "ClusterRole"
-            | "ClusterRoleBinding"
-            | "CustomResourceDefinition"
-            | "IngressClass"
-            | "StorageClass"
-            | "PersistentVolume"
-            | "PriorityClass"
-            | "ValidatingWebhookConfiguration"
-            | "MutatingWebhookConfiguration"
-    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
