@@ -94,8 +94,8 @@ pub async fn status(
         ready: false,
         stopped: Vec::new(),
     };
-    if let Ok(docker) = DockerClient::connect().await {
-        let stopped = super::power::stopped_containers(&docker, &state).await?;
+    if let Some(docker) = &parts.docker {
+        let stopped = super::power::stopped_containers(docker, &state).await?;
         if !stopped.is_empty() {
             report.error = Some(format!(
                 "env {name} is stopped ({}): `kindling env start {name}` starts it again",
@@ -135,6 +135,8 @@ pub async fn status(
 
 /// The env's cluster, Gitea and registry as Docker and the provider see them now.
 struct Parts {
+    /// The engine the parts were read from, when it answered (reused for what else is asked).
+    docker: Option<DockerClient>,
     cluster: ComponentStatus,
     gitea: ComponentStatus,
     registry: Option<ComponentStatus>,
@@ -194,6 +196,7 @@ impl Parts {
             None => None,
         };
         Ok(Parts {
+            docker,
             cluster,
             gitea,
             registry,
