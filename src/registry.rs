@@ -166,6 +166,72 @@ pub fn local_registry_spec(env: &str, network: &str, host_port: u16, image: &str
     }
 }
 
+/// How the caches reach their upstreams: the user's proxy and the network's root CAs. The
+/// registry fetches through Go's `http.DefaultTransport` (distribution/distribution v3.1.1
+/// registry/proxy/proxyregistry.go), which reads HTTP(S)_PROXY/NO_PROXY and trusts every file
+/// of /etc/ssl/certs (`crate::pki::extra_ca`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheOutbound {
+    /// `NAME=value` proxy variables.
+    pub proxy: Vec<String>,
+    /// A file holding the roots, which outlives every env (the caches do).
+    pub extra_ca: Option<std::path::PathBuf>,
+}
+
+/// The label that records a cache container's outbound settings (a digest, never the
+/// proxy's credentials).
+pub const CACHE_OUTBOUND_LABEL: &str = "dev.kindling.cache.outbound";
+
+impl CacheOutbound {
+    pub fn is_empty(&self) -> bool {
+        self.proxy.is_empty() && self.extra_ca.is_none()
+    }
+
+    /// A digest of the settings, for the label.
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        if self.is_empty() {
+            return "none".to_string();
+        }
+        let mut hash = Sha256::new();
+        for v in &self.proxy {
+            hash.update(v.as_bytes());
+            hash.update(b"\n");
+        }
+        if let Some(ca) = &self.extra_ca {
+            hash.update(std::fs::read(ca).unwrap_or_default());
+        }
+        hash.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+/// The roots as the caches mount them: a file per bundle under the data dir, named by its
+/// digest, so that it is never rewritten under a running cache nor removed with an env.
+pub fn cache_extra_ca_file(
+    data_dir: &std::path::Path,
+    ca: &crate::pki::extra_ca::ExtraCa,
+) -> std::io::Result<std::path::PathBuf> {
+    use sha2::{Digest, Sha256};
+    let digest: String = Sha256::digest(ca.pem.as_bytes())[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let path = data_dir
+        .join("cache-trust")
+        .join(format!("extra-ca-{digest}.pem"));
+    if std::fs::read_to_string(&path).is_ok_and(|t| t == ca.pem) {
+        return Ok(path);
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    crate::paths::write_atomic(&path, ca.pem.as_bytes(), 0o644)?;
+    Ok(path)
+}
+
 /// A pull-through cache for one upstream, shared by every env (label `dev.kindling.cache`,
 /// no env label: `env delete` keeps it). Not published on the host: only nodes use it.
 pub fn cache_spec(
@@ -173,6 +239,7 @@ pub fn cache_spec(
     remote_url: &str,
     network: &str,
     image: &str,
+    outbound: &CacheOutbound,
 ) -> ContainerSpec {
     let name = cache_container(upstream_host);
     let mut labels = cache_set_labels();
@@ -180,15 +247,27 @@ pub fn cache_spec(
         "dev.kindling.cache.upstream".to_string(),
         upstream_host.to_string(),
     );
+    labels.insert(CACHE_OUTBOUND_LABEL.to_string(), outbound.digest());
+    let mut env = vec![format!("REGISTRY_PROXY_REMOTEURL={remote_url}")];
+    env.extend(outbound.proxy.iter().cloned());
     ContainerSpec {
         name: name.clone(),
         image: image.to_string(),
-        env: vec![format!("REGISTRY_PROXY_REMOTEURL={remote_url}")],
+        env,
         labels,
         volumes: vec![VolumeMount {
             volume: format!("{name}-data"),
             path: "/var/lib/registry".to_string(),
         }],
+        binds: outbound
+            .extra_ca
+            .iter()
+            .map(|path| crate::docker::BindMount {
+                source: path.clone(),
+                target: crate::pki::extra_ca::CONTAINER_PATH.to_string(),
+                read_only: true,
+            })
+            .collect(),
         network: Some(network.to_string()),
         restart: true,
         health: Some(registry_health()),
@@ -257,6 +336,7 @@ pub async fn ensure_caches(
     docker: &DockerClient,
     network: &str,
     image: &str,
+    outbound: &CacheOutbound,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<(String, Ensured)>, DockerError> {
     docker.ensure_image(image, progress).await?;
@@ -264,10 +344,27 @@ pub async fn ensure_caches(
     docker.ensure_network(&home, &cache_set_labels()).await?;
     let mut out = Vec::new();
     for (host, remote) in CACHED_UPSTREAMS {
-        let spec = cache_spec(host, remote, &home, image);
+        let spec = cache_spec(host, remote, &home, image, outbound);
         docker
             .ensure_volume(&spec.volumes[0].volume, &spec.labels)
             .await?;
+        // An env behind a proxy (or with the network's roots) needs caches that go through
+        // it: one made without is made again, keeping its volume. One that has settings an
+        // env without them does not need is kept: they do that env no harm.
+        if !outbound.is_empty()
+            && let Some(made_with) = docker
+                .container_label(&spec.name, CACHE_OUTBOUND_LABEL)
+                .await?
+            && made_with != outbound.digest()
+        {
+            progress(&format!(
+                "cache {}: made again to go through this env's proxy and CAs",
+                spec.name
+            ));
+            docker
+                .remove_container_if_labelled(&spec.name, &cache_set_labels())
+                .await?;
+        }
         // One of ours made on another network is made again; a container of that name that
         // is not ours is left alone (and refused just below).
         if docker
@@ -463,7 +560,31 @@ mod tests {
             "https://registry-1.docker.io",
             "kind",
             REGISTRY_IMAGE,
+            &CacheOutbound::default(),
         );
+        assert_eq!(spec.labels[CACHE_OUTBOUND_LABEL], "none");
+        assert!(spec.binds.is_empty());
+        // Behind a proxy, with the network's roots: both reach the registry's fetches, and
+        // the label records them without the proxy's credentials.
+        let dir = tempfile::tempdir().unwrap();
+        let roots = dir.path().join("roots.pem");
+        std::fs::write(&roots, "PEM").unwrap();
+        let outbound = CacheOutbound {
+            proxy: vec!["HTTPS_PROXY=http://alice:s3cret@proxy.corp:3128".into()],
+            extra_ca: Some(roots.clone()),
+        };
+        let behind = cache_spec(
+            "docker.io",
+            "https://registry-1.docker.io",
+            "kind",
+            REGISTRY_IMAGE,
+            &outbound,
+        );
+        assert!(behind.env.contains(&outbound.proxy[0]));
+        assert_eq!(behind.binds[0].source, roots);
+        assert_eq!(behind.binds[0].target, crate::pki::extra_ca::CONTAINER_PATH);
+        let label = &behind.labels[CACHE_OUTBOUND_LABEL];
+        assert!(label.len() == 16 && !label.contains("s3cret"), "{label}");
         assert_eq!(
             spec.labels.get("dev.kindling.cache").map(String::as_str),
             Some("true")

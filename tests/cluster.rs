@@ -80,6 +80,21 @@ mod cluster {
         );
     }
 
+    /// What k3d's own JSON schema (k3d-io/k3d v5.9.0 pkg/config/v1alpha5/schema.json) finds
+    /// wrong with a config.
+    fn k3d_schema_errors(config: &Value) -> Vec<String> {
+        let schema: Value = serde_json::from_str(
+            &std::fs::read_to_string(schemas_dir().join("k3d-config.v1alpha5.schema.json"))
+                .unwrap(),
+        )
+        .unwrap();
+        let validator = jsonschema::draft7::new(&schema).unwrap();
+        validator
+            .iter_errors(config)
+            .map(|e| format!("{e} at {}", e.instance_path()))
+            .collect()
+    }
+
     #[test]
     fn cluster_k3d_configs_match_the_k3d_json_schema() {
         let schema: Value = serde_json::from_str(
@@ -152,6 +167,16 @@ mod cluster {
                 "PortMapping",
                 BTreeSet::from(["containerPort", "hostPort", "listenAddress", "protocol"]),
             ),
+            (
+                "Mount",
+                BTreeSet::from([
+                    "containerPath",
+                    "hostPath",
+                    "readOnly",
+                    "selinuxRelabel",
+                    "propagation",
+                ]),
+            ),
         ])
     }
 
@@ -172,6 +197,9 @@ mod cluster {
             for m in node["extraPortMappings"].as_array().into_iter().flatten() {
                 check("PortMapping", m);
             }
+            for m in node["extraMounts"].as_array().into_iter().flatten() {
+                check("Mount", m);
+            }
         }
         wrong
     }
@@ -190,6 +218,69 @@ mod cluster {
         let mut bad = render("kind", Provider::Kind);
         bad["nodes"][0]["extraPortMapping"] = Value::Null;
         assert_eq!(check_kind_fields(&bad), ["Node.extraPortMapping"]);
+    }
+
+    /// The network's root CAs reach every node read-only at the path Go reads (kind's Mount,
+    /// k3d's volumes for servers and agents, checked against k3d's schema); without them the
+    /// configs have no mounts at all.
+    #[test]
+    fn cluster_extra_ca_is_mounted_into_every_node_of_both_providers() {
+        let roots = std::path::PathBuf::from("/data/envs/dev/extra-ca.pem");
+        let target = kindling::pki::extra_ca::CONTAINER_PATH;
+        let profile = load_profile(&repo_dir().join("clusters/multi-node.yaml")).unwrap();
+        let mut c = resolve(&profile, "dev", IngressPorts::default(), Some(5001)).unwrap();
+        assert!(
+            render_kind(&c)["nodes"][0]["extraMounts"].is_null(),
+            "no roots, no mounts"
+        );
+        c.extra_ca = Some(roots.clone());
+        let config = render_kind(&c);
+        assert_eq!(check_kind_fields(&config), Vec::<String>::new());
+        let nodes = config["nodes"].as_array().unwrap();
+        assert_eq!(nodes.len(), 3);
+        for node in nodes {
+            assert_eq!(
+                node["extraMounts"],
+                serde_json::json!([{"hostPath": roots, "containerPath": target, "readOnly": true}]),
+                "{node}"
+            );
+        }
+        let profile = default_profile(Provider::K3d);
+        let mut c = resolve(&profile, "dev", IngressPorts::default(), Some(5001)).unwrap();
+        assert!(render_k3d(&c, "dev")["volumes"].is_null());
+        c.extra_ca = Some(roots.clone());
+        let config = render_k3d(&c, "dev");
+        assert_eq!(
+            config["volumes"],
+            serde_json::json!([{
+                "volume": format!("{}:{target}:ro", roots.display()),
+                "nodeFilters": ["server:*", "agent:*"],
+            }])
+        );
+        let errors = k3d_schema_errors(&config);
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+
+    /// A profile names its CA files relative to itself; a missing one is a profile problem.
+    #[test]
+    fn cluster_profile_extra_ca_is_relative_to_the_profile() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("corp.pem"), "x").unwrap();
+        let profile = dir.path().join("p.yaml");
+        std::fs::write(
+            &profile,
+            "apiVersion: kindling.dev/v1alpha1\nkind: ClusterProfile\nmetadata: {name: p}\nspec:\n  provider: kind\n  kubernetesVersion: \"1.37\"\n  extraCA: [corp.pem]\n",
+        )
+        .unwrap();
+        let loaded = load_profile(&profile).unwrap();
+        assert_eq!(loaded.spec.extra_ca, vec![dir.path().join("corp.pem")]);
+        std::fs::write(
+            &profile,
+            "apiVersion: kindling.dev/v1alpha1\nkind: ClusterProfile\nmetadata: {name: p}\nspec:\n  provider: kind\n  kubernetesVersion: \"1.37\"\n  extraCA: [gone.pem]\n",
+        )
+        .unwrap();
+        let e = load_profile(&profile).unwrap_err().to_string();
+        assert!(e.contains("spec.extraCA") && e.contains("gone.pem"), "{e}");
     }
 
     #[test]
@@ -517,16 +608,7 @@ esac
             assert!(no_proxy.contains(direct), "{direct}: {no_proxy}");
         }
         // k3d's own schema takes the field.
-        let schema: Value = serde_json::from_str(
-            &std::fs::read_to_string(schemas_dir().join("k3d-config.v1alpha5.schema.json"))
-                .unwrap(),
-        )
-        .unwrap();
-        let validator = jsonschema::draft7::new(&schema).unwrap();
-        let errors: Vec<String> = validator
-            .iter_errors(&config)
-            .map(|e| e.to_string())
-            .collect();
+        let errors = k3d_schema_errors(&config);
         assert!(errors.is_empty(), "{errors:?}");
     }
 

@@ -683,6 +683,7 @@ mod engine {
             Engine::Flux,
             &flux_install(),
             &[],
+            &[],
             Duration::from_secs(10),
         )
         .await
@@ -788,9 +789,16 @@ mod engine {
             "{}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: argocd-cm, labels: {{app.kubernetes.io/part-of: argocd}}}}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{name: argocd-server}}\nrules: []\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: argocd-server}}\nspec: {{}}\n---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: argocd-application-controller}}\nspec: {{replicas: 1}}\n",
             crd("argocd-application-crd.yaml")
         );
-        engine::install(&kube, Engine::Argo, &install, &[], Duration::from_secs(10))
-            .await
-            .unwrap();
+        engine::install(
+            &kube,
+            Engine::Argo,
+            &install,
+            &[],
+            &[],
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
         let paths: Vec<String> = api
             .requests()
             .into_iter()
@@ -901,6 +909,7 @@ mod engine {
             &kube,
             Engine::Flux,
             &flux_install(),
+            &[],
             &[],
             Duration::from_secs(1),
         )

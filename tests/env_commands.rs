@@ -1245,8 +1245,9 @@ mod env {
     /// The shared image caches across envs: made on their own network and attached to each
     /// env's cluster network; `env delete` detaches them and keeps them (even when the
     /// cluster's network goes, as k3d's does); the next env reuses the same containers;
-    /// `cache status` shows them and `cache prune` removes them, their volumes and network.
-    /// The test runs its own set of caches (KINDLING_CACHE_PREFIX), never the machine's.
+    /// an env with the network's root CAs (`--extra-ca`) has them made again with the roots
+    /// mounted, their volumes kept; `cache status` shows them and `cache prune` removes them,
+    /// their volumes and network. The test runs its own set of caches (KINDLING_CACHE_PREFIX), never the machine's.
     #[tokio::test(flavor = "multi_thread")]
     async fn env_shared_caches_outlive_envs_and_cache_prune_removes_them() {
         if docker().await.is_none() {
@@ -1363,6 +1364,56 @@ mod env {
             );
         }
         delete_clean(&h, &b);
+        // An env on a network whose proxy re-signs TLS: the caches fetch for it, so they are
+        // made again with its roots (their volumes, and so their images, kept).
+        let roots = h.path("corp-root.pem");
+        let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let root_pem = params.self_signed(&key).unwrap().pem();
+        std::fs::write(&roots, &root_pem).unwrap();
+        let c = unique("cc");
+        ok(&h
+            .create_command(
+                &c,
+                &profile,
+                &[
+                    "--wait",
+                    "--timeout",
+                    "60s",
+                    "--extra-ca",
+                    roots.to_str().unwrap(),
+                ],
+                &extra,
+            )
+            .output()
+            .unwrap());
+        for (cache, id) in caches.iter().zip(&ids) {
+            assert_ne!(&inspect(cache, "{{.Id}}"), id, "{cache} was not made again");
+            let mounts = inspect(
+                cache,
+                "{{range .Mounts}}{{.Destination}}={{.Source}} {{end}}",
+            );
+            assert!(
+                mounts.contains(&format!("{}=", kindling::pki::extra_ca::CONTAINER_PATH))
+                    && mounts.contains("/var/lib/registry="),
+                "{cache}: {mounts}"
+            );
+            let label = inspect(
+                cache,
+                &format!(
+                    "{{{{index .Config.Labels \"{}\"}}}}",
+                    kindling::registry::CACHE_OUTBOUND_LABEL
+                ),
+            );
+            assert_ne!(label, "none", "{cache}");
+        }
+        // The copy they mount outlives the env that asked for it.
+        delete_clean(&h, &c);
+        let kept = std::fs::read_dir(h.path("data/cache-trust"))
+            .unwrap()
+            .count();
+        assert_eq!(kept, 1);
         let pruned = ok(&h.run(&["cache", "prune", "--output", "json"], &extra));
         let mut removed: Vec<&str> = pruned["removed"]["containers"]
             .as_array()

@@ -90,6 +90,7 @@ mod registry {
             &format!("http://{}:5000", upstream.name),
             &network,
             TEST_REGISTRY_IMAGE,
+            &kindling::registry::CacheOutbound::default(),
         );
         cache.ports = vec![PublishedPort {
             container_port: 5000,

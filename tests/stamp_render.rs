@@ -20,6 +20,44 @@ mod stamp {
             branch: "trunk".into(),
             credentials_secret: Some("git-creds".into()),
             bundle_dir: ".kindling".into(),
+            chart_ca_secret: None,
+        }
+    }
+
+    /// With the network's root CAs, every HTTPS HelmRepository names their Secret; without,
+    /// none does (source-controller would fail on a Secret that is not there).
+    #[test]
+    fn stamp_render_flux_https_chart_sources_name_the_extra_ca_secret() {
+        let stamp = sample();
+        let mut opts = options();
+        let plain = render(&stamp, Engine::Flux, &opts).unwrap();
+        opts.chart_ca_secret = Some("kindling-extra-ca".into());
+        let with_ca = render(&stamp, Engine::Flux, &opts).unwrap();
+        let repositories = |r: &Rendered| -> Vec<Value> {
+            r.documents()
+                .filter(|d| d["kind"] == "HelmRepository")
+                .cloned()
+                .collect()
+        };
+        assert!(!repositories(&plain).is_empty());
+        for repository in repositories(&plain) {
+            assert!(
+                repository["spec"]["certSecretRef"].is_null(),
+                "{repository}"
+            );
+        }
+        for repository in repositories(&with_ca) {
+            assert!(
+                repository["spec"]["url"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("https://")
+            );
+            assert_eq!(
+                repository["spec"]["certSecretRef"],
+                serde_json::json!({"name": "kindling-extra-ca"}),
+                "{repository}"
+            );
         }
     }
 

@@ -42,6 +42,11 @@ pub fn run(command: ClusterCommand, output: Output) -> anyhow::Result<()> {
     )?;
     // What `env create` hands the provider, the user's proxy included.
     resolved.proxy = cluster::proxy::ProxySettings::from_env();
+    // And the network's roots, checked as a create checks them, at the env's copy.
+    if kindling::pki::extra_ca::ExtraCa::load(&profile.spec.extra_ca)?.is_some() {
+        let env_dir = kindling::paths::env_dir(&kindling::paths::data_dir(), &name);
+        resolved.extra_ca = Some(kindling::pki::extra_ca::ExtraCa::env_copy(&env_dir));
+    }
     if output == Output::Json {
         let config = match resolved.provider {
             Provider::Kind => cluster::render_kind(&resolved),

@@ -75,6 +75,10 @@ pub struct ResolvedCluster {
     /// The user's proxy, passed on to the nodes (`proxy`); none unless the caller sets it
     /// from the environment.
     pub proxy: proxy::ProxySettings,
+    /// The env's copy of the network's root CAs (`crate::pki::extra_ca`), mounted read-only
+    /// into every node; none unless the env has some.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extra_ca: Option<PathBuf>,
 }
 
 /// kind and k3d both get `kindling-NAME`, so envs never collide with the user's own clusters.
@@ -114,6 +118,7 @@ pub fn resolve(
         ),
         switch_context: true,
         proxy: proxy::ProxySettings::default(),
+        extra_ca: None,
     })
 }
 

@@ -61,6 +61,11 @@ pub struct ProfileSpec {
     pub image_caches: bool,
     #[serde(default)]
     pub extra_port_mappings: Vec<PortMapping>,
+    /// PEM files of the network's root CAs (a TLS-intercepting proxy's), relative to the
+    /// profile's directory: the nodes, Gitea, the caches and the engines' chart sources trust
+    /// them (`crate::pki::extra_ca`). `--extra-ca` adds more.
+    #[serde(default, rename = "extraCA", skip_serializing_if = "Vec::is_empty")]
+    pub extra_ca: Vec<std::path::PathBuf>,
 }
 
 fn one() -> u8 {
@@ -123,6 +128,7 @@ pub fn default_profile(provider: Provider) -> ClusterProfile {
             registry_port: None,
             image_caches: true,
             extra_port_mappings: Vec::new(),
+            extra_ca: Vec::new(),
         },
     }
 }
@@ -152,7 +158,26 @@ pub fn load_profile(path: &Path) -> Result<ClusterProfile, ClusterError> {
             message: e.to_string(),
         }
     })?;
-    let problems = validate_profile(&profile);
+    let mut profile = profile;
+    // The CA files are named relative to the profile, like kind's extraMounts are to the
+    // config (kubernetes-sigs/kind v0.33.0 pkg/cluster/internal/providers/docker/provision.go
+    // makes relative hostPaths absolute).
+    let base = path.parent().unwrap_or(Path::new("."));
+    for file in &mut profile.spec.extra_ca {
+        if file.is_relative() {
+            *file = base.join(&*file);
+        }
+    }
+    let mut problems = validate_profile(&profile);
+    for file in &profile.spec.extra_ca {
+        if !file.is_file() {
+            problems.push(ProfileProblem {
+                field: "spec.extraCA",
+                message: format!("{} is not a file", file.display()),
+                help: "name PEM files of your network's root CAs, relative to the profile".into(),
+            });
+        }
+    }
     if !problems.is_empty() {
         return Err(ClusterError::InvalidProfile {
             file: path.to_path_buf(),

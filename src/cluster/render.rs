@@ -42,6 +42,19 @@ struct KindNode {
     labels: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     extra_port_mappings: Vec<KindPortMapping>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    extra_mounts: Vec<KindMount>,
+}
+
+/// kind.x-k8s.io/v1alpha4 `Mount` (kubernetes-sigs/kind v0.33.0 pkg/apis/config/v1alpha4/
+/// types.go), which kind passes to `docker run` as `--volume=HOST:CONTAINER[:ro]`
+/// (pkg/cluster/internal/providers/docker/provision.go generateMountBindings).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct KindMount {
+    host_path: String,
+    container_path: &'static str,
+    read_only: bool,
 }
 
 #[derive(Serialize)]
@@ -56,6 +69,17 @@ struct KindPortMapping {
 /// kind `Cluster` (kind.x-k8s.io/v1alpha4). Ingress ports land on the first control plane,
 /// which carries `ingress-ready=true` so the ingress controller (Traefik, hostPorts) schedules there.
 pub fn render_kind(c: &ResolvedCluster) -> Value {
+    // The network's root CAs, in every node (each node's containerd pulls for itself).
+    let mounts = || -> Vec<KindMount> {
+        c.extra_ca
+            .iter()
+            .map(|path| KindMount {
+                host_path: path.display().to_string(),
+                container_path: crate::pki::extra_ca::CONTAINER_PATH,
+                read_only: true,
+            })
+            .collect()
+    };
     let mut nodes = Vec::new();
     for i in 0..c.control_planes {
         let first = i == 0;
@@ -78,6 +102,7 @@ pub fn render_kind(c: &ResolvedCluster) -> Value {
                 BTreeMap::new()
             },
             extra_port_mappings: mappings,
+            extra_mounts: mounts(),
         });
     }
     for _ in 0..c.workers {
@@ -86,6 +111,7 @@ pub fn render_kind(c: &ResolvedCluster) -> Value {
             image: c.image.clone(),
             labels: BTreeMap::new(),
             extra_port_mappings: Vec::new(),
+            extra_mounts: mounts(),
         });
     }
     let patches = if c.mirrors.is_empty() {
@@ -131,6 +157,10 @@ struct K3dSimple {
     /// EnvVarWithNodeFilters).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     env: Vec<K3dEnv>,
+    /// k3d.io/v1alpha5 `volumes: [{volume: SRC:DEST[:MODE], nodeFilters}]` (k3d-io/k3d v5.9.0
+    /// pkg/config/v1alpha5/types.go VolumeWithNodeFilters): the network's root CAs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    volumes: Vec<K3dVolume>,
     #[serde(skip_serializing_if = "Option::is_none")]
     registries: Option<K3dRegistries>,
     options: K3dOptions,
@@ -140,6 +170,13 @@ struct K3dSimple {
 #[serde(rename_all = "camelCase")]
 struct K3dEnv {
     env_var: String,
+    node_filters: Vec<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct K3dVolume {
+    volume: String,
     node_filters: Vec<String>,
 }
 
@@ -253,6 +290,18 @@ pub fn render_k3d(c: &ResolvedCluster, env: &str) -> Value {
             .into_iter()
             .map(|(name, value)| K3dEnv {
                 env_var: format!("{name}={value}"),
+                node_filters: vec!["server:*".to_string(), "agent:*".to_string()],
+            })
+            .collect(),
+        volumes: c
+            .extra_ca
+            .iter()
+            .map(|path| K3dVolume {
+                volume: format!(
+                    "{}:{}:ro",
+                    path.display(),
+                    crate::pki::extra_ca::CONTAINER_PATH
+                ),
                 node_filters: vec!["server:*".to_string(), "agent:*".to_string()],
             })
             .collect(),

@@ -68,6 +68,26 @@ impl DockerClient {
         }
         self.remove_container(name).await
     }
+    /// The value of a container's label (empty when it has none), or `None` when there is no
+    /// such container.
+    pub async fn container_label(
+        &self,
+        name: &str,
+        label: &str,
+    ) -> Result<Option<String>, DockerError> {
+        crate::ui::call(|| format!("docker: inspect container {name}"));
+        match self.docker.inspect_container(name, None).await {
+            Ok(c) => Ok(Some(
+                c.config
+                    .and_then(|c| c.labels)
+                    .and_then(|mut l| l.remove(label))
+                    .unwrap_or_default(),
+            )),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(api(format!("inspect container {name}"))(e)),
+        }
+    }
+
     /// The network a container was created on (its network mode), or `None` when there is
     /// no such container.
     pub async fn network_mode(&self, name: &str) -> Result<Option<String>, DockerError> {

@@ -24,8 +24,8 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 
 pub use spec::{
-    CACHE_LABEL, ContainerSpec, HealthCheck, PUBLISH_ADDRESS, PublishedPort, VolumeMount,
-    allocate_port, cache_labels, create_body, env_labels, port_is_free,
+    BindMount, CACHE_LABEL, ContainerSpec, HealthCheck, PUBLISH_ADDRESS, PublishedPort,
+    VolumeMount, allocate_port, cache_labels, create_body, env_labels, port_is_free,
 };
 pub use spec::{DATA_LABEL, data_dir_id};
 pub use sweep::{EnvObjects, SweepReport};

@@ -60,6 +60,14 @@ pub struct VolumeMount {
     pub path: String,
 }
 
+/// A host file or directory mounted into the container (the network's root CAs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindMount {
+    pub source: std::path::PathBuf,
+    pub target: String,
+    pub read_only: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthCheck {
     /// Run inside the container; exit 0 means healthy.
@@ -77,6 +85,7 @@ pub struct ContainerSpec {
     pub labels: BTreeMap<String, String>,
     pub ports: Vec<PublishedPort>,
     pub volumes: Vec<VolumeMount>,
+    pub binds: Vec<BindMount>,
     pub network: Option<String>,
     /// Extra DNS names on the network (the container name always resolves).
     pub network_aliases: Vec<String>,
@@ -113,6 +122,13 @@ pub fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
             typ: Some(MountType::VOLUME),
             ..Default::default()
         })
+        .chain(spec.binds.iter().map(|b| Mount {
+            target: Some(b.target.clone()),
+            source: Some(b.source.display().to_string()),
+            typ: Some(MountType::BIND),
+            read_only: Some(b.read_only),
+            ..Default::default()
+        }))
         .collect();
     let networking = spec.network.as_ref().map(|network| NetworkingConfig {
         endpoints_config: Some(HashMap::from([(

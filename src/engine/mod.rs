@@ -5,6 +5,7 @@
 //! here only move those through the Kubernetes API.
 
 pub mod argo;
+pub mod extra_ca;
 pub mod flux;
 pub mod manifests;
 pub mod secrets;
@@ -123,10 +124,12 @@ pub async fn install(
     engine: Engine,
     manifest: &str,
     proxy: &[(String, String)],
+    extra: &[Value],
     timeout: Duration,
 ) -> Result<usize, EngineError> {
     let mut objects = install_objects(engine, manifest)?;
     with_proxy(&mut objects, proxy);
+    extra_ca::merge_into(&mut objects, extra);
     let options = ApplyOptions {
         field_manager: INSTALL_FIELD_MANAGER,
         default_namespace: Some(namespace(engine)),

@@ -33,8 +33,16 @@ pub async fn approve(
     }
     let stamp = stamp_of(&state)?;
     let gitea = gitea_of(&state)?;
-    let rendered = push::render(&stamp, state.engine, &gitea)?;
-    let objects = bootstrap::objects(state.engine, &stamp, &rendered, &gitea, false);
+    let rendered = push::render(&stamp, state.engine, &gitea, !state.extra_ca.is_empty())?;
+    let extra_ca = state.extra_ca(&env_dir)?;
+    let objects = bootstrap::objects(
+        state.engine,
+        &stamp,
+        &rendered,
+        &gitea,
+        false,
+        extra_ca.as_ref(),
+    );
     let (kube, _) = live_kube_of(&state, progress).await?;
     let was_held = state.hold;
     let t = Instant::now();

@@ -16,6 +16,7 @@ use crate::cluster::{self, Provider};
 use crate::docker::DockerClient;
 use crate::engine::{Engine, EngineStatus};
 use crate::lock::FileLock;
+use crate::pki::extra_ca::ExtraCa;
 use crate::stamp::Stamp;
 use crate::ui::Progress;
 
@@ -75,6 +76,14 @@ pub async fn create(
     if let Some(s) = &existing {
         same_env(s, opts, &stamp.name)?;
     }
+    let extra_ca = ExtraCa::load(&opts.extra_ca)?;
+    let extra_ca_wanted = extra_ca
+        .as_ref()
+        .map(ExtraCa::fingerprints)
+        .unwrap_or_default();
+    if let Some(s) = &existing {
+        same_extra_ca(s, &extra_ca_wanted)?;
+    }
     // Allocating and recording the ports happen under one machine-wide lock, so envs created
     // side by side never pick the same ones.
     let ports_lock = match (&existing, dry_run) {
@@ -96,11 +105,16 @@ pub async fn create(
     };
     let mut resolved = cluster::resolve(&opts.profile, &opts.name, ingress, ports.registry)?;
     resolved.switch_context = opts.switch_context;
+    resolved.extra_ca = extra_ca.as_ref().map(|_| ExtraCa::env_copy(&env_dir));
     if dry_run {
         let plan = super::plan::plan(opts, settings, &stamp, &resolved, ports, steps::names())?;
         return Ok(Outcome::Plan(Box::new(plan)));
     }
-    let state = existing.unwrap_or_else(|| new_state(opts, &stamp, ports));
+    if let Some(roots) = &extra_ca {
+        roots.write_env_copy(&env_dir)?;
+    }
+    let mut state = existing.unwrap_or_else(|| new_state(opts, &stamp, ports));
+    state.extra_ca = extra_ca_wanted;
     let mut ctx = Ctx::new(opts, settings, progress, &stamp, &resolved, state);
     ctx.interrupted = super::interrupt_flag();
     ctx.save()?;
@@ -164,7 +178,32 @@ fn new_state(opts: &CreateOptions, stamp: &Stamp, ports: Ports) -> EnvState {
         commit: None,
         steps: Vec::new(),
         versions: Default::default(),
+        extra_ca: Vec::new(),
     }
+}
+
+/// The nodes and containers mount the network's root CAs when they are made: a rerun that
+/// asks for other roots than the env has would leave them trusting the old ones.
+fn same_extra_ca(s: &EnvState, wanted: &[String]) -> Result<(), EnvError> {
+    let made = s.cluster_requested || s.gitea.is_some();
+    if !made || s.extra_ca == wanted {
+        return Ok(());
+    }
+    let list = |f: &[String]| match f.len() {
+        0 => "none".to_string(),
+        _ => f
+            .iter()
+            .map(|p| p.replace(':', "")[..16].to_lowercase())
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    Err(EnvError::Preflight(format!(
+        "env {} was made with extra CAs {} (SHA-256), this run asks for {}; its nodes and containers mount them when they are made\nhelp: pass the same --extra-ca files (and profile) as the first create, or `kindling env delete {}` and create it again with the new ones",
+        s.name,
+        list(&s.extra_ca),
+        list(wanted),
+        s.name
+    )))
 }
 
 /// How the orchestrator wraps every step: skip what is there, `KINDLING_FAIL_AT`, the record

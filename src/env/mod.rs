@@ -284,6 +284,8 @@ pub struct CreateOptions {
     pub timeout: Duration,
     /// Make the new cluster's context the current one in the user's kubeconfig.
     pub switch_context: bool,
+    /// PEM files of the network's root CAs (`--extra-ca` and the profile's `spec.extraCA`).
+    pub extra_ca: Vec<PathBuf>,
 }
 
 /// Set by Ctrl-C; checked between steps (create) and between syncs (watch). A second Ctrl-C

@@ -33,6 +33,9 @@ pub struct Plan {
     /// What the bootstrap secrets would read from this host (environment variables, files):
     /// where from, never the value. A stamp you did not write can ask for your tokens.
     pub host_values: Vec<HostValue>,
+    /// The network's root CAs the nodes, Gitea, caches and chart sources will trust.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extra_ca: Vec<crate::pki::extra_ca::ExtraRoot>,
     pub notes: Vec<String>,
 }
 
@@ -93,13 +96,15 @@ pub fn plan(
         external: settings.external_gitea.is_some(),
     };
     crate::engine::secrets::check_host_values(stamp, &settings.allow_secret_from)?;
-    let rendered = push::render(stamp, opts.engine, &gitea)?;
+    let extra_ca = crate::pki::extra_ca::ExtraCa::load(&opts.extra_ca)?;
+    let rendered = push::render(stamp, opts.engine, &gitea, extra_ca.is_some())?;
     let bootstrap = redact_secrets(&bootstrap::objects(
         opts.engine,
         stamp,
         &rendered,
         &gitea,
         opts.hold,
+        extra_ca.as_ref(),
     ));
     let pinned = engine::manifests::pinned(opts.engine);
     let context = match resolved.provider {
@@ -128,6 +133,7 @@ pub fn plan(
         install_manifest: json!({"version": pinned.version, "url": pinned.url, "sha256": pinned.sha256}),
         bootstrap,
         host_values: host_values(stamp),
+        extra_ca: extra_ca.map(|c| c.roots).unwrap_or_default(),
         notes: rendered.notes,
     })
 }

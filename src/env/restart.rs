@@ -54,7 +54,7 @@ pub async fn restart(
     }
     state.save(&env_dir)?;
     let gitea = gitea_of(&state)?;
-    let rendered = push::render(&stamp, state.engine, &gitea)?;
+    let rendered = push::render(&stamp, state.engine, &gitea, !state.extra_ca.is_empty())?;
     let t = Instant::now();
     progress.start("push", &stamp.name);
     let commit = push::push(&stamp, &rendered, &gitea).await?;
@@ -80,7 +80,15 @@ pub async fn restart(
     secrets::warn_if_left_to_stamp(progress, &ca_secret, &applied);
     state.record("secrets", t.elapsed());
     let t = Instant::now();
-    let objects = bootstrap::objects(state.engine, &stamp, &rendered, &gitea, state.hold);
+    let extra_ca = state.extra_ca(&env_dir)?;
+    let objects = bootstrap::objects(
+        state.engine,
+        &stamp,
+        &rendered,
+        &gitea,
+        state.hold,
+        extra_ca.as_ref(),
+    );
     kube.apply_objects(&objects, &ApplyOptions::new(settings.step_timeout))
         .await?;
     state.record("bootstrap", t.elapsed());

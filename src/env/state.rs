@@ -91,6 +91,10 @@ pub struct EnvState {
     pub steps: Vec<StepRecord>,
     #[serde(default)]
     pub versions: BTreeMap<String, String>,
+    /// The SHA-256 fingerprints of the network's root CAs the env was made with
+    /// (`crate::pki::extra_ca`); their PEM is the env directory's `extra-ca.pem`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_ca: Vec<String>,
 }
 
 impl EnvState {
@@ -123,6 +127,34 @@ impl EnvState {
             path,
             reason: crate::paths::write_failure(&e),
         })
+    }
+
+    /// The network's root CAs the env was made with, from the env directory's copy (checked
+    /// against the fingerprints recorded).
+    pub fn extra_ca(
+        &self,
+        env_dir: &Path,
+    ) -> Result<Option<crate::pki::extra_ca::ExtraCa>, EnvError> {
+        use crate::pki::extra_ca::ExtraCa;
+        if self.extra_ca.is_empty() {
+            return Ok(None);
+        }
+        let path = ExtraCa::env_copy(env_dir);
+        let damaged = |reason: String| EnvError::State {
+            path: path.clone(),
+            reason: format!(
+                "{reason}; run `kindling env create {}` again with the same --extra-ca files to restore it",
+                self.name
+            ),
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| damaged(e.to_string()))?;
+        let roots = ExtraCa::from_pem(&path, &text).map_err(|e| damaged(e.to_string()))?;
+        if roots.fingerprints() != self.extra_ca {
+            return Err(damaged(
+                "it no longer holds the CAs the env was made with".to_string(),
+            ));
+        }
+        Ok(Some(roots))
     }
 
     pub fn is_done(&self, step: &str) -> bool {

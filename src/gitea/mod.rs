@@ -127,6 +127,7 @@ pub fn container_spec(env: &str, network: &str, host_port: u16) -> ContainerSpec
             volume: format!("kindling-{env}-gitea-data"),
             path: "/data".to_string(),
         }],
+        binds: Vec::new(),
         network: Some(network.to_string()),
         network_aliases: Vec::new(),
         restart: true,

@@ -5,6 +5,7 @@
 //! carry name constraints so they can sign for local names only.
 
 mod env_ca;
+pub mod extra_ca;
 pub mod trust;
 
 pub use env_ca::{ensure_env_ca, env_ca_secret};
@@ -68,6 +69,12 @@ pub enum PkiError {
         "KINDLING_CA_NAMES: '{0}' is not a DNS name or domain\nhelp: give names like '.test' (every name under test) or 'dev.example.internal', separated by commas"
     )]
     BadName(String),
+    #[error("{}: not a usable extra CA: {reason}\nhelp: {help}", path.display())]
+    ExtraCa {
+        path: PathBuf,
+        reason: String,
+        help: String,
+    },
     #[error(transparent)]
     Lock(#[from] crate::lock::LockError),
 }

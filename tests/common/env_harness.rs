@@ -160,9 +160,16 @@ printf '['; sep=''; while read -r c; do printf '%s{{"name":"%s","nodes":[]}}' "$
 name=$(sed -n 's/^  name: //p' "$4" | head -1)
 docker network create "k3d-$name" >/dev/null 2>&1
 label=$(sed -n 's/^    - label: \(dev.kindling.env=.*\)$/\1/p' "$4" | head -1)
+# The config's volumes for server 0 (nodeFilters server:*, server:0 or all), which
+# pkg/runtimes/docker/translate.go hands Docker as binds (SRC:DEST[:MODE]).
+volumes=$(awk '
+  /^[A-Za-z]/ {{ section = $1 }}
+  section == "volumes:" && /^- volume:/ {{ v = $3 }}
+  section == "volumes:" && v != "" && /^  - (server:\*|server:0|all)$/ {{ printf "--volume=%s ", v; v = "" }}
+' "$4")
 # pkg/types/types.go (LabelClusterName, LabelRole) and pkg/runtimes/docker/translate.go
 # (restart policy unless-stopped).
-docker run -d --name "k3d-$name-server-0" --label k3d.cluster="$name" --label k3d.role=server --label "$label" --restart unless-stopped --network "k3d-$name" {TEST_IMAGE} sleep 1000000 >/dev/null || exit 1
+docker run -d --name "k3d-$name-server-0" --label k3d.cluster="$name" --label k3d.role=server --label "$label" --restart unless-stopped --network "k3d-$name" $volumes {TEST_IMAGE} sleep 1000000 >/dev/null || exit 1
 # cmd/cluster/clusterCreate.go (k3d-io/k3d v5.9.0): merged into the default kubeconfig
 # (`k3d-NAME`, user `admin@k3d-NAME`), made current only with kubeconfig.switchCurrentContext.
 kc set-cluster "k3d-$name" --server=https://127.0.0.1:6443
@@ -228,6 +235,8 @@ pub struct Harness {
     pub flux_log: super::fake_flux::TransitionLog,
     /// The child Applications the fake Argo CD created, by wave (empty with Flux).
     pub argo_log: super::fake_argo::WaveLog,
+    /// What the fake engines' chart fetches go through (a TLS-intercepting proxy, when set).
+    pub internet: super::fake_cluster::Internet,
 }
 
 /// kindling talks to the cluster through its API, never through these CLIs (README: "no
@@ -306,15 +315,30 @@ if [ -n "${{KIND_EXPERIMENTAL_DOCKER_NETWORK:-}}" ]; then
 fi
 echo "$net" > "$here/kind-network"
 docker network inspect "$net" >/dev/null 2>&1 || docker network create "$net" >/dev/null 2>&1
-# pkg/cluster/internal/providers/docker/provision.go: the cluster and role labels, and
-# --restart=on-failure:1 (back after a reboot, not after `docker stop`).
+config=$6
+# generateMountBindings (provision.go): the extraMounts of the config's node number $1 as
+# --volume=HOST:CONTAINER[:ro].
+mounts() {{
+  awk -v want="$1" '
+    function flush() {{ if (host != "") printf "--volume=%s:%s%s ", host, path, ro; host = ""; path = ""; ro = "" }}
+    /^[A-Za-z]/ {{ if (n == want) flush(); section = ""; innodes = ($1 == "nodes:"); next }}
+    /^- role:/ && innodes {{ if (n == want) flush(); n++; section = ""; next }}
+    n == want && /^  [A-Za-z]+:/ {{ section = $1; next }}
+    n == want && section == "extraMounts:" && /^  - / {{ flush(); sub(/^  - /, "    ") }}
+    n == want && section == "extraMounts:" {{ if ($1 == "hostPath:") host = $2; if ($1 == "containerPath:") path = $2; if ($1 == "readOnly:" && $2 == "true") ro = ":ro" }}
+    END {{ if (n == want) flush() }}
+  ' "$config"
+}}
+# pkg/cluster/internal/providers/docker/provision.go: the cluster and role labels,
+# --restart=on-failure:1 (back after a reboot, not after `docker stop`), and the node's
+# extraMounts (the load balancer, not a node of the config, gets none).
 node() {{
-  docker run -d --name "$name-$1" --hostname "$name-$1" --label io.x-k8s.kind.cluster="$name" --label io.x-k8s.kind.role="$2" --restart=on-failure:1 --network "$net" {TEST_IMAGE} sleep 1000000 >/dev/null || exit 1
+  docker run -d --name "$name-$1" --hostname "$name-$1" --label io.x-k8s.kind.cluster="$name" --label io.x-k8s.kind.role="$2" --restart=on-failure:1 --network "$net" $(mounts "$3") {TEST_IMAGE} sleep 1000000 >/dev/null || exit 1
 }}
 cps=$(grep -c '^- role: control-plane' "$6"); workers=$(grep -c '^- role: worker' "$6")
-[ "$cps" -gt 1 ] && node external-load-balancer external-load-balancer
-i=1; while [ "$i" -le "$cps" ]; do if [ "$i" -eq 1 ]; then node control-plane control-plane; else node "control-plane$i" control-plane; fi; i=$((i + 1)); done
-i=1; while [ "$i" -le "$workers" ]; do if [ "$i" -eq 1 ]; then node worker worker; else node "worker$i" worker; fi; i=$((i + 1)); done
+[ "$cps" -gt 1 ] && node external-load-balancer external-load-balancer 0
+i=1; while [ "$i" -le "$cps" ]; do if [ "$i" -eq 1 ]; then node control-plane control-plane "$i"; else node "control-plane$i" control-plane "$i"; fi; i=$((i + 1)); done
+i=1; while [ "$i" -le "$workers" ]; do if [ "$i" -eq 1 ]; then node worker worker $((cps + i)); else node "worker$i" worker $((cps + i)); fi; i=$((i + 1)); done
 if [ -e "$here/slow-create" ]; then sleep 3; fi
 # Last, kind merges the cluster's context into the user's kubeconfig and makes it current
 # (pkg/cluster/internal/kubeconfig/internal/kubeconfig/merge.go; no flag turns that off).
@@ -479,9 +503,10 @@ impl Harness {
         } else {
             Head::Repo(gitea.root.join("kindling/source.git"))
         };
-        let flux = super::fake_flux::FluxModel::new(repo.clone());
+        let internet = super::fake_cluster::Internet::default();
+        let flux = super::fake_flux::FluxModel::new(repo.clone()).behind(internet.clone());
         let flux_log = flux.log();
-        let argo = super::fake_argo::ArgoModel::new(repo);
+        let argo = super::fake_argo::ArgoModel::new(repo).behind(internet.clone());
         let argo_log = argo.log();
         let api = match engine {
             "argo" => FakeApi::start(Some(Box::new(argo.controller()))),
@@ -510,6 +535,7 @@ impl Harness {
             gitea,
             flux_log,
             argo_log,
+            internet,
         }
     }
 

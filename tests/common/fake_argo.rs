@@ -74,6 +74,12 @@ impl ArgoModel {
         self.waves.clone()
     }
 
+    /// repo-server fetches charts through `internet`.
+    pub fn behind(mut self, internet: super::fake_cluster::Internet) -> ArgoModel {
+        self.ws.internet = internet;
+        self
+    }
+
     pub fn controller(mut self) -> impl FnMut(&mut Vec<Stored>) + Send {
         move |objects: &mut Vec<Stored>| self.pass(objects)
     }
@@ -142,7 +148,7 @@ impl ArgoModel {
         // autoSync: OutOfSync, nothing running, and not already attempted at this revision
         // (a failed automated sync is not retried at the same revision); or an operation.
         if idle && ((automated && out_of_sync && !already) || requested) {
-            let desired = self.desired(&app, &sources, head);
+            let desired = self.desired(&app, &sources, head, objects);
             let state = self.apps.get_mut(name).unwrap();
             match desired {
                 Ok(objs) => {
@@ -187,6 +193,7 @@ impl ArgoModel {
         app: &Value,
         sources: &[Value],
         head: &str,
+        cluster: &[Stored],
     ) -> Result<Vec<Value>, String> {
         let namespace = app["spec"]["destination"]["namespace"]
             .as_str()
@@ -194,6 +201,7 @@ impl ArgoModel {
         let mut objects = Vec::new();
         for source in sources {
             if let Some(chart) = source["chart"].as_str() {
+                self.fetch_chart(cluster, source)?;
                 let values = source["helm"]["valuesObject"].clone();
                 objects.extend(chart_workloads(
                     chart,
@@ -205,6 +213,43 @@ impl ArgoModel {
             }
         }
         Ok(objects)
+    }
+
+    /// repo-server pulling a chart: the CA bundle for the repository's host is the key of
+    /// `argocd-tls-certs-cm` named after the host without port, and it replaces the system
+    /// roots (argoproj/argo-cd v3.5.1 pkg/apis/application/v1alpha1/repository_types.go
+    /// getCAPath, util/cert/cert.go GetCertBundlePathForRepository, util/helm/client.go
+    /// newTLSConfig). Plain http needs none. A failed fetch fails manifest generation.
+    fn fetch_chart(&self, cluster: &[Stored], source: &Value) -> Result<(), String> {
+        let url = source["repoURL"].as_str().unwrap_or_default();
+        if url.starts_with("http://") {
+            return Ok(());
+        }
+        // getCAPath parses a URL without scheme with a dummy one; Hostname() drops the port.
+        let rest = url.split_once("://").map_or(url, |(_, r)| r);
+        let host = rest
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .rsplit('@')
+            .next()
+            .unwrap_or_default()
+            .split(':')
+            .next()
+            .unwrap_or_default();
+        let trusted = cluster
+            .iter()
+            .find(|s| {
+                s.plural == "configmaps"
+                    && s.name == "argocd-tls-certs-cm"
+                    && s.namespace.as_deref() == Some(NAMESPACE)
+            })
+            .and_then(|s| s.object["data"][host].as_str().map(str::to_string));
+        self.ws.internet.connect(trusted.as_deref()).map_err(|e| {
+            format!(
+                "Failed to load target state: failed to generate manifest for source 1 of 1: rpc error: code = Unknown desc = failed to fetch chart: {url}: {e}"
+            )
+        })
     }
 
     fn run_operation(&mut self, objects: &mut Vec<Stored>, name: &str, customised: bool) {

@@ -60,6 +60,40 @@ pub enum Owner<'a> {
     Argo(&'a str),
 }
 
+/// The internet as the cluster reaches it. On a corporate network a TLS-intercepting proxy
+/// re-signs every HTTPS connection with the network's own root CA ([`Internet::intercept_with`]);
+/// a client that does not trust that root fails the handshake as Go does (crypto/tls
+/// handshake_client.go wraps crypto/x509 UnknownAuthorityError: "tls: failed to verify
+/// certificate: x509: certificate signed by unknown authority"). Not an upstream component: it
+/// stands for the network between the controllers and the chart repositories.
+#[derive(Clone, Default)]
+pub struct Internet(std::sync::Arc<std::sync::Mutex<Option<String>>>);
+
+impl Internet {
+    pub fn intercept_with(&self, root_pem: &str) {
+        *self.0.lock().unwrap() = Some(root_pem.to_string());
+    }
+
+    /// An HTTPS connection from a client trusting the system roots and `trusted` (PEM text).
+    pub fn connect(&self, trusted: Option<&str>) -> Result<(), String> {
+        let Some(root) = self.0.lock().unwrap().clone() else {
+            return Ok(());
+        };
+        let body = |pem: &str| -> String {
+            pem.lines()
+                .filter(|l| !l.starts_with("-----"))
+                .collect::<String>()
+        };
+        if trusted.is_some_and(|t| body(t).contains(&body(&root))) {
+            return Ok(());
+        }
+        Err(
+            "tls: failed to verify certificate: x509: certificate signed by unknown authority"
+                .to_string(),
+        )
+    }
+}
+
 /// The pushed repository as the controllers read it.
 pub struct Workspace {
     head: Head,
@@ -68,6 +102,8 @@ pub struct Workspace {
     builds: HashMap<(String, String), Result<Vec<Value>, String>>,
     /// When each object the fakes applied was applied (for `InProgressFor`).
     applied_at: HashMap<String, Instant>,
+    /// What the controllers' fetches from the internet go through.
+    pub internet: Internet,
 }
 
 impl Workspace {
@@ -78,6 +114,7 @@ impl Workspace {
             snapshots: tempfile::tempdir().unwrap(),
             builds: HashMap::new(),
             applied_at: HashMap::new(),
+            internet: Internet::default(),
         }
     }
 

@@ -89,6 +89,12 @@ impl FluxModel {
         self.transitions.clone()
     }
 
+    /// The controllers fetch charts through `internet`.
+    pub fn behind(mut self, internet: super::fake_cluster::Internet) -> FluxModel {
+        self.ws.internet = internet;
+        self
+    }
+
     /// The controller hook for the fake API.
     pub fn controller(mut self) -> impl FnMut(&mut Vec<Stored>) + Send {
         move |objects: &mut Vec<Stored>| self.pass(objects)
@@ -413,6 +419,77 @@ impl FluxModel {
         self.runs.remove(&id);
     }
 
+    /// The chart's artifact, as source-controller makes it for the HelmChart helm-controller
+    /// creates (`<release namespace>-<release name>`, in the source's namespace). The
+    /// HelmRepository's URL is fetched with the TLS settings of its `certSecretRef`
+    /// (fluxcd/source-controller v1.9 internal/helm/getter/client_opts.go GetClientOpts: the
+    /// Secret is read from the HelmRepository's namespace, a missing one fails with "failed to
+    /// get TLS authentication secret"; fluxcd/pkg runtime/secrets: `ca.crt`, else the legacy
+    /// `caFile`, added to the system roots). helm-controller reports a chart without artifact as
+    /// "HelmChart '<ns>/<name>' is not ready: <message>", reason ArtifactFailed (helm-controller
+    /// v1.6.3 internal/controller/helmrelease_controller.go isReady and its caller).
+    fn chart_artifact(
+        &self,
+        objects: &[Stored],
+        release: &Value,
+        name: &str,
+    ) -> Result<(), String> {
+        let source = &release["spec"]["chart"]["spec"]["sourceRef"];
+        if source["kind"] != "HelmRepository" {
+            return Ok(());
+        }
+        let release_ns = release["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("flux-system");
+        let ns = source["namespace"].as_str().unwrap_or(release_ns);
+        let chart = format!("HelmChart '{ns}/{release_ns}-{name}' is not ready");
+        let repo_name = source["name"].as_str().unwrap_or_default();
+        let Some(repository) = objects.iter().find(|s| {
+            s.plural == "helmrepositories"
+                && s.name == repo_name
+                && s.namespace.as_deref() == Some(ns)
+        }) else {
+            // internal/controller/helmchart_controller.go reconcileSource: the source is
+            // looked up first.
+            return Err(format!(
+                "{chart}: failed to get source: HelmRepository.source.toolkit.fluxcd.io \"{repo_name}\" not found"
+            ));
+        };
+        let url = repository.object["spec"]["url"]
+            .as_str()
+            .unwrap_or_default();
+        if url.starts_with("http://") {
+            return Ok(());
+        }
+        let mut trusted = None;
+        if let Some(secret) = repository.object["spec"]["certSecretRef"]["name"].as_str() {
+            let Some(found) = objects.iter().find(|s| {
+                s.plural == "secrets" && s.name == secret && s.namespace.as_deref() == Some(ns)
+            }) else {
+                return Err(format!(
+                    "{chart}: failed to get TLS authentication secret '{ns}/{secret}': secrets \"{secret}\" not found"
+                ));
+            };
+            use base64::Engine as _;
+            let data = &found.object["data"];
+            trusted = [&data["ca.crt"], &data["caFile"]]
+                .into_iter()
+                .find_map(|v| v.as_str())
+                .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                .map(|b| String::from_utf8_lossy(&b).into_owned());
+        }
+        self.ws.internet.connect(trusted.as_deref()).map_err(|e| {
+            if url.starts_with("oci://") {
+                format!("{chart}: failed to get chart version for remote reference: {url}: {e}")
+            } else {
+                format!(
+                    "{chart}: failed to fetch Helm repository index: Get \"{}/index.yaml\": {e}",
+                    url.trim_end_matches('/')
+                )
+            }
+        })
+    }
+
     /// helm-controller v1.6.3: dependencies, then install (or upgrade) of the chart; what the
     /// chart brings is the recorded [`chart_workloads`].
     fn helm_release(&mut self, objects: &mut Vec<Stored>, name: &str) {
@@ -454,6 +531,10 @@ impl FluxModel {
                 );
                 return;
             }
+        }
+        if let Err(message) = self.chart_artifact(objects, &object, name) {
+            self.set_ready(objects, i, "False", "ArtifactFailed", &message);
+            return;
         }
         let chart = object["spec"]["chart"]["spec"]["chart"]
             .as_str()

@@ -74,6 +74,11 @@ pub struct CreateArgs {
     /// cross the network unencrypted).
     #[arg(long)]
     insecure_gitea: bool,
+    /// A PEM file of your network's root CA (a TLS-intercepting proxy's): the nodes, Gitea,
+    /// the image caches and the engines' chart sources trust it. Repeatable; adds to the
+    /// profile's spec.extraCA.
+    #[arg(long = "extra-ca", value_name = "FILE")]
+    extra_ca: Vec<PathBuf>,
 }
 
 /// What a stamp's bootstrap secrets may read from this host beyond the source tree.
@@ -408,6 +413,7 @@ fn create_options(
     if let Some(p) = provider {
         profile.spec.provider = p;
     }
+    let profile_extra_ca = profile.spec.extra_ca.clone();
     let options = CreateOptions {
         name: args.env.name,
         stamp: args.stamp,
@@ -419,6 +425,7 @@ fn create_options(
         wait: args.wait,
         timeout: args.wait_args.timeout,
         switch_context: !args.no_switch_context,
+        extra_ca: profile_extra_ca.into_iter().chain(args.extra_ca).collect(),
     };
     Ok((options, args.dry_run))
 }

@@ -40,6 +40,17 @@ pub fn plan(plan: &Plan) {
             );
         }
     }
+    if !plan.extra_ca.is_empty() {
+        println!("# the network's root CAs the nodes, Gitea, caches and chart sources will trust");
+        for root in &plan.extra_ca {
+            println!(
+                "#   {} (SHA-256 {}, until {})",
+                kindling::ui::printable(&root.subject),
+                root.fingerprint_sha256,
+                root.not_after.date()
+            );
+        }
+    }
     for o in &plan.bootstrap {
         println!(
             "---\n{}",

@@ -9,6 +9,7 @@ use crate::engine::{self, Engine, GitCredentials};
 use crate::env::EnvError;
 use crate::env::state::GiteaState;
 use crate::kube::ApplyOptions;
+use crate::pki::extra_ca::ExtraCa;
 use crate::stamp::Stamp;
 use crate::stamp::render::Rendered;
 
@@ -31,12 +32,14 @@ impl Step for Bootstrap {
     fn run<'a>(&'a self, ctx: &'a Ctx<'_>) -> LocalBoxFuture<'a, Result<String, EnvError>> {
         Box::pin(async move {
             let hold = ctx.state().hold;
+            let extra_ca = ctx.state().extra_ca(&ctx.env_dir)?;
             let objects = objects(
                 ctx.opts.engine,
                 ctx.stamp,
                 ctx.rendered()?,
                 &ctx.gitea_state()?,
                 hold,
+                extra_ca.as_ref(),
             );
             let kube = ctx.kube().await?;
             let applied = kube
@@ -66,6 +69,7 @@ pub fn objects(
     rendered: &Rendered,
     gitea: &GiteaState,
     hold: bool,
+    extra_ca: Option<&ExtraCa>,
 ) -> Vec<Value> {
     let credentials = GitCredentials {
         url: gitea.cluster_repo_url.clone(),
@@ -77,11 +81,16 @@ pub fn objects(
             .or_else(|| gitea.token.clone())
             .unwrap_or_else(|| gitea.password.clone()),
     };
-    engine::bootstrap_objects(
+    // The roots first: Flux's HelmRepositories name the Secret from their first reconcile.
+    let mut objects: Vec<Value> = extra_ca
+        .map(|ca| engine::extra_ca::objects(engine, rendered, ca))
+        .unwrap_or_default();
+    objects.extend(engine::bootstrap_objects(
         engine,
         stamp,
         &rendered.bootstrap_documents(),
         &credentials,
         hold,
-    )
+    ));
+    objects
 }

@@ -48,10 +48,12 @@ impl Step for Connect {
             }
             if ctx.opts.profile.spec.image_caches {
                 let progress = ctx.progress;
+                let outbound = cache_outbound(ctx)?;
                 registry::ensure_caches(
                     docker,
                     &cluster.network,
                     &ctx.settings.registry_image,
+                    &outbound,
                     &mut |line| progress.detail(line),
                 )
                 .await?;
@@ -68,4 +70,29 @@ impl Step for Connect {
             Ok(cluster.network)
         })
     }
+}
+
+/// How the shared caches reach their upstreams for this env: the user's proxy (only what is
+/// always direct added to NO_PROXY: the caches fetch from the internet alone) and the env's
+/// network roots, copied where they outlive the env.
+fn cache_outbound(ctx: &Ctx<'_>) -> Result<registry::CacheOutbound, EnvError> {
+    let proxy = crate::cluster::proxy::ProxySettings::from_env()
+        .variables(&[])
+        .into_iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect();
+    let extra_ca = match ctx.state().extra_ca(&ctx.env_dir)? {
+        Some(ca) => {
+            let data_dir = &ctx.settings.data_dir;
+            let copy = registry::cache_extra_ca_file(data_dir, &ca).map_err(|e| {
+                EnvError::Pki(crate::pki::PkiError::Io {
+                    path: data_dir.join("cache-trust"),
+                    source: e,
+                })
+            })?;
+            Some(copy)
+        }
+        None => None,
+    };
+    Ok(registry::CacheOutbound { proxy, extra_ca })
 }

@@ -48,6 +48,13 @@ impl Step for Engine {
                 fetched.origin,
                 crate::kube::INSTALL_FIELD_MANAGER
             ));
+            // The network's roots for the engine's chart sources, in place before its
+            // controllers start (`engine::extra_ca`).
+            let extra_ca = ctx.state().extra_ca(&ctx.env_dir)?;
+            let extra = match &extra_ca {
+                Some(ca) => engine::extra_ca::objects(engine, ctx.rendered()?, ca),
+                None => Vec::new(),
+            };
             let kube = ctx.kube().await?;
             let applied = engine::install(
                 kube,
@@ -56,6 +63,7 @@ impl Step for Engine {
                 &crate::cluster::proxy::ProxySettings::from_env().variables(
                     &crate::cluster::proxy::pod_direct_names(ctx.resolved.provider, ctx.env()),
                 ),
+                &extra,
                 settings.step_timeout,
             )
             .await?;

@@ -57,6 +57,16 @@ impl Step for Gitea {
                     let docker = ctx.docker()?;
                     let mut spec = gitea::container_spec(env, network, port);
                     spec.image = settings.gitea_image.clone();
+                    // Gitea fetches from the internet for migrations and mirrors: through a
+                    // TLS-intercepting proxy it needs the network's root CAs (Go reads every
+                    // file of /etc/ssl/certs, `crate::pki::extra_ca`).
+                    if let Some(path) = &ctx.resolved.extra_ca {
+                        spec.binds.push(crate::docker::BindMount {
+                            source: path.clone(),
+                            target: crate::pki::extra_ca::CONTAINER_PATH.to_string(),
+                            read_only: true,
+                        });
+                    }
                     for v in &spec.volumes {
                         docker.ensure_volume(&v.volume, &spec.labels).await?;
                     }

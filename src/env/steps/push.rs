@@ -24,7 +24,8 @@ impl Step for Push {
     fn run<'a>(&'a self, ctx: &'a Ctx<'_>) -> LocalBoxFuture<'a, Result<String, EnvError>> {
         Box::pin(async move {
             let gitea = ctx.gitea_state()?;
-            let rendered = render(ctx.stamp, ctx.opts.engine, &gitea)?;
+            let extra_ca = ctx.resolved.extra_ca.is_some();
+            let rendered = render(ctx.stamp, ctx.opts.engine, &gitea, extra_ca)?;
             for note in &rendered.notes {
                 ctx.progress.detail(note);
             }
@@ -41,17 +42,25 @@ pub fn short(commit: &str) -> &str {
     &commit[..commit.len().min(12)]
 }
 
-/// How the stamp is rendered for an env whose Gitea is `gitea`.
-pub fn render_options(gitea: &GiteaState) -> RenderOptions {
-    RenderOptions::standard(gitea.cluster_repo_url.clone())
+/// How the stamp is rendered for an env whose Gitea is `gitea` (and which trusts the
+/// network's root CAs when `extra_ca`).
+pub fn render_options(gitea: &GiteaState, extra_ca: bool) -> RenderOptions {
+    let mut options = RenderOptions::standard(gitea.cluster_repo_url.clone());
+    options.chart_ca_secret = extra_ca.then(|| crate::engine::extra_ca::FLUX_SECRET.to_string());
+    options
 }
 
 /// The stamp rendered for `engine` and the env's Gitea.
-pub fn render(stamp: &Stamp, engine: Engine, gitea: &GiteaState) -> Result<Rendered, EnvError> {
+pub fn render(
+    stamp: &Stamp,
+    engine: Engine,
+    gitea: &GiteaState,
+    extra_ca: bool,
+) -> Result<Rendered, EnvError> {
     Ok(stamp::render::render(
         stamp,
         engine,
-        &render_options(gitea),
+        &render_options(gitea, extra_ca),
     )?)
 }
 

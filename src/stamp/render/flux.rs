@@ -114,6 +114,12 @@ struct HelmRepositorySpec {
     url: String,
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     repository_type: Option<&'static str>,
+    /// The network's root CAs: source-controller adds `ca.crt` of this Secret (same
+    /// namespace) to the system roots for HTTPS and OCI repositories (fluxcd/source-controller
+    /// v1.9 internal/helm/getter/client_opts.go, with fluxcd/pkg runtime/secrets
+    /// TLSConfigFromSecret and WithSystemCertPool).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cert_secret_ref: Option<LocalReference>,
 }
 
 #[derive(Serialize)]
@@ -219,7 +225,7 @@ pub fn render(stamp: &Stamp, opts: &RenderOptions) -> Rendered {
         if let Source::Helm(chart) = &entry.source {
             files.push(RenderedFile {
                 path: format!("flux/helm/{}/release.yaml", entry.name),
-                documents: helm_objects(stamp, entry, chart),
+                documents: helm_objects(stamp, entry, chart, opts),
             });
         }
         let mut documents = vec![entry_kustomization(stamp, entry, opts)];
@@ -423,7 +429,13 @@ fn health_kustomization(stamp: &Stamp, entry: &Entry, opts: &RenderOptions) -> V
     })
 }
 
-fn helm_objects(stamp: &Stamp, entry: &Entry, chart: &HelmChart) -> Vec<Value> {
+fn helm_objects(
+    stamp: &Stamp,
+    entry: &Entry,
+    chart: &HelmChart,
+    opts: &RenderOptions,
+) -> Vec<Value> {
+    let tls = crate::pki::extra_ca::tls_host(&chart.repo).is_some();
     let repository = to_value(&Object {
         api_version: "source.toolkit.fluxcd.io/v1",
         kind: "HelmRepository",
@@ -432,6 +444,11 @@ fn helm_objects(stamp: &Stamp, entry: &Entry, chart: &HelmChart) -> Vec<Value> {
             interval: "1h",
             url: chart.repo.clone(),
             repository_type: chart.is_oci().then_some("oci"),
+            cert_secret_ref: opts
+                .chart_ca_secret
+                .clone()
+                .filter(|_| tls)
+                .map(|name| LocalReference { name }),
         },
     });
     // HelmRelease dependsOn may only name HelmReleases; the Kustomization carries the rest.

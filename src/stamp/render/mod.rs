@@ -43,6 +43,9 @@ pub struct RenderOptions {
     pub credentials_secret: Option<String>,
     /// Directory in the pushed tree that holds the rendered files.
     pub bundle_dir: String,
+    /// Secret (in Flux's namespace, key `ca.crt`) with the network's root CAs, for the
+    /// `certSecretRef` of HTTPS and OCI HelmRepositories; none unless the env has extra CAs.
+    pub chart_ca_secret: Option<String>,
 }
 
 impl RenderOptions {
@@ -55,6 +58,7 @@ impl RenderOptions {
             branch: "main".to_string(),
             credentials_secret: Some(CREDENTIALS_SECRET.to_string()),
             bundle_dir: ".kindling".to_string(),
+            chart_ca_secret: None,
         }
     }
 }

@@ -1,0 +1,192 @@
+//! Envs on a corporate network (issue #20, part 3): a TLS-intercepting proxy re-signs every
+//! HTTPS connection with the network's root CA. `--extra-ca` (or the profile's
+//! `spec.extraCA`) hands that root to the nodes, Gitea and the engines' chart sources. The
+//! nodes and Gitea are real containers here (the fake kind and k3d start them as upstream
+//! would, with the config's mounts); the engines are the fakes, fetching charts through the
+//! harness's `Internet`, which intercepts like such a proxy.
+
+mod common;
+
+mod env {
+    use super::common::docker_cli;
+    use super::common::env_harness::*;
+    use super::common::{docker, unique};
+    use serde_json::Value;
+
+    /// A network's root CA, as an IT department hands it out (PEM).
+    fn corporate_root(dir: &std::path::Path) -> (std::path::PathBuf, String) {
+        let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Corp TLS Inspection Root");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let pem = params.self_signed(&key).unwrap().pem();
+        let path = dir.join("corp-root.pem");
+        std::fs::write(&path, &pem).unwrap();
+        (path, pem)
+    }
+
+    fn file_in(container: &str, path: &str) -> String {
+        let out = docker_cli(&["exec", container, "cat", path]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn body(pem: &str) -> String {
+        pem.lines().filter(|l| !l.starts_with("-----")).collect()
+    }
+
+    fn decoded(secret: &Value, key: &str) -> String {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(secret["data"][key].as_str().unwrap_or_default())
+            .unwrap();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    /// Behind an intercepting proxy, Flux cannot fetch the sample stamp's charts: the create
+    /// fails with the handshake error on the chart. With `--extra-ca` the same create is
+    /// Ready: the node has the root at the path containerd reads, the HelmRepositories name the
+    /// Secret that holds it. A rerun without the flag is refused, as the node keeps its mount.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_extra_ca_lets_flux_fetch_charts_through_an_intercepting_proxy() {
+        if docker().await.is_none() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (root_file, root_pem) = corporate_root(dir.path());
+
+        // Without the root: the chart fetch fails as Go's TLS does.
+        let h = Harness::new();
+        h.internet.intercept_with(&root_pem);
+        let env = unique("noca");
+        let out = h
+            .create_command(
+                &env,
+                &h.path("profile.yaml"),
+                &["--wait", "--timeout", "20s"],
+                &[],
+            )
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3), "{out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("certificate signed by unknown authority"),
+            "{text}"
+        );
+        delete_clean(&h, &env);
+
+        // With it: Ready, and every part that fetches has the root.
+        let h = Harness::build_with("flux", false, true);
+        h.internet.intercept_with(&root_pem);
+        let env = unique("ca");
+        let gitea = format!("kindling-{env}-gitea");
+        *h.docker_gitea.as_ref().unwrap().lock().unwrap() = gitea.clone();
+        let root_arg = root_file.to_str().unwrap();
+        ok(&h
+            .create_command(
+                &env,
+                &h.path("profile.yaml"),
+                &["--wait", "--timeout", "60s", "--extra-ca", root_arg],
+                &[],
+            )
+            .output()
+            .unwrap());
+        let node = format!("kindling-{env}-control-plane");
+        for container in [&node, &gitea] {
+            let found = file_in(container, kindling::pki::extra_ca::CONTAINER_PATH);
+            assert_eq!(body(&found), body(&root_pem), "{container}");
+        }
+        let mounts = docker_cli(&["inspect", "-f", "{{json .Mounts}}", &node]);
+        let mounts: Value = serde_json::from_slice(&mounts.stdout).unwrap();
+        assert!(
+            mounts.as_array().unwrap().iter().any(|m| m["Destination"]
+                == kindling::pki::extra_ca::CONTAINER_PATH
+                && m["RW"] == false),
+            "{mounts}"
+        );
+        let secrets = h.api.objects_of("Secret");
+        let secret = secrets
+            .iter()
+            .find(|s| s["metadata"]["name"] == "kindling-extra-ca")
+            .expect("the Secret the HelmRepositories name");
+        assert_eq!(secret["metadata"]["namespace"], "flux-system");
+        assert_eq!(body(&decoded(secret, "ca.crt")), body(&root_pem));
+        let repositories = h.api.objects_of("HelmRepository");
+        assert!(!repositories.is_empty());
+        for r in &repositories {
+            assert_eq!(
+                r["spec"]["certSecretRef"]["name"], "kindling-extra-ca",
+                "{r}"
+            );
+        }
+        let state = h.state(&env);
+        assert_eq!(
+            state["extraCa"].as_array().map(Vec::len),
+            Some(1),
+            "{state}"
+        );
+        let copy = h.path("data/envs").join(&env).join("extra-ca.pem");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+
+        // A rerun must ask for the same roots: the node mounted these when it was made.
+        let again = h
+            .create_command(&env, &h.path("profile.yaml"), &[], &[])
+            .output()
+            .unwrap();
+        error_says(&again, "--extra-ca");
+        delete_clean(&h, &env);
+    }
+
+    /// Argo CD on k3d with the root from the profile: the k3d server node mounts it,
+    /// argocd-tls-certs-cm holds it for each chart host, and the stamp is Ready through the
+    /// intercepting proxy.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_extra_ca_from_the_profile_reaches_k3d_and_argo_cd() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::with_engine("argo");
+        let (_, root_pem) = corporate_root(&h.path(""));
+        h.internet.intercept_with(&root_pem);
+        let env = unique("argoca");
+        // Relative to the profile, as kind's extraMounts are to its config.
+        let profile = h.path("k3d-profile.yaml");
+        std::fs::write(
+            &profile,
+            "apiVersion: kindling.dev/v1alpha1\nkind: ClusterProfile\nmetadata: {name: corp}\nspec:\n  provider: k3d\n  kubernetesVersion: \"1.37\"\n  ingress: {http: 18080, https: 18443}\n  registry: false\n  imageCaches: false\n  extraCA: [corp-root.pem]\n",
+        )
+        .unwrap();
+        let out = h
+            .create_command(
+                &env,
+                &profile,
+                &["--engine", "argo", "--wait", "--timeout", "60s"],
+                &[],
+            )
+            .output()
+            .unwrap();
+        ok(&out);
+        let server = format!("k3d-kindling-{env}-server-0");
+        let found = file_in(&server, kindling::pki::extra_ca::CONTAINER_PATH);
+        assert_eq!(body(&found), body(&root_pem));
+        let config_maps = h.api.objects_of("ConfigMap");
+        let certs = config_maps
+            .iter()
+            .find(|c| c["metadata"]["name"] == "argocd-tls-certs-cm")
+            .expect("argocd-tls-certs-cm");
+        for host in ["charts.jetstack.io", "traefik.github.io"] {
+            assert_eq!(
+                body(certs["data"][host].as_str().unwrap_or_default()),
+                body(&root_pem),
+                "{host}: {certs}"
+            );
+        }
+        delete_clean(&h, &env);
+    }
+}
