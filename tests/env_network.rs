@@ -189,4 +189,33 @@ mod env {
         }
         delete_clean(&h, &env);
     }
+
+    /// Behind a proxy, kindling's own calls to what runs on this machine stay direct: its
+    /// Gitea API calls (ureq reads HTTP_PROXY) and its git push (curl does too). The proxy
+    /// here is a closed port: anything sent through it fails the create.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_create_behind_a_proxy_keeps_its_own_calls_to_this_machine_direct() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let proxy = format!("http://127.0.0.1:{closed}");
+        let env = unique("proxied");
+        let out = h.create(
+            &env,
+            &[
+                ("HTTP_PROXY", proxy.as_str()),
+                ("HTTPS_PROXY", proxy.as_str()),
+                ("NO_PROXY", "corp.example"),
+            ],
+        );
+        let report = ok(&out);
+        assert_eq!(report["ok"], true);
+        delete_clean(&h, &env);
+    }
 }

@@ -154,6 +154,21 @@ pub fn env_direct_names(env: &str) -> Vec<String> {
     ]
 }
 
+/// Whether a URL names this machine (`localhost`, 127.0.0.0/8, `::1`).
+pub fn is_loopback_url(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.split(':').next().unwrap_or_default(),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,5 +227,29 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("proxy.corp:3128"));
+    }
+}
+
+#[cfg(test)]
+mod loopback_tests {
+    use super::is_loopback_url;
+
+    #[test]
+    fn proxy_loopback_urls_are_this_machine_only() {
+        for url in [
+            "http://127.0.0.1:3001",
+            "http://localhost:3000/kindling/source.git",
+            "http://user:pw@127.0.0.2:80",
+            "http://[::1]:3000",
+        ] {
+            assert!(is_loopback_url(url), "{url}");
+        }
+        for url in [
+            "https://gitea.corp:3000",
+            "http://10.0.0.1",
+            "http://localhost.evil.example",
+        ] {
+            assert!(!is_loopback_url(url), "{url}");
+        }
     }
 }

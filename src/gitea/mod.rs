@@ -387,11 +387,15 @@ struct Response {
 impl GiteaClient {
     /// `base_url` is Gitea's root as the host reaches it (`http://127.0.0.1:3001`).
     pub fn new(base_url: &str, auth: Auth) -> GiteaClient {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
+            .timeout_global(Some(Duration::from_secs(30)));
+        // ureq takes HTTP(S)_PROXY from the environment; a Gitea on this machine is never
+        // reached through a corporate proxy, whatever NO_PROXY says.
+        if crate::cluster::proxy::is_loopback_url(base_url) {
+            config = config.proxy(None);
+        }
+        let agent: ureq::Agent = config.build().into();
         GiteaClient {
             base_url: base_url.trim_end_matches('/').to_string(),
             agent,

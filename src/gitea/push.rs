@@ -253,6 +253,12 @@ fn scratch_git(source: &Path, scratch: &Path, target: &PushTarget<'_>) -> Result
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
+    // Behind a corporate proxy, loopback (the local Gitea) stays direct whatever the user's
+    // NO_PROXY and curl's own defaults say (git's HTTP transport is curl, which reads both
+    // spellings).
+    let direct = crate::cluster::proxy::ProxySettings::from_env().no_proxy_with(&["::1".into()]);
+    env.push(("NO_PROXY".to_string(), direct.clone()));
+    env.push(("no_proxy".to_string(), direct));
     for (i, (key, value)) in config.into_iter().enumerate() {
         env.push((format!("GIT_CONFIG_KEY_{i}"), key));
         env.push((format!("GIT_CONFIG_VALUE_{i}"), value));

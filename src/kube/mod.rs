@@ -136,9 +136,16 @@ impl KubeClient {
             context: context.map(str::to_string),
             ..Default::default()
         };
-        let config = ::kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+        let mut config = ::kube::Config::from_custom_kubeconfig(kubeconfig, &options)
             .await
             .map_err(|e| config_error(e.to_string()))?;
+        // kube takes HTTPS_PROXY from the environment for every cluster (kube-client 5.0.0
+        // config/file_loader.rs proxy_url), so behind a corporate proxy the env's API server
+        // on this machine would be asked for through it (and refused: kindling builds kube
+        // without its proxy feature). A loopback API server is always reached directly.
+        if crate::cluster::proxy::is_loopback_url(&config.cluster_url.to_string()) {
+            config.proxy_url = None;
+        }
         let client = ::kube::client::ClientBuilder::try_from(config)
             .map_err(|e| config_error(e.to_string()))?
             // `-v`: every request's method and path (never its body or headers).
