@@ -298,6 +298,86 @@ pub fn check_docker_endpoint(
     }
 }
 
+/// The offline bundle loaded last (`kindling bundle load`), and which pinned images of each
+/// provider it lacks, with the engines whose install manifests it brought.
+pub fn check_bundle(
+    data_dir: &Path,
+    cache_dir: &Path,
+    settings_images: (&str, &str),
+) -> Vec<Finding> {
+    let Some(loaded) = crate::bundle::loaded(data_dir) else {
+        return Vec::new();
+    };
+    let manifests: Vec<String> = loaded
+        .manifests
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(cache_dir.join("manifests").join(f)).ok())
+        .collect();
+    let mut lacking = Vec::new();
+    for provider in [
+        crate::cluster::Provider::Kind,
+        crate::cluster::Provider::K3d,
+    ] {
+        let kubernetes = crate::cluster::NODE_IMAGES[0].kubernetes;
+        let texts = if manifests.is_empty() {
+            vec![String::new()]
+        } else {
+            manifests.clone()
+        };
+        for text in &texts {
+            if let Ok(wanted) = crate::bundle::pinned_images(
+                provider,
+                kubernetes,
+                settings_images.0,
+                settings_images.1,
+                text,
+            ) {
+                for missing in crate::bundle::missing_from(&loaded, &wanted) {
+                    let line = format!("{}: {missing}", provider.name());
+                    if !lacking.contains(&line) {
+                        lacking.push(line);
+                    }
+                }
+            }
+        }
+    }
+    judge_bundle(&loaded, &lacking)
+}
+
+pub fn judge_bundle(loaded: &crate::bundle::LoadReport, lacking: &[String]) -> Vec<Finding> {
+    let mut findings = vec![finding(
+        "bundle",
+        Status::Ok,
+        format!(
+            "{} loaded {}: {} images ({} caches seeded), tools: {}, manifests: {}",
+            loaded.file.display(),
+            loaded.loaded_at,
+            loaded.record.images.len(),
+            loaded.seeded.len(),
+            if loaded.tools.is_empty() {
+                "none".to_string()
+            } else {
+                loaded.tools.join(", ")
+            },
+            if loaded.manifests.is_empty() {
+                "none".to_string()
+            } else {
+                loaded.manifests.join(", ")
+            },
+        ),
+        None,
+    )];
+    if !lacking.is_empty() {
+        findings.push(finding(
+            "bundle",
+            Status::Warn,
+            format!("it lacks what an offline create would fetch: {}", lacking.join(", ")),
+            Some("on a machine with internet, `kindling bundle save FILE --provider P --engine E` (with --images for the charts' images), then `kindling bundle load FILE` here".into()),
+        ));
+    }
+    findings
+}
+
 pub fn check_proxy() -> Vec<Finding> {
     judge_proxy(&crate::cluster::proxy::ProxySettings::from_env())
 }
@@ -328,8 +408,8 @@ pub fn judge_proxy(proxy: &crate::cluster::proxy::ProxySettings) -> Vec<Finding>
         findings.push(finding(
             "proxy",
             Status::Warn,
-            "NO_PROXY lacks localhost/127.0.0.1".into(),
-            Some("add localhost,127.0.0.1,.localhost to NO_PROXY so kindling reaches Gitea and the cluster".into()),
+            "NO_PROXY lacks localhost/127.0.0.1 (kindling keeps its own calls to this machine direct; your browser and curl may send https://*.localhost to the proxy)".into(),
+            Some("add localhost,127.0.0.1,.localhost to NO_PROXY".into()),
         ));
     }
     findings

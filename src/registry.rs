@@ -62,7 +62,7 @@ pub fn cache_network() -> String {
 /// The label that says which set of caches (`cache_prefix`) an object belongs to.
 pub const CACHE_SET_LABEL: &str = "dev.kindling.cache.set";
 
-fn cache_set_labels() -> std::collections::BTreeMap<String, String> {
+pub fn cache_set_labels() -> std::collections::BTreeMap<String, String> {
     let mut labels = cache_labels();
     labels.insert(CACHE_SET_LABEL.to_string(), cache_prefix());
     labels

@@ -310,3 +310,85 @@ fn e2e_sample_stamp_full_loop() {
     let again = e2e.kindling(&["env", "delete", &env]);
     assert!(again.status.success());
 }
+
+/// Issue #20, part 2, on a real host: a bundle of a Docker Hub image, loaded into a cache set
+/// of its own, is served by the pinned registry image in proxy mode with its upstream
+/// unreachable, by tag and with the digest Docker Hub gave it (distribution v3.1.1 reads local
+/// storage when the remote fails; the Debian 2.8 registry of the unit tests panics at start
+/// without its upstream, so only this host can show it).
+#[test]
+fn e2e_bundle_seeds_a_cache_that_serves_offline() {
+    if !enabled() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = common::unique("e2eb");
+    let list = dir.path().join("images.txt");
+    std::fs::write(&list, "docker.io/library/busybox:1.37\n").unwrap();
+    let file = dir.path().join("bundle.tar");
+    let run = |args: &[&str]| -> Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_kindling"))
+            .args(args)
+            .args(["--output", "json"])
+            .env("KINDLING_DATA_DIR", dir.path().join("data"))
+            .env("KINDLING_CACHE_PREFIX", &prefix)
+            .env("CI", "true")
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "kindling {args:?}: {out:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let saved = run(&[
+        "bundle",
+        "save",
+        file.to_str().unwrap(),
+        "--images",
+        list.to_str().unwrap(),
+        "--only-listed",
+    ]);
+    let digest = saved["bundle"]["record"]["images"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    run(&["bundle", "load", file.to_str().unwrap()]);
+    let volume = format!("{prefix}-docker-io-data");
+    let name = format!("{prefix}-offline");
+    let mount = format!("{volume}:/var/lib/registry");
+    let started = common::docker_cli(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "-e",
+        "REGISTRY_PROXY_REMOTEURL=https://unreachable.invalid",
+        "-v",
+        &mount,
+        "-p",
+        "127.0.0.1::5000",
+        kindling::registry::REGISTRY_IMAGE,
+    ]);
+    assert!(started.status.success(), "{started:?}");
+    let port = String::from_utf8_lossy(&common::docker_cli(&["port", &name, "5000"]).stdout)
+        .lines()
+        .next()
+        .and_then(|l| l.rsplit(':').next().map(str::to_string))
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/v2/library/busybox/manifests/1.37");
+    let accept = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json";
+    let mut served = None;
+    for _ in 0..60 {
+        if let Ok(mut r) = ureq::get(&url).header("Accept", accept).call() {
+            served = Some(r.body_mut().read_to_vec().unwrap());
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let served = served.expect("the cache served nothing offline");
+    assert_eq!(
+        kindling::bundle::distribution::sha256_digest(&served),
+        digest
+    );
+    let _ = common::docker_cli(&["rm", "-f", &name]);
+    let _ = common::docker_cli(&["volume", "rm", "-f", &volume]);
+}

@@ -55,6 +55,12 @@ pub fn run(output: Output) -> anyhow::Result<()> {
     findings.extend(doctor::check_ports(&[8080, 8443]));
     findings.extend(doctor::check_inotify());
     findings.extend(doctor::check_proxy());
+    let settings = kindling::env::Settings::from_env();
+    findings.extend(doctor::check_bundle(
+        &data,
+        &settings.cache_dir,
+        (&settings.gitea_image, &settings.registry_image),
+    ));
     let failed = findings.iter().filter(|f| f.status == Status::Fail).count();
     if output == Output::Json {
         super::print_json(json!({ "ok": failed == 0, "findings": findings }));

@@ -1,5 +1,6 @@
 //! Command-line interface: the whole command tree of DESIGN.md, output modes and exit codes.
 
+mod bundle;
 mod ca;
 mod cache;
 mod cluster;
@@ -63,6 +64,9 @@ enum Command {
     /// The shared pull-through image caches.
     #[command(subcommand)]
     Cache(cache::CacheCommand),
+    /// Offline and workshop bundles: everything a create fetches, in one archive.
+    #[command(subcommand)]
+    Bundle(bundle::BundleCommand),
     /// Check this machine for what kindling needs, and say how to fix what is missing.
     Doctor,
     /// Print shell completions.
@@ -179,6 +183,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Engine(command) => {
             kindling::paths::check_owner(&kindling::paths::data_dir())?;
             engine::run(command, output)
+        }
+        Command::Bundle(command) => {
+            kindling::paths::check_owner(&kindling::paths::data_dir())?;
+            bundle::run(command, output, cli.verbose)
         }
         Command::Doctor => doctor::run(output),
         Command::Version => version::run(output),

@@ -174,6 +174,37 @@ impl DockerClient {
         }
         Ok(Ensured::Created)
     }
+    /// `docker load` of an archive file (Docker's format: its `manifest.json`), streamed.
+    pub async fn load_archive(
+        &self,
+        file: tokio::fs::File,
+        path: &std::path::Path,
+    ) -> Result<(), DockerError> {
+        use tokio::io::AsyncReadExt;
+        let chunks = futures_util::stream::unfold(file, |mut file| async move {
+            let mut buffer = vec![0u8; 1 << 20];
+            match file.read(&mut buffer).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buffer.truncate(n);
+                    Some((Ok(bytes::Bytes::from(buffer)), file))
+                }
+                Err(e) => Some((Err(e), file)),
+            }
+        });
+        crate::ui::call(|| format!("docker: load {}", path.display()));
+        let options = bollard::query_parameters::ImportImageOptionsBuilder::default()
+            .quiet(true)
+            .build();
+        let mut stream = self
+            .docker
+            .import_image(options, bollard::body_try_stream(chunks), None);
+        while let Some(item) = stream.next().await {
+            item.map_err(api(format!("load {}", path.display())))?;
+        }
+        Ok(())
+    }
+
     pub async fn remove_volume(&self, name: &str) -> Result<bool, DockerError> {
         let options = RemoveVolumeOptionsBuilder::default().force(true).build();
         crate::ui::call(|| format!("docker: remove volume {}", name));

@@ -1,0 +1,842 @@
+//! Offline bundles (`kindling bundle save/load`): one archive with what an env would fetch
+//! from the internet, for a workshop room on one Wi-Fi or a machine with no network.
+//!
+//! The archive is an OCI image layout (opencontainers/image-spec v1.1 image-layout.md:
+//! `oci-layout`, `index.json` naming every image by `org.opencontainers.image.ref.name`,
+//! `blobs/sha256/…`), so skopeo, crane or oras read it too. The images are copied from their
+//! registries byte for byte (`distribution`), so every pinned digest still matches. kindling's
+//! own record is `kindling/bundle.json`; the pinned kind and k3d binaries sit under
+//! `kindling/tools/`.
+//!
+//! `bundle load` checks every blob against its digest, then:
+//! - seeds the shared pull-through caches: a plain registry (the pinned registry image) runs on
+//!   each cache's volume for the time of the load and receives the images of its upstream. A
+//!   registry in proxy mode serves what its storage holds when the upstream cannot be reached
+//!   (distribution/distribution v3.1.1 registry/proxy/proxytagservice.go: "If the remote is
+//!   unavailable the local association is returned"; proxymanifeststore.go and
+//!   proxyblobstore.go read local storage first), and never expires what it did not fetch
+//!   itself (proxyregistry.go schedules only remote fetches);
+//! - puts the kind and k3d binaries into the tool cache, checked against the pins;
+//! - records what it loaded, for `doctor`.
+
+pub mod distribution;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use distribution::{Client, Object, Reference, sha256_digest};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("'{reference}' is not an image reference: {reason}")]
+    BadReference { reference: String, reason: String },
+    #[error("{}:{line}: {reason}\nhelp: one image per line: `REFERENCE` or `REFERENCE from SOURCE` (SOURCE: where to copy it from, e.g. a mirror); `#` starts a comment", file.display())]
+    BadList {
+        file: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    #[error(
+        "cannot copy {reference}: {reason}\nhelp: `bundle save` needs the registries (or the SOURCE mirrors of the list) reachable"
+    )]
+    Registry { reference: String, reason: String },
+    #[error("cannot seed {target}: {reason}")]
+    Seed { target: String, reason: String },
+    #[error("{}: {reason}\nhelp: the bundle is damaged or not one kindling wrote; save it again", path.display())]
+    Damaged { path: PathBuf, reason: String },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Docker(#[from] crate::docker::DockerError),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BundleError + '_ {
+    move |source| BundleError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Where kindling's record sits in the archive.
+pub const RECORD: &str = "kindling/bundle.json";
+
+/// kindling's record of a bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleRecord {
+    pub kindling_version: String,
+    pub created_at: String,
+    /// `os/arch` whose layers the bundle holds.
+    pub platforms: Vec<String>,
+    pub images: Vec<BundleImage>,
+    pub tools: Vec<BundleTool>,
+    /// The engines' pinned install manifests, under `kindling/manifests/`.
+    #[serde(default)]
+    pub manifests: Vec<BundleManifest>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleManifest {
+    /// As the manifest cache names it (`flux-v2.9.4-install.yaml`).
+    pub file: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleImage {
+    /// As the env names it (`docker.io/kindest/node:v1.37.0@sha256:…`).
+    pub reference: String,
+    /// Where it was copied from, when not from its own registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The digest of its top manifest (an index or a manifest).
+    pub digest: String,
+    pub media_type: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleTool {
+    pub name: String,
+    pub version: String,
+    pub platform: String,
+    pub sha256: String,
+}
+
+/// One line of an image list: the reference, and where to copy it from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WantedImage {
+    pub reference: Reference,
+    pub source: Option<Reference>,
+}
+
+/// Reads an image list (`REFERENCE [from SOURCE]` per line, `#` comments).
+pub fn read_list(file: &Path) -> Result<Vec<WantedImage>, BundleError> {
+    let text = std::fs::read_to_string(file).map_err(io(file))?;
+    let mut wanted = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or_default().trim();
+        if line.is_empty() {
+            continue;
+        }
+        let bad = |reason: String| BundleError::BadList {
+            file: file.to_path_buf(),
+            line: i + 1,
+            reason,
+        };
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let (reference, source) = match words.as_slice() {
+            [r] => (*r, None),
+            [r, "from", s] => (*r, Some(*s)),
+            _ => return Err(bad(format!("'{line}' is not `REFERENCE [from SOURCE]`"))),
+        };
+        wanted.push(WantedImage {
+            reference: Reference::parse(reference).map_err(|e| bad(e.to_string()))?,
+            source: source
+                .map(Reference::parse)
+                .transpose()
+                .map_err(|e| bad(e.to_string()))?,
+        });
+    }
+    Ok(wanted)
+}
+
+/// The images an env of `provider` and `engine` runs from kindling's pins: the node image,
+/// Gitea, the registry (also the caches' image), k3d's helper images, and every image of the
+/// engine's pinned install manifest (`install_manifest`, its text).
+pub fn pinned_images(
+    provider: crate::cluster::Provider,
+    kubernetes: &str,
+    gitea_image: &str,
+    registry_image: &str,
+    install_manifest: &str,
+) -> Result<Vec<WantedImage>, BundleError> {
+    let mut names: Vec<String> = Vec::new();
+    if let Some(node) = crate::cluster::node_image(provider, kubernetes) {
+        names.push(node.to_string());
+    }
+    if provider == crate::cluster::Provider::K3d {
+        // k3d v5.9.0 pkg/types/images.go: the tools and load-balancer images, tagged with
+        // k3d's own version, which every `k3d cluster create` runs.
+        let version = crate::pins::K3D.version.trim_start_matches('v');
+        names.push(format!("ghcr.io/k3d-io/k3d-tools:{version}"));
+        names.push(format!("ghcr.io/k3d-io/k3d-proxy:{version}"));
+    }
+    names.push(gitea_image.to_string());
+    names.push(registry_image.to_string());
+    for document in serde_yaml_ng::Deserializer::from_str(install_manifest) {
+        let Ok(object) = Value::deserialize(document) else {
+            continue;
+        };
+        let spec = &object["spec"]["template"]["spec"];
+        for list in ["initContainers", "containers"] {
+            for container in spec[list].as_array().into_iter().flatten() {
+                if let Some(image) = container["image"].as_str() {
+                    names.push(image.to_string());
+                }
+            }
+        }
+    }
+    let mut wanted: Vec<WantedImage> = Vec::new();
+    for name in names {
+        let reference = Reference::parse(&name)?;
+        if !wanted.iter().any(|w| w.reference == reference) {
+            wanted.push(WantedImage {
+                reference,
+                source: None,
+            });
+        }
+    }
+    Ok(wanted)
+}
+
+/// What `bundle save` wrote.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SaveReport {
+    pub file: PathBuf,
+    pub bytes: u64,
+    pub record: BundleRecord,
+}
+
+/// Copies `images` (their `platforms`) and the pinned `tools` into the archive `file`,
+/// written whole or not at all.
+pub fn save(
+    file: &Path,
+    images: &[WantedImage],
+    platforms: &[String],
+    tools: &[(crate::cluster::tools::PinnedTool, String, PathBuf)],
+    manifests: &[(String, Vec<u8>)],
+    progress: &mut dyn FnMut(&str),
+) -> Result<SaveReport, BundleError> {
+    let client = Client::new();
+    let mut blobs: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut index = Vec::new();
+    let mut docker_manifest = Vec::new();
+    let mut record = BundleRecord {
+        kindling_version: env!("CARGO_PKG_VERSION").to_string(),
+        created_at: crate::env::state::now_rfc3339(),
+        platforms: platforms.to_vec(),
+        images: Vec::new(),
+        tools: Vec::new(),
+        manifests: Vec::new(),
+    };
+    for wanted in images {
+        let from = wanted.source.as_ref().unwrap_or(&wanted.reference);
+        progress(&format!("image {} (from {from})", wanted.reference));
+        let pulled = client.pull(from, platforms)?;
+        let mut add = |o: &Object| {
+            blobs
+                .entry(o.digest.clone())
+                .or_insert_with(|| o.bytes.clone());
+        };
+        add(&pulled.top);
+        pulled.manifests.iter().for_each(&mut add);
+        pulled.blobs.iter().for_each(&mut add);
+        index.push(json!({
+            "mediaType": pulled.top.media_type,
+            "digest": pulled.top.digest,
+            "size": pulled.top.bytes.len(),
+            "annotations": {
+                "org.opencontainers.image.ref.name": wanted.reference.to_string(),
+                "io.containerd.image.name": wanted.reference.to_string(),
+            },
+        }));
+        // `docker load` reads manifest.json (the Docker archive format) and takes the paths
+        // in it as they are; the first platform's image is the one it loads.
+        if let Some(manifest) = platform_manifest(&pulled, platforms)
+            && let Some(tag) = &wanted.reference.tag
+        {
+            let layers: Vec<String> = manifest["layers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|l| l["digest"].as_str())
+                .map(blob_path)
+                .collect();
+            docker_manifest.push(json!({
+                "Config": blob_path(manifest["config"]["digest"].as_str().unwrap_or_default()),
+                "RepoTags": [format!("{}/{}:{tag}", wanted.reference.registry, wanted.reference.repository)],
+                "Layers": layers,
+            }));
+        }
+        record.images.push(BundleImage {
+            reference: wanted.reference.to_string(),
+            source: wanted.source.as_ref().map(ToString::to_string),
+            digest: pulled.top.digest.clone(),
+            media_type: pulled.top.media_type.clone(),
+        });
+    }
+    let mut tool_files = Vec::new();
+    for (tool, platform, path) in tools {
+        let bytes = std::fs::read(path).map_err(io(path))?;
+        let sha256 = crate::cluster::tools::sha256_hex(&bytes);
+        record.tools.push(BundleTool {
+            name: tool.name.clone(),
+            version: tool.version.clone(),
+            platform: platform.clone(),
+            sha256,
+        });
+        tool_files.push((
+            format!("kindling/tools/{}-{}-{platform}", tool.name, tool.version),
+            bytes,
+        ));
+    }
+    for (name, bytes) in manifests {
+        record.manifests.push(BundleManifest {
+            file: name.clone(),
+            sha256: crate::cluster::tools::sha256_hex(bytes),
+        });
+        tool_files.push((format!("kindling/manifests/{name}"), bytes.clone()));
+    }
+    let partial = file.with_extension(format!("partial-{}", std::process::id()));
+    let written = (|| -> std::io::Result<u64> {
+        let out = std::fs::File::create(&partial)?;
+        let mut tar = tar::Builder::new(std::io::BufWriter::new(out));
+        let mut put = |name: &str, bytes: &[u8], mode: u32| -> std::io::Result<()> {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(mode);
+            header.set_mtime(0);
+            header.set_cksum();
+            tar.append_data(&mut header, name, bytes)
+        };
+        put("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#, 0o644)?;
+        let top = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": index,
+        });
+        put("index.json", &serde_json::to_vec_pretty(&top)?, 0o644)?;
+        put(
+            "manifest.json",
+            &serde_json::to_vec_pretty(&docker_manifest)?,
+            0o644,
+        )?;
+        put(RECORD, &serde_json::to_vec_pretty(&record)?, 0o644)?;
+        for (digest, bytes) in &blobs {
+            put(&blob_path(digest), bytes, 0o644)?;
+        }
+        for (name, bytes) in &tool_files {
+            put(name, bytes, 0o755)?;
+        }
+        let inner = tar.into_inner()?;
+        let file = inner.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        Ok(file.metadata()?.len())
+    })();
+    let bytes = match written {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(BundleError::Io {
+                path: file.to_path_buf(),
+                source: e,
+            });
+        }
+    };
+    std::fs::rename(&partial, file).map_err(io(file))?;
+    Ok(SaveReport {
+        file: file.to_path_buf(),
+        bytes,
+        record,
+    })
+}
+
+fn blob_path(digest: &str) -> String {
+    format!("blobs/{}", digest.replacen(':', "/", 1))
+}
+
+/// The image manifest of the first kept platform (or the image's only manifest).
+fn platform_manifest(pulled: &distribution::PulledImage, platforms: &[String]) -> Option<Value> {
+    let top: Value = serde_json::from_slice(&pulled.top.bytes).ok()?;
+    if top["manifests"].is_array() {
+        let wanted = platforms.iter().find(|p| pulled.platforms.contains(p))?;
+        let entry = top["manifests"].as_array()?.iter().find(|m| {
+            format!(
+                "{}/{}",
+                m["platform"]["os"].as_str().unwrap_or_default(),
+                m["platform"]["architecture"].as_str().unwrap_or_default()
+            ) == *wanted
+        })?;
+        let digest = entry["digest"].as_str()?;
+        let child = pulled.manifests.iter().find(|m| m.digest == digest)?;
+        serde_json::from_slice(&child.bytes).ok()
+    } else {
+        Some(top)
+    }
+}
+
+/// A bundle unpacked and checked: every blob matches its digest.
+pub struct OpenBundle {
+    pub dir: tempfile::TempDir,
+    pub record: BundleRecord,
+}
+
+impl OpenBundle {
+    pub fn open(file: &Path, scratch: &Path) -> Result<OpenBundle, BundleError> {
+        std::fs::create_dir_all(scratch).map_err(io(scratch))?;
+        let dir = tempfile::tempdir_in(scratch).map_err(io(scratch))?;
+        let damaged = |reason: String| BundleError::Damaged {
+            path: file.to_path_buf(),
+            reason,
+        };
+        let reader = std::fs::File::open(file).map_err(io(file))?;
+        let mut archive = tar::Archive::new(reader);
+        for entry in archive.entries().map_err(io(file))? {
+            let mut entry = entry.map_err(io(file))?;
+            let name = entry.path().map_err(io(file))?.to_path_buf();
+            // Only plain relative names: nothing is written outside the scratch directory.
+            if name
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+            {
+                return Err(damaged(format!(
+                    "holds a path outside the bundle: {}",
+                    name.display()
+                )));
+            }
+            if !entry.header().entry_type().is_file() {
+                continue;
+            }
+            let target = dir.path().join(&name);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent).map_err(io(parent))?;
+            }
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).map_err(io(file))?;
+            if let Some(hex) = name.to_str().and_then(|n| n.strip_prefix("blobs/sha256/"))
+                && sha256_digest(&bytes) != format!("sha256:{hex}")
+            {
+                return Err(damaged(format!(
+                    "blob sha256:{hex} does not match its content"
+                )));
+            }
+            std::fs::write(&target, &bytes).map_err(io(&target))?;
+        }
+        let text = std::fs::read(dir.path().join(RECORD))
+            .map_err(|e| damaged(format!("no {RECORD}: {e}")))?;
+        let record: BundleRecord =
+            serde_json::from_slice(&text).map_err(|e| damaged(format!("{RECORD}: {e}")))?;
+        Ok(OpenBundle { dir, record })
+    }
+
+    pub fn blob(&self, digest: &str) -> Result<Object, BundleError> {
+        let path = self.dir.path().join(blob_path(digest));
+        let bytes = std::fs::read(&path).map_err(|e| BundleError::Damaged {
+            path: path.clone(),
+            reason: format!("blob {digest} is missing: {e}"),
+        })?;
+        Ok(Object {
+            digest: digest.to_string(),
+            media_type: String::new(),
+            bytes,
+        })
+    }
+
+    /// Every object of `image` the bundle holds, in push order: blobs, platform manifests,
+    /// then the top manifest.
+    pub fn objects_of(
+        &self,
+        image: &BundleImage,
+    ) -> Result<(Vec<Object>, Vec<Object>, Object), BundleError> {
+        let mut top = self.blob(&image.digest)?;
+        top.media_type = image.media_type.clone();
+        let parsed: Value = serde_json::from_slice(&top.bytes).unwrap_or(Value::Null);
+        let mut blobs = Vec::new();
+        let mut manifests = Vec::new();
+        let take_blobs = |manifest: &Value, blobs: &mut Vec<Object>| -> Result<(), BundleError> {
+            for d in std::iter::once(&manifest["config"])
+                .chain(manifest["layers"].as_array().into_iter().flatten())
+            {
+                let digest = d["digest"].as_str().unwrap_or_default();
+                if !blobs.iter().any(|b: &Object| b.digest == digest) {
+                    blobs.push(self.blob(digest)?);
+                }
+            }
+            Ok(())
+        };
+        match parsed["manifests"].as_array() {
+            Some(children) => {
+                for child in children {
+                    let digest = child["digest"].as_str().unwrap_or_default();
+                    // Platforms left out of the bundle have neither manifest blobs nor layers.
+                    let Ok(mut manifest) = self.blob(digest) else {
+                        continue;
+                    };
+                    let parsed_child: Value =
+                        serde_json::from_slice(&manifest.bytes).unwrap_or(Value::Null);
+                    let complete = std::iter::once(&parsed_child["config"])
+                        .chain(parsed_child["layers"].as_array().into_iter().flatten())
+                        .all(|d| {
+                            self.dir
+                                .path()
+                                .join(blob_path(d["digest"].as_str().unwrap_or_default()))
+                                .is_file()
+                        });
+                    if !complete {
+                        continue;
+                    }
+                    take_blobs(&parsed_child, &mut blobs)?;
+                    manifest.media_type = child["mediaType"]
+                        .as_str()
+                        .unwrap_or(distribution::MANIFEST_TYPES[0])
+                        .to_string();
+                    manifests.push(manifest);
+                }
+            }
+            None => take_blobs(&parsed, &mut blobs)?,
+        }
+        Ok((blobs, manifests, top))
+    }
+}
+
+/// What `bundle load` did.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadReport {
+    pub file: PathBuf,
+    pub loaded_at: String,
+    /// Cache container → the images seeded into it.
+    pub seeded: BTreeMap<String, Vec<String>>,
+    /// Images no cache serves (their registry has none): loaded into the Docker engine only.
+    pub engine_only: Vec<String>,
+    pub tools: Vec<String>,
+    /// Install manifests put into the manifest cache.
+    pub manifests: Vec<String>,
+    pub record: BundleRecord,
+}
+
+/// Where `bundle load` records the last load, for `doctor`.
+pub fn loaded_record_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("bundle-loaded.json")
+}
+
+pub fn loaded(data_dir: &Path) -> Option<LoadReport> {
+    let text = std::fs::read(loaded_record_path(data_dir)).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+/// The pinned images (`wanted`) a loaded bundle lacks.
+pub fn missing_from(report: &LoadReport, wanted: &[WantedImage]) -> Vec<String> {
+    wanted
+        .iter()
+        .map(|w| w.reference.to_string())
+        .filter(|r| !report.record.images.iter().any(|i| &i.reference == r))
+        .collect()
+}
+
+/// The cache container serving `registry` (the upstream host), if kindling caches it.
+pub fn cache_for(registry: &str) -> Option<String> {
+    crate::registry::CACHED_UPSTREAMS
+        .iter()
+        .find(|(host, _)| *host == registry)
+        .map(|(host, _)| crate::registry::cache_container(host))
+}
+
+/// Loads a bundle: caches seeded, the Docker engine given every image (`docker load`), the
+/// tools put in place; recorded for `doctor`.
+pub async fn load(
+    docker: &crate::docker::DockerClient,
+    file: &Path,
+    data_dir: &Path,
+    cache_dir: &Path,
+    registry_image: &str,
+    progress: &mut dyn FnMut(&str),
+) -> Result<LoadReport, BundleError> {
+    let bundle = OpenBundle::open(file, &data_dir.join("tmp"))?;
+    // Docker first: the registry image the seeding runs may be in the bundle itself.
+    progress("docker: load the images");
+    let archive = tokio::fs::File::open(file).await.map_err(io(file))?;
+    docker.load_archive(archive, file).await?;
+    let mut by_cache: BTreeMap<String, Vec<&BundleImage>> = BTreeMap::new();
+    let mut engine_only = Vec::new();
+    for image in &bundle.record.images {
+        let reference = Reference::parse(&image.reference)?;
+        match cache_for(&reference.registry) {
+            Some(cache) => by_cache.entry(cache).or_default().push(image),
+            None => engine_only.push(image.reference.clone()),
+        }
+    }
+    let mut seeded = BTreeMap::new();
+    for (cache, images) in by_cache {
+        progress(&format!("cache {cache}: {} images", images.len()));
+        let done = seed_cache(docker, &bundle, &cache, &images, registry_image).await?;
+        seeded.insert(cache, done);
+    }
+    let mut tools = Vec::new();
+    for tool in &bundle.record.tools {
+        let pinned = [
+            crate::cluster::tools::kind_tool(),
+            crate::cluster::tools::k3d_tool(),
+        ]
+        .into_iter()
+        .find(|t| t.name == tool.name && t.version == tool.version);
+        let Some(pinned) = pinned else {
+            progress(&format!(
+                "tool {} {}: not the pinned release, left out",
+                tool.name, tool.version
+            ));
+            continue;
+        };
+        let expected = pinned.checksums.iter().find(|(p, _)| *p == tool.platform);
+        if expected.is_none_or(|(_, sum)| *sum != tool.sha256) {
+            return Err(BundleError::Damaged {
+                path: file.to_path_buf(),
+                reason: format!(
+                    "{} {} for {} does not match the pinned sha256",
+                    tool.name, tool.version, tool.platform
+                ),
+            });
+        }
+        if tool.platform != crate::cluster::tools::platform() {
+            continue;
+        }
+        let source = bundle.dir.path().join(format!(
+            "kindling/tools/{}-{}-{}",
+            tool.name, tool.version, tool.platform
+        ));
+        let bytes = std::fs::read(&source).map_err(io(&source))?;
+        if crate::cluster::tools::sha256_hex(&bytes) != tool.sha256 {
+            return Err(BundleError::Damaged {
+                path: file.to_path_buf(),
+                reason: format!("{} does not match its recorded sha256", source.display()),
+            });
+        }
+        let target = crate::cluster::tools::cached_path(&pinned, data_dir);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        crate::paths::write_atomic(&target, &bytes, 0o755).map_err(io(&target))?;
+        tools.push(format!("{} {}", tool.name, tool.version));
+    }
+    let mut manifests = Vec::new();
+    for manifest in &bundle.record.manifests {
+        // Only a pinned release goes into the cache, which `env create` reads before it
+        // downloads (and checks again there).
+        let pinned = [crate::engine::Engine::Flux, crate::engine::Engine::Argo]
+            .into_iter()
+            .map(crate::engine::manifests::pinned)
+            .find(|p| {
+                p.file_name() == manifest.file
+                    && p.sha256.as_deref() == Some(manifest.sha256.as_str())
+            });
+        if pinned.is_none() {
+            progress(&format!(
+                "manifest {}: not a pinned release, left out",
+                manifest.file
+            ));
+            continue;
+        }
+        let source = bundle
+            .dir
+            .path()
+            .join("kindling/manifests")
+            .join(&manifest.file);
+        let bytes = std::fs::read(&source).map_err(io(&source))?;
+        if crate::cluster::tools::sha256_hex(&bytes) != manifest.sha256 {
+            return Err(BundleError::Damaged {
+                path: file.to_path_buf(),
+                reason: format!("{} does not match its recorded sha256", manifest.file),
+            });
+        }
+        let target = cache_dir.join("manifests").join(&manifest.file);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        crate::paths::write_atomic(&target, &bytes, 0o644).map_err(io(&target))?;
+        manifests.push(manifest.file.clone());
+    }
+    let report = LoadReport {
+        file: file.to_path_buf(),
+        loaded_at: crate::env::state::now_rfc3339(),
+        seeded,
+        engine_only,
+        tools,
+        manifests,
+        record: bundle.record.clone(),
+    };
+    let path = loaded_record_path(data_dir);
+    let text = serde_json::to_vec_pretty(&report).unwrap_or_default();
+    crate::paths::write_atomic(&path, &text, 0o600).map_err(io(&path))?;
+    Ok(report)
+}
+
+/// Seeds one cache's storage: its container stopped, a plain registry on its volume (index
+/// completeness off, as the bundle keeps only some platforms' manifests:
+/// distribution/distribution v3.1.1 `validation.manifests.indexes.platforms: none`), every
+/// image pushed by digest and tag, then the seeder removed and the cache started again.
+async fn seed_cache(
+    docker: &crate::docker::DockerClient,
+    bundle: &OpenBundle,
+    cache: &str,
+    images: &[&BundleImage],
+    registry_image: &str,
+) -> Result<Vec<String>, BundleError> {
+    use crate::docker::{ContainerSpec, PublishedPort, VolumeMount};
+    let volume = format!("{cache}-data");
+    let labels = crate::registry::cache_set_labels();
+    docker.ensure_volume(&volume, &labels).await?;
+    let was_running = docker
+        .state(cache)
+        .await
+        .is_ok_and(|s| s.starts_with("running"));
+    if was_running {
+        docker
+            .stop_container(cache, std::time::Duration::from_secs(10))
+            .await?;
+    }
+    let port =
+        crate::docker::allocate_port(15000, crate::docker::port_is_free).ok_or_else(|| {
+            BundleError::Seed {
+                target: cache.to_string(),
+                reason: "no free port on 127.0.0.1".into(),
+            }
+        })?;
+    let seeder = ContainerSpec {
+        name: format!("{cache}-seeder"),
+        image: registry_image.to_string(),
+        env: vec!["REGISTRY_VALIDATION_MANIFESTS_INDEXES_PLATFORMS=none".to_string()],
+        labels: labels.clone(),
+        ports: vec![PublishedPort {
+            container_port: crate::registry::REGISTRY_PORT,
+            host_port: port,
+        }],
+        volumes: vec![VolumeMount {
+            volume: volume.clone(),
+            path: "/var/lib/registry".to_string(),
+        }],
+        ..Default::default()
+    };
+    let _ = docker.remove_container(&seeder.name).await;
+    docker.run_container(&seeder).await?;
+    let base = format!("http://127.0.0.1:{port}");
+    let pushed = async {
+        wait_registry(&base).await?;
+        let mut done = Vec::new();
+        for image in images {
+            let reference = Reference::parse(&image.reference)?;
+            let (blobs, manifests, top) = bundle.objects_of(image)?;
+            let (base, repo) = (base.clone(), reference.repository.clone());
+            let tag = reference.tag.clone();
+            tokio::task::spawn_blocking(move || -> Result<(), BundleError> {
+                let client = Client::new();
+                for blob in &blobs {
+                    client.push_blob(&base, &repo, blob)?;
+                }
+                for manifest in &manifests {
+                    client.push_manifest(&base, &repo, &manifest.digest, manifest)?;
+                }
+                client.push_manifest(&base, &repo, &top.digest, &top)?;
+                if let Some(tag) = &tag {
+                    client.push_manifest(&base, &repo, tag, &top)?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|e| BundleError::Seed {
+                target: cache.to_string(),
+                reason: e.to_string(),
+            })??;
+            done.push(image.reference.clone());
+        }
+        Ok::<_, BundleError>(done)
+    }
+    .await;
+    let _ = docker.remove_container(&seeder.name).await;
+    if was_running {
+        docker.start_container(cache).await?;
+    }
+    pushed
+}
+
+async fn wait_registry(base: &str) -> Result<(), BundleError> {
+    let url = format!("{base}/v2/");
+    for _ in 0..100 {
+        let probe = url.clone();
+        let up = tokio::task::spawn_blocking(move || {
+            ureq::get(&probe)
+                .call()
+                .is_ok_and(|r| r.status().as_u16() == 200)
+        })
+        .await
+        .unwrap_or(false);
+        if up {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Err(BundleError::Seed {
+        target: base.to_string(),
+        reason: "the seeding registry did not answer within 10s".into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundle_image_lists_take_references_and_sources_and_name_bad_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let list = dir.path().join("images.txt");
+        std::fs::write(
+            &list,
+            "# charts' images\nghcr.io/stefanprodan/podinfo:6.9.0\n\nbusybox:1.37 from 127.0.0.1:5000/mirror/busybox:1.37  # a mirror\n",
+        )
+        .unwrap();
+        let wanted = read_list(&list).unwrap();
+        assert_eq!(wanted.len(), 2);
+        assert_eq!(
+            wanted[1].reference.to_string(),
+            "docker.io/library/busybox:1.37"
+        );
+        assert_eq!(
+            wanted[1].source.as_ref().unwrap().registry,
+            "127.0.0.1:5000"
+        );
+        std::fs::write(&list, "busybox\nbusybox from\n").unwrap();
+        let e = read_list(&list).unwrap_err().to_string();
+        assert!(e.contains("images.txt:2") && e.contains("help:"), "{e}");
+    }
+
+    #[test]
+    fn bundle_pinned_images_cover_the_node_gitea_registry_and_the_engine() {
+        let manifest = "apiVersion: apps/v1\nkind: Deployment\nspec:\n  template:\n    spec:\n      containers:\n      - name: manager\n        image: ghcr.io/fluxcd/source-controller:v1.9.4\n---\napiVersion: v1\nkind: Namespace\n";
+        let wanted = pinned_images(
+            crate::cluster::Provider::K3d,
+            crate::cluster::NODE_IMAGES[0].kubernetes,
+            "docker.gitea.com/gitea:1.27.0",
+            "registry:3.1.1",
+            manifest,
+        )
+        .unwrap();
+        let names: Vec<String> = wanted.iter().map(|w| w.reference.to_string()).collect();
+        assert!(
+            names
+                .iter()
+                .any(|n| n.starts_with("docker.io/rancher/k3s:")),
+            "{names:?}"
+        );
+        assert!(names.contains(&"ghcr.io/k3d-io/k3d-tools:5.9.0".to_string()));
+        assert!(names.contains(&"docker.io/library/registry:3.1.1".to_string()));
+        assert!(names.contains(&"ghcr.io/fluxcd/source-controller:v1.9.4".to_string()));
+        assert_eq!(
+            cache_for("ghcr.io").as_deref(),
+            Some(crate::registry::cache_container("ghcr.io").as_str())
+        );
+        assert_eq!(cache_for("docker.gitea.com"), None);
+    }
+}

@@ -1,0 +1,193 @@
+//! `kindling bundle save | load`: offline and workshop bundles (`kindling::bundle`).
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use kindling::bundle::{self, WantedImage};
+use kindling::cluster::Provider;
+use kindling::engine::manifests;
+
+use super::{EngineArg, Output, ProviderArg};
+
+#[derive(Subcommand)]
+pub enum BundleCommand {
+    /// Write one archive (an OCI image layout) with what an env fetches from the internet: the
+    /// pinned node, Gitea, registry and engine images, the engine's install manifest, the kind
+    /// and k3d binaries, and the images you list (those the stamp's charts render).
+    Save {
+        /// The archive to write (replaced whole, never left half-written).
+        file: PathBuf,
+        /// Images to add, one per line: `REFERENCE` or `REFERENCE from SOURCE` (a mirror
+        /// to copy it from). The images charts use are only known once rendered: `kubectl get
+        /// pods -A -o jsonpath='{..image}'` on a running env lists them.
+        #[arg(long)]
+        images: Option<PathBuf>,
+        /// Only the listed images: no pinned images, tools or manifests.
+        #[arg(long, requires = "images")]
+        only_listed: bool,
+        /// `os/arch` whose layers to keep (repeatable; default: this machine's).
+        #[arg(long = "platform", value_name = "OS/ARCH")]
+        platforms: Vec<String>,
+        /// The provider the bundle is for (default: the env's, else the profile's, else kind).
+        #[arg(long, value_enum)]
+        provider: Option<ProviderArg>,
+        /// The engine the bundle is for (default: the env's, else flux).
+        #[arg(long, value_enum)]
+        engine: Option<EngineArg>,
+        /// Cluster profile (its Kubernetes version picks the node image).
+        #[arg(long)]
+        profile: Option<PathBuf>,
+        /// Take provider, engine and profile from this env.
+        #[arg(long)]
+        env: Option<String>,
+    },
+    /// Seed the shared image caches, the Docker engine, the tool cache and the manifest cache
+    /// from a bundle, so that `env create` needs no network.
+    Load { file: PathBuf },
+}
+
+pub fn run(command: BundleCommand, output: Output, verbose: u8) -> anyhow::Result<()> {
+    let settings = kindling::env::Settings::from_env();
+    let progress = kindling::ui::Progress::new(verbose);
+    match command {
+        BundleCommand::Save {
+            file,
+            images,
+            only_listed,
+            platforms,
+            provider,
+            engine,
+            profile,
+            env,
+        } => {
+            let mut wanted: Vec<WantedImage> = Vec::new();
+            let mut tools = Vec::new();
+            let mut install = Vec::new();
+            if !only_listed {
+                let state = match &env {
+                    Some(name) => Some(
+                        kindling::env::state::EnvState::load(&settings.env_dir(name))?
+                            .ok_or_else(|| kindling::env::EnvError::NotFound(name.clone()))?,
+                    ),
+                    None => None,
+                };
+                let profile = profile.or_else(|| state.as_ref().and_then(|s| s.profile.clone()));
+                let provider_choice: Option<Provider> = provider
+                    .map(Into::into)
+                    .or(state.as_ref().map(|s| s.provider));
+                let mut profile =
+                    super::cluster::find_profile(profile.as_deref(), provider_choice)?;
+                if let Some(p) = provider_choice {
+                    profile.spec.provider = p;
+                }
+                let engine: kindling::engine::Engine = engine
+                    .map(Into::into)
+                    .or(state.as_ref().map(|s| s.engine))
+                    .unwrap_or(kindling::engine::Engine::Flux);
+                let pinned = manifests::pinned(engine);
+                let fetched = manifests::fetch(
+                    &pinned,
+                    &settings.manifest_dirs(),
+                    settings.local_manifests(),
+                )?;
+                wanted = bundle::pinned_images(
+                    profile.spec.provider,
+                    &profile.spec.kubernetes_version,
+                    &settings.gitea_image,
+                    &settings.registry_image,
+                    &fetched.text,
+                )?;
+                install.push((pinned.file_name(), fetched.text.into_bytes()));
+                let platform = kindling::cluster::tools::platform();
+                for tool in [
+                    kindling::cluster::tools::kind_tool(),
+                    kindling::cluster::tools::k3d_tool(),
+                ] {
+                    let resolved = kindling::cluster::tools::resolve_pinned(
+                        &tool,
+                        &settings.data_dir,
+                        &platform,
+                    )?;
+                    tools.push((tool, platform.clone(), resolved.path));
+                }
+            }
+            if let Some(list) = &images {
+                for image in bundle::read_list(list)? {
+                    if !wanted.iter().any(|w| w.reference == image.reference) {
+                        wanted.push(image);
+                    }
+                }
+            }
+            let platforms = if platforms.is_empty() {
+                vec![format!("linux/{}", host_arch())]
+            } else {
+                platforms
+            };
+            let report = bundle::save(&file, &wanted, &platforms, &tools, &install, &mut |line| {
+                progress.detail(line)
+            })?;
+            if output == Output::Json {
+                super::print_json(serde_json::json!({ "bundle": report }));
+            } else {
+                println!(
+                    "wrote {} ({:.1} MiB): {} images for {}, {} tools, {} manifests",
+                    report.file.display(),
+                    report.bytes as f64 / 1_048_576.0,
+                    report.record.images.len(),
+                    report.record.platforms.join(", "),
+                    report.record.tools.len(),
+                    report.record.manifests.len()
+                );
+            }
+        }
+        BundleCommand::Load { file } => {
+            kindling::paths::private_dirs(&settings.data_dir)?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let report = runtime.block_on(async {
+                let docker = kindling::docker::DockerClient::connect().await?;
+                bundle::load(
+                    &docker,
+                    &file,
+                    &settings.data_dir,
+                    &settings.cache_dir,
+                    &settings.registry_image,
+                    &mut |line| progress.detail(line),
+                )
+                .await
+                .map_err(anyhow::Error::from)
+            })?;
+            if output == Output::Json {
+                super::print_json(serde_json::json!({ "loaded": report }));
+            } else {
+                println!(
+                    "loaded {}: {} caches seeded, {} images in the Docker engine only, tools: {}, manifests: {}",
+                    report.file.display(),
+                    report.seeded.len(),
+                    report.engine_only.len(),
+                    if report.tools.is_empty() {
+                        "none".to_string()
+                    } else {
+                        report.tools.join(", ")
+                    },
+                    if report.manifests.is_empty() {
+                        "none".to_string()
+                    } else {
+                        report.manifests.join(", ")
+                    }
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// This machine's architecture as OCI platforms name it.
+fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}

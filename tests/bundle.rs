@@ -1,0 +1,322 @@
+//! Offline bundles (issue #20, part 2) against the real Docker engine and the real registry
+//! image: images built here are pushed to a plain "upstream" registry, `bundle save` copies
+//! them byte for byte into an OCI image layout, the upstream goes away, and `bundle load`
+//! seeds the shared cache's storage and the Docker engine from the archive alone.
+
+mod common;
+
+mod bundle {
+    use std::path::Path;
+    use std::process::Output;
+
+    use serde_json::Value;
+
+    use super::common::{
+        TEST_IMAGE, TEST_REGISTRY_IMAGE, docker, docker_cli, ensure_test_image,
+        ensure_test_registry_image, unique,
+    };
+
+    fn kindling(data: &Path, args: &[&str], extra: &[(&str, &str)]) -> Output {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kindling"));
+        cmd.args(args)
+            .env("CI", "true")
+            .env("KINDLING_DATA_DIR", data.join("data"))
+            .env("KINDLING_CACHE_DIR", data.join("cache"))
+            .env("KINDLING_REGISTRY_IMAGE", TEST_REGISTRY_IMAGE);
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    }
+
+    fn ok(out: &Output) -> Value {
+        assert!(
+            out.status.success(),
+            "exit {:?}\nstdout: {}\nstderr: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn run(args: &[&str]) -> String {
+        let out = docker_cli(args);
+        assert!(out.status.success(), "docker {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// A plain registry on a loopback port; returns the port.
+    fn registry(name: &str, volume: Option<&str>) -> u16 {
+        let mut args = vec!["run", "-d", "--name", name, "-p", "127.0.0.1::5000"];
+        let mount;
+        if let Some(v) = volume {
+            mount = format!("{v}:/var/lib/registry");
+            args.extend(["-v", &mount]);
+        }
+        args.push(TEST_REGISTRY_IMAGE);
+        run(&args);
+        let port: u16 = run(&["port", name, "5000"])
+            .lines()
+            .next()
+            .and_then(|l| l.rsplit(':').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap();
+        let up = (0..100).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            ureq::get(&format!("http://127.0.0.1:{port}/v2/"))
+                .call()
+                .is_ok()
+        });
+        assert!(up, "{name} did not answer");
+        port
+    }
+
+    fn put_manifest(port: u16, repo: &str, reference: &str, media_type: &str, body: &[u8]) {
+        let response = ureq::put(&format!(
+            "http://127.0.0.1:{port}/v2/{repo}/manifests/{reference}"
+        ))
+        .header("Content-Type", media_type)
+        .send(body)
+        .unwrap();
+        assert_eq!(response.status().as_u16(), 201);
+    }
+
+    fn get_manifest(port: u16, repo: &str, reference: &str, accept: &str) -> Vec<u8> {
+        let mut response = ureq::get(&format!(
+            "http://127.0.0.1:{port}/v2/{repo}/manifests/{reference}"
+        ))
+        .header("Accept", accept)
+        .call()
+        .unwrap();
+        response.body_mut().read_to_vec().unwrap()
+    }
+
+    /// Save copies the images (a single manifest and an index of two platforms) with their
+    /// digests; with the upstream gone, load puts them into the cache's volume, where a
+    /// registry serves them by tag and by the very same digests, and into the Docker engine
+    /// under their names. A damaged archive is refused naming the blob.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn bundle_save_and_load_round_trip_keeps_every_digest() {
+        if docker().await.is_none() {
+            return;
+        }
+        ensure_test_image();
+        ensure_test_registry_image();
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = unique("kb");
+        let upstream = format!("{prefix}-upstream");
+        let port = registry(&upstream, None);
+        // An image built here, pushed upstream as Docker pushes it (one manifest).
+        let pushed = format!("127.0.0.1:{port}/mirror/tool:1");
+        run(&["tag", TEST_IMAGE, &pushed]);
+        run(&["push", &pushed]);
+        let schema2 = "application/vnd.docker.distribution.manifest.v2+json";
+        let single = get_manifest(port, "mirror/tool", "1", schema2);
+        let single_digest = kindling::bundle::distribution::sha256_digest(&single);
+        // The same image under a second platform, and an index naming both.
+        let multi_accept = "application/vnd.docker.distribution.manifest.list.v2+json";
+        let amd = format!("127.0.0.1:{port}/mirror/multi:amd");
+        run(&["tag", TEST_IMAGE, &amd]);
+        run(&["push", &amd]);
+        let _ = docker_cli(&["rmi", &amd]);
+        assert_eq!(get_manifest(port, "mirror/multi", "amd", schema2), single);
+        let mut other = single.clone();
+        other.push(b'\n');
+        let other_digest = kindling::bundle::distribution::sha256_digest(&other);
+        put_manifest(port, "mirror/multi", "other", schema2, &other);
+        let index = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": multi_accept,
+            "manifests": [
+                {"mediaType": schema2, "digest": single_digest, "size": single.len(), "platform": {"os": "linux", "architecture": "amd64"}},
+                {"mediaType": schema2, "digest": other_digest, "size": other.len(), "platform": {"os": "linux", "architecture": "s390x"}},
+            ],
+        }))
+        .unwrap();
+        let index_digest = kindling::bundle::distribution::sha256_digest(&index);
+        put_manifest(port, "mirror/multi", "2", multi_accept, &index);
+
+        let list = dir.path().join("images.txt");
+        std::fs::write(
+            &list,
+            format!(
+                "# copied from the upstream, named as Docker Hub images\ndocker.io/kindlingtest/tool:1 from {pushed}\ndocker.io/kindlingtest/multi:2 from 127.0.0.1:{port}/mirror/multi:2\n{pushed}\n"
+            ),
+        )
+        .unwrap();
+        let file = dir.path().join("workshop.tar");
+        let extra = [("KINDLING_CACHE_PREFIX", prefix.as_str())];
+        let saved = ok(&kindling(
+            dir.path(),
+            &[
+                "bundle",
+                "save",
+                file.to_str().unwrap(),
+                "--images",
+                list.to_str().unwrap(),
+                "--only-listed",
+                "--platform",
+                "linux/amd64",
+                "--platform",
+                "linux/s390x",
+                "--output",
+                "json",
+            ],
+            &extra,
+        ));
+        let images = saved["bundle"]["record"]["images"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert_eq!(images.len(), 3, "{saved}");
+        assert_eq!(images[0]["digest"], single_digest);
+        assert_eq!(images[1]["digest"], index_digest);
+
+        // Standard OCI image layout: oci-layout, index.json naming each image, blobs by digest.
+        let unpacked = dir.path().join("unpacked");
+        std::fs::create_dir_all(&unpacked).unwrap();
+        assert!(
+            std::process::Command::new("tar")
+                .args([
+                    "-xf",
+                    file.to_str().unwrap(),
+                    "-C",
+                    unpacked.to_str().unwrap()
+                ])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let layout: Value =
+            serde_json::from_slice(&std::fs::read(unpacked.join("oci-layout")).unwrap()).unwrap();
+        assert_eq!(layout["imageLayoutVersion"], "1.0.0");
+        let oci_index: Value =
+            serde_json::from_slice(&std::fs::read(unpacked.join("index.json")).unwrap()).unwrap();
+        assert_eq!(
+            oci_index["manifests"][1]["annotations"]["org.opencontainers.image.ref.name"],
+            "docker.io/kindlingtest/multi:2"
+        );
+        for entry in std::fs::read_dir(unpacked.join("blobs/sha256")).unwrap() {
+            let entry = entry.unwrap();
+            let bytes = std::fs::read(entry.path()).unwrap();
+            assert_eq!(
+                kindling::bundle::distribution::sha256_digest(&bytes),
+                format!("sha256:{}", entry.file_name().to_string_lossy())
+            );
+        }
+
+        // Offline from here: the upstream and the local copies are gone.
+        run(&["rm", "-f", &upstream]);
+        let _ = docker_cli(&["rmi", &pushed]);
+        let loaded = ok(&kindling(
+            dir.path(),
+            &["bundle", "load", file.to_str().unwrap(), "--output", "json"],
+            &extra,
+        ));
+        let cache = format!("{prefix}-docker-io");
+        assert_eq!(
+            loaded["loaded"]["seeded"][&cache],
+            serde_json::json!([
+                "docker.io/kindlingtest/tool:1",
+                "docker.io/kindlingtest/multi:2"
+            ]),
+            "{loaded}"
+        );
+        assert_eq!(loaded["loaded"]["engineOnly"], serde_json::json!([pushed]));
+        // The Docker engine has them under their names.
+        for name in ["kindlingtest/tool:1", pushed.as_str()] {
+            assert!(
+                docker_cli(&["image", "inspect", name]).status.success(),
+                "{name}"
+            );
+        }
+        // The cache's storage serves them by tag and by their original digests.
+        let reader = format!("{prefix}-reader");
+        let volume = format!("{cache}-data");
+        let rport = registry(&reader, Some(&volume));
+        assert_eq!(
+            get_manifest(rport, "kindlingtest/tool", "1", schema2),
+            single
+        );
+        assert_eq!(
+            get_manifest(rport, "kindlingtest/multi", "2", multi_accept),
+            index
+        );
+        assert_eq!(
+            get_manifest(rport, "kindlingtest/multi", &index_digest, multi_accept),
+            index
+        );
+        assert_eq!(
+            get_manifest(rport, "kindlingtest/multi", &other_digest, schema2),
+            other
+        );
+        let pulled = format!("127.0.0.1:{rport}/kindlingtest/multi@{index_digest}");
+        run(&["pull", &pulled]);
+        let _ = docker_cli(&["rmi", &pulled]);
+        run(&["rm", "-f", &reader]);
+
+        // What was loaded is recorded, for doctor.
+        let record: Value = serde_json::from_slice(
+            &std::fs::read(dir.path().join("data/bundle-loaded.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(record["record"]["images"].as_array().unwrap().len(), 3);
+        // doctor names the bundle, and what an offline create would still fetch: this one
+        // holds none of the pinned images.
+        let doctor = kindling(dir.path(), &["doctor", "--output", "json"], &extra);
+        let report: Value = serde_json::from_slice(&doctor.stdout).unwrap();
+        let bundle: Vec<&Value> = report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["check"] == "bundle")
+            .collect();
+        assert_eq!(bundle.len(), 2, "{report}");
+        assert_eq!(bundle[0]["status"], "ok");
+        assert!(
+            bundle[0]["detail"]
+                .as_str()
+                .unwrap()
+                .contains("workshop.tar")
+        );
+        assert_eq!(bundle[1]["status"], "warn");
+        let lacks = bundle[1]["detail"].as_str().unwrap();
+        assert!(
+            lacks.contains("kind: docker.io/kindest/node:")
+                && lacks.contains("k3d: docker.io/rancher/k3s:"),
+            "{lacks}"
+        );
+
+        // A damaged archive is refused before anything is loaded.
+        let mut bytes = std::fs::read(&file).unwrap();
+        let hex = single_digest.trim_start_matches("sha256:");
+        // The blob's tar header (its name at a 512-byte boundary); its content follows.
+        let name = format!("blobs/sha256/{hex}");
+        let header = (0..bytes.len())
+            .step_by(512)
+            .find(|&at| bytes[at..].starts_with(name.as_bytes()))
+            .unwrap();
+        let content = header + 512;
+        bytes[content + 10] ^= 0xff;
+        let damaged = dir.path().join("damaged.tar");
+        std::fs::write(&damaged, &bytes).unwrap();
+        let out = kindling(
+            dir.path(),
+            &[
+                "bundle",
+                "load",
+                damaged.to_str().unwrap(),
+                "--output",
+                "json",
+            ],
+            &extra,
+        );
+        assert!(!out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("does not match its content"), "{text}");
+
+        let _ = docker_cli(&["rmi", "kindlingtest/tool:1", "kindlingtest/multi:2"]);
+        let _ = docker_cli(&["volume", "rm", "-f", &volume]);
+    }
+}
