@@ -141,7 +141,7 @@ mod bundle {
         std::fs::write(
             &list,
             format!(
-                "# copied from the upstream, named as Docker Hub images\ndocker.io/kindlingtest/tool:1 from {pushed}\ndocker.io/kindlingtest/multi:2 from 127.0.0.1:{port}/mirror/multi:2\n{pushed}\n"
+                "# copied from the upstream, named as Docker Hub images\ndocker.io/kindlingtest/tool:1@{single_digest} from {pushed}\ndocker.io/kindlingtest/multi:2 from 127.0.0.1:{port}/mirror/multi:2\n{pushed}\n"
             ),
         )
         .unwrap();
@@ -218,8 +218,8 @@ mod bundle {
         assert_eq!(
             loaded["loaded"]["seeded"][&cache],
             serde_json::json!([
-                "docker.io/kindlingtest/tool:1",
-                "docker.io/kindlingtest/multi:2"
+                format!("docker.io/kindlingtest/tool:1@{single_digest}"),
+                "docker.io/kindlingtest/multi:2".to_string()
             ]),
             "{loaded}"
         );
@@ -231,6 +231,26 @@ mod bundle {
                 "{name}"
             );
         }
+        // `docker load` records no digests: a create runs the digest-pinned image under the
+        // name the load gave it, as long as that name still holds the bundle's image.
+        let engine = docker().await.unwrap();
+        let pinned_ref = format!("docker.io/kindlingtest/tool:1@{single_digest}");
+        assert!(
+            !docker_cli(&["image", "inspect", &pinned_ref])
+                .status
+                .success()
+        );
+        let data = dir.path().join("data");
+        assert_eq!(
+            kindling::bundle::offline_image(&engine, &data, &pinned_ref).await,
+            "docker.io/kindlingtest/tool:1"
+        );
+        run(&["tag", TEST_REGISTRY_IMAGE, "docker.io/kindlingtest/tool:1"]);
+        assert_eq!(
+            kindling::bundle::offline_image(&engine, &data, &pinned_ref).await,
+            pinned_ref,
+            "another image under the name is not the pinned one"
+        );
         // The cache's storage serves them by tag and by their original digests.
         let reader = format!("{prefix}-reader");
         let volume = format!("{cache}-data");

@@ -516,6 +516,10 @@ pub struct LoadReport {
     pub tools: Vec<String>,
     /// Install manifests put into the manifest cache.
     pub manifests: Vec<String>,
+    /// Reference → (the name `docker load` gave it, its image ID): what an offline create
+    /// runs for a digest-pinned image (`offline_image`).
+    #[serde(default)]
+    pub in_engine: BTreeMap<String, (String, String)>,
     pub record: BundleRecord,
 }
 
@@ -666,12 +670,68 @@ pub async fn load(
         engine_only,
         tools,
         manifests,
+        in_engine: in_engine(&bundle)?,
         record: bundle.record.clone(),
     };
     let path = loaded_record_path(data_dir);
     let text = serde_json::to_vec_pretty(&report).unwrap_or_default();
     crate::paths::write_atomic(&path, &text, 0o600).map_err(io(&path))?;
     Ok(report)
+}
+
+/// What `docker load` made of each image: the manifest.json entry's name and the ID Docker
+/// gives it (the digest of its config).
+fn in_engine(bundle: &OpenBundle) -> Result<BTreeMap<String, (String, String)>, BundleError> {
+    let path = bundle.dir.path().join("manifest.json");
+    let entries: Vec<Value> = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let mut out = BTreeMap::new();
+    for image in &bundle.record.images {
+        let reference = Reference::parse(&image.reference)?;
+        let Some(tag) = &reference.tag else { continue };
+        let name = format!("{}/{}:{tag}", reference.registry, reference.repository);
+        let config = entries
+            .iter()
+            .find(|e| e["RepoTags"][0] == name.as_str())
+            .and_then(|e| e["Config"].as_str())
+            .and_then(|c| c.strip_prefix("blobs/sha256/"));
+        if let Some(hex) = config {
+            out.insert(image.reference.clone(), (name, format!("sha256:{hex}")));
+        }
+    }
+    Ok(out)
+}
+
+/// The image to run for `reference` on a machine that loaded a bundle: the reference itself
+/// when the engine has it (or no bundle says otherwise); else, for a digest-pinned image the
+/// bundle brought, the name `docker load` gave it, provided the engine's image under that
+/// name has the ID the bundle recorded. `docker load` records no repository digests, so
+/// `docker inspect NAME@sha256:…` (kind's presence check, kubernetes-sigs/kind v0.33.0
+/// pkg/cluster/internal/providers/docker/images.go pullIfNotPresent) would miss it and pull.
+/// The ID is the digest of the image's config, which the pinned manifest digest names, so
+/// the substitute is the pinned image.
+pub async fn offline_image(
+    docker: &crate::docker::DockerClient,
+    data_dir: &Path,
+    reference: &str,
+) -> String {
+    if docker.image_exists(reference).await {
+        return reference.to_string();
+    }
+    let Some(loaded) = loaded(data_dir) else {
+        return reference.to_string();
+    };
+    let normalised = Reference::parse(reference)
+        .map(|r| r.to_string())
+        .unwrap_or_default();
+    match loaded.in_engine.get(&normalised) {
+        Some((name, id)) if docker.image_id(name).await.as_deref() == Some(id.as_str()) => {
+            name.clone()
+        }
+        _ => reference.to_string(),
+    }
 }
 
 /// Seeds one cache's storage: its container stopped, a plain registry on its volume (index

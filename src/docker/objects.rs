@@ -147,6 +147,16 @@ impl DockerClient {
             .map_err(api(format!("create volume {name}")))?;
         Ok(Ensured::Created)
     }
+    /// The image's ID (the digest of its config), when the engine has it.
+    pub async fn image_id(&self, image: &str) -> Option<String> {
+        crate::ui::call(|| format!("docker: inspect image {}", image));
+        self.docker
+            .inspect_image(image)
+            .await
+            .ok()
+            .and_then(|i| i.id)
+    }
+
     pub async fn image_exists(&self, image: &str) -> bool {
         crate::ui::call(|| format!("docker: inspect image {}", image));
         self.docker.inspect_image(image).await.is_ok()

@@ -105,6 +105,23 @@ pub async fn create(
     };
     let mut resolved = cluster::resolve(&opts.profile, &opts.name, ingress, ports.registry)?;
     resolved.switch_context = opts.switch_context;
+    // After `bundle load`, the digest-pinned images run under the names `docker load` gave
+    // them (`bundle::offline_image`), so nothing is pulled.
+    let offline;
+    let settings = if !dry_run && crate::bundle::loaded(&settings.data_dir).is_some() {
+        let docker = DockerClient::connect().await?;
+        let data_dir = &settings.data_dir;
+        resolved.image = crate::bundle::offline_image(&docker, data_dir, &resolved.image).await;
+        let mut adjusted = settings.clone();
+        adjusted.registry_image =
+            crate::bundle::offline_image(&docker, data_dir, &settings.registry_image).await;
+        adjusted.gitea_image =
+            crate::bundle::offline_image(&docker, data_dir, &settings.gitea_image).await;
+        offline = adjusted;
+        &offline
+    } else {
+        settings
+    };
     resolved.extra_ca = extra_ca.as_ref().map(|_| ExtraCa::env_copy(&env_dir));
     if dry_run {
         let plan = super::plan::plan(opts, settings, &stamp, &resolved, ports, steps::names())?;
