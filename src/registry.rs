@@ -247,7 +247,7 @@ pub fn cache_spec(
         "dev.kindling.cache.upstream".to_string(),
         upstream_host.to_string(),
     );
-    labels.insert(CACHE_OUTBOUND_LABEL.to_string(), outbound.digest());
+    let creation_labels = [(CACHE_OUTBOUND_LABEL.to_string(), outbound.digest())].into();
     let mut env = vec![format!("REGISTRY_PROXY_REMOTEURL={remote_url}")];
     env.extend(outbound.proxy.iter().cloned());
     ContainerSpec {
@@ -255,6 +255,7 @@ pub fn cache_spec(
         image: image.to_string(),
         env,
         labels,
+        creation_labels,
         volumes: vec![VolumeMount {
             volume: format!("{name}-data"),
             path: "/var/lib/registry".to_string(),
@@ -562,7 +563,9 @@ mod tests {
             REGISTRY_IMAGE,
             &CacheOutbound::default(),
         );
-        assert_eq!(spec.labels[CACHE_OUTBOUND_LABEL], "none");
+        assert_eq!(spec.creation_labels[CACHE_OUTBOUND_LABEL], "none");
+        // How it reaches out is not whose it is: an existing cache is taken whatever it has.
+        assert!(!spec.labels.contains_key(CACHE_OUTBOUND_LABEL));
         assert!(spec.binds.is_empty());
         // Behind a proxy, with the network's roots: both reach the registry's fetches, and
         // the label records them without the proxy's credentials.
@@ -583,7 +586,7 @@ mod tests {
         assert!(behind.env.contains(&outbound.proxy[0]));
         assert_eq!(behind.binds[0].source, roots);
         assert_eq!(behind.binds[0].target, crate::pki::extra_ca::CONTAINER_PATH);
-        let label = &behind.labels[CACHE_OUTBOUND_LABEL];
+        let label = &behind.creation_labels[CACHE_OUTBOUND_LABEL];
         assert!(label.len() == 16 && !label.contains("s3cret"), "{label}");
         assert_eq!(
             spec.labels.get("dev.kindling.cache").map(String::as_str),

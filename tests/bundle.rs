@@ -165,6 +165,13 @@ mod bundle {
             ],
             &extra,
         ));
+        // The document docs/json-output.md shows.
+        let documented = super::common::documented_shapes()
+            .into_iter()
+            .find(|(heading, _)| heading == "kindling bundle save / kindling bundle load")
+            .expect("the bundle section of docs/json-output.md")
+            .1;
+        super::common::follows(&saved, &documented, "bundle save").unwrap();
         let images = saved["bundle"]["record"]["images"]
             .as_array()
             .unwrap()

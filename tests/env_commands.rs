@@ -1409,11 +1409,19 @@ mod env {
             assert_ne!(label, "none", "{cache}");
         }
         // The copy they mount outlives the env that asked for it.
+        let with_roots: Vec<String> = caches.iter().map(|c| inspect(c, "{{.Id}}")).collect();
         delete_clean(&h, &c);
         let kept = std::fs::read_dir(h.path("data/cache-trust"))
             .unwrap()
             .count();
         assert_eq!(kept, 1);
+        // An env without roots takes the caches as they are (what they trust does it no harm).
+        let d = unique("cd");
+        create(&d);
+        for (cache, id) in caches.iter().zip(&with_roots) {
+            assert_eq!(&inspect(cache, "{{.Id}}"), id, "{cache} was made again");
+        }
+        delete_clean(&h, &d);
         let pruned = ok(&h.run(&["cache", "prune", "--output", "json"], &extra));
         let mut removed: Vec<&str> = pruned["removed"]["containers"]
             .as_array()

@@ -175,6 +175,9 @@ pub struct PulledImage {
 /// A registry session (anonymous tokens, per repository).
 pub struct Client {
     agent: ureq::Agent,
+    /// For registries on this machine: never through the user's proxy (ureq reads
+    /// HTTP(S)_PROXY and has no loopback exception of its own).
+    direct: ureq::Agent,
 }
 
 impl Default for Client {
@@ -185,12 +188,26 @@ impl Default for Client {
 
 impl Client {
     pub fn new() -> Client {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(600)))
-            .build()
-            .into();
-        Client { agent }
+        // No global timeout (a node image layer takes long on a slow line); a stalled
+        // connection still fails on the per-read timeout.
+        let config = || {
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_connect(Some(Duration::from_secs(30)))
+                .timeout_recv_body(Some(Duration::from_secs(120)))
+        };
+        Client {
+            agent: config().build().into(),
+            direct: config().proxy(None).build().into(),
+        }
+    }
+
+    fn agent_for(&self, url: &str) -> &ureq::Agent {
+        if crate::cluster::proxy::is_loopback_url(url) {
+            &self.direct
+        } else {
+            &self.agent
+        }
     }
 
     fn get(
@@ -205,14 +222,15 @@ impl Client {
             reference: from.to_string(),
             reason,
         };
-        for _ in 0..2 {
-            let mut request = self.agent.get(url).header("Accept", accept);
+        // A token runs out (Docker Hub's after 300 s): a 401 gets one fresh token.
+        for attempt in 0..2 {
+            let mut request = self.agent_for(url).get(url).header("Accept", accept);
             if let Some(t) = token.as_deref() {
                 request = request.header("Authorization", &format!("Bearer {t}"));
             }
             let mut response = request.call().map_err(|e| failed(format!("{url}: {e}")))?;
             let status = response.status().as_u16();
-            if status == 401 && token.is_none() {
+            if status == 401 && attempt == 0 {
                 let challenge = response
                     .headers()
                     .get("www-authenticate")
@@ -223,7 +241,17 @@ impl Client {
                 continue;
             }
             if status != 200 {
-                return Err(failed(format!("{url} answered {status}")));
+                let hint = match status {
+                    401 | 403 => {
+                        " (kindling pulls anonymously: a private image needs a SOURCE it can read without credentials)"
+                    }
+                    404 => " (no such image or tag there)",
+                    429 => {
+                        " (rate limited: wait, or copy from a mirror with `REFERENCE from SOURCE`)"
+                    }
+                    _ => "",
+                };
+                return Err(failed(format!("{url} answered {status}{hint}")));
             }
             let media_type = response
                 .headers()
@@ -243,7 +271,7 @@ impl Client {
                 .map_err(|e| failed(format!("{url}: {e}")))?;
             return Ok((media_type, bytes));
         }
-        Err(failed(format!("{url}: refused the anonymous token")))
+        Err(failed(format!("{url}: refused a fresh anonymous token")))
     }
 
     /// The token the challenge's realm hands out for pulling.
@@ -414,6 +442,14 @@ impl Client {
         Ok(())
     }
 
+    /// Whether the registry at `base` (on this machine) answers its API.
+    pub fn answers(&self, base: &str) -> bool {
+        self.direct
+            .get(&format!("{base}/v2/"))
+            .call()
+            .is_ok_and(|r| r.status().as_u16() == 200)
+    }
+
     /// Pushes one blob to `repository` at `base` (a registry kindling runs on this machine),
     /// unless it is there already.
     pub fn push_blob(
@@ -427,7 +463,7 @@ impl Client {
             reason,
         };
         let head = self
-            .agent
+            .direct
             .head(&format!("{base}/v2/{repository}/blobs/{}", blob.digest))
             .call()
             .map_err(|e| failed(e.to_string()))?;
@@ -435,7 +471,7 @@ impl Client {
             return Ok(());
         }
         let started = self
-            .agent
+            .direct
             .post(&format!("{base}/v2/{repository}/blobs/uploads/"))
             .send_empty()
             .map_err(|e| failed(e.to_string()))?;
@@ -457,7 +493,7 @@ impl Client {
         };
         let separator = if location.contains('?') { '&' } else { '?' };
         let done = self
-            .agent
+            .direct
             .put(&format!("{location}{separator}digest={}", blob.digest))
             .header("Content-Type", "application/octet-stream")
             .send(&blob.bytes[..])
@@ -481,7 +517,7 @@ impl Client {
         manifest: &Object,
     ) -> Result<(), BundleError> {
         let response = self
-            .agent
+            .direct
             .put(&format!("{base}/v2/{repository}/manifests/{reference}"))
             .header("Content-Type", &manifest.media_type)
             .send(&manifest.bytes[..])

@@ -78,6 +78,9 @@ pub struct BundleRecord {
     pub created_at: String,
     /// `os/arch` whose layers the bundle holds.
     pub platforms: Vec<String>,
+    /// The platform of the images `docker load` takes from it (its `manifest.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_platform: Option<String>,
     pub images: Vec<BundleImage>,
     pub tools: Vec<BundleTool>,
     /// The engines' pinned install manifests, under `kindling/manifests/`.
@@ -222,6 +225,13 @@ pub fn save(
     progress: &mut dyn FnMut(&str),
 ) -> Result<SaveReport, BundleError> {
     let client = Client::new();
+    // The platform `docker load` gets: this machine's when kept, else the first kept.
+    let host = host_platform();
+    let docker_platform = if platforms.contains(&host) {
+        host
+    } else {
+        platforms.first().cloned().unwrap_or(host)
+    };
     let mut blobs: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut index = Vec::new();
     let mut docker_manifest = Vec::new();
@@ -229,6 +239,7 @@ pub fn save(
         kindling_version: env!("CARGO_PKG_VERSION").to_string(),
         created_at: crate::env::state::now_rfc3339(),
         platforms: platforms.to_vec(),
+        docker_platform: Some(docker_platform.clone()),
         images: Vec::new(),
         tools: Vec::new(),
         manifests: Vec::new(),
@@ -237,6 +248,18 @@ pub fn save(
         let from = wanted.source.as_ref().unwrap_or(&wanted.reference);
         progress(&format!("image {} (from {from})", wanted.reference));
         let pulled = client.pull(from, platforms)?;
+        // A mirror must hold the very image the reference pins.
+        if let Some(pinned) = &wanted.reference.digest
+            && *pinned != pulled.top.digest
+        {
+            return Err(BundleError::Registry {
+                reference: wanted.reference.to_string(),
+                reason: format!(
+                    "{from} holds {}, not the pinned {pinned}",
+                    pulled.top.digest
+                ),
+            });
+        }
         let mut add = |o: &Object| {
             blobs
                 .entry(o.digest.clone())
@@ -256,7 +279,8 @@ pub fn save(
         }));
         // `docker load` reads manifest.json (the Docker archive format) and takes the paths
         // in it as they are; the first platform's image is the one it loads.
-        if let Some(manifest) = platform_manifest(&pulled, platforms)
+        if let Some(manifest) = platform_manifest(&pulled, &docker_platform)
+            && is_image_config(manifest["config"]["mediaType"].as_str().unwrap_or_default())
             && let Some(tag) = &wanted.reference.tag
         {
             let layers: Vec<String> = manifest["layers"]
@@ -355,21 +379,54 @@ pub fn save(
     })
 }
 
+/// This machine as OCI platforms name it (`linux/amd64`): the images run in Linux nodes and
+/// containers whatever the host system.
+pub fn host_platform() -> String {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    format!("linux/{arch}")
+}
+
+/// A config `docker load` takes: an image's (not a Helm chart's or another artifact's).
+fn is_image_config(media_type: &str) -> bool {
+    matches!(
+        media_type,
+        "application/vnd.oci.image.config.v1+json"
+            | "application/vnd.docker.container.image.v1+json"
+    )
+}
+
+/// Whether a digest is one kindling reads a blob by (`sha256:` and 64 lower-case hex digits):
+/// digests come from the archive's own JSON and become file names.
+fn valid_digest(digest: &str) -> bool {
+    digest.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+    })
+}
+
 fn blob_path(digest: &str) -> String {
     format!("blobs/{}", digest.replacen(':', "/", 1))
 }
 
 /// The image manifest of the first kept platform (or the image's only manifest).
-fn platform_manifest(pulled: &distribution::PulledImage, platforms: &[String]) -> Option<Value> {
+fn platform_manifest(pulled: &distribution::PulledImage, wanted: &str) -> Option<Value> {
     let top: Value = serde_json::from_slice(&pulled.top.bytes).ok()?;
     if top["manifests"].is_array() {
-        let wanted = platforms.iter().find(|p| pulled.platforms.contains(p))?;
+        if !pulled.platforms.iter().any(|p| p == wanted) {
+            return None;
+        }
         let entry = top["manifests"].as_array()?.iter().find(|m| {
             format!(
                 "{}/{}",
                 m["platform"]["os"].as_str().unwrap_or_default(),
                 m["platform"]["architecture"].as_str().unwrap_or_default()
-            ) == *wanted
+            ) == wanted
         })?;
         let digest = entry["digest"].as_str()?;
         let child = pulled.manifests.iter().find(|m| m.digest == digest)?;
@@ -434,6 +491,12 @@ impl OpenBundle {
     }
 
     pub fn blob(&self, digest: &str) -> Result<Object, BundleError> {
+        if !valid_digest(digest) {
+            return Err(BundleError::Damaged {
+                path: self.dir.path().to_path_buf(),
+                reason: format!("names a blob by '{digest}', which is not a sha256 digest"),
+            });
+        }
         let path = self.dir.path().join(blob_path(digest));
         let bytes = std::fs::read(&path).map_err(|e| BundleError::Damaged {
             path: path.clone(),
@@ -561,10 +624,27 @@ pub async fn load(
     progress: &mut dyn FnMut(&str),
 ) -> Result<LoadReport, BundleError> {
     let bundle = OpenBundle::open(file, &data_dir.join("tmp"))?;
-    // Docker first: the registry image the seeding runs may be in the bundle itself.
-    progress("docker: load the images");
-    let archive = tokio::fs::File::open(file).await.map_err(io(file))?;
-    docker.load_archive(archive, file).await?;
+    // Docker first: the registry image the seeding runs may be in the bundle itself. Images
+    // of another architecture are not loaded: kind would run them.
+    let host = host_platform();
+    let for_this_machine = bundle
+        .record
+        .docker_platform
+        .as_deref()
+        .is_none_or(|p| p == host);
+    let in_engine = if for_this_machine {
+        progress("docker: load the images");
+        let archive = tokio::fs::File::open(file).await.map_err(io(file))?;
+        docker.load_archive(archive, file).await?;
+        in_engine(&bundle)?
+    } else {
+        progress(&format!(
+            "docker: the bundle's images are for {}, this machine is {host}; only the caches are seeded (save it with --platform {host})",
+            bundle.record.docker_platform.as_deref().unwrap_or_default()
+        ));
+        BTreeMap::new()
+    };
+    let seeder_image = substitute(docker, &in_engine, registry_image).await;
     let mut by_cache: BTreeMap<String, Vec<&BundleImage>> = BTreeMap::new();
     let mut engine_only = Vec::new();
     for image in &bundle.record.images {
@@ -577,7 +657,7 @@ pub async fn load(
     let mut seeded = BTreeMap::new();
     for (cache, images) in by_cache {
         progress(&format!("cache {cache}: {} images", images.len()));
-        let done = seed_cache(docker, &bundle, &cache, &images, registry_image).await?;
+        let done = seed_cache(docker, &bundle, &cache, &images, &seeder_image).await?;
         seeded.insert(cache, done);
     }
     let mut tools = Vec::new();
@@ -670,7 +750,7 @@ pub async fn load(
         engine_only,
         tools,
         manifests,
-        in_engine: in_engine(&bundle)?,
+        in_engine,
         record: bundle.record.clone(),
     };
     let path = loaded_record_path(data_dir);
@@ -720,13 +800,26 @@ pub async fn offline_image(
     if docker.image_exists(reference).await {
         return reference.to_string();
     }
-    let Some(loaded) = loaded(data_dir) else {
+    match loaded(data_dir) {
+        Some(loaded) => substitute(docker, &loaded.in_engine, reference).await,
+        None => reference.to_string(),
+    }
+}
+
+/// `reference`, or the name `docker load` gave it when the engine lacks the reference and
+/// holds the recorded image under that name.
+async fn substitute(
+    docker: &crate::docker::DockerClient,
+    in_engine: &BTreeMap<String, (String, String)>,
+    reference: &str,
+) -> String {
+    if docker.image_exists(reference).await {
         return reference.to_string();
-    };
+    }
     let normalised = Reference::parse(reference)
         .map(|r| r.to_string())
         .unwrap_or_default();
-    match loaded.in_engine.get(&normalised) {
+    match in_engine.get(&normalised) {
         Some((name, id)) if docker.image_id(name).await.as_deref() == Some(id.as_str()) => {
             name.clone()
         }
@@ -745,7 +838,6 @@ async fn seed_cache(
     images: &[&BundleImage],
     registry_image: &str,
 ) -> Result<Vec<String>, BundleError> {
-    use crate::docker::{ContainerSpec, PublishedPort, VolumeMount};
     let volume = format!("{cache}-data");
     let labels = crate::registry::cache_set_labels();
     docker.ensure_volume(&volume, &labels).await?;
@@ -758,6 +850,30 @@ async fn seed_cache(
             .stop_container(cache, std::time::Duration::from_secs(10))
             .await?;
     }
+    let seeder_name = format!("{cache}-seeder");
+    let seeded = seed_through(docker, bundle, cache, images, registry_image, &seeder_name).await;
+    // Whatever happened: the seeder goes (only if it is kindling's), the cache runs again.
+    let _ = docker
+        .remove_container_if_labelled(&seeder_name, &labels)
+        .await;
+    if was_running {
+        docker.start_container(cache).await?;
+    }
+    seeded
+}
+
+/// The seeding itself: a plain registry on the cache's volume, every image pushed to it.
+async fn seed_through(
+    docker: &crate::docker::DockerClient,
+    bundle: &OpenBundle,
+    cache: &str,
+    images: &[&BundleImage],
+    registry_image: &str,
+    seeder_name: &str,
+) -> Result<Vec<String>, BundleError> {
+    use crate::docker::{ContainerSpec, PublishedPort, VolumeMount};
+    let volume = format!("{cache}-data");
+    let labels = crate::registry::cache_set_labels();
     let port =
         crate::docker::allocate_port(15000, crate::docker::port_is_free).ok_or_else(|| {
             BundleError::Seed {
@@ -766,7 +882,7 @@ async fn seed_cache(
             }
         })?;
     let seeder = ContainerSpec {
-        name: format!("{cache}-seeder"),
+        name: seeder_name.to_string(),
         image: registry_image.to_string(),
         env: vec!["REGISTRY_VALIDATION_MANIFESTS_INDEXES_PLATFORMS=none".to_string()],
         labels: labels.clone(),
@@ -780,10 +896,12 @@ async fn seed_cache(
         }],
         ..Default::default()
     };
-    let _ = docker.remove_container(&seeder.name).await;
+    let _ = docker
+        .remove_container_if_labelled(&seeder.name, &labels)
+        .await;
     docker.run_container(&seeder).await?;
     let base = format!("http://127.0.0.1:{port}");
-    let pushed = async {
+    {
         wait_registry(&base).await?;
         let mut done = Vec::new();
         for image in images {
@@ -812,27 +930,16 @@ async fn seed_cache(
             })??;
             done.push(image.reference.clone());
         }
-        Ok::<_, BundleError>(done)
+        Ok(done)
     }
-    .await;
-    let _ = docker.remove_container(&seeder.name).await;
-    if was_running {
-        docker.start_container(cache).await?;
-    }
-    pushed
 }
 
 async fn wait_registry(base: &str) -> Result<(), BundleError> {
-    let url = format!("{base}/v2/");
     for _ in 0..100 {
-        let probe = url.clone();
-        let up = tokio::task::spawn_blocking(move || {
-            ureq::get(&probe)
-                .call()
-                .is_ok_and(|r| r.status().as_u16() == 200)
-        })
-        .await
-        .unwrap_or(false);
+        let probe = base.to_string();
+        let up = tokio::task::spawn_blocking(move || Client::new().answers(&probe))
+            .await
+            .unwrap_or(false);
         if up {
             return Ok(());
         }
@@ -840,7 +947,7 @@ async fn wait_registry(base: &str) -> Result<(), BundleError> {
     }
     Err(BundleError::Seed {
         target: base.to_string(),
-        reason: "the seeding registry did not answer within 10s".into(),
+        reason: "the seeding registry did not answer within 10s; `docker logs` of the cache's -seeder container, if it is still there, says why".into(),
     })
 }
 

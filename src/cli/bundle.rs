@@ -119,7 +119,7 @@ pub fn run(command: BundleCommand, output: Output, verbose: u8) -> anyhow::Resul
                 }
             }
             let platforms = if platforms.is_empty() {
-                vec![format!("linux/{}", host_arch())]
+                vec![bundle::host_platform()]
             } else {
                 platforms
             };
@@ -181,13 +181,4 @@ pub fn run(command: BundleCommand, output: Output, verbose: u8) -> anyhow::Resul
         }
     }
     Ok(())
-}
-
-/// This machine's architecture as OCI platforms name it.
-fn host_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    }
 }

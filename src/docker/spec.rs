@@ -83,6 +83,9 @@ pub struct ContainerSpec {
     pub command: Option<Vec<String>>,
     pub env: Vec<String>,
     pub labels: BTreeMap<String, String>,
+    /// Labels set when the container is made that say how, not whose: they are not checked
+    /// when an existing container is taken as kindling's (a cache's outbound settings).
+    pub creation_labels: BTreeMap<String, String>,
     pub ports: Vec<PublishedPort>,
     pub volumes: Vec<VolumeMount>,
     pub binds: Vec<BindMount>,
@@ -143,7 +146,13 @@ pub fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         image: Some(spec.image.clone()),
         cmd: spec.command.clone(),
         env: (!spec.env.is_empty()).then(|| spec.env.clone()),
-        labels: Some(spec.labels.clone().into_iter().collect()),
+        labels: Some(
+            spec.labels
+                .iter()
+                .chain(&spec.creation_labels)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
         exposed_ports: (!exposed.is_empty()).then_some(exposed),
         healthcheck: spec.health.as_ref().map(|h| HealthConfig {
             test: Some(

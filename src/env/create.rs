@@ -203,7 +203,13 @@ fn new_state(opts: &CreateOptions, stamp: &Stamp, ports: Ports) -> EnvState {
 /// asks for other roots than the env has would leave them trusting the old ones.
 fn same_extra_ca(s: &EnvState, wanted: &[String]) -> Result<(), EnvError> {
     let made = s.cluster_requested || s.gitea.is_some();
-    if !made || s.extra_ca == wanted {
+    let sorted = |f: &[String]| {
+        let mut f = f.to_vec();
+        f.sort();
+        f
+    };
+    // The same roots in another order (the profile's and the flag's) are the same roots.
+    if !made || sorted(&s.extra_ca) == sorted(wanted) {
         return Ok(());
     }
     let list = |f: &[String]| match f.len() {

@@ -128,6 +128,7 @@ pub fn container_spec(env: &str, network: &str, host_port: u16) -> ContainerSpec
             path: "/data".to_string(),
         }],
         binds: Vec::new(),
+        creation_labels: Default::default(),
         network: Some(network.to_string()),
         network_aliases: Vec::new(),
         restart: true,

@@ -53,21 +53,23 @@ impl ExtraCa {
         files: &[PathBuf],
         now: time::OffsetDateTime,
     ) -> Result<Option<ExtraCa>, PkiError> {
-        let mut pem = String::new();
-        let mut roots: Vec<ExtraRoot> = Vec::new();
+        let mut found: Vec<(Vec<u8>, ExtraRoot)> = Vec::new();
         for file in files {
             let bytes = std::fs::read(file).map_err(|e| bad(file, e.to_string(), HELP_FILE))?;
             for (der, root) in roots_of(file, &bytes, now)? {
-                if roots
+                if !found
                     .iter()
-                    .any(|r| r.fingerprint_sha256 == root.fingerprint_sha256)
+                    .any(|(_, r)| r.fingerprint_sha256 == root.fingerprint_sha256)
                 {
-                    continue;
+                    found.push((der, root));
                 }
-                pem.push_str(&pem_of(&der));
-                roots.push(root);
             }
         }
+        // In fingerprint order: the same roots from files given in another order are the
+        // same bundle, byte for byte.
+        found.sort_by(|a, b| a.1.fingerprint_sha256.cmp(&b.1.fingerprint_sha256));
+        let pem = found.iter().map(|(der, _)| pem_of(der)).collect();
+        let roots: Vec<ExtraRoot> = found.into_iter().map(|(_, r)| r).collect();
         Ok((!roots.is_empty()).then_some(ExtraCa { pem, roots }))
     }
 
@@ -249,9 +251,10 @@ mod tests {
         let b = dir.path().join("b.pem");
         std::fs::write(&a, format!("{corp}{other}")).unwrap();
         std::fs::write(&b, &corp).unwrap();
-        let loaded = ExtraCa::load(&[a.clone(), b]).unwrap().unwrap();
+        let loaded = ExtraCa::load(&[a.clone(), b.clone()]).unwrap().unwrap();
         assert_eq!(loaded.roots.len(), 2, "{loaded:?}");
         assert!(loaded.roots[0].subject.contains("Corp Root"));
+        assert_eq!(ExtraCa::load(&[b, a.clone()]).unwrap().unwrap(), loaded);
         assert_eq!(loaded.pem.matches("BEGIN CERTIFICATE").count(), 2);
         assert_eq!(ExtraCa::from_pem(&a, &loaded.pem).unwrap(), loaded);
         assert_eq!(ExtraCa::load(&[]).unwrap(), None);

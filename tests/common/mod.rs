@@ -564,3 +564,48 @@ pub fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt as _;
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
+
+/// The documented JSON skeletons of docs/json-output.md, by heading.
+pub fn documented_shapes() -> Vec<(String, Value)> {
+    let text = std::fs::read_to_string(repo_dir().join("docs/json-output.md")).unwrap();
+    let mut out = Vec::new();
+    let mut heading = String::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if let Some(h) = line.strip_prefix("## ") {
+            heading = h.trim().to_string();
+        } else if line.trim() == "```json" && !heading.is_empty() {
+            let block: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "```").collect();
+            out.push((
+                heading.clone(),
+                serde_json::from_str(&block.join("\n"))
+                    .unwrap_or_else(|e| panic!("{heading}: {e}")),
+            ));
+        }
+    }
+    out
+}
+
+/// Every key of `documented` is in `real`, with the same JSON type, recursively (arrays:
+/// the first element).
+pub fn follows(real: &Value, documented: &Value, path: &str) -> Result<(), String> {
+    match (documented, real) {
+        (Value::Object(d), Value::Object(r)) => {
+            for (k, v) in d {
+                let inner = r.get(k).ok_or_else(|| format!("{path}.{k} is missing"))?;
+                follows(inner, v, &format!("{path}.{k}"))?;
+            }
+            Ok(())
+        }
+        (Value::Array(d), Value::Array(r)) => match (d.first(), r.first()) {
+            (Some(d), Some(r)) => follows(r, d, &format!("{path}[0]")),
+            // A documented item shape must be checked against a real item.
+            (Some(_), None) => Err(format!("{path}: documented items, got an empty array")),
+            (None, _) => Ok(()),
+        },
+        (Value::String(_), Value::String(_))
+        | (Value::Number(_), Value::Number(_))
+        | (Value::Bool(_), Value::Bool(_)) => Ok(()),
+        (d, r) => Err(format!("{path}: documented {d}, got {r}")),
+    }
+}
