@@ -11,6 +11,7 @@ mod bundle {
 
     use serde_json::Value;
 
+    use super::common::env_harness::ok;
     use super::common::{
         TEST_IMAGE, TEST_REGISTRY_IMAGE, docker, docker_cli, ensure_test_image,
         ensure_test_registry_image, unique,
@@ -27,17 +28,6 @@ mod bundle {
             cmd.env(k, v);
         }
         cmd.output().unwrap()
-    }
-
-    fn ok(out: &Output) -> Value {
-        assert!(
-            out.status.success(),
-            "exit {:?}\nstdout: {}\nstderr: {}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
     }
 
     fn run(args: &[&str]) -> String {
