@@ -154,15 +154,19 @@ pub fn env_direct_names(env: &str) -> Vec<String> {
     ]
 }
 
-/// Whether a URL names this machine (`localhost`, 127.0.0.0/8, `::1`).
-pub fn is_loopback_url(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+/// The host of a URL without its scheme (`user@host:port/path` → `host`; `[::1]:80` → `::1`).
+pub fn url_host(rest: &str) -> &str {
     let authority = rest.split('/').next().unwrap_or_default();
     let host = authority.rsplit('@').next().unwrap_or_default();
-    let host = match host.strip_prefix('[') {
+    match host.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or_default(),
         None => host.split(':').next().unwrap_or_default(),
-    };
+    }
+}
+
+/// Whether a URL names this machine (`localhost`, 127.0.0.0/8, `::1`).
+pub fn is_loopback_url(url: &str) -> bool {
+    let host = url_host(url.split_once("://").map_or(url, |(_, r)| r));
     host.eq_ignore_ascii_case("localhost")
         || host
             .parse::<std::net::IpAddr>()

@@ -217,12 +217,7 @@ pub fn tls_host(url: &str) -> Option<String> {
         // Argo CD's OCI Helm sources carry no scheme (`ghcr.io/org/charts`).
         url
     };
-    let authority = rest.split('/').next().unwrap_or_default();
-    let host = authority.rsplit('@').next().unwrap_or_default();
-    let host = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => host.split(':').next().unwrap_or_default(),
-    };
+    let host = crate::cluster::proxy::url_host(rest);
     (!host.is_empty()).then(|| host.to_lowercase())
 }
 
