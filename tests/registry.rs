@@ -268,4 +268,41 @@ mod registry {
         );
         d.sweep(&env, false).await.unwrap();
     }
+
+    /// A shared cache must run the pinned registry image: one running another image is
+    /// refused, while the same image under the name `docker load` gave it (an offline machine
+    /// after `bundle load`, where the digest-pinned name does not resolve) is the same cache.
+    #[tokio::test]
+    async fn registry_cache_is_taken_by_its_image_not_only_its_name() {
+        let Some(d) = docker().await else { return };
+        ensure_test_image();
+        ensure_test_registry_image();
+        let env = unique("pin");
+        let network = format!("kindling-{env}");
+        d.ensure_network(&network, &env_labels(&env)).await.unwrap();
+        let mut cache = cache_spec(
+            &format!("{env}.test"),
+            "http://upstream.invalid:5000",
+            &network,
+            TEST_REGISTRY_IMAGE,
+            &kindling::registry::CacheOutbound::default(),
+        );
+        cache.labels.insert("dev.kindling.env".into(), env.clone());
+        d.run_container(&cache).await.unwrap();
+        let alias = format!("kindling-test/registry-{env}:alias");
+        ok(docker_cli(&["tag", TEST_REGISTRY_IMAGE, &alias]), "tag");
+        let mut same = cache.clone();
+        same.image = alias.clone();
+        assert_eq!(
+            d.run_container(&same).await.unwrap(),
+            kindling::docker::Ensured::Existed
+        );
+        let mut other = cache.clone();
+        other.image = TEST_IMAGE.to_string();
+        let refused = d.run_container(&other).await.unwrap_err().to_string();
+        assert!(refused.contains("not the pinned"), "{refused}");
+        let _ = docker_cli(&["rmi", &alias]);
+        d.sweep(&env, false).await.unwrap();
+        let _ = docker_cli(&["volume", "rm", "-f", &format!("{}-data", cache.name)]);
+    }
 }

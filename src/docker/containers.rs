@@ -15,8 +15,14 @@ impl DockerClient {
         crate::ui::call(|| format!("docker: inspect container {}", spec.name));
         let ensured = match self.docker.inspect_container(&spec.name, None).await {
             Ok(found) => {
+                // The same image under another name (the digest-pinned one and the name
+                // `docker load` gave it, `crate::bundle::offline_image`) is the same image.
+                let same_image = match &found.image {
+                    Some(id) => self.image_id(&spec.image).await.as_ref() == Some(id),
+                    None => false,
+                };
                 let config = found.config.unwrap_or_default();
-                if let Some((reason, help)) = not_ours(spec, &config) {
+                if let Some((reason, help)) = not_ours(spec, &config, same_image) {
                     return Err(DockerError::NotOurs {
                         name: spec.name.clone(),
                         reason,
@@ -404,6 +410,7 @@ fn first_label_mismatch<'a>(
 fn not_ours(
     spec: &ContainerSpec,
     found: &bollard::models::ContainerConfig,
+    same_image: bool,
 ) -> Option<(String, String)> {
     let labels = found.labels.clone().unwrap_or_default();
     if let Some((key, wanted, has)) = first_label_mismatch(&spec.labels, &labels) {
@@ -435,6 +442,7 @@ fn not_ours(
     // A shared cache serves every env's pulls: its image must be the pinned one too.
     if spec.labels.contains_key(super::CACHE_LABEL)
         && found.image.as_deref() != Some(spec.image.as_str())
+        && !same_image
     {
         return Some((
             format!(
