@@ -145,7 +145,7 @@ mod bundle {
                 file.to_str().unwrap(),
                 "--images",
                 list.to_str().unwrap(),
-                "--only-listed",
+                "--no-pins",
                 "--platform",
                 "linux/amd64",
                 "--platform",
@@ -335,5 +335,87 @@ mod bundle {
 
         let _ = docker_cli(&["rmi", "kindlingtest/tool:1", "kindlingtest/multi:2"]);
         let _ = docker_cli(&["volume", "rm", "-f", &volume]);
+    }
+
+    /// `--env` takes the images the env's nodes hold, as their containerd lists them: the
+    /// fake kind node gets a `crictl` that prints what cri-tools' `crictl images -o json`
+    /// prints (the CRI ListImagesResponse: `images[].repoTags`, `repoDigests`;
+    /// kubernetes-sigs/cri-tools cmd/crictl/image.go). The tag is pinned to the digest it was
+    /// pulled by; kind's preloaded control-plane images stay out (the node image has them).
+    #[tokio::test(flavor = "multi_thread")]
+    async fn bundle_save_takes_the_images_an_env_holds() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = super::common::env_harness::Harness::new();
+        let env = unique("held");
+        ok(&h.create(&env, &[]));
+        let prefix = unique("kh");
+        let upstream = format!("{prefix}-upstream");
+        let port = registry(&upstream, None);
+        let pushed = format!("127.0.0.1:{port}/charts/app:1");
+        run(&["tag", TEST_IMAGE, &pushed]);
+        run(&["push", &pushed]);
+        let schema2 = "application/vnd.docker.distribution.manifest.v2+json";
+        let digest = kindling::bundle::distribution::sha256_digest(&get_manifest(
+            port,
+            "charts/app",
+            "1",
+            schema2,
+        ));
+        let listing = format!(
+            r#"{{"images":[{{"id":"sha256:1","repoTags":["{pushed}"],"repoDigests":["127.0.0.1:{port}/charts/app@{digest}"],"size":"1","uid":null,"username":"","spec":null,"pinned":false}},{{"id":"sha256:2","repoTags":["registry.k8s.io/pause:3.10"],"repoDigests":[],"size":"1","uid":null,"username":"","spec":null,"pinned":true}}]}}"#
+        );
+        let node = format!("kindling-{env}-control-plane");
+        let script = format!("#!/bin/sh\ncat <<'EOF'\n{listing}\nEOF\n");
+        let install = std::process::Command::new("docker")
+            .args([
+                "exec",
+                "-i",
+                &node,
+                "sh",
+                "-c",
+                "cat > /bin/crictl && chmod +x /bin/crictl",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child.stdin.take().unwrap().write_all(script.as_bytes())?;
+                child.wait()
+            })
+            .unwrap();
+        assert!(install.success());
+        let file = h.path("held.tar");
+        let saved = ok(&h.run(
+            &[
+                "bundle",
+                "save",
+                file.to_str().unwrap(),
+                "--env",
+                &env,
+                "--no-pins",
+                "--output",
+                "json",
+            ],
+            &[],
+        ));
+        let references: Vec<&str> = saved["bundle"]["record"]["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["reference"].as_str().unwrap())
+            .collect();
+        assert_eq!(references, [format!("{pushed}@{digest}")], "{saved}");
+        // Nothing to save is said, not written.
+        let empty = h.run(
+            &["bundle", "save", file.to_str().unwrap(), "--no-pins"],
+            &[],
+        );
+        assert!(!empty.status.success());
+        assert!(String::from_utf8_lossy(&empty.stderr).contains("nothing to save"));
+        run(&["rm", "-f", &upstream]);
+        let _ = docker_cli(&["rmi", &pushed]);
+        super::common::env_harness::delete_clean(&h, &env);
     }
 }

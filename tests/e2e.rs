@@ -345,7 +345,7 @@ fn e2e_bundle_seeds_a_cache_that_serves_offline() {
         file.to_str().unwrap(),
         "--images",
         list.to_str().unwrap(),
-        "--only-listed",
+        "--no-pins",
     ]);
     let digest = saved["bundle"]["record"]["images"][0]["digest"]
         .as_str()

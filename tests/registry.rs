@@ -302,7 +302,9 @@ mod registry {
         let refused = d.run_container(&other).await.unwrap_err().to_string();
         assert!(refused.contains("not the pinned"), "{refused}");
         let _ = docker_cli(&["rmi", &alias]);
-        d.sweep(&env, false).await.unwrap();
+        // A cache outlives env sweeps by design: removed here by name.
+        let _ = docker_cli(&["rm", "-f", &cache.name]);
         let _ = docker_cli(&["volume", "rm", "-f", &format!("{}-data", cache.name)]);
+        d.sweep(&env, false).await.unwrap();
     }
 }

@@ -205,6 +205,56 @@ pub fn pinned_images(
     Ok(wanted)
 }
 
+/// The images the nodes of a running env hold, as their containerd lists them
+/// (`crictl images -o json`: `{"images": [{"repoTags": [...], "repoDigests": [...]}]}`, the CRI
+/// ListImagesResponse as kubernetes-sigs/cri-tools prints it; k3s-io/k3s
+/// scripts/airgap/generate-list.sh reads the same list). A tag is pinned to the digest it was
+/// pulled by. What a kind node image brings preloaded (registry.k8s.io's control plane,
+/// kindest's own images) is left out: the node image carries it.
+pub fn node_images(crictl_json: &str, provider: crate::cluster::Provider) -> Vec<WantedImage> {
+    let listing: Value = serde_json::from_str(crictl_json).unwrap_or(Value::Null);
+    let mut wanted: Vec<WantedImage> = Vec::new();
+    for image in listing["images"].as_array().into_iter().flatten() {
+        let digests: Vec<&str> = image["repoDigests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        for tag in image["repoTags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            let Ok(mut reference) = Reference::parse(tag) else {
+                continue;
+            };
+            let preloaded = provider == crate::cluster::Provider::Kind
+                && (reference.registry == "registry.k8s.io"
+                    || (reference.registry == "docker.io"
+                        && reference.repository.starts_with("kindest/")));
+            if preloaded {
+                continue;
+            }
+            let repo = format!("{}/{}", reference.registry, reference.repository);
+            reference.digest = digests.iter().find_map(|d| {
+                let parsed = Reference::parse(d).ok()?;
+                (format!("{}/{}", parsed.registry, parsed.repository) == repo)
+                    .then_some(parsed.digest)
+                    .flatten()
+            });
+            if !wanted.iter().any(|w| w.reference == reference) {
+                wanted.push(WantedImage {
+                    reference,
+                    source: None,
+                });
+            }
+        }
+    }
+    wanted
+}
+
 /// What `bundle save` wrote.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -22,9 +22,10 @@ pub enum BundleCommand {
         /// pods -A -o jsonpath='{..image}'` on a running env lists them.
         #[arg(long)]
         images: Option<PathBuf>,
-        /// Only the listed images: no pinned images, tools or manifests.
-        #[arg(long, requires = "images")]
-        only_listed: bool,
+        /// Leave out the pinned images, tools and manifests: only the listed images and those
+        /// of `--env`.
+        #[arg(long)]
+        no_pins: bool,
         /// `os/arch` whose layers to keep (repeatable; default: this machine's).
         #[arg(long = "platform", value_name = "OS/ARCH")]
         platforms: Vec<String>,
@@ -37,7 +38,8 @@ pub enum BundleCommand {
         /// Cluster profile (its Kubernetes version picks the node image).
         #[arg(long)]
         profile: Option<PathBuf>,
-        /// Take provider, engine and profile from this env.
+        /// Take provider, engine and profile from this env, and the images its nodes hold (what
+        /// its charts and manifests pulled: `crictl images` in each node).
         #[arg(long)]
         env: Option<String>,
     },
@@ -53,7 +55,7 @@ pub fn run(command: BundleCommand, output: Output, verbose: u8) -> anyhow::Resul
         BundleCommand::Save {
             file,
             images,
-            only_listed,
+            no_pins,
             platforms,
             provider,
             engine,
@@ -63,14 +65,14 @@ pub fn run(command: BundleCommand, output: Output, verbose: u8) -> anyhow::Resul
             let mut wanted: Vec<WantedImage> = Vec::new();
             let mut tools = Vec::new();
             let mut install = Vec::new();
-            if !only_listed {
-                let state = match &env {
-                    Some(name) => Some(
-                        kindling::env::state::EnvState::load(&settings.env_dir(name))?
-                            .ok_or_else(|| kindling::env::EnvError::NotFound(name.clone()))?,
-                    ),
-                    None => None,
-                };
+            let state = match &env {
+                Some(name) => Some(
+                    kindling::env::state::EnvState::load(&settings.env_dir(name))?
+                        .ok_or_else(|| kindling::env::EnvError::NotFound(name.clone()))?,
+                ),
+                None => None,
+            };
+            if !no_pins {
                 let profile = profile.or_else(|| state.as_ref().and_then(|s| s.profile.clone()));
                 let provider_choice: Option<Provider> = provider
                     .map(Into::into)
@@ -111,12 +113,24 @@ pub fn run(command: BundleCommand, output: Output, verbose: u8) -> anyhow::Resul
                     tools.push((tool, platform.clone(), resolved.path));
                 }
             }
+            if let Some(state) = &state {
+                for image in held_by_nodes(state, &progress)? {
+                    if !wanted.iter().any(|w| w.reference == image.reference) {
+                        wanted.push(image);
+                    }
+                }
+            }
             if let Some(list) = &images {
                 for image in bundle::read_list(list)? {
                     if !wanted.iter().any(|w| w.reference == image.reference) {
                         wanted.push(image);
                     }
                 }
+            }
+            if wanted.is_empty() {
+                anyhow::bail!(
+                    "nothing to save: --no-pins leaves out the pinned images\nhelp: name images with --images FILE, or an env with --env NAME"
+                );
             }
             let platforms = if platforms.is_empty() {
                 vec![bundle::host_platform()]
@@ -181,4 +195,39 @@ pub fn run(command: BundleCommand, output: Output, verbose: u8) -> anyhow::Resul
         }
     }
     Ok(())
+}
+
+/// The images the nodes of the env hold (`bundle::node_images` of each node's `crictl images`);
+/// a node without crictl (kind's load balancer has none) is passed over with a line.
+fn held_by_nodes(
+    state: &kindling::env::state::EnvState,
+    progress: &kindling::ui::Progress,
+) -> anyhow::Result<Vec<WantedImage>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let docker = kindling::docker::DockerClient::connect().await?;
+        let nodes = kindling::env::power::kubelet_nodes(&docker, state).await?;
+        let mut wanted: Vec<WantedImage> = Vec::new();
+        for node in nodes {
+            let listed = docker
+                .exec(&node, &["crictl", "images", "-o", "json"])
+                .await?;
+            if listed.exit_code != 0 {
+                progress.warn(&format!(
+                    "node {node}: `crictl images` failed ({}); its images are left out",
+                    listed.stderr.trim()
+                ));
+                continue;
+            }
+            for image in bundle::node_images(&listed.stdout, state.provider) {
+                if !wanted.iter().any(|w| w.reference == image.reference) {
+                    progress.detail(&format!("node {node}: {}", image.reference));
+                    wanted.push(image);
+                }
+            }
+        }
+        Ok(wanted)
+    })
 }

@@ -41,6 +41,22 @@ fn node_labels(provider: Provider) -> (&'static str, &'static str) {
 /// Roles of the containers that run no kubelet (kind's and k3d's load balancers).
 const BALANCER_ROLES: [&str; 2] = ["external-load-balancer", "loadbalancer"];
 
+/// The env's node containers that run a kubelet (and so a containerd with images).
+pub async fn kubelet_nodes(
+    docker: &DockerClient,
+    state: &EnvState,
+) -> Result<Vec<String>, EnvError> {
+    let cluster = crate::cluster::cluster_name(&state.name);
+    let (label, role) = node_labels(state.provider);
+    Ok(docker
+        .containers_with_labels(&format!("{label}={cluster}"), role)
+        .await?
+        .into_iter()
+        .filter(|(_, role)| !BALANCER_ROLES.contains(&role.as_str()))
+        .map(|(name, _)| name)
+        .collect())
+}
+
 /// The env's containers in start order: registry and Gitea first (the nodes pull from one and
 /// the engine clones from the other), then the nodes; and how many of the nodes run a kubelet.
 async fn containers(
