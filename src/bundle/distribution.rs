@@ -167,7 +167,9 @@ pub struct PulledImage {
     pub top: Object,
     /// Platform manifests of an index, in its order (empty for a single manifest).
     pub manifests: Vec<Object>,
-    pub blobs: Vec<Object>,
+    /// Digests of the configs and layers kept, stored as `blobs/sha256/<hex>` under the
+    /// directory `pull` was given.
+    pub blobs: Vec<String>,
     /// `os/arch` of each platform whose blobs are kept.
     pub platforms: Vec<String>,
 }
@@ -218,6 +220,81 @@ impl Client {
         token: &mut Option<String>,
         limit: u64,
     ) -> Result<(String, Vec<u8>), BundleError> {
+        let (media_type, mut response) = self.respond(from, url, accept, token)?;
+        let bytes = response
+            .body_mut()
+            .with_config()
+            .limit(limit)
+            .read_to_vec()
+            .map_err(|e| BundleError::Registry {
+                reference: from.to_string(),
+                reason: format!("{url}: {e}"),
+            })?;
+        Ok((media_type, bytes))
+    }
+
+    /// A blob streamed into `path` (through a temporary file beside it) and checked against
+    /// its digest on the way: a layer is never held in memory whole.
+    fn download(
+        &self,
+        from: &Reference,
+        digest: &str,
+        token: &mut Option<String>,
+        path: &std::path::Path,
+    ) -> Result<(), BundleError> {
+        let url = format!("{}/v2/{}/blobs/{digest}", from.api_base(), from.repository);
+        let (_, mut response) = self.respond(from, &url, "*/*", token)?;
+        let failed = |reason: String| BundleError::Registry {
+            reference: from.to_string(),
+            reason: format!("{url}: {reason}"),
+        };
+        let partial = path.with_extension("partial");
+        let written = (|| -> std::io::Result<String> {
+            let mut file = std::fs::File::create(&partial)?;
+            let mut hasher = Sha256::new();
+            let mut reader = response.body_mut().with_config().limit(MAX_BLOB).reader();
+            let mut buffer = vec![0u8; 1 << 20];
+            loop {
+                let n = std::io::Read::read(&mut reader, &mut buffer)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buffer[..n]);
+                std::io::Write::write_all(&mut file, &buffer[..n])?;
+            }
+            file.sync_all()?;
+            Ok(format!(
+                "sha256:{}",
+                hasher
+                    .finalize()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+            ))
+        })();
+        let got = match written {
+            Ok(got) => got,
+            Err(e) => {
+                let _ = std::fs::remove_file(&partial);
+                return Err(failed(e.to_string()));
+            }
+        };
+        if got != digest {
+            let _ = std::fs::remove_file(&partial);
+            return Err(failed(format!("arrived with digest {got}")));
+        }
+        std::fs::rename(&partial, path).map_err(|e| failed(e.to_string()))
+    }
+
+    /// The response to an authorised GET (an anonymous token fetched on a 401) and its
+    /// media type; any status but 200 is an error that says what it means.
+    fn respond(
+        &self,
+        from: &Reference,
+        url: &str,
+        accept: &str,
+        token: &mut Option<String>,
+    ) -> Result<(String, ureq::http::Response<ureq::Body>), BundleError> {
         let failed = |reason: String| BundleError::Registry {
             reference: from.to_string(),
             reason,
@@ -228,7 +305,7 @@ impl Client {
             if let Some(t) = token.as_deref() {
                 request = request.header("Authorization", &format!("Bearer {t}"));
             }
-            let mut response = request.call().map_err(|e| failed(format!("{url}: {e}")))?;
+            let response = request.call().map_err(|e| failed(format!("{url}: {e}")))?;
             let status = response.status().as_u16();
             if status == 401 && attempt == 0 {
                 let challenge = response
@@ -263,13 +340,7 @@ impl Client {
                 .unwrap_or_default()
                 .trim()
                 .to_string();
-            let bytes = response
-                .body_mut()
-                .with_config()
-                .limit(limit)
-                .read_to_vec()
-                .map_err(|e| failed(format!("{url}: {e}")))?;
-            return Ok((media_type, bytes));
+            return Ok((media_type, response));
         }
         Err(failed(format!("{url}: refused a fresh anonymous token")))
     }
@@ -320,7 +391,12 @@ impl Client {
 
     /// Copies `reference` from `from` (the same image, or a mirror holding it), keeping the
     /// blobs of `platforms` (`linux/amd64`); a single-platform image keeps its own.
-    pub fn pull(&self, from: &Reference, platforms: &[String]) -> Result<PulledImage, BundleError> {
+    pub fn pull(
+        &self,
+        from: &Reference,
+        platforms: &[String],
+        store: &std::path::Path,
+    ) -> Result<PulledImage, BundleError> {
         let base = from.api_base();
         let mut token = None;
         let accept = [INDEX_TYPES.as_slice(), MANIFEST_TYPES.as_slice()]
@@ -387,7 +463,7 @@ impl Client {
                 }
                 let manifest: Value = serde_json::from_slice(&child).unwrap_or(Value::Null);
                 if platforms.contains(&platform) {
-                    self.fetch_blobs(from, &manifest, &mut image, &mut token)?;
+                    self.fetch_blobs(from, &manifest, &mut image, &mut token, store)?;
                     image.platforms.push(platform);
                 }
                 image.manifests.push(Object {
@@ -405,7 +481,7 @@ impl Client {
                 });
             }
         } else {
-            self.fetch_blobs(from, &parsed, &mut image, &mut token)?;
+            self.fetch_blobs(from, &parsed, &mut image, &mut token, store)?;
         }
         Ok(image)
     }
@@ -417,27 +493,36 @@ impl Client {
         manifest: &Value,
         image: &mut PulledImage,
         token: &mut Option<String>,
+        store: &std::path::Path,
     ) -> Result<(), BundleError> {
         let descriptors = std::iter::once(&manifest["config"])
             .chain(manifest["layers"].as_array().into_iter().flatten());
         for d in descriptors {
             let digest = d["digest"].as_str().unwrap_or_default().to_string();
-            if image.blobs.iter().any(|b| b.digest == digest) {
-                continue;
-            }
-            let url = format!("{}/v2/{}/blobs/{digest}", from.api_base(), from.repository);
-            let (_, bytes) = self.get(from, &url, "*/*", token, MAX_BLOB)?;
-            if sha256_digest(&bytes) != digest {
+            let Some(hex) = digest
+                .strip_prefix("sha256:")
+                .filter(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()))
+            else {
                 return Err(BundleError::Registry {
                     reference: from.to_string(),
-                    reason: format!("blob {digest} arrived with another digest"),
+                    reason: format!("a manifest names the blob '{digest}'"),
                 });
+            };
+            if image.blobs.contains(&digest) {
+                continue;
             }
-            image.blobs.push(Object {
-                digest,
-                media_type: d["mediaType"].as_str().unwrap_or_default().to_string(),
-                bytes,
-            });
+            let path = store.join("blobs/sha256").join(hex);
+            // Shared with an image copied before: already there, already checked.
+            if !path.is_file() {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| BundleError::Io {
+                        path: dir.to_path_buf(),
+                        source: e,
+                    })?;
+                }
+                self.download(from, &digest, token, &path)?;
+            }
+            image.blobs.push(digest);
         }
         Ok(())
     }
@@ -456,7 +541,8 @@ impl Client {
         &self,
         base: &str,
         repository: &str,
-        blob: &Object,
+        digest: &str,
+        path: &std::path::Path,
     ) -> Result<(), BundleError> {
         let failed = |reason: String| BundleError::Seed {
             target: format!("{base}/{repository}"),
@@ -464,7 +550,7 @@ impl Client {
         };
         let head = self
             .direct
-            .head(&format!("{base}/v2/{repository}/blobs/{}", blob.digest))
+            .head(&format!("{base}/v2/{repository}/blobs/{digest}"))
             .call()
             .map_err(|e| failed(e.to_string()))?;
         if head.status().as_u16() == 200 {
@@ -494,16 +580,12 @@ impl Client {
         let separator = if location.contains('?') { '&' } else { '?' };
         let done = self
             .direct
-            .put(&format!("{location}{separator}digest={}", blob.digest))
+            .put(&format!("{location}{separator}digest={digest}"))
             .header("Content-Type", "application/octet-stream")
-            .send(&blob.bytes[..])
+            .send(std::fs::File::open(path).map_err(|e| failed(e.to_string()))?)
             .map_err(|e| failed(e.to_string()))?;
         if done.status().as_u16() != 201 {
-            return Err(failed(format!(
-                "blob {} answered {}",
-                blob.digest,
-                done.status()
-            )));
+            return Err(failed(format!("blob {digest} answered {}", done.status())));
         }
         Ok(())
     }

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use distribution::{Client, Object, Reference, sha256_digest};
+use distribution::{Client, Object, Reference};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -282,7 +282,17 @@ pub fn save(
     } else {
         platforms.first().cloned().unwrap_or(host)
     };
-    let mut blobs: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    // Blobs go to disk as they arrive (beside the archive, so the rename at the end stays on
+    // one filesystem); the archive is written from there.
+    let parent = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let staging = tempfile::Builder::new()
+        .prefix(".kindling-bundle-")
+        .tempdir_in(parent)
+        .map_err(io(parent))?;
+    let store = staging.path();
     let mut index = Vec::new();
     let mut docker_manifest = Vec::new();
     let mut record = BundleRecord {
@@ -297,7 +307,7 @@ pub fn save(
     for wanted in images {
         let from = wanted.source.as_ref().unwrap_or(&wanted.reference);
         progress(&format!("image {} (from {from})", wanted.reference));
-        let pulled = client.pull(from, platforms)?;
+        let pulled = client.pull(from, platforms, store)?;
         // A mirror must hold the very image the reference pins.
         if let Some(pinned) = &wanted.reference.digest
             && *pinned != pulled.top.digest
@@ -310,14 +320,13 @@ pub fn save(
                 ),
             });
         }
-        let mut add = |o: &Object| {
-            blobs
-                .entry(o.digest.clone())
-                .or_insert_with(|| o.bytes.clone());
-        };
-        add(&pulled.top);
-        pulled.manifests.iter().for_each(&mut add);
-        pulled.blobs.iter().for_each(&mut add);
+        for manifest in std::iter::once(&pulled.top).chain(&pulled.manifests) {
+            let path = store.join(blob_path(&manifest.digest));
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(io(dir))?;
+            }
+            std::fs::write(&path, &manifest.bytes).map_err(io(&path))?;
+        }
         index.push(json!({
             "mediaType": pulled.top.media_type,
             "digest": pulled.top.digest,
@@ -379,32 +388,72 @@ pub fn save(
     let written = (|| -> std::io::Result<u64> {
         let out = std::fs::File::create(&partial)?;
         let mut tar = tar::Builder::new(std::io::BufWriter::new(out));
-        let mut put = |name: &str, bytes: &[u8], mode: u32| -> std::io::Result<()> {
+        fn put<W: std::io::Write>(
+            tar: &mut tar::Builder<W>,
+            name: &str,
+            size: u64,
+            content: impl std::io::Read,
+            mode: u32,
+        ) -> std::io::Result<()> {
             let mut header = tar::Header::new_gnu();
-            header.set_size(bytes.len() as u64);
+            header.set_size(size);
             header.set_mode(mode);
             header.set_mtime(0);
             header.set_cksum();
-            tar.append_data(&mut header, name, bytes)
+            tar.append_data(&mut header, name, content)
+        }
+        let small = |tar: &mut tar::Builder<_>, name: &str, bytes: &[u8], mode: u32| {
+            put(tar, name, bytes.len() as u64, bytes, mode)
         };
-        put("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#, 0o644)?;
+        small(
+            &mut tar,
+            "oci-layout",
+            br#"{"imageLayoutVersion":"1.0.0"}"#,
+            0o644,
+        )?;
         let top = json!({
             "schemaVersion": 2,
             "mediaType": "application/vnd.oci.image.index.v1+json",
             "manifests": index,
         });
-        put("index.json", &serde_json::to_vec_pretty(&top)?, 0o644)?;
-        put(
+        small(
+            &mut tar,
+            "index.json",
+            &serde_json::to_vec_pretty(&top)?,
+            0o644,
+        )?;
+        small(
+            &mut tar,
             "manifest.json",
             &serde_json::to_vec_pretty(&docker_manifest)?,
             0o644,
         )?;
-        put(RECORD, &serde_json::to_vec_pretty(&record)?, 0o644)?;
-        for (digest, bytes) in &blobs {
-            put(&blob_path(digest), bytes, 0o644)?;
+        small(
+            &mut tar,
+            RECORD,
+            &serde_json::to_vec_pretty(&record)?,
+            0o644,
+        )?;
+        // Every blob from disk, in name order (a blob shared by two images is there once).
+        let mut names: Vec<PathBuf> = match std::fs::read_dir(store.join("blobs/sha256")) {
+            Ok(entries) => entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_none())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        names.sort();
+        for path in names {
+            let name = format!(
+                "blobs/sha256/{}",
+                path.file_name().unwrap_or_default().to_string_lossy()
+            );
+            let size = std::fs::metadata(&path)?.len();
+            put(&mut tar, &name, size, std::fs::File::open(&path)?, 0o644)?;
         }
         for (name, bytes) in &tool_files {
-            put(name, bytes, 0o755)?;
+            small(&mut tar, name, bytes, 0o755)?;
         }
         let inner = tar.into_inner()?;
         let file = inner.into_inner().map_err(|e| e.into_error())?;
@@ -522,16 +571,29 @@ impl OpenBundle {
             if let Some(parent) = target.parent() {
                 std::fs::create_dir_all(parent).map_err(io(parent))?;
             }
-            let mut bytes = Vec::new();
-            entry.read_to_end(&mut bytes).map_err(io(file))?;
+            // Streamed to disk, hashed on the way: a layer is never held in memory whole.
+            let mut out = std::fs::File::create(&target).map_err(io(&target))?;
+            let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+            let mut buffer = vec![0u8; 1 << 20];
+            loop {
+                let n = entry.read(&mut buffer).map_err(io(file))?;
+                if n == 0 {
+                    break;
+                }
+                sha2::Digest::update(&mut hasher, &buffer[..n]);
+                std::io::Write::write_all(&mut out, &buffer[..n]).map_err(io(&target))?;
+            }
+            let got: String = sha2::Digest::finalize(hasher)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
             if let Some(hex) = name.to_str().and_then(|n| n.strip_prefix("blobs/sha256/"))
-                && sha256_digest(&bytes) != format!("sha256:{hex}")
+                && got != hex
             {
                 return Err(damaged(format!(
                     "blob sha256:{hex} does not match its content"
                 )));
             }
-            std::fs::write(&target, &bytes).map_err(io(&target))?;
         }
         let text = std::fs::read(dir.path().join(RECORD))
             .map_err(|e| damaged(format!("no {RECORD}: {e}")))?;
@@ -564,19 +626,25 @@ impl OpenBundle {
     pub fn objects_of(
         &self,
         image: &BundleImage,
-    ) -> Result<(Vec<Object>, Vec<Object>, Object), BundleError> {
+    ) -> Result<(Vec<String>, Vec<Object>, Object), BundleError> {
         let mut top = self.blob(&image.digest)?;
         top.media_type = image.media_type.clone();
         let parsed: Value = serde_json::from_slice(&top.bytes).unwrap_or(Value::Null);
         let mut blobs = Vec::new();
         let mut manifests = Vec::new();
-        let take_blobs = |manifest: &Value, blobs: &mut Vec<Object>| -> Result<(), BundleError> {
+        let take_blobs = |manifest: &Value, blobs: &mut Vec<String>| -> Result<(), BundleError> {
             for d in std::iter::once(&manifest["config"])
                 .chain(manifest["layers"].as_array().into_iter().flatten())
             {
                 let digest = d["digest"].as_str().unwrap_or_default();
-                if !blobs.iter().any(|b: &Object| b.digest == digest) {
-                    blobs.push(self.blob(digest)?);
+                if !blobs.iter().any(|b| b == digest) {
+                    if !valid_digest(digest) || !self.dir.path().join(blob_path(digest)).is_file() {
+                        return Err(BundleError::Damaged {
+                            path: self.dir.path().to_path_buf(),
+                            reason: format!("blob {digest} is missing"),
+                        });
+                    }
+                    blobs.push(digest.to_string());
                 }
             }
             Ok(())
@@ -959,10 +1027,11 @@ async fn seed_through(
             let (blobs, manifests, top) = bundle.objects_of(image)?;
             let (base, repo) = (base.clone(), reference.repository.clone());
             let tag = reference.tag.clone();
+            let root = bundle.dir.path().to_path_buf();
             tokio::task::spawn_blocking(move || -> Result<(), BundleError> {
                 let client = Client::new();
-                for blob in &blobs {
-                    client.push_blob(&base, &repo, blob)?;
+                for digest in &blobs {
+                    client.push_blob(&base, &repo, digest, &root.join(blob_path(digest)))?;
                 }
                 for manifest in &manifests {
                     client.push_manifest(&base, &repo, &manifest.digest, manifest)?;
