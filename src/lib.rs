@@ -13,6 +13,7 @@ pub mod env;
 pub mod gitea;
 pub mod kube;
 pub mod lock;
+pub mod net;
 pub mod paths;
 pub mod pins;
 pub mod pki;

@@ -198,8 +198,12 @@ impl Client {
                 .timeout_connect(Some(Duration::from_secs(30)))
                 .timeout_recv_body(Some(Duration::from_secs(120)))
         };
+        let internet = crate::net::agent_config()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(30)))
+            .timeout_recv_body(Some(Duration::from_secs(120)));
         Client {
-            agent: config().build().into(),
+            agent: internet.build().into(),
             direct: config().proxy(None).build().into(),
         }
     }

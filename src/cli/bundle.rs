@@ -38,6 +38,10 @@ pub enum BundleCommand {
         /// Cluster profile (its Kubernetes version picks the node image).
         #[arg(long)]
         profile: Option<PathBuf>,
+        /// A PEM file of your network's root CA (a TLS-intercepting proxy's), trusted for the
+        /// copies besides Mozilla's roots (repeatable; KINDLING_EXTRA_CA adds more).
+        #[arg(long = "extra-ca", value_name = "FILE")]
+        extra_ca: Vec<PathBuf>,
         /// Take provider, engine and profile from this env, and the images its nodes hold (what
         /// its charts and manifests pulled: `crictl images` in each node).
         #[arg(long)]
@@ -61,7 +65,9 @@ pub fn run(command: BundleCommand, output: Output, verbose: u8) -> anyhow::Resul
             engine,
             profile,
             env,
+            extra_ca,
         } => {
+            kindling::net::trust_also(&extra_ca)?;
             let mut wanted: Vec<WantedImage> = Vec::new();
             let mut tools = Vec::new();
             let mut install = Vec::new();

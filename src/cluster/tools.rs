@@ -264,7 +264,8 @@ fn download(url: &str) -> Result<Vec<u8>, ClusterError> {
 /// GET `url` (rustls, no OpenSSL), at most `max_bytes` of it; the error says why.
 pub fn fetch_bytes(url: &str, max_bytes: u64) -> Result<Vec<u8>, String> {
     crate::ui::call(|| format!("GET {url}"));
-    let response = ureq::get(url).call().map_err(|e| e.to_string())?;
+    let agent: ureq::Agent = crate::net::agent_config().build().into();
+    let response = agent.get(url).call().map_err(|e| e.to_string())?;
     let mut bytes = Vec::new();
     response
         .into_body()

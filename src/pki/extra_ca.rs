@@ -104,6 +104,14 @@ impl ExtraCa {
         Ok(path)
     }
 
+    /// The roots as DER, for a TLS client's trust store (`crate::net`).
+    pub fn ders(&self) -> Vec<Vec<u8>> {
+        x509_parser::pem::Pem::iter_from_buffer(self.pem.as_bytes())
+            .filter_map(Result::ok)
+            .map(|p| p.contents)
+            .collect()
+    }
+
     /// The fingerprints, for comparing what an env was made with to what a rerun asks for.
     pub fn fingerprints(&self) -> Vec<String> {
         self.roots

@@ -255,6 +255,9 @@ async fn run_async(command: EnvCommand, output: Output, verbose: u8) -> anyhow::
     match command {
         EnvCommand::Create(args) => {
             let (options, dry_run) = create_options(args, &mut settings)?;
+            // kindling's own downloads (install manifests, kind/k3d) go through the same
+            // network as the nodes' pulls: they trust the same roots.
+            kindling::net::trust_also(&options.extra_ca)?;
             if !dry_run {
                 let missing = kindling::env::consent_needed_for_create(
                     &settings,
