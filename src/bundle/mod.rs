@@ -255,6 +255,46 @@ pub fn node_images(crictl_json: &str, provider: crate::cluster::Provider) -> Vec
     wanted
 }
 
+/// How old a leftover of an interrupted save or load must be before the next one removes
+/// it: one still in use by a save or load running beside it is younger.
+pub const LEFTOVER_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Removes what an interrupted save or load left in `dir` (a Ctrl-C or a kill skips the
+/// clean-up): entries whose names start with one of `prefixes`, or contain `.partial-`,
+/// older than `age`. Returns what it removed.
+pub fn sweep_leftovers(dir: &Path, prefixes: &[&str], age: std::time::Duration) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let now = std::time::SystemTime::now();
+    let mut removed = Vec::new();
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !(prefixes.iter().any(|p| name.starts_with(p)) || name.contains(".partial-")) {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|d| d >= age);
+        if !old {
+            continue;
+        }
+        let path = entry.path();
+        let gone = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        if gone.is_ok() {
+            removed.push(path);
+        }
+    }
+    removed
+}
+
 /// What `bundle save` wrote.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -288,6 +328,7 @@ pub fn save(
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
+    sweep_leftovers(parent, &[".kindling-bundle-"], LEFTOVER_AGE);
     let staging = tempfile::Builder::new()
         .prefix(".kindling-bundle-")
         .tempdir_in(parent)
@@ -741,6 +782,8 @@ pub async fn load(
     registry_image: &str,
     progress: &mut dyn FnMut(&str),
 ) -> Result<LoadReport, BundleError> {
+    // tempfile names its directories `.tmpXXXXXX`.
+    sweep_leftovers(&data_dir.join("tmp"), &[".tmp"], LEFTOVER_AGE);
     let bundle = OpenBundle::open(file, &data_dir.join("tmp"))?;
     // Docker first: the registry image the seeding runs may be in the bundle itself. Images
     // of another architecture are not loaded: kind would run them.
@@ -1096,6 +1139,31 @@ mod tests {
         std::fs::write(&list, "busybox\nbusybox from\n").unwrap();
         let e = read_list(&list).unwrap_err().to_string();
         assert!(e.contains("images.txt:2") && e.contains("help:"), "{e}");
+    }
+
+    #[test]
+    fn bundle_leftovers_of_an_interrupted_run_go_when_old_enough() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = std::time::SystemTime::now() - LEFTOVER_AGE - std::time::Duration::from_secs(60);
+        let stale = dir.path().join(".kindling-bundle-abc");
+        std::fs::create_dir_all(stale.join("blobs")).unwrap();
+        let partial = dir.path().join("workshop.partial-123");
+        std::fs::write(&partial, "x").unwrap();
+        let fresh = dir.path().join(".kindling-bundle-now");
+        std::fs::create_dir_all(&fresh).unwrap();
+        let other = dir.path().join("notes.txt");
+        std::fs::write(&other, "x").unwrap();
+        for path in [&stale, &partial, &other] {
+            std::fs::File::open(path)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        let mut removed = sweep_leftovers(dir.path(), &[".kindling-bundle-"], LEFTOVER_AGE);
+        removed.sort();
+        assert_eq!(removed, vec![stale, partial]);
+        assert!(fresh.is_dir(), "one in use beside it stays");
+        assert!(other.is_file(), "what kindling did not make stays");
     }
 
     #[test]
