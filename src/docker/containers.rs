@@ -389,7 +389,7 @@ fn health_command(config: &Option<bollard::models::ContainerConfig>) -> Option<V
 }
 
 /// Podman's `stopped` state, which Docker's API schema does not have.
-fn is_podman_stopped(e: &BollardError) -> bool {
+pub(super) fn is_podman_stopped(e: &BollardError) -> bool {
     matches!(e, BollardError::JsonDataError { message, .. } if message.contains("unknown variant `stopped`"))
 }
 

@@ -225,10 +225,19 @@ impl DockerClient {
             .filters(filters)
             .build();
         crate::ui::call(|| format!("docker: list containers {filters:?}"));
-        self.docker
-            .list_containers(Some(options))
-            .await
-            .map_err(api("list containers"))
+        // Podman lists a container it is stopping as `stopped`, a state Docker's API schema
+        // does not have, and the whole list then fails to parse; the state lasts until
+        // Podman's clean-up has run, so the list is asked for again a few times.
+        let mut attempts = 0;
+        loop {
+            match self.docker.list_containers(Some(options.clone())).await {
+                Err(e) if self.podman && containers::is_podman_stopped(&e) && attempts < 20 => {
+                    attempts += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
+                other => return other.map_err(api("list containers")),
+            }
+        }
     }
 
     /// What the engine says of itself, for `kindling doctor`.
