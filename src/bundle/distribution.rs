@@ -152,6 +152,32 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
     )
 }
 
+/// Copies `reader` into `writer` a megabyte at a time, hashing on the way; returns the
+/// `sha256:…` digest of what was copied. A layer is never held in memory whole.
+pub fn copy_hashed(
+    reader: &mut impl std::io::Read,
+    writer: &mut impl std::io::Write,
+) -> std::io::Result<String> {
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = reader.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+        writer.write_all(&buffer[..n])?;
+    }
+    Ok(format!(
+        "sha256:{}",
+        hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    ))
+}
+
 /// One object of an image as the registry holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Object {
@@ -193,17 +219,13 @@ impl Client {
         // No global timeout (a node image layer takes long on a slow line); a stalled
         // connection still fails on the per-read timeout.
         let config = || {
-            ureq::Agent::config_builder()
+            crate::net::agent_config()
                 .http_status_as_error(false)
                 .timeout_connect(Some(Duration::from_secs(30)))
                 .timeout_recv_body(Some(Duration::from_secs(120)))
         };
-        let internet = crate::net::agent_config()
-            .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(30)))
-            .timeout_recv_body(Some(Duration::from_secs(120)));
         Client {
-            agent: internet.build().into(),
+            agent: config().build().into(),
             direct: config().proxy(None).build().into(),
         }
     }
@@ -255,26 +277,10 @@ impl Client {
         let partial = path.with_extension("partial");
         let written = (|| -> std::io::Result<String> {
             let mut file = std::fs::File::create(&partial)?;
-            let mut hasher = Sha256::new();
             let mut reader = response.body_mut().with_config().limit(MAX_BLOB).reader();
-            let mut buffer = vec![0u8; 1 << 20];
-            loop {
-                let n = std::io::Read::read(&mut reader, &mut buffer)?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&buffer[..n]);
-                std::io::Write::write_all(&mut file, &buffer[..n])?;
-            }
+            let got = copy_hashed(&mut reader, &mut file)?;
             file.sync_all()?;
-            Ok(format!(
-                "sha256:{}",
-                hasher
-                    .finalize()
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect::<String>()
-            ))
+            Ok(got)
         })();
         let got = match written {
             Ok(got) => got,

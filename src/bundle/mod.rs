@@ -22,7 +22,6 @@
 pub mod distribution;
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -614,22 +613,9 @@ impl OpenBundle {
             }
             // Streamed to disk, hashed on the way: a layer is never held in memory whole.
             let mut out = std::fs::File::create(&target).map_err(io(&target))?;
-            let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
-            let mut buffer = vec![0u8; 1 << 20];
-            loop {
-                let n = entry.read(&mut buffer).map_err(io(file))?;
-                if n == 0 {
-                    break;
-                }
-                sha2::Digest::update(&mut hasher, &buffer[..n]);
-                std::io::Write::write_all(&mut out, &buffer[..n]).map_err(io(&target))?;
-            }
-            let got: String = sha2::Digest::finalize(hasher)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
+            let got = distribution::copy_hashed(&mut entry, &mut out).map_err(io(file))?;
             if let Some(hex) = name.to_str().and_then(|n| n.strip_prefix("blobs/sha256/"))
-                && got != hex
+                && got != format!("sha256:{hex}")
             {
                 return Err(damaged(format!(
                     "blob sha256:{hex} does not match its content"
