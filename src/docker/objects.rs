@@ -104,6 +104,15 @@ impl DockerClient {
             {
                 Ok(Detached::NotLive)
             }
+            // A container being removed (by another data dir's delete, say) takes its
+            // endpoints with it; the engine refuses any network change meanwhile.
+            // moby daemon/container_operations.go errRemovalContainer: "is marked for removal and cannot be
+            // connected or disconnected to the network".
+            Err(BollardError::DockerResponseServerError { message, .. })
+                if message.contains("marked for removal") =>
+            {
+                Ok(Detached::Done)
+            }
             Err(e) => Err(api(format!(
                 "disconnect {container} from network {network}"
             ))(e)),
