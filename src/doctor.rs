@@ -349,11 +349,21 @@ pub fn judge_bundle(loaded: &crate::bundle::LoadReport, lacking: &[String]) -> V
         "bundle",
         Status::Ok,
         format!(
-            "{} loaded {}: {} images ({} caches seeded), tools: {}, manifests: {}",
+            "{} loaded {}: {} images ({} caches seeded), charts: {}, tools: {}, manifests: {}",
             loaded.file.display(),
             loaded.loaded_at,
             loaded.record.images.len(),
             loaded.seeded.len(),
+            if loaded.charts.is_empty() {
+                "none".to_string()
+            } else {
+                loaded
+                    .charts
+                    .iter()
+                    .map(|c| format!("{} {}", c.chart, c.version))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
             if loaded.tools.is_empty() {
                 "none".to_string()
             } else {
@@ -372,7 +382,7 @@ pub fn judge_bundle(loaded: &crate::bundle::LoadReport, lacking: &[String]) -> V
             "bundle",
             Status::Warn,
             format!("it lacks what an offline create would fetch: {}", lacking.join(", ")),
-            Some("on a machine with internet, `kindling bundle save FILE --provider P --engine E` (with --images for the charts' images), then `kindling bundle load FILE` here".into()),
+            Some("on a machine with internet, `kindling bundle save FILE --provider P --engine E --stamp S` (with --images for the charts' images), then `kindling bundle load FILE` here".into()),
         ));
     }
     findings

@@ -21,6 +21,7 @@ mod stamp {
             credentials_secret: Some("git-creds".into()),
             bundle_dir: ".kindling".into(),
             chart_ca_secret: None,
+            local_charts: Default::default(),
         }
     }
 

@@ -537,6 +537,25 @@ impl Client {
         Ok(())
     }
 
+    /// A plain GET of `url` (a Helm repository's index or package), at most `limit` bytes.
+    pub fn fetch(&self, url: &str, limit: u64) -> Result<Vec<u8>, String> {
+        let mut response = self
+            .agent_for(url)
+            .get(url)
+            .call()
+            .map_err(|e| format!("{url}: {e}"))?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            return Err(format!("{url}: the server answered {status}"));
+        }
+        response
+            .body_mut()
+            .with_config()
+            .limit(limit)
+            .read_to_vec()
+            .map_err(|e| format!("{url}: {e}"))
+    }
+
     /// Whether the registry at `base` (on this machine) answers its API.
     pub fn answers(&self, base: &str) -> bool {
         self.direct

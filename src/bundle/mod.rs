@@ -19,6 +19,7 @@
 //! - puts the kind and k3d binaries into the tool cache, checked against the pins;
 //! - records what it loaded, for `doctor`.
 
+pub mod charts;
 pub mod distribution;
 
 use std::collections::BTreeMap;
@@ -85,6 +86,9 @@ pub struct BundleRecord {
     /// The engines' pinned install manifests, under `kindling/manifests/`.
     #[serde(default)]
     pub manifests: Vec<BundleManifest>,
+    /// The stamp's Helm charts, as OCI artifacts in the layout.
+    #[serde(default)]
+    pub charts: Vec<charts::BundleChart>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -311,6 +315,7 @@ pub fn save(
     platforms: &[String],
     tools: &[(crate::cluster::tools::PinnedTool, String, PathBuf)],
     manifests: &[(String, Vec<u8>)],
+    helm_charts: &[crate::stamp::HelmChart],
     progress: &mut dyn FnMut(&str),
 ) -> Result<SaveReport, BundleError> {
     let client = Client::new();
@@ -343,7 +348,20 @@ pub fn save(
         images: Vec::new(),
         tools: Vec::new(),
         manifests: Vec::new(),
+        charts: Vec::new(),
     };
+    for chart in helm_charts {
+        if record.charts.iter().any(|c| c.is(chart)) {
+            continue;
+        }
+        progress(&format!(
+            "chart {} {} (from {})",
+            chart.chart, chart.version, chart.repo
+        ));
+        let saved = charts::save(&client, chart, store)?;
+        index.push(saved.index_entry);
+        record.charts.push(saved.record);
+    }
     for wanted in images {
         let from = wanted.source.as_ref().unwrap_or(&wanted.reference);
         progress(&format!("image {} (from {from})", wanted.reference));
@@ -724,6 +742,9 @@ pub struct LoadReport {
     pub tools: Vec<String>,
     /// Install manifests put into the manifest cache.
     pub manifests: Vec<String>,
+    /// Helm charts put into the chart store, which `env create` serves from the env's Git.
+    #[serde(default)]
+    pub charts: Vec<charts::BundleChart>,
     /// Reference → (the name `docker load` gave it, its image ID): what an offline create
     /// runs for a digest-pinned image (`offline_image`).
     #[serde(default)]
@@ -761,7 +782,6 @@ pub fn cache_for(registry: &str) -> Option<String> {
 /// Loads a bundle: caches seeded, the Docker engine given every image (`docker load`), the
 /// tools put in place; recorded for `doctor`.
 pub async fn load(
-    docker: &crate::docker::DockerClient,
     file: &Path,
     data_dir: &Path,
     cache_dir: &Path,
@@ -771,42 +791,17 @@ pub async fn load(
     // tempfile names its directories `.tmpXXXXXX`.
     sweep_leftovers(&data_dir.join("tmp"), &[".tmp"], LEFTOVER_AGE);
     let bundle = OpenBundle::open(file, &data_dir.join("tmp"))?;
-    // Docker first: the registry image the seeding runs may be in the bundle itself. Images
-    // of another architecture are not loaded: kind would run them.
-    let host = host_platform();
-    let for_this_machine = bundle
-        .record
-        .docker_platform
-        .as_deref()
-        .is_none_or(|p| p == host);
-    let in_engine = if for_this_machine {
-        progress("docker: load the images");
-        let archive = tokio::fs::File::open(file).await.map_err(io(file))?;
-        docker.load_archive(archive, file).await?;
-        in_engine(&bundle)?
+    // A bundle of charts, tools and manifests alone needs no Docker engine.
+    let LoadedImages {
+        in_engine,
+        seeded,
+        engine_only,
+    } = if bundle.record.images.is_empty() {
+        LoadedImages::default()
     } else {
-        progress(&format!(
-            "docker: the bundle's images are for {}, this machine is {host}; only the caches are seeded (save it with --platform {host})",
-            bundle.record.docker_platform.as_deref().unwrap_or_default()
-        ));
-        BTreeMap::new()
+        let docker = crate::docker::DockerClient::connect().await?;
+        load_images(&docker, &bundle, file, registry_image, progress).await?
     };
-    let seeder_image = substitute(docker, &in_engine, registry_image).await;
-    let mut by_cache: BTreeMap<String, Vec<&BundleImage>> = BTreeMap::new();
-    let mut engine_only = Vec::new();
-    for image in &bundle.record.images {
-        let reference = Reference::parse(&image.reference)?;
-        match cache_for(&reference.registry) {
-            Some(cache) => by_cache.entry(cache).or_default().push(image),
-            None => engine_only.push(image.reference.clone()),
-        }
-    }
-    let mut seeded = BTreeMap::new();
-    for (cache, images) in by_cache {
-        progress(&format!("cache {cache}: {} images", images.len()));
-        let done = seed_cache(docker, &bundle, &cache, &images, &seeder_image).await?;
-        seeded.insert(cache, done);
-    }
     let mut tools = Vec::new();
     for tool in &bundle.record.tools {
         let pinned = [
@@ -890,6 +885,10 @@ pub async fn load(
         crate::paths::write_atomic(&target, &bytes, 0o644).map_err(io(&target))?;
         manifests.push(manifest.file.clone());
     }
+    let charts = charts::load(&bundle, data_dir)?;
+    for chart in &charts {
+        progress(&format!("chart {} {}", chart.chart, chart.version));
+    }
     let report = LoadReport {
         file: file.to_path_buf(),
         loaded_at: crate::env::state::now_rfc3339(),
@@ -897,6 +896,7 @@ pub async fn load(
         engine_only,
         tools,
         manifests,
+        charts,
         in_engine,
         record: bundle.record.clone(),
     };
@@ -904,6 +904,66 @@ pub async fn load(
     let text = serde_json::to_vec_pretty(&report).unwrap_or_default();
     crate::paths::write_atomic(&path, &text, 0o600).map_err(io(&path))?;
     Ok(report)
+}
+
+/// What the images of a bundle went into: see [`LoadReport`].
+#[derive(Default)]
+struct LoadedImages {
+    in_engine: BTreeMap<String, (String, String)>,
+    seeded: BTreeMap<String, Vec<String>>,
+    engine_only: Vec<String>,
+}
+
+/// The bundle's images into the Docker engine (those of this machine's platform) and the
+/// shared caches.
+async fn load_images(
+    docker: &crate::docker::DockerClient,
+    bundle: &OpenBundle,
+    file: &Path,
+    registry_image: &str,
+    progress: &mut dyn FnMut(&str),
+) -> Result<LoadedImages, BundleError> {
+    // Docker first: the registry image the seeding runs may be in the bundle itself. Images
+    // of another architecture are not loaded: kind would run them.
+    let host = host_platform();
+    let for_this_machine = bundle
+        .record
+        .docker_platform
+        .as_deref()
+        .is_none_or(|p| p == host);
+    let in_engine = if for_this_machine {
+        progress("docker: load the images");
+        let archive = tokio::fs::File::open(file).await.map_err(io(file))?;
+        docker.load_archive(archive, file).await?;
+        in_engine(bundle)?
+    } else {
+        progress(&format!(
+            "docker: the bundle's images are for {}, this machine is {host}; only the caches are seeded (save it with --platform {host})",
+            bundle.record.docker_platform.as_deref().unwrap_or_default()
+        ));
+        BTreeMap::new()
+    };
+    let seeder_image = substitute(docker, &in_engine, registry_image).await;
+    let mut by_cache: BTreeMap<String, Vec<&BundleImage>> = BTreeMap::new();
+    let mut engine_only = Vec::new();
+    for image in &bundle.record.images {
+        let reference = Reference::parse(&image.reference)?;
+        match cache_for(&reference.registry) {
+            Some(cache) => by_cache.entry(cache).or_default().push(image),
+            None => engine_only.push(image.reference.clone()),
+        }
+    }
+    let mut seeded = BTreeMap::new();
+    for (cache, images) in by_cache {
+        progress(&format!("cache {cache}: {} images", images.len()));
+        let done = seed_cache(docker, bundle, &cache, &images, &seeder_image).await?;
+        seeded.insert(cache, done);
+    }
+    Ok(LoadedImages {
+        in_engine,
+        seeded,
+        engine_only,
+    })
 }
 
 /// What `docker load` made of each image: the manifest.json entry's name and the ID Docker

@@ -42,10 +42,17 @@ pub enum BundleCommand {
         /// copies besides Mozilla's roots (repeatable; KINDLING_EXTRA_CA adds more).
         #[arg(long = "extra-ca", value_name = "FILE")]
         extra_ca: Vec<PathBuf>,
-        /// Take provider, engine and profile from this env, and the images its nodes hold (what
-        /// its charts and manifests pulled: `crictl images` in each node).
+        /// Take provider, engine and profile from this env, the images its nodes hold (what
+        /// its charts and manifests pulled: `crictl images` in each node) and its stamp's Helm
+        /// charts.
         #[arg(long)]
         env: Option<String>,
+        /// Add this stamp's Helm charts (a name under the source tree's stamps/, or a path).
+        #[arg(long)]
+        stamp: Option<String>,
+        /// The source tree a stamp name is looked up in.
+        #[arg(long, default_value = ".")]
+        source: PathBuf,
     },
     /// Seed the shared image caches, the Docker engine, the tool cache and the manifest cache
     /// from a bundle, so that `env create` needs no network.
@@ -65,6 +72,8 @@ pub fn run(command: BundleCommand, output: Output, verbose: u8) -> anyhow::Resul
             engine,
             profile,
             env,
+            stamp,
+            source,
             extra_ca,
         } => {
             kindling::net::trust_also(&extra_ca)?;
@@ -133,9 +142,23 @@ pub fn run(command: BundleCommand, output: Output, verbose: u8) -> anyhow::Resul
                     }
                 }
             }
-            if wanted.is_empty() {
+            // The charts of the stamp named, else of the env's stamp.
+            let stamp = match (&stamp, &state) {
+                (Some(arg), _) => Some(kindling::env::open::load_stamp(arg, &source)?),
+                (None, Some(state)) => Some(kindling::env::open::stamp_of(state)?),
+                (None, None) => None,
+            };
+            let charts: Vec<kindling::stamp::HelmChart> = stamp
+                .iter()
+                .flat_map(|s| &s.entries)
+                .filter_map(|e| match &e.source {
+                    kindling::stamp::Source::Helm(chart) => Some(chart.clone()),
+                    _ => None,
+                })
+                .collect();
+            if wanted.is_empty() && charts.is_empty() {
                 anyhow::bail!(
-                    "nothing to save: --no-pins leaves out the pinned images\nhelp: name images with --images FILE, or an env with --env NAME"
+                    "nothing to save: --no-pins leaves out the pinned images\nhelp: name images with --images FILE, a stamp with charts with --stamp, or an env with --env NAME"
                 );
             }
             let platforms = if platforms.is_empty() {
@@ -143,18 +166,25 @@ pub fn run(command: BundleCommand, output: Output, verbose: u8) -> anyhow::Resul
             } else {
                 platforms
             };
-            let report = bundle::save(&file, &wanted, &platforms, &tools, &install, &mut |line| {
-                progress.detail(line)
-            })?;
+            let report = bundle::save(
+                &file,
+                &wanted,
+                &platforms,
+                &tools,
+                &install,
+                &charts,
+                &mut |line| progress.detail(line),
+            )?;
             if output == Output::Json {
                 super::print_json(serde_json::json!({ "bundle": report }));
             } else {
                 println!(
-                    "wrote {} ({:.1} MiB): {} images for {}, {} tools, {} manifests",
+                    "wrote {} ({:.1} MiB): {} images for {}, {} charts, {} tools, {} manifests",
                     report.file.display(),
                     report.bytes as f64 / 1_048_576.0,
                     report.record.images.len(),
                     report.record.platforms.join(", "),
+                    report.record.charts.len(),
                     report.record.tools.len(),
                     report.record.manifests.len()
                 );
@@ -166,9 +196,7 @@ pub fn run(command: BundleCommand, output: Output, verbose: u8) -> anyhow::Resul
                 .enable_all()
                 .build()?;
             let report = runtime.block_on(async {
-                let docker = kindling::docker::DockerClient::connect().await?;
                 bundle::load(
-                    &docker,
                     &file,
                     &settings.data_dir,
                     &settings.cache_dir,
@@ -182,10 +210,11 @@ pub fn run(command: BundleCommand, output: Output, verbose: u8) -> anyhow::Resul
                 super::print_json(serde_json::json!({ "loaded": report }));
             } else {
                 println!(
-                    "loaded {}: {} caches seeded, {} images in the Docker engine only, tools: {}, manifests: {}",
+                    "loaded {}: {} caches seeded, {} images in the Docker engine only, {} charts, tools: {}, manifests: {}",
                     report.file.display(),
                     report.seeded.len(),
                     report.engine_only.len(),
+                    report.charts.len(),
                     if report.tools.is_empty() {
                         "none".to_string()
                     } else {

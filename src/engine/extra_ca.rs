@@ -124,6 +124,7 @@ mod tests {
                 documents,
             }],
             notes: Vec::new(),
+            raw_files: Vec::new(),
         }
     }
 

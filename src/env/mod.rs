@@ -8,7 +8,7 @@ pub mod delete;
 mod follow;
 pub mod kubeconfig;
 pub mod list;
-mod open;
+pub mod open;
 pub mod plan;
 pub mod ports;
 pub mod power;
@@ -112,6 +112,8 @@ pub enum EnvError {
     State { path: PathBuf, reason: String },
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error(transparent)]
+    Bundle(#[from] crate::bundle::BundleError),
     #[error(
         "there is no env {0}\nhelp: `kindling env list` shows the envs; `kindling env create {0} --stamp STAMP` makes it"
     )]

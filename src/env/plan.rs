@@ -97,7 +97,13 @@ pub fn plan(
     };
     crate::engine::secrets::check_host_values(stamp, &settings.allow_secret_from)?;
     let extra_ca = crate::pki::extra_ca::ExtraCa::load(&opts.extra_ca)?;
-    let rendered = push::render(stamp, opts.engine, &gitea, extra_ca.is_some())?;
+    let rendered = push::render(
+        stamp,
+        opts.engine,
+        &gitea,
+        extra_ca.is_some(),
+        &settings.data_dir,
+    )?;
     let bootstrap = redact_secrets(&bootstrap::objects(
         opts.engine,
         stamp,

@@ -54,7 +54,13 @@ pub async fn restart(
     }
     state.save(&env_dir)?;
     let gitea = gitea_of(&state)?;
-    let rendered = push::render(&stamp, state.engine, &gitea, !state.extra_ca.is_empty())?;
+    let rendered = push::render(
+        &stamp,
+        state.engine,
+        &gitea,
+        !state.extra_ca.is_empty(),
+        &settings.data_dir,
+    )?;
     let t = Instant::now();
     progress.start("push", &stamp.name);
     let commit = push::push(&stamp, &rendered, &gitea).await?;

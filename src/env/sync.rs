@@ -35,7 +35,13 @@ pub async fn sync(
     let (_lock, mut state) = load_locked(settings, name, "env sync")?;
     let stamp = stamp_of(&state)?;
     let gitea = gitea_of(&state)?;
-    let rendered = render(&stamp, state.engine, &gitea, !state.extra_ca.is_empty())?;
+    let rendered = render(
+        &stamp,
+        state.engine,
+        &gitea,
+        !state.extra_ca.is_empty(),
+        &settings.data_dir,
+    )?;
     progress.start("push", &format!("{}", stamp.repo_root.display()));
     let t = Instant::now();
     let commit = push(&stamp, &rendered, &gitea).await?;

@@ -209,7 +209,26 @@ impl ArgoModel {
                     &values,
                 ));
             } else if let Some(path) = source["path"].as_str() {
-                objects.extend(self.ws.build(head, path)?);
+                // argo-cd v3.5.1 util/app/discovery/discovery.go: a path holding a
+                // Chart.yaml is a Helm source, rendered with the source's `helm` settings.
+                match self.ws.local_chart(head, path) {
+                    Ok(chart) => {
+                        objects.extend(chart_workloads(
+                            &chart.name,
+                            namespace.as_deref().unwrap_or("default"),
+                            &source["helm"]["valuesObject"],
+                        ));
+                        objects.extend(chart.objects.into_iter().map(|mut o| {
+                            if o["metadata"]["namespace"].is_null()
+                                && let Some(ns) = &namespace
+                            {
+                                o["metadata"]["namespace"] = json!(ns);
+                            }
+                            o
+                        }));
+                    }
+                    Err(_) => objects.extend(self.ws.build(head, path)?),
+                }
             }
         }
         Ok(objects)
@@ -222,9 +241,6 @@ impl ArgoModel {
     /// newTLSConfig). Plain http needs none. A failed fetch fails manifest generation.
     fn fetch_chart(&self, cluster: &[Stored], source: &Value) -> Result<(), String> {
         let url = source["repoURL"].as_str().unwrap_or_default();
-        if url.starts_with("http://") {
-            return Ok(());
-        }
         // getCAPath parses a URL without scheme with a dummy one; Hostname() drops the port.
         let rest = url.split_once("://").map_or(url, |(_, r)| r);
         let host = rest
@@ -245,7 +261,7 @@ impl ArgoModel {
                     && s.namespace.as_deref() == Some(NAMESPACE)
             })
             .and_then(|s| s.object["data"][host].as_str().map(str::to_string));
-        self.ws.internet.connect(trusted.as_deref()).map_err(|e| {
+        self.ws.internet.connect(url, trusted.as_deref()).map_err(|e| {
             format!(
                 "Failed to load target state: failed to generate manifest for source 1 of 1: rpc error: code = Unknown desc = failed to fetch chart: {url}: {e}"
             )

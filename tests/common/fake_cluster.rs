@@ -64,21 +64,52 @@ pub enum Owner<'a> {
 /// re-signs every HTTPS connection with the network's own root CA ([`Internet::intercept_with`]);
 /// a client that does not trust that root fails the handshake as Go does (crypto/tls
 /// handshake_client.go wraps crypto/x509 UnknownAuthorityError: "tls: failed to verify
-/// certificate: x509: certificate signed by unknown authority"). Not an upstream component: it
-/// stands for the network between the controllers and the chart repositories.
+/// certificate: x509: certificate signed by unknown authority"). With no network at all
+/// ([`Internet::cut`]) every name fails to resolve, as Go's resolver reports it (net/dnsclient
+/// DNSError: "lookup HOST on SERVER: no such host", wrapped by net.Dial's OpError as "dial tcp:
+/// …"). Not an upstream component: it stands for the network between the controllers and the
+/// chart repositories.
 #[derive(Clone, Default)]
-pub struct Internet(std::sync::Arc<std::sync::Mutex<Option<String>>>);
+pub struct Internet(std::sync::Arc<std::sync::Mutex<Network>>);
+
+#[derive(Default)]
+struct Network {
+    intercepting_root: Option<String>,
+    cut: bool,
+}
 
 impl Internet {
     pub fn intercept_with(&self, root_pem: &str) {
-        *self.0.lock().unwrap() = Some(root_pem.to_string());
+        self.0.lock().unwrap().intercepting_root = Some(root_pem.to_string());
     }
 
-    /// An HTTPS connection from a client trusting the system roots and `trusted` (PEM text).
-    pub fn connect(&self, trusted: Option<&str>) -> Result<(), String> {
-        let Some(root) = self.0.lock().unwrap().clone() else {
+    /// No outside address can be reached any more.
+    pub fn cut(&self) {
+        self.0.lock().unwrap().cut = true;
+    }
+
+    /// A connection to `url` from a client trusting the system roots and `trusted` (PEM
+    /// text); plain http needs no trust.
+    pub fn connect(&self, url: &str, trusted: Option<&str>) -> Result<(), String> {
+        let network = self.0.lock().unwrap();
+        if network.cut {
+            let host = url
+                .split_once("://")
+                .map_or(url, |(_, rest)| rest)
+                .split(['/', ':'])
+                .next()
+                .unwrap_or_default();
+            // The cluster's DNS Service, as kind and k3s number it.
+            return Err(format!(
+                "dial tcp: lookup {host} on 10.96.0.10:53: no such host"
+            ));
+        }
+        let Some(root) = network.intercepting_root.clone() else {
             return Ok(());
         };
+        if url.starts_with("http://") {
+            return Ok(());
+        }
         let body = |pem: &str| -> String {
             pem.lines()
                 .filter(|l| !l.starts_with("-----"))
@@ -92,6 +123,14 @@ impl Internet {
                 .to_string(),
         )
     }
+}
+
+/// A chart read from the pushed commit.
+pub struct LocalChart {
+    pub name: String,
+    pub version: String,
+    /// What its templates render to.
+    pub objects: Vec<Value>,
 }
 
 /// The pushed repository as the controllers read it.
@@ -174,6 +213,49 @@ impl Workspace {
         };
         self.builds.insert(key, result.clone());
         result
+    }
+
+    /// A chart directory of the pushed commit, as the engines load a chart from Git:
+    /// source-controller's local chart builder reads PATH/Chart.yaml first and fails the build
+    /// with "invalid chart reference" when it is not there (fluxcd/source-controller v1.9
+    /// internal/helm/chart/builder_local.go Build, metadata.go LoadChartMetadata, errors.go
+    /// ErrChartReference); argo-cd v3.5.1 util/app/discovery/discovery.go takes a path holding
+    /// a Chart.yaml as a Helm source. Helm renders the templates; this fake takes a template
+    /// without template actions as it is and refuses one with actions (a test chart is plain).
+    pub fn local_chart(&mut self, head: &str, path: &str) -> Result<LocalChart, String> {
+        let root = self.snapshots.path().join(head);
+        if !root.exists() {
+            self.head.extract(head, &root);
+        }
+        let dir = root.join(path.trim_start_matches("./"));
+        let chart_file = dir.join("Chart.yaml");
+        let text = std::fs::read_to_string(&chart_file).map_err(|_| {
+            format!(
+                "invalid chart reference: open {}: no such file or directory",
+                chart_file.display()
+            )
+        })?;
+        let metadata: Value = serde_yaml_ng::from_str(&text)
+            .map_err(|e| format!("invalid chart reference: cannot load 'Chart.yaml': {e}"))?;
+        let mut templates = Vec::new();
+        yaml_files(&dir.join("templates"), &mut templates);
+        templates.sort();
+        let mut objects = Vec::new();
+        for file in templates {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            if text.contains("{{") {
+                panic!(
+                    "the fake engines do not render Helm template actions: {}",
+                    file.display()
+                );
+            }
+            objects.extend(documents(&text));
+        }
+        Ok(LocalChart {
+            name: metadata["name"].as_str().unwrap_or_default().to_string(),
+            version: metadata["version"].as_str().unwrap_or_default().to_string(),
+            objects,
+        })
     }
 
     /// Server-side apply of the built objects, Namespaces first, marked as their owner marks

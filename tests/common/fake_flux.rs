@@ -428,21 +428,49 @@ impl FluxModel {
     /// `caFile`, added to the system roots). helm-controller reports a chart without artifact as
     /// "HelmChart '<ns>/<name>' is not ready: <message>", reason ArtifactFailed (helm-controller
     /// v1.6.3 internal/controller/helmrelease_controller.go isReady and its caller).
+    ///
+    /// A chart from a GitRepository is the directory `chart` of the source's artifact
+    /// (`Workspace::local_chart`); what it holds is returned.
     fn chart_artifact(
-        &self,
+        &mut self,
         objects: &[Stored],
         release: &Value,
         name: &str,
-    ) -> Result<(), String> {
+    ) -> Result<Option<super::fake_cluster::LocalChart>, String> {
         let source = &release["spec"]["chart"]["spec"]["sourceRef"];
-        if source["kind"] != "HelmRepository" {
-            return Ok(());
-        }
         let release_ns = release["metadata"]["namespace"]
             .as_str()
             .unwrap_or("flux-system");
         let ns = source["namespace"].as_str().unwrap_or(release_ns);
         let chart = format!("HelmChart '{ns}/{release_ns}-{name}' is not ready");
+        if source["kind"] == "GitRepository" {
+            let repo_name = source["name"].as_str().unwrap_or_default();
+            if !objects.iter().any(|s| {
+                s.plural == "gitrepositories"
+                    && s.name == repo_name
+                    && s.namespace.as_deref() == Some(ns)
+            }) {
+                return Err(format!(
+                    "{chart}: failed to get source: GitRepository.source.toolkit.fluxcd.io \"{repo_name}\" not found"
+                ));
+            }
+            let Some(head) = self.ws.head() else {
+                return Err(format!(
+                    "{chart}: no artifact available for GitRepository source '{repo_name}'"
+                ));
+            };
+            let path = release["spec"]["chart"]["spec"]["chart"]
+                .as_str()
+                .unwrap_or_default();
+            return self
+                .ws
+                .local_chart(&head, path)
+                .map(Some)
+                .map_err(|e| format!("{chart}: {e}"));
+        }
+        if source["kind"] != "HelmRepository" {
+            return Ok(None);
+        }
         let repo_name = source["name"].as_str().unwrap_or_default();
         let Some(repository) = objects.iter().find(|s| {
             s.plural == "helmrepositories"
@@ -458,9 +486,6 @@ impl FluxModel {
         let url = repository.object["spec"]["url"]
             .as_str()
             .unwrap_or_default();
-        if url.starts_with("http://") {
-            return Ok(());
-        }
         let mut trusted = None;
         if let Some(secret) = repository.object["spec"]["certSecretRef"]["name"].as_str() {
             let Some(found) = objects.iter().find(|s| {
@@ -478,7 +503,7 @@ impl FluxModel {
                 .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
                 .map(|b| String::from_utf8_lossy(&b).into_owned());
         }
-        self.ws.internet.connect(trusted.as_deref()).map_err(|e| {
+        self.ws.internet.connect(url, trusted.as_deref()).map(|_| None).map_err(|e| {
             if url.starts_with("oci://") {
                 format!("{chart}: failed to get chart version for remote reference: {url}: {e}")
             } else {
@@ -532,18 +557,27 @@ impl FluxModel {
                 return;
             }
         }
-        if let Err(message) = self.chart_artifact(objects, &object, name) {
-            self.set_ready(objects, i, "False", "ArtifactFailed", &message);
-            return;
-        }
-        let chart = object["spec"]["chart"]["spec"]["chart"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let version = object["spec"]["chart"]["spec"]["version"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let local = match self.chart_artifact(objects, &object, name) {
+            Ok(local) => local,
+            Err(message) => {
+                self.set_ready(objects, i, "False", "ArtifactFailed", &message);
+                return;
+            }
+        };
+        let (chart, version) = match &local {
+            // A chart from Git is named and versioned by its Chart.yaml.
+            Some(l) => (l.name.clone(), l.version.clone()),
+            None => (
+                object["spec"]["chart"]["spec"]["chart"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                object["spec"]["chart"]["spec"]["version"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            ),
+        };
         let target = object["spec"]["targetNamespace"]
             .as_str()
             .unwrap_or("flux-system")
@@ -569,7 +603,8 @@ impl FluxModel {
                 self.set_ready(objects, i, "False", "InstallFailed", &message);
                 return;
             }
-            let built = chart_workloads(&chart, &target, &object["spec"]["values"]);
+            let mut built = chart_workloads(&chart, &target, &object["spec"]["values"]);
+            built.extend(local.map(|l| l.objects).unwrap_or_default());
             let inventory = match self.ws.apply(
                 objects,
                 Owner::Flux(name),

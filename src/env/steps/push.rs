@@ -1,5 +1,7 @@
 //! The stamp rendered for the env's engine and pushed, with the source tree, to Gitea.
 
+use std::path::Path;
+
 use futures_util::future::LocalBoxFuture;
 
 use super::{Ctx, Step, join_error};
@@ -25,7 +27,13 @@ impl Step for Push {
         Box::pin(async move {
             let gitea = ctx.gitea_state()?;
             let extra_ca = ctx.resolved.extra_ca.is_some();
-            let rendered = render(ctx.stamp, ctx.opts.engine, &gitea, extra_ca)?;
+            let rendered = render(
+                ctx.stamp,
+                ctx.opts.engine,
+                &gitea,
+                extra_ca,
+                &ctx.settings.data_dir,
+            )?;
             for note in &rendered.notes {
                 ctx.progress.detail(note);
             }
@@ -43,11 +51,24 @@ pub fn short(commit: &str) -> &str {
 }
 
 /// How the stamp is rendered for an env whose Gitea is `gitea` (and which trusts the
-/// network's root CAs when `extra_ca`).
-pub fn render_options(gitea: &GiteaState, extra_ca: bool) -> RenderOptions {
+/// network's root CAs when `extra_ca`); the charts a loaded bundle under `data_dir` holds
+/// are served from the pushed tree.
+pub fn render_options(
+    stamp: &Stamp,
+    gitea: &GiteaState,
+    extra_ca: bool,
+    data_dir: &Path,
+) -> Result<RenderOptions, EnvError> {
     let mut options = RenderOptions::standard(gitea.cluster_repo_url.clone());
     options.chart_ca_secret = extra_ca.then(|| crate::engine::extra_ca::FLUX_SECRET.to_string());
-    options
+    for entry in &stamp.entries {
+        if let stamp::Source::Helm(chart) = &entry.source
+            && let Some(files) = crate::bundle::charts::local_chart(data_dir, chart)?
+        {
+            options.local_charts.insert(entry.name.clone(), files);
+        }
+    }
+    Ok(options)
 }
 
 /// The stamp rendered for `engine` and the env's Gitea.
@@ -56,11 +77,12 @@ pub fn render(
     engine: Engine,
     gitea: &GiteaState,
     extra_ca: bool,
+    data_dir: &Path,
 ) -> Result<Rendered, EnvError> {
     Ok(stamp::render::render(
         stamp,
         engine,
-        &render_options(gitea, extra_ca),
+        &render_options(stamp, gitea, extra_ca, data_dir)?,
     )?)
 }
 

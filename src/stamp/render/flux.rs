@@ -242,6 +242,7 @@ pub fn render(stamp: &Stamp, opts: &RenderOptions) -> Rendered {
         bundle_dir: opts.bundle_dir.clone(),
         files,
         notes: Vec::new(),
+        raw_files: Vec::new(),
     }
 }
 
@@ -436,6 +437,7 @@ fn helm_objects(
     opts: &RenderOptions,
 ) -> Vec<Value> {
     let tls = crate::pki::extra_ca::tls_host(&chart.repo).is_some();
+    let local = opts.local_charts.contains_key(&entry.name);
     let repository = to_value(&Object {
         api_version: "source.toolkit.fluxcd.io/v1",
         kind: "HelmRepository",
@@ -485,12 +487,27 @@ fn helm_objects(
                 .unwrap_or_else(|| DEFAULT_TIMEOUT.to_string()),
             chart: HelmChartTemplate {
                 spec: HelmChartTemplateSpec {
-                    chart: chart.chart.clone(),
+                    chart: if local {
+                        format!("./{}", opts.chart_dir(&entry.name))
+                    } else {
+                        chart.chart.clone()
+                    },
+                    // Ignored for a chart from a GitRepository (helm-controller v1.6.3
+                    // api/v2/helmrelease_types.go HelmChartTemplateSpec.Version); kept to
+                    // say which version the bundle brought.
                     version: chart.version.clone(),
-                    source_ref: CrossReference {
-                        kind: "HelmRepository",
-                        name: entry.name.clone(),
-                        namespace: Some(NAMESPACE.to_string()),
+                    source_ref: if local {
+                        CrossReference {
+                            kind: "GitRepository",
+                            name: GIT_REPOSITORY.to_string(),
+                            namespace: Some(NAMESPACE.to_string()),
+                        }
+                    } else {
+                        CrossReference {
+                            kind: "HelmRepository",
+                            name: entry.name.clone(),
+                            namespace: Some(NAMESPACE.to_string()),
+                        }
                     },
                     interval: "1h",
                 },
@@ -508,5 +525,11 @@ fn helm_objects(
             values: chart.values.clone(),
         },
     });
-    vec![repository, release]
+    // A chart from the loaded bundle is read from the env's own repository: no
+    // HelmRepository, nothing fetched from the chart's home.
+    if local {
+        vec![release]
+    } else {
+        vec![repository, release]
+    }
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Role, Stamp, StampError};
+use super::{Role, Source, Stamp, StampError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -46,6 +46,10 @@ pub struct RenderOptions {
     /// Secret (in Flux's namespace, key `ca.crt`) with the network's root CAs, for the
     /// `certSecretRef` of HTTPS and OCI HelmRepositories; none unless the env has extra CAs.
     pub chart_ca_secret: Option<String>,
+    /// Helm entries whose chart is served from the pushed tree (a loaded offline bundle holds
+    /// it): entry name → the chart's files, relative to its directory. Such an entry's chart
+    /// lives at [`RenderOptions::chart_dir`] and the engine reads it from Git.
+    pub local_charts: BTreeMap<String, crate::bundle::charts::ChartFiles>,
 }
 
 impl RenderOptions {
@@ -59,7 +63,13 @@ impl RenderOptions {
             credentials_secret: Some(CREDENTIALS_SECRET.to_string()),
             bundle_dir: ".kindling".to_string(),
             chart_ca_secret: None,
+            local_charts: BTreeMap::new(),
         }
+    }
+
+    /// Where a local chart of `entry` sits in the pushed tree.
+    pub fn chart_dir(&self, entry: &str) -> String {
+        format!("{}/charts/{entry}", self.bundle_dir)
     }
 }
 
@@ -92,6 +102,8 @@ pub struct Rendered {
     pub files: Vec<RenderedFile>,
     /// What could not be carried over to this engine, said plainly.
     pub notes: Vec<String>,
+    /// Files pushed as they are (the local charts), path in the tree → content.
+    pub raw_files: Vec<(String, Vec<u8>)>,
 }
 
 impl Rendered {
@@ -116,6 +128,7 @@ impl Rendered {
                     f.to_yaml().into_bytes(),
                 )
             })
+            .chain(self.raw_files.iter().cloned())
             .collect()
     }
 
@@ -235,10 +248,31 @@ pub fn engine_warnings(stamp: &Stamp, engine: Engine) -> Vec<String> {
 }
 
 pub fn render(stamp: &Stamp, engine: Engine, opts: &RenderOptions) -> Result<Rendered, StampError> {
-    match engine {
-        Engine::Flux => Ok(flux::render(stamp, opts)),
-        Engine::Argo => argo::render(stamp, opts),
+    let mut rendered = match engine {
+        Engine::Flux => flux::render(stamp, opts),
+        Engine::Argo => argo::render(stamp, opts)?,
+    };
+    for entry in &stamp.entries {
+        let (Source::Helm(chart), Some(files)) =
+            (&entry.source, opts.local_charts.get(&entry.name))
+        else {
+            continue;
+        };
+        let dir = opts.chart_dir(&entry.name);
+        rendered.notes.push(format!(
+            "{}: chart {} {} from the loaded bundle, read by {} from the env's Git at {dir}",
+            entry.name,
+            chart.chart,
+            chart.version,
+            engine.name()
+        ));
+        rendered.raw_files.extend(
+            files
+                .iter()
+                .map(|(path, bytes)| (format!("{dir}/{path}"), bytes.clone())),
+        );
     }
+    Ok(rendered)
 }
 
 #[derive(Serialize)]

@@ -198,6 +198,7 @@ pub fn render(stamp: &Stamp, opts: &RenderOptions) -> Result<Rendered, StampErro
         bundle_dir: opts.bundle_dir.clone(),
         files,
         notes,
+        raw_files: Vec::new(),
     })
 }
 
@@ -316,7 +317,15 @@ fn sources_for(
 ) -> Result<Translated, StampError> {
     match &entry.source {
         Source::Helm(chart) => Ok(Translated {
-            sources: vec![helm_source(chart, &entry.name)],
+            sources: vec![if opts.local_charts.contains_key(&entry.name) {
+                // From the loaded bundle: a Git source whose path holds the chart.
+                ApplicationSource {
+                    helm: helm_source(chart, &entry.name).helm,
+                    ..git_source(opts, opts.chart_dir(&entry.name), None)
+                }
+            } else {
+                helm_source(chart, &entry.name)
+            }],
             namespace: None,
             overlay: None,
         }),
