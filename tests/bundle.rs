@@ -395,6 +395,8 @@ mod bundle {
                 "--env",
                 &env,
                 "--no-pins",
+                // The sample stamp's charts live on the internet.
+                "--no-charts",
                 "--output",
                 "json",
             ],
@@ -417,5 +419,193 @@ mod bundle {
         run(&["rm", "-f", &upstream]);
         let _ = docker_cli(&["rmi", &pushed]);
         super::common::env_harness::delete_clean(&h, &env);
+    }
+
+    /// `bundle save --stamp` keeps the stamp's chart, fetched through its repository's
+    /// index.yaml, as the OCI artifact `helm push` makes (helm/helm v3
+    /// pkg/registry/constants.go: config `application/vnd.cncf.helm.config.v1+json`, the package
+    /// byte for byte as the one `…chart.content.v1.tar+gzip` layer), named in index.json. A
+    /// package whose digest is not the one the index records is refused. `bundle load` of a
+    /// bundle without images needs no Docker engine, and keeps the package for `env create`.
+    #[test]
+    fn bundle_save_keeps_a_stamps_chart_and_load_stores_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let packaged = super::common::packaged_chart("demo");
+        let index = super::common::chart_index("demo", &packaged);
+        let (base, _) = super::common::http::serve_files(vec![
+            ("/charts/index.yaml".into(), index.clone().into_bytes()),
+            ("/charts/demo-0.1.0.tgz".into(), packaged.clone()),
+        ]);
+        let source = dir.path().join("source");
+        super::common::chart_stamp(&source, "offline", &format!("{base}/charts"), "demo");
+        let file = dir.path().join("charts.tar");
+        // No Docker engine at all: only the chart is asked for.
+        let no_docker = [("DOCKER_HOST", "unix:///nonexistent/docker.sock")];
+        let save = |file: &Path| {
+            kindling(
+                dir.path(),
+                &[
+                    "bundle",
+                    "save",
+                    file.to_str().unwrap(),
+                    "--no-pins",
+                    "--stamp",
+                    "offline",
+                    "--source",
+                    source.to_str().unwrap(),
+                    "--output",
+                    "json",
+                ],
+                &no_docker,
+            )
+        };
+        let saved = ok(&save(&file));
+        let archive = kindling::bundle::distribution::sha256_digest(&packaged);
+        let charts = &saved["bundle"]["record"]["charts"];
+        assert_eq!(charts[0]["chart"], "demo", "{saved}");
+        assert_eq!(charts[0]["version"], "0.1.0");
+        assert_eq!(charts[0]["archive"], archive.as_str());
+
+        // The layout as another tool reads it.
+        let unpacked = dir.path().join("unpacked");
+        std::fs::create_dir_all(&unpacked).unwrap();
+        let untar = std::process::Command::new("tar")
+            .args([
+                "xf",
+                file.to_str().unwrap(),
+                "-C",
+                unpacked.to_str().unwrap(),
+            ])
+            .status()
+            .unwrap();
+        assert!(untar.success());
+        let blob = |digest: &str| {
+            std::fs::read(
+                unpacked
+                    .join("blobs/sha256")
+                    .join(digest.trim_start_matches("sha256:")),
+            )
+            .unwrap()
+        };
+        let index_json: Value =
+            serde_json::from_slice(&std::fs::read(unpacked.join("index.json")).unwrap()).unwrap();
+        let entry = index_json["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["artifactType"] == "application/vnd.cncf.helm.config.v1+json")
+            .expect("the chart is named in index.json");
+        let name = entry["annotations"]["org.opencontainers.image.ref.name"]
+            .as_str()
+            .unwrap();
+        assert!(name.ends_with("/charts/demo:0.1.0"), "{name}");
+        let manifest: Value =
+            serde_json::from_slice(&blob(entry["digest"].as_str().unwrap())).unwrap();
+        assert_eq!(
+            manifest["config"]["mediaType"],
+            "application/vnd.cncf.helm.config.v1+json"
+        );
+        let config: Value =
+            serde_json::from_slice(&blob(manifest["config"]["digest"].as_str().unwrap())).unwrap();
+        assert_eq!(config["name"], "demo");
+        assert_eq!(config["version"], "0.1.0");
+        assert_eq!(
+            manifest["layers"][0]["mediaType"],
+            "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
+        );
+        assert_eq!(manifest["layers"][0]["digest"], archive.as_str());
+        assert_eq!(blob(&archive), packaged);
+
+        // Load, with no Docker engine: the package is kept as the bundle holds it.
+        let loaded = ok(&kindling(
+            dir.path(),
+            &["bundle", "load", file.to_str().unwrap(), "--output", "json"],
+            &no_docker,
+        ));
+        assert_eq!(loaded["loaded"]["charts"][0]["chart"], "demo", "{loaded}");
+        let stored = dir
+            .path()
+            .join("data/charts")
+            .join(format!("{}.tgz", archive.replace(':', "-")));
+        assert_eq!(std::fs::read(&stored).unwrap(), packaged);
+
+        // A package that is not the one the index records is refused, and nothing written.
+        let forged = super::common::packaged_chart("demo");
+        let forged = [forged.as_slice(), b"x"].concat();
+        let (other, _) = super::common::http::serve_files(vec![
+            ("/charts/index.yaml".into(), index.into_bytes()),
+            ("/charts/demo-0.1.0.tgz".into(), forged),
+        ]);
+        super::common::chart_stamp(&source, "offline", &format!("{other}/charts"), "demo");
+        let refused_file = dir.path().join("refused.tar");
+        let refused = save(&refused_file);
+        assert!(!refused.status.success());
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            said.contains("arrived with digest") && said.contains("the index records"),
+            "{said}"
+        );
+        assert!(!refused_file.exists());
+    }
+
+    /// A packaged chart is unpacked only into its own directory: an entry that climbs out
+    /// (`..`), a link, or a second top directory refuses the package.
+    #[test]
+    fn bundle_chart_unpack_refuses_what_leaves_the_chart() {
+        let package = |entries: &[(&str, tar::EntryType, &[u8])]| -> Vec<u8> {
+            let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+                Vec::new(),
+                flate2::Compression::default(),
+            ));
+            for (path, kind, body) in entries {
+                let mut header = tar::Header::new_gnu();
+                // Written raw: the tar crate's own setters refuse `..`.
+                let name = &mut header.as_gnu_mut().unwrap().name;
+                name[..path.len()].copy_from_slice(path.as_bytes());
+                header.set_entry_type(*kind);
+                header.set_size(body.len() as u64);
+                header.set_mode(0o644);
+                if *kind == tar::EntryType::Symlink {
+                    header.set_link_name("/etc/passwd").unwrap();
+                }
+                header.set_cksum();
+                builder.append(&header, *body).unwrap();
+            }
+            builder.into_inner().unwrap().finish().unwrap()
+        };
+        let chart: &[u8] = b"apiVersion: v2\nname: demo\nversion: 0.1.0\n";
+        let files = kindling::bundle::charts::unpack(&package(&[
+            ("demo/Chart.yaml", tar::EntryType::Regular, chart),
+            ("demo/templates/a.yaml", tar::EntryType::Regular, b"a: 1\n"),
+        ]))
+        .unwrap();
+        let paths: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(paths, ["Chart.yaml", "templates/a.yaml"]);
+        for (bad, says) in [
+            (
+                package(&[
+                    ("demo/Chart.yaml", tar::EntryType::Regular, chart),
+                    ("demo/../../evil", tar::EntryType::Regular, b"x"),
+                ]),
+                "outside the chart",
+            ),
+            (
+                package(&[
+                    ("demo/Chart.yaml", tar::EntryType::Regular, chart),
+                    ("demo/link", tar::EntryType::Symlink, b""),
+                ]),
+                "not a plain file",
+            ),
+            (
+                package(&[
+                    ("demo/Chart.yaml", tar::EntryType::Regular, chart),
+                    ("other/Chart.yaml", tar::EntryType::Regular, chart),
+                ]),
+                "more than one chart directory",
+            ),
+        ] {
+            let err = kindling::bundle::charts::unpack(&bad).unwrap_err();
+            assert!(err.contains(says), "{err}");
+        }
     }
 }

@@ -218,4 +218,132 @@ mod env {
         assert_eq!(report["ok"], true);
         delete_clean(&h, &env);
     }
+
+    /// Every outside address refused to kindling itself: a proxy that is not there, for every
+    /// scheme (ureq, git and the kube client reach loopback directly).
+    const OFFLINE: [(&str, &str); 3] = [
+        ("HTTP_PROXY", "http://127.0.0.1:9"),
+        ("HTTPS_PROXY", "http://127.0.0.1:9"),
+        ("ALL_PROXY", "http://127.0.0.1:9"),
+    ];
+
+    /// Offline (issue #20, part 2): a stamp's chart saved into a bundle while online is what
+    /// the engine installs once the network is gone. Without the bundle the same create fails
+    /// on the chart fetch, as Go reports an unreachable network; with it loaded, the create is
+    /// Ready, the chart's own template is applied, the chart's home is never asked, and the
+    /// engine reads the chart from the env's Git (Flux: a HelmRelease whose source is the
+    /// GitRepository and no HelmRepository; Argo CD: a Git source whose path holds the chart).
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_create_after_a_bundle_load_needs_no_network() {
+        if docker().await.is_none() {
+            return;
+        }
+        for engine in ["flux", "argo"] {
+            let h = Harness::with_engine(engine);
+            let packaged = super::common::packaged_chart("demo");
+            let (base, hits) = super::common::http::serve_files(vec![
+                (
+                    "/charts/index.yaml".into(),
+                    super::common::chart_index("demo", &packaged).into_bytes(),
+                ),
+                ("/charts/demo-0.1.0.tgz".into(), packaged),
+            ]);
+            super::common::chart_stamp(
+                &h.path("source"),
+                "offline",
+                &format!("{base}/charts"),
+                "demo",
+            );
+            let file = h.path("offline.tar");
+            let file = file.to_str().unwrap();
+            ok(&h.run(
+                &[
+                    "bundle",
+                    "save",
+                    file,
+                    "--no-pins",
+                    "--stamp",
+                    "offline",
+                    "--output",
+                    "json",
+                ],
+                &[],
+            ));
+
+            h.internet.cut();
+            let profile = h.path("profile.yaml");
+            let create = |env: &str, timeout: &str| {
+                h.command(
+                    &[
+                        "env",
+                        "create",
+                        env,
+                        "--stamp",
+                        "offline",
+                        "--profile",
+                        profile.to_str().unwrap(),
+                        "--engine",
+                        engine,
+                        "--wait",
+                        "--timeout",
+                        timeout,
+                        "--output",
+                        "json",
+                    ],
+                    &OFFLINE,
+                )
+                .output()
+                .unwrap()
+            };
+            let env = unique("nobundle");
+            let out = create(&env, "10s");
+            assert_eq!(out.status.code(), Some(3), "{engine}: {out:?}");
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                text.contains("connect: network is unreachable"),
+                "{engine}: {text}"
+            );
+            delete_clean(&h, &env);
+
+            ok(&h.run(&["bundle", "load", file, "--output", "json"], &OFFLINE));
+            let asked = hits.load(std::sync::atomic::Ordering::SeqCst);
+            let env = unique("offline");
+            ok(&create(&env, "60s"));
+            assert_eq!(
+                hits.load(std::sync::atomic::Ordering::SeqCst),
+                asked,
+                "{engine}: the chart's home was asked"
+            );
+            let from_chart = h
+                .api
+                .objects_of("ConfigMap")
+                .into_iter()
+                .find(|c| c["metadata"]["name"] == "demo-from-bundle");
+            assert_eq!(
+                from_chart
+                    .as_ref()
+                    .map(|c| c["metadata"]["namespace"].clone()),
+                Some(Value::from("demo")),
+                "{engine}"
+            );
+            if engine == "flux" {
+                assert!(h.api.objects_of("HelmRepository").is_empty());
+                let release = &h.api.objects_of("HelmRelease")[0];
+                let chart = &release["spec"]["chart"]["spec"];
+                assert_eq!(chart["sourceRef"]["kind"], "GitRepository", "{release}");
+                assert_eq!(chart["chart"], "./.kindling/charts/demo", "{release}");
+            } else {
+                let app = h
+                    .api
+                    .objects_of("Application")
+                    .into_iter()
+                    .find(|a| a["metadata"]["name"] == "demo")
+                    .expect("the demo Application");
+                let source = &app["spec"]["source"];
+                assert_eq!(source["path"], ".kindling/charts/demo", "{app}");
+                assert!(source["chart"].is_null(), "{app}");
+            }
+            delete_clean(&h, &env);
+        }
+    }
 }

@@ -50,6 +50,9 @@ pub enum BundleCommand {
         /// Add this stamp's Helm charts (a name under the source tree's stamps/, or a path).
         #[arg(long)]
         stamp: Option<String>,
+        /// Leave out the stamp's Helm charts (of `--stamp`, or of the env's stamp).
+        #[arg(long)]
+        no_charts: bool,
         /// The source tree a stamp name is looked up in.
         #[arg(long, default_value = ".")]
         source: PathBuf,
@@ -73,6 +76,7 @@ pub fn run(command: BundleCommand, output: Output, verbose: u8) -> anyhow::Resul
             profile,
             env,
             stamp,
+            no_charts,
             source,
             extra_ca,
         } => {
@@ -144,6 +148,7 @@ pub fn run(command: BundleCommand, output: Output, verbose: u8) -> anyhow::Resul
             }
             // The charts of the stamp named, else of the env's stamp.
             let stamp = match (&stamp, &state) {
+                _ if no_charts => None,
                 (Some(arg), _) => Some(kindling::env::open::load_stamp(arg, &source)?),
                 (None, Some(state)) => Some(kindling::env::open::stamp_of(state)?),
                 (None, None) => None,

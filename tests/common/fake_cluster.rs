@@ -93,16 +93,20 @@ impl Internet {
     pub fn connect(&self, url: &str, trusted: Option<&str>) -> Result<(), String> {
         let network = self.0.lock().unwrap();
         if network.cut {
-            let host = url
+            let authority = url
                 .split_once("://")
                 .map_or(url, |(_, rest)| rest)
-                .split(['/', ':'])
+                .split('/')
                 .next()
                 .unwrap_or_default();
-            // The cluster's DNS Service, as kind and k3s number it.
-            return Err(format!(
-                "dial tcp: lookup {host} on 10.96.0.10:53: no such host"
-            ));
+            let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+            // An address is dialled (net.OpError "connect: network is unreachable"); a name
+            // is looked up first, at the cluster's DNS Service (10.96.0.10 in kind).
+            return Err(if host.parse::<std::net::IpAddr>().is_ok() {
+                format!("dial tcp {authority}: connect: network is unreachable")
+            } else {
+                format!("dial tcp: lookup {host} on 10.96.0.10:53: no such host")
+            });
         }
         let Some(root) = network.intercepting_root.clone() else {
             return Ok(());

@@ -69,3 +69,38 @@ pub fn read_request(reader: &mut BufReader<TcpStream>) -> Option<HttpRequest> {
         body,
     })
 }
+
+/// A static file server on a loopback port (a Helm chart repository, say): each GET of a
+/// path in `files` answers its bytes, anything else 404. Returns the base URL and a count of
+/// the requests it served.
+pub fn serve_files(
+    files: Vec<(String, Vec<u8>)>,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let Some(request) = read_request(&mut reader) else {
+                continue;
+            };
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let found = files.iter().find(|(p, _)| *p == request.path);
+            let (status, body): (&str, &[u8]) = match found {
+                Some((_, bytes)) => ("200 OK", bytes),
+                None => ("404 Not Found", b"not found"),
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(body);
+        }
+    });
+    (base, hits)
+}

@@ -609,3 +609,52 @@ pub fn follows(real: &Value, documented: &Value, path: &str) -> Result<(), Strin
         (d, r) => Err(format!("{path}: documented {d}, got {r}")),
     }
 }
+
+/// A Helm chart `name` 0.1.0 made here and packaged as `helm package` does (`NAME/…` in a
+/// gzipped tar, built with the real tar): its one template is a plain ConfigMap
+/// `NAME-from-bundle` (the fake engines apply templates without actions as they are).
+pub fn packaged_chart(name: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let chart = dir.path().join(name);
+    write(
+        &chart.join("Chart.yaml"),
+        &format!("apiVersion: v2\nname: {name}\nversion: 0.1.0\ndescription: made by the tests\n"),
+    );
+    write(&chart.join("values.yaml"), "{}\n");
+    write(
+        &chart.join("templates/configmap.yaml"),
+        &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}-from-bundle\ndata:\n  from: bundle\n"
+        ),
+    );
+    let out = std::process::Command::new("tar")
+        .args(["czf", "-", "-C", &dir.path().display().to_string(), name])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "tar: {out:?}");
+    out.stdout
+}
+
+/// A Helm chart repository index (helm/helm v3 pkg/repo/index.go) listing `packaged` as
+/// `name` 0.1.0 at the relative URL `NAME-0.1.0.tgz`, with its sha256.
+pub fn chart_index(name: &str, packaged: &[u8]) -> String {
+    use sha2::Digest as _;
+    let digest: String = sha2::Sha256::digest(packaged)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!(
+        "apiVersion: v1\nentries:\n  {name}:\n  - apiVersion: v2\n    name: {name}\n    version: 0.1.0\n    digest: {digest}\n    urls: [{name}-0.1.0.tgz]\n"
+    )
+}
+
+/// A stamp `name` under `source` whose one component is `chart` 0.1.0 from the plain-http
+/// repository `repo`, healthy once the chart's ConfigMap `CHART-from-bundle` is there.
+pub fn chart_stamp(source: &Path, name: &str, repo: &str, chart: &str) {
+    write(
+        &source.join(format!("stamps/{name}/stamp.yaml")),
+        &format!(
+            "apiVersion: kindling.dev/v1alpha1\nkind: Stamp\nmetadata: {{name: {name}}}\nspec:\n  components:\n    - name: {chart}\n      namespace: {chart}\n      helm:\n        repo: {repo}\n        chart: {chart}\n        version: 0.1.0\n        plainHttp: true\n      healthChecks:\n        - {{apiVersion: v1, kind: ConfigMap, name: {chart}-from-bundle, namespace: {chart}}}\n"
+        ),
+    );
+}
