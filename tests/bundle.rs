@@ -608,4 +608,111 @@ mod bundle {
             assert!(err.contains(says), "{err}");
         }
     }
+
+    /// The images a node's containerd was given by the fake provider's image loading: the
+    /// `RepoTags` of every archive under /var/lib/fake-ctr (see the fake kind and k3d).
+    fn imported_into(node: &str) -> Vec<String> {
+        let out = docker_cli(&[
+            "exec",
+            node,
+            "sh",
+            "-c",
+            "for f in /var/lib/fake-ctr/*.tar; do tar -xOf \"$f\" manifest.json; echo; done",
+        ]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .flat_map(|m| m.as_array().cloned().unwrap_or_default())
+            .flat_map(|e| e["RepoTags"].as_array().cloned().unwrap_or_default())
+            .filter_map(|t| t.as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// An image of a registry no shared cache serves (here a registry on this machine; Argo
+    /// CD's redis from public.ecr.aws in real life) reaches the nodes from a loaded bundle:
+    /// `env create` hands it to the provider's image loading (`kind load image-archive`, `k3d
+    /// image import --mode direct`), on kind and on k3d. Without a loaded bundle the step is
+    /// skipped and names why.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn bundle_images_no_cache_serves_are_imported_into_the_nodes() {
+        if docker().await.is_none() {
+            return;
+        }
+        ensure_test_image();
+        ensure_test_registry_image();
+        let prefix = unique("kn");
+        let upstream = format!("{prefix}-upstream");
+        let port = registry(&upstream, None);
+        let image = format!("127.0.0.1:{port}/offline/app:1");
+        run(&["tag", TEST_IMAGE, &image]);
+        run(&["push", &image]);
+        for provider in ["kind", "k3d"] {
+            let h = super::common::env_harness::Harness::new();
+            let profile = h.path(&format!("{provider}-profile.yaml"));
+            std::fs::write(
+                &profile,
+                format!("apiVersion: kindling.dev/v1alpha1\nkind: ClusterProfile\nmetadata: {{name: nodes}}\nspec:\n  provider: {provider}\n  kubernetesVersion: \"1.37\"\n  ingress: {{http: 18080, https: 18443}}\n  registry: false\n  imageCaches: false\n"),
+            )
+            .unwrap();
+            let create = |env: &str| {
+                ok(&h
+                    .create_command(env, &profile, &["--wait", "--timeout", "60s"], &[])
+                    .output()
+                    .unwrap())
+            };
+            let step = |report: &Value| {
+                report["env"]["steps"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|s| s["name"] == "images")
+                    .cloned()
+                    .unwrap()
+            };
+            let env = unique("nobundle");
+            let report = create(&env);
+            assert_eq!(step(&report)["status"], "skipped", "{report}");
+            assert!(
+                step(&report)["detail"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("no bundle loaded"),
+                "{report}"
+            );
+            super::common::env_harness::delete_clean(&h, &env);
+
+            let list = h.path("images.txt");
+            std::fs::write(&list, format!("{image}\n")).unwrap();
+            let file = h.path("nodes.tar");
+            let file = file.to_str().unwrap();
+            ok(&h.run(
+                &[
+                    "bundle",
+                    "save",
+                    file,
+                    "--no-pins",
+                    "--images",
+                    list.to_str().unwrap(),
+                    "--output",
+                    "json",
+                ],
+                &[],
+            ));
+            // The engine gets it from the bundle alone.
+            run(&["rmi", &image]);
+            ok(&h.run(&["bundle", "load", file, "--output", "json"], &[]));
+            let env = unique("nodes");
+            let report = create(&env);
+            assert_eq!(step(&report)["status"], "done", "{report}");
+            let node = match provider {
+                "kind" => format!("kindling-{env}-control-plane"),
+                _ => format!("k3d-kindling-{env}-server-0"),
+            };
+            let imported = imported_into(&node);
+            assert!(imported.contains(&image), "{provider}: {imported:?}");
+            super::common::env_harness::delete_clean(&h, &env);
+        }
+        run(&["rm", "-f", &upstream]);
+        let _ = docker_cli(&["rmi", &image]);
+    }
 }

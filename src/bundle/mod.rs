@@ -258,6 +258,19 @@ pub fn node_images(crictl_json: &str, provider: crate::cluster::Provider) -> Vec
     wanted
 }
 
+/// Every tag a node's `crictl images -o json` lists, named as kindling names images.
+pub fn listed_tags(crictl_json: &str) -> Vec<String> {
+    let listing: Value = serde_json::from_str(crictl_json).unwrap_or(Value::Null);
+    listing["images"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|i| i["repoTags"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t.as_str().and_then(|t| Reference::parse(t).ok()))
+        .map(|r| r.to_string())
+        .collect()
+}
+
 /// How old a leftover of an interrupted save or load must be before the next one removes
 /// it: one still in use by a save or load running beside it is younger.
 pub const LEFTOVER_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
@@ -768,6 +781,55 @@ pub fn missing_from(report: &LoadReport, wanted: &[WantedImage]) -> Vec<String> 
         .iter()
         .map(|w| w.reference.to_string())
         .filter(|r| !report.record.images.iter().any(|i| &i.reference == r))
+        .collect()
+}
+
+/// Images that run beside the cluster, in Docker, never in its nodes: the node images, k3d's
+/// helpers, and (`beside`) Gitea and the registry.
+const BESIDE_THE_CLUSTER: &[(&str, &str)] = &[
+    ("docker.io", "kindest/node"),
+    ("docker.io", "rancher/k3s"),
+    ("ghcr.io", "k3d-io/k3d-tools"),
+    ("ghcr.io", "k3d-io/k3d-proxy"),
+];
+
+/// An image of a loaded bundle that the nodes must be given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeImage {
+    /// As the bundle names it.
+    pub reference: String,
+    /// The name the Docker engine holds it under, and its ID there.
+    pub in_engine: String,
+    pub id: String,
+}
+
+/// The images of a loaded bundle the nodes of an env cannot pull offline: those no cache of
+/// the env serves (every one when the env uses no caches), less those that run beside the
+/// cluster (`beside`: Gitea's and the registry's images). Only images `docker load` took.
+pub fn for_nodes(report: &LoadReport, caches: bool, beside: &[&str]) -> Vec<NodeImage> {
+    let repository = |r: &Reference| (r.registry.clone(), r.repository.clone());
+    let beside: Vec<(String, String)> = beside
+        .iter()
+        .filter_map(|b| Reference::parse(b).ok())
+        .map(|r| repository(&r))
+        .chain(
+            BESIDE_THE_CLUSTER
+                .iter()
+                .map(|(r, p)| (r.to_string(), p.to_string())),
+        )
+        .collect();
+    report
+        .in_engine
+        .iter()
+        .filter_map(|(reference, (name, id))| {
+            let parsed = Reference::parse(reference).ok()?;
+            let served = caches && cache_for(&parsed.registry).is_some();
+            (!served && !beside.contains(&repository(&parsed))).then(|| NodeImage {
+                reference: reference.clone(),
+                in_engine: name.clone(),
+                id: id.clone(),
+            })
+        })
         .collect()
 }
 

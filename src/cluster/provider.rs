@@ -26,6 +26,9 @@ pub trait ClusterProvider {
     fn kubeconfig(&self, name: &str) -> Result<String, ClusterError>;
     /// The node containers, for writing registry config into them.
     fn nodes(&self, name: &str) -> Result<Vec<String>, ClusterError>;
+    /// Imports the images of `archive` (Docker's archive format) into the containerd of every
+    /// node that runs pods, as the provider's own image loading does.
+    fn import_images(&self, name: &str, archive: &Path) -> Result<(), ClusterError>;
     /// The Docker network the nodes are on; Gitea and the registry join it.
     fn docker_network(&self, name: &str) -> String;
     /// The kubeconfig context the provider creates.
@@ -203,6 +206,18 @@ impl ClusterProvider for KindCli {
             .collect())
     }
 
+    fn import_images(&self, name: &str, archive: &Path) -> Result<(), ClusterError> {
+        // kubernetes-sigs/kind v0.33 pkg/cmd/kind/load/image-archive: into every internal node
+        // (not the load balancer), `ctr --namespace=k8s.io images import --all-platforms
+        // --digests --snapshotter=… -` (pkg/cluster/nodeutils/util.go LoadImageArchive).
+        let archive = archive.to_string_lossy();
+        run(
+            &self.binary,
+            &["load", "image-archive", &archive, "--name", name],
+        )?;
+        Ok(())
+    }
+
     fn docker_network(&self, name: &str) -> String {
         // The env's own network (`kindling-ENV`, the cluster's name; see `create`).
         name.to_string()
@@ -289,6 +304,26 @@ impl ClusterProvider for K3dCli {
             .filter(|n| n.role != "loadbalancer")
             .map(|n| n.name)
             .collect())
+    }
+
+    fn import_images(&self, name: &str, archive: &Path) -> Result<(), ClusterError> {
+        // k3d-io/k3d v5.9.0 cmd/image/imageImport.go and pkg/client/tools.go: `--mode direct`
+        // streams the archive into `ctr image import --all-platforms -` of each server and
+        // agent node, with no tools container (whose image an offline machine may lack).
+        let archive = archive.to_string_lossy();
+        run(
+            &self.binary,
+            &[
+                "image",
+                "import",
+                &archive,
+                "--cluster",
+                name,
+                "--mode",
+                "direct",
+            ],
+        )?;
+        Ok(())
     }
 
     fn docker_network(&self, name: &str) -> String {

@@ -46,6 +46,12 @@ pub enum DockerError {
     Unreachable(String),
     #[error("{0}")]
     Endpoint(String),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("docker: {action}: {source}")]
     Api {
         action: String,

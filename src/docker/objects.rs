@@ -224,6 +224,27 @@ impl DockerClient {
         Ok(())
     }
 
+    /// `docker save` of `images` into the file `path` (Docker's archive format), streamed.
+    pub async fn save_archive(
+        &self,
+        images: &[&str],
+        path: &std::path::Path,
+    ) -> Result<(), DockerError> {
+        use tokio::io::AsyncWriteExt;
+        crate::ui::call(|| format!("docker: save {} images", images.len()));
+        let failed = |source: std::io::Error| DockerError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = tokio::fs::File::create(path).await.map_err(failed)?;
+        let mut stream = self.docker.export_images(images);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(api(format!("save {}", images.join(" "))))?;
+            file.write_all(&chunk).await.map_err(failed)?;
+        }
+        file.sync_all().await.map_err(failed)
+    }
+
     pub async fn remove_volume(&self, name: &str) -> Result<bool, DockerError> {
         let options = RemoveVolumeOptionsBuilder::default().force(true).build();
         crate::ui::call(|| format!("docker: remove volume {}", name));

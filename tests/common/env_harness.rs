@@ -190,6 +190,15 @@ docker rm -f "k3d-$3-server-0" >/dev/null 2>&1
 docker network rm "k3d-$3" >/dev/null 2>&1
 grep -vx "$3" "$here/k3d-clusters" > "$here/k3d-clusters.$$"; mv "$here/k3d-clusters.$$" "$here/k3d-clusters" ;;
   "kubeconfig get") sed "s/NAME/$3/g" "$here/k3d-kubeconfig.template" ;;
+  "image import")
+# cmd/image/imageImport.go, pkg/client/tools.go (k3d v5.9.0): `image import FILE --cluster
+# NAME --mode direct` streams FILE into `ctr image import --all-platforms -` of each server
+# and agent node (not the load balancer). The test nodes have no containerd: each keeps the
+# archive it was given under /var/lib/fake-ctr.
+[ "$6" = "--mode" ] && [ "$7" = "direct" ] || {{ echo "fake k3d: expected --mode direct: $*" >&2; exit 2; }}
+for n in $(docker ps -a --filter "label=k3d.cluster=$5" --filter "label=k3d.role=server" --format '{{{{.Names}}}}') $(docker ps -a --filter "label=k3d.cluster=$5" --filter "label=k3d.role=agent" --format '{{{{.Names}}}}'); do
+  docker exec -i "$n" sh -c 'mkdir -p /var/lib/fake-ctr && cat > /var/lib/fake-ctr/import-$$.tar' < "$3" || {{ echo "ERRO failed to import images in node '$n'" >&2; exit 1; }}
+done ;;
   "node list")
 printf '['; sep=''; while read -r c; do printf '%s{{"name":"k3d-%s-server-0","role":"server","runtimeLabels":{{"k3d.cluster":"%s"}}}}' "$sep" "$c" "$c"; sep=','; done < "$here/k3d-clusters"; printf ']\n' ;;
   # cmd/root.go (k3d-io/k3d v5.9.0): "k3d version %s\nk3s version %s (default)".
@@ -363,6 +372,18 @@ fi
 if [ -e "$here/api-$4" ]; then sed "s/NAME/$4/g; s#server: .*#server: $(cat "$here/api-$4")#" "$here/kind-kubeconfig.template"
 else sed "s/NAME/$4/g" "$here/kind-kubeconfig.template"; fi ;;
   "get nodes") docker ps -a --filter "label=io.x-k8s.kind.cluster=$4" --format '{{{{.Names}}}}' ;;
+  "load image-archive")
+# pkg/cmd/kind/load/image-archive/image-archive.go: `load image-archive FILE --name NAME`
+# streams FILE into every internal node (ListInternalNodes: not the load balancer), each
+# running `ctr --namespace=k8s.io images import --all-platforms --digests --snapshotter=… -`
+# (pkg/cluster/nodeutils/util.go LoadImageArchive). The test nodes have no containerd: each
+# keeps the archive it was given under /var/lib/fake-ctr.
+[ -f "$3" ] || {{ echo "ERROR: failed to load image: open $3: no such file or directory" >&2; exit 1; }}
+nodes=$(docker ps -a --filter "label=io.x-k8s.kind.cluster=$5" --format '{{{{.Names}}}}' | grep -v -- '-external-load-balancer$')
+[ -n "$nodes" ] || {{ echo "ERROR: no nodes found for cluster \"$5\"" >&2; exit 1; }}
+for n in $nodes; do
+  docker exec -i "$n" sh -c 'mkdir -p /var/lib/fake-ctr && cat > /var/lib/fake-ctr/import-$$.tar' < "$3" || {{ echo "ERROR: failed to load image: command \"docker exec --privileged -i $n ctr --namespace=k8s.io images import\" failed" >&2; exit 1; }}
+done ;;
   # pkg/cmd/kind/version/version.go: "kind v" + version + " " + Go version + " " + GOOS/GOARCH.
   "version "*|version) echo "kind $(cat "$here/kind-version" 2>/dev/null || echo v0.33.0) go1.26.1 linux/amd64" ;;
   *) echo "fake kind: unexpected $*" >&2; exit 2 ;;

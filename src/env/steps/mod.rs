@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod connect;
 pub mod engine;
 pub mod gitea;
+pub mod images;
 pub mod preflight;
 pub mod push;
 pub mod reconcile;
@@ -39,6 +40,7 @@ pub const ALL: &[&[&dyn Step]] = &[
     &[&ca::Ca],
     &[&cluster::Cluster, &gitea::Gitea, &registry::Registry],
     &[&connect::Connect],
+    &[&images::Images],
     &[&push::Push],
     &[&engine::Engine],
     &[&secrets::Secrets],
