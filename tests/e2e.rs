@@ -95,6 +95,25 @@ impl E2e {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// `kubectl get ARGS -o json` through the env's kubeconfig.
+    fn kubectl_json(&self, args: &[&str]) -> Value {
+        let kubeconfig = self.data.join("envs").join(&self.env).join("kubeconfig");
+        let out = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .arg("get")
+            .args(args)
+            .args(["-o", "json"])
+            .output()
+            .expect("kubectl is needed by the e2e suite");
+        assert!(
+            out.status.success(),
+            "kubectl get {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
     /// Status line and Location of GET http://HOST:PORT/ (no redirect followed).
     fn http_redirect(&self, host: &str) -> Option<(u16, String)> {
         let port = self.port("http");
@@ -194,6 +213,21 @@ fn e2e_sample_stamp_full_loop() {
     };
     let env = e2e.env.clone();
 
+    // KINDLING_E2E_CHARTS=bundle: the sample stamp's charts are saved into a bundle and
+    // loaded first, and the real engine reads them from the env's Git (issue #20).
+    let charts_from_bundle = std::env::var("KINDLING_E2E_CHARTS").as_deref() == Ok("bundle");
+    if charts_from_bundle {
+        let file = e2e.source.with_file_name("kindling-e2e-charts.tar");
+        let file = file.to_str().unwrap();
+        let saved = e2e.json(&["bundle", "save", file, "--no-pins", "--stamp", "sample"]);
+        assert_eq!(
+            saved["bundle"]["record"]["charts"].as_array().map(Vec::len),
+            Some(2),
+            "{saved}"
+        );
+        e2e.json(&["bundle", "load", file]);
+    }
+
     let started = Instant::now();
     let created = e2e.json(&[
         "env",
@@ -219,6 +253,37 @@ fn e2e_sample_stamp_full_loop() {
     );
     let context = created["env"]["context"].as_str().unwrap().to_string();
     assert!(kubeconfig_contexts().contains(&context));
+    if charts_from_bundle {
+        // Both charts came from the env's Git, none from its home.
+        if e2e.engine == "flux" {
+            let releases = e2e.kubectl_json(&["helmreleases", "-n", "flux-system"]);
+            for r in releases["items"].as_array().unwrap() {
+                let chart = &r["spec"]["chart"]["spec"];
+                assert_eq!(chart["sourceRef"]["kind"], "GitRepository", "{r}");
+                assert!(
+                    chart["chart"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("./.kindling/charts/")
+                );
+            }
+            let repositories = e2e.kubectl_json(&["helmrepositories", "-A"]);
+            assert_eq!(repositories["items"].as_array().map(Vec::len), Some(0));
+        } else {
+            let apps = e2e.kubectl_json(&["applications", "-n", "argocd"]);
+            let from_git = apps["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| {
+                    a["spec"]["source"]["path"]
+                        .as_str()
+                        .is_some_and(|p| p.starts_with(".kindling/charts/"))
+                })
+                .count();
+            assert_eq!(from_git, 2, "{apps}");
+        }
+    }
 
     // TLS through the ingress, issued by cert-manager from kindling's CA, verified by curl.
     e2e.wait_served("api.localhost", "podinfo", Duration::from_secs(300));

@@ -82,7 +82,10 @@ mod env {
             .filter(|l| l.starts_with("create cluster") && l.contains(&env))
             .count();
         assert_eq!(creates, 1, "kind was asked to create the cluster again");
-        assert_eq!(h.state(&env)["steps"].as_array().unwrap().len(), 11);
+        assert_eq!(
+            h.state(&env)["steps"].as_array().unwrap().len(),
+            kindling::env::steps::names().len()
+        );
         delete_clean(&h, &env);
     }
 

@@ -103,7 +103,7 @@ mod env {
             }
             assert_eq!(
                 h.state(&env)["steps"].as_array().unwrap().len(),
-                11,
+                kindling::env::steps::names().len(),
                 "{step}"
             );
             delete_clean(&h, &env);

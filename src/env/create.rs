@@ -280,10 +280,7 @@ impl Run<'_, '_> {
         let mut first_error = None;
         for (step, ran) in group.iter().zip(ran) {
             let recorded = match ran {
-                Ran::Skipped(why) => {
-                    self.skipped(step.name(), &why);
-                    Ok(())
-                }
+                Ran::Skipped(why) => self.skipped(*step, &why),
                 Ran::Finished(elapsed, Ok(detail)) => self.finished(step.name(), elapsed, detail),
                 Ran::Finished(_, Err(e)) => {
                     ctx.progress.fail(step.name(), &e.to_string());
@@ -327,14 +324,20 @@ impl Run<'_, '_> {
         Ok(())
     }
 
-    fn skipped(&mut self, step: &str, why: &str) {
-        self.ctx.progress.skip(step, why);
+    fn skipped(&mut self, step: &dyn Step, why: &str) -> Result<(), EnvError> {
+        let name = step.name();
+        if step.skip_is_done() && !self.ctx.state().is_done(name) {
+            self.ctx.state().record(name, Duration::ZERO);
+            self.ctx.save()?;
+        }
+        self.ctx.progress.skip(name, why);
         self.reports.push(StepReport {
-            name: step.to_string(),
+            name: name.to_string(),
             status: "skipped",
             duration_ms: 0,
             detail: why.to_string(),
         });
+        Ok(())
     }
 }
 

@@ -37,6 +37,11 @@ impl Step for Images {
         })
     }
 
+    /// Skipped, the nodes need nothing from a bundle.
+    fn skip_is_done(&self) -> bool {
+        true
+    }
+
     fn run<'a>(&'a self, ctx: &'a Ctx<'_>) -> LocalBoxFuture<'a, Result<String, EnvError>> {
         Box::pin(async move {
             let docker = ctx.docker()?;

@@ -56,12 +56,14 @@ pub fn names() -> Vec<&'static str> {
 }
 
 /// The steps an env still lacks, in order: the registry only if the profile wanted one,
-/// reconcile not while the env is held.
+/// reconcile not while the env is held, the images not once the stamp is pushed.
 pub fn unfinished(state: &EnvState) -> Vec<&'static str> {
     names()
         .into_iter()
         .filter(|s| *s != "registry" || state.ports.registry.is_some())
         .filter(|s| *s != "reconcile" || !state.hold)
+        // An env made before the images step existed went on to push without it.
+        .filter(|s| *s != "images" || !state.is_done("push"))
         .filter(|s| !state.is_done(s))
         .collect()
 }
@@ -79,6 +81,12 @@ pub trait Step: Sync {
     /// kindling's back is made again. Steps whose work is cheap and idempotent always run.
     fn skip<'a>(&'a self, _ctx: &'a Ctx<'_>) -> LocalBoxFuture<'a, Option<String>> {
         Box::pin(async { None })
+    }
+
+    /// Whether a skip means the step has nothing left to do, so it counts as done (a step
+    /// skipped while the env is held is not done).
+    fn skip_is_done(&self) -> bool {
+        false
     }
 
     /// Does the work; returns the detail of the step's done line.
