@@ -326,7 +326,7 @@ pub fn save(
     file: &Path,
     images: &[WantedImage],
     platforms: &[String],
-    tools: &[(crate::cluster::tools::PinnedTool, String, PathBuf)],
+    tools: &[(crate::cluster::tools::PinnedTool, String, Vec<u8>)],
     manifests: &[(String, Vec<u8>)],
     helm_charts: &[crate::stamp::HelmChart],
     progress: &mut dyn FnMut(&str),
@@ -434,9 +434,8 @@ pub fn save(
         });
     }
     let mut tool_files = Vec::new();
-    for (tool, platform, path) in tools {
-        let bytes = std::fs::read(path).map_err(io(path))?;
-        let sha256 = crate::cluster::tools::sha256_hex(&bytes);
+    for (tool, platform, bytes) in tools {
+        let sha256 = crate::cluster::tools::sha256_hex(bytes);
         record.tools.push(BundleTool {
             name: tool.name.clone(),
             version: tool.version.clone(),
@@ -445,7 +444,7 @@ pub fn save(
         });
         tool_files.push((
             format!("kindling/tools/{}-{}-{platform}", tool.name, tool.version),
-            bytes,
+            bytes.clone(),
         ));
     }
     for (name, bytes) in manifests {

@@ -29,6 +29,11 @@ pub enum BundleCommand {
         /// `os/arch` whose layers to keep (repeatable; default: this machine's).
         #[arg(long = "platform", value_name = "OS/ARCH")]
         platforms: Vec<String>,
+        /// The machines that will load the bundle, whose kind and k3d binaries to add
+        /// (repeatable: `linux-amd64`, `linux-arm64`, `darwin-amd64`, `darwin-arm64`;
+        /// default: this machine's).
+        #[arg(long = "tool-platform", value_name = "OS-ARCH")]
+        tool_platforms: Vec<String>,
         /// The provider the bundle is for (default: the env's, else the profile's, else kind).
         #[arg(long, value_enum)]
         provider: Option<ProviderArg>,
@@ -71,6 +76,7 @@ pub fn run(command: BundleCommand, output: Output, verbose: u8) -> anyhow::Resul
             images,
             no_pins,
             platforms,
+            tool_platforms,
             provider,
             engine,
             profile,
@@ -119,17 +125,27 @@ pub fn run(command: BundleCommand, output: Output, verbose: u8) -> anyhow::Resul
                     &fetched.text,
                 )?;
                 install.push((pinned.file_name(), fetched.text.into_bytes()));
-                let platform = kindling::cluster::tools::platform();
-                for tool in [
-                    kindling::cluster::tools::kind_tool(),
-                    kindling::cluster::tools::k3d_tool(),
-                ] {
-                    let resolved = kindling::cluster::tools::resolve_pinned(
-                        &tool,
-                        &settings.data_dir,
-                        &platform,
-                    )?;
-                    tools.push((tool, platform.clone(), resolved.path));
+                let tool_platforms = if tool_platforms.is_empty() {
+                    vec![kindling::cluster::tools::platform()]
+                } else {
+                    tool_platforms
+                };
+                for platform in &tool_platforms {
+                    for tool in [
+                        kindling::cluster::tools::kind_tool(),
+                        kindling::cluster::tools::k3d_tool(),
+                    ] {
+                        progress.detail(&format!(
+                            "tool {} {} for {platform}",
+                            tool.name, tool.version
+                        ));
+                        let bytes = kindling::cluster::tools::pinned_binary(
+                            &tool,
+                            &settings.data_dir,
+                            platform,
+                        )?;
+                        tools.push((tool, platform.clone(), bytes));
+                    }
                 }
             }
             if let Some(state) = &state {

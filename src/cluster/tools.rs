@@ -228,15 +228,7 @@ pub fn resolve_pinned(
         // A damaged cache is replaced by a verified download; it is never run.
         let _ = std::fs::remove_file(&path);
     }
-    let url = format!("{}/{}-{platform}", tool.base_url, tool.name);
-    let bytes = download(&url)?;
-    let actual = sha256_hex(&bytes);
-    if actual != expected {
-        return Err(ClusterError::Tool(format!(
-            "checksum mismatch for {url}:\n  expected sha256 {expected}\n  got      sha256 {actual}\nthe download was discarded; check for a proxy rewriting downloads, or install {} yourself",
-            tool.name
-        )));
-    }
+    let bytes = download_verified(tool, platform, &expected)?;
     crate::paths::write_atomic(&path, &bytes, 0o755).map_err(|source| ClusterError::Io {
         path: path.clone(),
         source,
@@ -248,6 +240,53 @@ pub fn resolve_pinned(
         version: Some(tool.version.clone()),
         note: None,
     })
+}
+
+/// The release binary of `tool` for `platform`, checked against its pinned sum.
+fn download_verified(
+    tool: &PinnedTool,
+    platform: &str,
+    expected: &str,
+) -> Result<Vec<u8>, ClusterError> {
+    let url = format!("{}/{}-{platform}", tool.base_url, tool.name);
+    let bytes = download(&url)?;
+    let actual = sha256_hex(&bytes);
+    if actual != expected {
+        return Err(ClusterError::Tool(format!(
+            "checksum mismatch for {url}:\n  expected sha256 {expected}\n  got      sha256 {actual}\nthe download was discarded; check for a proxy rewriting downloads, or install {} yourself",
+            tool.name
+        )));
+    }
+    Ok(bytes)
+}
+
+/// The pinned release binary of `tool` for `platform` (`darwin-arm64`, say), for a bundle:
+/// this machine's through the tool cache, another platform's downloaded and checked, never
+/// cached (the cache holds the binary this machine runs).
+pub fn pinned_binary(
+    tool: &PinnedTool,
+    data_dir: &Path,
+    platform: &str,
+) -> Result<Vec<u8>, ClusterError> {
+    if platform == self::platform() {
+        let path = resolve_pinned(tool, data_dir, platform)?.path;
+        return std::fs::read(&path).map_err(|source| ClusterError::Io { path, source });
+    }
+    let expected = tool
+        .checksums
+        .iter()
+        .find(|(p, _)| p == platform)
+        .map(|(_, sum)| sum.clone())
+        .ok_or_else(|| {
+            let known: Vec<&str> = tool.checksums.iter().map(|(p, _)| p.as_str()).collect();
+            ClusterError::Tool(format!(
+                "kindling pins no {} {} binary for {platform}\nhelp: one of {}",
+                tool.name,
+                tool.version,
+                known.join(", ")
+            ))
+        })?;
+    download_verified(tool, platform, &expected)
 }
 
 /// Release binaries are tens of MB; anything far larger is not what we asked for.
@@ -286,6 +325,65 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Serves `body` at every path on a loopback port; returns the base URL.
+    fn serve(body: &'static [u8]) -> String {
+        use std::io::{BufRead, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut stream = stream;
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(body);
+            }
+        });
+        base
+    }
+
+    /// A bundle for other machines takes their binaries: downloaded and checked against the
+    /// pin, never put into this machine's tool cache; a platform without a pin is named with
+    /// the ones there are.
+    #[test]
+    fn cluster_tools_pinned_binary_of_another_platform_is_checked_not_cached() {
+        let data = tempfile::tempdir().unwrap();
+        let other = if platform() == "darwin-arm64" {
+            "linux-amd64"
+        } else {
+            "darwin-arm64"
+        };
+        let body: &'static [u8] = b"a kind binary";
+        let tool = PinnedTool {
+            name: "kind".into(),
+            version: "v0.0.1".into(),
+            base_url: serve(body),
+            checksums: vec![(other.to_string(), sha256_hex(body))],
+        };
+        assert_eq!(pinned_binary(&tool, data.path(), other).unwrap(), body);
+        assert!(!cached_path(&tool, data.path()).exists());
+        let forged = PinnedTool {
+            checksums: vec![(other.to_string(), sha256_hex(b"another"))],
+            ..tool.clone()
+        };
+        let err = pinned_binary(&forged, data.path(), other).unwrap_err();
+        assert!(err.to_string().contains("checksum mismatch"), "{err}");
+        let err = pinned_binary(&tool, data.path(), "plan9-mips").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("no kind v0.0.1 binary for plan9-mips")
+                && err.to_string().contains(other),
+            "{err}"
+        );
+    }
 
     #[test]
     fn cluster_tools_are_pinned_for_every_platform_kindling_supports() {
