@@ -604,6 +604,9 @@ esac
             "10.43.0.0/16",
             ".svc.cluster.local",
             "kindling-dev-registry",
+            // The caches the nodes' mirrors name (containerd proxies mirror requests too).
+            "kindling-cache-docker-io",
+            "kindling-cache-registry-k8s-io",
         ] {
             assert!(no_proxy.contains(direct), "{direct}: {no_proxy}");
         }

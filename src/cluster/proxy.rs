@@ -146,12 +146,21 @@ pub fn pod_direct_names(provider: super::Provider, env: &str) -> Vec<String> {
 }
 
 /// What must reach the env's own services directly: its registry and Gitea containers by name
-/// on the Docker network (the nodes pull from one, the engine clones from the other).
+/// on the Docker network (the nodes pull from one, the engine clones from the other), and the
+/// shared image caches the nodes' containerd mirrors point at. containerd sends a mirror's
+/// requests through HTTP(S)_PROXY like any other (Go's ProxyFromEnvironment), and a proxy
+/// cannot resolve a container's name.
 pub fn env_direct_names(env: &str) -> Vec<String> {
-    vec![
+    let mut names = vec![
         crate::registry::registry_container(env),
         crate::gitea::container_name(env),
-    ]
+    ];
+    names.extend(
+        crate::registry::CACHED_UPSTREAMS
+            .iter()
+            .map(|(host, _)| crate::registry::cache_container(host)),
+    );
+    names
 }
 
 /// The host of a URL without its scheme (`user@host:port/path` → `host`; `[::1]:80` → `::1`).
@@ -212,7 +221,7 @@ mod tests {
         assert_eq!(
             get("NO_PROXY"),
             Some(
-                "corp.example,localhost,127.0.0.1,.svc,.svc.cluster,.svc.cluster.local,kindling-dev-registry,kindling-dev-gitea"
+                "corp.example,localhost,127.0.0.1,.svc,.svc.cluster,.svc.cluster.local,kindling-dev-registry,kindling-dev-gitea,kindling-cache-docker-io,kindling-cache-ghcr-io,kindling-cache-quay-io,kindling-cache-registry-k8s-io"
             )
         );
         assert_eq!(get("no_proxy"), get("NO_PROXY"));
