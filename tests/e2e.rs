@@ -36,12 +36,17 @@ struct E2e {
 
 impl E2e {
     fn kindling(&self, args: &[&str]) -> Output {
+        self.kindling_with(args, &[])
+    }
+
+    fn kindling_with(&self, args: &[&str], extra: &[(&str, &str)]) -> Output {
         eprintln!("+ kindling {}", args.join(" "));
         let out = Command::new(env!("CARGO_BIN_EXE_kindling"))
             .args(args)
             .current_dir(&self.source)
             .env("KINDLING_DATA_DIR", &self.data)
             .env("CI", "true")
+            .envs(extra.iter().copied())
             .stderr(std::process::Stdio::inherit())
             .output()
             .unwrap();
@@ -50,9 +55,13 @@ impl E2e {
     }
 
     fn json(&self, args: &[&str]) -> Value {
+        self.json_with(args, &[])
+    }
+
+    fn json_with(&self, args: &[&str], extra: &[(&str, &str)]) -> Value {
         let mut all: Vec<&str> = args.to_vec();
         all.extend(["--output", "json"]);
-        let out = self.kindling(&all);
+        let out = self.kindling_with(&all, extra);
         assert!(
             out.status.success(),
             "kindling {args:?} failed: exit {:?}",
@@ -213,21 +222,6 @@ fn e2e_sample_stamp_full_loop() {
     };
     let env = e2e.env.clone();
 
-    // KINDLING_E2E_CHARTS=bundle: the sample stamp's charts are saved into a bundle and
-    // loaded first, and the real engine reads them from the env's Git (issue #20).
-    let charts_from_bundle = std::env::var("KINDLING_E2E_CHARTS").as_deref() == Ok("bundle");
-    if charts_from_bundle {
-        let file = e2e.source.with_file_name("kindling-e2e-charts.tar");
-        let file = file.to_str().unwrap();
-        let saved = e2e.json(&["bundle", "save", file, "--no-pins", "--stamp", "sample"]);
-        assert_eq!(
-            saved["bundle"]["record"]["charts"].as_array().map(Vec::len),
-            Some(2),
-            "{saved}"
-        );
-        e2e.json(&["bundle", "load", file]);
-    }
-
     let started = Instant::now();
     let created = e2e.json(&[
         "env",
@@ -253,38 +247,6 @@ fn e2e_sample_stamp_full_loop() {
     );
     let context = created["env"]["context"].as_str().unwrap().to_string();
     assert!(kubeconfig_contexts().contains(&context));
-    if charts_from_bundle {
-        // Both charts came from the env's Git, none from its home.
-        if e2e.engine == "flux" {
-            let releases = e2e.kubectl_json(&["helmreleases", "-n", "flux-system"]);
-            for r in releases["items"].as_array().unwrap() {
-                let chart = &r["spec"]["chart"]["spec"];
-                assert_eq!(chart["sourceRef"]["kind"], "GitRepository", "{r}");
-                assert!(
-                    chart["chart"]
-                        .as_str()
-                        .unwrap()
-                        .starts_with("./.kindling/charts/")
-                );
-            }
-            let repositories = e2e.kubectl_json(&["helmrepositories", "-A"]);
-            assert_eq!(repositories["items"].as_array().map(Vec::len), Some(0));
-        } else {
-            let apps = e2e.kubectl_json(&["applications", "-n", "argocd"]);
-            let from_git = apps["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|a| {
-                    a["spec"]["source"]["path"]
-                        .as_str()
-                        .is_some_and(|p| p.starts_with(".kindling/charts/"))
-                })
-                .count();
-            assert_eq!(from_git, 2, "{apps}");
-        }
-    }
-
     // TLS through the ingress, issued by cert-manager from kindling's CA, verified by curl.
     e2e.wait_served("api.localhost", "podinfo", Duration::from_secs(300));
     e2e.wait_served("www.localhost", "<html", Duration::from_secs(300));
@@ -456,4 +418,104 @@ fn e2e_bundle_seeds_a_cache_that_serves_offline() {
     );
     let _ = common::docker_cli(&["rm", "-f", &name]);
     let _ = common::docker_cli(&["volume", "rm", "-f", &volume]);
+}
+
+/// Offline (issue #20): an env is made online, a bundle taken from it (`--env`: its provider's
+/// and engine's pinned images, tools and manifest, the images its nodes hold, its stamp's
+/// charts), the env deleted and the bundle loaded; then the same env is made again with every
+/// outside address behind a proxy that is not there. kindling passes that proxy on to kind or
+/// k3d, the nodes' containerd, the shared caches and the engine's controllers, so nothing
+/// configured by kindling reaches the internet: the nodes pull from the seeded caches (which
+/// serve their storage when the upstream fails) or were given the images by the images step,
+/// the engine reads the charts from the env's Git. Runs with KINDLING_E2E_OFFLINE=1.
+#[test]
+fn e2e_offline_create_after_a_bundle_load() {
+    if !enabled() || std::env::var("KINDLING_E2E_OFFLINE").as_deref() != Ok("1") {
+        eprintln!("skipped: set KINDLING_E2E=1 and KINDLING_E2E_OFFLINE=1 (scripts/e2e.sh)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source");
+    copy_tree(&repo_dir().join("stamps"), &source.join("stamps"));
+    copy_tree(&repo_dir().join("clusters"), &source.join("clusters"));
+    let provider = std::env::var("KINDLING_E2E_PROVIDER").unwrap_or_else(|_| "kind".into());
+    let engine = std::env::var("KINDLING_E2E_ENGINE").unwrap_or_else(|_| "argo".into());
+    let file = dir.path().join("offline.tar");
+    let file = file.to_str().unwrap().to_string();
+    let e2e = E2e {
+        env: format!("e2e-offline-{provider}-{engine}"),
+        data: dir.path().join("data"),
+        source,
+        provider,
+        engine,
+        _dir: dir,
+    };
+    let env = e2e.env.clone();
+    let create = [
+        "env",
+        "create",
+        &env,
+        "--stamp",
+        "sample",
+        "--provider",
+        &e2e.provider,
+        "--engine",
+        &e2e.engine,
+        "--wait",
+        "--timeout",
+        "15m",
+    ];
+    e2e.json(&create);
+    let saved = e2e.json(&["bundle", "save", &file, "--env", &env]);
+    let record = &saved["bundle"]["record"];
+    assert_eq!(
+        record["charts"].as_array().map(Vec::len),
+        Some(2),
+        "{record}"
+    );
+    assert!(record["images"].as_array().is_some_and(|i| i.len() > 5));
+    e2e.json(&["env", "delete", &env]);
+    e2e.json(&["bundle", "load", &file]);
+
+    let offline = [
+        ("HTTP_PROXY", "http://127.0.0.1:9"),
+        ("HTTPS_PROXY", "http://127.0.0.1:9"),
+    ];
+    let created = e2e.json_with(&create, &offline);
+    let entries = created["env"]["status"]["entries"].as_array().unwrap();
+    assert!(
+        entries.iter().all(|e| e["readiness"] == "ready"),
+        "{created}"
+    );
+    // Both charts came from the env's Git, none from its home.
+    if e2e.engine == "flux" {
+        let releases = e2e.kubectl_json(&["helmreleases", "-n", "flux-system"]);
+        for r in releases["items"].as_array().unwrap() {
+            let chart = &r["spec"]["chart"]["spec"];
+            assert_eq!(chart["sourceRef"]["kind"], "GitRepository", "{r}");
+            assert!(
+                chart["chart"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("./.kindling/charts/")
+            );
+        }
+        let repositories = e2e.kubectl_json(&["helmrepositories", "-A"]);
+        assert_eq!(repositories["items"].as_array().map(Vec::len), Some(0));
+    } else {
+        let apps = e2e.kubectl_json(&["applications", "-n", "argocd"]);
+        let from_git = apps["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| {
+                a["spec"]["source"]["path"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with(".kindling/charts/"))
+            })
+            .count();
+        assert_eq!(from_git, 2, "{apps}");
+    }
+    e2e.wait_served("api.localhost", "podinfo", Duration::from_secs(300));
+    e2e.json(&["env", "delete", &env]);
 }
