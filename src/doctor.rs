@@ -341,7 +341,38 @@ pub fn check_bundle(
             }
         }
     }
+    lacking.extend(charts_lacking(data_dir, &loaded));
     judge_bundle(&loaded, &lacking)
+}
+
+/// The Helm charts of the envs' stamps that the loaded bundle does not hold (an offline
+/// create or restart would fetch them).
+fn charts_lacking(data_dir: &Path, loaded: &crate::bundle::LoadReport) -> Vec<String> {
+    let mut lacking = Vec::new();
+    let Ok(entries) = std::fs::read_dir(data_dir.join("envs")) else {
+        return lacking;
+    };
+    let mut dirs: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+    dirs.sort();
+    for dir in dirs {
+        let Ok(Some(state)) = crate::env::state::EnvState::load(&dir) else {
+            continue;
+        };
+        let Ok(stamp) = crate::env::open::stamp_of(&state) else {
+            continue;
+        };
+        for entry in &stamp.entries {
+            if let crate::stamp::Source::Helm(chart) = &entry.source
+                && !loaded.charts.iter().any(|c| c.is(chart))
+            {
+                lacking.push(format!(
+                    "env {}: chart {} {} ({})",
+                    state.name, chart.chart, chart.version, chart.repo
+                ));
+            }
+        }
+    }
+    lacking
 }
 
 pub fn judge_bundle(loaded: &crate::bundle::LoadReport, lacking: &[String]) -> Vec<Finding> {
@@ -382,7 +413,7 @@ pub fn judge_bundle(loaded: &crate::bundle::LoadReport, lacking: &[String]) -> V
             "bundle",
             Status::Warn,
             format!("it lacks what an offline create would fetch: {}", lacking.join(", ")),
-            Some("on a machine with internet, `kindling bundle save FILE --provider P --engine E --stamp S` (with --images for the charts' images), then `kindling bundle load FILE` here".into()),
+            Some("on a machine with internet, `kindling bundle save FILE --provider P --engine E --stamp S` (with --images for the charts' images; `--env NAME` takes all three from an env), then `kindling bundle load FILE` here".into()),
         ));
     }
     findings

@@ -343,6 +343,35 @@ mod env {
                 assert_eq!(source["path"], ".kindling/charts/demo", "{app}");
                 assert!(source["chart"].is_null(), "{app}");
             }
+            // doctor: the bundle holds the env's chart; once the stamp asks for another
+            // version, it names that one as lacking.
+            let bundle_findings = || {
+                let report = h.run(&["doctor", "--output", "json"], &[]);
+                let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+                report["findings"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|f| f["check"] == "bundle")
+                    .map(|f| f["detail"].as_str().unwrap_or_default().to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            let findings = bundle_findings();
+            assert!(findings.contains("charts: demo 0.1.0"), "{findings}");
+            assert!(!findings.contains("chart demo"), "{findings}");
+            let stamp_file = h.path("source/stamps/offline/stamp.yaml");
+            let text = std::fs::read_to_string(&stamp_file).unwrap();
+            std::fs::write(
+                &stamp_file,
+                text.replace("version: 0.1.0", "version: 0.2.0"),
+            )
+            .unwrap();
+            let findings = bundle_findings();
+            assert!(
+                findings.contains(&format!("env {env}: chart demo 0.2.0")),
+                "{findings}"
+            );
             delete_clean(&h, &env);
         }
     }
