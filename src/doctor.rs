@@ -367,7 +367,10 @@ fn charts_lacking(data_dir: &Path, loaded: &crate::bundle::LoadReport) -> Vec<St
             {
                 lacking.push(format!(
                     "env {}: chart {} {} ({})",
-                    state.name, chart.chart, chart.version, chart.repo
+                    state.name,
+                    chart.chart,
+                    chart.version,
+                    crate::bundle::charts::shown(&chart.repo)
                 ));
             }
         }

@@ -529,6 +529,62 @@ mod bundle {
             .join(format!("{}.tgz", archive.replace(':', "-")));
         assert_eq!(std::fs::read(&stored).unwrap(), packaged);
 
+        // A second bundle adds to what the first gave: both charts stay loaded.
+        let other = super::common::packaged_chart("other");
+        let (other_base, _) = super::common::http::serve_files(vec![
+            (
+                "/charts/index.yaml".into(),
+                super::common::chart_index("other", &other).into_bytes(),
+            ),
+            ("/charts/other-0.1.0.tgz".into(), other),
+        ]);
+        // Credentials in the repository URL are used, never written into the bundle.
+        let with_credentials = other_base.replace("http://", "http://user:s3cret@");
+        super::common::chart_stamp(
+            &source,
+            "second",
+            &format!("{with_credentials}/charts"),
+            "other",
+        );
+        let second = dir.path().join("second.tar");
+        let saved = ok(&kindling(
+            dir.path(),
+            &[
+                "bundle",
+                "save",
+                second.to_str().unwrap(),
+                "--no-pins",
+                "--stamp",
+                "second",
+                "--source",
+                source.to_str().unwrap(),
+                "--output",
+                "json",
+            ],
+            &no_docker,
+        ));
+        assert!(!saved.to_string().contains("s3cret"), "{saved}");
+        let archive_text = String::from_utf8_lossy(&std::fs::read(&second).unwrap()).into_owned();
+        assert!(!archive_text.contains("s3cret"));
+        let loaded = ok(&kindling(
+            dir.path(),
+            &[
+                "bundle",
+                "load",
+                second.to_str().unwrap(),
+                "--output",
+                "json",
+            ],
+            &no_docker,
+        ));
+        let names: Vec<&str> = loaded["loaded"]["charts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["chart"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["other", "demo"], "{loaded}");
+
         // A package that is not the one the index records is refused, and nothing written.
         let forged = super::common::packaged_chart("demo");
         let forged = [forged.as_slice(), b"x"].concat();
@@ -603,6 +659,13 @@ mod bundle {
                 ]),
                 "more than one chart directory",
             ),
+            (
+                package(&[
+                    ("demo/Chart.yaml", tar::EntryType::Regular, chart),
+                    ("demo/.git/config", tar::EntryType::Regular, b"x"),
+                ]),
+                "which Git cannot store",
+            ),
         ] {
             let err = kindling::bundle::charts::unpack(&bad).unwrap_err();
             assert!(err.contains(says), "{err}");
@@ -669,8 +732,13 @@ mod bundle {
                     .cloned()
                     .unwrap()
             };
-            let env = unique("nobundle");
-            let report = create(&env);
+            let node_of = |env: &str| match provider {
+                "kind" => format!("kindling-{env}-control-plane"),
+                _ => format!("k3d-kindling-{env}-server-0"),
+            };
+            // Made before any bundle: nothing to give, said.
+            let early = unique("early");
+            let report = create(&early);
             assert_eq!(step(&report)["status"], "skipped", "{report}");
             assert!(
                 step(&report)["detail"]
@@ -679,7 +747,6 @@ mod bundle {
                     .contains("no bundle loaded"),
                 "{report}"
             );
-            super::common::env_harness::delete_clean(&h, &env);
 
             let list = h.path("images.txt");
             std::fs::write(&list, format!("{image}\n")).unwrap();
@@ -698,19 +765,27 @@ mod bundle {
                 ],
                 &[],
             ));
-            // The engine gets it from the bundle alone.
-            run(&["rmi", &image]);
+            // The engine gets it from the bundle alone (the first round pushed it from here).
+            let _ = docker_cli(&["rmi", &image]);
             ok(&h.run(&["bundle", "load", file, "--output", "json"], &[]));
+            // The nodes too: the import is cut from the bundle, not taken from the engine
+            // (whose IDs and `docker save` differ between its image stores).
+            run(&["rmi", &image]);
             let env = unique("nodes");
             let report = create(&env);
             assert_eq!(step(&report)["status"], "done", "{report}");
-            let node = match provider {
-                "kind" => format!("kindling-{env}-control-plane"),
-                _ => format!("k3d-kindling-{env}-server-0"),
-            };
-            let imported = imported_into(&node);
+            let imported = imported_into(&node_of(&env));
             assert!(imported.contains(&image), "{provider}: {imported:?}");
             super::common::env_harness::delete_clean(&h, &env);
+            // The env made before the load gets it at its next restart.
+            assert!(imported_into(&node_of(&early)).is_empty());
+            ok(&h.run(&["env", "restart", &early, "--output", "json"], &[]));
+            let imported = imported_into(&node_of(&early));
+            assert!(
+                imported.contains(&image),
+                "{provider} restart: {imported:?}"
+            );
+            super::common::env_harness::delete_clean(&h, &early);
         }
         run(&["rm", "-f", &upstream]);
         let _ = docker_cli(&["rmi", &image]);

@@ -25,6 +25,89 @@ mod stamp {
         }
     }
 
+    /// A chart the loaded bundle holds is pushed under `.kindling/charts/ENTRY/` and read from
+    /// Git: Flux's HelmRelease takes the GitRepository as its source and the chart's path
+    /// (helm-controller v1.6.3 api/v2/reference_types.go: sourceRef kinds HelmRepository,
+    /// GitRepository, Bucket), with no HelmRepository; Argo CD's Application a Git path with
+    /// the entry's Helm settings. The GitRepository re-includes `.kindling/` after
+    /// source-controller's default exclusions even when the stamp sets no ignore of its own.
+    /// Both render against the upstream schemas; the other chart stays remote.
+    #[test]
+    fn stamp_render_local_charts_are_read_from_git() {
+        let mut stamp = sample();
+        stamp.ignore.clear();
+        let mut opts = options();
+        let files = vec![
+            (
+                "Chart.yaml".to_string(),
+                b"apiVersion: v2\nname: cert-manager\nversion: v1.21.1\n".to_vec(),
+            ),
+            ("templates/a.png".to_string(), b"png".to_vec()),
+        ];
+        opts.local_charts.insert("certs".into(), files);
+        let schemas = SchemaSet::load();
+
+        let flux = render(&stamp, Engine::Flux, &opts).unwrap();
+        let paths: Vec<&str> = flux.raw_files.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                ".kindling/charts/certs/Chart.yaml",
+                ".kindling/charts/certs/templates/a.png"
+            ]
+        );
+        assert!(
+            flux.bundle_files()
+                .iter()
+                .any(|(p, _)| p == ".kindling/charts/certs/Chart.yaml")
+        );
+        let of = |kind: &str, name: &str| {
+            flux.documents()
+                .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+                .cloned()
+        };
+        assert!(of("HelmRepository", "certs").is_none());
+        assert!(of("HelmRepository", "ingress").is_some());
+        let release = of("HelmRelease", "certs").unwrap();
+        let chart = &release["spec"]["chart"]["spec"];
+        assert_eq!(chart["chart"], "./.kindling/charts/certs");
+        assert_eq!(
+            chart["sourceRef"],
+            json!({"kind": "GitRepository", "name": "kindling", "namespace": "flux-system"})
+        );
+        schemas.validate(&release).unwrap();
+        let git = flux
+            .documents()
+            .find(|d| d["kind"] == "GitRepository")
+            .unwrap();
+        assert_eq!(git["spec"]["ignore"], "!/.kindling/\n", "{git}");
+        assert!(
+            flux.notes
+                .iter()
+                .any(|n| n.contains("certs: chart cert-manager v1.21.1 from the loaded bundle"))
+        );
+        // Without local charts (and no stamp patterns), source-controller's defaults stand.
+        let remote = render(&stamp, Engine::Flux, &options()).unwrap();
+        let git = remote
+            .documents()
+            .find(|d| d["kind"] == "GitRepository")
+            .unwrap();
+        assert!(git["spec"]["ignore"].is_null(), "{git}");
+
+        let argo = render(&stamp, Engine::Argo, &opts).unwrap();
+        let app = argo
+            .documents()
+            .find(|d| d["kind"] == "Application" && d["metadata"]["name"] == "certs")
+            .cloned()
+            .unwrap();
+        let source = &app["spec"]["source"];
+        assert_eq!(source["path"], ".kindling/charts/certs", "{app}");
+        assert_eq!(source["repoURL"], options().repo_url);
+        assert!(source["chart"].is_null());
+        assert_eq!(source["helm"]["releaseName"], "cert-manager");
+        schemas.validate(&app).unwrap();
+    }
+
     /// With the network's root CAs, every HTTPS HelmRepository names their Secret; without,
     /// none does (source-controller would fail on a Secret that is not there).
     #[test]

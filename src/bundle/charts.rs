@@ -60,10 +60,37 @@ impl BundleChart {
             && self.chart == chart.chart
             && self.version == chart.version
     }
+
+    /// The same repository, chart and version (whatever its package).
+    pub fn same_chart_as(&self, other: &BundleChart) -> bool {
+        same_repo(&self.repo, &other.repo)
+            && self.chart == other.chart
+            && self.version == other.version
+    }
+}
+
+/// Whether the chart store still holds `chart`'s package.
+pub fn is_stored(data_dir: &Path, chart: &BundleChart) -> bool {
+    stored_path(data_dir, &chart.archive).is_file()
 }
 
 fn same_repo(a: &str, b: &str) -> bool {
+    let a = shown(a);
+    let b = shown(b);
     a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
+/// A repository URL without the credentials it may carry (`https://user:token@host/…`): what
+/// a bundle, a progress line or an error may show. Bundles go to other machines.
+pub fn shown(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
 }
 
 /// A chart copied into the staging `store` (its blobs under `blobs/sha256/`) and the
@@ -75,12 +102,11 @@ pub struct SavedChart {
 
 /// Copies `chart` into `store`.
 pub fn save(client: &Client, chart: &HelmChart, store: &Path) -> Result<SavedChart, BundleError> {
+    let repo = shown(&chart.repo);
     let failed = |reason: String| BundleError::Registry {
-        reference: format!(
-            "chart {} {} from {}",
-            chart.chart, chart.version, chart.repo
-        ),
-        reason,
+        reference: format!("chart {} {} from {repo}", chart.chart, chart.version),
+        // The fetch errors name the URL asked for, credentials and all.
+        reason: reason.replace(chart.repo.trim_end_matches('/'), repo.trim_end_matches('/')),
     };
     let (name, manifest, archive) = match chart.repo.strip_prefix("oci://") {
         Some(base) => {
@@ -107,6 +133,10 @@ pub fn save(client: &Client, chart: &HelmChart, store: &Path) -> Result<SavedCha
                 .and_then(|l| l["digest"].as_str())
                 .map(str::to_string)
                 .ok_or_else(|| failed(format!("{name} has no {CHART_LAYER_MEDIA_TYPE} layer")))?;
+            // The package must unpack as a chart, as for one from a repository.
+            let layer = store.join(super::blob_path(&archive));
+            let packaged = std::fs::read(&layer).map_err(super::io(&layer))?;
+            unpack(&packaged).map_err(|e| failed(format!("{name}: {e}")))?;
             write_blob(store, &pulled.top.bytes)?;
             (reference.to_string(), pulled.top, archive)
         }
@@ -124,15 +154,14 @@ pub fn save(client: &Client, chart: &HelmChart, store: &Path) -> Result<SavedCha
                 "annotations": {
                     "org.opencontainers.image.title": chart.chart,
                     "org.opencontainers.image.version": chart.version,
-                    "org.opencontainers.image.source": chart.repo,
+                    "org.opencontainers.image.source": repo,
                 },
             }))
             .unwrap_or_default();
             let digest = write_blob(store, &manifest)?;
-            let host_path = chart
-                .repo
+            let host_path = repo
                 .split_once("://")
-                .map_or(chart.repo.as_str(), |(_, rest)| rest)
+                .map_or(repo.as_str(), |(_, rest)| rest)
                 .trim_end_matches('/');
             (
                 format!(
@@ -158,7 +187,7 @@ pub fn save(client: &Client, chart: &HelmChart, store: &Path) -> Result<SavedCha
             "annotations": {"org.opencontainers.image.ref.name": name},
         }),
         record: BundleChart {
-            repo: chart.repo.clone(),
+            repo: repo.clone(),
             chart: chart.chart.clone(),
             version: chart.version.clone(),
             manifest: manifest.digest,
@@ -201,8 +230,17 @@ fn fetch_from_index(client: &Client, chart: &HelmChart) -> Result<Vec<u8>, Strin
     let url = version["urls"][0]
         .as_str()
         .ok_or_else(|| format!("{index_url}: version {} names no URL", chart.version))?;
+    // Relative to the repository as RFC 3986 resolves it (helm/helm v3 pkg/repo
+    // ResolveReferenceURL): absolute, host-absolute (`/charts/x.tgz`) or relative.
     let url = if url.contains("://") {
         url.to_string()
+    } else if let Some(path) = url.strip_prefix('/') {
+        let origin_end = base
+            .find("://")
+            .map(|i| i + 3)
+            .and_then(|i| base[i..].find('/').map(|j| i + j))
+            .unwrap_or(base.len());
+        format!("{}/{path}", &base[..origin_end])
     } else {
         format!("{base}/{}", url.trim_start_matches("./"))
     };
@@ -239,11 +277,18 @@ pub fn unpack(packaged: &[u8]) -> Result<ChartFiles, String> {
     let mut files = Vec::new();
     let mut total = 0u64;
     let mut top: Option<String> = None;
+    let mut seen = 0usize;
     for entry in archive
         .entries()
         .map_err(|e| format!("not a packaged chart: {e}"))?
     {
         let mut entry = entry.map_err(|e| format!("not a packaged chart: {e}"))?;
+        seen += 1;
+        if seen > MAX_CHART_FILES {
+            return Err(format!(
+                "the package holds more than {MAX_CHART_FILES} entries"
+            ));
+        }
         let kind = entry.header().entry_type();
         if kind.is_dir() || kind.is_pax_global_extensions() || kind.is_pax_local_extensions() {
             continue;
@@ -274,6 +319,13 @@ pub fn unpack(packaged: &[u8]) -> Result<ChartFiles, String> {
         if parts.len() < 2 {
             return Err(format!(
                 "the package holds {} outside a chart directory",
+                path.display()
+            ));
+        }
+        // Git refuses a `.git` path in a tree; say so here rather than at the push.
+        if parts.iter().any(|p| p == ".git") {
+            return Err(format!(
+                "the package holds {}, which Git cannot store",
                 path.display()
             ));
         }
@@ -311,15 +363,24 @@ fn stored_path(data_dir: &Path, archive: &str) -> PathBuf {
     store_dir(data_dir).join(format!("{}.tgz", archive.replace(':', "-")))
 }
 
-/// Puts each chart of the bundle into the chart store; the charts it put there.
+/// Checks that every chart of the bundle unpacks, before a load changes anything.
+pub fn check(bundle: &super::OpenBundle, file: &Path) -> Result<(), BundleError> {
+    for chart in &bundle.record.charts {
+        let packaged = bundle.blob(&chart.archive)?;
+        unpack(&packaged.bytes).map_err(|reason| BundleError::Damaged {
+            path: file.to_path_buf(),
+            reason: format!("chart {} {}: {reason}", chart.chart, chart.version),
+        })?;
+    }
+    Ok(())
+}
+
+/// Puts each chart of the bundle (checked by [`check`]) into the chart store; the charts it
+/// put there.
 pub fn load(bundle: &super::OpenBundle, data_dir: &Path) -> Result<Vec<BundleChart>, BundleError> {
     let mut loaded = Vec::new();
     for chart in &bundle.record.charts {
         let packaged = bundle.blob(&chart.archive)?;
-        unpack(&packaged.bytes).map_err(|reason| BundleError::Damaged {
-            path: bundle.dir.path().to_path_buf(),
-            reason: format!("chart {} {}: {reason}", chart.chart, chart.version),
-        })?;
         let target = stored_path(data_dir, &chart.archive);
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).map_err(super::io(parent))?;

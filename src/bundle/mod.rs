@@ -369,7 +369,9 @@ pub fn save(
         }
         progress(&format!(
             "chart {} {} (from {})",
-            chart.chart, chart.version, chart.repo
+            chart.chart,
+            chart.version,
+            charts::shown(&chart.repo)
         ));
         let saved = charts::save(&client, chart, store)?;
         index.push(saved.index_entry);
@@ -761,7 +763,65 @@ pub struct LoadReport {
     /// runs for a digest-pinned image (`offline_image`).
     #[serde(default)]
     pub in_engine: BTreeMap<String, (String, String)>,
+    /// Reference → the bundle (absolute path) whose Docker archive entry holds it, for the
+    /// images `env create` gives the nodes.
+    #[serde(default)]
+    pub image_files: BTreeMap<String, PathBuf>,
     pub record: BundleRecord,
+}
+
+impl LoadReport {
+    /// This load on top of the one before: a second bundle (a charts-only one after an
+    /// images one, say) adds to what the first gave, never makes an env forget it. What the
+    /// earlier load put in place and is gone since (a chart package removed) is dropped.
+    pub fn merged_over(mut self, earlier: LoadReport, data_dir: &Path) -> LoadReport {
+        fn union<T: PartialEq + Clone>(new: &mut Vec<T>, old: &[T]) {
+            for item in old {
+                if !new.contains(item) {
+                    new.push(item.clone());
+                }
+            }
+        }
+        for (cache, images) in earlier.seeded {
+            union(self.seeded.entry(cache).or_default(), &images);
+        }
+        union(&mut self.engine_only, &earlier.engine_only);
+        union(&mut self.tools, &earlier.tools);
+        union(&mut self.manifests, &earlier.manifests);
+        let kept: Vec<charts::BundleChart> = earlier
+            .charts
+            .into_iter()
+            .filter(|c| charts::is_stored(data_dir, c))
+            .filter(|c| !self.charts.iter().any(|n| n.same_chart_as(c)))
+            .collect();
+        union(&mut self.charts, &kept);
+        for (reference, value) in earlier.in_engine {
+            self.in_engine.entry(reference).or_insert(value);
+        }
+        for (reference, file) in earlier.image_files {
+            self.image_files.entry(reference).or_insert(file);
+        }
+        for image in earlier.record.images {
+            if !self
+                .record
+                .images
+                .iter()
+                .any(|i| i.reference == image.reference)
+            {
+                self.record.images.push(image);
+            }
+        }
+        union(&mut self.record.tools, &earlier.record.tools);
+        union(&mut self.record.manifests, &earlier.record.manifests);
+        let kept: Vec<charts::BundleChart> = earlier
+            .record
+            .charts
+            .into_iter()
+            .filter(|c| !self.record.charts.iter().any(|n| n.same_chart_as(c)))
+            .collect();
+        union(&mut self.record.charts, &kept);
+        self
+    }
 }
 
 /// Where `bundle load` records the last load, for `doctor`.
@@ -797,9 +857,11 @@ const BESIDE_THE_CLUSTER: &[(&str, &str)] = &[
 pub struct NodeImage {
     /// As the bundle names it.
     pub reference: String,
-    /// The name the Docker engine holds it under, and its ID there.
-    pub in_engine: String,
-    pub id: String,
+    /// Its name in the bundle's Docker archive (`manifest.json` RepoTags), which the nodes'
+    /// containerd will know it by.
+    pub name: String,
+    /// The bundle that holds it.
+    pub file: PathBuf,
 }
 
 /// The images of a loaded bundle the nodes of an env cannot pull offline: those no cache of
@@ -820,16 +882,96 @@ pub fn for_nodes(report: &LoadReport, caches: bool, beside: &[&str]) -> Vec<Node
     report
         .in_engine
         .iter()
-        .filter_map(|(reference, (name, id))| {
+        .filter_map(|(reference, (name, _))| {
             let parsed = Reference::parse(reference).ok()?;
             let served = caches && cache_for(&parsed.registry).is_some();
             (!served && !beside.contains(&repository(&parsed))).then(|| NodeImage {
                 reference: reference.clone(),
-                in_engine: name.clone(),
-                id: id.clone(),
+                name: name.clone(),
+                file: report
+                    .image_files
+                    .get(reference)
+                    .cloned()
+                    .unwrap_or_else(|| report.file.clone()),
             })
         })
         .collect()
+}
+
+/// Writes to `out` a Docker archive (`manifest.json` and the blobs it names) of the images
+/// `names` of the bundle `file`, read straight from the bundle: the layers the bundle keeps
+/// for its Docker platform, so the import needs neither the Docker engine's copy (whose IDs
+/// and `docker save` differ between its image stores) nor other platforms' blobs. Returns how
+/// many images it holds.
+pub fn node_archive(file: &Path, names: &[String], out: &Path) -> Result<usize, BundleError> {
+    let damaged = |reason: String| BundleError::Damaged {
+        path: file.to_path_buf(),
+        reason,
+    };
+    let missing = |e: std::io::Error| BundleError::Seed {
+        target: "the nodes".to_string(),
+        reason: format!(
+            "{}: {e}\nhelp: the bundle this image came from is needed until the env is made; `kindling bundle load` it again",
+            file.display()
+        ),
+    };
+    // First pass: the manifest.json entries wanted, and the blobs they name.
+    let mut entries: Vec<Value> = Vec::new();
+    let reader = std::fs::File::open(file).map_err(missing)?;
+    for entry in tar::Archive::new(reader).entries().map_err(missing)? {
+        let mut entry = entry.map_err(io(file))?;
+        if entry.path().map_err(io(file))?.as_os_str() != "manifest.json" {
+            continue;
+        }
+        let listed: Vec<Value> = serde_json::from_reader(&mut entry)
+            .map_err(|e| damaged(format!("manifest.json: {e}")))?;
+        entries = listed
+            .into_iter()
+            .filter(|e| {
+                e["RepoTags"][0]
+                    .as_str()
+                    .is_some_and(|t| names.iter().any(|n| n == t))
+            })
+            .collect();
+        break;
+    }
+    let wanted: std::collections::BTreeSet<String> = entries
+        .iter()
+        .flat_map(|e| {
+            std::iter::once(e["Config"].as_str().unwrap_or_default().to_string()).chain(
+                e["Layers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|l| l.as_str().map(str::to_string)),
+            )
+        })
+        .collect();
+    // Second pass: those blobs streamed into the new archive.
+    let written = (|| -> std::io::Result<()> {
+        let mut tar = tar::Builder::new(std::io::BufWriter::new(std::fs::File::create(out)?));
+        let listing = serde_json::to_vec(&entries)?;
+        let mut header = tar::Header::new_gnu();
+        header.set_size(listing.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, "manifest.json", listing.as_slice())?;
+        let reader = std::fs::File::open(file)?;
+        for entry in tar::Archive::new(reader).entries()? {
+            let mut entry = entry?;
+            let name = entry.path()?.to_string_lossy().into_owned();
+            if wanted.contains(&name) {
+                let mut header = entry.header().clone();
+                tar.append_data(&mut header, &name, &mut entry)?;
+            }
+        }
+        tar.into_inner()?
+            .into_inner()
+            .map_err(|e| e.into_error())?
+            .sync_all()
+    })();
+    written.map_err(missing)?;
+    Ok(entries.len())
 }
 
 /// The cache container serving `registry` (the upstream host), if kindling caches it.
@@ -852,6 +994,7 @@ pub async fn load(
     // tempfile names its directories `.tmpXXXXXX`.
     sweep_leftovers(&data_dir.join("tmp"), &[".tmp"], LEFTOVER_AGE);
     let bundle = OpenBundle::open(file, &data_dir.join("tmp"))?;
+    charts::check(&bundle, file)?;
     // A bundle of charts, tools and manifests alone needs no Docker engine.
     let LoadedImages {
         in_engine,
@@ -950,8 +1093,13 @@ pub async fn load(
     for chart in &charts {
         progress(&format!("chart {} {}", chart.chart, chart.version));
     }
-    let report = LoadReport {
-        file: file.to_path_buf(),
+    let absolute = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+    let image_files = in_engine
+        .keys()
+        .map(|reference| (reference.clone(), absolute.clone()))
+        .collect();
+    let mut report = LoadReport {
+        file: absolute,
         loaded_at: crate::env::state::now_rfc3339(),
         seeded,
         engine_only,
@@ -959,8 +1107,12 @@ pub async fn load(
         manifests,
         charts,
         in_engine,
+        image_files,
         record: bundle.record.clone(),
     };
+    if let Some(earlier) = loaded(data_dir) {
+        report = report.merged_over(earlier, data_dir);
+    }
     let path = loaded_record_path(data_dir);
     let text = serde_json::to_vec_pretty(&report).unwrap_or_default();
     crate::paths::write_atomic(&path, &text, 0o600).map_err(io(&path))?;

@@ -46,6 +46,8 @@ pub enum DockerError {
     Unreachable(String),
     #[error("{0}")]
     Endpoint(String),
+    #[error("docker build {tag}: {message}")]
+    Build { tag: String, message: String },
     #[error("{}: {source}", path.display())]
     Io {
         path: std::path::PathBuf,

@@ -245,6 +245,82 @@ impl DockerClient {
         file.sync_all().await.map_err(failed)
     }
 
+    /// `docker build` of the context `archive` (a tar, its Dockerfile at `dockerfile`) tagged
+    /// `tag`, each line of the builder's output given to `progress`; the new image's ID.
+    pub async fn build_image(
+        &self,
+        archive: Vec<u8>,
+        dockerfile: &str,
+        tag: &str,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<String, DockerError> {
+        crate::ui::call(|| format!("docker: build {tag}"));
+        let options = bollard::query_parameters::BuildImageOptionsBuilder::default()
+            .dockerfile(dockerfile)
+            .t(tag)
+            .rm(true)
+            .build();
+        let body = bollard::body_full(bytes::Bytes::from(archive));
+        let mut stream = self.docker.build_image(options, None, Some(body));
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(api(format!("build {tag}")))?;
+            if let Some(detail) = info.error_detail {
+                return Err(DockerError::Build {
+                    tag: tag.to_string(),
+                    message: detail.message.unwrap_or_default(),
+                });
+            }
+            for line in info.stream.iter().flat_map(|s| s.lines()) {
+                if !line.trim().is_empty() {
+                    progress(line.trim_end());
+                }
+            }
+        }
+        self.image_id(tag).await.ok_or_else(|| DockerError::Build {
+            tag: tag.to_string(),
+            message: "the build ended without an image".to_string(),
+        })
+    }
+
+    /// `docker push` of `image` (a registry on 127.0.0.0/8 is spoken to over plain HTTP, as
+    /// the Docker engine allows for loopback registries); the digest the registry gave it.
+    pub async fn push_image(
+        &self,
+        image: &str,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<String, DockerError> {
+        crate::ui::call(|| format!("docker: push {image}"));
+        let (name, tag) = match image.rsplit_once(':') {
+            Some((n, t)) if !t.contains('/') => (n, t),
+            _ => (image, "latest"),
+        };
+        let options = bollard::query_parameters::PushImageOptionsBuilder::default()
+            .tag(tag)
+            .build();
+        let mut stream = self.docker.push_image(name, Some(options), None);
+        let mut digest = None;
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(api(format!("push {image}")))?;
+            if let Some(detail) = info.error_detail {
+                return Err(DockerError::Build {
+                    tag: image.to_string(),
+                    message: format!("push: {}", detail.message.unwrap_or_default()),
+                });
+            }
+            if let Some(status) = info.status {
+                // The last line: "TAG: digest: sha256:… size: N" (distribution's push).
+                if let Some(rest) = status.split("digest: ").nth(1) {
+                    digest = rest.split_whitespace().next().map(str::to_string);
+                }
+                progress(&status);
+            }
+        }
+        digest.ok_or_else(|| DockerError::Build {
+            tag: image.to_string(),
+            message: "the push ended without a digest".to_string(),
+        })
+    }
+
     pub async fn remove_volume(&self, name: &str) -> Result<bool, DockerError> {
         let options = RemoveVolumeOptionsBuilder::default().force(true).build();
         crate::ui::call(|| format!("docker: remove volume {}", name));

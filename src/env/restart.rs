@@ -53,6 +53,9 @@ pub async fn restart(
         state.forget(step);
     }
     state.save(&env_dir)?;
+    // An env made before a bundle was loaded gets the images its nodes could not pull
+    // offline now, before the new stamp needs them.
+    give_bundle_images(settings, &state, progress).await?;
     let gitea = gitea_of(&state)?;
     let rendered = push::render(
         &stamp,
@@ -111,4 +114,47 @@ pub async fn restart(
         stamp: stamp.name,
         commit,
     })
+}
+
+/// The loaded bundle's images the env's nodes lack, given to them (`steps::images`). Whether
+/// the env uses the shared caches is read from the world: a cache on the cluster's network.
+async fn give_bundle_images(
+    settings: &Settings,
+    state: &super::state::EnvState,
+    progress: &Progress,
+) -> Result<(), EnvError> {
+    let Some(cluster) = &state.cluster else {
+        return Ok(());
+    };
+    if crate::bundle::loaded(&settings.data_dir).is_none() {
+        return Ok(());
+    }
+    let docker = crate::docker::DockerClient::connect().await?;
+    let mut caches = false;
+    for (host, _) in crate::registry::CACHED_UPSTREAMS {
+        let cache = crate::registry::cache_container(host);
+        if docker
+            .container_ip(&cache, &cluster.network)
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+        {
+            caches = true;
+        }
+    }
+    let provider: std::sync::Arc<dyn crate::cluster::provider::ClusterProvider + Send + Sync> =
+        super::provider_cli(state.provider, settings, &state.name)?.into();
+    let t = Instant::now();
+    let given =
+        super::steps::images::give_nodes(&docker, provider, state, settings, caches, progress)
+            .await?;
+    if given > 0 {
+        progress.done(
+            "images",
+            t.elapsed(),
+            &format!("{given} images of the loaded bundle into the nodes"),
+        );
+    }
+    Ok(())
 }

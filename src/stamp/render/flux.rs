@@ -247,8 +247,15 @@ pub fn render(stamp: &Stamp, opts: &RenderOptions) -> Rendered {
 }
 
 /// The stamp's own ignore patterns, plus the rendered bundle, which must always be served.
+///
+/// source-controller appends `spec.ignore` after its default exclusions and the repository's
+/// `.sourceignore` files, and the last match wins (fluxcd/source-controller v1.9
+/// internal/controller/gitrepository_controller.go reconcileArtifact; fluxcd/pkg sourceignore
+/// ExcludeExt `*.png,*.tar.gz,…`). Local charts under the bundle directory may hold such
+/// files, so with local charts the bundle directory is re-included even when the stamp sets
+/// no patterns of its own.
 fn ignore_patterns(stamp: &Stamp, opts: &RenderOptions) -> Option<String> {
-    if stamp.ignore.is_empty() {
+    if stamp.ignore.is_empty() && opts.local_charts.is_empty() {
         return None;
     }
     let mut lines = stamp.ignore.clone();
