@@ -2054,4 +2054,93 @@ mod env {
         assert!(!said.contains("TOKEN-VALUE-9c1e"), "{said}");
         delete_clean(&h, &env);
     }
+
+    /// `env build` (HostK8s `make build`): DIR/Dockerfile built by the real Docker engine and
+    /// pushed to the env's real registry container as `localhost:PORT/NAME:TAG`, the name the
+    /// nodes pull through their mirror. `.dockerignore` keeps a file out of the context. A
+    /// failing build names the failing instruction; an env without a registry is told so.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_build_pushes_to_the_envs_registry() {
+        if docker().await.is_none() {
+            return;
+        }
+        super::common::ensure_test_image();
+        let h = Harness::new();
+        let env = unique("build");
+        ok(&h.create(&env, &[]));
+        let port = h.state(&env)["ports"]["registry"].as_u64().unwrap();
+        let app = h.path("source/src/web app");
+        std::fs::create_dir_all(&app).unwrap();
+        std::fs::write(
+            app.join("Dockerfile"),
+            format!("FROM {}\nCOPY . /ctx/\n", super::common::TEST_IMAGE),
+        )
+        .unwrap();
+        std::fs::write(app.join("hello.txt"), "hello").unwrap();
+        std::fs::write(app.join("secret.txt"), "do not ship").unwrap();
+        std::fs::write(app.join(".dockerignore"), "secret.txt\n").unwrap();
+        let dir = app.to_str().unwrap();
+        let built = h.json(&["env", "build", &env, dir, "--tag", "t1"]);
+        let image = format!("localhost:{port}/web-app:t1");
+        assert_eq!(built["build"]["image"], image.as_str(), "{built}");
+        let documented = super::common::documented_shapes()
+            .into_iter()
+            .find(|(heading, _)| heading == "kindling env build")
+            .unwrap()
+            .1;
+        super::common::follows(&built, &documented, "kindling env build").unwrap();
+        // The registry holds it, under the digest the push reported.
+        let response = ureq::get(&format!("http://127.0.0.1:{port}/v2/web-app/manifests/t1"))
+            .header(
+                "Accept",
+                "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json",
+            )
+            .call()
+            .unwrap();
+        let digest = response
+            .headers()
+            .get("docker-content-digest")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(built["build"]["digest"], digest.as_str(), "{built}");
+        let listed = docker_cli(&["run", "--rm", &image, "ls", "/ctx"]);
+        let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+        assert!(listed.contains("hello.txt"), "{listed}");
+        assert!(!listed.contains("secret.txt"), "{listed}");
+
+        // A failing instruction is named.
+        std::fs::write(
+            app.join("Dockerfile"),
+            format!("FROM {}\nRUN false\n", super::common::TEST_IMAGE),
+        )
+        .unwrap();
+        let failed = h.run(&["env", "build", &env, dir, "--name", "broken"], &[]);
+        assert!(!failed.status.success());
+        let said = String::from_utf8_lossy(&failed.stderr);
+        assert!(
+            said.contains("docker build localhost:") && said.contains("non-zero code"),
+            "{said}"
+        );
+        // Bad names are refused before anything runs.
+        let bad = h.run(&["env", "build", &env, dir, "--name", "Web"], &[]);
+        assert!(String::from_utf8_lossy(&bad.stderr).contains("not an image repository name"));
+        let _ = docker_cli(&["rmi", &image]);
+        delete_clean(&h, &env);
+
+        // Without a registry there is nowhere to push.
+        let profile = h.caches_profile("kind", &unique("kbn"));
+        let bare = unique("noreg");
+        ok(&h
+            .create_command(&bare, &profile, &["--wait", "--timeout", "60s"], &[])
+            .output()
+            .unwrap());
+        let refused = h.run(&["env", "build", &bare, dir], &[]);
+        assert!(
+            String::from_utf8_lossy(&refused.stderr).contains("has no local registry"),
+            "{refused:?}"
+        );
+        delete_clean(&h, &bare);
+    }
 }

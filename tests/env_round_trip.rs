@@ -858,7 +858,10 @@ mod env {
         // The env commands' documents (the others are checked where those commands are).
         let documented: Vec<(String, Value)> = documented_shapes()
             .into_iter()
-            .filter(|(heading, _)| heading.starts_with("kindling env"))
+            // `env build` needs a Dockerfile: env_commands.rs env_build_pushes_to_the_envs_registry.
+            .filter(|(heading, _)| {
+                heading.starts_with("kindling env") && heading != "kindling env build"
+            })
             .collect();
         assert_eq!(
             documented.len(),

@@ -263,7 +263,17 @@ impl DockerClient {
         let body = bollard::body_full(bytes::Bytes::from(archive));
         let mut stream = self.docker.build_image(options, None, Some(body));
         while let Some(item) = stream.next().await {
-            let info = item.map_err(api(format!("build {tag}")))?;
+            let info = match item {
+                Ok(info) => info,
+                // The builder's own failure (a RUN that failed), as the engine words it.
+                Err(BollardError::DockerStreamError { error }) => {
+                    return Err(DockerError::Build {
+                        tag: tag.to_string(),
+                        message: error,
+                    });
+                }
+                Err(e) => return Err(api(format!("build {tag}"))(e)),
+            };
             if let Some(detail) = info.error_detail {
                 return Err(DockerError::Build {
                     tag: tag.to_string(),
@@ -300,7 +310,16 @@ impl DockerClient {
         let mut stream = self.docker.push_image(name, Some(options), None);
         let mut digest = None;
         while let Some(item) = stream.next().await {
-            let info = item.map_err(api(format!("push {image}")))?;
+            let info = match item {
+                Ok(info) => info,
+                Err(BollardError::DockerStreamError { error }) => {
+                    return Err(DockerError::Build {
+                        tag: image.to_string(),
+                        message: format!("push: {error}"),
+                    });
+                }
+                Err(e) => return Err(api(format!("push {image}"))(e)),
+            };
             if let Some(detail) = info.error_detail {
                 return Err(DockerError::Build {
                     tag: image.to_string(),

@@ -3,6 +3,7 @@
 //! each other.
 
 pub mod approve;
+pub mod build;
 pub mod create;
 pub mod delete;
 mod follow;
@@ -21,6 +22,7 @@ pub mod sync;
 pub mod watch;
 
 pub use approve::approve;
+pub use build::build;
 
 /// What the stamp `stamp_arg` (as `env create --stamp` takes it) would read from this host
 /// that the user has not allowed yet. Empty when the stamp cannot be loaded: the command

@@ -130,6 +130,18 @@ pub enum EnvCommand {
     Stop(EnvName),
     /// Start a stopped environment again; it re-points what moved and reconciles.
     Start(EnvName),
+    /// Build DIR/Dockerfile and push it to the environment's registry (HostK8s `make build`);
+    /// prints the image reference the cluster pulls it by.
+    Build {
+        /// `[NAME] DIR`: the environment (default dev) and the directory to build.
+        #[arg(num_args = 1..=2, value_names = ["NAME", "DIR"], required = true)]
+        args: Vec<String>,
+        /// The image's repository name (default: the directory's name).
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, default_value = "latest")]
+        tag: String,
+    },
     /// Sync on every change of the source tree.
     Watch {
         #[command(flatten)]
@@ -318,6 +330,23 @@ async fn run_async(command: EnvCommand, output: Output, verbose: u8) -> anyhow::
         EnvCommand::Start(env) => {
             let report = kindling::env::start(&settings, &env.name, &progress).await?;
             out.print("start", &report, text::started);
+        }
+        EnvCommand::Build { args, name, tag } => {
+            let (env, dir) = match args.as_slice() {
+                [dir] => ("dev", dir.as_str()),
+                [env, dir] => (env.as_str(), dir.as_str()),
+                _ => anyhow::bail!("env build takes `[NAME] DIR`"),
+            };
+            let report = kindling::env::build(
+                &settings,
+                env,
+                std::path::Path::new(dir),
+                name.as_deref(),
+                &tag,
+                &progress,
+            )
+            .await?;
+            out.print("build", &report, text::built);
         }
         EnvCommand::Watch {
             env,

@@ -156,6 +156,13 @@ pub fn restarted(report: &RestartReport) {
     );
 }
 
+pub fn built(report: &kindling::env::build::BuildReport) {
+    println!(
+        "built and pushed {} ({})\nuse `image: {}` in the env's manifests; the nodes pull it from the env's registry",
+        report.image, report.digest, report.image
+    );
+}
+
 pub fn stopped(report: &PowerReport) {
     println!(
         "env {} stopped ({} containers); `kindling env start {}` brings it back",
