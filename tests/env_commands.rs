@@ -2143,4 +2143,117 @@ mod env {
         );
         delete_clean(&h, &bare);
     }
+
+    /// `env suspend` / `env resume` (HostK8s `make suspend/resume`). Flux: every object kindling
+    /// made gets `spec.suspend: true`, so an edit pushed meanwhile is not applied (the suspended
+    /// GitRepository keeps its artifact); Argo CD: automated sync off on the root and every
+    /// entry. `env status` says so, `env restart` refuses, `env sync` pushes without asking for
+    /// reconciliation. Resume puts everything back and the edit arrives.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_suspend_pauses_reconciliation_until_resume() {
+        if docker().await.is_none() {
+            return;
+        }
+        for engine in ["flux", "argo"] {
+            let h = Harness::with_engine(engine);
+            let env = unique("pause");
+            ok(&h
+                .create_command(
+                    &env,
+                    &h.path("profile.yaml"),
+                    &["--wait", "--timeout", "60s", "--engine", engine],
+                    &[],
+                )
+                .output()
+                .unwrap());
+            let suspended = h.json(&["env", "suspend", &env]);
+            let documented = super::common::documented_shapes()
+                .into_iter()
+                .find(|(heading, _)| heading == "kindling env suspend / kindling env resume")
+                .unwrap()
+                .1;
+            super::common::follows(&suspended, &documented, "env suspend").unwrap();
+            let patched: Vec<&str> = suspended["suspend"]["patched"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_str().unwrap())
+                .collect();
+            if engine == "flux" {
+                for object in [
+                    "Kustomization kindling-sample",
+                    "GitRepository kindling",
+                    "Kustomization api",
+                    "HelmRelease certs",
+                    "HelmRepository certs",
+                ] {
+                    assert!(patched.contains(&object), "{object}: {patched:?}");
+                }
+                assert_eq!(patched[0], "Kustomization kindling-sample");
+                for kind in [
+                    "Kustomization",
+                    "HelmRelease",
+                    "GitRepository",
+                    "HelmRepository",
+                ] {
+                    for o in h.api.objects_of(kind) {
+                        assert_eq!(o["spec"]["suspend"], true, "{o}");
+                    }
+                }
+            } else {
+                assert_eq!(patched[0], "Application kindling-sample");
+                for app in h.api.objects_of("Application") {
+                    assert!(app["spec"]["syncPolicy"]["automated"].is_null(), "{app}");
+                }
+            }
+            let status = h.json(&["env", "status", &env]);
+            assert_eq!(status["status"]["suspended"], true, "{status}");
+            let refused = h.run(&["env", "restart", &env], &[]);
+            assert!(
+                String::from_utf8_lossy(&refused.stderr).contains("is suspended"),
+                "{refused:?}"
+            );
+
+            // An edit pushed while suspended is not applied.
+            let marker = format!("suspended edit {}", unique("m"));
+            let index = h.path("source/stamps/sample/applications/website/index.html");
+            let html = std::fs::read_to_string(&index).unwrap();
+            std::fs::write(&index, html.replace("</body>", &format!("{marker}</body>"))).unwrap();
+            let synced = h.json(&["env", "sync", &env, "--no-wait"]);
+            assert_eq!(synced["sync"]["changed"], true, "{synced}");
+            assert_eq!(synced["sync"]["requested"], json!([]), "{synced}");
+            let applied = || {
+                h.api.objects_of("ConfigMap").iter().any(|c| {
+                    c["data"]["index.html"]
+                        .as_str()
+                        .is_some_and(|t| t.contains(&marker))
+                })
+            };
+            std::thread::sleep(Duration::from_millis(1500));
+            assert!(!applied(), "{engine}: applied while suspended");
+
+            let resumed = h.json(&["env", "resume", &env]);
+            assert_eq!(resumed["resume"]["suspended"], false);
+            wait_until(
+                "the edit is applied after resume",
+                Duration::from_secs(30),
+                applied,
+            );
+            if engine == "flux" {
+                // false, or gone where the root applied the entry again from Git.
+                for kind in ["Kustomization", "HelmRelease", "GitRepository"] {
+                    for o in h.api.objects_of(kind) {
+                        assert_ne!(o["spec"]["suspend"], true, "{o}");
+                    }
+                }
+            } else {
+                for app in h.api.objects_of("Application") {
+                    assert!(app["spec"]["syncPolicy"]["automated"].is_object(), "{app}");
+                }
+            }
+            let status = h.json(&["env", "status", &env]);
+            assert!(status["status"]["suspended"].is_null(), "{status}");
+            delete_clean(&h, &env);
+        }
+    }
 }

@@ -25,6 +25,11 @@ pub async fn approve(
 ) -> Result<ApproveReport, EnvError> {
     let env_dir = settings.env_dir(name);
     let (_lock, mut state) = load_locked(settings, name, "env approve")?;
+    if state.suspended {
+        return Err(EnvError::Preflight(format!(
+            "env {name} is suspended; `kindling env resume {name}` first"
+        )));
+    }
     if !state.is_done("bootstrap") {
         return Err(EnvError::Preflight(format!(
             "env {name} is not bootstrapped yet; finish `kindling env create {name} --stamp {}` first",

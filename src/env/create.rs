@@ -187,6 +187,7 @@ fn new_state(opts: &CreateOptions, stamp: &Stamp, ports: Ports) -> EnvState {
         engine: opts.engine,
         profile: opts.profile_path.clone(),
         hold: opts.hold,
+        suspended: false,
         created_at: now_rfc3339(),
         ports,
         cluster: None,

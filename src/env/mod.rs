@@ -18,6 +18,7 @@ pub(crate) mod route;
 pub mod state;
 pub mod status;
 pub mod steps;
+pub mod suspend;
 pub mod sync;
 pub mod watch;
 
@@ -71,6 +72,7 @@ pub use list::list;
 pub use power::{start, stop};
 pub use restart::restart;
 pub use status::status;
+pub use suspend::{resume, suspend};
 pub use sync::sync;
 pub use watch::{WatchMode, WatchedTree, watch, watch_tree};
 

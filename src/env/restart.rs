@@ -29,6 +29,11 @@ pub async fn restart(
 ) -> Result<RestartReport, EnvError> {
     let env_dir = settings.env_dir(name);
     let (_lock, mut state) = load_locked(settings, name, "env restart")?;
+    if state.suspended {
+        return Err(EnvError::Preflight(format!(
+            "env {name} is suspended; `kindling env resume {name}` first"
+        )));
+    }
     let old = stamp_of(&state)?;
     // The stamp to bootstrap, and what its secrets read from this host (consented to, and
     // there), before anything is removed.

@@ -73,6 +73,9 @@ pub struct EnvState {
     pub profile: Option<PathBuf>,
     /// Created with `--hold` and not approved yet.
     pub hold: bool,
+    /// Reconciliation paused by `env suspend`, until `env resume`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspended: bool,
     pub created_at: String,
     pub ports: Ports,
     #[serde(skip_serializing_if = "Option::is_none")]

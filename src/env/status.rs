@@ -50,6 +50,9 @@ pub struct StatusReport {
     /// Containers of the env that exist but do not run (`env stop`, or a Docker restart).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub stopped: Vec<String>,
+    /// Reconciliation paused by `env suspend`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub suspended: bool,
 }
 
 async fn container_state(docker: Option<&DockerClient>, name: &str) -> String {
@@ -93,6 +96,7 @@ pub async fn status(
         route_repaired: None,
         ready: false,
         stopped: Vec::new(),
+        suspended: state.suspended,
     };
     if let Some(docker) = &parts.docker {
         let stopped = super::power::stopped_containers(docker, &state).await?;

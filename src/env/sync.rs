@@ -58,15 +58,21 @@ pub async fn sync(
     state.commit = Some(commit.clone());
     state.save(&env_dir)?;
     let (kube, _) = live_kube_of(&state, progress).await?;
+    let paused = state.hold || state.suspended;
     let requested = if state.hold {
         progress.info("held: not reconciling until `kindling env approve`");
+        Vec::new()
+    } else if state.suspended {
+        progress.info(&format!(
+            "suspended: pushed, not reconciling until `kindling env resume {name}`"
+        ));
         Vec::new()
     } else {
         engine::request_reconcile(&kube, state.engine, &stamp, time::OffsetDateTime::now_utc())
             .await?
     };
     let status = match wait {
-        Some(timeout) if !state.hold => {
+        Some(timeout) if !paused => {
             let t = Instant::now();
             progress.start("reconcile", &format!("waiting for {}", short(&commit)));
             let s = follow(&kube, state.engine, &stamp, timeout, progress, |s| {

@@ -110,6 +110,12 @@ impl FluxModel {
                 .iter_mut()
                 .filter(|s| s.object["kind"] == "GitRepository")
             {
+                // source-controller v1.9 internal/controller/gitrepository_controller.go
+                // Reconcile: "Return early if the object is suspended": it keeps the artifact
+                // it has, whatever the branch holds now.
+                if s.object["spec"]["suspend"] == true {
+                    continue;
+                }
                 let revision = format!("main@sha1:{head}");
                 let generation = s.object["metadata"]["generation"].clone();
                 s.object["status"] = json!({"observedGeneration": generation, "artifact": {"revision": revision, "digest": "sha256:0", "lastUpdateTime": "2026-11-29T08:00:00Z", "path": "x", "url": "http://x"},
@@ -123,7 +129,19 @@ impl FluxModel {
             .collect();
         for (plural, name) in names {
             if plural == "kustomizations" {
-                self.kustomization(objects, &name, head.as_deref());
+                // kustomize-controller builds the artifact its source has, not the branch.
+                let served = Self::index(objects, "kustomizations", &name)
+                    .and_then(|i| {
+                        let source = objects[i].object["spec"]["sourceRef"]["name"].clone();
+                        objects.iter().find(|s| {
+                            s.plural == "gitrepositories" && s.object["metadata"]["name"] == source
+                        })
+                    })
+                    .and_then(|g| g.object["status"]["artifact"]["revision"].as_str())
+                    .and_then(|r| r.rsplit("sha1:").next())
+                    .map(str::to_string)
+                    .or_else(|| head.clone());
+                self.kustomization(objects, &name, served.as_deref());
             } else {
                 self.helm_release(objects, &name);
             }

@@ -130,6 +130,11 @@ pub enum EnvCommand {
     Stop(EnvName),
     /// Start a stopped environment again; it re-points what moved and reconciles.
     Start(EnvName),
+    /// Pause reconciliation (HostK8s `make suspend`): Flux objects suspended, Argo CD's
+    /// automated sync off. The cluster keeps running.
+    Suspend(EnvName),
+    /// Resume reconciliation paused by `env suspend` (HostK8s `make resume`).
+    Resume(EnvName),
     /// Build DIR/Dockerfile and push it to the environment's registry (HostK8s `make build`);
     /// prints the image reference the cluster pulls it by.
     Build {
@@ -330,6 +335,14 @@ async fn run_async(command: EnvCommand, output: Output, verbose: u8) -> anyhow::
         EnvCommand::Start(env) => {
             let report = kindling::env::start(&settings, &env.name, &progress).await?;
             out.print("start", &report, text::started);
+        }
+        EnvCommand::Suspend(env) => {
+            let report = kindling::env::suspend(&settings, &env.name, &progress).await?;
+            out.print("suspend", &report, text::suspended);
+        }
+        EnvCommand::Resume(env) => {
+            let report = kindling::env::resume(&settings, &env.name, &progress).await?;
+            out.print("resume", &report, text::suspended);
         }
         EnvCommand::Build { args, name, tag } => {
             let (env, dir) = match args.as_slice() {

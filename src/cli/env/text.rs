@@ -130,6 +130,12 @@ pub fn status(report: &StatusReport) {
             report.stamp
         );
     }
+    if report.suspended {
+        println!(
+            "  suspended: nothing reconciles until `kindling env resume {}`",
+            report.env
+        );
+    }
     if let Some(e) = &report.error {
         println!("  engine: {e}");
     }
@@ -154,6 +160,23 @@ pub fn restarted(report: &RestartReport) {
         "env {}: stamp {} removed, stamp {} bootstrapped at {}",
         report.env, report.removed_stamp, report.stamp, report.commit
     );
+}
+
+pub fn suspended(report: &kindling::env::suspend::SuspendReport) {
+    if report.suspended {
+        println!(
+            "env {} suspended ({} objects): nothing reconciles; `kindling env sync` still pushes; `kindling env resume {}` continues",
+            report.env,
+            report.patched.len(),
+            report.env
+        );
+    } else {
+        println!(
+            "env {} resumed ({} objects) and asked to reconcile",
+            report.env,
+            report.patched.len()
+        );
+    }
 }
 
 pub fn built(report: &kindling::env::build::BuildReport) {

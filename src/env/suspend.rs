@@ -1,0 +1,209 @@
+//! `env suspend` and `env resume` (HostK8s `make suspend` / `make resume`): reconciliation
+//! paused and resumed, the cluster left as it is.
+//!
+//! - Flux: `spec.suspend` on every object kindling made for the stamp (the GitRepository,
+//!   the root and entry Kustomizations, the HelmReleases and their HelmRepositories), as
+//!   `flux suspend` patches it (fluxcd/flux2 cmd/flux/suspend.go: a merge patch of
+//!   `spec.suspend`); each controller then returns early for the object (kustomize-controller
+//!   v1.9.4 and helm-controller v1.6.3 Reconcile; source-controller keeps the artifact it has).
+//!   HostK8s's flux-suspend.py suspends the GitRepositories only; the rest is suspended too, so
+//!   a drift in the cluster is not repaired either while the env is paused.
+//! - Argo CD: automated sync off on the root Application, then on each entry's (the root,
+//!   syncing no more, cannot put it back); resume restores each one's rendered policy.
+//!
+//! `env sync` on a suspended env pushes and does not ask for reconciliation; `env restart` and
+//! `env approve` refuse until `env resume`.
+
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::open::{gitea_of, live_kube_of, load_locked, stamp_of};
+use super::steps::push;
+use super::{EnvError, Settings};
+use crate::engine::{self, Engine, PatchRequest, argo, flux};
+use crate::stamp::Source;
+use crate::ui::Progress;
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SuspendReport {
+    pub env: String,
+    pub suspended: bool,
+    /// The objects patched (`Kind name`), in order.
+    pub patched: Vec<String>,
+    pub duration_ms: u64,
+}
+
+pub async fn suspend(
+    settings: &Settings,
+    name: &str,
+    progress: &Progress,
+) -> Result<SuspendReport, EnvError> {
+    set(settings, name, true, progress).await
+}
+
+pub async fn resume(
+    settings: &Settings,
+    name: &str,
+    progress: &Progress,
+) -> Result<SuspendReport, EnvError> {
+    set(settings, name, false, progress).await
+}
+
+async fn set(
+    settings: &Settings,
+    name: &str,
+    suspend: bool,
+    progress: &Progress,
+) -> Result<SuspendReport, EnvError> {
+    let started = Instant::now();
+    let env_dir = settings.env_dir(name);
+    let command = if suspend { "env suspend" } else { "env resume" };
+    let (_lock, mut state) = load_locked(settings, name, command)?;
+    if !state.is_done("bootstrap") {
+        return Err(EnvError::Preflight(format!(
+            "env {name} is not bootstrapped yet; finish `kindling env create {name} --stamp {}` first",
+            state.stamp
+        )));
+    }
+    if state.hold {
+        return Err(EnvError::Preflight(format!(
+            "env {name} is held: nothing reconciles until `kindling env approve {name}`"
+        )));
+    }
+    let stamp = stamp_of(&state)?;
+    let (kube, _) = live_kube_of(&state, progress).await?;
+    let mut requests = match state.engine {
+        Engine::Flux => flux_requests(&stamp, suspend),
+        Engine::Argo if suspend => argo_suspend_requests(&stamp),
+        Engine::Argo => {
+            let gitea = gitea_of(&state)?;
+            let rendered = push::render(
+                &stamp,
+                state.engine,
+                &gitea,
+                !state.extra_ca.is_empty(),
+                &settings.data_dir,
+            )?;
+            argo_resume_requests(&stamp, rendered.documents())
+        }
+    };
+    // Suspend from the top (nothing re-applies what was suspended below it); resume from the
+    // source down.
+    if !suspend {
+        requests.reverse();
+    }
+    let t = Instant::now();
+    progress.start(
+        if suspend { "suspend" } else { "resume" },
+        state.engine.name(),
+    );
+    let mut patched = Vec::new();
+    for r in &requests {
+        // Children appear only once the root applied them.
+        if kube
+            .get(&r.api_version, &r.kind, Some(&r.namespace), &r.name)
+            .await?
+            .is_none()
+        {
+            continue;
+        }
+        kube.merge_patch(
+            &r.api_version,
+            &r.kind,
+            Some(&r.namespace),
+            &r.name,
+            &r.patch,
+        )
+        .await?;
+        patched.push(format!("{} {}", r.kind, r.name));
+    }
+    state.suspended = suspend;
+    state.save(&env_dir)?;
+    if !suspend && !state.hold {
+        engine::request_reconcile(&kube, state.engine, &stamp, time::OffsetDateTime::now_utc())
+            .await?;
+    }
+    progress.done(
+        if suspend { "suspend" } else { "resume" },
+        t.elapsed(),
+        &format!("{} objects", patched.len()),
+    );
+    Ok(SuspendReport {
+        env: name.to_string(),
+        suspended: suspend,
+        patched,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    })
+}
+
+/// Every Flux object kindling made for `stamp`, root first, with `spec.suspend` set.
+fn flux_requests(stamp: &crate::stamp::Stamp, suspend: bool) -> Vec<PatchRequest> {
+    let patch = json!({"spec": {"suspend": suspend}});
+    let mut requests: Vec<PatchRequest> =
+        flux::reconcile_requests(stamp, time::OffsetDateTime::UNIX_EPOCH)
+            .into_iter()
+            .map(|r| PatchRequest {
+                patch: patch.clone(),
+                ..r
+            })
+            .collect();
+    // The root Kustomization before the GitRepository: the order `reconcile_requests` gives
+    // is source first.
+    requests.swap(0, 1);
+    for entry in stamp.ordered_entries() {
+        if matches!(entry.source, Source::Helm(_)) {
+            requests.push(PatchRequest {
+                api_version: "source.toolkit.fluxcd.io/v1".to_string(),
+                kind: "HelmRepository".to_string(),
+                namespace: flux::NAMESPACE.to_string(),
+                name: entry.name.clone(),
+                patch: patch.clone(),
+            });
+        }
+    }
+    requests
+}
+
+fn argo_request(name: &str, patch: Value) -> PatchRequest {
+    PatchRequest {
+        api_version: argo::API_VERSION.to_string(),
+        kind: "Application".to_string(),
+        namespace: argo::NAMESPACE.to_string(),
+        name: name.to_string(),
+        patch,
+    }
+}
+
+/// Automated sync off: the root first, then each entry's Application.
+fn argo_suspend_requests(stamp: &crate::stamp::Stamp) -> Vec<PatchRequest> {
+    let off = json!({"spec": {"syncPolicy": {"automated": null}}});
+    std::iter::once(argo::root_name(stamp))
+        .chain(stamp.ordered_entries().map(|e| e.name.clone()))
+        .map(|name| argo_request(&name, off.clone()))
+        .collect()
+}
+
+/// Each Application's rendered automated policy back, in suspend order (reversed by the
+/// caller: entries first, the root last).
+fn argo_resume_requests<'a>(
+    stamp: &crate::stamp::Stamp,
+    rendered: impl Iterator<Item = &'a Value>,
+) -> Vec<PatchRequest> {
+    let rendered: Vec<&Value> = rendered.filter(|d| d["kind"] == "Application").collect();
+    std::iter::once(argo::root_name(stamp))
+        .chain(stamp.ordered_entries().map(|e| e.name.clone()))
+        .filter_map(|name| {
+            let app = rendered
+                .iter()
+                .find(|d| d["metadata"]["name"] == name.as_str())?;
+            let automated = app["spec"]["syncPolicy"]["automated"].clone();
+            Some(argo_request(
+                &name,
+                json!({"spec": {"syncPolicy": {"automated": automated}}}),
+            ))
+        })
+        .collect()
+}
