@@ -80,16 +80,31 @@ pub struct Mirror {
     pub upstream: Option<String>,
 }
 
+/// The name HostK8s stacks give their images (`localhost:5000/hostk8s-*`): HostK8s's kind
+/// config mirrors it to its registry container (danielscholl-osdu/hostk8s
+/// infra/kubernetes/kind-custom.yaml: `registry.mirrors."localhost:5000"` →
+/// `http://hostk8s-registry:5000`), whatever port that registry publishes on the host.
+pub const HOSTK8S_REGISTRY_HOST: &str = "localhost:5000";
+
 /// The mirrors of an env: its local registry (reached from the host as `localhost:PORT`, the
-/// KEP-1755 convention) and, when enabled, every shared cache.
+/// KEP-1755 convention, and in the nodes also as HostK8s's `localhost:5000`) and, when enabled,
+/// every shared cache.
 pub fn mirrors(env: &str, local_registry_port: Option<u16>, caches: bool) -> Vec<Mirror> {
     let mut out = Vec::new();
     if let Some(port) = local_registry_port {
-        out.push(Mirror {
-            host: format!("localhost:{port}"),
-            endpoint: format!("http://{}:{REGISTRY_PORT}", registry_container(env)),
-            upstream: None,
-        });
+        let endpoint = format!("http://{}:{REGISTRY_PORT}", registry_container(env));
+        for host in [
+            format!("localhost:{port}"),
+            HOSTK8S_REGISTRY_HOST.to_string(),
+        ] {
+            if !out.iter().any(|m: &Mirror| m.host == host) {
+                out.push(Mirror {
+                    host,
+                    endpoint: endpoint.clone(),
+                    upstream: None,
+                });
+            }
+        }
     }
     if caches {
         for (host, upstream) in CACHED_UPSTREAMS {
@@ -609,11 +624,16 @@ mod tests {
     #[test]
     fn registry_mirrors_cover_the_local_registry_and_every_cache() {
         let m = mirrors("dev", Some(5001), true);
-        assert_eq!(m.len(), 1 + CACHED_UPSTREAMS.len());
+        assert_eq!(m.len(), 2 + CACHED_UPSTREAMS.len());
         assert_eq!(m[0].host, "localhost:5001");
         assert_eq!(m[0].endpoint, "http://kindling-dev-registry:5000");
-        assert_eq!(m[1].endpoint, "http://kindling-cache-docker-io:5000");
+        // HostK8s's stacks name their images localhost:5000/…: the same registry.
+        assert_eq!(m[1].host, "localhost:5000");
+        assert_eq!(m[1].endpoint, "http://kindling-dev-registry:5000");
+        assert_eq!(m[2].endpoint, "http://kindling-cache-docker-io:5000");
         assert!(mirrors("dev", None, false).is_empty());
+        // A registry on port 5000 is mirrored once.
+        assert_eq!(mirrors("dev", Some(5000), false).len(), 1);
     }
 
     #[test]
@@ -629,10 +649,12 @@ mod tests {
     fn registry_k3s_yaml_parses_and_lists_endpoints() {
         let yaml = k3s_registries_yaml(&mirrors("dev", Some(5001), true));
         let v: serde_json::Value = serde_yaml_ng::from_str(&yaml).unwrap();
-        assert_eq!(
-            v["mirrors"]["localhost:5001"]["endpoint"][0],
-            "http://kindling-dev-registry:5000"
-        );
+        for host in ["localhost:5001", "localhost:5000"] {
+            assert_eq!(
+                v["mirrors"][host]["endpoint"][0],
+                "http://kindling-dev-registry:5000"
+            );
+        }
         assert_eq!(
             v["mirrors"]["quay.io"]["endpoint"][0],
             "http://kindling-cache-quay-io:5000"

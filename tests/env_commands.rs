@@ -2083,6 +2083,7 @@ mod env {
         let built = h.json(&["env", "build", &env, dir, "--tag", "t1"]);
         let image = format!("localhost:{port}/web-app:t1");
         assert_eq!(built["build"]["image"], image.as_str(), "{built}");
+        assert_eq!(built["build"]["hostk8sImage"], "localhost:5000/web-app:t1");
         let documented = super::common::documented_shapes()
             .into_iter()
             .find(|(heading, _)| heading == "kindling env build")

@@ -234,13 +234,18 @@ mod registry {
                 ),
             )
         };
-        let expected = [
+        let local = |host: &str| {
             (
-                "/etc/containerd/certs.d/localhost:5001/hosts.toml".to_string(),
+                format!("/etc/containerd/certs.d/{host}/hosts.toml"),
                 format!(
                     "[host.\"http://kindling-{env}-registry:5000\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
                 ),
-            ),
+            )
+        };
+        let expected = [
+            local("localhost:5001"),
+            // HostK8s's image name for its registry (its kind config's mirror).
+            local("localhost:5000"),
             cache("docker.io", "https://registry-1.docker.io"),
             cache("ghcr.io", "https://ghcr.io"),
             cache("quay.io", "https://quay.io"),

@@ -24,6 +24,9 @@ pub struct BuildReport {
     pub env: String,
     /// What manifests name: the nodes pull it through their mirror of the env's registry.
     pub image: String,
+    /// The same image by HostK8s's name (`localhost:5000/…`), which the nodes also mirror to
+    /// the env's registry: what HostK8s stacks' manifests name.
+    pub hostk8s_image: String,
     /// The digest the registry gave it.
     pub digest: String,
     pub image_id: String,
@@ -139,6 +142,10 @@ pub async fn build(
     progress.done("push", t.elapsed(), &digest);
     Ok(BuildReport {
         env: name.to_string(),
+        hostk8s_image: format!(
+            "{}/{repository}:{tag}",
+            crate::registry::HOSTK8S_REGISTRY_HOST
+        ),
         image: reference,
         digest,
         image_id,

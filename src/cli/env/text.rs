@@ -181,8 +181,8 @@ pub fn suspended(report: &kindling::env::suspend::SuspendReport) {
 
 pub fn built(report: &kindling::env::build::BuildReport) {
     println!(
-        "built and pushed {} ({})\nuse `image: {}` in the env's manifests; the nodes pull it from the env's registry",
-        report.image, report.digest, report.image
+        "built and pushed {} ({})\nuse `image: {}` in the env's manifests (HostK8s stacks: {}); the nodes pull it from the env's registry",
+        report.image, report.digest, report.image, report.hostk8s_image
     );
 }
 
