@@ -59,6 +59,63 @@ mod stamp {
         assert_eq!(listed["stamps"][0]["format"], "hostk8s");
     }
 
+    /// HostK8s nests stacks (`software/stacks/foundation/postgres`) and names them by their
+    /// path there (`make up foundation/postgres`): `stamp list` shows them so, and a nested
+    /// name finds them. A name that climbs out of the stamp directories is refused.
+    #[test]
+    fn stamp_cli_nested_stacks_are_listed_and_found_by_their_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let hostk8s = super::common::hostk8s_dir();
+        super::common::copy_tree(&hostk8s.join("software"), &dir.path().join("software"));
+        super::common::copy_tree(
+            &hostk8s.join("software/stacks/sample"),
+            &dir.path().join("software/stacks/foundation/demo"),
+        );
+        let source = dir.path().to_str().unwrap();
+        let listed = json(&["stamp", "list", "--source", source]);
+        let names: Vec<&str> = listed["stamps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["foundation/demo", "sample", "sample-app"],
+            "{listed}"
+        );
+        // Run from elsewhere: the name is no path from the working directory.
+        let other = tempfile::tempdir().unwrap();
+        let found = kindling()
+            .current_dir(other.path())
+            .args([
+                "stamp",
+                "validate",
+                "foundation/demo",
+                "--source",
+                source,
+                "--output",
+                "json",
+            ])
+            .output()
+            .unwrap();
+        assert!(found.status.success(), "{found:?}");
+        let found: Value = serde_json::from_slice(&found.stdout).unwrap();
+        assert_eq!(found["format"], "hostk8s", "{found}");
+        let climbing = kindling()
+            .current_dir(other.path())
+            .args([
+                "stamp",
+                "validate",
+                "foundation/../../x",
+                "--source",
+                source,
+            ])
+            .output()
+            .unwrap();
+        assert!(!climbing.status.success());
+    }
+
     /// README: a stamp name is looked up in `stamps/` first, then `software/stacks/`.
     #[test]
     fn stamp_cli_name_found_in_both_places_is_the_one_in_stamps() {
