@@ -2257,4 +2257,72 @@ mod env {
             delete_clean(&h, &env);
         }
     }
+
+    /// `env status` names the pods that cannot run and why, as `make status` users look for
+    /// them: a container in CrashLoopBackOff or ImagePullBackOff (the kubelet's waiting
+    /// reasons in the pod's containerStatuses), a pod the scheduler cannot place (condition
+    /// PodScheduled False, reason Unschedulable); a pod still being created is no failure.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_status_names_failing_pods_and_why() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::new();
+        let env = unique("pods");
+        ok(&h.create(&env, &[]));
+        let pod = |name: &str, status: Value| super::common::kube_api::Stored {
+            group_version: "v1".into(),
+            plural: "pods".into(),
+            namespace: Some("api".into()),
+            name: name.into(),
+            object: json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": "api"}, "status": status}),
+        };
+        h.api.update(|objects| {
+            objects.push(pod(
+                "api-crash",
+                json!({"phase": "Running", "containerStatuses": [{"name": "api",
+                    "state": {"waiting": {"reason": "CrashLoopBackOff",
+                        "message": "back-off 5m0s restarting failed container=api"}}}]}),
+            ));
+            objects.push(pod(
+                "api-pull",
+                json!({"phase": "Pending", "containerStatuses": [{"name": "api",
+                    "state": {"waiting": {"reason": "ImagePullBackOff",
+                        "message": "Back-off pulling image \"localhost:5000/x:1\""}}}]}),
+            ));
+            objects.push(pod(
+                "api-pending",
+                json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+                    "reason": "Unschedulable",
+                    "message": "0/1 nodes are available: 1 Insufficient memory."}]}),
+            ));
+            objects.push(pod(
+                "api-starting",
+                json!({"phase": "Pending", "containerStatuses": [{"name": "api",
+                    "state": {"waiting": {"reason": "ContainerCreating"}}}]}),
+            ));
+        });
+        let status = h.json(&["env", "status", &env]);
+        let failing = &status["status"]["failingPods"];
+        assert_eq!(
+            failing,
+            &json!([
+                {"namespace": "api", "name": "api-crash", "reason": "CrashLoopBackOff",
+                 "message": "api: back-off 5m0s restarting failed container=api"},
+                {"namespace": "api", "name": "api-pending", "reason": "Unschedulable",
+                 "message": "0/1 nodes are available: 1 Insufficient memory."},
+                {"namespace": "api", "name": "api-pull", "reason": "ImagePullBackOff",
+                 "message": "api: Back-off pulling image \"localhost:5000/x:1\""},
+            ]),
+            "{status}"
+        );
+        let text = h.run(&["env", "status", &env], &[]);
+        let text = String::from_utf8_lossy(&text.stdout);
+        assert!(
+            text.contains("pod api/api-crash: CrashLoopBackOff (api: back-off 5m0s"),
+            "{text}"
+        );
+        delete_clean(&h, &env);
+    }
 }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use serde::Serialize;
+use serde_json::Value;
 
 use super::follow::follow;
 use super::open::{live_kube_of, load, stamp_of};
@@ -53,6 +54,101 @@ pub struct StatusReport {
     /// Reconciliation paused by `env suspend`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub suspended: bool,
+    /// Pods that cannot run, and why (what HostK8s's `make status` users look for).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failing_pods: Vec<FailingPod>,
+}
+
+/// A pod that cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailingPod {
+    pub namespace: String,
+    pub name: String,
+    /// `CrashLoopBackOff`, `ImagePullBackOff`, `Unschedulable`, …
+    pub reason: String,
+    pub message: String,
+}
+
+/// The waiting reasons that mean a container cannot start (kubelet's, as
+/// kubernetes/kubernetes pkg/kubelet/images and kuberuntime name them), as opposed to one
+/// that is still being created.
+const FAILING_WAIT_REASONS: &[&str] = &[
+    "CrashLoopBackOff",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "ErrImageNeverPull",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+];
+
+/// The pods of a `kubectl get pods -A` list that cannot run: a container waiting for one of
+/// [`FAILING_WAIT_REASONS`], a pod the scheduler cannot place (condition PodScheduled False),
+/// or a failed one. Sorted by namespace and name.
+pub fn failing_pods(pods: &[Value]) -> Vec<FailingPod> {
+    let mut out = Vec::new();
+    for pod in pods {
+        let status = &pod["status"];
+        let found = status["initContainerStatuses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(status["containerStatuses"].as_array().into_iter().flatten())
+            .find_map(|c| {
+                let waiting = &c["state"]["waiting"];
+                let reason = waiting["reason"].as_str()?;
+                FAILING_WAIT_REASONS.contains(&reason).then(|| {
+                    (
+                        reason.to_string(),
+                        format!(
+                            "{}: {}",
+                            c["name"].as_str().unwrap_or_default(),
+                            waiting["message"].as_str().unwrap_or_default()
+                        )
+                        .trim_end_matches(": ")
+                        .to_string(),
+                    )
+                })
+            })
+            .or_else(|| {
+                status["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|c| c["type"] == "PodScheduled" && c["status"] == "False")
+                    .map(|c| {
+                        (
+                            c["reason"].as_str().unwrap_or("Unschedulable").to_string(),
+                            c["message"].as_str().unwrap_or_default().to_string(),
+                        )
+                    })
+            })
+            .or_else(|| {
+                (status["phase"] == "Failed").then(|| {
+                    (
+                        status["reason"].as_str().unwrap_or("Failed").to_string(),
+                        status["message"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+            });
+        if let Some((reason, message)) = found {
+            out.push(FailingPod {
+                namespace: pod["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                name: pod["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                reason,
+                message,
+            });
+        }
+    }
+    out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    out
 }
 
 async fn container_state(docker: Option<&DockerClient>, name: &str) -> String {
@@ -97,6 +193,7 @@ pub async fn status(
         ready: false,
         stopped: Vec::new(),
         suspended: state.suspended,
+        failing_pods: Vec::new(),
     };
     if let Some(docker) = &parts.docker {
         let stopped = super::power::stopped_containers(docker, &state).await?;
@@ -126,6 +223,11 @@ pub async fn status(
             .await
             .map_err(EnvError::from),
     };
+    // What cannot run says why, whatever the engine reports (a pod may crash in a ready
+    // release); a cluster that cannot list pods just shows none.
+    if let Ok(pods) = kube.list("v1", "Pod", None).await {
+        report.failing_pods = failing_pods(&pods);
+    }
     match result {
         Ok(s) => {
             report.ready = s.all_ready() && report.unfinished_steps.is_empty();

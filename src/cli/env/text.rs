@@ -136,6 +136,19 @@ pub fn status(report: &StatusReport) {
             report.env
         );
     }
+    for pod in &report.failing_pods {
+        println!(
+            "  pod {}/{}: {}{}",
+            pod.namespace,
+            pod.name,
+            pod.reason,
+            if pod.message.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", pod.message)
+            }
+        );
+    }
     if let Some(e) = &report.error {
         println!("  engine: {e}");
     }
