@@ -21,6 +21,39 @@ mod stamp {
             .collect()
     }
 
+    /// The rendered objects of a HostK8s stack carry its own labels, which HostK8s's scripts
+    /// select by (infra/scripts/deploy-stack.py: `kubectl get kustomizations -l
+    /// hostk8s.stack=NAME`, `-l hostk8s.type=component`): a flattened component's entries take
+    /// the component's. On Flux the Kustomizations, on Argo CD the Applications.
+    #[test]
+    fn stamp_hostk8s_objects_carry_the_stacks_labels() {
+        let stamp = stamp::load(&hostk8s_stack("sample"), None).unwrap();
+        let opts = kindling::stamp::render::RenderOptions::standard("http://git/x.git".into());
+        for (engine, kind) in [
+            (kindling::stamp::render::Engine::Flux, "Kustomization"),
+            (kindling::stamp::render::Engine::Argo, "Application"),
+        ] {
+            let rendered = kindling::stamp::render::render(&stamp, engine, &opts).unwrap();
+            for (entry, kind_label) in [
+                ("component-certs-manager", "component"),
+                ("component-certs-issuer", "component"),
+                ("app-sample", "application"),
+            ] {
+                let object = rendered
+                    .documents()
+                    .find(|d| d["kind"] == kind && d["metadata"]["name"] == entry)
+                    .unwrap_or_else(|| panic!("{kind} {entry}"));
+                let labels = &object["metadata"]["labels"];
+                assert_eq!(labels["hostk8s.stack"], "sample", "{object}");
+                assert_eq!(labels["hostk8s.type"], kind_label, "{object}");
+                assert_eq!(labels["dev.kindling.stamp"], "sample");
+            }
+        }
+        // A kindling stamp's entries carry kindling's labels only.
+        let native = stamp::load(&super::common::repo_dir().join("stamps/sample"), None).unwrap();
+        assert!(native.entries.iter().all(|e| e.labels.is_empty()));
+    }
+
     #[test]
     fn stamp_hostk8s_sample_flattens_the_certs_component() {
         let s = stamp::load(&hostk8s_stack("sample"), None).unwrap();

@@ -81,6 +81,9 @@ pub struct Entry {
     pub group: Option<String>,
     /// Where the entry was declared, for error messages.
     pub declared_in: PathBuf,
+    /// Labels the entry's engine objects carry besides kindling's: a HostK8s stack's own
+    /// (`hostk8s.stack`, `hostk8s.type`).
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -522,6 +522,7 @@ fn convert_entry(
         retry_interval: e.retry_interval,
         group: None,
         declared_in: file.to_path_buf(),
+        labels: Default::default(),
     })
 }
 

@@ -97,12 +97,24 @@ impl Flattener<'_> {
         doc: &Document,
         parent: Option<&str>,
         inherited_role: Option<Role>,
+        inherited_labels: &BTreeMap<String, String>,
         depth: usize,
     ) -> Result<Vec<String>, StampError> {
         let Some(k) = self.parse(doc) else {
             return Ok(Vec::new());
         };
         let name = k.metadata.name.clone();
+        // HostK8s's own labels (`hostk8s.stack`, `hostk8s.type`, …), which its scripts select
+        // by (infra/scripts/deploy-stack.py: `kubectl get kustomizations -l
+        // hostk8s.stack=NAME`); a component's entries carry the component's.
+        let mut labels = inherited_labels.clone();
+        labels.extend(
+            k.metadata
+                .labels
+                .iter()
+                .filter(|(key, _)| key.starts_with("hostk8s."))
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
         self.report_untranslatable(&doc.file, &name, &k.spec);
         if k.spec.source_ref.kind != "GitRepository" {
             self.problems.push(Problem::new(
@@ -134,7 +146,7 @@ impl Flattener<'_> {
         let role = inherited_role.unwrap_or_else(|| role_of(&k, &repo_path));
         let children = self.nested_kustomizations(&host_dir)?;
         if !children.is_empty() && depth < MAX_NESTING {
-            return self.flatten(doc, k, children, role, depth);
+            return self.flatten(doc, k, children, role, &labels, depth);
         }
         if !children.is_empty() {
             self.problems.push(Problem::new(
@@ -163,6 +175,7 @@ impl Flattener<'_> {
             retry_interval: k.spec.retry_interval,
             group: parent.map(str::to_string),
             declared_in: doc.file.clone(),
+            labels,
         });
         Ok(vec![name])
     }
@@ -173,13 +186,14 @@ impl Flattener<'_> {
         k: FluxKustomization,
         children: Vec<Document>,
         role: Role,
+        labels: &BTreeMap<String, String>,
         depth: usize,
     ) -> Result<Vec<String>, StampError> {
         let name = k.metadata.name;
         let first_child = self.entries.len();
         let mut produced = Vec::new();
         for child in &children {
-            produced.extend(self.expand(child, Some(&name), Some(role), depth + 1)?);
+            produced.extend(self.expand(child, Some(&name), Some(role), labels, depth + 1)?);
         }
         let group: Vec<String> = produced.clone();
         let parent_dependencies: Vec<String> =

@@ -62,7 +62,7 @@ pub fn load(dir: &Path, file: Option<&Path>) -> Result<Option<Draft>, StampError
         entries: Vec::new(),
     };
     for k in kustomizations {
-        flattener.expand(k, None, None, 0)?;
+        flattener.expand(k, None, None, &Default::default(), 0)?;
     }
     let Flattener {
         replaced,

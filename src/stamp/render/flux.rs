@@ -344,7 +344,7 @@ fn entry_kustomization(stamp: &Stamp, entry: &Entry, opts: &RenderOptions) -> Va
     to_value(&Object {
         api_version: "kustomize.toolkit.fluxcd.io/v1",
         kind: "Kustomization",
-        metadata: ObjectMeta::for_entry(&entry.name, NAMESPACE, &stamp.name, entry.role),
+        metadata: ObjectMeta::for_entry(&entry.name, NAMESPACE, &stamp.name, entry),
         spec: KustomizationSpec {
             interval: entry.interval.clone().unwrap_or_else(|| "10m".to_string()),
             retry_interval: Some(retry_interval_of(entry)),
@@ -412,12 +412,7 @@ fn health_kustomization(stamp: &Stamp, entry: &Entry, opts: &RenderOptions) -> V
     to_value(&Object {
         api_version: "kustomize.toolkit.fluxcd.io/v1",
         kind: "Kustomization",
-        metadata: ObjectMeta::for_entry(
-            &health_name(&entry.name),
-            NAMESPACE,
-            &stamp.name,
-            entry.role,
-        ),
+        metadata: ObjectMeta::for_entry(&health_name(&entry.name), NAMESPACE, &stamp.name, entry),
         spec: KustomizationSpec {
             interval: entry.interval.clone().unwrap_or_else(|| "10m".to_string()),
             retry_interval: Some(retry_interval_of(entry)),
@@ -448,7 +443,7 @@ fn helm_objects(
     let repository = to_value(&Object {
         api_version: "source.toolkit.fluxcd.io/v1",
         kind: "HelmRepository",
-        metadata: ObjectMeta::for_entry(&entry.name, NAMESPACE, &stamp.name, entry.role),
+        metadata: ObjectMeta::for_entry(&entry.name, NAMESPACE, &stamp.name, entry),
         spec: HelmRepositorySpec {
             interval: "1h",
             url: chart.repo.clone(),
@@ -477,7 +472,7 @@ fn helm_objects(
     let release = to_value(&Object {
         api_version: "helm.toolkit.fluxcd.io/v2",
         kind: "HelmRelease",
-        metadata: ObjectMeta::for_entry(&entry.name, NAMESPACE, &stamp.name, entry.role),
+        metadata: ObjectMeta::for_entry(&entry.name, NAMESPACE, &stamp.name, entry),
         spec: HelmReleaseSpec {
             interval: "10m",
             release_name: chart

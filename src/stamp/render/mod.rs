@@ -304,8 +304,10 @@ impl ObjectMeta {
     }
 
     /// Labels that let `env status` and `env restart` find what belongs to a stamp.
-    pub fn for_entry(name: &str, namespace: &str, stamp: &str, role: Role) -> Self {
+    pub fn for_entry(name: &str, namespace: &str, stamp: &str, entry: &super::Entry) -> Self {
+        let role = entry.role;
         let mut meta = ObjectMeta::new(name, namespace);
+        meta.labels.extend(entry.labels.clone());
         meta.labels
             .insert("dev.kindling.stamp".into(), stamp.into());
         let role = match role {

@@ -276,7 +276,7 @@ fn child_application(
     mut sources: Vec<ApplicationSource>,
     namespace: Option<String>,
 ) -> Value {
-    let mut metadata = ObjectMeta::for_entry(&entry.name, NAMESPACE, &stamp.name, entry.role);
+    let mut metadata = ObjectMeta::for_entry(&entry.name, NAMESPACE, &stamp.name, entry);
     metadata
         .annotations
         .insert("argocd.argoproj.io/sync-wave".into(), wave.to_string());
