@@ -1021,8 +1021,7 @@ pub async fn load(
             ));
             continue;
         };
-        let expected = pinned.checksums.iter().find(|(p, _)| *p == tool.platform);
-        if expected.is_none_or(|(_, sum)| *sum != tool.sha256) {
+        if pinned.pinned_sum(&tool.platform).as_deref() != Some(tool.sha256.as_str()) {
             return Err(BundleError::Damaged {
                 path: file.to_path_buf(),
                 reason: format!(

@@ -20,6 +20,16 @@ pub struct PinnedTool {
     pub checksums: Vec<(String, String)>,
 }
 
+impl PinnedTool {
+    /// The pinned sha256 of the binary for `platform` (`linux-amd64`).
+    pub fn pinned_sum(&self, platform: &str) -> Option<String> {
+        self.checksums
+            .iter()
+            .find(|(p, _)| p == platform)
+            .map(|(_, sum)| sum.clone())
+    }
+}
+
 impl From<crate::pins::Pin> for PinnedTool {
     fn from(pin: crate::pins::Pin) -> Self {
         PinnedTool {
@@ -198,12 +208,7 @@ pub fn resolve_pinned(
     data_dir: &Path,
     platform: &str,
 ) -> Result<ResolvedTool, ClusterError> {
-    let expected = tool
-        .checksums
-        .iter()
-        .find(|(p, _)| p == platform)
-        .map(|(_, sum)| sum.clone())
-        .ok_or_else(|| {
+    let expected = tool.pinned_sum(platform).ok_or_else(|| {
             ClusterError::Tool(format!(
                 "{} is not on PATH and kindling pins no {} {} binary for {platform}\nhelp: install {} yourself (see its documentation) and run again",
                 tool.name, tool.name, tool.version, tool.name
@@ -272,20 +277,15 @@ pub fn pinned_binary(
         let path = resolve_pinned(tool, data_dir, platform)?.path;
         return std::fs::read(&path).map_err(|source| ClusterError::Io { path, source });
     }
-    let expected = tool
-        .checksums
-        .iter()
-        .find(|(p, _)| p == platform)
-        .map(|(_, sum)| sum.clone())
-        .ok_or_else(|| {
-            let known: Vec<&str> = tool.checksums.iter().map(|(p, _)| p.as_str()).collect();
-            ClusterError::Tool(format!(
-                "kindling pins no {} {} binary for {platform}\nhelp: one of {}",
-                tool.name,
-                tool.version,
-                known.join(", ")
-            ))
-        })?;
+    let expected = tool.pinned_sum(platform).ok_or_else(|| {
+        let known: Vec<&str> = tool.checksums.iter().map(|(p, _)| p.as_str()).collect();
+        ClusterError::Tool(format!(
+            "kindling pins no {} {} binary for {platform}\nhelp: one of {}",
+            tool.name,
+            tool.version,
+            known.join(", ")
+        ))
+    })?;
     download_verified(tool, platform, &expected)
 }
 

@@ -38,13 +38,7 @@ pub async fn approve(
     }
     let stamp = stamp_of(&state)?;
     let gitea = gitea_of(&state)?;
-    let rendered = push::render(
-        &stamp,
-        state.engine,
-        &gitea,
-        !state.extra_ca.is_empty(),
-        &settings.data_dir,
-    )?;
+    let rendered = push::render_for_env(&stamp, &state, &gitea, &settings.data_dir)?;
     let extra_ca = state.extra_ca(&env_dir)?;
     let objects = bootstrap::objects(
         state.engine,

@@ -62,13 +62,7 @@ pub async fn restart(
     // offline now, before the new stamp needs them.
     give_bundle_images(settings, &state, progress).await?;
     let gitea = gitea_of(&state)?;
-    let rendered = push::render(
-        &stamp,
-        state.engine,
-        &gitea,
-        !state.extra_ca.is_empty(),
-        &settings.data_dir,
-    )?;
+    let rendered = push::render_for_env(&stamp, &state, &gitea, &settings.data_dir)?;
     let t = Instant::now();
     progress.start("push", &stamp.name);
     let commit = push::push(&stamp, &rendered, &gitea).await?;

@@ -80,13 +80,7 @@ async fn set(
         Engine::Argo if suspend => argo_suspend_requests(&stamp),
         Engine::Argo => {
             let gitea = gitea_of(&state)?;
-            let rendered = push::render(
-                &stamp,
-                state.engine,
-                &gitea,
-                !state.extra_ca.is_empty(),
-                &settings.data_dir,
-            )?;
+            let rendered = push::render_for_env(&stamp, &state, &gitea, &settings.data_dir)?;
             argo_resume_requests(&stamp, rendered.documents())
         }
     };

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::follow::follow;
 use super::open::{gitea_of, live_kube_of, load_locked, stamp_of};
-use super::steps::push::{push, render, short};
+use super::steps::push::{push, render_for_env, short};
 use super::{EnvError, Settings};
 use crate::engine::{self, EngineStatus};
 use crate::ui::Progress;
@@ -35,13 +35,7 @@ pub async fn sync(
     let (_lock, mut state) = load_locked(settings, name, "env sync")?;
     let stamp = stamp_of(&state)?;
     let gitea = gitea_of(&state)?;
-    let rendered = render(
-        &stamp,
-        state.engine,
-        &gitea,
-        !state.extra_ca.is_empty(),
-        &settings.data_dir,
-    )?;
+    let rendered = render_for_env(&stamp, &state, &gitea, &settings.data_dir)?;
     progress.start("push", &format!("{}", stamp.repo_root.display()));
     let t = Instant::now();
     let commit = push(&stamp, &rendered, &gitea).await?;

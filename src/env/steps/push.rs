@@ -86,6 +86,23 @@ pub fn render(
     )?)
 }
 
+/// The stamp rendered for the env `state` records (its engine, its Gitea, its network
+/// roots), as `env sync`, `restart`, `approve` and `resume` push or apply it.
+pub fn render_for_env(
+    stamp: &Stamp,
+    state: &crate::env::state::EnvState,
+    gitea: &GiteaState,
+    data_dir: &Path,
+) -> Result<Rendered, EnvError> {
+    render(
+        stamp,
+        state.engine,
+        gitea,
+        !state.extra_ca.is_empty(),
+        data_dir,
+    )
+}
+
 /// Pushes the source snapshot with the rendered bundle; returns the commit.
 pub async fn push(
     stamp: &Stamp,
