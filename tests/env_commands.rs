@@ -2111,6 +2111,26 @@ mod env {
         assert!(listed.contains("hello.txt"), "{listed}");
         assert!(!listed.contains("secret.txt"), "{listed}");
 
+        // A relative DIR (from the working directory, the source tree here) whose own
+        // subdirectory has the same name: `.dockerignore` patterns are from the context root.
+        let site = h.path("source/mysite");
+        std::fs::create_dir_all(site.join("mysite")).unwrap();
+        std::fs::write(
+            site.join("Dockerfile"),
+            format!("FROM {}\nCOPY . /ctx/\n", super::common::TEST_IMAGE),
+        )
+        .unwrap();
+        std::fs::write(site.join("mysite/secrets.env"), "KEY=1").unwrap();
+        std::fs::write(site.join("mysite/settings.py"), "x = 1").unwrap();
+        std::fs::write(site.join(".dockerignore"), "mysite/secrets.env\n").unwrap();
+        let relative = h.json(&["env", "build", &env, "mysite", "--name", "rel"]);
+        let rel_image = relative["build"]["image"].as_str().unwrap().to_string();
+        let listed = docker_cli(&["run", "--rm", &rel_image, "ls", "/ctx/mysite"]);
+        let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+        assert!(listed.contains("settings.py"), "{listed}");
+        assert!(!listed.contains("secrets.env"), "{listed}");
+        let _ = docker_cli(&["rmi", &rel_image]);
+
         // A failing instruction is named.
         std::fs::write(
             app.join("Dockerfile"),
@@ -2213,6 +2233,17 @@ mod env {
             assert!(
                 String::from_utf8_lossy(&refused.stderr).contains("is suspended"),
                 "{refused:?}"
+            );
+            // A rerun of create would bootstrap and reconcile again: refused too.
+            let rerun = h
+                .create_command(&env, &h.path("profile.yaml"), &["--engine", engine], &[])
+                .output()
+                .unwrap();
+            assert!(!rerun.status.success());
+            assert!(
+                String::from_utf8_lossy(&rerun.stdout).contains("is suspended")
+                    || String::from_utf8_lossy(&rerun.stderr).contains("is suspended"),
+                "{rerun:?}"
             );
 
             // An edit pushed while suspended is not applied.

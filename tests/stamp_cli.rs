@@ -107,7 +107,8 @@ mod stamp {
             .args([
                 "stamp",
                 "validate",
-                "foundation/../../x",
+                // It exists (software/stacks/sample): only the check refuses it.
+                "foundation/../sample",
                 "--source",
                 source,
             ])

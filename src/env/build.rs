@@ -159,7 +159,10 @@ pub fn context_archive(dir: &Path) -> Result<(Vec<u8>, usize), EnvError> {
     let io = |path: &Path, e: std::io::Error| {
         EnvError::BadInput(format!("build context {}: {e}", path.display()))
     };
-    let ignore = dockerignore(dir)?;
+    // Absolute: the matcher strips its root from paths that begin with it, and a relative
+    // root (`mysite`) would strip it from the context's own `mysite/…` entries.
+    let dir = &std::fs::canonicalize(dir).map_err(|e| io(dir, e))?;
+    let (ignore, reincludes) = dockerignore(dir)?;
     let mut paths: Vec<PathBuf> = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(current) = stack.pop() {
@@ -170,18 +173,27 @@ pub fn context_archive(dir: &Path) -> Result<(Vec<u8>, usize), EnvError> {
             let kind = entry.file_type().map_err(|e| io(&path, e))?;
             let always =
                 relative == Path::new("Dockerfile") || relative == Path::new(".dockerignore");
+            if kind.is_dir() {
+                // Docker walks into an excluded directory when a `!` pattern may re-include
+                // something below it (moby/go-archive TarWithOptions).
+                if reincludes || !ignore.matched(&relative, true).is_ignore() {
+                    stack.push(path);
+                }
+                continue;
+            }
+            // Sockets, pipes and devices are not sent (Docker skips them too).
+            if !(kind.is_file() || kind.is_symlink()) {
+                continue;
+            }
+            // The file's own match first (a `!` re-include), then its directories'.
             if !always
                 && ignore
-                    .matched_path_or_any_parents(&relative, kind.is_dir())
+                    .matched_path_or_any_parents(&relative, false)
                     .is_ignore()
             {
                 continue;
             }
-            if kind.is_dir() {
-                stack.push(path);
-            } else {
-                paths.push(relative);
-            }
+            paths.push(relative);
         }
     }
     paths.sort();
@@ -195,8 +207,8 @@ pub fn context_archive(dir: &Path) -> Result<(Vec<u8>, usize), EnvError> {
     Ok((bytes, paths.len()))
 }
 
-/// `.dockerignore`'s patterns, anchored at the context root.
-fn dockerignore(dir: &Path) -> Result<ignore::gitignore::Gitignore, EnvError> {
+/// `.dockerignore`'s patterns, anchored at the context root; and whether any re-includes.
+fn dockerignore(dir: &Path) -> Result<(ignore::gitignore::Gitignore, bool), EnvError> {
     let file = dir.join(".dockerignore");
     let mut builder = ignore::gitignore::GitignoreBuilder::new(dir);
     let text = match std::fs::read_to_string(&file) {
@@ -221,9 +233,11 @@ fn dockerignore(dir: &Path) -> Result<ignore::gitignore::Gitignore, EnvError> {
             .add_line(None, &format!("{negated}/{pattern}"))
             .map_err(|e| EnvError::BadInput(format!("{}: {line}: {e}", file.display())))?;
     }
-    builder
+    let matcher = builder
         .build()
-        .map_err(|e| EnvError::BadInput(format!("{}: {e}", file.display())))
+        .map_err(|e| EnvError::BadInput(format!("{}: {e}", file.display())))?;
+    let reincludes = matcher.num_whitelists() > 0;
+    Ok((matcher, reincludes))
 }
 
 #[cfg(test)]
@@ -290,5 +304,17 @@ mod tests {
             ]
         );
         assert_eq!(count, names.len());
+
+        // The allowlist form: everything out, one file back in.
+        std::fs::write(dir.path().join(".dockerignore"), "*\n!app/main.go\n").unwrap();
+        let (bytes, _) = context_archive(dir.path()).unwrap();
+        let mut archive = tar::Archive::new(bytes.as_slice());
+        let mut names: Vec<String> = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, [".dockerignore", "Dockerfile", "app/main.go"]);
     }
 }

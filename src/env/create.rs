@@ -75,6 +75,13 @@ pub async fn create(
     let existing = EnvState::load(&env_dir)?;
     if let Some(s) = &existing {
         same_env(s, opts, &stamp.name)?;
+        // A rerun would bootstrap and reconcile, undoing the suspension half-way.
+        if s.suspended {
+            return Err(EnvError::Preflight(format!(
+                "env {} is suspended; `kindling env resume {}` first",
+                opts.name, opts.name
+            )));
+        }
     }
     let extra_ca = ExtraCa::load(&opts.extra_ca)?;
     let extra_ca_wanted = extra_ca

@@ -177,7 +177,8 @@ pub async fn start(
     if let Some(what) = &route_repaired {
         progress.info(what);
     }
-    if state.is_done("bootstrap") && !state.hold {
+    // A held or suspended env stays so: a reconcile request would sync Argo CD's root.
+    if state.is_done("bootstrap") && !state.hold && !state.suspended {
         let stamp = stamp_of(&state)?;
         crate::engine::request_reconcile(
             &kube,

@@ -94,6 +94,12 @@ async fn set(
         if suspend { "suspend" } else { "resume" },
         state.engine.name(),
     );
+    // Recorded before the patches on suspend (a failure half-way leaves an env that sync and
+    // restart treat as suspended; suspend or resume again repairs it), after them on resume.
+    if suspend {
+        state.suspended = true;
+        state.save(&env_dir)?;
+    }
     let mut patched = Vec::new();
     for r in &requests {
         // Children appear only once the root applied them.

@@ -87,9 +87,16 @@ pub fn stamp_names(source_root: &Path) -> Vec<String> {
 
 /// A directory that holds a stamp or a stack (its definition file, or a kustomization).
 fn is_marked(dir: &Path) -> bool {
-    ["stamp.yaml", "stack.yaml", "kustomization.yaml"]
-        .iter()
-        .any(|m| dir.join(m).is_file())
+    // The files the loaders recognise a stamp or stack by (kustomize's three names).
+    [
+        "stamp.yaml",
+        "stack.yaml",
+        "kustomization.yaml",
+        "kustomization.yml",
+        "Kustomization",
+    ]
+    .iter()
+    .any(|m| dir.join(m).is_file())
 }
 
 /// How deep a stamp may be nested below a stamp directory (`foundation/postgres` is 2).
