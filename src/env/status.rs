@@ -59,6 +59,9 @@ pub struct StatusReport {
     pub failing_pods: Vec<FailingPod>,
 }
 
+/// How long `env status` waits for the pod list.
+const POD_LIST_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A pod that cannot run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FailingPod {
@@ -224,8 +227,12 @@ pub async fn status(
             .map_err(EnvError::from),
     };
     // What cannot run says why, whatever the engine reports (a pod may crash in a ready
-    // release); a cluster that cannot list pods just shows none.
-    if let Ok(pods) = kube.list("v1", "Pod", None).await {
+    // release); a cluster that cannot list pods, or not quickly, just shows none. Not after a
+    // timed-out wait: the API may be the thing that hangs.
+    if !matches!(result, Err(EnvError::TimedOut { .. }))
+        && let Ok(Ok(pods)) =
+            tokio::time::timeout(POD_LIST_TIMEOUT, kube.list("v1", "Pod", None)).await
+    {
         report.failing_pods = failing_pods(&pods);
     }
     match result {
