@@ -104,6 +104,24 @@ impl E2e {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// `env create` of the sample stamp with this run's provider and engine, waiting.
+    fn create_args(&self) -> Vec<&str> {
+        vec![
+            "env",
+            "create",
+            &self.env,
+            "--stamp",
+            "sample",
+            "--provider",
+            &self.provider,
+            "--engine",
+            &self.engine,
+            "--wait",
+            "--timeout",
+            "15m",
+        ]
+    }
+
     /// `kubectl get ARGS -o json` through the env's kubeconfig.
     fn kubectl_json(&self, args: &[&str]) -> Value {
         let kubeconfig = self.data.join("envs").join(&self.env).join("kubeconfig");
@@ -223,20 +241,7 @@ fn e2e_sample_stamp_full_loop() {
     let env = e2e.env.clone();
 
     let started = Instant::now();
-    let created = e2e.json(&[
-        "env",
-        "create",
-        &env,
-        "--stamp",
-        "sample",
-        "--provider",
-        &e2e.provider,
-        "--engine",
-        &e2e.engine,
-        "--wait",
-        "--timeout",
-        "15m",
-    ]);
+    let created = e2e.json(&e2e.create_args());
     eprintln!("create took {:.0}s", started.elapsed().as_secs_f64());
     assert_eq!(
         created["env"]["status"]["entries"]
@@ -451,20 +456,7 @@ fn e2e_offline_create_after_a_bundle_load() {
         _dir: dir,
     };
     let env = e2e.env.clone();
-    let create = [
-        "env",
-        "create",
-        &env,
-        "--stamp",
-        "sample",
-        "--provider",
-        &e2e.provider,
-        "--engine",
-        &e2e.engine,
-        "--wait",
-        "--timeout",
-        "15m",
-    ];
+    let create = e2e.create_args();
     e2e.json(&create);
     let saved = e2e.json(&["bundle", "save", &file, "--env", &env]);
     let record = &saved["bundle"]["record"];

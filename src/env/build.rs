@@ -259,6 +259,18 @@ mod tests {
         assert!(!valid_tag("a:b"));
     }
 
+    /// The names in a context archive, sorted.
+    fn names_in(bytes: &[u8]) -> Vec<String> {
+        let mut archive = tar::Archive::new(bytes);
+        let mut names: Vec<String> = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
     #[test]
     fn build_context_honours_dockerignore_but_keeps_the_dockerfile() {
         let dir = tempfile::tempdir().unwrap();
@@ -285,13 +297,7 @@ mod tests {
         )
         .unwrap();
         let (bytes, count) = context_archive(dir.path()).unwrap();
-        let mut archive = tar::Archive::new(bytes.as_slice());
-        let mut names: Vec<String> = archive
-            .entries()
-            .unwrap()
-            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
+        let names = names_in(&bytes);
         assert_eq!(
             names,
             [
@@ -308,13 +314,9 @@ mod tests {
         // The allowlist form: everything out, one file back in.
         std::fs::write(dir.path().join(".dockerignore"), "*\n!app/main.go\n").unwrap();
         let (bytes, _) = context_archive(dir.path()).unwrap();
-        let mut archive = tar::Archive::new(bytes.as_slice());
-        let mut names: Vec<String> = archive
-            .entries()
-            .unwrap()
-            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        assert_eq!(names, [".dockerignore", "Dockerfile", "app/main.go"]);
+        assert_eq!(
+            names_in(&bytes),
+            [".dockerignore", "Dockerfile", "app/main.go"]
+        );
     }
 }
