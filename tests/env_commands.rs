@@ -2356,4 +2356,85 @@ mod env {
         );
         delete_clean(&h, &env);
     }
+
+    /// `env suspend` on Argo CD while the root's sync is still running: the sync is ended as
+    /// `argocd app terminate-op` ends it (phase Terminating; the controller leaves it Failed,
+    /// "Operation terminated"), so it cannot go on to re-apply the entries' Applications with
+    /// automated sync. Resume then brings the pushed edit.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_suspend_ends_a_running_argo_root_sync() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::with_engine("argo");
+        let env = unique("term");
+        ok(&h
+            .create_command(
+                &env,
+                &h.path("profile.yaml"),
+                &["--wait", "--timeout", "60s", "--engine", "argo"],
+                &[],
+            )
+            .output()
+            .unwrap());
+        let marker = format!("terminated edit {}", unique("m"));
+        let index = h.path("source/stamps/sample/applications/website/index.html");
+        let html = std::fs::read_to_string(&index).unwrap();
+        std::fs::write(&index, html.replace("</body>", &format!("{marker}</body>"))).unwrap();
+        // The api's Deployment takes a while (engine time) to be ready after this commit, so
+        // the root's sync, waiting on the api's Application, is still running at suspend.
+        let deployment = h.path("source/stamps/sample/applications/api/deployment.yaml");
+        let text = std::fs::read_to_string(&deployment).unwrap();
+        std::fs::write(
+            &deployment,
+            text.replacen(
+                "metadata:\n",
+                &format!(
+                    "metadata:\n  annotations:\n    {}: InProgressFor=3000s\n",
+                    super::common::fake_cluster::HEALTH_ANNOTATION
+                ),
+                1,
+            ),
+        )
+        .unwrap();
+        ok(&h.run(&["env", "sync", &env, "--no-wait", "--output", "json"], &[]));
+        let root_phase = || {
+            h.api
+                .object("Application", "kindling-sample")
+                .map(|a| a["status"]["operationState"].clone())
+                .unwrap_or_default()
+        };
+        wait_until(
+            "the root syncs the new commit",
+            Duration::from_secs(20),
+            || root_phase()["phase"] == "Running",
+        );
+        let suspended = h.json(&["env", "suspend", &env]);
+        let patched = suspended["suspend"]["patched"].to_string();
+        assert!(
+            patched.contains("Application kindling-sample (running sync terminated)"),
+            "{suspended}"
+        );
+        wait_until("the root's sync ends", Duration::from_secs(20), || {
+            root_phase()["phase"] == "Failed"
+        });
+        assert_eq!(root_phase()["message"], "Operation terminated");
+        std::thread::sleep(Duration::from_millis(2500));
+        for app in h.api.objects_of("Application") {
+            assert!(app["spec"]["syncPolicy"]["automated"].is_null(), "{app}");
+        }
+        ok(&h.run(&["env", "resume", &env, "--output", "json"], &[]));
+        wait_until(
+            "the edit arrives after resume",
+            Duration::from_secs(40),
+            || {
+                h.api.objects_of("ConfigMap").iter().any(|c| {
+                    c["data"]["index.html"]
+                        .as_str()
+                        .is_some_and(|t| t.contains(&marker))
+                })
+            },
+        );
+        delete_clean(&h, &env);
+    }
 }

@@ -119,6 +119,13 @@ async fn set(
         )
         .await?;
         patched.push(format!("{} {}", r.kind, r.name));
+        if suspend
+            && state.engine == Engine::Argo
+            && r.name == argo::root_name(&stamp)
+            && terminate_running_sync(&kube, &r.name).await?
+        {
+            patched.push(format!("Application {} (running sync terminated)", r.name));
+        }
     }
     state.suspended = suspend;
     state.save(&env_dir)?;
@@ -137,6 +144,37 @@ async fn set(
         patched,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     })
+}
+
+/// Ends the root's sync if one is running, which would go on applying its later waves (the
+/// entries' Applications with automated sync among them), as `argocd app terminate-op` does:
+/// argo-cd v3.5.1 server/application/application.go TerminateOperation sets the phase to
+/// Terminating and the controller stops the sync. The CRD has no status subresource. Whether
+/// one was running.
+async fn terminate_running_sync(
+    kube: &crate::kube::KubeClient,
+    name: &str,
+) -> Result<bool, EnvError> {
+    let app = kube
+        .get(
+            argo::API_VERSION,
+            "Application",
+            Some(argo::NAMESPACE),
+            name,
+        )
+        .await?;
+    if !app.is_some_and(|a| a["status"]["operationState"]["phase"] == "Running") {
+        return Ok(false);
+    }
+    kube.merge_patch(
+        argo::API_VERSION,
+        "Application",
+        Some(argo::NAMESPACE),
+        name,
+        &json!({"status": {"operationState": {"phase": "Terminating"}}}),
+    )
+    .await?;
+    Ok(true)
 }
 
 /// Every Flux object kindling made for `stamp`, root first, with `spec.suspend` set.

@@ -272,6 +272,16 @@ impl ArgoModel {
         let Some(mut op) = self.apps.get_mut(name).and_then(|a| a.operation.take()) else {
             return;
         };
+        // argo-cd v3.5.1 server/application/application.go TerminateOperation sets the phase
+        // to Terminating; controller/appcontroller.go processRequestedAppOperation resumes
+        // the operation and controller/sync.go calls syncCtx.Terminate(): Failed, "Operation
+        // terminated", no further wave applied.
+        if let Some(i) = Self::index(objects, name)
+            && objects[i].object["status"]["operationState"]["phase"] == "Terminating"
+        {
+            self.finish(objects, name, op, "Failed", "Operation terminated");
+            return;
+        }
         let now = Instant::now();
         if op.next > now {
             self.apps.get_mut(name).unwrap().operation = Some(op);
