@@ -264,20 +264,18 @@ fn held_by_nodes(
         .build()?;
     runtime.block_on(async {
         let docker = kindling::docker::DockerClient::connect().await?;
-        let nodes = kindling::env::power::kubelet_nodes(&docker, state).await?;
         let mut wanted: Vec<WantedImage> = Vec::new();
-        for node in nodes {
-            let listed = docker
-                .exec(&node, &["crictl", "images", "-o", "json"])
-                .await?;
-            if listed.exit_code != 0 {
-                progress.warn(&format!(
-                    "node {node}: `crictl images` failed ({}); its images are left out",
-                    listed.stderr.trim()
-                ));
-                continue;
-            }
-            for image in bundle::node_images(&listed.stdout, state.provider) {
+        for (node, listing) in kindling::env::power::node_image_listings(&docker, state).await? {
+            let listed = match listing {
+                Ok(listed) => listed,
+                Err(why) => {
+                    progress.warn(&format!(
+                        "node {node}: `crictl images` failed ({why}); its images are left out"
+                    ));
+                    continue;
+                }
+            };
+            for image in bundle::node_images(&listed, state.provider) {
                 if !wanted.iter().any(|w| w.reference == image.reference) {
                     progress.detail(&format!("node {node}: {}", image.reference));
                     wanted.push(image);

@@ -57,6 +57,28 @@ pub async fn kubelet_nodes(
         .collect())
 }
 
+/// What the containerd of each of the env's kubelet nodes lists (`crictl images -o json`, the
+/// CRI ListImagesResponse as kubernetes-sigs/cri-tools prints it): the JSON, or why `crictl`
+/// failed there (a node image without it, say).
+pub async fn node_image_listings(
+    docker: &DockerClient,
+    state: &EnvState,
+) -> Result<Vec<(String, Result<String, String>)>, EnvError> {
+    let mut listings = Vec::new();
+    for node in kubelet_nodes(docker, state).await? {
+        let listed = docker
+            .exec(&node, &["crictl", "images", "-o", "json"])
+            .await?;
+        let listing = if listed.exit_code == 0 {
+            Ok(listed.stdout)
+        } else {
+            Err(listed.stderr.trim().to_string())
+        };
+        listings.push((node, listing));
+    }
+    Ok(listings)
+}
+
 /// The env's containers in start order: registry and Gitea first (the nodes pull from one and
 /// the engine clones from the other), then the nodes; and how many of the nodes run a kubelet.
 async fn containers(

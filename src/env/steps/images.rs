@@ -160,27 +160,20 @@ fn wanted(settings: &Settings, caches: bool) -> Result<Vec<NodeImage>, String> {
     Ok(wanted)
 }
 
-/// The images some node lacks, by what each node's containerd lists (`crictl images -o json`,
-/// the CRI ListImagesResponse). A node that cannot say counts as lacking them all.
+/// The images some node lacks, by what each node's containerd lists. A node that cannot say
+/// counts as lacking them all.
 async fn missing_from_nodes(
     docker: &DockerClient,
     state: &EnvState,
     wanted: &[NodeImage],
 ) -> Vec<NodeImage> {
-    let nodes = match crate::env::power::kubelet_nodes(docker, state).await {
-        Ok(nodes) if !nodes.is_empty() => nodes,
+    let listings = match crate::env::power::node_image_listings(docker, state).await {
+        Ok(listings) if !listings.is_empty() => listings,
         _ => return wanted.to_vec(),
     };
     let mut missing: Vec<NodeImage> = Vec::new();
-    for node in nodes {
-        let listed = docker
-            .exec(&node, &["crictl", "images", "-o", "json"])
-            .await
-            .ok()
-            .filter(|o| o.exit_code == 0)
-            .map(|o| o.stdout)
-            .unwrap_or_default();
-        let held = bundle::listed_tags(&listed);
+    for (_, listing) in listings {
+        let held = bundle::listed_tags(&listing.unwrap_or_default());
         for image in wanted {
             let name = bundle::distribution::Reference::parse(&image.name)
                 .map(|r| r.to_string())
