@@ -4,6 +4,7 @@
 //! The binary (`src/main.rs`) is a thin shell over this library. Modules are split by concept;
 //! pure logic (stamps, DAG, rendering) never performs I/O beyond reading the stamp's own files.
 
+pub mod addons;
 pub mod bundle;
 pub mod cluster;
 pub mod docker;

@@ -303,6 +303,19 @@ pub const TRAEFIK_CHART: Pin = Pin {
     integrity: CHART_NO_DIGEST,
 };
 
+/// metrics-server chart 3.13.1 (kubernetes-sigs/metrics-server tag
+/// metrics-server-helm-chart-3.13.1, charts/metrics-server/Chart.yaml, appVersion 0.8.1; the
+/// newest in the repository's gh-pages index.yaml that could be read): the add-on HostK8s turns
+/// on by default (it pins 3.13.0). The chart has no values schema; its values.yaml has `args`
+/// (appended to `defaultArgs`) and `commonLabels`.
+pub const METRICS_SERVER_CHART: Pin = Pin {
+    name: "metrics-server chart",
+    version: "3.13.1",
+    role: "add-on metrics-server (metrics-server v0.8.1)",
+    artifact: "https://kubernetes-sigs.github.io/metrics-server metrics-server",
+    integrity: CHART_NO_DIGEST,
+};
+
 /// The newest tags in docker-library/official-images (`library/postgres`, `library/nginx`) and
 /// stefanprodan/podinfo that could be read.
 pub const POSTGRES_IMAGE: Pin = Pin {
@@ -345,5 +358,6 @@ pub fn all() -> Vec<Pin> {
     pins.extend(NODE_IMAGES.iter().map(|n| n.k3s));
     pins.extend([GITEA, REGISTRY]);
     pins.extend_from_slice(SAMPLE_STAMP);
+    pins.push(METRICS_SERVER_CHART);
     pins
 }

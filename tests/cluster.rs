@@ -261,6 +261,48 @@ mod cluster {
         assert!(errors.is_empty(), "{errors:?}");
     }
 
+    /// The stamp's storage reaches every node read-write at the stamp's path (after the
+    /// roots), in both providers' configs; k3d's schema accepts it.
+    #[test]
+    fn cluster_storage_is_mounted_read_write_into_every_node_of_both_providers() {
+        let storage = vec![kindling::cluster::StorageMount {
+            host_path: "/data/storage/dev/pv/app/db".into(),
+            node_path: "/mnt/pv/app/db".into(),
+        }];
+        let roots = std::path::PathBuf::from("/data/envs/dev/extra-ca.pem");
+        let profile = load_profile(&repo_dir().join("clusters/multi-node.yaml")).unwrap();
+        let mut c = resolve(&profile, "dev", IngressPorts::default(), Some(5001)).unwrap();
+        c.storage = storage.clone();
+        c.extra_ca = Some(roots.clone());
+        let config = render_kind(&c);
+        assert_eq!(check_kind_fields(&config), Vec::<String>::new());
+        for node in config["nodes"].as_array().unwrap() {
+            assert_eq!(
+                node["extraMounts"][1],
+                serde_json::json!({"hostPath": "/data/storage/dev/pv/app/db", "containerPath": "/mnt/pv/app/db", "readOnly": false}),
+                "{node}"
+            );
+        }
+        let mut c = resolve(
+            &default_profile(Provider::K3d),
+            "dev",
+            IngressPorts::default(),
+            None,
+        )
+        .unwrap();
+        c.storage = storage;
+        let config = render_k3d(&c, "dev");
+        assert_eq!(
+            config["volumes"],
+            serde_json::json!([{
+                "volume": "/data/storage/dev/pv/app/db:/mnt/pv/app/db",
+                "nodeFilters": ["server:*", "agent:*"],
+            }])
+        );
+        let errors = k3d_schema_errors(&config);
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+
     /// A profile names its CA files relative to itself; a missing one is a profile problem.
     #[test]
     fn cluster_profile_extra_ca_is_relative_to_the_profile() {

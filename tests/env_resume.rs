@@ -41,6 +41,7 @@ mod env {
             }
             "engine" => has("Deployment", "kustomize-controller"),
             "secrets" => has("Secret", "database-credentials"),
+            "storage" => has("PersistentVolume", "sample-db"),
             "bootstrap" => has("Kustomization", "kindling-sample"),
             "reconcile" => {
                 h.api.requests().iter().any(|r| {
@@ -57,6 +58,13 @@ mod env {
             // made cannot pass for this one's side effects.
             let h = Harness::new();
             let env = unique("f");
+            // The storage step has something to do only for a stamp with storage.
+            if *step == "storage" {
+                let file = h.path("source/stamps/sample/stamp.yaml");
+                let mut text = std::fs::read_to_string(&file).unwrap();
+                text.push_str("  storage:\n    - {name: db, path: /mnt/pv/db, size: 1Gi, accessModes: [ReadWriteOnce], storageClass: db}\n");
+                std::fs::write(&file, text).unwrap();
+            }
             let failed = h.create(&env, &[("KINDLING_FAIL_AT", step)]);
             assert_eq!(
                 failed.status.code(),
@@ -188,7 +196,7 @@ mod env {
         if docker().await.is_none() {
             return;
         }
-        fault_then_rerun(&["secrets", "bootstrap", "reconcile"]);
+        fault_then_rerun(&["secrets", "storage", "bootstrap", "reconcile"]);
     }
 
     #[tokio::test(flavor = "multi_thread")]

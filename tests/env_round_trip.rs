@@ -40,7 +40,7 @@ mod env {
         assert_eq!(steps, kindling::env::steps::names());
         // The order the README documents, literally.
         let readme = std::fs::read_to_string(super::common::repo_dir().join("README.md")).unwrap();
-        let documented = "preflight → ca → (cluster ‖ gitea ‖ registry) → connect → images → push → engine → secrets → bootstrap → reconcile";
+        let documented = "preflight → ca → (cluster ‖ gitea ‖ registry) → connect → images → push → engine → secrets → storage → bootstrap → reconcile";
         assert!(
             readme.contains(documented),
             "the README's step line changed"
@@ -735,14 +735,33 @@ mod env {
             .iter()
             .map(|e| e["name"].as_str().unwrap())
             .collect();
+        // HostK8s' default add-ons first (the profile names none), then the stack.
         assert_eq!(
             entries,
             [
+                "addon-ingress",
+                "addon-metrics-server",
                 "component-certs-manager",
                 "component-certs-ca",
                 "component-certs-issuer",
                 "app-sample"
             ]
+        );
+        assert_eq!(
+            h.state(&env)["addons"],
+            serde_json::json!(["ingress", "metrics-server"])
+        );
+        let ingress = h.api.object("HelmRelease", "addon-ingress").unwrap();
+        assert_eq!(ingress["spec"]["chart"]["spec"]["chart"], "traefik");
+        assert_eq!(ingress["spec"]["values"]["ports"]["web"]["nodePort"], 30080);
+        // The stack's first entry waits for them.
+        let certs = h
+            .api
+            .object("Kustomization", "component-certs-manager")
+            .unwrap();
+        assert_eq!(
+            certs["spec"]["dependsOn"],
+            serde_json::json!([{"name": "addon-ingress"}, {"name": "addon-metrics-server"}])
         );
         // The pushed snapshot holds the stack as it was, plus the rendered bundle.
         let listing = super::common::fake_gitea::git(

@@ -223,6 +223,16 @@ mod pins {
         assert_eq!(chart.chart, "traefik");
         let errors = chart_schema_errors("traefik-chart-values.schema.json", &values);
         assert!(errors.is_empty(), "{errors:#?}");
+
+        // The ingress add-on's values too, with HostK8s' NodePorts where the chart reads them
+        // (traefik-helm-chart v41.3.0 values.yaml `ports.NAME.nodePort`, `service.spec.type`).
+        let addon: serde_json::Value =
+            serde_yaml_ng::from_str(kindling::addons::Addon::Ingress.values_yaml()).unwrap();
+        let errors = chart_schema_errors("traefik-chart-values.schema.json", &addon);
+        assert!(errors.is_empty(), "{errors:#?}");
+        assert_eq!(addon["ports"]["web"]["nodePort"], 30080);
+        assert_eq!(addon["ports"]["websecure"]["nodePort"], 30443);
+        assert_eq!(addon["service"]["spec"]["type"], "NodePort");
     }
 
     #[test]

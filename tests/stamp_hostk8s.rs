@@ -137,6 +137,107 @@ mod stamp {
             SecretValue::Generate(SecretGenerator::new(GeneratorKind::Password, Some(12)))
         );
         assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+        // hostk8s.storage.yaml → storage, with HostK8s' PersistentVolume name and labels
+        // (manage-storage.py create_persistent_volume).
+        assert_eq!(s.storage.len(), 1);
+        let db = &s.storage[0];
+        assert_eq!(db.path, "/mnt/pv/sample-app/voting-db");
+        assert_eq!(db.storage_class, "sample-app-voting-db");
+        assert_eq!((db.owner, db.permissions), ((26, 26), 0o777));
+        assert_eq!(db.volume_name, "hostk8s-sample-app-voting-db-pv");
+        assert_eq!(db.volume_labels["hostk8s.stack"], "sample-app");
+    }
+
+    fn with_storage(name: &str, directories: &str) -> tempfile::TempDir {
+        let dir = scratch(&flux_kustomization("a", "./a", ""));
+        manifest_dir(dir.path(), "a");
+        write(
+            &dir.path().join("software/stacks/edge/hostk8s.storage.yaml"),
+            &format!(
+                "apiVersion: hostk8s.io/v1\nkind: StorageContract\nmetadata: {{name: {name}}}\nspec:\n  directories:\n{directories}"
+            ),
+        );
+        dir
+    }
+
+    /// The StorageClass is one per class name, the PersistentVolume one per directory, and
+    /// both keep the data (Retain), as HostK8s makes them; a directory without owner and
+    /// permissions gets HostK8s' 1000:1000 and 755.
+    #[test]
+    fn stamp_hostk8s_storage_contract_makes_one_class_per_name_and_a_volume_per_directory() {
+        let dir = with_storage(
+            "edge",
+            "    - {name: one, path: /mnt/pv/edge/one, size: 1Gi, accessModes: [ReadWriteOnce], storageClass: shared}\n    - {name: two, path: /mnt/pv/edge/two/, size: 500Mi, accessModes: [ReadWriteMany], storageClass: shared, owner: \"999:999\", permissions: 700}\n",
+        );
+        let s = stamp::load(&dir.path().join("software/stacks/edge"), None).unwrap();
+        assert_eq!(
+            (s.storage[0].owner, s.storage[0].permissions),
+            ((1000, 1000), 0o755)
+        );
+        assert_eq!(
+            (s.storage[1].owner, s.storage[1].permissions),
+            ((999, 999), 0o700)
+        );
+        assert_eq!(s.storage[1].path, "/mnt/pv/edge/two", "trailing / dropped");
+        let objects = kindling::stamp::storage::objects(&s.storage);
+        let kinds: Vec<_> = objects
+            .iter()
+            .map(|o| {
+                format!(
+                    "{}/{}",
+                    o["kind"].as_str().unwrap(),
+                    o["metadata"]["name"].as_str().unwrap()
+                )
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "StorageClass/shared",
+                "PersistentVolume/hostk8s-edge-one-pv",
+                "PersistentVolume/hostk8s-edge-two-pv"
+            ]
+        );
+        assert_eq!(objects[0]["provisioner"], "kubernetes.io/no-provisioner");
+        assert_eq!(objects[0]["reclaimPolicy"], "Retain");
+        let pv = &objects[2]["spec"];
+        assert_eq!(pv["hostPath"]["path"], "/mnt/pv/edge/two");
+        assert_eq!(pv["hostPath"]["type"], "DirectoryOrCreate");
+        assert_eq!(pv["persistentVolumeReclaimPolicy"], "Retain");
+        assert_eq!(pv["capacity"]["storage"], "500Mi");
+        assert_eq!(pv["storageClassName"], "shared");
+    }
+
+    /// What HostK8s refuses (manage-storage.py validate_contract/validate_directory) is
+    /// reported at once, each with the contract's file, field and fix.
+    #[test]
+    fn stamp_hostk8s_storage_contract_problems_name_the_field_and_fix() {
+        let dir = with_storage(
+            "other",
+            concat!(
+                "    - {name: one, path: /var/lib/x, size: 1Gi, accessModes: [ReadWriteOnce], storageClass: c}\n",
+                "    - {name: one, path: /mnt/pv/a/../b, size: lots, accessModes: [WriteSometimes], storageClass: c, owner: postgres, permissions: \"789\"}\n",
+                "    - {name: three, path: /mnt/pv/a, size: 1Gi, accessModes: [ReadWriteOnce], storageClass: c}\n",
+                "    - {name: four, path: /mnt/pv/a/inner, size: 1Gi, accessModes: [], storageClass: c}\n",
+            ),
+        );
+        let text =
+            problems(stamp::load(&dir.path().join("software/stacks/edge"), None).unwrap_err());
+        for wanted in [
+            "hostk8s.storage.yaml: metadata.name: 'other' is not the stack's name",
+            "write metadata.name: edge",
+            "spec.directories[0].path: '/var/lib/x' is not under /mnt/pv/",
+            "spec.directories[1].name: 'one' is declared twice",
+            "spec.directories[1].path: '/mnt/pv/a/../b' has empty, '.' or '..' parts",
+            "spec.directories[1].size: 'lots' is not a Kubernetes quantity",
+            "spec.directories[1].accessModes: 'WriteSometimes' is not a PersistentVolume access mode",
+            "spec.directories[1].owner: 'postgres' is not UID:GID",
+            "spec.directories[1].permissions: '789' is not a 3-digit octal mode",
+            "spec.directories[3].path: '/mnt/pv/a/inner' overlaps '/mnt/pv/a'",
+            "spec.directories[3].accessModes: is empty",
+        ] {
+            assert!(text.contains(wanted), "missing {wanted:?} in:\n{text}");
+        }
     }
 
     #[test]

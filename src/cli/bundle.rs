@@ -165,7 +165,13 @@ pub fn run(command: BundleCommand, output: Output, verbose: u8) -> anyhow::Resul
             // The charts of the stamp named, else of the env's stamp.
             let stamp = match (&stamp, &state) {
                 _ if no_charts => None,
-                (Some(arg), _) => Some(kindling::env::open::load_stamp(arg, &source)?),
+                // A HostK8s stack's default add-ons are charts its env needs too.
+                (Some(arg), _) => {
+                    let stamp = kindling::env::open::load_stamp(arg, &source)?;
+                    let addons = kindling::addons::chosen(None, &stamp);
+                    let declared_in = kindling::addons::declared_in(None);
+                    Some(kindling::addons::with_addons(stamp, &addons, &declared_in)?)
+                }
                 (None, Some(state)) => Some(kindling::env::open::stamp_of(state)?),
                 (None, None) => None,
             };

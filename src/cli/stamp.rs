@@ -172,6 +172,7 @@ fn validate(stamp: &Stamp, engine: Engine, output: Output) -> anyhow::Result<()>
             "applications": applications,
             "waves": waves,
             "secrets": stamp.secrets.len(),
+            "storage": stamp.storage,
         }));
     } else {
         println!(
@@ -183,6 +184,19 @@ fn validate(stamp: &Stamp, engine: Engine, output: Output) -> anyhow::Result<()>
             stamp.secrets.len(),
             plural(stamp.secrets.len()),
         );
+        for d in &stamp.storage {
+            println!(
+                "  storage {}: {} {} at {} (class {}, owner {}:{}, mode {:o})",
+                d.name,
+                d.size,
+                d.access_modes.join(","),
+                d.path,
+                d.storage_class,
+                d.owner.0,
+                d.owner.1,
+                d.permissions
+            );
+        }
         for w in &warnings {
             eprintln!("warning: {}", kindling::ui::printable(w));
         }

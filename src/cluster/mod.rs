@@ -79,6 +79,18 @@ pub struct ResolvedCluster {
     /// into every node; none unless the env has some.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub extra_ca: Option<PathBuf>,
+    /// The stamp's storage directories, each mounted read-write into every node; none unless
+    /// the stamp declares storage (`crate::env::storage`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub storage: Vec<StorageMount>,
+}
+
+/// A host directory and where every node sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageMount {
+    pub host_path: PathBuf,
+    pub node_path: String,
 }
 
 /// kind and k3d both get `kindling-NAME`, so envs never collide with the user's own clusters.
@@ -119,6 +131,7 @@ pub fn resolve(
         switch_context: true,
         proxy: proxy::ProxySettings::default(),
         extra_ca: None,
+        storage: Vec::new(),
     })
 }
 

@@ -66,6 +66,10 @@ pub struct ProfileSpec {
     /// them (`crate::pki::extra_ca`). `--extra-ca` adds more.
     #[serde(default, rename = "extraCA", skip_serializing_if = "Vec::is_empty")]
     pub extra_ca: Vec<std::path::PathBuf>,
+    /// The cluster add-ons (`crate::addons`) by name; without the field, a HostK8s stack gets
+    /// HostK8s' defaults and a kindling stamp none. `[]` turns them all off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addons: Option<Vec<String>>,
 }
 
 fn one() -> u8 {
@@ -129,6 +133,7 @@ pub fn default_profile(provider: Provider) -> ClusterProfile {
             image_caches: true,
             extra_port_mappings: Vec::new(),
             extra_ca: Vec::new(),
+            addons: None,
         },
     }
 }
@@ -211,6 +216,13 @@ pub fn validate_profile(p: &ClusterProfile) -> Vec<ProfileProblem> {
         );
     }
     let s = &p.spec;
+    for name in crate::addons::unknown_names(s.addons.as_deref().unwrap_or_default()) {
+        problem(
+            "spec.addons",
+            format!("'{name}' is not an add-on kindling knows"),
+            format!("use some of {}", crate::addons::known_names()),
+        );
+    }
     if node_image(s.provider, &s.kubernetes_version).is_none() {
         let known: Vec<&str> = NODE_IMAGES.iter().map(|n| n.kubernetes).collect();
         problem(

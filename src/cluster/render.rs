@@ -53,7 +53,7 @@ struct KindNode {
 #[serde(rename_all = "camelCase")]
 struct KindMount {
     host_path: String,
-    container_path: &'static str,
+    container_path: String,
     read_only: bool,
 }
 
@@ -69,16 +69,20 @@ struct KindPortMapping {
 /// kind `Cluster` (kind.x-k8s.io/v1alpha4). Ingress ports land on the first control plane,
 /// which carries `ingress-ready=true` so the ingress controller (Traefik, hostPorts) schedules there.
 pub fn render_kind(c: &ResolvedCluster) -> Value {
-    // The network's root CAs, in every node (each node's containerd pulls for itself).
+    // The network's root CAs, in every node (each node's containerd pulls for itself), and
+    // the stamp's storage, in every node too: a pod on any node finds its volume's data.
     let mounts = || -> Vec<KindMount> {
-        c.extra_ca
-            .iter()
-            .map(|path| KindMount {
-                host_path: path.display().to_string(),
-                container_path: crate::pki::extra_ca::CONTAINER_PATH,
-                read_only: true,
-            })
-            .collect()
+        let roots = c.extra_ca.iter().map(|path| KindMount {
+            host_path: path.display().to_string(),
+            container_path: crate::pki::extra_ca::CONTAINER_PATH.to_string(),
+            read_only: true,
+        });
+        let storage = c.storage.iter().map(|m| KindMount {
+            host_path: m.host_path.display().to_string(),
+            container_path: m.node_path.clone(),
+            read_only: false,
+        });
+        roots.chain(storage).collect()
     };
     let mut nodes = Vec::new();
     for i in 0..c.control_planes {
@@ -293,15 +297,23 @@ pub fn render_k3d(c: &ResolvedCluster, env: &str) -> Value {
                 node_filters: vec!["server:*".to_string(), "agent:*".to_string()],
             })
             .collect(),
+        // Read-write unless `:ro` (k3d-io/k3d v5.9.0 pkg/runtimes/util/volumes.go
+        // ReadVolumeMount: SRC:DEST[:OPT]; a SRC path that does not exist is only warned about,
+        // so kindling makes the storage directories before the cluster).
         volumes: c
             .extra_ca
             .iter()
-            .map(|path| K3dVolume {
-                volume: format!(
-                    "{}:{}:ro",
-                    path.display(),
-                    crate::pki::extra_ca::CONTAINER_PATH
-                ),
+            .map(|path| {
+                let ca = crate::pki::extra_ca::CONTAINER_PATH;
+                format!("{}:{ca}:ro", path.display())
+            })
+            .chain(
+                c.storage
+                    .iter()
+                    .map(|m| format!("{}:{}", m.host_path.display(), m.node_path)),
+            )
+            .map(|volume| K3dVolume {
+                volume,
                 node_filters: vec!["server:*".to_string(), "agent:*".to_string()],
             })
             .collect(),

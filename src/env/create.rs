@@ -66,6 +66,13 @@ pub async fn create(
     super::check_external_gitea(settings)?;
     let env_dir = settings.env_dir(&opts.name);
     let stamp = super::open::load_stamp(&opts.stamp, &opts.source)?;
+    // The add-ons the stack needs from its cluster come first (`crate::addons`).
+    let addons = crate::addons::chosen(opts.profile.spec.addons.as_deref(), &stamp);
+    let stamp = crate::addons::with_addons(
+        stamp,
+        &addons,
+        &crate::addons::declared_in(opts.profile_path.as_deref()),
+    )?;
     // The env's lock before its state (a dry run changes nothing and takes none): the state
     // read next is the one this run acts on, not one another command is changing.
     let lock = match dry_run {
@@ -90,6 +97,14 @@ pub async fn create(
         .unwrap_or_default();
     if let Some(s) = &existing {
         same_extra_ca(s, &extra_ca_wanted)?;
+        let missing = super::storage::missing_mounts(s, &stamp);
+        if (s.cluster_requested || s.cluster.is_some()) && !missing.is_empty() {
+            return Err(super::storage::missing_mounts_error(
+                &opts.name,
+                &stamp.name,
+                &missing,
+            ));
+        }
     }
     // Allocating and recording the ports happen under one machine-wide lock, so envs created
     // side by side never pick the same ones.
@@ -130,6 +145,7 @@ pub async fn create(
         settings
     };
     resolved.extra_ca = extra_ca.as_ref().map(|_| ExtraCa::env_copy(&env_dir));
+    resolved.storage = super::storage::mounts(&settings.data_dir, &opts.name, &stamp);
     if dry_run {
         let plan = super::plan::plan(opts, settings, &stamp, &resolved, ports, steps::names())?;
         return Ok(Outcome::Plan(Box::new(plan)));
@@ -139,6 +155,10 @@ pub async fn create(
     }
     let mut state = existing.unwrap_or_else(|| new_state(opts, &stamp, ports));
     state.extra_ca = extra_ca_wanted;
+    state.addons = addons.iter().map(|a| a.name().to_string()).collect();
+    if !state.cluster_requested && state.cluster.is_none() {
+        state.storage = stamp.storage.iter().map(|d| d.path.clone()).collect();
+    }
     let mut ctx = Ctx::new(opts, settings, progress, &stamp, &resolved, state);
     ctx.interrupted = super::interrupt_flag();
     ctx.save()?;
@@ -204,6 +224,8 @@ fn new_state(opts: &CreateOptions, stamp: &Stamp, ports: Ports) -> EnvState {
         steps: Vec::new(),
         versions: Default::default(),
         extra_ca: Vec::new(),
+        storage: Vec::new(),
+        addons: Vec::new(),
     }
 }
 

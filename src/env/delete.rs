@@ -19,17 +19,29 @@ pub struct DeleteReport {
     pub cluster: Option<String>,
     pub removed: SweepReport,
     pub state_removed: bool,
+    /// The env's storage directories, kept for its next create (`env::storage`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_kept: Option<std::path::PathBuf>,
+    /// The same, removed by `--purge`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_removed: Option<std::path::PathBuf>,
 }
 
 impl DeleteReport {
     pub fn nothing(&self) -> bool {
-        self.cluster.is_none() && self.removed.is_empty() && !self.state_removed
+        self.cluster.is_none()
+            && self.removed.is_empty()
+            && !self.state_removed
+            && self.storage_removed.is_none()
     }
 }
 
+/// `purge`: remove the env's storage directories too; without it they are kept for the next
+/// create of the env.
 pub async fn delete(
     settings: &Settings,
     name: &str,
+    purge: bool,
     progress: &Progress,
 ) -> Result<DeleteReport, EnvError> {
     super::validate_name(name)?;
@@ -52,6 +64,23 @@ pub async fn delete(
         }
     };
     report.removed.containers = clear_the_cluster_network(&docker, name, state.as_ref()).await?;
+    // Purged while the nodes, which may own what is in the directories, are still there.
+    if purge {
+        let node = match &state {
+            Some(s) => super::power::kubelet_nodes(&docker, s)
+                .await?
+                .into_iter()
+                .next(),
+            None => None,
+        };
+        let mounted = state
+            .as_ref()
+            .map(|s| s.storage.clone())
+            .unwrap_or_default();
+        report.storage_removed =
+            super::storage::purge(&docker, &settings.data_dir, name, node.as_deref(), &mounted)
+                .await?;
+    }
     let t = Instant::now();
     let cluster_name = crate::cluster::cluster_name(name);
     progress.start("cluster", &cluster_name);
@@ -96,6 +125,10 @@ pub async fn delete(
         drop(lock);
         std::fs::remove_dir_all(&aside).map_err(state_error(&aside))?;
         report.state_removed = true;
+    }
+    let kept = super::storage::host_root(&settings.data_dir, name);
+    if kept.exists() {
+        report.storage_kept = Some(kept);
     }
     Ok(report)
 }

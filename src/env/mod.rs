@@ -18,6 +18,7 @@ pub(crate) mod route;
 pub mod state;
 pub mod status;
 pub mod steps;
+pub mod storage;
 pub mod suspend;
 pub mod sync;
 pub mod watch;

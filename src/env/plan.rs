@@ -36,6 +36,10 @@ pub struct Plan {
     /// The network's root CAs the nodes, Gitea, caches and chart sources will trust.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub extra_ca: Vec<crate::pki::extra_ca::ExtraRoot>,
+    /// The StorageClasses and PersistentVolumes of the stamp's storage (the host directories
+    /// are `cluster.storage`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub storage: Vec<Value>,
     pub notes: Vec<String>,
 }
 
@@ -140,6 +144,7 @@ pub fn plan(
         bootstrap,
         host_values: host_values(stamp),
         extra_ca: extra_ca.map(|c| c.roots).unwrap_or_default(),
+        storage: crate::stamp::storage::objects(&stamp.storage),
         notes: rendered.notes,
     })
 }

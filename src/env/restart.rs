@@ -38,10 +38,18 @@ pub async fn restart(
     // The stamp to bootstrap, and what its secrets read from this host (consented to, and
     // there), before anything is removed.
     let stamp = match new_stamp {
-        Some(arg) => load_stamp(arg, &state.source)?,
+        Some(arg) => super::open::with_env_addons(load_stamp(arg, &state.source)?, &state)?,
         None => stamp_of(&state)?,
     };
     engine::secrets::check_host_values(&stamp, &settings.allow_secret_from)?;
+    let missing = super::storage::missing_mounts(&state, &stamp);
+    if !missing.is_empty() {
+        return Err(super::storage::missing_mounts_error(
+            name,
+            &stamp.name,
+            &missing,
+        ));
+    }
     let (kube, _) = live_kube_of(&state, progress).await?;
     let t = Instant::now();
     progress.start("remove", &format!("stamp {}", old.name));
@@ -54,7 +62,7 @@ pub async fn restart(
     state.stamp = stamp.name.clone();
     state.stamp_dir = stamp.dir.clone();
     state.source = stamp.repo_root.clone();
-    for step in ["push", "secrets", "bootstrap", "reconcile"] {
+    for step in ["push", "secrets", "storage", "bootstrap", "reconcile"] {
         state.forget(step);
     }
     state.save(&env_dir)?;
@@ -87,6 +95,9 @@ pub async fn restart(
     .await?;
     secrets::warn_if_left_to_stamp(progress, &ca_secret, &applied);
     state.record("secrets", t.elapsed());
+    let t = Instant::now();
+    super::storage::provide(&kube, &state, &stamp, settings.step_timeout, progress).await?;
+    state.record("storage", t.elapsed());
     let t = Instant::now();
     let extra_ca = state.extra_ca(&env_dir)?;
     let objects = bootstrap::objects(

@@ -98,6 +98,13 @@ pub struct EnvState {
     /// (`crate::pki::extra_ca`); their PEM is the env directory's `extra-ca.pem`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_ca: Vec<String>,
+    /// The node paths of the storage the nodes were made with (`crate::env::storage`):
+    /// mounts are fixed when the cluster is made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub storage: Vec<String>,
+    /// The cluster add-ons the env was made with (`crate::addons`), entries of its stamp.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addons: Vec<String>,
 }
 
 impl EnvState {

@@ -52,6 +52,14 @@ pub async fn sync(
     state.commit = Some(commit.clone());
     state.save(&env_dir)?;
     let (kube, _) = live_kube_of(&state, progress).await?;
+    // An edited storage contract: what the nodes mount is provided now; a directory they
+    // were not made with needs a new cluster, which sync does not make.
+    let missing = super::storage::missing_mounts(&state, &stamp);
+    if !missing.is_empty() {
+        progress
+            .warn(&super::storage::missing_mounts_error(name, &stamp.name, &missing).to_string());
+    }
+    super::storage::provide(&kube, &state, &stamp, settings.step_timeout, progress).await?;
     let paused = state.hold || state.suspended;
     let requested = if state.hold {
         progress.info("held: not reconciling until `kindling env approve`");

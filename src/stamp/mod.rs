@@ -12,6 +12,7 @@ mod locate;
 pub mod manifests;
 mod native;
 pub mod render;
+pub mod storage;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ pub use error::{Problem, StampError};
 pub use generator::{GeneratorKind, SecretGenerator};
 pub use graph::Graph;
 pub use locate::{StampListing, list_stamps, locate_stamp};
+pub(crate) use validate::rebuild_graph;
 
 /// A loaded, validated stamp.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +41,8 @@ pub struct Stamp {
     /// Components first, then applications, each in declaration order.
     pub entries: Vec<Entry>,
     pub secrets: Vec<BootstrapSecret>,
+    /// Host directories the nodes mount, offered as PersistentVolumes (`storage`).
+    pub storage: Vec<storage::StorageDir>,
     /// Dependency order and waves, computed when the stamp was validated.
     pub graph: Graph,
     /// What loads but may not do what the stamp's author expects (each with its file, field

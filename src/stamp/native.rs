@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::manifests::read_text;
+use super::storage::{self, StorageDirFile};
 use super::{
     BootstrapSecret, Draft, Entry, GeneratorKind, Graph, HealthCheck, HelmChart, PathSource,
     Problem, Role, SecretGenerator, SecretKey, SecretValue, Source, Stamp, StampError, StampFormat,
@@ -42,6 +43,8 @@ struct Spec {
     applications: Vec<EntryFile>,
     #[serde(default)]
     secrets: Vec<SecretFile>,
+    #[serde(default)]
+    storage: Vec<StorageDirFile>,
 }
 
 #[derive(Deserialize)]
@@ -121,12 +124,12 @@ mod schema {
     use serde::de::DeserializeOwned;
     use serde_yaml_ng::{Mapping, Value};
 
-    use super::{EntryFile, HelmFile, Metadata, Problem, SecretFile};
+    use super::{EntryFile, HelmFile, Metadata, Problem, SecretFile, StorageDirFile};
 
     // The fields of each part, as the structs above declare them (camelCase).
     const TOP: &[&str] = &["apiVersion", "kind", "metadata", "spec"];
     const REQUIRED_TOP: &[&str] = &["apiVersion", "kind", "metadata"];
-    const SPEC: &[&str] = &["ignore", "components", "applications", "secrets"];
+    const SPEC: &[&str] = &["ignore", "components", "applications", "secrets", "storage"];
     const ENTRY: &[&str] = &[
         "name",
         "path",
@@ -318,6 +321,17 @@ mod schema {
                 None => check.part::<Vec<SecretFile>>(secrets.clone(), None, "spec.secrets"),
             }
         }
+        if let Some(storage) = spec.get("storage") {
+            match storage.as_sequence() {
+                Some(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        let at = format!("spec.storage[{i}]");
+                        check.part::<StorageDirFile>(item.clone(), None, &at);
+                    }
+                }
+                None => check.part::<Vec<StorageDirFile>>(storage.clone(), None, "spec.storage"),
+            }
+        }
         check.problems
     }
 }
@@ -411,6 +425,15 @@ pub fn load(file: &Path, dir: &Path, source_root: Option<&Path>) -> Result<Draft
         .into_iter()
         .map(|s| convert_secret(file, s, &mut problems))
         .collect();
+    let storage = storage::check(
+        file,
+        "spec.storage",
+        parsed.spec.storage,
+        storage::Naming::Native {
+            stamp: &parsed.metadata.name,
+        },
+        &mut problems,
+    );
     Ok(Draft {
         stamp: Stamp {
             name: parsed.metadata.name,
@@ -422,6 +445,7 @@ pub fn load(file: &Path, dir: &Path, source_root: Option<&Path>) -> Result<Draft
             ignore: parsed.spec.ignore,
             entries,
             secrets,
+            storage,
             graph: Graph::default(),
             warnings: Vec::new(),
         },

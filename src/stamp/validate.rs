@@ -49,6 +49,20 @@ pub(crate) fn finish(draft: Draft) -> Result<Stamp, StampError> {
     Ok(stamp)
 }
 
+/// Orders the entries again after kindling added its own (`crate::addons`).
+pub(crate) fn rebuild_graph(stamp: &mut Stamp) -> Result<(), StampError> {
+    let mut problems = Vec::new();
+    let graph = check_graph(stamp, &[], &mut problems);
+    if !problems.is_empty() {
+        return Err(StampError::Invalid {
+            stamp: stamp.name.clone(),
+            problems,
+        });
+    }
+    stamp.graph = graph.unwrap_or_default();
+    Ok(())
+}
+
 fn check_names(stamp: &Stamp, problems: &mut Vec<Problem>) {
     let mut seen: HashSet<&str> = HashSet::new();
     for e in &stamp.entries {

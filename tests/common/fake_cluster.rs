@@ -601,8 +601,10 @@ fn admission(
 /// What a chart release creates that health checks look at, per chart kindling's stamps use:
 /// cert-manager v1.21.1 (deploy/charts/cert-manager/templates/_helpers.tpl: `cert-manager`,
 /// `cert-manager-webhook`, `cert-manager-cainjector` for release `cert-manager`), Traefik
-/// 41.3.0 (templates/deployment.yaml named by `fullnameOverride`, plus `extraObjects`).
-/// Unknown charts bring nothing the fake knows of.
+/// 41.3.0 (templates/deployment.yaml named by `fullnameOverride`, plus `extraObjects`),
+/// metrics-server 3.13.1 (kubernetes-sigs/metrics-server tag metrics-server-helm-chart-3.13.1,
+/// charts/metrics-server/templates/_helpers.tpl: the release name when it holds the chart's,
+/// so `metrics-server`). Unknown charts bring nothing the fake knows of.
 pub fn chart_workloads(chart: &str, namespace: &str, values: &Value) -> Vec<Value> {
     let deployment = |name: &str| json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": namespace}, "spec": {"replicas": 1}});
     match chart {
@@ -624,6 +626,7 @@ pub fn chart_workloads(chart: &str, namespace: &str, values: &Value) -> Vec<Valu
             );
             objects
         }
+        "metrics-server" => vec![deployment("metrics-server")],
         _ => Vec::new(),
     }
 }

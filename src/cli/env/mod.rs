@@ -171,6 +171,9 @@ pub enum EnvCommand {
         /// Do not ask before `--all` deletes (it asks only on a terminal).
         #[arg(long, short = 'y')]
         yes: bool,
+        /// Remove the env's storage directories too (kept otherwise, for its next create).
+        #[arg(long)]
+        purge: bool,
     },
     /// Print the path of the environment's kubeconfig.
     Kubeconfig(EnvName),
@@ -383,7 +386,12 @@ async fn run_async(command: EnvCommand, output: Output, verbose: u8) -> anyhow::
             .await?;
             out.print("syncs", &syncs, |_| {});
         }
-        EnvCommand::Delete { env, all, yes } => {
+        EnvCommand::Delete {
+            env,
+            all,
+            yes,
+            purge,
+        } => {
             let names: Vec<String> = if all {
                 let envs = kindling::env::list(&settings).await?;
                 // Only what this data dir made; another's objects go by name only.
@@ -399,7 +407,7 @@ async fn run_async(command: EnvCommand, output: Output, verbose: u8) -> anyhow::
             }
             let mut reports = Vec::new();
             for name in names {
-                let report = kindling::env::delete(&settings, &name, &progress).await?;
+                let report = kindling::env::delete(&settings, &name, purge, &progress).await?;
                 if !out.json {
                     text::deleted(&report);
                 }

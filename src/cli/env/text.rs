@@ -233,6 +233,12 @@ pub fn deleted(report: &DeleteReport) {
     let name = &report.env;
     if report.nothing() {
         println!("env {name}: nothing to delete");
+        if let Some(path) = &report.storage_kept {
+            println!(
+                "  its storage is kept in {}; `kindling env delete {name} --purge` removes it",
+                path.display()
+            );
+        }
         return;
     }
     println!(
@@ -249,6 +255,15 @@ pub fn deleted(report: &DeleteReport) {
         ),
         if report.state_removed { ", state" } else { "" }
     );
+    if let Some(path) = &report.storage_removed {
+        println!("  storage removed: {}", path.display());
+    }
+    if let Some(path) = &report.storage_kept {
+        println!(
+            "  storage kept in {} for the next `env create {name}`; `kindling env delete {name} --purge` removes it",
+            path.display()
+        );
+    }
 }
 
 pub fn list(entries: &[ListEntry]) {

@@ -81,6 +81,7 @@ impl Step for Cluster {
                 )));
             }
             if !exists {
+                crate::env::storage::make_host_dirs(&resolved.storage, &ctx.stamp.storage)?;
                 ctx.save()?;
                 // kind puts the cluster on the env's own network, made (labelled) here first.
                 if resolved.provider == cluster::Provider::Kind {

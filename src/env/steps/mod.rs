@@ -16,6 +16,7 @@ pub mod push;
 pub mod reconcile;
 pub mod registry;
 pub mod secrets;
+pub mod storage;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -44,6 +45,7 @@ pub const ALL: &[&[&dyn Step]] = &[
     &[&push::Push],
     &[&engine::Engine],
     &[&secrets::Secrets],
+    &[&storage::Storage],
     &[&bootstrap::Bootstrap],
     &[&reconcile::Reconcile],
 ];

@@ -24,9 +24,11 @@ use super::{
 
 mod flatten;
 mod secrets;
+mod storage;
 
 use flatten::{Flattener, resolve_dependencies};
 use secrets::load_secret_contract;
+use storage::load_storage_contract;
 
 const FLUX_KUSTOMIZE_GROUP: &str = "kustomize.toolkit.fluxcd.io";
 const FLUX_SOURCE_GROUP: &str = "source.toolkit.fluxcd.io";
@@ -77,6 +79,7 @@ pub fn load(dir: &Path, file: Option<&Path>) -> Result<Option<Draft>, StampError
 
     let mut warnings = Vec::new();
     let secrets = load_secret_contract(dir, &mut problems, &mut warnings)?;
+    let storage = load_storage_contract(dir, &layout.stack_path, &mut problems)?;
     let stamp_file = stack_files[0].clone();
     Ok(Some(Draft {
         stamp: Stamp {
@@ -92,6 +95,7 @@ pub fn load(dir: &Path, file: Option<&Path>) -> Result<Option<Draft>, StampError
             ignore,
             entries,
             secrets,
+            storage,
             graph: Graph::default(),
             warnings,
         },
