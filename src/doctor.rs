@@ -358,7 +358,7 @@ fn charts_lacking(data_dir: &Path, loaded: &crate::bundle::LoadReport) -> Vec<St
         let Ok(Some(state)) = crate::env::state::EnvState::load(&dir) else {
             continue;
         };
-        let Ok(stamp) = crate::env::open::stamp_of(&state) else {
+        let Ok(stamp) = crate::env::open::stamp_of(data_dir, &state) else {
             continue;
         };
         for entry in &stamp.entries {

@@ -316,6 +316,43 @@ pub const METRICS_SERVER_CHART: Pin = Pin {
     integrity: CHART_NO_DIGEST,
 };
 
+/// Gateway API v1.6.1 standard channel (kubernetes-sigs/gateway-api tag v1.6.1: the newest
+/// stable release that could be read; config/crd/standard/ holds its ten CRDs and the
+/// safe-upgrades ValidatingAdmissionPolicy, which hack/build-install-yaml.sh joins into the
+/// release's standard-install.yaml). HostK8s installs v1.3.0 always.
+pub const GATEWAY_API: Pin = Pin {
+    name: "gateway-api",
+    version: "v1.6.1",
+    role: "add-on gateway-api (standard channel CRDs)",
+    artifact: "https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.6.1/standard-install.yaml",
+    integrity: Integrity::Unpinned(
+        "the release publishes no sum; recorded at first download and enforced after, as an unpinned engine manifest is",
+    ),
+};
+
+/// Vault chart v0.34.1 (hashicorp/vault-helm tag v0.34.1, Chart.yaml appVersion 2.0.4; the
+/// newest that could be read; its values.schema.json is in the test fixtures). HostK8s pins
+/// 0.30.1 and runs Vault in dev mode, as kindling does.
+pub const VAULT_CHART: Pin = Pin {
+    name: "vault chart",
+    version: "0.34.1",
+    role: "add-on vault (Vault 2.0.4, dev mode)",
+    artifact: "https://helm.releases.hashicorp.com vault",
+    integrity: CHART_NO_DIGEST,
+};
+
+/// External Secrets Operator chart 2.9.0 (external-secrets/external-secrets tag
+/// helm-chart-2.9.0, deploy/charts/external-secrets/Chart.yaml appVersion v2.9.0; the newest
+/// in its gh-pages index.yaml that could be read; CRDs serve `external-secrets.io/v1`).
+/// HostK8s pins 0.19.2.
+pub const EXTERNAL_SECRETS_CHART: Pin = Pin {
+    name: "external-secrets chart",
+    version: "2.9.0",
+    role: "add-on vault (External Secrets Operator v2.9.0)",
+    artifact: "https://charts.external-secrets.io external-secrets",
+    integrity: CHART_NO_DIGEST,
+};
+
 /// The newest tags in docker-library/official-images (`library/postgres`, `library/nginx`) and
 /// stefanprodan/podinfo that could be read.
 pub const POSTGRES_IMAGE: Pin = Pin {
@@ -359,5 +396,7 @@ pub fn all() -> Vec<Pin> {
     pins.extend([GITEA, REGISTRY]);
     pins.extend_from_slice(SAMPLE_STAMP);
     pins.push(METRICS_SERVER_CHART);
+    pins.push(GATEWAY_API);
+    pins.extend([VAULT_CHART, EXTERNAL_SECRETS_CHART]);
     pins
 }

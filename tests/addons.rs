@@ -11,10 +11,22 @@ mod addons {
 
     use super::common::{SchemaSet, hostk8s_stack, repo_dir};
 
-    fn with_defaults(stack: &str) -> kindling::stamp::Stamp {
+    /// A data dir holding a stand-in for the Gateway API manifest, as `fetch_manifests`
+    /// leaves it.
+    fn data_dir() -> tempfile::TempDir {
+        let data = tempfile::tempdir().unwrap();
+        let dir = Addon::GatewayApi.parts()[0].manifest_dir(data.path());
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("install.yaml"), GATEWAY_CRD).unwrap();
+        data
+    }
+
+    const GATEWAY_CRD: &str = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: gatewayclasses.gateway.networking.k8s.io}\nspec:\n  group: gateway.networking.k8s.io\n  names: {kind: GatewayClass, plural: gatewayclasses, singular: gatewayclass, listKind: GatewayClassList}\n  scope: Cluster\n  versions: [{name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object}}}]\n";
+
+    fn with_defaults(stack: &str, data: &std::path::Path) -> kindling::stamp::Stamp {
         let s = stamp::load(&hostk8s_stack(stack), None).unwrap();
         let chosen = addons::chosen(None, &s);
-        addons::with_addons(s, &chosen, &addons::declared_in(None)).unwrap()
+        addons::with_addons(s, &chosen, &addons::declared_in(None), data).unwrap()
     }
 
     fn rendered(s: &kindling::stamp::Stamp, engine: Engine) -> Vec<Value> {
@@ -33,24 +45,51 @@ mod addons {
             .unwrap_or_else(|| panic!("no {kind} {name}"))
     }
 
-    /// A HostK8s stack gets HostK8s' defaults (ingress, metrics-server) as the first entries;
-    /// every entry that waited for nothing now waits for them, so they are wave 0 alone.
+    /// A HostK8s stack gets HostK8s' defaults (ingress, metrics-server, the Gateway API CRDs)
+    /// as the first entries, and Vault when its components read `vault-backend` (sample-app's
+    /// postgres and redis do); every entry that waited for nothing now waits for them all.
     #[test]
-    fn addons_hostk8s_stack_gets_ingress_and_metrics_server_first() {
-        let s = with_defaults("sample-app");
+    fn addons_hostk8s_stack_gets_hostk8s_defaults_first() {
+        let data = data_dir();
+        let s = with_defaults("sample-app", data.path());
         let names: Vec<&str> = s.entries.iter().map(|e| e.name.as_str()).collect();
-        assert_eq!(&names[..2], ["addon-ingress", "addon-metrics-server"]);
+        let addons = [
+            "addon-ingress",
+            "addon-metrics-server",
+            "addon-gateway-api",
+            "addon-external-secrets",
+            "addon-vault",
+            "addon-vault-backend",
+        ];
+        assert_eq!(&names[..6], addons);
         for (i, e) in s.entries.iter().enumerate() {
-            if i < 2 {
-                assert_eq!(s.wave(i), 0, "{}", e.name);
-            } else {
-                assert!(s.wave(i) > 0, "{} is in wave 0", e.name);
+            match i {
+                0..5 => assert_eq!(s.wave(i), 0, "{}", e.name),
+                // The store waits for ESO (its CRD) and Vault.
+                5 => assert_eq!(s.wave(i), 1, "{}", e.name),
+                _ => assert!(s.wave(i) > 1, "{} is before the add-ons", e.name),
             }
         }
         assert_eq!(
-            s.entry("component-redis").unwrap().depends_on,
-            ["addon-ingress", "addon-metrics-server"]
+            s.entry("addon-vault-backend").unwrap().depends_on,
+            ["addon-external-secrets", "addon-vault"]
         );
+        assert_eq!(s.entry("component-redis").unwrap().depends_on, addons);
+        // The contract goes through Vault; the root token is a bootstrap secret of its own.
+        assert!(
+            s.secrets
+                .iter()
+                .filter(|x| x.name != "vault-token")
+                .all(|x| x.through_vault)
+        );
+        let token = s.secrets.iter().find(|x| x.name == "vault-token").unwrap();
+        assert_eq!(
+            (token.namespace.as_str(), token.through_vault),
+            ("hostk8s", false)
+        );
+        // The sample stack reads no store: no Vault.
+        let sample = with_defaults("sample", data.path());
+        assert!(sample.entry("addon-vault").is_none());
         // Entries that had dependencies keep them only.
         assert_eq!(
             s.entry("sample-app-db").unwrap().depends_on,
@@ -78,7 +117,22 @@ mod addons {
     /// an Application in wave 0. Every object matches the upstream CRD schemas.
     #[test]
     fn addons_render_for_both_engines_and_match_the_crd_schemas() {
-        let s = with_defaults("sample");
+        let data = data_dir();
+        let s = with_defaults("sample", data.path());
+        // The Gateway API manifest is pushed as fetched, where its entry reads it from Git.
+        let pushed = addons::pushed_files(&s).unwrap();
+        assert_eq!(
+            pushed.len(),
+            1,
+            "sample reads no vault-backend: no store manifest"
+        );
+        assert_eq!(
+            pushed,
+            [(
+                ".kindling/addons/gateway-api/install.yaml".to_string(),
+                GATEWAY_CRD.as_bytes().to_vec()
+            )]
+        );
         let schemas = SchemaSet::load();
         let flux = rendered(&s, Engine::Flux);
         let release = find(&flux, "HelmRelease", "addon-ingress");
@@ -101,6 +155,16 @@ mod addons {
         );
         assert_eq!(app["spec"]["destination"]["namespace"], "kube-system");
         assert_eq!(app["spec"]["source"]["chart"], "metrics-server");
+        assert_eq!(
+            find(&flux, "Kustomization", "addon-gateway-api")["spec"]["path"],
+            "./.kindling/addons/gateway-api"
+        );
+        let crds = find(&argo, "Application", "addon-gateway-api");
+        assert_eq!(
+            crds["spec"]["source"]["path"],
+            ".kindling/addons/gateway-api"
+        );
+        assert_eq!(crds["spec"]["source"]["directory"]["recurse"], true);
         for doc in flux.iter().chain(&argo) {
             if doc["apiVersion"] == "kustomize.config.k8s.io/v1beta1" {
                 continue;
@@ -138,9 +202,15 @@ mod addons {
             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: default}\n",
         );
         let s = stamp::load(&dir.path().join("stamps/x"), None).unwrap();
-        let err = addons::with_addons(s, &[Addon::Ingress], &addons::declared_in(None))
-            .unwrap_err()
-            .to_string();
+        let data = data_dir();
+        let err = addons::with_addons(
+            s,
+            &[Addon::Ingress],
+            &addons::declared_in(None),
+            data.path(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("entry 'addon-ingress'") && err.contains("kindling's add-on"),
             "{err}"
@@ -165,6 +235,9 @@ mod addons {
             err.contains("spec.addons: 'ingress-nginx' is not an add-on kindling knows"),
             "{err}"
         );
-        assert!(err.contains("ingress, metrics-server"), "{err}");
+        assert!(
+            err.contains("ingress, metrics-server, gateway-api"),
+            "{err}"
+        );
     }
 }

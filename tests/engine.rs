@@ -421,7 +421,7 @@ mod engine {
 
     fn pinned(url: &str, sha256: Option<String>) -> PinnedManifest {
         PinnedManifest {
-            engine: Engine::Flux,
+            name: Engine::Flux.name(),
             version: "v0.0.0-test".into(),
             url: url.into(),
             sha256,

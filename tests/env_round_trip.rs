@@ -741,6 +741,7 @@ mod env {
             [
                 "addon-ingress",
                 "addon-metrics-server",
+                "addon-gateway-api",
                 "component-certs-manager",
                 "component-certs-ca",
                 "component-certs-issuer",
@@ -749,7 +750,16 @@ mod env {
         );
         assert_eq!(
             h.state(&env)["addons"],
-            serde_json::json!(["ingress", "metrics-server"])
+            serde_json::json!(["ingress", "metrics-server", "gateway-api"])
+        );
+        // The Gateway API CRDs, pushed with the stack and applied by the engine.
+        assert!(
+            h.api
+                .object(
+                    "CustomResourceDefinition",
+                    "gatewayclasses.gateway.networking.k8s.io"
+                )
+                .is_some()
         );
         let ingress = h.api.object("HelmRelease", "addon-ingress").unwrap();
         assert_eq!(ingress["spec"]["chart"]["spec"]["chart"], "traefik");
@@ -761,7 +771,11 @@ mod env {
             .unwrap();
         assert_eq!(
             certs["spec"]["dependsOn"],
-            serde_json::json!([{"name": "addon-ingress"}, {"name": "addon-metrics-server"}])
+            serde_json::json!([
+                {"name": "addon-ingress"},
+                {"name": "addon-metrics-server"},
+                {"name": "addon-gateway-api"}
+            ])
         );
         // The pushed snapshot holds the stack as it was, plus the rendered bundle.
         let listing = super::common::fake_gitea::git(

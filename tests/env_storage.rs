@@ -12,12 +12,32 @@ mod env {
 
     const STORAGE: &str = "  storage:\n    - {name: db, path: /mnt/pv/sample/db, size: 1Gi, accessModes: [ReadWriteOnce], storageClass: sample-db, owner: \"26:26\", permissions: \"700\"}\n";
 
-    /// Adds `storage` to the copy of the sample stamp (its `spec` is the file's last part).
+    /// Adds `storage` to the copy of the sample stamp (its `spec` is the file's last part),
+    /// and a claim of its class to the database component.
     fn with_storage(h: &Harness, stamp: &str, storage: &str) {
         let file = h.path("source/stamps").join(stamp).join("stamp.yaml");
         let mut text = std::fs::read_to_string(&file).unwrap();
         text.push_str(storage);
         std::fs::write(&file, text).unwrap();
+        let component = h
+            .path("source/stamps")
+            .join(stamp)
+            .join("components/database");
+        std::fs::write(
+            component.join("claim.yaml"),
+            "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data-claim, namespace: database}\nspec:\n  storageClassName: sample-db\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 512Mi}}\n",
+        )
+        .unwrap();
+        let kustomization = component.join("kustomization.yaml");
+        let text = std::fs::read_to_string(&kustomization).unwrap();
+        std::fs::write(
+            &kustomization,
+            text.replace(
+                "  - statefulset.yaml\n",
+                "  - statefulset.yaml\n  - claim.yaml\n",
+            ),
+        )
+        .unwrap();
     }
 
     fn in_node(node: &str, script: &str) -> std::process::Output {
@@ -73,6 +93,21 @@ mod env {
             h.state(&env)["storage"],
             serde_json::json!(["/mnt/pv/sample/db"])
         );
+
+        // A claim of the stamp binds to the volume (the fake's PersistentVolume controller
+        // binds as kube-controller-manager does), and `env status` says so.
+        let status = h.json(&["env", "status", &env]);
+        assert_eq!(status["status"]["storage"][0]["phase"], "Bound", "{status}");
+        assert_eq!(
+            status["status"]["storage"][0]["claim"],
+            "database/data-claim"
+        );
+        assert_eq!(
+            status["status"]["storage"][0]["hostPath"],
+            serde_json::json!(host)
+        );
+        let claim = h.api.object("PersistentVolumeClaim", "data-claim").unwrap();
+        assert_eq!(claim["spec"]["volumeName"], "sample-db");
 
         // Written through the node's mount path, the file is in the host directory.
         let wrote = in_node(&node, "echo kept > /mnt/pv/sample/db/data.txt");

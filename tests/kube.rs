@@ -363,4 +363,63 @@ mod kube {
             0
         );
     }
+
+    /// The fake PersistentVolume controller binds as kube-controller-manager does: the
+    /// smallest Available volume of the claim's class whose access modes hold the claim's and
+    /// whose size is enough; a claim nothing fits, or of a WaitForFirstConsumer class, stays
+    /// Pending.
+    #[test]
+    fn kube_fake_volume_controller_binds_the_smallest_fitting_volume() {
+        use super::common::fake_volumes::bind_volumes;
+        use super::common::kube_api::Stored;
+        let pv = |name: &str, class: &str, size: &str, modes: Value| Stored {
+            group_version: "v1".into(),
+            plural: "persistentvolumes".into(),
+            namespace: None,
+            name: name.into(),
+            object: json!({"metadata": {"name": name}, "spec": {"storageClassName": class, "capacity": {"storage": size}, "accessModes": modes}}),
+        };
+        let pvc = |name: &str, class: &str, size: &str| Stored {
+            group_version: "v1".into(),
+            plural: "persistentvolumeclaims".into(),
+            namespace: Some("app".into()),
+            name: name.into(),
+            object: json!({"metadata": {"name": name, "namespace": "app", "uid": format!("uid-{name}")}, "spec": {"storageClassName": class, "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}}),
+        };
+        let mut objects = vec![
+            pv("big", "fast", "10Gi", json!(["ReadWriteOnce"])),
+            pv(
+                "small",
+                "fast",
+                "1Gi",
+                json!(["ReadWriteOnce", "ReadOnlyMany"]),
+            ),
+            pv("too-small", "fast", "100Mi", json!(["ReadWriteOnce"])),
+            pv("other-class", "slow", "1Gi", json!(["ReadWriteOnce"])),
+            pv("read-only", "fast", "2Gi", json!(["ReadOnlyMany"])),
+            pvc("db", "fast", "512Mi"),
+            pvc("huge", "fast", "100Gi"),
+            pvc("lazy", "later", "1Gi"),
+            pv("lazy-pv", "later", "1Gi", json!(["ReadWriteOnce"])),
+            Stored {
+                group_version: "storage.k8s.io/v1".into(),
+                plural: "storageclasses".into(),
+                namespace: None,
+                name: "later".into(),
+                object: json!({"metadata": {"name": "later"}, "volumeBindingMode": "WaitForFirstConsumer"}),
+            },
+        ];
+        bind_volumes(&mut objects);
+        let get = |name: &str| &objects.iter().find(|s| s.name == name).unwrap().object;
+        assert_eq!(get("db")["spec"]["volumeName"], "small");
+        assert_eq!(get("db")["status"]["phase"], "Bound");
+        assert_eq!(get("db")["status"]["capacity"]["storage"], "1Gi");
+        assert_eq!(get("small")["spec"]["claimRef"]["name"], "db");
+        assert_eq!(get("small")["spec"]["claimRef"]["uid"], "uid-db");
+        assert_eq!(get("small")["status"]["phase"], "Bound");
+        assert_eq!(get("big")["status"]["phase"], "Available");
+        assert_eq!(get("huge")["status"]["phase"], "Pending");
+        assert_eq!(get("lazy")["status"]["phase"], "Pending");
+        assert_eq!(get("lazy-pv")["status"]["phase"], "Available");
+    }
 }

@@ -227,12 +227,31 @@ mod pins {
         // The ingress add-on's values too, with HostK8s' NodePorts where the chart reads them
         // (traefik-helm-chart v41.3.0 values.yaml `ports.NAME.nodePort`, `service.spec.type`).
         let addon: serde_json::Value =
-            serde_yaml_ng::from_str(kindling::addons::Addon::Ingress.values_yaml()).unwrap();
+            serde_yaml_ng::from_str(kindling::addons::Addon::Ingress.values_yaml()[0].1).unwrap();
         let errors = chart_schema_errors("traefik-chart-values.schema.json", &addon);
         assert!(errors.is_empty(), "{errors:#?}");
         assert_eq!(addon["ports"]["web"]["nodePort"], 30080);
         assert_eq!(addon["ports"]["websecure"]["nodePort"], 30443);
         assert_eq!(addon["service"]["spec"]["type"], "NodePort");
+
+        // The vault add-on's charts, each against its own schema (vault-helm v0.34.1,
+        // external-secrets helm-chart-2.9.0).
+        for (part, schema) in [
+            ("vault", "vault-chart-values.schema.json"),
+            (
+                "external-secrets",
+                "external-secrets-chart-values.schema.json",
+            ),
+        ] {
+            let (_, text) = kindling::addons::Addon::Vault
+                .values_yaml()
+                .into_iter()
+                .find(|(name, _)| *name == part)
+                .unwrap();
+            let values: serde_json::Value = serde_yaml_ng::from_str(text).unwrap();
+            let errors = chart_schema_errors(schema, &values);
+            assert!(errors.is_empty(), "{part}: {errors:#?}");
+        }
     }
 
     #[test]

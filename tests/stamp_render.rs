@@ -22,6 +22,7 @@ mod stamp {
             bundle_dir: ".kindling".into(),
             chart_ca_secret: None,
             local_charts: Default::default(),
+            extra_files: Vec::new(),
         }
     }
 

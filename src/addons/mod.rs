@@ -1,10 +1,12 @@
 //! Cluster add-ons: what HostK8s stacks take for granted from their cluster (an ingress
-//! controller serving class `nginx`, metrics-server), installed by the env's GitOps engine from
-//! pinned charts as entries of their own, before the stamp's entries.
+//! controller serving class `nginx`, metrics-server, the Gateway API CRDs), installed by the
+//! env's GitOps engine from pinned charts and manifests as entries of their own, before the
+//! stamp's entries.
 //!
 //! A profile lists them (`spec.addons`); without the field a HostK8s stack gets what HostK8s
 //! installs by default (danielscholl-osdu/hostk8s@2add0a5 infra/scripts/cluster-up.py: ingress
-//! and metrics-server unless disabled) and a kindling stamp gets none (it brings its own).
+//! and metrics-server unless disabled, the Gateway API CRDs always) and a kindling stamp gets
+//! none (it brings its own).
 //! The add-ons become ordinary stamp entries (`addon-NAME`), so rendering, status, suspend,
 //! bundles and offline charts treat them as they treat the stamp's own; every entry of the
 //! stamp that depends on nothing depends on them.
@@ -15,7 +17,9 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use crate::pins::Pin;
-use crate::stamp::{Entry, HelmChart, Problem, Role, Source, Stamp, StampError, StampFormat};
+use crate::stamp::{
+    Entry, HelmChart, PathSource, Problem, Role, Source, Stamp, StampError, StampFormat,
+};
 
 /// The label the add-ons' engine objects carry, with the add-on's name.
 pub const ADDON_LABEL: &str = "kindling.dev/addon";
@@ -29,85 +33,129 @@ pub enum Addon {
     Ingress,
     /// metrics-server, for `kubectl top` and HorizontalPodAutoscalers.
     MetricsServer,
+    /// The Gateway API CRDs, standard channel (HostK8s setup-gateway-api.py installs them
+    /// always; its Istio stack needs them).
+    GatewayApi,
+    /// Secrets through Vault, as HostK8s gives them (setup-vault.py, manage-secrets.py): Vault
+    /// in dev mode, the External Secrets Operator, and the ClusterSecretStore `vault-backend`
+    /// its components' ExternalSecrets read; the stack's secret contracts are written into
+    /// Vault (`crate::env::vault`) instead of being made Secrets by kindling.
+    Vault,
 }
 
-pub const ALL: &[Addon] = &[Addon::Ingress, Addon::MetricsServer];
+pub const ALL: &[Addon] = &[
+    Addon::Ingress,
+    Addon::MetricsServer,
+    Addon::GatewayApi,
+    Addon::Vault,
+];
 
-impl Addon {
-    pub fn name(self) -> &'static str {
-        match self {
-            Addon::Ingress => "ingress",
-            Addon::MetricsServer => "metrics-server",
+/// What HostK8s installs unless told otherwise (infra/scripts/cluster-up.py: ingress and
+/// metrics-server unless disabled, the Gateway API CRDs always; Vault only with
+/// VAULT_ENABLED, which kindling turns on for a stack that reads `vault-backend`).
+pub const HOSTK8S_DEFAULTS: &[Addon] = &[Addon::Ingress, Addon::MetricsServer, Addon::GatewayApi];
+
+/// Where an add-on's manifest lands in the pushed tree: the engine reads it from Git.
+const PUSHED_DIR: &str = ".kindling/addons";
+
+/// The namespace of HostK8s' own services (setup-ingress.py, setup-vault.py `hostk8s`).
+pub const HOSTK8S_NAMESPACE: &str = "hostk8s";
+
+/// The Secret that holds Vault's root token, which the ClusterSecretStore authenticates with
+/// (setup-vault.py `vault-token`, key `token`) and the dev server starts with.
+pub const VAULT_TOKEN_SECRET: &str = "vault-token";
+
+/// The ClusterSecretStore HostK8s components name.
+pub const VAULT_STORE: &str = "vault-backend";
+
+/// Vault's Service (the chart's fullname for release `vault`) and port.
+pub const VAULT_SERVICE: &str = "vault";
+pub const VAULT_PORT: u16 = 8200;
+
+/// One entry an add-on brings.
+#[derive(Debug, Clone, Copy)]
+pub struct Part {
+    /// The entry is `addon-NAME`.
+    pub name: &'static str,
+    pub namespace: &'static str,
+    pub source: PartSource,
+    /// Other parts of the same add-on this one waits for (entry names).
+    pub depends_on: &'static [&'static str],
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum PartSource {
+    /// A pinned chart (`HELM-REPO CHART` pin), its release name and values (YAML).
+    Chart {
+        pin: Pin,
+        release: &'static str,
+        values: &'static str,
+    },
+    /// A pinned manifest kindling downloads and pushes.
+    Download(Pin),
+    /// Manifests kindling writes itself and pushes.
+    Generated(fn() -> String),
+}
+
+impl Part {
+    pub fn entry_name(&self) -> String {
+        format!("addon-{}", self.name)
+    }
+
+    /// The install manifest of a part that is one.
+    pub fn manifest(&self) -> Option<crate::engine::manifests::PinnedManifest> {
+        match self.source {
+            PartSource::Download(pin) => Some(crate::engine::manifests::PinnedManifest {
+                name: self.name,
+                version: pin.version.to_string(),
+                url: pin.artifact.to_string(),
+                sha256: pin.sha256().map(str::to_string),
+            }),
+            _ => None,
         }
     }
 
-    pub fn from_name(name: &str) -> Option<Addon> {
-        ALL.iter().copied().find(|a| a.name() == name)
+    /// Where a pushed part's manifest is kept for the env's pushes (`DATA/addons/NAME-VERSION/`).
+    pub fn manifest_dir(&self, data_dir: &Path) -> PathBuf {
+        let version = match self.source {
+            PartSource::Download(pin) => pin.version,
+            _ => env!("CARGO_PKG_VERSION"),
+        };
+        data_dir
+            .join("addons")
+            .join(format!("{}-{version}", self.name))
     }
 
-    /// The stamp entry's name.
-    pub fn entry_name(self) -> String {
-        format!("addon-{}", self.name())
-    }
-
-    pub fn pin(self) -> Pin {
-        match self {
-            Addon::Ingress => crate::pins::TRAEFIK_CHART,
-            Addon::MetricsServer => crate::pins::METRICS_SERVER_CHART,
-        }
-    }
-
-    /// The namespace HostK8s installs it in (setup-ingress.py `hostk8s`, setup-metrics.py
-    /// `kube-system`), so what a stack's docs say about it holds.
-    pub fn namespace(self) -> &'static str {
-        match self {
-            Addon::Ingress => "hostk8s",
-            Addon::MetricsServer => "kube-system",
-        }
-    }
-
-    fn release_name(self) -> &'static str {
-        match self {
-            Addon::Ingress => "traefik",
-            Addon::MetricsServer => "metrics-server",
-        }
-    }
-
-    /// The chart's values, kept as YAML beside this file (each checked against the chart's
-    /// values schema by the pins tests where the chart has one).
-    pub fn values_yaml(self) -> &'static str {
-        match self {
-            Addon::Ingress => include_str!("ingress-values.yaml"),
-            Addon::MetricsServer => include_str!("metrics-server-values.yaml"),
-        }
-    }
-
-    fn values(self) -> Map<String, Value> {
-        // Embedded and tested: they always parse (`addons_values_parse`).
-        serde_yaml_ng::from_str(self.values_yaml()).unwrap_or_default()
-    }
-
-    /// The `https://REPO CHART` of the pin.
-    fn chart(self) -> HelmChart {
-        let pin = self.pin();
-        let (repo, chart) = pin.artifact.split_once(' ').unwrap_or((pin.artifact, ""));
-        HelmChart {
-            repo: repo.to_string(),
-            chart: chart.to_string(),
-            version: pin.version.to_string(),
-            release_name: Some(self.release_name().to_string()),
-            values: self.values(),
-            plain_http: false,
-        }
-    }
-
-    fn entry(self, declared_in: &Path) -> Entry {
+    fn entry(&self, addon: Addon, declared_in: &Path, data_dir: &Path) -> Entry {
+        let source = match self.source {
+            PartSource::Chart {
+                pin,
+                release,
+                values,
+            } => {
+                let (repo, chart) = pin.artifact.split_once(' ').unwrap_or((pin.artifact, ""));
+                Source::Helm(HelmChart {
+                    repo: repo.to_string(),
+                    chart: chart.to_string(),
+                    version: pin.version.to_string(),
+                    release_name: Some(release.to_string()),
+                    // Embedded and tested: they always parse (`addons_values_parse`).
+                    values: serde_yaml_ng::from_str::<Map<String, Value>>(values)
+                        .unwrap_or_default(),
+                    plain_http: false,
+                })
+            }
+            PartSource::Download(_) | PartSource::Generated(_) => Source::Path(PathSource {
+                repo_path: format!("{PUSHED_DIR}/{}", self.name),
+                host_dir: self.manifest_dir(data_dir),
+            }),
+        };
         Entry {
             name: self.entry_name(),
             role: Role::Component,
-            source: Source::Helm(self.chart()),
-            namespace: Some(self.namespace().to_string()),
-            depends_on: Vec::new(),
+            source,
+            namespace: Some(self.namespace.to_string()),
+            depends_on: self.depends_on.iter().map(|d| d.to_string()).collect(),
             health_checks: Vec::new(),
             timeout: Some("5m".to_string()),
             wait: true,
@@ -116,9 +164,119 @@ impl Addon {
             retry_interval: None,
             group: None,
             declared_in: declared_in.to_path_buf(),
-            labels: BTreeMap::from([(ADDON_LABEL.to_string(), self.name().to_string())]),
+            labels: BTreeMap::from([(ADDON_LABEL.to_string(), addon.name().to_string())]),
         }
     }
+}
+
+impl Addon {
+    pub fn name(self) -> &'static str {
+        match self {
+            Addon::Ingress => "ingress",
+            Addon::MetricsServer => "metrics-server",
+            Addon::GatewayApi => "gateway-api",
+            Addon::Vault => "vault",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Addon> {
+        ALL.iter().copied().find(|a| a.name() == name)
+    }
+
+    /// The entries it brings, each pinned. The namespaces are HostK8s' (setup-ingress.py and
+    /// setup-vault.py `hostk8s`, setup-metrics.py `kube-system`), so what a stack's docs say
+    /// about them holds.
+    pub fn parts(self) -> &'static [Part] {
+        match self {
+            Addon::Ingress => &[Part {
+                name: "ingress",
+                namespace: HOSTK8S_NAMESPACE,
+                source: PartSource::Chart {
+                    pin: crate::pins::TRAEFIK_CHART,
+                    release: "traefik",
+                    values: include_str!("ingress-values.yaml"),
+                },
+                depends_on: &[],
+            }],
+            Addon::MetricsServer => &[Part {
+                name: "metrics-server",
+                namespace: "kube-system",
+                source: PartSource::Chart {
+                    pin: crate::pins::METRICS_SERVER_CHART,
+                    release: "metrics-server",
+                    values: include_str!("metrics-server-values.yaml"),
+                },
+                depends_on: &[],
+            }],
+            Addon::GatewayApi => &[Part {
+                name: "gateway-api",
+                namespace: "kube-system",
+                source: PartSource::Download(crate::pins::GATEWAY_API),
+                depends_on: &[],
+            }],
+            Addon::Vault => &[
+                Part {
+                    name: "external-secrets",
+                    namespace: HOSTK8S_NAMESPACE,
+                    source: PartSource::Chart {
+                        pin: crate::pins::EXTERNAL_SECRETS_CHART,
+                        release: "external-secrets",
+                        values: include_str!("external-secrets-values.yaml"),
+                    },
+                    depends_on: &[],
+                },
+                Part {
+                    name: "vault",
+                    namespace: HOSTK8S_NAMESPACE,
+                    source: PartSource::Chart {
+                        pin: crate::pins::VAULT_CHART,
+                        release: "vault",
+                        values: include_str!("vault-values.yaml"),
+                    },
+                    depends_on: &[],
+                },
+                Part {
+                    name: "vault-backend",
+                    namespace: HOSTK8S_NAMESPACE,
+                    source: PartSource::Generated(vault_backend),
+                    depends_on: &["addon-external-secrets", "addon-vault"],
+                },
+            ],
+        }
+    }
+
+    /// The chart values of its parts (each checked against the chart's values schema by the
+    /// pins tests where the chart has one), by part name.
+    pub fn values_yaml(self) -> Vec<(&'static str, &'static str)> {
+        self.parts()
+            .iter()
+            .filter_map(|p| match p.source {
+                PartSource::Chart { values, .. } => Some((p.name, values)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// The ClusterSecretStore HostK8s' components read, as setup-vault.py makes it: Vault's KV v2
+/// engine at `secret`, reached through its Service, with the root token from `vault-token`.
+fn vault_backend() -> String {
+    let store = serde_json::json!({
+        "apiVersion": "external-secrets.io/v1",
+        "kind": "ClusterSecretStore",
+        "metadata": {"name": VAULT_STORE, "labels": {ADDON_LABEL: "vault"}},
+        "spec": {"provider": {"vault": {
+            "server": format!("http://{VAULT_SERVICE}.{HOSTK8S_NAMESPACE}.svc.cluster.local:{VAULT_PORT}"),
+            "path": "secret",
+            "version": "v2",
+            "auth": {"tokenSecretRef": {
+                "name": VAULT_TOKEN_SECRET,
+                "key": "token",
+                "namespace": HOSTK8S_NAMESPACE,
+            }},
+        }}},
+    });
+    serde_yaml_ng::to_string(&store).unwrap_or_default()
 }
 
 /// The add-ons an env gets: the profile's list when it has one, else HostK8s' defaults for a
@@ -126,7 +284,13 @@ impl Addon {
 pub fn chosen(profile: Option<&[String]>, stamp: &Stamp) -> Vec<Addon> {
     match profile {
         Some(names) => names.iter().filter_map(|n| Addon::from_name(n)).collect(),
-        None if stamp.format == StampFormat::Hostk8s => vec![Addon::Ingress, Addon::MetricsServer],
+        None if stamp.format == StampFormat::Hostk8s => {
+            let mut addons = HOSTK8S_DEFAULTS.to_vec();
+            if crate::stamp::manifests::reads_cluster_secret_store(stamp, VAULT_STORE) {
+                addons.push(Addon::Vault);
+            }
+            addons
+        }
         None => Vec::new(),
     }
 }
@@ -151,12 +315,17 @@ pub fn with_addons(
     mut stamp: Stamp,
     addons: &[Addon],
     declared_in: &Path,
+    data_dir: &Path,
 ) -> Result<Stamp, StampError> {
     if addons.is_empty() {
         return Ok(stamp);
     }
     let mut problems = Vec::new();
-    let entries: Vec<Entry> = addons.iter().map(|a| a.entry(declared_in)).collect();
+    let entries: Vec<Entry> = addons
+        .iter()
+        .flat_map(|a| a.parts().iter().map(move |p| (*a, p)))
+        .map(|(a, p)| p.entry(a, declared_in, data_dir))
+        .collect();
     for added in &entries {
         if let Some(clash) = stamp.entry(&added.name) {
             problems.push(Problem::new(
@@ -184,7 +353,85 @@ pub fn with_addons(
     all.append(&mut stamp.entries);
     stamp.entries = all;
     crate::stamp::rebuild_graph(&mut stamp)?;
+    if addons.contains(&Addon::Vault) {
+        // The stack's contracts go into Vault, where its ExternalSecrets read them, as
+        // manage-secrets.py writes them; the root token is generated once per env and kept
+        // in its state like any generated value, and only the cluster ever sees it.
+        if stamp.format == StampFormat::Hostk8s {
+            for secret in &mut stamp.secrets {
+                secret.through_vault = true;
+            }
+        }
+        stamp.secrets.push(crate::stamp::BootstrapSecret {
+            name: VAULT_TOKEN_SECRET.to_string(),
+            namespace: HOSTK8S_NAMESPACE.to_string(),
+            keys: vec![crate::stamp::SecretKey {
+                key: "token".to_string(),
+                value: crate::stamp::SecretValue::Generate(crate::stamp::SecretGenerator::new(
+                    crate::stamp::GeneratorKind::Token,
+                    Some(32),
+                )),
+            }],
+            through_vault: false,
+        });
+    }
     Ok(stamp)
+}
+
+/// Fetches (or finds in the cache, or in the local copies) each downloaded part's pinned
+/// manifest, verified as the engines' are (`crate::engine::manifests`), writes each generated
+/// part's, and keeps them where the env's pushes read them. Returns notes to show (a sum
+/// recorded at first download).
+pub fn fetch_manifests(
+    addons: &[Addon],
+    data_dir: &Path,
+    dirs: &crate::engine::manifests::ManifestDirs,
+    local: Option<crate::engine::manifests::LocalCopies<'_>>,
+) -> Result<Vec<String>, crate::engine::EngineError> {
+    let mut notes = Vec::new();
+    for part in addons.iter().flat_map(|a| a.parts()) {
+        let text = match part.source {
+            PartSource::Chart { .. } => continue,
+            PartSource::Generated(make) => make(),
+            PartSource::Download(_) => {
+                let Some(manifest) = part.manifest() else {
+                    continue;
+                };
+                let fetched = crate::engine::manifests::fetch(&manifest, dirs, local)?;
+                notes.extend(fetched.note);
+                fetched.text
+            }
+        };
+        let dir = part.manifest_dir(data_dir);
+        let io = |e: std::io::Error| crate::engine::EngineError::Io {
+            path: dir.clone(),
+            source: e,
+        };
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        crate::paths::write_atomic(&dir.join(MANIFEST_FILE), text.as_bytes(), 0o644).map_err(io)?;
+    }
+    Ok(notes)
+}
+
+/// The name the fetched manifest has in the pushed tree.
+const MANIFEST_FILE: &str = "install.yaml";
+
+/// The files the stamp's manifest add-ons push (path in the tree → content), read from where
+/// [`fetch_manifests`] kept them.
+pub fn pushed_files(stamp: &Stamp) -> Result<Vec<(String, Vec<u8>)>, StampError> {
+    let mut files = Vec::new();
+    for entry in &stamp.entries {
+        let Source::Path(path) = &entry.source else {
+            continue;
+        };
+        if !entry.labels.contains_key(ADDON_LABEL) {
+            continue;
+        }
+        let file = path.host_dir.join(MANIFEST_FILE);
+        let bytes = std::fs::read(&file).map_err(|e| StampError::io(&file, e))?;
+        files.push((format!("{}/{MANIFEST_FILE}", path.repo_path), bytes));
+    }
+    Ok(files)
 }
 
 /// Where add-on entries say they were declared: the profile, or kindling itself.
@@ -201,8 +448,10 @@ mod tests {
     #[test]
     fn addons_values_parse() {
         for a in ALL {
-            let parsed: Result<Map<String, Value>, _> = serde_yaml_ng::from_str(a.values_yaml());
-            assert!(parsed.is_ok(), "{}: {parsed:?}", a.name());
+            for (part, values) in a.values_yaml() {
+                let parsed: Result<Map<String, Value>, _> = serde_yaml_ng::from_str(values);
+                assert!(parsed.is_ok(), "{part}: {parsed:?}");
+            }
         }
     }
 

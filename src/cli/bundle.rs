@@ -170,9 +170,22 @@ pub fn run(command: BundleCommand, output: Output, verbose: u8) -> anyhow::Resul
                     let stamp = kindling::env::open::load_stamp(arg, &source)?;
                     let addons = kindling::addons::chosen(None, &stamp);
                     let declared_in = kindling::addons::declared_in(None);
-                    Some(kindling::addons::with_addons(stamp, &addons, &declared_in)?)
+                    kindling::addons::fetch_manifests(
+                        &addons,
+                        &settings.data_dir,
+                        &settings.manifest_dirs(),
+                        settings.local_manifests(),
+                    )?;
+                    Some(kindling::addons::with_addons(
+                        stamp,
+                        &addons,
+                        &declared_in,
+                        &settings.data_dir,
+                    )?)
                 }
-                (None, Some(state)) => Some(kindling::env::open::stamp_of(state)?),
+                (None, Some(state)) => {
+                    Some(kindling::env::open::stamp_of(&settings.data_dir, state)?)
+                }
                 (None, None) => None,
             };
             let charts: Vec<kindling::stamp::HelmChart> = stamp

@@ -17,10 +17,12 @@ use crate::stamp::render::Engine;
 
 use super::EngineError;
 
-/// One install manifest kindling may download.
+/// One install manifest kindling may download: an engine's, or an add-on's
+/// (`crate::addons`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PinnedManifest {
-    pub engine: Engine,
+    /// `flux`, `argo`, `gateway-api`: names the file and the messages.
+    pub name: &'static str,
     pub version: String,
     pub url: String,
     /// The release's sha256 when this build pins it; `None` means trust-on-first-download.
@@ -30,7 +32,7 @@ pub struct PinnedManifest {
 impl PinnedManifest {
     /// The file name in the cache and in a `--manifests-dir` (`flux-v2.9.4-install.yaml`).
     pub fn file_name(&self) -> String {
-        format!("{}-{}-install.yaml", self.engine.name(), self.version)
+        format!("{}-{}-install.yaml", self.name, self.version)
     }
 }
 
@@ -42,7 +44,7 @@ pub fn pinned(engine: Engine) -> PinnedManifest {
         Engine::Argo => crate::pins::ARGO_CD,
     };
     PinnedManifest {
-        engine,
+        name: engine.name(),
         version: pin.version.to_string(),
         url: pin.artifact.to_string(),
         sha256: pin.sha256().map(str::to_string),
@@ -96,8 +98,7 @@ fn expected_sum(manifest: &PinnedManifest, records: &Path) -> Option<String> {
 fn mismatch(manifest: &PinnedManifest, source: &str, expected: &str, actual: &str) -> EngineError {
     EngineError::Manifest(format!(
         "checksum mismatch for the {} {} install manifest from {source}:\n  expected sha256 {expected}\n  got      sha256 {actual}\nhelp: the file was not used; check for a proxy rewriting downloads, or replace the copy with the release's own file (a copy you changed on purpose, e.g. images rewritten for a mirror, needs KINDLING_MANIFESTS_MODIFIED=1)",
-        manifest.engine.name(),
-        manifest.version
+        manifest.name, manifest.version
     ))
 }
 

@@ -141,70 +141,7 @@ pub fn resolve(
         if !namespaces.contains(&secret.namespace.as_str()) {
             namespaces.push(&secret.namespace);
         }
-        let mut values: Vec<(String, String)> = Vec::new();
-        for key in &secret.keys {
-            let failed = |reason: String, help: &str| EngineError::Secret {
-                secret: format!("{}/{}", secret.namespace, secret.name),
-                key: key.key.clone(),
-                reason,
-                help: help.to_string(),
-            };
-            let value = match &key.value {
-                SecretValue::Literal(v) => v.clone(),
-                SecretValue::Generate(generator) => {
-                    let id = format!("{}/{}/{}", secret.namespace, secret.name, key.key);
-                    match generated.0.get(&id) {
-                        // Kept unless the stamp now asks for another length or format.
-                        Some(v) if generator.fits(v) => v.clone(),
-                        _ => {
-                            let v = generator
-                                .generate()
-                                .map_err(|e| failed(e.to_string(), "check the OS random source"))?;
-                            generated.0.insert(id, v.clone());
-                            v
-                        }
-                    }
-                }
-                SecretValue::FromFile(written) => {
-                    let path = file_path(written, host.base_dir);
-                    let name = written.display().to_string();
-                    if !inside(&path, host.base_dir) && !host.allowed.contains(&name) {
-                        return Err(failed(
-                            format!(
-                                "reads {} from outside the source tree, which you have not allowed",
-                                path.display()
-                            ),
-                            &format!(
-                                "if this stamp is yours and it should, allow it with `--allow-secret-from {name}` (or KINDLING_ALLOW_SECRET_FROM)"
-                            ),
-                        ));
-                    }
-                    std::fs::read_to_string(&path).map_err(|e| {
-                        failed(
-                            format!("cannot read {}: {e}", path.display()),
-                            "create the file (it stays on this host, outside Git) or change fromFile in stamp.yaml",
-                        )
-                    })?
-                }
-                SecretValue::FromEnv(var) if !host.allowed.contains(var) => {
-                    return Err(failed(
-                        format!(
-                            "reads environment variable {var} from this host, which you have not allowed"
-                        ),
-                        &format!(
-                            "if this stamp is yours and it should, allow it with `--allow-secret-from {var}` (or KINDLING_ALLOW_SECRET_FROM)"
-                        ),
-                    ));
-                }
-                SecretValue::FromEnv(var) => (host.env)(var).ok_or_else(|| {
-                    failed(
-                        format!("environment variable {var} is not set"),
-                        &format!("export {var}=… before running kindling"),
-                    )
-                })?,
-            };
-            values.push((key.key.clone(), value));
-        }
+        let values = secret_values(secret, generated, host)?;
         let values: Vec<(&str, &str)> = values
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -222,6 +159,80 @@ pub fn resolve(
         .collect();
     all.extend(objects);
     Ok(all)
+}
+
+/// The values of one bootstrap secret, key by key; new generated values are added to
+/// `generated`.
+pub fn secret_values(
+    secret: &BootstrapSecret,
+    generated: &mut GeneratedValues,
+    host: &HostValues<'_>,
+) -> Result<Vec<(String, String)>, EngineError> {
+    let mut values: Vec<(String, String)> = Vec::new();
+    for key in &secret.keys {
+        let failed = |reason: String, help: &str| EngineError::Secret {
+            secret: format!("{}/{}", secret.namespace, secret.name),
+            key: key.key.clone(),
+            reason,
+            help: help.to_string(),
+        };
+        let value = match &key.value {
+            SecretValue::Literal(v) => v.clone(),
+            SecretValue::Generate(generator) => {
+                let id = format!("{}/{}/{}", secret.namespace, secret.name, key.key);
+                match generated.0.get(&id) {
+                    // Kept unless the stamp now asks for another length or format.
+                    Some(v) if generator.fits(v) => v.clone(),
+                    _ => {
+                        let v = generator
+                            .generate()
+                            .map_err(|e| failed(e.to_string(), "check the OS random source"))?;
+                        generated.0.insert(id, v.clone());
+                        v
+                    }
+                }
+            }
+            SecretValue::FromFile(written) => {
+                let path = file_path(written, host.base_dir);
+                let name = written.display().to_string();
+                if !inside(&path, host.base_dir) && !host.allowed.contains(&name) {
+                    return Err(failed(
+                        format!(
+                            "reads {} from outside the source tree, which you have not allowed",
+                            path.display()
+                        ),
+                        &format!(
+                            "if this stamp is yours and it should, allow it with `--allow-secret-from {name}` (or KINDLING_ALLOW_SECRET_FROM)"
+                        ),
+                    ));
+                }
+                std::fs::read_to_string(&path).map_err(|e| {
+                    failed(
+                        format!("cannot read {}: {e}", path.display()),
+                        "create the file (it stays on this host, outside Git) or change fromFile in stamp.yaml",
+                    )
+                })?
+            }
+            SecretValue::FromEnv(var) if !host.allowed.contains(var) => {
+                return Err(failed(
+                    format!(
+                        "reads environment variable {var} from this host, which you have not allowed"
+                    ),
+                    &format!(
+                        "if this stamp is yours and it should, allow it with `--allow-secret-from {var}` (or KINDLING_ALLOW_SECRET_FROM)"
+                    ),
+                ));
+            }
+            SecretValue::FromEnv(var) => (host.env)(var).ok_or_else(|| {
+                failed(
+                    format!("environment variable {var} is not set"),
+                    &format!("export {var}=… before running kindling"),
+                )
+            })?,
+        };
+        values.push((key.key.clone(), value));
+    }
+    Ok(values)
 }
 
 /// What [`apply`] did.
@@ -281,7 +292,14 @@ pub async fn apply(
         Some(_) => Vec::new(),
         None => super::ca_objects(ca_secret),
     };
-    objects.extend(resolve(&stamp.secrets, &mut generated, &host)?);
+    // A secret that goes through Vault (`crate::env::vault`) gets its values now, kept with
+    // the env's others, and no Secret: its ExternalSecret makes that.
+    let (vaulted, plain): (Vec<BootstrapSecret>, Vec<BootstrapSecret>) =
+        stamp.secrets.iter().cloned().partition(|s| s.through_vault);
+    objects.extend(resolve(&plain, &mut generated, &host)?);
+    for secret in &vaulted {
+        secret_values(secret, &mut generated, &host)?;
+    }
     generated.store(env_dir)?;
     kube.apply_objects(&objects, &crate::kube::ApplyOptions::new(timeout))
         .await?;
@@ -325,6 +343,7 @@ mod tests {
             name: "database-credentials".into(),
             namespace: "database".into(),
             keys,
+            through_vault: false,
         }
     }
 

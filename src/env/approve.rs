@@ -36,7 +36,7 @@ pub async fn approve(
             state.stamp
         )));
     }
-    let stamp = stamp_of(&state)?;
+    let stamp = stamp_of(&settings.data_dir, &state)?;
     let gitea = gitea_of(&state)?;
     let rendered = push::render_for_env(&stamp, &state, &gitea, &settings.data_dir)?;
     let extra_ca = state.extra_ca(&env_dir)?;
@@ -65,6 +65,9 @@ pub async fn approve(
     state.record("reconcile", t.elapsed());
     state.save(&env_dir)?;
     progress.done("approve", t.elapsed(), "reconciling");
+    super::vault::seed_with_progress(&kube, &stamp, settings, name, progress).await?;
+    state.record("vault", std::time::Duration::ZERO);
+    state.save(&env_dir)?;
     Ok(ApproveReport {
         env: name.to_string(),
         was_held,

@@ -72,7 +72,18 @@ pub async fn create(
         stamp,
         &addons,
         &crate::addons::declared_in(opts.profile_path.as_deref()),
+        &settings.data_dir,
     )?;
+    // The add-ons' pinned manifests, verified, where the pushes read them (a dry run too:
+    // a manifest that cannot be had is what a create would fail on).
+    for note in crate::addons::fetch_manifests(
+        &addons,
+        &settings.data_dir,
+        &settings.manifest_dirs(),
+        settings.local_manifests(),
+    )? {
+        progress.warn(&note);
+    }
     // The env's lock before its state (a dry run changes nothing and takes none): the state
     // read next is the one this run acts on, not one another command is changing.
     let lock = match dry_run {

@@ -12,7 +12,7 @@ use crate::ui::Progress;
 const MIN_READ: Duration = Duration::from_secs(10);
 
 /// How often `--wait` looks at the engine's objects.
-fn poll_interval() -> Duration {
+pub(crate) fn poll_interval() -> Duration {
     Duration::from_millis(
         std::env::var("KINDLING_POLL_MS")
             .ok()

@@ -21,6 +21,7 @@ pub mod steps;
 pub mod storage;
 pub mod suspend;
 pub mod sync;
+pub mod vault;
 pub mod watch;
 
 pub use approve::approve;
@@ -55,7 +56,7 @@ pub fn consent_needed_for_restart(
     };
     let stamp = match new_stamp {
         Some(arg) => open::load_stamp(arg, &state.source),
-        None => open::stamp_of(&state),
+        None => open::stamp_of(&settings.data_dir, &state),
     };
     match stamp {
         Ok(stamp) => crate::engine::secrets::without_consent(

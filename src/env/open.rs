@@ -45,21 +45,27 @@ pub fn load_stamp(stamp_arg: &str, source: &Path) -> Result<Stamp, EnvError> {
     Ok(stamp::load(&dir, None)?)
 }
 
-/// The stamp the env runs, from its recorded directory, with the env's add-ons.
-pub fn stamp_of(state: &EnvState) -> Result<Stamp, EnvError> {
-    with_env_addons(stamp::load(&state.stamp_dir, None)?, state)
+/// The stamp the env runs, from its recorded directory, with the env's add-ons (whose
+/// fetched manifests are kept under `data_dir`).
+pub fn stamp_of(data_dir: &Path, state: &EnvState) -> Result<Stamp, EnvError> {
+    with_env_addons(stamp::load(&state.stamp_dir, None)?, state, data_dir)
 }
 
 /// `stamp` with the add-ons `state` was made with (another stamp for the same env gets them
 /// too: they belong to the cluster).
-pub fn with_env_addons(stamp: Stamp, state: &EnvState) -> Result<Stamp, EnvError> {
+pub fn with_env_addons(stamp: Stamp, state: &EnvState, data_dir: &Path) -> Result<Stamp, EnvError> {
     let addons: Vec<crate::addons::Addon> = state
         .addons
         .iter()
         .filter_map(|n| crate::addons::Addon::from_name(n))
         .collect();
     let declared_in = crate::addons::declared_in(state.profile.as_deref());
-    Ok(crate::addons::with_addons(stamp, &addons, &declared_in)?)
+    Ok(crate::addons::with_addons(
+        stamp,
+        &addons,
+        &declared_in,
+        data_dir,
+    )?)
 }
 
 /// The API client of the env's cluster.

@@ -201,7 +201,7 @@ pub async fn start(
     }
     // A held or suspended env stays so: a reconcile request would sync Argo CD's root.
     if state.is_done("bootstrap") && !state.hold && !state.suspended {
-        let stamp = stamp_of(&state)?;
+        let stamp = stamp_of(&settings.data_dir, &state)?;
         crate::engine::request_reconcile(
             &kube,
             state.engine,
@@ -209,6 +209,8 @@ pub async fn start(
             time::OffsetDateTime::now_utc(),
         )
         .await?;
+        // Vault in dev mode comes back from a restart empty.
+        super::vault::seed_with_progress(&kube, &stamp, settings, name, progress).await?;
     }
     Ok(PowerReport {
         env: name.to_string(),

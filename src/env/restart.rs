@@ -34,12 +34,16 @@ pub async fn restart(
             "env {name} is suspended; `kindling env resume {name}` first"
         )));
     }
-    let old = stamp_of(&state)?;
+    let old = stamp_of(&settings.data_dir, &state)?;
     // The stamp to bootstrap, and what its secrets read from this host (consented to, and
     // there), before anything is removed.
     let stamp = match new_stamp {
-        Some(arg) => super::open::with_env_addons(load_stamp(arg, &state.source)?, &state)?,
-        None => stamp_of(&state)?,
+        Some(arg) => super::open::with_env_addons(
+            load_stamp(arg, &state.source)?,
+            &state,
+            &settings.data_dir,
+        )?,
+        None => stamp_of(&settings.data_dir, &state)?,
     };
     engine::secrets::check_host_values(&stamp, &settings.allow_secret_from)?;
     let missing = super::storage::missing_mounts(&state, &stamp);
@@ -62,7 +66,14 @@ pub async fn restart(
     state.stamp = stamp.name.clone();
     state.stamp_dir = stamp.dir.clone();
     state.source = stamp.repo_root.clone();
-    for step in ["push", "secrets", "storage", "bootstrap", "reconcile"] {
+    for step in [
+        "push",
+        "secrets",
+        "storage",
+        "bootstrap",
+        "vault",
+        "reconcile",
+    ] {
         state.forget(step);
     }
     state.save(&env_dir)?;
@@ -112,6 +123,8 @@ pub async fn restart(
         .await?;
     state.record("bootstrap", t.elapsed());
     if !state.hold {
+        super::vault::seed_with_progress(&kube, &stamp, settings, name, progress).await?;
+        state.record("vault", Duration::ZERO);
         engine::request_reconcile(&kube, state.engine, &stamp, time::OffsetDateTime::now_utc())
             .await?;
         state.record("reconcile", Duration::ZERO);

@@ -57,6 +57,69 @@ pub struct StatusReport {
     /// Pods that cannot run, and why (what HostK8s's `make status` users look for).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub failing_pods: Vec<FailingPod>,
+    /// The stamp's storage: where each directory lives and whether a claim holds its volume.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub storage: Vec<StorageStatus>,
+}
+
+/// One storage directory of the stamp (`crate::env::storage`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageStatus {
+    pub name: String,
+    /// The path in the nodes.
+    pub path: String,
+    pub host_path: std::path::PathBuf,
+    pub volume: String,
+    /// The PersistentVolume's phase (`Available`, `Bound`, `Released`), `Missing` when the
+    /// cluster has none of that name, `Unknown` when it could not be read.
+    pub phase: String,
+    /// `NAMESPACE/NAME` of the claim bound to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claim: Option<String>,
+}
+
+/// Each storage directory of `stamp` with its volume among `volumes` (`None`: not read).
+pub fn storage_status(
+    data_dir: &std::path::Path,
+    env: &str,
+    stamp: &crate::stamp::Stamp,
+    volumes: Option<&[Value]>,
+) -> Vec<StorageStatus> {
+    stamp
+        .storage
+        .iter()
+        .map(|d| {
+            let volume = volumes.map(|all| {
+                all.iter()
+                    .find(|v| v["metadata"]["name"] == d.volume_name.as_str())
+            });
+            let phase = match volume {
+                None => "Unknown".to_string(),
+                Some(None) => "Missing".to_string(),
+                Some(Some(v)) => v["status"]["phase"]
+                    .as_str()
+                    .unwrap_or("Pending")
+                    .to_string(),
+            };
+            let claim = volume.flatten().and_then(|v| {
+                let r = &v["spec"]["claimRef"];
+                Some(format!(
+                    "{}/{}",
+                    r["namespace"].as_str()?,
+                    r["name"].as_str()?
+                ))
+            });
+            StorageStatus {
+                name: d.name.clone(),
+                path: d.path.clone(),
+                host_path: super::storage::host_dir(data_dir, env, &d.path),
+                volume: d.volume_name.clone(),
+                phase,
+                claim,
+            }
+        })
+        .collect()
 }
 
 /// How long `env status` waits for the pod list.
@@ -171,7 +234,7 @@ pub async fn status(
     progress: &Progress,
 ) -> Result<StatusReport, EnvError> {
     let state = load(settings, name)?;
-    let stamp = stamp_of(&state)?;
+    let stamp = stamp_of(&settings.data_dir, &state)?;
     let parts = Parts::of(settings, &state).await?;
     let mut report = StatusReport {
         env: name.to_string(),
@@ -197,6 +260,7 @@ pub async fn status(
         stopped: Vec::new(),
         suspended: state.suspended,
         failing_pods: Vec::new(),
+        storage: storage_status(&settings.data_dir, name, &stamp, None),
     };
     if let Some(docker) = &parts.docker {
         let stopped = super::power::stopped_containers(docker, &state).await?;
@@ -234,6 +298,13 @@ pub async fn status(
             tokio::time::timeout(POD_LIST_TIMEOUT, kube.list("v1", "Pod", None)).await
     {
         report.failing_pods = failing_pods(&pods);
+        if !stamp.storage.is_empty()
+            && let Ok(Ok(volumes)) =
+                tokio::time::timeout(POD_LIST_TIMEOUT, kube.list("v1", "PersistentVolume", None))
+                    .await
+        {
+            report.storage = storage_status(&settings.data_dir, name, &stamp, Some(&volumes));
+        }
     }
     match result {
         Ok(s) => {

@@ -73,7 +73,7 @@ async fn set(
             "env {name} is held: nothing reconciles until `kindling env approve {name}`"
         )));
     }
-    let stamp = stamp_of(&state)?;
+    let stamp = stamp_of(&settings.data_dir, &state)?;
     let (kube, _) = live_kube_of(&state, progress).await?;
     let mut requests = match state.engine {
         Engine::Flux => flux_requests(&stamp, suspend),

@@ -33,7 +33,7 @@ pub async fn sync(
     let started = Instant::now();
     let env_dir = settings.env_dir(name);
     let (_lock, mut state) = load_locked(settings, name, "env sync")?;
-    let stamp = stamp_of(&state)?;
+    let stamp = stamp_of(&settings.data_dir, &state)?;
     let gitea = gitea_of(&state)?;
     let rendered = render_for_env(&stamp, &state, &gitea, &settings.data_dir)?;
     progress.start("push", &format!("{}", stamp.repo_root.display()));

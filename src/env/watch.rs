@@ -201,7 +201,7 @@ where
     Fut: std::future::Future<Output = Result<String, EnvError>>,
 {
     let state = load(settings, name)?;
-    let stamp = super::open::stamp_of(&state)?;
+    let stamp = super::open::stamp_of(&settings.data_dir, &state)?;
     let tree = WatchedTree {
         root: stamp.repo_root.clone(),
         ignore: stamp.ignore.clone(),

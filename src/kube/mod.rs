@@ -335,6 +335,51 @@ impl KubeClient {
         Ok(Some((api, resource)))
     }
 
+    /// An HTTP call to a Service through the API server's service proxy
+    /// (`/api/v1/namespaces/NS/services/SCHEME:NAME:PORT/proxy/PATH`, kubernetes/kubernetes
+    /// pkg/registry/core/service/proxy.go): how kindling reaches what runs in the cluster
+    /// without a published port. Returns the status and body, whatever the status.
+    pub async fn service_proxy(
+        &self,
+        method: http::Method,
+        namespace: &str,
+        service: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, String), KubeError> {
+        let uri = format!(
+            "/api/v1/namespaces/{namespace}/services/{service}/proxy/{}",
+            path.trim_start_matches('/')
+        );
+        let action = || format!("{method} {service} in {namespace}: {path}");
+        let mut request = http::Request::builder().method(method.clone()).uri(&uri);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if body.is_some() {
+            request = request.header("content-type", "application/json");
+        }
+        let request = request
+            .body(::kube::client::Body::from(body.unwrap_or_default()))
+            .map_err(|e| KubeError::Config {
+                path: uri.clone(),
+                reason: e.to_string(),
+            })?;
+        let response = self
+            .client
+            .send(request)
+            .await
+            .map_err(api_error(action()))?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .into_body()
+            .collect_bytes()
+            .await
+            .map_err(api_error(action()))?;
+        Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
     /// One object as JSON, `None` when it (or its kind) does not exist.
     pub async fn get(
         &self,

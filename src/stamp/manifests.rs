@@ -292,6 +292,16 @@ fn stamp_documents(stamp: &super::Stamp) -> Vec<Document> {
         .collect()
 }
 
+/// Whether the stamp's manifests hold an ExternalSecret that reads the ClusterSecretStore
+/// `store` (a HostK8s component's `vault-backend`).
+pub fn reads_cluster_secret_store(stamp: &super::Stamp, store: &str) -> bool {
+    stamp_documents(stamp).iter().any(|doc| {
+        doc.value["kind"] == "ExternalSecret"
+            && doc.value["spec"]["secretStoreRef"]["kind"] == "ClusterSecretStore"
+            && doc.value["spec"]["secretStoreRef"]["name"] == store
+    })
+}
+
 /// Ingress host names the stamp's manifests declare, in order, each once.
 pub fn ingress_hosts(stamp: &super::Stamp) -> Vec<String> {
     let mut hosts: Vec<String> = Vec::new();

@@ -208,6 +208,10 @@ pub struct BootstrapSecret {
     pub name: String,
     pub namespace: String,
     pub keys: Vec<SecretKey>,
+    /// Written into the env's Vault at `secret/NAMESPACE/NAME` (an ExternalSecret makes the
+    /// Secret) rather than applied as a Secret: a HostK8s contract with the `vault` add-on.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub through_vault: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

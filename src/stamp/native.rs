@@ -589,6 +589,7 @@ fn convert_secret(file: &Path, s: SecretFile, problems: &mut Vec<Problem>) -> Bo
         name: s.name,
         namespace: s.namespace,
         keys,
+        through_vault: false,
     }
 }
 

@@ -604,7 +604,12 @@ fn admission(
 /// 41.3.0 (templates/deployment.yaml named by `fullnameOverride`, plus `extraObjects`),
 /// metrics-server 3.13.1 (kubernetes-sigs/metrics-server tag metrics-server-helm-chart-3.13.1,
 /// charts/metrics-server/templates/_helpers.tpl: the release name when it holds the chart's,
-/// so `metrics-server`). Unknown charts bring nothing the fake knows of.
+/// so `metrics-server`), vault 0.34.1 (hashicorp/vault-helm v0.34.1 templates: StatefulSet and
+/// Service `vault`, port 8200, for release `vault`), external-secrets 2.9.0
+/// (external-secrets/external-secrets helm-chart-2.9.0: Deployment `external-secrets` for
+/// release `external-secrets`, and with `installCRDs` the CRDs, here the upstream
+/// ExternalSecret and ClusterSecretStore ones from the test fixtures). Unknown charts bring
+/// nothing the fake knows of.
 pub fn chart_workloads(chart: &str, namespace: &str, values: &Value) -> Vec<Value> {
     let deployment = |name: &str| json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": namespace}, "spec": {"replicas": 1}});
     match chart {
@@ -627,6 +632,23 @@ pub fn chart_workloads(chart: &str, namespace: &str, values: &Value) -> Vec<Valu
             objects
         }
         "metrics-server" => vec![deployment("metrics-server")],
+        "vault" => vec![
+            json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "vault", "namespace": namespace}, "spec": {"replicas": 1}}),
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "vault", "namespace": namespace}, "spec": {"ports": [{"name": "http", "port": 8200}]}}),
+        ],
+        "external-secrets" => {
+            let mut objects = vec![deployment("external-secrets")];
+            if values["installCRDs"] != false {
+                for crd in [
+                    "external-secrets.io_externalsecrets.yaml",
+                    "external-secrets.io_clustersecretstores.yaml",
+                ] {
+                    let text = std::fs::read_to_string(super::schemas_dir().join(crd)).unwrap();
+                    objects.push(serde_yaml_ng::from_str(&text).unwrap());
+                }
+            }
+            objects
+        }
         _ => Vec::new(),
     }
 }

@@ -19,6 +19,8 @@ pub struct Request {
     pub query: String,
     pub content_type: String,
     pub body: String,
+    /// `X-Vault-Token`, which the service proxy passes on to Vault.
+    pub vault_token: String,
 }
 
 /// One stored object, addressed as the API addresses it.
@@ -49,6 +51,8 @@ pub struct ApiState {
     /// How long a deleted Namespace stays Terminating before the namespace controller has
     /// removed its content and the Namespace (a real cluster takes seconds).
     pub namespace_termination: std::time::Duration,
+    /// The Vault the `vault` add-on runs, reached through the service proxy.
+    pub vault: super::fake_vault::Vault,
     /// When each Terminating Namespace was deleted.
     terminating_since: std::collections::HashMap<String, std::time::Instant>,
     generation: i64,
@@ -194,6 +198,21 @@ impl ApiState {
                 None => not_found(gv),
             };
         }
+        // The API server's service proxy (kubernetes/kubernetes
+        // pkg/registry/core/service/proxy.go): only Vault is behind one here.
+        if let Some(rest) = r
+            .path
+            .strip_prefix("/api/v1/namespaces/hostk8s/services/http:vault:8200/proxy/")
+        {
+            self.run_controller();
+            let objects = std::mem::take(&mut self.objects);
+            let answer = self
+                .vault
+                .handle(&objects, &r.method, rest, &r.vault_token, &r.body);
+            self.objects = objects;
+            self.run_controller();
+            return answer;
+        }
         let Some((gv, ns, plural, name)) = parse_path(&r.path) else {
             return not_found(&r.path);
         };
@@ -307,6 +326,10 @@ impl ApiState {
             controller(&mut self.objects);
             self.controller = Some(controller);
         }
+        // kube-controller-manager's own controllers, which every cluster has.
+        super::fake_volumes::bind_volumes(&mut self.objects);
+        // The External Secrets Operator, once the `vault` add-on installed it.
+        super::fake_vault::sync_external_secrets(&mut self.objects, &self.vault);
         self.collect_garbage();
     }
 
@@ -514,6 +537,7 @@ fn serve(stream: std::net::TcpStream, state: &Arc<Mutex<ApiState>>) {
     while let Some(http) = super::http::read_request(&mut reader) {
         let request = Request {
             content_type: http.header("content-type"),
+            vault_token: http.header("x-vault-token"),
             body: String::from_utf8_lossy(&http.body).into_owned(),
             method: http.method,
             path: http.path,

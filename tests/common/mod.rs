@@ -10,6 +10,8 @@ pub mod fake_cert_manager;
 pub mod fake_cluster;
 pub mod fake_flux;
 pub mod fake_gitea;
+pub mod fake_vault;
+pub mod fake_volumes;
 pub mod http;
 pub mod kube_api;
 

@@ -149,6 +149,20 @@ pub fn status(report: &StatusReport) {
             }
         );
     }
+    for s in &report.storage {
+        println!(
+            "  storage {} {} ({}): volume {} {}{}",
+            s.name,
+            s.path,
+            s.host_path.display(),
+            s.volume,
+            s.phase,
+            s.claim
+                .as_deref()
+                .map(|c| format!(" to {c}"))
+                .unwrap_or_default()
+        );
+    }
     if let Some(e) = &report.error {
         println!("  engine: {e}");
     }

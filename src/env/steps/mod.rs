@@ -17,6 +17,7 @@ pub mod reconcile;
 pub mod registry;
 pub mod secrets;
 pub mod storage;
+pub mod vault;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -47,6 +48,7 @@ pub const ALL: &[&[&dyn Step]] = &[
     &[&secrets::Secrets],
     &[&storage::Storage],
     &[&bootstrap::Bootstrap],
+    &[&vault::Vault],
     &[&reconcile::Reconcile],
 ];
 
@@ -63,7 +65,7 @@ pub fn unfinished(state: &EnvState) -> Vec<&'static str> {
     names()
         .into_iter()
         .filter(|s| *s != "registry" || state.ports.registry.is_some())
-        .filter(|s| *s != "reconcile" || !state.hold)
+        .filter(|s| !matches!(*s, "reconcile" | "vault") || !state.hold)
         // An env made before the images step existed went on to push without it.
         .filter(|s| *s != "images" || !state.is_done("push"))
         .filter(|s| !state.is_done(s))

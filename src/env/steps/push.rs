@@ -68,6 +68,7 @@ pub fn render_options(
             options.local_charts.insert(entry.name.clone(), files);
         }
     }
+    options.extra_files = crate::addons::pushed_files(stamp)?;
     Ok(options)
 }
 

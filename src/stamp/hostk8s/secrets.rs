@@ -81,6 +81,7 @@ pub(super) fn load_secret_contract(
             name: s.name,
             namespace: s.namespace,
             keys,
+            through_vault: false,
         });
     }
     Ok(secrets)

@@ -50,6 +50,9 @@ pub struct RenderOptions {
     /// it): entry name → the chart's files, relative to its directory. Such an entry's chart
     /// lives at [`RenderOptions::chart_dir`] and the engine reads it from Git.
     pub local_charts: BTreeMap<String, crate::bundle::charts::ChartFiles>,
+    /// Files pushed as they are at their paths in the tree (the add-ons' manifests,
+    /// `crate::addons::pushed_files`).
+    pub extra_files: Vec<(String, Vec<u8>)>,
 }
 
 impl RenderOptions {
@@ -64,6 +67,7 @@ impl RenderOptions {
             bundle_dir: ".kindling".to_string(),
             chart_ca_secret: None,
             local_charts: BTreeMap::new(),
+            extra_files: Vec::new(),
         }
     }
 
@@ -272,6 +276,7 @@ pub fn render(stamp: &Stamp, engine: Engine, opts: &RenderOptions) -> Result<Ren
                 .map(|(path, bytes)| (format!("{dir}/{path}"), bytes.clone())),
         );
     }
+    rendered.raw_files.extend(opts.extra_files.iter().cloned());
     Ok(rendered)
 }
 

@@ -1,0 +1,134 @@
+//! The `vault` add-on in the fake flow (issue #19, "Secrets through Vault and External
+//! Secrets"): a HostK8s stack whose components read the ClusterSecretStore `vault-backend`
+//! gets Vault, ESO and the store; kindling writes its secret contract into Vault through the API
+//! server's service proxy, and the fake ESO makes the components' Secrets from it.
+
+mod common;
+
+mod env {
+    use base64::Engine as _;
+
+    use super::common::env_harness::*;
+    use super::common::{docker, unique};
+
+    fn decoded(secret: &serde_json::Value, key: &str) -> String {
+        let text = secret["data"][key].as_str().unwrap_or_default();
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .unwrap(),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_vault_addon_serves_the_stacks_contract_through_external_secrets() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::build("flux", true);
+        let env = unique("vault");
+        let profile = h.path("profile.yaml");
+        let created = ok(&h.run(
+            &[
+                "env",
+                "create",
+                &env,
+                "--stamp",
+                "sample-app",
+                "--profile",
+                profile.to_str().unwrap(),
+                "--output",
+                "json",
+            ],
+            &[],
+        ));
+        assert!(
+            report_steps(&created, "done").contains(&"vault"),
+            "{created}"
+        );
+        let state = h.state(&env);
+        assert_eq!(
+            state["addons"],
+            serde_json::json!(["ingress", "metrics-server", "gateway-api", "vault"])
+        );
+        // The root token: generated, kept in the env's state, given to the cluster as the
+        // Secret the dev server and the store read; never in Git.
+        let generated: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(h.path("data/envs").join(&env).join("secrets.json")).unwrap(),
+        )
+        .unwrap();
+        let token = generated["hostk8s/vault-token/token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(token.len(), 32);
+        let token_secret = h.api.object("Secret", "vault-token").unwrap();
+        assert_eq!(decoded(&token_secret, "token"), token);
+        // `git grep` exits 1 when nothing matches, 0 when something does.
+        let grep = std::process::Command::new("git")
+            .args(["grep", "-l", &token, "main"])
+            .current_dir(h.gitea.root.join("kindling/source.git"))
+            .output()
+            .unwrap();
+        assert_eq!(grep.status.code(), Some(1), "the token is in Git: {grep:?}");
+        let pushed = super::common::fake_gitea::git(
+            &h.gitea.root.join("kindling/source.git"),
+            &["show", "main:.kindling/addons/vault-backend/install.yaml"],
+        );
+        assert!(pushed.contains("kind: ClusterSecretStore"), "{pushed}");
+        // The contract went into Vault at NAMESPACE/NAME, as manage-secrets.py writes it, and
+        // kindling made no Secret of it itself.
+        let password = generated["postgres/pgadmin4-credentials/password"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let vault = h.api.state.lock().unwrap().vault.clone();
+        let (stored, _) = &vault.kv["postgres/pgadmin4-credentials"];
+        assert_eq!(stored["password"], password.as_str());
+        assert_eq!(stored["email"], "admin@hostk8s.com");
+        // The stack's ExternalSecret, applied by the engine, gets its Secret from Vault.
+        wait_until(
+            "the ESO Secret pgadmin4-credentials",
+            std::time::Duration::from_secs(60),
+            || {
+                let _ = h.run(&["env", "status", &env], &[]);
+                h.api
+                    .object("Secret", "pgadmin4-credentials")
+                    .is_some_and(|s| {
+                        s["metadata"]["labels"]["reconcile.external-secrets.io/managed"] == "true"
+                    })
+            },
+        );
+        let secret = h.api.object("Secret", "pgadmin4-credentials").unwrap();
+        assert_eq!(decoded(&secret, "password"), password);
+        assert!(secret["metadata"]["labels"]["app.kubernetes.io/managed-by"].is_null());
+        let store = h.api.object("ClusterSecretStore", "vault-backend").unwrap();
+        assert_eq!(
+            store["status"]["conditions"][0]["reason"], "Valid",
+            "{store}"
+        );
+        // A rerun finds the values in Vault and leaves them.
+        let rerun = ok(&h.run(
+            &[
+                "env",
+                "create",
+                &env,
+                "--stamp",
+                "sample-app",
+                "--profile",
+                profile.to_str().unwrap(),
+                "--output",
+                "json",
+            ],
+            &[],
+        ));
+        assert!(report_steps(&rerun, "done").contains(&"vault"), "{rerun}");
+        let after = h.api.state.lock().unwrap().vault.clone();
+        assert_eq!(
+            after.kv["postgres/pgadmin4-credentials"].1, 1,
+            "written once"
+        );
+        delete_clean(&h, &env);
+    }
+}
