@@ -40,7 +40,7 @@ mod env {
         assert_eq!(steps, kindling::env::steps::names());
         // The order the README documents, literally.
         let readme = std::fs::read_to_string(super::common::repo_dir().join("README.md")).unwrap();
-        let documented = "preflight → ca → (cluster ‖ gitea ‖ registry) → connect → images → push → engine → secrets → storage → bootstrap → reconcile";
+        let documented = "preflight → ca → (cluster ‖ gitea ‖ registry) → connect → images → push → engine → secrets → storage → bootstrap → vault → reconcile";
         assert!(
             readme.contains(documented),
             "the README's step line changed"

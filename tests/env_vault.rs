@@ -1,7 +1,9 @@
-//! The `vault` add-on in the fake flow (issue #19, "Secrets through Vault and External
-//! Secrets"): a HostK8s stack whose components read the ClusterSecretStore `vault-backend`
-//! gets Vault, ESO and the store; kindling writes its secret contract into Vault through the API
-//! server's service proxy, and the fake ESO makes the components' Secrets from it.
+//! HostK8s' sample-app stack, unchanged, through the whole fake flow to Ready (issue #19, "Done
+//! when"): its add-ons (Vault, ESO and the store `vault-backend` among them), its secret
+//! contract written into Vault through the API server's service proxy and turned into Secrets by
+//! the fake ESO, its storage contract's PersistentVolume bound to the claim the fake
+//! CloudNativePG makes, and its `localhost:5000` images pulled through the nodes' mirror of the
+//! env's registry.
 
 mod common;
 
@@ -22,27 +24,38 @@ mod env {
     }
 
     #[tokio::test(flavor = "multi_thread")]
-    async fn env_vault_addon_serves_the_stacks_contract_through_external_secrets() {
+    async fn env_hostk8s_sample_app_runs_to_ready_with_vault_storage_and_its_registry() {
         if docker().await.is_none() {
             return;
         }
         let h = Harness::build("flux", true);
         let env = unique("vault");
         let profile = h.path("profile.yaml");
-        let created = ok(&h.run(
-            &[
-                "env",
-                "create",
-                &env,
-                "--stamp",
-                "sample-app",
-                "--profile",
-                profile.to_str().unwrap(),
-                "--output",
-                "json",
-            ],
-            &[],
-        ));
+        let args = [
+            "env",
+            "create",
+            &env,
+            "--stamp",
+            "sample-app",
+            "--profile",
+            profile.to_str().unwrap(),
+            "--output",
+            "json",
+        ];
+        // A run that fails once the values are in Vault; the rerun finishes the job and
+        // finds them there.
+        let failed = h.run(&args, &[("KINDLING_FAIL_AT", "vault")]);
+        assert!(!failed.status.success());
+        assert!(
+            h.api
+                .state
+                .lock()
+                .unwrap()
+                .vault
+                .kv
+                .contains_key("postgres/pgadmin4-credentials")
+        );
+        let created = ok(&h.run(&args, &[]));
         assert!(
             report_steps(&created, "done").contains(&"vault"),
             "{created}"
@@ -109,20 +122,7 @@ mod env {
             "{store}"
         );
         // A rerun finds the values in Vault and leaves them.
-        let rerun = ok(&h.run(
-            &[
-                "env",
-                "create",
-                &env,
-                "--stamp",
-                "sample-app",
-                "--profile",
-                profile.to_str().unwrap(),
-                "--output",
-                "json",
-            ],
-            &[],
-        ));
+        let rerun = ok(&h.run(&args, &[]));
         assert!(report_steps(&rerun, "done").contains(&"vault"), "{rerun}");
         let after = h.api.state.lock().unwrap().vault.clone();
         assert_eq!(

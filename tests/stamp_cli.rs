@@ -459,6 +459,34 @@ mod stamp {
         ]);
         assert!(argo.iter().any(|w| w.starts_with("argo: ")), "{argo:?}");
         assert!(!argo.iter().any(|w| w.starts_with("flux: ")), "{argo:?}");
+        // HostK8s' sample-app has keys mis-indented under its kustomizations' metadata:
+        // kustomize (Argo CD) refuses those files, Flux drops the keys.
+        let app = hostk8s_stack("sample-app");
+        let app = app.to_str().unwrap();
+        let flux = warnings(&["stamp", "validate", app, "--output", "json"]);
+        let argo = warnings(&[
+            "stamp", "validate", app, "--engine", "argo", "--output", "json",
+        ]);
+        let about = |ws: &[String], prefix: &str, what: &str| {
+            ws.iter()
+                .filter(|w| w.starts_with(prefix) && w.contains(what))
+                .count()
+        };
+        assert_eq!(
+            about(
+                &argo,
+                "argo: ",
+                "is not a kustomization field; Argo CD's kustomize build refuses"
+            ),
+            4,
+            "{argo:?}"
+        );
+        assert!(
+            argo.iter()
+                .any(|w| w.contains("sample-app/db/kustomization.yaml: metadata.hostk8s.app")),
+            "{argo:?}"
+        );
+        assert_eq!(about(&flux, "flux: ", "Flux drops it"), 4, "{flux:?}");
         // A kindling stamp's checks are honoured by Flux: nothing to say.
         let out = kindling()
             .args(["stamp", "validate", "sample"])

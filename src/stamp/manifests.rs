@@ -292,6 +292,89 @@ fn stamp_documents(stamp: &super::Stamp) -> Vec<Document> {
         .collect()
 }
 
+/// The fields of kustomize's `Kustomization` (TypeMeta inline) and of its `ObjectMeta`
+/// (kubernetes-sigs/kustomize v5.8.1 api/types/kustomization.go, objectmeta.go).
+const KUSTOMIZATION_FIELDS: &[&str] = &[
+    "apiVersion",
+    "kind",
+    "metadata",
+    "openapi",
+    "namePrefix",
+    "nameSuffix",
+    "namespace",
+    "commonLabels",
+    "labels",
+    "commonAnnotations",
+    "patchesStrategicMerge",
+    "patchesJson6902",
+    "patches",
+    "images",
+    "imageTags",
+    "replacements",
+    "replicas",
+    "vars",
+    "sortOptions",
+    "resources",
+    "components",
+    "crds",
+    "bases",
+    "configMapGenerator",
+    "secretGenerator",
+    "helmGlobals",
+    "helmCharts",
+    "helmChartInflationGenerator",
+    "generatorOptions",
+    "configurations",
+    "generators",
+    "transformers",
+    "validators",
+    "buildMetadata",
+];
+const KUSTOMIZATION_METADATA_FIELDS: &[&str] = &["name", "namespace", "labels", "annotations"];
+
+/// Fields of the stamp's entries' kustomization files that kustomize does not know, as
+/// `(file, field)`: kustomize decodes a kustomization strictly ("invalid Kustomization: json:
+/// unknown field", api/types/kustomization.go `Unmarshal`), so `kustomize build` (Argo CD's
+/// repo-server) refuses the file, while Flux's kustomize-controller first rewrites the entry's
+/// own kustomization after a lenient read and so drops them (fluxcd/pkg kustomize
+/// kustomize_generator.go `GenerateManifest`). A key mis-indented under `metadata` (HostK8s'
+/// `labels:` followed by its keys at the same level) is the usual cause.
+pub fn kustomization_unknown_fields(stamp: &super::Stamp) -> Vec<(PathBuf, String)> {
+    let mut found = Vec::new();
+    for entry in &stamp.entries {
+        let super::Source::Path(p) = &entry.source else {
+            continue;
+        };
+        let Some(file) = kustomization_file(&p.host_dir) else {
+            continue;
+        };
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        let Ok(value) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&text) else {
+            continue;
+        };
+        let Some(map) = value.as_mapping() else {
+            continue;
+        };
+        for (key, v) in map {
+            let key = key.as_str().unwrap_or_default();
+            if !KUSTOMIZATION_FIELDS.contains(&key) {
+                found.push((file.clone(), key.to_string()));
+            } else if key == "metadata"
+                && let Some(meta) = v.as_mapping()
+            {
+                for k in meta.keys().filter_map(|k| k.as_str()) {
+                    if !KUSTOMIZATION_METADATA_FIELDS.contains(&k) {
+                        found.push((file.clone(), format!("metadata.{k}")));
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
 /// Whether the stamp's manifests hold an ExternalSecret that reads the ClusterSecretStore
 /// `store` (a HostK8s component's `vault-backend`).
 pub fn reads_cluster_secret_store(stamp: &super::Stamp, store: &str) -> bool {

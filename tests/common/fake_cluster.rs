@@ -173,11 +173,30 @@ impl Workspace {
         head
     }
 
-    /// The manifests at `path` of the pushed commit, built as kustomize-controller builds
-    /// them: with the directory's kustomization.yaml, or every YAML file under it when there
-    /// is none (the generator of fluxcd/pkg kustomize: "generate a kustomization.yaml").
+    /// The manifests at `path` of the pushed commit, built as Argo CD's repo-server builds
+    /// them: `kustomize build` of the directory's kustomization.yaml as it is (kustomize
+    /// decodes it strictly: kubernetes-sigs/kustomize v5.8.1 api/types/kustomization.go
+    /// `Unmarshal`, "invalid Kustomization: json: unknown field"), or every YAML file under it
+    /// when there is none.
     pub fn build(&mut self, head: &str, path: &str) -> Result<Vec<Value>, String> {
-        let key = (head.to_string(), path.to_string());
+        self.build_with(head, path, false)
+    }
+
+    /// The same as kustomize-controller builds them: its generator (fluxcd/pkg kustomize
+    /// kustomize_generator.go `GenerateManifest`, "generate a kustomization.yaml" when there is
+    /// none) first reads the directory's kustomization.yaml with sigs.k8s.io/yaml's lenient
+    /// `yaml.Unmarshal` into kustomize's `Kustomization` and writes it back, so fields kustomize
+    /// does not know are dropped there rather than refused (nested kustomizations are still
+    /// read strictly by kustomize).
+    pub fn build_as_flux(&mut self, head: &str, path: &str) -> Result<Vec<Value>, String> {
+        self.build_with(head, path, true)
+    }
+
+    fn build_with(&mut self, head: &str, path: &str, flux: bool) -> Result<Vec<Value>, String> {
+        let key = (
+            head.to_string(),
+            format!("{path}{}", if flux { "#flux" } else { "" }),
+        );
         if let Some(done) = self.builds.get(&key) {
             return done.clone();
         }
@@ -194,6 +213,9 @@ impl Workspace {
         } else if dir.join("kustomization.yaml").is_file()
             || dir.join("kustomization.yml").is_file()
         {
+            if flux {
+                rewrite_as_flux_generator(&dir)?;
+            }
             let out = std::process::Command::new("kubectl")
                 .args(["kustomize", &dir.display().to_string()])
                 .output()
@@ -632,6 +654,14 @@ pub fn chart_workloads(chart: &str, namespace: &str, values: &Value) -> Vec<Valu
             objects
         }
         "metrics-server" => vec![deployment("metrics-server")],
+        // cloudnative-pg (cloudnative-pg/charts, templates/_helpers.tpl fullname: the release
+        // name and the chart's; this takes HostK8s' release `cnpg-operator`, the only one
+        // the tests install, so `cnpg-operator-cloudnative-pg`, unless fullnameOverride).
+        "cloudnative-pg" => vec![deployment(
+            values["fullnameOverride"]
+                .as_str()
+                .unwrap_or("cnpg-operator-cloudnative-pg"),
+        )],
         "vault" => vec![
             json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "vault", "namespace": namespace}, "spec": {"replicas": 1}}),
             json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "vault", "namespace": namespace}, "spec": {"ports": [{"name": "http", "port": 8200}]}}),
@@ -651,6 +681,66 @@ pub fn chart_workloads(chart: &str, namespace: &str, values: &Value) -> Vec<Valu
         }
         _ => Vec::new(),
     }
+}
+
+/// The fields of kustomize's `Kustomization` and of its `ObjectMeta` (kubernetes-sigs/kustomize
+/// v5.8.1 api/types/kustomization.go, objectmeta.go, TypeMeta inline).
+const KUSTOMIZATION_FIELDS: &[&str] = &[
+    "apiVersion",
+    "kind",
+    "metadata",
+    "openapi",
+    "namePrefix",
+    "nameSuffix",
+    "namespace",
+    "commonLabels",
+    "labels",
+    "commonAnnotations",
+    "patchesStrategicMerge",
+    "patchesJson6902",
+    "patches",
+    "images",
+    "imageTags",
+    "replacements",
+    "replicas",
+    "vars",
+    "sortOptions",
+    "resources",
+    "components",
+    "crds",
+    "bases",
+    "configMapGenerator",
+    "secretGenerator",
+    "helmGlobals",
+    "helmCharts",
+    "helmChartInflationGenerator",
+    "generatorOptions",
+    "configurations",
+    "generators",
+    "transformers",
+    "validators",
+    "buildMetadata",
+];
+const OBJECT_META_FIELDS: &[&str] = &["name", "namespace", "labels", "annotations"];
+
+/// kustomize-controller's generator writing the directory's kustomization back after a lenient
+/// read: what kustomize would refuse as unknown is gone.
+fn rewrite_as_flux_generator(dir: &Path) -> Result<(), String> {
+    let file = ["kustomization.yaml", "kustomization.yml"]
+        .iter()
+        .map(|n| dir.join(n))
+        .find(|f| f.is_file())
+        .ok_or("no kustomization file")?;
+    let text = std::fs::read_to_string(&file).map_err(|e| e.to_string())?;
+    let mut value: Value = serde_yaml_ng::from_str(&text).map_err(|e| e.to_string())?;
+    if let Some(map) = value.as_object_mut() {
+        map.retain(|k, _| KUSTOMIZATION_FIELDS.contains(&k.as_str()));
+        if let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.retain(|k, _| OBJECT_META_FIELDS.contains(&k.as_str()));
+        }
+    }
+    let written = serde_yaml_ng::to_string(&value).map_err(|e| e.to_string())?;
+    std::fs::write(&file, written).map_err(|e| e.to_string())
 }
 
 pub fn documents(text: &str) -> Vec<Value> {

@@ -254,7 +254,7 @@ impl FluxModel {
         if must_apply {
             self.runs.get_mut(&id).unwrap().attempted = Some((revision.clone(), generation));
             let path = object["spec"]["path"].as_str().unwrap_or("./").to_string();
-            let built = self.ws.build(head, &path);
+            let built = self.ws.build_as_flux(head, &path);
             let built = match built {
                 Ok(objs) => objs,
                 Err(e) => {

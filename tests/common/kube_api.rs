@@ -326,6 +326,8 @@ impl ApiState {
             controller(&mut self.objects);
             self.controller = Some(controller);
         }
+        // CloudNativePG, once a chart installed it: its claims first, bound below.
+        super::fake_cnpg::reconcile_clusters(&mut self.objects);
         // kube-controller-manager's own controllers, which every cluster has.
         super::fake_volumes::bind_volumes(&mut self.objects);
         // The External Secrets Operator, once the `vault` add-on installed it.

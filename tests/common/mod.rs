@@ -8,6 +8,7 @@ pub mod env_harness;
 pub mod fake_argo;
 pub mod fake_cert_manager;
 pub mod fake_cluster;
+pub mod fake_cnpg;
 pub mod fake_flux;
 pub mod fake_gitea;
 pub mod fake_vault;

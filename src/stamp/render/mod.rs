@@ -232,6 +232,18 @@ pub fn engine_warnings(stamp: &Stamp, engine: Engine) -> Vec<String> {
             .collect()
     };
     let mut warnings = Vec::new();
+    for (file, field) in crate::stamp::manifests::kustomization_unknown_fields(stamp) {
+        warnings.push(match engine {
+            Engine::Argo => format!(
+                "argo: {}: {field} is not a kustomization field; Argo CD's kustomize build refuses the file (\"invalid Kustomization: json: unknown field\"): move it where it belongs (a mis-indented metadata key?) or remove it",
+                file.display()
+            ),
+            Engine::Flux => format!(
+                "flux: {}: {field} is not a kustomization field; Flux drops it (its kustomize-controller rewrites the file first), kustomize and Argo CD refuse the file",
+                file.display()
+            ),
+        });
+    }
     if engine == Engine::Argo {
         let checked = names(&|e| !e.health_checks.is_empty());
         if !checked.is_empty() {
