@@ -752,6 +752,27 @@ mod env {
             h.state(&env)["addons"],
             serde_json::json!(["ingress", "metrics-server", "gateway-api"])
         );
+        // HostK8s' Gateway API NodePorts get host ports (8081/8444 unless taken), mapped on the
+        // node as HostK8s' kind config maps them.
+        let gateway = &h.state(&env)["ports"]["gateway"];
+        let (http, https) = (
+            gateway["http"].as_u64().unwrap(),
+            gateway["https"].as_u64().unwrap(),
+        );
+        assert!(http >= 8081 && https >= 8444, "{gateway}");
+        let config =
+            std::fs::read_to_string(h.path("data/envs").join(&env).join("kind-config.yaml"))
+                .unwrap();
+        let config: serde_json::Value = serde_yaml_ng::from_str(&config).unwrap();
+        let mappings = config["nodes"][0]["extraPortMappings"].as_array().unwrap();
+        for (node, host) in [(30081, http), (30444, https)] {
+            assert!(
+                mappings.iter().any(|m| m["containerPort"] == node
+                    && m["hostPort"] == host
+                    && m["listenAddress"] == "127.0.0.1"),
+                "{mappings:?}"
+            );
+        }
         // The Gateway API CRDs, pushed with the stack and applied by the engine.
         assert!(
             h.api

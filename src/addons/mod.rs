@@ -68,6 +68,12 @@ pub const VAULT_TOKEN_SECRET: &str = "vault-token";
 /// The ClusterSecretStore HostK8s components name.
 pub const VAULT_STORE: &str = "vault-backend";
 
+/// HostK8s' Gateway API NodePorts and the host ports its kind config maps to them
+/// (infra/kubernetes/kind-custom.yaml: 30081 → 8081, 30444 → 8444, used by its Istio stack's
+/// gateway); with the ingress add-on kindling maps them as well, to the next free host ports
+/// when those are taken.
+pub const GATEWAY_NODE_PORTS: [(u16, u16); 2] = [(30081, 8081), (30444, 8444)];
+
 /// Vault's Service (the chart's fullname for release `vault`) and port.
 pub const VAULT_SERVICE: &str = "vault";
 pub const VAULT_PORT: u16 = 8200;

@@ -130,13 +130,30 @@ pub async fn create(
     };
     let ports = match &existing {
         Some(s) => s.ports.clone(),
-        None => new_ports(opts, settings).await?,
+        None => {
+            let gateway = addons.contains(&crate::addons::Addon::Ingress);
+            new_ports(opts, settings, gateway).await?
+        }
     };
     let ingress = cluster::IngressPorts {
         http: ports.http,
         https: ports.https,
     };
     let mut resolved = cluster::resolve(&opts.profile, &opts.name, ingress, ports.registry)?;
+    // HostK8s' Gateway API NodePorts on their host ports (the ingress add-on).
+    if let Some(gateway) = ports.gateway {
+        let [(http_node, _), (https_node, _)] = crate::addons::GATEWAY_NODE_PORTS;
+        resolved.extra_ports.extend([
+            cluster::PortMapping {
+                container_port: http_node,
+                host_port: gateway.http,
+            },
+            cluster::PortMapping {
+                container_port: https_node,
+                host_port: gateway.https,
+            },
+        ]);
+    }
     resolved.switch_context = opts.switch_context;
     // After `bundle load`, the digest-pinned images run under the names `docker load` gave
     // them (`bundle::offline_image`), so nothing is pulled.
@@ -207,12 +224,16 @@ fn same_env(s: &EnvState, opts: &CreateOptions, stamp: &str) -> Result<(), EnvEr
 }
 
 /// The ports of a new env, skipping those any container publishes.
-async fn new_ports(opts: &CreateOptions, settings: &Settings) -> Result<Ports, EnvError> {
+async fn new_ports(
+    opts: &CreateOptions,
+    settings: &Settings,
+    gateway: bool,
+) -> Result<Ports, EnvError> {
     let in_use = match DockerClient::connect().await {
         Ok(d) => d.host_ports_in_use().await.unwrap_or_default(),
         Err(_) => Vec::new(),
     };
-    super::ports::allocate(&opts.profile, settings, &opts.name, &in_use)
+    super::ports::allocate(&opts.profile, settings, &opts.name, &in_use, gateway)
 }
 
 fn new_state(opts: &CreateOptions, stamp: &Stamp, ports: Ports) -> EnvState {

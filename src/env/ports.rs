@@ -10,12 +10,14 @@ use crate::docker::{allocate_port, port_is_free};
 pub const DEFAULT_GITEA_PORT: u16 = 3000;
 pub const DEFAULT_REGISTRY_PORT: u16 = 5001;
 
-/// The ports of a new env; `docker_ports` are those any container publishes.
+/// The ports of a new env; `docker_ports` are those any container publishes. `gateway`: the
+/// env gets host ports for HostK8s' Gateway API NodePorts too (the ingress add-on).
 pub fn allocate(
     profile: &ClusterProfile,
     settings: &Settings,
     env: &str,
     docker_ports: &[u16],
+    gateway: bool,
 ) -> Result<Ports, EnvError> {
     let mut taken = ports_of_other_envs(settings, env);
     taken.extend_from_slice(docker_ports);
@@ -32,11 +34,22 @@ pub fn allocate(
         )?),
         false => None,
     };
+    let gateway = match gateway {
+        true => {
+            let [(_, http), (_, https)] = crate::addons::GATEWAY_NODE_PORTS;
+            Some(crate::cluster::IngressPorts {
+                http: allocate_one(http, &mut taken)?,
+                https: allocate_one(https, &mut taken)?,
+            })
+        }
+        false => None,
+    };
     Ok(Ports {
         http,
         https,
         gitea,
         registry,
+        gateway,
     })
 }
 
@@ -51,6 +64,7 @@ fn ports_of_other_envs(settings: &Settings, except: &str) -> Vec<u16> {
             taken.extend([s.ports.http, s.ports.https]);
             taken.extend(s.ports.gitea);
             taken.extend(s.ports.registry);
+            taken.extend(s.ports.gateway.iter().flat_map(|g| [g.http, g.https]));
         }
     }
     taken

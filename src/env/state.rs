@@ -30,6 +30,10 @@ pub struct Ports {
     pub gitea: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub registry: Option<u16>,
+    /// With the ingress add-on: the host ports of HostK8s' Gateway API NodePorts (30081,
+    /// 30444), 8081 and 8444 unless taken (`crate::addons::GATEWAY_NODE_PORTS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<crate::cluster::IngressPorts>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
