@@ -52,6 +52,22 @@ pub struct HostValues<'a> {
     pub allowed: &'a [String],
 }
 
+/// The process environment, as [`HostValues::env`] reads it in production.
+fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+impl<'a> HostValues<'a> {
+    /// This host's environment and files, relative paths from `base_dir`.
+    pub fn of_this_host(base_dir: &'a Path, allowed: &'a [String]) -> HostValues<'a> {
+        HostValues {
+            base_dir,
+            env: &process_env,
+            allowed,
+        }
+    }
+}
+
 /// A value a stamp's bootstrap secret reads from this host that needs the user's consent:
 /// every environment variable, and every file outside the source tree. A stamp from someone
 /// else could otherwise copy `GITHUB_TOKEN` or `~/.ssh/id_ed25519` into a Secret its own
@@ -256,12 +272,7 @@ pub fn check_host_values(
     if !missing.is_empty() {
         return Err(EngineError::Consent(missing));
     }
-    let env_lookup = |k: &str| std::env::var(k).ok();
-    let host = HostValues {
-        base_dir: &stamp.repo_root,
-        env: &env_lookup,
-        allowed,
-    };
+    let host = HostValues::of_this_host(&stamp.repo_root, allowed);
     resolve(&stamp.secrets, &mut GeneratedValues::default(), &host).map(|_| ())
 }
 
@@ -277,12 +288,7 @@ pub async fn apply(
     allowed: &[String],
 ) -> Result<AppliedSecrets, EngineError> {
     let mut generated = GeneratedValues::load(env_dir)?;
-    let env_lookup = |k: &str| std::env::var(k).ok();
-    let host = HostValues {
-        base_dir: &stamp.repo_root,
-        env: &env_lookup,
-        allowed,
-    };
+    let host = HostValues::of_this_host(&stamp.repo_root, allowed);
     let ca_namespace = ca_secret["metadata"]["namespace"]
         .as_str()
         .unwrap_or_default();

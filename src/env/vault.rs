@@ -50,12 +50,7 @@ pub async fn seed(
         return Ok(seeded);
     }
     let mut generated = GeneratedValues::load(env_dir)?;
-    let env_lookup = |k: &str| std::env::var(k).ok();
-    let host = HostValues {
-        base_dir: &stamp.repo_root,
-        env: &env_lookup,
-        allowed,
-    };
+    let host = HostValues::of_this_host(&stamp.repo_root, allowed);
     let token_id = format!("{HOSTK8S_NAMESPACE}/{VAULT_TOKEN_SECRET}/token");
     let token = generated.0.get(&token_id).cloned().ok_or_else(|| {
         EnvError::Preflight(format!(

@@ -72,6 +72,15 @@ pub fn unfinished(state: &EnvState) -> Vec<&'static str> {
         .collect()
 }
 
+/// The skip of a step that waits for the engine: none runs while the env is held.
+pub(super) fn skip_while_held<'a>(ctx: &'a Ctx<'_>) -> LocalBoxFuture<'a, Option<String>> {
+    Box::pin(async move {
+        ctx.state()
+            .hold
+            .then(|| "held until `kindling env approve`".to_string())
+    })
+}
+
 /// One step of `env create`.
 pub trait Step: Sync {
     /// The name in state.json, progress lines, `KINDLING_FAIL_AT` and the JSON report.

@@ -18,11 +18,7 @@ impl Step for Reconcile {
     }
 
     fn skip<'a>(&'a self, ctx: &'a Ctx<'_>) -> LocalBoxFuture<'a, Option<String>> {
-        Box::pin(async move {
-            ctx.state()
-                .hold
-                .then(|| "held until `kindling env approve`".to_string())
-        })
+        super::skip_while_held(ctx)
     }
 
     fn run<'a>(&'a self, ctx: &'a Ctx<'_>) -> LocalBoxFuture<'a, Result<String, EnvError>> {

@@ -22,11 +22,7 @@ impl Step for Vault {
 
     /// Held, the engine installs nothing: `env approve` writes them.
     fn skip<'a>(&'a self, ctx: &'a Ctx<'_>) -> LocalBoxFuture<'a, Option<String>> {
-        Box::pin(async move {
-            ctx.state()
-                .hold
-                .then(|| "held until `kindling env approve`".to_string())
-        })
+        super::skip_while_held(ctx)
     }
 
     fn run<'a>(&'a self, ctx: &'a Ctx<'_>) -> LocalBoxFuture<'a, Result<String, EnvError>> {
