@@ -218,6 +218,33 @@ mod addons {
         assert!(err.contains("spec.addons"), "{err}");
     }
 
+    /// A stamp that installs an add-on's chart itself (the sample stamp's Traefik) is refused
+    /// with the add-on: two Helm releases `traefik` would share Flux's storage namespace.
+    #[test]
+    fn addons_chart_the_stamp_installs_itself_is_reported() {
+        let sample = stamp::load(&repo_dir().join("stamps/sample"), None).unwrap();
+        let data = data_dir();
+        let err = addons::with_addons(
+            sample,
+            &[Addon::Ingress],
+            &addons::declared_in(None),
+            data.path(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("entry 'ingress'")
+                && err.contains(
+                    "installs traefik (release traefik), as kindling's add-on ingress does"
+                ),
+            "{err}"
+        );
+        assert!(
+            err.contains("leave `ingress` out of the profile's spec.addons"),
+            "{err}"
+        );
+    }
+
     /// A profile that names an add-on kindling does not know is invalid, naming the known ones.
     #[test]
     fn addons_unknown_name_in_a_profile_is_a_profile_problem() {

@@ -136,6 +136,28 @@ mod env {
         let read = in_node(&node, "cat /mnt/pv/sample/db/data.txt");
         assert_eq!(String::from_utf8_lossy(&read.stdout), "kept\n", "{read:?}");
 
+        // A restart prunes the stack's claim; its volume (Retain) is Released with the old
+        // claim's reference, which kindling clears, so the new claim binds it again.
+        let first_uid =
+            h.api.object("PersistentVolumeClaim", "data-claim").unwrap()["metadata"]["uid"].clone();
+        assert!(first_uid.is_string());
+        ok(&h.run(&["env", "restart", &env, "--output", "json"], &[]));
+        wait_until(
+            "the claim bound again",
+            std::time::Duration::from_secs(30),
+            || {
+                let _ = h.run(&["env", "status", &env], &[]);
+                h.api
+                    .object("PersistentVolumeClaim", "data-claim")
+                    .is_some_and(|c| {
+                        c["metadata"]["uid"] != first_uid && c["status"]["phase"] == "Bound"
+                    })
+            },
+        );
+        let volume = h.api.object("PersistentVolume", "sample-db").unwrap();
+        assert_eq!(volume["status"]["phase"], "Bound", "{volume}");
+        assert_ne!(volume["spec"]["claimRef"]["uid"], first_uid);
+
         // Another stamp that needs a mount the nodes lack is refused before anything is
         // removed, naming the path and the way out.
         super::common::copy_tree(

@@ -167,7 +167,7 @@ mod stamp {
     fn stamp_hostk8s_storage_contract_makes_one_class_per_name_and_a_volume_per_directory() {
         let dir = with_storage(
             "edge",
-            "    - {name: one, path: /mnt/pv/edge/one, size: 1Gi, accessModes: [ReadWriteOnce], storageClass: shared}\n    - {name: two, path: /mnt/pv/edge/two/, size: 500Mi, accessModes: [ReadWriteMany], storageClass: shared, owner: \"999:999\", permissions: 700}\n",
+            "    - {name: one, path: /mnt/pv/edge/one, size: 1Gi, accessModes: [ReadWriteOnce], storageClass: shared}\n    - {name: two, path: /mnt/pv/edge/two/, size: 500Mi, accessModes: [ReadWriteMany], storageClass: shared, owner: \"999:999\", permissions: \"700\"}\n",
         );
         let s = stamp::load(&dir.path().join("software/stacks/edge"), None).unwrap();
         assert_eq!(
@@ -219,6 +219,7 @@ mod stamp {
                 "    - {name: one, path: /mnt/pv/a/../b, size: lots, accessModes: [WriteSometimes], storageClass: c, owner: postgres, permissions: \"789\"}\n",
                 "    - {name: three, path: /mnt/pv/a, size: 1Gi, accessModes: [ReadWriteOnce], storageClass: c}\n",
                 "    - {name: four, path: /mnt/pv/a/inner, size: 1Gi, accessModes: [], storageClass: c}\n",
+                "    - {name: five, path: '/mnt/pv/c:d', size: 1e3, accessModes: [ReadWriteOnce], storageClass: c, permissions: 644}\n",
             ),
         );
         let text =
@@ -235,9 +236,13 @@ mod stamp {
             "spec.directories[1].permissions: '789' is not a 3-digit octal mode",
             "spec.directories[3].path: '/mnt/pv/a/inner' overlaps '/mnt/pv/a'",
             "spec.directories[3].accessModes: is empty",
+            "spec.directories[4].path: '/mnt/pv/c:d' holds ':' or ','",
+            "spec.directories[4].permissions: '644 (a number; quote it)' is not a 3-digit octal mode",
         ] {
             assert!(text.contains(wanted), "missing {wanted:?} in:\n{text}");
         }
+        // An exponent is a quantity Kubernetes takes (1e3 bytes).
+        assert!(!text.contains("directories[4].size"), "{text}");
     }
 
     #[test]

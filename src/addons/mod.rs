@@ -315,8 +315,8 @@ pub fn known_names() -> String {
 }
 
 /// The stamp with the add-ons' entries first, and every entry that depended on nothing
-/// depending on them. A stamp entry of an add-on's name, or one the stamp already provides
-/// under the same release in the same namespace, is an error naming both.
+/// depending on them. A stamp entry of an add-on's name, or a Helm entry of the stamp with an
+/// add-on's chart or release name, is an error naming the entry and the add-on.
 pub fn with_addons(
     mut stamp: Stamp,
     addons: &[Addon],
@@ -327,6 +327,42 @@ pub fn with_addons(
         return Ok(stamp);
     }
     let mut problems = Vec::new();
+    // A chart the stamp installs itself (the sample stamp's Traefik) would be a second Helm
+    // release of the same name: Flux keeps every release of the env in one storage namespace.
+    for addon in addons {
+        for part in addon.parts() {
+            let PartSource::Chart { pin, release, .. } = part.source else {
+                continue;
+            };
+            let chart = pin
+                .artifact
+                .split_once(' ')
+                .map(|(_, c)| c)
+                .unwrap_or_default();
+            for entry in &stamp.entries {
+                let Source::Helm(h) = &entry.source else {
+                    continue;
+                };
+                let theirs = h.release_name.clone().unwrap_or(entry.name.clone());
+                if h.chart == chart || theirs == release {
+                    problems.push(Problem::new(
+                        &entry.declared_in,
+                        Some(&entry.name),
+                        "helm",
+                        format!(
+                            "installs {} (release {theirs}), as kindling's add-on {} does ({chart}, release {release})",
+                            h.chart,
+                            addon.name()
+                        ),
+                        format!(
+                            "leave `{}` out of the profile's spec.addons (the stamp brings its own), or remove the entry",
+                            addon.name()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
     let entries: Vec<Entry> = addons
         .iter()
         .flat_map(|a| a.parts().iter().map(move |p| (*a, p)))

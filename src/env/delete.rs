@@ -77,9 +77,14 @@ pub async fn delete(
             .as_ref()
             .map(|s| s.storage.clone())
             .unwrap_or_default();
-        report.storage_removed =
-            super::storage::purge(&docker, &settings.data_dir, name, node.as_deref(), &mounted)
-                .await?;
+        // A purge that cannot finish (files a container made under another user, nodes
+        // stopped) leaves the data, says why, and the rest of the delete goes on.
+        match super::storage::purge(&docker, &settings.data_dir, name, node.as_deref(), &mounted)
+            .await
+        {
+            Ok(removed) => report.storage_removed = removed,
+            Err(e) => progress.warn(&e.to_string()),
+        }
     }
     let t = Instant::now();
     let cluster_name = crate::cluster::cluster_name(name);

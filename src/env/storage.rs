@@ -95,14 +95,17 @@ fn is_empty(dir: &Path) -> bool {
 }
 
 /// Sets each directory's owner and mode from inside one of the env's nodes, which mount them
-/// all: `mkdir -p`, `chown`, `chmod`, as HostK8s does in its control plane.
+/// all: `mkdir -p`, `chown`, `chmod`, as HostK8s does in its control plane. HostK8s goes on
+/// when `chown` fails (`chown … || true`: a rootless engine or a Docker Desktop file share may
+/// refuse it); so does kindling, returning what failed for a warning.
 pub async fn settle_in_node(
     docker: &DockerClient,
     state: &EnvState,
     dirs: &[StorageDir],
-) -> Result<(), EnvError> {
+) -> Result<Vec<String>, EnvError> {
+    let mut unsettled = Vec::new();
     if dirs.is_empty() {
-        return Ok(());
+        return Ok(unsettled);
     }
     let nodes = super::power::kubelet_nodes(docker, state).await?;
     let Some(node) = nodes.first() else {
@@ -122,15 +125,15 @@ pub async fn settle_in_node(
             )
             .await?;
         if out.exit_code != 0 {
-            return Err(EnvError::Preflight(format!(
-                "cannot give storage directory {} ({}) owner {owner} and mode {mode} in node {node}: {}",
+            unsettled.push(format!(
+                "storage directory {} ({}) may lack owner {owner} and mode {mode}: {} in node {node}",
                 d.name,
                 d.path,
                 out.stderr.trim()
-            )));
+            ));
         }
     }
-    Ok(())
+    Ok(unsettled)
 }
 
 /// What [`apply`] did.
@@ -175,6 +178,35 @@ pub async fn apply(
     Ok(applied)
 }
 
+/// Makes the stamp's volumes that a deleted claim left `Released` (their reclaim policy is
+/// Retain; `env restart` prunes the stack's claims) available again, by clearing their
+/// `claimRef`, which still names the old claim: the way Kubernetes documents to reuse a
+/// retained volume (kube-controller-manager pv_controller.go `syncVolume`: a volume with no
+/// claimRef is Available). The data stays.
+async fn release_volumes(kube: &KubeClient, dirs: &[StorageDir]) -> Result<(), EnvError> {
+    for d in dirs {
+        let Some(volume) = kube
+            .get("v1", "PersistentVolume", None, &d.volume_name)
+            .await?
+        else {
+            continue;
+        };
+        if volume["status"]["phase"] == "Released"
+            && volume["metadata"]["labels"][MANAGED_BY] == "kindling"
+        {
+            kube.merge_patch(
+                "v1",
+                "PersistentVolume",
+                None,
+                &d.volume_name,
+                &serde_json::json!({"spec": {"claimRef": null}}),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
 /// Everything for a stamp's storage on a running env: the directories' owners, then the
 /// objects. Only what the nodes mount is provided; the rest is named by
 /// [`missing_mounts_error`] (an error for create and restart, a warning for sync).
@@ -195,7 +227,10 @@ pub async fn provide(
         return Ok(AppliedStorage::default());
     }
     let docker = DockerClient::connect().await?;
-    settle_in_node(&docker, state, &mounted).await?;
+    for warning in settle_in_node(&docker, state, &mounted).await? {
+        progress.warn(&warning);
+    }
+    release_volumes(kube, &mounted).await?;
     let applied = apply(kube, &mounted, timeout).await?;
     for class in &applied.foreign_classes {
         progress.warn(&format!(

@@ -138,6 +138,11 @@ async fn set(
         t.elapsed(),
         &format!("{} objects", patched.len()),
     );
+    // A dev-mode Vault that restarted while the env was suspended (`env start` leaves a
+    // suspended env alone) comes back empty.
+    if !suspend {
+        super::vault::seed_with_progress(&kube, &stamp, settings, name, progress).await?;
+    }
     Ok(SuspendReport {
         env: name.to_string(),
         suspended: suspend,

@@ -246,6 +246,10 @@ fn normal_path(path: &str, prefix: &str) -> Result<String, &'static str> {
     {
         return Err("has empty, '.' or '..' parts");
     }
+    // Docker's and k3d's volume flags are SRC:DEST[:MODE].
+    if trimmed.contains(':') || trimmed.contains(',') {
+        return Err("holds ':' or ',', which node mount flags cannot carry");
+    }
     Ok(trimmed.to_string())
 }
 
@@ -255,20 +259,25 @@ fn within(outer: &str, inner: &str) -> bool {
         .is_some_and(|rest| rest.starts_with('/'))
 }
 
-/// A Kubernetes resource quantity as sizes are written: a number and an optional binary or
-/// decimal suffix (k8s.io/apimachinery pkg/api/resource/quantity.go).
+/// A Kubernetes resource quantity: a number and a binary, decimal or exponent suffix
+/// (k8s.io/apimachinery pkg/api/resource/quantity.go: `<number><suffix>`, suffixes
+/// Ki…Ei, n u m "" k M G T P E, or e/E and a signed integer).
 fn is_quantity(text: &str) -> bool {
     const SUFFIXES: &[&str] = &[
-        "", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E",
+        "", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "n", "u", "m", "k", "M", "G", "T", "P", "E",
     ];
-    let digits = text
+    let unsigned = text.strip_prefix('+').unwrap_or(text);
+    let digits = unsigned
         .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, suffix) = text.split_at(digits);
-    !number.is_empty()
-        && number.chars().filter(|c| *c == '.').count() <= 1
-        && number != "."
-        && SUFFIXES.contains(&suffix)
+        .unwrap_or(unsigned.len());
+    let (number, suffix) = unsigned.split_at(digits);
+    let number_ok =
+        !number.is_empty() && number.chars().filter(|c| *c == '.').count() <= 1 && number != ".";
+    let exponent = suffix
+        .strip_prefix(['e', 'E'])
+        .map(|e| e.strip_prefix(['+', '-']).unwrap_or(e))
+        .is_some_and(|e| !e.is_empty() && e.chars().all(|c| c.is_ascii_digit()));
+    number_ok && (SUFFIXES.contains(&suffix) || exponent)
 }
 
 fn parse_owner(text: &str) -> Option<(u32, u32)> {
@@ -276,11 +285,13 @@ fn parse_owner(text: &str) -> Option<(u32, u32)> {
     Some((uid.parse().ok()?, gid.parse().ok()?))
 }
 
-/// manage-storage.py: "permissions must be 3-digit octal"; `chmod` refuses 8 and 9.
+/// manage-storage.py: "permissions must be 3-digit octal" (a string: HostK8s calls
+/// `.isdigit()` on it); `chmod` refuses 8 and 9. A YAML number is refused too: `0o644` and
+/// `0644` reach the parser as other numbers than the digits written.
 fn parse_permissions(value: &serde_yaml_ng::Value) -> Result<u32, String> {
     let text = match value {
         serde_yaml_ng::Value::String(s) => s.clone(),
-        serde_yaml_ng::Value::Number(n) => n.to_string(),
+        serde_yaml_ng::Value::Number(n) => return Err(format!("{n} (a number; quote it)")),
         other => format!("{other:?}"),
     };
     if text.len() == 3 && text.chars().all(|c| ('0'..='7').contains(&c)) {

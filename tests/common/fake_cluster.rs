@@ -355,9 +355,13 @@ impl Workspace {
                     let status = s.object["status"].clone();
                     let finalizers = s.object["metadata"]["finalizers"].clone();
                     let generation = s.object["metadata"]["generation"].as_i64().unwrap_or(1);
+                    let uid = s.object["metadata"]["uid"].clone();
+                    // Server-side apply keeps what other managers own (the binder's fields).
+                    super::fake_volumes::keep_binding(&s.plural, &s.object, &mut o);
                     let spec_changed = s.object["spec"] != o["spec"];
                     s.object = o;
                     s.object["status"] = status;
+                    s.object["metadata"]["uid"] = uid;
                     if !finalizers.is_null() {
                         s.object["metadata"]["finalizers"] = finalizers;
                     }
@@ -366,6 +370,11 @@ impl Workspace {
                 }
                 None => {
                     o["metadata"]["generation"] = json!(1);
+                    // Every object the API server creates gets a UID of its own.
+                    static UIDS: std::sync::atomic::AtomicU64 =
+                        std::sync::atomic::AtomicU64::new(1);
+                    let n = UIDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    o["metadata"]["uid"] = json!(format!("uid-applied-{n}"));
                     objects.push(Stored {
                         group_version: gv.clone(),
                         plural: plural.clone(),

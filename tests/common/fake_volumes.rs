@@ -8,11 +8,39 @@
 //! size, the smallest of them; `bindVolumeToClaim` / `bindClaimToVolume` write the claimRef,
 //! `pv.kubernetes.io/bound-by-controller` and `pv.kubernetes.io/bind-completed`, and both
 //! phases Bound). A class with `volumeBindingMode: WaitForFirstConsumer` is left to the
-//! scheduler, which the fake does not have: its claims stay Pending.
+//! scheduler, which the fake does not have: its claims stay Pending. `syncVolume` also sets
+//! a volume whose claimRef names a claim that is gone (or another claim of that name, by UID)
+//! `Released` (the Retain policy; this fake does not model Delete or Recycle), and one without
+//! a claimRef `Available` again.
 
 use serde_json::{Value, json};
 
 use super::kube_api::Stored;
+
+/// What server-side apply keeps of an object another manager re-applies: the fields
+/// kube-controller-manager's binder owns (a volume's `spec.claimRef`, a claim's
+/// `spec.volumeName`, their `pv.kubernetes.io/*` annotations), unless the applied object
+/// sets them itself (kubernetes/kubernetes staging/src/k8s.io/apimachinery
+/// pkg/util/managedfields: fields of other managers stay).
+pub fn keep_binding(plural: &str, old: &Value, new: &mut Value) {
+    let field = match plural {
+        "persistentvolumes" => "claimRef",
+        "persistentvolumeclaims" => "volumeName",
+        _ => return,
+    };
+    if new["spec"][field].is_null() && !old["spec"][field].is_null() {
+        new["spec"][field] = old["spec"][field].clone();
+    }
+    for (k, v) in old["metadata"]["annotations"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
+        if k.starts_with("pv.kubernetes.io/") && new["metadata"]["annotations"][k].is_null() {
+            new["metadata"]["annotations"][k] = v.clone();
+        }
+    }
+}
 
 /// Bytes of a resource quantity (`5Gi`, `500Mi`, `1G`, `1024`); `None` when unreadable.
 fn bytes(quantity: &str) -> Option<f64> {
@@ -79,15 +107,40 @@ fn fits(claim: &Value, volume: &Value) -> bool {
 
 /// One pass of the controller over the stored objects.
 pub fn bind_volumes(objects: &mut [Stored]) {
-    for s in objects.iter_mut() {
-        if s.plural == "persistentvolumes" && s.object["status"]["phase"].is_null() {
-            let phase = if s.object["spec"]["claimRef"].is_null() {
-                "Available"
-            } else {
-                "Bound"
-            };
-            s.object["status"]["phase"] = json!(phase);
-        }
+    let claims: Vec<(String, String, Value, Value)> = objects
+        .iter()
+        .filter(|s| s.plural == "persistentvolumeclaims")
+        .map(|s| {
+            (
+                s.namespace.clone().unwrap_or_default(),
+                s.name.clone(),
+                s.object["metadata"]["uid"].clone(),
+                s.object["spec"]["volumeName"].clone(),
+            )
+        })
+        .collect();
+    for s in objects
+        .iter_mut()
+        .filter(|s| s.plural == "persistentvolumes")
+    {
+        let claim_ref = &s.object["spec"]["claimRef"];
+        let phase = if claim_ref.is_null() {
+            "Available"
+        } else {
+            let claim = claims.iter().find(|(ns, name, _, _)| {
+                claim_ref["namespace"] == ns.as_str() && claim_ref["name"] == name.as_str()
+            });
+            match claim {
+                None => "Released",
+                Some((_, _, uid, _)) if !claim_ref["uid"].is_null() && claim_ref["uid"] != *uid => {
+                    "Released"
+                }
+                Some((_, _, _, volume)) if *volume == s.name.as_str() => "Bound",
+                // Pre-bound by its author: the claim binds to it below.
+                Some(_) => "Available",
+            }
+        };
+        s.object["status"]["phase"] = json!(phase);
     }
     let claims: Vec<usize> = (0..objects.len())
         .filter(|&i| {

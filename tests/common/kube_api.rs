@@ -282,6 +282,7 @@ impl ApiState {
                                 object["metadata"][f] = old["metadata"][f].clone();
                             }
                         }
+                        super::fake_volumes::keep_binding(&plural, &old, &mut object);
                         let spec_changed = old["spec"] != object["spec"];
                         let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
                         object["metadata"]["generation"] =

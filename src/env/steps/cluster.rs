@@ -71,6 +71,13 @@ impl Step for Cluster {
                 let ours = state.cluster.is_some() || state.cluster_requested;
                 if !exists {
                     state.cluster_requested = true;
+                    // The nodes about to be made mount this stamp's storage, whatever an
+                    // earlier cluster of the env mounted.
+                    state.storage = resolved
+                        .storage
+                        .iter()
+                        .map(|m| m.node_path.clone())
+                        .collect();
                 }
                 ours
             };

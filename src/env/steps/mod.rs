@@ -66,8 +66,16 @@ pub fn unfinished(state: &EnvState) -> Vec<&'static str> {
         .into_iter()
         .filter(|s| *s != "registry" || state.ports.registry.is_some())
         .filter(|s| !matches!(*s, "reconcile" | "vault") || !state.hold)
-        // An env made before the images step existed went on to push without it.
+        // An env made before the images step existed went on to push without it; one made
+        // before the storage and vault steps bootstrapped without them, with no storage and
+        // no Vault to provide.
         .filter(|s| *s != "images" || !state.is_done("push"))
+        .filter(|s| *s != "storage" || !state.is_done("bootstrap") || !state.storage.is_empty())
+        .filter(|s| {
+            *s != "vault"
+                || !state.is_done("bootstrap")
+                || state.addons.iter().any(|a| a == "vault")
+        })
         .filter(|s| !state.is_done(s))
         .collect()
 }
