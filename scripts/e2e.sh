@@ -5,6 +5,7 @@
 #   scripts/e2e.sh                 # kind + flux, then k3d + argo
 #   scripts/e2e.sh kind flux       # one combination
 #   KINDLING_E2E_OFFLINE=1 scripts/e2e.sh kind argo   # also an offline create from a bundle
+#   KINDLING_E2E_ADDONS=1 scripts/e2e.sh kind flux    # also HostK8s' sample with every add-on
 # Needs: Docker (privileged containers), curl, internet. kind/k3d are downloaded (pinned) if
 # they are not on PATH. Takes 5-15 minutes per combination.
 set -euo pipefail

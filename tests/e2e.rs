@@ -511,3 +511,99 @@ fn e2e_offline_create_after_a_bundle_load() {
     e2e.wait_served("api.localhost", "podinfo", Duration::from_secs(300));
     e2e.json(&["env", "delete", &env]);
 }
+
+/// HostK8s' `sample` stack, unchanged, with every add-on on a real cluster (issue #19): the
+/// stack and the add-ons Ready; the Gateway API CRDs served; the IngressClass `nginx` the
+/// ingress add-on serves; metrics-server's APIService Available; and the ClusterSecretStore
+/// `vault-backend` validated by the real External Secrets Operator against the real dev-mode
+/// Vault with the root token kindling generated (the token reaches Vault only through the
+/// Secret `hostk8s/vault-token` and `-dev-root-token-id`).
+#[test]
+fn e2e_hostk8s_stack_with_every_addon() {
+    if !enabled() || std::env::var("KINDLING_E2E_ADDONS").as_deref() != Ok("1") {
+        eprintln!("skipped: set KINDLING_E2E=1 and KINDLING_E2E_ADDONS=1 (scripts/e2e.sh)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source");
+    copy_tree(
+        &repo_dir().join("tests/fixtures/upstream/hostk8s/software"),
+        &source.join("software"),
+    );
+    let provider = std::env::var("KINDLING_E2E_PROVIDER").unwrap_or_else(|_| "kind".into());
+    let engine = std::env::var("KINDLING_E2E_ENGINE").unwrap_or_else(|_| "flux".into());
+    let profile = dir.path().join("addons.yaml");
+    std::fs::write(
+        &profile,
+        format!("apiVersion: kindling.dev/v1alpha1\nkind: ClusterProfile\nmetadata: {{name: addons}}\nspec:\n  provider: {provider}\n  kubernetesVersion: \"1.37\"\n  ingress: {{http: 8080, https: 8443}}\n  registry: true\n  imageCaches: true\n  addons: [ingress, metrics-server, gateway-api, vault]\n"),
+    )
+    .unwrap();
+    let e2e = E2e {
+        env: format!("e2e-addons-{provider}-{engine}"),
+        data: dir.path().join("data"),
+        source,
+        provider,
+        engine,
+        _dir: dir,
+    };
+    let env = e2e.env.clone();
+    let created = e2e.json(&[
+        "env",
+        "create",
+        &env,
+        "--stamp",
+        "sample",
+        "--profile",
+        profile.to_str().unwrap(),
+        "--engine",
+        &e2e.engine,
+        "--wait",
+        "--timeout",
+        "20m",
+    ]);
+    let entries = created["env"]["status"]["entries"].as_array().unwrap();
+    assert!(
+        entries.iter().all(|e| e["readiness"] == "ready"),
+        "{created}"
+    );
+    for name in [
+        "addon-ingress",
+        "addon-metrics-server",
+        "addon-gateway-api",
+        "addon-external-secrets",
+        "addon-vault",
+        "addon-vault-backend",
+    ] {
+        assert!(
+            entries.iter().any(|e| e["name"] == name),
+            "{name}: {created}"
+        );
+    }
+    e2e.kubectl_json(&["crd", "httproutes.gateway.networking.k8s.io"]);
+    let class = e2e.kubectl_json(&["ingressclass", "nginx"]);
+    assert_eq!(class["spec"]["controller"], "k8s.io/ingress-nginx");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let metrics = e2e.kubectl_json(&["apiservice", "v1beta1.metrics.k8s.io"]);
+        let available = metrics["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Available" && c["status"] == "True");
+        let store = e2e.kubectl_json(&["clustersecretstore", "vault-backend"]);
+        let valid = store["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+        if available && valid {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metrics {metrics}\nstore {store}"
+        );
+        std::thread::sleep(Duration::from_secs(5));
+    }
+    e2e.json(&["env", "delete", &env, "--purge"]);
+}
