@@ -55,10 +55,67 @@ mod env {
                 .kv
                 .contains_key("postgres/pgadmin4-credentials")
         );
-        let created = ok(&h.run(&args, &[]));
+        let mut waiting = args.to_vec();
+        waiting.extend(["--wait", "--timeout", "60s"]);
+        let created = ok(&h.run(&waiting, &[]));
         assert!(
             report_steps(&created, "done").contains(&"vault"),
             "{created}"
+        );
+        // Every entry, the add-ons' and the stack's, Ready.
+        let entries = created["env"]["status"]["entries"].as_array().unwrap();
+        assert_eq!(entries.len(), 10, "{created}");
+        for e in entries {
+            assert_eq!(e["readiness"], "ready", "{e}");
+        }
+        // The storage contract's volume, bound to the database's claim; the env's add-ons and
+        // engine release in its status.
+        let status = h.json(&["env", "status", &env]);
+        assert_eq!(
+            status["status"]["addons"],
+            serde_json::json!(["ingress", "metrics-server", "gateway-api", "vault"])
+        );
+        assert_eq!(
+            status["status"]["engineVersion"],
+            kindling::pins::FLUX.version
+        );
+        let storage = &status["status"]["storage"][0];
+        assert_eq!(
+            storage["volume"], "hostk8s-sample-app-voting-db-pv",
+            "{status}"
+        );
+        assert_eq!(storage["phase"], "Bound", "{status}");
+        assert_eq!(storage["claim"], "postgres/voting-db-1", "{status}");
+        // Its images are HostK8s' `localhost:5000/…`; the node pulls that name through its
+        // mirror of the env's registry (containerd's certs.d, as HostK8s' kind config does).
+        let images: Vec<String> = h
+            .api
+            .objects_of("Deployment")
+            .iter()
+            .filter(|d| d["metadata"]["namespace"] == "sample-app")
+            .flat_map(|d| {
+                d["spec"]["template"]["spec"]["containers"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter_map(|c| c["image"].as_str().map(str::to_string))
+            .collect();
+        assert!(!images.is_empty());
+        assert!(
+            images.iter().all(|i| i.starts_with("localhost:5000/")),
+            "{images:?}"
+        );
+        let hosts = super::common::docker_cli(&[
+            "exec",
+            &format!("kindling-{env}-control-plane"),
+            "cat",
+            "/etc/containerd/certs.d/localhost:5000/hosts.toml",
+        ]);
+        assert!(
+            String::from_utf8_lossy(&hosts.stdout)
+                .contains(&format!("http://kindling-{env}-registry:5000")),
+            "{hosts:?}"
         );
         let state = h.state(&env);
         assert_eq!(

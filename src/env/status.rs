@@ -30,6 +30,12 @@ pub struct StatusReport {
     pub stamp: String,
     pub provider: String,
     pub engine: String,
+    /// The engine release the env installed (the pinned one at the time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine_version: Option<String>,
+    /// The cluster add-ons (`crate::addons`), whose entries are among the entries.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub addons: Vec<String>,
     /// Steps of `env create` not finished yet (a rerun of create completes them).
     pub unfinished_steps: Vec<String>,
     pub cluster: ComponentStatus,
@@ -241,6 +247,8 @@ pub async fn status(
         stamp: state.stamp.clone(),
         provider: state.provider.name().into(),
         engine: state.engine.name().into(),
+        engine_version: state.versions.get(state.engine.name()).cloned(),
+        addons: state.addons.clone(),
         unfinished_steps: steps::unfinished(&state)
             .into_iter()
             .map(str::to_string)

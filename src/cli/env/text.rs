@@ -95,9 +95,20 @@ pub fn created(report: &CreateReport, settings: &Settings) {
 
 pub fn status(report: &StatusReport) {
     println!(
-        "env {}: stamp {}, {} + {}",
-        report.env, report.stamp, report.provider, report.engine
+        "env {}: stamp {}, {} + {}{}",
+        report.env,
+        report.stamp,
+        report.provider,
+        report.engine,
+        report
+            .engine_version
+            .as_deref()
+            .map(|v| format!(" {v}"))
+            .unwrap_or_default()
     );
+    if !report.addons.is_empty() {
+        println!("  add-ons  {}", report.addons.join(", "));
+    }
     println!(
         "  cluster  {:<28} {}",
         report.cluster.name, report.cluster.state
