@@ -427,6 +427,77 @@ mod bundle {
     /// byte for byte as the one `…chart.content.v1.tar+gzip` layer), named in index.json. A
     /// package whose digest is not the one the index records is refused. `bundle load` of a
     /// bundle without images needs no Docker engine, and keeps the package for `env create`.
+    /// An add-on's downloaded manifest travels in the bundle: `bundle save --stamp` of a HostK8s
+    /// stack carries gateway-api's (its release publishes no sum), `bundle load` on another
+    /// data dir puts it in the cache and records its sum as a first download would, and the
+    /// add-on is then had with no network and no `--manifests-dir`.
+    #[test]
+    fn bundle_carries_the_addon_manifest_a_hostk8s_stack_needs() {
+        use kindling::addons::Addon;
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("source");
+        super::common::copy_tree(
+            &super::common::hostk8s_dir().join("software"),
+            &source.join("software"),
+        );
+        let manifest = Addon::GatewayApi.parts()[0].manifest().unwrap();
+        let manifests = dir.path().join("manifests");
+        std::fs::create_dir_all(&manifests).unwrap();
+        let text = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: gatewayclasses.gateway.networking.k8s.io}\n";
+        std::fs::write(manifests.join(manifest.file_name()), text).unwrap();
+        let file = dir.path().join("addons.tar");
+        let no_docker = ("DOCKER_HOST", "unix:///nonexistent/docker.sock");
+        let saved = ok(&kindling(
+            &dir.path().join("a"),
+            &[
+                "bundle",
+                "save",
+                file.to_str().unwrap(),
+                "--no-pins",
+                "--no-charts",
+                "--stamp",
+                "sample",
+                "--source",
+                source.to_str().unwrap(),
+                "--output",
+                "json",
+            ],
+            &[
+                no_docker,
+                ("KINDLING_MANIFESTS_DIR", manifests.to_str().unwrap()),
+                ("KINDLING_TRUST_MANIFESTS", "1"),
+            ],
+        ));
+        let carried = &saved["bundle"]["record"]["manifests"];
+        assert_eq!(carried[0]["file"], manifest.file_name(), "{saved}");
+        let sum = kindling::cluster::tools::sha256_hex(text.as_bytes());
+        assert_eq!(carried[0]["sha256"], sum.as_str());
+
+        let other = dir.path().join("b");
+        ok(&kindling(
+            &other,
+            &["bundle", "load", file.to_str().unwrap(), "--output", "json"],
+            &[no_docker],
+        ));
+        let cached = other.join("cache/manifests").join(manifest.file_name());
+        assert_eq!(std::fs::read_to_string(&cached).unwrap(), text);
+        let record = other
+            .join("data/manifest-sums")
+            .join(format!("{}.sha256", manifest.file_name()));
+        assert_eq!(std::fs::read_to_string(&record).unwrap().trim(), sum);
+        // Offline, from the cache the load filled, checked against the recorded sum.
+        let dirs = kindling::engine::manifests::ManifestDirs {
+            cache: other.join("cache"),
+            records: other.join("data/manifest-sums"),
+        };
+        kindling::addons::fetch_manifests(&[Addon::GatewayApi], &other.join("data"), &dirs, None)
+            .unwrap();
+        let kept = Addon::GatewayApi.parts()[0]
+            .manifest_dir(&other.join("data"))
+            .join("install.yaml");
+        assert_eq!(std::fs::read_to_string(kept).unwrap(), text);
+    }
+
     #[test]
     fn bundle_save_keeps_a_stamps_chart_and_load_stores_it() {
         let dir = tempfile::tempdir().unwrap();

@@ -476,6 +476,35 @@ pub fn pushed_files(stamp: &Stamp) -> Result<Vec<(String, Vec<u8>)>, StampError>
     Ok(files)
 }
 
+/// The downloaded manifests of the stamp's add-ons as a bundle carries them (file name as in
+/// the cache → content), read from where [`fetch_manifests`] kept them.
+pub fn bundled_manifests(stamp: &Stamp) -> Result<Vec<(String, Vec<u8>)>, StampError> {
+    let mut files = Vec::new();
+    for part in ALL.iter().flat_map(|a| a.parts()) {
+        let Some(manifest) = part.manifest() else {
+            continue;
+        };
+        let Some(entry) = stamp.entry(&part.entry_name()) else {
+            continue;
+        };
+        let Source::Path(path) = &entry.source else {
+            continue;
+        };
+        let file = path.host_dir.join(MANIFEST_FILE);
+        let bytes = std::fs::read(&file).map_err(|e| StampError::io(&file, e))?;
+        files.push((manifest.file_name(), bytes));
+    }
+    Ok(files)
+}
+
+/// The downloaded part whose manifest a bundle names `file`.
+pub fn manifest_of_file(file: &str) -> Option<crate::engine::manifests::PinnedManifest> {
+    ALL.iter()
+        .flat_map(|a| a.parts())
+        .filter_map(Part::manifest)
+        .find(|m| m.file_name() == file)
+}
+
 /// Where add-on entries say they were declared: the profile, or kindling itself.
 pub fn declared_in(profile: Option<&Path>) -> PathBuf {
     profile

@@ -1062,7 +1062,10 @@ pub async fn load(
                 p.file_name() == manifest.file
                     && p.sha256.as_deref() == Some(manifest.sha256.as_str())
             });
-        if pinned.is_none() {
+        // An add-on manifest has no pinned sum (its release publishes none): the bundle the
+        // user loads vouches for it, as a first download would, and its sum is recorded.
+        let addon = crate::addons::manifest_of_file(&manifest.file);
+        if pinned.is_none() && addon.is_none() {
             progress(&format!(
                 "manifest {}: not a pinned release, left out",
                 manifest.file
@@ -1080,6 +1083,17 @@ pub async fn load(
                 path: file.to_path_buf(),
                 reason: format!("{} does not match its recorded sha256", manifest.file),
             });
+        }
+        if let Some(addon) = &addon {
+            crate::engine::manifests::record_sum(
+                addon,
+                &data_dir.join("manifest-sums"),
+                &manifest.sha256,
+            )
+            .map_err(|e| BundleError::Damaged {
+                path: file.to_path_buf(),
+                reason: e.to_string(),
+            })?;
         }
         let target = cache_dir.join("manifests").join(&manifest.file);
         if let Some(parent) = target.parent() {

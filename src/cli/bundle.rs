@@ -162,9 +162,8 @@ pub fn run(command: BundleCommand, output: Output, verbose: u8) -> anyhow::Resul
                     }
                 }
             }
-            // The charts of the stamp named, else of the env's stamp.
+            // The stamp named, else the env's: its charts, and its add-ons' manifests.
             let stamp = match (&stamp, &state) {
-                _ if no_charts => None,
                 // A HostK8s stack's default add-ons are charts its env needs too.
                 (Some(arg), _) => {
                     let stamp = kindling::env::open::load_stamp(arg, &source)?;
@@ -188,15 +187,20 @@ pub fn run(command: BundleCommand, output: Output, verbose: u8) -> anyhow::Resul
                 }
                 (None, None) => None,
             };
+            // The add-ons' downloaded manifests (gateway-api), which an offline create needs too.
+            if let Some(s) = &stamp {
+                install.extend(kindling::addons::bundled_manifests(s)?);
+            }
             let charts: Vec<kindling::stamp::HelmChart> = stamp
                 .iter()
+                .filter(|_| !no_charts)
                 .flat_map(|s| &s.entries)
                 .filter_map(|e| match &e.source {
                     kindling::stamp::Source::Helm(chart) => Some(chart.clone()),
                     _ => None,
                 })
                 .collect();
-            if wanted.is_empty() && charts.is_empty() {
+            if wanted.is_empty() && charts.is_empty() && install.is_empty() {
                 anyhow::bail!(
                     "nothing to save: --no-pins leaves out the pinned images\nhelp: name images with --images FILE, a stamp with charts with --stamp, or an env with --env NAME"
                 );

@@ -78,6 +78,25 @@ fn recorded_sum_path(manifest: &PinnedManifest, records: &Path) -> PathBuf {
     records.join(format!("{}.sha256", manifest.file_name()))
 }
 
+/// Records `sha256` as the sum of `manifest` (which this build pins none for), as a first
+/// download does: what `bundle load` does for an add-on manifest the user's bundle carries.
+/// A sum already recorded must be the same.
+pub fn record_sum(
+    manifest: &PinnedManifest,
+    records: &Path,
+    sha256: &str,
+) -> Result<(), EngineError> {
+    if let Some(expected) = expected_sum(manifest, records)
+        && expected != sha256
+    {
+        return Err(mismatch(manifest, "the bundle", &expected, sha256));
+    }
+    let record = recorded_sum_path(manifest, records);
+    crate::paths::private_dirs(records).map_err(io_error(records))?;
+    crate::paths::write_atomic(&record, format!("{sha256}\n").as_bytes(), 0o600)
+        .map_err(io_error(&record))
+}
+
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
     move |source| EngineError::Io {
         path: path.to_path_buf(),
