@@ -436,6 +436,25 @@ mod env {
                 .iter()
                 .all(|e| e["readiness"] == "ready" && e["sync"] == "Synced")
         );
+        // What each entry runs, from the Applications' status.resources: the api entry's
+        // Deployment, Service and its Ingress URL on the env's HTTPS port.
+        let status = h.json(&["env", "status", &env]);
+        let https = h.state(&env)["ports"]["https"].as_u64().unwrap();
+        let api = status["status"]["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["entry"] == "api")
+            .unwrap_or_else(|| panic!("{status}"))
+            .clone();
+        assert_eq!(api["workloads"][0]["kind"], "Deployment", "{api}");
+        assert_eq!(api["workloads"][0]["name"], "api", "{api}");
+        assert_eq!(api["services"], serde_json::json!(["sample/api"]), "{api}");
+        assert_eq!(
+            api["urls"],
+            serde_json::json!([format!("https://api.localhost:{https}/")]),
+            "{api}"
+        );
         let secret = h.api.object("Secret", "kindling-repository").unwrap();
         assert_eq!(
             secret["metadata"]["labels"]["argocd.argoproj.io/secret-type"],

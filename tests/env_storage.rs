@@ -108,6 +108,23 @@ mod env {
         );
         let claim = h.api.object("PersistentVolumeClaim", "data-claim").unwrap();
         assert_eq!(claim["spec"]["volumeName"], "sample-db");
+        // The entry that made the claim shows it, from its Kustomization's inventory.
+        let database = status["status"]["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["entry"] == "database")
+            .unwrap_or_else(|| panic!("{status}"))
+            .clone();
+        assert_eq!(
+            database["claims"],
+            serde_json::json!([{"namespace": "database", "name": "data-claim", "phase": "Bound", "volume": "sample-db"}]),
+            "{database}"
+        );
+        assert_eq!(
+            database["workloads"][0]["kind"], "StatefulSet",
+            "{database}"
+        );
 
         // Written through the node's mount path, the file is in the host directory.
         let wrote = in_node(&node, "echo kept > /mnt/pv/sample/db/data.txt");

@@ -6,6 +6,7 @@ pub mod approve;
 pub mod build;
 pub mod create;
 pub mod delete;
+pub mod entry_objects;
 mod follow;
 pub mod kubeconfig;
 pub mod list;

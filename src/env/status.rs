@@ -66,6 +66,9 @@ pub struct StatusReport {
     /// The stamp's storage: where each directory lives and whether a claim holds its volume.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub storage: Vec<StorageStatus>,
+    /// What each entry runs (`crate::env::entry_objects`), for the entries that run anything.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<super::entry_objects::EntryObjects>,
 }
 
 /// One storage directory of the stamp (`crate::env::storage`).
@@ -269,6 +272,7 @@ pub async fn status(
         suspended: state.suspended,
         failing_pods: Vec::new(),
         storage: storage_status(&settings.data_dir, name, &stamp, None),
+        objects: Vec::new(),
     };
     if let Some(docker) = &parts.docker {
         let stopped = super::power::stopped_containers(docker, &state).await?;
@@ -312,6 +316,28 @@ pub async fn status(
                     .await
         {
             report.storage = storage_status(&settings.data_dir, name, &stamp, Some(&volumes));
+        }
+        if let Ok(Ok(objects)) = tokio::time::timeout(
+            POD_LIST_TIMEOUT,
+            super::entry_objects::entry_objects(
+                &kube,
+                state.engine,
+                &stamp,
+                state.ports.http,
+                state.ports.https,
+            ),
+        )
+        .await
+        {
+            report.objects = objects
+                .into_iter()
+                .filter(|o| {
+                    !(o.workloads.is_empty()
+                        && o.services.is_empty()
+                        && o.urls.is_empty()
+                        && o.claims.is_empty())
+                })
+                .collect();
         }
     }
     match result {

@@ -179,6 +179,23 @@ impl ArgoModel {
         let synced = object["status"]["sync"]["revision"] == revision.as_str();
         object["status"]["sync"]["status"] = json!(if synced { "Synced" } else { "OutOfSync" });
         object["status"]["health"]["status"] = json!(health);
+        // argo-cd v3.5.1 pkg/apis/application/v1alpha1 types.go ResourceStatus: what the
+        // Application manages, one record each.
+        object["status"]["resources"] = json!(
+            state
+                .inventory
+                .iter()
+                .map(|o| {
+                    let (group, version) = o
+                        .api_version
+                        .rsplit_once('/')
+                        .unwrap_or(("", &o.api_version));
+                    json!({"group": group, "version": version, "kind": o.kind,
+                           "namespace": o.namespace.clone().unwrap_or_default(), "name": o.name,
+                           "status": if synced { "Synced" } else { "OutOfSync" }})
+                })
+                .collect::<Vec<_>>()
+        );
         if state.operation.is_some() || synced {
             // `health.message` is never written by the controller (3.0+).
             object["status"]["health"]

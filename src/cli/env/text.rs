@@ -181,6 +181,24 @@ pub fn status(report: &StatusReport) {
         println!();
         print!("{}", kindling::engine::status::render_table(s));
     }
+    if !report.objects.is_empty() {
+        println!();
+    }
+    for o in &report.objects {
+        let mut parts: Vec<String> = o
+            .workloads
+            .iter()
+            .map(|w| format!("{} {}/{} {}", w.kind, w.namespace, w.name, w.ready))
+            .collect();
+        parts.extend(o.services.iter().map(|s| format!("Service {s}")));
+        parts.extend(
+            o.claims
+                .iter()
+                .map(|c| format!("PVC {}/{} {}", c.namespace, c.name, c.phase)),
+        );
+        parts.extend(o.urls.iter().cloned());
+        println!("  {}: {}", o.entry, parts.join(", "));
+    }
 }
 
 pub fn synced(report: &SyncReport) {

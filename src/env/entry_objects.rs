@@ -1,0 +1,254 @@
+//! What each entry of `env status` runs, as HostK8s' `make status` shows it: its workloads
+//! with their ready replicas, its Services, the URLs of its Ingresses and its claims.
+//!
+//! The objects come from the engine's own record of what it applied: a Flux Kustomization's
+//! `status.inventory.entries[].id`, `<namespace>_<name>_<group>_<kind>`
+//! (fluxcd/kustomize-controller v1.9.4 api/v1/inventory_types.go), or an Argo CD
+//! Application's `status.resources[]` (argo-cd v3.5.1 pkg/apis/application/v1alpha1
+//! types.go `ResourceStatus`). A Helm entry's Kustomization lists its HelmRelease only: what
+//! the release made is not listed here.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::engine::Engine;
+use crate::kube::{KubeClient, KubeError};
+use crate::stamp::Stamp;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EntryObjects {
+    pub entry: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub workloads: Vec<Workload>,
+    /// `NAMESPACE/NAME`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
+    /// An Ingress rule's host and path on the env's host ports.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub urls: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub claims: Vec<Claim>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Workload {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    /// `READY/DESIRED` replicas (a DaemonSet's scheduled pods).
+    pub ready: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Claim {
+    pub namespace: String,
+    pub name: String,
+    pub phase: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume: Option<String>,
+}
+
+/// One object an engine applied: (namespace, name, kind).
+type Ref = (String, String, String);
+
+/// The objects the engine records for `entry`.
+async fn refs(kube: &KubeClient, engine: Engine, entry: &str) -> Result<Vec<Ref>, KubeError> {
+    Ok(match engine {
+        Engine::Flux => {
+            let Some(k) = kube
+                .get(
+                    "kustomize.toolkit.fluxcd.io/v1",
+                    "Kustomization",
+                    Some(crate::stamp::render::flux::NAMESPACE),
+                    entry,
+                )
+                .await?
+            else {
+                return Ok(Vec::new());
+            };
+            k["status"]["inventory"]["entries"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| {
+                    let mut parts = e["id"].as_str()?.split('_');
+                    let (ns, name, _group, kind) =
+                        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+                    Some((ns.to_string(), name.to_string(), kind.to_string()))
+                })
+                .collect()
+        }
+        Engine::Argo => {
+            let Some(app) = kube
+                .get(
+                    "argoproj.io/v1alpha1",
+                    "Application",
+                    Some(crate::stamp::render::argo::NAMESPACE),
+                    entry,
+                )
+                .await?
+            else {
+                return Ok(Vec::new());
+            };
+            app["status"]["resources"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| {
+                    let text = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+                    (text("namespace"), text("name"), text("kind"))
+                })
+                .collect()
+        }
+    })
+}
+
+fn key(o: &Value) -> (String, String) {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    (
+        text(&o["metadata"]["namespace"]),
+        text(&o["metadata"]["name"]),
+    )
+}
+
+/// Each entry's objects; `http`/`https` are the env's ingress host ports.
+pub async fn entry_objects(
+    kube: &KubeClient,
+    engine: Engine,
+    stamp: &Stamp,
+    http: u16,
+    https: u16,
+) -> Result<Vec<EntryObjects>, KubeError> {
+    // One list per kind, whatever the number of entries.
+    let mut listed: BTreeMap<&str, BTreeMap<(String, String), Value>> = BTreeMap::new();
+    for (api_version, kind) in [
+        ("apps/v1", "Deployment"),
+        ("apps/v1", "StatefulSet"),
+        ("apps/v1", "DaemonSet"),
+        ("v1", "Service"),
+        ("networking.k8s.io/v1", "Ingress"),
+        ("v1", "PersistentVolumeClaim"),
+    ] {
+        let objects = kube.list(api_version, kind, None).await?;
+        listed.insert(kind, objects.into_iter().map(|o| (key(&o), o)).collect());
+    }
+    let mut all = Vec::new();
+    for entry in stamp.ordered_entries() {
+        let mut found = EntryObjects {
+            entry: entry.name.clone(),
+            workloads: Vec::new(),
+            services: Vec::new(),
+            urls: Vec::new(),
+            claims: Vec::new(),
+        };
+        for (ns, name, kind) in refs(kube, engine, &entry.name).await? {
+            let Some(o) = listed
+                .get(kind.as_str())
+                .and_then(|of| of.get(&(ns.clone(), name.clone())))
+            else {
+                continue;
+            };
+            let count = |v: &Value| v.as_i64().unwrap_or(0);
+            match kind.as_str() {
+                "Deployment" | "StatefulSet" => found.workloads.push(Workload {
+                    kind,
+                    namespace: ns,
+                    name,
+                    ready: format!(
+                        "{}/{}",
+                        count(&o["status"]["readyReplicas"]),
+                        o["spec"]["replicas"].as_i64().unwrap_or(1)
+                    ),
+                }),
+                "DaemonSet" => found.workloads.push(Workload {
+                    kind,
+                    namespace: ns,
+                    name,
+                    ready: format!(
+                        "{}/{}",
+                        count(&o["status"]["numberReady"]),
+                        count(&o["status"]["desiredNumberScheduled"])
+                    ),
+                }),
+                "Service" => found.services.push(format!("{ns}/{name}")),
+                "Ingress" => found.urls.extend(ingress_urls(o, http, https)),
+                "PersistentVolumeClaim" => found.claims.push(Claim {
+                    namespace: ns,
+                    name,
+                    phase: o["status"]["phase"]
+                        .as_str()
+                        .unwrap_or("Pending")
+                        .to_string(),
+                    volume: o["spec"]["volumeName"].as_str().map(str::to_string),
+                }),
+                _ => {}
+            }
+        }
+        all.push(found);
+    }
+    Ok(all)
+}
+
+/// `https://HOST:PORT/PATH` for each rule path of a host the Ingress serves over TLS, `http://`
+/// on the HTTP port otherwise.
+fn ingress_urls(ingress: &Value, http: u16, https: u16) -> Vec<String> {
+    let tls_hosts: Vec<&str> = ingress["spec"]["tls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|t| t["hosts"].as_array().into_iter().flatten())
+        .filter_map(Value::as_str)
+        .collect();
+    let mut urls = Vec::new();
+    for rule in ingress["spec"]["rules"].as_array().into_iter().flatten() {
+        let host = rule["host"].as_str().unwrap_or("localhost");
+        let base = match tls_hosts.contains(&host) {
+            true => format!("https://{host}:{https}"),
+            false => format!("http://{host}:{http}"),
+        };
+        let paths: Vec<&str> = rule["http"]["paths"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["path"].as_str())
+            .collect();
+        if paths.is_empty() {
+            urls.push(format!("{base}/"));
+        }
+        for path in paths {
+            let url = format!("{base}{path}");
+            if !urls.contains(&url) {
+                urls.push(url);
+            }
+        }
+    }
+    urls
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_objects_ingress_urls_follow_tls_and_paths() {
+        let ingress = serde_json::json!({"spec": {
+        "tls": [{"hosts": ["api.localhost"]}],
+        "rules": [
+            {"host": "api.localhost", "http": {"paths": [{"path": "/"}, {"path": "/v1"}]}},
+            {"host": "plain.localhost", "http": {"paths": [{"path": "/x"}]}},
+        ]}});
+        assert_eq!(
+            ingress_urls(&ingress, 8080, 8443),
+            [
+                "https://api.localhost:8443/",
+                "https://api.localhost:8443/v1",
+                "http://plain.localhost:8080/x"
+            ]
+        );
+    }
+}
