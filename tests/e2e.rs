@@ -35,6 +35,22 @@ struct E2e {
 }
 
 impl E2e {
+    /// A run named `e2e-WHAT-PROVIDER-ENGINE` in `dir`: its source tree at `dir/source` (the
+    /// caller fills it), its data dir at `dir/data`; the provider and engine from
+    /// `KINDLING_E2E_PROVIDER` / `KINDLING_E2E_ENGINE`.
+    fn in_dir(what: &str, default_engine: &str, dir: tempfile::TempDir) -> E2e {
+        let provider = std::env::var("KINDLING_E2E_PROVIDER").unwrap_or_else(|_| "kind".into());
+        let engine = std::env::var("KINDLING_E2E_ENGINE").unwrap_or_else(|_| default_engine.into());
+        E2e {
+            env: format!("e2e-{what}-{provider}-{engine}"),
+            data: dir.path().join("data"),
+            source: dir.path().join("source"),
+            provider,
+            engine,
+            _dir: dir,
+        }
+    }
+
     fn kindling(&self, args: &[&str]) -> Output {
         self.kindling_with(args, &[])
     }
@@ -440,21 +456,11 @@ fn e2e_offline_create_after_a_bundle_load() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let source = dir.path().join("source");
-    copy_tree(&repo_dir().join("stamps"), &source.join("stamps"));
-    copy_tree(&repo_dir().join("clusters"), &source.join("clusters"));
-    let provider = std::env::var("KINDLING_E2E_PROVIDER").unwrap_or_else(|_| "kind".into());
-    let engine = std::env::var("KINDLING_E2E_ENGINE").unwrap_or_else(|_| "argo".into());
     let file = dir.path().join("offline.tar");
     let file = file.to_str().unwrap().to_string();
-    let e2e = E2e {
-        env: format!("e2e-offline-{provider}-{engine}"),
-        data: dir.path().join("data"),
-        source,
-        provider,
-        engine,
-        _dir: dir,
-    };
+    let e2e = E2e::in_dir("offline", "argo", dir);
+    copy_tree(&repo_dir().join("stamps"), &e2e.source.join("stamps"));
+    copy_tree(&repo_dir().join("clusters"), &e2e.source.join("clusters"));
     let env = e2e.env.clone();
     let create = e2e.create_args();
     e2e.json(&create);
@@ -524,28 +530,17 @@ fn e2e_hostk8s_stack_with_every_addon() {
         eprintln!("skipped: set KINDLING_E2E=1 and KINDLING_E2E_ADDONS=1 (scripts/e2e.sh)");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let source = dir.path().join("source");
+    let e2e = E2e::in_dir("addons", "flux", tempfile::tempdir().unwrap());
     copy_tree(
         &repo_dir().join("tests/fixtures/upstream/hostk8s/software"),
-        &source.join("software"),
+        &e2e.source.join("software"),
     );
-    let provider = std::env::var("KINDLING_E2E_PROVIDER").unwrap_or_else(|_| "kind".into());
-    let engine = std::env::var("KINDLING_E2E_ENGINE").unwrap_or_else(|_| "flux".into());
-    let profile = dir.path().join("addons.yaml");
+    let profile = e2e.source.join("addons.yaml");
     std::fs::write(
         &profile,
-        format!("apiVersion: kindling.dev/v1alpha1\nkind: ClusterProfile\nmetadata: {{name: addons}}\nspec:\n  provider: {provider}\n  kubernetesVersion: \"1.37\"\n  ingress: {{http: 8080, https: 8443}}\n  registry: true\n  imageCaches: true\n  addons: [ingress, metrics-server, gateway-api, vault]\n"),
+        format!("apiVersion: kindling.dev/v1alpha1\nkind: ClusterProfile\nmetadata: {{name: addons}}\nspec:\n  provider: {}\n  kubernetesVersion: \"1.37\"\n  ingress: {{http: 8080, https: 8443}}\n  registry: true\n  imageCaches: true\n  addons: [ingress, metrics-server, gateway-api, vault]\n", e2e.provider),
     )
     .unwrap();
-    let e2e = E2e {
-        env: format!("e2e-addons-{provider}-{engine}"),
-        data: dir.path().join("data"),
-        source,
-        provider,
-        engine,
-        _dir: dir,
-    };
     let env = e2e.env.clone();
     let created = e2e.json(&[
         "env",

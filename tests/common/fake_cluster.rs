@@ -693,7 +693,9 @@ pub fn chart_workloads(chart: &str, namespace: &str, values: &Value) -> Vec<Valu
 }
 
 /// The fields of kustomize's `Kustomization` and of its `ObjectMeta` (kubernetes-sigs/kustomize
-/// v5.8.1 api/types/kustomization.go, objectmeta.go, TypeMeta inline).
+/// v5.8.1 api/types/kustomization.go, objectmeta.go, TypeMeta inline). Read from upstream for
+/// the fake on its own, not taken from kindling's list (src/stamp/manifests.rs): a fake that
+/// shared kindling's belief could not catch a wrong one.
 const KUSTOMIZATION_FIELDS: &[&str] = &[
     "apiVersion",
     "kind",
