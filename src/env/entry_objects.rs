@@ -116,13 +116,15 @@ fn key(o: &Value) -> (String, String) {
     )
 }
 
-/// Each entry's objects; `http`/`https` are the env's ingress host ports.
+/// Each entry's objects; `http`/`https` are the env's ingress host ports, `gateway_http` the
+/// host port of HostK8s' Gateway API NodePort (the ingress add-on's `ports.gateway`).
 pub async fn entry_objects(
     kube: &KubeClient,
     engine: Engine,
     stamp: &Stamp,
     http: u16,
     https: u16,
+    gateway_http: Option<u16>,
 ) -> Result<Vec<EntryObjects>, KubeError> {
     // One list per kind, whatever the number of entries.
     let mut listed: BTreeMap<&str, BTreeMap<(String, String), Value>> = BTreeMap::new();
@@ -133,6 +135,8 @@ pub async fn entry_objects(
         ("v1", "Service"),
         ("networking.k8s.io/v1", "Ingress"),
         ("v1", "PersistentVolumeClaim"),
+        // Empty where the Gateway API is not served.
+        ("gateway.networking.k8s.io/v1", "HTTPRoute"),
     ] {
         let objects = kube.list(api_version, kind, None).await?;
         listed.insert(kind, objects.into_iter().map(|o| (key(&o), o)).collect());
@@ -177,6 +181,7 @@ pub async fn entry_objects(
                 }),
                 "Service" => found.services.push(format!("{ns}/{name}")),
                 "Ingress" => found.urls.extend(ingress_urls(o, http, https)),
+                "HTTPRoute" => found.urls.extend(route_urls(o, gateway_http)),
                 "PersistentVolumeClaim" => found.claims.push(Claim {
                     namespace: ns,
                     name,
@@ -230,9 +235,58 @@ fn ingress_urls(ingress: &Value, http: u16, https: u16) -> Vec<String> {
     urls
 }
 
+/// `http://HOST[:PORT]/PATH` for each hostname and path match of an HTTPRoute
+/// (gateway.networking.k8s.io/v1 `spec.hostnames`, `rules[].matches[].path.value`), on the host
+/// port of HostK8s' gateway NodePort when the env has one.
+fn route_urls(route: &Value, port: Option<u16>) -> Vec<String> {
+    let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+    let paths: Vec<&str> = route["spec"]["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|r| r["matches"].as_array().into_iter().flatten())
+        .filter_map(|m| m["path"]["value"].as_str())
+        .collect();
+    let mut urls = Vec::new();
+    for host in route["spec"]["hostnames"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        if paths.is_empty() {
+            urls.push(format!("http://{host}{port}/"));
+        }
+        for path in &paths {
+            let url = format!("http://{host}{port}{path}");
+            if !urls.contains(&url) {
+                urls.push(url);
+            }
+        }
+    }
+    urls
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entry_objects_route_urls_take_hostnames_paths_and_the_gateway_port() {
+        let route = serde_json::json!({"spec": {
+            "hostnames": ["bookinfo.localhost"],
+            "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/productpage"}},
+                                   {"path": {"type": "PathPrefix", "value": "/static"}}]}]}});
+        assert_eq!(
+            route_urls(&route, Some(8081)),
+            [
+                "http://bookinfo.localhost:8081/productpage",
+                "http://bookinfo.localhost:8081/static"
+            ]
+        );
+        let bare = serde_json::json!({"spec": {"hostnames": ["a.localhost"]}});
+        assert_eq!(route_urls(&bare, None), ["http://a.localhost/"]);
+    }
 
     #[test]
     fn entry_objects_ingress_urls_follow_tls_and_paths() {

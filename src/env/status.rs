@@ -325,6 +325,7 @@ pub async fn status(
                 &stamp,
                 state.ports.http,
                 state.ports.https,
+                state.ports.gateway.map(|g| g.http),
             ),
         )
         .await
