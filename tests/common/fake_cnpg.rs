@@ -2,13 +2,14 @@
 //! `cnpg-operator` HelmRelease of the cloudnative-pg chart) and the `postgresql.cnpg.io/v1`
 //! Clusters its stacks declare.
 //!
-//! Modelled on cloudnative-pg: each instance's PGDATA PersistentVolumeClaim is named after the
-//! instance, `CLUSTER-N` from 1 (pkg/specs/pvcs.go, instance serials), with the Cluster's
-//! `spec.storage` (`size`, `storageClass`, and `pvcTemplate` merged under them), labelled
-//! `cnpg.io/cluster`; the Cluster is `Cluster in healthy state` with condition `Ready` True,
-//! reason `ClusterIsReady`, once its instances run, and `Ready` False, `ClusterIsNotReady`,
-//! "Cluster Is Not Ready" before (api/v1/cluster_conditions.go, pkg/utils
-//! SetClusterReadyCondition). An instance here runs once its claim is Bound: the fake has no
+//! Modelled on cloudnative-pg/cloudnative-pg v1.30.0: an instance is `CLUSTER-N` from 1
+//! (pkg/specs/pods.go `GetInstanceName`) and its PGDATA PersistentVolumeClaim has the
+//! instance's name (pkg/reconciler/persistentvolumeclaim/calculator.go), with the Cluster's
+//! `spec.storage` (`size`, `storageClass`, and `pvcTemplate` under them), labelled
+//! `cnpg.io/cluster`; the Cluster is `Cluster in healthy state` (api/v1/cluster_types.go
+//! `PhaseHealthy`) with condition `Ready` (`ConditionClusterReady`) True once its instances run,
+//! and `Ready` False, `ClusterIsNotReady`, "Cluster Is Not Ready" before (api/v1
+//! cluster_funcs.go). An instance here runs once its claim is Bound: the fake has no
 //! pods, so an unbound claim is what holds a Cluster back.
 
 use serde_json::{Value, json};

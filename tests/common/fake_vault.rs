@@ -1,7 +1,8 @@
 //! The fake cluster's Vault and External Secrets Operator, for the `vault` add-on.
 //!
-//! Vault: a dev server's KV v2 engine at `secret/`, as hashicorp/vault documents its HTTP API
-//! (`GET /v1/sys/health` 200 once active; `GET /v1/secret/data/PATH` → `{"data": {"data":
+//! Vault: a dev server's KV v2 engine at `secret/`, as hashicorp/vault 2.0.4 (the vault-helm
+//! v0.34.1 appVersion) documents its HTTP API (developer.hashicorp.com/vault/api-docs,
+//! secret/kv/kv-v2 and system/health; `GET /v1/sys/health` 200 once active; `GET /v1/secret/data/PATH` → `{"data": {"data":
 //! {...}, "metadata": {...}}}` or 404 `{"errors": []}`; `POST /v1/secret/data/PATH` with
 //! `{"data": {...}}` writes a new version; a request without the root token in
 //! `X-Vault-Token` is 403 `{"errors": ["permission denied"]}`). It "runs" once the chart's
@@ -9,7 +10,9 @@
 //! `hostk8s/vault-token` its `-dev-root-token-id` reads (src/addons/vault-values.yaml), and is
 //! reached through the API server's service proxy.
 //!
-//! ESO: external-secrets v2.9.0 pkg/controllers/externalsecret/externalsecret_controller.go,
+//! ESO: external-secrets/external-secrets v2.9.0
+//! pkg/controllers/externalsecret/externalsecret_controller.go (apis/externalsecrets/v1
+//! externalsecret_types.go and secretstore_types.go for the reasons),
 //! for the Vault provider with KV v2: a ClusterSecretStore is Ready (reason `Valid`) when its
 //! Vault answers to its token; an ExternalSecret's `data[].remoteRef {key, property}` and
 //! `dataFrom[].extract.key` read `secret/data/KEY`; `target.template.data` (engineVersion v2,

@@ -1,6 +1,6 @@
 //! The fake cluster's PersistentVolume controller: Available volumes, and claims bound to the
-//! smallest volume that fits, as kube-controller-manager binds them
-//! (kubernetes/kubernetes pkg/controller/volume/persistentvolume: pv_controller.go
+//! smallest volume that fits, as kube-controller-manager binds them (kubernetes/kubernetes at
+//! 4ed16993, the 1.37 line, pkg/controller/volume/persistentvolume: pv_controller.go
 //! `syncVolume` sets an unclaimed volume Available; index.go `findBestMatchForClaim` looks only
 //! at volumes whose access modes hold all the claim's; util/util.go `FindMatchingVolume` then
 //! takes an Available volume with no claimRef, the claim's class, the same volumeMode
