@@ -2,7 +2,7 @@
 //! `cnpg-operator` HelmRelease of the cloudnative-pg chart) and the `postgresql.cnpg.io/v1`
 //! Clusters its stacks declare.
 //!
-//! Modelled on cloudnative-pg/cloudnative-pg v1.30.0: an instance is `CLUSTER-N` from 1
+//! Modelled on upstream cloudnative-pg/cloudnative-pg v1.30.0: an instance is `CLUSTER-N` from 1
 //! (pkg/specs/pods.go `GetInstanceName`) and its PGDATA PersistentVolumeClaim has the
 //! instance's name (pkg/reconciler/persistentvolumeclaim/calculator.go), with the Cluster's
 //! `spec.storage` (`size`, `storageClass`, and `pvcTemplate` under them), labelled

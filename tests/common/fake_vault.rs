@@ -1,6 +1,6 @@
 //! The fake cluster's Vault and External Secrets Operator, for the `vault` add-on.
 //!
-//! Vault: a dev server's KV v2 engine at `secret/`, as hashicorp/vault 2.0.4 (the vault-helm
+//! Vault: a dev server's KV v2 engine at `secret/`, as upstream hashicorp/vault 2.0.4 (the vault-helm
 //! v0.34.1 appVersion) documents its HTTP API (developer.hashicorp.com/vault/api-docs,
 //! secret/kv/kv-v2 and system/health; `GET /v1/sys/health` 200 once active; `GET /v1/secret/data/PATH` → `{"data": {"data":
 //! {...}, "metadata": {...}}}` or 404 `{"errors": []}`; `POST /v1/secret/data/PATH` with

@@ -1,5 +1,5 @@
 //! The fake cluster's PersistentVolume controller: Available volumes, and claims bound to the
-//! smallest volume that fits, as kube-controller-manager binds them (kubernetes/kubernetes at
+//! smallest volume that fits, as upstream kube-controller-manager binds them (kubernetes/kubernetes at
 //! 4ed16993, the 1.37 line, pkg/controller/volume/persistentvolume: pv_controller.go
 //! `syncVolume` sets an unclaimed volume Available; index.go `findBestMatchForClaim` looks only
 //! at volumes whose access modes hold all the claim's; util/util.go `FindMatchingVolume` then
