@@ -114,15 +114,27 @@ impl Git {
         let output = child.wait_with_output().map_err(PushError::GitMissing)?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
-            // git asks for a user name when the server answers 401 to the header we sent.
-            let refused = ["Authentication failed", "could not read Username", "401"];
-            if refused.iter().any(|r| stderr.contains(r)) {
+            if refused_credentials(&stderr) {
                 return Err(PushError::Unauthorized { action });
             }
             return Err(PushError::Git { action, stderr });
         }
         Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
     }
+}
+
+/// Whether git's stderr says the server refused the credentials: git asks for a user name when
+/// the server answers 401 to the header sent, or prints curl's "The requested URL returned
+/// error: 401". A bare "401" is not enough: it is in any URL on a port like 40123 (a CI run of
+/// the moving-branch test met exactly that and called a refused push "unauthorized").
+fn refused_credentials(stderr: &str) -> bool {
+    [
+        "Authentication failed",
+        "could not read Username",
+        "returned error: 401",
+    ]
+    .iter()
+    .any(|r| stderr.contains(r))
 }
 
 /// Commits `source` (plus `extra_files`, path → content) in a scratch store and pushes it to
@@ -389,4 +401,21 @@ fn snapshot_tree(git: &Git, extra_files: &[(String, Vec<u8>)]) -> Result<String,
         )?;
     }
     git.run("writing the tree", &["write-tree"], None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gitea_push_a_port_with_401_in_it_is_no_refused_credential() {
+        let rejected = "To http://127.0.0.1:40123/kindling/source.git\n ! [rejected]        main -> main (fetch first)";
+        assert!(!refused_credentials(rejected));
+        assert!(refused_credentials(
+            "fatal: Authentication failed for 'http://127.0.0.1:3000/kindling/source.git/'"
+        ));
+        assert!(refused_credentials(
+            "fatal: unable to access '…': The requested URL returned error: 401"
+        ));
+    }
 }
