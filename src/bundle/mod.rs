@@ -1087,7 +1087,7 @@ pub async fn load(
         if let Some(addon) = &addon {
             crate::engine::manifests::record_sum(
                 addon,
-                &data_dir.join("manifest-sums"),
+                &crate::engine::manifests::records_dir(data_dir),
                 &manifest.sha256,
             )
             .map_err(|e| BundleError::Damaged {

@@ -73,6 +73,11 @@ pub struct FetchedManifest {
 /// An install manifest is a few MB; anything far larger is not what we asked for.
 const MAX_MANIFEST: u64 = 64 * 1024 * 1024;
 
+/// The data dir's directory of first-use sums (`ManifestDirs::records`).
+pub fn records_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("manifest-sums")
+}
+
 /// Where the first-use sum of `manifest` is recorded, in the data dir's `records` directory.
 fn recorded_sum_path(manifest: &PinnedManifest, records: &Path) -> PathBuf {
     records.join(format!("{}.sha256", manifest.file_name()))

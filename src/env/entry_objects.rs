@@ -33,6 +33,16 @@ pub struct EntryObjects {
     pub claims: Vec<Claim>,
 }
 
+impl EntryObjects {
+    /// The entry runs none of what is listed.
+    pub fn is_empty(&self) -> bool {
+        self.workloads.is_empty()
+            && self.services.is_empty()
+            && self.urls.is_empty()
+            && self.claims.is_empty()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Workload {

@@ -222,7 +222,7 @@ impl Settings {
     pub fn manifest_dirs(&self) -> crate::engine::manifests::ManifestDirs {
         crate::engine::manifests::ManifestDirs {
             cache: self.cache_dir.clone(),
-            records: self.data_dir.join("manifest-sums"),
+            records: crate::engine::manifests::records_dir(&self.data_dir),
         }
     }
 

@@ -330,15 +330,7 @@ pub async fn status(
         )
         .await
         {
-            report.objects = objects
-                .into_iter()
-                .filter(|o| {
-                    !(o.workloads.is_empty()
-                        && o.services.is_empty()
-                        && o.urls.is_empty()
-                        && o.claims.is_empty())
-                })
-                .collect();
+            report.objects = objects.into_iter().filter(|o| !o.is_empty()).collect();
         }
     }
     match result {
