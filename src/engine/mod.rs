@@ -313,6 +313,58 @@ pub async fn status(
     })
 }
 
+/// Removes some entries of a stamp that stays (`env down` of a stack): each entry's engine
+/// object is deleted (Flux prunes what the Kustomization applied; Argo CD's resources
+/// finalizer cascades) and this waits until every one is gone. The root was re-applied
+/// without them first, so its own prune agrees; until it has reconciled the new commit it
+/// may apply an entry again, which is deleted again.
+pub async fn remove_entries(
+    kube: &KubeClient,
+    engine: Engine,
+    names: &[String],
+    timeout: Duration,
+) -> Result<(), EngineError> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let (api_version, kind, ns) = match engine {
+        Engine::Flux => (flux::KUSTOMIZATION_API, "Kustomization", flux::NAMESPACE),
+        Engine::Argo => (argo::API_VERSION, "Application", argo::NAMESPACE),
+    };
+    let objects: Vec<Value> = names
+        .iter()
+        .map(|name| {
+            json!({
+                "apiVersion": api_version, "kind": kind,
+                "metadata": {"name": name, "namespace": ns},
+            })
+        })
+        .collect();
+    kube.wait_for(
+        &format!("{} to be removed", names.join(", ")),
+        timeout,
+        || async {
+            let mut left = Vec::new();
+            for (name, object) in names.iter().zip(&objects) {
+                let Some(live) = kube.get(api_version, kind, Some(ns), name).await? else {
+                    continue;
+                };
+                if live["metadata"]["deletionTimestamp"].is_null() {
+                    kube.delete_objects(std::slice::from_ref(object)).await?;
+                }
+                left.push(format!("{kind} {name}"));
+            }
+            Ok(if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("still present: {}", left.join(", ")))
+            })
+        },
+    )
+    .await?;
+    Ok(())
+}
+
 /// Removes the stamp from the cluster through the engine: deleting the root (Flux prunes
 /// what its Kustomizations applied; Argo CD's resources finalizer cascades) and waiting until
 /// all of it is really gone: the root itself (its finalizer stays until the entries are

@@ -66,6 +66,13 @@ pub async fn create(
     super::check_external_gitea(settings)?;
     let env_dir = settings.env_dir(&opts.name);
     let stamp = super::open::load_stamp(&opts.stamp, &opts.source)?;
+    // A rerun bootstraps the stacks `env up` added too: a root without them would prune
+    // them. Read before the lock (the add-ons below are fitted around every entry); the
+    // locked read further down must find the same list.
+    let (stamp, stacks_before) = match EnvState::load(&env_dir)? {
+        Some(s) => (super::open::with_env_stacks(stamp, &s)?, s.stacks),
+        None => (stamp, Vec::new()),
+    };
     // The add-ons the stack needs from its cluster come first (`crate::addons`).
     let addons = crate::addons::chosen(opts.profile.spec.addons.as_deref(), &stamp);
     let stamp = crate::addons::with_addons(
@@ -93,6 +100,12 @@ pub async fn create(
     let existing = EnvState::load(&env_dir)?;
     if let Some(s) = &existing {
         same_env(s, opts, &stamp.name)?;
+        if s.stacks != stacks_before {
+            return Err(EnvError::Preflight(format!(
+                "the stacks of env {} changed while this create waited for it (`env up`/`env down`); run it again",
+                opts.name
+            )));
+        }
         // A rerun would bootstrap and reconcile, undoing the suspension half-way.
         if s.suspended {
             return Err(EnvError::Preflight(format!(
@@ -185,7 +198,11 @@ pub async fn create(
     state.extra_ca = extra_ca_wanted;
     state.addons = addons.iter().map(|a| a.name().to_string()).collect();
     if !state.cluster_requested && state.cluster.is_none() {
-        state.storage = stamp.storage.iter().map(|d| d.path.clone()).collect();
+        state.storage = resolved
+            .storage
+            .iter()
+            .map(|m| m.node_path.clone())
+            .collect();
     }
     let mut ctx = Ctx::new(opts, settings, progress, &stamp, &resolved, state);
     ctx.interrupted = super::interrupt_flag();
@@ -258,6 +275,7 @@ fn new_state(opts: &CreateOptions, stamp: &Stamp, ports: Ports) -> EnvState {
         extra_ca: Vec::new(),
         storage: Vec::new(),
         addons: Vec::new(),
+        stacks: Vec::new(),
     }
 }
 

@@ -3,6 +3,7 @@
 //! each other.
 
 pub mod approve;
+mod bring_up;
 pub mod build;
 pub mod create;
 pub mod delete;
@@ -16,6 +17,7 @@ pub mod ports;
 pub mod power;
 pub mod restart;
 pub(crate) mod route;
+pub mod stacks;
 pub mod state;
 pub mod status;
 pub mod steps;

@@ -48,7 +48,19 @@ pub fn load_stamp(stamp_arg: &str, source: &Path) -> Result<Stamp, EnvError> {
 /// The stamp the env runs, from its recorded directory, with the env's add-ons (whose
 /// fetched manifests are kept under `data_dir`).
 pub fn stamp_of(data_dir: &Path, state: &EnvState) -> Result<Stamp, EnvError> {
-    with_env_addons(stamp::load(&state.stamp_dir, None)?, state, data_dir)
+    let own = with_env_stacks(stamp::load(&state.stamp_dir, None)?, state)?;
+    with_env_addons(own, state, data_dir)
+}
+
+/// `stamp` with the stacks `env up` added to the env (`crate::stamp::with_stacks`), each
+/// loaded again from its directory, so an edit to any of them is pushed by the next sync.
+pub fn with_env_stacks(stamp: Stamp, state: &EnvState) -> Result<Stamp, EnvError> {
+    let stacks = state
+        .stacks
+        .iter()
+        .map(|s| stamp::load(&s.dir, None))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(stamp::with_stacks(stamp, stacks)?)
 }
 
 /// `stamp` with the add-ons `state` was made with (another stamp for the same env gets them

@@ -1,15 +1,13 @@
 //! `env restart [--stamp S]`: removes the stamp's objects through the engine and bootstraps it
 //! (or another stamp) again, on the same cluster.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Serialize;
 
-use super::open::{gitea_of, live_kube_of, load_locked, load_stamp, stamp_of};
-use super::steps::{bootstrap, push, secrets};
+use super::open::{live_kube_of, load_locked, load_stamp, stamp_of};
 use super::{EnvError, Settings};
 use crate::engine;
-use crate::kube::ApplyOptions;
 use crate::ui::Progress;
 
 #[derive(Debug, Serialize)]
@@ -38,8 +36,9 @@ pub async fn restart(
     // The stamp to bootstrap, and what its secrets read from this host (consented to, and
     // there), before anything is removed.
     let stamp = match new_stamp {
+        // The stacks `env up` added stay beside the new stamp: they belong to the env.
         Some(arg) => super::open::with_env_addons(
-            load_stamp(arg, &state.source)?,
+            super::open::with_env_stacks(load_stamp(arg, &state.source)?, &state)?,
             &state,
             &settings.data_dir,
         )?,
@@ -80,56 +79,7 @@ pub async fn restart(
     // An env made before a bundle was loaded gets the images its nodes could not pull
     // offline now, before the new stamp needs them.
     give_bundle_images(settings, &state, progress).await?;
-    let gitea = gitea_of(&state)?;
-    let rendered = push::render_for_env(&stamp, &state, &gitea, &settings.data_dir)?;
-    let t = Instant::now();
-    progress.start("push", &stamp.name);
-    let commit = push::push(&stamp, &rendered, &gitea).await?;
-    state.commit = Some(commit.clone());
-    state.record("push", t.elapsed());
-    state.save(&env_dir)?;
-    progress.done(
-        "push",
-        t.elapsed(),
-        &format!("commit {}", push::short(&commit)),
-    );
-    let t = Instant::now();
-    let ca_secret = crate::pki::env_ca_secret(&settings.data_dir, name)?;
-    let applied = engine::secrets::apply(
-        &kube,
-        &stamp,
-        &env_dir,
-        &ca_secret,
-        settings.step_timeout,
-        &settings.allow_secret_from,
-    )
-    .await?;
-    secrets::warn_if_left_to_stamp(progress, &ca_secret, &applied);
-    state.record("secrets", t.elapsed());
-    let t = Instant::now();
-    super::storage::provide(&kube, &state, &stamp, settings.step_timeout, progress).await?;
-    state.record("storage", t.elapsed());
-    let t = Instant::now();
-    let extra_ca = state.extra_ca(&env_dir)?;
-    let objects = bootstrap::objects(
-        state.engine,
-        &stamp,
-        &rendered,
-        &gitea,
-        state.hold,
-        extra_ca.as_ref(),
-    );
-    kube.apply_objects(&objects, &ApplyOptions::new(settings.step_timeout))
-        .await?;
-    state.record("bootstrap", t.elapsed());
-    if !state.hold {
-        super::vault::seed_with_progress(&kube, &stamp, settings, name, progress).await?;
-        state.record("vault", Duration::ZERO);
-        engine::request_reconcile(&kube, state.engine, &stamp, time::OffsetDateTime::now_utc())
-            .await?;
-        state.record("reconcile", Duration::ZERO);
-    }
-    state.save(&env_dir)?;
+    let commit = super::bring_up::bring_up(settings, &mut state, &stamp, &kube, progress).await?;
     progress.info(&format!("stamp {} bootstrapped again", stamp.name));
     Ok(RestartReport {
         env: name.to_string(),

@@ -109,6 +109,17 @@ pub struct EnvState {
     /// The cluster add-ons the env was made with (`crate::addons`), entries of its stamp.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addons: Vec<String>,
+    /// Stacks added beside the env's stamp with `env up` (HostK8s `make up NAME` on a running
+    /// cluster), in the order they came; `env down` takes one away.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stacks: Vec<AddedStack>,
+}
+
+/// A stack `env up` added: what the user called it and where it was found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddedStack {
+    pub name: String,
+    pub dir: PathBuf,
 }
 
 impl EnvState {

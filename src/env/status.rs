@@ -36,6 +36,9 @@ pub struct StatusReport {
     /// The cluster add-ons (`crate::addons`), whose entries are among the entries.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub addons: Vec<String>,
+    /// Stacks added beside the stamp with `env up`, whose entries are among the entries.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stacks: Vec<String>,
     /// Steps of `env create` not finished yet (a rerun of create completes them).
     pub unfinished_steps: Vec<String>,
     pub cluster: ComponentStatus,
@@ -252,6 +255,7 @@ pub async fn status(
         engine: state.engine.name().into(),
         engine_version: state.versions.get(state.engine.name()).cloned(),
         addons: state.addons.clone(),
+        stacks: state.stacks.iter().map(|s| s.name.clone()).collect(),
         unfinished_steps: steps::unfinished(&state)
             .into_iter()
             .map(str::to_string)

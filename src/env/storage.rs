@@ -27,16 +27,37 @@ pub fn host_dir(data_dir: &Path, env: &str, node_path: &str) -> PathBuf {
     host_root(data_dir, env).join(node_path.trim_start_matches("/mnt/"))
 }
 
-/// The mounts the stamp's storage needs.
+/// Where HostK8s' nodes mount their storage root (danielscholl-osdu/hostk8s@2add0a5
+/// infra/kubernetes/kind-custom.yaml: one extraMount at `/mnt/pv`), under which every
+/// HostK8s storage contract's paths lie (manage-storage.py `validate_directory`).
+pub const HOSTK8S_ROOT: &str = "/mnt/pv";
+
+/// The mounts the stamp's storage needs. A HostK8s stack's env mounts HostK8s' one storage
+/// root, as its cluster does, so that the storage of any stack `env up` adds later is
+/// already in the nodes; a native stamp's directories are mounted one by one.
 pub fn mounts(data_dir: &Path, env: &str, stamp: &Stamp) -> Vec<StorageMount> {
-    stamp
-        .storage
-        .iter()
-        .map(|d| StorageMount {
-            host_path: host_dir(data_dir, env, &d.path),
-            node_path: d.path.clone(),
-        })
-        .collect()
+    let mount = |node_path: &str| StorageMount {
+        host_path: host_dir(data_dir, env, node_path),
+        node_path: node_path.to_string(),
+    };
+    let mut mounts = Vec::new();
+    if stamp.format == crate::stamp::StampFormat::Hostk8s {
+        mounts.push(mount(HOSTK8S_ROOT));
+    }
+    for d in &stamp.storage {
+        if !mounts.iter().any(|m| covers(&m.node_path, &d.path)) {
+            mounts.push(mount(&d.path));
+        }
+    }
+    mounts
+}
+
+/// `node_path` is the mount `mount` or lies inside it.
+fn covers(mount: &str, node_path: &str) -> bool {
+    node_path == mount
+        || node_path
+            .strip_prefix(mount)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// The node paths the stamp needs that the env's cluster was not made with. A Docker
@@ -46,7 +67,7 @@ pub fn missing_mounts<'a>(state: &EnvState, stamp: &'a Stamp) -> Vec<&'a str> {
         .storage
         .iter()
         .map(|d| d.path.as_str())
-        .filter(|p| !state.storage.iter().any(|m| m == p))
+        .filter(|p| !state.storage.iter().any(|m| covers(m, p)))
         .collect()
 }
 
@@ -64,25 +85,41 @@ pub fn missing_mounts_error(env: &str, stamp: &str, missing: &[&str]) -> EnvErro
 /// ReadVolumeMount), so a data dir with one cannot be mounted there.
 pub fn make_host_dirs(mounts: &[StorageMount], dirs: &[StorageDir]) -> Result<(), EnvError> {
     use std::os::unix::fs::PermissionsExt;
-    for (m, d) in mounts.iter().zip(dirs) {
-        let fail = |e: std::io::Error| EnvError::State {
-            path: m.host_path.clone(),
-            reason: format!("cannot make the storage directory of {}: {e}", d.name),
-        };
+    for m in mounts {
         if m.host_path.display().to_string().contains(':') {
             return Err(EnvError::Preflight(format!(
                 "{}: a storage directory's path cannot hold ':' (Docker and k3d read it as a separator)\nhelp: set KINDLING_DATA_DIR to a path without one",
                 m.host_path.display()
             )));
         }
-        std::fs::create_dir_all(&m.host_path).map_err(fail)?;
+        std::fs::create_dir_all(&m.host_path).map_err(|e| EnvError::State {
+            path: m.host_path.clone(),
+            reason: format!("cannot make the storage directory {}: {e}", m.node_path),
+        })?;
+    }
+    for d in dirs {
+        let Some(host_path) = mounts
+            .iter()
+            .find(|m| covers(&m.node_path, &d.path))
+            .map(|m| {
+                m.host_path
+                    .join(d.path[m.node_path.len()..].trim_start_matches('/'))
+            })
+        else {
+            continue;
+        };
+        let fail = |e: std::io::Error| EnvError::State {
+            path: host_path.clone(),
+            reason: format!("cannot make the storage directory of {}: {e}", d.name),
+        };
+        std::fs::create_dir_all(&host_path).map_err(fail)?;
         // Only a directory this run made is given the entry's mode here; one that holds data
         // keeps what the node set (its owner may be another user, whose mode the host user
         // cannot change).
-        let meta = std::fs::metadata(&m.host_path).map_err(fail)?;
-        if is_empty(&m.host_path) && meta.permissions().mode() & 0o777 != d.permissions {
+        let meta = std::fs::metadata(&host_path).map_err(fail)?;
+        if is_empty(&host_path) && meta.permissions().mode() & 0o777 != d.permissions {
             let _ = std::fs::set_permissions(
-                &m.host_path,
+                &host_path,
                 std::fs::Permissions::from_mode(d.permissions),
             );
         }
@@ -220,7 +257,7 @@ pub async fn provide(
     let mounted: Vec<StorageDir> = stamp
         .storage
         .iter()
-        .filter(|d| state.storage.contains(&d.path))
+        .filter(|d| state.storage.iter().any(|m| covers(m, &d.path)))
         .cloned()
         .collect();
     if mounted.is_empty() {

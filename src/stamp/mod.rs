@@ -12,6 +12,7 @@ mod locate;
 pub mod manifests;
 mod native;
 pub mod render;
+mod stacks;
 pub mod storage;
 mod validate;
 
@@ -21,6 +22,7 @@ pub use error::{Problem, StampError};
 pub use generator::{GeneratorKind, SecretGenerator};
 pub use graph::Graph;
 pub use locate::{StampListing, list_stamps, locate_stamp};
+pub use stacks::with_stacks;
 pub(crate) use validate::rebuild_graph;
 
 /// A loaded, validated stamp.

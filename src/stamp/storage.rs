@@ -253,6 +253,11 @@ fn normal_path(path: &str, prefix: &str) -> Result<String, &'static str> {
     Ok(trimmed.to_string())
 }
 
+/// One path is the other or lies inside it: two directories that would share data.
+pub(crate) fn overlaps(a: &str, b: &str) -> bool {
+    a == b || within(a, b) || within(b, a)
+}
+
 fn within(outer: &str, inner: &str) -> bool {
     inner
         .strip_prefix(outer)

@@ -147,6 +147,24 @@ pub enum EnvCommand {
         #[arg(long, default_value = "latest")]
         tag: String,
     },
+    /// Add a stack to a running environment beside its stamp (HostK8s `make up NAME`), and
+    /// follow until its entries are Ready.
+    Up {
+        /// `[NAME] STACK`: the environment (default dev) and the stack, found as `--stamp` is.
+        #[arg(num_args = 1..=2, value_names = ["NAME", "STACK"], required = true)]
+        args: Vec<String>,
+        /// Return once it is bootstrapped instead of following reconciliation.
+        #[arg(long)]
+        no_wait: bool,
+        #[command(flatten)]
+        wait_args: WaitArgs,
+    },
+    /// Remove a stack `env up` added (HostK8s `make down NAME`); its storage data is kept.
+    Down {
+        /// `[NAME] STACK`: the environment (default dev) and the stack.
+        #[arg(num_args = 1..=2, value_names = ["NAME", "STACK"], required = true)]
+        args: Vec<String>,
+    },
     /// Sync on every change of the source tree.
     Watch {
         #[command(flatten)]
@@ -179,6 +197,15 @@ pub enum EnvCommand {
     Kubeconfig(EnvName),
     /// List environments (and orphaned Docker objects).
     List,
+}
+
+/// `[NAME] THING`: the environment (default dev) and the one argument a command acts on.
+fn env_and<'a>(args: &'a [String], verb: &str, thing: &str) -> anyhow::Result<(&'a str, &'a str)> {
+    match args {
+        [one] => Ok(("dev", one.as_str())),
+        [env, one] => Ok((env.as_str(), one.as_str())),
+        _ => anyhow::bail!("env {verb} takes `[NAME] {thing}`"),
+    }
 }
 
 /// Asks on a terminal, one by one, whether the stamp's secrets may read what they would from
@@ -347,12 +374,23 @@ async fn run_async(command: EnvCommand, output: Output, verbose: u8) -> anyhow::
             let report = kindling::env::resume(&settings, &env.name, &progress).await?;
             out.print("resume", &report, text::suspended);
         }
+        EnvCommand::Up {
+            args,
+            no_wait,
+            wait_args,
+        } => {
+            let (env, stack) = env_and(&args, "up", "STACK")?;
+            let wait = (!no_wait).then_some(wait_args.timeout);
+            let report = kindling::env::stacks::up(&settings, env, stack, wait, &progress).await?;
+            out.print("up", &report, text::stack_up);
+        }
+        EnvCommand::Down { args } => {
+            let (env, stack) = env_and(&args, "down", "STACK")?;
+            let report = kindling::env::stacks::down(&settings, env, stack, &progress).await?;
+            out.print("down", &report, text::stack_down);
+        }
         EnvCommand::Build { args, name, tag } => {
-            let (env, dir) = match args.as_slice() {
-                [dir] => ("dev", dir.as_str()),
-                [env, dir] => (env.as_str(), dir.as_str()),
-                _ => anyhow::bail!("env build takes `[NAME] DIR`"),
-            };
+            let (env, dir) = env_and(&args, "build", "DIR")?;
             let report = kindling::env::build(
                 &settings,
                 env,

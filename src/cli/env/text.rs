@@ -106,6 +106,12 @@ pub fn status(report: &StatusReport) {
             .map(|v| format!(" {v}"))
             .unwrap_or_default()
     );
+    if !report.stacks.is_empty() {
+        println!(
+            "  stacks   {} (beside the stamp; `env down` removes one)",
+            report.stacks.join(", ")
+        );
+    }
     if !report.addons.is_empty() {
         println!("  add-ons  {}", report.addons.join(", "));
     }
@@ -240,6 +246,61 @@ pub fn built(report: &kindling::env::build::BuildReport) {
         "built and pushed {} ({})\nuse `image: {}` in the env's manifests (HostK8s stacks: {}); the nodes pull it from the env's registry",
         report.image, report.digest, report.image, report.hostk8s_image
     );
+}
+
+pub fn stack_up(report: &kindling::env::stacks::UpReport) {
+    println!(
+        "stack {} up on env {} at commit {}: {}",
+        report.stack,
+        report.env,
+        report.commit,
+        report.entries.join(", ")
+    );
+    if !report.shared.is_empty() {
+        println!(
+            "shared with another stack of the env: {}",
+            report.shared.join(", ")
+        );
+    }
+    if let Some(status) = &report.status {
+        for e in status
+            .entries
+            .iter()
+            .filter(|e| report.entries.contains(&e.name))
+        {
+            println!("  {:<28} {:?} {}", e.name, e.readiness, e.message);
+        }
+    }
+}
+
+pub fn stack_down(report: &kindling::env::stacks::DownReport) {
+    if !report.was_up {
+        println!("stack {} was not up on env {}", report.stack, report.env);
+        return;
+    }
+    println!(
+        "stack {} down on env {}: removed {}",
+        report.stack,
+        report.env,
+        if report.removed.is_empty() {
+            "nothing of its own".to_string()
+        } else {
+            report.removed.join(", ")
+        }
+    );
+    if !report.kept_shared.is_empty() {
+        println!(
+            "kept, another stack declares them too: {}",
+            report.kept_shared.join(", ")
+        );
+    }
+    for dir in &report.storage_kept {
+        println!(
+            "storage kept for its next `env up`: {} (`kindling env delete {} --purge` removes it with the env)",
+            dir.display(),
+            report.env
+        );
+    }
 }
 
 pub fn stopped(report: &PowerReport) {
