@@ -280,4 +280,39 @@ mod env {
         assert_eq!(readiness(&status, "app-extra"), None);
         delete_clean(&h, &env);
     }
+
+    /// A HostK8s extension stack, added with `env up extension/NAME`: its files reach the
+    /// engine although HostK8s' ignore file excludes them, its own paths resolve in its
+    /// directory, and it shares HostK8s' certs component with the env's sample stack.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_up_runs_a_hostk8s_extension_stack() {
+        if docker().await.is_none() {
+            return;
+        }
+        let h = Harness::build("flux", true);
+        super::common::write_extension_stack(&h.path("source"));
+        let env = unique("stacksext");
+        ok(&h.create(&env, &[]));
+        let up = &h.json(&["env", "up", &env, "extension/demo", "--timeout", "60s"])["up"];
+        assert_eq!(up["stack"], "extension/demo", "{up}");
+        assert!(
+            names(&up["shared"]).contains(&"component-certs-manager".to_string()),
+            "{up}"
+        );
+        let greeting = h
+            .api
+            .object("ConfigMap", "demo-greeting")
+            .expect("the extension stack's application, from its own directory");
+        assert_eq!(greeting["data"]["greeting"], "hello");
+        let status = h.json(&["env", "status", &env]);
+        assert_eq!(
+            readiness(&status, "demo-applications").as_deref(),
+            Some("ready")
+        );
+        assert_eq!(
+            status["status"]["stacks"],
+            serde_json::json!(["extension/demo"])
+        );
+        delete_clean(&h, &env);
+    }
 }

@@ -54,6 +54,80 @@ mod stamp {
         assert!(native.entries.iter().all(|e| e.labels.is_empty()));
     }
 
+    /// An extension stack (software/stacks/extension/NAME, its own repository cloned there):
+    /// the paths of its own source are relative to its directory, those of HostK8s' shared
+    /// components to the HostK8s repository; its files are pushed although HostK8s' ignore
+    /// file excludes them, and only the files its own Git would take when it is a checkout.
+    #[test]
+    fn stamp_hostk8s_extension_stack_paths_and_pushed_files() {
+        let dir = tempfile::tempdir().unwrap();
+        copy_tree(
+            &hostk8s_dir().join("software"),
+            &dir.path().join("software"),
+        );
+        super::common::write_extension_stack(dir.path());
+        let found = stamp::locate_stamp("extension/demo", dir.path()).unwrap();
+        let s = stamp::load(&found, None).unwrap();
+        assert_eq!(s.name, "demo");
+        let path_of = |name: &str| match &s.entry(name).unwrap().source {
+            Source::Path(p) => p.repo_path.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            path_of("demo-infrastructure"),
+            "software/stacks/extension/demo/components/settings"
+        );
+        assert_eq!(
+            path_of("demo-applications"),
+            "software/stacks/extension/demo/applications"
+        );
+        // HostK8s' shared certs component, flattened as in any stack.
+        assert!(
+            names(&s).contains(&"component-certs-manager"),
+            "{:?}",
+            names(&s)
+        );
+        let pushed: Vec<String> = stamp::extension_files(&s)
+            .unwrap()
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        for file in [
+            "software/stacks/extension/demo/stack.yaml",
+            "software/stacks/extension/demo/applications/greeting.yaml",
+            "software/stacks/extension/demo/components/settings/namespace.yaml",
+        ] {
+            assert!(pushed.contains(&file.to_string()), "{pushed:?}");
+        }
+        // A checkout: its own ignore file counts, its .git does not travel.
+        let demo = dir.path().join("software/stacks/extension/demo");
+        let git = |args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .args(args)
+                .current_dir(&demo)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+        };
+        git(&["init", "-q"]);
+        write(&demo.join(".gitignore"), "local.env\n");
+        write(&demo.join("local.env"), "TOKEN=secret\n");
+        let pushed: Vec<String> = stamp::extension_files(&s)
+            .unwrap()
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        assert!(pushed.contains(&"software/stacks/extension/demo/stack.yaml".to_string()));
+        assert!(
+            !pushed.iter().any(|p| p.ends_with("local.env")),
+            "{pushed:?}"
+        );
+        assert!(!pushed.iter().any(|p| p.contains("/.git/")), "{pushed:?}");
+        // Outside `extension/`, a stack's paths are the HostK8s repository's as before.
+        let sample = stamp::load(&hostk8s_stack("sample"), None).unwrap();
+        assert!(stamp::extension_files(&sample).unwrap().is_empty());
+    }
+
     #[test]
     fn stamp_hostk8s_sample_flattens_the_certs_component() {
         let s = stamp::load(&hostk8s_stack("sample"), None).unwrap();

@@ -23,6 +23,12 @@ pub use generator::{GeneratorKind, SecretGenerator};
 pub use graph::Graph;
 pub use locate::{StampListing, list_stamps, locate_stamp};
 pub use stacks::with_stacks;
+
+/// The files of the stamp's HostK8s extension stacks, pushed whatever the source tree's ignore
+/// files say (`hostk8s::extension`).
+pub fn extension_files(stamp: &Stamp) -> Result<Vec<(String, Vec<u8>)>, StampError> {
+    hostk8s::extension::pushed_files(stamp)
+}
 pub(crate) use validate::rebuild_graph;
 
 /// A loaded, validated stamp.

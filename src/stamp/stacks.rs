@@ -55,7 +55,8 @@ pub fn with_stacks(mut main: Stamp, stacks: Vec<Stamp>) -> Result<Stamp, StampEr
                     Some(&entry.name),
                     "name",
                     format!(
-                        "is also declared by {} with other settings; in the engine both would be one object",
+                        "of stack {} is also declared by {} (of the env's stamp or another stack) with other settings; in the engine both would be one object",
+                        stack.name,
                         ours.declared_in.display()
                     ),
                     "give one of them another name, or make both declarations the same",
@@ -132,6 +133,9 @@ fn same_entry(a: &Entry, b: &Entry) -> bool {
             other => other.clone(),
         },
         declared_in: Default::default(),
+        // A component's entries are grouped under the Kustomization that named it, which
+        // each stack may name its own way (`component-certs`, `demo-certs`).
+        group: None,
         labels: BTreeMap::new(),
         depends_on: Vec::new(),
         ..e.clone()

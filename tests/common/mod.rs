@@ -63,6 +63,50 @@ pub fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
+/// A HostK8s extension stack `extension/demo` in the HostK8s-shaped repository `root`, laid
+/// out as danielscholl-osdu/hostk8s@2add0a5 software/stacks/extension/README.md shows one
+/// (its own `repository.yaml` with `extension-stack-system`, paths relative to the stack),
+/// behind HostK8s' own `software/stacks/extension/.gitignore`, which ignores it. It also uses
+/// HostK8s' shared certs component through `flux-system`.
+#[allow(dead_code)]
+pub fn write_extension_stack(root: &Path) {
+    let ext = root.join("software/stacks/extension");
+    // HostK8s' file, as it is at 2add0a5.
+    write(
+        &ext.join(".gitignore"),
+        "# Ignore all files and directories in the extension folder\n*\n\n# But keep specific files\n!.gitignore\n!README.md\n!sample-stack/\n",
+    );
+    let demo = ext.join("demo");
+    write(
+        &demo.join("kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - repository.yaml\n  - stack.yaml\n",
+    );
+    write(
+        &demo.join("repository.yaml"),
+        "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n  name: extension-stack-system\n  namespace: flux-system\nspec:\n  interval: 5m\n  url: ${GITOPS_REPO}\n  ref:\n    branch: ${GITOPS_BRANCH}\n  ignore: |\n    # exclude all\n    /*\n    # include this extension stack\n    !/software/stacks/extension/demo/\n",
+    );
+    write(
+        &demo.join("stack.yaml"),
+        "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: demo-certs\n  namespace: flux-system\nspec:\n  interval: 1h\n  sourceRef:\n    kind: GitRepository\n    name: flux-system\n  path: ./software/components/certs\n  prune: true\n  wait: true\n---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: demo-infrastructure\n  namespace: flux-system\nspec:\n  interval: 1h\n  sourceRef:\n    kind: GitRepository\n    name: extension-stack-system\n  path: ./components/settings\n  prune: true\n  wait: true\n---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: demo-applications\n  namespace: flux-system\nspec:\n  dependsOn:\n    - name: demo-infrastructure\n    - name: demo-certs\n  interval: 1h\n  sourceRef:\n    kind: GitRepository\n    name: extension-stack-system\n  path: ./applications\n  prune: true\n  wait: true\n",
+    );
+    write(
+        &demo.join("components/settings/kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [namespace.yaml]\n",
+    );
+    write(
+        &demo.join("components/settings/namespace.yaml"),
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: demo}\n",
+    );
+    write(
+        &demo.join("applications/kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [greeting.yaml]\n",
+    );
+    write(
+        &demo.join("applications/greeting.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: demo-greeting, namespace: demo}\ndata: {greeting: hello}\n",
+    );
+}
+
 /// Validates Kubernetes objects against upstream OpenAPI schemas (CRDs from the shared
 /// schemas, plus the few core kinds kindling renders, from `tests/data/schemas/`).
 ///

@@ -69,6 +69,7 @@ pub fn render_options(
         }
     }
     options.extra_files = crate::addons::pushed_files(stamp)?;
+    options.extra_files.extend(stamp::extension_files(stamp)?);
     Ok(options)
 }
 

@@ -65,6 +65,11 @@ struct FluxDependency {
 
 pub(super) struct Flattener<'a> {
     pub(super) root: &'a Path,
+    /// The stack's own directory, the root of the paths of its own sources.
+    pub(super) stack_dir: &'a Path,
+    /// An extension stack's own GitRepositories (`extension::own_sources`), whose paths are
+    /// relative to the stack's directory; every other source's are relative to `root`.
+    pub(super) own_sources: &'a std::collections::BTreeSet<String>,
     pub(super) vars: &'a BTreeMap<&'static str, String>,
     pub(super) problems: &'a mut Vec<Problem>,
     /// A flattened parent's name → the names that stand in for it as a dependency.
@@ -129,7 +134,12 @@ impl Flattener<'_> {
             ));
         }
         let raw_path = k.spec.path.clone().unwrap_or_else(|| ".".to_string());
-        let host_dir = normalize(&self.root.join(raw_path.trim_start_matches("./")));
+        let base = if self.own_sources.contains(&k.spec.source_ref.name) {
+            self.stack_dir
+        } else {
+            self.root
+        };
+        let host_dir = normalize(&base.join(raw_path.trim_start_matches("./")));
         let Some(repo_path) = repo_relative(self.root, &host_dir) else {
             self.problems.push(Problem::new(
                 &doc.file,

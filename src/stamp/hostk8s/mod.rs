@@ -22,6 +22,7 @@ use super::{
     SecretValue, Source, Stamp, StampError, StampFormat, normalize, repo_relative,
 };
 
+pub(crate) mod extension;
 mod flatten;
 mod secrets;
 mod storage;
@@ -56,8 +57,11 @@ pub fn load(dir: &Path, file: Option<&Path>) -> Result<Option<Draft>, StampError
     }
     let ignore = ignore_patterns(&documents, &layout, &mut problems)?;
 
+    let own_sources = extension::own_sources(&documents, &layout.stack_path);
     let mut flattener = Flattener {
         root: &layout.root,
+        stack_dir: dir,
+        own_sources: &own_sources,
         vars: &layout.vars,
         problems: &mut problems,
         replaced: HashMap::new(),
