@@ -363,6 +363,7 @@ fn charts_lacking(data_dir: &Path, loaded: &crate::bundle::LoadReport) -> Vec<St
         };
         for entry in &stamp.entries {
             if let crate::stamp::Source::Helm(chart) = &entry.source
+                && !chart.in_tree()
                 && !loaded.charts.iter().any(|c| c.is(chart))
             {
                 lacking.push(format!(

@@ -196,7 +196,8 @@ pub fn run(command: BundleCommand, output: Output, verbose: u8) -> anyhow::Resul
                 .filter(|_| !no_charts)
                 .flat_map(|s| &s.entries)
                 .filter_map(|e| match &e.source {
-                    kindling::stamp::Source::Helm(chart) => Some(chart.clone()),
+                    // An app's chart travels in the env's repository, not in the bundle.
+                    kindling::stamp::Source::Helm(chart) if !chart.in_tree() => Some(chart.clone()),
                     _ => None,
                 })
                 .collect();

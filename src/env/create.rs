@@ -276,6 +276,7 @@ fn new_state(opts: &CreateOptions, stamp: &Stamp, ports: Ports) -> EnvState {
         storage: Vec::new(),
         addons: Vec::new(),
         stacks: Vec::new(),
+        apps: Vec::new(),
     }
 }
 

@@ -3,6 +3,7 @@
 //! each other.
 
 pub mod approve;
+pub mod apps;
 mod bring_up;
 pub mod build;
 pub mod create;

@@ -53,14 +53,34 @@ pub fn stamp_of(data_dir: &Path, state: &EnvState) -> Result<Stamp, EnvError> {
 }
 
 /// `stamp` with the stacks `env up` added to the env (`crate::stamp::with_stacks`), each
-/// loaded again from its directory, so an edit to any of them is pushed by the next sync.
+/// loaded again from its directory, so an edit to any of them is pushed by the next sync,
+/// and the apps `env deploy` deployed.
 pub fn with_env_stacks(stamp: Stamp, state: &EnvState) -> Result<Stamp, EnvError> {
     let stacks = state
         .stacks
         .iter()
         .map(|s| stamp::load(&s.dir, None))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(stamp::with_stacks(stamp, stacks)?)
+    let mut stamp = stamp::with_stacks(stamp, stacks)?;
+    if state.apps.is_empty() {
+        return Ok(stamp);
+    }
+    for deployed in &state.apps {
+        let app = stamp::app::find(&state.source, &deployed.name)?;
+        let entry = stamp::app::entry(&state.source, &app, &deployed.namespace)?;
+        if let Some(clash) = stamp.entry(&entry.name) {
+            return Err(EnvError::BadInput(format!(
+                "{}: entry '{}' has the name kindling gives app {} in namespace {}\nhelp: rename the entry",
+                clash.declared_in.display(),
+                clash.name,
+                deployed.name,
+                deployed.namespace
+            )));
+        }
+        stamp.entries.push(entry);
+    }
+    stamp::rebuild_graph(&mut stamp)?;
+    Ok(stamp)
 }
 
 /// `stamp` with the add-ons `state` was made with (another stamp for the same env gets them

@@ -113,6 +113,16 @@ pub struct EnvState {
     /// cluster), in the order they came; `env down` takes one away.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stacks: Vec<AddedStack>,
+    /// HostK8s apps deployed with `env deploy` (`make deploy NAME NAMESPACE`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub apps: Vec<DeployedApp>,
+}
+
+/// An app `env deploy` deployed: its name under `software/apps` and its namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployedApp {
+    pub name: String,
+    pub namespace: String,
 }
 
 /// A stack `env up` added: what the user called it and where it was found.

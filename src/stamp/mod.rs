@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 pub use error::{Problem, StampError};
 pub use generator::{GeneratorKind, SecretGenerator};
 pub use graph::Graph;
+pub use hostk8s::app;
 pub use locate::{StampListing, list_stamps, locate_stamp};
 pub use stacks::with_stacks;
 
@@ -145,6 +146,12 @@ pub struct HelmChart {
 impl HelmChart {
     pub fn is_oci(&self) -> bool {
         self.repo.starts_with("oci://")
+    }
+
+    /// A chart kept in the env's own repository (a HostK8s app's), read by the engine from
+    /// Git: nothing to fetch or bundle.
+    pub fn in_tree(&self) -> bool {
+        self.repo.starts_with(app::IN_TREE)
     }
 }
 

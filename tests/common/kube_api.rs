@@ -479,9 +479,23 @@ pub fn builtin_controllers(objects: &mut Vec<Stored>) {
 
 impl FakeApi {
     pub fn start(controller: Option<Controller>) -> FakeApi {
+        // The system namespaces are objects like any other: a GET finds them.
+        let objects = SYSTEM_NAMESPACES
+            .iter()
+            .map(|name| Stored {
+                group_version: "v1".into(),
+                plural: "namespaces".into(),
+                namespace: None,
+                name: name.to_string(),
+                object: json!({"apiVersion": "v1", "kind": "Namespace",
+                    "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}},
+                    "status": {"phase": "Active"}}),
+            })
+            .collect();
         let state = Arc::new(Mutex::new(ApiState {
             controller,
             namespace_termination: NAMESPACE_TERMINATION,
+            objects,
             ..Default::default()
         }));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

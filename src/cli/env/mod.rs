@@ -165,6 +165,29 @@ pub enum EnvCommand {
         #[arg(num_args = 1..=2, value_names = ["NAME", "STACK"], required = true)]
         args: Vec<String>,
     },
+    /// Deploy a HostK8s app from software/apps (HostK8s `make deploy APP NAMESPACE`) through
+    /// the engine, and follow until it is Ready.
+    Deploy {
+        /// `[NAME] APP`: the environment (default dev) and the app's directory name.
+        #[arg(num_args = 1..=2, value_names = ["NAME", "APP"], required = true)]
+        args: Vec<String>,
+        #[arg(long, short = 'n', default_value = "default")]
+        namespace: String,
+        /// Return once it is pushed instead of following reconciliation.
+        #[arg(long)]
+        no_wait: bool,
+        #[command(flatten)]
+        wait_args: WaitArgs,
+    },
+    /// Remove an app `env deploy` deployed (HostK8s `make remove APP NAMESPACE`), and the
+    /// namespace kindling made for it.
+    Remove {
+        /// `[NAME] APP`: the environment (default dev) and the app.
+        #[arg(num_args = 1..=2, value_names = ["NAME", "APP"], required = true)]
+        args: Vec<String>,
+        #[arg(long, short = 'n', default_value = "default")]
+        namespace: String,
+    },
     /// Sync on every change of the source tree.
     Watch {
         #[command(flatten)]
@@ -388,6 +411,25 @@ async fn run_async(command: EnvCommand, output: Output, verbose: u8) -> anyhow::
             let (env, stack) = env_and(&args, "down", "STACK")?;
             let report = kindling::env::stacks::down(&settings, env, stack, &progress).await?;
             out.print("down", &report, text::stack_down);
+        }
+        EnvCommand::Deploy {
+            args,
+            namespace,
+            no_wait,
+            wait_args,
+        } => {
+            let (env, app) = env_and(&args, "deploy", "APP")?;
+            let wait = (!no_wait).then_some(wait_args.timeout);
+            let report =
+                kindling::env::apps::deploy(&settings, env, app, &namespace, wait, &progress)
+                    .await?;
+            out.print("deploy", &report, text::deployed);
+        }
+        EnvCommand::Remove { args, namespace } => {
+            let (env, app) = env_and(&args, "remove", "APP")?;
+            let report =
+                kindling::env::apps::remove(&settings, env, app, &namespace, &progress).await?;
+            out.print("remove", &report, text::removed_app);
         }
         EnvCommand::Build { args, name, tag } => {
             let (env, dir) = env_and(&args, "build", "DIR")?;

@@ -303,6 +303,42 @@ pub fn stack_down(report: &kindling::env::stacks::DownReport) {
     }
 }
 
+pub fn deployed(report: &kindling::env::apps::DeployReport) {
+    println!(
+        "app {} ({:?}) deployed in namespace {}{} as entry {} at commit {}",
+        report.app,
+        report.kind,
+        report.namespace,
+        if report.namespace_created {
+            " (made for it)"
+        } else {
+            ""
+        },
+        report.entry,
+        report.commit
+    );
+}
+
+pub fn removed_app(report: &kindling::env::apps::RemoveReport) {
+    if !report.was_deployed {
+        println!(
+            "app {} was not deployed in namespace {} of env {}",
+            report.app, report.namespace, report.env
+        );
+        return;
+    }
+    println!(
+        "app {} removed from namespace {}{}",
+        report.app,
+        report.namespace,
+        if report.namespace_removed {
+            " (the namespace kindling made for it too)"
+        } else {
+            ""
+        }
+    );
+}
+
 pub fn stopped(report: &PowerReport) {
     println!(
         "env {} stopped ({} containers); `kindling env start {}` brings it back",

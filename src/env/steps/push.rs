@@ -62,9 +62,15 @@ pub fn render_options(
     let mut options = RenderOptions::standard(gitea.cluster_repo_url.clone());
     options.chart_ca_secret = extra_ca.then(|| crate::engine::extra_ca::FLUX_SECRET.to_string());
     for entry in &stamp.entries {
-        if let stamp::Source::Helm(chart) = &entry.source
-            && let Some(files) = crate::bundle::charts::local_chart(data_dir, chart)?
-        {
+        let stamp::Source::Helm(chart) = &entry.source else {
+            continue;
+        };
+        // A HostK8s app's chart is in the env's repository; a bundled chart, in the bundle.
+        let files = match stamp::app::chart_files(&stamp.repo_root, chart)? {
+            Some(files) => Some(files),
+            None => crate::bundle::charts::local_chart(data_dir, chart)?,
+        };
+        if let Some(files) = files {
             options.local_charts.insert(entry.name.clone(), files);
         }
     }

@@ -22,6 +22,7 @@ use super::{
     SecretValue, Source, Stamp, StampError, StampFormat, normalize, repo_relative,
 };
 
+pub mod app;
 pub(crate) mod extension;
 mod flatten;
 mod secrets;

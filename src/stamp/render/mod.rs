@@ -275,8 +275,12 @@ pub fn render(stamp: &Stamp, engine: Engine, opts: &RenderOptions) -> Result<Ren
             continue;
         };
         let dir = opts.chart_dir(&entry.name);
+        let from = match chart.repo.strip_prefix(super::app::IN_TREE) {
+            Some(path) => format!("the app at {path}"),
+            None => "the loaded bundle".to_string(),
+        };
         rendered.notes.push(format!(
-            "{}: chart {} {} from the loaded bundle, read by {} from the env's Git at {dir}",
+            "{}: chart {} {} from {from}, read by {} from the env's Git at {dir}",
             entry.name,
             chart.chart,
             chart.version,
