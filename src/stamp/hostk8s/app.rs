@@ -212,7 +212,7 @@ fn merge(into: &mut Map<String, Value>, from: Map<String, Value>) {
 pub fn chart_files(
     repo_root: &Path,
     chart: &HelmChart,
-) -> Result<Option<Vec<(String, Vec<u8>)>>, StampError> {
+) -> Result<Option<crate::bundle::charts::ChartFiles>, StampError> {
     let Some(repo_path) = chart.repo.strip_prefix(IN_TREE) else {
         return Ok(None);
     };
