@@ -330,6 +330,18 @@ pub const GATEWAY_API: Pin = Pin {
     ),
 };
 
+/// MetalLB chart 0.16.1 (metallb/metallb tag v0.16.1, charts/metallb/Chart.yaml version
+/// 0.16.1, appVersion v0.16.1; the newest release that could be read; its values schema and
+/// the IPAddressPool/L2Advertisement CRDs it serves as `metallb.io/v1beta1` are in the test
+/// fixtures). HostK8s pins 0.15.2 (infra/scripts/setup-metallb.py), opt-in.
+pub const METALLB_CHART: Pin = Pin {
+    name: "metallb chart",
+    version: "0.16.1",
+    role: "add-on metallb (LoadBalancer addresses, opt-in)",
+    artifact: "https://metallb.github.io/metallb metallb",
+    integrity: CHART_NO_DIGEST,
+};
+
 /// Vault chart v0.34.1 (hashicorp/vault-helm tag v0.34.1, Chart.yaml appVersion 2.0.4; the
 /// newest that could be read; its values.schema.json is in the test fixtures). HostK8s pins
 /// 0.30.1 and runs Vault in dev mode, as kindling does.
@@ -398,5 +410,6 @@ pub fn all() -> Vec<Pin> {
     pins.push(METRICS_SERVER_CHART);
     pins.push(GATEWAY_API);
     pins.extend([VAULT_CHART, EXTERNAL_SECRETS_CHART]);
+    pins.push(METALLB_CHART);
     pins
 }

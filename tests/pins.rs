@@ -252,6 +252,39 @@ mod pins {
             let errors = chart_schema_errors(schema, &values);
             assert!(errors.is_empty(), "{part}: {errors:#?}");
         }
+
+        // The metallb add-on's (metallb v0.16.1 charts/metallb/values.schema.json), with
+        // frr-k8s off: a laptop cluster has no BGP peer.
+        // Helm checks the schema against the chart's defaults with these over them
+        // (helm v3 pkg/chartutil/values.go ToRenderValues: CoalesceValues, then
+        // ValidateAgainstSchema), and this schema requires `controller` and `speaker`.
+        let (_, text) = kindling::addons::Addon::Metallb.values_yaml()[0];
+        let ours: serde_json::Value = serde_yaml_ng::from_str(text).unwrap();
+        let mut values: serde_json::Value = serde_yaml_ng::from_str(
+            &std::fs::read_to_string(
+                super::common::schemas_dir().join("metallb-chart-values.yaml"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        coalesce(&mut values, &ours);
+        let errors = chart_schema_errors("metallb-chart-values.schema.json", &values);
+        assert!(errors.is_empty(), "metallb: {errors:#?}");
+        assert_eq!(values["frrk8s"]["enabled"], false);
+        // Without the defaults the same values fail: the check is not empty.
+        assert!(!chart_schema_errors("metallb-chart-values.schema.json", &ours).is_empty());
+    }
+
+    /// Helm's coalescing of user values over a chart's defaults: maps merge, the rest replaces.
+    fn coalesce(base: &mut serde_json::Value, over: &serde_json::Value) {
+        match (base, over) {
+            (serde_json::Value::Object(b), serde_json::Value::Object(o)) => {
+                for (k, v) in o {
+                    coalesce(b.entry(k.clone()).or_insert(serde_json::Value::Null), v);
+                }
+            }
+            (b, o) => *b = o.clone(),
+        }
     }
 
     #[test]

@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use crate::pins::Pin;
+
+pub mod metallb;
 use crate::stamp::{
     Entry, HelmChart, PathSource, Problem, Role, Source, Stamp, StampError, StampFormat,
 };
@@ -41,6 +43,10 @@ pub enum Addon {
     /// its components' ExternalSecrets read; the stack's secret contracts are written into
     /// Vault (`crate::env::vault`) instead of being made Secrets by kindling.
     Vault,
+    /// LoadBalancer addresses on the cluster's Docker network, opt-in (HostK8s
+    /// setup-metallb.py with METALLB_ENABLED): MetalLB in layer-2 mode with a pool from the
+    /// network's subnet, as HostK8s picks it (`metallb::pool_range`).
+    Metallb,
 }
 
 pub const ALL: &[Addon] = &[
@@ -48,6 +54,7 @@ pub const ALL: &[Addon] = &[
     Addon::MetricsServer,
     Addon::GatewayApi,
     Addon::Vault,
+    Addon::Metallb,
 ];
 
 /// What HostK8s installs unless told otherwise (infra/scripts/cluster-up.py: ingress and
@@ -101,6 +108,16 @@ pub enum PartSource {
     Download(Pin),
     /// Manifests kindling writes itself and pushes.
     Generated(fn() -> String),
+    /// Manifests made from the env's cluster once it exists (`ClusterFacts`), pushed with
+    /// every snapshot; nothing is kept under the data dir.
+    FromCluster(fn(&ClusterFacts) -> Option<String>),
+}
+
+/// What the env's cluster is, for the parts made from it.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterFacts {
+    /// The addresses LoadBalancer Services get (`metallb::pool_range`).
+    pub load_balancer_range: Option<String>,
 }
 
 impl Part {
@@ -151,10 +168,12 @@ impl Part {
                     plain_http: false,
                 })
             }
-            PartSource::Download(_) | PartSource::Generated(_) => Source::Path(PathSource {
-                repo_path: format!("{PUSHED_DIR}/{}", self.name),
-                host_dir: self.manifest_dir(data_dir),
-            }),
+            PartSource::Download(_) | PartSource::Generated(_) | PartSource::FromCluster(_) => {
+                Source::Path(PathSource {
+                    repo_path: format!("{PUSHED_DIR}/{}", self.name),
+                    host_dir: self.manifest_dir(data_dir),
+                })
+            }
         };
         Entry {
             name: self.entry_name(),
@@ -182,6 +201,7 @@ impl Addon {
             Addon::MetricsServer => "metrics-server",
             Addon::GatewayApi => "gateway-api",
             Addon::Vault => "vault",
+            Addon::Metallb => "metallb",
         }
     }
 
@@ -246,6 +266,26 @@ impl Addon {
                     namespace: HOSTK8S_NAMESPACE,
                     source: PartSource::Generated(vault_backend),
                     depends_on: &["addon-external-secrets", "addon-vault"],
+                },
+            ],
+            // HostK8s installs the chart into `hostk8s`, release `metallb`
+            // (setup-metallb.py), then its pool and advertisement.
+            Addon::Metallb => &[
+                Part {
+                    name: "metallb",
+                    namespace: HOSTK8S_NAMESPACE,
+                    source: PartSource::Chart {
+                        pin: crate::pins::METALLB_CHART,
+                        release: "metallb",
+                        values: include_str!("metallb-values.yaml"),
+                    },
+                    depends_on: &[],
+                },
+                Part {
+                    name: "metallb-pool",
+                    namespace: HOSTK8S_NAMESPACE,
+                    source: PartSource::FromCluster(metallb::pool_manifest),
+                    depends_on: &["addon-metallb"],
                 },
             ],
         }
@@ -433,7 +473,7 @@ pub fn fetch_manifests(
     let mut notes = Vec::new();
     for part in addons.iter().flat_map(|a| a.parts()) {
         let text = match part.source {
-            PartSource::Chart { .. } => continue,
+            PartSource::Chart { .. } | PartSource::FromCluster(_) => continue,
             PartSource::Generated(make) => make(),
             PartSource::Download(_) => {
                 let Some(manifest) = part.manifest() else {
@@ -469,9 +509,47 @@ pub fn pushed_files(stamp: &Stamp) -> Result<Vec<(String, Vec<u8>)>, StampError>
         if !entry.labels.contains_key(ADDON_LABEL) {
             continue;
         }
+        if part_of(&entry.name).is_some_and(|p| matches!(p.source, PartSource::FromCluster(_))) {
+            continue;
+        }
         let file = path.host_dir.join(MANIFEST_FILE);
         let bytes = std::fs::read(&file).map_err(|e| StampError::io(&file, e))?;
         files.push((format!("{}/{MANIFEST_FILE}", path.repo_path), bytes));
+    }
+    Ok(files)
+}
+
+/// The add-on part an entry stands for.
+fn part_of(entry: &str) -> Option<&'static Part> {
+    ALL.iter()
+        .flat_map(|a| a.parts())
+        .find(|p| p.entry_name() == entry)
+}
+
+/// The stamp's parts made from the env's cluster (`PartSource::FromCluster`), as (path in
+/// the pushed tree, content); an error names a part whose facts the env lacks.
+pub fn cluster_files(
+    stamp: &Stamp,
+    facts: &ClusterFacts,
+) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let mut files = Vec::new();
+    for entry in &stamp.entries {
+        let Some(part) = part_of(&entry.name) else {
+            continue;
+        };
+        let PartSource::FromCluster(make) = part.source else {
+            continue;
+        };
+        let text = make(facts).ok_or_else(|| {
+            format!(
+                "add-on part {} is made from the cluster's network, which this env has not recorded (an env made before kindling knew it)",
+                part.name
+            )
+        })?;
+        files.push((
+            format!("{PUSHED_DIR}/{}/{MANIFEST_FILE}", part.name),
+            text.into_bytes(),
+        ));
     }
     Ok(files)
 }

@@ -31,6 +31,19 @@ impl DockerClient {
         // The name filter matches substrings; compare exactly.
         Ok(networks.iter().any(|n| n.name.as_deref() == Some(name)))
     }
+    /// The network's first IPv4 subnet (`172.18.0.0/16`), if it exists and has one.
+    pub async fn network_ipv4_subnet(&self, name: &str) -> Result<Option<String>, DockerError> {
+        let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
+        let networks = self.networks_with(&filters).await?;
+        Ok(networks
+            .into_iter()
+            .find(|n| n.name.as_deref() == Some(name))
+            .and_then(|n| n.ipam?.config)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.subnet)
+            .find(|s| s.contains('.')))
+    }
     pub async fn remove_network(&self, name: &str) -> Result<bool, DockerError> {
         crate::ui::call(|| format!("docker: remove network {}", name));
         match self.docker.remove_network(name).await {

@@ -189,7 +189,13 @@ pub async fn entry_objects(
                         count(&o["status"]["desiredNumberScheduled"])
                     ),
                 }),
-                "Service" => found.services.push(format!("{ns}/{name}")),
+                // A LoadBalancer's address (the metallb add-on's) is where the host reaches it.
+                "Service" => found.services.push(
+                    match o["status"]["loadBalancer"]["ingress"][0]["ip"].as_str() {
+                        Some(ip) => format!("{ns}/{name} ({ip})"),
+                        None => format!("{ns}/{name}"),
+                    },
+                ),
                 "Ingress" => found.urls.extend(ingress_urls(o, http, https)),
                 "HTTPRoute" => found.urls.extend(route_urls(o, gateway_http)),
                 "PersistentVolumeClaim" => found.claims.push(Claim {

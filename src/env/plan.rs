@@ -107,6 +107,7 @@ pub fn plan(
         &gitea,
         extra_ca.is_some(),
         &settings.data_dir,
+        None,
     )?;
     let bootstrap = redact_secrets(&bootstrap::objects(
         opts.engine,

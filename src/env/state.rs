@@ -62,6 +62,22 @@ pub struct ClusterState {
     pub context: String,
     pub kubeconfig: PathBuf,
     pub network: String,
+    /// The addresses the `metallb` add-on gives LoadBalancer Services, from the network's
+    /// subnet (`crate::addons::metallb::pool_range`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer_range: Option<String>,
+}
+
+impl EnvState {
+    /// What the add-on parts made from the cluster need (`crate::addons::ClusterFacts`).
+    pub fn cluster_facts(&self) -> crate::addons::ClusterFacts {
+        crate::addons::ClusterFacts {
+            load_balancer_range: self
+                .cluster
+                .as_ref()
+                .and_then(|c| c.load_balancer_range.clone()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -690,6 +690,7 @@ pub fn chart_workloads(chart: &str, namespace: &str, values: &Value) -> Vec<Valu
             json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "vault", "namespace": namespace}, "spec": {"replicas": 1}}),
             json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "vault", "namespace": namespace}, "spec": {"ports": [{"name": "http", "port": 8200}]}}),
         ],
+        "metallb" => super::fake_metallb::chart_objects(namespace, values),
         "external-secrets" => {
             let mut objects = vec![deployment("external-secrets")];
             if values["installCRDs"] != false {

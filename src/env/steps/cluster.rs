@@ -131,12 +131,25 @@ impl Step for Cluster {
             .map_err(join_error)??;
             cluster::wait_ready(&kubeconfig, &context, &resolved, ctx.settings.step_timeout)
                 .await?;
+            let network = provider.docker_network(&resolved.name);
+            // The subnet decides the metallb add-on's pool; a network Docker cannot describe
+            // leaves it unknown, and a push that needs it says so.
+            let load_balancer_range = match crate::docker::DockerClient::connect().await {
+                Ok(docker) => docker
+                    .network_ipv4_subnet(&network)
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|s| crate::addons::metallb::pool_range(&s)),
+                Err(_) => None,
+            };
             let mut state = ctx.state();
             state.cluster = Some(ClusterState {
                 name: resolved.name.clone(),
                 context,
                 kubeconfig,
-                network: provider.docker_network(&resolved.name),
+                network,
+                load_balancer_range,
             });
             if created {
                 // A new cluster has no engine yet, whatever an earlier run recorded.

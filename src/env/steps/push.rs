@@ -27,12 +27,14 @@ impl Step for Push {
         Box::pin(async move {
             let gitea = ctx.gitea_state()?;
             let extra_ca = ctx.resolved.extra_ca.is_some();
+            let facts = ctx.state().cluster_facts();
             let rendered = render(
                 ctx.stamp,
                 ctx.opts.engine,
                 &gitea,
                 extra_ca,
                 &ctx.settings.data_dir,
+                Some(&facts),
             )?;
             for note in &rendered.notes {
                 ctx.progress.detail(note);
@@ -58,6 +60,7 @@ pub fn render_options(
     gitea: &GiteaState,
     extra_ca: bool,
     data_dir: &Path,
+    cluster: Option<&crate::addons::ClusterFacts>,
 ) -> Result<RenderOptions, EnvError> {
     let mut options = RenderOptions::standard(gitea.cluster_repo_url.clone());
     options.chart_ca_secret = extra_ca.then(|| crate::engine::extra_ca::FLUX_SECRET.to_string());
@@ -76,6 +79,17 @@ pub fn render_options(
     }
     options.extra_files = crate::addons::pushed_files(stamp)?;
     options.extra_files.extend(stamp::extension_files(stamp)?);
+    // What is made from the cluster (the metallb pool): known once it exists; a plan
+    // before that shows the rest.
+    if let Some(facts) = cluster {
+        options
+            .extra_files
+            .extend(crate::addons::cluster_files(stamp, facts).map_err(|why| {
+                EnvError::Preflight(format!(
+                    "{why}\nhelp: `kindling env create` again finds the cluster and records it"
+                ))
+            })?);
+    }
     Ok(options)
 }
 
@@ -86,11 +100,12 @@ pub fn render(
     gitea: &GiteaState,
     extra_ca: bool,
     data_dir: &Path,
+    cluster: Option<&crate::addons::ClusterFacts>,
 ) -> Result<Rendered, EnvError> {
     Ok(stamp::render::render(
         stamp,
         engine,
-        &render_options(stamp, gitea, extra_ca, data_dir)?,
+        &render_options(stamp, gitea, extra_ca, data_dir, cluster)?,
     )?)
 }
 
@@ -108,6 +123,7 @@ pub fn render_for_env(
         gitea,
         !state.extra_ca.is_empty(),
         data_dir,
+        Some(&state.cluster_facts()),
     )
 }
 
