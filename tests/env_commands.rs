@@ -2229,6 +2229,12 @@ mod env {
             }
             let status = h.json(&["env", "status", &env]);
             assert_eq!(status["status"]["suspended"], true, "{status}");
+            // Every object suspend paused, counted from the cluster.
+            assert_eq!(
+                status["status"]["suspendedObjects"],
+                json!(patched.len()),
+                "{status}"
+            );
             let refused = h.run(&["env", "restart", &env], &[]);
             assert!(
                 String::from_utf8_lossy(&refused.stderr).contains("is suspended"),
@@ -2266,6 +2272,8 @@ mod env {
 
             let resumed = h.json(&["env", "resume", &env]);
             assert_eq!(resumed["resume"]["suspended"], false);
+            let status = h.json(&["env", "status", &env]);
+            assert_eq!(status["status"]["suspendedObjects"], 0, "{status}");
             wait_until(
                 "the edit is applied after resume",
                 Duration::from_secs(30),

@@ -79,6 +79,18 @@ mod env {
             status["status"]["engineVersion"],
             kindling::pins::FLUX.version
         );
+        // What a Flux HelmRelease installed is listed under its entry, found by Helm's marks.
+        let metrics = status["status"]["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["entry"] == "addon-metrics-server")
+            .unwrap_or_else(|| panic!("{status}"));
+        assert_eq!(
+            metrics["workloads"][0]["name"], "metrics-server",
+            "{metrics}"
+        );
+        assert_eq!(metrics["workloads"][0]["namespace"], "kube-system");
         let storage = &status["status"]["storage"][0];
         assert_eq!(
             storage["volume"], "hostk8s-sample-app-voting-db-pv",

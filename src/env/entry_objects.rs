@@ -5,8 +5,11 @@
 //! `status.inventory.entries[].id`, `<namespace>_<name>_<group>_<kind>`
 //! (fluxcd/kustomize-controller v1.9.4 api/v1/inventory_types.go), or an Argo CD
 //! Application's `status.resources[]` (argo-cd v3.5.1 pkg/apis/application/v1alpha1
-//! types.go `ResourceStatus`). A Helm entry's Kustomization lists its HelmRelease only: what
-//! the release made is not listed here.
+//! types.go `ResourceStatus`). A Flux Kustomization lists a HelmRelease, not what the release
+//! made: those are the objects Helm marks as the release's (helm pkg/action/validate.go
+//! `setMetadataVisitor`, run by install.go: annotations `meta.helm.sh/release-name` and
+//! `meta.helm.sh/release-namespace`), the release named by the HelmRelease's
+//! `status.history[0]` (fluxcd/helm-controller v1.6.3 api/v2 `Snapshot`).
 
 use std::collections::BTreeMap;
 
@@ -65,6 +68,35 @@ pub struct Claim {
 
 /// One object an engine applied: (namespace, name, kind).
 type Ref = (String, String, String);
+
+/// Helm's marks of the release an object belongs to.
+const RELEASE_NAME: &str = "meta.helm.sh/release-name";
+const RELEASE_NAMESPACE: &str = "meta.helm.sh/release-namespace";
+
+/// The Helm releases (name, namespace) of the HelmReleases among `refs`, as helm-controller
+/// records the last one it made.
+async fn helm_releases(
+    kube: &KubeClient,
+    refs: &[Ref],
+) -> Result<Vec<(String, String)>, KubeError> {
+    let mut releases = Vec::new();
+    for (ns, name, kind) in refs {
+        if kind != "HelmRelease" {
+            continue;
+        }
+        let Some(release) = kube
+            .get("helm.toolkit.fluxcd.io/v2", "HelmRelease", Some(ns), name)
+            .await?
+        else {
+            continue;
+        };
+        let last = &release["status"]["history"][0];
+        if let (Some(name), Some(namespace)) = (last["name"].as_str(), last["namespace"].as_str()) {
+            releases.push((name.to_string(), namespace.to_string()));
+        }
+    }
+    Ok(releases)
+}
 
 /// The objects the engine records for `entry`.
 async fn refs(kube: &KubeClient, engine: Engine, entry: &str) -> Result<Vec<Ref>, KubeError> {
@@ -160,7 +192,21 @@ pub async fn entry_objects(
             urls: Vec::new(),
             claims: Vec::new(),
         };
-        for (ns, name, kind) in refs(kube, engine, &entry.name).await? {
+        let mut applied = refs(kube, engine, &entry.name).await?;
+        // What a Flux HelmRelease of the entry installed, as Helm marks it.
+        for (release, release_ns) in helm_releases(kube, &applied).await? {
+            for (kind, of) in &listed {
+                for ((ns, name), o) in of {
+                    let notes = &o["metadata"]["annotations"];
+                    if notes[RELEASE_NAME] == release.as_str()
+                        && notes[RELEASE_NAMESPACE] == release_ns.as_str()
+                    {
+                        applied.push((ns.clone(), name.clone(), kind.to_string()));
+                    }
+                }
+            }
+        }
+        for (ns, name, kind) in applied {
             let Some(o) = listed
                 .get(kind.as_str())
                 .and_then(|of| of.get(&(ns.clone(), name.clone())))

@@ -63,6 +63,10 @@ pub struct StatusReport {
     /// Reconciliation paused by `env suspend`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub suspended: bool,
+    /// How many of kindling's engine objects are paused now (`env suspend`'s, read from the
+    /// cluster; HostK8s' `make status` counts suspended Flux objects).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suspended_objects: Option<usize>,
     /// Pods that cannot run, and why (what HostK8s's `make status` users look for).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub failing_pods: Vec<FailingPod>,
@@ -274,6 +278,7 @@ pub async fn status(
         ready: false,
         stopped: Vec::new(),
         suspended: state.suspended,
+        suspended_objects: None,
         failing_pods: Vec::new(),
         storage: storage_status(&settings.data_dir, name, &stamp, None),
         objects: Vec::new(),
@@ -335,6 +340,14 @@ pub async fn status(
         .await
         {
             report.objects = objects.into_iter().filter(|o| !o.is_empty()).collect();
+        }
+        if let Ok(Ok(paused)) = tokio::time::timeout(
+            POD_LIST_TIMEOUT,
+            super::suspend::suspended_objects(&kube, state.engine, &stamp),
+        )
+        .await
+        {
+            report.suspended_objects = Some(paused);
         }
     }
     match result {

@@ -183,6 +183,35 @@ async fn terminate_running_sync(
 }
 
 /// Every Flux object kindling made for `stamp`, root first, with `spec.suspend` set.
+/// How many of the objects `env suspend` pauses are paused now, read from the cluster: Flux
+/// objects with `spec.suspend: true`, Argo CD Applications without automated sync (the root
+/// and entries; a held env's are counted too, being paused as well).
+pub async fn suspended_objects(
+    kube: &crate::kube::KubeClient,
+    engine: Engine,
+    stamp: &crate::stamp::Stamp,
+) -> Result<usize, EnvError> {
+    let requests = match engine {
+        Engine::Flux => flux_requests(stamp, true),
+        Engine::Argo => argo_suspend_requests(stamp),
+    };
+    let mut paused = 0;
+    for r in &requests {
+        let Some(live) = kube
+            .get(&r.api_version, &r.kind, Some(&r.namespace), &r.name)
+            .await?
+        else {
+            continue;
+        };
+        let is_paused = match engine {
+            Engine::Flux => live["spec"]["suspend"] == true,
+            Engine::Argo => live["spec"]["syncPolicy"]["automated"].is_null(),
+        };
+        paused += usize::from(is_paused);
+    }
+    Ok(paused)
+}
+
 fn flux_requests(stamp: &crate::stamp::Stamp, suspend: bool) -> Vec<PatchRequest> {
     let patch = json!({"spec": {"suspend": suspend}});
     let mut requests: Vec<PatchRequest> =

@@ -623,6 +623,15 @@ impl FluxModel {
             }
             let mut built = chart_workloads(&chart, &target, &object["spec"]["values"]);
             built.extend(local.map(|l| l.objects).unwrap_or_default());
+            // Helm marks what a release installs as the release's (helm v3/v4
+            // pkg/action/validate.go `setMetadataVisitor`, which install.go runs: label
+            // `app.kubernetes.io/managed-by: Helm`, annotations `meta.helm.sh/release-name`
+            // and `meta.helm.sh/release-namespace`).
+            for o in &mut built {
+                o["metadata"]["labels"]["app.kubernetes.io/managed-by"] = json!("Helm");
+                o["metadata"]["annotations"]["meta.helm.sh/release-name"] = json!(release);
+                o["metadata"]["annotations"]["meta.helm.sh/release-namespace"] = json!(target);
+            }
             let inventory = match self.ws.apply(
                 objects,
                 Owner::Flux(name),

@@ -149,7 +149,11 @@ pub fn status(report: &StatusReport) {
     }
     if report.suspended {
         println!(
-            "  suspended: nothing reconciles until `kindling env resume {}`",
+            "  suspended: {} objects paused; nothing reconciles until `kindling env resume {}`",
+            report
+                .suspended_objects
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "its".to_string()),
             report.env
         );
     }
