@@ -90,7 +90,21 @@ mod env {
         let h = Harness::build("flux", true);
         write_clashing_stack(&h);
         let env = unique("stacks");
+        // A plan of it fetches and checks the gateway-api add-on's manifest, as the create
+        // would, and keeps no add-on copy in the data dir.
+        let plan = ok(&h.create_text(
+            &env,
+            &h.path("profile.yaml"),
+            &["--dry-run", "--output", "json"],
+            &[],
+        ));
+        assert_eq!(plan["dryRun"], true, "{plan}");
+        assert!(
+            !h.path("data/addons").exists(),
+            "a dry run kept add-on copies"
+        );
         ok(&h.create(&env, &[]));
+        assert!(h.path("data/addons").exists());
         let state = h.state(&env);
         // HostK8s' node mount, whatever the stamp's own contract (sample has none).
         assert_eq!(state["storage"], serde_json::json!(["/mnt/pv"]), "{state}");

@@ -73,19 +73,32 @@ pub async fn create(
         Some(s) => (super::open::with_env_stacks(stamp, &s)?, s.stacks),
         None => (stamp, Vec::new()),
     };
-    // The add-ons the stack needs from its cluster come first (`crate::addons`).
+    // The add-ons the stack needs from its cluster come first (`crate::addons`). A dry run
+    // keeps their manifests in a scratch directory, gone with the plan: it makes nothing of
+    // the env, and the data dir's copies are what a create records.
+    let scratch = match dry_run {
+        true => Some(tempfile::tempdir().map_err(|e| EnvError::State {
+            path: std::env::temp_dir(),
+            reason: format!("cannot make a scratch directory for the plan: {e}"),
+        })?),
+        false => None,
+    };
+    let addons_dir = scratch
+        .as_ref()
+        .map(|d| d.path().to_path_buf())
+        .unwrap_or_else(|| settings.data_dir.clone());
     let addons = crate::addons::chosen(opts.profile.spec.addons.as_deref(), &stamp);
     let stamp = crate::addons::with_addons(
         stamp,
         &addons,
         &crate::addons::declared_in(opts.profile_path.as_deref()),
-        &settings.data_dir,
+        &addons_dir,
     )?;
     // The add-ons' pinned manifests, verified, where the pushes read them (a dry run too:
     // a manifest that cannot be had is what a create would fail on).
     for note in crate::addons::fetch_manifests(
         &addons,
-        &settings.data_dir,
+        &addons_dir,
         &settings.manifest_dirs(),
         settings.local_manifests(),
     )? {
