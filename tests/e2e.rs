@@ -538,7 +538,7 @@ fn e2e_hostk8s_stack_with_every_addon() {
     let profile = e2e.source.join("addons.yaml");
     std::fs::write(
         &profile,
-        format!("apiVersion: kindling.dev/v1alpha1\nkind: ClusterProfile\nmetadata: {{name: addons}}\nspec:\n  provider: {}\n  kubernetesVersion: \"1.37\"\n  ingress: {{http: 8080, https: 8443}}\n  registry: true\n  imageCaches: true\n  addons: [ingress, metrics-server, gateway-api, vault]\n", e2e.provider),
+        format!("apiVersion: kindling.dev/v1alpha1\nkind: ClusterProfile\nmetadata: {{name: addons}}\nspec:\n  provider: {}\n  kubernetesVersion: \"1.37\"\n  ingress: {{http: 8080, https: 8443}}\n  registry: true\n  imageCaches: true\n  addons: [ingress, metrics-server, gateway-api, vault, metallb]\n", e2e.provider),
     )
     .unwrap();
     let env = e2e.env.clone();
@@ -568,6 +568,8 @@ fn e2e_hostk8s_stack_with_every_addon() {
         "addon-external-secrets",
         "addon-vault",
         "addon-vault-backend",
+        "addon-metallb",
+        "addon-metallb-pool",
     ] {
         assert!(
             entries.iter().any(|e| e["name"] == name),
@@ -600,5 +602,69 @@ fn e2e_hostk8s_stack_with_every_addon() {
         );
         std::thread::sleep(Duration::from_secs(5));
     }
+    // HostK8s' `simple` app through the engine into a namespace kindling makes, then away
+    // with that namespace (`make deploy simple feature` / `make remove simple feature`).
+    let deployed = e2e.json(&[
+        "env",
+        "deploy",
+        &env,
+        "simple",
+        "--namespace",
+        "feature",
+        "--timeout",
+        "10m",
+    ]);
+    assert_eq!(deployed["deploy"]["namespaceCreated"], true, "{deployed}");
+    let deployment = e2e.kubectl_json(&["deployment", "-n", "feature", "-l", "hostk8s.app=simple"]);
+    assert!(
+        !deployment["items"].as_array().unwrap().is_empty(),
+        "{deployment}"
+    );
+    // A LoadBalancer Service gets an address of the metallb pool the env recorded.
+    let state: Value = serde_json::from_str(
+        &std::fs::read_to_string(e2e.data.join("envs").join(&env).join("state.json")).unwrap(),
+    )
+    .unwrap();
+    let range = state["cluster"]["loadBalancerRange"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{state}"))
+        .to_string();
+    let kubeconfig = e2e.data.join("envs").join(&env).join("kubeconfig");
+    let created_service = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args([
+            "-n",
+            "feature",
+            "expose",
+            "deployment",
+            "-l",
+            "hostk8s.app=simple",
+        ])
+        .args([
+            "--name",
+            "simple-lb",
+            "--type",
+            "LoadBalancer",
+            "--port",
+            "80",
+        ])
+        .output()
+        .unwrap();
+    assert!(created_service.status.success(), "{created_service:?}");
+    let first = range.split('-').next().unwrap().to_string();
+    let prefix = first.rsplit_once('.').unwrap().0.to_string();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let service = e2e.kubectl_json(&["service", "-n", "feature", "simple-lb"]);
+        if let Some(ip) = service["status"]["loadBalancer"]["ingress"][0]["ip"].as_str() {
+            assert!(ip.starts_with(&prefix), "{ip} is not in {range}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no address: {service}");
+        std::thread::sleep(Duration::from_secs(5));
+    }
+    let removed = e2e.json(&["env", "remove", &env, "simple", "--namespace", "feature"]);
+    assert_eq!(removed["remove"]["namespaceRemoved"], true, "{removed}");
     e2e.json(&["env", "delete", &env, "--purge"]);
 }
