@@ -638,8 +638,8 @@ fn e2e_hostk8s_stack_with_every_addon() {
             "feature",
             "expose",
             "deployment",
-            "-l",
-            "hostk8s.app=simple",
+            // The app's Deployment (software/apps/simple/deployment.yaml).
+            "sample-app",
         ])
         .args([
             "--name",
