@@ -89,6 +89,39 @@ mod env {
             );
         }
 
+        // A second release of a Helm app would share the first one's record: refused.
+        let twice = h.run(
+            &[
+                "env", "deploy", &env, "advanced", "-n", "other", "--output", "json",
+            ],
+            &[],
+        );
+        error_says(&twice, "deployed in namespace default already");
+
+        // A namespace kindling made that something else moved into stays.
+        h.json(&[
+            "env",
+            "deploy",
+            &env,
+            "simple",
+            "-n",
+            "scratch",
+            "--no-wait",
+        ]);
+        h.api.update(|objects| {
+            objects.push(super::common::kube_api::Stored {
+                group_version: "v1".into(),
+                plural: "configmaps".into(),
+                namespace: Some("scratch".into()),
+                name: "someone-elses".into(),
+                object: serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": "someone-elses", "namespace": "scratch"}}),
+            })
+        });
+        let kept = &h.json(&["env", "remove", &env, "simple", "-n", "scratch"])["remove"];
+        assert_eq!(kept["namespaceRemoved"], false, "{kept}");
+        assert!(h.api.object("Namespace", "scratch").is_some());
+
         // An app that is not there names the ones that are.
         let missing = h.run(&["env", "deploy", &env, "nope", "--output", "json"], &[]);
         error_says(&missing, "advanced, basic, simple");

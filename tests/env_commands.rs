@@ -1548,7 +1548,12 @@ mod env {
             return;
         }
         let h = Harness::new();
-        let env = format!("{}-{}", unique("long"), "x".repeat(12));
+        // 26 characters whatever the length of the process id in `unique`'s name.
+        let base = unique("long");
+        let env = format!(
+            "{base}-{}",
+            "x".repeat(25usize.saturating_sub(base.len()).max(1))
+        );
         assert!(env.len() > 23 && env.len() <= 32, "{env}");
         let profile = h.path("profile.yaml");
         for dry in [true, false] {

@@ -211,6 +211,21 @@ mod env {
         let own = h.run(&["env", "down", &env, "sample", "--output", "json"], &[]);
         error_says(&own, "env delete");
 
+        // A down that stops after the root changed (a crash, a timeout) is finished by the
+        // next one: kindling's volume is not left behind.
+        let stopped = h.run(
+            &["env", "down", &env, "sample-app", "--output", "json"],
+            &[("KINDLING_FAIL_AT", "before:remove")],
+        );
+        error_says(&stopped, "failed on purpose");
+        let state = h.state(&env);
+        assert!(state["stacks"].is_null(), "{state}");
+        assert_eq!(state["removing"]["what"], "stack sample-app", "{state}");
+        assert!(
+            h.api
+                .object("PersistentVolume", "hostk8s-sample-app-voting-db-pv")
+                .is_some()
+        );
         let down = &h.json(&["env", "down", &env, "sample-app"])["down"];
         assert_eq!(down["wasUp"], true, "{down}");
         let removed = names(&down["removed"]);
@@ -235,6 +250,7 @@ mod env {
         assert_eq!(readiness(&status, "app-sample").as_deref(), Some("ready"));
         assert_eq!(readiness(&status, "sample-app"), None, "{status}");
         assert!(h.state(&env)["stacks"].is_null());
+        assert!(h.state(&env)["removing"].is_null());
         // Twice is safe.
         let again = &h.json(&["env", "down", &env, "sample-app"])["down"];
         assert_eq!(again["wasUp"], false, "{again}");
@@ -269,7 +285,32 @@ mod env {
         );
         let mut created = created;
         ok(&created.output().unwrap());
-        let up = &h.json(&["env", "up", &env, "extra", "--timeout", "60s"])["up"];
+        // Named by a path relative to the working directory: the env records where it is, so
+        // every later command finds it from anywhere.
+        let up = h
+            .command(
+                &[
+                    "env",
+                    "up",
+                    &env,
+                    "software/stacks/extra",
+                    "--timeout",
+                    "60s",
+                    "--output",
+                    "json",
+                ],
+                &[],
+            )
+            .current_dir(h.path("source"))
+            .output()
+            .unwrap();
+        let up = &ok(&up)["up"];
+        assert_eq!(up["stack"], "extra", "{up}");
+        let recorded = h.state(&env)["stacks"][0]["dir"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(std::path::Path::new(&recorded).is_absolute(), "{recorded}");
         let shared = names(&up["shared"]);
         assert!(!shared.is_empty(), "{up}");
         assert!(names(&up["entries"]).contains(&"app-extra".to_string()));

@@ -542,7 +542,7 @@ pub fn cluster_files(
         };
         let text = make(facts).ok_or_else(|| {
             format!(
-                "add-on part {} is made from the cluster's network, which this env has not recorded (an env made before kindling knew it)",
+                "add-on part {} needs the cluster network's IPv4 subnet, /25 or wider, and Docker reported none for this env's network",
                 part.name
             )
         })?;

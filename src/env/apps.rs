@@ -16,13 +16,17 @@ use super::follow::follow;
 use super::open::{live_kube_of, load_locked, stamp_of};
 use super::state::{DeployedApp, EnvState};
 use super::{EnvError, Settings};
-use crate::engine::{self, EngineStatus, Readiness};
+use crate::engine::{EngineStatus, Readiness};
 use crate::kube::{ApplyOptions, KubeClient};
 use crate::stamp::app::{self, AppKind};
 use crate::ui::Progress;
 
-/// The label HostK8s puts on a namespace it made for an app.
-const CREATED_LABEL: &str = "hostk8s.created";
+use super::removal::CREATED_LABEL;
+
+/// How a pending removal of an app names it.
+fn removal_name(app: &str, namespace: &str) -> String {
+    format!("app {app} in {namespace}")
+}
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -64,6 +68,7 @@ pub async fn deploy(
     refuse_when_suspended(&state, "deploy")?;
     check_namespace(namespace)?;
     let app = app::find(&state.source, app_name)?;
+    check_deployable(&state, &app, namespace)?;
     let mut after = state.clone();
     let deployed = DeployedApp {
         name: app.name.clone(),
@@ -117,6 +122,27 @@ pub async fn remove(
         name: app_name.to_string(),
         namespace: namespace.to_string(),
     };
+    if !state.apps.contains(&deployed)
+        && let Some(pending) = state.removing.clone()
+        && pending.what == removal_name(app_name, namespace)
+    {
+        // An earlier `env remove` took it out of the root and stopped before the rest.
+        let (kube, _) = live_kube_of(&state, progress).await?;
+        let finished =
+            super::removal::finish(&kube, state.engine, name, &pending, settings.step_timeout)
+                .await?;
+        let mut state = state;
+        state.removing = None;
+        state.save(&settings.env_dir(name))?;
+        return Ok(RemoveReport {
+            env: name.to_string(),
+            app: app_name.to_string(),
+            namespace: namespace.to_string(),
+            was_deployed: true,
+            namespace_removed: finished.namespace_removed,
+            commit: state.commit.clone(),
+        });
+    }
     if !state.apps.contains(&deployed) {
         let listed: Vec<String> = state
             .apps
@@ -144,19 +170,36 @@ pub async fn remove(
     let mut after = state.clone();
     after.apps.retain(|a| *a != deployed);
     let stamp = stamp_of(&settings.data_dir, &after)?;
-    let (kube, _) = live_kube_of(&state, progress).await?;
-    let commit = super::bring_up::bring_up(settings, &mut after, &stamp, &kube, progress).await?;
-    let t = Instant::now();
     let entry = app::entry_name(app_name, namespace);
-    progress.start("remove", &format!("app {app_name} in {namespace}"));
-    engine::remove_entries(&kube, state.engine, &[entry], settings.step_timeout).await?;
-    // The namespace goes if kindling made it and nothing of the env still deploys into it.
-    let still_used = after.apps.iter().any(|a| a.namespace == namespace)
+    // The namespace is a candidate only when nothing else of the env deploys into it; it
+    // goes only if kindling made it and it is empty then (`removal::finish`).
+    let shared_namespace = after.apps.iter().any(|a| a.namespace == namespace)
         || stamp
             .entries
             .iter()
             .any(|e| e.namespace.as_deref() == Some(namespace));
-    let namespace_removed = !still_used && remove_namespace(&kube, name, namespace).await?;
+    let removal = super::removal::Removal {
+        what: removal_name(app_name, namespace),
+        entries: vec![entry],
+        volumes: Vec::new(),
+        secrets: Vec::new(),
+        namespace: (!shared_namespace).then(|| namespace.to_string()),
+        storage_kept: Vec::new(),
+    };
+    let (kube, _) = live_kube_of(&state, progress).await?;
+    after.removing = Some(removal.clone());
+    let commit = super::bring_up::bring_up(settings, &mut after, &stamp, &kube, progress).await?;
+    super::removal::injected_failure(settings)?;
+    let t = Instant::now();
+    progress.start("remove", &format!("app {app_name} in {namespace}"));
+    let finished =
+        super::removal::finish(&kube, state.engine, name, &removal, settings.step_timeout).await?;
+    after.removing = None;
+    after.save(&settings.env_dir(name))?;
+    if let Some(kept) = &finished.namespace_kept {
+        progress.info(&format!("namespace {kept}: kept"));
+    }
+    let namespace_removed = finished.namespace_removed;
     progress.done(
         "remove",
         t.elapsed(),
@@ -185,6 +228,49 @@ fn refuse_when_suspended(state: &EnvState, verb: &str) -> Result<(), EnvError> {
         return Err(EnvError::Preflight(format!(
             "env {name} is suspended; `kindling env resume {name}` first, then `env {verb}`"
         )));
+    }
+    Ok(())
+}
+
+/// What a deploy would fail on after the push, found before it: an entry name the engines
+/// cannot use as a label value (Flux and Argo CD label what they apply with it: at most 63
+/// characters), one another deployed app already makes, a Helm release name over Helm's 53,
+/// and a second release of a Helm app (helm-controller keeps every release's record in the
+/// HelmRelease's namespace, `flux-system`, where two releases of one name would be one).
+fn check_deployable(state: &EnvState, app: &app::App, namespace: &str) -> Result<(), EnvError> {
+    let entry = app::entry_name(&app.name, namespace);
+    if entry.len() > 63 {
+        return Err(EnvError::BadInput(format!(
+            "app {} in namespace {namespace} would be entry {entry}, over the 63 characters a label value may have\nhelp: a shorter namespace or app directory name",
+            app.name
+        )));
+    }
+    if let Some(other) = state.apps.iter().find(|a| {
+        app::entry_name(&a.name, &a.namespace) == entry
+            && (a.name != app.name || a.namespace != namespace)
+    }) {
+        return Err(EnvError::BadInput(format!(
+            "app {} in namespace {namespace} and the deployed app {} in namespace {} would both be entry {entry}\nhelp: deploy into another namespace",
+            app.name, other.name, other.namespace
+        )));
+    }
+    if app.kind == AppKind::Helm {
+        if app.name.len() > 53 {
+            return Err(EnvError::BadInput(format!(
+                "app {}: a Helm release name may have at most 53 characters\nhelp: rename the app's directory",
+                app.name
+            )));
+        }
+        if let Some(other) = state
+            .apps
+            .iter()
+            .find(|a| a.name == app.name && a.namespace != namespace)
+        {
+            return Err(EnvError::BadInput(format!(
+                "Helm app {} is deployed in namespace {} already; a second release of the same name would share its record\nhelp: `kindling env remove {} {} -n {}` first",
+                app.name, other.namespace, state.name, app.name, other.namespace
+            )));
+        }
     }
     Ok(())
 }
@@ -231,24 +317,5 @@ async fn ensure_namespace(
     });
     kube.apply_objects(&[object], &ApplyOptions::new(settings.step_timeout))
         .await?;
-    Ok(true)
-}
-
-/// Deletes the namespace if kindling made it for this env; whether it did.
-async fn remove_namespace(kube: &KubeClient, env: &str, namespace: &str) -> Result<bool, EnvError> {
-    let Some(live) = kube.get("v1", "Namespace", None, namespace).await? else {
-        return Ok(false);
-    };
-    let labels = &live["metadata"]["labels"];
-    if labels[crate::stamp::storage::MANAGED_BY] != "kindling"
-        || labels[crate::ENV_LABEL] != env
-        || labels[CREATED_LABEL] != "true"
-    {
-        return Ok(false);
-    }
-    kube.delete_objects(&[serde_json::json!({
-        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace},
-    })])
-    .await?;
     Ok(true)
 }

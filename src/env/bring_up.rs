@@ -25,6 +25,7 @@ pub async fn bring_up(
     let name = state.name.clone();
     let env_dir = settings.env_dir(&name);
     let gitea = super::open::gitea_of(state)?;
+    super::steps::cluster::fill_cluster_facts(state).await;
     let rendered = push::render_for_env(stamp, state, &gitea, &settings.data_dir)?;
     let t = Instant::now();
     progress.start("push", &stamp.name);

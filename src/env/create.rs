@@ -69,9 +69,9 @@ pub async fn create(
     // A rerun bootstraps the stacks `env up` added too: a root without them would prune
     // them. Read before the lock (the add-ons below are fitted around every entry); the
     // locked read further down must find the same list.
-    let (stamp, stacks_before) = match EnvState::load(&env_dir)? {
-        Some(s) => (super::open::with_env_stacks(stamp, &s)?, s.stacks),
-        None => (stamp, Vec::new()),
+    let (stamp, additions_before) = match EnvState::load(&env_dir)? {
+        Some(s) => (super::open::with_env_stacks(stamp, &s)?, (s.stacks, s.apps)),
+        None => (stamp, Default::default()),
     };
     // The add-ons the stack needs from its cluster come first (`crate::addons`). A dry run
     // keeps their manifests in a scratch directory, gone with the plan: it makes nothing of
@@ -113,9 +113,9 @@ pub async fn create(
     let existing = EnvState::load(&env_dir)?;
     if let Some(s) = &existing {
         same_env(s, opts, &stamp.name)?;
-        if s.stacks != stacks_before {
+        if (s.stacks.clone(), s.apps.clone()) != additions_before {
             return Err(EnvError::Preflight(format!(
-                "the stacks of env {} changed while this create waited for it (`env up`/`env down`); run it again",
+                "the stacks or apps of env {} changed while this create waited for it (`env up`/`down`/`deploy`/`remove`); run it again",
                 opts.name
             )));
         }
@@ -290,6 +290,7 @@ fn new_state(opts: &CreateOptions, stamp: &Stamp, ports: Ports) -> EnvState {
         addons: Vec::new(),
         stacks: Vec::new(),
         apps: Vec::new(),
+        removing: None,
     }
 }
 

@@ -16,6 +16,7 @@ pub mod open;
 pub mod plan;
 pub mod ports;
 pub mod power;
+pub mod removal;
 pub mod restart;
 pub(crate) mod route;
 pub mod stacks;

@@ -78,6 +78,12 @@ pub fn with_env_stacks(stamp: Stamp, state: &EnvState) -> Result<Stamp, EnvError
             )));
         }
         stamp.entries.push(entry);
+        // Under selective sync (a HostK8s stack's `/*` and re-includes) the app's directory
+        // is served too.
+        let include = format!("!/software/apps/{}/", deployed.name);
+        if !stamp.ignore.is_empty() && !stamp.ignore.contains(&include) {
+            stamp.ignore.push(include);
+        }
     }
     stamp::rebuild_graph(&mut stamp)?;
     Ok(stamp)

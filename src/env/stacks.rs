@@ -167,6 +167,29 @@ pub async fn down(
             "{stack_name} is the stamp env {name} was created with, not a stack `env up` added\nhelp: `kindling env delete {name}` removes it with the env; `kindling env restart {name} --stamp OTHER` switches to another stamp"
         )));
     }
+    if !state.stacks.iter().any(|s| same_dir(&s.dir, &dir))
+        && let Some(pending) = state.removing.clone()
+        && pending.what == format!("stack {stack_name}")
+    {
+        // An earlier `env down` took it out of the root and stopped before the rest.
+        let (kube, _) = live_kube_of(&state, progress).await?;
+        progress.start("remove", &format!("{} (finishing)", pending.what));
+        let t = Instant::now();
+        super::removal::finish(&kube, state.engine, name, &pending, settings.step_timeout).await?;
+        let mut state = state;
+        state.removing = None;
+        state.save(&settings.env_dir(name))?;
+        progress.done("remove", t.elapsed(), "finished");
+        return Ok(DownReport {
+            env: name.to_string(),
+            stack: stack_name,
+            was_up: true,
+            removed: pending.entries,
+            kept_shared: Vec::new(),
+            storage_kept: pending.storage_kept,
+            commit: state.commit.clone(),
+        });
+    }
     if !state.stacks.iter().any(|s| same_dir(&s.dir, &dir)) {
         let up: Vec<&str> = state.stacks.iter().map(|s| s.name.as_str()).collect();
         progress.info(&format!(
@@ -212,39 +235,38 @@ pub async fn down(
         .iter()
         .filter(|s| !after.secrets.contains(s))
         .collect();
+    let removal = super::removal::Removal {
+        what: format!("stack {stack_name}"),
+        entries: removed.clone(),
+        volumes: gone_storage.iter().map(|d| d.volume_name.clone()).collect(),
+        // Secrets that go through Vault are made by External Secrets, not by kindling.
+        secrets: gone_secrets
+            .iter()
+            .filter(|s| !s.through_vault)
+            .map(|s| super::removal::Named {
+                namespace: s.namespace.clone(),
+                name: s.name.clone(),
+            })
+            .collect(),
+        namespace: None,
+        storage_kept: gone_storage
+            .iter()
+            .map(|d| super::storage::host_dir(&settings.data_dir, name, &d.path))
+            .filter(|p| p.exists())
+            .collect(),
+    };
     let (kube, _) = live_kube_of(&state, progress).await?;
-    // The root first, without the stack: from then on the engine itself prunes it too.
+    // The root first, without the stack: from then on the engine itself prunes it too. What
+    // is left to remove is recorded with it, so a rerun finishes the job.
+    after_state.removing = Some(removal.clone());
     let commit =
         super::bring_up::bring_up(settings, &mut after_state, &after, &kube, progress).await?;
+    super::removal::injected_failure(settings)?;
     let t = Instant::now();
     progress.start("remove", &format!("stack {stack_name}"));
-    engine::remove_entries(&kube, state.engine, &removed, settings.step_timeout).await?;
-    // Its volumes, as HostK8s' cleanup deletes them (the data stays on the host), once the
-    // claims are gone with the entries; and the Secrets kindling made for it alone.
-    let volumes: Vec<serde_json::Value> = gone_storage
-        .iter()
-        .map(|d| {
-            serde_json::json!({"apiVersion": "v1", "kind": "PersistentVolume",
-                "metadata": {"name": d.volume_name}})
-        })
-        .collect();
-    let mut ours = Vec::new();
-    for v in volumes {
-        let name = v["metadata"]["name"].as_str().unwrap_or_default();
-        let live = kube.get("v1", "PersistentVolume", None, name).await?;
-        if live.is_some_and(|l| l["metadata"]["labels"][stamp::storage::MANAGED_BY] == "kindling") {
-            ours.push(v);
-        }
-    }
-    let secrets: Vec<serde_json::Value> = gone_secrets
-        .iter()
-        .map(|s| {
-            serde_json::json!({"apiVersion": "v1", "kind": "Secret",
-                "metadata": {"name": s.name, "namespace": s.namespace}})
-        })
-        .collect();
-    ours.extend(secrets);
-    kube.delete_objects(&ours).await?;
+    super::removal::finish(&kube, state.engine, name, &removal, settings.step_timeout).await?;
+    after_state.removing = None;
+    after_state.save(&settings.env_dir(name))?;
     progress.done(
         "remove",
         t.elapsed(),
@@ -254,18 +276,13 @@ pub async fn down(
             short(&commit)
         ),
     );
-    let storage_kept = gone_storage
-        .iter()
-        .map(|d| super::storage::host_dir(&settings.data_dir, name, &d.path))
-        .filter(|p| p.exists())
-        .collect();
     Ok(DownReport {
         env: name.to_string(),
         stack: stack_name,
         was_up: true,
         removed,
         kept_shared,
-        storage_kept,
+        storage_kept: removal.storage_kept,
         commit: Some(commit),
     })
 }
@@ -299,9 +316,10 @@ fn refuse_when_paused(state: &EnvState, verb: &str) -> Result<(), EnvError> {
 
 /// The stack's directory (looked up as `--stamp` is, under the env's source) and the stack.
 fn find_stack(state: &EnvState, arg: &str) -> Result<(PathBuf, Stamp), EnvError> {
-    let dir = stamp::locate_stamp(arg, &state.source)?;
-    let stack = stamp::load(&dir, None)?;
-    Ok((dir, stack))
+    // The loader's directory is absolute (and canonical): what the state records must be
+    // found again from any working directory.
+    let stack = stamp::load(&stamp::locate_stamp(arg, &state.source)?, None)?;
+    Ok((stack.dir.clone(), stack))
 }
 
 /// Paths compared as the same directory however they were spelt.

@@ -132,6 +132,10 @@ pub struct EnvState {
     /// HostK8s apps deployed with `env deploy` (`make deploy NAME NAMESPACE`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub apps: Vec<DeployedApp>,
+    /// A stack or app taken out of the root whose objects are still being removed
+    /// (`crate::env::removal`): the next `env down` / `env remove` finishes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removing: Option<super::removal::Removal>,
 }
 
 /// An app `env deploy` deployed: its name under `software/apps` and its namespace.

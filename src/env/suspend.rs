@@ -182,7 +182,6 @@ async fn terminate_running_sync(
     Ok(true)
 }
 
-/// Every Flux object kindling made for `stamp`, root first, with `spec.suspend` set.
 /// How many of the objects `env suspend` pauses are paused now, read from the cluster: Flux
 /// objects with `spec.suspend: true`, Argo CD Applications without automated sync (the root
 /// and entries; a held env's are counted too, being paused as well).
@@ -212,6 +211,7 @@ pub async fn suspended_objects(
     Ok(paused)
 }
 
+/// Every Flux object kindling made for `stamp`, root first, with `spec.suspend` set.
 fn flux_requests(stamp: &crate::stamp::Stamp, suspend: bool) -> Vec<PatchRequest> {
     let patch = json!({"spec": {"suspend": suspend}});
     let mut requests: Vec<PatchRequest> =

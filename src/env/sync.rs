@@ -35,6 +35,7 @@ pub async fn sync(
     let (_lock, mut state) = load_locked(settings, name, "env sync")?;
     let stamp = stamp_of(&settings.data_dir, &state)?;
     let gitea = gitea_of(&state)?;
+    super::steps::cluster::fill_cluster_facts(&mut state).await;
     let rendered = render_for_env(&stamp, &state, &gitea, &settings.data_dir)?;
     progress.start("push", &format!("{}", stamp.repo_root.display()));
     let t = Instant::now();

@@ -148,6 +148,10 @@ fn same_entry(a: &Entry, b: &Entry) -> bool {
 /// one stack's lines after another's would exclude the first stack again: every exclusion
 /// goes first, then every re-inclusion.
 fn merged_ignore(a: &[String], b: &[String]) -> Vec<String> {
+    // No patterns serve the whole repository: merged with that, nothing may be hidden.
+    if a.is_empty() || b.is_empty() {
+        return Vec::new();
+    }
     let mut excludes = Vec::new();
     let mut includes = Vec::new();
     for line in a.iter().chain(b) {
@@ -176,5 +180,8 @@ mod tests {
             merged_ignore(&a, &b),
             vec!["/*", "!/software/stacks/a/", "!/software/stacks/b/"]
         );
+        // A side with no patterns serves everything, and so does the merge.
+        assert!(merged_ignore(&a, &[]).is_empty());
+        assert!(merged_ignore(&[], &b).is_empty());
     }
 }

@@ -5,7 +5,7 @@ use futures_util::future::LocalBoxFuture;
 use super::{Ctx, Step, join_error};
 use crate::cluster;
 use crate::env::EnvError;
-use crate::env::state::ClusterState;
+use crate::env::state::{ClusterState, EnvState};
 
 pub struct Cluster;
 
@@ -132,17 +132,7 @@ impl Step for Cluster {
             cluster::wait_ready(&kubeconfig, &context, &resolved, ctx.settings.step_timeout)
                 .await?;
             let network = provider.docker_network(&resolved.name);
-            // The subnet decides the metallb add-on's pool; a network Docker cannot describe
-            // leaves it unknown, and a push that needs it says so.
-            let load_balancer_range = match crate::docker::DockerClient::connect().await {
-                Ok(docker) => docker
-                    .network_ipv4_subnet(&network)
-                    .await
-                    .ok()
-                    .flatten()
-                    .and_then(|s| crate::addons::metallb::pool_range(&s)),
-                Err(_) => None,
-            };
+            let load_balancer_range = load_balancer_range(&network).await;
             let mut state = ctx.state();
             state.cluster = Some(ClusterState {
                 name: resolved.name.clone(),
@@ -191,5 +181,30 @@ fn kubeconfig_of_existing(
                 )));
             }
         }
+    }
+}
+
+/// The metallb add-on's pool on `network` (`crate::addons::metallb::pool_range` of its IPv4
+/// subnet); None when Docker cannot describe the network or its subnet holds no pool.
+pub async fn load_balancer_range(network: &str) -> Option<String> {
+    let docker = crate::docker::DockerClient::connect().await.ok()?;
+    let subnet = docker.network_ipv4_subnet(network).await.ok().flatten()?;
+    crate::addons::metallb::pool_range(&subnet)
+}
+
+/// Records the cluster's pool in an env that has none yet (one made before kindling recorded
+/// it, or whose cluster step a rerun skips), before a push renders what is made from it.
+pub async fn fill_cluster_facts(state: &mut EnvState) {
+    let Some(network) = state
+        .cluster
+        .as_ref()
+        .filter(|c| c.load_balancer_range.is_none())
+        .map(|c| c.network.clone())
+    else {
+        return;
+    };
+    let range = load_balancer_range(&network).await;
+    if let Some(cluster) = state.cluster.as_mut() {
+        cluster.load_balancer_range = range;
     }
 }

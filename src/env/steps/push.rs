@@ -27,7 +27,17 @@ impl Step for Push {
         Box::pin(async move {
             let gitea = ctx.gitea_state()?;
             let extra_ca = ctx.resolved.extra_ca.is_some();
-            let facts = ctx.state().cluster_facts();
+            let mut facts = ctx.state().cluster_facts();
+            if facts.load_balancer_range.is_none() {
+                let mut state = ctx.state().clone();
+                super::cluster::fill_cluster_facts(&mut state).await;
+                facts = state.cluster_facts();
+                if let (Some(range), Some(cluster)) =
+                    (&facts.load_balancer_range, ctx.state().cluster.as_mut())
+                {
+                    cluster.load_balancer_range = Some(range.clone());
+                }
+            }
             let rendered = render(
                 ctx.stamp,
                 ctx.opts.engine,
@@ -86,7 +96,7 @@ pub fn render_options(
             .extra_files
             .extend(crate::addons::cluster_files(stamp, facts).map_err(|why| {
                 EnvError::Preflight(format!(
-                    "{why}\nhelp: `kindling env create` again finds the cluster and records it"
+                    "{why}\nhelp: check `docker network inspect` of the env's network; without an IPv4 subnet of /25 or wider, leave `metallb` out of the profile's spec.addons"
                 ))
             })?);
     }

@@ -15,7 +15,8 @@
 //! - HostK8s' own `.gitignore` in `software/stacks/extension/` ignores every extension
 //!   stack (they are other repositories). kindling pushes the stack's files anyway, as the
 //!   stack's own Git would have them: when the stack is a Git checkout, what its Git tracks
-//!   or would add; otherwise every file.
+//!   or would add; otherwise every file. Symbolic links are left out (the push refuses
+//!   links that leave the tree; these are read here, so none is followed).
 //!
 //! At HostK8s' head the bootstrap of an extension stack points at `extension-stack-system`
 //! but nothing applies the stack's `repository.yaml` (removed in hostk8s 163dd28), so an
@@ -99,7 +100,7 @@ fn stack_files(dir: &Path) -> Result<Vec<String>, StampError> {
                 .split(|b| *b == 0)
                 .filter(|f| !f.is_empty())
                 .map(|f| String::from_utf8_lossy(f).into_owned())
-                .filter(|f| dir.join(f).is_file())
+                .filter(|f| is_plain_file(&dir.join(f)))
                 .collect());
         }
     }
@@ -107,6 +108,12 @@ fn stack_files(dir: &Path) -> Result<Vec<String>, StampError> {
     walk(dir, dir, &mut files)?;
     files.sort();
     Ok(files)
+}
+
+/// A regular file, not a link: a link's target may lie outside the stack (a kubeconfig, a
+/// key), and what it names in the engine's checkout is something else anyway.
+fn is_plain_file(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file())
 }
 
 fn walk(root: &Path, dir: &Path, files: &mut Vec<String>) -> Result<(), StampError> {
