@@ -66,6 +66,9 @@ pub enum StampFormat {
     Kindling,
     /// A HostK8s stack: Flux Kustomizations in `stack.yaml`.
     Hostk8s,
+    /// A Flux cluster directory as `flux bootstrap` leaves it (`clusters/NAME/` with
+    /// `flux-system/`).
+    Flux,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -298,6 +301,11 @@ pub fn load(dir: &Path, source_root: Option<&Path>) -> Result<Stamp, StampError>
     }
     if native_file.is_file() && native::is_native_stamp(&native_file)? {
         let draft = native::load(&native_file, &dir, source_root)?;
+        return validate::finish(draft);
+    }
+    if file.is_none()
+        && let Some(draft) = hostk8s::flux_cluster::load(&dir)?
+    {
         return validate::finish(draft);
     }
     if let Some(draft) = hostk8s::load(&dir, file.as_deref())? {

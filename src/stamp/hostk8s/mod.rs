@@ -25,6 +25,7 @@ use super::{
 pub mod app;
 pub(crate) mod extension;
 mod flatten;
+pub(crate) mod flux_cluster;
 mod secrets;
 mod storage;
 

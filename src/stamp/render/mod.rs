@@ -252,7 +252,7 @@ pub fn engine_warnings(stamp: &Stamp, engine: Engine) -> Vec<String> {
         return warnings;
     }
     let ignored = names(&|e| {
-        stamp.format == crate::stamp::StampFormat::Hostk8s && e.wait && !e.health_checks.is_empty()
+        stamp.format != crate::stamp::StampFormat::Kindling && e.wait && !e.health_checks.is_empty()
     });
     if !ignored.is_empty() {
         warnings.push(format!(

@@ -1,0 +1,72 @@
+//! Bring-your-own GitOps layouts as stamps (issue #21 part 1): a Flux cluster directory as
+//! `flux bootstrap` leaves it loads, validates and renders for both engines.
+
+mod common;
+
+mod stamp {
+    use kindling::stamp::render::{Engine, RenderOptions, render};
+    use kindling::stamp::{self, Source, StampFormat};
+
+    use super::common::{write, write_flux_layout};
+
+    fn repo_path(s: &kindling::stamp::Stamp, entry: &str) -> String {
+        match &s.entry(entry).unwrap_or_else(|| panic!("{entry}")).source {
+            Source::Path(p) => p.repo_path.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn stamp_layouts_flux_cluster_directory_loads_with_its_dependencies() {
+        let repo = tempfile::tempdir().unwrap();
+        write_flux_layout(repo.path());
+        let s = stamp::load(&repo.path().join("clusters/dev"), None).unwrap();
+        assert_eq!(s.format, StampFormat::Flux);
+        assert_eq!(s.name, "dev");
+        // The repository root is the cluster directory less the flux-system Kustomization's
+        // path, whatever directory holds the repository.
+        assert_eq!(s.repo_root, std::fs::canonicalize(repo.path()).unwrap());
+        let names: Vec<&str> = s.entries.iter().map(|e| e.name.as_str()).collect();
+        // flux bootstrap's own objects are kindling's to replace, not entries.
+        assert_eq!(names, vec!["apps", "infra-controllers"], "{names:?}");
+        assert_eq!(
+            s.entry("apps").unwrap().depends_on,
+            vec!["infra-controllers"]
+        );
+        assert_eq!(repo_path(&s, "apps"), "apps/dev");
+        assert_eq!(
+            repo_path(&s, "infra-controllers"),
+            "infrastructure/controllers"
+        );
+        assert!(s.entry("infra-controllers").unwrap().wait);
+        // Infrastructure first: the graph orders by dependsOn.
+        let ordered: Vec<&str> = s.ordered_entries().map(|e| e.name.as_str()).collect();
+        assert_eq!(ordered, vec!["infra-controllers", "apps"]);
+        // Both engines render it; Flux gets no second flux-system and no team URL.
+        let opts = RenderOptions::standard("http://gitea.test/kindling/source.git".into());
+        for engine in [Engine::Flux, Engine::Argo] {
+            let rendered = render(&s, engine, &opts).unwrap();
+            let text = rendered
+                .documents()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n");
+            assert!(!text.contains("github.com/team/fleet"), "{text}");
+            assert!(text.contains("apps/dev"), "{text}");
+        }
+    }
+
+    #[test]
+    fn stamp_layouts_flux_kustomization_on_another_repository_is_a_problem() {
+        let repo = tempfile::tempdir().unwrap();
+        write_flux_layout(repo.path());
+        write(
+            &repo.path().join("clusters/dev/tenants.yaml"),
+            "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata: {name: tenants, namespace: flux-system}\nspec:\n  interval: 5m\n  url: https://github.com/team/tenants\n  ref: {branch: main}\n---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {name: tenants, namespace: flux-system}\nspec:\n  interval: 10m\n  sourceRef: {kind: GitRepository, name: tenants}\n  path: ./\n  prune: true\n",
+        );
+        let err = stamp::load(&repo.path().join("clusters/dev"), None).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("tenants.yaml"), "{text}");
+        assert!(text.contains("another repository"), "{text}");
+    }
+}
