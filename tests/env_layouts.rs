@@ -1,18 +1,22 @@
 //! A team's own GitOps repository through the whole fake flow (issue #21 part 1): a Flux
-//! cluster directory as `flux bootstrap` leaves it, pushed to the env's Gitea and reconciled
-//! by either engine, infrastructure before apps, the overlay's patch applied.
+//! cluster directory as `flux bootstrap` leaves it, and an Argo CD app-of-apps over the same
+//! repository, pushed to the env's Gitea and reconciled by either engine, infrastructure
+//! before apps, the overlay's patch applied.
 
 mod common;
 
 mod env {
     use super::common::env_harness::*;
-    use super::common::{docker, unique, write_flux_layout};
+    use super::common::{docker, unique, write_argo_layout, write_flux_layout};
 
-    fn run_flux_layout(engine: &str) {
+    /// Creates an env of the layout in `dir` (written by `write`) on `engine` and checks that
+    /// `expected` entries come up Ready in that order, the overlay's patch applied after the
+    /// infrastructure, and the team's remote nowhere in what the engine was given.
+    fn run_layout(engine: &str, write: fn(&std::path::Path), dir: &str, expected: &[&str]) {
         let h = Harness::with_engine(engine);
-        write_flux_layout(&h.path("source"));
+        write(&h.path("source"));
         let env = unique(&format!("layout{engine}"));
-        let cluster_dir = h.path("source/clusters/dev");
+        let cluster_dir = h.path("source").join(dir);
         let profile = h.path("profile.yaml");
         let created = ok(&h.run(
             &[
@@ -38,7 +42,7 @@ mod env {
             .iter()
             .map(|e| e["name"].as_str().unwrap())
             .collect();
-        assert_eq!(names, vec!["infra-controllers", "apps"], "{created}");
+        assert_eq!(names, expected, "{created}");
         for e in entries {
             assert_eq!(e["readiness"], "ready", "{e}");
         }
@@ -55,12 +59,19 @@ mod env {
         delete_clean(&h, &env);
     }
 
+    const FLUX_ENTRIES: &[&str] = &["infra-controllers", "apps"];
+    const ARGO_ENTRIES: &[&str] = &["infra", "web"];
+
+    fn argo_layout(root: &std::path::Path) {
+        write_argo_layout(root, false);
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn env_flux_cluster_directory_runs_on_flux() {
         if docker().await.is_none() {
             return;
         }
-        run_flux_layout("flux");
+        run_layout("flux", write_flux_layout, "clusters/dev", FLUX_ENTRIES);
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -68,6 +79,22 @@ mod env {
         if docker().await.is_none() {
             return;
         }
-        run_flux_layout("argo");
+        run_layout("argo", write_flux_layout, "clusters/dev", FLUX_ENTRIES);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_argo_app_of_apps_runs_on_argo() {
+        if docker().await.is_none() {
+            return;
+        }
+        run_layout("argo", argo_layout, "bootstrap", ARGO_ENTRIES);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_argo_app_of_apps_runs_on_flux() {
+        if docker().await.is_none() {
+            return;
+        }
+        run_layout("flux", argo_layout, "bootstrap", ARGO_ENTRIES);
     }
 }

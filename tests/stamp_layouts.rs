@@ -56,6 +56,54 @@ mod stamp {
         }
     }
 
+    /// An Argo CD app-of-apps: the children are the entries, sync waves order them, this
+    /// repository's URL (however spelt) is served from the env's Gitea, a Helm repository
+    /// stays where it is.
+    #[test]
+    fn stamp_layouts_argo_app_of_apps_loads_with_waves_and_helm() {
+        let repo = tempfile::tempdir().unwrap();
+        super::common::write_argo_layout(repo.path(), true);
+        let s = stamp::load(&repo.path().join("bootstrap"), None).unwrap();
+        assert_eq!(s.format, StampFormat::Argo);
+        let ordered: Vec<&str> = s.ordered_entries().map(|e| e.name.as_str()).collect();
+        assert_eq!(ordered, vec!["infra", "podinfo", "web"], "{ordered:?}");
+        assert_eq!(s.entry("podinfo").unwrap().depends_on, vec!["infra"]);
+        assert_eq!(s.entry("web").unwrap().depends_on, vec!["podinfo"]);
+        assert_eq!(repo_path(&s, "web"), "apps/dev");
+        assert_eq!(s.entry("web").unwrap().namespace.as_deref(), Some("apps"));
+        match &s.entry("podinfo").unwrap().source {
+            Source::Helm(h) => {
+                assert_eq!(h.repo, "https://stefanprodan.github.io/podinfo");
+                assert_eq!((h.chart.as_str(), h.version.as_str()), ("podinfo", "6.7.1"));
+                assert_eq!(h.values["replicaCount"], 2);
+            }
+            other => panic!("{other:?}"),
+        }
+        // The project is kindling's: said, not silently dropped.
+        assert!(
+            s.warnings
+                .iter()
+                .any(|w| w.to_string().contains("project 'team'")),
+            "{:?}",
+            s.warnings
+        );
+    }
+
+    #[test]
+    fn stamp_layouts_argo_application_on_another_repository_is_a_problem() {
+        let repo = tempfile::tempdir().unwrap();
+        super::common::write_argo_layout(repo.path(), false);
+        write(
+            &repo.path().join("argo/apps/other.yaml"),
+            "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: other, namespace: argocd}\nspec:\n  project: default\n  source: {repoURL: 'https://github.com/someone/else', path: deploy, targetRevision: main}\n  destination: {server: 'https://kubernetes.default.svc', namespace: other}\n",
+        );
+        let text = stamp::load(&repo.path().join("bootstrap"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("other.yaml"), "{text}");
+        assert!(text.contains("github.com/someone/else"), "{text}");
+    }
+
     #[test]
     fn stamp_layouts_flux_kustomization_on_another_repository_is_a_problem() {
         let repo = tempfile::tempdir().unwrap();

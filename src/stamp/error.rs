@@ -27,7 +27,7 @@ pub enum StampError {
         message: String,
     },
     #[error(
-        "{}: not a stamp: no stamp.yaml (kindling stamp) and no stack.yaml or kustomization.yaml with Flux Kustomizations (HostK8s stack)",
+        "{}: not a stamp: no stamp.yaml (kindling stamp), no stack.yaml or kustomization.yaml with Flux Kustomizations (HostK8s stack), no flux-system/gotk-sync.yaml (Flux cluster directory) and no Argo CD Application",
         dir.display()
     )]
     UnknownFormat { dir: PathBuf },

@@ -4,6 +4,7 @@
 //! HostK8s stack ([`hostk8s`]) into one engine-neutral model ([`Stamp`]), validated
 //! ([`validate`]), ordered ([`graph`]) and rendered for Flux or Argo CD ([`render`]).
 
+mod argo_layout;
 mod error;
 pub mod generator;
 pub mod graph;
@@ -69,6 +70,8 @@ pub enum StampFormat {
     /// A Flux cluster directory as `flux bootstrap` leaves it (`clusters/NAME/` with
     /// `flux-system/`).
     Flux,
+    /// A directory of Argo CD Applications (app-of-apps included).
+    Argo,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -309,6 +312,11 @@ pub fn load(dir: &Path, source_root: Option<&Path>) -> Result<Stamp, StampError>
         return validate::finish(draft);
     }
     if let Some(draft) = hostk8s::load(&dir, file.as_deref())? {
+        return validate::finish(draft);
+    }
+    if file.is_none()
+        && let Some(draft) = argo_layout::load(&dir, source_root)?
+    {
         return validate::finish(draft);
     }
     Err(StampError::UnknownFormat { dir })

@@ -166,6 +166,59 @@ pub fn write_flux_layout(root: &Path) {
     );
 }
 
+/// An Argo CD bootstrap directory over the same repository as [`write_flux_layout`]: a Git
+/// checkout whose remote is the team's (`git@github.com:team/fleet.git`), `bootstrap/`
+/// listing an app-of-apps `root` whose path `argo/apps` holds the Applications: `infra`
+/// (wave -1) and `web` (wave 1, project `team`) on this repository, and, with `helm`, a
+/// `podinfo` Application from a Helm repository (wave 0).
+#[allow(dead_code)]
+pub fn write_argo_layout(root: &Path, helm: bool) {
+    write_flux_layout(root);
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(root)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    };
+    git(&["init", "-q"]);
+    git(&["remote", "add", "origin", "git@github.com:team/fleet.git"]);
+    let app = |name: &str, wave: &str, path: &str, namespace: &str, project: &str| {
+        format!(
+            "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: {name}\n  namespace: argocd\n  annotations:\n    argocd.argoproj.io/sync-wave: \"{wave}\"\nspec:\n  project: {project}\n  source:\n    repoURL: https://github.com/team/fleet.git\n    targetRevision: main\n    path: {path}\n  destination:\n    server: https://kubernetes.default.svc\n    namespace: {namespace}\n  syncPolicy:\n    automated: {{prune: true, selfHeal: true}}\n"
+        )
+    };
+    write(
+        &root.join("bootstrap/kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [root.yaml]\n",
+    );
+    write(
+        &root.join("bootstrap/root.yaml"),
+        &app("root", "0", "argo/apps", "argocd", "default"),
+    );
+    write(
+        &root.join("argo/apps/infra.yaml"),
+        &app(
+            "infra",
+            "-1",
+            "infrastructure/controllers",
+            "infra",
+            "default",
+        ),
+    );
+    write(
+        &root.join("argo/apps/web.yaml"),
+        &app("web", "1", "apps/dev", "apps", "team"),
+    );
+    if helm {
+        write(
+            &root.join("argo/apps/podinfo.yaml"),
+            "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: podinfo\n  namespace: argocd\nspec:\n  project: default\n  source:\n    repoURL: https://stefanprodan.github.io/podinfo\n    chart: podinfo\n    targetRevision: 6.7.1\n    helm:\n      valuesObject:\n        replicaCount: 2\n  destination:\n    server: https://kubernetes.default.svc\n    namespace: podinfo\n",
+        );
+    }
+}
+
 /// Validates Kubernetes objects against upstream OpenAPI schemas (CRDs from the shared
 /// schemas, plus the few core kinds kindling renders, from `tests/data/schemas/`).
 ///

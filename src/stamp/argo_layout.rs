@@ -1,0 +1,339 @@
+//! An Argo CD bootstrap directory loaded as a stamp: Applications (and app-of-apps) as a team
+//! keeps them, possibly listed by a `kustomization.yaml`.
+//!
+//! What Argo CD reads (argo-cd v3.5.1 pkg/apis/application/v1alpha1 types.go
+//! `ApplicationSource`: `repoURL`, `path`, `targetRevision`, `chart`, `helm.values` /
+//! `helm.valuesObject`; `ApplicationDestination.namespace`; the annotation
+//! `argocd.argoproj.io/sync-wave`, an integer, default 0, lower waves first) and what kindling
+//! does with it:
+//! - An Application whose `repoURL` is the repository being pushed (one of its Git remotes,
+//!   compared without scheme, user and `.git`) becomes a path entry: kindling's Gitea serves
+//!   the path. If its path holds Applications itself (app-of-apps), those become the entries
+//!   instead, as Argo CD would apply them.
+//! - An Application on a Helm repository (`chart` set) becomes a Helm entry with the same
+//!   chart, version and values, fetched from that repository as before.
+//! - Any other source (another Git repository, several `sources`) is a problem naming it.
+//! - Sync waves become dependencies: every entry waits for the entries of the wave before its
+//!   own. The destination namespace is kept; the project and sync options are kindling's (its
+//!   root and entries are in its own project), which a warning names when they differ.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use super::manifests::{Document, parse_documents, read_text};
+use super::{
+    Draft, Entry, Graph, HelmChart, PathSource, Problem, Role, Source, Stamp, StampError,
+    StampFormat, normalize, repo_relative,
+};
+
+const WAVE: &str = "argocd.argoproj.io/sync-wave";
+/// App-of-apps deeper than this is a cycle of paths.
+const MAX_NESTING: usize = 8;
+
+fn is_application(d: &Document) -> bool {
+    d.group() == "argoproj.io" && d.kind() == "Application"
+}
+
+/// Loads the Argo CD bootstrap directory `dir`; `Ok(None)` when it holds no Application.
+/// `source_root` is the repository root (`--source`); otherwise the Git checkout holding
+/// `dir`, else `dir` itself.
+pub fn load(dir: &Path, source_root: Option<&Path>) -> Result<Option<Draft>, StampError> {
+    let documents = directory_applications(dir)?;
+    if documents.is_empty() {
+        return Ok(None);
+    }
+    let root = source_root
+        .map(Path::to_path_buf)
+        .or_else(|| {
+            dir.ancestors()
+                .find(|a| a.join(".git").exists())
+                .map(Path::to_path_buf)
+        })
+        .unwrap_or_else(|| dir.to_path_buf());
+    let remotes = git_remotes(&root);
+    let mut loader = Loader {
+        root: &root,
+        remotes: &remotes,
+        problems: Vec::new(),
+        warnings: Vec::new(),
+        entries: Vec::new(),
+    };
+    for d in &documents {
+        loader.expand(d, 0)?;
+    }
+    let Loader {
+        mut entries,
+        problems,
+        warnings,
+        ..
+    } = loader;
+    // Each wave waits for the one before it.
+    let waves: Vec<i64> = {
+        let mut w: Vec<i64> = entries.iter().map(|(wave, _)| *wave).collect();
+        w.sort_unstable();
+        w.dedup();
+        w
+    };
+    let by_wave: BTreeMap<i64, Vec<String>> =
+        entries.iter().fold(BTreeMap::new(), |mut m, (w, e)| {
+            m.entry(*w).or_insert_with(Vec::new).push(e.name.clone());
+            m
+        });
+    for (wave, entry) in &mut entries {
+        let position = waves.iter().position(|w| w == wave).unwrap_or(0);
+        if position > 0 {
+            entry.depends_on = by_wave[&waves[position - 1]].clone();
+        }
+    }
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "apps".to_string());
+    Ok(Some(Draft {
+        stamp: Stamp {
+            name,
+            description: Some(format!("Argo CD Applications in {}", dir.display())),
+            format: StampFormat::Argo,
+            dir: dir.to_path_buf(),
+            file: documents[0].file.clone(),
+            repo_root: root,
+            ignore: Vec::new(),
+            entries: entries.into_iter().map(|(_, e)| e).collect(),
+            secrets: Vec::new(),
+            storage: Vec::new(),
+            graph: Graph::default(),
+            warnings,
+        },
+        problems,
+        dropped: Vec::new(),
+    }))
+}
+
+/// The Applications of a directory: the files its kustomization.yaml lists, else its YAML
+/// files (not below it: a path's subdirectories are other Applications' business).
+fn directory_applications(dir: &Path) -> Result<Vec<Document>, StampError> {
+    let files: Vec<PathBuf> = match super::manifests::kustomization_file(dir) {
+        Some(k) => super::manifests::kustomization_resources(&k)?
+            .into_iter()
+            .map(|r| dir.join(r))
+            .filter(|p| p.is_file())
+            .collect(),
+        None => {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+                .map_err(|e| StampError::io(dir, e))?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.is_file()
+                        && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+                })
+                .collect();
+            files.sort();
+            files
+        }
+    };
+    let mut documents = Vec::new();
+    for file in files {
+        documents.extend(
+            parse_documents(&file, &read_text(&file)?)?
+                .into_iter()
+                .filter(is_application),
+        );
+    }
+    Ok(documents)
+}
+
+/// The repository's Git remotes, normalized (`github.com/team/apps`).
+fn git_remotes(root: &Path) -> Vec<String> {
+    let out = std::process::Command::new("git")
+        .args([
+            "-c",
+            "safe.directory=*",
+            "config",
+            "--get-regexp",
+            r"^remote\..*\.url$",
+        ])
+        .current_dir(root)
+        .output();
+    let Ok(out) = out else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .map(normalize_url)
+        .collect()
+}
+
+/// A Git URL without scheme, user, port-less `:` of scp syntax, trailing `/` and `.git`:
+/// `https://github.com/team/apps.git` and `git@github.com:team/apps` are the same.
+pub fn normalize_url(url: &str) -> String {
+    let url = url.trim();
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let rest = rest.rsplit_once('@').map(|(_, r)| r).unwrap_or(rest);
+    let rest = if url.contains("://") {
+        rest.to_string()
+    } else {
+        rest.replacen(':', "/", 1)
+    };
+    rest.trim_end_matches('/')
+        .trim_end_matches(".git")
+        .to_lowercase()
+}
+
+struct Loader<'a> {
+    root: &'a Path,
+    remotes: &'a [String],
+    problems: Vec<Problem>,
+    warnings: Vec<Problem>,
+    entries: Vec<(i64, Entry)>,
+}
+
+impl Loader<'_> {
+    fn expand(&mut self, d: &Document, depth: usize) -> Result<(), StampError> {
+        let name = d.name().to_string();
+        let spec = &d.value["spec"];
+        let problem = |field: &str, message: String, help: &str| {
+            Problem::new(&d.file, Some(&name), field, message, help)
+        };
+        if spec["sources"].as_array().is_some_and(|s| !s.is_empty()) {
+            self.problems.push(problem(
+                "spec.sources",
+                "several sources are not translated yet".into(),
+                "give the Application one `source`",
+            ));
+            return Ok(());
+        }
+        let source = &spec["source"];
+        let repo_url = source["repoURL"].as_str().unwrap_or_default();
+        let wave = d.value["metadata"]["annotations"][WAVE]
+            .as_str()
+            .and_then(|w| w.trim().parse::<i64>().ok())
+            .unwrap_or(0);
+        let project = spec["project"].as_str().unwrap_or("default");
+        if project != "default" || !spec["syncPolicy"]["syncOptions"].is_null() {
+            self.warnings.push(problem(
+                "spec.project",
+                format!("project '{project}' and the sync options are kindling's on its Gitea (its own project, automated sync)"),
+                "nothing to do; the destination namespace and sync waves are kept",
+            ));
+        }
+        let namespace = spec["destination"]["namespace"]
+            .as_str()
+            .map(str::to_string);
+        let entry = |source: Source| Entry {
+            name: name.clone(),
+            role: Role::Application,
+            source,
+            namespace: namespace.clone(),
+            depends_on: Vec::new(),
+            health_checks: Vec::new(),
+            timeout: None,
+            wait: true,
+            prune: spec["syncPolicy"]["automated"]["prune"] == true,
+            interval: None,
+            retry_interval: None,
+            group: None,
+            declared_in: d.file.clone(),
+            labels: BTreeMap::new(),
+        };
+        if let Some(chart) = source["chart"].as_str() {
+            let values = match (
+                &source["helm"]["valuesObject"],
+                source["helm"]["values"].as_str(),
+            ) {
+                (Value::Object(m), _) => m.clone(),
+                (_, Some(text)) => {
+                    serde_yaml_ng::from_str::<Map<String, Value>>(text).unwrap_or_default()
+                }
+                _ => Map::new(),
+            };
+            self.entries.push((
+                wave,
+                entry(Source::Helm(HelmChart {
+                    repo: repo_url.to_string(),
+                    chart: chart.to_string(),
+                    version: source["targetRevision"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    release_name: source["helm"]["releaseName"].as_str().map(str::to_string),
+                    values,
+                    plain_http: false,
+                })),
+            ));
+            return Ok(());
+        }
+        if !self.remotes.iter().any(|r| *r == normalize_url(repo_url)) {
+            self.problems.push(problem(
+                "spec.source.repoURL",
+                format!(
+                    "'{repo_url}' is not this repository ({}); kindling serves only what it pushes",
+                    if self.remotes.is_empty() {
+                        "it has no Git remote".to_string()
+                    } else {
+                        self.remotes.join(", ")
+                    }
+                ),
+                "point it at this repository, or keep it out of the directory",
+            ));
+            return Ok(());
+        }
+        let path = source["path"].as_str().unwrap_or(".");
+        let host_dir = normalize(&self.root.join(path.trim_start_matches("./")));
+        let Some(repo_path) = repo_relative(self.root, &host_dir) else {
+            self.problems.push(problem(
+                "spec.source.path",
+                format!("'{path}' is outside the repository {}", self.root.display()),
+                "paths are relative to the repository root",
+            ));
+            return Ok(());
+        };
+        // App-of-apps: the Applications it would apply are the entries.
+        let children = if host_dir.is_dir() {
+            directory_applications(&host_dir)?
+        } else {
+            Vec::new()
+        };
+        if !children.is_empty() {
+            if depth >= MAX_NESTING {
+                self.problems.push(problem(
+                    "spec.source.path",
+                    "app-of-apps nest more than 8 levels deep".into(),
+                    "check for an Application whose path leads back to itself",
+                ));
+                return Ok(());
+            }
+            for child in &children {
+                self.expand(child, depth + 1)?;
+            }
+            return Ok(());
+        }
+        self.entries.push((
+            wave,
+            entry(Source::Path(PathSource {
+                repo_path,
+                host_dir,
+            })),
+        ));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn git_urls_compare_across_spellings() {
+        for url in [
+            "https://github.com/Team/apps.git",
+            "git@github.com:team/apps",
+            "ssh://git@github.com/team/apps/",
+        ] {
+            assert_eq!(normalize_url(url), "github.com/team/apps", "{url}");
+        }
+    }
+}
