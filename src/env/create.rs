@@ -66,6 +66,10 @@ pub async fn create(
     super::check_external_gitea(settings)?;
     let env_dir = settings.env_dir(&opts.name);
     let stamp = super::open::load_stamp(&opts.stamp, &opts.source)?;
+    let stamp = match &opts.overlay {
+        Some(overlay) => crate::stamp::overlay::select(stamp, overlay)?,
+        None => stamp,
+    };
     // A rerun bootstraps the stacks `env up` added too: a root without them would prune
     // them. Read before the lock (the add-ons below are fitted around every entry); the
     // locked read further down must find the same list.
@@ -113,6 +117,14 @@ pub async fn create(
     let existing = EnvState::load(&env_dir)?;
     if let Some(s) = &existing {
         same_env(s, opts, &stamp.name)?;
+        if s.overlay != opts.overlay {
+            return Err(EnvError::BadInput(format!(
+                "env {} runs overlay {}; this asks for {}\nhelp: pass the env's overlay, or delete the env and create it with the other",
+                opts.name,
+                s.overlay.as_deref().unwrap_or("(none)"),
+                opts.overlay.as_deref().unwrap_or("(none)")
+            )));
+        }
         if (s.stacks.clone(), s.apps.clone()) != additions_before {
             return Err(EnvError::Preflight(format!(
                 "the stacks or apps of env {} changed while this create waited for it (`env up`/`down`/`deploy`/`remove`); run it again",
@@ -291,6 +303,7 @@ fn new_state(opts: &CreateOptions, stamp: &Stamp, ports: Ports) -> EnvState {
         stacks: Vec::new(),
         apps: Vec::new(),
         removing: None,
+        overlay: opts.overlay.clone(),
     }
 }
 

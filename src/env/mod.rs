@@ -16,6 +16,7 @@ pub mod open;
 pub mod plan;
 pub mod ports;
 pub mod power;
+pub mod promote;
 pub mod removal;
 pub mod restart;
 pub(crate) mod route;
@@ -299,6 +300,8 @@ pub struct CreateOptions {
     pub switch_context: bool,
     /// PEM files of the network's root CAs (`--extra-ca` and the profile's `spec.extraCA`).
     pub extra_ca: Vec<PathBuf>,
+    /// The kustomize overlay every entry that offers overlays uses (`--overlay`).
+    pub overlay: Option<String>,
 }
 
 /// Set by Ctrl-C; checked between steps (create) and between syncs (watch). A second Ctrl-C

@@ -62,6 +62,9 @@ pub fn with_env_stacks(stamp: Stamp, state: &EnvState) -> Result<Stamp, EnvError
         .map(|s| stamp::load(&s.dir, None))
         .collect::<Result<Vec<_>, _>>()?;
     let mut stamp = stamp::with_stacks(stamp, stacks)?;
+    if let Some(overlay) = &state.overlay {
+        stamp = stamp::overlay::select(stamp, overlay)?;
+    }
     if state.apps.is_empty() {
         return Ok(stamp);
     }

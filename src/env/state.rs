@@ -136,6 +136,9 @@ pub struct EnvState {
     /// (`crate::env::removal`): the next `env down` / `env remove` finishes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub removing: Option<super::removal::Removal>,
+    /// The kustomize overlay the env runs (`env create --overlay`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<String>,
 }
 
 /// An app `env deploy` deployed: its name under `software/apps` and its namespace.

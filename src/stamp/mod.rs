@@ -12,6 +12,7 @@ mod hostk8s;
 mod locate;
 pub mod manifests;
 mod native;
+pub mod overlay;
 pub mod render;
 mod stacks;
 pub mod storage;

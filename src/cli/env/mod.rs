@@ -36,6 +36,9 @@ pub struct CreateArgs {
     /// Stamp name (under stamps/) or path to a stamp or HostK8s stack directory.
     #[arg(long, default_value = "sample")]
     stamp: String,
+    /// Use this kustomize overlay (`overlays/NAME`) for every entry that offers overlays.
+    #[arg(long)]
+    overlay: Option<String>,
     /// Cluster provider (default: the profile's; the default profile is kind).
     #[arg(long, value_enum)]
     provider: Option<ProviderArg>,
@@ -187,6 +190,29 @@ pub enum EnvCommand {
         args: Vec<String>,
         #[arg(long, short = 'n', default_value = "default")]
         namespace: String,
+    },
+    /// Promote by image tag: set `images[].newTag` in an overlay's kustomization.yaml, push,
+    /// and follow the rollout when the env runs that overlay (the edit is left to commit).
+    Promote {
+        #[command(flatten)]
+        env: EnvName,
+        /// `NAME=TAG`: the image (as the kustomization's `images[].name`) and its new tag.
+        #[arg(long = "image", value_name = "NAME=TAG", conflicts_with_all = ["from", "to"])]
+        images: Vec<String>,
+        /// The overlay to edit (default: the env's).
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        overlay: Option<String>,
+        /// Copy every tag this overlay sets…
+        #[arg(long, requires = "to")]
+        from: Option<String>,
+        /// …into this one.
+        #[arg(long, requires = "from")]
+        to: Option<String>,
+        /// Push without following the rollout.
+        #[arg(long)]
+        no_wait: bool,
+        #[command(flatten)]
+        wait_args: WaitArgs,
     },
     /// Sync on every change of the source tree.
     Watch {
@@ -431,6 +457,44 @@ async fn run_async(command: EnvCommand, output: Output, verbose: u8) -> anyhow::
                 kindling::env::apps::remove(&settings, env, app, &namespace, &progress).await?;
             out.print("remove", &report, text::removed_app);
         }
+        EnvCommand::Promote {
+            env,
+            images,
+            overlay,
+            from,
+            to,
+            no_wait,
+            wait_args,
+        } => {
+            let promotion = match (from, to) {
+                (Some(from), Some(to)) => kindling::env::promote::Promotion::Copy { from, to },
+                _ => {
+                    let mut pairs = Vec::new();
+                    for image in &images {
+                        let Some((name, tag)) = image.rsplit_once('=') else {
+                            anyhow::bail!(
+                                "--image {image}: write NAME=TAG (ghcr.io/team/web=1.2.0)"
+                            );
+                        };
+                        pairs.push((name.to_string(), tag.to_string()));
+                    }
+                    if pairs.is_empty() {
+                        anyhow::bail!(
+                            "env promote needs --image NAME=TAG (repeatable) or --from A --to B"
+                        );
+                    }
+                    kindling::env::promote::Promotion::Tags {
+                        images: pairs,
+                        overlay,
+                    }
+                }
+            };
+            let wait = (!no_wait).then_some(wait_args.timeout);
+            let report =
+                kindling::env::promote::promote(&settings, &env.name, promotion, wait, &progress)
+                    .await?;
+            out.print("promote", &report, text::promoted);
+        }
         EnvCommand::Build { args, name, tag } => {
             let (env, dir) = env_and(&args, "build", "DIR")?;
             let report = kindling::env::build(
@@ -559,6 +623,7 @@ fn create_options(
         timeout: args.wait_args.timeout,
         switch_context: !args.no_switch_context,
         extra_ca: profile_extra_ca.into_iter().chain(args.extra_ca).collect(),
+        overlay: args.overlay,
     };
     Ok((options, args.dry_run))
 }

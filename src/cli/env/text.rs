@@ -343,6 +343,33 @@ pub fn removed_app(report: &kindling::env::apps::RemoveReport) {
     );
 }
 
+pub fn promoted(report: &kindling::env::promote::PromoteReport) {
+    if report.changes.is_empty() {
+        println!("nothing to promote: every tag is already the one asked for");
+        return;
+    }
+    for c in &report.changes {
+        println!(
+            "{} {}: {} → {} ({})",
+            c.entry,
+            c.image,
+            c.from.as_deref().unwrap_or("(none)"),
+            c.to,
+            c.file.display()
+        );
+    }
+    if let Some(commit) = &report.commit {
+        println!(
+            "pushed at commit {commit}{}; commit the edit when it is right",
+            if report.rolled_out {
+                ", rolled out"
+            } else {
+                " (rollout not followed: --no-wait, or the env runs another overlay)"
+            }
+        );
+    }
+}
+
 pub fn stopped(report: &PowerReport) {
     println!(
         "env {} stopped ({} containers); `kindling env start {}` brings it back",
