@@ -39,6 +39,9 @@ pub struct TagChange {
     pub to: String,
 }
 
+/// A tag to set: the entry, the image, the tag and the kustomization file.
+type Wanted = (String, String, String, PathBuf);
+
 /// What to promote.
 pub enum Promotion {
     /// `--image NAME=TAG`, in `--overlay` (or the env's own).
@@ -59,67 +62,66 @@ pub async fn promote(
 ) -> Result<PromoteReport, EnvError> {
     let state = load(settings, name)?;
     let stamp = stamp_of(&settings.data_dir, &state)?;
-    let (target, wanted): (Option<String>, Vec<(String, String, String, PathBuf)>) =
-        match &promotion {
-            Promotion::Tags { images, overlay } => {
-                let target = overlay.clone().or_else(|| state.overlay.clone());
-                let files = overlay::kustomizations(&stamp, target.as_deref());
-                let mut wanted = Vec::new();
-                for (image, tag) in images {
-                    check_tag(tag)?;
-                    let mut found = false;
-                    for (entry, file) in &files {
-                        let text = read(file)?;
-                        if overlay::image_names(&text).contains(image) {
-                            wanted.push((entry.clone(), image.clone(), tag.clone(), file.clone()));
-                            found = true;
-                        }
-                    }
-                    if !found {
-                        let known: Vec<String> = files
-                            .iter()
-                            .flat_map(|(_, f)| overlay::image_names(&read(f).unwrap_or_default()))
-                            .collect();
-                        return Err(EnvError::BadInput(format!(
-                            "no kustomization of {} sets image {image} (`images:` with `name: {image}`); images there: {}\nhelp: name one of those, or add it to the overlay's images",
-                            target
-                                .as_deref()
-                                .map(|o| format!("overlay {o}"))
-                                .unwrap_or_else(|| "the env's entries".to_string()),
-                            if known.is_empty() {
-                                "none".to_string()
-                            } else {
-                                known.join(", ")
-                            }
-                        )));
+    let (target, wanted): (Option<String>, Vec<Wanted>) = match &promotion {
+        Promotion::Tags { images, overlay } => {
+            let target = overlay.clone().or_else(|| state.overlay.clone());
+            let files = overlay::kustomizations(&stamp, target.as_deref());
+            let mut wanted = Vec::new();
+            for (image, tag) in images {
+                check_tag(tag)?;
+                let mut found = false;
+                for (entry, file) in &files {
+                    let text = read(file)?;
+                    if overlay::image_names(&text).contains(image) {
+                        wanted.push((entry.clone(), image.clone(), tag.clone(), file.clone()));
+                        found = true;
                     }
                 }
-                (target, wanted)
-            }
-            Promotion::Copy { from, to } => {
-                let sources = overlay::kustomizations(&stamp, Some(from));
-                let targets = overlay::kustomizations(&stamp, Some(to));
-                if sources.is_empty() || targets.is_empty() {
+                if !found {
+                    let known: Vec<String> = files
+                        .iter()
+                        .flat_map(|(_, f)| overlay::image_names(&read(f).unwrap_or_default()))
+                        .collect();
                     return Err(EnvError::BadInput(format!(
-                        "the env's entries have no overlay {}\nhelp: name overlays the entries offer (their overlays/ directories)",
-                        if sources.is_empty() { from } else { to }
+                        "no kustomization of {} sets image {image} (`images:` with `name: {image}`); images there: {}\nhelp: name one of those, or add it to the overlay's images",
+                        target
+                            .as_deref()
+                            .map(|o| format!("overlay {o}"))
+                            .unwrap_or_else(|| "the env's entries".to_string()),
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
                     )));
                 }
-                let mut wanted = Vec::new();
-                for (entry, source) in &sources {
-                    let Some((_, target)) = targets.iter().find(|(e, _)| e == entry) else {
-                        continue;
-                    };
-                    let text = read(source)?;
-                    for image in overlay::image_names(&text) {
-                        if let Some(tag) = overlay::image_tag(&text, &image) {
-                            wanted.push((entry.clone(), image, tag, target.clone()));
-                        }
+            }
+            (target, wanted)
+        }
+        Promotion::Copy { from, to } => {
+            let sources = overlay::kustomizations(&stamp, Some(from));
+            let targets = overlay::kustomizations(&stamp, Some(to));
+            if sources.is_empty() || targets.is_empty() {
+                return Err(EnvError::BadInput(format!(
+                    "the env's entries have no overlay {}\nhelp: name overlays the entries offer (their overlays/ directories)",
+                    if sources.is_empty() { from } else { to }
+                )));
+            }
+            let mut wanted = Vec::new();
+            for (entry, source) in &sources {
+                let Some((_, target)) = targets.iter().find(|(e, _)| e == entry) else {
+                    continue;
+                };
+                let text = read(source)?;
+                for image in overlay::image_names(&text) {
+                    if let Some(tag) = overlay::image_tag(&text, &image) {
+                        wanted.push((entry.clone(), image, tag, target.clone()));
                     }
                 }
-                (Some(to.clone()), wanted)
             }
-        };
+            (Some(to.clone()), wanted)
+        }
+    };
     // Every file edited in memory first: nothing is written unless all of them can be.
     let mut edits: Vec<(PathBuf, String)> = Vec::new();
     let mut changes = Vec::new();
