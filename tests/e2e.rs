@@ -19,7 +19,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{copy_tree, docker_labelled, repo_dir};
+use common::{copy_tree, docker_labelled, repo_dir, write_overlay_layout};
 
 fn enabled() -> bool {
     std::env::var("KINDLING_E2E").as_deref() == Ok("1")
@@ -667,4 +667,62 @@ fn e2e_hostk8s_stack_with_every_addon() {
     let removed = e2e.json(&["env", "remove", &env, "simple", "--namespace", "feature"]);
     assert_eq!(removed["remove"]["namespaceRemoved"], true, "{removed}");
     e2e.json(&["env", "delete", &env, "--purge"]);
+}
+
+/// A team's own Flux repository (a cluster directory as `flux bootstrap` leaves it, its app as
+/// base + overlays) on a real cluster with the leg's engine: created on overlay `stage`, then
+/// promoted by image tag, the new tag rolled out by the real controllers.
+#[test]
+fn e2e_bring_your_own_flux_layout_and_promote() {
+    if !enabled() {
+        eprintln!("skipped: set KINDLING_E2E=1 (scripts/e2e.sh)");
+        return;
+    }
+    let e2e = E2e::in_dir("layout", "flux", tempfile::tempdir().unwrap());
+    // registry.k8s.io/pause: small, public, and both tags exist.
+    write_overlay_layout(&e2e.source, "registry.k8s.io/pause", "3.9", "3.9");
+    let profile = e2e.source.join("layout.yaml");
+    std::fs::write(
+        &profile,
+        format!("apiVersion: kindling.dev/v1alpha1\nkind: ClusterProfile\nmetadata: {{name: layout}}\nspec:\n  provider: {}\n  kubernetesVersion: \"1.37\"\n  ingress: {{http: 8080, https: 8443}}\n  registry: false\n  imageCaches: true\n", e2e.provider),
+    )
+    .unwrap();
+    let env = e2e.env.clone();
+    let created = e2e.json(&[
+        "env",
+        "create",
+        &env,
+        "--stamp",
+        "clusters/dev",
+        "--overlay",
+        "stage",
+        "--profile",
+        profile.to_str().unwrap(),
+        "--engine",
+        &e2e.engine,
+        "--wait",
+        "--timeout",
+        "15m",
+    ]);
+    let entries = created["env"]["status"]["entries"].as_array().unwrap();
+    assert!(
+        entries.iter().all(|e| e["readiness"] == "ready"),
+        "{created}"
+    );
+    let promoted = e2e.json(&[
+        "env",
+        "promote",
+        &env,
+        "--image",
+        "registry.k8s.io/pause=3.10",
+        "--timeout",
+        "10m",
+    ]);
+    assert_eq!(promoted["promote"]["rolledOut"], true, "{promoted}");
+    let web = e2e.kubectl_json(&["deployment", "-n", "web-stage", "web"]);
+    assert_eq!(
+        web["spec"]["template"]["spec"]["containers"][0]["image"], "registry.k8s.io/pause:3.10",
+        "{web}"
+    );
+    e2e.json(&["env", "delete", &env]);
 }

@@ -6,40 +6,7 @@ mod common;
 
 mod env {
     use super::common::env_harness::*;
-    use super::common::{docker, unique, write, write_flux_layout};
-
-    /// The Flux layout with its app as base + overlays `local` and `stage`, each with its own
-    /// namespace and the image's tag.
-    fn write_overlays(root: &std::path::Path) {
-        write_flux_layout(root);
-        let apps = root.join("clusters/dev/apps.yaml");
-        let text = std::fs::read_to_string(&apps).unwrap();
-        std::fs::write(
-            &apps,
-            text.replace("path: ./apps/dev", "path: ./apps/web/overlays/local"),
-        )
-        .unwrap();
-        write(
-            &root.join("apps/web/base/kustomization.yaml"),
-            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [deployment.yaml]\n",
-        );
-        write(
-            &root.join("apps/web/base/deployment.yaml"),
-            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers:\n        - name: web\n          image: ghcr.io/team/web:0.9\n",
-        );
-        for overlay in ["local", "stage"] {
-            write(
-                &root.join(format!("apps/web/overlays/{overlay}/namespace.yaml")),
-                &format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: web-{overlay}}}\n"),
-            );
-            write(
-                &root.join(format!("apps/web/overlays/{overlay}/kustomization.yaml")),
-                &format!(
-                    "# {overlay}\napiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: web-{overlay}\nresources:\n  - namespace.yaml\n  - ../../base\nimages:\n  - name: ghcr.io/team/web\n    newTag: \"1.0\"\n"
-                ),
-            );
-        }
-    }
+    use super::common::{docker, unique, write_overlay_layout};
 
     fn image_in(h: &Harness, namespace: &str) -> Option<String> {
         h.api
@@ -59,7 +26,7 @@ mod env {
             return;
         }
         let h = Harness::new();
-        write_overlays(&h.path("source"));
+        write_overlay_layout(&h.path("source"), "ghcr.io/team/web", "0.9", "1.0");
         let env = unique("promote");
         let cluster_dir = h.path("source/clusters/dev");
         let profile = h.path("profile.yaml");

@@ -166,6 +166,43 @@ pub fn write_flux_layout(root: &Path) {
     );
 }
 
+/// [`write_flux_layout`] with its app as `apps/web/base` + overlays `local` and `stage` (the
+/// entry on `overlays/local`), each with its own namespace `web-OVERLAY` and `images:`
+/// setting `image`'s tag to `tag`; the base's Deployment `web` runs `image:base_tag`.
+#[allow(dead_code)]
+pub fn write_overlay_layout(root: &Path, image: &str, base_tag: &str, tag: &str) {
+    write_flux_layout(root);
+    let apps = root.join("clusters/dev/apps.yaml");
+    let text = std::fs::read_to_string(&apps).unwrap();
+    std::fs::write(
+        &apps,
+        text.replace("path: ./apps/dev", "path: ./apps/web/overlays/local"),
+    )
+    .unwrap();
+    write(
+        &root.join("apps/web/base/kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [deployment.yaml]\n",
+    );
+    write(
+        &root.join("apps/web/base/deployment.yaml"),
+        &format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      containers:\n        - name: web\n          image: {image}:{base_tag}\n"
+        ),
+    );
+    for overlay in ["local", "stage"] {
+        write(
+            &root.join(format!("apps/web/overlays/{overlay}/namespace.yaml")),
+            &format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: web-{overlay}}}\n"),
+        );
+        write(
+            &root.join(format!("apps/web/overlays/{overlay}/kustomization.yaml")),
+            &format!(
+                "# {overlay}\napiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: web-{overlay}\nresources:\n  - namespace.yaml\n  - ../../base\nimages:\n  - name: {image}\n    newTag: \"{tag}\"\n"
+            ),
+        );
+    }
+}
+
 /// An Argo CD bootstrap directory over the same repository as [`write_flux_layout`]: a Git
 /// checkout whose remote is the team's (`git@github.com:team/fleet.git`), `bootstrap/`
 /// listing an app-of-apps `root` whose path `argo/apps` holds the Applications: `infra`
