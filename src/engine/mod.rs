@@ -313,6 +313,15 @@ pub async fn status(
     })
 }
 
+/// A wait's verdict: done when nothing is left, else what still is.
+fn still_present(left: Vec<String>) -> Result<(), String> {
+    if left.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("still present: {}", left.join(", ")))
+    }
+}
+
 /// Removes some entries of a stamp that stays (`env down` of a stack): each entry's engine
 /// object is deleted (Flux prunes what the Kustomization applied; Argo CD's resources
 /// finalizer cascades) and this waits until every one is gone. The root was re-applied
@@ -354,11 +363,7 @@ pub async fn remove_entries(
                 }
                 left.push(format!("{kind} {name}"));
             }
-            Ok(if left.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("still present: {}", left.join(", ")))
-            })
+            Ok(still_present(left))
         },
     )
     .await?;
@@ -435,11 +440,7 @@ pub async fn remove_stamp(
                     left.push(format!("namespace {namespace} (Terminating)"));
                 }
             }
-            Ok(if left.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("still present: {}", left.join(", ")))
-            })
+            Ok(still_present(left))
         },
     )
     .await?;

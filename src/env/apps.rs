@@ -65,7 +65,7 @@ pub async fn deploy(
     progress: &Progress,
 ) -> Result<DeployReport, EnvError> {
     let (_lock, state) = load_locked(settings, name, "env deploy")?;
-    refuse_when_suspended(&state, "deploy")?;
+    super::open::refuse_when_suspended(&state, "deploy")?;
     check_namespace(namespace)?;
     let app = app::find(&state.source, app_name)?;
     check_deployable(&state, &app, namespace)?;
@@ -166,7 +166,7 @@ pub async fn remove(
             commit: None,
         });
     }
-    refuse_when_suspended(&state, "remove")?;
+    super::open::refuse_when_suspended(&state, "remove")?;
     let mut after = state.clone();
     after.apps.retain(|a| *a != deployed);
     let stamp = stamp_of(&settings.data_dir, &after)?;
@@ -220,16 +220,6 @@ pub async fn remove(
         namespace_removed,
         commit: Some(commit),
     })
-}
-
-fn refuse_when_suspended(state: &EnvState, verb: &str) -> Result<(), EnvError> {
-    let name = &state.name;
-    if state.suspended {
-        return Err(EnvError::Preflight(format!(
-            "env {name} is suspended; `kindling env resume {name}` first, then `env {verb}`"
-        )));
-    }
-    Ok(())
 }
 
 /// What a deploy would fail on after the push, found before it: an entry name the engines

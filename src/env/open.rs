@@ -109,6 +109,19 @@ pub fn with_env_addons(stamp: Stamp, state: &EnvState, data_dir: &Path) -> Resul
     )?)
 }
 
+/// Commands that re-apply the root (`env up`, `down`, `deploy`, `remove`) would resume a
+/// suspended env half-way: they ask for `env resume` first. (A held env is pushed and
+/// bootstrapped, and reconciles once approved.)
+pub fn refuse_when_suspended(state: &EnvState, verb: &str) -> Result<(), EnvError> {
+    let name = &state.name;
+    if state.suspended {
+        return Err(EnvError::Preflight(format!(
+            "env {name} is suspended; `kindling env resume {name}` first, then `env {verb}`"
+        )));
+    }
+    Ok(())
+}
+
 /// The API client of the env's cluster.
 pub async fn kube_of(state: &EnvState) -> Result<KubeClient, EnvError> {
     let cluster = state.cluster.as_ref().ok_or_else(|| {

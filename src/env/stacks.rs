@@ -65,7 +65,7 @@ pub async fn up(
 ) -> Result<UpReport, EnvError> {
     let started = Instant::now();
     let (_lock, state) = load_locked(settings, name, "env up")?;
-    refuse_when_paused(&state, "up")?;
+    super::open::refuse_when_suspended(&state, "up")?;
     let (dir, stack) = find_stack(&state, stack_arg)?;
     let added_name = stack_name(&state.source, &dir);
     let mut after = state.clone();
@@ -210,7 +210,7 @@ pub async fn down(
             commit: None,
         });
     }
-    refuse_when_paused(&state, "down")?;
+    super::open::refuse_when_suspended(&state, "down")?;
     let before = stamp_of(&settings.data_dir, &state)?;
     let mut after_state = without(&state, &dir);
     let after = stamp_of(&settings.data_dir, &after_state)?;
@@ -300,18 +300,6 @@ fn addons_now_needed(state: &EnvState) -> Result<Vec<crate::addons::Addon>, EnvE
         .into_iter()
         .filter(|a| !state.addons.iter().any(|n| n == a.name()))
         .collect())
-}
-
-/// `up` and `down` re-apply the root: on a suspended env that would resume it half-way. (A
-/// held env is pushed and bootstrapped, and reconciles once approved.)
-fn refuse_when_paused(state: &EnvState, verb: &str) -> Result<(), EnvError> {
-    let name = &state.name;
-    if state.suspended {
-        return Err(EnvError::Preflight(format!(
-            "env {name} is suspended; `kindling env resume {name}` first, then `env {verb}`"
-        )));
-    }
-    Ok(())
 }
 
 /// The stack's directory (looked up as `--stamp` is, under the env's source) and the stack.

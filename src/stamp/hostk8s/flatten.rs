@@ -78,6 +78,23 @@ pub(super) struct Flattener<'a> {
 }
 
 impl Flattener<'_> {
+    /// Every Kustomization of `kustomizations` as entries, dependencies on flattened parents
+    /// replaced by their stand-ins.
+    pub(super) fn run(mut self, kustomizations: &[&Document]) -> Result<Vec<Entry>, StampError> {
+        for k in kustomizations {
+            self.expand(k, None, None, &Default::default(), 0)?;
+        }
+        let Flattener {
+            replaced,
+            mut entries,
+            ..
+        } = self;
+        for entry in &mut entries {
+            entry.depends_on = resolve_dependencies(&entry.depends_on, &replaced);
+        }
+        Ok(entries)
+    }
+
     /// The Flux Kustomization in `doc`, or a problem saying why it cannot be read.
     fn parse(&mut self, doc: &Document) -> Option<FluxKustomization> {
         match serde_json::from_value(doc.value.clone()) {

@@ -114,7 +114,7 @@ pub fn load(dir: &Path) -> Result<Option<Draft>, StampError> {
         .unwrap_or_else(|| "cluster".to_string());
     let no_vars = BTreeMap::new();
     let no_sources = BTreeSet::new();
-    let mut flattener = Flattener {
+    let entries = Flattener {
         root: &root,
         stack_dir: dir,
         own_sources: &no_sources,
@@ -122,18 +122,8 @@ pub fn load(dir: &Path) -> Result<Option<Draft>, StampError> {
         problems: &mut problems,
         replaced: HashMap::new(),
         entries: Vec::new(),
-    };
-    for k in kustomizations {
-        flattener.expand(k, None, None, &Default::default(), 0)?;
     }
-    let Flattener {
-        replaced,
-        mut entries,
-        ..
-    } = flattener;
-    for entry in &mut entries {
-        entry.depends_on = resolve_dependencies(&entry.depends_on, &replaced);
-    }
+    .run(&kustomizations)?;
     Ok(Some(Draft {
         stamp: Stamp {
             name,

@@ -29,7 +29,7 @@ pub(crate) mod flux_cluster;
 mod secrets;
 mod storage;
 
-use flatten::{Flattener, resolve_dependencies};
+use flatten::Flattener;
 use secrets::load_secret_contract;
 use storage::load_storage_contract;
 
@@ -60,7 +60,7 @@ pub fn load(dir: &Path, file: Option<&Path>) -> Result<Option<Draft>, StampError
     let ignore = ignore_patterns(&documents, &layout, &mut problems)?;
 
     let own_sources = extension::own_sources(&documents, &layout.stack_path);
-    let mut flattener = Flattener {
+    let mut entries = Flattener {
         root: &layout.root,
         stack_dir: dir,
         own_sources: &own_sources,
@@ -68,18 +68,8 @@ pub fn load(dir: &Path, file: Option<&Path>) -> Result<Option<Draft>, StampError
         problems: &mut problems,
         replaced: HashMap::new(),
         entries: Vec::new(),
-    };
-    for k in kustomizations {
-        flattener.expand(k, None, None, &Default::default(), 0)?;
     }
-    let Flattener {
-        replaced,
-        mut entries,
-        ..
-    } = flattener;
-    for entry in &mut entries {
-        entry.depends_on = resolve_dependencies(&entry.depends_on, &replaced);
-    }
+    .run(&kustomizations)?;
     // Components first, as in kindling's own format, keeping declaration order within each.
     entries.sort_by_key(|e| e.role == Role::Application);
 
@@ -287,6 +277,7 @@ fn add_ignore_lines(d: &Document, ignore: &mut Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use flatten::resolve_dependencies;
 
     fn vars() -> BTreeMap<&'static str, String> {
         BTreeMap::from([("SOFTWARE_STACK", "sample".to_string())])
