@@ -190,6 +190,7 @@ impl Part {
             group: None,
             declared_in: declared_in.to_path_buf(),
             labels: BTreeMap::from([(ADDON_LABEL.to_string(), addon.name().to_string())]),
+            manual_gate: false,
         }
     }
 }

@@ -199,6 +199,7 @@ pub fn entry_status(name: &str, apps: &[Value]) -> EntryStatus {
         blocked_by: None,
         sync,
         health,
+        awaiting_approval: false,
     }
 }
 
@@ -224,12 +225,15 @@ pub fn status(stamp: &Stamp, apps: &[Value]) -> EngineStatus {
         .iter()
         .map(|e| entry_status(&e.name, apps))
         .collect();
-    EngineStatus {
+    let mut status = EngineStatus {
         engine: "argo".to_string(),
         awaiting_approval,
         source,
         entries: link_dependencies(stamp, entries),
-    }
+        gates: Vec::new(),
+    };
+    status.mark_gates(stamp);
+    status
 }
 
 #[cfg(test)]

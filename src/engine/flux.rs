@@ -225,6 +225,7 @@ pub fn entry_status(
         blocked_by,
         sync: None,
         health: None,
+        awaiting_approval: false,
     }
 }
 
@@ -279,12 +280,15 @@ pub fn status(
             e.blocked_by = Some(dep);
         }
     }
-    EngineStatus {
+    let mut status = EngineStatus {
         engine: "flux".to_string(),
         awaiting_approval,
         source: source_status(git_repository),
         entries,
-    }
+        gates: Vec::new(),
+    };
+    status.mark_gates(stamp);
+    status
 }
 
 #[cfg(test)]

@@ -49,6 +49,10 @@ pub struct EntryStatus {
     pub sync: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health: Option<String>,
+    /// Behind a manual gate (`gate: manual`): the gate itself or what depends on it, left
+    /// until `env approve ENV ENTRY`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub awaiting_approval: bool,
 }
 
 impl EntryStatus {
@@ -64,6 +68,7 @@ impl EntryStatus {
             blocked_by: None,
             sync: None,
             health: None,
+            awaiting_approval: false,
         }
     }
 }
@@ -90,11 +95,58 @@ pub struct EngineStatus {
     pub source: Option<SourceStatus>,
     /// In dependency order.
     pub entries: Vec<EntryStatus>,
+    /// Entries with `gate: manual` not approved yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<String>,
 }
 
 impl EngineStatus {
+    /// Everything that may reconcile has: every entry Ready but those behind a manual gate,
+    /// which wait for `env approve ENV ENTRY` (`gates` names them).
     pub fn all_ready(&self) -> bool {
-        !self.awaiting_approval && self.entries.iter().all(|e| e.readiness == Readiness::Ready)
+        !self.awaiting_approval
+            && self
+                .entries
+                .iter()
+                .all(|e| e.awaiting_approval || e.readiness == Readiness::Ready)
+    }
+
+    /// Marks the entries behind `stamp`'s manual gates: the gates and, transitively, what
+    /// depends on them.
+    pub fn mark_gates(&mut self, stamp: &crate::stamp::Stamp) {
+        self.gates = stamp
+            .entries
+            .iter()
+            .filter(|e| e.manual_gate)
+            .map(|e| e.name.clone())
+            .collect();
+        let mut held: Vec<String> = self.gates.clone();
+        loop {
+            let more: Vec<String> = stamp
+                .entries
+                .iter()
+                .filter(|e| !held.contains(&e.name))
+                .filter(|e| e.depends_on.iter().any(|d| held.contains(d)))
+                .map(|e| e.name.clone())
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            held.extend(more);
+        }
+        for e in &mut self.entries {
+            if !held.contains(&e.name) {
+                continue;
+            }
+            e.awaiting_approval = true;
+            if self.gates.contains(&e.name) && e.readiness != Readiness::Ready {
+                e.reason = "AwaitingApproval".to_string();
+                e.message = format!(
+                    "gate: manual; `kindling env approve ENV {}` lets it reconcile",
+                    e.name
+                );
+            }
+        }
     }
 
     /// The first entry, in dependency order, that is not Ready and not merely waiting for a
@@ -114,10 +166,14 @@ impl EngineStatus {
                 .source
                 .as_ref()
                 .is_none_or(|s| s.revision.as_deref().is_some_and(|r| r.contains(commit)))
-            && self.entries.iter().all(|e| match &e.revision {
-                Some(r) if looks_like_git_revision(r) => r.contains(commit),
-                _ => true,
-            })
+            && self
+                .entries
+                .iter()
+                .filter(|e| !e.awaiting_approval)
+                .all(|e| match &e.revision {
+                    Some(r) if looks_like_git_revision(r) => r.contains(commit),
+                    _ => true,
+                })
     }
 }
 
@@ -258,6 +314,7 @@ mod tests {
             blocked_by: blocked_by.map(str::to_string),
             sync: None,
             health: None,
+            awaiting_approval: false,
         }
     }
 
@@ -272,6 +329,7 @@ mod tests {
                 entry("ingress", Readiness::Failed, None),
                 entry("api", Readiness::Progressing, Some("ingress")),
             ],
+            gates: Vec::new(),
         };
         let table = render_table(&status);
         let lines: Vec<&str> = table.lines().collect();

@@ -303,6 +303,7 @@ fn new_state(opts: &CreateOptions, stamp: &Stamp, ports: Ports) -> EnvState {
         stacks: Vec::new(),
         apps: Vec::new(),
         removing: None,
+        approved_gates: Vec::new(),
         overlay: opts.overlay.clone(),
     }
 }

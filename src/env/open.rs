@@ -48,7 +48,13 @@ pub fn load_stamp(stamp_arg: &str, source: &Path) -> Result<Stamp, EnvError> {
 /// The stamp the env runs, from its recorded directory, with the env's add-ons (whose
 /// fetched manifests are kept under `data_dir`).
 pub fn stamp_of(data_dir: &Path, state: &EnvState) -> Result<Stamp, EnvError> {
-    let own = with_env_stacks(stamp::load(&state.stamp_dir, None)?, state)?;
+    let mut own = with_env_stacks(stamp::load(&state.stamp_dir, None)?, state)?;
+    // An approved gate is open for good: rendered and reported as any entry.
+    for entry in &mut own.entries {
+        if state.approved_gates.contains(&entry.name) {
+            entry.manual_gate = false;
+        }
+    }
     with_env_addons(own, state, data_dir)
 }
 

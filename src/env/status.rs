@@ -352,7 +352,8 @@ pub async fn status(
     }
     match result {
         Ok(s) => {
-            report.ready = s.all_ready() && report.unfinished_steps.is_empty();
+            report.ready =
+                s.all_ready() && s.gates.is_empty() && report.unfinished_steps.is_empty();
             report.reconciliation = Some(s);
         }
         Err(e @ EnvError::TimedOut { .. }) => return Err(e),

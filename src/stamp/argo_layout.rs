@@ -238,6 +238,7 @@ impl Loader<'_> {
             group: None,
             declared_in: d.file.clone(),
             labels: BTreeMap::new(),
+            manual_gate: false,
         };
         if let Some(chart) = source["chart"].as_str() {
             let values = match (

@@ -104,6 +104,9 @@ pub struct Entry {
     /// Labels the entry's engine objects carry besides kindling's: a HostK8s stack's own
     /// (`hostk8s.stack`, `hostk8s.type`).
     pub labels: std::collections::BTreeMap<String, String>,
+    /// `gate: manual`: the engine does not reconcile it (nor what depends on it) until
+    /// `env approve ENV ENTRY`; cleared on the env's stamp once approved.
+    pub manual_gate: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

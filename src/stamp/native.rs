@@ -68,6 +68,9 @@ struct EntryFile {
     retry_interval: Option<String>,
     #[serde(default)]
     wait: Option<bool>,
+    /// `manual`: reconciliation stops before this entry until `env approve ENV ENTRY`.
+    #[serde(default)]
+    gate: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -527,6 +530,20 @@ fn convert_entry(
             return Err(e.name);
         }
     };
+    let manual_gate = match e.gate.as_deref() {
+        None => false,
+        Some("manual") => true,
+        Some(other) => {
+            problems.push(Problem::new(
+                file,
+                Some(&e.name),
+                "gate",
+                format!("'{other}' is not a gate"),
+                "write `gate: manual` (reconciliation waits for `kindling env approve ENV ENTRY`), or leave it out",
+            ));
+            return Err(e.name);
+        }
+    };
     // Helm releases need a namespace to live in; the entry's name is the natural default.
     let namespace = match (&source, e.namespace) {
         (Source::Helm(_), None) => Some(e.name.clone()),
@@ -547,6 +564,7 @@ fn convert_entry(
         group: None,
         declared_in: file.to_path_buf(),
         labels: Default::default(),
+        manual_gate,
     })
 }
 

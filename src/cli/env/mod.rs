@@ -127,8 +127,14 @@ pub enum EnvCommand {
         #[command(flatten)]
         consent: SecretConsent,
     },
-    /// Let an environment created with --hold reconcile.
-    Approve(EnvName),
+    /// Let an environment created with --hold reconcile; with ENTRY, open that entry's
+    /// manual gate (`gate: manual`).
+    Approve {
+        #[command(flatten)]
+        env: EnvName,
+        /// The gated entry to let reconcile.
+        entry: Option<String>,
+    },
     /// Stop every container of the environment (nodes, Gitea, registry); the shared caches stay.
     Stop(EnvName),
     /// Start a stopped environment again; it re-points what moved and reconciles.
@@ -403,9 +409,18 @@ async fn run_async(command: EnvCommand, output: Output, verbose: u8) -> anyhow::
                 kindling::env::restart(&settings, &env.name, stamp.as_deref(), &progress).await?;
             out.print("restart", &report, text::restarted);
         }
-        EnvCommand::Approve(env) => {
+        EnvCommand::Approve { env, entry: None } => {
             let report = kindling::env::approve(&settings, &env.name, &progress).await?;
             out.print("approve", &report, text::approved);
+        }
+        EnvCommand::Approve {
+            env,
+            entry: Some(entry),
+        } => {
+            let report =
+                kindling::env::approve::approve_gate(&settings, &env.name, &entry, &progress)
+                    .await?;
+            out.print("approve", &report, text::gate_opened);
         }
         EnvCommand::Stop(env) => {
             let report = kindling::env::stop(&settings, &env.name, &progress).await?;

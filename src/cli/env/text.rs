@@ -157,6 +157,14 @@ pub fn status(report: &StatusReport) {
             report.env
         );
     }
+    if let Some(r) = &report.reconciliation {
+        for gate in &r.gates {
+            println!(
+                "  gate {gate}: waits, with what depends on it, for `kindling env approve {} {gate}`",
+                report.env
+            );
+        }
+    }
     for pod in &report.failing_pods {
         println!(
             "  pod {}/{}: {}{}",
@@ -367,6 +375,16 @@ pub fn promoted(report: &kindling::env::promote::PromoteReport) {
                 " (rollout not followed: --no-wait, or the env runs another overlay)"
             }
         );
+    }
+}
+
+pub fn gate_opened(report: &kindling::env::approve::GateReport) {
+    match &report.commit {
+        Some(commit) => println!(
+            "gate of {} opened on env {}: pushed at {commit}, the engine reconciles it now",
+            report.entry, report.env
+        ),
+        None => println!("gate of {} was open already", report.entry),
     }
 }
 

@@ -203,6 +203,7 @@ impl Flattener<'_> {
             group: parent.map(str::to_string),
             declared_in: doc.file.clone(),
             labels,
+            manual_gate: false,
         });
         Ok(vec![name])
     }

@@ -89,6 +89,10 @@ struct KustomizationSpec {
     health_checks: Vec<HealthCheck>,
     #[serde(skip_serializing_if = "Option::is_none")]
     target_namespace: Option<String>,
+    /// A manual gate not approved yet: kustomize-controller skips a suspended Kustomization,
+    /// and its dependents wait on it (api/v1 `KustomizationSpec.Suspend`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    suspend: bool,
 }
 
 #[derive(Serialize)]
@@ -307,6 +311,8 @@ fn root_kustomization(stamp: &Stamp, opts: &RenderOptions) -> Value {
             depends_on: Vec::new(),
             health_checks: Vec::new(),
             target_namespace: None,
+            // `--hold` is the bootstrap's (`crate::engine::flux::bootstrap_objects`).
+            suspend: false,
         },
     })
 }
@@ -364,6 +370,7 @@ fn entry_kustomization(stamp: &Stamp, entry: &Entry, opts: &RenderOptions) -> Va
                 .collect(),
             health_checks,
             target_namespace,
+            suspend: entry.manual_gate,
         },
     })
 }
@@ -428,6 +435,7 @@ fn health_kustomization(stamp: &Stamp, entry: &Entry, opts: &RenderOptions) -> V
             }],
             health_checks: resolved_checks(stamp, entry),
             target_namespace: None,
+            suspend: false,
         },
     })
 }

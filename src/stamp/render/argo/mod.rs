@@ -96,7 +96,9 @@ struct Destination {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct SyncPolicy {
-    automated: Automated,
+    /// None for a manual gate not approved yet: Argo CD syncs nothing of it by itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    automated: Option<Automated>,
     sync_options: Vec<&'static str>,
     retry: Retry,
 }
@@ -124,10 +126,10 @@ struct Backoff {
 
 fn sync_policy(prune: bool) -> SyncPolicy {
     SyncPolicy {
-        automated: Automated {
+        automated: Some(Automated {
             prune,
             self_heal: true,
-        },
+        }),
         // Server-side apply: CRDs such as cert-manager's exceed the client-side annotation limit.
         sync_options: vec!["CreateNamespace=true", "ServerSideApply=true"],
         retry: Retry {
@@ -298,7 +300,12 @@ fn child_application(
                 server: IN_CLUSTER,
                 namespace: entry.namespace.clone().or(namespace),
             },
-            sync_policy: sync_policy(entry.prune),
+            sync_policy: SyncPolicy {
+                automated: sync_policy(entry.prune)
+                    .automated
+                    .filter(|_| !entry.manual_gate),
+                ..sync_policy(entry.prune)
+            },
         },
     })
 }

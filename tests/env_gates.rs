@@ -1,0 +1,105 @@
+//! Per-entry gates (issue #21 part 5): an entry with `gate: manual` is not reconciled, nor
+//! what depends on it, until `env approve ENV ENTRY`; `env create --wait` returns once
+//! everything else is Ready and names the gate.
+
+mod common;
+
+mod env {
+    use super::common::env_harness::*;
+    use super::common::{docker, unique};
+
+    fn readiness(status: &serde_json::Value, entry: &str) -> (String, bool) {
+        let e = status["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == entry)
+            .unwrap_or_else(|| panic!("{entry}: {status}"));
+        (
+            e["readiness"].as_str().unwrap().to_string(),
+            e["awaitingApproval"] == true,
+        )
+    }
+
+    fn gate_database(h: &Harness) {
+        let file = h.path("source/stamps/sample/stamp.yaml");
+        let text = std::fs::read_to_string(&file).unwrap();
+        let gated = text.replacen(
+            "    - name: database\n      path: components/database\n",
+            "    - name: database\n      path: components/database\n      gate: manual\n",
+            1,
+        );
+        assert_ne!(gated, text, "the sample stamp's database entry moved");
+        std::fs::write(&file, gated).unwrap();
+    }
+
+    fn gates_hold_until_approved(engine: &str) {
+        let h = Harness::with_engine(engine);
+        gate_database(&h);
+        let env = unique(&format!("gate{engine}"));
+        let created = ok(&h
+            .create_command(
+                &env,
+                &h.path("profile.yaml"),
+                &["--engine", engine, "--wait", "--timeout", "60s"],
+                &[],
+            )
+            .output()
+            .unwrap());
+        let status = &created["env"]["status"];
+        assert_eq!(status["gates"], serde_json::json!(["database"]), "{status}");
+        // The gate and what depends on it wait; the rest is Ready.
+        let (_, held) = readiness(status, "database");
+        assert!(held, "{status}");
+        let (_, held) = readiness(status, "api");
+        assert!(held, "{status}");
+        assert_eq!(readiness(status, "website"), ("ready".to_string(), false));
+        assert!(
+            h.api.object("StatefulSet", "postgres").is_none(),
+            "the gated entry was applied"
+        );
+        let text = h.run(&["env", "status", &env], &[]);
+        assert!(
+            String::from_utf8_lossy(&text.stdout)
+                .contains(&format!("`kindling env approve {env} database`")),
+            "{text:?}"
+        );
+
+        // An entry without a gate is refused with the gated ones named.
+        let wrong = h.run(
+            &["env", "approve", &env, "website", "--output", "json"],
+            &[],
+        );
+        error_says(&wrong, "gated entries: database");
+
+        let opened = &h.json(&["env", "approve", &env, "database"])["approve"];
+        assert_eq!(opened["opened"], true, "{opened}");
+        let done = h.json(&["env", "status", &env, "--wait", "--timeout", "60s"]);
+        let status = &done["status"]["reconciliation"];
+        assert_eq!(done["status"]["ready"], true, "{done}");
+        assert!(status["gates"].is_null(), "{status}");
+        assert_eq!(readiness(status, "api"), ("ready".to_string(), false));
+        assert!(h.api.object("StatefulSet", "postgres").is_some());
+        // Open stays open: a sync does not close it again, and approving twice is a no-op.
+        ok(&h.run(&["env", "sync", &env, "--output", "json"], &[]));
+        let again = &h.json(&["env", "approve", &env, "database"])["approve"];
+        assert_eq!(again["opened"], false, "{again}");
+        delete_clean(&h, &env);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_gate_holds_an_entry_until_approved_on_flux() {
+        if docker().await.is_none() {
+            return;
+        }
+        gates_hold_until_approved("flux");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_gate_holds_an_entry_until_approved_on_argo() {
+        if docker().await.is_none() {
+            return;
+        }
+        gates_hold_until_approved("argo");
+    }
+}
