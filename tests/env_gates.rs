@@ -102,4 +102,89 @@ mod env {
         }
         gates_hold_until_approved("argo");
     }
+
+    /// The sample stamp's database with a migration Job its health check names: what depends
+    /// on the database waits for the Job to complete. `fail` makes the Job fail.
+    fn job_gate(h: &Harness, fail: bool) {
+        let component = h.path("source/stamps/sample/components/database");
+        let annotations = if fail {
+            "\n  annotations: {test.kindling.dev/health: Failed}"
+        } else {
+            ""
+        };
+        std::fs::write(
+            component.join("migrate.yaml"),
+            format!("apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: db-migrate\n  namespace: database{annotations}\nspec:\n  backoffLimit: 2\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n        - name: migrate\n          image: postgres:17\n          command: [\"true\"]\n"),
+        )
+        .unwrap();
+        let kustomization = component.join("kustomization.yaml");
+        let text = std::fs::read_to_string(&kustomization).unwrap();
+        std::fs::write(
+            &kustomization,
+            text.replace("resources:\n", "resources:\n  - migrate.yaml\n"),
+        )
+        .unwrap();
+        let file = h.path("source/stamps/sample/stamp.yaml");
+        let text = std::fs::read_to_string(&file).unwrap();
+        let checked = text.replacen(
+            "        - {kind: StatefulSet, name: postgres, namespace: database}\n",
+            "        - {kind: StatefulSet, name: postgres, namespace: database}\n        - {kind: Job, name: db-migrate, namespace: database}\n",
+            1,
+        );
+        assert_ne!(
+            checked, text,
+            "the sample stamp's database health checks moved"
+        );
+        std::fs::write(&file, checked).unwrap();
+    }
+
+    /// A health check that is a Job gates what depends on the entry: a completed Job lets it
+    /// through, a failed one stops it, and the status names the Job's entry.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_job_health_check_gates_what_depends_on_it() {
+        if docker().await.is_none() {
+            return;
+        }
+        for fail in [false, true] {
+            let h = Harness::new();
+            job_gate(&h, fail);
+            let env = unique("jobgate");
+            // A failing Job never lets the wait end: a short one for that case.
+            let timeout = if fail { "10s" } else { "60s" };
+            let out = h
+                .create_command(
+                    &env,
+                    &h.path("profile.yaml"),
+                    &["--wait", "--timeout", timeout],
+                    &[],
+                )
+                .output()
+                .unwrap();
+            if !fail {
+                let created = ok(&out);
+                let job = h.api.object("Job", "db-migrate").expect("the Job");
+                assert_eq!(job["status"]["conditions"][0]["type"], "Complete", "{job}");
+                assert_eq!(
+                    readiness(&created["env"]["status"], "api"),
+                    ("ready".to_string(), false)
+                );
+            } else {
+                assert!(!out.status.success(), "{out:?}");
+                let status = h.json(&["env", "status", &env]);
+                let entries = status["status"]["reconciliation"]["entries"]
+                    .as_array()
+                    .unwrap();
+                let database = entries.iter().find(|e| e["name"] == "database").unwrap();
+                assert_ne!(database["readiness"], "ready", "{database}");
+                let api = entries.iter().find(|e| e["name"] == "api").unwrap();
+                assert_ne!(api["readiness"], "ready", "{api}");
+                assert_eq!(api["blockedBy"], "database", "{api}");
+                assert!(
+                    h.api.object("Deployment", "api").is_none(),
+                    "api started anyway"
+                );
+            }
+            delete_clean(&h, &env);
+        }
+    }
 }

@@ -431,6 +431,22 @@ impl Workspace {
                     Health::InProgress
                 }
             }
+            // kstatus (fluxcd/cli-utils pkg/kstatus/status/core.go `jobConditions`): Current
+            // once Complete, Failed once Failed, in progress before (and while it runs).
+            "Job" => {
+                let has = |kind: &str| {
+                    o["status"]["conditions"].as_array().is_some_and(|c| {
+                        c.iter().any(|c| c["type"] == kind && c["status"] == "True")
+                    })
+                };
+                if has("Complete") {
+                    Health::Current
+                } else if has("Failed") {
+                    Health::Failed
+                } else {
+                    Health::InProgress
+                }
+            }
             "StatefulSet" => {
                 if o["status"]["readyReplicas"].as_i64()
                     >= o["spec"]["replicas"].as_i64().or(Some(1))

@@ -333,6 +333,8 @@ impl ApiState {
         super::fake_volumes::bind_volumes(&mut self.objects);
         // The External Secrets Operator, once the `vault` add-on installed it.
         super::fake_vault::sync_external_secrets(&mut self.objects, &self.vault);
+        // kube-controller-manager's job controller.
+        super::fake_jobs::run_jobs(&mut self.objects);
         // MetalLB, once the `metallb` add-on installed it.
         super::fake_metallb::assign_addresses(&mut self.objects);
         self.collect_garbage();

@@ -11,6 +11,7 @@ pub mod fake_cluster;
 pub mod fake_cnpg;
 pub mod fake_flux;
 pub mod fake_gitea;
+pub mod fake_jobs;
 pub mod fake_metallb;
 pub mod fake_vault;
 pub mod fake_volumes;
