@@ -191,6 +191,7 @@ impl Part {
             declared_in: declared_in.to_path_buf(),
             labels: BTreeMap::from([(ADDON_LABEL.to_string(), addon.name().to_string())]),
             manual_gate: false,
+            applied_directly: false,
         }
     }
 }

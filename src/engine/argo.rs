@@ -200,6 +200,7 @@ pub fn entry_status(name: &str, apps: &[Value]) -> EntryStatus {
         sync,
         health,
         awaiting_approval: false,
+        applied_directly: false,
     }
 }
 

@@ -226,6 +226,7 @@ pub fn entry_status(
         sync: None,
         health: None,
         awaiting_approval: false,
+        applied_directly: false,
     }
 }
 

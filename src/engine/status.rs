@@ -53,6 +53,9 @@ pub struct EntryStatus {
     /// until `env approve ENV ENTRY`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub awaiting_approval: bool,
+    /// Applied from the working tree by `env apply`; the engine takes it back at `env sync`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub applied_directly: bool,
 }
 
 impl EntryStatus {
@@ -69,6 +72,7 @@ impl EntryStatus {
             sync: None,
             health: None,
             awaiting_approval: false,
+            applied_directly: false,
         }
     }
 }
@@ -105,10 +109,9 @@ impl EngineStatus {
     /// which wait for `env approve ENV ENTRY` (`gates` names them).
     pub fn all_ready(&self) -> bool {
         !self.awaiting_approval
-            && self
-                .entries
-                .iter()
-                .all(|e| e.awaiting_approval || e.readiness == Readiness::Ready)
+            && self.entries.iter().all(|e| {
+                e.awaiting_approval || e.applied_directly || e.readiness == Readiness::Ready
+            })
     }
 
     /// Marks the entries behind `stamp`'s manual gates: the gates and, transitively, what
@@ -135,6 +138,13 @@ impl EngineStatus {
             held.extend(more);
         }
         for e in &mut self.entries {
+            if stamp.entry(&e.name).is_some_and(|s| s.applied_directly) {
+                e.applied_directly = true;
+                e.message = format!(
+                    "applied directly from the working tree; `kindling env sync` hands {} back to the engine",
+                    e.name
+                );
+            }
             if !held.contains(&e.name) {
                 continue;
             }
@@ -315,6 +325,7 @@ mod tests {
             sync: None,
             health: None,
             awaiting_approval: false,
+            applied_directly: false,
         }
     }
 

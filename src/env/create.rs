@@ -304,6 +304,7 @@ fn new_state(opts: &CreateOptions, stamp: &Stamp, ports: Ports) -> EnvState {
         apps: Vec::new(),
         removing: None,
         approved_gates: Vec::new(),
+        applied_directly: Vec::new(),
         overlay: opts.overlay.clone(),
     }
 }

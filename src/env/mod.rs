@@ -2,6 +2,7 @@
 //! file per command on an existing env. Commands use the steps and the domain modules, never
 //! each other.
 
+pub mod apply;
 pub mod approve;
 pub mod apps;
 mod bring_up;

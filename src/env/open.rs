@@ -54,6 +54,7 @@ pub fn stamp_of(data_dir: &Path, state: &EnvState) -> Result<Stamp, EnvError> {
         if state.approved_gates.contains(&entry.name) {
             entry.manual_gate = false;
         }
+        entry.applied_directly = state.applied_directly.contains(&entry.name);
     }
     with_env_addons(own, state, data_dir)
 }

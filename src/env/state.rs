@@ -136,6 +136,9 @@ pub struct EnvState {
     /// (`crate::env::removal`): the next `env down` / `env remove` finishes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub removing: Option<super::removal::Removal>,
+    /// Entries `env apply` applied from the working tree; `env sync` hands them back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub applied_directly: Vec<String>,
     /// Entries with `gate: manual` that `env approve ENV ENTRY` let reconcile.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approved_gates: Vec<String>,

@@ -182,6 +182,42 @@ async fn terminate_running_sync(
     Ok(true)
 }
 
+/// Pauses (`take`) or resumes the engine objects of the entries `names` alone: `env apply`
+/// takes an entry over and `env sync` hands it back. The same patches as `env suspend` /
+/// `env resume`, for those entries only (resuming an Argo CD Application restores the
+/// automated sync the render gives it).
+pub async fn set_entries(
+    kube: &crate::kube::KubeClient,
+    engine: Engine,
+    stamp: &crate::stamp::Stamp,
+    rendered: &crate::stamp::render::Rendered,
+    names: &[String],
+    take: bool,
+) -> Result<(), EnvError> {
+    let requests = match (engine, take) {
+        (Engine::Flux, _) => flux_requests(stamp, take),
+        (Engine::Argo, true) => argo_suspend_requests(stamp),
+        (Engine::Argo, false) => argo_resume_requests(stamp, rendered.documents()),
+    };
+    for r in requests.iter().filter(|r| names.contains(&r.name)) {
+        if kube
+            .get(&r.api_version, &r.kind, Some(&r.namespace), &r.name)
+            .await?
+            .is_some()
+        {
+            kube.merge_patch(
+                &r.api_version,
+                &r.kind,
+                Some(&r.namespace),
+                &r.name,
+                &r.patch,
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
 /// How many of the objects `env suspend` pauses are paused now, read from the cluster: Flux
 /// objects with `spec.suspend: true`, Argo CD Applications without automated sync (the root
 /// and entries; a held env's are counted too, being paused as well).

@@ -33,6 +33,15 @@ pub async fn sync(
     let started = Instant::now();
     let env_dir = settings.env_dir(name);
     let (_lock, mut state) = load_locked(settings, name, "env sync")?;
+    // Entries `env apply` took over go back to the engine with this push.
+    let handed_back = std::mem::take(&mut state.applied_directly);
+    if !handed_back.is_empty() {
+        progress.info(&format!(
+            "handing {} back to the engine",
+            handed_back.join(", ")
+        ));
+        state.save(&env_dir)?;
+    }
     let stamp = stamp_of(&settings.data_dir, &state)?;
     let gitea = gitea_of(&state)?;
     super::steps::cluster::fill_cluster_facts(&mut state).await;
@@ -61,6 +70,10 @@ pub async fn sync(
             .warn(&super::storage::missing_mounts_error(name, &stamp.name, &missing).to_string());
     }
     super::storage::provide(&kube, &state, &stamp, settings.step_timeout, progress).await?;
+    if !handed_back.is_empty() && !state.suspended {
+        super::suspend::set_entries(&kube, state.engine, &stamp, &rendered, &handed_back, false)
+            .await?;
+    }
     let paused = state.hold || state.suspended;
     let requested = if state.hold {
         progress.info("held: not reconciling until `kindling env approve`");

@@ -239,6 +239,7 @@ impl Loader<'_> {
             declared_in: d.file.clone(),
             labels: BTreeMap::new(),
             manual_gate: false,
+            applied_directly: false,
         };
         if let Some(chart) = source["chart"].as_str() {
             let values = match (

@@ -107,6 +107,9 @@ pub struct Entry {
     /// `gate: manual`: the engine does not reconcile it (nor what depends on it) until
     /// `env approve ENV ENTRY`; cleared on the env's stamp once approved.
     pub manual_gate: bool,
+    /// `env apply ENV ENTRY` applied it from the working tree: the engine leaves it alone
+    /// (rendered suspended) until `env sync` hands it back.
+    pub applied_directly: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

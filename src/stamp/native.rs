@@ -565,6 +565,7 @@ fn convert_entry(
         declared_in: file.to_path_buf(),
         labels: Default::default(),
         manual_gate,
+        applied_directly: false,
     })
 }
 

@@ -220,6 +220,13 @@ pub enum EnvCommand {
         #[command(flatten)]
         wait_args: WaitArgs,
     },
+    /// Apply one entry from the working tree now (server-side apply), its engine object paused
+    /// until `env sync` hands it back: instant feedback while iterating.
+    Apply {
+        /// `[NAME] ENTRY`: the environment (default dev) and the entry.
+        #[arg(num_args = 1..=2, value_names = ["NAME", "ENTRY"], required = true)]
+        args: Vec<String>,
+    },
     /// Sync on every change of the source tree.
     Watch {
         #[command(flatten)]
@@ -509,6 +516,11 @@ async fn run_async(command: EnvCommand, output: Output, verbose: u8) -> anyhow::
                 kindling::env::promote::promote(&settings, &env.name, promotion, wait, &progress)
                     .await?;
             out.print("promote", &report, text::promoted);
+        }
+        EnvCommand::Apply { args } => {
+            let (env, entry) = env_and(&args, "apply", "ENTRY")?;
+            let report = kindling::env::apply::apply(&settings, env, entry, &progress).await?;
+            out.print("apply", &report, text::applied_directly);
         }
         EnvCommand::Build { args, name, tag } => {
             let (env, dir) = env_and(&args, "build", "DIR")?;

@@ -388,6 +388,16 @@ pub fn gate_opened(report: &kindling::env::approve::GateReport) {
     }
 }
 
+pub fn applied_directly(report: &kindling::env::apply::ApplyReport) {
+    println!(
+        "{} applied directly to env {} ({} objects); the engine leaves it alone until `kindling env sync {}`",
+        report.entry,
+        report.env,
+        report.applied.len(),
+        report.env
+    );
+}
+
 pub fn stopped(report: &PowerReport) {
     println!(
         "env {} stopped ({} containers); `kindling env start {}` brings it back",

@@ -164,6 +164,7 @@ pub fn entry(source: &Path, app: &App, namespace: &str) -> Result<Entry, StampEr
         declared_in,
         labels: [(APP_LABEL.to_string(), app.name.clone())].into(),
         manual_gate: false,
+        applied_directly: false,
     })
 }
 

@@ -204,6 +204,7 @@ impl Flattener<'_> {
             declared_in: doc.file.clone(),
             labels,
             manual_gate: false,
+            applied_directly: false,
         });
         Ok(vec![name])
     }

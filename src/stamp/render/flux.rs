@@ -370,7 +370,7 @@ fn entry_kustomization(stamp: &Stamp, entry: &Entry, opts: &RenderOptions) -> Va
                 .collect(),
             health_checks,
             target_namespace,
-            suspend: entry.manual_gate,
+            suspend: entry.manual_gate || entry.applied_directly,
         },
     })
 }

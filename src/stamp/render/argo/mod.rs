@@ -303,7 +303,7 @@ fn child_application(
             sync_policy: SyncPolicy {
                 automated: sync_policy(entry.prune)
                     .automated
-                    .filter(|_| !entry.manual_gate),
+                    .filter(|_| !entry.manual_gate && !entry.applied_directly),
                 ..sync_policy(entry.prune)
             },
         },

@@ -1,0 +1,180 @@
+//! `env apply [ENV] ENTRY`: the fast path while iterating. The entry's directory is built
+//! from the working tree and applied with server-side apply at once, after its engine object
+//! is paused so the engine does not put Git's version back. `env sync` hands it back (the
+//! push carries the edit, the engine takes its objects over); `env status` shows it as
+//! "applied directly" until then.
+//!
+//! The build is kustomize's: `kustomize build DIR` where the directory has a kustomization,
+//! as Flux builds it (kindling runs no kubectl: it talks to the cluster through its API); a
+//! directory of plain manifests is read file by file (kustomize-controller generates a
+//! kustomization of every manifest below it).
+//! As Flux's `targetNamespace` does, the entry's namespace replaces every namespaced object's.
+
+use std::path::Path;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::open::{gitea_of, live_kube_of, load_locked, stamp_of};
+use super::steps::push;
+use super::{EnvError, Settings};
+use crate::kube::ApplyOptions;
+use crate::stamp::Source;
+use crate::ui::Progress;
+
+/// The field manager of what `env apply` applies: the engine's own apply takes the fields
+/// over when the entry is handed back.
+const FIELD_MANAGER: &str = "kindling-apply";
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplyReport {
+    pub env: String,
+    pub entry: String,
+    /// `KIND NAMESPACE/NAME` of each object applied.
+    pub applied: Vec<String>,
+    pub duration_ms: u64,
+}
+
+pub async fn apply(
+    settings: &Settings,
+    name: &str,
+    entry_name: &str,
+    progress: &Progress,
+) -> Result<ApplyReport, EnvError> {
+    let started = Instant::now();
+    let env_dir = settings.env_dir(name);
+    let (_lock, mut state) = load_locked(settings, name, "env apply")?;
+    super::open::refuse_when_suspended(&state, "apply")?;
+    let stamp = stamp_of(&settings.data_dir, &state)?;
+    let Some(entry) = stamp.entry(entry_name).cloned() else {
+        return Err(EnvError::BadInput(format!(
+            "env {name} has no entry {entry_name} (entries: {})",
+            stamp
+                .entries
+                .iter()
+                .map(|e| e.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    };
+    let Source::Path(path) = &entry.source else {
+        return Err(EnvError::BadInput(format!(
+            "entry {entry_name} is a Helm chart: the engine installs it\nhelp: `kindling env sync {name}` pushes and reconciles it now"
+        )));
+    };
+    // Built before anything changes: a broken kustomization leaves the engine in charge.
+    let mut objects = build(&path.host_dir)?;
+    if let Some(namespace) = &entry.namespace {
+        for o in &mut objects {
+            let kind = o["kind"].as_str().unwrap_or_default();
+            if kind != "Namespace" && !crate::stamp::is_cluster_scoped(kind) {
+                o["metadata"]["namespace"] = Value::String(namespace.clone());
+            }
+        }
+    }
+    // The engine leaves it alone: recorded (so every push renders it paused), then paused.
+    if !state.applied_directly.iter().any(|e| e == entry_name) {
+        state.applied_directly.push(entry_name.to_string());
+        state.save(&env_dir)?;
+    }
+    let stamp = stamp_of(&settings.data_dir, &state)?;
+    let (kube, _) = live_kube_of(&state, progress).await?;
+    let gitea = gitea_of(&state)?;
+    let rendered = push::render_for_env(&stamp, &state, &gitea, &settings.data_dir)?;
+    // Pushed with the entry paused: the root (Argo CD's self-heals its children) must not put
+    // the engine back in charge. Other edits of the tree ride along, unreconciled until the
+    // next sync.
+    let commit = push::push(&stamp, &rendered, &gitea).await?;
+    state.commit = Some(commit);
+    state.save(&env_dir)?;
+    super::suspend::set_entries(
+        &kube,
+        state.engine,
+        &stamp,
+        &rendered,
+        &[entry_name.to_string()],
+        true,
+    )
+    .await?;
+    let t = Instant::now();
+    progress.start(
+        "apply",
+        &format!("{entry_name} from {}", path.host_dir.display()),
+    );
+    let options = ApplyOptions {
+        field_manager: FIELD_MANAGER,
+        ..ApplyOptions::new(settings.step_timeout)
+    };
+    let applied = kube.apply_objects(&objects, &options).await?;
+    let applied: Vec<String> = applied
+        .into_iter()
+        .map(|a| {
+            format!(
+                "{} {}{}",
+                a.kind,
+                a.namespace.map(|n| format!("{n}/")).unwrap_or_default(),
+                a.name
+            )
+        })
+        .collect();
+    progress.done(
+        "apply",
+        t.elapsed(),
+        &format!(
+            "{} objects; `kindling env sync {name}` hands {entry_name} back to the engine",
+            applied.len()
+        ),
+    );
+    Ok(ApplyReport {
+        env: name.to_string(),
+        entry: entry_name.to_string(),
+        applied,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    })
+}
+
+/// The objects of an entry's directory, as the engine would build them.
+fn build(dir: &Path) -> Result<Vec<Value>, EnvError> {
+    let text = if crate::stamp::manifests::kustomization_file(dir).is_some() {
+        kustomize(dir)?
+    } else {
+        let mut text = String::new();
+        for file in crate::stamp::manifests::yaml_files_below(dir)? {
+            text.push_str(&crate::stamp::manifests::read_text(&file)?);
+            text.push_str("\n---\n");
+        }
+        text
+    };
+    let mut objects = Vec::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+        let value = Value::deserialize(doc).map_err(|e| {
+            EnvError::BadInput(format!("{}: the build is not YAML: {e}", dir.display()))
+        })?;
+        if value.is_object() {
+            objects.push(value);
+        }
+    }
+    Ok(objects)
+}
+
+/// `kustomize build DIR`.
+fn kustomize(dir: &Path) -> Result<String, EnvError> {
+    match std::process::Command::new("kustomize")
+        .arg("build")
+        .arg(dir)
+        .output()
+    {
+        Ok(out) if out.status.success() => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+        Ok(out) => Err(EnvError::BadInput(format!(
+            "{}: kustomize build failed: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))),
+        Err(e) => Err(EnvError::Preflight(format!(
+            "{}: env apply builds a kustomization with `kustomize build`, which does not run here ({e})\nhelp: install kustomize (kubernetes-sigs/kustomize), or let the engine apply it: `kindling env sync`",
+            dir.display()
+        ))),
+    }
+}
