@@ -81,6 +81,12 @@ mod env {
                 })
             },
         );
+        let status = h.json(&["env", "status", &env]);
+        assert_eq!(
+            status["status"]["addonUrls"][0]["url"],
+            range.as_str(),
+            "{status}"
+        );
         // A sync keeps the same pool (made from the recorded range, not the cluster again).
         ok(&h.run(&["env", "sync", &env, "--output", "json"], &[]));
         let pushed = super::common::fake_gitea::git(

@@ -79,6 +79,26 @@ mod env {
             status["status"]["engineVersion"],
             kindling::pins::FLUX.version
         );
+        // Where the add-ons are reached: the ingress on the env's ports, HostK8s' Gateway API
+        // NodePort on its own.
+        let ports = &h.state(&env)["ports"];
+        let urls = status["status"]["addonUrls"].as_array().unwrap();
+        let url_of = |what: &str| {
+            urls.iter()
+                .find(|u| u["what"] == what)
+                .and_then(|u| u["url"].as_str())
+                .map(str::to_string)
+        };
+        assert_eq!(
+            url_of("ingress (HTTP)"),
+            Some(format!("http://localhost:{}", ports["http"])),
+            "{status}"
+        );
+        assert_eq!(
+            url_of("Gateway API NodePort (HTTP)"),
+            Some(format!("http://localhost:{}", ports["gateway"]["http"])),
+            "{status}"
+        );
         // What a Flux HelmRelease installed is listed under its entry, found by Helm's marks.
         let metrics = status["status"]["objects"]
             .as_array()

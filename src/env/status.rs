@@ -36,6 +36,9 @@ pub struct StatusReport {
     /// The cluster add-ons (`crate::addons`), whose entries are among the entries.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub addons: Vec<String>,
+    /// Where the host reaches what the add-ons serve (HostK8s' `make status` lists them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub addon_urls: Vec<AddonUrl>,
     /// Stacks added beside the stamp with `env up`, whose entries are among the entries.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub stacks: Vec<String>,
@@ -76,6 +79,62 @@ pub struct StatusReport {
     /// What each entry runs (`crate::env::entry_objects`), for the entries that run anything.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub objects: Vec<super::entry_objects::EntryObjects>,
+}
+
+/// An add-on's address on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AddonUrl {
+    pub addon: String,
+    pub what: String,
+    pub url: String,
+}
+
+/// The add-ons' addresses: the ingress on the env's ingress ports (and HostK8s' Gateway API
+/// NodePorts on theirs), MetalLB's pool on the cluster network. Vault has none: kindling
+/// reaches it through the API server's service proxy.
+fn addon_urls(state: &EnvState) -> Vec<AddonUrl> {
+    let mut urls = Vec::new();
+    let has = |a: crate::addons::Addon| state.addons.iter().any(|n| n == a.name());
+    let mut add = |addon: crate::addons::Addon, what: &str, url: String| {
+        urls.push(AddonUrl {
+            addon: addon.name().to_string(),
+            what: what.to_string(),
+            url,
+        })
+    };
+    if has(crate::addons::Addon::Ingress) {
+        add(
+            crate::addons::Addon::Ingress,
+            "ingress (HTTP)",
+            format!("http://localhost:{}", state.ports.http),
+        );
+        add(
+            crate::addons::Addon::Ingress,
+            "ingress (HTTPS)",
+            format!("https://localhost:{}", state.ports.https),
+        );
+        if let Some(gateway) = &state.ports.gateway {
+            add(
+                crate::addons::Addon::Ingress,
+                "Gateway API NodePort (HTTP)",
+                format!("http://localhost:{}", gateway.http),
+            );
+        }
+    }
+    if has(crate::addons::Addon::Metallb)
+        && let Some(range) = state
+            .cluster
+            .as_ref()
+            .and_then(|c| c.load_balancer_range.clone())
+    {
+        add(
+            crate::addons::Addon::Metallb,
+            "LoadBalancer addresses",
+            range,
+        );
+    }
+    urls
 }
 
 /// One storage directory of the stamp (`crate::env::storage`).
@@ -259,6 +318,7 @@ pub async fn status(
         engine: state.engine.name().into(),
         engine_version: state.versions.get(state.engine.name()).cloned(),
         addons: state.addons.clone(),
+        addon_urls: addon_urls(&state),
         stacks: state.stacks.iter().map(|s| s.name.clone()).collect(),
         unfinished_steps: steps::unfinished(&state)
             .into_iter()

@@ -114,6 +114,9 @@ pub fn status(report: &StatusReport) {
     }
     if !report.addons.is_empty() {
         println!("  add-ons  {}", report.addons.join(", "));
+        for u in &report.addon_urls {
+            println!("    {}: {} {}", u.addon, u.what, u.url);
+        }
     }
     println!(
         "  cluster  {:<28} {}",
