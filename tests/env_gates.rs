@@ -163,7 +163,13 @@ mod env {
             if !fail {
                 let created = ok(&out);
                 let job = h.api.object("Job", "db-migrate").expect("the Job");
-                assert_eq!(job["status"]["conditions"][0]["type"], "Complete", "{job}");
+                let complete = job["status"]["conditions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|c| c["type"] == "Complete")
+                    .unwrap_or_else(|| panic!("{job}"));
+                assert_eq!(complete["status"], "True", "{job}");
                 assert_eq!(
                     readiness(&created["env"]["status"], "api"),
                     ("ready".to_string(), false)

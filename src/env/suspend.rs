@@ -102,22 +102,9 @@ async fn set(
     }
     let mut patched = Vec::new();
     for r in &requests {
-        // Children appear only once the root applied them.
-        if kube
-            .get(&r.api_version, &r.kind, Some(&r.namespace), &r.name)
-            .await?
-            .is_none()
-        {
+        if !patch_if_present(&kube, r).await? {
             continue;
         }
-        kube.merge_patch(
-            &r.api_version,
-            &r.kind,
-            Some(&r.namespace),
-            &r.name,
-            &r.patch,
-        )
-        .await?;
         patched.push(format!("{} {}", r.kind, r.name));
         if suspend
             && state.engine == Engine::Argo
@@ -200,22 +187,33 @@ pub async fn set_entries(
         (Engine::Argo, false) => argo_resume_requests(stamp, rendered.documents()),
     };
     for r in requests.iter().filter(|r| names.contains(&r.name)) {
-        if kube
-            .get(&r.api_version, &r.kind, Some(&r.namespace), &r.name)
-            .await?
-            .is_some()
-        {
-            kube.merge_patch(
-                &r.api_version,
-                &r.kind,
-                Some(&r.namespace),
-                &r.name,
-                &r.patch,
-            )
-            .await?;
-        }
+        patch_if_present(kube, r).await?;
     }
     Ok(())
+}
+
+/// Applies one pause or resume patch; an object the engine has not made yet is left (an
+/// entry's appears only once the root applied it). Whether it was patched.
+async fn patch_if_present(
+    kube: &crate::kube::KubeClient,
+    r: &PatchRequest,
+) -> Result<bool, EnvError> {
+    if kube
+        .get(&r.api_version, &r.kind, Some(&r.namespace), &r.name)
+        .await?
+        .is_none()
+    {
+        return Ok(false);
+    }
+    kube.merge_patch(
+        &r.api_version,
+        &r.kind,
+        Some(&r.namespace),
+        &r.name,
+        &r.patch,
+    )
+    .await?;
+    Ok(true)
 }
 
 /// How many of the objects `env suspend` pauses are paused now, read from the cluster: Flux
