@@ -100,17 +100,33 @@ mod env {
             paused(&h, engine, "notes"),
             "{engine}: taken back before sync"
         );
-        // A kustomization is built with `kustomize build`: where it does not run, that is
-        // said with the way out, before anything changes.
-        let has_kustomize = std::process::Command::new("kustomize")
-            .arg("version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !has_kustomize {
-            let kustomized = h.run(&["env", "apply", &env, "website", "--output", "json"], &[]);
-            error_says(&kustomized, "kustomize build");
-            assert!(!paused(&h, engine, "website"));
-        }
+        // A kustomization is built with `kustomize build` (the harness's kustomize is the
+        // one kubectl embeds). A broken one is refused before anything changes (the stamp's
+        // own checks name the missing file before kustomize runs).
+        let kustomization = h.path("source/stamps/sample/applications/website/kustomization.yaml");
+        let good = std::fs::read_to_string(&kustomization).unwrap();
+        std::fs::write(
+            &kustomization,
+            good.replace("resources:\n", "resources:\n  - missing.yaml\n"),
+        )
+        .unwrap();
+        let broken = h.run(&["env", "apply", &env, "website", "--output", "json"], &[]);
+        error_says(&broken, "missing.yaml");
+        assert!(
+            !paused(&h, engine, "website"),
+            "{engine}: paused by a failed build"
+        );
+        std::fs::write(&kustomization, &good).unwrap();
+        let website = &h.json(&["env", "apply", &env, "website"])["apply"]["applied"];
+        assert!(
+            website
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a == "Deployment website/website"),
+            "{website}"
+        );
+        assert!(paused(&h, engine, "website"));
         // A Helm entry is the engine's to install.
         let helm = h.run(&["env", "apply", &env, "ingress", "--output", "json"], &[]);
         error_says(&helm, "is a Helm chart");

@@ -201,6 +201,7 @@ pub fn entry_status(name: &str, apps: &[Value]) -> EntryStatus {
         health,
         awaiting_approval: false,
         applied_directly: false,
+        drifted: Vec::new(),
     }
 }
 

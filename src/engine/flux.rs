@@ -227,6 +227,7 @@ pub fn entry_status(
         health: None,
         awaiting_approval: false,
         applied_directly: false,
+        drifted: Vec::new(),
     }
 }
 

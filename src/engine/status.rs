@@ -56,6 +56,10 @@ pub struct EntryStatus {
     /// Applied from the working tree by `env apply`; the engine takes it back at `env sync`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub applied_directly: bool,
+    /// Live objects that differ from Git (`KIND NS/NAME (drifted|created|pruned)`), as
+    /// `env diff` finds them; checked for Ready entries the engine is in charge of.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drifted: Vec<String>,
 }
 
 impl EntryStatus {
@@ -73,6 +77,7 @@ impl EntryStatus {
             health: None,
             awaiting_approval: false,
             applied_directly: false,
+            drifted: Vec::new(),
         }
     }
 }
@@ -326,6 +331,7 @@ mod tests {
             health: None,
             awaiting_approval: false,
             applied_directly: false,
+            drifted: Vec::new(),
         }
     }
 

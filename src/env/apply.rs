@@ -4,18 +4,13 @@
 //! push carries the edit, the engine takes its objects over); `env status` shows it as
 //! "applied directly" until then.
 //!
-//! The build is kustomize's: `kustomize build DIR` where the directory has a kustomization,
-//! as Flux builds it (kindling runs no kubectl: it talks to the cluster through its API); a
-//! directory of plain manifests is read file by file (kustomize-controller generates a
-//! kustomization of every manifest below it).
-//! As Flux's `targetNamespace` does, the entry's namespace replaces every namespaced object's.
+//! The objects are built as the engine builds them (`entry_build`).
 
-use std::path::Path;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde::Serialize;
 
+use super::entry_build;
 use super::open::{gitea_of, live_kube_of, load_locked, stamp_of};
 use super::steps::push;
 use super::{EnvError, Settings};
@@ -65,15 +60,7 @@ pub async fn apply(
         )));
     };
     // Built before anything changes: a broken kustomization leaves the engine in charge.
-    let mut objects = build(&path.host_dir)?;
-    if let Some(namespace) = &entry.namespace {
-        for o in &mut objects {
-            let kind = o["kind"].as_str().unwrap_or_default();
-            if kind != "Namespace" && !crate::stamp::is_cluster_scoped(kind) {
-                o["metadata"]["namespace"] = Value::String(namespace.clone());
-            }
-        }
-    }
+    let objects = entry_build::build(&path.host_dir, entry.namespace.as_deref())?;
     // The engine leaves it alone: recorded (so every push renders it paused), then paused.
     if !state.applied_directly.iter().any(|e| e == entry_name) {
         state.applied_directly.push(entry_name.to_string());
@@ -133,48 +120,4 @@ pub async fn apply(
         applied,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     })
-}
-
-/// The objects of an entry's directory, as the engine would build them.
-fn build(dir: &Path) -> Result<Vec<Value>, EnvError> {
-    let text = if crate::stamp::manifests::kustomization_file(dir).is_some() {
-        kustomize(dir)?
-    } else {
-        let mut text = String::new();
-        for file in crate::stamp::manifests::yaml_files_below(dir)? {
-            text.push_str(&crate::stamp::manifests::read_text(&file)?);
-            text.push_str("\n---\n");
-        }
-        text
-    };
-    let mut objects = Vec::new();
-    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
-        let value = Value::deserialize(doc).map_err(|e| {
-            EnvError::BadInput(format!("{}: the build is not YAML: {e}", dir.display()))
-        })?;
-        if value.is_object() {
-            objects.push(value);
-        }
-    }
-    Ok(objects)
-}
-
-/// `kustomize build DIR`.
-fn kustomize(dir: &Path) -> Result<String, EnvError> {
-    match std::process::Command::new("kustomize")
-        .arg("build")
-        .arg(dir)
-        .output()
-    {
-        Ok(out) if out.status.success() => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
-        Ok(out) => Err(EnvError::BadInput(format!(
-            "{}: kustomize build failed: {}",
-            dir.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))),
-        Err(e) => Err(EnvError::Preflight(format!(
-            "{}: env apply builds a kustomization with `kustomize build`, which does not run here ({e})\nhelp: install kustomize (kubernetes-sigs/kustomize), or let the engine apply it: `kindling env sync`",
-            dir.display()
-        ))),
-    }
 }

@@ -99,7 +99,11 @@ async fn helm_releases(
 }
 
 /// The objects the engine records for `entry`.
-async fn refs(kube: &KubeClient, engine: Engine, entry: &str) -> Result<Vec<Ref>, KubeError> {
+pub(super) async fn refs(
+    kube: &KubeClient,
+    engine: Engine,
+    entry: &str,
+) -> Result<Vec<Ref>, KubeError> {
     Ok(match engine {
         Engine::Flux => {
             let Some(k) = kube

@@ -9,6 +9,8 @@ mod bring_up;
 pub mod build;
 pub mod create;
 pub mod delete;
+pub mod diff;
+mod entry_build;
 pub mod entry_objects;
 mod follow;
 pub mod kubeconfig;

@@ -7,11 +7,11 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::follow::follow;
-use super::open::{live_kube_of, load, stamp_of};
+use super::open::{gitea_of, live_kube_of, load, stamp_of};
 use super::state::EnvState;
 use super::{EnvError, Settings, provider_cli, steps};
 use crate::docker::DockerClient;
-use crate::engine::{self, EngineStatus};
+use crate::engine::{self, EngineStatus, Readiness};
 use crate::ui::Progress;
 
 #[derive(Debug, Serialize)]
@@ -79,6 +79,9 @@ pub struct StatusReport {
     /// What each entry runs (`crate::env::entry_objects`), for the entries that run anything.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub objects: Vec<super::entry_objects::EntryObjects>,
+    /// Entries whose live objects could not be compared with Git, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub drift_unchecked: Vec<String>,
 }
 
 /// An add-on's address on the host.
@@ -342,6 +345,7 @@ pub async fn status(
         failing_pods: Vec::new(),
         storage: storage_status(&settings.data_dir, name, &stamp, None),
         objects: Vec::new(),
+        drift_unchecked: Vec::new(),
     };
     if let Some(docker) = &parts.docker {
         let stopped = super::power::stopped_containers(docker, &state).await?;
@@ -411,7 +415,41 @@ pub async fn status(
         }
     }
     match result {
-        Ok(s) => {
+        Ok(mut s) => {
+            // Does what runs still match Git? Asked of the Ready entries the engine is in
+            // charge of (an entry in progress is not drift); a check that cannot run says so.
+            let in_charge: Vec<String> = s
+                .entries
+                .iter()
+                .filter(|e| e.readiness == Readiness::Ready && !e.suspended && !e.applied_directly)
+                .map(|e| e.name.clone())
+                .collect();
+            let checked = match gitea_of(&state) {
+                Ok(gitea) => tokio::time::timeout(
+                    POD_LIST_TIMEOUT,
+                    super::diff::drift_marks(&kube, state.engine, &stamp, &gitea, &in_charge),
+                )
+                .await
+                .unwrap_or_else(|_| {
+                    Err(EnvError::Preflight("the comparison took too long".into()))
+                }),
+                Err(e) => Err(e),
+            };
+            match checked {
+                Ok(marks) => {
+                    for (entry, objects) in marks.drifted {
+                        if let Some(e) = s.entries.iter_mut().find(|e| e.name == entry) {
+                            e.message = format!(
+                                "drifted from Git: {}; `kindling env diff {name} {entry}` shows how, `kindling env sync {name}` puts Git's back",
+                                objects.join(", ")
+                            );
+                            e.drifted = objects;
+                        }
+                    }
+                    report.drift_unchecked = marks.unchecked;
+                }
+                Err(e) => report.drift_unchecked = vec![format!("drift not checked: {e}")],
+            }
             report.ready =
                 s.all_ready() && s.gates.is_empty() && report.unfinished_steps.is_empty();
             report.reconciliation = Some(s);

@@ -215,6 +215,27 @@ pub fn push_snapshot_capped(
     })
 }
 
+/// Checks the branch's head out into `dest` (an empty directory), with a scratch object store
+/// that goes away afterwards: what Git says now, as the engine reads it. Returns the commit,
+/// or `None` when nothing was pushed yet.
+pub fn check_out(dest: &Path, target: &PushTarget<'_>) -> Result<Option<String>, PushError> {
+    let scratch = tempfile::tempdir().map_err(|source| PushError::Io {
+        path: std::env::temp_dir(),
+        source,
+    })?;
+    let git = scratch_git(dest, scratch.path(), target)?;
+    let Some(commit) = fetch_branch(&git, target)? else {
+        return Ok(None);
+    };
+    git.run("reading the branch", &["read-tree", &commit], None)?;
+    git.run(
+        "checking the branch out",
+        &["checkout-index", "--all", "--force"],
+        None,
+    )?;
+    Ok(Some(commit))
+}
+
 /// How often a push refused because the branch moved is tried again.
 const PUSH_ATTEMPTS: u32 = 3;
 

@@ -380,6 +380,30 @@ impl KubeClient {
         Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
     }
 
+    /// The object as a forced server-side apply by `field_manager` would leave it, with
+    /// nothing stored (`dryRun=All`): what `env diff` compares with the live object, as
+    /// fluxcd/pkg ssa `ResourceManager.Diff` does. `None` when the cluster does not serve the
+    /// kind.
+    pub async fn dry_run_apply(
+        &self,
+        object: &Value,
+        field_manager: &str,
+    ) -> Result<Option<Value>, KubeError> {
+        let Some((resource, caps)) = self.resource_of(object).await? else {
+            return Ok(None);
+        };
+        let (api, name, _) = self.api_for(object, &resource, caps.scope == Scope::Namespaced);
+        let mut params = PatchParams::apply(field_manager).force();
+        params.dry_run = true;
+        let kind = resource.kind.clone();
+        let result = api
+            .patch(&name, &params, &Patch::Apply(object))
+            .await
+            .map_err(api_error(format!("dry-run applying {kind} {name}")))?;
+        let api_version = object["apiVersion"].as_str().unwrap_or_default();
+        Ok(Some(to_json(&result, api_version, &kind)))
+    }
+
     /// One object as JSON, `None` when it (or its kind) does not exist.
     pub async fn get(
         &self,

@@ -63,6 +63,11 @@ struct EntryFile {
     health_checks: Vec<HealthCheck>,
     #[serde(default)]
     timeout: Option<String>,
+    /// How often the engine reconciles the entry, putting back what was changed by hand
+    /// (Flux `interval`; Argo CD reconciles every Application on its controller's own
+    /// timer).
+    #[serde(default)]
+    interval: Option<String>,
     /// How soon the engine tries again after a failure (Flux `retryInterval`).
     #[serde(default)]
     retry_interval: Option<String>,
@@ -141,6 +146,7 @@ mod schema {
         "dependsOn",
         "healthChecks",
         "timeout",
+        "interval",
         "retryInterval",
         "wait",
     ];
@@ -559,7 +565,7 @@ fn convert_entry(
         timeout: e.timeout,
         wait: e.wait.unwrap_or(true),
         prune: true,
-        interval: None,
+        interval: e.interval,
         retry_interval: e.retry_interval,
         group: None,
         declared_in: file.to_path_buf(),

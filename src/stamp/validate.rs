@@ -155,6 +155,7 @@ fn check_entry(
     }
     for (field, value) in [
         ("timeout", &e.timeout),
+        ("interval", &e.interval),
         ("retryInterval", &e.retry_interval),
     ] {
         if let Some(t) = value

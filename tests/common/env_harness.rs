@@ -263,6 +263,23 @@ pub fn forbidden_clis(bin: &Path) {
     }
 }
 
+/// The kustomize CLI (`kustomize build DIR`, which `env apply` and `env diff` run), played by
+/// the kustomize that kubectl embeds: `kubectl kustomize DIR` is kustomize's own build
+/// (kubernetes/kubectl pkg/cmd/kustomize runs sigs.k8s.io/kustomize/api krusty), so a
+/// kustomization builds here as kustomize v5 builds it. The real kubectl is found past the
+/// harness's bin, whose kubectl is the forbidden-call shim.
+pub fn kustomize_cli(bin: &Path) {
+    write_executable(
+        &bin.join("kustomize"),
+        "#!/bin/sh
+[ \"$1\" = build ] || { echo \"fake kustomize: only build is modelled\" >&2; exit 2; }
+shift
+real=$(PATH=\"${PATH#*:}\" command -v kubectl) || { echo \"fake kustomize: no kubectl\" >&2; exit 3; }
+exec \"$real\" kustomize \"$@\"
+",
+    );
+}
+
 /// A Ready node, as the API of a cluster whose nodes came up.
 pub fn with_ready_node(api: &FakeApi) {
     api.update(|objects| {
@@ -544,6 +561,7 @@ impl Harness {
         with_ready_node(&api);
         fake_kind(&dir.path().join("bin"), &api.url);
         forbidden_clis(&dir.path().join("bin"));
+        kustomize_cli(&dir.path().join("bin"));
         fake_k3d(&dir.path().join("bin"), &api.url);
         manifests_dir(&dir.path().join("manifests"));
         // Each harness starts its registry ports elsewhere: tests run side by side.

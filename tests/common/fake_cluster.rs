@@ -657,13 +657,29 @@ fn admission(
 pub fn chart_workloads(chart: &str, namespace: &str, values: &Value) -> Vec<Value> {
     let deployment = |name: &str| json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": namespace}, "spec": {"replicas": 1}});
     match chart {
-        "cert-manager" => [
-            "cert-manager",
-            "cert-manager-webhook",
-            "cert-manager-cainjector",
-        ]
-        .map(deployment)
-        .to_vec(),
+        "cert-manager" => {
+            let mut objects = [
+                "cert-manager",
+                "cert-manager-webhook",
+                "cert-manager-cainjector",
+            ]
+            .map(deployment)
+            .to_vec();
+            // cert-manager v1.21.1 deploy/charts/cert-manager/templates/crd-*.yaml: the CRDs
+            // come with the release when `crds.enabled` (or the older `installCRDs`) is true;
+            // here the upstream Certificate, Issuer and ClusterIssuer ones from the fixtures.
+            if values["crds"]["enabled"] == true || values["installCRDs"] == true {
+                for crd in [
+                    "cert-manager.io_certificates.yaml",
+                    "cert-manager.io_issuers.yaml",
+                    "cert-manager.io_clusterissuers.yaml",
+                ] {
+                    let text = std::fs::read_to_string(super::schemas_dir().join(crd)).unwrap();
+                    objects.push(serde_yaml_ng::from_str(&text).unwrap());
+                }
+            }
+            objects
+        }
         "traefik" => {
             let name = values["fullnameOverride"].as_str().unwrap_or("traefik");
             let mut objects = vec![deployment(name)];

@@ -209,14 +209,21 @@ impl FluxModel {
         // A new revision or generation is reconciled at once; the same one again after
         // the requeue its last outcome asked for, or on request (requestedAt).
         let changed = run.attempted != Some((revision.clone(), generation));
-        if requested != run.requested {
+        let asked = requested != run.requested;
+        if asked {
             run.requested = requested;
             run.next = None;
         }
         if !changed && run.next.is_some_and(|n| n > now) {
             return;
         }
-        let must_apply = changed || run.applied.is_none();
+        // Every reconciliation builds and applies again, whatever the revision
+        // (kustomize-controller v1.9.4 kustomization_controller.go `reconcile`: "Validate and
+        // apply resources in stages", line 472): that is how Flux puts back a field edited by
+        // hand, at the next interval or on request. While health checks wait (`next` unset),
+        // the pass only checks.
+        let due = asked || run.next.is_some_and(|n| n <= now);
+        let must_apply = changed || run.applied.is_none() || due;
         // checkDependencies: every dependsOn Kustomization Ready, at its current generation
         // (and, from the same source, at the same revision).
         for dep in object["spec"]["dependsOn"]
@@ -252,7 +259,9 @@ impl FluxModel {
             .and_then(go_duration)
             .unwrap_or(Duration::from_secs(600));
         if must_apply {
-            self.runs.get_mut(&id).unwrap().attempted = Some((revision.clone(), generation));
+            let run = self.runs.get_mut(&id).unwrap();
+            run.attempted = Some((revision.clone(), generation));
+            run.next = None;
             let path = object["spec"]["path"].as_str().unwrap_or("./").to_string();
             let built = self.ws.build_as_flux(head, &path);
             let built = match built {
@@ -335,7 +344,13 @@ impl FluxModel {
                 "ReconciliationSucceeded",
                 &format!("Applied revision: {revision}"),
             );
-            self.runs.get_mut(&id).unwrap().next = Some(now + scaled(Duration::from_secs(600)));
+            // Requeued after spec.interval (kustomize-controller v1.9.4 `Reconcile`: success
+            // returns `RequeueAfter: obj.GetRequeueAfter()`, the interval).
+            let interval = object["spec"]["interval"]
+                .as_str()
+                .and_then(go_duration)
+                .unwrap_or(Duration::from_secs(600));
+            self.runs.get_mut(&id).unwrap().next = Some(now + scaled(interval));
             return;
         }
         let failed = pending.iter().any(|(_, h)| *h == Health::Failed);

@@ -102,6 +102,15 @@ fn parse_path(path: &str) -> Option<(String, Option<String>, String, Option<Stri
     Some((gv, namespace, plural, name))
 }
 
+/// A query parameter's value (percent-decoding aside: kube-rs sends plain names).
+fn query_param(query: &str, key: &str) -> Option<String> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.to_string())
+}
+
 /// JSON merge patch (RFC 7386).
 pub fn merge(target: &mut Value, patch: &Value) {
     match patch {
@@ -253,6 +262,34 @@ impl ApiState {
                 };
                 let apply = r.content_type.starts_with("application/apply-patch");
                 let index = self.find(&gv, &ns, &plural, &name);
+                let manager = query_param(&r.query, "fieldManager").unwrap_or_default();
+                // `dryRun=All`: the answer is the object as it would be stored, and nothing
+                // is (kubernetes/apiserver v0.36.3 pkg/registry/generic/registry/dryrun.go:
+                // an update keeps the stored resourceVersion, a create has none).
+                if query_param(&r.query, "dryRun").as_deref() == Some("All") {
+                    return match (index, apply) {
+                        (None, false) => not_found(&format!("{plural} \"{name}\"")),
+                        (None, true) => {
+                            if let Some(refused) = self.refuse_create(ns.as_deref(), &plural, &name)
+                            {
+                                return refused;
+                            }
+                            let mut object = super::fake_ssa::apply(None, &body, &manager);
+                            object["metadata"]["generation"] = json!(1);
+                            (200, object.to_string())
+                        }
+                        (Some(i), true) => {
+                            let old = &self.objects[i].object;
+                            let object = super::fake_ssa::apply(Some(old), &body, &manager);
+                            (200, object.to_string())
+                        }
+                        (Some(i), false) => {
+                            let mut object = self.objects[i].object.clone();
+                            merge(&mut object, &body);
+                            (200, object.to_string())
+                        }
+                    };
+                }
                 self.generation += 1;
                 let stored = match (index, apply) {
                     (None, false) => return not_found(&format!("{plural} \"{name}\"")),
@@ -260,7 +297,7 @@ impl ApiState {
                         if let Some(refused) = self.refuse_create(ns.as_deref(), &plural, &name) {
                             return refused;
                         }
-                        let mut object = body;
+                        let mut object = super::fake_ssa::apply(None, &body, &manager);
                         object["metadata"]["uid"] = json!(format!("uid-{}", self.generation));
                         object["metadata"]["generation"] = json!(1);
                         object["metadata"]["resourceVersion"] = json!(self.generation.to_string());
@@ -274,15 +311,10 @@ impl ApiState {
                         self.objects.len() - 1
                     }
                     (Some(i), true) => {
-                        // Apply replaces what the manager sends; status and server fields stay.
+                        // Merged as the API server merges an apply (fake_ssa): what other
+                        // managers set (status, finalizers, the binder's fields) stays.
                         let old = self.objects[i].object.clone();
-                        let mut object = body;
-                        for f in ["uid", "creationTimestamp", "finalizers"] {
-                            if !old["metadata"][f].is_null() && object["metadata"][f].is_null() {
-                                object["metadata"][f] = old["metadata"][f].clone();
-                            }
-                        }
-                        super::fake_volumes::keep_binding(&plural, &old, &mut object);
+                        let mut object = super::fake_ssa::apply(Some(&old), &body, &manager);
                         let spec_changed = old["spec"] != object["spec"];
                         let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
                         object["metadata"]["generation"] =
@@ -338,6 +370,15 @@ impl ApiState {
         // MetalLB, once the `metallb` add-on installed it.
         super::fake_metallb::assign_addresses(&mut self.objects);
         self.collect_garbage();
+        // Whatever the controllers stored has a resourceVersion, as everything the API server
+        // stores does (the etcd revision of its last write; clients such as fluxcd/pkg ssa
+        // `Diff` read an empty one as "not there").
+        for s in &mut self.objects {
+            if s.object["metadata"]["resourceVersion"].is_null() && s.object.is_object() {
+                self.generation += 1;
+                s.object["metadata"]["resourceVersion"] = json!(self.generation.to_string());
+            }
+        }
     }
 
     /// The NamespaceLifecycle admission plugin (kubernetes/apiserver v0.36.3

@@ -13,6 +13,7 @@ pub mod fake_flux;
 pub mod fake_gitea;
 pub mod fake_jobs;
 pub mod fake_metallb;
+pub mod fake_ssa;
 pub mod fake_vault;
 pub mod fake_volumes;
 pub mod http;

@@ -227,6 +227,17 @@ pub enum EnvCommand {
         #[arg(num_args = 1..=2, value_names = ["NAME", "ENTRY"], required = true)]
         args: Vec<String>,
     },
+    /// Show the live objects that differ from what Git says (a server-side dry-run apply as
+    /// the engine would apply them): created, drifted (with a line diff) and pruned objects.
+    Diff {
+        /// `[NAME] [ENTRY]`: the environment (default dev) and one entry (default all). A lone
+        /// word is the environment when one has that name, otherwise an entry of dev.
+        #[arg(num_args = 0..=2, value_names = ["NAME", "ENTRY"])]
+        args: Vec<String>,
+        /// Exit 1 when anything differs (as `git diff --exit-code`), for CI.
+        #[arg(long)]
+        exit_code: bool,
+    },
     /// Sync on every change of the source tree.
     Watch {
         #[command(flatten)]
@@ -521,6 +532,22 @@ async fn run_async(command: EnvCommand, output: Output, verbose: u8) -> anyhow::
             let (env, entry) = env_and(&args, "apply", "ENTRY")?;
             let report = kindling::env::apply::apply(&settings, env, entry, &progress).await?;
             out.print("apply", &report, text::applied_directly);
+        }
+        EnvCommand::Diff { args, exit_code } => {
+            let (env, entry) = match args.as_slice() {
+                [] => ("dev", None),
+                [one] if settings.env_dir(one).exists() => (one.as_str(), None),
+                [one] => ("dev", Some(one.as_str())),
+                [env, entry] => (env.as_str(), Some(entry.as_str())),
+                _ => anyhow::bail!("env diff takes `[NAME] [ENTRY]`"),
+            };
+            let report = kindling::env::diff::diff(&settings, env, entry, &progress).await?;
+            out.print("diff", &report, text::diff);
+            if exit_code && report.drifted {
+                return Err(
+                    crate::cli::AlreadyReported(format!("env {env} differs from Git")).into(),
+                );
+            }
         }
         EnvCommand::Build { args, name, tag } => {
             let (env, dir) = env_and(&args, "build", "DIR")?;

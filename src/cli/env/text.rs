@@ -202,6 +202,9 @@ pub fn status(report: &StatusReport) {
         println!();
         print!("{}", kindling::engine::status::render_table(s));
     }
+    for unchecked in &report.drift_unchecked {
+        println!("not compared with Git: {unchecked}");
+    }
     if !report.objects.is_empty() {
         println!();
     }
@@ -399,6 +402,35 @@ pub fn applied_directly(report: &kindling::env::apply::ApplyReport) {
         report.applied.len(),
         report.env
     );
+}
+
+pub fn diff(report: &kindling::env::diff::DiffReport) {
+    println!(
+        "env {} against Git at {}:",
+        report.env,
+        kindling::env::steps::push::short(&report.commit)
+    );
+    for entry in &report.entries {
+        if let Some(why) = &entry.not_compared {
+            println!("{}: not compared: {why}", entry.entry);
+            continue;
+        }
+        println!(
+            "{}: {} unchanged, {} different",
+            entry.entry,
+            entry.unchanged,
+            entry.changes.len()
+        );
+        for change in &entry.changes {
+            println!("  {} {}", change.object, change.action.label());
+            for line in &change.diff {
+                println!("    {line}");
+            }
+        }
+    }
+    if !report.drifted {
+        println!("nothing differs from Git");
+    }
 }
 
 pub fn stopped(report: &PowerReport) {

@@ -137,6 +137,31 @@ pub fn render_for_env(
     )
 }
 
+/// Checks the env's branch out into `dest`: what Git says now. `None`: nothing pushed yet.
+pub async fn check_out(gitea: &GiteaState, dest: &Path) -> Result<Option<String>, EnvError> {
+    let user = gitea.user.clone();
+    let token = gitea
+        .token
+        .clone()
+        .unwrap_or_else(|| gitea.password.clone());
+    let url = format!("{}/{}/{}.git", gitea.url, gitea.user, gitea::REPOSITORY);
+    let dest = dest.to_path_buf();
+    let commit = tokio::task::spawn_blocking(move || {
+        gitea::push::check_out(
+            &dest,
+            &gitea::push::PushTarget {
+                url: &url,
+                user: &user,
+                token: &token,
+                branch: "main",
+            },
+        )
+    })
+    .await
+    .map_err(join_error)??;
+    Ok(commit)
+}
+
 /// Pushes the source snapshot with the rendered bundle; returns the commit.
 pub async fn push(
     stamp: &Stamp,
