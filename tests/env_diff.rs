@@ -11,7 +11,7 @@ mod env {
     use super::common::{docker, unique};
     use serde_json::Value;
 
-    /// A plain-manifest entry of two ConfigMaps, reconciled hourly and depending on nothing:
+    /// A plain-manifest entry of two ConfigMaps, reconciled daily and depending on nothing:
     /// Flux applies again at every interval, and after a dependency was briefly in progress
     /// (kustomize-controller marks Ready Unknown while it reconciles), and the test wants the
     /// drift to last until `env sync`. (A Secret cannot be in Git: `stamp validate`
@@ -28,7 +28,7 @@ mod env {
         let text = std::fs::read_to_string(&file).unwrap();
         let added = text.replacen(
             "  applications:\n",
-            "  applications:\n    - {name: notes, path: applications/notes, namespace: default, interval: 1h}\n",
+            "  applications:\n    - {name: notes, path: applications/notes, namespace: default, interval: 24h}\n",
             1,
         );
         assert_ne!(added, text);

@@ -70,6 +70,9 @@ pub async fn create(
         Some(overlay) => crate::stamp::overlay::select(stamp, overlay)?,
         None => stamp,
     };
+    // The packages are read (and, on Flux, translated) before anything is made.
+    let package_dirs = super::packages::absolute(&opts.packages)?;
+    super::packages::load_all(&package_dirs, opts.engine)?;
     // A rerun bootstraps the stacks `env up` added too: a root without them would prune
     // them. Read before the lock (the add-ons below are fitted around every entry); the
     // locked read further down must find the same list.
@@ -123,6 +126,23 @@ pub async fn create(
                 opts.name,
                 s.overlay.as_deref().unwrap_or("(none)"),
                 opts.overlay.as_deref().unwrap_or("(none)")
+            )));
+        }
+        if !opts.packages.is_empty() && !super::packages::same_dirs(&s.packages, &package_dirs) {
+            return Err(EnvError::BadInput(format!(
+                "env {} runs the packages [{}]; this asks for [{}]\nhelp: `kindling env restart {} --package DIR` changes them",
+                opts.name,
+                s.packages
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                package_dirs
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                opts.name
             )));
         }
         if (s.stacks.clone(), s.apps.clone()) != additions_before {
@@ -220,6 +240,9 @@ pub async fn create(
         roots.write_env_copy(&env_dir)?;
     }
     let mut state = existing.unwrap_or_else(|| new_state(opts, &stamp, ports));
+    if !package_dirs.is_empty() {
+        state.packages = package_dirs.clone();
+    }
     state.extra_ca = extra_ca_wanted;
     state.addons = addons.iter().map(|a| a.name().to_string()).collect();
     if !state.cluster_requested && state.cluster.is_none() {
@@ -306,6 +329,7 @@ fn new_state(opts: &CreateOptions, stamp: &Stamp, ports: Ports) -> EnvState {
         approved_gates: Vec::new(),
         applied_directly: Vec::new(),
         overlay: opts.overlay.clone(),
+        packages: Vec::new(),
     }
 }
 

@@ -231,6 +231,11 @@ async fn entry_diff(
             kind.clone(),
         ));
         let label = object_label(&kind, namespace.as_deref(), &name);
+        // The live object first, then the dry run, as ssa `Diff` does.
+        let api_version = text(&object["apiVersion"]);
+        let live = kube
+            .get(&api_version, &kind, namespace.as_deref(), &name)
+            .await?;
         let Some(merged) = kube.dry_run_apply(object, manager).await? else {
             // The kind is not served yet (its CRD comes with the entry): a create.
             found
@@ -238,21 +243,11 @@ async fn entry_diff(
                 .push(change(label, Action::Created, Vec::new()));
             continue;
         };
-        if merged["metadata"]["resourceVersion"]
+        let created = merged["metadata"]["resourceVersion"]
             .as_str()
             .unwrap_or("")
-            .is_empty()
-        {
-            found
-                .changes
-                .push(change(label, Action::Created, Vec::new()));
-            continue;
-        }
-        let api_version = text(&object["apiVersion"]);
-        let Some(live) = kube
-            .get(&api_version, &kind, namespace.as_deref(), &name)
-            .await?
-        else {
+            .is_empty();
+        let Some(live) = live.filter(|_| !created) else {
             found
                 .changes
                 .push(change(label, Action::Created, Vec::new()));
@@ -376,12 +371,21 @@ fn has_drifted(live: &Value, merged: &Value) -> bool {
         || body(live) != body(merged)
 }
 
-/// Both sides as YAML for the line diff: managedFields and status left out, a Secret's values
-/// masked.
+/// Both sides as YAML for the line diff: status and the server's bookkeeping (managedFields,
+/// resourceVersion, generation, uid, creationTimestamp) left out, keys in one order, a
+/// Secret's values masked.
 fn printable(mut live: Value, mut merged: Value) -> (String, String) {
     for o in [&mut live, &mut merged] {
         if let Some(m) = o["metadata"].as_object_mut() {
-            m.remove("managedFields");
+            for server_field in [
+                "managedFields",
+                "resourceVersion",
+                "generation",
+                "uid",
+                "creationTimestamp",
+            ] {
+                m.remove(server_field);
+            }
         }
         if let Some(m) = o.as_object_mut() {
             m.remove("status");
@@ -390,8 +394,26 @@ fn printable(mut live: Value, mut merged: Value) -> (String, String) {
     if live["kind"] == "Secret" {
         mask_secret_values(&mut live, &mut merged);
     }
-    let yaml = |v: &Value| serde_yaml_ng::to_string(v).unwrap_or_default();
+    let yaml = |v: &Value| serde_yaml_ng::to_string(&sorted(v)).unwrap_or_default();
     (yaml(&live), yaml(&merged))
+}
+
+/// The same value with every object's keys in order: the live object and the dry run list
+/// them in different orders.
+fn sorted(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), sorted(&map[k])))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
 }
 
 /// fluxcd/pkg ssa v0.77.0 sanitize.go `SanitizeUnstructuredData`, for `data` and

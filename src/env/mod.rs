@@ -16,6 +16,7 @@ mod follow;
 pub mod kubeconfig;
 pub mod list;
 pub mod open;
+pub mod packages;
 pub mod plan;
 pub mod ports;
 pub mod power;
@@ -305,6 +306,8 @@ pub struct CreateOptions {
     pub extra_ca: Vec<PathBuf>,
     /// The kustomize overlay every entry that offers overlays uses (`--overlay`).
     pub overlay: Option<String>,
+    /// idpbuilder package directories (`--package`).
+    pub packages: Vec<PathBuf>,
 }
 
 /// Set by Ctrl-C; checked between steps (create) and between syncs (watch). A second Ctrl-C

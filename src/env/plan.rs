@@ -40,6 +40,9 @@ pub struct Plan {
     /// are `cluster.storage`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub storage: Vec<Value>,
+    /// The idpbuilder packages: their repositories, rewritten URLs and objects.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<super::packages::PackagePlan>,
     pub notes: Vec<String>,
 }
 
@@ -146,6 +149,12 @@ pub fn plan(
         host_values: host_values(stamp),
         extra_ca: extra_ca.map(|c| c.roots).unwrap_or_default(),
         storage: crate::stamp::storage::objects(&stamp.storage),
+        packages: super::packages::plans(
+            &super::packages::load_all(&super::packages::absolute(&opts.packages)?, opts.engine)?,
+            opts.engine,
+            env,
+            &gitea.cluster_repo_url,
+        )?,
         notes: rendered.notes,
     })
 }

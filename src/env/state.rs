@@ -145,6 +145,9 @@ pub struct EnvState {
     /// The kustomize overlay the env runs (`env create --overlay`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overlay: Option<String>,
+    /// The idpbuilder package directories (absolute) the env runs (`--package`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<PathBuf>,
 }
 
 /// An app `env deploy` deployed: its name under `software/apps` and its namespace.

@@ -82,6 +82,9 @@ pub struct StatusReport {
     /// Entries whose live objects could not be compared with Git, and why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub drift_unchecked: Vec<String>,
+    /// The idpbuilder packages' objects, as the engine reports them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<super::packages::PackageObjectStatus>,
 }
 
 /// An add-on's address on the host.
@@ -346,6 +349,7 @@ pub async fn status(
         storage: storage_status(&settings.data_dir, name, &stamp, None),
         objects: Vec::new(),
         drift_unchecked: Vec::new(),
+        packages: Vec::new(),
     };
     if let Some(docker) = &parts.docker {
         let stopped = super::power::stopped_containers(docker, &state).await?;
@@ -414,6 +418,23 @@ pub async fn status(
             report.suspended_objects = Some(paused);
         }
     }
+    if !state.packages.is_empty()
+        && !matches!(result, Err(EnvError::TimedOut { .. }))
+        && let Ok(gitea) = gitea_of(&state)
+    {
+        match tokio::time::timeout(
+            POD_LIST_TIMEOUT,
+            super::packages::status(&kube, state.engine, name, &state.packages, &gitea),
+        )
+        .await
+        {
+            Ok(Ok(packages)) => report.packages = packages,
+            Ok(Err(e)) => report.packages = unread_packages(&state.packages, &e.to_string()),
+            Err(_) => {
+                report.packages = unread_packages(&state.packages, "the API did not answer in time")
+            }
+        }
+    }
     match result {
         Ok(mut s) => {
             // Does what runs still match Git? Asked of the Ready entries the engine is in
@@ -446,9 +467,11 @@ pub async fn status(
                             e.drifted = objects;
                         }
                     }
-                    report.drift_unchecked = marks.unchecked;
+                    report.drift_unchecked.extend(marks.unchecked);
                 }
-                Err(e) => report.drift_unchecked = vec![format!("drift not checked: {e}")],
+                Err(e) => report
+                    .drift_unchecked
+                    .push(format!("drift not checked: {e}")),
             }
             report.ready =
                 s.all_ready() && s.gates.is_empty() && report.unfinished_steps.is_empty();
@@ -458,6 +481,21 @@ pub async fn status(
         Err(e) => report.error = Some(e.to_string()),
     }
     Ok(report)
+}
+
+/// Each package, saying why its objects could not be read.
+fn unread_packages(
+    dirs: &[std::path::PathBuf],
+    why: &str,
+) -> Vec<super::packages::PackageObjectStatus> {
+    dirs.iter()
+        .map(|d| super::packages::PackageObjectStatus {
+            package: d.clone(),
+            object: String::new(),
+            state: format!("not read: {why}"),
+            generated: Vec::new(),
+        })
+        .collect()
 }
 
 /// The env's cluster, Gitea and registry as Docker and the provider see them now.

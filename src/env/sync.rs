@@ -19,6 +19,9 @@ pub struct SyncReport {
     pub commit: String,
     pub changed: bool,
     pub requested: Vec<String>,
+    /// Each package repository pushed, with its commit.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<(String, String)>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<EngineStatus>,
     pub duration_ms: u64,
@@ -74,7 +77,34 @@ pub async fn sync(
         super::suspend::set_entries(&kube, state.engine, &stamp, &rendered, &handed_back, false)
             .await?;
     }
+    // The packages: every directory pushed again, the objects applied again (the files may
+    // have changed), and the engine asked to read them now.
+    let packages = super::packages::load_all(&state.packages, state.engine)?;
+    let packages_pushed = if packages.is_empty() {
+        Vec::new()
+    } else {
+        let t = Instant::now();
+        progress.start("packages", &format!("{} package(s)", packages.len()));
+        let done = super::packages::push_and_apply(
+            &kube,
+            state.engine,
+            name,
+            &packages,
+            &gitea,
+            settings.step_timeout,
+        )
+        .await?;
+        progress.done(
+            "packages",
+            t.elapsed(),
+            &format!("{} repositories pushed", done.pushed.len()),
+        );
+        done.pushed
+    };
     let paused = state.hold || state.suspended;
+    if !paused {
+        super::packages::request_reconcile(&kube, state.engine, name, &packages, &gitea).await?;
+    }
     let requested = if state.hold {
         progress.info("held: not reconciling until `kindling env approve`");
         Vec::new()
@@ -105,6 +135,7 @@ pub async fn sync(
         commit,
         changed,
         requested,
+        packages: packages_pushed,
         status,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     })

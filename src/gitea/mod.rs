@@ -588,23 +588,36 @@ impl GiteaClient {
 
     /// Creates the private source repository, or returns it when it exists.
     pub fn ensure_repository(&self) -> Result<Repository, GiteaError> {
-        let action = "creating the source repository";
+        self.ensure_named_repository(
+            REPOSITORY,
+            "Source snapshots pushed by kindling; the GitOps engine reconciles from here",
+        )
+    }
+
+    /// Creates the private repository `name` of the signed-in user (an idpbuilder package's
+    /// directory), or returns it when it exists.
+    pub fn ensure_named_repository(
+        &self,
+        name: &str,
+        description: &str,
+    ) -> Result<Repository, GiteaError> {
+        let action = "creating a repository";
         let body = serde_json::to_value(CreateRepoOption {
-            name: REPOSITORY,
+            name,
             private: true,
             default_branch: "main",
             auto_init: false,
-            description: "Source snapshots pushed by kindling; the GitOps engine reconciles from here",
+            description,
         })
         .unwrap_or_default();
         let r = self.call("POST", "/api/v1/user/repos", Some(body), action)?;
         match r.status {
             201 => Self::parse(action, &r),
             409 => {
-                let action = "reading the source repository";
+                let action = "reading a repository";
                 let r = self.call(
                     "GET",
-                    &format!("/api/v1/repos/{}/{REPOSITORY}", self.owner()),
+                    &format!("/api/v1/repos/{}/{name}", self.owner()),
                     None,
                     action,
                 )?;

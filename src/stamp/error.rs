@@ -36,6 +36,11 @@ pub enum StampError {
         stamp: String,
         problems: Vec<Problem>,
     },
+    #[error("package {} is invalid ({} problem{}):\n{}", dir.display(), problems.len(), if problems.len() == 1 { "" } else { "s" }, ProblemList(problems))]
+    InvalidPackage {
+        dir: PathBuf,
+        problems: Vec<Problem>,
+    },
     #[error("cannot write {}: {source}", path.display())]
     Write {
         path: PathBuf,
@@ -99,7 +104,9 @@ impl StampError {
     /// The problems of an invalid stamp, empty for other errors (for JSON output).
     pub fn problems(&self) -> &[Problem] {
         match self {
-            StampError::Invalid { problems, .. } => problems,
+            StampError::Invalid { problems, .. } | StampError::InvalidPackage { problems, .. } => {
+                problems
+            }
             _ => &[],
         }
     }

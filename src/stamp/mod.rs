@@ -13,6 +13,7 @@ mod locate;
 pub mod manifests;
 mod native;
 pub mod overlay;
+pub mod package;
 pub mod render;
 mod stacks;
 pub mod storage;

@@ -38,14 +38,37 @@ pub enum Head {
 }
 
 impl Head {
-    /// The tree of `commit` into `dir`, as source-controller's artifact unpacks it.
+    /// The head of another repository of the same Gitea user (an idpbuilder package's),
+    /// `None` when it has none. Only the fake Gitea server's repositories are read.
+    pub fn read_repository(&self, name: &str) -> Option<String> {
+        match self {
+            Head::Repo(repo) => repo_head(&repo.with_file_name(format!("{name}.git"))),
+            Head::Container(_) => None,
+        }
+    }
+
+    /// The tree of `commit` into `dir`, as source-controller's artifact unpacks it. The commit
+    /// may be in any repository of the user (the env's or a package's).
     pub fn extract(&self, commit: &str, dir: &Path) {
         std::fs::create_dir_all(dir).unwrap();
         let mut archive = match self {
             Head::Repo(repo) => {
+                let holder = std::fs::read_dir(repo.parent().unwrap())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.path())
+                    .find(|r| {
+                        std::process::Command::new("git")
+                            .args(["cat-file", "-e", &format!("{commit}^{{commit}}")])
+                            .current_dir(r)
+                            .output()
+                            .is_ok_and(|o| o.status.success())
+                    })
+                    .unwrap_or_else(|| repo.clone());
                 let mut c = std::process::Command::new("git");
                 c.args(["archive", "--format=tar", commit])
-                    .current_dir(repo);
+                    .current_dir(holder);
                 c
             }
             Head::Container(name) => {

@@ -87,6 +87,7 @@ impl ArgoModel {
     fn pass(&mut self, objects: &mut Vec<Stored>) {
         builtin_controllers(objects);
         super::fake_cert_manager::reconcile(objects);
+        super::fake_appset::reconcile(objects, &mut self.ws);
         let Some(head) = self.ws.head() else { return };
         let customised = objects.iter().any(|s| {
             s.plural == "configmaps"
@@ -123,14 +124,24 @@ impl ArgoModel {
             return;
         }
         let sources = sources_of(&app);
-        // A chart's revision is its version; a Git source's is the pushed commit.
+        // A chart's revision is its version; a Git source's is its repository's head: the
+        // env's pushed commit, or a package repository's (joined, for several sources).
         let revision = if sources.iter().all(|s| s["chart"].is_string()) {
             sources[0]["targetRevision"]
                 .as_str()
                 .unwrap_or_default()
                 .to_string()
         } else {
-            head.to_string()
+            let heads: Vec<String> = sources
+                .iter()
+                .filter(|s| !s["chart"].is_string())
+                .map(|s| self.source_head(s, head))
+                .collect();
+            if heads.iter().all(|h| h == head) {
+                head.to_string()
+            } else {
+                heads.join("+")
+            }
         };
         // The refresh annotation is handled and removed (appcontroller.go).
         if let Some(a) = objects[i].object["metadata"]["annotations"].as_object_mut() {
@@ -204,6 +215,16 @@ impl ArgoModel {
         }
     }
 
+    /// The commit a Git source reads: its package repository's head (idpbuilder packages
+    /// pushed by kindling), else the env's.
+    fn source_head(&self, source: &Value, head: &str) -> String {
+        source["repoURL"]
+            .as_str()
+            .and_then(super::fake_cluster::package_repository)
+            .and_then(|r| self.ws.repository_head(&r))
+            .unwrap_or_else(|| head.to_string())
+    }
+
     /// The objects an Application's sources render to.
     fn desired(
         &mut self,
@@ -226,6 +247,8 @@ impl ArgoModel {
                     &values,
                 ));
             } else if let Some(path) = source["path"].as_str() {
+                let head = self.source_head(source, head);
+                let head = head.as_str();
                 // argo-cd v3.5.1 util/app/discovery/discovery.go: a path holding a
                 // Chart.yaml is a Helm source, rendered with the source's `helm` settings.
                 match self.ws.local_chart(head, path) {

@@ -129,6 +129,15 @@ impl Internet {
     }
 }
 
+/// The repository a Git URL names when it is a package's on kindling's Gitea
+/// (`…/kindling/NAME.git`, NAME not the env's own `source`): `None` for the env's repository
+/// and for any other host.
+pub fn package_repository(url: &str) -> Option<String> {
+    let (_, tail) = url.rsplit_once(&format!("/{}/", kindling::gitea::ADMIN_USER))?;
+    let name = tail.strip_suffix(".git")?;
+    (name != kindling::gitea::REPOSITORY && !name.contains('/')).then(|| name.to_string())
+}
+
 /// A chart read from the pushed commit.
 pub struct LocalChart {
     pub name: String,
@@ -171,6 +180,20 @@ impl Workspace {
         let head = self.head.read();
         self.cached_head = Some((Instant::now(), head.clone()));
         head
+    }
+
+    /// The tree of `commit`, extracted once.
+    pub fn tree(&mut self, commit: &str) -> PathBuf {
+        let root = self.snapshots.path().join(commit);
+        if !root.exists() {
+            self.head.extract(commit, &root);
+        }
+        root
+    }
+
+    /// The head of a package's repository (one of kindling's Gitea user's, not the env's).
+    pub fn repository_head(&self, name: &str) -> Option<String> {
+        self.head.read_repository(name)
     }
 
     /// The manifests at `path` of the pushed commit, built as Argo CD's repo-server builds

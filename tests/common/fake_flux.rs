@@ -110,6 +110,18 @@ impl FluxModel {
                 .iter_mut()
                 .filter(|s| s.object["kind"] == "GitRepository")
             {
+                // A package's repository (idpbuilder packages kindling pushes) has its own
+                // head; until it has one, no artifact.
+                let head = match s.object["spec"]["url"]
+                    .as_str()
+                    .and_then(super::fake_cluster::package_repository)
+                {
+                    Some(repo) => match self.ws.repository_head(&repo) {
+                        Some(h) => h,
+                        None => continue,
+                    },
+                    None => head.clone(),
+                };
                 // source-controller v1.9 internal/controller/gitrepository_controller.go
                 // Reconcile: "Return early if the object is suspended": it keeps the artifact
                 // it has, whatever the branch holds now.
@@ -478,16 +490,21 @@ impl FluxModel {
         let chart = format!("HelmChart '{ns}/{release_ns}-{name}' is not ready");
         if source["kind"] == "GitRepository" {
             let repo_name = source["name"].as_str().unwrap_or_default();
-            if !objects.iter().any(|s| {
+            let Some(git) = objects.iter().find(|s| {
                 s.plural == "gitrepositories"
                     && s.name == repo_name
                     && s.namespace.as_deref() == Some(ns)
-            }) {
+            }) else {
                 return Err(format!(
                     "{chart}: failed to get source: GitRepository.source.toolkit.fluxcd.io \"{repo_name}\" not found"
                 ));
-            }
-            let Some(head) = self.ws.head() else {
+            };
+            // The chart is read from the source's artifact: its own revision.
+            let artifact = git.object["status"]["artifact"]["revision"]
+                .as_str()
+                .and_then(|r| r.rsplit("sha1:").next())
+                .map(str::to_string);
+            let Some(head) = artifact.or_else(|| self.ws.head()) else {
                 return Err(format!(
                     "{chart}: no artifact available for GitRepository source '{repo_name}'"
                 ));

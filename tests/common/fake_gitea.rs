@@ -249,7 +249,10 @@ fn handle(
             return respond(&mut stream, "201 Created", &payload.to_string());
         }
         ("POST", "/api/v1/user/repos") => {
-            let repo = root.join(&doer).join("source.git");
+            // CreateRepoOption.name: kindling's `source`, or a package's repository.
+            let asked: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+            let name = asked["name"].as_str().unwrap_or("source");
+            let repo = root.join(&doer).join(format!("{name}.git"));
             if repo.exists() {
                 return respond(&mut stream, "409 Conflict", &recorded("repo-exists.json"));
             }
@@ -258,11 +261,12 @@ fn handle(
             git(&repo, &["config", "http.receivepack", "true"]);
             return respond(&mut stream, "201 Created", &recorded("repo-created.json"));
         }
-        ("GET", p) if p.starts_with("/api/v1/repos/") && p.ends_with("/source") => {
-            let owner = p
+        ("GET", p) if p.starts_with("/api/v1/repos/") && p.matches('/').count() == 5 => {
+            let (owner, name) = p
                 .trim_start_matches("/api/v1/repos/")
-                .trim_end_matches("/source");
-            if root.join(owner).join("source.git").exists() {
+                .split_once('/')
+                .unwrap_or_default();
+            if root.join(owner).join(format!("{name}.git")).exists() {
                 return respond(&mut stream, "200 OK", &recorded("repo-created.json"));
             }
             return respond(

@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod env_harness;
+pub mod fake_appset;
 pub mod fake_argo;
 pub mod fake_cert_manager;
 pub mod fake_cluster;

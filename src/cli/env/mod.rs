@@ -39,6 +39,10 @@ pub struct CreateArgs {
     /// Use this kustomize overlay (`overlays/NAME`) for every entry that offers overlays.
     #[arg(long)]
     overlay: Option<String>,
+    /// An idpbuilder package: a directory of Argo CD Application/ApplicationSet files whose
+    /// `cnoe://PATH` sources kindling pushes to Gitea repositories of their own (repeatable).
+    #[arg(long = "package", value_name = "DIR")]
+    packages: Vec<PathBuf>,
     /// Cluster provider (default: the profile's; the default profile is kind).
     #[arg(long, value_enum)]
     provider: Option<ProviderArg>,
@@ -678,6 +682,7 @@ fn create_options(
         switch_context: !args.no_switch_context,
         extra_ca: profile_extra_ca.into_iter().chain(args.extra_ca).collect(),
         overlay: args.overlay,
+        packages: args.packages,
     };
     Ok((options, args.dry_run))
 }

@@ -57,6 +57,21 @@ pub fn plan(plan: &Plan) {
             serde_yaml_ng::to_string(o).unwrap_or_default().trim_end()
         );
     }
+    for p in &plan.packages {
+        println!("# package {}", p.dir.display());
+        for (repo, dir) in &p.repositories {
+            println!("#   repository {repo} <- {}", dir.display());
+        }
+        for (from, to) in &p.rewrites {
+            println!("#   {from} -> {to}");
+        }
+        for o in &p.objects {
+            println!("#   applies {o}");
+        }
+        for i in &p.ignored {
+            println!("#   ignored: {i}");
+        }
+    }
 }
 
 pub fn created(report: &CreateReport, settings: &Settings) {
@@ -204,6 +219,23 @@ pub fn status(report: &StatusReport) {
     }
     for unchecked in &report.drift_unchecked {
         println!("not compared with Git: {unchecked}");
+    }
+    if !report.packages.is_empty() {
+        println!();
+    }
+    for p in &report.packages {
+        println!(
+            "package {}: {} {}",
+            p.package
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            p.object,
+            p.state
+        );
+        for g in &p.generated {
+            println!("  generated {g}");
+        }
     }
     if !report.objects.is_empty() {
         println!();

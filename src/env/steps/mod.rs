@@ -11,6 +11,7 @@ pub mod connect;
 pub mod engine;
 pub mod gitea;
 pub mod images;
+pub mod packages;
 pub mod preflight;
 pub mod push;
 pub mod reconcile;
@@ -48,6 +49,7 @@ pub const ALL: &[&[&dyn Step]] = &[
     &[&secrets::Secrets],
     &[&storage::Storage],
     &[&bootstrap::Bootstrap],
+    &[&packages::Packages],
     &[&vault::Vault],
     &[&reconcile::Reconcile],
 ];
@@ -70,6 +72,8 @@ pub fn unfinished(state: &EnvState) -> Vec<&'static str> {
         // before the storage and vault steps bootstrapped without them, with no storage and
         // no Vault to provide.
         .filter(|s| *s != "images" || !state.is_done("push"))
+        // An env without packages (one made before the step existed, too) lacks nothing.
+        .filter(|s| *s != "packages" || !state.packages.is_empty())
         .filter(|s| *s != "storage" || !state.is_done("bootstrap") || !state.storage.is_empty())
         .filter(|s| {
             *s != "vault"
