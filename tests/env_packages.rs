@@ -308,6 +308,47 @@ mod env {
                     && (engine != "argo" || config_value(&h, "set-gamma").is_some())
             },
         );
+        // `env restart --package` swaps the packages: the old objects go, the new come.
+        let second = h.path("second-package");
+        write(
+            &second,
+            "second.yaml",
+            "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: second}\nspec:\n  source: {repoURL: 'cnoe://files', path: .}\n  destination: {server: 'https://kubernetes.default.svc', namespace: default}\n  syncPolicy: {automated: {prune: true}}\n",
+        );
+        write(&second, "files/cm.yaml", &config_map("pkg-second", "2nd"));
+        let restarted = ok(&h.run(
+            &[
+                "env",
+                "restart",
+                &env,
+                "--package",
+                &second.display().to_string(),
+                "--output",
+                "json",
+            ],
+            &[],
+        ));
+        assert_eq!(
+            restarted["restart"]["packages"][0],
+            std::fs::canonicalize(&second)
+                .unwrap()
+                .display()
+                .to_string()
+        );
+        let (old_kind, new_kind) = match engine {
+            "argo" => ("Application", "Application"),
+            _ => ("Kustomization", "Kustomization"),
+        };
+        wait_until(
+            "the swapped packages",
+            std::time::Duration::from_secs(30),
+            || {
+                let _ = h.run(&["env", "status", &env], &[]);
+                h.api.object(old_kind, "notes").is_none()
+                    && h.api.object(new_kind, "second").is_some()
+                    && config_value(&h, "pkg-second").is_some()
+            },
+        );
         delete_clean(&h, &env);
     }
 

@@ -274,6 +274,25 @@ pub async fn request_reconcile(
     Ok(())
 }
 
+/// Deletes what the packages in `dirs` applied (the engine removes what they made, as it
+/// does when their objects go); returns how many objects were deleted. A package directory
+/// that cannot be read any more is skipped with its objects left: kindling cannot tell them.
+pub async fn remove(
+    kube: &KubeClient,
+    engine: Engine,
+    env: &str,
+    dirs: &[PathBuf],
+    gitea: &GiteaState,
+) -> Result<usize, EnvError> {
+    let mut objects = Vec::new();
+    for dir in dirs {
+        if let Ok(p) = package::load(dir) {
+            objects.extend(self::objects(engine, &p, env, &gitea.cluster_repo_url)?);
+        }
+    }
+    Ok(kube.delete_objects(&objects).await?.len())
+}
+
 /// One package object's state, for `env status`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]

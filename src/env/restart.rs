@@ -17,12 +17,16 @@ pub struct RestartReport {
     pub removed_stamp: String,
     pub stamp: String,
     pub commit: String,
+    /// The package directories the env runs now, when `--package` changed them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub packages: Option<Vec<std::path::PathBuf>>,
 }
 
 pub async fn restart(
     settings: &Settings,
     name: &str,
     new_stamp: Option<&str>,
+    new_packages: Option<&[std::path::PathBuf]>,
     progress: &Progress,
 ) -> Result<RestartReport, EnvError> {
     let env_dir = settings.env_dir(name);
@@ -45,6 +49,15 @@ pub async fn restart(
         None => stamp_of(&settings.data_dir, &state)?,
     };
     engine::secrets::check_host_values(&stamp, &settings.allow_secret_from)?;
+    // The packages asked for, read (and on Flux translated) before anything is removed.
+    let new_packages = match new_packages {
+        Some(dirs) => {
+            let dirs = super::packages::absolute(dirs)?;
+            super::packages::load_all(&dirs, state.engine)?;
+            Some(dirs)
+        }
+        None => None,
+    };
     let missing = super::storage::missing_mounts(&state, &stamp);
     if !missing.is_empty() {
         return Err(super::storage::missing_mounts_error(
@@ -62,6 +75,20 @@ pub async fn restart(
         t.elapsed(),
         &format!("stamp {} removed", old.name),
     );
+    if let Some(dirs) = &new_packages {
+        let gitea = super::open::gitea_of(&state)?;
+        let t = Instant::now();
+        progress.start("remove", "the packages' objects");
+        let removed =
+            super::packages::remove(&kube, state.engine, name, &state.packages, &gitea).await?;
+        progress.done(
+            "remove",
+            t.elapsed(),
+            &format!("{removed} package objects removed"),
+        );
+        state.packages = dirs.clone();
+        state.save(&env_dir)?;
+    }
     state.stamp = stamp.name.clone();
     state.stamp_dir = stamp.dir.clone();
     state.source = stamp.repo_root.clone();
@@ -81,11 +108,29 @@ pub async fn restart(
     give_bundle_images(settings, &state, progress).await?;
     let commit = super::bring_up::bring_up(settings, &mut state, &stamp, &kube, progress).await?;
     progress.info(&format!("stamp {} bootstrapped again", stamp.name));
+    if new_packages.is_some() {
+        let packages = super::packages::load_all(&state.packages, state.engine)?;
+        let done = super::packages::push_and_apply(
+            &kube,
+            state.engine,
+            name,
+            &packages,
+            &super::open::gitea_of(&state)?,
+            settings.step_timeout,
+        )
+        .await?;
+        progress.info(&format!(
+            "packages: {} repositories pushed, {} objects applied",
+            done.pushed.len(),
+            done.applied.len()
+        ));
+    }
     Ok(RestartReport {
         env: name.to_string(),
         removed_stamp: old.name,
         stamp: stamp.name,
         commit,
+        packages: new_packages,
     })
 }
 

@@ -128,6 +128,10 @@ pub enum EnvCommand {
         /// Switch to this stamp.
         #[arg(long)]
         stamp: Option<String>,
+        /// Run these idpbuilder packages instead of the env's (repeatable); the old ones'
+        /// objects are removed first.
+        #[arg(long = "package", value_name = "DIR")]
+        packages: Vec<std::path::PathBuf>,
         #[command(flatten)]
         consent: SecretConsent,
     },
@@ -421,14 +425,17 @@ async fn run_async(command: EnvCommand, output: Output, verbose: u8) -> anyhow::
         EnvCommand::Restart {
             env,
             stamp,
+            packages,
             consent,
         } => {
             settings.allow_secret_from.extend(consent.allow_secret_from);
             let missing =
                 kindling::env::consent_needed_for_restart(&settings, &env.name, stamp.as_deref());
             ask_consent(missing, &mut settings, out.json)?;
+            let packages = (!packages.is_empty()).then_some(packages.as_slice());
             let report =
-                kindling::env::restart(&settings, &env.name, stamp.as_deref(), &progress).await?;
+                kindling::env::restart(&settings, &env.name, stamp.as_deref(), packages, &progress)
+                    .await?;
             out.print("restart", &report, text::restarted);
         }
         EnvCommand::Approve { env, entry: None } => {
