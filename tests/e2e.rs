@@ -157,6 +157,31 @@ impl E2e {
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
+    /// `kubectl ARGS` through the env's kubeconfig (a hand edit, as a user makes one).
+    fn kubectl(&self, args: &[&str]) {
+        let kubeconfig = self.data.join("envs").join(&self.env).join("kubeconfig");
+        let out = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .output()
+            .expect("kubectl is needed by the e2e suite");
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Polls `done` every 5 s until it holds or `within` passes.
+    fn until(&self, what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+        let started = Instant::now();
+        while !done() {
+            assert!(started.elapsed() < within, "{what}: not within {within:?}");
+            std::thread::sleep(Duration::from_secs(5));
+        }
+    }
+
     /// Status line and Location of GET http://HOST:PORT/ (no redirect followed).
     fn http_redirect(&self, host: &str) -> Option<(u16, String)> {
         let port = self.port("http");
@@ -723,6 +748,95 @@ fn e2e_bring_your_own_flux_layout_and_promote() {
     assert_eq!(
         web["spec"]["template"]["spec"]["containers"][0]["image"], "registry.k8s.io/pause:3.10",
         "{web}"
+    );
+
+    // Drift (issue #21 part 4): a hand edit of a field Git sets shows in `env diff` and
+    // `env status`, and the engine puts Git's back: Flux on `env sync` (or at its interval),
+    // Argo CD by itself (selfHeal).
+    let image = |e2e: &E2e| {
+        e2e.kubectl_json(&["deployment", "-n", "web-stage", "web"])["spec"]["template"]["spec"]
+            ["containers"][0]["image"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    e2e.kubectl(&[
+        "-n",
+        "web-stage",
+        "set",
+        "image",
+        "deployment/web",
+        "web=registry.k8s.io/pause:3.9",
+    ]);
+    if e2e.engine == "flux" {
+        let diff = e2e.kindling(&["env", "diff", &env, "apps", "--exit-code"]);
+        assert_eq!(diff.status.code(), Some(1), "the hand edit is no drift");
+        let shown = String::from_utf8_lossy(&diff.stdout);
+        assert!(
+            shown.contains("Deployment web-stage/web drifted"),
+            "{shown}"
+        );
+        assert!(shown.contains("registry.k8s.io/pause:3.10"), "{shown}");
+        let status = e2e.json(&["env", "status", &env]);
+        let apps = status["status"]["reconciliation"]["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "apps")
+            .cloned()
+            .unwrap();
+        assert!(
+            apps["drifted"]
+                .to_string()
+                .contains("Deployment web-stage/web"),
+            "{apps}"
+        );
+        e2e.json(&["env", "sync", &env, "--timeout", "10m"]);
+    }
+    e2e.until(
+        "the engine reverts the hand edit",
+        Duration::from_secs(300),
+        || image(&e2e) == "registry.k8s.io/pause:3.10",
+    );
+    let clean = e2e.kindling(&["env", "diff", &env, "apps", "--exit-code"]);
+    assert!(
+        clean.status.success(),
+        "drift left after the engine reverted it"
+    );
+
+    // A bad commit: the API server refuses it, `env status` shows the engine's reason, and
+    // reverting it with `env sync` recovers.
+    let deployment = e2e.source.join("apps/web/base/deployment.yaml");
+    let good = std::fs::read_to_string(&deployment).unwrap();
+    std::fs::write(&deployment, good.replace("replicas: 1", "replicas: -1")).unwrap();
+    e2e.json(&["env", "sync", &env, "--no-wait"]);
+    e2e.until(
+        "the bad commit in env status",
+        Duration::from_secs(600),
+        || {
+            let status = e2e.json(&["env", "status", &env]);
+            status["status"]["reconciliation"]["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| {
+                    e["name"] == "apps"
+                        && e["readiness"] != "ready"
+                        && e["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("replicas"))
+                })
+        },
+    );
+    std::fs::write(&deployment, &good).unwrap();
+    let recovered = e2e.json(&["env", "sync", &env, "--timeout", "10m"]);
+    assert!(
+        recovered["sync"]["status"]["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["readiness"] == "ready"),
+        "{recovered}"
     );
     e2e.json(&["env", "delete", &env]);
 }
