@@ -467,7 +467,7 @@ mod env {
             "--dry-run",
         ]);
         let plan = &out["plan"];
-        assert_eq!(plan["steps"].as_array().unwrap().len(), 14);
+        assert_eq!(plan["steps"].as_array().unwrap().len(), 15);
         assert_eq!(plan["cluster"]["name"], format!("kindling-{env}"));
         // `kindling env create` alone: env dev, stamp sample, kind (the default profile, the
         // newest pinned Kubernetes), Flux.

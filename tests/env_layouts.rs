@@ -12,7 +12,13 @@ mod env {
     /// Creates an env of the layout in `dir` (written by `write`) on `engine` and checks that
     /// `expected` entries come up Ready in that order, the overlay's patch applied after the
     /// infrastructure, and the team's remote nowhere in what the engine was given.
-    fn run_layout(engine: &str, write: fn(&std::path::Path), dir: &str, expected: &[&str]) {
+    fn run_layout(
+        engine: &str,
+        write: fn(&std::path::Path),
+        dir: &str,
+        expected: &[&str],
+        check: fn(&Harness),
+    ) {
         let h = Harness::with_engine(engine);
         write(&h.path("source"));
         let env = unique(&format!("layout{engine}"));
@@ -56,6 +62,7 @@ mod env {
                 assert!(!o.to_string().contains("github.com/team/fleet"), "{o}");
             }
         }
+        check(&h);
         delete_clean(&h, &env);
     }
 
@@ -71,7 +78,13 @@ mod env {
         if docker().await.is_none() {
             return;
         }
-        run_layout("flux", write_flux_layout, "clusters/dev", FLUX_ENTRIES);
+        run_layout(
+            "flux",
+            write_flux_layout,
+            "clusters/dev",
+            FLUX_ENTRIES,
+            |_| {},
+        );
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -79,7 +92,13 @@ mod env {
         if docker().await.is_none() {
             return;
         }
-        run_layout("argo", write_flux_layout, "clusters/dev", FLUX_ENTRIES);
+        run_layout(
+            "argo",
+            write_flux_layout,
+            "clusters/dev",
+            FLUX_ENTRIES,
+            |_| {},
+        );
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -87,7 +106,20 @@ mod env {
         if docker().await.is_none() {
             return;
         }
-        run_layout("argo", argo_layout, "bootstrap", ARGO_ENTRIES);
+        // The team's project and sync options are kept; its AppProject permits the env's
+        // Gitea too (the fake Argo CD refuses a repository its project does not permit).
+        run_layout("argo", argo_layout, "bootstrap", ARGO_ENTRIES, |h| {
+            let web = h.api.object("Application", "web").unwrap();
+            assert_eq!(web["spec"]["project"], "team");
+            let options = web["spec"]["syncPolicy"]["syncOptions"].to_string();
+            assert!(options.contains("PruneLast=true"), "{options}");
+            let project = h.api.object("AppProject", "team").unwrap();
+            assert_eq!(
+                project["spec"]["sourceRepos"].as_array().unwrap().len(),
+                2,
+                "{project}"
+            );
+        });
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -95,6 +127,6 @@ mod env {
         if docker().await.is_none() {
             return;
         }
-        run_layout("flux", argo_layout, "bootstrap", ARGO_ENTRIES);
+        run_layout("flux", argo_layout, "bootstrap", ARGO_ENTRIES, |_| {});
     }
 }

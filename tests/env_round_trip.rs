@@ -40,7 +40,7 @@ mod env {
         assert_eq!(steps, kindling::env::steps::names());
         // The order the README documents, literally.
         let readme = std::fs::read_to_string(super::common::repo_dir().join("README.md")).unwrap();
-        let documented = "preflight → ca → (cluster ‖ gitea ‖ registry) → connect → images → push → engine → secrets → storage → bootstrap → vault → reconcile";
+        let documented = "preflight → ca → (cluster ‖ gitea ‖ registry) → connect → images → push → engine → secrets → storage → bootstrap → packages → vault → reconcile";
         assert!(
             readme.contains(documented),
             "the README's step line changed"
@@ -50,12 +50,14 @@ mod env {
             .filter(|s| !s.is_empty())
             .collect();
         assert_eq!(steps, listed);
-        // Every step done, but the images one: no bundle is loaded.
+        // Every step done, but the images and packages ones: no bundle is loaded, no package
+        // given.
         assert!(
             report["steps"].as_array().unwrap().iter().all(|s| {
                 let done = s["status"] == "done" && s["durationMs"].is_u64();
                 match s["name"].as_str() {
                     Some("images") => s["status"] == "skipped" && s["detail"] == "no bundle loaded",
+                    Some("packages") => s["status"] == "skipped" && s["detail"] == "no packages",
                     _ => done,
                 }
             }),

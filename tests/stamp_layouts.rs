@@ -79,11 +79,48 @@ mod stamp {
             }
             other => panic!("{other:?}"),
         }
-        // The project is kindling's: said, not silently dropped.
+        // The project and sync options are kept; the layout's AppProject is applied at
+        // bootstrap, permitting the env's Gitea as well as the team's remote.
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+        let opts = RenderOptions::standard(
+            "http://gitea.kindling-system.svc.cluster.local:3000/kindling/source.git".into(),
+        );
+        let rendered = render(&s, Engine::Argo, &opts).unwrap();
+        let web = rendered
+            .files
+            .iter()
+            .flat_map(|f| f.documents.iter())
+            .find(|d| d["kind"] == "Application" && d["metadata"]["name"] == "web")
+            .unwrap();
+        assert_eq!(web["spec"]["project"], "team");
+        let options = web["spec"]["syncPolicy"]["syncOptions"].to_string();
         assert!(
-            s.warnings
-                .iter()
-                .any(|w| w.to_string().contains("project 'team'")),
+            options.contains("PruneLast=true") && options.contains("CreateNamespace=true"),
+            "{options}"
+        );
+        let project = rendered
+            .bootstrap_documents()
+            .into_iter()
+            .find(|d| d["kind"] == "AppProject")
+            .unwrap();
+        assert_eq!(
+            project["spec"]["sourceRepos"],
+            serde_json::json!([
+                "https://github.com/team/fleet.git",
+                "http://gitea.kindling-system.svc.cluster.local:3000/kindling/source.git"
+            ])
+        );
+        // A project the layout does not define cannot be kept: said, and `default` used.
+        std::fs::write(
+            repo.path().join("bootstrap/kustomization.yaml"),
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [root.yaml]\n",
+        )
+        .unwrap();
+        let s = stamp::load(&repo.path().join("bootstrap"), None).unwrap();
+        assert!(
+            s.warnings.iter().any(|w| w
+                .to_string()
+                .contains("project 'team' is not defined in the layout")),
             "{:?}",
             s.warnings
         );

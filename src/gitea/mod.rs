@@ -601,7 +601,13 @@ impl GiteaClient {
         name: &str,
         description: &str,
     ) -> Result<Repository, GiteaError> {
-        let action = "creating a repository";
+        let what = if name == REPOSITORY {
+            "the source repository".to_string()
+        } else {
+            format!("repository {name}")
+        };
+        let creating = format!("creating {what}");
+        let action = creating.as_str();
         let body = serde_json::to_value(CreateRepoOption {
             name,
             private: true,
@@ -614,7 +620,8 @@ impl GiteaClient {
         match r.status {
             201 => Self::parse(action, &r),
             409 => {
-                let action = "reading a repository";
+                let reading = format!("reading {what}");
+                let action = reading.as_str();
                 let r = self.call(
                     "GET",
                     &format!("/api/v1/repos/{}/{name}", self.owner()),

@@ -14,8 +14,12 @@
 //!   chart, version and values, fetched from that repository as before.
 //! - Any other source (another Git repository, several `sources`) is a problem naming it.
 //! - Sync waves become dependencies: every entry waits for the entries of the wave before its
-//!   own. The destination namespace is kept; the project and sync options are kindling's (its
-//!   root and entries are in its own project), which a warning names when they differ.
+//!   own. The destination namespace, the project and the sync options are kept (on Argo CD):
+//!   an AppProject the directories define (argo-cd v3.5.1 `AppProject`, `spec.sourceRepos`)
+//!   is applied at bootstrap, its `sourceRepos` entry naming this repository gaining the env's
+//!   Gitea, so Argo CD still permits the Applications' new `repoURL`. A project the layout does
+//!   not define cannot be kept (Argo CD refuses an Application of a missing project): a
+//!   warning says the entry runs in `default`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -34,6 +38,10 @@ const MAX_NESTING: usize = 8;
 
 fn is_application(d: &Document) -> bool {
     d.group() == "argoproj.io" && d.kind() == "Application"
+}
+
+fn is_project(d: &Document) -> bool {
+    d.group() == "argoproj.io" && d.kind() == "AppProject"
 }
 
 /// Loads the Argo CD bootstrap directory `dir`; `Ok(None)` when it holds no Application.
@@ -59,6 +67,8 @@ pub fn load(dir: &Path, source_root: Option<&Path>) -> Result<Option<Draft>, Sta
         problems: Vec::new(),
         warnings: Vec::new(),
         entries: Vec::new(),
+        projects: directory_documents(dir, is_project)?,
+        kept: BTreeMap::new(),
     };
     for d in &documents {
         loader.expand(d, 0)?;
@@ -66,9 +76,33 @@ pub fn load(dir: &Path, source_root: Option<&Path>) -> Result<Option<Draft>, Sta
     let Loader {
         mut entries,
         problems,
-        warnings,
+        mut warnings,
+        projects,
+        kept,
         ..
     } = loader;
+    // Each kept project must be one the layout defines; otherwise the entry runs in `default`.
+    let defined: Vec<String> = projects.iter().map(|p| p.name().to_string()).collect();
+    let mut argo = crate::stamp::ArgoKept::default();
+    for (entry, (project, options, file)) in kept {
+        let project = if project == "default" || defined.contains(&project) {
+            project
+        } else {
+            warnings.push(Problem::new(
+                &file,
+                Some(&entry),
+                "spec.project",
+                format!("project '{project}' is not defined in the layout; the entry runs in project default"),
+                "put its AppProject in the bootstrap directory or beside the Applications",
+            ));
+            "default".to_string()
+        };
+        argo.entries.insert(entry, (project, options));
+    }
+    argo.projects = projects
+        .iter()
+        .map(|p| rewrite_source_repos(&p.value, &remotes))
+        .collect();
     // Each wave waits for the one before it.
     let waves: Vec<i64> = {
         let mut w: Vec<i64> = entries.iter().map(|(wave, _)| *wave).collect();
@@ -105,6 +139,7 @@ pub fn load(dir: &Path, source_root: Option<&Path>) -> Result<Option<Draft>, Sta
             storage: Vec::new(),
             graph: Graph::default(),
             warnings,
+            argo,
         },
         problems,
         dropped: Vec::new(),
@@ -114,6 +149,34 @@ pub fn load(dir: &Path, source_root: Option<&Path>) -> Result<Option<Draft>, Sta
 /// The Applications of a directory: the files its kustomization.yaml lists, else its YAML
 /// files (not below it: a path's subdirectories are other Applications' business).
 fn directory_applications(dir: &Path) -> Result<Vec<Document>, StampError> {
+    directory_documents(dir, is_application)
+}
+
+/// An AppProject with `sourceRepos` naming this repository also naming the env's Gitea
+/// (`env-gitea` is filled in when rendered for an env: [`GITEA_SOURCE_REPO`]).
+fn rewrite_source_repos(project: &Value, remotes: &[String]) -> Value {
+    let mut project = project.clone();
+    if let Some(repos) = project["spec"]["sourceRepos"].as_array_mut()
+        && repos.iter().any(|r| {
+            r.as_str()
+                .is_some_and(|r| remotes.contains(&normalize_url(r)))
+        })
+        && !repos.iter().any(|r| r == GITEA_SOURCE_REPO)
+    {
+        repos.push(Value::String(GITEA_SOURCE_REPO.to_string()));
+    }
+    project
+}
+
+/// Placeholder for the env's repository URL in a kept AppProject's `sourceRepos`, replaced
+/// by the render (which knows the env's Gitea).
+pub const GITEA_SOURCE_REPO: &str = "kindling:gitea-repository";
+
+/// The documents of a directory that `keep` selects, read as [`directory_applications`] reads.
+fn directory_documents(
+    dir: &Path,
+    keep: fn(&Document) -> bool,
+) -> Result<Vec<Document>, StampError> {
     let files: Vec<PathBuf> = match super::manifests::kustomization_file(dir) {
         Some(k) => super::manifests::kustomization_resources(&k)?
             .into_iter()
@@ -139,7 +202,7 @@ fn directory_applications(dir: &Path) -> Result<Vec<Document>, StampError> {
         documents.extend(
             parse_documents(&file, &read_text(&file)?)?
                 .into_iter()
-                .filter(is_application),
+                .filter(keep),
         );
     }
     Ok(documents)
@@ -189,6 +252,10 @@ struct Loader<'a> {
     problems: Vec<Problem>,
     warnings: Vec<Problem>,
     entries: Vec<(i64, Entry)>,
+    /// The AppProjects of the directories read.
+    projects: Vec<Document>,
+    /// Entry → (project, sync options, the file declaring it).
+    kept: BTreeMap<String, (String, Vec<String>, PathBuf)>,
 }
 
 impl Loader<'_> {
@@ -212,14 +279,13 @@ impl Loader<'_> {
             .as_str()
             .and_then(|w| w.trim().parse::<i64>().ok())
             .unwrap_or(0);
-        let project = spec["project"].as_str().unwrap_or("default");
-        if project != "default" || !spec["syncPolicy"]["syncOptions"].is_null() {
-            self.warnings.push(problem(
-                "spec.project",
-                format!("project '{project}' and the sync options are kindling's on its Gitea (its own project, automated sync)"),
-                "nothing to do; the destination namespace and sync waves are kept",
-            ));
-        }
+        let project = spec["project"].as_str().unwrap_or("default").to_string();
+        let sync_options: Vec<String> = spec["syncPolicy"]["syncOptions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|o| o.as_str().map(str::to_string))
+            .collect();
         let namespace = spec["destination"]["namespace"]
             .as_str()
             .map(str::to_string);
@@ -252,6 +318,10 @@ impl Loader<'_> {
                 }
                 _ => Map::new(),
             };
+            self.kept.insert(
+                name.clone(),
+                (project.clone(), sync_options.clone(), d.file.clone()),
+            );
             self.entries.push((
                 wave,
                 entry(Source::Helm(HelmChart {
@@ -293,8 +363,11 @@ impl Loader<'_> {
             ));
             return Ok(());
         };
-        // App-of-apps: the Applications it would apply are the entries.
+        // App-of-apps: the Applications it would apply are the entries (and its
+        // AppProjects, kept).
         let children = if host_dir.is_dir() {
+            self.projects
+                .extend(directory_documents(&host_dir, is_project)?);
             directory_applications(&host_dir)?
         } else {
             Vec::new()
@@ -313,6 +386,8 @@ impl Loader<'_> {
             }
             return Ok(());
         }
+        self.kept
+            .insert(name.clone(), (project, sync_options, d.file.clone()));
         self.entries.push((
             wave,
             entry(Source::Path(PathSource {

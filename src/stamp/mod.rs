@@ -4,7 +4,7 @@
 //! HostK8s stack ([`hostk8s`]) into one engine-neutral model ([`Stamp`]), validated
 //! ([`validate`]), ordered ([`graph`]) and rendered for Flux or Argo CD ([`render`]).
 
-mod argo_layout;
+pub(crate) mod argo_layout;
 mod error;
 pub mod generator;
 pub mod graph;
@@ -60,6 +60,19 @@ pub struct Stamp {
     /// What loads but may not do what the stamp's author expects (each with its file, field
     /// and what happens instead); shown by `stamp validate`, `stamp render` and `env create`.
     pub warnings: Vec<Problem>,
+    /// What an Argo CD layout (format `argo`) keeps of its own on Argo CD.
+    pub argo: ArgoKept,
+}
+
+/// An Argo CD layout's own projects and sync options, kept when it runs on Argo CD: the
+/// AppProjects its directories define (applied at bootstrap, their `sourceRepos` naming the
+/// pushed repository pointed at the env's Gitea too), and each entry's project and
+/// `syncOptions`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ArgoKept {
+    pub projects: Vec<serde_json::Value>,
+    /// Entry name → (project, sync options).
+    pub entries: std::collections::BTreeMap<String, (String, Vec<String>)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

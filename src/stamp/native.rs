@@ -457,6 +457,7 @@ pub fn load(file: &Path, dir: &Path, source_root: Option<&Path>) -> Result<Draft
             storage,
             graph: Graph::default(),
             warnings: Vec::new(),
+            argo: Default::default(),
         },
         problems,
         dropped,

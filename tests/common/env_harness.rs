@@ -449,10 +449,11 @@ pub fn manifests_dir(dir: &Path) {
     std::fs::write(dir.join(name), text).unwrap();
     // Argo CD's manifest names no namespace; kindling puts it into `argocd`.
     let argo = format!(
-        "{}\n---\n{}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: argocd-cm}}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: argocd-server}}\nspec: {{}}\n---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: argocd-application-controller}}\nspec: {{replicas: 1}}\n",
+        "{}\n---\n{}\n---\n{}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: argocd-cm}}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: argocd-server}}\nspec: {{}}\n---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: argocd-application-controller}}\nspec: {{replicas: 1}}\n",
         crd("argocd-application-crd.yaml"),
-        // install.yaml (argo-cd v3.5.1) installs the ApplicationSet CRD and controller too.
-        crd("argocd-applicationset-crd.yaml")
+        // install.yaml (argo-cd v3.5.1) installs the ApplicationSet and AppProject CRDs too.
+        crd("argocd-applicationset-crd.yaml"),
+        crd("argocd-appproject-crd.yaml")
     );
     let name = kindling::engine::manifests::pinned(kindling::engine::Engine::Argo).file_name();
     std::fs::write(dir.join(name), argo).unwrap();

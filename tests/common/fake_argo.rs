@@ -124,6 +124,17 @@ impl ArgoModel {
             return;
         }
         let sources = sources_of(&app);
+        // The project first (argo-cd v3.5.1 controller/appcontroller.go: "Application
+        // referencing project %s which does not exist"; util/argo/argo.go with
+        // app_project_types.go `IsSourcePermitted`: "application repo %s is not permitted in
+        // project '%s'"): an invalid spec is a condition, and nothing syncs.
+        if let Some(invalid) = invalid_spec(objects, &app, &sources) {
+            let i = Self::index(objects, name).unwrap();
+            objects[i].object["status"]["conditions"] =
+                json!([{"type": "InvalidSpecError", "message": invalid}]);
+            objects[i].object["status"]["sync"]["status"] = json!("Unknown");
+            return;
+        }
         // A chart's revision is its version; a Git source's is its repository's head: the
         // env's pushed commit, or a package repository's (joined, for several sources).
         let revision = if sources.iter().all(|s| s["chart"].is_string()) {
@@ -587,6 +598,62 @@ fn has_health_check(kind: &str) -> bool {
             | "ClusterIssuer"
             | "Issuer"
     )
+}
+
+/// Why Argo CD would not reconcile `app` for its project, if it would not. The `default`
+/// project exists from the start and permits every repository (argo-cd creates it so).
+fn invalid_spec(objects: &[Stored], app: &Value, sources: &[Value]) -> Option<String> {
+    let project = app["spec"]["project"].as_str().unwrap_or("default");
+    if project == "default" {
+        return None;
+    }
+    let Some(p) = objects.iter().find(|s| {
+        s.plural == "appprojects" && s.name == project && s.namespace.as_deref() == Some(NAMESPACE)
+    }) else {
+        return Some(format!(
+            "Application referencing project {project} which does not exist"
+        ));
+    };
+    let allowed: Vec<String> = p.object["spec"]["sourceRepos"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.as_str().map(normalize_git_url))
+        .collect();
+    for source in sources {
+        let url = source["repoURL"].as_str().unwrap_or_default();
+        let wanted = normalize_git_url(url);
+        // app_project_types.go `globMatch`: `*` alone permits everything.
+        if !allowed.iter().any(|a| a == "*" || glob_match(a, &wanted)) {
+            return Some(format!(
+                "application repo {url} is not permitted in project '{project}'"
+            ));
+        }
+    }
+    None
+}
+
+/// util/git `NormalizeGitURL`, as far as the tests need it: lower case, trimmed, no `.git`.
+fn normalize_git_url(url: &str) -> String {
+    url.trim()
+        .to_lowercase()
+        .trim_end_matches(".git")
+        .to_string()
+}
+
+/// util/glob `Match` with `/` as separator: `*` runs to the next `/`, `**` across them.
+fn glob_match(pattern: &str, text: &str) -> bool {
+    fn go(p: &[u8], t: &[u8]) -> bool {
+        match p.first() {
+            None => t.is_empty(),
+            Some(b'*') if p.get(1) == Some(&b'*') => (0..=t.len()).any(|i| go(&p[2..], &t[i..])),
+            Some(b'*') => (0..=t.len())
+                .take_while(|&i| i == 0 || t[i - 1] != b'/')
+                .any(|i| go(&p[1..], &t[i..])),
+            Some(c) => t.first() == Some(c) && go(&p[1..], &t[1..]),
+        }
+    }
+    go(pattern.as_bytes(), text.as_bytes())
 }
 
 fn sources_of(app: &Value) -> Vec<Value> {

@@ -373,18 +373,19 @@ impl Workspace {
             }) {
                 Some(s) => {
                     let status = s.object["status"].clone();
-                    let finalizers = s.object["metadata"]["finalizers"].clone();
                     let generation = s.object["metadata"]["generation"].as_i64().unwrap_or(1);
-                    let uid = s.object["metadata"]["uid"].clone();
-                    // Server-side apply keeps what other managers own (the binder's fields).
-                    super::fake_volumes::keep_binding(&s.plural, &s.object, &mut o);
-                    let spec_changed = s.object["spec"] != o["spec"];
-                    s.object = o;
+                    // Both engines apply server-side, forced, as their own field manager
+                    // (kustomize-controller; Argo CD's `ServerSideApply=true`, which kindling
+                    // sets): what other managers set stays, such as a reconcile request
+                    // annotation or the binder's fields (fake_ssa).
+                    let manager = match owner {
+                        Owner::Flux(_) => "kustomize-controller",
+                        Owner::Argo(_) => "argocd-controller",
+                    };
+                    let merged = super::fake_ssa::apply(Some(&s.object), &o, manager);
+                    let spec_changed = s.object["spec"] != merged["spec"];
+                    s.object = merged;
                     s.object["status"] = status;
-                    s.object["metadata"]["uid"] = uid;
-                    if !finalizers.is_null() {
-                        s.object["metadata"]["finalizers"] = finalizers;
-                    }
                     s.object["metadata"]["generation"] =
                         json!(generation + i64::from(spec_changed));
                 }

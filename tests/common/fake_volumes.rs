@@ -17,31 +17,6 @@ use serde_json::{Value, json};
 
 use super::kube_api::Stored;
 
-/// What server-side apply keeps of an object another manager re-applies: the fields
-/// kube-controller-manager's binder owns (a volume's `spec.claimRef`, a claim's
-/// `spec.volumeName`, their `pv.kubernetes.io/*` annotations), unless the applied object
-/// sets them itself (kubernetes/kubernetes staging/src/k8s.io/apimachinery
-/// pkg/util/managedfields: fields of other managers stay).
-pub fn keep_binding(plural: &str, old: &Value, new: &mut Value) {
-    let field = match plural {
-        "persistentvolumes" => "claimRef",
-        "persistentvolumeclaims" => "volumeName",
-        _ => return,
-    };
-    if new["spec"][field].is_null() && !old["spec"][field].is_null() {
-        new["spec"][field] = old["spec"][field].clone();
-    }
-    for (k, v) in old["metadata"]["annotations"]
-        .as_object()
-        .into_iter()
-        .flatten()
-    {
-        if k.starts_with("pv.kubernetes.io/") && new["metadata"]["annotations"][k].is_null() {
-            new["metadata"]["annotations"][k] = v.clone();
-        }
-    }
-}
-
 /// Bytes of a resource quantity (`5Gi`, `500Mi`, `1G`, `1024`); `None` when unreadable.
 fn bytes(quantity: &str) -> Option<f64> {
     const SUFFIXES: &[(&str, f64)] = &[

@@ -208,8 +208,9 @@ pub fn write_overlay_layout(root: &Path, image: &str, base_tag: &str, tag: &str)
 
 /// An Argo CD bootstrap directory over the same repository as [`write_flux_layout`]: a Git
 /// checkout whose remote is the team's (`git@github.com:team/fleet.git`), `bootstrap/`
-/// listing an app-of-apps `root` whose path `argo/apps` holds the Applications: `infra`
-/// (wave -1) and `web` (wave 1, project `team`) on this repository, and, with `helm`, a
+/// listing the AppProject `team` (sourceRepos: this repository only) and an app-of-apps `root`
+/// whose path `argo/apps` holds the Applications: `infra` (wave -1) and `web` (wave 1,
+/// project `team`, sync option `PruneLast=true`) on this repository, and, with `helm`, a
 /// `podinfo` Application from a Helm repository (wave 0).
 #[allow(dead_code)]
 pub fn write_argo_layout(root: &Path, helm: bool) {
@@ -226,12 +227,17 @@ pub fn write_argo_layout(root: &Path, helm: bool) {
     git(&["remote", "add", "origin", "git@github.com:team/fleet.git"]);
     let app = |name: &str, wave: &str, path: &str, namespace: &str, project: &str| {
         format!(
-            "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: {name}\n  namespace: argocd\n  annotations:\n    argocd.argoproj.io/sync-wave: \"{wave}\"\nspec:\n  project: {project}\n  source:\n    repoURL: https://github.com/team/fleet.git\n    targetRevision: main\n    path: {path}\n  destination:\n    server: https://kubernetes.default.svc\n    namespace: {namespace}\n  syncPolicy:\n    automated: {{prune: true, selfHeal: true}}\n"
+            "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: {name}\n  namespace: argocd\n  annotations:\n    argocd.argoproj.io/sync-wave: \"{wave}\"\nspec:\n  project: {project}\n  source:\n    repoURL: https://github.com/team/fleet.git\n    targetRevision: main\n    path: {path}\n  destination:\n    server: https://kubernetes.default.svc\n    namespace: {namespace}\n  syncPolicy:\n    automated: {{prune: true, selfHeal: true}}\n    syncOptions: [PruneLast=true]\n"
         )
     };
     write(
         &root.join("bootstrap/kustomization.yaml"),
-        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [root.yaml]\n",
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [project.yaml, root.yaml]\n",
+    );
+    // The team's project, permitting only its own repository (as a team's would).
+    write(
+        &root.join("bootstrap/project.yaml"),
+        "apiVersion: argoproj.io/v1alpha1\nkind: AppProject\nmetadata: {name: team, namespace: argocd}\nspec:\n  sourceRepos: ['https://github.com/team/fleet.git']\n  destinations: [{server: 'https://kubernetes.default.svc', namespace: '*'}]\n  clusterResourceWhitelist: [{group: '*', kind: '*'}]\n",
     );
     write(
         &root.join("bootstrap/root.yaml"),

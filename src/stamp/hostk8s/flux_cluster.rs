@@ -141,6 +141,7 @@ pub fn load(dir: &Path) -> Result<Option<Draft>, StampError> {
             storage: Vec::new(),
             graph: Graph::default(),
             warnings: Vec::new(),
+            argo: Default::default(),
         },
         problems,
         dropped: Vec::new(),

@@ -94,6 +94,7 @@ pub fn load(dir: &Path, file: Option<&Path>) -> Result<Option<Draft>, StampError
             storage,
             graph: Graph::default(),
             warnings,
+            argo: Default::default(),
         },
         problems,
         dropped: Vec::new(),

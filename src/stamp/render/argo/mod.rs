@@ -46,7 +46,7 @@ struct Application {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ApplicationSpec {
-    project: &'static str,
+    project: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     source: Option<ApplicationSource>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -99,7 +99,7 @@ struct SyncPolicy {
     /// None for a manual gate not approved yet: Argo CD syncs nothing of it by itself.
     #[serde(skip_serializing_if = "Option::is_none")]
     automated: Option<Automated>,
-    sync_options: Vec<&'static str>,
+    sync_options: Vec<String>,
     retry: Retry,
 }
 
@@ -131,7 +131,7 @@ fn sync_policy(prune: bool) -> SyncPolicy {
             self_heal: true,
         }),
         // Server-side apply: CRDs such as cert-manager's exceed the client-side annotation limit.
-        sync_options: vec!["CreateNamespace=true", "ServerSideApply=true"],
+        sync_options: vec!["CreateNamespace=true".into(), "ServerSideApply=true".into()],
         retry: Retry {
             limit: 10,
             backoff: Backoff {
@@ -189,9 +189,13 @@ pub fn render(stamp: &Stamp, opts: &RenderOptions) -> Result<Rendered, StampErro
     // syncs, or its first sync applies every wave at once (argoproj/argo-cd v3.5.1
     // gitops-engine/pkg/sync/sync_context.go: an object without a health check counts as
     // done as soon as it is applied).
+    // The layout's own AppProjects before the root: its Applications name them.
+    let mut bootstrap = vec![argocd_cm()];
+    bootstrap.extend(kept_projects(stamp, opts));
+    bootstrap.push(root_application(stamp, opts));
     let mut files = vec![RenderedFile {
         path: "argo/bootstrap.yaml".to_string(),
-        documents: vec![argocd_cm(), root_application(stamp, opts)],
+        documents: bootstrap,
     }];
     files.extend(apps);
     files.extend(overlays);
@@ -216,7 +220,7 @@ fn root_application(stamp: &Stamp, opts: &RenderOptions) -> Value {
         kind: "Application",
         metadata,
         spec: ApplicationSpec {
-            project: "default",
+            project: "default".into(),
             source: Some(ApplicationSource {
                 repo_url: opts.repo_url.clone(),
                 target_revision: opts.branch.clone(),
@@ -271,6 +275,50 @@ fn argocd_cm() -> Value {
     })
 }
 
+/// kindling's sync options with an entry's own: an option the entry sets (`KEY=VALUE`)
+/// replaces kindling's of the same key.
+fn merged_sync_options(mut options: Vec<String>, own: Option<&[String]>) -> Vec<String> {
+    for o in own.unwrap_or_default() {
+        let key = o.split_once('=').map_or(o.as_str(), |(k, _)| k);
+        options.retain(|mine| mine.split_once('=').map_or(mine.as_str(), |(k, _)| k) != key);
+        options.push(o.clone());
+    }
+    options
+}
+
+/// The layout's AppProjects, the placeholder in `sourceRepos` replaced by the env's
+/// repository URL.
+fn kept_projects(stamp: &Stamp, opts: &RenderOptions) -> Vec<Value> {
+    let mut seen = Vec::new();
+    stamp
+        .argo
+        .projects
+        .iter()
+        .filter(|p| {
+            let name = p["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            !seen.contains(&name) && {
+                seen.push(name);
+                true
+            }
+        })
+        .map(|p| {
+            let mut p = p.clone();
+            p["metadata"]["namespace"] = Value::String(NAMESPACE.to_string());
+            if let Some(repos) = p["spec"]["sourceRepos"].as_array_mut() {
+                for r in repos.iter_mut() {
+                    if r == crate::stamp::argo_layout::GITEA_SOURCE_REPO {
+                        *r = Value::String(opts.repo_url.clone());
+                    }
+                }
+            }
+            p
+        })
+        .collect()
+}
+
 fn child_application(
     stamp: &Stamp,
     entry: &Entry,
@@ -293,7 +341,14 @@ fn child_application(
         kind: "Application",
         metadata,
         spec: ApplicationSpec {
-            project: "default",
+            // An Argo CD layout's own project, and its sync options over kindling's (the
+            // layout's value wins for an option both set).
+            project: stamp
+                .argo
+                .entries
+                .get(&entry.name)
+                .map(|(p, _)| p.clone())
+                .unwrap_or_else(|| "default".into()),
             source,
             sources,
             destination: Destination {
@@ -304,6 +359,14 @@ fn child_application(
                 automated: sync_policy(entry.prune)
                     .automated
                     .filter(|_| !entry.manual_gate && !entry.applied_directly),
+                sync_options: merged_sync_options(
+                    sync_policy(entry.prune).sync_options,
+                    stamp
+                        .argo
+                        .entries
+                        .get(&entry.name)
+                        .map(|(_, o)| o.as_slice()),
+                ),
                 ..sync_policy(entry.prune)
             },
         },
