@@ -33,22 +33,11 @@ mod env {
     /// An application of plain manifests (no kustomization: read file by file, as
     /// kustomize-controller generates one) beside the sample stamp's.
     fn add_notes(h: &Harness) {
-        let dir = h.path("source/stamps/sample/applications/notes");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("notes.yaml"),
+        h.add_sample_application(
+            "{name: notes, path: applications/notes, namespace: website, dependsOn: [website]}",
+            "notes",
             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\ndata: {text: first}\n",
-        )
-        .unwrap();
-        let file = h.path("source/stamps/sample/stamp.yaml");
-        let text = std::fs::read_to_string(&file).unwrap();
-        let added = text.replacen(
-            "  applications:\n",
-            "  applications:\n    - {name: notes, path: applications/notes, namespace: website, dependsOn: [website]}\n",
-            1,
         );
-        assert_ne!(added, text);
-        std::fs::write(&file, added).unwrap();
     }
 
     fn apply_then_sync(engine: &str) {
@@ -65,7 +54,7 @@ mod env {
             .output()
             .unwrap());
         let marker = format!("applied {}", unique("m"));
-        let notes = h.path("source/stamps/sample/applications/notes/notes.yaml");
+        let notes = h.path("source/stamps/sample/applications/notes/manifest.yaml");
         let text = std::fs::read_to_string(&notes).unwrap();
         std::fs::write(
             &notes,

@@ -17,22 +17,11 @@ mod env {
     /// drift to last until `env sync`. (A Secret cannot be in Git: `stamp validate`
     /// refuses it; the masking of Secret values is a unit test of src/env/diff.rs.)
     fn add_notes(h: &Harness) {
-        let dir = h.path("source/stamps/sample/applications/notes");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("notes.yaml"),
+        h.add_sample_application(
+            "{name: notes, path: applications/notes, namespace: default, interval: 24h}",
+            "notes",
             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\ndata: {text: first, keep: same}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes-more}\ndata: {more: text}\n",
-        )
-        .unwrap();
-        let file = h.path("source/stamps/sample/stamp.yaml");
-        let text = std::fs::read_to_string(&file).unwrap();
-        let added = text.replacen(
-            "  applications:\n",
-            "  applications:\n    - {name: notes, path: applications/notes, namespace: default, interval: 24h}\n",
-            1,
         );
-        assert_ne!(added, text);
-        std::fs::write(&file, added).unwrap();
     }
 
     fn entry<'a>(report: &'a Value, name: &str) -> &'a Value {

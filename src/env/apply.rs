@@ -43,17 +43,7 @@ pub async fn apply(
     let (_lock, mut state) = load_locked(settings, name, "env apply")?;
     super::open::refuse_when_suspended(&state, "apply")?;
     let stamp = stamp_of(&settings.data_dir, &state)?;
-    let Some(entry) = stamp.entry(entry_name).cloned() else {
-        return Err(EnvError::BadInput(format!(
-            "env {name} has no entry {entry_name} (entries: {})",
-            stamp
-                .entries
-                .iter()
-                .map(|e| e.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    };
+    let entry = super::open::entry_of(&stamp, name, entry_name)?.clone();
     let Source::Path(path) = &entry.source else {
         return Err(EnvError::BadInput(format!(
             "entry {entry_name} is a Helm chart: the engine installs it\nhelp: `kindling env sync {name}` pushes and reconciles it now"
@@ -95,17 +85,7 @@ pub async fn apply(
         ..ApplyOptions::new(settings.step_timeout)
     };
     let applied = kube.apply_objects(&objects, &options).await?;
-    let applied: Vec<String> = applied
-        .into_iter()
-        .map(|a| {
-            format!(
-                "{} {}{}",
-                a.kind,
-                a.namespace.map(|n| format!("{n}/")).unwrap_or_default(),
-                a.name
-            )
-        })
-        .collect();
+    let applied: Vec<String> = applied.iter().map(|a| a.label()).collect();
     progress.done(
         "apply",
         t.elapsed(),

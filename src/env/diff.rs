@@ -101,17 +101,7 @@ pub async fn diff(
     }
     let stamp = stamp_of(&settings.data_dir, &state)?;
     let entries: Vec<&Entry> = match entry_name {
-        Some(wanted) => vec![stamp.entry(wanted).ok_or_else(|| {
-            EnvError::BadInput(format!(
-                "env {name} has no entry {wanted} (entries: {})",
-                stamp
-                    .entries
-                    .iter()
-                    .map(|e| e.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        })?],
+        Some(wanted) => vec![super::open::entry_of(&stamp, name, wanted)?],
         None => stamp.ordered_entries().collect(),
     };
     let (kube, _) = live_kube_of(&state, progress).await?;
@@ -331,26 +321,11 @@ fn mark_as_the_engine_does(object: &mut Value, engine: Engine, entry: &str) {
 /// Whether the engine deletes what leaves Git: a Flux Kustomization's `spec.prune`, an Argo
 /// CD Application's `syncPolicy.automated.prune`.
 async fn prunes(kube: &KubeClient, engine: Engine, entry: &str) -> Result<bool, EnvError> {
-    Ok(match engine {
-        Engine::Flux => kube
-            .get(
-                "kustomize.toolkit.fluxcd.io/v1",
-                "Kustomization",
-                Some(crate::stamp::render::flux::NAMESPACE),
-                entry,
-            )
-            .await?
-            .is_some_and(|k| k["spec"]["prune"] == true),
-        Engine::Argo => kube
-            .get(
-                "argoproj.io/v1alpha1",
-                "Application",
-                Some(crate::stamp::render::argo::NAMESPACE),
-                entry,
-            )
-            .await?
-            .is_some_and(|a| a["spec"]["syncPolicy"]["automated"]["prune"] == true),
-    })
+    let object = super::entry_objects::engine_object(kube, engine, entry).await?;
+    Ok(object.is_some_and(|o| match engine {
+        Engine::Flux => o["spec"]["prune"] == true,
+        Engine::Argo => o["spec"]["syncPolicy"]["automated"]["prune"] == true,
+    }))
 }
 
 /// fluxcd/pkg ssa `hasDrifted`: labels, annotations, or the object less `metadata` and

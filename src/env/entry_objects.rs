@@ -104,54 +104,59 @@ pub(super) async fn refs(
     engine: Engine,
     entry: &str,
 ) -> Result<Vec<Ref>, KubeError> {
+    let Some(object) = engine_object(kube, engine, entry).await? else {
+        return Ok(Vec::new());
+    };
     Ok(match engine {
+        Engine::Flux => object["status"]["inventory"]["entries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| {
+                let mut parts = e["id"].as_str()?.split('_');
+                let (ns, name, _group, kind) =
+                    (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+                Some((ns.to_string(), name.to_string(), kind.to_string()))
+            })
+            .collect(),
+        Engine::Argo => object["status"]["resources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                let text = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+                (text("namespace"), text("name"), text("kind"))
+            })
+            .collect(),
+    })
+}
+
+/// The engine object that carries `entry`: its Flux Kustomization or Argo CD Application.
+pub(super) async fn engine_object(
+    kube: &KubeClient,
+    engine: Engine,
+    entry: &str,
+) -> Result<Option<Value>, KubeError> {
+    match engine {
         Engine::Flux => {
-            let Some(k) = kube
-                .get(
-                    "kustomize.toolkit.fluxcd.io/v1",
-                    "Kustomization",
-                    Some(crate::stamp::render::flux::NAMESPACE),
-                    entry,
-                )
-                .await?
-            else {
-                return Ok(Vec::new());
-            };
-            k["status"]["inventory"]["entries"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|e| {
-                    let mut parts = e["id"].as_str()?.split('_');
-                    let (ns, name, _group, kind) =
-                        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-                    Some((ns.to_string(), name.to_string(), kind.to_string()))
-                })
-                .collect()
+            kube.get(
+                "kustomize.toolkit.fluxcd.io/v1",
+                "Kustomization",
+                Some(crate::stamp::render::flux::NAMESPACE),
+                entry,
+            )
+            .await
         }
         Engine::Argo => {
-            let Some(app) = kube
-                .get(
-                    "argoproj.io/v1alpha1",
-                    "Application",
-                    Some(crate::stamp::render::argo::NAMESPACE),
-                    entry,
-                )
-                .await?
-            else {
-                return Ok(Vec::new());
-            };
-            app["status"]["resources"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|r| {
-                    let text = |k: &str| r[k].as_str().unwrap_or_default().to_string();
-                    (text("namespace"), text("name"), text("kind"))
-                })
-                .collect()
+            kube.get(
+                "argoproj.io/v1alpha1",
+                "Application",
+                Some(crate::stamp::render::argo::NAMESPACE),
+                entry,
+            )
+            .await
         }
-    })
+    }
 }
 
 fn key(o: &Value) -> (String, String) {

@@ -119,6 +119,25 @@ pub fn with_env_addons(stamp: Stamp, state: &EnvState, data_dir: &Path) -> Resul
 /// Commands that re-apply the root (`env up`, `down`, `deploy`, `remove`) would resume a
 /// suspended env half-way: they ask for `env resume` first. (A held env is pushed and
 /// bootstrapped, and reconciles once approved.)
+/// The stamp's entry `entry`, or an error naming the env's entries.
+pub fn entry_of<'a>(
+    stamp: &'a Stamp,
+    env: &str,
+    entry: &str,
+) -> Result<&'a crate::stamp::Entry, EnvError> {
+    stamp.entry(entry).ok_or_else(|| {
+        EnvError::BadInput(format!(
+            "env {env} has no entry {entry} (entries: {})",
+            stamp
+                .entries
+                .iter()
+                .map(|e| e.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })
+}
+
 pub fn refuse_when_suspended(state: &EnvState, verb: &str) -> Result<(), EnvError> {
     let name = &state.name;
     if state.suspended {

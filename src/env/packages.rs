@@ -115,11 +115,7 @@ pub fn objects(
 fn credential_template(gitea: &GiteaState) -> Value {
     let prefix = package::repository_url(&gitea.cluster_repo_url, "x");
     let prefix = prefix.trim_end_matches("x.git");
-    let password = gitea
-        .engine_token
-        .clone()
-        .or_else(|| gitea.token.clone())
-        .unwrap_or_else(|| gitea.password.clone());
+    let password = gitea.engine_password();
     crate::engine::secret_object(
         REPOSITORY_CREDENTIALS,
         crate::stamp::render::argo::NAMESPACE,
@@ -178,15 +174,8 @@ pub async fn push_and_apply(
     done.applied = kube
         .apply_objects(&objects, &options)
         .await?
-        .into_iter()
-        .map(|a| {
-            format!(
-                "{} {}{}",
-                a.kind,
-                a.namespace.map(|n| format!("{n}/")).unwrap_or_default(),
-                a.name
-            )
-        })
+        .iter()
+        .map(|a| a.label())
         .collect();
     Ok(done)
 }
@@ -197,10 +186,7 @@ async fn push_repositories(
 ) -> Result<Vec<(String, String)>, EnvError> {
     let gitea = gitea.clone();
     tokio::task::spawn_blocking(move || {
-        let token = gitea
-            .token
-            .clone()
-            .unwrap_or_else(|| gitea.password.clone());
+        let token = gitea.push_token();
         let client = GiteaClient::new(
             &gitea.url,
             Auth::Basic {
@@ -217,7 +203,7 @@ async fn push_repositories(
                     dir.display()
                 ),
             )?;
-            let url = format!("{}/{}/{name}.git", gitea.url, gitea.user);
+            let url = gitea.host_repository_url(&name);
             let outcome = crate::gitea::push::push_snapshot(
                 &dir,
                 &[],

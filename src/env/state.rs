@@ -55,6 +55,27 @@ pub struct GiteaState {
     pub external: bool,
 }
 
+impl GiteaState {
+    /// What kindling pushes with: its token, or the password where no token was made.
+    pub fn push_token(&self) -> String {
+        self.token.clone().unwrap_or_else(|| self.password.clone())
+    }
+
+    /// What the engine clones with: the read-only token (the Secret holding it is readable in
+    /// the cluster, and must not push), else kindling's own.
+    pub fn engine_password(&self) -> String {
+        self.engine_token
+            .clone()
+            .or_else(|| self.token.clone())
+            .unwrap_or_else(|| self.password.clone())
+    }
+
+    /// The clone URL of the user's repository `name` as the host reaches it.
+    pub fn host_repository_url(&self, name: &str) -> String {
+        format!("{}/{}/{name}.git", self.url, self.user)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterState {

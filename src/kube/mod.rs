@@ -103,6 +103,16 @@ pub struct Applied {
     pub namespace: Option<String>,
 }
 
+impl Applied {
+    /// `KIND NAMESPACE/NAME` (`KIND NAME` for a cluster-scoped object).
+    pub fn label(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{} {ns}/{}", self.kind, self.name),
+            None => format!("{} {}", self.kind, self.name),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct KubeClient {
     client: ::kube::Client,

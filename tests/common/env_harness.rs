@@ -660,6 +660,23 @@ impl Harness {
         )
     }
 
+    /// Adds an application to the sample stamp: `entry` is its line under `applications`
+    /// (flow style), `manifest` the one file of `applications/DIR`.
+    pub fn add_sample_application(&self, entry: &str, dir: &str, manifest: &str) {
+        let dir = self.path(&format!("source/stamps/sample/applications/{dir}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("manifest.yaml"), manifest).unwrap();
+        let file = self.path("source/stamps/sample/stamp.yaml");
+        let text = std::fs::read_to_string(&file).unwrap();
+        let added = text.replacen(
+            "  applications:\n",
+            &format!("  applications:\n    - {entry}\n"),
+            1,
+        );
+        assert_ne!(added, text);
+        std::fs::write(&file, added).unwrap();
+    }
+
     pub fn path(&self, p: &str) -> PathBuf {
         self.dir.path().join(p)
     }

@@ -46,12 +46,8 @@ impl Step for Bootstrap {
                 .apply_objects(&objects, &ApplyOptions::new(ctx.settings.step_timeout))
                 .await?;
             for a in applied {
-                ctx.progress.detail(&format!(
-                    "bootstrap: applied {} {}{}",
-                    a.kind,
-                    a.namespace.map(|n| format!("{n}/")).unwrap_or_default(),
-                    a.name
-                ));
+                ctx.progress
+                    .detail(&format!("bootstrap: applied {}", a.label()));
             }
             Ok(if hold {
                 "registered, awaiting approval (`kindling env approve`)".to_string()
@@ -74,12 +70,7 @@ pub fn objects(
     let credentials = GitCredentials {
         url: gitea.cluster_repo_url.clone(),
         username: gitea.user.clone(),
-        // The read-only token: the Secret is readable in the cluster, and must not push.
-        password: gitea
-            .engine_token
-            .clone()
-            .or_else(|| gitea.token.clone())
-            .unwrap_or_else(|| gitea.password.clone()),
+        password: gitea.engine_password(),
     };
     // The roots first: Flux's HelmRepositories name the Secret from their first reconcile.
     let mut objects: Vec<Value> = extra_ca

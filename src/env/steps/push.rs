@@ -140,11 +140,8 @@ pub fn render_for_env(
 /// Checks the env's branch out into `dest`: what Git says now. `None`: nothing pushed yet.
 pub async fn check_out(gitea: &GiteaState, dest: &Path) -> Result<Option<String>, EnvError> {
     let user = gitea.user.clone();
-    let token = gitea
-        .token
-        .clone()
-        .unwrap_or_else(|| gitea.password.clone());
-    let url = format!("{}/{}/{}.git", gitea.url, gitea.user, gitea::REPOSITORY);
+    let token = gitea.push_token();
+    let url = gitea.host_repository_url(gitea::REPOSITORY);
     let dest = dest.to_path_buf();
     let commit = tokio::task::spawn_blocking(move || {
         gitea::push::check_out(
@@ -171,11 +168,8 @@ pub async fn push(
     let files = rendered.bundle_files();
     let source = stamp.repo_root.clone();
     let user = gitea.user.clone();
-    let token = gitea
-        .token
-        .clone()
-        .unwrap_or_else(|| gitea.password.clone());
-    let url = format!("{}/{}/{}.git", gitea.url, gitea.user, gitea::REPOSITORY);
+    let token = gitea.push_token();
+    let url = gitea.host_repository_url(gitea::REPOSITORY);
     let message = format!("kindling: stamp {} at {}", stamp.name, now_rfc3339());
     let outcome = tokio::task::spawn_blocking(move || {
         gitea::push::push_snapshot(
