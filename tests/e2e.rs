@@ -19,7 +19,9 @@ use serde_json::Value;
 
 mod common;
 
-use common::{copy_tree, docker_labelled, repo_dir, write_overlay_layout};
+use common::{
+    copy_tree, docker_labelled, repo_dir, write, write_flux_layout, write_overlay_layout,
+};
 
 fn enabled() -> bool {
     std::env::var("KINDLING_E2E").as_deref() == Ok("1")
@@ -837,6 +839,104 @@ fn e2e_bring_your_own_flux_layout_and_promote() {
             .iter()
             .all(|e| e["readiness"] == "ready"),
         "{recovered}"
+    );
+    e2e.json(&["env", "delete", &env]);
+}
+
+/// An idpbuilder package on a real engine (issue #21 part 2): its `cnoe://` directories pushed
+/// to Gitea repositories of their own, the Application (Argo CD: and an ApplicationSet over a
+/// git directory generator; Flux: the translation) reconciled, and an edit synced.
+#[test]
+fn e2e_idpbuilder_package() {
+    if !enabled() {
+        eprintln!("skipped: set KINDLING_E2E=1 (scripts/e2e.sh)");
+        return;
+    }
+    let e2e = E2e::in_dir("package", "argo", tempfile::tempdir().unwrap());
+    write_flux_layout(&e2e.source);
+    let package = e2e.source.join("../my-package");
+    let config_map = |name: &str, value: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{value: '{value}'}}\n"
+        )
+    };
+    write(
+        &package.join("notes.yaml"),
+        "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: notes, namespace: argocd}\nspec:\n  project: default\n  source: {repoURL: 'cnoe://manifests', targetRevision: HEAD, path: .}\n  destination: {server: 'https://kubernetes.default.svc', namespace: pkgs}\n  syncPolicy:\n    automated: {prune: true, selfHeal: true}\n    syncOptions: [CreateNamespace=true]\n",
+    );
+    write(
+        &package.join("manifests/cm.yaml"),
+        &config_map("pkg-notes", "first"),
+    );
+    if e2e.engine == "argo" {
+        write(
+            &package.join("set.yaml"),
+            "apiVersion: argoproj.io/v1alpha1\nkind: ApplicationSet\nmetadata: {name: sets, namespace: argocd}\nspec:\n  generators:\n    - git: {repoURL: 'cnoe://sets', revision: HEAD, directories: [{path: 'apps/*'}]}\n  template:\n    metadata: {name: 'set-{{path.basename}}'}\n    spec:\n      project: default\n      source: {repoURL: 'cnoe://sets', targetRevision: HEAD, path: '{{path}}'}\n      destination: {server: 'https://kubernetes.default.svc', namespace: pkgs}\n      syncPolicy: {automated: {prune: true}}\n",
+        );
+        write(
+            &package.join("sets/apps/alpha/cm.yaml"),
+            &config_map("set-alpha", "alpha"),
+        );
+    }
+    let profile = e2e.source.join("package.yaml");
+    std::fs::write(
+        &profile,
+        format!("apiVersion: kindling.dev/v1alpha1\nkind: ClusterProfile\nmetadata: {{name: package}}\nspec:\n  provider: {}\n  kubernetesVersion: \"1.37\"\n  ingress: {{http: 8080, https: 8443}}\n  registry: false\n  imageCaches: true\n", e2e.provider),
+    )
+    .unwrap();
+    let env = e2e.env.clone();
+    e2e.json(&[
+        "env",
+        "create",
+        &env,
+        "--stamp",
+        "clusters/dev",
+        "--profile",
+        profile.to_str().unwrap(),
+        "--engine",
+        &e2e.engine,
+        "--package",
+        package.to_str().unwrap(),
+        "--wait",
+        "--timeout",
+        "15m",
+    ]);
+    let value = |e2e: &E2e, name: &str| -> Option<String> {
+        let kubeconfig = e2e.data.join("envs").join(&e2e.env).join("kubeconfig");
+        let out = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args([
+                "get",
+                "configmap",
+                name,
+                "-n",
+                "pkgs",
+                "-o",
+                "jsonpath={.data.value}",
+            ])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    e2e.until("the package reconciled", Duration::from_secs(600), || {
+        value(&e2e, "pkg-notes").as_deref() == Some("first")
+            && (e2e.engine != "argo" || value(&e2e, "set-alpha").is_some())
+    });
+    write(
+        &package.join("manifests/cm.yaml"),
+        &config_map("pkg-notes", "second"),
+    );
+    e2e.json(&["env", "sync", &env, "--timeout", "10m"]);
+    e2e.until("the edit reconciled", Duration::from_secs(600), || {
+        value(&e2e, "pkg-notes").as_deref() == Some("second")
+    });
+    let status = e2e.json(&["env", "status", &env]);
+    assert!(
+        status["status"]["packages"].to_string().contains("notes"),
+        "{status}"
     );
     e2e.json(&["env", "delete", &env]);
 }
