@@ -36,41 +36,7 @@ mod bundle {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
-    /// A plain registry on a loopback port; returns the port.
-    fn registry(name: &str, volume: Option<&str>) -> u16 {
-        let mut args = vec!["run", "-d", "--name", name, "-p", "127.0.0.1::5000"];
-        let mount;
-        if let Some(v) = volume {
-            mount = format!("{v}:/var/lib/registry");
-            args.extend(["-v", &mount]);
-        }
-        args.push(TEST_REGISTRY_IMAGE);
-        run(&args);
-        let port: u16 = run(&["port", name, "5000"])
-            .lines()
-            .next()
-            .and_then(|l| l.rsplit(':').next())
-            .and_then(|p| p.parse().ok())
-            .unwrap();
-        let up = (0..100).any(|_| {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-            ureq::get(&format!("http://127.0.0.1:{port}/v2/"))
-                .call()
-                .is_ok()
-        });
-        assert!(up, "{name} did not answer");
-        port
-    }
-
-    fn put_manifest(port: u16, repo: &str, reference: &str, media_type: &str, body: &[u8]) {
-        let response = ureq::put(&format!(
-            "http://127.0.0.1:{port}/v2/{repo}/manifests/{reference}"
-        ))
-        .header("Content-Type", media_type)
-        .send(body)
-        .unwrap();
-        assert_eq!(response.status().as_u16(), 201);
-    }
+    use super::common::{put_manifest, start_test_registry as registry};
 
     fn get_manifest(port: u16, repo: &str, reference: &str, accept: &str) -> Vec<u8> {
         let mut response = ureq::get(&format!(

@@ -129,4 +129,103 @@ mod env {
         }
         run_layout("flux", argo_layout, "bootstrap", ARGO_ENTRIES, |_| {});
     }
+
+    /// A cluster directory's own OCIRepository (as `flux push artifact` fills one): the source
+    /// keeps its URL, the Kustomization on it is an entry that waits for `apps`, and Flux
+    /// builds it from the artifact it pulls; a new artifact at the tag reaches the cluster.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn env_flux_layout_with_its_own_oci_source() {
+        if docker().await.is_none() {
+            return;
+        }
+        super::common::ensure_test_registry_image();
+        let h = Harness::with_engine("flux");
+        write_flux_layout(&h.path("source"));
+        let registry = unique("oci");
+        let port = super::common::start_test_registry(&registry, None);
+        let artifact = |value: &str| {
+            super::common::push_flux_artifact(
+                port,
+                "manifests/demo",
+                "v1",
+                &[(
+                    "demo.yaml",
+                    &format!(
+                        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: oci-demo}}\ndata: {{value: '{value}'}}\n"
+                    ),
+                )],
+            )
+        };
+        artifact("first");
+        let url = format!("oci://127.0.0.1:{port}/manifests/demo");
+        super::common::write(
+            &h.path("source/clusters/dev/demo.yaml"),
+            &format!(
+                "apiVersion: source.toolkit.fluxcd.io/v1\nkind: OCIRepository\nmetadata: {{name: demo, namespace: flux-system}}\nspec:\n  interval: 1m\n  url: {url}\n  insecure: true\n  ref: {{tag: v1}}\n---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {{name: demo, namespace: flux-system}}\nspec:\n  interval: 10m\n  sourceRef: {{kind: OCIRepository, name: demo}}\n  path: ./\n  prune: true\n  wait: true\n  targetNamespace: apps\n  dependsOn: [{{name: apps}}]\n"
+            ),
+        );
+        let env = unique("ocilayout");
+        let created = ok(&h.run(
+            &[
+                "env",
+                "create",
+                &env,
+                "--stamp",
+                h.path("source/clusters/dev").to_str().unwrap(),
+                "--profile",
+                h.path("profile.yaml").to_str().unwrap(),
+                "--engine",
+                "flux",
+                "--wait",
+                "--timeout",
+                "60s",
+                "--output",
+                "json",
+            ],
+            &[],
+        ));
+        let entries = created["env"]["status"]["entries"].as_array().unwrap();
+        let demo = entries
+            .iter()
+            .find(|e| e["name"] == "demo")
+            .unwrap_or_else(|| panic!("{created}"));
+        assert_eq!(demo["readiness"], "ready", "{demo}");
+        let value = || {
+            h.api
+                .object("ConfigMap", "oci-demo")
+                .and_then(|c| c["data"]["value"].as_str().map(str::to_string))
+        };
+        assert_eq!(value().as_deref(), Some("first"));
+        // The source is the layout's, URL and all; the entry reads it.
+        let source = h.api.object("OCIRepository", "demo").unwrap();
+        assert_eq!(source["spec"]["url"], url.as_str());
+        let kustomization = h.api.object("Kustomization", "demo").unwrap();
+        assert_eq!(kustomization["spec"]["sourceRef"]["kind"], "OCIRepository");
+        assert_eq!(kustomization["spec"]["dependsOn"][0]["name"], "apps");
+        // A new artifact at the tag is pulled and applied.
+        artifact("second");
+        ok(&h.run(
+            &["env", "sync", &env, "--timeout", "60s", "--output", "json"],
+            &[],
+        ));
+        wait_until(
+            "the new artifact",
+            std::time::Duration::from_secs(30),
+            || {
+                let _ = h.run(&["env", "status", &env], &[]);
+                value().as_deref() == Some("second")
+            },
+        );
+        // `env diff` cannot look inside it, and says so.
+        let diff = h.json(&["env", "diff", &env, "demo"]);
+        assert!(
+            diff["diff"]["entries"][0]["notCompared"]
+                .as_str()
+                .unwrap()
+                .contains("OCIRepository demo"),
+            "{diff}"
+        );
+        delete_clean(&h, &env);
+        let _ = super::common::docker_cli(&["rm", "-f", &registry]);
+    }
 }

@@ -21,7 +21,7 @@ mod pins {
         let entry = stamp.entries.iter().find(|e| e.name == name).unwrap();
         match &entry.source {
             Source::Helm(chart) => (chart.clone(), Value::Object(chart.values.clone())),
-            Source::Path(_) => panic!("{name} is not a Helm entry"),
+            _ => panic!("{name} is not a Helm entry"),
         }
     }
 
@@ -164,7 +164,7 @@ mod pins {
             .iter()
             .filter_map(|e| match &e.source {
                 Source::Helm(c) => Some((c.repo.clone(), c.chart.clone(), c.version.clone())),
-                Source::Path(_) => None,
+                _ => None,
             })
             .collect();
         let pinned_charts: Vec<(String, String, String)> =

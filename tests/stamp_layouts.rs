@@ -141,17 +141,80 @@ mod stamp {
         assert!(text.contains("github.com/someone/else"), "{text}");
     }
 
+    /// A cluster directory's own sources keep their URLs: on Flux as they are, with the
+    /// Kustomizations on them pointing at them; on Argo CD as an `oci://` or Git source at
+    /// the source's reference. A Bucket has no Argo CD equivalent, and a Kustomization field
+    /// kindling does not carry over is a problem.
     #[test]
-    fn stamp_layouts_flux_kustomization_on_another_repository_is_a_problem() {
+    fn stamp_layouts_flux_cluster_directory_sources_keep_their_urls() {
         let repo = tempfile::tempdir().unwrap();
         write_flux_layout(repo.path());
         write(
             &repo.path().join("clusters/dev/tenants.yaml"),
-            "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata: {name: tenants, namespace: flux-system}\nspec:\n  interval: 5m\n  url: https://github.com/team/tenants\n  ref: {branch: main}\n---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {name: tenants, namespace: flux-system}\nspec:\n  interval: 10m\n  sourceRef: {kind: GitRepository, name: tenants}\n  path: ./\n  prune: true\n",
+            "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata: {name: tenants, namespace: flux-system}\nspec:\n  interval: 5m\n  url: https://github.com/team/tenants\n  ref: {tag: v2.0.0}\n---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {name: tenants, namespace: flux-system}\nspec:\n  interval: 10m\n  sourceRef: {kind: GitRepository, name: tenants}\n  path: ./deploy\n  prune: true\n  dependsOn: [{name: apps}]\n---\napiVersion: source.toolkit.fluxcd.io/v1\nkind: OCIRepository\nmetadata: {name: podinfo, namespace: flux-system}\nspec:\n  interval: 10m\n  url: oci://ghcr.io/stefanprodan/manifests/podinfo\n  ref: {tag: latest}\n---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {name: podinfo, namespace: flux-system}\nspec:\n  interval: 10m\n  sourceRef: {kind: OCIRepository, name: podinfo}\n  path: ./\n  targetNamespace: podinfo\n",
         );
-        let err = stamp::load(&repo.path().join("clusters/dev"), None).unwrap_err();
-        let text = err.to_string();
-        assert!(text.contains("tenants.yaml"), "{text}");
-        assert!(text.contains("another repository"), "{text}");
+        let s = stamp::load(&repo.path().join("clusters/dev"), None).unwrap();
+        assert_eq!(s.flux_sources.len(), 2);
+        assert_eq!(s.entry("tenants").unwrap().depends_on, vec!["apps"]);
+        let opts = RenderOptions::standard("http://gitea.test/kindling/source.git".into());
+        let flux = render(&s, Engine::Flux, &opts).unwrap();
+        let find = |r: &kindling::stamp::render::Rendered, kind: &str, name: &str| {
+            r.documents()
+                .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+                .cloned()
+                .unwrap_or_else(|| panic!("no {kind} {name}"))
+        };
+        assert_eq!(
+            find(&flux, "OCIRepository", "podinfo")["spec"]["url"],
+            "oci://ghcr.io/stefanprodan/manifests/podinfo"
+        );
+        let podinfo = find(&flux, "Kustomization", "podinfo");
+        assert_eq!(podinfo["spec"]["sourceRef"]["kind"], "OCIRepository");
+        assert_eq!(podinfo["spec"]["path"], "./");
+        assert_eq!(
+            find(&flux, "Kustomization", "tenants")["spec"]["path"],
+            "./deploy"
+        );
+        let argo = render(&s, Engine::Argo, &opts).unwrap();
+        let podinfo = find(&argo, "Application", "podinfo");
+        assert_eq!(
+            podinfo["spec"]["source"]["repoURL"],
+            "oci://ghcr.io/stefanprodan/manifests/podinfo"
+        );
+        assert_eq!(podinfo["spec"]["source"]["targetRevision"], "latest");
+        let tenants = find(&argo, "Application", "tenants");
+        assert_eq!(
+            tenants["spec"]["source"]["repoURL"],
+            "https://github.com/team/tenants"
+        );
+        assert_eq!(tenants["spec"]["source"]["targetRevision"], "v2.0.0");
+        assert_eq!(tenants["spec"]["source"]["path"], "deploy");
+        assert!(
+            argo.notes
+                .iter()
+                .any(|n| n.contains("ARGOCD_REPO_SERVER_OCI_LAYER_MEDIA_TYPES"))
+        );
+        // A Bucket has nothing to become on Argo CD.
+        write(
+            &repo.path().join("clusters/dev/bucket.yaml"),
+            "apiVersion: source.toolkit.fluxcd.io/v1\nkind: Bucket\nmetadata: {name: b, namespace: flux-system}\nspec: {interval: 5m, bucketName: x, endpoint: minio.local}\n---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {name: from-bucket, namespace: flux-system}\nspec: {interval: 10m, sourceRef: {kind: Bucket, name: b}, path: ./}\n",
+        );
+        let s = stamp::load(&repo.path().join("clusters/dev"), None).unwrap();
+        assert!(render(&s, Engine::Flux, &opts).is_ok());
+        let err = render(&s, Engine::Argo, &opts).unwrap_err().to_string();
+        assert!(
+            err.contains("a Bucket source has no Argo CD equivalent"),
+            "{err}"
+        );
+        // A field kindling does not carry over is refused, naming it.
+        std::fs::remove_file(repo.path().join("clusters/dev/bucket.yaml")).unwrap();
+        write(
+            &repo.path().join("clusters/dev/patched.yaml"),
+            "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {name: patched, namespace: flux-system}\nspec:\n  interval: 10m\n  sourceRef: {kind: OCIRepository, name: podinfo}\n  path: ./\n  postBuild: {substitute: {a: b}}\n",
+        );
+        let err = stamp::load(&repo.path().join("clusters/dev"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("spec.postBuild"), "{err}");
     }
 }

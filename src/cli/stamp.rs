@@ -264,6 +264,13 @@ fn describe_source(source: &Source) -> String {
     match source {
         Source::Path(p) => p.repo_path.clone(),
         Source::Helm(h) => format!("helm {} {} ({})", h.chart, h.version, h.repo),
+        Source::Remote(r) => format!(
+            "{} {} ./{} ({})",
+            r.kind,
+            r.name,
+            r.path,
+            r.object["spec"]["url"].as_str().unwrap_or_default()
+        ),
     }
 }
 
@@ -285,6 +292,7 @@ fn graph(stamp: &Stamp, format: GraphFormat, output: Output) -> anyhow::Result<(
                 let source = match &e.source {
                     Source::Path(p) => json!({ "path": p.repo_path }),
                     Source::Helm(h) => json!({ "helm": { "repo": h.repo, "chart": h.chart, "version": h.version } }),
+                    Source::Remote(r) => json!({ "remote": { "kind": r.kind, "name": r.name, "url": r.object["spec"]["url"], "path": r.path } }),
                 };
                 json!({
                     "name": e.name,

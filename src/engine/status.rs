@@ -192,9 +192,11 @@ impl EngineStatus {
     }
 }
 
+/// A Git commit (`main@sha1:<40 hex>`, or Argo CD's bare 40 hex), not an OCI artifact's
+/// `<tag>@sha256:<64 hex>` or a chart version: only those follow the pushed commit.
 fn looks_like_git_revision(revision: &str) -> bool {
     let sha = revision.rsplit(':').next().unwrap_or(revision);
-    sha.len() >= 40 && sha.bytes().all(|b| b.is_ascii_hexdigit())
+    sha.len() == 40 && sha.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Fills `blocked_by` of every entry that is not Ready from the stamp's dependency graph and

@@ -44,10 +44,19 @@ pub async fn apply(
     super::open::refuse_when_suspended(&state, "apply")?;
     let stamp = stamp_of(&settings.data_dir, &state)?;
     let entry = super::open::entry_of(&stamp, name, entry_name)?.clone();
-    let Source::Path(path) = &entry.source else {
-        return Err(EnvError::BadInput(format!(
-            "entry {entry_name} is a Helm chart: the engine installs it\nhelp: `kindling env sync {name}` pushes and reconciles it now"
-        )));
+    let path = match &entry.source {
+        Source::Path(path) => path,
+        Source::Helm(_) => {
+            return Err(EnvError::BadInput(format!(
+                "entry {entry_name} is a Helm chart: the engine installs it\nhelp: `kindling env sync {name}` pushes and reconciles it now"
+            )));
+        }
+        Source::Remote(r) => {
+            return Err(EnvError::BadInput(format!(
+                "entry {entry_name} reads {} {}, which is not in your working tree: the engine applies it\nhelp: `kindling env sync {name}` asks it to reconcile now",
+                r.kind, r.name
+            )));
+        }
     };
     // Built before anything changes: a broken kustomization leaves the engine in charge.
     let objects = entry_build::build(&path.host_dir, entry.namespace.as_deref())?;

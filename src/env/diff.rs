@@ -182,12 +182,24 @@ async fn entry_diff(
         changes: Vec::new(),
         not_compared: None,
     };
-    let Source::Path(path) = &entry.source else {
-        found.not_compared = Some(match engine {
-            Engine::Flux => "a Helm chart: helm-controller renders it; its drift shows with the HelmRelease's spec.driftDetection".into(),
-            Engine::Argo => "a Helm chart: Argo CD renders it; its drift shows as the Application's OutOfSync resources".into(),
-        });
-        return Ok(found);
+    let path = match &entry.source {
+        Source::Path(path) => path,
+        Source::Helm(_) => {
+            found.not_compared = Some(match engine {
+                Engine::Flux => "a Helm chart: helm-controller renders it; its drift shows with the HelmRelease's spec.driftDetection".into(),
+                Engine::Argo => "a Helm chart: Argo CD renders it; its drift shows as the Application's OutOfSync resources".into(),
+            });
+            return Ok(found);
+        }
+        Source::Remote(r) => {
+            found.not_compared = Some(format!(
+                "built from {} {} ({}), which kindling does not read",
+                r.kind,
+                r.name,
+                r.object["spec"]["url"].as_str().unwrap_or_default()
+            ));
+            return Ok(found);
+        }
     };
     let Ok(relative) = path.host_dir.strip_prefix(&stamp.repo_root) else {
         found.not_compared = Some(format!(

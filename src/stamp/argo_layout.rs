@@ -140,6 +140,7 @@ pub fn load(dir: &Path, source_root: Option<&Path>) -> Result<Option<Draft>, Sta
             graph: Graph::default(),
             warnings,
             argo,
+            flux_sources: Vec::new(),
         },
         problems,
         dropped: Vec::new(),

@@ -62,6 +62,9 @@ pub struct Stamp {
     pub warnings: Vec<Problem>,
     /// What an Argo CD layout (format `argo`) keeps of its own on Argo CD.
     pub argo: ArgoKept,
+    /// The Flux sources a Flux cluster directory declares besides its own repository
+    /// (OCIRepository, GitRepository, Bucket, HelmRepository), applied as they are on Flux.
+    pub flux_sources: Vec<serde_json::Value>,
 }
 
 /// An Argo CD layout's own projects and sync options, kept when it runs on Argo CD: the
@@ -131,6 +134,21 @@ pub enum Source {
     /// A kustomize directory or a directory of plain manifests.
     Path(PathSource),
     Helm(HelmChart),
+    /// A path in a source kindling does not push: an OCIRepository, GitRepository or Bucket
+    /// a Flux cluster directory declares, which keeps its remote URL.
+    Remote(RemoteSource),
+}
+
+/// A Flux source a layout declares, and the path in it one of its Kustomizations reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteSource {
+    /// `OCIRepository`, `GitRepository` or `Bucket`.
+    pub kind: String,
+    pub name: String,
+    /// The source object as the layout declares it.
+    pub object: serde_json::Value,
+    /// The Kustomization's `path` in that source, without a leading `./`.
+    pub path: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -458,6 +458,7 @@ pub fn load(file: &Path, dir: &Path, source_root: Option<&Path>) -> Result<Draft
             graph: Graph::default(),
             warnings: Vec::new(),
             argo: Default::default(),
+            flux_sources: Vec::new(),
         },
         problems,
         dropped,

@@ -181,6 +181,24 @@ fn check_entry(
             }
             check_no_plain_secrets(e, &p.host_dir, root, problems)?;
         }
+        Source::Remote(r) => {
+            // source-controller v1.9 api/v1: a Bucket is `endpoint` + `bucketName`, the
+            // others a `url`.
+            let needed: &[&str] = if r.kind == "Bucket" {
+                &["endpoint", "bucketName"]
+            } else {
+                &["url"]
+            };
+            for field in needed {
+                if r.object["spec"][field].as_str().is_none_or(str::is_empty) {
+                    problems.push(at(
+                        "spec.sourceRef",
+                        format!("{} '{}' has no spec.{field}", r.kind, r.name),
+                        "complete the source as Flux needs it",
+                    ));
+                }
+            }
+        }
         Source::Helm(h) => {
             if !(h.repo.starts_with("https://")
                 || h.repo.starts_with("http://")

@@ -182,6 +182,12 @@ impl Workspace {
         head
     }
 
+    /// Where the tree stored under `key` lives (an OCI artifact's, `fake_oci`), whether it
+    /// is there yet or not.
+    pub fn tree_dir(&self, key: &str) -> PathBuf {
+        self.snapshots.path().join(key)
+    }
+
     /// The tree of `commit`, extracted once.
     pub fn tree(&mut self, commit: &str) -> PathBuf {
         let root = self.snapshots.path().join(commit);
@@ -368,20 +374,21 @@ impl Workspace {
                 ));
             }
             let key = ObjectRef::of(&o).key();
+            // Both engines apply server-side, forced, as their own field manager
+            // (kustomize-controller; Argo CD's `ServerSideApply=true`, which kindling sets):
+            // what other managers set stays, such as a reconcile request annotation or the
+            // binder's fields, and what the engine applied before and no longer does goes
+            // (fake_ssa).
+            let manager = match owner {
+                Owner::Flux(_) => "kustomize-controller",
+                Owner::Argo(_) => "argocd-controller",
+            };
             match objects.iter_mut().find(|s| {
                 s.group_version == gv && s.plural == plural && s.namespace == ns && s.name == name
             }) {
                 Some(s) => {
                     let status = s.object["status"].clone();
                     let generation = s.object["metadata"]["generation"].as_i64().unwrap_or(1);
-                    // Both engines apply server-side, forced, as their own field manager
-                    // (kustomize-controller; Argo CD's `ServerSideApply=true`, which kindling
-                    // sets): what other managers set stays, such as a reconcile request
-                    // annotation or the binder's fields (fake_ssa).
-                    let manager = match owner {
-                        Owner::Flux(_) => "kustomize-controller",
-                        Owner::Argo(_) => "argocd-controller",
-                    };
                     let merged = super::fake_ssa::apply(Some(&s.object), &o, manager);
                     let spec_changed = s.object["spec"] != merged["spec"];
                     s.object = merged;
@@ -390,6 +397,7 @@ impl Workspace {
                         json!(generation + i64::from(spec_changed));
                 }
                 None => {
+                    let mut o = super::fake_ssa::apply(None, &o, manager);
                     o["metadata"]["generation"] = json!(1);
                     // Every object the API server creates gets a UID of its own.
                     static UIDS: std::sync::atomic::AtomicU64 =

@@ -67,6 +67,7 @@ struct Run {
 
 pub struct FluxModel {
     ws: Workspace,
+    oci: super::fake_oci::OciSources,
     runs: HashMap<String, Run>,
     /// Every Ready transition, in order: (object kind/name, reason).
     pub transitions: TransitionLog,
@@ -79,6 +80,7 @@ impl FluxModel {
     pub fn new(head: Head) -> FluxModel {
         FluxModel {
             ws: Workspace::new(head),
+            oci: Default::default(),
             runs: HashMap::new(),
             transitions: Default::default(),
         }
@@ -134,6 +136,7 @@ impl FluxModel {
                     "conditions": [{"type": "Ready", "status": "True", "reason": "Succeeded", "message": format!("stored artifact for revision '{revision}'"), "lastTransitionTime": "2026-11-29T08:00:00Z"}]});
             }
         }
+        self.oci.reconcile(objects, &mut self.ws);
         let names: Vec<(String, String)> = objects
             .iter()
             .filter(|s| s.plural == "kustomizations" || s.plural == "helmreleases")
@@ -144,14 +147,21 @@ impl FluxModel {
                 // kustomize-controller builds the artifact its source has, not the branch.
                 let served = Self::index(objects, "kustomizations", &name)
                     .and_then(|i| {
-                        let source = objects[i].object["spec"]["sourceRef"]["name"].clone();
+                        let source = &objects[i].object["spec"]["sourceRef"];
+                        let plural = match source["kind"].as_str() {
+                            Some("OCIRepository") => "ocirepositories",
+                            _ => "gitrepositories",
+                        };
                         objects.iter().find(|s| {
-                            s.plural == "gitrepositories" && s.object["metadata"]["name"] == source
+                            s.plural == plural && s.object["metadata"]["name"] == source["name"]
                         })
                     })
                     .and_then(|g| g.object["status"]["artifact"]["revision"].as_str())
-                    .and_then(|r| r.rsplit("sha1:").next())
-                    .map(str::to_string)
+                    .map(|r| match r.rsplit_once("sha1:") {
+                        Some((_, commit)) => commit.to_string(),
+                        // An OCI artifact's tree, stored under its digest (fake_oci).
+                        None => super::fake_oci::served_key(r),
+                    })
                     .or_else(|| head.clone());
                 self.kustomization(objects, &name, served.as_deref());
             } else {
@@ -245,13 +255,17 @@ impl FluxModel {
         {
             let dep_name = dep["name"].as_str().unwrap_or_default();
             let dep_ns = dep["namespace"].as_str().unwrap_or("flux-system");
+            // kustomize-controller v1.9.4 `checkDependencies`: the revision is compared only
+            // when the dependency reads the same source ("dep.Spec.SourceRef ==
+            // obj.Spec.SourceRef").
             let ok = Self::index(objects, "kustomizations", dep_name).is_some_and(|d| {
                 let d = &objects[d].object;
                 let cond = &d["status"]["conditions"][0];
+                let same_source = d["spec"]["sourceRef"] == object["spec"]["sourceRef"];
                 cond["type"] == "Ready"
                     && cond["status"] == "True"
                     && d["status"]["observedGeneration"] == d["metadata"]["generation"]
-                    && d["status"]["lastAppliedRevision"] == revision.as_str()
+                    && (!same_source || d["status"]["lastAppliedRevision"] == revision.as_str())
             });
             if !ok {
                 // "dependency '%s' is not ready", reason DependencyNotReady; requeued after

@@ -14,6 +14,7 @@ pub mod fake_flux;
 pub mod fake_gitea;
 pub mod fake_jobs;
 pub mod fake_metallb;
+pub mod fake_oci;
 pub mod fake_ssa;
 pub mod fake_vault;
 pub mod fake_volumes;
@@ -861,5 +862,116 @@ pub fn chart_stamp(source: &Path, name: &str, repo: &str, chart: &str) {
         &format!(
             "apiVersion: kindling.dev/v1alpha1\nkind: Stamp\nmetadata: {{name: {name}}}\nspec:\n  components:\n    - name: {chart}\n      namespace: {chart}\n      helm:\n        repo: {repo}\n        chart: {chart}\n        version: 0.1.0\n        plainHttp: true\n      healthChecks:\n        - {{apiVersion: v1, kind: ConfigMap, name: {chart}-from-bundle, namespace: {chart}}}\n"
         ),
+    );
+}
+
+/// A plain registry (the test registry image) named `name` on a loopback port, its storage on
+/// `volume` if given; returns the port once it answers.
+#[allow(dead_code)]
+pub fn start_test_registry(name: &str, volume: Option<&str>) -> u16 {
+    let run = |args: &[&str]| {
+        let out = docker_cli(args);
+        assert!(out.status.success(), "docker {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let mut args = vec!["run", "-d", "--name", name, "-p", "127.0.0.1::5000"];
+    let mount;
+    if let Some(v) = volume {
+        mount = format!("{v}:/var/lib/registry");
+        args.extend(["-v", &mount]);
+    }
+    args.push(TEST_REGISTRY_IMAGE);
+    run(&args);
+    let port: u16 = run(&["port", name, "5000"])
+        .lines()
+        .next()
+        .and_then(|l| l.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    let up = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        ureq::get(&format!("http://127.0.0.1:{port}/v2/"))
+            .call()
+            .is_ok()
+    });
+    assert!(up, "{name} did not answer");
+    port
+}
+
+/// `PUT /v2/REPO/manifests/REFERENCE` (OCI distribution spec).
+#[allow(dead_code)]
+pub fn put_manifest(port: u16, repo: &str, reference: &str, media_type: &str, body: &[u8]) {
+    let response = ureq::put(&format!(
+        "http://127.0.0.1:{port}/v2/{repo}/manifests/{reference}"
+    ))
+    .header("Content-Type", media_type)
+    .send(body)
+    .unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+}
+
+/// A monolithic blob upload (OCI distribution spec: POST an upload, PUT it with the
+/// digest); returns the digest.
+#[allow(dead_code)]
+pub fn put_blob(port: u16, repo: &str, body: &[u8]) -> String {
+    let digest = kindling::bundle::distribution::sha256_digest(body);
+    let started = ureq::post(&format!("http://127.0.0.1:{port}/v2/{repo}/blobs/uploads/"))
+        .send_empty()
+        .unwrap();
+    let location = started
+        .headers()
+        .get("Location")
+        .and_then(|l| l.to_str().ok())
+        .unwrap()
+        .to_string();
+    let location = if location.starts_with("http") {
+        location
+    } else {
+        format!("http://127.0.0.1:{port}{location}")
+    };
+    let separator = if location.contains('?') { '&' } else { '?' };
+    let done = ureq::put(&format!("{location}{separator}digest={digest}"))
+        .header("Content-Type", "application/octet-stream")
+        .send(body)
+        .unwrap();
+    assert_eq!(done.status().as_u16(), 201);
+    digest
+}
+
+/// What `flux push artifact` pushes (fluxcd/pkg oci: config
+/// `application/vnd.cncf.flux.config.v1+json`, one layer
+/// `application/vnd.cncf.flux.content.v1.tar+gzip` of the files), as `REPO:TAG`.
+#[allow(dead_code)]
+pub fn push_flux_artifact(port: u16, repo: &str, tag: &str, files: &[(&str, &str)]) {
+    let mut tarball = Vec::new();
+    {
+        let gz = flate2::write::GzEncoder::new(&mut tarball, flate2::Compression::default());
+        let mut archive = tar::Builder::new(gz);
+        for (path, text) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(text.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            archive
+                .append_data(&mut header, path, text.as_bytes())
+                .unwrap();
+        }
+        archive.into_inner().unwrap().finish().unwrap();
+    }
+    let config = b"{}";
+    let config_digest = put_blob(port, repo, config);
+    let layer_digest = put_blob(port, repo, &tarball);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.cncf.flux.config.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.cncf.flux.content.v1.tar+gzip", "digest": layer_digest, "size": tarball.len()}],
+    });
+    put_manifest(
+        port,
+        repo,
+        tag,
+        "application/vnd.oci.image.manifest.v1+json",
+        manifest.to_string().as_bytes(),
     );
 }

@@ -15,8 +15,11 @@
 //!   kustomization takes the directory's files) becomes an entry, with its `dependsOn`,
 //!   `healthChecks`, `wait` and `prune`; paths are relative to the repository root, which is
 //!   the cluster directory less the `flux-system` Kustomization's `path`.
-//! - A Kustomization on another source (another GitRepository, an OCIRepository, a Bucket) is
-//!   not served by kindling's Gitea yet: a problem naming it.
+//! - The other Flux sources the directory declares (an OCIRepository, another GitRepository,
+//!   a Bucket, a HelmRepository) keep their remote URLs: applied as they are on Flux, beside
+//!   the entries. A Kustomization on one of them becomes an entry on that source (rendered
+//!   for Argo CD as an `oci://` or Git source); kindling cannot see inside it, so it is
+//!   neither flattened nor validated beyond its fields.
 
 use std::collections::BTreeSet;
 
@@ -72,14 +75,25 @@ pub fn load(dir: &Path) -> Result<Option<Draft>, StampError> {
         }
         documents.extend(parse_documents(&file, &read_text(&file)?)?);
     }
-    // Sources the directory declares besides the bootstrap one are other repositories.
-    let mut remote: BTreeSet<String> = BTreeSet::new();
+    // Sources the directory declares besides the bootstrap one: other repositories and
+    // artifacts, kept as they are.
+    let mut remote: BTreeMap<String, Value> = BTreeMap::new();
+    let mut flux_sources = Vec::new();
     for d in &documents {
         if is_flux_kustomization(d) {
             continue;
         }
-        if d.group() == FLUX_SOURCE_GROUP {
-            remote.insert(d.name().to_string());
+        if d.group() == FLUX_SOURCE_GROUP
+            && matches!(
+                d.kind(),
+                "GitRepository" | "OCIRepository" | "Bucket" | "HelmRepository"
+            )
+        {
+            if d.kind() != "HelmRepository" {
+                remote.insert(d.name().to_string(), d.value.clone());
+            }
+            flux_sources.push(d.value.clone());
+            continue;
         }
         problems.push(Problem::new(
             &d.file,
@@ -89,23 +103,20 @@ pub fn load(dir: &Path) -> Result<Option<Draft>, StampError> {
             "move the object into the directory of a Kustomization that applies it",
         ));
     }
-    let kustomizations: Vec<&Document> = documents
+    let (on_remote, kustomizations): (Vec<&Document>, Vec<&Document>) = documents
         .iter()
         .filter(|d| is_flux_kustomization(d))
-        .collect();
-    for k in &kustomizations {
-        let source = k
-            .value
-            .pointer("/spec/sourceRef/name")
-            .and_then(Value::as_str);
-        if let Some(source) = source.filter(|s| *s != BOOTSTRAP_NAME && remote.contains(*s)) {
-            problems.push(Problem::new(
-                &k.file,
-                Some(k.name()),
-                "spec.sourceRef",
-                format!("reads source '{source}', another repository than the one kindling pushes"),
-                "point it at the flux-system GitRepository (the repository this directory is in)",
-            ));
+        .partition(|k| {
+            k.value
+                .pointer("/spec/sourceRef/name")
+                .and_then(Value::as_str)
+                .is_some_and(|s| s != BOOTSTRAP_NAME && remote.contains_key(s))
+        });
+    let mut remote_entries = Vec::new();
+    for k in on_remote {
+        match remote_entry(k, &remote) {
+            Ok(entry) => remote_entries.push(entry),
+            Err(problem) => problems.push(problem),
         }
     }
     let name = dir
@@ -124,6 +135,8 @@ pub fn load(dir: &Path) -> Result<Option<Draft>, StampError> {
         entries: Vec::new(),
     }
     .run(&kustomizations)?;
+    let mut entries = entries;
+    entries.extend(remote_entries);
     Ok(Some(Draft {
         stamp: Stamp {
             name,
@@ -142,8 +155,91 @@ pub fn load(dir: &Path) -> Result<Option<Draft>, StampError> {
             graph: Graph::default(),
             warnings: Vec::new(),
             argo: Default::default(),
+            flux_sources,
         },
         problems,
         dropped: Vec::new(),
     }))
+}
+
+/// A Kustomization on one of the directory's own sources, as an entry on that source.
+fn remote_entry(k: &Document, remote: &BTreeMap<String, Value>) -> Result<Entry, Problem> {
+    let spec = &k.value["spec"];
+    let source_name = spec["sourceRef"]["name"].as_str().unwrap_or_default();
+    let object = &remote[source_name];
+    let kind = object["kind"].as_str().unwrap_or_default().to_string();
+    if spec["sourceRef"]["kind"]
+        .as_str()
+        .is_some_and(|k| k != kind)
+    {
+        return Err(Problem::new(
+            &k.file,
+            Some(k.name()),
+            "spec.sourceRef.kind",
+            format!(
+                "names {source_name} as a {}, but it is a {kind}",
+                spec["sourceRef"]["kind"].as_str().unwrap_or_default()
+            ),
+            "give the kind the source has",
+        ));
+    }
+    // kindling renders the Kustomization itself; what it does not carry over is refused.
+    for field in [
+        "postBuild",
+        "patches",
+        "components",
+        "images",
+        "namePrefix",
+        "nameSuffix",
+        "commonMetadata",
+        "decryption",
+        "kubeConfig",
+    ] {
+        if !spec[field].is_null() {
+            return Err(Problem::new(
+                &k.file,
+                Some(k.name()),
+                format!("spec.{field}"),
+                format!("is not carried over for a Kustomization on {kind} {source_name}"),
+                "move it into the source's own kustomization.yaml",
+            ));
+        }
+    }
+    let text = |v: &Value| v.as_str().map(str::to_string);
+    let health_checks = serde_json::from_value(spec["healthChecks"].clone()).unwrap_or_default();
+    Ok(Entry {
+        name: k.name().to_string(),
+        role: Role::Application,
+        source: Source::Remote(crate::stamp::RemoteSource {
+            kind,
+            name: source_name.to_string(),
+            object: object.clone(),
+            path: match spec["path"]
+                .as_str()
+                .unwrap_or(".")
+                .trim_start_matches("./")
+            {
+                "." | "" => String::new(),
+                p => p.trim_end_matches('/').to_string(),
+            },
+        }),
+        namespace: text(&spec["targetNamespace"]),
+        depends_on: spec["dependsOn"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| text(&d["name"]))
+            .collect(),
+        health_checks,
+        timeout: text(&spec["timeout"]),
+        wait: spec["wait"] == true,
+        prune: spec["prune"] == true,
+        interval: text(&spec["interval"]),
+        retry_interval: text(&spec["retryInterval"]),
+        group: None,
+        declared_in: k.file.clone(),
+        labels: BTreeMap::new(),
+        manual_gate: false,
+        applied_directly: false,
+    })
 }

@@ -95,6 +95,7 @@ pub fn load(dir: &Path, file: Option<&Path>) -> Result<Option<Draft>, StampError
             graph: Graph::default(),
             warnings,
             argo: Default::default(),
+            flux_sources: Vec::new(),
         },
         problems,
         dropped: Vec::new(),

@@ -225,6 +225,24 @@ pub fn render(stamp: &Stamp, opts: &RenderOptions) -> Rendered {
             })],
         });
     }
+    // A cluster directory's own sources, as it declared them, applied by the root with the
+    // entries that read them.
+    if !stamp.flux_sources.is_empty() {
+        files.push(RenderedFile {
+            path: "flux/stamp/sources.yaml".to_string(),
+            documents: stamp
+                .flux_sources
+                .iter()
+                .map(|s| {
+                    let mut s = s.clone();
+                    if s["metadata"]["namespace"].is_null() {
+                        s["metadata"]["namespace"] = Value::String(NAMESPACE.to_string());
+                    }
+                    s
+                })
+                .collect(),
+        });
+    }
     for entry in stamp.ordered_entries() {
         if let Source::Helm(chart) = &entry.source {
             files.push(RenderedFile {
@@ -326,12 +344,22 @@ fn git_source_ref() -> CrossReference {
 }
 
 fn entry_kustomization(stamp: &Stamp, entry: &Entry, opts: &RenderOptions) -> Value {
+    let mut source_ref = git_source_ref();
     let (path, target_namespace, wait) = match &entry.source {
         Source::Path(p) => (
             format!("./{}", p.repo_path),
             entry.namespace.clone(),
             entry.wait,
         ),
+        // The layout's own source, as it declared it (rendered beside the entries).
+        Source::Remote(r) => {
+            source_ref = CrossReference {
+                kind: remote_kind(&r.kind),
+                name: r.name.clone(),
+                namespace: None,
+            };
+            (format!("./{}", r.path), entry.namespace.clone(), entry.wait)
+        }
         // The HelmRelease stays in flux-system (it names its own target namespace), and the
         // Kustomization must wait for it, or dependents would start before the chart is up.
         Source::Helm(_) => (
@@ -359,7 +387,7 @@ fn entry_kustomization(stamp: &Stamp, entry: &Entry, opts: &RenderOptions) -> Va
             prune: entry.prune,
             wait,
             deletion_policy: deletion_policy(entry.prune),
-            source_ref: git_source_ref(),
+            source_ref,
             depends_on: entry
                 .depends_on
                 .iter()
@@ -373,6 +401,16 @@ fn entry_kustomization(stamp: &Stamp, entry: &Entry, opts: &RenderOptions) -> Va
             suspend: entry.manual_gate || entry.applied_directly,
         },
     })
+}
+
+/// The kinds a Kustomization's `sourceRef` takes (kustomize-controller v1.9.4 api/v1
+/// `CrossNamespaceSourceReference`: GitRepository, OCIRepository, Bucket).
+fn remote_kind(kind: &str) -> &'static str {
+    match kind {
+        "OCIRepository" => "OCIRepository",
+        "Bucket" => "Bucket",
+        _ => "GitRepository",
+    }
 }
 
 fn retry_interval_of(entry: &Entry) -> String {

@@ -400,7 +400,65 @@ fn sources_for(
             overlay: None,
         }),
         Source::Path(path) => from_flux::path_sources(entry, path, opts, notes),
+        Source::Remote(remote) => Ok(Translated {
+            sources: vec![remote_source(entry, remote, notes)?],
+            namespace: None,
+            overlay: None,
+        }),
     }
+}
+
+/// A Flux cluster directory's own source as an Argo CD source: an OCIRepository as an
+/// `oci://` source at its tag or digest (argo-cd v3.5.1 docs/user-guide/oci.md), a
+/// GitRepository as a Git source at its branch, tag or commit. A Bucket has no Argo CD
+/// equivalent.
+fn remote_source(
+    entry: &Entry,
+    remote: &crate::stamp::RemoteSource,
+    notes: &mut Vec<String>,
+) -> Result<ApplicationSource, StampError> {
+    let spec = &remote.object["spec"];
+    let reference = &spec["ref"];
+    let pick = |keys: &[&str], default: &str| {
+        keys.iter()
+            .find_map(|k| reference[*k].as_str())
+            .unwrap_or(default)
+            .to_string()
+    };
+    let target_revision = match remote.kind.as_str() {
+        "OCIRepository" => {
+            notes.push(format!(
+                "{}: Argo CD reads an OCI artifact whose single layer is application/vnd.oci.image.layer.v1.tar+gzip (or a Helm chart); one made by `flux push artifact` (application/vnd.cncf.flux.content.v1.tar+gzip) needs ARGOCD_REPO_SERVER_OCI_LAYER_MEDIA_TYPES on the repo-server",
+                entry.name
+            ));
+            pick(&["digest", "tag", "semver"], "latest")
+        }
+        "GitRepository" => pick(&["commit", "tag", "semver", "branch", "name"], "HEAD"),
+        other => {
+            return Err(StampError::Invalid {
+                stamp: entry.name.clone(),
+                problems: vec![crate::stamp::Problem::new(
+                    &entry.declared_in,
+                    Some(&entry.name),
+                    "spec.sourceRef",
+                    format!("a {other} source has no Argo CD equivalent"),
+                    "run this layout with `--engine flux`",
+                )],
+            });
+        }
+    };
+    Ok(ApplicationSource {
+        repo_url: spec["url"].as_str().unwrap_or_default().to_string(),
+        target_revision,
+        path: Some(if remote.path.is_empty() {
+            ".".to_string()
+        } else {
+            remote.path.clone()
+        }),
+        chart: None,
+        helm: None,
+        directory: None,
+    })
 }
 
 fn helm_source(chart: &HelmChart, entry_name: &str) -> ApplicationSource {
