@@ -708,6 +708,14 @@ fn e2e_bring_your_own_flux_layout_and_promote() {
     let e2e = E2e::in_dir("layout", "flux", tempfile::tempdir().unwrap());
     // registry.k8s.io/pause: small, public, and both tags exist.
     write_overlay_layout(&e2e.source, "registry.k8s.io/pause", "3.9", "3.9");
+    // On Flux, the cluster directory's own OCIRepository (podinfo's public manifests, pushed
+    // with `flux push artifact`) keeps its URL, and a Kustomization on it is an entry.
+    if e2e.engine == "flux" {
+        write(
+            &e2e.source.join("clusters/dev/podinfo.yaml"),
+            "apiVersion: source.toolkit.fluxcd.io/v1\nkind: OCIRepository\nmetadata: {name: podinfo, namespace: flux-system}\nspec:\n  interval: 10m\n  url: oci://ghcr.io/stefanprodan/manifests/podinfo\n  ref: {tag: latest}\n---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {name: podinfo, namespace: flux-system}\nspec:\n  interval: 10m\n  sourceRef: {kind: OCIRepository, name: podinfo}\n  path: ./\n  prune: true\n  wait: true\n  targetNamespace: web-stage\n  dependsOn: [{name: apps}]\n",
+        );
+    }
     let profile = e2e.source.join("layout.yaml");
     std::fs::write(
         &profile,
@@ -736,6 +744,13 @@ fn e2e_bring_your_own_flux_layout_and_promote() {
         entries.iter().all(|e| e["readiness"] == "ready"),
         "{created}"
     );
+    if e2e.engine == "flux" {
+        let podinfo = e2e.kubectl_json(&["deployment", "-n", "web-stage", "podinfo"]);
+        assert!(
+            podinfo["status"]["readyReplicas"].as_i64().unwrap_or(0) > 0,
+            "{podinfo}"
+        );
+    }
     let promoted = e2e.json(&[
         "env",
         "promote",
