@@ -126,19 +126,42 @@ mod stamp {
         );
     }
 
+    /// An Application on another repository stays there: the same URL on Argo CD, a
+    /// GitRepository on it for Flux.
     #[test]
-    fn stamp_layouts_argo_application_on_another_repository_is_a_problem() {
+    fn stamp_layouts_argo_application_on_another_repository_stays_there() {
         let repo = tempfile::tempdir().unwrap();
         super::common::write_argo_layout(repo.path(), false);
         write(
             &repo.path().join("argo/apps/other.yaml"),
             "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: other, namespace: argocd}\nspec:\n  project: default\n  source: {repoURL: 'https://github.com/someone/else', path: deploy, targetRevision: main}\n  destination: {server: 'https://kubernetes.default.svc', namespace: other}\n",
         );
-        let text = stamp::load(&repo.path().join("bootstrap"), None)
-            .unwrap_err()
-            .to_string();
-        assert!(text.contains("other.yaml"), "{text}");
-        assert!(text.contains("github.com/someone/else"), "{text}");
+        let s = stamp::load(&repo.path().join("bootstrap"), None).unwrap();
+        let opts = RenderOptions::standard("http://gitea.test/kindling/source.git".into());
+        let argo = render(&s, Engine::Argo, &opts).unwrap();
+        let other = argo
+            .documents()
+            .find(|d| d["kind"] == "Application" && d["metadata"]["name"] == "other")
+            .unwrap();
+        assert_eq!(
+            other["spec"]["source"]["repoURL"],
+            "https://github.com/someone/else"
+        );
+        assert_eq!(other["spec"]["source"]["targetRevision"], "main");
+        assert_eq!(other["spec"]["source"]["path"], "deploy");
+        let flux = render(&s, Engine::Flux, &opts).unwrap();
+        let git = flux
+            .documents()
+            .find(|d| d["kind"] == "GitRepository" && d["metadata"]["name"] == "other")
+            .unwrap();
+        assert_eq!(git["spec"]["url"], "https://github.com/someone/else");
+        assert_eq!(git["spec"]["ref"]["branch"], "main");
+        let k = flux
+            .documents()
+            .find(|d| d["kind"] == "Kustomization" && d["metadata"]["name"] == "other")
+            .unwrap();
+        assert_eq!(k["spec"]["sourceRef"]["name"], "other");
+        assert_eq!(k["spec"]["path"], "./deploy");
     }
 
     /// A cluster directory's own sources keep their URLs: on Flux as they are, with the

@@ -12,7 +12,9 @@
 //!   instead, as Argo CD would apply them.
 //! - An Application on a Helm repository (`chart` set) becomes a Helm entry with the same
 //!   chart, version and values, fetched from that repository as before.
-//! - Any other source (another Git repository, several `sources`) is a problem naming it.
+//! - An Application on another Git repository stays on it: Argo CD reads it from there, and on
+//!   Flux a GitRepository on it (at the Application's `targetRevision`) feeds the entry.
+//!   Several `sources` are a problem naming them.
 //! - Sync waves become dependencies: every entry waits for the entries of the wave before its
 //!   own. The destination namespace, the project and the sync options are kept (on Argo CD):
 //!   an AppProject the directories define (argo-cd v3.5.1 `AppProject`, `spec.sourceRepos`)
@@ -69,6 +71,7 @@ pub fn load(dir: &Path, source_root: Option<&Path>) -> Result<Option<Draft>, Sta
         entries: Vec::new(),
         projects: directory_documents(dir, is_project)?,
         kept: BTreeMap::new(),
+        flux_sources: Vec::new(),
     };
     for d in &documents {
         loader.expand(d, 0)?;
@@ -79,6 +82,7 @@ pub fn load(dir: &Path, source_root: Option<&Path>) -> Result<Option<Draft>, Sta
         mut warnings,
         projects,
         kept,
+        flux_sources,
         ..
     } = loader;
     // Each kept project must be one the layout defines; otherwise the entry runs in `default`.
@@ -140,7 +144,7 @@ pub fn load(dir: &Path, source_root: Option<&Path>) -> Result<Option<Draft>, Sta
             graph: Graph::default(),
             warnings,
             argo,
-            flux_sources: Vec::new(),
+            flux_sources,
         },
         problems,
         dropped: Vec::new(),
@@ -255,6 +259,8 @@ struct Loader<'a> {
     entries: Vec<(i64, Entry)>,
     /// The AppProjects of the directories read.
     projects: Vec<Document>,
+    /// GitRepositories for Applications on other repositories (for Flux).
+    flux_sources: Vec<Value>,
     /// Entry → (project, sync options, the file declaring it).
     kept: BTreeMap<String, (String, Vec<String>, PathBuf)>,
 }
@@ -340,17 +346,54 @@ impl Loader<'_> {
             return Ok(());
         }
         if !self.remotes.iter().any(|r| *r == normalize_url(repo_url)) {
-            self.problems.push(problem(
-                "spec.source.repoURL",
-                format!(
-                    "'{repo_url}' is not this repository ({}); kindling serves only what it pushes",
-                    if self.remotes.is_empty() {
-                        "it has no Git remote".to_string()
-                    } else {
-                        self.remotes.join(", ")
-                    }
-                ),
-                "point it at this repository, or keep it out of the directory",
+            // Another repository stays where it is: Argo CD reads it from there, and on Flux
+            // a GitRepository on it (at the Application's revision) feeds the entry.
+            let revision = source["targetRevision"].as_str().unwrap_or("HEAD");
+            let reference = if revision.len() == 40
+                && revision.bytes().all(|b| b.is_ascii_hexdigit())
+            {
+                serde_json::json!({"commit": revision})
+            } else if revision == "HEAD" || revision.is_empty() {
+                // Flux needs a named reference where Argo CD follows the default branch.
+                self.warnings.push(problem(
+                    "spec.source.targetRevision",
+                    format!(
+                        "'{revision}' on {repo_url}: on Flux the GitRepository follows branch main"
+                    ),
+                    "name the branch, tag or commit to follow",
+                ));
+                serde_json::json!({"branch": "main"})
+            } else if revision.starts_with('v')
+                && revision[1..].starts_with(|c: char| c.is_ascii_digit())
+            {
+                serde_json::json!({"tag": revision})
+            } else {
+                serde_json::json!({"branch": revision})
+            };
+            let object = serde_json::json!({
+                "apiVersion": "source.toolkit.fluxcd.io/v1",
+                "kind": "GitRepository",
+                "metadata": {"name": name, "namespace": "flux-system"},
+                "spec": {"interval": "10m", "url": repo_url, "ref": reference},
+            });
+            self.flux_sources.push(object.clone());
+            self.kept
+                .insert(name.clone(), (project, sync_options, d.file.clone()));
+            self.entries.push((
+                wave,
+                entry(Source::Remote(crate::stamp::RemoteSource {
+                    kind: "GitRepository".into(),
+                    name: name.clone(),
+                    object,
+                    path: match source["path"]
+                        .as_str()
+                        .unwrap_or(".")
+                        .trim_start_matches("./")
+                    {
+                        "." | "" => String::new(),
+                        p => p.trim_end_matches('/').to_string(),
+                    },
+                })),
             ));
             return Ok(());
         }
