@@ -349,27 +349,26 @@ impl Loader<'_> {
             // Another repository stays where it is: Argo CD reads it from there, and on Flux
             // a GitRepository on it (at the Application's revision) feeds the entry.
             let revision = source["targetRevision"].as_str().unwrap_or("HEAD");
-            let reference = if revision.len() == 40
-                && revision.bytes().all(|b| b.is_ascii_hexdigit())
-            {
-                serde_json::json!({"commit": revision})
-            } else if revision == "HEAD" || revision.is_empty() {
-                // Flux needs a named reference where Argo CD follows the default branch.
-                self.warnings.push(problem(
+            let reference =
+                if revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    serde_json::json!({"commit": revision})
+                } else if revision == "HEAD" || revision.is_empty() {
+                    // Flux needs a named reference where Argo CD follows the default branch.
+                    self.warnings.push(problem(
                     "spec.source.targetRevision",
                     format!(
                         "'{revision}' on {repo_url}: on Flux the GitRepository follows branch main"
                     ),
                     "name the branch, tag or commit to follow",
                 ));
-                serde_json::json!({"branch": "main"})
-            } else if revision.starts_with('v')
-                && revision[1..].starts_with(|c: char| c.is_ascii_digit())
-            {
-                serde_json::json!({"tag": revision})
-            } else {
-                serde_json::json!({"branch": revision})
-            };
+                    serde_json::json!({"branch": "main"})
+                } else if revision.starts_with('v')
+                    && revision[1..].starts_with(|c: char| c.is_ascii_digit())
+                {
+                    serde_json::json!({"tag": revision})
+                } else {
+                    serde_json::json!({"branch": revision})
+                };
             let object = serde_json::json!({
                 "apiVersion": "source.toolkit.fluxcd.io/v1",
                 "kind": "GitRepository",

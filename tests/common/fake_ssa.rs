@@ -1,7 +1,9 @@
 //! Server-side apply as the API server merges it, for the fake API server.
 //!
-//! kubernetes/apiserver v0.36.3 pkg/endpoints/handlers/fieldmanager (structured-merge-diff
-//! `Updater.Apply`): the applied configuration is merged into the live object; a field the
+//! Upstream: kubernetes/apimachinery v0.36.3 pkg/util/managedfields/internal/structuredmerge.go
+//! `structuredMergeManager.Apply` (github.com/kubernetes/apimachinery, which the API server's
+//! patch handler calls, with sigs.k8s.io/structured-merge-diff `Updater.Apply`): the applied
+//! configuration is merged into the live object; a field the
 //! same manager applied before and leaves out now is removed, unless another applier still
 //! owns it; what other managers (or plain updates) set stays. Ownership is recorded per
 //! manager in `metadata.managedFields` as `FieldsV1` (`f:` keys), operation `Apply`.
