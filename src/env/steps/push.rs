@@ -137,26 +137,33 @@ pub fn render_for_env(
     )
 }
 
-/// Checks the env's branch out into `dest`: what Git says now. `None`: nothing pushed yet.
-pub async fn check_out(gitea: &GiteaState, dest: &Path) -> Result<Option<String>, EnvError> {
+/// Runs `work` (blocking git) against the env's repository, branch `main`, as kindling.
+async fn on_env_repository<T: Send + 'static>(
+    gitea: &GiteaState,
+    work: impl FnOnce(&gitea::push::PushTarget<'_>) -> Result<T, gitea::push::PushError>
+    + Send
+    + 'static,
+) -> Result<T, EnvError> {
     let user = gitea.user.clone();
     let token = gitea.push_token();
     let url = gitea.host_repository_url(gitea::REPOSITORY);
-    let dest = dest.to_path_buf();
-    let commit = tokio::task::spawn_blocking(move || {
-        gitea::push::check_out(
-            &dest,
-            &gitea::push::PushTarget {
-                url: &url,
-                user: &user,
-                token: &token,
-                branch: "main",
-            },
-        )
+    let done = tokio::task::spawn_blocking(move || {
+        work(&gitea::push::PushTarget {
+            url: &url,
+            user: &user,
+            token: &token,
+            branch: "main",
+        })
     })
     .await
     .map_err(join_error)??;
-    Ok(commit)
+    Ok(done)
+}
+
+/// Checks the env's branch out into `dest`: what Git says now. `None`: nothing pushed yet.
+pub async fn check_out(gitea: &GiteaState, dest: &Path) -> Result<Option<String>, EnvError> {
+    let dest = dest.to_path_buf();
+    on_env_repository(gitea, move |target| gitea::push::check_out(&dest, target)).await
 }
 
 /// Pushes the source snapshot with the rendered bundle; returns the commit.
@@ -167,24 +174,10 @@ pub async fn push(
 ) -> Result<String, EnvError> {
     let files = rendered.bundle_files();
     let source = stamp.repo_root.clone();
-    let user = gitea.user.clone();
-    let token = gitea.push_token();
-    let url = gitea.host_repository_url(gitea::REPOSITORY);
     let message = format!("kindling: stamp {} at {}", stamp.name, now_rfc3339());
-    let outcome = tokio::task::spawn_blocking(move || {
-        gitea::push::push_snapshot(
-            &source,
-            &files,
-            &message,
-            &gitea::push::PushTarget {
-                url: &url,
-                user: &user,
-                token: &token,
-                branch: "main",
-            },
-        )
+    let outcome = on_env_repository(gitea, move |target| {
+        gitea::push::push_snapshot(&source, &files, &message, target)
     })
-    .await
-    .map_err(join_error)??;
+    .await?;
     Ok(outcome.commit().to_string())
 }
