@@ -9,6 +9,31 @@ mod env {
     use super::common::env_harness::*;
     use super::common::{docker, unique, write_argo_layout, write_flux_layout};
 
+    /// `env create ENV --stamp source/DIR --engine ENGINE --wait`, its JSON report.
+    fn create_layout(h: &Harness, env: &str, dir: &str, engine: &str) -> serde_json::Value {
+        let stamp = h.path("source").join(dir);
+        let profile = h.path("profile.yaml");
+        ok(&h.run(
+            &[
+                "env",
+                "create",
+                env,
+                "--stamp",
+                stamp.to_str().unwrap(),
+                "--profile",
+                profile.to_str().unwrap(),
+                "--engine",
+                engine,
+                "--wait",
+                "--timeout",
+                "60s",
+                "--output",
+                "json",
+            ],
+            &[],
+        ))
+    }
+
     /// Creates an env of the layout in `dir` (written by `write`) on `engine` and checks that
     /// `expected` entries come up Ready in that order, the overlay's patch applied after the
     /// infrastructure, and the team's remote nowhere in what the engine was given.
@@ -22,27 +47,7 @@ mod env {
         let h = Harness::with_engine(engine);
         write(&h.path("source"));
         let env = unique(&format!("layout{engine}"));
-        let cluster_dir = h.path("source").join(dir);
-        let profile = h.path("profile.yaml");
-        let created = ok(&h.run(
-            &[
-                "env",
-                "create",
-                &env,
-                "--stamp",
-                cluster_dir.to_str().unwrap(),
-                "--profile",
-                profile.to_str().unwrap(),
-                "--engine",
-                engine,
-                "--wait",
-                "--timeout",
-                "60s",
-                "--output",
-                "json",
-            ],
-            &[],
-        ));
+        let created = create_layout(&h, &env, dir, engine);
         let entries = created["env"]["status"]["entries"].as_array().unwrap();
         let names: Vec<&str> = entries
             .iter()
@@ -165,25 +170,7 @@ mod env {
             ),
         );
         let env = unique("ocilayout");
-        let created = ok(&h.run(
-            &[
-                "env",
-                "create",
-                &env,
-                "--stamp",
-                h.path("source/clusters/dev").to_str().unwrap(),
-                "--profile",
-                h.path("profile.yaml").to_str().unwrap(),
-                "--engine",
-                "flux",
-                "--wait",
-                "--timeout",
-                "60s",
-                "--output",
-                "json",
-            ],
-            &[],
-        ));
+        let created = create_layout(&h, &env, "clusters/dev", "flux");
         let entries = created["env"]["status"]["entries"].as_array().unwrap();
         let demo = entries
             .iter()

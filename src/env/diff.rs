@@ -142,17 +142,22 @@ pub async fn drift_marks(
     entries: &[String],
 ) -> Result<DriftMarks, EnvError> {
     let mut marks = DriftMarks::default();
-    if entries.is_empty() {
+    // Only path entries are built from Git; the others are never marked, so a status of
+    // Helm entries alone fetches nothing.
+    let compared: Vec<&Entry> = entries
+        .iter()
+        .filter_map(|name| stamp.entry(name))
+        .filter(|e| matches!(e.source, Source::Path(_)))
+        .collect();
+    if compared.is_empty() {
         return Ok(marks);
     }
     let checkout = scratch_dir()?;
     if push::check_out(gitea, checkout.path()).await?.is_none() {
         return Ok(marks);
     }
-    for name in entries {
-        let Some(entry) = stamp.entry(name) else {
-            continue;
-        };
+    for entry in compared {
+        let name = &entry.name;
         match entry_diff(kube, engine, stamp, entry, checkout.path()).await {
             Ok(found) if !found.changes.is_empty() => marks.drifted.push((
                 name.clone(),

@@ -35,13 +35,12 @@ pub fn reconcile(objects: &mut Vec<Stored>, ws: &mut Workspace) {
         let Some(params) = parameters(set, ws) else {
             continue;
         };
-        let go = set["spec"]["goTemplate"] == true;
         let uid = set["metadata"]["uid"].clone();
         let set_name = set["metadata"]["name"].as_str().unwrap_or_default();
         let mut wanted = Vec::new();
         for p in &params {
             let mut template = set["spec"]["template"].clone();
-            render(&mut template, p, go);
+            render(&mut template, p);
             let name = template["metadata"]["name"]
                 .as_str()
                 .unwrap_or_default()
@@ -221,16 +220,16 @@ fn path_match(pattern: &str, name: &str) -> bool {
 }
 
 /// `Render.replace` on every string of the template.
-fn render(value: &mut Value, params: &Map<String, Value>, go: bool) {
+fn render(value: &mut Value, params: &Map<String, Value>) {
     match value {
-        Value::String(s) => *s = replace(s, params, go),
-        Value::Array(items) => items.iter_mut().for_each(|v| render(v, params, go)),
-        Value::Object(map) => map.values_mut().for_each(|v| render(v, params, go)),
+        Value::String(s) => *s = replace(s, params),
+        Value::Array(items) => items.iter_mut().for_each(|v| render(v, params)),
+        Value::Object(map) => map.values_mut().for_each(|v| render(v, params)),
         _ => {}
     }
 }
 
-fn replace(text: &str, params: &Map<String, Value>, _go: bool) -> String {
+fn replace(text: &str, params: &Map<String, Value>) -> String {
     let mut out = String::new();
     let mut rest = text;
     while let Some(start) = rest.find("{{") {
