@@ -51,6 +51,7 @@ pub fn run(command: ClusterCommand, output: Output) -> anyhow::Result<()> {
         let config = match resolved.provider {
             Provider::Kind => cluster::render_kind(&resolved),
             Provider::K3d => cluster::render_k3d(&resolved, &name),
+            Provider::Existing => serde_json::Value::Null,
         };
         super::print_json(serde_json::json!({ "cluster": resolved, "config": config }));
     } else {

@@ -90,6 +90,24 @@ impl From<ProviderArg> for kindling::cluster::Provider {
     }
 }
 
+/// The providers of an env: kind and k3d, or a cluster that exists already.
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum EnvProviderArg {
+    Kind,
+    K3d,
+    Existing,
+}
+
+impl From<EnvProviderArg> for kindling::cluster::Provider {
+    fn from(p: EnvProviderArg) -> Self {
+        match p {
+            EnvProviderArg::Kind => kindling::cluster::Provider::Kind,
+            EnvProviderArg::K3d => kindling::cluster::Provider::K3d,
+            EnvProviderArg::Existing => kindling::cluster::Provider::Existing,
+        }
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum EngineArg {
     Flux,

@@ -1,6 +1,7 @@
 //! Clusters: profiles, the configs rendered for kind and k3d, and the provider CLIs behind a
 //! narrow trait. kindling drives the real `kind` and `k3d` binaries; it does not reimplement them.
 
+pub mod existing;
 mod profile;
 pub mod provider;
 pub mod proxy;
@@ -108,12 +109,17 @@ pub fn resolve(
     registry_port: Option<u16>,
 ) -> Result<ResolvedCluster, ClusterError> {
     let spec = &profile.spec;
-    let image = node_image(spec.provider, &spec.kubernetes_version).ok_or_else(|| {
-        ClusterError::Tool(format!(
-            "no pinned node image for Kubernetes {}",
-            spec.kubernetes_version
-        ))
-    })?;
+    // An existing cluster has its nodes already.
+    let image = match spec.provider {
+        Provider::Existing => "",
+        provider => node_image(provider, &spec.kubernetes_version).ok_or_else(|| {
+            ClusterError::Tool(format!(
+                "no pinned node image for Kubernetes {}",
+                spec.kubernetes_version
+            ))
+        })?,
+    };
+    let existing = spec.provider == Provider::Existing;
     Ok(ResolvedCluster {
         name: cluster_name(env),
         provider: spec.provider,
@@ -125,8 +131,8 @@ pub fn resolve(
         extra_ports: spec.extra_port_mappings.clone(),
         mirrors: mirrors(
             env,
-            registry_port.filter(|_| spec.registry),
-            spec.image_caches,
+            registry_port.filter(|_| spec.registry && !existing),
+            spec.image_caches && !existing,
         ),
         switch_context: true,
         proxy: proxy::ProxySettings::default(),
@@ -163,6 +169,8 @@ pub fn render_config(cluster: &ResolvedCluster, env: &str) -> String {
     let value = match cluster.provider {
         Provider::Kind => render_kind(cluster),
         Provider::K3d => render_k3d(cluster, env),
+        // Nothing to configure: the cluster is there.
+        Provider::Existing => serde_json::Value::Null,
     };
     serde_yaml_ng::to_string(&value).unwrap_or_default()
 }

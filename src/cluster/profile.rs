@@ -14,6 +14,9 @@ pub const API_VERSION: &str = "kindling.dev/v1alpha1";
 pub enum Provider {
     Kind,
     K3d,
+    /// A cluster kindling did not make (`--provider existing --context NAME`): no Docker
+    /// cluster, registry or caches; Gitea runs in the cluster (`crate::cluster::existing`).
+    Existing,
 }
 
 impl Provider {
@@ -21,7 +24,13 @@ impl Provider {
         match self {
             Provider::Kind => "kind",
             Provider::K3d => "k3d",
+            Provider::Existing => "existing",
         }
+    }
+
+    /// Whether kindling makes the cluster (and its Docker containers) itself.
+    pub fn makes_the_cluster(self) -> bool {
+        self != Provider::Existing
     }
 }
 
@@ -108,9 +117,11 @@ pub fn node_image(provider: Provider, kubernetes: &str) -> Option<&'static str> 
         .iter()
         .find(|n| n.kubernetes == wanted)
         .map(|n| match provider {
-            Provider::Kind => n.kind.artifact,
-            Provider::K3d => n.k3s.artifact,
+            Provider::Kind => Some(n.kind.artifact),
+            Provider::K3d => Some(n.k3s.artifact),
+            Provider::Existing => None,
         })
+        .flatten()
 }
 
 /// The profile used when none is named: `clusters/<provider>.yaml` of the source tree if it
@@ -128,9 +139,10 @@ pub fn default_profile(provider: Provider) -> ClusterProfile {
             control_planes: 1,
             workers: 0,
             ingress: IngressPorts::default(),
-            registry: true,
+            // An existing cluster cannot reach a registry or caches on this machine.
+            registry: provider.makes_the_cluster(),
             registry_port: None,
-            image_caches: true,
+            image_caches: provider.makes_the_cluster(),
             extra_port_mappings: Vec::new(),
             extra_ca: Vec::new(),
             addons: None,

@@ -43,6 +43,49 @@ pub fn provider_for(
     match provider {
         Provider::Kind => Box::new(KindCli { binary, work_dir }),
         Provider::K3d => Box::new(K3dCli { binary, work_dir }),
+        Provider::Existing => Box::new(NoCli),
+    }
+}
+
+/// An existing cluster: no CLI makes, lists or removes it.
+struct NoCli;
+
+impl NoCli {
+    fn refuse<T>(&self) -> Result<T, ClusterError> {
+        Err(ClusterError::Tool(
+            "an existing cluster has no provider CLI: kindling neither makes nor removes it"
+                .into(),
+        ))
+    }
+}
+
+impl ClusterProvider for NoCli {
+    fn provider(&self) -> Provider {
+        Provider::Existing
+    }
+    fn exists(&self, _name: &str) -> Result<bool, ClusterError> {
+        self.refuse()
+    }
+    fn create(&self, _: &str, _: &str, _: &[(String, String)]) -> Result<(), ClusterError> {
+        self.refuse()
+    }
+    fn delete(&self, _name: &str) -> Result<(), ClusterError> {
+        self.refuse()
+    }
+    fn kubeconfig(&self, _name: &str) -> Result<String, ClusterError> {
+        self.refuse()
+    }
+    fn nodes(&self, _name: &str) -> Result<Vec<String>, ClusterError> {
+        self.refuse()
+    }
+    fn import_images(&self, _: &str, _: &Path) -> Result<(), ClusterError> {
+        self.refuse()
+    }
+    fn docker_network(&self, _name: &str) -> String {
+        String::new()
+    }
+    fn context(&self, _name: &str) -> String {
+        String::new()
     }
 }
 

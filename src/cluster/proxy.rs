@@ -139,8 +139,15 @@ pub fn pod_direct_names(provider: super::Provider, env: &str) -> Vec<String> {
     let ranges = match provider {
         super::Provider::Kind => KIND_RANGES,
         super::Provider::K3d => K3S_RANGES,
+        // Ranges kindling did not choose and cannot read from the API in general: the
+        // cluster's own NO_PROXY is the user's to set.
+        super::Provider::Existing => [""; 2],
     };
-    let mut direct: Vec<String> = ranges.iter().map(|r| r.to_string()).collect();
+    let mut direct: Vec<String> = ranges
+        .iter()
+        .filter(|r| !r.is_empty())
+        .map(|r| r.to_string())
+        .collect();
     direct.extend(env_direct_names(env));
     direct
 }

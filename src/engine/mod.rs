@@ -5,6 +5,7 @@
 //! here only move those through the Kubernetes API.
 
 pub mod argo;
+pub mod detect;
 pub mod extra_ca;
 pub mod flux;
 pub mod manifests;

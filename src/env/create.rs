@@ -70,6 +70,9 @@ pub async fn create(
         Some(overlay) => crate::stamp::overlay::select(stamp, overlay)?,
         None => stamp,
     };
+    if !opts.profile.spec.provider.makes_the_cluster() {
+        fits_an_existing_cluster(opts, &stamp)?;
+    }
     // The packages are read (and, on Flux, translated) before anything is made.
     let package_dirs = super::packages::absolute(&opts.packages)?;
     super::packages::load_all(&package_dirs, opts.engine)?;
@@ -271,10 +274,40 @@ pub async fn create(
     report(ctx, reports)
 }
 
+/// What a cluster kindling did not make cannot give a stamp: host directories mounted into
+/// its nodes (kind's extraMounts, k3d's volumes are set when a cluster is made).
+fn fits_an_existing_cluster(opts: &CreateOptions, stamp: &Stamp) -> Result<(), EnvError> {
+    if opts.existing.is_none() {
+        return Err(EnvError::BadInput(
+            "--provider existing needs --context NAME: the kubeconfig context of the cluster to use".into(),
+        ));
+    }
+    if let Some(storage) = stamp.storage.first() {
+        return Err(EnvError::BadInput(format!(
+            "stamp {} declares storage {} (a directory of this machine mounted into the nodes), which a cluster kindling did not make cannot have\nhelp: use a kind or k3d env for this stamp, or give the workload a PersistentVolumeClaim of the cluster's own StorageClass",
+            stamp.name, storage.name
+        )));
+    }
+    Ok(())
+}
+
 /// A rerun must ask for the env that exists: another stamp, provider or engine is a restart
 /// or a new env.
 fn same_env(s: &EnvState, opts: &CreateOptions, stamp: &str) -> Result<(), EnvError> {
     let (env, provider) = (&opts.name, opts.profile.spec.provider);
+    if s.existing.is_some() && s.existing != opts.existing {
+        let context = |e: &Option<crate::cluster::existing::ExistingCluster>| {
+            e.as_ref()
+                .map(|e| format!("context {} of {}", e.context, e.kubeconfig.display()))
+                .unwrap_or_else(|| "no existing cluster".into())
+        };
+        return Err(EnvError::BadInput(format!(
+            "env {env} runs on {}; this asks for {}
+help: pass the env's --context and --kubeconfig, or pick another env name",
+            context(&s.existing),
+            context(&opts.existing)
+        )));
+    }
     if s.stamp == stamp && s.engine == opts.engine && s.provider == provider {
         return Ok(());
     }
@@ -330,6 +363,8 @@ fn new_state(opts: &CreateOptions, stamp: &Stamp, ports: Ports) -> EnvState {
         applied_directly: Vec::new(),
         overlay: opts.overlay.clone(),
         packages: Vec::new(),
+        existing: opts.existing.clone(),
+        found_engine: None,
     }
 }
 

@@ -25,11 +25,18 @@ pub struct DeleteReport {
     /// The same, removed by `--purge`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub storage_removed: Option<std::path::PathBuf>,
+    /// On a cluster kindling did not make: the objects the env had applied there, removed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cluster_objects: Vec<String>,
+    /// The engine that was on that cluster first, left as it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine_kept: Option<String>,
 }
 
 impl DeleteReport {
     pub fn nothing(&self) -> bool {
         self.cluster.is_none()
+            && self.cluster_objects.is_empty()
             && self.removed.is_empty()
             && !self.state_removed
             && self.storage_removed.is_none()
@@ -56,6 +63,35 @@ pub async fn delete(
         env: name.to_string(),
         ..Default::default()
     };
+    if let Some(s) = state.as_ref().filter(|s| !s.provider.makes_the_cluster()) {
+        let t = Instant::now();
+        let context = s.existing.as_ref().map(|e| e.context.clone()).unwrap_or_default();
+        progress.start(
+            "cluster",
+            &format!("objects labelled {}={name} on context {context}", crate::ENV_LABEL),
+        );
+        let left = match super::leave::leave(s, &env_dir, settings.step_timeout, progress).await {
+            Ok(left) => left,
+            Err(e) => {
+                progress.fail("cluster", &e.to_string());
+                return Err(e);
+            }
+        };
+        let kept = left
+            .engine_kept
+            .as_ref()
+            .map(|e| format!("; {e} kept (it was there first)"))
+            .unwrap_or_default();
+        progress.done(
+            "cluster",
+            t.elapsed(),
+            &format!("{} objects removed, the cluster kept{kept}", left.removed.len()),
+        );
+        report.cluster_objects = left.removed;
+        report.engine_kept = left.engine_kept;
+        report.state_removed = remove_env_dir(&env_dir, name, lock)?;
+        return Ok(report);
+    }
     let docker = match DockerClient::connect().await {
         Ok(docker) => docker,
         Err(e) => {
@@ -113,29 +149,38 @@ pub async fn delete(
         removed.networks.len(),
     );
     progress.done("docker", t.elapsed(), &counts);
-    // The directory is moved aside while the lock is still held, then removed: a command
-    // waiting for the lock re-creates the lock file as it polls, and would otherwise make it
-    // again inside the directory being removed (which then cannot be removed). Moved, the
-    // waiter finds no env.
-    if env_dir.exists() {
-        let aside = env_dir.with_file_name(format!(".{name}.deleted-{}", std::process::id()));
-        let state_error = |path: &std::path::Path| {
-            let path = path.to_path_buf();
-            move |e: std::io::Error| EnvError::State {
-                path,
-                reason: e.to_string(),
-            }
-        };
-        std::fs::rename(&env_dir, &aside).map_err(state_error(&env_dir))?;
-        drop(lock);
-        std::fs::remove_dir_all(&aside).map_err(state_error(&aside))?;
-        report.state_removed = true;
-    }
+    report.state_removed = remove_env_dir(&env_dir, name, lock)?;
     let kept = super::storage::host_root(&settings.data_dir, name);
     if kept.exists() {
         report.storage_kept = Some(kept);
     }
     Ok(report)
+}
+
+/// The directory is moved aside while the lock is still held, then removed: a command waiting
+/// for the lock re-creates the lock file as it polls, and would otherwise make it again inside
+/// the directory being removed (which then cannot be removed). Moved, the waiter finds no env.
+/// Whether there was a directory.
+fn remove_env_dir(
+    env_dir: &std::path::Path,
+    name: &str,
+    lock: Option<FileLock>,
+) -> Result<bool, EnvError> {
+    if !env_dir.exists() {
+        return Ok(false);
+    }
+    let aside = env_dir.with_file_name(format!(".{name}.deleted-{}", std::process::id()));
+    let state_error = |path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |e: std::io::Error| EnvError::State {
+            path,
+            reason: e.to_string(),
+        }
+    };
+    std::fs::rename(env_dir, &aside).map_err(state_error(env_dir))?;
+    drop(lock);
+    std::fs::remove_dir_all(&aside).map_err(state_error(&aside))?;
+    Ok(true)
 }
 
 /// Gitea and the registry go before the cluster: attached to its network (k3d's own), they
@@ -222,6 +267,8 @@ async fn delete_cluster(
         let label = match provider {
             crate::cluster::Provider::Kind => format!("io.x-k8s.kind.cluster={cluster_name}"),
             crate::cluster::Provider::K3d => format!("k3d.cluster={cluster_name}"),
+            // Never removed by kindling (`delete_existing`).
+            crate::cluster::Provider::Existing => continue,
         };
         if docker.containers_labelled(&label).await?.is_empty() {
             continue;

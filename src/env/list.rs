@@ -93,3 +93,61 @@ pub async fn list(settings: &Settings) -> Result<Vec<ListEntry>, EnvError> {
     }
     Ok(out)
 }
+
+/// An env found on a cluster kindling did not make (`env list --provider existing`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterEnv {
+    pub name: String,
+    /// Where its objects are: `NAMESPACE` or `KIND NAMESPACE/NAME` (its engine objects).
+    pub found: Vec<String>,
+    /// This data dir has the env's state (it can sync, status and delete it).
+    pub known_here: bool,
+}
+
+/// The envs present on the cluster of `existing`: every object carrying the env label among
+/// Namespaces and the engines' own objects, by env.
+pub async fn list_on_cluster(
+    settings: &Settings,
+    existing: &crate::cluster::existing::ExistingCluster,
+) -> Result<Vec<ClusterEnv>, EnvError> {
+    let kube =
+        crate::kube::KubeClient::from_kubeconfig(&existing.kubeconfig, Some(&existing.context))
+            .await?;
+    let mut envs: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (api_version, kind) in [
+        ("v1", "Namespace"),
+        ("kustomize.toolkit.fluxcd.io/v1", "Kustomization"),
+        ("argoproj.io/v1alpha1", "Application"),
+    ] {
+        for object in kube
+            .list_labelled(api_version, kind, crate::ENV_LABEL)
+            .await?
+        {
+            let Some(env) = object["metadata"]["labels"][crate::ENV_LABEL].as_str() else {
+                continue;
+            };
+            let name = object["metadata"]["name"].as_str().unwrap_or_default();
+            let found = match object["metadata"]["namespace"].as_str() {
+                Some(ns) => format!("{kind} {ns}/{name}"),
+                None => format!("{kind} {name}"),
+            };
+            envs.entry(env.to_string()).or_default().push(found);
+        }
+    }
+    Ok(envs
+        .into_iter()
+        .map(|(name, found)| {
+            let known_here = EnvState::load(&settings.env_dir(&name))
+                .ok()
+                .flatten()
+                .and_then(|s| s.existing)
+                .is_some_and(|e| e.context == existing.context);
+            ClusterEnv {
+                name,
+                found,
+                known_here,
+            }
+        })
+        .collect())
+}

@@ -14,6 +14,7 @@ mod entry_build;
 pub mod entry_objects;
 mod follow;
 pub mod kubeconfig;
+pub mod leave;
 pub mod list;
 pub mod open;
 pub mod packages;
@@ -308,6 +309,8 @@ pub struct CreateOptions {
     pub overlay: Option<String>,
     /// idpbuilder package directories (`--package`).
     pub packages: Vec<PathBuf>,
+    /// The cluster to use with `--provider existing`.
+    pub existing: Option<crate::cluster::existing::ExistingCluster>,
 }
 
 /// Set by Ctrl-C; checked between steps (create) and between syncs (watch). A second Ctrl-C
@@ -353,6 +356,12 @@ pub fn provider_tool(
     let tool = match provider {
         Provider::Kind => crate::cluster::tools::kind_tool(),
         Provider::K3d => crate::cluster::tools::k3d_tool(),
+        Provider::Existing => {
+            return Err(EnvError::Preflight(
+                "an existing cluster has no provider CLI: kindling neither makes nor removes it"
+                    .into(),
+            ));
+        }
     };
     let search_path = std::env::var_os("PATH");
     Ok(crate::cluster::tools::resolve_tool(
@@ -426,6 +435,9 @@ pub fn max_name_len(provider: crate::cluster::Provider) -> usize {
     match provider {
         crate::cluster::Provider::K3d => 32 - "kindling-".len(),
         crate::cluster::Provider::Kind => 63 - "kindling-".len() - "-external-load-balancer".len(),
+        // The env's namespace, `kindling-NAME`, is a DNS label (63), and so is the longest
+        // name kindling gives an object there.
+        crate::cluster::Provider::Existing => 63 - "kindling-".len(),
     }
 }
 
@@ -440,6 +452,9 @@ pub fn fits_the_provider(name: &str, provider: crate::cluster::Provider) -> Resu
         }
         crate::cluster::Provider::Kind => {
             "kind's longest container and host name, kindling-NAME-external-load-balancer, must stay within 63 characters"
+        }
+        crate::cluster::Provider::Existing => {
+            "the env's namespace on the cluster, kindling-NAME, must stay within 63 characters"
         }
     };
     Err(EnvError::BadInput(format!(

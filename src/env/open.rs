@@ -156,17 +156,43 @@ pub async fn kube_of(state: &EnvState) -> Result<KubeClient, EnvError> {
             state.name, state.name, state.stamp
         ))
     })?;
-    Ok(KubeClient::from_kubeconfig(&cluster.kubeconfig, Some(&cluster.context)).await?)
+    let kube = KubeClient::from_kubeconfig(&cluster.kubeconfig, Some(&cluster.context)).await?;
+    let env_dir = crate::paths::env_dir(&crate::paths::data_dir(), &state.name);
+    Ok(owned(kube, state, &env_dir))
 }
 
-/// The env's Gitea record; an env without one has not finished `env create`.
+/// On a cluster kindling did not make, `kube` applying only as the env's ownership allows
+/// (`crate::kube::ownership`); elsewhere `kube` as it is.
+pub fn owned(kube: KubeClient, state: &EnvState, env_dir: &Path) -> KubeClient {
+    match state.provider.makes_the_cluster() {
+        true => kube,
+        false => kube.owned_by(crate::kube::ownership::Ownership::new(
+            &state.name,
+            owned_kinds_file(env_dir),
+        )),
+    }
+}
+
+/// Where the kinds of what kindling applied to a shared cluster are recorded.
+pub fn owned_kinds_file(env_dir: &Path) -> std::path::PathBuf {
+    env_dir.join("owned-kinds")
+}
+
+/// The env's Gitea record; an env without one has not finished `env create`. A Gitea in the
+/// cluster gets the URL of a port-forward to it, opened now.
 pub fn gitea_of(state: &EnvState) -> Result<super::state::GiteaState, EnvError> {
-    state.gitea.clone().ok_or_else(|| {
+    let mut gitea = state.gitea.clone().ok_or_else(|| {
         EnvError::Preflight(format!(
             "env {} has no Gitea yet; finish `kindling env create {} --stamp {}` first",
             state.name, state.name, state.stamp
         ))
-    })
+    })?;
+    if gitea.in_cluster
+        && let Some(cluster) = &state.cluster
+    {
+        gitea.url = super::steps::gitea::forward_url(cluster, &state.name)?;
+    }
+    Ok(gitea)
 }
 
 /// The API client of a live env's cluster, with the route to its Gitea checked and re-pointed

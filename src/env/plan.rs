@@ -87,20 +87,27 @@ pub fn plan(
     steps: Vec<&'static str>,
 ) -> Result<Plan, EnvError> {
     let env = opts.name.as_str();
+    let provider = resolved.provider;
     let gitea = GiteaState {
         url: match &settings.external_gitea {
             Some(g) => g.url.clone(),
+            None if provider == Provider::Existing => format!(
+                "port-forward to {}/{}",
+                gitea::in_cluster::namespace(env),
+                gitea::in_cluster::NAME
+            ),
             None => format!(
                 "http://127.0.0.1:{}",
                 ports.gitea.unwrap_or(DEFAULT_GITEA_PORT)
             ),
         },
-        cluster_repo_url: in_cluster_url(settings),
+        cluster_repo_url: in_cluster_url(settings, env, provider),
         user: gitea::ADMIN_USER.into(),
         password: "<redacted>".into(),
         token: None,
         engine_token: None,
         external: settings.external_gitea.is_some(),
+        in_cluster: settings.external_gitea.is_none() && provider == Provider::Existing,
     };
     crate::engine::secrets::check_host_values(stamp, &settings.allow_secret_from)?;
     let extra_ca = crate::pki::extra_ca::ExtraCa::load(&opts.extra_ca)?;
@@ -124,6 +131,11 @@ pub fn plan(
     let context = match resolved.provider {
         Provider::Kind => format!("kind-{}", resolved.name),
         Provider::K3d => format!("k3d-{}", resolved.name),
+        Provider::Existing => opts
+            .existing
+            .as_ref()
+            .map(|e| e.context.clone())
+            .unwrap_or_default(),
     };
     Ok(Plan {
         env: env.to_string(),

@@ -35,6 +35,9 @@ fn node_labels(provider: Provider) -> (&'static str, &'static str) {
     match provider {
         Provider::Kind => ("io.x-k8s.kind.cluster", "io.x-k8s.kind.role"),
         Provider::K3d => ("k3d.cluster", "k3d.role"),
+        // No node of an existing cluster is a container kindling made: a label no container
+        // carries finds none.
+        Provider::Existing => ("dev.kindling.existing-cluster", "dev.kindling.existing-role"),
     }
 }
 
@@ -123,6 +126,19 @@ pub async fn stopped_containers(
     Ok(stopped)
 }
 
+/// An existing cluster is not kindling's to stop or start.
+fn refuse_on_existing(state: &EnvState, verb: &str) -> Result<(), EnvError> {
+    if state.provider.makes_the_cluster() {
+        return Ok(());
+    }
+    Err(EnvError::Preflight(format!(
+        "env {} runs on an existing cluster (context {}), which kindling did not make and does not {verb}\nhelp: `kindling env suspend {}` pauses its reconciliation instead",
+        state.name,
+        state.existing.as_ref().map(|e| e.context.as_str()).unwrap_or("?"),
+        state.name
+    )))
+}
+
 pub async fn stop(
     settings: &Settings,
     name: &str,
@@ -130,6 +146,7 @@ pub async fn stop(
 ) -> Result<PowerReport, EnvError> {
     let started = Instant::now();
     let (_lock, state) = load_locked(settings, name, "env stop")?;
+    refuse_on_existing(&state, "stop")?;
     let docker = DockerClient::connect().await?;
     let (mut names, _) = containers(&docker, &state).await?;
     // Nodes first, so nothing in the cluster goes on pulling or cloning from what stopped.
@@ -159,6 +176,7 @@ pub async fn start(
 ) -> Result<PowerReport, EnvError> {
     let started = Instant::now();
     let (_lock, state) = load_locked(settings, name, "env start")?;
+    refuse_on_existing(&state, "start")?;
     let docker = DockerClient::connect().await?;
     let (names, kubelets) = containers(&docker, &state).await?;
     if kubelets == 0 {

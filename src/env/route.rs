@@ -40,7 +40,8 @@ pub async fn repair_gitea_route(
     let (Some(g), Some(cluster)) = (&state.gitea, &state.cluster) else {
         return Ok(None);
     };
-    if g.external {
+    // An external Gitea, or one in the cluster behind its own Service, has no route to mend.
+    if g.external || g.in_cluster {
         return Ok(None);
     }
     let docker = DockerClient::connect().await?;

@@ -53,6 +53,11 @@ pub struct GiteaState {
     pub engine_token: Option<String>,
     /// A Gitea kindling did not start (`KINDLING_GITEA_URL`): never removed by delete.
     pub external: bool,
+    /// Gitea runs in the cluster (`--provider existing`, `crate::gitea::in_cluster`): `url`
+    /// is empty in the record and is a port-forward opened by the command that needs it
+    /// (`crate::env::open::gitea_of`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub in_cluster: bool,
 }
 
 impl GiteaState {
@@ -169,6 +174,23 @@ pub struct EnvState {
     /// The idpbuilder package directories (absolute) the env runs (`--package`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub packages: Vec<PathBuf>,
+    /// The cluster kindling did not make (`--provider existing`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub existing: Option<crate::cluster::existing::ExistingCluster>,
+    /// The engine was on the cluster before the env: used as it is, never upgraded or
+    /// removed by kindling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub found_engine: Option<FoundEngineState>,
+}
+
+/// An engine kindling found rather than installed (`crate::engine::detect`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FoundEngineState {
+    pub version: String,
+    /// The other kindling env that installed it, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installed_by: Option<String>,
 }
 
 /// An app `env deploy` deployed: its name under `software/apps` and its namespace.

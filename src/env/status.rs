@@ -30,9 +30,12 @@ pub struct StatusReport {
     pub stamp: String,
     pub provider: String,
     pub engine: String,
-    /// The engine release the env installed (the pinned one at the time).
+    /// The engine release the env installed (the pinned one at the time), or the one it found.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub engine_version: Option<String>,
+    /// `installed` by this env, or `found` on the cluster (used as it is, never upgraded or
+    /// removed by kindling).
+    pub engine_origin: &'static str,
     /// The cluster add-ons (`crate::addons`), whose entries are among the entries.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub addons: Vec<String>,
@@ -322,7 +325,14 @@ pub async fn status(
         stamp: state.stamp.clone(),
         provider: state.provider.name().into(),
         engine: state.engine.name().into(),
-        engine_version: state.versions.get(state.engine.name()).cloned(),
+        engine_version: match &state.found_engine {
+            Some(found) => Some(found.version.clone()),
+            None => state.versions.get(state.engine.name()).cloned(),
+        },
+        engine_origin: match state.found_engine {
+            Some(_) => "found",
+            None => "installed",
+        },
         addons: state.addons.clone(),
         addon_urls: addon_urls(&state),
         stacks: state.stacks.iter().map(|s| s.name.clone()).collect(),
@@ -511,6 +521,9 @@ struct Parts {
 
 impl Parts {
     async fn of(settings: &Settings, state: &EnvState) -> Result<Parts, EnvError> {
+        if !state.provider.makes_the_cluster() {
+            return Self::of_existing(state).await;
+        }
         let name = state.name.as_str();
         let docker = DockerClient::connect().await.ok();
         let cluster_name = crate::cluster::cluster_name(name);
@@ -566,6 +579,60 @@ impl Parts {
             gitea,
             registry,
             cluster_missing: exists.as_ref().is_ok_and(|e| !e),
+        })
+    }
+
+    /// A cluster kindling did not make: whether its API answers, and the Gitea Deployment
+    /// there (or the external Gitea).
+    async fn of_existing(state: &EnvState) -> Result<Parts, EnvError> {
+        let context = state.cluster.as_ref().map(|c| c.context.clone());
+        let kube = super::open::kube_of(state).await;
+        let namespace = crate::gitea::in_cluster::namespace(&state.name);
+        let gitea_deployment = match &kube {
+            Ok(kube) => kube
+                .get(
+                    "apps/v1",
+                    "Deployment",
+                    Some(&namespace),
+                    crate::gitea::in_cluster::NAME,
+                )
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let cluster_state = match &gitea_deployment {
+            Ok(_) => "existing".to_string(),
+            Err(e) => format!("unknown ({})", e.lines().next().unwrap_or_default()),
+        };
+        let gitea = match &state.gitea {
+            Some(g) if g.external => ComponentStatus {
+                name: "external".into(),
+                state: "external".into(),
+                url: Some(g.url.clone()),
+            },
+            _ => ComponentStatus {
+                name: format!("{namespace}/{}", crate::gitea::in_cluster::NAME),
+                state: match &gitea_deployment {
+                    Ok(Some(d)) if d["status"]["readyReplicas"].as_i64().unwrap_or(0) > 0 => {
+                        "running".into()
+                    }
+                    Ok(Some(_)) => "not ready".into(),
+                    Ok(None) => "missing".into(),
+                    Err(_) => "unknown".into(),
+                },
+                url: Some(format!("port-forward to {namespace}/{}", crate::gitea::in_cluster::NAME)),
+            },
+        };
+        Ok(Parts {
+            docker: None,
+            cluster: ComponentStatus {
+                name: context.clone().unwrap_or_default(),
+                state: cluster_state,
+                url: context,
+            },
+            gitea,
+            registry: None,
+            cluster_missing: false,
         })
     }
 }

@@ -8,6 +8,7 @@
 //! host pushes to `http://127.0.0.1:PORT/kindling/source.git`. Gitea serves both, because it
 //! does not care which host name a request used.
 
+pub mod in_cluster;
 pub mod push;
 
 use std::io::Read;

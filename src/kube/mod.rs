@@ -2,7 +2,10 @@
 //! of multi-document bundles with discovery (field manager `kindling`, forced), CRDs waited
 //! Established before their resources, bounded waits, and bundle deletion.
 
+pub mod access;
+pub mod forward;
 pub mod order;
+pub mod ownership;
 pub mod readiness;
 mod wait;
 
@@ -75,6 +78,9 @@ pub enum KubeError {
         api_version: String,
         hint: String,
     },
+    /// An object on a shared cluster that kindling did not make (`ownership`).
+    #[error("{0}")]
+    NotOurs(String),
     #[error("object {index} of the bundle is not a Kubernetes object: {reason}")]
     Malformed { index: usize, reason: String },
     #[error("timed out after {seconds}s waiting for {what}: {blocking}")]
@@ -122,6 +128,8 @@ pub struct KubeClient {
     discovered: std::sync::Arc<
         std::sync::Mutex<std::collections::HashMap<String, (ApiResource, ApiCapabilities)>>,
     >,
+    /// On a cluster kindling did not make: the env whose label every apply carries.
+    ownership: Option<std::sync::Arc<ownership::Ownership>>,
 }
 
 impl KubeClient {
@@ -129,7 +137,19 @@ impl KubeClient {
         KubeClient {
             client,
             discovered: Default::default(),
+            ownership: None,
         }
+    }
+
+    /// This client, applying only as `ownership` allows (a cluster kindling shares).
+    pub fn owned_by(mut self, ownership: ownership::Ownership) -> KubeClient {
+        self.ownership = Some(std::sync::Arc::new(ownership));
+        self
+    }
+
+    /// The underlying kube-rs client (port-forwards, access reviews).
+    pub fn raw(&self) -> &::kube::Client {
+        &self.client
     }
 
     /// A client for `context` of the kubeconfig at `path` (the env's standalone file).
@@ -290,6 +310,34 @@ impl KubeClient {
             _ => object.clone(),
         };
         let (api, name, namespace) = self.api_for(&object, resource, namespaced);
+        let object = match &self.ownership {
+            None => object,
+            Some(owner) => {
+                let live = match api.get_opt(&name).await {
+                    Ok(live) => live.map(|l| serde_json::to_value(l).unwrap_or_default()),
+                    Err(e) => {
+                        return Err(api_error(format!("reading {} {name}", resource.kind))(e));
+                    }
+                };
+                let applied = Applied {
+                    kind: resource.kind.clone(),
+                    name: name.clone(),
+                    namespace: namespace.clone(),
+                };
+                match owner.claim(&object, live.as_ref()) {
+                    Err(reason) => return Err(KubeError::NotOurs(reason)),
+                    Ok(ownership::Claim::UseAsFound) => return Ok(applied),
+                    Ok(ownership::Claim::SharedKeys) => object,
+                    Ok(ownership::Claim::Apply) => {
+                        owner.record_kind(&object).map_err(|e| KubeError::Config {
+                            path: owner.kinds_file.display().to_string(),
+                            reason: format!("cannot record what kindling applies: {e}"),
+                        })?;
+                        owner.labelled(&object)
+                    }
+                }
+            }
+        };
         let params = PatchParams::apply(options.field_manager).force();
         api.patch(&name, &params, &Patch::Apply(&object))
             .await
@@ -446,6 +494,28 @@ impl KubeClient {
             .list(&Default::default())
             .await
             .map_err(api_error(format!("listing {kind}")))?;
+        Ok(list
+            .items
+            .iter()
+            .map(|o| to_json(o, api_version, kind))
+            .collect())
+    }
+
+    /// Every object of a kind, in every namespace, that carries the label `selector`
+    /// (`key=value`); empty when the kind is not served.
+    pub async fn list_labelled(
+        &self,
+        api_version: &str,
+        kind: &str,
+        selector: &str,
+    ) -> Result<Vec<Value>, KubeError> {
+        let Some((api, _)) = self.api_of_kind(api_version, kind, None).await? else {
+            return Ok(Vec::new());
+        };
+        let list = api
+            .list(&::kube::api::ListParams::default().labels(selector))
+            .await
+            .map_err(api_error(format!("listing {kind} labelled {selector}")))?;
         Ok(list
             .items
             .iter()

@@ -11,7 +11,7 @@ use kindling::env::create::Outcome;
 use kindling::ui::Progress;
 use serde_json::json;
 
-use super::{EngineArg, Output, ProviderArg};
+use super::{EngineArg, EnvProviderArg, Output};
 
 mod text;
 
@@ -43,9 +43,17 @@ pub struct CreateArgs {
     /// `cnoe://PATH` sources kindling pushes to Gitea repositories of their own (repeatable).
     #[arg(long = "package", value_name = "DIR")]
     packages: Vec<PathBuf>,
-    /// Cluster provider (default: the profile's; the default profile is kind).
+    /// Cluster provider (default: the profile's; the default profile is kind). `existing`
+    /// uses a cluster you have (`--context`), and makes none.
     #[arg(long, value_enum)]
-    provider: Option<ProviderArg>,
+    provider: Option<EnvProviderArg>,
+    /// With `--provider existing`: the kubeconfig context of the cluster to use.
+    #[arg(long, value_name = "NAME")]
+    context: Option<String>,
+    /// With `--provider existing`: the kubeconfig holding the context (default: KUBECONFIG's
+    /// first file, else ~/.kube/config).
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
     /// GitOps engine reconciling the stamp.
     #[arg(long, value_enum, default_value = "flux")]
     engine: EngineArg,
@@ -276,8 +284,18 @@ pub enum EnvCommand {
     },
     /// Print the path of the environment's kubeconfig.
     Kubeconfig(EnvName),
-    /// List environments (and orphaned Docker objects).
-    List,
+    /// List environments (and orphaned Docker objects); with `--provider existing --context`,
+    /// the envs present on that cluster.
+    List {
+        #[arg(long, value_enum)]
+        provider: Option<EnvProviderArg>,
+        /// With `--provider existing`: the kubeconfig context of the cluster.
+        #[arg(long, value_name = "NAME")]
+        context: Option<String>,
+        /// With `--provider existing`: the kubeconfig holding the context.
+        #[arg(long, value_name = "FILE")]
+        kubeconfig: Option<PathBuf>,
+    },
 }
 
 /// `[NAME] THING`: the environment (default dev) and the one argument a command acts on.
@@ -628,9 +646,33 @@ async fn run_async(command: EnvCommand, output: Output, verbose: u8) -> anyhow::
             let path = kindling::env::kubeconfig(&settings, &env.name)?;
             out.print("kubeconfig", &path, |p| println!("{}", p.display()));
         }
-        EnvCommand::List => {
+        EnvCommand::List {
+            provider: Some(EnvProviderArg::Existing),
+            context: Some(context),
+            kubeconfig,
+        } => {
+            let existing =
+                kindling::cluster::existing::ExistingCluster::new(&context, kubeconfig.as_deref())
+                    .map_err(anyhow::Error::msg)?;
+            let envs = kindling::env::list::list_on_cluster(&settings, &existing).await?;
+            out.print("envs", &envs, |e| text::cluster_envs(&context, e));
+        }
+        EnvCommand::List {
+            provider: Some(EnvProviderArg::Existing),
+            ..
+        } => anyhow::bail!(
+            "env list --provider existing needs --context NAME: the cluster whose envs to list"
+        ),
+        EnvCommand::List {
+            provider: _,
+            context: None,
+            kubeconfig: None,
+        } => {
             let entries = kindling::env::list(&settings).await?;
             out.print("envs", &entries, |e| text::list(e));
+        }
+        EnvCommand::List { .. } => {
+            anyhow::bail!("--context and --kubeconfig are for --provider existing")
         }
     }
     Ok(())
@@ -671,6 +713,22 @@ fn create_options(
         None => std::env::current_dir()?,
     };
     let provider: Option<kindling::cluster::Provider> = args.provider.map(Into::into);
+    let existing = match (provider, &args.context) {
+        (Some(kindling::cluster::Provider::Existing), Some(context)) => Some(
+            kindling::cluster::existing::ExistingCluster::new(context, args.kubeconfig.as_deref())
+                .map_err(anyhow::Error::msg)?,
+        ),
+        (Some(kindling::cluster::Provider::Existing), None) => anyhow::bail!(
+            "--provider existing needs --context NAME: the kubeconfig context of the cluster to use\nhelp: `kubectl config get-contexts` lists yours"
+        ),
+        (_, Some(_)) => anyhow::bail!(
+            "--context is for --provider existing (kind and k3d clusters get the context kindling makes)"
+        ),
+        (_, None) if args.kubeconfig.is_some() => {
+            anyhow::bail!("--kubeconfig is for --provider existing")
+        }
+        _ => None,
+    };
     let mut profile = super::cluster::find_profile(args.profile.as_deref(), provider)?;
     if let Some(p) = provider {
         profile.spec.provider = p;
@@ -690,6 +748,7 @@ fn create_options(
         extra_ca: profile_extra_ca.into_iter().chain(args.extra_ca).collect(),
         overlay: args.overlay,
         packages: args.packages,
+        existing,
     };
     Ok((options, args.dry_run))
 }

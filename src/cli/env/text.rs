@@ -507,6 +507,17 @@ pub fn deleted(report: &DeleteReport) {
         }
         return;
     }
+    if !report.cluster_objects.is_empty() {
+        println!(
+            "env {name} deleted: {} objects it had applied to the cluster (the cluster stays){}",
+            report.cluster_objects.len(),
+            if report.state_removed { ", state" } else { "" }
+        );
+        if let Some(engine) = &report.engine_kept {
+            println!("  {engine} kept: it was on the cluster before the env");
+        }
+        return;
+    }
     println!(
         "env {name} deleted: {}{}{}",
         report
@@ -528,6 +539,22 @@ pub fn deleted(report: &DeleteReport) {
         println!(
             "  storage kept in {} for the next `env create {name}`; `kindling env delete {name} --purge` removes it",
             path.display()
+        );
+    }
+}
+
+pub fn cluster_envs(context: &str, envs: &[kindling::env::list::ClusterEnv]) {
+    if envs.is_empty() {
+        println!("no kindling envs on context {context}");
+        return;
+    }
+    println!("{:<16} {:<10} FOUND", "NAME", "HERE");
+    for e in envs {
+        println!(
+            "{:<16} {:<10} {}",
+            e.name,
+            if e.known_here { "yes" } else { "no" },
+            e.found.join(", ")
         );
     }
 }

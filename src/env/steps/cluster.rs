@@ -15,15 +15,22 @@ impl Step for Cluster {
     }
 
     fn line(&self, ctx: &Ctx<'_>) -> String {
-        format!(
-            "{} cluster {}",
-            ctx.resolved.provider.name(),
-            ctx.resolved.name
-        )
+        match &ctx.opts.existing {
+            Some(existing) => format!("existing cluster, context {}", existing.context),
+            None => format!(
+                "{} cluster {}",
+                ctx.resolved.provider.name(),
+                ctx.resolved.name
+            ),
+        }
     }
 
     fn skip<'a>(&'a self, ctx: &'a Ctx<'_>) -> LocalBoxFuture<'a, Option<String>> {
         Box::pin(async move {
+            // An existing cluster is recorded again every run (preflight checked it answers).
+            if !ctx.resolved.provider.makes_the_cluster() {
+                return None;
+            }
             let recorded = ctx.state().cluster.is_some();
             let exists = recorded
                 && ctx
@@ -36,13 +43,27 @@ impl Step for Cluster {
 
     fn run<'a>(&'a self, ctx: &'a Ctx<'_>) -> LocalBoxFuture<'a, Result<String, EnvError>> {
         Box::pin(async move {
+            if let Some(existing) = &ctx.opts.existing {
+                ctx.state().cluster = Some(ClusterState {
+                    name: existing.context.clone(),
+                    context: existing.context.clone(),
+                    kubeconfig: existing.kubeconfig.clone(),
+                    network: String::new(),
+                    load_balancer_range: None,
+                });
+                return Ok(format!(
+                    "context {} of {}, not made by kindling",
+                    existing.context,
+                    existing.kubeconfig.display()
+                ));
+            }
             let mut resolved = ctx.resolved.clone();
             // The user's proxy goes on to the nodes (kind through its own environment, k3d
             // through its config).
             resolved.proxy = cluster::proxy::ProxySettings::from_env();
             let node_env = match resolved.provider {
                 cluster::Provider::Kind => cluster::node_proxy_variables(&resolved, ctx.env()),
-                cluster::Provider::K3d => Vec::new(),
+                cluster::Provider::K3d | cluster::Provider::Existing => Vec::new(),
             };
             let provider = ctx.provider()?;
             let context = provider.context(&resolved.name);

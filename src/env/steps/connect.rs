@@ -19,6 +19,9 @@ impl Step for Connect {
     }
 
     fn line(&self, ctx: &Ctx<'_>) -> String {
+        if !ctx.resolved.provider.makes_the_cluster() {
+            return "the cluster's own network".into();
+        }
         let network = ctx.state().cluster.as_ref().map(|c| c.network.clone());
         format!("network {}", network.unwrap_or_default())
     }
@@ -26,6 +29,14 @@ impl Step for Connect {
     fn run<'a>(&'a self, ctx: &'a Ctx<'_>) -> LocalBoxFuture<'a, Result<String, EnvError>> {
         Box::pin(async move {
             let env = ctx.env();
+            if !ctx.resolved.provider.makes_the_cluster() {
+                // Gitea is a Deployment with its own Service there (or an external one); no
+                // registry, no caches.
+                return Ok(match ctx.gitea_state()?.external {
+                    true => "external Gitea".into(),
+                    false => format!("Gitea in namespace {}", gitea::in_cluster::namespace(env)),
+                });
+            }
             let docker = ctx.docker()?;
             let kube = ctx.kube().await?;
             let cluster = ctx.cluster_state()?;

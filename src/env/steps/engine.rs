@@ -31,6 +31,38 @@ impl Step for Engine {
     fn run<'a>(&'a self, ctx: &'a Ctx<'_>) -> LocalBoxFuture<'a, Result<String, EnvError>> {
         Box::pin(async move {
             let engine = ctx.opts.engine;
+            // On a cluster kindling did not make, an engine that is there is used as it is.
+            if !ctx.resolved.provider.makes_the_cluster() {
+                let kube = ctx.kube().await?;
+                let found = crate::engine::detect::find(kube, engine)
+                    .await?
+                    .filter(|f| f.installed_by.as_deref() != Some(ctx.env()));
+                if let Some(found) = found {
+                    if let Some(why) = &found.incompatible {
+                        return Err(EnvError::Preflight(format!(
+                            "{} {} on the cluster cannot be used: {why}\nhelp: kindling never upgrades an engine it did not install",
+                            engine.name(),
+                            found.version
+                        )));
+                    }
+                    ctx.progress.detail(&format!(
+                        "engine: {} {} found in {}; used as it is, never upgraded or removed by kindling",
+                        engine.name(),
+                        found.version,
+                        crate::engine::namespace(engine)
+                    ));
+                    ctx.state().found_engine = Some(crate::env::state::FoundEngineState {
+                        version: found.version.clone(),
+                        installed_by: found.installed_by.clone(),
+                    });
+                    return Ok(format!(
+                        "{} {} found on the cluster, used as it is",
+                        engine.name(),
+                        found.version
+                    ));
+                }
+                ctx.state().found_engine = None;
+            }
             let settings = ctx.settings;
             let pinned = manifests::pinned(engine);
             let (p, owned) = (pinned.clone(), settings.clone());

@@ -4,6 +4,7 @@
 use futures_util::future::LocalBoxFuture;
 
 use super::{Ctx, Step, join_error, running};
+use crate::cluster::Provider;
 use crate::env::state::GiteaState;
 use crate::env::{EnvError, Settings};
 use crate::gitea::{self, Auth, GiteaClient};
@@ -24,6 +25,8 @@ impl Step for Gitea {
             let recorded = ctx.state().gitea.clone();
             let exists = match recorded {
                 Some(g) if g.external => true,
+                // Applied again every run: cheap, and it puts back what was removed.
+                Some(g) if g.in_cluster => false,
                 Some(_) => running(ctx, &gitea::container_name(ctx.env())).await,
                 None => false,
             };
@@ -40,10 +43,15 @@ impl Step for Gitea {
                 let state = ctx.state();
                 (state.ports.gitea, state.gitea.clone())
             };
+            let provider = ctx.resolved.provider;
             let (url, user, password, external) = match &settings.external_gitea {
                 Some(g) => {
                     ctx.progress.detail(&format!("gitea: external {}", g.url));
                     (g.url.clone(), g.user.clone(), g.password.clone(), true)
+                }
+                None if provider == Provider::Existing => {
+                    let (url, password) = in_cluster(ctx, previous.as_ref()).await?;
+                    (url, gitea::ADMIN_USER.to_string(), password, false)
                 }
                 None => {
                     let network = ctx.env_network().await?;
@@ -106,14 +114,17 @@ impl Step for Gitea {
             })
             .await
             .map_err(join_error)??;
+            let in_cluster = !external && provider == Provider::Existing;
             ctx.state().gitea = Some(GiteaState {
-                url: url.clone(),
-                cluster_repo_url: in_cluster_url(settings),
+                // A port-forward lives as long as the command that opened it.
+                url: if in_cluster { String::new() } else { url.clone() },
+                cluster_repo_url: in_cluster_url(settings, env, provider),
                 user,
                 password,
                 token: Some(token.sha1),
                 engine_token: Some(engine_token.sha1),
                 external,
+                in_cluster,
             });
             Ok(url)
         })
@@ -121,12 +132,58 @@ impl Step for Gitea {
 }
 
 /// The repository URL as the engine in the cluster reaches it.
-pub fn in_cluster_url(settings: &Settings) -> String {
+pub fn in_cluster_url(settings: &Settings, env: &str, provider: Provider) -> String {
     match &settings.external_gitea {
         Some(g) => g
             .cluster_url
             .clone()
             .unwrap_or_else(|| format!("{}/{}/{}.git", g.url, g.user, gitea::REPOSITORY)),
+        None if provider == Provider::Existing => gitea::in_cluster::repo_url(env),
         None => gitea::service_repo_url(),
     }
+}
+
+/// Gitea in the cluster (`--provider existing`): its objects applied, its pod Ready, and the
+/// URL of a port-forward to it. The admin password is generated once and kept.
+async fn in_cluster(ctx: &Ctx<'_>, previous: Option<&GiteaState>) -> Result<(String, String), EnvError> {
+    let env = ctx.env();
+    let password = match previous.filter(|p| p.in_cluster) {
+        Some(p) => p.password.clone(),
+        // Gitea's admin password: letters and digits only (it passes through a shell
+        // variable in the init script), 32 of them.
+        None => crate::stamp::generator::SecretGenerator::new(
+            crate::stamp::generator::GeneratorKind::Token,
+            Some(32),
+        )
+        .generate()
+        .map_err(|e| EnvError::Preflight(e.to_string()))?,
+    };
+    let namespace = gitea::in_cluster::namespace(env);
+    let image = gitea::in_cluster::image(&ctx.settings.gitea_image);
+    ctx.progress.detail(&format!(
+        "gitea: Deployment {namespace}/{} ({image}), data on a PersistentVolumeClaim",
+        gitea::in_cluster::NAME
+    ));
+    let kube = ctx.kube().await?;
+    kube.apply_objects(
+        &gitea::in_cluster::objects(env, &image, &password),
+        &crate::kube::ApplyOptions::new(ctx.settings.step_timeout),
+    )
+    .await?;
+    kube.wait_workloads_ready(&namespace, ctx.settings.step_timeout)
+        .await?;
+    let url = forward_url(&ctx.cluster_state()?, env)?;
+    Ok((url, password))
+}
+
+/// `http://127.0.0.1:PORT`, a port-forward (opened once per process) to the env's Gitea pod.
+pub fn forward_url(cluster: &crate::env::state::ClusterState, env: &str) -> Result<String, EnvError> {
+    let address = crate::kube::forward::open(&crate::kube::forward::Target {
+        kubeconfig: cluster.kubeconfig.clone(),
+        context: cluster.context.clone(),
+        namespace: gitea::in_cluster::namespace(env),
+        selector: gitea::in_cluster::selector(env),
+        port: gitea::HTTP_PORT,
+    })?;
+    Ok(format!("http://{address}"))
 }

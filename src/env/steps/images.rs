@@ -29,6 +29,9 @@ impl Step for Images {
 
     fn skip<'a>(&'a self, ctx: &'a Ctx<'_>) -> LocalBoxFuture<'a, Option<String>> {
         Box::pin(async move {
+            if !ctx.resolved.provider.makes_the_cluster() {
+                return Some("an existing cluster pulls its own images".into());
+            }
             let caches = ctx.opts.profile.spec.image_caches;
             let wanted = match wanted(ctx.settings, caches) {
                 Ok(w) => w,

@@ -221,11 +221,13 @@ impl<'a> Ctx<'a> {
             .ok_or_else(|| missing("the cluster record"))
     }
 
+    /// The Gitea record; a Gitea in the cluster with the URL of this process's port-forward.
     pub fn gitea_state(&self) -> Result<GiteaState, EnvError> {
-        self.state()
-            .gitea
-            .clone()
-            .ok_or_else(|| missing("the Gitea record"))
+        let state = self.state().clone();
+        if state.gitea.is_none() {
+            return Err(missing("the Gitea record"));
+        }
+        super::open::gitea_of(&state)
     }
 
     /// The env's own Docker network, made once: Gitea and the registry start on it side by
@@ -249,10 +251,10 @@ impl<'a> Ctx<'a> {
         self.kube
             .get_or_try_init(|| async {
                 let cluster = self.cluster_state()?;
-                Ok::<_, EnvError>(
+                let kube =
                     KubeClient::from_kubeconfig(&cluster.kubeconfig, Some(&cluster.context))
-                        .await?,
-                )
+                        .await?;
+                Ok::<_, EnvError>(super::open::owned(kube, &self.state(), &self.env_dir))
             })
             .await
     }

@@ -15,12 +15,18 @@ impl Step for Preflight {
         "preflight"
     }
 
-    fn line(&self, _ctx: &Ctx<'_>) -> String {
-        "Docker, provider CLI, stamp".into()
+    fn line(&self, ctx: &Ctx<'_>) -> String {
+        match ctx.opts.existing {
+            Some(_) => "the cluster's API, your rights there, stamp".into(),
+            None => "Docker, provider CLI, stamp".into(),
+        }
     }
 
     fn run<'a>(&'a self, ctx: &'a Ctx<'_>) -> LocalBoxFuture<'a, Result<String, EnvError>> {
         Box::pin(async move {
+            if let Some(existing) = &ctx.opts.existing {
+                return existing_cluster(ctx, existing).await;
+            }
             let docker = DockerClient::connect().await.map_err(|e| {
                 EnvError::Preflight(format!(
                     "{e}\nhelp: start Docker (`kindling doctor` checks the setup)"
@@ -70,4 +76,63 @@ impl Step for Preflight {
             ))
         })
     }
+}
+
+/// An existing cluster: no Docker, no provider CLI. Its API answers, the engine on it (if any)
+/// can be used, and the context's user has every right the create needs; what is missing is
+/// named before anything changes.
+async fn existing_cluster(
+    ctx: &Ctx<'_>,
+    existing: &crate::cluster::existing::ExistingCluster,
+) -> Result<String, EnvError> {
+    for warning in &ctx.stamp.warnings {
+        ctx.progress
+            .warn(&crate::ui::printable(&warning.to_string()));
+    }
+    crate::engine::secrets::check_host_values(ctx.stamp, &ctx.settings.allow_secret_from)?;
+    let kube =
+        crate::kube::KubeClient::from_kubeconfig(&existing.kubeconfig, Some(&existing.context))
+            .await?;
+    let engine = ctx.opts.engine;
+    // A user who may not read CRDs cannot tell: taken as absent, so the rights to install
+    // it are asked for, and their lack is named.
+    let found = crate::engine::detect::find(&kube, engine)
+        .await
+        .ok()
+        .flatten()
+        .filter(|f| f.installed_by.as_deref() != Some(ctx.env()));
+    if let Some(f) = &found
+        && let Some(why) = &f.incompatible
+    {
+        return Err(EnvError::Preflight(format!(
+            "{} {} is installed on the cluster of context {}, but {why}\nhelp: kindling never upgrades an engine it did not install; upgrade it yourself, or use the other engine (--engine)",
+            engine.name(),
+            f.version,
+            existing.context
+        )));
+    }
+    let facts = crate::cluster::existing::Found {
+        engine: found.is_some(),
+    };
+    crate::cluster::existing::check(&kube, existing, ctx.env(), engine, facts)
+        .await
+        .map_err(EnvError::Preflight)?;
+    let engine_note = match &found {
+        Some(f) => format!(
+            "{} {} found{}",
+            engine.name(),
+            f.version,
+            f.installed_by
+                .as_ref()
+                .map(|e| format!(" (installed by env {e})"))
+                .unwrap_or_default()
+        ),
+        None => format!("no {}, kindling installs it", engine.name()),
+    };
+    Ok(format!(
+        "stamp {} ({} entries), context {}: API answers, rights there; {engine_note}",
+        ctx.stamp.name,
+        ctx.stamp.entries.len(),
+        existing.context
+    ))
 }

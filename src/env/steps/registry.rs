@@ -22,6 +22,9 @@ impl Step for Registry {
             if !ctx.opts.profile.spec.registry {
                 return Some("not in the profile".into());
             }
+            if !ctx.resolved.provider.makes_the_cluster() {
+                return Some("an existing cluster cannot reach a registry on this machine".into());
+            }
             let exists = running(ctx, &registry::registry_container(ctx.env())).await;
             ctx.made_and_present(self.name(), exists)
                 .then(|| "running".to_string())

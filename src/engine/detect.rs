@@ -1,0 +1,145 @@
+//! An engine that is on a cluster already (one kindling did not make). It is used as it is when
+//! it serves the API versions kindling writes, and kindling never upgrades or removes it.
+//!
+//! How each is recognised, as its own tools recognise it:
+//! - Flux: the CRD `gitrepositories.source.toolkit.fluxcd.io`; its version from the CRD's
+//!   `app.kubernetes.io/version` label, which `flux install` and `flux bootstrap` put on every
+//!   object (fluxcd/flux2 v2.9.4 pkg/manifestgen/install/templates.go `labelsTmpl`; `flux`
+//!   reads it there, cmd/flux/cluster_info.go `getFluxClusterInfo`). The release install.yaml
+//!   carries no version label (manifests/install/labels.yaml), so then the image tag of
+//!   source-controller tells it, as `flux version` reads it (cmd/flux/version.go).
+//! - Argo CD: the CRD `applications.argoproj.io`; no object carries a version label
+//!   (argoproj/argo-cd v3.5.1 manifests/install.yaml), so the image tag of the
+//!   `argocd-application-controller` StatefulSet tells it.
+
+use serde_json::Value;
+
+use super::Engine;
+use crate::ENV_LABEL;
+use crate::kube::{KubeClient, KubeError};
+
+/// An engine found on the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundEngine {
+    pub engine: Engine,
+    /// `v2.9.4`, or `unknown` when nothing tells.
+    pub version: String,
+    /// The kindling env that installed it, when one did (`None`: someone else's).
+    pub installed_by: Option<String>,
+    /// Why kindling cannot use it, when it cannot.
+    pub incompatible: Option<String>,
+}
+
+/// The CRD by which an engine is known, and the API versions kindling writes of each kind.
+fn served_needs(engine: Engine) -> &'static [(&'static str, &'static str)] {
+    match engine {
+        Engine::Flux => &[
+            ("gitrepositories.source.toolkit.fluxcd.io", "v1"),
+            ("kustomizations.kustomize.toolkit.fluxcd.io", "v1"),
+            ("helmreleases.helm.toolkit.fluxcd.io", "v2"),
+        ],
+        Engine::Argo => &[("applications.argoproj.io", "v1alpha1")],
+    }
+}
+
+const CRD_API: &str = "apiextensions.k8s.io/v1";
+
+/// The engine on the cluster, if there is one.
+pub async fn find(kube: &KubeClient, engine: Engine) -> Result<Option<FoundEngine>, KubeError> {
+    let needs = served_needs(engine);
+    let Some(crd) = kube
+        .get(CRD_API, "CustomResourceDefinition", None, needs[0].0)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let installed_by = crd["metadata"]["labels"][ENV_LABEL]
+        .as_str()
+        .map(str::to_string);
+    let mut incompatible = Vec::new();
+    for (name, version) in needs {
+        let served = match kube
+            .get(CRD_API, "CustomResourceDefinition", None, name)
+            .await?
+        {
+            Some(crd) => serves(&crd, version),
+            None => false,
+        };
+        if !served {
+            incompatible.push(format!("{name} {version}"));
+        }
+    }
+    let version = match crd["metadata"]["labels"]["app.kubernetes.io/version"].as_str() {
+        Some(v) => v.to_string(),
+        None => controller_image_tag(kube, engine)
+            .await?
+            .unwrap_or_else(|| "unknown".into()),
+    };
+    Ok(Some(FoundEngine {
+        engine,
+        version,
+        installed_by,
+        incompatible: (!incompatible.is_empty()).then(|| {
+            format!(
+                "it does not serve {} (kindling writes those)",
+                incompatible.join(", ")
+            )
+        }),
+    }))
+}
+
+/// Whether a CRD serves `version`.
+fn serves(crd: &Value, version: &str) -> bool {
+    crd["spec"]["versions"]
+        .as_array()
+        .is_some_and(|v| v.iter().any(|v| v["name"] == version && v["served"] == true))
+}
+
+/// The tag of the engine's main controller image.
+async fn controller_image_tag(
+    kube: &KubeClient,
+    engine: Engine,
+) -> Result<Option<String>, KubeError> {
+    let (kind, name) = match engine {
+        Engine::Flux => ("Deployment", "source-controller"),
+        Engine::Argo => ("StatefulSet", "argocd-application-controller"),
+    };
+    let workload = kube
+        .get("apps/v1", kind, Some(super::namespace(engine)), name)
+        .await?;
+    Ok(workload.and_then(|w| {
+        w["spec"]["template"]["spec"]["containers"][0]["image"]
+            .as_str()
+            .and_then(image_tag)
+    }))
+}
+
+/// `v1.2.3` of `registry/repo:v1.2.3[@sha256:…]`.
+fn image_tag(image: &str) -> Option<String> {
+    let image = image.split('@').next()?;
+    let (repo, tag) = image.rsplit_once(':')?;
+    (!tag.contains('/') && !repo.is_empty()).then(|| tag.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn detect_reads_tags_and_served_versions() {
+        assert_eq!(
+            image_tag("ghcr.io/fluxcd/source-controller:v1.9.1").as_deref(),
+            Some("v1.9.1")
+        );
+        assert_eq!(
+            image_tag("quay.io/argoproj/argocd:v3.5.1@sha256:abc").as_deref(),
+            Some("v3.5.1")
+        );
+        assert_eq!(image_tag("localhost:5000/argocd"), None);
+        let crd = json!({"spec": {"versions": [{"name": "v1beta2", "served": true},
+            {"name": "v1", "served": false}]}});
+        assert!(serves(&crd, "v1beta2"));
+        assert!(!serves(&crd, "v1"));
+    }
+}

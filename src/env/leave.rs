@@ -1,0 +1,177 @@
+//! `env delete` on a cluster kindling did not make: exactly what the env applied goes, and
+//! nothing else. The cluster stays, and so does everything without the env's label (the
+//! user's namespaces, a Flux or Argo CD that was there first, other envs' objects).
+//!
+//! In order:
+//! 1. the stamp, through the engine: the engine objects kindling applied (the root
+//!    Kustomization or Application) are deleted and their finalizers awaited. Flux prunes a
+//!    deleted Kustomization's inventory (fluxcd/kustomize-controller v1.9.4
+//!    internal/controller/kustomization_controller.go `finalize`, with the default
+//!    `deletionPolicy: MirrorPrune` and `prune: true`); Argo CD deletes a deleted
+//!    Application's resources behind `resources-finalizer.argocd.argoproj.io`
+//!    (argoproj/argo-cd v3.5.1 controller/appcontroller.go `finalizeApplicationDeletion`);
+//! 2. every other object labelled `dev.kindling.env=ENV`, of the kinds recorded when they
+//!    were applied (`crate::kube::ownership`): Gitea and its claim, Secrets, and the engine
+//!    itself when this env installed it;
+//! 3. the keys kindling set in an engine's own `argocd-cm`, given back by an empty apply.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::EnvError;
+use super::state::EnvState;
+use crate::ENV_LABEL;
+use crate::kube::KubeClient;
+use crate::ui::Progress;
+
+/// What leaving the cluster removed and kept.
+#[derive(Debug, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Left {
+    /// `KIND NAMESPACE/NAME` of every object removed.
+    pub removed: Vec<String>,
+    /// The engine that was there first, left as it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine_kept: Option<String>,
+}
+
+/// The engine kinds whose deletion the engine finishes (finalizers), first.
+const ENGINE_ROOT_KINDS: &[&str] = &["Kustomization", "HelmRelease", "Application", "ApplicationSet"];
+
+/// Removes what env `state` applied to its cluster.
+pub async fn leave(
+    state: &EnvState,
+    env_dir: &std::path::Path,
+    timeout: Duration,
+    progress: &Progress,
+) -> Result<Left, EnvError> {
+    let kube = super::open::kube_of(state).await?;
+    let selector = format!("{ENV_LABEL}={}", state.name);
+    let kinds: Vec<(String, String)> =
+        crate::kube::ownership::read_kinds(&super::open::owned_kinds_file(env_dir))
+            .into_iter()
+            .filter_map(|k| {
+                let (v, k) = k.split_once(' ')?;
+                Some((v.to_string(), k.to_string()))
+            })
+            .collect();
+    let mut left = Left {
+        engine_kept: state
+            .found_engine
+            .as_ref()
+            .map(|f| format!("{} {}", state.engine.name(), f.version)),
+        ..Default::default()
+    };
+    // 1. The stamp, through the engine.
+    let roots: Vec<&(String, String)> = kinds
+        .iter()
+        .filter(|(_, k)| ENGINE_ROOT_KINDS.contains(&k.as_str()))
+        .collect();
+    let mut waiting = Vec::new();
+    for (api_version, kind) in &roots {
+        for object in kube.list_labelled(api_version, kind, &selector).await? {
+            waiting.push(object);
+        }
+    }
+    if !waiting.is_empty() {
+        progress.detail(&format!(
+            "delete: {} engine objects, the engine removing what they made",
+            waiting.len()
+        ));
+        left.removed.extend(delete(&kube, &waiting).await?);
+        wait_gone(&kube, &roots, &selector, timeout).await?;
+    }
+    // 2. Everything else the env labelled.
+    let mut rest = Vec::new();
+    for (api_version, kind) in &kinds {
+        if ENGINE_ROOT_KINDS.contains(&kind.as_str()) {
+            continue;
+        }
+        rest.extend(kube.list_labelled(api_version, kind, &selector).await?);
+    }
+    left.removed.extend(delete(&kube, &rest).await?);
+    // 3. The keys of argocd-cm, when Argo CD was there first (one kindling installed went
+    // with its namespace).
+    if state.engine == crate::engine::Engine::Argo && state.found_engine.is_some() {
+        give_back_keys(&kube).await?;
+    }
+    Ok(left)
+}
+
+async fn delete(kube: &KubeClient, objects: &[Value]) -> Result<Vec<String>, EnvError> {
+    let bare: Vec<Value> = objects
+        .iter()
+        .map(|o| {
+            let mut metadata = json!({"name": o["metadata"]["name"]});
+            if let Some(ns) = o["metadata"]["namespace"].as_str() {
+                metadata["namespace"] = json!(ns);
+            }
+            json!({"apiVersion": o["apiVersion"], "kind": o["kind"], "metadata": metadata})
+        })
+        .collect();
+    Ok(kube
+        .delete_objects(&bare)
+        .await?
+        .iter()
+        .map(|a| a.label())
+        .collect())
+}
+
+/// Waits until the engine has finished the deleted engine objects (their finalizers gone).
+async fn wait_gone(
+    kube: &KubeClient,
+    kinds: &[&(String, String)],
+    selector: &str,
+    timeout: Duration,
+) -> Result<(), EnvError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut left = Vec::new();
+        for (api_version, kind) in kinds {
+            for o in kube.list_labelled(api_version, kind, selector).await? {
+                left.push(format!(
+                    "{kind} {}/{}",
+                    o["metadata"]["namespace"].as_str().unwrap_or_default(),
+                    o["metadata"]["name"].as_str().unwrap_or_default()
+                ));
+            }
+        }
+        if left.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(EnvError::Preflight(format!(
+                "the engine did not finish removing the stamp within {}s: {} still terminating (their finalizers wait for the engine)\nhelp: run `kindling env delete` again; if the engine is gone, remove the finalizers of these objects yourself",
+                timeout.as_secs(),
+                left.join(", ")
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Applies an empty argocd-cm as kindling's field manager: server-side apply drops the keys
+/// kindling set and no longer sends, and leaves Argo CD's own.
+async fn give_back_keys(kube: &KubeClient) -> Result<(), EnvError> {
+    let empty = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "argocd-cm", "namespace": crate::engine::argo::NAMESPACE}});
+    if kube
+        .get(
+            "v1",
+            "ConfigMap",
+            Some(crate::engine::argo::NAMESPACE),
+            "argocd-cm",
+        )
+        .await?
+        .is_none()
+    {
+        return Ok(());
+    }
+    kube.apply_objects(
+        &[empty],
+        &crate::kube::ApplyOptions::new(Duration::from_secs(30)),
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,184 @@
+//! What kindling may touch on a cluster it did not make (`--provider existing`): every object
+//! it applies carries `dev.kindling.env=ENV`, an object that is there already without that
+//! label is someone else's and is not taken over, and the kinds it applied are recorded on the
+//! host so that `env delete` can find every labelled object again and nothing else.
+//!
+//! Two exceptions, both by the engine's design rather than kindling's:
+//! - a Namespace that exists already is used as it is (the stamp's objects go into the team's
+//!   namespace; the namespace stays theirs, unlabelled);
+//! - Argo CD's `argocd-cm`, where kindling owns a few keys by server-side apply (see
+//!   `crate::stamp::render::argo`): the ConfigMap stays Argo CD's, and `env delete` gives the
+//!   keys back by applying an empty body as the same field manager (server-side apply drops the
+//!   fields a manager no longer sends).
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use serde_json::Value;
+
+use crate::ENV_LABEL;
+
+/// The env's claim on a cluster it shares.
+#[derive(Debug)]
+pub struct Ownership {
+    pub env: String,
+    /// `apiVersion kind` of everything applied, one per line (`owned-kinds` in the env dir).
+    pub kinds_file: PathBuf,
+    known: Mutex<BTreeSet<String>>,
+}
+
+/// What the apply of one object should do on a shared cluster.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// Labelled for the env and applied.
+    Apply,
+    /// Someone else's namespace, used as it is: not applied.
+    UseAsFound,
+    /// Keys of an engine's object, applied without the label and never deleted.
+    SharedKeys,
+}
+
+/// The objects whose keys kindling shares with the engine that owns them.
+pub fn shares_keys(object: &Value) -> bool {
+    object["kind"] == "ConfigMap" && object["metadata"]["name"] == "argocd-cm"
+}
+
+impl Ownership {
+    pub fn new(env: &str, kinds_file: PathBuf) -> Ownership {
+        let known = read_kinds(&kinds_file).into_iter().collect();
+        Ownership {
+            env: env.to_string(),
+            kinds_file,
+            known: Mutex::new(known),
+        }
+    }
+
+    /// What to do with `object` given what the cluster holds under its name (`live`); an
+    /// error names the object someone else made.
+    pub fn claim(&self, object: &Value, live: Option<&Value>) -> Result<Claim, String> {
+        if shares_keys(object) {
+            return Ok(Claim::SharedKeys);
+        }
+        let Some(live) = live else {
+            return Ok(Claim::Apply);
+        };
+        let owner = live["metadata"]["labels"][ENV_LABEL].as_str();
+        if owner == Some(self.env.as_str()) {
+            return Ok(Claim::Apply);
+        }
+        if object["kind"] == "Namespace" {
+            return Ok(Claim::UseAsFound);
+        }
+        let what = describe(object);
+        Err(match owner {
+            Some(other) => format!(
+                "{what} belongs to kindling env {other} on this cluster\nhelp: two envs of one stamp on one cluster would share these objects; pick another cluster or delete env {other} first"
+            ),
+            None => format!(
+                "{what} exists on the cluster and kindling did not make it (it has no {ENV_LABEL} label); kindling does not take over objects on a cluster it shares\nhelp: rename or remove it yourself, or use another cluster"
+            ),
+        })
+    }
+
+    /// `object` with the env's label.
+    pub fn labelled(&self, object: &Value) -> Value {
+        let mut object = object.clone();
+        if let Some(meta) = object["metadata"].as_object_mut() {
+            let labels = meta
+                .entry("labels")
+                .or_insert_with(|| Value::Object(Default::default()));
+            if let Some(labels) = labels.as_object_mut() {
+                labels.insert(ENV_LABEL.into(), Value::String(self.env.clone()));
+            }
+        }
+        object
+    }
+
+    /// Records the object's kind before it is applied, so a crash after the apply still
+    /// leaves it findable.
+    pub fn record_kind(&self, object: &Value) -> std::io::Result<()> {
+        let kind = format!(
+            "{} {}",
+            object["apiVersion"].as_str().unwrap_or_default(),
+            object["kind"].as_str().unwrap_or_default()
+        );
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        if !known.insert(kind) {
+            return Ok(());
+        }
+        let text: String = known.iter().map(|k| format!("{k}\n")).collect();
+        crate::paths::write_atomic(&self.kinds_file, text.as_bytes(), 0o600)
+    }
+}
+
+/// The `(apiVersion, kind)` pairs recorded in `path` (none when it is missing).
+pub fn read_kinds(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(' '))
+        .map(str::to_string)
+        .collect()
+}
+
+fn describe(object: &Value) -> String {
+    let kind = object["kind"].as_str().unwrap_or_default();
+    let name = object["metadata"]["name"].as_str().unwrap_or_default();
+    match object["metadata"]["namespace"].as_str() {
+        Some(ns) => format!("{kind} {ns}/{name}"),
+        None => format!("{kind} {name}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ours() -> Ownership {
+        let dir = tempfile::tempdir().unwrap();
+        Ownership::new("dev", dir.keep().join("owned-kinds"))
+    }
+
+    #[test]
+    fn ownership_refuses_what_someone_else_made_and_uses_their_namespaces() {
+        let o = ours();
+        let secret = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "s", "namespace": "team"}});
+        assert_eq!(o.claim(&secret, None), Ok(Claim::Apply));
+        let mine = json!({"metadata": {"labels": {ENV_LABEL: "dev"}}});
+        assert_eq!(o.claim(&secret, Some(&mine)), Ok(Claim::Apply));
+        let theirs = json!({"metadata": {"labels": {}}});
+        let err = o.claim(&secret, Some(&theirs)).unwrap_err();
+        assert!(err.contains("Secret team/s exists"), "{err}");
+        let other = json!({"metadata": {"labels": {ENV_LABEL: "qa"}}});
+        assert!(
+            o.claim(&secret, Some(&other))
+                .unwrap_err()
+                .contains("kindling env qa")
+        );
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}});
+        assert_eq!(o.claim(&ns, Some(&theirs)), Ok(Claim::UseAsFound));
+        let cm = json!({"kind": "ConfigMap", "metadata": {"name": "argocd-cm"}});
+        assert_eq!(o.claim(&cm, Some(&theirs)), Ok(Claim::SharedKeys));
+    }
+
+    #[test]
+    fn ownership_records_each_kind_once() {
+        let o = ours();
+        let a = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "a"}});
+        o.record_kind(&a).unwrap();
+        o.record_kind(&a).unwrap();
+        o.record_kind(&json!({"apiVersion": "apps/v1", "kind": "Deployment"}))
+            .unwrap();
+        assert_eq!(
+            read_kinds(&o.kinds_file),
+            vec!["apps/v1 Deployment", "v1 Secret"]
+        );
+        assert_eq!(
+            o.labelled(&a)["metadata"]["labels"][ENV_LABEL],
+            json!("dev")
+        );
+    }
+}
