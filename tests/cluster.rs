@@ -35,6 +35,7 @@ mod cluster {
         match provider {
             Provider::Kind => render_kind(&c),
             Provider::K3d => render_k3d(&c, "dev"),
+            Provider::Existing => panic!("an existing cluster has no config"),
         }
     }
 
@@ -420,7 +421,7 @@ mod cluster {
             p.spec.workers = workers;
             p.spec.extra_port_mappings = extra.iter().map(|&(c, h)| PortMapping { container_port: c, host_port: h }).collect();
             let c = resolve(&p, "x", IngressPorts { http, https: http.wrapping_add(1).max(1024) }, Some(5001)).unwrap();
-            let config = match provider { Provider::Kind => render_kind(&c), Provider::K3d => render_k3d(&c, "x") };
+            let config = match provider { Provider::Kind => render_kind(&c), Provider::K3d => render_k3d(&c, "x"), Provider::Existing => unreachable!() };
             let bindings = host_bindings(&config);
             prop_assert_eq!(bindings.len(), 1 + 2 + extra.len());
             for (address, port) in bindings {

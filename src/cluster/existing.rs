@@ -84,16 +84,14 @@ pub struct Found {
 pub fn rights(env: &str, engine: Engine, found: Found) -> Vec<Right> {
     let own = crate::gitea::in_cluster::namespace(env);
     let engine_ns = crate::engine::namespace(engine).to_string();
-    let mut rights = vec![
-        Right {
-            verb: "create",
-            group: "",
-            resource: "namespaces",
-            subresource: "",
-            namespace: None,
-            why: "the env's namespace and the stamp's",
-        },
-    ];
+    let mut rights = vec![Right {
+        verb: "create",
+        group: "",
+        resource: "namespaces",
+        subresource: "",
+        namespace: None,
+        why: "the env's namespace and the stamp's",
+    }];
     for (group, resource) in [
         ("apps", "deployments"),
         ("", "services"),
@@ -237,10 +235,13 @@ mod tests {
                 .iter()
                 .any(|r| r.resource == "customresourcedefinitions")
         );
-        assert!(present.iter().any(|r| r.resource == "kustomizations"
-            && r.namespace.as_deref() == Some("flux-system")));
-        assert!(present.iter().any(|r| r.subresource == "portforward"
-            && r.namespace.as_deref() == Some("kindling-dev")));
+        assert!(present.iter().any(
+            |r| r.resource == "kustomizations" && r.namespace.as_deref() == Some("flux-system")
+        ));
+        assert!(
+            present.iter().any(|r| r.subresource == "portforward"
+                && r.namespace.as_deref() == Some("kindling-dev"))
+        );
     }
 
     #[test]

@@ -116,12 +116,11 @@ pub fn node_image(provider: Provider, kubernetes: &str) -> Option<&'static str> 
     NODE_IMAGES
         .iter()
         .find(|n| n.kubernetes == wanted)
-        .map(|n| match provider {
+        .and_then(|n| match provider {
             Provider::Kind => Some(n.kind.artifact),
             Provider::K3d => Some(n.k3s.artifact),
             Provider::Existing => None,
         })
-        .flatten()
 }
 
 /// The profile used when none is named: `clusters/<provider>.yaml` of the source tree if it

@@ -53,8 +53,7 @@ struct NoCli;
 impl NoCli {
     fn refuse<T>(&self) -> Result<T, ClusterError> {
         Err(ClusterError::Tool(
-            "an existing cluster has no provider CLI: kindling neither makes nor removes it"
-                .into(),
+            "an existing cluster has no provider CLI: kindling neither makes nor removes it".into(),
         ))
     }
 }

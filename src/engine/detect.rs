@@ -90,9 +90,10 @@ pub async fn find(kube: &KubeClient, engine: Engine) -> Result<Option<FoundEngin
 
 /// Whether a CRD serves `version`.
 fn serves(crd: &Value, version: &str) -> bool {
-    crd["spec"]["versions"]
-        .as_array()
-        .is_some_and(|v| v.iter().any(|v| v["name"] == version && v["served"] == true))
+    crd["spec"]["versions"].as_array().is_some_and(|v| {
+        v.iter()
+            .any(|v| v["name"] == version && v["served"] == true)
+    })
 }
 
 /// The tag of the engine's main controller image.

@@ -518,10 +518,22 @@ fn report(ctx: Ctx<'_>, steps: Vec<StepReport>) -> Result<Outcome, EnvError> {
     let gitea = ctx.gitea_state()?;
     let status = ctx.status.get().cloned();
     let state = ctx.into_state();
-    let ingress_urls = crate::stamp::manifests::ingress_hosts(stamp)
-        .into_iter()
-        .map(|h| format!("https://{h}:{}", state.ports.https))
-        .collect();
+    // On a cluster kindling did not make, its ingress is the cluster's own, on no port here.
+    let ingress_urls = match resolved.provider.makes_the_cluster() {
+        true => crate::stamp::manifests::ingress_hosts(stamp)
+            .into_iter()
+            .map(|h| format!("https://{h}:{}", state.ports.https))
+            .collect(),
+        false => Vec::new(),
+    };
+    let gitea_url = match gitea.in_cluster {
+        true => format!(
+            "port-forward to {}/{} (opened by each kindling command that needs it)",
+            crate::gitea::in_cluster::namespace(&env),
+            crate::gitea::in_cluster::NAME
+        ),
+        false => gitea.url,
+    };
     Ok(Outcome::Created(Box::new(CreateReport {
         env: env.clone(),
         stamp: stamp.name.clone(),
@@ -530,7 +542,7 @@ fn report(ctx: Ctx<'_>, steps: Vec<StepReport>) -> Result<Outcome, EnvError> {
         steps,
         context: cluster.context,
         kubeconfig: cluster.kubeconfig,
-        gitea_url: gitea.url,
+        gitea_url,
         ingress_urls,
         awaiting_approval: state.hold,
         status,

@@ -65,10 +65,17 @@ pub async fn delete(
     };
     if let Some(s) = state.as_ref().filter(|s| !s.provider.makes_the_cluster()) {
         let t = Instant::now();
-        let context = s.existing.as_ref().map(|e| e.context.clone()).unwrap_or_default();
+        let context = s
+            .existing
+            .as_ref()
+            .map(|e| e.context.clone())
+            .unwrap_or_default();
         progress.start(
             "cluster",
-            &format!("objects labelled {}={name} on context {context}", crate::ENV_LABEL),
+            &format!(
+                "objects labelled {}={name} on context {context}",
+                crate::ENV_LABEL
+            ),
         );
         let left = match super::leave::leave(s, &env_dir, settings.step_timeout, progress).await {
             Ok(left) => left,
@@ -85,7 +92,10 @@ pub async fn delete(
         progress.done(
             "cluster",
             t.elapsed(),
-            &format!("{} objects removed, the cluster kept{kept}", left.removed.len()),
+            &format!(
+                "{} objects removed, the cluster kept{kept}",
+                left.removed.len()
+            ),
         );
         report.cluster_objects = left.removed;
         report.engine_kept = left.engine_kept;

@@ -37,7 +37,12 @@ pub struct Left {
 }
 
 /// The engine kinds whose deletion the engine finishes (finalizers), first.
-const ENGINE_ROOT_KINDS: &[&str] = &["Kustomization", "HelmRelease", "Application", "ApplicationSet"];
+const ENGINE_ROOT_KINDS: &[&str] = &[
+    "Kustomization",
+    "HelmRelease",
+    "Application",
+    "ApplicationSet",
+];
 
 /// Removes what env `state` applied to its cluster.
 pub async fn leave(
@@ -79,8 +84,9 @@ pub async fn leave(
             "delete: {} engine objects, the engine removing what they made",
             waiting.len()
         ));
+        let tree: Vec<Node> = waiting.iter().map(Node::of).collect();
         left.removed.extend(delete(&kube, &waiting).await?);
-        wait_gone(&kube, &roots, &selector, timeout).await?;
+        wait_gone(&kube, tree, timeout).await?;
     }
     // 2. Everything else the env labelled.
     let mut rest = Vec::new();
@@ -118,25 +124,84 @@ async fn delete(kube: &KubeClient, objects: &[Value]) -> Result<Vec<String>, Env
         .collect())
 }
 
-/// Waits until the engine has finished the deleted engine objects (their finalizers gone).
-async fn wait_gone(
-    kube: &KubeClient,
-    kinds: &[&(String, String)],
-    selector: &str,
-    timeout: Duration,
-) -> Result<(), EnvError> {
+/// An engine object: `(kind, namespace, name)`.
+type Node = (String, String, String);
+
+trait NodeOf {
+    fn of(object: &Value) -> Node;
+}
+
+impl NodeOf for Node {
+    fn of(object: &Value) -> Node {
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+        (
+            text(&object["kind"]),
+            text(&object["metadata"]["namespace"]),
+            text(&object["metadata"]["name"]),
+        )
+    }
+}
+
+/// The engine objects a root's deletion takes with it, as each engine marks what it applied:
+/// Flux by the labels `kustomize.toolkit.fluxcd.io/name` and `/namespace` of the Kustomization
+/// that applied it (fluxcd/kustomize-controller v1.9.4), Argo CD by the tracking annotation
+/// `argocd.argoproj.io/tracking-id: APP:GROUP/KIND:NAMESPACE/NAME` (its default tracking in
+/// v3.5.1) or the `app.kubernetes.io/instance` label (label tracking).
+fn parent_of(object: &Value) -> Option<Node> {
+    let labels = &object["metadata"]["labels"];
+    if let (Some(name), Some(ns)) = (
+        labels["kustomize.toolkit.fluxcd.io/name"].as_str(),
+        labels["kustomize.toolkit.fluxcd.io/namespace"].as_str(),
+    ) {
+        return Some(("Kustomization".into(), ns.into(), name.into()));
+    }
+    let app = object["metadata"]["annotations"]["argocd.argoproj.io/tracking-id"]
+        .as_str()
+        .and_then(|t| t.split(':').next())
+        .or_else(|| labels["app.kubernetes.io/instance"].as_str())?;
+    Some((
+        "Application".into(),
+        crate::engine::argo::NAMESPACE.into(),
+        app.into(),
+    ))
+}
+
+/// The engine kinds that make other objects, and their API versions.
+const ENGINE_KINDS: &[(&str, &str)] = &[
+    ("kustomize.toolkit.fluxcd.io/v1", "Kustomization"),
+    ("helm.toolkit.fluxcd.io/v2", "HelmRelease"),
+    ("argoproj.io/v1alpha1", "Application"),
+    ("argoproj.io/v1alpha1", "ApplicationSet"),
+];
+
+/// Waits until the engine has finished the deleted roots and every engine object they made
+/// (their finalizers run while the engine runs: one kindling installed goes only after).
+async fn wait_gone(kube: &KubeClient, roots: Vec<Node>, timeout: Duration) -> Result<(), EnvError> {
     let deadline = Instant::now() + timeout;
+    let mut tree: std::collections::BTreeSet<Node> = roots.into_iter().collect();
     loop {
-        let mut left = Vec::new();
-        for (api_version, kind) in kinds {
-            for o in kube.list_labelled(api_version, kind, selector).await? {
-                left.push(format!(
-                    "{kind} {}/{}",
-                    o["metadata"]["namespace"].as_str().unwrap_or_default(),
-                    o["metadata"]["name"].as_str().unwrap_or_default()
-                ));
+        let mut live = Vec::new();
+        for (api_version, kind) in ENGINE_KINDS {
+            live.extend(kube.list(api_version, kind, None).await?);
+        }
+        // The tree grows with what its members made, until nothing new is found.
+        loop {
+            let before = tree.len();
+            for object in &live {
+                if parent_of(object).is_some_and(|p| tree.contains(&p)) {
+                    tree.insert(Node::of(object));
+                }
+            }
+            if tree.len() == before {
+                break;
             }
         }
+        let left: Vec<String> = live
+            .iter()
+            .map(Node::of)
+            .filter(|n| tree.contains(n))
+            .map(|(kind, ns, name)| format!("{kind} {ns}/{name}"))
+            .collect();
         if left.is_empty() {
             return Ok(());
         }

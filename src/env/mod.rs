@@ -518,7 +518,7 @@ mod tests {
         use crate::cluster::Provider;
         assert_eq!(max_name_len(Provider::K3d), 23);
         assert_eq!(max_name_len(Provider::Kind), 31);
-        for provider in [Provider::Kind, Provider::K3d] {
+        for provider in [Provider::Kind, Provider::K3d, Provider::Existing] {
             let max = max_name_len(provider);
             let longest = "a".repeat(max);
             fits_the_provider(&longest, provider).unwrap();
@@ -528,6 +528,8 @@ mod tests {
                 Provider::Kind => {
                     assert_eq!(format!("{cluster}-external-load-balancer").len(), 63)
                 }
+                // The env's namespace on the cluster.
+                Provider::Existing => assert_eq!(cluster.len(), 63),
             }
             let err = fits_the_provider(&"a".repeat(max + 1), provider).unwrap_err();
             assert_eq!(err.exit_code(), 2);

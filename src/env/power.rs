@@ -37,7 +37,10 @@ fn node_labels(provider: Provider) -> (&'static str, &'static str) {
         Provider::K3d => ("k3d.cluster", "k3d.role"),
         // No node of an existing cluster is a container kindling made: a label no container
         // carries finds none.
-        Provider::Existing => ("dev.kindling.existing-cluster", "dev.kindling.existing-role"),
+        Provider::Existing => (
+            "dev.kindling.existing-cluster",
+            "dev.kindling.existing-role",
+        ),
     }
 }
 
@@ -134,7 +137,11 @@ fn refuse_on_existing(state: &EnvState, verb: &str) -> Result<(), EnvError> {
     Err(EnvError::Preflight(format!(
         "env {} runs on an existing cluster (context {}), which kindling did not make and does not {verb}\nhelp: `kindling env suspend {}` pauses its reconciliation instead",
         state.name,
-        state.existing.as_ref().map(|e| e.context.as_str()).unwrap_or("?"),
+        state
+            .existing
+            .as_ref()
+            .map(|e| e.context.as_str())
+            .unwrap_or("?"),
         state.name
     )))
 }

@@ -344,10 +344,13 @@ pub async fn status(
         gitea: parts.gitea,
         registry: parts.registry,
         commit: state.commit.clone(),
-        urls: crate::stamp::manifests::ingress_hosts(&stamp)
-            .into_iter()
-            .map(|h| format!("https://{h}:{}", state.ports.https))
-            .collect(),
+        urls: match state.provider.makes_the_cluster() {
+            true => crate::stamp::manifests::ingress_hosts(&stamp)
+                .into_iter()
+                .map(|h| format!("https://{h}:{}", state.ports.https))
+                .collect(),
+            false => Vec::new(),
+        },
         reconciliation: None,
         error: None,
         route_repaired: None,
@@ -620,7 +623,10 @@ impl Parts {
                     Ok(None) => "missing".into(),
                     Err(_) => "unknown".into(),
                 },
-                url: Some(format!("port-forward to {namespace}/{}", crate::gitea::in_cluster::NAME)),
+                url: Some(format!(
+                    "port-forward to {namespace}/{}",
+                    crate::gitea::in_cluster::NAME
+                )),
             },
         };
         Ok(Parts {

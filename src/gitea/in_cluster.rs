@@ -121,8 +121,10 @@ pub fn objects(env: &str, image: &str, password: &str) -> Vec<Value> {
         ])
         .collect();
     let mut init_env = env_vars.clone();
-    init_env.push(json!({"name": "ADMIN_PASSWORD", "valueFrom": {"secretKeyRef": {
-        "name": ADMIN_SECRET, "key": "password"}}}));
+    init_env.push(
+        json!({"name": "ADMIN_PASSWORD", "valueFrom": {"secretKeyRef": {
+        "name": ADMIN_SECRET, "key": "password"}}}),
+    );
     let data_mount = json!([{"name": "data", "mountPath": DATA}]);
     vec![
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),

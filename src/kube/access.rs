@@ -124,7 +124,10 @@ mod tests {
             namespace: Some("kindling-dev".into()),
             why: "",
         };
-        assert_eq!(forward.describe(), "create pods/portforward -n kindling-dev");
+        assert_eq!(
+            forward.describe(),
+            "create pods/portforward -n kindling-dev"
+        );
         assert_eq!(
             forward.review()["spec"]["resourceAttributes"],
             json!({"verb": "create", "group": "", "resource": "pods",

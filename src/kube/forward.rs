@@ -86,8 +86,7 @@ fn config_error(target: &Target, reason: String) -> KubeError {
 }
 
 async fn serve(target: Target, started: std::sync::mpsc::Sender<Result<String, String>>) {
-    let kube = match KubeClient::from_kubeconfig(&target.kubeconfig, Some(&target.context)).await
-    {
+    let kube = match KubeClient::from_kubeconfig(&target.kubeconfig, Some(&target.context)).await {
         Ok(kube) => kube,
         Err(e) => {
             let _ = started.send(Err(e.to_string()));

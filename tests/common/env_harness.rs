@@ -10,7 +10,7 @@ use std::process::Output;
 use serde_json::{Value, json};
 
 use super::fake_gitea::FakeGitea;
-use super::kube_api::{FakeApi, Stored};
+use super::kube_api::{FakeApi, Stored, builtin_controllers};
 use super::{
     TEST_IMAGE, TEST_REGISTRY_IMAGE, copy_tree, docker_cli, docker_labelled, ensure_test_image,
     ensure_test_registry_image, hostk8s_dir, repo_dir, schemas_dir,
@@ -267,6 +267,9 @@ pub struct Harness {
     pub flux_log: super::fake_flux::TransitionLog,
     /// The child Applications the fake Argo CD created, by wave (empty with Flux).
     pub argo_log: super::fake_argo::WaveLog,
+    /// A cluster kindling did not make (`Harness::existing`): Gitea runs in it, so no
+    /// `KINDLING_GITEA_URL`; the admin password its init container set.
+    pub in_cluster_gitea: Option<super::fake_pods::AdminPassword>,
     /// What the fake engines' chart fetches go through (a TLS-intercepting proxy, when set).
     pub internet: super::fake_cluster::Internet,
 }
@@ -609,7 +612,64 @@ impl Harness {
             flux_log,
             argo_log,
             internet,
+            in_cluster_gitea: None,
         }
+    }
+
+    /// A cluster that exists already (a team's), for `--provider existing`: its API server
+    /// (with the engine fakes and the fake kubelet running kindling's in-cluster Gitea pod),
+    /// reached through the context `team` of the kubeconfig at `path("team-kubeconfig")`.
+    /// Nothing on it is kindling's; `engine_installed` puts an engine there first.
+    pub fn existing(engine: &str, engine_installed: bool) -> Harness {
+        let mut h = Harness::build(engine, false);
+        let (gitea, admin) = FakeGitea::in_pod("kindling");
+        let repo = Head::Repo(gitea.root.join("kindling/source.git"));
+        let address = gitea.url.trim_start_matches("http://").to_string();
+        let cell = admin.clone();
+        let mut flux = super::fake_flux::FluxModel::new(repo.clone())
+            .behind(h.internet.clone())
+            .controller();
+        let mut argo = super::fake_argo::ArgoModel::new(repo)
+            .behind(h.internet.clone())
+            .controller();
+        let argo_engine = engine == "argo";
+        let api = FakeApi::start(Some(Box::new(move |objects: &mut Vec<Stored>| {
+            super::fake_pods::run_gitea_pods(objects, &address, &cell);
+            match argo_engine {
+                true => argo(objects),
+                false => flux(objects),
+            }
+        })));
+        with_ready_node(&api);
+        api.write_kubeconfig(&h.path("team-kubeconfig"), "team");
+        if engine_installed {
+            install_engine_as_found(&api, engine);
+        }
+        h.api = api;
+        h.gitea = gitea;
+        h.in_cluster_gitea = Some(admin);
+        h
+    }
+
+    /// `env create ENV --provider existing --context team --kubeconfig … --output json`.
+    pub fn create_existing(&self, env: &str, more: &[&str]) -> Output {
+        let kubeconfig = self.path("team-kubeconfig");
+        let mut args = vec![
+            "env",
+            "create",
+            env,
+            "--stamp",
+            "sample",
+            "--provider",
+            "existing",
+            "--context",
+            "team",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+        ];
+        args.extend(more);
+        args.extend(["--output", "json"]);
+        self.run(&args, &[])
     }
 
     /// An API server (with the Flux controller over `gitea`'s repository) of the kind cluster
@@ -706,7 +766,9 @@ impl Harness {
             // The user's kubeconfig, where the fake kind and k3d merge their contexts.
             .env("KUBECONFIG", self.path("user-kubeconfig"))
             .env_remove("KINDLING_FAIL_AT");
-        if self.docker_gitea.is_some() {
+        if self.in_cluster_gitea.is_some() {
+            cmd.env_remove("KINDLING_GITEA_URL");
+        } else if self.docker_gitea.is_some() {
             cmd.env("KINDLING_GITEA_IMAGE", super::TEST_GITEA_IMAGE)
                 .env_remove("KINDLING_GITEA_URL");
         } else {
@@ -901,4 +963,101 @@ pub fn delete_clean(h: &Harness, env: &str) {
     );
     assert!(!container_exists(&format!("kindling-{env}-control-plane")));
     assert!(!h.path("data/envs").join(env).exists());
+}
+
+/// An engine installed on the cluster before kindling came, as its own installer leaves it:
+/// Flux by `flux install` (every object labelled `app.kubernetes.io/version`, fluxcd/flux2
+/// v2.9.4 pkg/manifestgen/install/templates.go), Argo CD from its install.yaml (no version
+/// label; the version is the image tag, argoproj/argo-cd v3.5.1 manifests/install.yaml).
+/// The CRDs are the pinned releases' (tests/fixtures/upstream).
+pub fn install_engine_as_found(api: &FakeApi, engine: &str) {
+    let crd = |f: &str| -> Value {
+        serde_yaml_ng::from_str(&std::fs::read_to_string(schemas_dir().join(f)).unwrap()).unwrap()
+    };
+    let mut objects: Vec<(String, String, Option<String>, Value)> = Vec::new();
+    let mut add = |gv: &str, plural: &str, ns: Option<&str>, object: Value| {
+        objects.push((gv.into(), plural.into(), ns.map(str::to_string), object));
+    };
+    let namespace = |name: &str, labels: Value| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}});
+    match engine {
+        "argo" => {
+            let labels = json!({"app.kubernetes.io/part-of": "argocd"});
+            add("v1", "namespaces", None, namespace("argocd", json!({})));
+            for f in [
+                "argocd-application-crd.yaml",
+                "argocd-applicationset-crd.yaml",
+                "argocd-appproject-crd.yaml",
+            ] {
+                let mut c = crd(f);
+                c["metadata"]["labels"] = labels.clone();
+                add(
+                    "apiextensions.k8s.io/v1",
+                    "customresourcedefinitions",
+                    None,
+                    c,
+                );
+            }
+            add(
+                "apps/v1",
+                "statefulsets",
+                Some("argocd"),
+                json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+                "metadata": {"name": "argocd-application-controller", "namespace": "argocd", "labels": labels},
+                "spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "argocd-application-controller", "image": "quay.io/argoproj/argocd:v3.5.1"}]}}}}),
+            );
+            add(
+                "v1",
+                "configmaps",
+                Some("argocd"),
+                json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "argocd-cm", "namespace": "argocd", "labels": labels},
+                "data": {"url": "https://argocd.team.example"}}),
+            );
+        }
+        _ => {
+            let labels = json!({"app.kubernetes.io/part-of": "flux", "app.kubernetes.io/instance": "flux-system", "app.kubernetes.io/version": "v2.9.4"});
+            add(
+                "v1",
+                "namespaces",
+                None,
+                namespace("flux-system", labels.clone()),
+            );
+            for f in [
+                "flux-source.toolkit.fluxcd.io_gitrepositories.yaml",
+                "flux-source.toolkit.fluxcd.io_helmrepositories.yaml",
+                "flux-kustomize.toolkit.fluxcd.io_kustomizations.yaml",
+                "flux-helm.toolkit.fluxcd.io_helmreleases.yaml",
+            ] {
+                let mut c = crd(f);
+                c["metadata"]["labels"] = labels.clone();
+                add(
+                    "apiextensions.k8s.io/v1",
+                    "customresourcedefinitions",
+                    None,
+                    c,
+                );
+            }
+            add(
+                "apps/v1",
+                "deployments",
+                Some("flux-system"),
+                json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "kustomize-controller", "namespace": "flux-system", "labels": labels},
+                "spec": {"template": {"spec": {"containers": [{"name": "manager", "image": "ghcr.io/fluxcd/kustomize-controller:v1.9.4"}]}}}}),
+            );
+        }
+    }
+    api.update(|stored| {
+        for (gv, plural, ns, object) in objects {
+            let name = object["metadata"]["name"].as_str().unwrap().to_string();
+            stored.push(Stored {
+                group_version: gv,
+                plural,
+                namespace: ns,
+                name,
+                object,
+            });
+        }
+        builtin_controllers(stored);
+    });
 }

@@ -12,6 +12,9 @@ use std::sync::Arc;
 
 use super::repo_dir;
 
+/// The admin password of a Gitea in a pod, once its init container has set it.
+pub type AdminPassword = Arc<std::sync::Mutex<Option<String>>>;
+
 /// Decides whether an `Authorization` header may use the API and push.
 pub type Authorize = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
@@ -87,6 +90,34 @@ impl FakeGitea {
         );
         gitea._dir = Some(dir);
         gitea
+    }
+
+    /// A Gitea as the pod kindling runs in an existing cluster serves it: no admin until the
+    /// pod's init container has made one with the password the fake kubelet puts in `admin`
+    /// (`super::fake_pods::run_gitea_pods`); then the admin and its tokens may push.
+    pub fn in_pod(user: &str) -> (FakeGitea, AdminPassword) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let admin: AdminPassword = Default::default();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (user, cell) = (user.to_string(), admin.clone());
+        let authorize: Authorize = Arc::new(move |header: &str| {
+            let password = cell.lock().unwrap().clone();
+            password.is_some_and(|p| {
+                header == basic(&user, &p) || header == basic(&user, &recorded_token())
+            })
+        });
+        let served = root.clone();
+        std::thread::spawn(move || run(listener, served, authorize));
+        (
+            FakeGitea {
+                url,
+                root,
+                _dir: Some(dir),
+            },
+            admin,
+        )
     }
 
     /// Serves `root` accepting exactly the `Authorization` headers in `accepted`.

@@ -53,6 +53,10 @@ pub struct ApiState {
     pub namespace_termination: std::time::Duration,
     /// The Vault the `vault` add-on runs, reached through the service proxy.
     pub vault: super::fake_vault::Vault,
+    /// The rights the kubeconfig's user lacks, as `kubectl auth can-i` names them
+    /// (`create customresourcedefinitions.apiextensions.k8s.io`, `create pods/portforward`):
+    /// a SelfSubjectAccessReview of one of them is not allowed.
+    pub denied: Vec<String>,
     /// When each Terminating Namespace was deleted.
     terminating_since: std::collections::HashMap<String, std::time::Instant>,
     generation: i64,
@@ -109,6 +113,30 @@ fn query_param(query: &str, key: &str) -> Option<String> {
         .filter_map(|kv| kv.split_once('='))
         .find(|(k, _)| *k == key)
         .map(|(_, v)| v.to_string())
+}
+
+/// `%3D` and `%2C` back to `=` and `,` (kube-rs percent-encodes a label selector).
+fn percent_decoded(s: &str) -> String {
+    s.replace("%3D", "=")
+        .replace("%3d", "=")
+        .replace("%2C", ",")
+        .replace("%2c", ",")
+        .replace("%2F", "/")
+        .replace("%2f", "/")
+}
+
+/// Whether a label selector of equality (`k=v`) and existence (`k`) terms, comma-separated,
+/// selects `object` (kubernetes/apimachinery v0.36.3 pkg/labels/selector.go; the set-based
+/// forms are not used by kindling).
+pub fn selects(selector: &str, object: &Value) -> bool {
+    let labels = &object["metadata"]["labels"];
+    selector
+        .split(',')
+        .filter(|t| !t.is_empty())
+        .all(|term| match term.split_once('=') {
+            Some((k, v)) => labels[k.trim_end_matches('=')].as_str() == Some(v),
+            None => !labels[term].is_null(),
+        })
 }
 
 /// JSON merge patch (RFC 7386).
@@ -222,6 +250,10 @@ impl ApiState {
             self.run_controller();
             return answer;
         }
+        if r.method == "POST" && r.path == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+        {
+            return self.access_review(&r.body);
+        }
         let Some((gv, ns, plural, name)) = parse_path(&r.path) else {
             return not_found(&r.path);
         };
@@ -242,11 +274,17 @@ impl ApiState {
                 None => not_found(&format!("{plural} \"{name}\"")),
             },
             ("GET", None) => {
+                let selector = query_param(&r.query, "labelSelector").map(|s| percent_decoded(&s));
                 let items: Vec<Value> = self
                     .objects
                     .iter()
                     .filter(|s| s.group_version == gv && s.plural == plural)
                     .filter(|s| ns.is_none() || s.namespace == ns)
+                    .filter(|s| {
+                        selector
+                            .as_deref()
+                            .is_none_or(|sel| selects(sel, &s.object))
+                    })
                     .map(|s| s.object.clone())
                     .collect();
                 (200, json!({"apiVersion": gv, "kind": "List", "metadata": {"resourceVersion": "1"}, "items": items}).to_string())
@@ -354,7 +392,43 @@ impl ApiState {
         }
     }
 
-    fn run_controller(&mut self) {
+    /// A SelfSubjectAccessReview (kubernetes/api v0.36.3 authorization/v1/types.go), answered
+    /// as kubernetes/kubernetes pkg/registry/authorization/selfsubjectaccessreview/rest.go
+    /// answers it: 201 with the review and its status; exactly one of resourceAttributes and
+    /// nonResourceAttributes, else 422. RBAC has no opinion on what it does not allow:
+    /// `allowed: false` without `denied`.
+    fn access_review(&mut self, body: &str) -> (u16, String) {
+        let mut review: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+        let a = review["spec"]["resourceAttributes"].clone();
+        if a.is_null() == review["spec"]["nonResourceAttributes"].is_null() {
+            return (
+                422,
+                status_body(
+                    422,
+                    "Invalid",
+                    "spec: Invalid value: exactly one of nonResourceAttributes or resourceAttributes must be specified",
+                ),
+            );
+        }
+        let text = |k: &str| a[k].as_str().unwrap_or_default().to_string();
+        let mut resource = text("resource");
+        if !text("group").is_empty() {
+            resource = format!("{resource}.{}", text("group"));
+        }
+        if !text("subresource").is_empty() {
+            resource = format!("{resource}/{}", text("subresource"));
+        }
+        let asked = format!("{} {resource}", text("verb"));
+        let allowed = !self.denied.contains(&asked);
+        review["status"] = if allowed {
+            json!({"allowed": true, "reason": "RBAC: allowed by ClusterRoleBinding \"team\""})
+        } else {
+            json!({"allowed": false})
+        };
+        (201, review.to_string())
+    }
+
+    pub fn run_controller(&mut self) {
         if let Some(mut controller) = self.controller.take() {
             controller(&mut self.objects);
             self.controller = Some(controller);
@@ -597,6 +671,53 @@ fn serve(stream: std::net::TcpStream, state: &Arc<Mutex<ApiState>>) {
     let _ = stream.set_nodelay(true);
     let mut reader = BufReader::new(stream);
     while let Some(http) = super::http::read_request(&mut reader) {
+        // A pod's port-forward: a WebSocket for the rest of the connection (fake_pods).
+        if http.path.ends_with("/portforward")
+            && http.header("upgrade").eq_ignore_ascii_case("websocket")
+        {
+            let path: Vec<&str> = http.path.split('/').collect();
+            // /api/v1/namespaces/NS/pods/NAME/portforward
+            let (namespace, pod) = (path.get(4).copied(), path.get(6).copied());
+            let forward = {
+                let mut s = state.lock().unwrap();
+                s.requests.push(Request {
+                    method: http.method.clone(),
+                    path: http.path.clone(),
+                    query: http.query.clone(),
+                    content_type: String::new(),
+                    body: String::new(),
+                    vault_token: String::new(),
+                });
+                s.run_controller();
+                super::fake_pods::check(
+                    &s.objects,
+                    namespace.unwrap_or_default(),
+                    pod.unwrap_or_default(),
+                    &http.query,
+                    &http.header("sec-websocket-protocol"),
+                    &s.denied,
+                )
+            };
+            let stream = reader.into_inner();
+            if let super::fake_pods::Forward::Refuse(status, body) = &forward {
+                let mut stream = stream;
+                let _ = stream.write_all(
+                    format!(
+                        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                );
+                return;
+            }
+            super::fake_pods::serve(
+                stream,
+                &http.header("sec-websocket-key"),
+                forward,
+                namespace.unwrap_or_default(),
+            );
+            return;
+        }
         let request = Request {
             content_type: http.header("content-type"),
             vault_token: http.header("x-vault-token"),

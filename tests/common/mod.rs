@@ -15,6 +15,7 @@ pub mod fake_gitea;
 pub mod fake_jobs;
 pub mod fake_metallb;
 pub mod fake_oci;
+pub mod fake_pods;
 pub mod fake_ssa;
 pub mod fake_vault;
 pub mod fake_volumes;

@@ -42,6 +42,17 @@ impl Step for Bootstrap {
                 extra_ca.as_ref(),
             );
             let kube = ctx.kube().await?;
+            // On a cluster kindling did not make, the stamp's namespaces are made by kindling,
+            // labelled for the env, before the engine runs: a namespace the engine or Helm
+            // makes (`install.createNamespace`) outlives the stamp's removal (helm uninstall
+            // leaves it), and one that was there already is used as found and left.
+            if !ctx.resolved.provider.makes_the_cluster() {
+                kube.apply_objects(
+                    &stamp_namespaces(ctx.stamp),
+                    &ApplyOptions::new(ctx.settings.step_timeout),
+                )
+                .await?;
+            }
             let applied = kube
                 .apply_objects(&objects, &ApplyOptions::new(ctx.settings.step_timeout))
                 .await?;
@@ -56,6 +67,19 @@ impl Step for Bootstrap {
             })
         })
     }
+}
+
+/// A Namespace for every namespace the stamp's entries name.
+fn stamp_namespaces(stamp: &Stamp) -> Vec<Value> {
+    let names: std::collections::BTreeSet<&str> = stamp
+        .entries
+        .iter()
+        .filter_map(|e| e.namespace.as_deref())
+        .collect();
+    names
+        .into_iter()
+        .map(|n| serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}}))
+        .collect()
 }
 
 /// The engine's bootstrap objects for an env whose Gitea is `gitea`.

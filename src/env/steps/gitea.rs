@@ -117,7 +117,11 @@ impl Step for Gitea {
             let in_cluster = !external && provider == Provider::Existing;
             ctx.state().gitea = Some(GiteaState {
                 // A port-forward lives as long as the command that opened it.
-                url: if in_cluster { String::new() } else { url.clone() },
+                url: if in_cluster {
+                    String::new()
+                } else {
+                    url.clone()
+                },
                 cluster_repo_url: in_cluster_url(settings, env, provider),
                 user,
                 password,
@@ -145,7 +149,10 @@ pub fn in_cluster_url(settings: &Settings, env: &str, provider: Provider) -> Str
 
 /// Gitea in the cluster (`--provider existing`): its objects applied, its pod Ready, and the
 /// URL of a port-forward to it. The admin password is generated once and kept.
-async fn in_cluster(ctx: &Ctx<'_>, previous: Option<&GiteaState>) -> Result<(String, String), EnvError> {
+async fn in_cluster(
+    ctx: &Ctx<'_>,
+    previous: Option<&GiteaState>,
+) -> Result<(String, String), EnvError> {
     let env = ctx.env();
     let password = match previous.filter(|p| p.in_cluster) {
         Some(p) => p.password.clone(),
@@ -177,7 +184,10 @@ async fn in_cluster(ctx: &Ctx<'_>, previous: Option<&GiteaState>) -> Result<(Str
 }
 
 /// `http://127.0.0.1:PORT`, a port-forward (opened once per process) to the env's Gitea pod.
-pub fn forward_url(cluster: &crate::env::state::ClusterState, env: &str) -> Result<String, EnvError> {
+pub fn forward_url(
+    cluster: &crate::env::state::ClusterState,
+    env: &str,
+) -> Result<String, EnvError> {
     let address = crate::kube::forward::open(&crate::kube::forward::Target {
         kubeconfig: cluster.kubeconfig.clone(),
         context: cluster.context.clone(),

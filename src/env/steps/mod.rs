@@ -251,9 +251,8 @@ impl<'a> Ctx<'a> {
         self.kube
             .get_or_try_init(|| async {
                 let cluster = self.cluster_state()?;
-                let kube =
-                    KubeClient::from_kubeconfig(&cluster.kubeconfig, Some(&cluster.context))
-                        .await?;
+                let kube = KubeClient::from_kubeconfig(&cluster.kubeconfig, Some(&cluster.context))
+                    .await?;
                 Ok::<_, EnvError>(super::open::owned(kube, &self.state(), &self.env_dir))
             })
             .await

@@ -1,0 +1,448 @@
+//! A cluster kindling did not make (issue #22 part 1): `env create --provider existing
+//! --context NAME --kubeconfig FILE` against the fake API server of a "team" cluster. No
+//! Docker cluster is made; the rights are asked for by SelfSubjectAccessReview first; Gitea
+//! runs in the cluster and is pushed to through a port-forward the fake API serves as the
+//! kubelet does (tests/common/fake_pods.rs); an engine already there is used as it is; and
+//! `env delete` leaves everything the env did not label as it was.
+
+mod common;
+
+mod env {
+    use super::common::env_harness::*;
+    use super::common::kube_api::Stored;
+    use super::common::unique;
+    use serde_json::{Value, json};
+
+    const ENV_LABEL: &str = "dev.kindling.env";
+
+    /// What a team had on the cluster before kindling came: a namespace with a ConfigMap,
+    /// and a Secret in `default`.
+    fn plant_team_objects(h: &Harness) -> Vec<Value> {
+        let objects = vec![
+            (
+                "v1",
+                "namespaces",
+                None,
+                json!({"apiVersion": "v1", "kind": "Namespace",
+                    "metadata": {"name": "team-a", "labels": {"team": "a"}}}),
+            ),
+            (
+                "v1",
+                "configmaps",
+                Some("team-a"),
+                json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": "keep-me", "namespace": "team-a"}, "data": {"a": "1"}}),
+            ),
+            (
+                "v1",
+                "secrets",
+                Some("default"),
+                json!({"apiVersion": "v1", "kind": "Secret",
+                    "metadata": {"name": "team-token", "namespace": "default"}, "data": {"t": "eA=="}}),
+            ),
+        ];
+        let planted: Vec<Value> = objects.iter().map(|o| o.3.clone()).collect();
+        h.api.update(|stored| {
+            for (gv, plural, ns, object) in objects {
+                stored.push(Stored {
+                    group_version: gv.into(),
+                    plural: plural.into(),
+                    namespace: ns.map(str::to_string),
+                    name: object["metadata"]["name"].as_str().unwrap().into(),
+                    object,
+                });
+            }
+        });
+        planted
+    }
+
+    fn find(h: &Harness, kind: &str, ns: Option<&str>, name: &str) -> Option<Value> {
+        h.api
+            .objects_of(kind)
+            .into_iter()
+            .find(|o| o["metadata"]["name"] == name && o["metadata"]["namespace"].as_str() == ns)
+    }
+
+    fn labelled(h: &Harness, env: &str) -> Vec<String> {
+        h.api
+            .state
+            .lock()
+            .unwrap()
+            .objects
+            .iter()
+            .filter(|s| s.object["metadata"]["labels"][ENV_LABEL] == env)
+            .map(|s| format!("{} {:?}/{}", s.plural, s.namespace, s.name))
+            .collect()
+    }
+
+    fn existing(h: &Harness, env: &str, more: &[&str]) -> Value {
+        ok(&h.create_existing(env, more))
+    }
+
+    fn status(h: &Harness, env: &str) -> Value {
+        h.json(&["env", "status", env])
+    }
+
+    /// Waits until nothing the env labelled is left (a deleted Namespace terminates first,
+    /// its content going with it, as the namespace controller does).
+    fn wait_all_gone(h: &Harness, env: &str) {
+        wait_until(
+            "every object labelled for the env to go",
+            std::time::Duration::from_secs(20),
+            || {
+                // A request lets the fake's controllers and garbage collector work.
+                let _ = h.run(
+                    &[
+                        "env",
+                        "list",
+                        "--provider",
+                        "existing",
+                        "--context",
+                        "team",
+                        "--kubeconfig",
+                        h.path("team-kubeconfig").to_str().unwrap(),
+                    ],
+                    &[],
+                );
+                labelled(h, env).is_empty()
+            },
+        );
+    }
+
+    #[test]
+    fn env_existing_cluster_without_flux_gets_it_and_loses_only_what_kindling_made() {
+        let h = Harness::existing("flux", false);
+        let planted = plant_team_objects(&h);
+        let env = unique("exist");
+        let report = existing(&h, &env, &["--wait", "--timeout", "60s"]);
+        let created = &report["env"];
+        assert_eq!(created["provider"], "existing", "{report}");
+        assert_eq!(created["context"], "team");
+        // No cluster was made: the fake kind and k3d were never called.
+        assert!(!h.path("bin/kind-calls").exists());
+        assert!(!h.path("bin/k3d-clusters").exists());
+        // The rights were asked for before anything was written.
+        let requests = h.api.requests();
+        let first_write = requests
+            .iter()
+            .position(|r| r.method == "PATCH")
+            .expect("kindling applied something");
+        let reviews: Vec<String> = requests[..first_write]
+            .iter()
+            .filter(|r| r.path.ends_with("/selfsubjectaccessreviews"))
+            .map(|r| r.body.clone())
+            .collect();
+        assert!(
+            reviews
+                .iter()
+                .any(|b| b.contains("customresourcedefinitions")),
+            "no review of the CRD right before the first write: {reviews:?}"
+        );
+        assert!(reviews.iter().any(|b| b.contains("portforward")));
+        // Gitea runs in the env's namespace, labelled for the env, and was pushed to through
+        // a port-forward.
+        let ns = format!("kindling-{env}");
+        let gitea = find(&h, "Deployment", Some(&ns), "gitea").expect("Gitea Deployment");
+        assert_eq!(gitea["metadata"]["labels"][ENV_LABEL], env.as_str());
+        assert!(
+            requests.iter().any(|r| r
+                .path
+                .starts_with(&format!("/api/v1/namespaces/{ns}/pods/"))
+                && r.path.ends_with("/portforward")),
+            "no port-forward to the Gitea pod"
+        );
+        let state = h.state(&env);
+        assert_eq!(h.gitea.head().as_deref(), state["commit"].as_str());
+        assert_eq!(state["gitea"]["inCluster"], true);
+        assert_eq!(
+            state["gitea"]["url"], "",
+            "a port-forward is never recorded"
+        );
+        assert_eq!(
+            state["gitea"]["clusterRepoUrl"],
+            format!("http://gitea.{ns}.svc.cluster.local:3000/kindling/source.git")
+        );
+        // Flux was not there: kindling installed it, labelled for the env.
+        let crd = find(
+            &h,
+            "CustomResourceDefinition",
+            None,
+            "gitrepositories.source.toolkit.fluxcd.io",
+        )
+        .unwrap();
+        assert_eq!(crd["metadata"]["labels"][ENV_LABEL], env.as_str());
+        let status = status(&h, &env);
+        assert_eq!(status["status"]["engineOrigin"], "installed", "{status}");
+        assert_eq!(status["status"]["ready"], true, "{status}");
+        assert_eq!(status["status"]["gitea"]["state"], "running");
+        // The team's objects were not touched.
+        for o in &planted {
+            let live = find(
+                &h,
+                o["kind"].as_str().unwrap(),
+                o["metadata"]["namespace"].as_str(),
+                o["metadata"]["name"].as_str().unwrap(),
+            )
+            .unwrap();
+            assert!(live["metadata"]["labels"][ENV_LABEL].is_null(), "{live}");
+        }
+        // The cluster lists the env.
+        let listed = h.json(&[
+            "env",
+            "list",
+            "--provider",
+            "existing",
+            "--context",
+            "team",
+            "--kubeconfig",
+            h.path("team-kubeconfig").to_str().unwrap(),
+        ]);
+        let envs = listed["envs"].as_array().unwrap();
+        let mine = envs.iter().find(|e| e["name"] == env.as_str()).unwrap();
+        assert_eq!(mine["knownHere"], true, "{listed}");
+        // Delete: what the env made goes, the stamp through Flux, and nothing else.
+        let deleted = h.json(&["env", "delete", &env]);
+        assert!(
+            deleted["deleted"][0]["clusterObjects"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|o| o.as_str().unwrap().contains("Deployment")),
+            "{deleted}"
+        );
+        wait_all_gone(&h, &env);
+        assert!(
+            find(
+                &h,
+                "CustomResourceDefinition",
+                None,
+                "gitrepositories.source.toolkit.fluxcd.io"
+            )
+            .is_none(),
+            "the Flux kindling installed is removed"
+        );
+        let pruned: Vec<Value> = h
+            .api
+            .state
+            .lock()
+            .unwrap()
+            .objects
+            .iter()
+            .filter(|s| {
+                !s.object["metadata"]["labels"]["kustomize.toolkit.fluxcd.io/name"].is_null()
+            })
+            .map(|s| s.object.clone())
+            .collect();
+        assert!(
+            pruned.is_empty(),
+            "Flux left the stamp's objects: {pruned:?}"
+        );
+        for o in &planted {
+            let live = find(
+                &h,
+                o["kind"].as_str().unwrap(),
+                o["metadata"]["namespace"].as_str(),
+                o["metadata"]["name"].as_str().unwrap(),
+            )
+            .unwrap_or_else(|| panic!("the team's object went: {o}"));
+            assert_eq!(live["data"], o["data"]);
+            assert!(live["metadata"]["deletionTimestamp"].is_null());
+        }
+        assert!(!h.path("data/envs").join(&env).exists());
+    }
+
+    #[test]
+    fn env_existing_cluster_uses_the_flux_it_finds_and_leaves_it() {
+        let h = Harness::existing("flux", true);
+        let env = unique("found");
+        existing(&h, &env, &["--wait", "--timeout", "60s"]);
+        let state = h.state(&env);
+        assert_eq!(state["foundEngine"]["version"], "v2.9.4", "{state}");
+        // Nothing of Flux's install was applied.
+        assert!(
+            !h.api
+                .requests()
+                .iter()
+                .any(|r| r.method == "PATCH" && r.query.contains("fieldManager=kindling-install")),
+            "kindling applied an install manifest over the Flux it found"
+        );
+        let status = status(&h, &env);
+        assert_eq!(status["status"]["engineOrigin"], "found");
+        assert_eq!(status["status"]["engineVersion"], "v2.9.4");
+        assert_eq!(status["status"]["ready"], true, "{status}");
+        let deleted = h.json(&["env", "delete", &env]);
+        assert_eq!(
+            deleted["deleted"][0]["engineKept"], "flux v2.9.4",
+            "{deleted}"
+        );
+        wait_all_gone(&h, &env);
+        for (kind, ns, name) in [
+            ("Namespace", None, "flux-system"),
+            (
+                "CustomResourceDefinition",
+                None,
+                "kustomizations.kustomize.toolkit.fluxcd.io",
+            ),
+            ("Deployment", Some("flux-system"), "kustomize-controller"),
+        ] {
+            let live = find(&h, kind, ns, name).unwrap_or_else(|| panic!("{kind} {name} went"));
+            assert!(live["metadata"]["deletionTimestamp"].is_null(), "{live}");
+            assert!(live["metadata"]["labels"][ENV_LABEL].is_null(), "{live}");
+        }
+    }
+
+    #[test]
+    fn env_existing_cluster_gives_back_argocd_cm_keys_of_an_argo_cd_it_found() {
+        let h = Harness::existing("argo", true);
+        let env = unique("argofound");
+        existing(
+            &h,
+            &env,
+            &["--engine", "argo", "--wait", "--timeout", "60s"],
+        );
+        assert_eq!(h.state(&env)["foundEngine"]["version"], "v3.5.1");
+        let cm = find(&h, "ConfigMap", Some("argocd"), "argocd-cm").unwrap();
+        assert_eq!(cm["data"]["url"], "https://argocd.team.example");
+        assert!(
+            cm["data"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .any(|k| k.starts_with("resource.customizations")),
+            "kindling's health check is not in argocd-cm: {cm}"
+        );
+        assert!(cm["metadata"]["labels"][ENV_LABEL].is_null());
+        h.json(&["env", "delete", &env]);
+        wait_all_gone(&h, &env);
+        let cm = find(&h, "ConfigMap", Some("argocd"), "argocd-cm").expect("argocd-cm stays");
+        assert_eq!(
+            cm["data"],
+            json!({"url": "https://argocd.team.example"}),
+            "{cm}"
+        );
+        assert!(
+            find(
+                &h,
+                "StatefulSet",
+                Some("argocd"),
+                "argocd-application-controller"
+            )
+            .is_some()
+        );
+    }
+
+    #[test]
+    fn env_existing_cluster_names_every_missing_right_and_changes_nothing() {
+        let h = Harness::existing("flux", false);
+        h.api.state.lock().unwrap().denied = vec![
+            "create customresourcedefinitions.apiextensions.k8s.io".into(),
+            "create pods/portforward".into(),
+        ];
+        let env = unique("norights");
+        let out = h.create_existing(&env, &[]);
+        let doc = error_says(&out, "lacks rights kindling needs; nothing was changed");
+        let message = doc["error"].to_string();
+        assert!(
+            message.contains("create customresourcedefinitions.apiextensions.k8s.io (cluster-wide): for installing the engine"),
+            "{message}"
+        );
+        assert!(
+            message.contains(&format!("create pods/portforward -n kindling-{env}")),
+            "{message}"
+        );
+        let writes: Vec<String> = h
+            .api
+            .requests()
+            .iter()
+            .filter(|r| matches!(r.method.as_str(), "PATCH" | "PUT" | "DELETE"))
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+        assert!(writes.is_empty(), "changed the cluster: {writes:?}");
+    }
+
+    #[test]
+    fn env_existing_cluster_does_not_take_over_an_object_it_did_not_make() {
+        let h = Harness::existing("flux", true);
+        let env = unique("takeover");
+        let ns = format!("kindling-{env}");
+        h.api.update(|stored| {
+            stored.push(Stored {
+                group_version: "v1".into(),
+                plural: "namespaces".into(),
+                namespace: None,
+                name: ns.clone(),
+                object: json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+            });
+            stored.push(Stored {
+                group_version: "v1".into(),
+                plural: "secrets".into(),
+                namespace: Some(ns.clone()),
+                name: "gitea-admin".into(),
+                object: json!({"apiVersion": "v1", "kind": "Secret",
+                    "metadata": {"name": "gitea-admin", "namespace": ns}, "stringData": {"password": "theirs"}}),
+            });
+        });
+        let out = h.create_existing(&env, &[]);
+        error_says(
+            &out,
+            &format!("Secret {ns}/gitea-admin exists on the cluster and kindling did not make it"),
+        );
+        let secret = find(&h, "Secret", Some(&ns), "gitea-admin").unwrap();
+        assert_eq!(secret["stringData"]["password"], "theirs");
+        assert!(secret["metadata"]["labels"][ENV_LABEL].is_null());
+        // The namespace was there: used as found, never labelled, so never deleted.
+        let namespace = find(&h, "Namespace", None, &ns).unwrap();
+        assert!(namespace["metadata"]["labels"][ENV_LABEL].is_null());
+        h.json(&["env", "delete", &env]);
+        assert!(find(&h, "Namespace", None, &ns).is_some());
+    }
+
+    #[test]
+    fn env_existing_needs_a_context_the_kubeconfig_has() {
+        let h = Harness::existing("flux", false);
+        let out = h.run(
+            &[
+                "env",
+                "create",
+                "ctx",
+                "--provider",
+                "existing",
+                "--output",
+                "json",
+            ],
+            &[],
+        );
+        error_says(&out, "--provider existing needs --context NAME");
+        let out = h.run(
+            &[
+                "env",
+                "create",
+                "ctx",
+                "--provider",
+                "existing",
+                "--context",
+                "prod",
+                "--kubeconfig",
+                h.path("team-kubeconfig").to_str().unwrap(),
+                "--output",
+                "json",
+            ],
+            &[],
+        );
+        error_says(&out, "has no context prod (it has: team)");
+        let out = h.run(
+            &[
+                "env",
+                "create",
+                "ctx",
+                "--context",
+                "team",
+                "--output",
+                "json",
+            ],
+            &[],
+        );
+        error_says(&out, "--context is for --provider existing");
+        assert!(h.api.requests().is_empty());
+    }
+}
