@@ -186,6 +186,16 @@ mod env {
             .unwrap();
             assert!(live["metadata"]["labels"][ENV_LABEL].is_null(), "{live}");
         }
+        // A sync pushes through a port-forward of its own process.
+        let before = h.gitea.head();
+        h.add_sample_application(
+            "{name: notes, path: applications/notes, namespace: default}",
+            "notes",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\ndata: {text: first}\n",
+        );
+        h.json(&["env", "sync", &env]);
+        assert_ne!(h.gitea.head(), before, "the sync pushed nothing");
+        assert!(find(&h, "ConfigMap", Some("default"), "notes").is_some());
         // The cluster lists the env.
         let listed = h.json(&[
             "env",
@@ -328,6 +338,32 @@ mod env {
                 "argocd-application-controller"
             )
             .is_some()
+        );
+    }
+
+    /// Two envs of one stamp on one cluster would share the engine's objects (the root, the
+    /// source, the credentials): the second is refused, naming the first, and the first is
+    /// untouched.
+    #[test]
+    fn env_existing_cluster_refuses_a_second_env_that_would_share_the_first_ones_objects() {
+        let h = Harness::existing("flux", true);
+        let first = unique("first");
+        existing(&h, &first, &[]);
+        let second = unique("second");
+        let out = h.create_existing(&second, &[]);
+        error_says(
+            &out,
+            &format!("belongs to kindling env {first} on this cluster"),
+        );
+        let root = find(&h, "Kustomization", Some("flux-system"), "kindling-sample").unwrap();
+        assert_eq!(root["metadata"]["labels"][ENV_LABEL], first.as_str());
+        // The second's own namespace went up before the clash; its delete takes it away.
+        h.json(&["env", "delete", &second]);
+        wait_all_gone(&h, &second);
+        assert_eq!(
+            find(&h, "Kustomization", Some("flux-system"), "kindling-sample").unwrap()["metadata"]
+                ["labels"][ENV_LABEL],
+            first.as_str()
         );
     }
 
