@@ -955,3 +955,148 @@ fn e2e_idpbuilder_package() {
     );
     e2e.json(&["env", "delete", &env]);
 }
+
+/// Issue #22: a cluster kindling did not make. The test makes a kind cluster itself (with the
+/// pinned kind kindling resolves), plants a team's namespace in it, and hands it to kindling
+/// with `--provider existing --context`: Gitea runs in the cluster behind a port-forward, the
+/// engine is installed (it is absent), the sample stamp reconciles, a sync pushes, and the
+/// delete leaves the cluster and the team's objects and nothing labelled for the env.
+#[test]
+fn e2e_existing_cluster() {
+    if !enabled() {
+        eprintln!("skipped: set KINDLING_E2E=1 (scripts/e2e.sh)");
+        return;
+    }
+    let e2e = E2e::in_dir("existing", "flux", tempfile::tempdir().unwrap());
+    copy_tree(
+        &repo_dir().join("stamps/sample"),
+        &e2e.source.join("stamps/sample"),
+    );
+    let data = e2e.data.to_string_lossy().into_owned();
+    let settings = kindling::env::Settings::from_vars(|k| match k {
+        "KINDLING_DATA_DIR" => Some(data.clone()),
+        _ => std::env::var(k).ok(),
+    });
+    let kind = kindling::env::provider_tool(kindling::cluster::Provider::Kind, &settings)
+        .expect("the pinned kind")
+        .path;
+    let cluster = format!("team-{}", e2e.engine);
+    let kubeconfig = e2e.source.join("../team-kubeconfig");
+    let run = |args: &[&str]| {
+        eprintln!("+ kind {}", args.join(" "));
+        let status = Command::new(&kind)
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .status()
+            .unwrap();
+        assert!(status.success(), "kind {args:?}");
+    };
+    run(&["create", "cluster", "--name", &cluster, "--wait", "180s"]);
+    let context = format!("kind-{cluster}");
+    let kubectl = |args: &[&str]| -> Output {
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .arg("--context")
+            .arg(&context)
+            .args(args)
+            .output()
+            .expect("kubectl is needed by the e2e suite")
+    };
+    // The team's own objects, there before kindling.
+    assert!(kubectl(&["create", "namespace", "team-a"]).status.success());
+    assert!(
+        kubectl(&[
+            "-n",
+            "team-a",
+            "create",
+            "configmap",
+            "keep-me",
+            "--from-literal=a=1"
+        ])
+        .status
+        .success()
+    );
+    let env = e2e.env.clone();
+    let kubeconfig_arg = kubeconfig.to_string_lossy().into_owned();
+    let created = e2e.json(&[
+        "env",
+        "create",
+        &env,
+        "--stamp",
+        "sample",
+        "--provider",
+        "existing",
+        "--context",
+        &context,
+        "--kubeconfig",
+        &kubeconfig_arg,
+        "--engine",
+        &e2e.engine,
+        "--wait",
+        "--timeout",
+        "15m",
+    ]);
+    assert_eq!(created["env"]["provider"], "existing", "{created}");
+    let status = e2e.json(&["env", "status", &env]);
+    assert_eq!(status["status"]["ready"], true, "{status}");
+    assert_eq!(status["status"]["gitea"]["state"], "running", "{status}");
+    assert_eq!(status["status"]["engineOrigin"], "installed");
+    // A sync pushes through a port-forward again.
+    write(
+        &e2e.source.join("stamps/sample/applications/website/extra.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: existing-extra}\ndata: {a: b}\n",
+    );
+    let kustomization = e2e
+        .source
+        .join("stamps/sample/applications/website/kustomization.yaml");
+    let text = std::fs::read_to_string(&kustomization).unwrap();
+    std::fs::write(
+        &kustomization,
+        text.replacen("resources:\n", "resources:\n  - extra.yaml\n", 1),
+    )
+    .unwrap();
+    e2e.json(&["env", "sync", &env, "--timeout", "10m"]);
+    e2e.until("the synced ConfigMap", Duration::from_secs(300), || {
+        kubectl(&["get", "configmap", "-A", "-o", "name"])
+            .stdout
+            .windows(b"existing-extra".len())
+            .any(|w| w == b"existing-extra")
+    });
+    let listed = e2e.json(&[
+        "env",
+        "list",
+        "--provider",
+        "existing",
+        "--context",
+        &context,
+        "--kubeconfig",
+        &kubeconfig_arg,
+    ]);
+    assert!(listed.to_string().contains(&env), "{listed}");
+    e2e.json(&["env", "delete", &env]);
+    // Nothing labelled for the env is left (namespaces may take a while to terminate).
+    let selector = format!("dev.kindling.env={env}");
+    e2e.until(
+        "every object labelled for the env gone",
+        Duration::from_secs(300),
+        || {
+            let out = kubectl(&[
+                "get",
+                "namespaces,deployments,services,secrets,persistentvolumeclaims,customresourcedefinitions,clusterroles,clusterrolebindings",
+                "-A",
+                "-l",
+                &selector,
+                "-o",
+                "name",
+            ]);
+            out.status.success() && out.stdout.iter().all(u8::is_ascii_whitespace)
+        },
+    );
+    // The cluster and the team's objects stay.
+    assert!(kubectl(&["get", "nodes"]).status.success());
+    let kept = kubectl(&["-n", "team-a", "get", "configmap", "keep-me", "-o", "name"]);
+    assert!(kept.status.success(), "the team's ConfigMap went");
+    run(&["delete", "cluster", "--name", &cluster]);
+}
