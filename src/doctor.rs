@@ -258,6 +258,23 @@ pub fn check_inotify() -> Vec<Finding> {
     )
 }
 
+/// How this machine reaches the ports an env publishes on the engine's machine
+/// (`docker::remote`): here, or through an SSH tunnel.
+pub fn check_docker_reach(endpoint: &crate::docker::endpoint::Endpoint) -> Finding {
+    let reach = crate::docker::remote::Reach::of(endpoint);
+    let tunnel = matches!(reach, crate::docker::remote::Reach::Tunnel { .. });
+    let ssh = which::which("ssh").is_ok();
+    match (tunnel, ssh) {
+        (true, false) => finding(
+            "docker reach",
+            Status::Fail,
+            reach.describe(),
+            Some("install an OpenSSH client (the tunnel runs `ssh -N -L …`), or run kindling on the engine's machine".into()),
+        ),
+        _ => finding("docker reach", Status::Ok, reach.describe(), None),
+    }
+}
+
 /// Which Docker engine kindling (and kind and k3d) will talk to, and why that one
 /// (`docker::endpoint`). The full engine check — version, CPUs, memory — goes through the
 /// Docker client.

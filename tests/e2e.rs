@@ -1045,7 +1045,8 @@ fn e2e_existing_cluster() {
     assert_eq!(status["status"]["engineOrigin"], "installed");
     // A sync pushes through a port-forward again.
     write(
-        &e2e.source.join("stamps/sample/applications/website/extra.yaml"),
+        &e2e.source
+            .join("stamps/sample/applications/website/extra.yaml"),
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: existing-extra}\ndata: {a: b}\n",
     );
     let kustomization = e2e

@@ -9,9 +9,10 @@ use super::Output;
 pub fn run(output: Output) -> anyhow::Result<()> {
     let data = kindling::paths::data_dir();
     let path = std::env::var_os("PATH");
-    let mut findings: Vec<Finding> = vec![doctor::check_docker_endpoint(
-        kindling::docker::endpoint::resolve(),
-    )];
+    let endpoint = kindling::docker::endpoint::resolve();
+    let reach = endpoint.as_ref().ok().map(doctor::check_docker_reach);
+    let mut findings: Vec<Finding> = vec![doctor::check_docker_endpoint(endpoint)];
+    findings.extend(reach);
     // The CA's keys readable only by their owner.
     let (_, root_key) = kindling::pki::root_paths(&data);
     if let Some(warning) = kindling::pki::key_exposure(&root_key) {

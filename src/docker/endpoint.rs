@@ -169,7 +169,7 @@ fn checked(endpoint: Endpoint) -> Result<Endpoint, DockerError> {
         "unix" | "tcp" | "http" | "https" if host.contains("://") => {}
         "ssh" => {
             return Err(DockerError::Endpoint(format!(
-                "the Docker endpoint {host} ({}) is reached over ssh, which kindling does not speak\nhelp: forward the engine's socket and point DOCKER_HOST at it: `ssh -nNT -L /tmp/remote-docker.sock:/var/run/docker.sock HOST &` then `DOCKER_HOST=unix:///tmp/remote-docker.sock`",
+                "the Docker endpoint {host} ({}) is reached over ssh, which kindling does not speak\nhelp: forward the engine's socket and point DOCKER_HOST at it: `ssh -nNT -L /tmp/remote-docker.sock:/var/run/docker.sock HOST &` then `DOCKER_HOST=unix:///tmp/remote-docker.sock KINDLING_DOCKER_SSH=HOST` (kindling then reaches the env's ports through an SSH tunnel to HOST)",
                 endpoint.source
             )));
         }

@@ -4,6 +4,7 @@
 mod containers;
 pub mod endpoint;
 mod objects;
+pub mod remote;
 mod spec;
 mod sweep;
 

@@ -102,6 +102,9 @@ pub async fn delete(
         report.state_removed = remove_env_dir(&env_dir, name, lock)?;
         return Ok(report);
     }
+    if crate::docker::remote::stop(&env_dir) {
+        progress.detail("delete: the env's SSH tunnel ended");
+    }
     let docker = match DockerClient::connect().await {
         Ok(docker) => docker,
         Err(e) => {

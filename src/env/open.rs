@@ -156,9 +156,44 @@ pub async fn kube_of(state: &EnvState) -> Result<KubeClient, EnvError> {
             state.name, state.name, state.stamp
         ))
     })?;
-    let kube = KubeClient::from_kubeconfig(&cluster.kubeconfig, Some(&cluster.context)).await?;
     let env_dir = crate::paths::env_dir(&crate::paths::data_dir(), &state.name);
+    // On a remote Docker host the API server is reached through the env's tunnel.
+    if let Some(started) = tunnel(state, &env_dir)? {
+        crate::ui::call(|| started.clone());
+    }
+    let kube = KubeClient::from_kubeconfig(&cluster.kubeconfig, Some(&cluster.context)).await?;
     Ok(owned(kube, state, &env_dir))
+}
+
+/// On a Docker engine of another machine (`crate::docker::remote`), the env's SSH tunnel for
+/// every port it publishes, started unless it runs; what was started, if anything.
+pub fn tunnel(state: &EnvState, env_dir: &Path) -> Result<Option<String>, EnvError> {
+    if !state.provider.makes_the_cluster() {
+        return Ok(None);
+    }
+    let Ok(endpoint) = crate::docker::endpoint::resolve() else {
+        return Ok(None);
+    };
+    let crate::docker::remote::Reach::Tunnel { destination, .. } =
+        crate::docker::remote::Reach::of(&endpoint)
+    else {
+        return Ok(None);
+    };
+    let p = &state.ports;
+    let mut ports = vec![p.http, p.https];
+    ports.extend(p.gitea);
+    ports.extend(p.registry);
+    if let Some(g) = p.gateway {
+        ports.extend([g.http, g.https]);
+    }
+    if let Some(port) = state
+        .cluster
+        .as_ref()
+        .and_then(|c| crate::docker::remote::api_server_port(&c.kubeconfig))
+    {
+        ports.push(port);
+    }
+    crate::docker::remote::ensure(env_dir, &destination, &ports).map_err(EnvError::Preflight)
 }
 
 /// On a cluster kindling did not make, `kube` applying only as the env's ownership allows

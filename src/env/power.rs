@@ -168,6 +168,10 @@ pub async fn stop(
             stopped.push(container);
         }
     }
+    // Nothing to reach while it is stopped; `env start` opens it again.
+    if crate::docker::remote::stop(&settings.env_dir(name)) {
+        progress.detail("stop: the env's SSH tunnel");
+    }
     Ok(PowerReport {
         env: name.to_string(),
         containers: stopped,

@@ -306,6 +306,20 @@ exec \"$real\" kustomize \"$@\"
     );
 }
 
+/// The OpenSSH client as kindling's tunnel to a remote Docker host runs it (`ssh -N -T -o … -L
+/// 127.0.0.1:P:127.0.0.1:P … DEST`, which stays in the foreground until killed). The engine
+/// here is this machine's, so its ports are reachable already and the fake forwards nothing:
+/// it records its arguments (`bin/ssh-calls`) and stays up, as a tunnel does.
+pub fn fake_ssh(bin: &Path) {
+    write_executable(
+        &bin.join("ssh"),
+        r#"#!/bin/sh
+echo "$*" >> "$(dirname "$0")/ssh-calls"
+exec sleep 300
+"#,
+    );
+}
+
 /// A Ready node, as the API of a cluster whose nodes came up.
 pub fn with_ready_node(api: &FakeApi) {
     api.update(|objects| {
@@ -591,6 +605,7 @@ impl Harness {
         fake_kind(&dir.path().join("bin"), &api.url);
         forbidden_clis(&dir.path().join("bin"));
         kustomize_cli(&dir.path().join("bin"));
+        fake_ssh(&dir.path().join("bin"));
         fake_k3d(&dir.path().join("bin"), &api.url);
         manifests_dir(&dir.path().join("manifests"));
         // Each harness starts its registry ports elsewhere: tests run side by side.

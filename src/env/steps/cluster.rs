@@ -162,6 +162,10 @@ impl Step for Cluster {
                 network,
                 load_balancer_range,
             });
+            // On a remote engine, the API server's port joins the tunnel.
+            if let Some(started) = crate::env::open::tunnel(&state, &ctx.env_dir)? {
+                ctx.progress.detail(&started);
+            }
             if created {
                 // A new cluster has no engine yet, whatever an earlier run recorded.
                 state.forget("engine");

@@ -68,6 +68,12 @@ impl Step for Preflight {
                 ctx.settings.env_dir(ctx.env()),
             );
             let _ = ctx.provider.set(Arc::from(cli));
+            // An engine on another machine: the ports known now (Gitea's, the registry's,
+            // the ingress) through an SSH tunnel before Gitea is asked for anything.
+            let state = ctx.state().clone();
+            if let Some(started) = crate::env::open::tunnel(&state, &ctx.env_dir)? {
+                ctx.progress.detail(&started);
+            }
             Ok(format!(
                 "stamp {} ({} entries), {} via {described}",
                 ctx.stamp.name,
