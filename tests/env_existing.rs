@@ -433,6 +433,46 @@ mod env {
         assert!(find(&h, "Namespace", None, &ns).is_some());
     }
 
+    /// A cert-manager the cluster runs already: the sample's own `certs` entry would install a
+    /// second one (Helm refuses over the first's CRDs), so the create stops before anything.
+    #[test]
+    fn env_existing_cluster_with_its_own_cert_manager_is_refused_before_anything_changes() {
+        let h = Harness::existing("flux", true);
+        h.api.update(|stored| {
+            stored.push(Stored {
+                group_version: "apiextensions.k8s.io/v1".into(),
+                plural: "customresourcedefinitions".into(),
+                namespace: None,
+                name: "certificates.cert-manager.io".into(),
+                object: json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                    "metadata": {"name": "certificates.cert-manager.io",
+                        "labels": {"app.kubernetes.io/version": "v1.21.1"},
+                        "annotations": {"meta.helm.sh/release-name": "cert-manager",
+                            "meta.helm.sh/release-namespace": "platform"}},
+                    "spec": {"group": "cert-manager.io", "scope": "Namespaced",
+                        "names": {"kind": "Certificate", "plural": "certificates"},
+                        "versions": [{"name": "v1", "served": true, "storage": true}]}}),
+            });
+        });
+        let env = unique("cm");
+        let out = h.create_existing(&env, &[]);
+        let doc = error_says(&out, "runs cert-manager v1.21.1 already");
+        assert!(
+            doc["error"]
+                .to_string()
+                .contains("Helm release platform/cert-manager"),
+            "{doc}"
+        );
+        assert!(doc["error"].to_string().contains("entry certs"), "{doc}");
+        assert!(
+            !h.api
+                .requests()
+                .iter()
+                .any(|r| matches!(r.method.as_str(), "PATCH" | "DELETE")),
+            "changed the cluster"
+        );
+    }
+
     #[test]
     fn env_existing_needs_a_context_the_kubeconfig_has() {
         let h = Harness::existing("flux", false);

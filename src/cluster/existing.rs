@@ -217,6 +217,69 @@ pub async fn check(
     }
 }
 
+/// A cert-manager the cluster runs already, when the stamp installs one too: Helm would refuse
+/// to install the stamp's over the first (its CRDs belong to another release), half-way
+/// through the create. cert-manager is known by its CRD `certificates.cert-manager.io` and
+/// the release that made it (`meta.helm.sh/release-name`/`-namespace`; cert-manager/
+/// cert-manager v1.21.1 deploy/charts/cert-manager labels it `app.kubernetes.io/version`).
+/// The stamp's own release, from an earlier run of this create, is no conflict.
+pub async fn cert_manager_conflict(
+    kube: &KubeClient,
+    stamp: &crate::stamp::Stamp,
+    context: &str,
+) -> Result<Option<String>, crate::kube::KubeError> {
+    let installs: Vec<&crate::stamp::Entry> = stamp
+        .entries
+        .iter()
+        .filter(|e| matches!(&e.source, crate::stamp::Source::Helm(h) if h.chart == "cert-manager"))
+        .collect();
+    if installs.is_empty() {
+        return Ok(None);
+    }
+    let Some(crd) = kube
+        .get(
+            "apiextensions.k8s.io/v1",
+            "CustomResourceDefinition",
+            None,
+            "certificates.cert-manager.io",
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let annotations = &crd["metadata"]["annotations"];
+    let release = annotations["meta.helm.sh/release-name"].as_str();
+    let release_namespace = annotations["meta.helm.sh/release-namespace"].as_str();
+    // kindling renders the release as `releaseName` (else the entry's name) in the entry's
+    // namespace (else its name); Argo CD renders the chart and tracks it by annotation
+    // (`APP:…`, the Application named after the entry).
+    let tracking = annotations["argocd.argoproj.io/tracking-id"].as_str();
+    let ours = installs.iter().any(|e| {
+        let crate::stamp::Source::Helm(h) = &e.source else {
+            return false;
+        };
+        let by_helm = release == Some(h.release_name.as_deref().unwrap_or(&e.name))
+            && release_namespace == Some(e.namespace.as_deref().unwrap_or(&e.name));
+        let by_argo = tracking.is_some_and(|t| t.starts_with(&format!("{}:", e.name)));
+        by_helm || by_argo
+    });
+    if ours {
+        return Ok(None);
+    }
+    let version = crd["metadata"]["labels"]["app.kubernetes.io/version"]
+        .as_str()
+        .unwrap_or("(version unknown)");
+    let entries: Vec<&str> = installs.iter().map(|e| e.name.as_str()).collect();
+    Ok(Some(format!(
+        "the cluster of context {context} runs cert-manager {version} already (CRD certificates.cert-manager.io{}), and stamp {}'s entry {} would install a second one, which Helm refuses over the first's CRDs; nothing was changed\nhelp: kindling does not hand the env's CA to a cert-manager it did not install yet; use a cluster without cert-manager, or a stamp (or --overlay) without that entry",
+        release
+            .map(|r| format!(", Helm release {}/{r}", release_namespace.unwrap_or("?")))
+            .unwrap_or_default(),
+        stamp.name,
+        entries.join(", ")
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

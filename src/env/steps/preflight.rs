@@ -117,6 +117,15 @@ async fn existing_cluster(
             existing.context
         )));
     }
+    // Once bootstrapped, a cert-manager there may be the stamp's own.
+    let bootstrapped = ctx.state().is_done("bootstrap");
+    if !bootstrapped
+        && let Some(conflict) =
+            crate::cluster::existing::cert_manager_conflict(&kube, ctx.stamp, &existing.context)
+                .await?
+    {
+        return Err(EnvError::Preflight(conflict));
+    }
     let facts = crate::cluster::existing::Found {
         engine: found.is_some(),
     };
