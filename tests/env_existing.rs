@@ -9,7 +9,6 @@ mod common;
 
 mod env {
     use super::common::env_harness::*;
-    use super::common::kube_api::Stored;
     use super::common::unique;
     use serde_json::{Value, json};
 
@@ -18,41 +17,15 @@ mod env {
     /// What a team had on the cluster before kindling came: a namespace with a ConfigMap,
     /// and a Secret in `default`.
     fn plant_team_objects(h: &Harness) -> Vec<Value> {
-        let objects = vec![
-            (
-                "v1",
-                "namespaces",
-                None,
-                json!({"apiVersion": "v1", "kind": "Namespace",
-                    "metadata": {"name": "team-a", "labels": {"team": "a"}}}),
-            ),
-            (
-                "v1",
-                "configmaps",
-                Some("team-a"),
-                json!({"apiVersion": "v1", "kind": "ConfigMap",
-                    "metadata": {"name": "keep-me", "namespace": "team-a"}, "data": {"a": "1"}}),
-            ),
-            (
-                "v1",
-                "secrets",
-                Some("default"),
-                json!({"apiVersion": "v1", "kind": "Secret",
-                    "metadata": {"name": "team-token", "namespace": "default"}, "data": {"t": "eA=="}}),
-            ),
+        let planted = vec![
+            json!({"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": "team-a", "labels": {"team": "a"}}}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "keep-me", "namespace": "team-a"}, "data": {"a": "1"}}),
+            json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "team-token", "namespace": "default"}, "data": {"t": "eA=="}}),
         ];
-        let planted: Vec<Value> = objects.iter().map(|o| o.3.clone()).collect();
-        h.api.update(|stored| {
-            for (gv, plural, ns, object) in objects {
-                stored.push(Stored {
-                    group_version: gv.into(),
-                    plural: plural.into(),
-                    namespace: ns.map(str::to_string),
-                    name: object["metadata"]["name"].as_str().unwrap().into(),
-                    object,
-                });
-            }
-        });
+        plant(&h.api, planted.clone());
         planted
     }
 
@@ -401,23 +374,14 @@ mod env {
         let h = Harness::existing("flux", true);
         let env = unique("takeover");
         let ns = format!("kindling-{env}");
-        h.api.update(|stored| {
-            stored.push(Stored {
-                group_version: "v1".into(),
-                plural: "namespaces".into(),
-                namespace: None,
-                name: ns.clone(),
-                object: json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
-            });
-            stored.push(Stored {
-                group_version: "v1".into(),
-                plural: "secrets".into(),
-                namespace: Some(ns.clone()),
-                name: "gitea-admin".into(),
-                object: json!({"apiVersion": "v1", "kind": "Secret",
+        plant(
+            &h.api,
+            vec![
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+                json!({"apiVersion": "v1", "kind": "Secret",
                     "metadata": {"name": "gitea-admin", "namespace": ns}, "stringData": {"password": "theirs"}}),
-            });
-        });
+            ],
+        );
         let out = h.create_existing(&env, &[]);
         error_says(
             &out,
@@ -438,22 +402,19 @@ mod env {
     #[test]
     fn env_existing_cluster_with_its_own_cert_manager_is_refused_before_anything_changes() {
         let h = Harness::existing("flux", true);
-        h.api.update(|stored| {
-            stored.push(Stored {
-                group_version: "apiextensions.k8s.io/v1".into(),
-                plural: "customresourcedefinitions".into(),
-                namespace: None,
-                name: "certificates.cert-manager.io".into(),
-                object: json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-                    "metadata": {"name": "certificates.cert-manager.io",
-                        "labels": {"app.kubernetes.io/version": "v1.21.1"},
-                        "annotations": {"meta.helm.sh/release-name": "cert-manager",
-                            "meta.helm.sh/release-namespace": "platform"}},
-                    "spec": {"group": "cert-manager.io", "scope": "Namespaced",
-                        "names": {"kind": "Certificate", "plural": "certificates"},
-                        "versions": [{"name": "v1", "served": true, "storage": true}]}}),
-            });
-        });
+        plant(
+            &h.api,
+            vec![
+                json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                "metadata": {"name": "certificates.cert-manager.io",
+                    "labels": {"app.kubernetes.io/version": "v1.21.1"},
+                    "annotations": {"meta.helm.sh/release-name": "cert-manager",
+                        "meta.helm.sh/release-namespace": "platform"}},
+                "spec": {"group": "cert-manager.io", "scope": "Namespaced",
+                    "names": {"kind": "Certificate", "plural": "certificates"},
+                    "versions": [{"name": "v1", "served": true, "storage": true}]}}),
+            ],
+        );
         let env = unique("cm");
         let out = h.create_existing(&env, &[]);
         let doc = error_says(&out, "runs cert-manager v1.21.1 already");
@@ -476,49 +437,31 @@ mod env {
     #[test]
     fn env_existing_needs_a_context_the_kubeconfig_has() {
         let h = Harness::existing("flux", false);
-        let out = h.run(
-            &[
-                "env",
-                "create",
-                "ctx",
-                "--provider",
-                "existing",
-                "--output",
-                "json",
-            ],
-            &[],
+        let kubeconfig = h.path("team-kubeconfig");
+        let create = |more: &[&str]| {
+            let mut args = vec!["env", "create", "ctx", "--output", "json"];
+            args.extend(more);
+            h.run(&args, &[])
+        };
+        error_says(
+            &create(&["--provider", "existing"]),
+            "--provider existing needs --context NAME",
         );
-        error_says(&out, "--provider existing needs --context NAME");
-        let out = h.run(
-            &[
-                "env",
-                "create",
-                "ctx",
+        error_says(
+            &create(&[
                 "--provider",
                 "existing",
                 "--context",
                 "prod",
                 "--kubeconfig",
-                h.path("team-kubeconfig").to_str().unwrap(),
-                "--output",
-                "json",
-            ],
-            &[],
+                kubeconfig.to_str().unwrap(),
+            ]),
+            "has no context prod (it has: team)",
         );
-        error_says(&out, "has no context prod (it has: team)");
-        let out = h.run(
-            &[
-                "env",
-                "create",
-                "ctx",
-                "--context",
-                "team",
-                "--output",
-                "json",
-            ],
-            &[],
+        error_says(
+            &create(&["--context", "team"]),
+            "--context is for --provider existing",
         );
-        error_says(&out, "--context is for --provider existing");
         assert!(h.api.requests().is_empty());
     }
 }

@@ -986,90 +986,71 @@ pub fn delete_clean(h: &Harness, env: &str) {
 /// label; the version is the image tag, argoproj/argo-cd v3.5.1 manifests/install.yaml).
 /// The CRDs are the pinned releases' (tests/fixtures/upstream).
 pub fn install_engine_as_found(api: &FakeApi, engine: &str) {
-    let crd = |f: &str| -> Value {
-        serde_yaml_ng::from_str(&std::fs::read_to_string(schemas_dir().join(f)).unwrap()).unwrap()
-    };
-    let mut objects: Vec<(String, String, Option<String>, Value)> = Vec::new();
-    let mut add = |gv: &str, plural: &str, ns: Option<&str>, object: Value| {
-        objects.push((gv.into(), plural.into(), ns.map(str::to_string), object));
-    };
-    let namespace = |name: &str, labels: Value| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}});
-    match engine {
-        "argo" => {
-            let labels = json!({"app.kubernetes.io/part-of": "argocd"});
-            add("v1", "namespaces", None, namespace("argocd", json!({})));
-            for f in [
+    let (namespace, labels, crds, workload) = match engine {
+        "argo" => (
+            "argocd",
+            json!({"app.kubernetes.io/part-of": "argocd"}),
+            &[
                 "argocd-application-crd.yaml",
                 "argocd-applicationset-crd.yaml",
                 "argocd-appproject-crd.yaml",
-            ] {
-                let mut c = crd(f);
-                c["metadata"]["labels"] = labels.clone();
-                add(
-                    "apiextensions.k8s.io/v1",
-                    "customresourcedefinitions",
-                    None,
-                    c,
-                );
-            }
-            add(
-                "apps/v1",
-                "statefulsets",
-                Some("argocd"),
-                json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
-                "metadata": {"name": "argocd-application-controller", "namespace": "argocd", "labels": labels},
+            ][..],
+            json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+                "metadata": {"name": "argocd-application-controller"},
                 "spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "argocd-application-controller", "image": "quay.io/argoproj/argocd:v3.5.1"}]}}}}),
-            );
-            add(
-                "v1",
-                "configmaps",
-                Some("argocd"),
-                json!({"apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": "argocd-cm", "namespace": "argocd", "labels": labels},
-                "data": {"url": "https://argocd.team.example"}}),
-            );
-        }
-        _ => {
-            let labels = json!({"app.kubernetes.io/part-of": "flux", "app.kubernetes.io/instance": "flux-system", "app.kubernetes.io/version": "v2.9.4"});
-            add(
-                "v1",
-                "namespaces",
-                None,
-                namespace("flux-system", labels.clone()),
-            );
-            for f in [
+        ),
+        _ => (
+            "flux-system",
+            json!({"app.kubernetes.io/part-of": "flux", "app.kubernetes.io/instance": "flux-system", "app.kubernetes.io/version": "v2.9.4"}),
+            &[
                 "flux-source.toolkit.fluxcd.io_gitrepositories.yaml",
                 "flux-source.toolkit.fluxcd.io_helmrepositories.yaml",
                 "flux-kustomize.toolkit.fluxcd.io_kustomizations.yaml",
                 "flux-helm.toolkit.fluxcd.io_helmreleases.yaml",
-            ] {
-                let mut c = crd(f);
-                c["metadata"]["labels"] = labels.clone();
-                add(
-                    "apiextensions.k8s.io/v1",
-                    "customresourcedefinitions",
-                    None,
-                    c,
-                );
-            }
-            add(
-                "apps/v1",
-                "deployments",
-                Some("flux-system"),
-                json!({"apiVersion": "apps/v1", "kind": "Deployment",
-                "metadata": {"name": "kustomize-controller", "namespace": "flux-system", "labels": labels},
+            ][..],
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "kustomize-controller"},
                 "spec": {"template": {"spec": {"containers": [{"name": "manager", "image": "ghcr.io/fluxcd/kustomize-controller:v1.9.4"}]}}}}),
-            );
+        ),
+    };
+    let mut objects =
+        vec![json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})];
+    for f in crds {
+        objects.push(
+            serde_yaml_ng::from_str(&std::fs::read_to_string(schemas_dir().join(f)).unwrap())
+                .unwrap(),
+        );
+    }
+    objects.push(workload);
+    if engine == "argo" {
+        objects.push(
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "argocd-cm"},
+            "data": {"url": "https://argocd.team.example"}}),
+        );
+    }
+    for o in &mut objects {
+        o["metadata"]["labels"] = labels.clone();
+        if !matches!(
+            o["kind"].as_str(),
+            Some("Namespace" | "CustomResourceDefinition")
+        ) {
+            o["metadata"]["namespace"] = json!(namespace);
         }
     }
+    plant(api, objects);
+}
+
+/// Objects on the cluster, as something other than kindling put them there.
+pub fn plant(api: &FakeApi, objects: Vec<Value>) {
     api.update(|stored| {
-        for (gv, plural, ns, object) in objects {
-            let name = object["metadata"]["name"].as_str().unwrap().to_string();
+        for object in objects {
+            let kind = object["kind"].as_str().unwrap();
+            let api_version = object["apiVersion"].as_str().unwrap();
             stored.push(Stored {
-                group_version: gv,
-                plural,
-                namespace: ns,
-                name,
+                group_version: api_version.to_string(),
+                plural: super::fake_cluster::plural_of(kind),
+                namespace: object["metadata"]["namespace"].as_str().map(str::to_string),
+                name: object["metadata"]["name"].as_str().unwrap().to_string(),
                 object,
             });
         }

@@ -47,13 +47,8 @@ pub struct CreateArgs {
     /// uses a cluster you have (`--context`), and makes none.
     #[arg(long, value_enum)]
     provider: Option<EnvProviderArg>,
-    /// With `--provider existing`: the kubeconfig context of the cluster to use.
-    #[arg(long, value_name = "NAME")]
-    context: Option<String>,
-    /// With `--provider existing`: the kubeconfig holding the context (default: KUBECONFIG's
-    /// first file, else ~/.kube/config).
-    #[arg(long, value_name = "FILE")]
-    kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    cluster: ExistingArgs,
     /// GitOps engine reconciling the stamp.
     #[arg(long, value_enum, default_value = "flux")]
     engine: EngineArg,
@@ -94,6 +89,48 @@ pub struct CreateArgs {
     /// profile's spec.extraCA.
     #[arg(long = "extra-ca", value_name = "FILE")]
     extra_ca: Vec<PathBuf>,
+}
+
+/// Which cluster `--provider existing` means.
+#[derive(Args)]
+pub struct ExistingArgs {
+    /// With `--provider existing`: the kubeconfig context of the cluster.
+    #[arg(long, value_name = "NAME")]
+    context: Option<String>,
+    /// With `--provider existing`: the kubeconfig holding the context (default: KUBECONFIG's
+    /// first file, else ~/.kube/config).
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+}
+
+impl ExistingArgs {
+    /// The cluster `--provider existing --context` names; `None` for another provider. The
+    /// flags are refused where they mean nothing.
+    fn resolve(
+        &self,
+        provider: Option<EnvProviderArg>,
+        what: &str,
+    ) -> anyhow::Result<Option<kindling::cluster::existing::ExistingCluster>> {
+        match (provider, &self.context) {
+            (Some(EnvProviderArg::Existing), Some(context)) => Ok(Some(
+                kindling::cluster::existing::ExistingCluster::new(
+                    context,
+                    self.kubeconfig.as_deref(),
+                )
+                .map_err(anyhow::Error::msg)?,
+            )),
+            (Some(EnvProviderArg::Existing), None) => anyhow::bail!(
+                "--provider existing needs --context NAME: the kubeconfig context of {what}\nhelp: `kubectl config get-contexts` lists yours"
+            ),
+            (_, Some(_)) => anyhow::bail!(
+                "--context is for --provider existing (kind and k3d clusters get the context kindling makes)"
+            ),
+            (_, None) if self.kubeconfig.is_some() => {
+                anyhow::bail!("--kubeconfig is for --provider existing")
+            }
+            _ => Ok(None),
+        }
+    }
 }
 
 /// What a stamp's bootstrap secrets may read from this host beyond the source tree.
@@ -289,12 +326,8 @@ pub enum EnvCommand {
     List {
         #[arg(long, value_enum)]
         provider: Option<EnvProviderArg>,
-        /// With `--provider existing`: the kubeconfig context of the cluster.
-        #[arg(long, value_name = "NAME")]
-        context: Option<String>,
-        /// With `--provider existing`: the kubeconfig holding the context.
-        #[arg(long, value_name = "FILE")]
-        kubeconfig: Option<PathBuf>,
+        #[command(flatten)]
+        cluster: ExistingArgs,
     },
 }
 
@@ -646,33 +679,17 @@ async fn run_async(command: EnvCommand, output: Output, verbose: u8) -> anyhow::
             let path = kindling::env::kubeconfig(&settings, &env.name)?;
             out.print("kubeconfig", &path, |p| println!("{}", p.display()));
         }
-        EnvCommand::List {
-            provider: Some(EnvProviderArg::Existing),
-            context: Some(context),
-            kubeconfig,
-        } => {
-            let existing =
-                kindling::cluster::existing::ExistingCluster::new(&context, kubeconfig.as_deref())
-                    .map_err(anyhow::Error::msg)?;
-            let envs = kindling::env::list::list_on_cluster(&settings, &existing).await?;
-            out.print("envs", &envs, |e| text::cluster_envs(&context, e));
-        }
-        EnvCommand::List {
-            provider: Some(EnvProviderArg::Existing),
-            ..
-        } => anyhow::bail!(
-            "env list --provider existing needs --context NAME: the cluster whose envs to list"
-        ),
-        EnvCommand::List {
-            provider: _,
-            context: None,
-            kubeconfig: None,
-        } => {
-            let entries = kindling::env::list(&settings).await?;
-            out.print("envs", &entries, |e| text::list(e));
-        }
-        EnvCommand::List { .. } => {
-            anyhow::bail!("--context and --kubeconfig are for --provider existing")
+        EnvCommand::List { provider, cluster } => {
+            match cluster.resolve(provider, "the cluster whose envs to list")? {
+                Some(existing) => {
+                    let envs = kindling::env::list::list_on_cluster(&settings, &existing).await?;
+                    out.print("envs", &envs, |e| text::cluster_envs(&existing.context, e));
+                }
+                None => {
+                    let entries = kindling::env::list(&settings).await?;
+                    out.print("envs", &entries, |e| text::list(e));
+                }
+            }
         }
     }
     Ok(())
@@ -712,23 +729,8 @@ fn create_options(
         Some(s) => s,
         None => std::env::current_dir()?,
     };
+    let existing = args.cluster.resolve(args.provider, "the cluster to use")?;
     let provider: Option<kindling::cluster::Provider> = args.provider.map(Into::into);
-    let existing = match (provider, &args.context) {
-        (Some(kindling::cluster::Provider::Existing), Some(context)) => Some(
-            kindling::cluster::existing::ExistingCluster::new(context, args.kubeconfig.as_deref())
-                .map_err(anyhow::Error::msg)?,
-        ),
-        (Some(kindling::cluster::Provider::Existing), None) => anyhow::bail!(
-            "--provider existing needs --context NAME: the kubeconfig context of the cluster to use\nhelp: `kubectl config get-contexts` lists yours"
-        ),
-        (_, Some(_)) => anyhow::bail!(
-            "--context is for --provider existing (kind and k3d clusters get the context kindling makes)"
-        ),
-        (_, None) if args.kubeconfig.is_some() => {
-            anyhow::bail!("--kubeconfig is for --provider existing")
-        }
-        _ => None,
-    };
     let mut profile = super::cluster::find_profile(args.profile.as_deref(), provider)?;
     if let Some(p) = provider {
         profile.spec.provider = p;
