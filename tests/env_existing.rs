@@ -48,6 +48,26 @@ mod env {
             .collect()
     }
 
+    /// `env list --provider existing --context team --output json`.
+    fn list_team(h: &Harness) -> std::process::Output {
+        let kubeconfig = h.path("team-kubeconfig");
+        h.run(
+            &[
+                "env",
+                "list",
+                "--provider",
+                "existing",
+                "--context",
+                "team",
+                "--kubeconfig",
+                kubeconfig.to_str().unwrap(),
+                "--output",
+                "json",
+            ],
+            &[],
+        )
+    }
+
     fn existing(h: &Harness, env: &str, more: &[&str]) -> Value {
         ok(&h.create_existing(env, more))
     }
@@ -64,19 +84,7 @@ mod env {
             std::time::Duration::from_secs(20),
             || {
                 // A request lets the fake's controllers and garbage collector work.
-                let _ = h.run(
-                    &[
-                        "env",
-                        "list",
-                        "--provider",
-                        "existing",
-                        "--context",
-                        "team",
-                        "--kubeconfig",
-                        h.path("team-kubeconfig").to_str().unwrap(),
-                    ],
-                    &[],
-                );
+                let _ = list_team(h);
                 labelled(h, env).is_empty()
             },
         );
@@ -170,16 +178,7 @@ mod env {
         assert_ne!(h.gitea.head(), before, "the sync pushed nothing");
         assert!(find(&h, "ConfigMap", Some("default"), "notes").is_some());
         // The cluster lists the env.
-        let listed = h.json(&[
-            "env",
-            "list",
-            "--provider",
-            "existing",
-            "--context",
-            "team",
-            "--kubeconfig",
-            h.path("team-kubeconfig").to_str().unwrap(),
-        ]);
+        let listed = ok(&list_team(&h));
         let envs = listed["envs"].as_array().unwrap();
         let mine = envs.iter().find(|e| e["name"] == env.as_str()).unwrap();
         assert_eq!(mine["knownHere"], true, "{listed}");
