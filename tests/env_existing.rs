@@ -433,6 +433,40 @@ mod env {
         );
     }
 
+    /// `--dry-run` on an existing cluster asks what it would fail on there (read-only) and
+    /// changes nothing.
+    #[test]
+    fn env_existing_dry_run_checks_the_rights_and_writes_nothing() {
+        let h = Harness::existing("flux", false);
+        let env = unique("plan");
+        let plan = existing(&h, &env, &["--dry-run"]);
+        assert_eq!(plan["plan"]["provider"], "existing", "{plan}");
+        assert_eq!(plan["plan"]["context"], "team");
+        assert!(
+            plan.to_string()
+                .contains(&format!("gitea.kindling-{env}.svc.cluster.local")),
+            "the plan does not name the in-cluster Gitea: {plan}"
+        );
+        let requests = h.api.requests();
+        assert!(
+            requests
+                .iter()
+                .any(|r| r.path.ends_with("/selfsubjectaccessreviews"))
+        );
+        assert!(
+            !requests
+                .iter()
+                .any(|r| matches!(r.method.as_str(), "PATCH" | "DELETE")),
+            "a dry run wrote"
+        );
+        assert!(!h.path("data/envs").join(&env).join("state.json").exists());
+        h.api.state.lock().unwrap().denied = vec!["create namespaces".into()];
+        error_says(
+            &h.create_existing(&env, &["--dry-run"]),
+            "create namespaces (cluster-wide): for the env's namespace and the stamp's",
+        );
+    }
+
     #[test]
     fn env_existing_needs_a_context_the_kubeconfig_has() {
         let h = Harness::existing("flux", false);

@@ -236,6 +236,22 @@ pub async fn create(
     resolved.extra_ca = extra_ca.as_ref().map(|_| ExtraCa::env_copy(&env_dir));
     resolved.storage = super::storage::mounts(&settings.data_dir, &opts.name, &stamp);
     if dry_run {
+        // On an existing cluster, what the create would fail on there is known read-only.
+        if let Some(cluster) = &opts.existing {
+            let bootstrapped = existing.as_ref().is_some_and(|s| s.is_done("bootstrap"));
+            let found = steps::preflight::check_existing(
+                cluster,
+                &opts.name,
+                opts.engine,
+                &stamp,
+                bootstrapped,
+            )
+            .await?;
+            progress.detail(&format!(
+                "existing cluster {}: rights there; {found}",
+                cluster.context
+            ));
+        }
         let plan = super::plan::plan(opts, settings, &stamp, &resolved, ports, steps::names())?;
         return Ok(Outcome::Plan(Box::new(plan)));
     }

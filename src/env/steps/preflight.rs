@@ -96,17 +96,45 @@ async fn existing_cluster(
             .warn(&crate::ui::printable(&warning.to_string()));
     }
     crate::engine::secrets::check_host_values(ctx.stamp, &ctx.settings.allow_secret_from)?;
+    let bootstrapped = ctx.state().is_done("bootstrap");
+    let engine_note = check_existing(
+        existing,
+        ctx.env(),
+        ctx.opts.engine,
+        ctx.stamp,
+        bootstrapped,
+    )
+    .await?;
+    Ok(format!(
+        "stamp {} ({} entries), context {}: API answers, rights there; {engine_note}",
+        ctx.stamp.name,
+        ctx.stamp.entries.len(),
+        existing.context
+    ))
+}
+
+/// What `env create` (and its `--dry-run`) checks of an existing cluster before anything
+/// changes, read-only: the API answers, the engine there (if any) can be used, no cert-manager
+/// of someone else's stands in the stamp's way (once bootstrapped, one there may be the
+/// stamp's own), and the context's user has every right the create needs. Says what it
+/// found of the engine.
+pub async fn check_existing(
+    existing: &crate::cluster::existing::ExistingCluster,
+    env: &str,
+    engine: crate::engine::Engine,
+    stamp: &crate::stamp::Stamp,
+    bootstrapped: bool,
+) -> Result<String, EnvError> {
     let kube =
         crate::kube::KubeClient::from_kubeconfig(&existing.kubeconfig, Some(&existing.context))
             .await?;
-    let engine = ctx.opts.engine;
     // A user who may not read CRDs cannot tell: taken as absent, so the rights to install
     // it are asked for, and their lack is named.
     let found = crate::engine::detect::find(&kube, engine)
         .await
         .ok()
         .flatten()
-        .filter(|f| f.installed_by.as_deref() != Some(ctx.env()));
+        .filter(|f| f.installed_by.as_deref() != Some(env));
     if let Some(f) = &found
         && let Some(why) = &f.incompatible
     {
@@ -117,22 +145,19 @@ async fn existing_cluster(
             existing.context
         )));
     }
-    // Once bootstrapped, a cert-manager there may be the stamp's own.
-    let bootstrapped = ctx.state().is_done("bootstrap");
     if !bootstrapped
         && let Some(conflict) =
-            crate::cluster::existing::cert_manager_conflict(&kube, ctx.stamp, &existing.context)
-                .await?
+            crate::cluster::existing::cert_manager_conflict(&kube, stamp, &existing.context).await?
     {
         return Err(EnvError::Preflight(conflict));
     }
     let facts = crate::cluster::existing::Found {
         engine: found.is_some(),
     };
-    crate::cluster::existing::check(&kube, existing, ctx.env(), engine, facts)
+    crate::cluster::existing::check(&kube, existing, env, engine, facts)
         .await
         .map_err(EnvError::Preflight)?;
-    let engine_note = match &found {
+    Ok(match &found {
         Some(f) => format!(
             "{} {} found{}",
             engine.name(),
@@ -143,11 +168,5 @@ async fn existing_cluster(
                 .unwrap_or_default()
         ),
         None => format!("no {}, kindling installs it", engine.name()),
-    };
-    Ok(format!(
-        "stamp {} ({} entries), context {}: API answers, rights there; {engine_note}",
-        ctx.stamp.name,
-        ctx.stamp.entries.len(),
-        existing.context
-    ))
+    })
 }
