@@ -50,6 +50,10 @@ fi
 # The Docker tests need an engine; on CI they fail (not skip) without one.
 scripts/docker-engine.sh || [ "${CI:-}" != "true" ]
 
+# Every package of Cargo.lock, for every platform: tests/pins.rs reads the whole resolve with
+# `cargo metadata --offline` (a build fetches only this platform's).
+cargo fetch --locked >/dev/null
+
 # The closing line sums every test binary's result (the last binaries cargo runs are examples
 # with no tests, whose "0 passed" would otherwise be the last word).
 log="$(mktemp)"
