@@ -248,6 +248,15 @@ mod env {
                 .any(|r| r.method == "PATCH" && r.query.contains("fieldManager=kindling-install")),
             "kindling applied an install manifest over the Flux it found"
         );
+        // What only a cluster kindling made has: its containers to stop, a registry here.
+        error_says(
+            &h.run(&["env", "stop", &env, "--output", "json"], &[]),
+            "which kindling did not make and does not stop",
+        );
+        error_says(
+            &h.run(&["env", "build", &env, "app", "--output", "json"], &[]),
+            "cannot pull from a registry on this machine",
+        );
         let status = status(&h, &env);
         assert_eq!(status["status"]["engineOrigin"], "found");
         assert_eq!(status["status"]["engineVersion"], "v2.9.4");

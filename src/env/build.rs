@@ -93,6 +93,11 @@ pub async fn build(
     progress: &Progress,
 ) -> Result<BuildReport, EnvError> {
     let (_lock, state) = load_locked(settings, name, "env build")?;
+    if !state.provider.makes_the_cluster() {
+        return Err(EnvError::BadInput(format!(
+            "env {name} runs on an existing cluster, which cannot pull from a registry on this machine\nhelp: push the image to a registry the cluster pulls from (`docker build` and `docker push`), and name it in the stamp"
+        )));
+    }
     let port = state.ports.registry.ok_or_else(|| {
         EnvError::BadInput(format!(
             "env {name} has no local registry to push to\nhelp: its profile sets `registry: false`; make the env with a profile that keeps the registry"

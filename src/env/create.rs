@@ -219,7 +219,10 @@ pub async fn create(
     // After `bundle load`, the digest-pinned images run under the names `docker load` gave
     // them (`bundle::offline_image`), so nothing is pulled.
     let offline;
-    let settings = if !dry_run && crate::bundle::loaded(&settings.data_dir).is_some() {
+    let settings = if !dry_run
+        && opts.profile.spec.provider.makes_the_cluster()
+        && crate::bundle::loaded(&settings.data_dir).is_some()
+    {
         let docker = DockerClient::connect().await?;
         let data_dir = &settings.data_dir;
         resolved.image = crate::bundle::offline_image(&docker, data_dir, &resolved.image).await;
@@ -347,7 +350,13 @@ async fn new_ports(
         Ok(d) => d.host_ports_in_use().await.unwrap_or_default(),
         Err(_) => Vec::new(),
     };
-    super::ports::allocate(&opts.profile, settings, &opts.name, &in_use, gateway)
+    let mut ports = super::ports::allocate(&opts.profile, settings, &opts.name, &in_use, gateway)?;
+    // An existing cluster gets no registry or Gitea container on this machine.
+    if !opts.profile.spec.provider.makes_the_cluster() {
+        ports.registry = None;
+        ports.gitea = None;
+    }
+    Ok(ports)
 }
 
 fn new_state(opts: &CreateOptions, stamp: &Stamp, ports: Ports) -> EnvState {

@@ -144,7 +144,8 @@ async fn give_bundle_images(
     let Some(cluster) = &state.cluster else {
         return Ok(());
     };
-    if crate::bundle::loaded(&settings.data_dir).is_none() {
+    // An existing cluster's nodes are not kindling's to load images into.
+    if !state.provider.makes_the_cluster() || crate::bundle::loaded(&settings.data_dir).is_none() {
         return Ok(());
     }
     let docker = crate::docker::DockerClient::connect().await?;
