@@ -322,9 +322,9 @@ mod env {
         );
     }
 
-    /// Two envs of one stamp on one cluster would share the engine's objects (the root, the
-    /// source, the credentials): the second is refused, naming the first, and the first is
-    /// untouched.
+    /// Two envs on one cluster and engine would share kindling's bootstrap objects (the root,
+    /// the source, the credentials have fixed names): the second is refused before it changes
+    /// anything, naming the first, and the first is untouched.
     #[test]
     fn env_existing_cluster_refuses_a_second_env_that_would_share_the_first_ones_objects() {
         let h = Harness::existing("flux", true);
@@ -334,13 +334,18 @@ mod env {
         let out = h.create_existing(&second, &[]);
         error_says(
             &out,
-            &format!("belongs to kindling env {first} on this cluster"),
+            &format!("kindling env {first} uses this cluster's flux already"),
+        );
+        assert!(
+            !h.api
+                .requests()
+                .iter()
+                .any(|r| r.method == "PATCH" && r.path.contains(&second)),
+            "the second env made something"
         );
         let root = find(&h, "Kustomization", Some("flux-system"), "kindling-sample").unwrap();
         assert_eq!(root["metadata"]["labels"][ENV_LABEL], first.as_str());
-        // The second's own namespace went up before the clash; its delete takes it away.
         h.json(&["env", "delete", &second]);
-        wait_all_gone(&h, &second);
         assert_eq!(
             find(&h, "Kustomization", Some("flux-system"), "kindling-sample").unwrap()["metadata"]
                 ["labels"][ENV_LABEL],

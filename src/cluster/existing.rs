@@ -222,7 +222,8 @@ pub async fn check(
 /// through the create. cert-manager is known by its CRD `certificates.cert-manager.io` and
 /// the release that made it (`meta.helm.sh/release-name`/`-namespace`; cert-manager/
 /// cert-manager v1.21.1 deploy/charts/cert-manager labels it `app.kubernetes.io/version`).
-/// The stamp's own release, from an earlier run of this create, is no conflict.
+/// The caller asks only before the env's bootstrap: after it, one there may be the stamp's own
+/// (a release of the same name and namespace proves nothing: it is the usual install).
 pub async fn cert_manager_conflict(
     kube: &KubeClient,
     stamp: &crate::stamp::Stamp,
@@ -250,22 +251,6 @@ pub async fn cert_manager_conflict(
     let annotations = &crd["metadata"]["annotations"];
     let release = annotations["meta.helm.sh/release-name"].as_str();
     let release_namespace = annotations["meta.helm.sh/release-namespace"].as_str();
-    // kindling renders the release as `releaseName` (else the entry's name) in the entry's
-    // namespace (else its name); Argo CD renders the chart and tracks it by annotation
-    // (`APP:…`, the Application named after the entry).
-    let tracking = annotations["argocd.argoproj.io/tracking-id"].as_str();
-    let ours = installs.iter().any(|e| {
-        let crate::stamp::Source::Helm(h) = &e.source else {
-            return false;
-        };
-        let by_helm = release == Some(h.release_name.as_deref().unwrap_or(&e.name))
-            && release_namespace == Some(e.namespace.as_deref().unwrap_or(&e.name));
-        let by_argo = tracking.is_some_and(|t| t.starts_with(&format!("{}:", e.name)));
-        by_helm || by_argo
-    });
-    if ours {
-        return Ok(None);
-    }
     let version = crd["metadata"]["labels"]["app.kubernetes.io/version"]
         .as_str()
         .unwrap_or("(version unknown)");

@@ -64,6 +64,16 @@ pub async fn bring_up(
         state.hold,
         extra_ca.as_ref(),
     );
+    if !state.provider.makes_the_cluster() {
+        bootstrap::prepare_shared_cluster(
+            kube,
+            state.engine,
+            stamp,
+            &rendered,
+            settings.step_timeout,
+        )
+        .await?;
+    }
     kube.apply_objects(&objects, &ApplyOptions::new(settings.step_timeout))
         .await?;
     state.record("bootstrap", t.elapsed());

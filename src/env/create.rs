@@ -97,7 +97,17 @@ pub async fn create(
         .as_ref()
         .map(|d| d.path().to_path_buf())
         .unwrap_or_else(|| settings.data_dir.clone());
-    let addons = crate::addons::chosen(opts.profile.spec.addons.as_deref(), &stamp);
+    let mut addons = crate::addons::chosen(opts.profile.spec.addons.as_deref(), &stamp);
+    // Add-ons are parts of a cluster (Gateway API CRDs, metrics-server, an ingress, MetalLB):
+    // a cluster kindling did not make has its own, which the engine would take over and
+    // remove with the env.
+    if !opts.profile.spec.provider.makes_the_cluster() && !addons.is_empty() {
+        progress.warn(&format!(
+            "add-ons {} are not installed on an existing cluster: they are the cluster's own business",
+            addons.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
+        ));
+        addons.clear();
+    }
     let stamp = crate::addons::with_addons(
         stamp,
         &addons,

@@ -51,6 +51,11 @@ pub async fn leave(
     timeout: Duration,
     progress: &Progress,
 ) -> Result<Left, EnvError> {
+    // A create that stopped before the cluster step (its preflight found rights missing, say)
+    // applied nothing.
+    if state.cluster.is_none() {
+        return Ok(Left::default());
+    }
     let kube = super::open::kube_of(state).await?;
     let selector = format!("{ENV_LABEL}={}", state.name);
     let kinds: Vec<(String, String)> =
@@ -84,9 +89,46 @@ pub async fn leave(
             "delete: {} engine objects, the engine removing what they made",
             waiting.len()
         ));
-        let tree: Vec<Node> = waiting.iter().map(Node::of).collect();
+        let roots: Vec<Node> = waiting.iter().map(Node::of).collect();
+        // A suspended Kustomization or HelmRelease prunes nothing when deleted
+        // (kustomize-controller v1.9.4 `finalizerShouldDeleteResources`: not while
+        // `spec.suspend`); `env suspend` and `env apply` leave them so. Resumed first.
+        let tree = grow(&live_engine_objects(&kube).await?, roots.clone());
+        for (kind, namespace, name) in &tree {
+            if let Some(api_version) = flux_api_version(kind) {
+                let live = kube.get(api_version, kind, Some(namespace), name).await?;
+                if live.is_some_and(|l| l["spec"]["suspend"] == true) {
+                    kube.merge_patch(
+                        api_version,
+                        kind,
+                        Some(namespace),
+                        name,
+                        &json!({"spec": {"suspend": false}}),
+                    )
+                    .await?;
+                }
+            }
+        }
         left.removed.extend(delete(&kube, &waiting).await?);
-        wait_gone(&kube, tree, timeout).await?;
+        wait_gone(&kube, roots, timeout).await?;
+    }
+    // An engine this env installed stays while other envs' engine objects are there (they
+    // found it and use it): its CRDs going would take theirs with them. What the install
+    // applied is known by its field manager.
+    let group = match state.engine {
+        crate::engine::Engine::Flux => "fluxcd.io",
+        crate::engine::Engine::Argo => "argoproj.io",
+    };
+    let engine_in_use = state.found_engine.is_none()
+        && live_engine_objects(&kube)
+            .await?
+            .iter()
+            .any(|o| o["apiVersion"].as_str().is_some_and(|v| v.contains(group)));
+    if engine_in_use {
+        left.engine_kept = Some(format!(
+            "{} (installed by this env, still used by others)",
+            state.engine.name()
+        ));
     }
     // 2. Everything else the env labelled.
     let mut rest = Vec::new();
@@ -95,6 +137,9 @@ pub async fn leave(
             continue;
         }
         rest.extend(kube.list_labelled(api_version, kind, &selector).await?);
+    }
+    if engine_in_use {
+        rest.retain(|o| !applied_by(o, crate::kube::INSTALL_FIELD_MANAGER));
     }
     left.removed.extend(delete(&kube, &rest).await?);
     // 3. The keys of argocd-cm, when Argo CD was there first (one kindling installed went
@@ -174,28 +219,55 @@ const ENGINE_KINDS: &[(&str, &str)] = &[
     ("argoproj.io/v1alpha1", "ApplicationSet"),
 ];
 
+/// Every object of the engines' kinds on the cluster.
+async fn live_engine_objects(kube: &KubeClient) -> Result<Vec<Value>, EnvError> {
+    let mut live = Vec::new();
+    for (api_version, kind) in ENGINE_KINDS {
+        live.extend(kube.list(api_version, kind, None).await?);
+    }
+    Ok(live)
+}
+
+/// `roots` and every engine object of `live` they made, and those made, until nothing new.
+fn grow(live: &[Value], roots: Vec<Node>) -> std::collections::BTreeSet<Node> {
+    let mut tree: std::collections::BTreeSet<Node> = roots.into_iter().collect();
+    loop {
+        let before = tree.len();
+        for object in live {
+            if parent_of(object).is_some_and(|p| tree.contains(&p)) {
+                tree.insert(Node::of(object));
+            }
+        }
+        if tree.len() == before {
+            return tree;
+        }
+    }
+}
+
+/// The API version of a Flux kind that can be suspended.
+fn flux_api_version(kind: &str) -> Option<&'static str> {
+    ENGINE_KINDS
+        .iter()
+        .find(|(v, k)| *k == kind && v.contains("fluxcd.io"))
+        .map(|(v, _)| *v)
+}
+
+/// Whether `manager` applied any of the object's fields.
+fn applied_by(object: &Value, manager: &str) -> bool {
+    object["metadata"]["managedFields"]
+        .as_array()
+        .is_some_and(|fields| fields.iter().any(|f| f["manager"] == manager))
+}
+
 /// Waits until the engine has finished the deleted roots and every engine object they made
 /// (their finalizers run while the engine runs: one kindling installed goes only after).
 async fn wait_gone(kube: &KubeClient, roots: Vec<Node>, timeout: Duration) -> Result<(), EnvError> {
     let deadline = Instant::now() + timeout;
     let mut tree: std::collections::BTreeSet<Node> = roots.into_iter().collect();
     loop {
-        let mut live = Vec::new();
-        for (api_version, kind) in ENGINE_KINDS {
-            live.extend(kube.list(api_version, kind, None).await?);
-        }
+        let live = live_engine_objects(kube).await?;
         // The tree grows with what its members made, until nothing new is found.
-        loop {
-            let before = tree.len();
-            for object in &live {
-                if parent_of(object).is_some_and(|p| tree.contains(&p)) {
-                    tree.insert(Node::of(object));
-                }
-            }
-            if tree.len() == before {
-                break;
-            }
-        }
+        tree = grow(&live, tree.into_iter().collect());
         let left: Vec<String> = live
             .iter()
             .map(Node::of)

@@ -327,7 +327,23 @@ impl KubeClient {
                 match owner.claim(&object, live.as_ref()) {
                     Err(reason) => return Err(KubeError::NotOurs(reason)),
                     Ok(ownership::Claim::UseAsFound) => return Ok(applied),
-                    Ok(ownership::Claim::SharedKeys) => object,
+                    Ok(ownership::Claim::SharedKeys) => match &live {
+                        Some(live) => {
+                            let (kept, dropped) =
+                                ownership::without_their_keys(&object, live, options.field_manager);
+                            if !dropped.is_empty() {
+                                crate::ui::call(|| {
+                                    format!(
+                                        "kube: {} {name}: keys {} are set already and stay as they are",
+                                        resource.kind,
+                                        dropped.join(", ")
+                                    )
+                                });
+                            }
+                            kept
+                        }
+                        None => object,
+                    },
                     Ok(ownership::Claim::Apply) => {
                         owner.record_kind(&object).map_err(|e| KubeError::Config {
                             path: owner.kinds_file.display().to_string(),

@@ -39,9 +39,41 @@ pub enum Claim {
     SharedKeys,
 }
 
-/// The objects whose keys kindling shares with the engine that owns them.
+/// The objects whose keys kindling shares with the engine that owns them: Argo CD's settings
+/// and its TLS roots per host (`crate::engine::extra_ca`).
 pub fn shares_keys(object: &Value) -> bool {
-    object["kind"] == "ConfigMap" && object["metadata"]["name"] == "argocd-cm"
+    object["kind"] == "ConfigMap"
+        && matches!(
+            object["metadata"]["name"].as_str(),
+            Some("argocd-cm" | "argocd-tls-certs-cm")
+        )
+}
+
+/// `object` without the `data` keys the live object has already and `manager` does not own
+/// (someone set them: theirs stay as they are, and are never given back on delete), and the
+/// keys it drops.
+pub fn without_their_keys(object: &Value, live: &Value, manager: &str) -> (Value, Vec<String>) {
+    let ours: Vec<&str> = live["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| f["manager"] == manager)
+        .filter_map(|f| f["fieldsV1"]["f:data"].as_object())
+        .flat_map(|d| d.keys().filter_map(|k| k.strip_prefix("f:")))
+        .collect();
+    let mut object = object.clone();
+    let mut dropped = Vec::new();
+    // `get_mut`, not indexing: an index inserts a `data: null` the apply would then send.
+    if let Some(data) = object.get_mut("data").and_then(Value::as_object_mut) {
+        data.retain(|key, _| {
+            let theirs = !live["data"][key.as_str()].is_null() && !ours.contains(&key.as_str());
+            if theirs {
+                dropped.push(key.clone());
+            }
+            !theirs
+        });
+    }
+    (object, dropped)
 }
 
 impl Ownership {
@@ -73,7 +105,7 @@ impl Ownership {
         let what = describe(object);
         Err(match owner {
             Some(other) => format!(
-                "{what} belongs to kindling env {other} on this cluster\nhelp: two envs of one stamp on one cluster would share these objects; pick another cluster or delete env {other} first"
+                "{what} belongs to kindling env {other} on this cluster\nhelp: two envs on one cluster would share this object; use another cluster, or delete env {other} first"
             ),
             None => format!(
                 "{what} exists on the cluster and kindling did not make it (it has no {ENV_LABEL} label); kindling does not take over objects on a cluster it shares\nhelp: rename or remove it yourself, or use another cluster"
@@ -162,6 +194,23 @@ mod tests {
         assert_eq!(o.claim(&ns, Some(&theirs)), Ok(Claim::UseAsFound));
         let cm = json!({"kind": "ConfigMap", "metadata": {"name": "argocd-cm"}});
         assert_eq!(o.claim(&cm, Some(&theirs)), Ok(Claim::SharedKeys));
+    }
+
+    #[test]
+    fn ownership_leaves_a_shared_key_someone_else_set() {
+        let ours = json!({"kind": "ConfigMap", "metadata": {"name": "argocd-cm"},
+            "data": {"health": "kindling's", "fresh": "x"}});
+        let live = json!({"data": {"health": "the team's", "url": "u"},
+            "metadata": {"managedFields": [{"manager": "kubectl", "fieldsV1": {"f:data": {"f:health": {}}}}]}});
+        let (kept, dropped) = without_their_keys(&ours, &live, "kindling");
+        assert_eq!(kept["data"], json!({"fresh": "x"}));
+        assert_eq!(dropped, vec!["health"]);
+        // A key kindling set before is kindling's to set again.
+        let live = json!({"data": {"health": "kindling's"},
+            "metadata": {"managedFields": [{"manager": "kindling", "fieldsV1": {"f:data": {"f:health": {}}}}]}});
+        let (kept, dropped) = without_their_keys(&ours, &live, "kindling");
+        assert_eq!(kept["data"]["health"], "kindling's");
+        assert!(dropped.is_empty());
     }
 
     #[test]

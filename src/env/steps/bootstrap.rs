@@ -42,14 +42,13 @@ impl Step for Bootstrap {
                 extra_ca.as_ref(),
             );
             let kube = ctx.kube().await?;
-            // On a cluster kindling did not make, the stamp's namespaces are made by kindling,
-            // labelled for the env, before the engine runs: a namespace the engine or Helm
-            // makes (`install.createNamespace`) outlives the stamp's removal (helm uninstall
-            // leaves it), and one that was there already is used as found and left.
             if !ctx.resolved.provider.makes_the_cluster() {
-                kube.apply_objects(
-                    &stamp_namespaces(ctx.stamp),
-                    &ApplyOptions::new(ctx.settings.step_timeout),
+                prepare_shared_cluster(
+                    kube,
+                    ctx.opts.engine,
+                    ctx.stamp,
+                    ctx.rendered()?,
+                    ctx.settings.step_timeout,
                 )
                 .await?;
             }
@@ -67,6 +66,74 @@ impl Step for Bootstrap {
             })
         })
     }
+}
+
+/// Before the engine applies a stamp on a cluster kindling did not make:
+/// - the engine objects the root will apply (an entry's Kustomization or Application, its
+///   sources) must not be someone else's already: the engine would take them over and prune
+///   them with the env. One the env's own root applied before (a rerun) is the env's: Flux
+///   marks what a Kustomization applied with `kustomize.toolkit.fluxcd.io/name`/`namespace`,
+///   Argo CD with the tracking annotation `APP:…`;
+/// - the stamp's namespaces are made by kindling, labelled for the env: a namespace the engine
+///   or Helm makes (`install.createNamespace`) outlives the stamp's removal (helm uninstall
+///   leaves it), and one that was there already is used as found and left.
+pub async fn prepare_shared_cluster(
+    kube: &crate::kube::KubeClient,
+    engine: Engine,
+    stamp: &Stamp,
+    rendered: &Rendered,
+    timeout: std::time::Duration,
+) -> Result<(), EnvError> {
+    let (root_kind, root) = match engine {
+        Engine::Flux => (
+            "Kustomization",
+            crate::stamp::render::flux::root_name(stamp),
+        ),
+        Engine::Argo => ("Application", crate::stamp::render::argo::root_name(stamp)),
+    };
+    for file in rendered
+        .files
+        .iter()
+        .filter(|f| !f.path.ends_with("bootstrap.yaml"))
+    {
+        for object in &file.documents {
+            let (Some(api_version), Some(kind), Some(name)) = (
+                object["apiVersion"].as_str(),
+                object["kind"].as_str(),
+                object["metadata"]["name"].as_str(),
+            ) else {
+                continue;
+            };
+            if !api_version.contains("fluxcd.io") && !api_version.starts_with("argoproj.io") {
+                continue;
+            }
+            let namespace = object["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or(engine::namespace(engine));
+            let Some(live) = kube.get(api_version, kind, Some(namespace), name).await? else {
+                continue;
+            };
+            let labels = &live["metadata"]["labels"];
+            let by_root = match engine {
+                Engine::Flux => {
+                    labels["kustomize.toolkit.fluxcd.io/name"] == root.as_str()
+                        && labels["kustomize.toolkit.fluxcd.io/namespace"]
+                            == engine::namespace(engine)
+                }
+                Engine::Argo => live["metadata"]["annotations"]["argocd.argoproj.io/tracking-id"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with(&format!("{root}:"))),
+            };
+            if !by_root {
+                return Err(EnvError::Preflight(format!(
+                    "{kind} {namespace}/{name} exists on the cluster and is not the env's (its {root_kind} {root} did not make it); the engine would take it over and remove it with the env\nhelp: rename the stamp's entry, or remove that object yourself, or use another cluster"
+                )));
+            }
+        }
+    }
+    kube.apply_objects(&stamp_namespaces(stamp), &ApplyOptions::new(timeout))
+        .await?;
+    Ok(())
 }
 
 /// A Namespace for every namespace the stamp's entries name.

@@ -145,6 +145,27 @@ pub async fn check_existing(
             existing.context
         )));
     }
+    // kindling's bootstrap objects have fixed names in the engine's namespace (the Git
+    // credentials, the source, the root): another env's there would be taken over.
+    let engine_namespace = crate::engine::namespace(engine);
+    let other = kube
+        .list_labelled("v1", "Secret", crate::ENV_LABEL)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|s| s["metadata"]["namespace"] == engine_namespace)
+        .find_map(|s| {
+            s["metadata"]["labels"][crate::ENV_LABEL]
+                .as_str()
+                .filter(|owner| *owner != env)
+                .map(str::to_string)
+        });
+    if let Some(other) = other {
+        return Err(EnvError::Preflight(format!(
+            "kindling env {other} uses this cluster's {} already: its Git credentials, source and root in {engine_namespace} have the names this env's would have; nothing was changed\nhelp: one kindling env per cluster and engine for now; delete env {other} first, use the other engine (--engine), or another cluster (a vcluster each)",
+            engine.name()
+        )));
+    }
     if !bootstrapped
         && let Some(conflict) =
             crate::cluster::existing::cert_manager_conflict(&kube, stamp, &existing.context).await?
