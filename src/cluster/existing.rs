@@ -171,7 +171,22 @@ pub fn rights(env: &str, engine: Engine, found: Found) -> Vec<Right> {
             why: "installing the engine",
         });
     }
+    // A server-side apply reads and patches (a create is a patch of what is not there yet),
+    // kindling's ownership check reads first, and `env delete` deletes: each object kindling
+    // makes needs all four.
     rights
+        .into_iter()
+        .flat_map(|r| {
+            let verbs: &[&'static str] = match (r.verb, r.subresource) {
+                ("create", "") => &["get", "create", "patch", "delete"],
+                _ => &[r.verb],
+            };
+            verbs
+                .iter()
+                .map(|verb| Right { verb, ..r.clone() })
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// The error for rights the user lacks: every one of them, what it is for, and the fix.

@@ -172,14 +172,14 @@ pub fn ensure(env_dir: &Path, destination: &str, ports: &[u16]) -> Result<Option
     // and a Ctrl-C at the terminal does not end it.
     #[cfg(unix)]
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    let child = command.spawn().map_err(|e| {
+    let mut child = command.spawn().map_err(|e| {
         format!("cannot start `ssh` for the tunnel to {destination}: {e}\nhelp: install an OpenSSH client, or run kindling on the engine's machine")
     })?;
     let pid = child.id();
     // Not waited for: it runs until stopped. A tunnel that fails at once (no route, refused
     // key, a port taken here) is seen on the next look.
     std::thread::sleep(std::time::Duration::from_millis(300));
-    if !alive(pid) {
+    if matches!(child.try_wait(), Ok(Some(_))) || !alive(pid) {
         return Err(format!(
             "the SSH tunnel to {destination} ended at once (`ssh {}`)\nhelp: check that `ssh {destination} true` works without a prompt (BatchMode), and that these ports are free here: {}",
             args.join(" "),
@@ -223,11 +223,29 @@ pub fn stop(env_dir: &Path) -> bool {
     }
 }
 
+/// Ends the tunnel `pid`, if that process is still kindling's tunnel (after a reboot the
+/// number may be another program's: the tunnel's command line names its forwards), and waits
+/// a little for it to go, so a new tunnel finds its ports free.
 fn stop_pid(pid: u32) {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let is_tunnel = cmdline
+        .split(|b| *b == 0)
+        .any(|arg| arg == b"ExitOnForwardFailure=yes");
+    // Without procfs (macOS) the pid is trusted: kindling started it and recorded it.
+    let procfs = Path::new("/proc/self").exists();
+    if procfs && !is_tunnel {
+        return;
+    }
     let _ = Command::new("kill")
         .arg(pid.to_string())
         .stderr(Stdio::null())
         .status();
+    for _ in 0..20 {
+        if !alive(pid) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 /// The port of a kubeconfig's `server: https://127.0.0.1:PORT`.
@@ -295,6 +313,28 @@ mod tests {
         assert!(joined.contains("ExitOnForwardFailure=yes"));
         assert!(joined.contains("BatchMode=yes"));
         assert_eq!(args.last().unwrap(), "me@box");
+    }
+
+    /// After a reboot the recorded pid may be another program's: it is left alone.
+    #[test]
+    fn remote_stop_kills_only_the_tunnel_it_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut other = Command::new("sleep").arg("30").spawn().unwrap();
+        let record = Tunnel {
+            pid: other.id(),
+            destination: "me@box".into(),
+            ports: vec![1],
+        };
+        std::fs::write(
+            dir.path().join("tunnel.json"),
+            serde_json::to_vec(&record).unwrap(),
+        )
+        .unwrap();
+        stop(dir.path());
+        assert!(other.try_wait().unwrap().is_none(), "killed a stranger");
+        assert!(!dir.path().join("tunnel.json").exists());
+        other.kill().unwrap();
+        other.wait().unwrap();
     }
 
     #[test]

@@ -315,7 +315,9 @@ pub fn fake_ssh(bin: &Path) {
         &bin.join("ssh"),
         r#"#!/bin/sh
 echo "$*" >> "$(dirname "$0")/ssh-calls"
-exec sleep 300
+trap 'kill $! 2>/dev/null; exit 0' TERM
+sleep 300 &
+wait
 "#,
     );
 }
