@@ -257,7 +257,19 @@ mod env {
             &h.run(&["env", "build", &env, "app", "--output", "json"], &[]),
             "cannot pull from a registry on this machine",
         );
+        // Another team's crashing pod is not this env's business.
+        plant(
+            &h.api,
+            vec![json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "theirs", "namespace": "default"},
+                "status": {"phase": "Running", "containerStatuses": [{"name": "app",
+                    "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off"}}}]}})],
+        );
         let status = status(&h, &env);
+        assert!(
+            !status.to_string().contains("theirs"),
+            "status reports another team's pod: {status}"
+        );
         assert_eq!(status["status"]["engineOrigin"], "found");
         assert_eq!(status["status"]["engineVersion"], "v2.9.4");
         assert_eq!(status["status"]["ready"], true, "{status}");

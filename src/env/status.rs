@@ -399,6 +399,23 @@ pub async fn status(
         && let Ok(Ok(pods)) =
             tokio::time::timeout(POD_LIST_TIMEOUT, kube.list("v1", "Pod", None)).await
     {
+        // On a shared cluster, only the env's pods: the stamp's namespaces and its own.
+        let pods: Vec<_> = match state.provider.makes_the_cluster() {
+            true => pods,
+            false => {
+                let own = crate::gitea::in_cluster::namespace(&state.name);
+                pods.into_iter()
+                    .filter(|p| {
+                        let ns = p["metadata"]["namespace"].as_str().unwrap_or_default();
+                        ns == own
+                            || stamp
+                                .entries
+                                .iter()
+                                .any(|e| e.namespace.as_deref() == Some(ns))
+                    })
+                    .collect()
+            }
+        };
         report.failing_pods = failing_pods(&pods);
         if !stamp.storage.is_empty()
             && let Ok(Ok(volumes)) =

@@ -139,6 +139,8 @@ impl Ownership {
         if !known.insert(kind) {
             return Ok(());
         }
+        // What another client (of this process or another) recorded since stays recorded.
+        known.extend(read_kinds(&self.kinds_file));
         let text: String = known.iter().map(|k| format!("{k}\n")).collect();
         crate::paths::write_atomic(&self.kinds_file, text.as_bytes(), 0o600)
     }
