@@ -273,6 +273,13 @@ mod env {
         assert_eq!(status["status"]["engineOrigin"], "found");
         assert_eq!(status["status"]["engineVersion"], "v2.9.4");
         assert_eq!(status["status"]["ready"], true, "{status}");
+        // A laptop without Docker lists its envs on existing clusters.
+        let listed = ok(&h.run(
+            &["env", "list", "--output", "json"],
+            &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+        ));
+        assert_eq!(listed["envs"][0]["name"], env.as_str(), "{listed}");
+        assert_eq!(listed["envs"][0]["provider"], "existing");
         let deleted = h.json(&["env", "delete", &env]);
         assert_eq!(
             deleted["deleted"][0]["engineKept"], "flux v2.9.4",

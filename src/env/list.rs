@@ -31,11 +31,20 @@ pub const FOREIGN: &str = "another data dir's";
 /// Envs from their state, plus labelled Docker objects no state accounts for.
 pub async fn list(settings: &Settings) -> Result<Vec<ListEntry>, EnvError> {
     // Without the engine nothing can be said of what each env has running: say so (exit 1),
-    // never "no envs".
-    let docker = DockerClient::connect().await?;
+    // never "no envs". Envs on existing clusters alone need no Docker (a laptop without it).
+    let docker = match DockerClient::connect().await {
+        Ok(docker) => Some(docker),
+        Err(_) if only_existing_clusters(settings) => None,
+        Err(e) => return Err(e.into()),
+    };
     let data_id = crate::docker::data_dir_id(&settings.data_dir);
-    let mut docker_envs = docker.list_envs(&data_id, false).await?;
-    let elsewhere = docker.list_envs(&data_id, true).await?;
+    let (mut docker_envs, elsewhere) = match &docker {
+        Some(docker) => (
+            docker.list_envs(&data_id, false).await?,
+            docker.list_envs(&data_id, true).await?,
+        ),
+        None => Default::default(),
+    };
     let mut out = Vec::new();
     for name in env_names(&settings.data_dir) {
         let state = match EnvState::load(&settings.env_dir(&name)) {
@@ -92,6 +101,19 @@ pub async fn list(settings: &Settings) -> Result<Vec<ListEntry>, EnvError> {
         });
     }
     Ok(out)
+}
+
+/// Whether every env of the data dir (and there is one) runs on a cluster kindling did not
+/// make.
+fn only_existing_clusters(settings: &Settings) -> bool {
+    let names = env_names(&settings.data_dir);
+    !names.is_empty()
+        && names.iter().all(|name| {
+            EnvState::load(&settings.env_dir(name))
+                .ok()
+                .flatten()
+                .is_some_and(|s| !s.provider.makes_the_cluster())
+        })
 }
 
 /// An env found on a cluster kindling did not make (`env list --provider existing`).
