@@ -36,6 +36,23 @@ mod env {
             .find(|o| o["metadata"]["name"] == name && o["metadata"]["namespace"].as_str() == ns)
     }
 
+    /// Each of `planted` is on the cluster as it was planted: there, not being deleted, its
+    /// data the same, no env label.
+    fn assert_untouched(h: &Harness, planted: &[Value]) {
+        for o in planted {
+            let live = find(
+                h,
+                o["kind"].as_str().unwrap(),
+                o["metadata"]["namespace"].as_str(),
+                o["metadata"]["name"].as_str().unwrap(),
+            )
+            .unwrap_or_else(|| panic!("the team's object went: {o}"));
+            assert_eq!(live["data"], o["data"], "{live}");
+            assert!(live["metadata"]["deletionTimestamp"].is_null(), "{live}");
+            assert!(live["metadata"]["labels"][ENV_LABEL].is_null(), "{live}");
+        }
+    }
+
     fn labelled(h: &Harness, env: &str) -> Vec<String> {
         h.api
             .state
@@ -157,16 +174,7 @@ mod env {
         assert_eq!(status["status"]["ready"], true, "{status}");
         assert_eq!(status["status"]["gitea"]["state"], "running");
         // The team's objects were not touched.
-        for o in &planted {
-            let live = find(
-                &h,
-                o["kind"].as_str().unwrap(),
-                o["metadata"]["namespace"].as_str(),
-                o["metadata"]["name"].as_str().unwrap(),
-            )
-            .unwrap();
-            assert!(live["metadata"]["labels"][ENV_LABEL].is_null(), "{live}");
-        }
+        assert_untouched(&h, &planted);
         // A sync pushes through a port-forward of its own process.
         let before = h.gitea.head();
         h.add_sample_application(
@@ -219,17 +227,7 @@ mod env {
             pruned.is_empty(),
             "Flux left the stamp's objects: {pruned:?}"
         );
-        for o in &planted {
-            let live = find(
-                &h,
-                o["kind"].as_str().unwrap(),
-                o["metadata"]["namespace"].as_str(),
-                o["metadata"]["name"].as_str().unwrap(),
-            )
-            .unwrap_or_else(|| panic!("the team's object went: {o}"));
-            assert_eq!(live["data"], o["data"]);
-            assert!(live["metadata"]["deletionTimestamp"].is_null());
-        }
+        assert_untouched(&h, &planted);
         assert!(!h.path("data/envs").join(&env).exists());
     }
 

@@ -4,7 +4,7 @@
 //! through a port-forward it opens itself (`crate::kube::forward`); the engine through the
 //! Service.
 //!
-//! The objects follow Gitea's own Helm chart where it matters (gitea/helm-chart): the pinned
+//! The objects follow Gitea's own Helm chart where it matters (gitea.com/gitea/helm-gitea, read through its mirror github.com/project-mirrors/gitea-helm-chart): the pinned
 //! Gitea image, configuration by `GITEA__SECTION__KEY` variables (turned into app.ini by the
 //! image's `environment-to-ini`), and an init container that runs `gitea migrate` and then
 //! creates the admin user, or sets its password when it is there already, from a Secret (the
@@ -85,7 +85,7 @@ fn settings(env: &str) -> Vec<(String, String)> {
 }
 
 /// What the init container runs, as the chart's `configure_gitea.sh` does
-/// (gitea/helm-chart, templates/gitea/init.yaml, read at mirror commit 2d7a0d6, appVersion
+/// (templates/gitea/init.yaml, read at mirror commit 2d7a0d6, appVersion
 /// 1.25.2): app.ini from the variables, `gitea migrate`, then the admin user made, or its
 /// password set when it is listed already (the chart's default `passwordMode: keepUpdated`).
 fn configure_script() -> String {

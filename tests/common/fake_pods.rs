@@ -1,9 +1,12 @@
-//! Pods the fakes run, and the port-forward to them, for a cluster kindling did not make:
+//! Pods the fakes run, and the port-forward to them, for a cluster kindling did not make.
+//! Upstream: github.com/kubernetes/cri-streaming v0.36.2 (the kubelet's streaming server),
+//! github.com/kubernetes/kubernetes (the API server's pod subresources) and
+//! github.com/project-mirrors/gitea-helm-chart (a mirror of gitea.com/gitea/helm-gitea, Gitea's chart), as each item below names:
 //! - `run_gitea_pods` plays the Deployment controller, scheduler and kubelet for the Gitea that
 //!   kindling runs in an existing cluster: a Running pod with the template's labels, listening
 //!   at a fake Gitea's address, whose admin password is the one in the env's `gitea-admin`
 //!   Secret (what the init container's `gitea admin user create/change-password` sets, as
-//!   gitea/helm-chart templates/gitea/init.yaml `configure_gitea.sh` does);
+//!   gitea.com/gitea/helm-gitea templates/gitea/init.yaml `configure_gitea.sh` does);
 //! - `port_forward` answers the pod's `portforward` subresource over WebSocket as the kubelet
 //!   does (kubernetes/cri-streaming v0.36.2 pkg/streaming/portforward/websocket.go, the same
 //!   as kubernetes/kubelet v0.35.0 pkg/cri/streaming/portforward/websocket.go): protocols ``,
