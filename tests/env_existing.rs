@@ -271,6 +271,15 @@ mod env {
         assert_eq!(status["status"]["engineOrigin"], "found");
         assert_eq!(status["status"]["engineVersion"], "v2.9.4");
         assert_eq!(status["status"]["ready"], true, "{status}");
+        // `env apply` takes over objects the env's own engine tree made (they carry Flux's
+        // owner labels, not the env's), and applies the entry from the working tree.
+        let applied = h.json(&["env", "apply", &env, "website"]);
+        assert!(
+            applied["apply"]["applied"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty()),
+            "{applied}"
+        );
         // A laptop without Docker lists its envs on existing clusters.
         let listed = ok(&h.run(
             &["env", "list", "--output", "json"],

@@ -117,6 +117,11 @@ async fn serve(target: Target, started: std::sync::mpsc::Sender<Result<String, S
             }
         });
     }
+    // A listener that stopped accepting is forgotten: the next `open` starts another.
+    let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(map) = open.as_mut() {
+        map.remove(&target);
+    }
 }
 
 /// One connection, through a WebSocket of its own, to a Running pod of the target.

@@ -324,7 +324,20 @@ impl KubeClient {
                     name: name.clone(),
                     namespace: namespace.clone(),
                 };
-                match owner.claim(&object, live.as_ref()) {
+                let claim = match owner.claim(&object, live.as_ref()) {
+                    // What the env's own engine tree applied (`env apply` takes an entry's
+                    // objects over from it) is the env's too.
+                    Err(_)
+                        if match &live {
+                            Some(live) => self.made_by_the_envs_engine(owner, live).await?,
+                            None => false,
+                        } =>
+                    {
+                        Ok(ownership::Claim::Apply)
+                    }
+                    other => other,
+                };
+                match claim {
                     Err(reason) => return Err(KubeError::NotOurs(reason)),
                     Ok(ownership::Claim::UseAsFound) => return Ok(applied),
                     Ok(ownership::Claim::SharedKeys) => match &live {
@@ -363,6 +376,32 @@ impl KubeClient {
             name,
             namespace,
         })
+    }
+
+    /// Whether `live` was applied by an engine object of the env: its Flux Kustomization
+    /// (labels `kustomize.toolkit.fluxcd.io/name`/`namespace`) or Argo CD Application
+    /// (tracking annotation `APP:…`, in `argocd`), or one they made, up to the root the env
+    /// labelled.
+    async fn made_by_the_envs_engine(
+        &self,
+        owner: &ownership::Ownership,
+        live: &Value,
+    ) -> Result<bool, KubeError> {
+        let mut at = live.clone();
+        // Root → entry → what the entry applied: a few levels at most.
+        for _ in 0..4 {
+            let Some((api_version, kind, namespace, name)) = ownership::engine_parent(&at) else {
+                return Ok(false);
+            };
+            let Some(parent) = self.get(api_version, kind, Some(&namespace), &name).await? else {
+                return Ok(false);
+            };
+            if parent["metadata"]["labels"][crate::ENV_LABEL] == owner.env.as_str() {
+                return Ok(true);
+            }
+            at = parent;
+        }
+        Ok(false)
     }
 
     /// The API of an object's resource (namespaced or not), with its name and namespace; a

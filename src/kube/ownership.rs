@@ -146,6 +146,34 @@ impl Ownership {
     }
 }
 
+/// The engine object that applied `object`: Flux's Kustomization by its owner labels, or
+/// Argo CD's Application by its tracking annotation (`APP:GROUP/KIND:NS/NAME`, the v3
+/// default; argoproj/argo-cd v3.5.1 util/argo/resource_tracking.go).
+pub fn engine_parent(object: &Value) -> Option<(&'static str, &'static str, String, String)> {
+    let labels = &object["metadata"]["labels"];
+    if let (Some(name), Some(namespace)) = (
+        labels["kustomize.toolkit.fluxcd.io/name"].as_str(),
+        labels["kustomize.toolkit.fluxcd.io/namespace"].as_str(),
+    ) {
+        return Some((
+            "kustomize.toolkit.fluxcd.io/v1",
+            "Kustomization",
+            namespace.to_string(),
+            name.to_string(),
+        ));
+    }
+    let app = object["metadata"]["annotations"]["argocd.argoproj.io/tracking-id"]
+        .as_str()?
+        .split(':')
+        .next()?;
+    Some((
+        "argoproj.io/v1alpha1",
+        "Application",
+        crate::engine::argo::NAMESPACE.to_string(),
+        app.to_string(),
+    ))
+}
+
 /// The `(apiVersion, kind)` pairs recorded in `path` (none when it is missing).
 pub fn read_kinds(path: &std::path::Path) -> Vec<String> {
     std::fs::read_to_string(path)
