@@ -379,6 +379,30 @@ mod env {
         );
     }
 
+    /// On a shared cluster the client itself refuses to patch or delete what is not the
+    /// env's: here the root lost the env's label (as a team's object of that name would lack
+    /// it), and `env suspend`, which patches engine objects by name, leaves it alone.
+    #[test]
+    fn env_existing_cluster_patches_nothing_that_is_not_the_envs() {
+        let h = Harness::existing("flux", true);
+        let env = unique("patch");
+        existing(&h, &env, &[]);
+        h.api.update(|stored| {
+            let root = stored
+                .iter_mut()
+                .find(|s| s.plural == "kustomizations" && s.name == "kindling-sample")
+                .unwrap();
+            root.object["metadata"]["labels"]
+                .as_object_mut()
+                .unwrap()
+                .remove(ENV_LABEL);
+        });
+        let out = h.run(&["env", "suspend", &env, "--output", "json"], &[]);
+        error_says(&out, "kindling does not change it");
+        let root = find(&h, "Kustomization", Some("flux-system"), "kindling-sample").unwrap();
+        assert_ne!(root["spec"]["suspend"], true, "{root}");
+    }
+
     #[test]
     fn env_existing_cluster_names_every_missing_right_and_changes_nothing() {
         let h = Harness::existing("flux", false);

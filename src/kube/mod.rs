@@ -593,10 +593,40 @@ impl KubeClient {
                 "; is the engine installed?",
             ));
         };
+        // On a shared cluster, only what is the env's (suspend, resume and reconcile requests
+        // address engine objects by name).
+        if let Some(owner) = &self.ownership {
+            let live = api
+                .get_opt(name)
+                .await
+                .map_err(api_error(format!("reading {kind} {name}")))?
+                .map(|l| serde_json::to_value(l).unwrap_or_default());
+            if let Some(live) = live
+                && !self.is_the_envs(owner, &live).await?
+            {
+                return Err(KubeError::NotOurs(format!(
+                    "{kind} {}{name} on the cluster is not env {}'s; kindling does not change it",
+                    namespace.map(|n| format!("{n}/")).unwrap_or_default(),
+                    owner.env
+                )));
+            }
+        }
         api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
             .await
             .map_err(api_error(format!("patching {kind} {name}")))?;
         Ok(())
+    }
+
+    /// Whether `live` is the env's: labelled for it, or applied by its engine tree.
+    async fn is_the_envs(
+        &self,
+        owner: &ownership::Ownership,
+        live: &Value,
+    ) -> Result<bool, KubeError> {
+        if live["metadata"]["labels"][crate::ENV_LABEL] == owner.env.as_str() {
+            return Ok(true);
+        }
+        self.made_by_the_envs_engine(owner, live).await
     }
 
     /// Deletes every object of a bundle in reverse dependency order; what is gone already (or
@@ -623,6 +653,27 @@ impl KubeClient {
             };
             let (api, name, namespace) =
                 self.api_for(&objects[i], resource, caps.scope == Scope::Namespaced);
+            // On a shared cluster, what is not the env's is never deleted, whoever asks.
+            if let Some(owner) = &self.ownership {
+                let live = api
+                    .get_opt(&name)
+                    .await
+                    .map_err(api_error(format!("reading {} {name}", resource.kind)))?
+                    .map(|l| serde_json::to_value(l).unwrap_or_default());
+                match live {
+                    None => continue,
+                    Some(live) if !self.is_the_envs(owner, &live).await? => {
+                        crate::ui::call(|| {
+                            format!(
+                                "kube: {} {name} is not env {}'s; left as it is",
+                                resource.kind, owner.env
+                            )
+                        });
+                        continue;
+                    }
+                    Some(_) => {}
+                }
+            }
             match api.delete(&name, &DeleteParams::background()).await {
                 Ok(_) => deleted.push(Applied {
                     kind: resource.kind.clone(),
