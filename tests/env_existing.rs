@@ -269,6 +269,11 @@ mod env {
             "status reports another team's pod: {status}"
         );
         assert_eq!(status["status"]["engineOrigin"], "found");
+        // The cluster's own ingress serves the stamp, on its usual port.
+        assert!(
+            status.to_string().contains("\"https://api.localhost/\""),
+            "{status}"
+        );
         assert_eq!(status["status"]["engineVersion"], "v2.9.4");
         assert_eq!(status["status"]["ready"], true, "{status}");
         // `env apply` takes over objects the env's own engine tree made (they carry Flux's

@@ -283,8 +283,11 @@ fn ingress_urls(ingress: &Value, http: u16, https: u16) -> Vec<String> {
     let mut urls = Vec::new();
     for rule in ingress["spec"]["rules"].as_array().into_iter().flatten() {
         let host = rule["host"].as_str().unwrap_or("localhost");
+        // The scheme's own port goes unsaid (a cluster's own ingress serves on it).
         let base = match tls_hosts.contains(&host) {
+            true if https == 443 => format!("https://{host}"),
             true => format!("https://{host}:{https}"),
+            false if http == 80 => format!("http://{host}"),
             false => format!("http://{host}:{http}"),
         };
         let paths: Vec<&str> = rule["http"]["paths"]

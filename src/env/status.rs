@@ -430,8 +430,18 @@ pub async fn status(
                 &kube,
                 state.engine,
                 &stamp,
-                state.ports.http,
-                state.ports.https,
+                // On a cluster kindling did not make, its own ingress serves on the usual
+                // ports, not on this machine's.
+                if state.provider.makes_the_cluster() {
+                    state.ports.http
+                } else {
+                    80
+                },
+                if state.provider.makes_the_cluster() {
+                    state.ports.https
+                } else {
+                    443
+                },
                 state.ports.gateway.map(|g| g.http),
             ),
         )
