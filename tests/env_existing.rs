@@ -67,22 +67,7 @@ mod env {
 
     /// `env list --provider existing --context team --output json`.
     fn list_team(h: &Harness) -> std::process::Output {
-        let kubeconfig = h.path("team-kubeconfig");
-        h.run(
-            &[
-                "env",
-                "list",
-                "--provider",
-                "existing",
-                "--context",
-                "team",
-                "--kubeconfig",
-                kubeconfig.to_str().unwrap(),
-                "--output",
-                "json",
-            ],
-            &[],
-        )
+        h.run_on_team(&["env", "list"], &[])
     }
 
     fn existing(h: &Harness, env: &str, more: &[&str]) -> Value {

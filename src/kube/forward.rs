@@ -10,7 +10,7 @@
 //! selector finds at that moment, so a Gitea pod that was rescheduled is found again.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -173,9 +173,4 @@ pub fn selector_of(labels: &[(&str, &str)]) -> String {
     let mut pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     pairs.sort();
     pairs.join(",")
-}
-
-/// Whether `path` names a kubeconfig (for errors before a forward is opened).
-pub fn kubeconfig_exists(path: &Path) -> bool {
-    path.is_file()
 }

@@ -313,12 +313,7 @@ impl KubeClient {
         let object = match &self.ownership {
             None => object,
             Some(owner) => {
-                let live = match api.get_opt(&name).await {
-                    Ok(live) => live.map(|l| serde_json::to_value(l).unwrap_or_default()),
-                    Err(e) => {
-                        return Err(api_error(format!("reading {} {name}", resource.kind))(e));
-                    }
-                };
+                let live = live_json(&api, &resource.kind, &name).await?;
                 let applied = Applied {
                     kind: resource.kind.clone(),
                     name: name.clone(),
@@ -595,21 +590,15 @@ impl KubeClient {
         };
         // On a shared cluster, only what is the env's (suspend, resume and reconcile requests
         // address engine objects by name).
-        if let Some(owner) = &self.ownership {
-            let live = api
-                .get_opt(name)
-                .await
-                .map_err(api_error(format!("reading {kind} {name}")))?
-                .map(|l| serde_json::to_value(l).unwrap_or_default());
-            if let Some(live) = live
-                && !self.is_the_envs(owner, &live).await?
-            {
-                return Err(KubeError::NotOurs(format!(
-                    "{kind} {}{name} on the cluster is not env {}'s; kindling does not change it",
-                    namespace.map(|n| format!("{n}/")).unwrap_or_default(),
-                    owner.env
-                )));
-            }
+        if let Some(owner) = &self.ownership
+            && let Some(live) = live_json(&api, kind, name).await?
+            && !self.is_the_envs(owner, &live).await?
+        {
+            return Err(KubeError::NotOurs(format!(
+                "{kind} {}{name} on the cluster is not env {}'s; kindling does not change it",
+                namespace.map(|n| format!("{n}/")).unwrap_or_default(),
+                owner.env
+            )));
         }
         api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
             .await
@@ -655,12 +644,7 @@ impl KubeClient {
                 self.api_for(&objects[i], resource, caps.scope == Scope::Namespaced);
             // On a shared cluster, what is not the env's is never deleted, whoever asks.
             if let Some(owner) = &self.ownership {
-                let live = api
-                    .get_opt(&name)
-                    .await
-                    .map_err(api_error(format!("reading {} {name}", resource.kind)))?
-                    .map(|l| serde_json::to_value(l).unwrap_or_default());
-                match live {
+                match live_json(&api, &resource.kind, &name).await? {
                     None => continue,
                     Some(live) if !self.is_the_envs(owner, &live).await? => {
                         crate::ui::call(|| {
@@ -686,6 +670,19 @@ impl KubeClient {
         }
         Ok(deleted)
     }
+}
+
+/// The object `name` as the API holds it now, as JSON; `None` when there is none.
+async fn live_json(
+    api: &Api<DynamicObject>,
+    kind: &str,
+    name: &str,
+) -> Result<Option<Value>, KubeError> {
+    Ok(api
+        .get_opt(name)
+        .await
+        .map_err(api_error(format!("reading {kind} {name}")))?
+        .map(|l| serde_json::to_value(l).unwrap_or_default()))
 }
 
 fn unknown_kind(object: &Value, hint: &str) -> KubeError {

@@ -668,25 +668,27 @@ impl Harness {
         h
     }
 
-    /// `env create ENV --provider existing --context team --kubeconfig … --output json`.
-    pub fn create_existing(&self, env: &str, more: &[&str]) -> Output {
+    /// `COMMAND… --provider existing --context team --kubeconfig … MORE… --output json`: a
+    /// command on the team's cluster of `Harness::existing`.
+    pub fn run_on_team(&self, command: &[&str], more: &[&str]) -> Output {
         let kubeconfig = self.path("team-kubeconfig");
-        let mut args = vec![
-            "env",
-            "create",
-            env,
-            "--stamp",
-            "sample",
+        let mut args = command.to_vec();
+        args.extend([
             "--provider",
             "existing",
             "--context",
             "team",
             "--kubeconfig",
             kubeconfig.to_str().unwrap(),
-        ];
+        ]);
         args.extend(more);
         args.extend(["--output", "json"]);
         self.run(&args, &[])
+    }
+
+    /// `env create ENV --stamp sample` on the team's cluster.
+    pub fn create_existing(&self, env: &str, more: &[&str]) -> Output {
+        self.run_on_team(&["env", "create", env, "--stamp", "sample"], more)
     }
 
     /// An API server (with the Flux controller over `gitea`'s repository) of the kind cluster

@@ -42,13 +42,8 @@ impl Step for Preflight {
                 ));
             }
             let _ = ctx.docker.set(docker);
-            for warning in &ctx.stamp.warnings {
-                ctx.progress
-                    .warn(&crate::ui::printable(&warning.to_string()));
-            }
+            stamp_checks(ctx)?;
             // Resolved once (PATH or the pinned download) and shared with the blocking calls.
-            // What the secrets step will read from this host is there before anything is made.
-            crate::engine::secrets::check_host_values(ctx.stamp, &ctx.settings.allow_secret_from)?;
             let provider = ctx.resolved.provider;
             let tool = crate::env::provider_tool(provider, ctx.settings)?;
             if let Some(note) = &tool.note {
@@ -84,6 +79,17 @@ impl Step for Preflight {
     }
 }
 
+/// The stamp's warnings said, and what the secrets step will read from this host checked to be
+/// there before anything is made.
+fn stamp_checks(ctx: &Ctx<'_>) -> Result<(), EnvError> {
+    for warning in &ctx.stamp.warnings {
+        ctx.progress
+            .warn(&crate::ui::printable(&warning.to_string()));
+    }
+    crate::engine::secrets::check_host_values(ctx.stamp, &ctx.settings.allow_secret_from)?;
+    Ok(())
+}
+
 /// An existing cluster: no Docker, no provider CLI. Its API answers, the engine on it (if any)
 /// can be used, and the context's user has every right the create needs; what is missing is
 /// named before anything changes.
@@ -91,11 +97,7 @@ async fn existing_cluster(
     ctx: &Ctx<'_>,
     existing: &crate::cluster::existing::ExistingCluster,
 ) -> Result<String, EnvError> {
-    for warning in &ctx.stamp.warnings {
-        ctx.progress
-            .warn(&crate::ui::printable(&warning.to_string()));
-    }
-    crate::engine::secrets::check_host_values(ctx.stamp, &ctx.settings.allow_secret_from)?;
+    stamp_checks(ctx)?;
     let bootstrapped = ctx.state().is_done("bootstrap");
     let engine_note = check_existing(
         existing,
