@@ -19,6 +19,22 @@ mod stamp {
         load(VALID).unwrap();
     }
 
+    /// The case a random run found (`metadata: {name}`, the name cut away): the error names
+    /// the stamp by its directory, never by an empty name.
+    #[test]
+    fn stamp_without_a_name_is_named_by_its_directory() {
+        let mut text = VALID.to_string();
+        text.replace_range(61..64, "");
+        assert!(text.contains("metadata: {name}"), "{text}");
+        match load(&text) {
+            Err(StampError::Invalid { stamp, problems }) => {
+                assert_eq!(stamp, "s");
+                assert!(!problems.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 

@@ -384,6 +384,7 @@ pub fn load(file: &Path, dir: &Path, source_root: Option<&Path>) -> Result<Draft
             let stamp = value
                 .ok()
                 .and_then(|v| v.get("metadata")?.get("name")?.as_str().map(str::to_string))
+                .filter(|name| !name.is_empty())
                 .unwrap_or_else(|| dir.file_name().unwrap_or_default().to_string_lossy().into());
             return Err(StampError::Invalid { stamp, problems });
         }

@@ -40,8 +40,18 @@ pub(crate) fn finish(draft: Draft) -> Result<Stamp, StampError> {
     check_secrets(&stamp, &mut problems);
     let graph = check_graph(&stamp, &dropped, &mut problems);
     if !problems.is_empty() {
+        // A stamp whose name is missing is named by its directory, as an unreadable one is.
+        let name = match stamp.name.is_empty() {
+            true => stamp
+                .dir
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+            false => stamp.name,
+        };
         return Err(StampError::Invalid {
-            stamp: stamp.name,
+            stamp: name,
             problems,
         });
     }
