@@ -450,34 +450,118 @@ mod env {
         assert!(find(&h, "Namespace", None, &ns).is_some());
     }
 
-    /// A cert-manager the cluster runs already: the sample's own `certs` entry would install a
-    /// second one (Helm refuses over the first's CRDs), so the create stops before anything.
+    /// A cert-manager the cluster runs already (in `platform`, its chart's default
+    /// `--cluster-resource-namespace=$(POD_NAMESPACE)`): the env uses it. The sample's own
+    /// `certs` entry is left out (Helm would refuse a second release over the first's CRDs),
+    /// the env's CA Secret goes where that cert-manager reads ClusterIssuers' Secrets, the
+    /// stamp's certificates are issued from it, and the delete leaves cert-manager as it was.
     #[test]
-    fn env_existing_cluster_with_its_own_cert_manager_is_refused_before_anything_changes() {
+    fn env_existing_cluster_with_its_own_cert_manager_uses_it_and_leaves_it() {
         let h = Harness::existing("flux", true);
+        install_cert_manager_as_found(&h.api, "platform");
+        let env = unique("cm");
+        let plan = existing(&h, &env, &["--dry-run"]);
+        assert!(
+            plan["plan"]["notes"]
+                .to_string()
+                .contains("cert-manager v1.21.1 of the cluster (namespace platform) used"),
+            "{plan}"
+        );
+        existing(&h, &env, &["--wait", "--timeout", "60s"]);
+        let state = h.state(&env);
+        assert_eq!(
+            state["clusterCertManager"],
+            json!({"version": "v1.21.1", "namespace": "platform", "resourceNamespace": "platform"}),
+            "{state}"
+        );
+        // No second cert-manager: no HelmRelease for `certs`, no chart Deployment elsewhere.
+        assert!(find(&h, "HelmRelease", Some("flux-system"), "certs").is_none());
+        let controllers: Vec<Value> = h
+            .api
+            .objects_of("Deployment")
+            .into_iter()
+            .filter(|d| d["metadata"]["labels"]["app.kubernetes.io/name"] == "cert-manager")
+            .collect();
+        assert_eq!(controllers.len(), 1, "{controllers:?}");
+        // The issuer entry no longer waits for the left-out one.
+        let issuer = find(&h, "Kustomization", Some("flux-system"), "certs-issuer").unwrap();
+        assert!(issuer["spec"]["dependsOn"].is_null(), "{issuer}");
+        // The CA is where the cluster's cert-manager reads it, labelled for the env, and the
+        // ClusterIssuer is ready from it; the stamp's certificates are issued.
+        let ca = find(&h, "Secret", Some("platform"), "root-ca-secret").expect("the CA Secret");
+        assert_eq!(ca["metadata"]["labels"][ENV_LABEL], env.as_str());
+        assert!(find(&h, "Secret", Some("cert-manager"), "root-ca-secret").is_none());
+        let cluster_issuer = find(&h, "ClusterIssuer", None, "kindling-ca").unwrap();
+        assert_eq!(
+            cluster_issuer["status"]["conditions"][0]["status"], "True",
+            "{cluster_issuer}"
+        );
+        let status = status(&h, &env);
+        assert_eq!(status["status"]["ready"], true, "{status}");
+        assert_eq!(status["status"]["certManager"]["namespace"], "platform");
+        // A rerun keeps the record (the cert-manager is not taken for the stamp's own).
+        existing(&h, &env, &[]);
+        assert_eq!(
+            h.state(&env)["clusterCertManager"],
+            state["clusterCertManager"]
+        );
+        // Delete: the CA Secret goes; cert-manager and its CRDs stay as they were.
+        h.json(&["env", "delete", &env]);
+        wait_all_gone(&h, &env);
+        assert!(find(&h, "Secret", Some("platform"), "root-ca-secret").is_none());
+        let controller = find(&h, "Deployment", Some("platform"), "cert-manager").unwrap();
+        assert!(controller["metadata"]["deletionTimestamp"].is_null());
+        assert!(
+            find(
+                &h,
+                "CustomResourceDefinition",
+                None,
+                "certificates.cert-manager.io"
+            )
+            .is_some()
+        );
+    }
+
+    /// A cert-manager the env cannot use stops the create before anything changes: CRDs with
+    /// no controller (left by an uninstall), or a ClusterIssuer under the stamp's name that
+    /// is someone else's.
+    #[test]
+    fn env_existing_cluster_cert_manager_that_cannot_be_used_is_refused_before_anything_changes() {
+        let h = Harness::existing("flux", true);
+        let crds: Vec<Value> = super::common::fake_cluster::chart_workloads(
+            "cert-manager",
+            "platform",
+            &json!({"crds": {"enabled": true}}),
+        )
+        .into_iter()
+        .filter(|o| o["kind"] == "CustomResourceDefinition")
+        .collect();
+        plant(&h.api, crds);
+        let env = unique("cm");
+        error_says(
+            &h.create_existing(&env, &[]),
+            "no cert-manager controller Deployment runs",
+        );
+        install_cert_manager_as_found(&h.api, "platform");
         plant(
             &h.api,
             vec![
-                json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-                "metadata": {"name": "certificates.cert-manager.io",
-                    "labels": {"app.kubernetes.io/version": "v1.21.1"},
-                    "annotations": {"meta.helm.sh/release-name": "cert-manager",
-                        "meta.helm.sh/release-namespace": "platform"}},
-                "spec": {"group": "cert-manager.io", "scope": "Namespaced",
-                    "names": {"kind": "Certificate", "plural": "certificates"},
-                    "versions": [{"name": "v1", "served": true, "storage": true}]}}),
+                json!({"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer",
+                "metadata": {"name": "kindling-ca"}, "spec": {"selfSigned": {}}}),
             ],
         );
-        let env = unique("cm");
-        let out = h.create_existing(&env, &[]);
-        let doc = error_says(&out, "runs cert-manager v1.21.1 already");
+        let doc = error_says(
+            &h.create_existing(&env, &["--dry-run"]),
+            "it has ClusterIssuer kindling-ca (declared in",
+        );
         assert!(
-            doc["error"]
-                .to_string()
-                .contains("Helm release platform/cert-manager"),
+            doc["error"].to_string().contains("cluster-issuer.yaml"),
             "{doc}"
         );
-        assert!(doc["error"].to_string().contains("entry certs"), "{doc}");
+        error_says(
+            &h.create_existing(&env, &[]),
+            "it has ClusterIssuer kindling-ca",
+        );
         assert!(
             !h.api
                 .requests()
@@ -485,6 +569,7 @@ mod env {
                 .any(|r| matches!(r.method.as_str(), "PATCH" | "DELETE")),
             "changed the cluster"
         );
+        assert!(!h.path("data/envs").join(&env).join("state.json").exists());
     }
 
     /// `--dry-run` on an existing cluster asks what it would fail on there (read-only) and

@@ -400,7 +400,7 @@ mod pki {
     #[test]
     fn pki_root_ca_secret_carries_the_chain_the_key_and_the_root() {
         let (_dir, root, intermediate) = setup();
-        let secret = pki::root_ca_secret(&intermediate, &root);
+        let secret = pki::root_ca_secret(&intermediate, &root, pki::CA_SECRET.0);
         assert_eq!(secret["metadata"]["name"], "root-ca-secret");
         assert_eq!(secret["metadata"]["namespace"], "cert-manager");
         assert_eq!(secret["type"], "kubernetes.io/tls");

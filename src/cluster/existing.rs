@@ -74,10 +74,13 @@ fn contexts_of(path: &Path) -> Result<Vec<String>, String> {
 }
 
 /// What the create will find on the cluster, which decides the rights it needs.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Found {
     /// The engine is there already (kindling will not install it).
     pub engine: bool,
+    /// Where the env's CA Secret goes: the cluster's own cert-manager's resource namespace,
+    /// else (None) the one the stamp's cert-manager will run in (`crate::pki::CA_SECRET`).
+    pub ca_namespace: Option<String>,
 }
 
 /// The rights `env create` needs on an existing cluster for env `env` with `engine`.
@@ -125,6 +128,19 @@ pub fn rights(env: &str, engine: Engine, found: Found) -> Vec<Right> {
         subresource: "portforward",
         namespace: Some(own),
         why: "reaching Gitea from this machine",
+    });
+    rights.push(Right {
+        verb: "create",
+        group: "",
+        resource: "secrets",
+        subresource: "",
+        namespace: Some(
+            found
+                .ca_namespace
+                .clone()
+                .unwrap_or_else(|| crate::pki::CA_SECRET.0.to_string()),
+        ),
+        why: "the env's CA, handed to cert-manager",
     });
     let (group, resource) = match engine {
         Engine::Flux => ("kustomize.toolkit.fluxcd.io", "kustomizations"),
@@ -232,54 +248,6 @@ pub async fn check(
     }
 }
 
-/// A cert-manager the cluster runs already, when the stamp installs one too: Helm would refuse
-/// to install the stamp's over the first (its CRDs belong to another release), half-way
-/// through the create. cert-manager is known by its CRD `certificates.cert-manager.io` and
-/// the release that made it (`meta.helm.sh/release-name`/`-namespace`; cert-manager/
-/// cert-manager v1.21.1 deploy/charts/cert-manager labels it `app.kubernetes.io/version`).
-/// The caller asks only before the env's bootstrap: after it, one there may be the stamp's own
-/// (a release of the same name and namespace proves nothing: it is the usual install).
-pub async fn cert_manager_conflict(
-    kube: &KubeClient,
-    stamp: &crate::stamp::Stamp,
-    context: &str,
-) -> Result<Option<String>, crate::kube::KubeError> {
-    let installs: Vec<&crate::stamp::Entry> = stamp
-        .entries
-        .iter()
-        .filter(|e| matches!(&e.source, crate::stamp::Source::Helm(h) if h.chart == "cert-manager"))
-        .collect();
-    if installs.is_empty() {
-        return Ok(None);
-    }
-    let Some(crd) = kube
-        .get(
-            "apiextensions.k8s.io/v1",
-            "CustomResourceDefinition",
-            None,
-            "certificates.cert-manager.io",
-        )
-        .await?
-    else {
-        return Ok(None);
-    };
-    let annotations = &crd["metadata"]["annotations"];
-    let release = annotations["meta.helm.sh/release-name"].as_str();
-    let release_namespace = annotations["meta.helm.sh/release-namespace"].as_str();
-    let version = crd["metadata"]["labels"]["app.kubernetes.io/version"]
-        .as_str()
-        .unwrap_or("(version unknown)");
-    let entries: Vec<&str> = installs.iter().map(|e| e.name.as_str()).collect();
-    Ok(Some(format!(
-        "the cluster of context {context} runs cert-manager {version} already (CRD certificates.cert-manager.io{}), and stamp {}'s entry {} would install a second one, which Helm refuses over the first's CRDs; nothing was changed\nhelp: kindling does not hand the env's CA to a cert-manager it did not install yet; use a cluster without cert-manager, or a stamp (or --overlay) without that entry",
-        release
-            .map(|r| format!(", Helm release {}/{r}", release_namespace.unwrap_or("?")))
-            .unwrap_or_default(),
-        stamp.name,
-        entries.join(", ")
-    )))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,7 +260,14 @@ mod tests {
                 .iter()
                 .any(|r| r.resource == "customresourcedefinitions")
         );
-        let present = rights("dev", Engine::Flux, Found { engine: true });
+        let present = rights(
+            "dev",
+            Engine::Flux,
+            Found {
+                engine: true,
+                ca_namespace: None,
+            },
+        );
         assert!(
             !present
                 .iter()

@@ -1,6 +1,7 @@
 //! Clusters: profiles, the configs rendered for kind and k3d, and the provider CLIs behind a
 //! narrow trait. kindling drives the real `kind` and `k3d` binaries; it does not reimplement them.
 
+pub mod cert_manager;
 pub mod existing;
 mod profile;
 pub mod provider;

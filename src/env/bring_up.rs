@@ -39,7 +39,8 @@ pub async fn bring_up(
         &format!("commit {}", push::short(&commit)),
     );
     let t = Instant::now();
-    let ca_secret = crate::pki::env_ca_secret(&settings.data_dir, &name)?;
+    let ca_secret =
+        crate::pki::env_ca_secret(&settings.data_dir, &name, state.ca_secret_namespace())?;
     let applied = engine::secrets::apply(
         kube,
         stamp,

@@ -248,30 +248,53 @@ pub async fn create(
     };
     resolved.extra_ca = extra_ca.as_ref().map(|_| ExtraCa::env_copy(&env_dir));
     resolved.storage = super::storage::mounts(&settings.data_dir, &opts.name, &stamp);
-    if dry_run {
-        // On an existing cluster, what the create would fail on there is known read-only.
-        if let Some(cluster) = &opts.existing {
-            let bootstrapped = existing.as_ref().is_some_and(|s| s.is_done("bootstrap"));
-            let found = steps::preflight::check_existing(
+    // A cert-manager an existing cluster runs is used in place of the stamp's install of one.
+    let cluster_cert_manager = match &opts.existing {
+        Some(cluster) => {
+            steps::preflight::cluster_cert_manager(
                 cluster,
+                existing.as_ref(),
                 &opts.name,
                 opts.engine,
                 &stamp,
-                bootstrapped,
             )
-            .await?;
+            .await?
+        }
+        None => None,
+    };
+    let stamp = match &cluster_cert_manager {
+        Some(found) => crate::stamp::cert_manager::with_the_clusters(
+            stamp,
+            &found.resource_namespace,
+            crate::pki::CA_SECRET,
+        )?,
+        None => stamp,
+    };
+    if dry_run {
+        // On an existing cluster, what the create would fail on there is known read-only.
+        if let Some(cluster) = &opts.existing {
+            let ca_namespace = cluster_cert_manager
+                .as_ref()
+                .map(|c| c.resource_namespace.as_str());
+            let found =
+                steps::preflight::check_existing(cluster, &opts.name, opts.engine, ca_namespace)
+                    .await?;
             progress.detail(&format!(
                 "existing cluster {}: rights there; {found}",
                 cluster.context
             ));
         }
-        let plan = super::plan::plan(opts, settings, &stamp, &resolved, ports, steps::names())?;
+        let mut plan = super::plan::plan(opts, settings, &stamp, &resolved, ports, steps::names())?;
+        if let Some(found) = &cluster_cert_manager {
+            plan.notes.push(steps::preflight::uses_the_clusters(found));
+        }
         return Ok(Outcome::Plan(Box::new(plan)));
     }
     if let Some(roots) = &extra_ca {
         roots.write_env_copy(&env_dir)?;
     }
     let mut state = existing.unwrap_or_else(|| new_state(opts, &stamp, ports));
+    state.cluster_cert_manager = cluster_cert_manager;
     if !package_dirs.is_empty() {
         state.packages = package_dirs.clone();
     }
@@ -400,6 +423,7 @@ fn new_state(opts: &CreateOptions, stamp: &Stamp, ports: Ports) -> EnvState {
         packages: Vec::new(),
         existing: opts.existing.clone(),
         found_engine: None,
+        cluster_cert_manager: None,
     }
 }
 

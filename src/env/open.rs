@@ -45,8 +45,8 @@ pub fn load_stamp(stamp_arg: &str, source: &Path) -> Result<Stamp, EnvError> {
     Ok(stamp::load(&dir, None)?)
 }
 
-/// The stamp the env runs, from its recorded directory, with the env's add-ons (whose
-/// fetched manifests are kept under `data_dir`).
+/// The stamp the env runs, from its recorded directory, fitted to the env's cluster (its
+/// add-ons, whose fetched manifests are kept under `data_dir`, and its cert-manager).
 pub fn stamp_of(data_dir: &Path, state: &EnvState) -> Result<Stamp, EnvError> {
     let mut own = with_env_stacks(stamp::load(&state.stamp_dir, None)?, state)?;
     // An approved gate is open for good: rendered and reported as any entry.
@@ -56,7 +56,7 @@ pub fn stamp_of(data_dir: &Path, state: &EnvState) -> Result<Stamp, EnvError> {
         }
         entry.applied_directly = state.applied_directly.contains(&entry.name);
     }
-    with_env_addons(own, state, data_dir)
+    fitted_to_the_cluster(own, state, data_dir)
 }
 
 /// `stamp` with the stacks `env up` added to the env (`crate::stamp::with_stacks`), each
@@ -100,20 +100,28 @@ pub fn with_env_stacks(stamp: Stamp, state: &EnvState) -> Result<Stamp, EnvError
 }
 
 /// `stamp` with the add-ons `state` was made with (another stamp for the same env gets them
-/// too: they belong to the cluster).
-pub fn with_env_addons(stamp: Stamp, state: &EnvState, data_dir: &Path) -> Result<Stamp, EnvError> {
+/// too: they belong to the cluster) and, on a cluster that runs its own cert-manager, without
+/// the stamp's install of it (`crate::stamp::cert_manager`).
+pub fn fitted_to_the_cluster(
+    stamp: Stamp,
+    state: &EnvState,
+    data_dir: &Path,
+) -> Result<Stamp, EnvError> {
     let addons: Vec<crate::addons::Addon> = state
         .addons
         .iter()
         .filter_map(|n| crate::addons::Addon::from_name(n))
         .collect();
     let declared_in = crate::addons::declared_in(state.profile.as_deref());
-    Ok(crate::addons::with_addons(
-        stamp,
-        &addons,
-        &declared_in,
-        data_dir,
-    )?)
+    let stamp = crate::addons::with_addons(stamp, &addons, &declared_in, data_dir)?;
+    Ok(match &state.cluster_cert_manager {
+        Some(found) => crate::stamp::cert_manager::with_the_clusters(
+            stamp,
+            &found.resource_namespace,
+            crate::pki::CA_SECRET,
+        )?,
+        None => stamp,
+    })
 }
 
 /// Commands that re-apply the root (`env up`, `down`, `deploy`, `remove`) would resume a

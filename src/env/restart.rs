@@ -41,7 +41,7 @@ pub async fn restart(
     // there), before anything is removed.
     let stamp = match new_stamp {
         // The stacks `env up` added stay beside the new stamp: they belong to the env.
-        Some(arg) => super::open::with_env_addons(
+        Some(arg) => super::open::fitted_to_the_cluster(
             super::open::with_env_stacks(load_stamp(arg, &state.source)?, &state)?,
             &state,
             &settings.data_dir,

@@ -181,6 +181,10 @@ pub struct EnvState {
     /// removed by kindling.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub found_engine: Option<FoundEngineState>,
+    /// The cert-manager the cluster ran before the env's bootstrap (`--provider existing`):
+    /// used as it is, in place of the stamp's own install, never upgraded or removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_cert_manager: Option<crate::cluster::cert_manager::ClusterCertManager>,
 }
 
 /// An engine kindling found rather than installed (`crate::engine::detect`).
@@ -265,6 +269,15 @@ impl EnvState {
             ));
         }
         Ok(Some(roots))
+    }
+
+    /// The namespace of the env's CA Secret: where its cert-manager reads ClusterIssuers'
+    /// Secrets.
+    pub fn ca_secret_namespace(&self) -> &str {
+        self.cluster_cert_manager
+            .as_ref()
+            .map(|c| c.resource_namespace.as_str())
+            .unwrap_or(crate::pki::CA_SECRET.0)
     }
 
     pub fn is_done(&self, step: &str) -> bool {

@@ -36,6 +36,10 @@ pub struct StatusReport {
     /// `installed` by this env, or `found` on the cluster (used as it is, never upgraded or
     /// removed by kindling).
     pub engine_origin: &'static str,
+    /// The cluster's own cert-manager, used in place of the stamp's install (an existing
+    /// cluster that ran one before the env).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_manager: Option<crate::cluster::cert_manager::ClusterCertManager>,
     /// The cluster add-ons (`crate::addons`), whose entries are among the entries.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub addons: Vec<String>,
@@ -333,6 +337,7 @@ pub async fn status(
             Some(_) => "found",
             None => "installed",
         },
+        cert_manager: state.cluster_cert_manager.clone(),
         addons: state.addons.clone(),
         addon_urls: addon_urls(&state),
         stacks: state.stacks.iter().map(|s| s.name.clone()).collect(),

@@ -606,6 +606,16 @@ impl KubeClient {
         Ok(())
     }
 
+    /// Whether `live` belongs to the env this client works for on a cluster it shares
+    /// (labelled for it, or applied by its engine tree); everything does on a cluster kindling
+    /// made.
+    pub async fn belongs_to_the_env(&self, live: &Value) -> Result<bool, KubeError> {
+        match &self.ownership {
+            None => Ok(true),
+            Some(owner) => self.is_the_envs(owner, live).await,
+        }
+    }
+
     /// Whether `live` is the env's: labelled for it, or applied by its engine tree.
     async fn is_the_envs(
         &self,

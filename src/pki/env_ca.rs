@@ -26,9 +26,13 @@ pub fn ensure_env_ca(
     Ok((root, intermediate))
 }
 
-/// `cert-manager/root-ca-secret` for `env`: its intermediate (with the root), for cert-manager
-/// to issue from.
-pub fn env_ca_secret(data_dir: &Path, env: &str) -> Result<serde_json::Value, PkiError> {
+/// `root-ca-secret` for `env` in `namespace`: its intermediate (with the root), for
+/// cert-manager to issue from.
+pub fn env_ca_secret(
+    data_dir: &Path,
+    env: &str,
+    namespace: &str,
+) -> Result<serde_json::Value, PkiError> {
     let (root, intermediate) = ensure_env_ca(data_dir, env, time::OffsetDateTime::now_utc())?;
-    Ok(super::root_ca_secret(&intermediate, &root))
+    Ok(super::root_ca_secret(&intermediate, &root, namespace))
 }

@@ -670,9 +670,16 @@ pub fn expiry_warnings(now: OffsetDateTime, certs: &[(&str, &CertInfo)]) -> Vec<
         .collect()
 }
 
+/// Where the env's CA Secret goes on a cluster kindling made (namespace, name): the
+/// namespace of the stamp's cert-manager, whose ClusterIssuers read their Secrets there. On
+/// a cluster with its own cert-manager the namespace is that one's
+/// (`crate::cluster::cert_manager`).
+pub const CA_SECRET: (&str, &str) = ("cert-manager", "root-ca-secret");
+
 /// The Secret cert-manager's `kindling-ca` ClusterIssuer reads: the env's intermediate (chain
-/// up to the root) and its key. The root key never leaves the host.
-pub fn root_ca_secret(intermediate: &CaPair, root: &CaPair) -> serde_json::Value {
+/// up to the root) and its key, in `namespace` (cert-manager's cluster-resource namespace,
+/// [`CA_SECRET`]'s unless the cluster has its own). The root key never leaves the host.
+pub fn root_ca_secret(intermediate: &CaPair, root: &CaPair, namespace: &str) -> serde_json::Value {
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
     let chain = format!(
         "{}{}",
@@ -683,8 +690,8 @@ pub fn root_ca_secret(intermediate: &CaPair, root: &CaPair) -> serde_json::Value
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {
-            "name": "root-ca-secret",
-            "namespace": "cert-manager",
+            "name": CA_SECRET.1,
+            "namespace": namespace,
             "labels": {"app.kubernetes.io/managed-by": "kindling"},
         },
         "type": "kubernetes.io/tls",

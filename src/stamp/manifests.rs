@@ -292,6 +292,25 @@ fn stamp_documents(stamp: &super::Stamp) -> Vec<Document> {
         .collect()
 }
 
+/// The names of the objects of `kind` in API group `group_prefix` (`cert-manager.io/`) the
+/// stamp's path entries declare, each with its file.
+pub fn declared(
+    stamp: &super::Stamp,
+    group_prefix: &str,
+    kind: &str,
+) -> Vec<(String, std::path::PathBuf)> {
+    stamp_documents(stamp)
+        .into_iter()
+        .filter(|d| {
+            d.value["kind"] == kind
+                && d.value["apiVersion"]
+                    .as_str()
+                    .is_some_and(|v| v.starts_with(group_prefix))
+        })
+        .filter_map(|d| Some((d.value["metadata"]["name"].as_str()?.to_string(), d.file)))
+        .collect()
+}
+
 /// The fields of kustomize's `Kustomization` (TypeMeta inline) and of its `ObjectMeta`
 /// (kubernetes-sigs/kustomize v5.8.1 api/types/kustomization.go, objectmeta.go).
 const KUSTOMIZATION_FIELDS: &[&str] = &[

@@ -5,6 +5,7 @@
 //! ([`validate`]), ordered ([`graph`]) and rendered for Flux or Argo CD ([`render`]).
 
 pub(crate) mod argo_layout;
+pub mod cert_manager;
 mod error;
 pub mod generator;
 pub mod graph;

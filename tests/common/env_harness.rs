@@ -1044,6 +1044,28 @@ pub fn install_engine_as_found(api: &FakeApi, engine: &str) {
     plant(api, objects);
 }
 
+/// A cert-manager installed on the cluster before kindling came, by its Helm chart into
+/// `namespace` (the chart's Deployments and CRDs as the fake renders the pinned chart,
+/// tests/common/fake_cluster.rs `chart_workloads`), with Helm's release annotations.
+pub fn install_cert_manager_as_found(api: &FakeApi, namespace: &str) {
+    let mut objects = super::fake_cluster::chart_workloads(
+        "cert-manager",
+        namespace,
+        &json!({"crds": {"enabled": true}}),
+    );
+    for o in &mut objects {
+        o["metadata"]["annotations"] = json!({"meta.helm.sh/release-name": "cert-manager",
+            "meta.helm.sh/release-namespace": namespace});
+    }
+    plant(
+        api,
+        std::iter::once(json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": namespace}}))
+        .chain(objects)
+        .collect(),
+    );
+}
+
 /// Objects on the cluster, as something other than kindling put them there.
 pub fn plant(api: &FakeApi, objects: Vec<Value>) {
     api.update(|stored| {

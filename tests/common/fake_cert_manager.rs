@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 
 use super::kube_api::Stored;
 
-/// The namespace a ClusterIssuer reads its Secret from (the controller's
-/// `--cluster-resource-namespace`, the chart's release namespace: `cert-manager`).
-const CLUSTER_RESOURCE_NAMESPACE: &str = "cert-manager";
+/// The namespace the binary reads ClusterIssuers' Secrets from without
+/// `--cluster-resource-namespace` (internal/apis/config/controller/v1alpha1/defaults.go).
+const BINARY_DEFAULT_RESOURCE_NAMESPACE: &str = "kube-system";
 
 fn condition(status: &str, reason: &str, message: &str) -> Value {
     json!([{"type": "Ready", "status": status, "reason": reason, "message": message,
@@ -36,20 +36,41 @@ fn decoded(data: &Value, key: &str) -> Option<String> {
     String::from_utf8(b).ok()
 }
 
-/// Whether the cert-manager controller runs (its Deployment, from the chart, is available).
-fn controller_running(objects: &[Stored]) -> bool {
-    objects.iter().any(|s| {
+/// Where the running cert-manager controller (its Deployment, from the chart, available, in
+/// whatever namespace) reads ClusterIssuers' Secrets: its `--cluster-resource-namespace`
+/// (deploy/charts/cert-manager/templates/deployment.yaml passes `$(POD_NAMESPACE)`, the
+/// Deployment's own, unless `clusterResourceNamespace` is set), else the binary's default.
+/// None while no controller runs.
+fn running_controller(objects: &[Stored]) -> Option<String> {
+    let controller = objects.iter().find(|s| {
+        let labels = &s.object["metadata"]["labels"];
         s.plural == "deployments"
-            && s.namespace.as_deref() == Some("cert-manager")
-            && s.name == "cert-manager"
+            && labels["app.kubernetes.io/component"] == "controller"
+            && labels["app.kubernetes.io/name"] == "cert-manager"
             && s.object["status"]["availableReplicas"].as_i64() > Some(0)
+    })?;
+    let own = controller.namespace.clone().unwrap_or_default();
+    let flag = controller.object["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["args"].as_array().cloned().unwrap_or_default())
+        .find_map(|a| {
+            a.as_str()?
+                .strip_prefix("--cluster-resource-namespace=")
+                .map(str::to_string)
+        });
+    Some(match flag.as_deref() {
+        Some("$(POD_NAMESPACE)") => own,
+        Some(ns) => ns.to_string(),
+        None => BINARY_DEFAULT_RESOURCE_NAMESPACE.to_string(),
     })
 }
 
 pub fn reconcile(objects: &mut Vec<Stored>) {
-    if !controller_running(objects) {
+    let Some(resource_namespace) = running_controller(objects) else {
         return;
-    }
+    };
     // pkg/issuer/ca/setup.go: the key pair is read from the Secret; missing → Ready False
     // "ErrGetKeyPair"; present and a CA → Ready True "KeyPairVerified", "Signing CA verified".
     let issuers: Vec<(usize, Option<String>)> = objects
@@ -85,7 +106,7 @@ pub fn reconcile(objects: &mut Vec<Stored>) {
             }
             continue;
         };
-        let status = match secret_data(objects, CLUSTER_RESOURCE_NAMESPACE, &secret) {
+        let status = match secret_data(objects, &resource_namespace, &secret) {
             None => condition(
                 "False",
                 "ErrGetKeyPair",
@@ -135,7 +156,7 @@ pub fn reconcile(objects: &mut Vec<Stored>) {
         let self_signed = ready_issuer.is_some_and(|o| o["spec"]["selfSigned"].is_object());
         let ca = ready_issuer
             .and_then(|o| o["spec"]["ca"]["secretName"].as_str())
-            .and_then(|s| secret_data(objects, CLUSTER_RESOURCE_NAMESPACE, s))
+            .and_then(|s| secret_data(objects, &resource_namespace, s))
             .and_then(|d| Some((decoded(d, "tls.crt")?, decoded(d, "tls.key")?)));
         let signer = match (self_signed, ca) {
             (true, _) => Some(Signer::SelfSigned),

@@ -660,13 +660,13 @@ fn admission(
         .as_str()
         .is_some_and(|v| v.starts_with("cert-manager.io/"))
     {
-        let webhook_ready = exists(
-            "apps/v1",
-            "deployments",
-            Some("cert-manager"),
-            "cert-manager-webhook",
-        )
-        .is_some_and(|d| d.object["status"]["availableReplicas"].as_i64() > Some(0));
+        // Wherever cert-manager runs: the chart's webhook Deployment, by its labels.
+        let webhook_ready = objects.iter().any(|s| {
+            s.plural == "deployments"
+                && s.object["metadata"]["labels"]["app.kubernetes.io/component"] == "webhook"
+                && s.object["metadata"]["labels"]["app.kubernetes.io/name"] == "webhook"
+                && s.object["status"]["availableReplicas"].as_i64() > Some(0)
+        });
         if !webhook_ready {
             return Some(("InternalError", "Internal error occurred: failed calling webhook \"webhook.cert-manager.io\": failed to call webhook: Post \"https://cert-manager-webhook.cert-manager.svc:443/validate?timeout=30s\": dial tcp 10.96.0.10:443: connect: connection refused".to_string()));
         }
@@ -690,13 +690,38 @@ pub fn chart_workloads(chart: &str, namespace: &str, values: &Value) -> Vec<Valu
     let deployment = |name: &str| json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": namespace}, "spec": {"replicas": 1}});
     match chart {
         "cert-manager" => {
-            let mut objects = [
-                "cert-manager",
-                "cert-manager-webhook",
-                "cert-manager-cainjector",
+            // templates/deployment.yaml, webhook-deployment.yaml, cainjector-deployment.yaml:
+            // the chart's labels (`app.kubernetes.io/name` cert-manager, webhook, cainjector;
+            // `component` controller, webhook, cainjector; `version` the app's), and the
+            // controller's `--cluster-resource-namespace`: the chart's
+            // `clusterResourceNamespace`, else `$(POD_NAMESPACE)`.
+            let resource_namespace = values["clusterResourceNamespace"]
+                .as_str()
+                .filter(|n| !n.is_empty())
+                .unwrap_or("$(POD_NAMESPACE)");
+            let mut objects: Vec<Value> = [
+                ("cert-manager", "cert-manager", "controller"),
+                ("cert-manager-webhook", "webhook", "webhook"),
+                ("cert-manager-cainjector", "cainjector", "cainjector"),
             ]
-            .map(deployment)
-            .to_vec();
+            .iter()
+            .map(|(name, label, component)| {
+                let mut d = deployment(name);
+                d["metadata"]["labels"] = json!({"app": label, "app.kubernetes.io/name": label,
+                    "app.kubernetes.io/instance": "cert-manager",
+                    "app.kubernetes.io/component": component,
+                    "app.kubernetes.io/version": "v1.21.1"});
+                d["spec"]["template"]["spec"]["containers"] = json!([{
+                "name": format!("cert-manager-{component}"),
+                "image": format!("quay.io/jetstack/cert-manager-{component}:v1.21.1"),
+                "args": if *component == "controller" {
+                    json!([format!("--cluster-resource-namespace={resource_namespace}")])
+                } else {
+                    json!([])
+                }}]);
+                d
+            })
+            .collect();
             // cert-manager v1.21.1 deploy/charts/cert-manager/templates/crd-*.yaml: the CRDs
             // come with the release when `crds.enabled` (or the older `installCRDs`) is true;
             // here the upstream Certificate, Issuer and ClusterIssuer ones from the fixtures.

@@ -110,7 +110,7 @@ pub fn created(report: &CreateReport, settings: &Settings) {
 
 pub fn status(report: &StatusReport) {
     println!(
-        "env {}: stamp {}, {} + {}{}",
+        "env {}: stamp {}, {} + {}{}{}",
         report.env,
         report.stamp,
         report.provider,
@@ -119,8 +119,18 @@ pub fn status(report: &StatusReport) {
             .engine_version
             .as_deref()
             .map(|v| format!(" {v}"))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        match report.engine_origin {
+            "found" => " (the cluster's, used as found)",
+            _ => "",
+        }
     );
+    if let Some(c) = &report.cert_manager {
+        println!(
+            "  cert-manager {} of the cluster in {} (the stamp's install is left out; the env's CA Secret is in {})",
+            c.version, c.namespace, c.resource_namespace
+        );
+    }
     if !report.stacks.is_empty() {
         println!(
             "  stacks   {} (beside the stamp; `env down` removes one)",

@@ -124,7 +124,9 @@ pub async fn prepare_shared_cluster(
                     .as_str()
                     .is_some_and(|t| t.starts_with(&format!("{root}:"))),
             };
-            if !by_root {
+            // An entry's own objects (a chart's HelmRepository) are applied by the entry's
+            // Kustomization or Application, which the root applied.
+            if !by_root && !kube.belongs_to_the_env(&live).await? {
                 return Err(EnvError::Preflight(format!(
                     "{kind} {namespace}/{name} exists on the cluster and is not the env's (its {root_kind} {root} did not make it); the engine would take it over and remove it with the env\nhelp: rename the stamp's entry, or remove that object yourself, or use another cluster"
                 )));

@@ -33,7 +33,10 @@ impl Step for Ca {
             ) {
                 ctx.progress.warn(&warning);
             }
-            let _ = ctx.ca_secret.set(pki::root_ca_secret(&intermediate, &root));
+            let namespace = ctx.state().ca_secret_namespace().to_string();
+            let _ = ctx
+                .ca_secret
+                .set(pki::root_ca_secret(&intermediate, &root, &namespace));
             Ok(format!("root {}", root_info.short_id()))
         })
     }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use futures_util::future::LocalBoxFuture;
 
 use super::{Ctx, Step};
+use crate::cluster::cert_manager::ClusterCertManager;
 use crate::docker::DockerClient;
 use crate::env::EnvError;
 
@@ -98,17 +99,17 @@ async fn existing_cluster(
     existing: &crate::cluster::existing::ExistingCluster,
 ) -> Result<String, EnvError> {
     stamp_checks(ctx)?;
-    let bootstrapped = ctx.state().is_done("bootstrap");
-    let engine_note = check_existing(
-        existing,
-        ctx.env(),
-        ctx.opts.engine,
-        ctx.stamp,
-        bootstrapped,
-    )
-    .await?;
+    let ca_namespace = ctx.state().ca_secret_namespace().to_string();
+    let engine_note =
+        check_existing(existing, ctx.env(), ctx.opts.engine, Some(&ca_namespace)).await?;
+    let cert_manager = ctx
+        .state()
+        .cluster_cert_manager
+        .as_ref()
+        .map(|c| format!("; {}", uses_the_clusters(c)))
+        .unwrap_or_default();
     Ok(format!(
-        "stamp {} ({} entries), context {}: API answers, rights there; {engine_note}",
+        "stamp {} ({} entries), context {}: API answers, rights there; {engine_note}{cert_manager}",
         ctx.stamp.name,
         ctx.stamp.entries.len(),
         existing.context
@@ -116,16 +117,13 @@ async fn existing_cluster(
 }
 
 /// What `env create` (and its `--dry-run`) checks of an existing cluster before anything
-/// changes, read-only: the API answers, the engine there (if any) can be used, no cert-manager
-/// of someone else's stands in the stamp's way (once bootstrapped, one there may be the
-/// stamp's own), and the context's user has every right the create needs. Says what it
-/// found of the engine.
+/// changes, read-only: the API answers, the engine there (if any) can be used, and the
+/// context's user has every right the create needs. Says what it found of the engine.
 pub async fn check_existing(
     existing: &crate::cluster::existing::ExistingCluster,
     env: &str,
     engine: crate::engine::Engine,
-    stamp: &crate::stamp::Stamp,
-    bootstrapped: bool,
+    ca_namespace: Option<&str>,
 ) -> Result<String, EnvError> {
     let kube =
         crate::kube::KubeClient::from_kubeconfig(&existing.kubeconfig, Some(&existing.context))
@@ -147,8 +145,87 @@ pub async fn check_existing(
             existing.context
         )));
     }
-    // kindling's bootstrap objects have fixed names in the engine's namespace (the Git
-    // credentials, the source, the root): another env's there would be taken over.
+    another_env_on_the_engine(&kube, env, engine).await?;
+    let facts = crate::cluster::existing::Found {
+        engine: found.is_some(),
+        ca_namespace: ca_namespace.map(str::to_string),
+    };
+    crate::cluster::existing::check(&kube, existing, env, engine, facts)
+        .await
+        .map_err(EnvError::Preflight)?;
+    Ok(match &found {
+        Some(f) => format!(
+            "{} {} found{}",
+            engine.name(),
+            f.version,
+            f.installed_by
+                .as_ref()
+                .map(|e| format!(" (installed by env {e})"))
+                .unwrap_or_default()
+        ),
+        None => format!("no {}, kindling installs it", engine.name()),
+    })
+}
+
+/// The cert-manager of an existing cluster the env uses in place of its stamp's: the one
+/// recorded, else, before the env's bootstrap, one found there (after it, one there may be the
+/// stamp's own). One that cannot be used, or has objects under the names of the env's, stops
+/// the create before anything changes.
+pub async fn cluster_cert_manager(
+    existing: &crate::cluster::existing::ExistingCluster,
+    state: Option<&crate::env::state::EnvState>,
+    env: &str,
+    engine: crate::engine::Engine,
+    stamp: &crate::stamp::Stamp,
+) -> Result<Option<ClusterCertManager>, EnvError> {
+    if let Some(s) = state
+        && (s.cluster_cert_manager.is_some() || s.is_done("bootstrap"))
+    {
+        return Ok(s.cluster_cert_manager.clone());
+    }
+    // An API that does not answer is named by the preflight's own check.
+    let Ok(kube) =
+        crate::kube::KubeClient::from_kubeconfig(&existing.kubeconfig, Some(&existing.context))
+            .await
+    else {
+        return Ok(None);
+    };
+    // Another env's stamp may have installed the cert-manager there: that env is the news.
+    another_env_on_the_engine(&kube, env, engine).await?;
+    let context = &existing.context;
+    let found = crate::cluster::cert_manager::find(&kube, context)
+        .await
+        .map_err(EnvError::Preflight)?;
+    if let Some(f) = &found {
+        crate::cluster::cert_manager::clashes(
+            &kube,
+            stamp,
+            f,
+            crate::pki::CA_SECRET.1,
+            env,
+            context,
+        )
+        .await
+        .map_err(EnvError::Preflight)?;
+    }
+    Ok(found)
+}
+
+/// What the env does with the cluster's cert-manager, for progress and plan lines.
+pub fn uses_the_clusters(found: &ClusterCertManager) -> String {
+    format!(
+        "cert-manager {} of the cluster (namespace {}) used, not the stamp's; the env's CA Secret goes to {}",
+        found.version, found.namespace, found.resource_namespace
+    )
+}
+
+/// kindling's bootstrap objects have fixed names in the engine's namespace (the Git
+/// credentials, the source, the root): another env's there would be taken over.
+async fn another_env_on_the_engine(
+    kube: &crate::kube::KubeClient,
+    env: &str,
+    engine: crate::engine::Engine,
+) -> Result<(), EnvError> {
     let engine_namespace = crate::engine::namespace(engine);
     let other = kube
         .list_labelled("v1", "Secret", crate::ENV_LABEL)
@@ -168,28 +245,5 @@ pub async fn check_existing(
             engine.name()
         )));
     }
-    if !bootstrapped
-        && let Some(conflict) =
-            crate::cluster::existing::cert_manager_conflict(&kube, stamp, &existing.context).await?
-    {
-        return Err(EnvError::Preflight(conflict));
-    }
-    let facts = crate::cluster::existing::Found {
-        engine: found.is_some(),
-    };
-    crate::cluster::existing::check(&kube, existing, env, engine, facts)
-        .await
-        .map_err(EnvError::Preflight)?;
-    Ok(match &found {
-        Some(f) => format!(
-            "{} {} found{}",
-            engine.name(),
-            f.version,
-            f.installed_by
-                .as_ref()
-                .map(|e| format!(" (installed by env {e})"))
-                .unwrap_or_default()
-        ),
-        None => format!("no {}, kindling installs it", engine.name()),
-    })
+    Ok(())
 }
