@@ -960,7 +960,9 @@ fn e2e_idpbuilder_package() {
 /// pinned kind kindling resolves), plants a team's namespace in it, and hands it to kindling
 /// with `--provider existing --context`: Gitea runs in the cluster behind a port-forward, the
 /// engine is installed (it is absent), the sample stamp reconciles, a sync pushes, and the
-/// delete leaves the cluster and the team's objects and nothing labelled for the env.
+/// delete leaves the cluster and the team's objects and nothing labelled for the env. Then,
+/// with cert-manager installed on the cluster from its release manifest, a second env uses it
+/// instead of the stamp's, and its delete leaves it.
 #[test]
 fn e2e_existing_cluster() {
     if !enabled() {
@@ -1099,5 +1101,61 @@ fn e2e_existing_cluster() {
     assert!(kubectl(&["get", "nodes"]).status.success());
     let kept = kubectl(&["-n", "team-a", "get", "configmap", "keep-me", "-o", "name"]);
     assert!(kept.status.success(), "the team's ConfigMap went");
+    // The cluster's own cert-manager, from its pinned release's static manifest (rendered from
+    // the same chart, into `cert-manager`): the next env uses it instead of installing one.
+    assert!(
+        kubectl(&[
+            "apply",
+            "--server-side",
+            "-f",
+            "https://github.com/cert-manager/cert-manager/releases/download/v1.21.1/cert-manager.yaml",
+        ])
+        .status
+        .success()
+    );
+    assert!(
+        kubectl(&[
+            "-n",
+            "cert-manager",
+            "wait",
+            "--for=condition=Available",
+            "deployment",
+            "--all",
+            "--timeout=300s",
+        ])
+        .status
+        .success()
+    );
+    let second = format!("{env}-cm");
+    e2e.json(&[
+        "env",
+        "create",
+        &second,
+        "--stamp",
+        "sample",
+        "--provider",
+        "existing",
+        "--context",
+        &context,
+        "--kubeconfig",
+        &kubeconfig_arg,
+        "--engine",
+        &e2e.engine,
+        "--wait",
+        "--timeout",
+        "15m",
+    ]);
+    let status = e2e.json(&["env", "status", &second]);
+    assert_eq!(status["status"]["ready"], true, "{status}");
+    assert_eq!(
+        status["status"]["certManager"]["resourceNamespace"], "cert-manager",
+        "{status}"
+    );
+    e2e.json(&["env", "delete", &second]);
+    let controller = kubectl(&["-n", "cert-manager", "get", "deployment", "cert-manager"]);
+    assert!(
+        controller.status.success(),
+        "the cluster's cert-manager went"
+    );
     run(&["delete", "cluster", "--name", &cluster]);
 }

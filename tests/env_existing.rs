@@ -522,6 +522,37 @@ mod env {
         );
     }
 
+    /// The same on Argo CD: no Application installs a second cert-manager, the issuer's
+    /// Application waits for nothing, and the stamp comes up from the cluster's cert-manager.
+    #[test]
+    fn env_existing_cluster_cert_manager_is_used_on_argo_too() {
+        let h = Harness::existing("argo", true);
+        install_cert_manager_as_found(&h.api, "platform");
+        let env = unique("cmargo");
+        existing(
+            &h,
+            &env,
+            &["--engine", "argo", "--wait", "--timeout", "60s"],
+        );
+        assert_eq!(
+            h.state(&env)["clusterCertManager"]["resourceNamespace"],
+            "platform"
+        );
+        assert!(find(&h, "Application", Some("argocd"), "certs").is_none());
+        assert!(find(&h, "Application", Some("argocd"), "certs-issuer").is_some());
+        assert!(find(&h, "Secret", Some("platform"), "root-ca-secret").is_some());
+        let issuer = find(&h, "ClusterIssuer", None, "kindling-ca").unwrap();
+        assert_eq!(
+            issuer["status"]["conditions"][0]["status"], "True",
+            "{issuer}"
+        );
+        let status = status(&h, &env);
+        assert_eq!(status["status"]["ready"], true, "{status}");
+        h.json(&["env", "delete", &env]);
+        wait_all_gone(&h, &env);
+        assert!(find(&h, "Deployment", Some("platform"), "cert-manager").is_some());
+    }
+
     /// A cert-manager the env cannot use stops the create before anything changes: CRDs with
     /// no controller (left by an uninstall), or a ClusterIssuer under the stamp's name that
     /// is someone else's.
