@@ -522,6 +522,64 @@ mod env {
         );
     }
 
+    /// A user whose rights end at namespaces (a RoleBinding in each, no list across all): the
+    /// rights check asks for `list` where the env applies, and `env delete` finds everything
+    /// the env labelled by listing there, not across the cluster.
+    #[test]
+    fn env_existing_delete_lists_only_where_the_env_applied() {
+        let h = Harness::existing("flux", true);
+        h.api.state.lock().unwrap().denied_cluster_wide = [
+            "list secrets",
+            "list services",
+            "list persistentvolumeclaims",
+            "list deployments.apps",
+            "list kustomizations.kustomize.toolkit.fluxcd.io",
+            "list helmreleases.helm.toolkit.fluxcd.io",
+            "list gitrepositories.source.toolkit.fluxcd.io",
+        ]
+        .map(String::from)
+        .to_vec();
+        let env = unique("ns");
+        existing(&h, &env, &["--wait", "--timeout", "60s"]);
+        let ns = format!("kindling-{env}");
+        assert!(
+            h.api
+                .requests()
+                .iter()
+                .any(|r| r.path.ends_with("/selfsubjectaccessreviews")
+                    && r.body.contains("\"verb\":\"list\"")
+                    && r.body.contains("\"resource\":\"secrets\"")
+                    && r.body.contains(&ns)),
+            "the rights check did not ask for list in the env's namespace"
+        );
+        let kinds = std::fs::read_to_string(h.path("data/envs").join(&env).join("owned-kinds"))
+            .unwrap_or_default();
+        let before = h.api.requests().len();
+        h.json(&["env", "delete", &env]);
+        let delete_requests = h.api.requests()[before..].to_vec();
+        wait_all_gone(&h, &env);
+        assert!(
+            find(&h, "Deployment", Some(&ns), "gitea").is_none(),
+            "{kinds}"
+        );
+        assert!(
+            find(
+                &h,
+                "Secret",
+                Some("flux-system"),
+                "kindling-git-credentials"
+            )
+            .is_none()
+        );
+        // The delete found the env's Secrets in their namespaces, not across the cluster.
+        assert!(
+            !delete_requests.iter().any(|r| r.method == "GET"
+                && r.path == "/api/v1/secrets"
+                && r.query.contains("labelSelector")),
+            "the delete listed Secrets across the cluster"
+        );
+    }
+
     /// The same on Argo CD: no Application installs a second cert-manager, the issuer's
     /// Application waits for nothing, and the stamp comes up from the cluster's cert-manager.
     #[test]

@@ -188,13 +188,14 @@ pub fn rights(env: &str, engine: Engine, found: Found) -> Vec<Right> {
         });
     }
     // A server-side apply reads and patches (a create is a patch of what is not there yet),
-    // kindling's ownership check reads first, and `env delete` deletes: each object kindling
-    // makes needs all four.
+    // kindling's ownership check reads first, and `env delete` lists what it labelled where
+    // it applied it (`crate::env::leave`) and deletes it: each object kindling makes needs
+    // all five, in its namespace.
     rights
         .into_iter()
         .flat_map(|r| {
             let verbs: &[&'static str] = match (r.verb, r.subresource) {
-                ("create", "") => &["get", "create", "patch", "delete"],
+                ("create", "") => &["get", "list", "create", "patch", "delete"],
                 _ => &[r.verb],
             };
             verbs

@@ -23,6 +23,7 @@ use super::EnvError;
 use super::state::EnvState;
 use crate::ENV_LABEL;
 use crate::kube::KubeClient;
+use crate::kube::ownership::RecordedKind;
 use crate::ui::Progress;
 
 /// What leaving the cluster removed and kept.
@@ -58,14 +59,14 @@ pub async fn leave(
     }
     let kube = super::open::kube_of(state).await?;
     let selector = format!("{ENV_LABEL}={}", state.name);
-    let kinds: Vec<(String, String)> =
-        crate::kube::ownership::read_kinds(&super::open::owned_kinds_file(env_dir))
-            .into_iter()
-            .filter_map(|k| {
-                let (v, k) = k.split_once(' ')?;
-                Some((v.to_string(), k.to_string()))
-            })
-            .collect();
+    let kinds = crate::kube::ownership::recorded_kinds(&super::open::owned_kinds_file(env_dir));
+    // Where the engine's objects are looked for when the user may not list them across all
+    // namespaces: the engine's and every one the env applied to.
+    let mut namespaces: Vec<String> = kinds.iter().filter_map(|k| k.namespace.clone()).collect();
+    namespaces.push(crate::engine::namespace(state.engine).to_string());
+    namespaces.sort();
+    namespaces.dedup();
+    let namespaces = &namespaces;
     let mut left = Left {
         engine_kept: state
             .found_engine
@@ -74,16 +75,11 @@ pub async fn leave(
         ..Default::default()
     };
     // 1. The stamp, through the engine.
-    let roots: Vec<&(String, String)> = kinds
+    let roots: Vec<&RecordedKind> = kinds
         .iter()
-        .filter(|(_, k)| ENGINE_ROOT_KINDS.contains(&k.as_str()))
+        .filter(|k| ENGINE_ROOT_KINDS.contains(&k.kind.as_str()))
         .collect();
-    let mut waiting = Vec::new();
-    for (api_version, kind) in &roots {
-        for object in kube.list_labelled(api_version, kind, &selector).await? {
-            waiting.push(object);
-        }
-    }
+    let waiting = labelled(&kube, &roots, &selector).await?;
     if !waiting.is_empty() {
         progress.detail(&format!(
             "delete: {} engine objects, the engine removing what they made",
@@ -93,7 +89,10 @@ pub async fn leave(
         // A suspended Kustomization or HelmRelease prunes nothing when deleted
         // (kustomize-controller v1.9.4 `finalizerShouldDeleteResources`: not while
         // `spec.suspend`); `env suspend` and `env apply` leave them so. Resumed first.
-        let tree = grow(&live_engine_objects(&kube).await?, roots.clone());
+        let tree = grow(
+            &live_engine_objects(&kube, namespaces).await?,
+            roots.clone(),
+        );
         for (kind, namespace, name) in &tree {
             if let Some(api_version) = flux_api_version(kind) {
                 let live = kube.get(api_version, kind, Some(namespace), name).await?;
@@ -110,7 +109,7 @@ pub async fn leave(
             }
         }
         left.removed.extend(delete(&kube, &waiting).await?);
-        wait_gone(&kube, roots, timeout).await?;
+        wait_gone(&kube, roots, namespaces, timeout).await?;
     }
     // An engine this env installed stays while other envs' engine objects are there (they
     // found it and use it): its CRDs going would take theirs with them. What the install
@@ -120,7 +119,7 @@ pub async fn leave(
         crate::engine::Engine::Argo => "argoproj.io",
     };
     let engine_in_use = state.found_engine.is_none()
-        && live_engine_objects(&kube)
+        && live_engine_objects(&kube, namespaces)
             .await?
             .iter()
             .any(|o| o["apiVersion"].as_str().is_some_and(|v| v.contains(group)));
@@ -131,13 +130,11 @@ pub async fn leave(
         ));
     }
     // 2. Everything else the env labelled.
-    let mut rest = Vec::new();
-    for (api_version, kind) in &kinds {
-        if ENGINE_ROOT_KINDS.contains(&kind.as_str()) {
-            continue;
-        }
-        rest.extend(kube.list_labelled(api_version, kind, &selector).await?);
-    }
+    let others: Vec<&RecordedKind> = kinds
+        .iter()
+        .filter(|k| !ENGINE_ROOT_KINDS.contains(&k.kind.as_str()))
+        .collect();
+    let mut rest = labelled(&kube, &others, &selector).await?;
     if engine_in_use {
         rest.retain(|o| !applied_by(o, crate::kube::INSTALL_FIELD_MANAGER));
     }
@@ -148,6 +145,27 @@ pub async fn leave(
         give_back_keys(&kube).await?;
     }
     Ok(left)
+}
+
+/// The objects of the recorded `kinds` that carry `selector`, each listed where it was
+/// recorded (a kind recorded in several places, or also without one, is found once).
+async fn labelled(
+    kube: &KubeClient,
+    kinds: &[&RecordedKind],
+    selector: &str,
+) -> Result<Vec<Value>, EnvError> {
+    let mut found: Vec<Value> = Vec::new();
+    for k in kinds {
+        for object in kube
+            .list_labelled_in(&k.api_version, &k.kind, k.namespace.as_deref(), selector)
+            .await?
+        {
+            if !found.iter().any(|f| Node::of(f) == Node::of(&object)) {
+                found.push(object);
+            }
+        }
+    }
+    Ok(found)
 }
 
 async fn delete(kube: &KubeClient, objects: &[Value]) -> Result<Vec<String>, EnvError> {
@@ -219,11 +237,22 @@ const ENGINE_KINDS: &[(&str, &str)] = &[
     ("argoproj.io/v1alpha1", "ApplicationSet"),
 ];
 
-/// Every object of the engines' kinds on the cluster.
-async fn live_engine_objects(kube: &KubeClient) -> Result<Vec<Value>, EnvError> {
+/// Every object of the engines' kinds on the cluster; when the user may not list them across
+/// all namespaces, those in `namespaces`.
+async fn live_engine_objects(
+    kube: &KubeClient,
+    namespaces: &[String],
+) -> Result<Vec<Value>, EnvError> {
     let mut live = Vec::new();
     for (api_version, kind) in ENGINE_KINDS {
-        live.extend(kube.list(api_version, kind, None).await?);
+        match kube.list(api_version, kind, None).await {
+            Ok(all) => live.extend(all),
+            Err(_) => {
+                for ns in namespaces {
+                    live.extend(kube.list(api_version, kind, Some(ns)).await?);
+                }
+            }
+        }
     }
     Ok(live)
 }
@@ -261,11 +290,16 @@ fn applied_by(object: &Value, manager: &str) -> bool {
 
 /// Waits until the engine has finished the deleted roots and every engine object they made
 /// (their finalizers run while the engine runs: one kindling installed goes only after).
-async fn wait_gone(kube: &KubeClient, roots: Vec<Node>, timeout: Duration) -> Result<(), EnvError> {
+async fn wait_gone(
+    kube: &KubeClient,
+    roots: Vec<Node>,
+    namespaces: &[String],
+    timeout: Duration,
+) -> Result<(), EnvError> {
     let deadline = Instant::now() + timeout;
     let mut tree: std::collections::BTreeSet<Node> = roots.into_iter().collect();
     loop {
-        let live = live_engine_objects(kube).await?;
+        let live = live_engine_objects(kube, namespaces).await?;
         // The tree grows with what its members made, until nothing new is found.
         tree = grow(&live, tree.into_iter().collect());
         let left: Vec<String> = live

@@ -353,10 +353,12 @@ impl KubeClient {
                         None => object,
                     },
                     Ok(ownership::Claim::Apply) => {
-                        owner.record_kind(&object).map_err(|e| KubeError::Config {
-                            path: owner.kinds_file.display().to_string(),
-                            reason: format!("cannot record what kindling applies: {e}"),
-                        })?;
+                        owner
+                            .record_kind(&object, namespace.as_deref())
+                            .map_err(|e| KubeError::Config {
+                                path: owner.kinds_file.display().to_string(),
+                                reason: format!("cannot record what kindling applies: {e}"),
+                            })?;
                         owner.labelled(&object)
                     }
                 }
@@ -559,7 +561,21 @@ impl KubeClient {
         kind: &str,
         selector: &str,
     ) -> Result<Vec<Value>, KubeError> {
-        let Some((api, _)) = self.api_of_kind(api_version, kind, None).await? else {
+        self.list_labelled_in(api_version, kind, None, selector)
+            .await
+    }
+
+    /// The objects of a kind in `namespace` (every namespace when None) that carry the label
+    /// `selector`; empty when the kind is not served. A user whose rights end at namespaces
+    /// may list in them, not across all.
+    pub async fn list_labelled_in(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        selector: &str,
+    ) -> Result<Vec<Value>, KubeError> {
+        let Some((api, _)) = self.api_of_kind(api_version, kind, namespace).await? else {
             return Ok(Vec::new());
         };
         let list = api

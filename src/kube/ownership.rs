@@ -127,14 +127,18 @@ impl Ownership {
         object
     }
 
-    /// Records the object's kind before it is applied, so a crash after the apply still
-    /// leaves it findable.
-    pub fn record_kind(&self, object: &Value) -> std::io::Result<()> {
-        let kind = format!(
+    /// Records the object's kind and namespace before it is applied, so a crash after the
+    /// apply still leaves it findable, by a list in that namespace (a user whose rights end
+    /// at namespaces cannot list across all).
+    pub fn record_kind(&self, object: &Value, namespace: Option<&str>) -> std::io::Result<()> {
+        let mut kind = format!(
             "{} {}",
             object["apiVersion"].as_str().unwrap_or_default(),
             object["kind"].as_str().unwrap_or_default()
         );
+        if let Some(ns) = namespace {
+            kind = format!("{kind} {ns}");
+        }
         let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
         if !known.insert(kind) {
             return Ok(());
@@ -174,13 +178,37 @@ pub fn engine_parent(object: &Value) -> Option<(&'static str, &'static str, Stri
     ))
 }
 
-/// The `(apiVersion, kind)` pairs recorded in `path` (none when it is missing).
+/// What kindling applied of one kind: where to list it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RecordedKind {
+    pub api_version: String,
+    pub kind: String,
+    /// None: cluster-scoped (or recorded before namespaces were), listed across all.
+    pub namespace: Option<String>,
+}
+
+/// The kinds recorded in `path`, each with its namespace (none when the file is missing).
 pub fn read_kinds(path: &std::path::Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
         .filter(|l| l.contains(' '))
         .map(str::to_string)
+        .collect()
+}
+
+/// The recorded kinds of `path`, read.
+pub fn recorded_kinds(path: &std::path::Path) -> Vec<RecordedKind> {
+    read_kinds(path)
+        .iter()
+        .filter_map(|line| {
+            let mut words = line.split(' ');
+            Some(RecordedKind {
+                api_version: words.next()?.to_string(),
+                kind: words.next()?.to_string(),
+                namespace: words.next().map(str::to_string),
+            })
+        })
         .collect()
 }
 
@@ -247,13 +275,21 @@ mod tests {
     fn ownership_records_each_kind_once() {
         let o = ours();
         let a = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "a"}});
-        o.record_kind(&a).unwrap();
-        o.record_kind(&a).unwrap();
-        o.record_kind(&json!({"apiVersion": "apps/v1", "kind": "Deployment"}))
+        o.record_kind(&a, Some("team")).unwrap();
+        o.record_kind(&a, Some("team")).unwrap();
+        o.record_kind(&json!({"apiVersion": "v1", "kind": "Namespace"}), None)
             .unwrap();
         assert_eq!(
             read_kinds(&o.kinds_file),
-            vec!["apps/v1 Deployment", "v1 Secret"]
+            vec!["v1 Namespace", "v1 Secret team"]
+        );
+        assert_eq!(
+            recorded_kinds(&o.kinds_file)[1],
+            RecordedKind {
+                api_version: "v1".into(),
+                kind: "Secret".into(),
+                namespace: Some("team".into())
+            }
         );
         assert_eq!(
             o.labelled(&a)["metadata"]["labels"][ENV_LABEL],

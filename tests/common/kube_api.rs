@@ -57,6 +57,12 @@ pub struct ApiState {
     /// (`create customresourcedefinitions.apiextensions.k8s.io`, `create pods/portforward`):
     /// a SelfSubjectAccessReview of one of them is not allowed.
     pub denied: Vec<String>,
+    /// The rights the user has only in namespaces (a RoleBinding in each, no
+    /// ClusterRoleBinding), as `list secrets`: refused across all namespaces, in a
+    /// SelfSubjectAccessReview without a namespace and in a real request, with RBAC's answer
+    /// (kubernetes/apiserver v0.36.3 pkg/endpoints/handlers/responsewriters/errors.go
+    /// `forbiddenMessage`, "… at the cluster scope").
+    pub denied_cluster_wide: Vec<String>,
     /// When each Terminating Namespace was deleted.
     terminating_since: std::collections::HashMap<String, std::time::Instant>,
     generation: i64,
@@ -257,6 +263,28 @@ impl ApiState {
         let Some((gv, ns, plural, name)) = parse_path(&r.path) else {
             return not_found(&r.path);
         };
+        if r.method == "GET" && name.is_none() && ns.is_none() {
+            let group = gv.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
+            let resource = match group {
+                "" => plural.clone(),
+                g => format!("{plural}.{g}"),
+            };
+            if self
+                .denied_cluster_wide
+                .contains(&format!("list {resource}"))
+            {
+                return (
+                    403,
+                    status_body(
+                        403,
+                        "Forbidden",
+                        &format!(
+                            "{resource} is forbidden: User \"team\" cannot list resource \"{plural}\" in API group \"{group}\" at the cluster scope"
+                        ),
+                    ),
+                );
+            }
+        }
         if r.method == "GET" && self.fail_gets > 0 {
             self.fail_gets -= 1;
             return (
@@ -419,7 +447,10 @@ impl ApiState {
             resource = format!("{resource}/{}", text("subresource"));
         }
         let asked = format!("{} {resource}", text("verb"));
-        let allowed = !self.denied.contains(&asked);
+        let across_all = text("namespace").is_empty();
+        let refused = self.denied.contains(&asked)
+            || (across_all && self.denied_cluster_wide.contains(&asked));
+        let allowed = !refused;
         review["status"] = if allowed {
             json!({"allowed": true, "reason": "RBAC: allowed by ClusterRoleBinding \"team\""})
         } else {
