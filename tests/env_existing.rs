@@ -158,6 +158,13 @@ mod env {
         assert_eq!(status["status"]["engineOrigin"], "installed", "{status}");
         assert_eq!(status["status"]["ready"], true, "{status}");
         assert_eq!(status["status"]["gitea"]["state"], "running");
+        // A chart's objects carry helm-controller's origin labels, not kustomize-controller's.
+        let traefik = find(&h, "Deployment", Some("traefik"), "traefik").unwrap();
+        assert_eq!(
+            traefik["metadata"]["labels"]["helm.toolkit.fluxcd.io/name"], "ingress",
+            "{traefik}"
+        );
+        assert!(traefik["metadata"]["labels"]["kustomize.toolkit.fluxcd.io/name"].is_null());
         // The team's objects were not touched.
         assert_untouched(&h, &planted);
         // A sync pushes through a port-forward of its own process.
@@ -204,7 +211,9 @@ mod env {
             .objects
             .iter()
             .filter(|s| {
-                !s.object["metadata"]["labels"]["kustomize.toolkit.fluxcd.io/name"].is_null()
+                let labels = &s.object["metadata"]["labels"];
+                !labels["kustomize.toolkit.fluxcd.io/name"].is_null()
+                    || !labels["helm.toolkit.fluxcd.io/name"].is_null()
             })
             .map(|s| s.object.clone())
             .collect();

@@ -205,23 +205,15 @@ impl NodeOf for Node {
     }
 }
 
-/// The engine objects a root's deletion takes with it, as each engine marks what it applied:
-/// Flux by the labels `kustomize.toolkit.fluxcd.io/name` and `/namespace` of the Kustomization
-/// that applied it (fluxcd/kustomize-controller v1.9.4), Argo CD by the tracking annotation
-/// `argocd.argoproj.io/tracking-id: APP:GROUP/KIND:NAMESPACE/NAME` (its default tracking in
-/// v3.5.1) or the `app.kubernetes.io/instance` label (label tracking).
+/// The engine objects a root's deletion takes with it, as each engine marks what it applied
+/// (`crate::kube::ownership::engine_parent`), and, among engine objects only, Argo CD's label
+/// tracking (`app.kubernetes.io/instance`: too common on chart objects to say who made
+/// anything else).
 fn parent_of(object: &Value) -> Option<Node> {
-    let labels = &object["metadata"]["labels"];
-    if let (Some(name), Some(ns)) = (
-        labels["kustomize.toolkit.fluxcd.io/name"].as_str(),
-        labels["kustomize.toolkit.fluxcd.io/namespace"].as_str(),
-    ) {
-        return Some(("Kustomization".into(), ns.into(), name.into()));
+    if let Some((_, kind, namespace, name)) = crate::kube::ownership::engine_parent(object) {
+        return Some((kind.into(), namespace, name));
     }
-    let app = object["metadata"]["annotations"]["argocd.argoproj.io/tracking-id"]
-        .as_str()
-        .and_then(|t| t.split(':').next())
-        .or_else(|| labels["app.kubernetes.io/instance"].as_str())?;
+    let app = object["metadata"]["labels"]["app.kubernetes.io/instance"].as_str()?;
     Some((
         "Application".into(),
         crate::engine::argo::NAMESPACE.into(),

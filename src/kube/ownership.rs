@@ -150,21 +150,32 @@ impl Ownership {
     }
 }
 
-/// The engine object that applied `object`: Flux's Kustomization by its owner labels, or
-/// Argo CD's Application by its tracking annotation (`APP:GROUP/KIND:NS/NAME`, the v3
-/// default; argoproj/argo-cd v3.5.1 util/argo/resource_tracking.go).
+/// The engine object that applied `object`: Flux's Kustomization by its owner labels
+/// (fluxcd/kustomize-controller v1.9.4 `SetOwnerLabels`), Flux's HelmRelease by the origin
+/// labels its post renderer puts on every object a chart installs (fluxcd/helm-controller
+/// v1.6.3 internal/postrender/build.go, common_renderer.go `originLabels`), or Argo CD's
+/// Application by its tracking annotation (`APP:GROUP/KIND:NS/NAME`, the v3 default;
+/// argoproj/argo-cd v3.5.1 util/argo/resource_tracking.go).
 pub fn engine_parent(object: &Value) -> Option<(&'static str, &'static str, String, String)> {
     let labels = &object["metadata"]["labels"];
-    if let (Some(name), Some(namespace)) = (
-        labels["kustomize.toolkit.fluxcd.io/name"].as_str(),
-        labels["kustomize.toolkit.fluxcd.io/namespace"].as_str(),
-    ) {
-        return Some((
+    for (group, api_version, kind) in [
+        (
+            "kustomize.toolkit.fluxcd.io",
             "kustomize.toolkit.fluxcd.io/v1",
             "Kustomization",
-            namespace.to_string(),
-            name.to_string(),
-        ));
+        ),
+        (
+            "helm.toolkit.fluxcd.io",
+            "helm.toolkit.fluxcd.io/v2",
+            "HelmRelease",
+        ),
+    ] {
+        if let (Some(name), Some(namespace)) = (
+            labels[format!("{group}/name")].as_str(),
+            labels[format!("{group}/namespace")].as_str(),
+        ) {
+            return Some((api_version, kind, namespace.to_string(), name.to_string()));
+        }
     }
     let app = object["metadata"]["annotations"]["argocd.argoproj.io/tracking-id"]
         .as_str()?
@@ -269,6 +280,26 @@ mod tests {
         let (kept, dropped) = without_their_keys(&ours, &live, "kindling");
         assert_eq!(kept["data"]["health"], "kindling's");
         assert!(dropped.is_empty());
+    }
+
+    #[test]
+    fn ownership_engine_parent_of_a_chart_object_is_its_helm_release() {
+        let chart_object = json!({"metadata": {"labels": {
+            "helm.toolkit.fluxcd.io/name": "ingress",
+            "helm.toolkit.fluxcd.io/namespace": "flux-system",
+            "app.kubernetes.io/instance": "traefik"}}});
+        assert_eq!(
+            engine_parent(&chart_object),
+            Some((
+                "helm.toolkit.fluxcd.io/v2",
+                "HelmRelease",
+                "flux-system".to_string(),
+                "ingress".to_string()
+            ))
+        );
+        // A chart's own instance label says nothing of who applied it.
+        let plain = json!({"metadata": {"labels": {"app.kubernetes.io/instance": "traefik"}}});
+        assert_eq!(engine_parent(&plain), None);
     }
 
     #[test]

@@ -54,8 +54,18 @@ pub fn go_duration(text: &str) -> Option<Duration> {
 /// Who applies, which decides how applied objects are marked and how a refusal reads.
 #[derive(Clone, Copy)]
 pub enum Owner<'a> {
-    /// A Kustomization or HelmRelease, by name.
+    /// A Kustomization, by name (kustomize-controller labels what it applies).
     Flux(&'a str),
+    /// A HelmRelease's chart, by the release's name and namespace: helm-controller's post
+    /// renderer labels every object it installs `helm.toolkit.fluxcd.io/name` and
+    /// `/namespace` (fluxcd/helm-controller v1.6.3 internal/postrender/build.go
+    /// `NewOriginLabels(v2.GroupVersion.Group, rel.Namespace, rel.Name)`,
+    /// common_renderer.go `originLabels`), not with kustomize-controller's labels.
+    Helm(&'a str, &'a str),
+    /// The Namespace Helm's `install.createNamespace` makes before the release, outside it:
+    /// not post-rendered, so without origin labels (helm v3 pkg/action/install.go labels it
+    /// `name: <namespace>` only).
+    HelmNamespace,
     /// An Application, by name.
     Argo(&'a str),
 }
@@ -346,6 +356,13 @@ impl Workspace {
                     o["metadata"]["labels"]["kustomize.toolkit.fluxcd.io/namespace"] =
                         json!("flux-system");
                 }
+                Owner::Helm(release, release_ns) => {
+                    o["metadata"]["labels"]["helm.toolkit.fluxcd.io/name"] = json!(release);
+                    o["metadata"]["labels"]["helm.toolkit.fluxcd.io/namespace"] = json!(release_ns);
+                }
+                Owner::HelmNamespace => {
+                    o["metadata"]["labels"]["name"] = json!(name);
+                }
                 // argoproj/argo-cd v3.5.1 util/argo/resource_tracking.go: annotation tracking
                 // (the v3 default), `<app>:<group>/<kind>:<namespace>/<name>`.
                 Owner::Argo(app) => {
@@ -381,6 +398,7 @@ impl Workspace {
             // (fake_ssa).
             let manager = match owner {
                 Owner::Flux(_) => "kustomize-controller",
+                Owner::Helm(..) | Owner::HelmNamespace => "helm-controller",
                 Owner::Argo(_) => "argocd-controller",
             };
             match objects.iter_mut().find(|s| {

@@ -662,7 +662,9 @@ impl FluxModel {
                 json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": target}}),
             ];
             if object["spec"]["install"]["createNamespace"] == true
-                && let Err(message) = self.ws.apply(objects, Owner::Flux(name), namespace, None)
+                && let Err(message) = self
+                    .ws
+                    .apply(objects, Owner::HelmNamespace, namespace, None)
             {
                 self.set_ready(objects, i, "False", "InstallFailed", &message);
                 return;
@@ -678,9 +680,10 @@ impl FluxModel {
                 o["metadata"]["annotations"]["meta.helm.sh/release-name"] = json!(release);
                 o["metadata"]["annotations"]["meta.helm.sh/release-namespace"] = json!(target);
             }
+            let release_ns = objects[i].namespace.clone().unwrap_or_default();
             let inventory = match self.ws.apply(
                 objects,
-                Owner::Flux(name),
+                Owner::Helm(name, &release_ns),
                 built,
                 Some(target.clone()),
             ) {
