@@ -531,6 +531,39 @@ mod env {
         );
     }
 
+    /// A Flux locked down for tenants (`--default-service-account`) impersonates that account
+    /// for every object without `serviceAccountName`: without the account in flux-system every
+    /// apply of the env would fail, so the create stops first; with it, the Flux is used.
+    #[test]
+    fn env_existing_flux_that_impersonates_a_missing_account_is_refused() {
+        let h = Harness::existing("flux", true);
+        h.api.update(|stored| {
+            let controller = stored
+                .iter_mut()
+                .find(|s| s.plural == "deployments" && s.name == "kustomize-controller")
+                .expect("the found Flux's kustomize-controller");
+            controller.object["spec"]["template"]["spec"]["containers"] = json!([{
+                "name": "manager", "image": "ghcr.io/fluxcd/kustomize-controller:v1.9.4",
+                "args": ["--watch-all-namespaces=true", "--default-service-account=tenant"]}]);
+        });
+        let env = unique("sa");
+        let doc = error_says(
+            &h.create_existing(&env, &["--dry-run"]),
+            "--default-service-account=tenant and flux-system has no ServiceAccount tenant",
+        );
+        assert!(
+            doc["error"].to_string().contains("kustomize-controller"),
+            "{doc}"
+        );
+        plant(
+            &h.api,
+            vec![json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                "metadata": {"name": "tenant", "namespace": "flux-system"}})],
+        );
+        let plan = existing(&h, &env, &["--dry-run"]);
+        assert_eq!(plan["plan"]["provider"], "existing", "{plan}");
+    }
+
     /// A user whose rights end at namespaces (a RoleBinding in each, no list across all): the
     /// rights check asks for `list` where the env applies, and `env delete` finds everything
     /// the env labelled by listing there, not across the cluster.

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::kube::KubeClient;
+use crate::kube::flags::flag;
 
 /// The CRD that says cert-manager is installed.
 const CERTIFICATES_CRD: &str = "certificates.cert-manager.io";
@@ -74,7 +75,7 @@ pub async fn find(kube: &KubeClient, context: &str) -> Result<Option<ClusterCert
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let args = args_of(controller);
+    let args = crate::kube::flags::container_args(controller);
     if let Some(watched) = flag(&args, "--namespace").filter(|n| !n.is_empty()) {
         return Err(format!(
             "the cert-manager of the cluster of context {context} (in namespace {namespace}) watches only namespace {watched} (`--namespace`), which disables ClusterIssuers, and the env's CA is handed over as one; nothing was changed\nhelp: use a cluster whose cert-manager serves every namespace, or one without cert-manager"
@@ -169,25 +170,6 @@ fn containers(deployment: &Value) -> impl Iterator<Item = &Value> {
         .flatten()
 }
 
-fn args_of(deployment: &Value) -> Vec<String> {
-    containers(deployment)
-        .flat_map(|c| c["args"].as_array().cloned().unwrap_or_default())
-        .filter_map(|a| a.as_str().map(str::to_string))
-        .collect()
-}
-
-/// A flag's value, written `--flag=value` or `--flag value` (pflag takes both).
-fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
-    args.iter().enumerate().find_map(|(i, a)| {
-        if let Some(value) = a.strip_prefix(name).and_then(|r| r.strip_prefix('=')) {
-            return Some(value);
-        }
-        (a == name)
-            .then(|| args.get(i + 1).map(String::as_str))
-            .flatten()
-    })
-}
-
 fn image_tag(deployment: &Value) -> Option<String> {
     containers(deployment).find_map(|c| {
         let image = c["image"].as_str()?;
@@ -206,25 +188,6 @@ mod tests {
             "labels": {"app.kubernetes.io/name": "cert-manager"}},
             "spec": {"template": {"spec": {"containers": [{"name": "cert-manager-controller",
                 "image": "quay.io/jetstack/cert-manager-controller:v1.21.1", "args": args}]}}}})
-    }
-
-    #[test]
-    fn cert_manager_flags_are_read_in_both_pflag_spellings() {
-        let args = args_of(&controller(&[
-            "--v=2",
-            "--cluster-resource-namespace=$(POD_NAMESPACE)",
-            "--leader-election-namespace",
-            "kube-system",
-        ]));
-        assert_eq!(
-            flag(&args, "--cluster-resource-namespace"),
-            Some("$(POD_NAMESPACE)")
-        );
-        assert_eq!(
-            flag(&args, "--leader-election-namespace"),
-            Some("kube-system")
-        );
-        assert_eq!(flag(&args, "--namespace"), None);
     }
 
     #[test]

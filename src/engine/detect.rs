@@ -66,8 +66,15 @@ pub async fn find(kube: &KubeClient, engine: Engine) -> Result<Option<FoundEngin
             None => false,
         };
         if !served {
-            incompatible.push(format!("{name} {version}"));
+            incompatible.push(format!(
+                "it does not serve {name} {version} (kindling writes that)"
+            ));
         }
+    }
+    if engine == Engine::Flux
+        && let Some(why) = impersonation_without_account(kube).await?
+    {
+        incompatible.push(why);
     }
     let version = match crd["metadata"]["labels"]["app.kubernetes.io/version"].as_str() {
         Some(v) => v.to_string(),
@@ -79,13 +86,43 @@ pub async fn find(kube: &KubeClient, engine: Engine) -> Result<Option<FoundEngin
         engine,
         version,
         installed_by,
-        incompatible: (!incompatible.is_empty()).then(|| {
-            format!(
-                "it does not serve {} (kindling writes those)",
-                incompatible.join(", ")
-            )
-        }),
+        incompatible: (!incompatible.is_empty()).then(|| incompatible.join("; and ")),
     }))
+}
+
+/// A Flux locked down for tenants: kustomize-controller or helm-controller run with
+/// `--default-service-account=SA` (fluxcd/kustomize-controller v1.9.4 main.go; helm-controller
+/// v1.6.3 main.go), so an object without `spec.serviceAccountName` (kindling's are) is applied
+/// impersonating `system:serviceaccount:<its namespace>:SA`, and only when that account exists
+/// (fluxcd/pkg runtime/v0.110.1 runtime/client/impersonator.go `CanImpersonate`,
+/// `setImpersonationConfig`); else every apply and prune of the env fails. Said when the
+/// account is missing in Flux's namespace, where kindling's objects live.
+async fn impersonation_without_account(kube: &KubeClient) -> Result<Option<String>, KubeError> {
+    let namespace = super::namespace(Engine::Flux);
+    for controller in ["kustomize-controller", "helm-controller"] {
+        let Some(workload) = kube
+            .get("apps/v1", "Deployment", Some(namespace), controller)
+            .await?
+        else {
+            continue;
+        };
+        let args = crate::kube::flags::container_args(&workload);
+        let Some(account) =
+            crate::kube::flags::flag(&args, "--default-service-account").filter(|a| !a.is_empty())
+        else {
+            continue;
+        };
+        if kube
+            .get("v1", "ServiceAccount", Some(namespace), account)
+            .await?
+            .is_none()
+        {
+            return Ok(Some(format!(
+                "its {controller} runs with --default-service-account={account} and {namespace} has no ServiceAccount {account}: Flux would fail to apply the env's objects there (it impersonates that account for every object without spec.serviceAccountName)"
+            )));
+        }
+    }
+    Ok(None)
 }
 
 /// Whether a CRD serves `version`.

@@ -3,6 +3,7 @@
 //! Established before their resources, bounded waits, and bundle deletion.
 
 pub mod access;
+pub mod flags;
 pub mod forward;
 pub mod order;
 pub mod ownership;

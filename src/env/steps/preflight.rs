@@ -139,7 +139,7 @@ pub async fn check_existing(
         && let Some(why) = &f.incompatible
     {
         return Err(EnvError::Preflight(format!(
-            "{} {} is installed on the cluster of context {}, but {why}\nhelp: kindling never upgrades an engine it did not install; upgrade it yourself, or use the other engine (--engine)",
+            "{} {} is installed on the cluster of context {}, but {why}\nhelp: kindling never changes an engine it did not install; upgrade or configure it yourself, or use the other engine (--engine)",
             engine.name(),
             f.version,
             existing.context

@@ -1,0 +1,51 @@
+//! The command-line flags a controller runs with, read from its workload's containers:
+//! several of upstream's choices (cert-manager's `--cluster-resource-namespace`, Flux's
+//! `--default-service-account`) are flags, not objects.
+
+use serde_json::Value;
+
+/// Every argument of every container of a workload (Deployment, StatefulSet).
+pub fn container_args(workload: &Value) -> Vec<String> {
+    workload["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["args"].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect()
+}
+
+/// A flag's value, written `--flag=value` or `--flag value` (Go's flag and pflag take both).
+pub fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter().enumerate().find_map(|(i, a)| {
+        if let Some(value) = a.strip_prefix(name).and_then(|r| r.strip_prefix('=')) {
+            return Some(value);
+        }
+        (a == name)
+            .then(|| args.get(i + 1).map(String::as_str))
+            .flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_are_read_in_both_spellings() {
+        let workload = serde_json::json!({"spec": {"template": {"spec": {"containers": [
+            {"args": ["--v=2", "--cluster-resource-namespace=$(POD_NAMESPACE)"]},
+            {"args": ["--leader-election-namespace", "kube-system"]}]}}}});
+        let args = container_args(&workload);
+        assert_eq!(
+            flag(&args, "--cluster-resource-namespace"),
+            Some("$(POD_NAMESPACE)")
+        );
+        assert_eq!(
+            flag(&args, "--leader-election-namespace"),
+            Some("kube-system")
+        );
+        assert_eq!(flag(&args, "--namespace"), None);
+        assert_eq!(flag(&args, "--v"), Some("2"));
+    }
+}
