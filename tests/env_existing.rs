@@ -531,6 +531,39 @@ mod env {
         );
     }
 
+    /// An object the stamp's own directories declare that the cluster has already, someone
+    /// else's (here the team's namespace `website`, which the sample's website entry declares):
+    /// the engine would take it over and delete it with the env, so the create stops before
+    /// anything changes.
+    #[test]
+    fn env_existing_stamp_object_that_is_someone_elses_is_refused_before_anything_changes() {
+        let h = Harness::existing("flux", true);
+        let planted = vec![
+            json!({"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": "website", "labels": {"team": "web"}}}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "keep-me", "namespace": "website"}, "data": {"a": "1"}}),
+        ];
+        plant(&h.api, planted.clone());
+        let env = unique("taken");
+        let doc = error_says(
+            &h.create_existing(&env, &[]),
+            "Namespace website exists on the cluster and is not the env's, and entry website of stamp sample declares it",
+        );
+        assert!(
+            doc["error"].to_string().contains("delete it with the env"),
+            "{doc}"
+        );
+        assert!(
+            !h.api.requests().iter().any(|r| r.method == "PATCH"
+                && (r.path.contains("kustomizations") || r.path.contains("/namespaces/website"))),
+            "the stamp was bootstrapped"
+        );
+        assert_untouched(&h, &planted);
+        h.json(&["env", "delete", &env]);
+        assert_untouched(&h, &planted);
+    }
+
     /// A Flux locked down for tenants (`--default-service-account`) impersonates that account
     /// for every object without `serviceAccountName`: without the account in flux-system every
     /// apply of the env would fail, so the create stops first; with it, the Flux is used.

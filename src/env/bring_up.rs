@@ -66,14 +66,17 @@ pub async fn bring_up(
         extra_ca.as_ref(),
     );
     if !state.provider.makes_the_cluster() {
-        bootstrap::prepare_shared_cluster(
+        for unchecked in bootstrap::prepare_shared_cluster(
             kube,
             state.engine,
             stamp,
             &rendered,
             settings.step_timeout,
         )
-        .await?;
+        .await?
+        {
+            progress.warn(&unchecked);
+        }
     }
     kube.apply_objects(&objects, &ApplyOptions::new(settings.step_timeout))
         .await?;

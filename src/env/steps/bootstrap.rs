@@ -43,14 +43,17 @@ impl Step for Bootstrap {
             );
             let kube = ctx.kube().await?;
             if !ctx.resolved.provider.makes_the_cluster() {
-                prepare_shared_cluster(
+                for unchecked in prepare_shared_cluster(
                     kube,
                     ctx.opts.engine,
                     ctx.stamp,
                     ctx.rendered()?,
                     ctx.settings.step_timeout,
                 )
-                .await?;
+                .await?
+                {
+                    ctx.progress.warn(&unchecked);
+                }
             }
             let applied = kube
                 .apply_objects(&objects, &ApplyOptions::new(ctx.settings.step_timeout))
@@ -74,16 +77,21 @@ impl Step for Bootstrap {
 ///   them with the env. One the env's own root applied before (a rerun) is the env's: Flux
 ///   marks what a Kustomization applied with `kustomize.toolkit.fluxcd.io/name`/`namespace`,
 ///   Argo CD with the tracking annotation `APP:…`;
+/// - the objects the stamp's own directories declare must not be someone else's either: the
+///   engine would take them over too (Flux adds them to its inventory, Argo CD tracks them) and
+///   delete them with the env (`stamp_objects_taken`);
 /// - the stamp's namespaces are made by kindling, labelled for the env: a namespace the engine
 ///   or Helm makes (`install.createNamespace`) outlives the stamp's removal (helm uninstall
 ///   leaves it), and one that was there already is used as found and left.
+///
+/// Returns what could not be checked, for the caller to warn about.
 pub async fn prepare_shared_cluster(
     kube: &crate::kube::KubeClient,
     engine: Engine,
     stamp: &Stamp,
     rendered: &Rendered,
     timeout: std::time::Duration,
-) -> Result<(), EnvError> {
+) -> Result<Vec<String>, EnvError> {
     let (root_kind, root) = match engine {
         Engine::Flux => (
             "Kustomization",
@@ -133,9 +141,62 @@ pub async fn prepare_shared_cluster(
             }
         }
     }
+    let unchecked = stamp_objects_taken(kube, stamp).await?;
     kube.apply_objects(&stamp_namespaces(stamp), &ApplyOptions::new(timeout))
         .await?;
-    Ok(())
+    Ok(unchecked)
+}
+
+/// Refuses when an object one of the stamp's directories declares (built as the engine builds
+/// it, `crate::env::entry_build`) is on the cluster and is not the env's. Charts are not
+/// rendered here (Helm itself refuses to install over objects another release or no release
+/// owns: helm v3 pkg/action/validate.go `existingResourceConflict`). Returns the entries that
+/// could not be built, and so not checked.
+async fn stamp_objects_taken(
+    kube: &crate::kube::KubeClient,
+    stamp: &Stamp,
+) -> Result<Vec<String>, EnvError> {
+    let mut unchecked = Vec::new();
+    for entry in &stamp.entries {
+        let crate::stamp::Source::Path(path) = &entry.source else {
+            continue;
+        };
+        let objects =
+            match crate::env::entry_build::build(&path.host_dir, entry.namespace.as_deref()) {
+                Ok(objects) => objects,
+                Err(e) => {
+                    unchecked.push(format!(
+                        "entry {}: its objects were not checked against the cluster's: {}",
+                        entry.name,
+                        e.to_string().lines().next().unwrap_or_default()
+                    ));
+                    continue;
+                }
+            };
+        for object in objects {
+            let (Some(api_version), Some(kind), Some(name)) = (
+                object["apiVersion"].as_str(),
+                object["kind"].as_str(),
+                object["metadata"]["name"].as_str(),
+            ) else {
+                continue;
+            };
+            let namespace = object["metadata"]["namespace"].as_str();
+            let Some(live) = kube.get(api_version, kind, namespace, name).await? else {
+                continue;
+            };
+            if !kube.belongs_to_the_env(&live).await? {
+                return Err(EnvError::Preflight(format!(
+                    "{kind} {}{name} exists on the cluster and is not the env's, and entry {} of stamp {} declares it ({}); the engine would take it over and delete it with the env; nothing was changed\nhelp: rename it in the stamp, or use a cluster (or namespace) where it is free",
+                    namespace.map(|n| format!("{n}/")).unwrap_or_default(),
+                    entry.name,
+                    stamp.name,
+                    path.host_dir.display()
+                )));
+            }
+        }
+    }
+    Ok(unchecked)
 }
 
 /// A Namespace for every namespace the stamp's entries name.
