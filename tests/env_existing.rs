@@ -564,6 +564,30 @@ mod env {
         assert_untouched(&h, &planted);
     }
 
+    /// The same check guards `env sync`: an edit that declares the team's ConfigMap is refused
+    /// before it is pushed (the engine would read the commit on its own).
+    #[test]
+    fn env_existing_sync_that_declares_someone_elses_object_pushes_nothing() {
+        let h = Harness::existing("flux", true);
+        let env = unique("syncs");
+        existing(&h, &env, &[]);
+        let theirs = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "team-notes", "namespace": "default"}, "data": {"text": "theirs"}});
+        plant(&h.api, vec![theirs.clone()]);
+        h.add_sample_application(
+            "{name: notes, path: applications/notes, namespace: default}",
+            "notes",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: team-notes}\ndata: {text: ours}\n",
+        );
+        let before = h.gitea.head();
+        error_says(
+            &h.run(&["env", "sync", &env, "--output", "json"], &[]),
+            "ConfigMap default/team-notes exists on the cluster and is not the env's",
+        );
+        assert_eq!(h.gitea.head(), before, "the sync pushed");
+        assert_untouched(&h, &[theirs]);
+    }
+
     /// A Flux locked down for tenants (`--default-service-account`) impersonates that account
     /// for every object without `serviceAccountName`: without the account in flux-system every
     /// apply of the env would fail, so the create stops first; with it, the Flux is used.

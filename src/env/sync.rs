@@ -49,6 +49,14 @@ pub async fn sync(
     let gitea = gitea_of(&state)?;
     super::steps::cluster::fill_cluster_facts(&mut state).await;
     let rendered = render_for_env(&stamp, &state, &gitea, &settings.data_dir)?;
+    // On a shared cluster an edit may declare what someone else has there: checked before the
+    // push, since the engine reads every new commit on its own.
+    if !state.provider.makes_the_cluster() {
+        let kube = super::open::kube_of(&state).await?;
+        for unchecked in super::steps::bootstrap::stamp_objects_taken(&kube, &stamp).await? {
+            progress.warn(&unchecked);
+        }
+    }
     progress.start("push", &format!("{}", stamp.repo_root.display()));
     let t = Instant::now();
     let commit = push(&stamp, &rendered, &gitea).await?;

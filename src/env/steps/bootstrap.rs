@@ -152,7 +152,7 @@ pub async fn prepare_shared_cluster(
 /// rendered here (Helm itself refuses to install over objects another release or no release
 /// owns: helm v3 pkg/action/validate.go `existingResourceConflict`). Returns the entries that
 /// could not be built, and so not checked.
-async fn stamp_objects_taken(
+pub(crate) async fn stamp_objects_taken(
     kube: &crate::kube::KubeClient,
     stamp: &Stamp,
 ) -> Result<Vec<String>, EnvError> {
