@@ -241,6 +241,42 @@ mod stamp {
         }
     }
 
+    /// An env that keeps its Flux objects in a namespace of its own (a shared cluster): every
+    /// Flux object is rendered there, and every reference between them names it or none
+    /// (which Flux resolves to the referring object's own: kustomize-controller v1.9.4
+    /// `checkDependencies`/`getSource`, helm-controller v1.6.3 `HelmChartTemplate.GetNamespace`).
+    #[test]
+    fn stamp_render_flux_objects_follow_the_envs_own_namespace() {
+        let mut own = sample();
+        own.own_flux_namespace = Some("kindling-dev".into());
+        assert_eq!(own.flux_namespace(), "kindling-dev");
+        let rendered = render(&own, Engine::Flux, &options()).unwrap();
+        let mut flux_objects = 0;
+        for doc in rendered.documents() {
+            if doc["apiVersion"]
+                .as_str()
+                .is_some_and(|v| v.contains("toolkit.fluxcd.io"))
+            {
+                flux_objects += 1;
+                assert_eq!(doc["metadata"]["namespace"], "kindling-dev", "{doc}");
+            }
+        }
+        assert!(flux_objects > 10, "{flux_objects}");
+        let yaml = rendered.to_yaml_stream();
+        assert!(!yaml.contains("flux-system"), "{yaml}");
+        let release = find(&rendered, "HelmRelease", "ingress");
+        assert_eq!(
+            release["spec"]["chart"]["spec"]["sourceRef"]["namespace"],
+            "kindling-dev"
+        );
+        // A stamp on its own keeps Flux's namespace, byte for byte.
+        let plain = render(&sample(), Engine::Flux, &options()).unwrap();
+        assert_eq!(
+            plain.to_yaml_stream(),
+            yaml.replace("kindling-dev", "flux-system")
+        );
+    }
+
     #[test]
     fn stamp_render_flux_kustomizations_carry_dependencies_health_checks_and_timeouts() {
         let rendered = render(&sample(), Engine::Flux, &options()).unwrap();

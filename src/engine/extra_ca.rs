@@ -30,12 +30,18 @@ pub const FLUX_SECRET: &str = "kindling-extra-ca";
 /// Argo CD's ConfigMap of repository CA bundles, from its install manifest.
 pub const ARGO_TLS_CERTS: &str = "argocd-tls-certs-cm";
 
-/// The objects that hand the engine the roots, for the chart sources of `rendered`.
-pub fn objects(engine: Engine, rendered: &Rendered, ca: &ExtraCa) -> Vec<Value> {
+/// The objects that hand the engine the roots, for the chart sources of `rendered`. Flux's
+/// Secret sits beside the HelmRepositories, in `flux_namespace` (a `certSecretRef` is local).
+pub fn objects(
+    engine: Engine,
+    flux_namespace: &str,
+    rendered: &Rendered,
+    ca: &ExtraCa,
+) -> Vec<Value> {
     match engine {
         Engine::Flux => vec![super::secret_object(
             FLUX_SECRET,
-            super::flux::NAMESPACE,
+            flux_namespace,
             &[],
             &[("ca.crt", &ca.pem)],
         )],
@@ -143,7 +149,7 @@ mod tests {
             pem: "PEM".into(),
             roots: Vec::new(),
         };
-        let extra = objects(Engine::Argo, &apps, &ca);
+        let extra = objects(Engine::Argo, super::super::flux::NAMESPACE, &apps, &ca);
         assert_eq!(extra[0]["data"]["charts.corp"], "PEM");
         let mut manifest = vec![
             json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": ARGO_TLS_CERTS}}),
@@ -154,8 +160,21 @@ mod tests {
         assert_eq!(manifest[0]["data"]["ghcr.io"], "PEM");
         assert!(manifest[1]["data"].is_null());
         // No chart over TLS: nothing to hand Argo CD.
-        assert!(objects(Engine::Argo, &rendered(Vec::new()), &ca).is_empty());
-        let flux = objects(Engine::Flux, &rendered(Vec::new()), &ca);
+        assert!(
+            objects(
+                Engine::Argo,
+                super::super::flux::NAMESPACE,
+                &rendered(Vec::new()),
+                &ca
+            )
+            .is_empty()
+        );
+        let flux = objects(
+            Engine::Flux,
+            super::super::flux::NAMESPACE,
+            &rendered(Vec::new()),
+            &ca,
+        );
         assert_eq!(flux[0]["metadata"]["name"], FLUX_SECRET);
         assert_eq!(flux[0]["metadata"]["namespace"], "flux-system");
     }

@@ -24,10 +24,12 @@ pub const RECONCILE_ANNOTATION: &str = "reconcile.fluxcd.io/requestedAt";
 
 /// The credentials Secret the GitRepository's `secretRef` names (basic auth: username and
 /// password keys, as source-controller reads them).
-pub fn credentials_secret(credentials: &GitCredentials) -> Value {
+/// It sits beside the GitRepository: a `secretRef` is local (fluxcd/source-controller
+/// api/v1/gitrepository_types.go `meta.LocalObjectReference`).
+pub fn credentials_secret(credentials: &GitCredentials, namespace: &str) -> Value {
     super::secret_object(
         crate::stamp::render::CREDENTIALS_SECRET,
-        NAMESPACE,
+        namespace,
         &[],
         &[
             ("username", &credentials.username),
@@ -45,7 +47,7 @@ pub fn bootstrap_objects(
     hold: bool,
 ) -> Vec<Value> {
     let root = root_name(stamp);
-    let mut objects = vec![credentials_secret(credentials)];
+    let mut objects = vec![credentials_secret(credentials, stamp.flux_namespace())];
     for object in rendered_bootstrap {
         let mut object = object.clone();
         if object["kind"] == "Kustomization" && object["metadata"]["name"] == root.as_str() {
@@ -72,7 +74,7 @@ pub fn reconcile_requests(stamp: &Stamp, now: time::OffsetDateTime) -> Vec<Patch
     let request = |api: &str, kind: &str, name: &str| PatchRequest {
         api_version: api.to_string(),
         kind: kind.to_string(),
-        namespace: NAMESPACE.to_string(),
+        namespace: stamp.flux_namespace().to_string(),
         name: name.to_string(),
         patch: patch.clone(),
     };

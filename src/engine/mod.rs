@@ -290,7 +290,7 @@ pub async fn status(
 ) -> Result<EngineStatus, EngineError> {
     Ok(match engine {
         Engine::Flux => {
-            let ns = Some(flux::NAMESPACE);
+            let ns = Some(stamp.flux_namespace());
             let kustomizations = kube
                 .list(flux::KUSTOMIZATION_API, "Kustomization", ns)
                 .await?;
@@ -327,10 +327,12 @@ fn still_present(left: Vec<String>) -> Result<(), String> {
 /// object is deleted (Flux prunes what the Kustomization applied; Argo CD's resources
 /// finalizer cascades) and this waits until every one is gone. The root was re-applied
 /// without them first, so its own prune agrees; until it has reconciled the new commit it
-/// may apply an entry again, which is deleted again.
+/// may apply an entry again, which is deleted again. `flux_namespace` is where the env's Flux
+/// objects live (`Stamp::flux_namespace`).
 pub async fn remove_entries(
     kube: &KubeClient,
     engine: Engine,
+    flux_namespace: &str,
     names: &[String],
     timeout: Duration,
 ) -> Result<(), EngineError> {
@@ -338,7 +340,7 @@ pub async fn remove_entries(
         return Ok(());
     }
     let (api_version, kind, ns) = match engine {
-        Engine::Flux => (flux::KUSTOMIZATION_API, "Kustomization", flux::NAMESPACE),
+        Engine::Flux => (flux::KUSTOMIZATION_API, "Kustomization", flux_namespace),
         Engine::Argo => (argo::API_VERSION, "Application", argo::NAMESPACE),
     };
     let objects: Vec<Value> = names
@@ -387,7 +389,7 @@ pub async fn remove_stamp(
         Engine::Flux => (
             flux::KUSTOMIZATION_API,
             "Kustomization",
-            flux::NAMESPACE,
+            stamp.flux_namespace(),
             flux::root_name(stamp),
         ),
         Engine::Argo => (

@@ -262,7 +262,7 @@ pub async fn create(
         }
         None => None,
     };
-    let stamp = match &cluster_cert_manager {
+    let mut stamp = match &cluster_cert_manager {
         Some(found) => crate::stamp::cert_manager::with_the_clusters(
             stamp,
             &found.resource_namespace,
@@ -270,6 +270,8 @@ pub async fn create(
         )?,
         None => stamp,
     };
+    // Where the env's Flux objects live, as its record says (a rerun keeps them there).
+    stamp.own_flux_namespace = existing.as_ref().and_then(|s| s.flux_namespace.clone());
     if dry_run {
         // On an existing cluster, what the create would fail on there is known read-only.
         if let Some(cluster) = &opts.existing {
@@ -424,6 +426,7 @@ fn new_state(opts: &CreateOptions, stamp: &Stamp, ports: Ports) -> EnvState {
         existing: opts.existing.clone(),
         found_engine: None,
         cluster_cert_manager: None,
+        flux_namespace: None,
     }
 }
 

@@ -228,7 +228,7 @@ async fn entry_diff(
     };
     let mut built = BTreeSet::new();
     for object in &mut objects {
-        mark_as_the_engine_does(object, engine, &entry.name);
+        mark_as_the_engine_does(object, engine, stamp.flux_namespace(), &entry.name);
         let kind = text(&object["kind"]);
         let namespace = object["metadata"]["namespace"].as_str().map(str::to_string);
         let name = text(&object["metadata"]["name"]);
@@ -269,8 +269,9 @@ async fn entry_diff(
             found.unchanged += 1;
         }
     }
-    if prunes(kube, engine, &entry.name).await? {
-        for (namespace, name, kind) in super::entry_objects::refs(kube, engine, &entry.name).await?
+    if prunes(kube, engine, stamp.flux_namespace(), &entry.name).await? {
+        for (namespace, name, kind) in
+            super::entry_objects::refs(kube, engine, stamp.flux_namespace(), &entry.name).await?
         {
             if !built.contains(&(namespace.clone(), name.clone(), kind.clone())) {
                 let ns = (!namespace.is_empty()).then_some(namespace.as_str());
@@ -313,13 +314,13 @@ fn object_label(kind: &str, namespace: Option<&str>, name: &str) -> String {
 }
 
 /// The marks the engine puts on what it applies.
-fn mark_as_the_engine_does(object: &mut Value, engine: Engine, entry: &str) {
+fn mark_as_the_engine_does(object: &mut Value, engine: Engine, flux_namespace: &str, entry: &str) {
     match engine {
         Engine::Flux => {
             let labels = &mut object["metadata"]["labels"];
             labels["kustomize.toolkit.fluxcd.io/name"] = Value::String(entry.to_string());
             labels["kustomize.toolkit.fluxcd.io/namespace"] =
-                Value::String(crate::stamp::render::flux::NAMESPACE.to_string());
+                Value::String(flux_namespace.to_string());
         }
         Engine::Argo => {
             let api_version = text(&object["apiVersion"]);
@@ -337,8 +338,13 @@ fn mark_as_the_engine_does(object: &mut Value, engine: Engine, entry: &str) {
 
 /// Whether the engine deletes what leaves Git: a Flux Kustomization's `spec.prune`, an Argo
 /// CD Application's `syncPolicy.automated.prune`.
-async fn prunes(kube: &KubeClient, engine: Engine, entry: &str) -> Result<bool, EnvError> {
-    let object = super::entry_objects::engine_object(kube, engine, entry).await?;
+async fn prunes(
+    kube: &KubeClient,
+    engine: Engine,
+    flux_namespace: &str,
+    entry: &str,
+) -> Result<bool, EnvError> {
+    let object = super::entry_objects::engine_object(kube, engine, flux_namespace, entry).await?;
     Ok(object.is_some_and(|o| match engine {
         Engine::Flux => o["spec"]["prune"] == true,
         Engine::Argo => o["spec"]["syncPolicy"]["automated"]["prune"] == true,

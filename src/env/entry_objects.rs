@@ -102,9 +102,10 @@ async fn helm_releases(
 pub(super) async fn refs(
     kube: &KubeClient,
     engine: Engine,
+    flux_namespace: &str,
     entry: &str,
 ) -> Result<Vec<Ref>, KubeError> {
-    let Some(object) = engine_object(kube, engine, entry).await? else {
+    let Some(object) = engine_object(kube, engine, flux_namespace, entry).await? else {
         return Ok(Vec::new());
     };
     Ok(match engine {
@@ -135,6 +136,7 @@ pub(super) async fn refs(
 pub(super) async fn engine_object(
     kube: &KubeClient,
     engine: Engine,
+    flux_namespace: &str,
     entry: &str,
 ) -> Result<Option<Value>, KubeError> {
     match engine {
@@ -142,7 +144,7 @@ pub(super) async fn engine_object(
             kube.get(
                 "kustomize.toolkit.fluxcd.io/v1",
                 "Kustomization",
-                Some(crate::stamp::render::flux::NAMESPACE),
+                Some(flux_namespace),
                 entry,
             )
             .await
@@ -201,7 +203,7 @@ pub async fn entry_objects(
             urls: Vec::new(),
             claims: Vec::new(),
         };
-        let mut applied = refs(kube, engine, &entry.name).await?;
+        let mut applied = refs(kube, engine, stamp.flux_namespace(), &entry.name).await?;
         // What a Flux HelmRelease of the entry installed, as Helm marks it.
         for (release, release_ns) in helm_releases(kube, &applied).await? {
             for (kind, of) in &listed {

@@ -113,7 +113,8 @@ pub fn fitted_to_the_cluster(
         .filter_map(|n| crate::addons::Addon::from_name(n))
         .collect();
     let declared_in = crate::addons::declared_in(state.profile.as_deref());
-    let stamp = crate::addons::with_addons(stamp, &addons, &declared_in, data_dir)?;
+    let mut stamp = crate::addons::with_addons(stamp, &addons, &declared_in, data_dir)?;
+    stamp.own_flux_namespace = state.flux_namespace.clone();
     Ok(match &state.cluster_cert_manager {
         Some(found) => crate::stamp::cert_manager::with_the_clusters(
             stamp,

@@ -59,11 +59,12 @@ pub struct Finished {
 pub async fn finish(
     kube: &KubeClient,
     engine: Engine,
+    flux_namespace: &str,
     env: &str,
     removal: &Removal,
     timeout: std::time::Duration,
 ) -> Result<Finished, EnvError> {
-    engine::remove_entries(kube, engine, &removal.entries, timeout).await?;
+    engine::remove_entries(kube, engine, flux_namespace, &removal.entries, timeout).await?;
     let mut ours = Vec::new();
     for name in &removal.volumes {
         let live = kube.get("v1", "PersistentVolume", None, name).await?;

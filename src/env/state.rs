@@ -185,6 +185,10 @@ pub struct EnvState {
     /// used as it is, in place of the stamp's own install, never upgraded or removed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_cert_manager: Option<crate::cluster::cert_manager::ClusterCertManager>,
+    /// Where the env's Flux objects live when not in `flux-system` (recorded when the env is
+    /// made; an env without the record keeps them in `flux-system`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flux_namespace: Option<String>,
 }
 
 /// An engine kindling found rather than installed (`crate::engine::detect`).
@@ -278,6 +282,13 @@ impl EnvState {
             .as_ref()
             .map(|c| c.resource_namespace.as_str())
             .unwrap_or(crate::pki::CA_SECRET.0)
+    }
+
+    /// The namespace of the env's Flux objects (`crate::stamp::Stamp::flux_namespace`).
+    pub fn flux_objects_namespace(&self) -> &str {
+        self.flux_namespace
+            .as_deref()
+            .unwrap_or(crate::stamp::render::flux::NAMESPACE)
     }
 
     pub fn is_done(&self, step: &str) -> bool {

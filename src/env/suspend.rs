@@ -264,7 +264,7 @@ fn flux_requests(stamp: &crate::stamp::Stamp, suspend: bool) -> Vec<PatchRequest
             requests.push(PatchRequest {
                 api_version: "source.toolkit.fluxcd.io/v1".to_string(),
                 kind: "HelmRepository".to_string(),
-                namespace: flux::NAMESPACE.to_string(),
+                namespace: stamp.flux_namespace().to_string(),
                 name: entry.name.clone(),
                 patch: patch.clone(),
             });

@@ -145,6 +145,7 @@ pub fn load(dir: &Path, source_root: Option<&Path>) -> Result<Option<Draft>, Sta
             warnings,
             argo,
             flux_sources,
+            own_flux_namespace: None,
         },
         problems,
         dropped: Vec::new(),
@@ -372,7 +373,8 @@ impl Loader<'_> {
             let object = serde_json::json!({
                 "apiVersion": "source.toolkit.fluxcd.io/v1",
                 "kind": "GitRepository",
-                "metadata": {"name": name, "namespace": "flux-system"},
+                // In the namespace of the env's Flux objects, which rendering fills in.
+                "metadata": {"name": name},
                 "spec": {"interval": "10m", "url": repo_url, "ref": reference},
             });
             self.flux_sources.push(object.clone());

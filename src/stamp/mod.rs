@@ -66,6 +66,10 @@ pub struct Stamp {
     /// The Flux sources a Flux cluster directory declares besides its own repository
     /// (OCIRepository, GitRepository, Bucket, HelmRepository), applied as they are on Flux.
     pub flux_sources: Vec<serde_json::Value>,
+    /// Where the env's Flux objects live when not in Flux's own `flux-system` (an env on a
+    /// shared cluster: its own namespace), set from the env's record
+    /// (`crate::env::open::fitted_to_the_cluster`); None for a stamp on its own.
+    pub own_flux_namespace: Option<String>,
 }
 
 /// An Argo CD layout's own projects and sync options, kept when it runs on Argo CD: the
@@ -293,6 +297,13 @@ pub enum SecretValue {
 }
 
 impl Stamp {
+    /// The namespace of the env's Flux objects: its own on a shared cluster, else Flux's.
+    pub fn flux_namespace(&self) -> &str {
+        self.own_flux_namespace
+            .as_deref()
+            .unwrap_or(render::flux::NAMESPACE)
+    }
+
     pub fn entry(&self, name: &str) -> Option<&Entry> {
         self.entries.iter().find(|e| e.name == name)
     }

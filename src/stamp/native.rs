@@ -460,6 +460,7 @@ pub fn load(file: &Path, dir: &Path, source_root: Option<&Path>) -> Result<Draft
             warnings: Vec::new(),
             argo: Default::default(),
             flux_sources: Vec::new(),
+            own_flux_namespace: None,
         },
         problems,
         dropped,

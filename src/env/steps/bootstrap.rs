@@ -115,9 +115,13 @@ pub async fn prepare_shared_cluster(
             if !api_version.contains("fluxcd.io") && !api_version.starts_with("argoproj.io") {
                 continue;
             }
+            let objects_namespace = match engine {
+                Engine::Flux => stamp.flux_namespace(),
+                Engine::Argo => engine::namespace(engine),
+            };
             let namespace = object["metadata"]["namespace"]
                 .as_str()
-                .unwrap_or(engine::namespace(engine));
+                .unwrap_or(objects_namespace);
             let Some(live) = kube.get(api_version, kind, Some(namespace), name).await? else {
                 continue;
             };
@@ -125,8 +129,7 @@ pub async fn prepare_shared_cluster(
             let by_root = match engine {
                 Engine::Flux => {
                     labels["kustomize.toolkit.fluxcd.io/name"] == root.as_str()
-                        && labels["kustomize.toolkit.fluxcd.io/namespace"]
-                            == engine::namespace(engine)
+                        && labels["kustomize.toolkit.fluxcd.io/namespace"] == objects_namespace
                 }
                 Engine::Argo => live["metadata"]["annotations"]["argocd.argoproj.io/tracking-id"]
                     .as_str()
@@ -228,7 +231,7 @@ pub fn objects(
     };
     // The roots first: Flux's HelmRepositories name the Secret from their first reconcile.
     let mut objects: Vec<Value> = extra_ca
-        .map(|ca| engine::extra_ca::objects(engine, rendered, ca))
+        .map(|ca| engine::extra_ca::objects(engine, stamp.flux_namespace(), rendered, ca))
         .unwrap_or_default();
     objects.extend(engine::bootstrap_objects(
         engine,

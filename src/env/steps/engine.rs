@@ -83,8 +83,16 @@ impl Step for Engine {
             // The network's roots for the engine's chart sources, in place before its
             // controllers start (`engine::extra_ca`).
             let extra_ca = ctx.state().extra_ca(&ctx.env_dir)?;
+            // Flux objects of the env's own namespace are the env's, not the install's: the
+            // bootstrap applies them there.
             let extra = match &extra_ca {
-                Some(ca) => engine::extra_ca::objects(engine, ctx.rendered()?, ca),
+                Some(_) if ctx.stamp.own_flux_namespace.is_some() => Vec::new(),
+                Some(ca) => engine::extra_ca::objects(
+                    engine,
+                    ctx.stamp.flux_namespace(),
+                    ctx.rendered()?,
+                    ca,
+                ),
                 None => Vec::new(),
             };
             let kube = ctx.kube().await?;

@@ -156,6 +156,7 @@ pub fn load(dir: &Path) -> Result<Option<Draft>, StampError> {
             warnings: Vec::new(),
             argo: Default::default(),
             flux_sources,
+            own_flux_namespace: None,
         },
         problems,
         dropped: Vec::new(),

@@ -19,6 +19,8 @@ use serde_json::{Map, Value};
 use super::{ObjectMeta, RenderOptions, Rendered, RenderedFile, to_value};
 use crate::stamp::{Entry, HealthCheck, HelmChart, Source, Stamp, StampFormat};
 
+/// Flux's own namespace, where it runs and where a stamp's Flux objects live unless the env
+/// gives them one of their own (`Stamp::flux_namespace`).
 pub const NAMESPACE: &str = "flux-system";
 pub const GIT_REPOSITORY: &str = "kindling";
 const DEFAULT_TIMEOUT: &str = "5m";
@@ -236,7 +238,8 @@ pub fn render(stamp: &Stamp, opts: &RenderOptions) -> Rendered {
                 .map(|s| {
                     let mut s = s.clone();
                     if s["metadata"]["namespace"].is_null() {
-                        s["metadata"]["namespace"] = Value::String(NAMESPACE.to_string());
+                        s["metadata"]["namespace"] =
+                            Value::String(stamp.flux_namespace().to_string());
                     }
                     s
                 })
@@ -289,7 +292,7 @@ fn git_repository(stamp: &Stamp, opts: &RenderOptions) -> Value {
     to_value(&Object {
         api_version: "source.toolkit.fluxcd.io/v1",
         kind: "GitRepository",
-        metadata: ObjectMeta::new(GIT_REPOSITORY, NAMESPACE),
+        metadata: ObjectMeta::new(GIT_REPOSITORY, stamp.flux_namespace()),
         spec: GitRepositorySpec {
             // Short, because `env sync` also requests reconciliation explicitly.
             interval: "1m".to_string(),
@@ -315,7 +318,7 @@ fn root_kustomization(stamp: &Stamp, opts: &RenderOptions) -> Value {
     to_value(&Object {
         api_version: "kustomize.toolkit.fluxcd.io/v1",
         kind: "Kustomization",
-        metadata: ObjectMeta::new(&root_name(stamp), NAMESPACE),
+        metadata: ObjectMeta::new(&root_name(stamp), stamp.flux_namespace()),
         spec: KustomizationSpec {
             interval: "10m".to_string(),
             retry_interval: Some("30s".to_string()),
@@ -378,7 +381,7 @@ fn entry_kustomization(stamp: &Stamp, entry: &Entry, opts: &RenderOptions) -> Va
     to_value(&Object {
         api_version: "kustomize.toolkit.fluxcd.io/v1",
         kind: "Kustomization",
-        metadata: ObjectMeta::for_entry(&entry.name, NAMESPACE, &stamp.name, entry),
+        metadata: ObjectMeta::for_entry(&entry.name, stamp.flux_namespace(), &stamp.name, entry),
         spec: KustomizationSpec {
             interval: entry.interval.clone().unwrap_or_else(|| "10m".to_string()),
             retry_interval: Some(retry_interval_of(entry)),
@@ -457,7 +460,12 @@ fn health_kustomization(stamp: &Stamp, entry: &Entry, opts: &RenderOptions) -> V
     to_value(&Object {
         api_version: "kustomize.toolkit.fluxcd.io/v1",
         kind: "Kustomization",
-        metadata: ObjectMeta::for_entry(&health_name(&entry.name), NAMESPACE, &stamp.name, entry),
+        metadata: ObjectMeta::for_entry(
+            &health_name(&entry.name),
+            stamp.flux_namespace(),
+            &stamp.name,
+            entry,
+        ),
         spec: KustomizationSpec {
             interval: entry.interval.clone().unwrap_or_else(|| "10m".to_string()),
             retry_interval: Some(retry_interval_of(entry)),
@@ -489,7 +497,7 @@ fn helm_objects(
     let repository = to_value(&Object {
         api_version: "source.toolkit.fluxcd.io/v1",
         kind: "HelmRepository",
-        metadata: ObjectMeta::for_entry(&entry.name, NAMESPACE, &stamp.name, entry),
+        metadata: ObjectMeta::for_entry(&entry.name, stamp.flux_namespace(), &stamp.name, entry),
         spec: HelmRepositorySpec {
             interval: "1h",
             url: chart.repo.clone(),
@@ -512,13 +520,13 @@ fn helm_objects(
         })
         .map(|d| DependencyReference {
             name: d.clone(),
-            namespace: Some(NAMESPACE.to_string()),
+            namespace: Some(stamp.flux_namespace().to_string()),
         })
         .collect();
     let release = to_value(&Object {
         api_version: "helm.toolkit.fluxcd.io/v2",
         kind: "HelmRelease",
-        metadata: ObjectMeta::for_entry(&entry.name, NAMESPACE, &stamp.name, entry),
+        metadata: ObjectMeta::for_entry(&entry.name, stamp.flux_namespace(), &stamp.name, entry),
         spec: HelmReleaseSpec {
             interval: "10m",
             release_name: chart
@@ -548,13 +556,13 @@ fn helm_objects(
                         CrossReference {
                             kind: "GitRepository",
                             name: GIT_REPOSITORY.to_string(),
-                            namespace: Some(NAMESPACE.to_string()),
+                            namespace: Some(stamp.flux_namespace().to_string()),
                         }
                     } else {
                         CrossReference {
                             kind: "HelmRepository",
                             name: entry.name.clone(),
-                            namespace: Some(NAMESPACE.to_string()),
+                            namespace: Some(stamp.flux_namespace().to_string()),
                         }
                     },
                     interval: "1h",
