@@ -54,8 +54,10 @@ pub fn go_duration(text: &str) -> Option<Duration> {
 /// Who applies, which decides how applied objects are marked and how a refusal reads.
 #[derive(Clone, Copy)]
 pub enum Owner<'a> {
-    /// A Kustomization, by name (kustomize-controller labels what it applies).
-    Flux(&'a str),
+    /// A Kustomization, by name and namespace (kustomize-controller v1.9.4 labels what it
+    /// applies with both: kustomization_controller.go `SetOwnerLabels(objects, obj.GetName(),
+    /// obj.GetNamespace())`).
+    Flux(&'a str, &'a str),
     /// A HelmRelease's chart, by the release's name and namespace: helm-controller's post
     /// renderer labels every object it installs `helm.toolkit.fluxcd.io/name` and
     /// `/namespace` (fluxcd/helm-controller v1.6.3 internal/postrender/build.go
@@ -351,10 +353,9 @@ impl Workspace {
             }
             let plural = plural_of(&kind);
             match owner {
-                Owner::Flux(by) => {
+                Owner::Flux(by, by_ns) => {
                     o["metadata"]["labels"]["kustomize.toolkit.fluxcd.io/name"] = json!(by);
-                    o["metadata"]["labels"]["kustomize.toolkit.fluxcd.io/namespace"] =
-                        json!("flux-system");
+                    o["metadata"]["labels"]["kustomize.toolkit.fluxcd.io/namespace"] = json!(by_ns);
                 }
                 Owner::Helm(release, release_ns) => {
                     o["metadata"]["labels"]["helm.toolkit.fluxcd.io/name"] = json!(release);
@@ -397,7 +398,7 @@ impl Workspace {
             // binder's fields, and what the engine applied before and no longer does goes
             // (fake_ssa).
             let manager = match owner {
-                Owner::Flux(_) => "kustomize-controller",
+                Owner::Flux(..) => "kustomize-controller",
                 Owner::Helm(..) | Owner::HelmNamespace => "helm-controller",
                 Owner::Argo(_) => "argocd-controller",
             };

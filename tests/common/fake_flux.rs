@@ -137,23 +137,36 @@ impl FluxModel {
             }
         }
         self.oci.reconcile(objects, &mut self.ws);
-        let names: Vec<(String, String)> = objects
+        // Every namespace's (the controllers watch all of them: fluxcd/pkg runtime/v0.110.1
+        // runtime/controller/watch.go, `--watch-all-namespaces` true by default).
+        let names: Vec<(String, String, String)> = objects
             .iter()
             .filter(|s| s.plural == "kustomizations" || s.plural == "helmreleases")
-            .map(|s| (s.plural.clone(), s.name.clone()))
+            .map(|s| {
+                (
+                    s.plural.clone(),
+                    s.namespace.clone().unwrap_or_default(),
+                    s.name.clone(),
+                )
+            })
             .collect();
-        for (plural, name) in names {
+        for (plural, ns, name) in names {
             if plural == "kustomizations" {
-                // kustomize-controller builds the artifact its source has, not the branch.
-                let served = Self::index(objects, "kustomizations", &name)
+                // kustomize-controller builds the artifact its source has, not the branch;
+                // the source in `sourceRef.namespace`, else the Kustomization's own
+                // (kustomize-controller v1.9.4 kustomization_controller.go `getSource`).
+                let served = Self::index(objects, "kustomizations", &ns, &name)
                     .and_then(|i| {
                         let source = &objects[i].object["spec"]["sourceRef"];
+                        let source_ns = source["namespace"].as_str().unwrap_or(&ns).to_string();
                         let plural = match source["kind"].as_str() {
                             Some("OCIRepository") => "ocirepositories",
                             _ => "gitrepositories",
                         };
                         objects.iter().find(|s| {
-                            s.plural == plural && s.object["metadata"]["name"] == source["name"]
+                            s.plural == plural
+                                && s.namespace.as_deref() == Some(source_ns.as_str())
+                                && s.object["metadata"]["name"] == source["name"]
                         })
                     })
                     .and_then(|g| g.object["status"]["artifact"]["revision"].as_str())
@@ -163,16 +176,16 @@ impl FluxModel {
                         None => super::fake_oci::served_key(r),
                     })
                     .or_else(|| head.clone());
-                self.kustomization(objects, &name, served.as_deref());
+                self.kustomization(objects, &ns, &name, served.as_deref());
             } else {
-                self.helm_release(objects, &name);
+                self.helm_release(objects, &ns, &name);
             }
         }
     }
 
-    fn index(objects: &[Stored], plural: &str, name: &str) -> Option<usize> {
+    fn index(objects: &[Stored], plural: &str, ns: &str, name: &str) -> Option<usize> {
         objects.iter().position(|s| {
-            s.plural == plural && s.name == name && s.namespace.as_deref() == Some("flux-system")
+            s.plural == plural && s.name == name && s.namespace.as_deref() == Some(ns)
         })
     }
 
@@ -204,13 +217,19 @@ impl FluxModel {
 
     /// kustomize-controller v1.9.4, Reconcile: finalizer, deletion, suspend, dependencies,
     /// build, apply, prune, health.
-    fn kustomization(&mut self, objects: &mut Vec<Stored>, name: &str, head: Option<&str>) {
-        let Some(i) = Self::index(objects, "kustomizations", name) else {
+    fn kustomization(
+        &mut self,
+        objects: &mut Vec<Stored>,
+        ns: &str,
+        name: &str,
+        head: Option<&str>,
+    ) {
+        let Some(i) = Self::index(objects, "kustomizations", ns, name) else {
             return;
         };
         let object = objects[i].object.clone();
         if !object["metadata"]["deletionTimestamp"].is_null() {
-            self.finalize(objects, name, "kustomizations");
+            self.finalize(objects, ns, name, "kustomizations");
             return;
         }
         // Reconcile: the finalizer goes on first (kustomization_controller.go, "Add finalizer
@@ -223,7 +242,7 @@ impl FluxModel {
         let Some(head) = head else { return };
         let revision = format!("main@sha1:{head}");
         let now = Instant::now();
-        let id = format!("kustomizations/{name}");
+        let id = format!("kustomizations/{ns}/{name}");
         let run = self.runs.entry(id.clone()).or_default();
         let requested =
             object["metadata"]["annotations"]["reconcile.fluxcd.io/requestedAt"].clone();
@@ -254,11 +273,13 @@ impl FluxModel {
             .unwrap_or_default()
         {
             let dep_name = dep["name"].as_str().unwrap_or_default();
-            let dep_ns = dep["namespace"].as_str().unwrap_or("flux-system");
+            // Without a namespace, the Kustomization's own (kustomize-controller v1.9.4
+            // `checkDependencies`).
+            let dep_ns = dep["namespace"].as_str().unwrap_or(ns);
             // kustomize-controller v1.9.4 `checkDependencies`: the revision is compared only
             // when the dependency reads the same source ("dep.Spec.SourceRef ==
             // obj.Spec.SourceRef").
-            let ok = Self::index(objects, "kustomizations", dep_name).is_some_and(|d| {
+            let ok = Self::index(objects, "kustomizations", dep_ns, dep_name).is_some_and(|d| {
                 let d = &objects[d].object;
                 let cond = &d["status"]["conditions"][0];
                 let same_source = d["spec"]["sourceRef"] == object["spec"]["sourceRef"];
@@ -301,7 +322,7 @@ impl FluxModel {
             let target = object["spec"]["targetNamespace"]
                 .as_str()
                 .map(str::to_string);
-            match self.ws.apply(objects, Owner::Flux(name), built, target) {
+            match self.ws.apply(objects, Owner::Flux(name, ns), built, target) {
                 Ok(inventory) => {
                     let old = std::mem::replace(
                         &mut self.runs.get_mut(&id).unwrap().inventory,
@@ -312,7 +333,7 @@ impl FluxModel {
                             mark_deleted(objects, stale);
                         }
                     }
-                    let i = Self::index(objects, "kustomizations", name).unwrap();
+                    let i = Self::index(objects, "kustomizations", ns, name).unwrap();
                     // api/v1 ResourceInventory: id `<namespace>_<name>_<group>_<kind>`, v the version.
                     objects[i].object["status"]["inventory"] = json!({"entries": inventory.iter().map(|o| {
                         let (group, version) = o.api_version.rsplit_once('/').unwrap_or(("", &o.api_version));
@@ -329,7 +350,7 @@ impl FluxModel {
                 }
             }
         }
-        let i = Self::index(objects, "kustomizations", name).unwrap();
+        let i = Self::index(objects, "kustomizations", ns, name).unwrap();
         // checkHealth: with `wait`, every applied object; otherwise `healthChecks` (and they
         // only): "if obj.Spec.Wait { toCheck = resultSet } else { toCheck = healthChecks }".
         let to_check: Vec<ObjectRef> = if object["spec"]["wait"] == true {
@@ -439,8 +460,8 @@ impl FluxModel {
     /// with MirrorPrune and Delete the finalizer goes at once, while what was deleted may
     /// still be terminating; WaitForTermination keeps it until every object is gone or the
     /// timeout passes; Orphan deletes nothing.
-    fn finalize(&mut self, objects: &mut [Stored], name: &str, plural: &str) {
-        let Some(i) = Self::index(objects, plural, name) else {
+    fn finalize(&mut self, objects: &mut [Stored], ns: &str, name: &str, plural: &str) {
+        let Some(i) = Self::index(objects, plural, ns, name) else {
             return;
         };
         let spec = objects[i].object["spec"].clone();
@@ -453,7 +474,7 @@ impl FluxModel {
             "Orphan" => false,
             _ => plural == "helmreleases" || spec["prune"] == true,
         };
-        let id = format!("{plural}/{name}");
+        let id = format!("{plural}/{ns}/{name}");
         let run = self.runs.entry(id.clone()).or_default();
         let inventory = run.inventory.clone();
         let started = *run.deleting_since.get_or_insert_with(Instant::now);
@@ -473,7 +494,7 @@ impl FluxModel {
                 return;
             }
         }
-        let i = Self::index(objects, plural, name).unwrap();
+        let i = Self::index(objects, plural, ns, name).unwrap();
         remove_finalizer(&mut objects[i].object);
         self.runs.remove(&id);
     }
@@ -581,14 +602,14 @@ impl FluxModel {
 
     /// helm-controller v1.6.3: dependencies, then install (or upgrade) of the chart; what the
     /// chart brings is the recorded [`chart_workloads`].
-    fn helm_release(&mut self, objects: &mut Vec<Stored>, name: &str) {
-        let Some(i) = Self::index(objects, "helmreleases", name) else {
+    fn helm_release(&mut self, objects: &mut Vec<Stored>, ns: &str, name: &str) {
+        let Some(i) = Self::index(objects, "helmreleases", ns, name) else {
             return;
         };
         let object = objects[i].object.clone();
         if !object["metadata"]["deletionTimestamp"].is_null() {
             // Uninstall: the release's objects go, then the finalizer.
-            self.finalize(objects, name, "helmreleases");
+            self.finalize(objects, ns, name, "helmreleases");
             return;
         }
         add_finalizer(&mut objects[i].object);
@@ -607,10 +628,12 @@ impl FluxModel {
             .unwrap_or_default()
         {
             let dep_name = dep["name"].as_str().unwrap_or_default();
-            let ok = Self::index(objects, "helmreleases", dep_name)
+            // Without a namespace, the HelmRelease's own (helm-controller v1.6.3
+            // helmrelease_controller.go `checkDependencies`).
+            let dep_ns = dep["namespace"].as_str().unwrap_or(ns);
+            let ok = Self::index(objects, "helmreleases", dep_ns, dep_name)
                 .is_some_and(|d| objects[d].object["status"]["conditions"][0]["status"] == "True");
             if !ok {
-                let dep_ns = dep["namespace"].as_str().unwrap_or("flux-system");
                 self.set_ready(
                     objects,
                     i,
@@ -642,15 +665,17 @@ impl FluxModel {
                     .to_string(),
             ),
         };
+        // helm-controller v1.6.3 api/v2/helmrelease_types.go `GetReleaseNamespace`: the
+        // HelmRelease's own namespace without a target.
         let target = object["spec"]["targetNamespace"]
             .as_str()
-            .unwrap_or("flux-system")
+            .unwrap_or(ns)
             .to_string();
         let release = object["spec"]["releaseName"]
             .as_str()
             .unwrap_or(name)
             .to_string();
-        let id = format!("helmreleases/{name}");
+        let id = format!("helmreleases/{ns}/{name}");
         if self
             .runs
             .get(&id)
@@ -720,7 +745,7 @@ impl FluxModel {
         if pending {
             return;
         }
-        let i = Self::index(objects, "helmreleases", name).unwrap();
+        let i = Self::index(objects, "helmreleases", ns, name).unwrap();
         objects[i].object["status"]["history"] = json!([{"chartName": chart, "chartVersion": version, "name": release, "namespace": target, "version": 1, "status": "deployed"}]);
         // internal/reconcile/install.go: "Helm install succeeded for release %s with chart %s".
         self.set_ready(
