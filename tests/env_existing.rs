@@ -564,6 +564,43 @@ mod env {
         assert_untouched(&h, &planted);
     }
 
+    /// A chart that renders an object the cluster has already (here the team's IngressClass
+    /// `nginx`, which the sample's Traefik chart makes too): helm-controller would take it over
+    /// by default; on a shared cluster kindling's HelmReleases say `disableTakeOwnership`, so
+    /// Helm refuses it, the entry says why, and the delete leaves it.
+    #[test]
+    fn env_existing_chart_does_not_take_over_the_teams_object() {
+        let h = Harness::existing("flux", true);
+        let theirs = json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+            "metadata": {"name": "nginx", "labels": {"team": "platform"}},
+            "spec": {"controller": "k8s.io/ingress-nginx"}});
+        plant(&h.api, vec![theirs.clone()]);
+        let env = unique("chart");
+        existing(&h, &env, &[]);
+        let release = find(&h, "HelmRelease", Some("flux-system"), "ingress").unwrap();
+        assert_eq!(release["spec"]["install"]["disableTakeOwnership"], true);
+        assert_eq!(release["spec"]["upgrade"]["disableTakeOwnership"], true);
+        wait_until(
+            "the ingress entry to say Helm refused the IngressClass",
+            std::time::Duration::from_secs(20),
+            || {
+                status(&h, &env).to_string().contains(
+                    "IngressClass \\\"nginx\\\" in namespace \\\"\\\" exists and cannot be imported into the current release",
+                )
+            },
+        );
+        let live = find(&h, "IngressClass", None, "nginx").unwrap();
+        assert!(
+            live["metadata"]["annotations"]["meta.helm.sh/release-name"].is_null(),
+            "{live}"
+        );
+        h.json(&["env", "delete", &env]);
+        wait_all_gone(&h, &env);
+        let live = find(&h, "IngressClass", None, "nginx").expect("the team's IngressClass went");
+        assert_eq!(live["metadata"]["labels"]["team"], "platform");
+        assert!(live["metadata"]["deletionTimestamp"].is_null());
+    }
+
     /// The same check guards `env sync`: an edit that declares the team's ConfigMap is refused
     /// before it is pushed (the engine would read the commit on its own).
     #[test]
@@ -676,6 +713,38 @@ mod env {
                 && r.path == "/api/v1/secrets"
                 && r.query.contains("labelSelector")),
             "the delete listed Secrets across the cluster"
+        );
+    }
+
+    /// A user who may not list Flux's objects across the cluster cannot tell whether others use
+    /// the Flux the env installed: the delete keeps it (its CRDs going would take everyone's
+    /// objects of those kinds with them) and says so.
+    #[test]
+    fn env_existing_delete_keeps_an_engine_it_cannot_tell_is_unused() {
+        let h = Harness::existing("flux", false);
+        let env = unique("keep");
+        existing(&h, &env, &["--wait", "--timeout", "60s"]);
+        h.api.state.lock().unwrap().denied_cluster_wide = [
+            "list kustomizations.kustomize.toolkit.fluxcd.io",
+            "list helmreleases.helm.toolkit.fluxcd.io",
+        ]
+        .map(String::from)
+        .to_vec();
+        let deleted = h.json(&["env", "delete", &env]);
+        assert!(
+            deleted["deleted"][0]["engineKept"]
+                .as_str()
+                .is_some_and(|k| k.contains("still used by others")),
+            "{deleted}"
+        );
+        assert!(
+            find(
+                &h,
+                "CustomResourceDefinition",
+                None,
+                "kustomizations.kustomize.toolkit.fluxcd.io"
+            )
+            .is_some()
         );
     }
 

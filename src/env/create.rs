@@ -272,6 +272,7 @@ pub async fn create(
     };
     // Where the env's Flux objects live, as its record says (a rerun keeps them there).
     stamp.own_flux_namespace = existing.as_ref().and_then(|s| s.flux_namespace.clone());
+    stamp.shared_cluster = !opts.profile.spec.provider.makes_the_cluster();
     if dry_run {
         // On an existing cluster, what the create would fail on there is known read-only.
         if let Some(cluster) = &opts.existing {

@@ -118,11 +118,7 @@ pub async fn leave(
         crate::engine::Engine::Flux => "fluxcd.io",
         crate::engine::Engine::Argo => "argoproj.io",
     };
-    let engine_in_use = state.found_engine.is_none()
-        && live_engine_objects(&kube, namespaces)
-            .await?
-            .iter()
-            .any(|o| o["apiVersion"].as_str().is_some_and(|v| v.contains(group)));
+    let engine_in_use = state.found_engine.is_none() && engine_used(&kube, group).await?;
     if engine_in_use {
         left.engine_kept = Some(format!(
             "{} (installed by this env, still used by others)",
@@ -229,8 +225,26 @@ const ENGINE_KINDS: &[(&str, &str)] = &[
     ("argoproj.io/v1alpha1", "ApplicationSet"),
 ];
 
+/// Whether objects of the engine's API `group` are left on the cluster (the env's are gone by
+/// now: they are others'). A user who may not list them all cannot tell, and then the engine
+/// is taken as used: removing its CRDs would take everyone's objects of those kinds with them.
+async fn engine_used(kube: &KubeClient, group: &str) -> Result<bool, EnvError> {
+    for (api_version, kind) in ENGINE_KINDS.iter().filter(|(v, _)| v.contains(group)) {
+        match kube.list(api_version, kind, None).await {
+            Ok(all) => {
+                if !all.is_empty() {
+                    return Ok(true);
+                }
+            }
+            Err(e) if e.is_forbidden() => return Ok(true),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(false)
+}
+
 /// Every object of the engines' kinds on the cluster; when the user may not list them across
-/// all namespaces, those in `namespaces`.
+/// all namespaces (RBAC refuses: any other failure stops the delete), those in `namespaces`.
 async fn live_engine_objects(
     kube: &KubeClient,
     namespaces: &[String],
@@ -239,6 +253,7 @@ async fn live_engine_objects(
     for (api_version, kind) in ENGINE_KINDS {
         match kube.list(api_version, kind, None).await {
             Ok(all) => live.extend(all),
+            Err(e) if !e.is_forbidden() => return Err(e.into()),
             Err(_) => {
                 for ns in namespaces {
                     live.extend(kube.list(api_version, kind, Some(ns)).await?);

@@ -115,6 +115,7 @@ pub fn fitted_to_the_cluster(
     let declared_in = crate::addons::declared_in(state.profile.as_deref());
     let mut stamp = crate::addons::with_addons(stamp, &addons, &declared_in, data_dir)?;
     stamp.own_flux_namespace = state.flux_namespace.clone();
+    stamp.shared_cluster = !state.provider.makes_the_cluster();
     Ok(match &state.cluster_cert_manager {
         Some(found) => crate::stamp::cert_manager::with_the_clusters(
             stamp,

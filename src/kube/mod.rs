@@ -97,6 +97,13 @@ fn api_error(action: impl Into<String>) -> impl FnOnce(::kube::Error) -> KubeErr
     move |source| KubeError::Api { action, source }
 }
 
+impl KubeError {
+    /// The API server refused the request to this user (RBAC's 403), as opposed to failing.
+    pub fn is_forbidden(&self) -> bool {
+        matches!(self, KubeError::Api { source: ::kube::Error::Api(status), .. } if status.code == 403)
+    }
+}
+
 fn is_not_found(e: &::kube::Error) -> bool {
     matches!(e, ::kube::Error::Api(status) if status.code == 404)
 }

@@ -146,6 +146,7 @@ pub fn load(dir: &Path, source_root: Option<&Path>) -> Result<Option<Draft>, Sta
             argo,
             flux_sources,
             own_flux_namespace: None,
+            shared_cluster: false,
         },
         problems,
         dropped: Vec::new(),

@@ -70,6 +70,9 @@ pub struct Stamp {
     /// shared cluster: its own namespace), set from the env's record
     /// (`crate::env::open::fitted_to_the_cluster`); None for a stamp on its own.
     pub own_flux_namespace: Option<String>,
+    /// The env shares its cluster (`--provider existing`): a chart must not take over objects
+    /// it did not create, as helm-controller's default would.
+    pub shared_cluster: bool,
 }
 
 /// An Argo CD layout's own projects and sync options, kept when it runs on Argo CD: the

@@ -461,6 +461,7 @@ pub fn load(file: &Path, dir: &Path, source_root: Option<&Path>) -> Result<Draft
             argo: Default::default(),
             flux_sources: Vec::new(),
             own_flux_namespace: None,
+            shared_cluster: false,
         },
         problems,
         dropped,

@@ -696,6 +696,19 @@ impl FluxModel {
             }
             let mut built = chart_workloads(&chart, &target, &object["spec"]["values"]);
             built.extend(local.map(|l| l.objects).unwrap_or_default());
+            // helm v4 pkg/action/install.go: what the chart renders that exists already is
+            // adopted (`TakeOwnership`, helm-controller v1.6.3's default) or, with
+            // `install.disableTakeOwnership`, must carry this release's ownership metadata
+            // (pkg/action/validate.go `existingResourceConflict`, `checkOwnership`).
+            if object["spec"]["install"]["disableTakeOwnership"] == true
+                && let Some(conflict) = ownership_conflict(objects, &built, &release, &target)
+            {
+                let message = format!(
+                    "Helm install failed for release {target}/{release} with chart {chart}@{version}: unable to continue with install: {conflict}"
+                );
+                self.set_ready(objects, i, "False", "InstallFailed", &message);
+                return;
+            }
             // Helm marks what a release installs as the release's (helm v3/v4
             // pkg/action/validate.go `setMetadataVisitor`, which install.go runs: label
             // `app.kubernetes.io/managed-by: Helm`, annotations `meta.helm.sh/release-name`
@@ -774,4 +787,53 @@ fn remove_finalizer(object: &mut Value) {
     if let Some(f) = object["metadata"]["finalizers"].as_array_mut() {
         f.retain(|f| f != FINALIZER);
     }
+}
+
+/// The first object of `built` that exists and is not release `release` in `namespace`'s, as
+/// helm v4 pkg/action/validate.go says it (`resourceString`, `checkOwnership`,
+/// `requireValue`).
+fn ownership_conflict(
+    objects: &[Stored],
+    built: &[Value],
+    release: &str,
+    namespace: &str,
+) -> Option<String> {
+    built.iter().find_map(|o| {
+        let kind = o["kind"].as_str()?;
+        let name = o["metadata"]["name"].as_str()?;
+        let ns = (!kindling::stamp::is_cluster_scoped(kind)).then_some(namespace);
+        let live = objects.iter().find(|s| {
+            s.object["kind"] == kind && s.namespace.as_deref() == ns && s.name == name
+        })?;
+        let require = |map: &Value, key: &str, want: &str, what: &str| match map[key].as_str() {
+            None => Some(format!(
+                "{what} validation error: missing key \"{key}\": must be set to \"{want}\""
+            )),
+            Some(v) if v != want => Some(format!(
+                "{what} validation error: key \"{key}\" must equal \"{want}\": current value is \"{v}\""
+            )),
+            Some(_) => None,
+        };
+        let meta = &live.object["metadata"];
+        let errors: Vec<String> = [
+            require(&meta["labels"], "app.kubernetes.io/managed-by", "Helm", "label"),
+            require(&meta["annotations"], "meta.helm.sh/release-name", release, "annotation"),
+            require(
+                &meta["annotations"],
+                "meta.helm.sh/release-namespace",
+                namespace,
+                "annotation",
+            ),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        (!errors.is_empty()).then(|| {
+            format!(
+                "{kind} \"{name}\" in namespace \"{}\" exists and cannot be imported into the current release: invalid ownership metadata; {}",
+                ns.unwrap_or(""),
+                errors.join("; ")
+            )
+        })
+    })
 }

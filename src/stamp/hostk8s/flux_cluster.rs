@@ -157,6 +157,7 @@ pub fn load(dir: &Path) -> Result<Option<Draft>, StampError> {
             argo: Default::default(),
             flux_sources,
             own_flux_namespace: None,
+            shared_cluster: false,
         },
         problems,
         dropped: Vec::new(),

@@ -97,6 +97,7 @@ pub fn load(dir: &Path, file: Option<&Path>) -> Result<Option<Draft>, StampError
             argo: Default::default(),
             flux_sources: Vec::new(),
             own_flux_namespace: None,
+            shared_cluster: false,
         },
         problems,
         dropped: Vec::new(),

@@ -164,6 +164,13 @@ struct HelmInstall {
     create_namespace: bool,
     crds: &'static str,
     remediation: Remediation,
+    /// On a shared cluster: helm-controller takes over objects a chart renders that exist
+    /// already unless told not to (fluxcd/helm-controller v1.6.3 internal/action/install.go
+    /// `install.TakeOwnership = !obj.GetInstall().DisableTakeOwnership`); then Helm refuses
+    /// them (helm v4 pkg/action/validate.go `existingResourceConflict`) and the env never
+    /// owns, nor deletes, what someone else made.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    disable_take_ownership: bool,
 }
 
 #[derive(Serialize)]
@@ -171,6 +178,8 @@ struct HelmInstall {
 struct HelmUpgrade {
     crds: &'static str,
     remediation: Remediation,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    disable_take_ownership: bool,
 }
 
 #[derive(Serialize)]
@@ -572,10 +581,12 @@ fn helm_objects(
                 create_namespace: true,
                 crds: "CreateReplace",
                 remediation: Remediation { retries: 3 },
+                disable_take_ownership: stamp.shared_cluster,
             },
             upgrade: HelmUpgrade {
                 crds: "CreateReplace",
                 remediation: Remediation { retries: 3 },
+                disable_take_ownership: stamp.shared_cluster,
             },
             depends_on: helm_dependencies,
             values: chart.values.clone(),
