@@ -27,6 +27,12 @@ pub async fn bring_up(
     let gitea = super::open::gitea_of(state)?;
     super::steps::cluster::fill_cluster_facts(state).await;
     let rendered = push::render_for_env(stamp, state, &gitea, &settings.data_dir)?;
+    // On a shared cluster, before the push: once pushed the engine reads it on its own.
+    if !state.provider.makes_the_cluster() {
+        for unchecked in super::steps::bootstrap::stamp_objects_taken(kube, stamp).await? {
+            progress.warn(&unchecked);
+        }
+    }
     let t = Instant::now();
     progress.start("push", &stamp.name);
     let commit = push::push(stamp, &rendered, &gitea).await?;
@@ -66,17 +72,14 @@ pub async fn bring_up(
         extra_ca.as_ref(),
     );
     if !state.provider.makes_the_cluster() {
-        for unchecked in bootstrap::prepare_shared_cluster(
+        bootstrap::prepare_shared_cluster(
             kube,
             state.engine,
             stamp,
             &rendered,
             settings.step_timeout,
         )
-        .await?
-        {
-            progress.warn(&unchecked);
-        }
+        .await?;
     }
     kube.apply_objects(&objects, &ApplyOptions::new(settings.step_timeout))
         .await?;

@@ -282,6 +282,11 @@ pub async fn create(
             let found =
                 steps::preflight::check_existing(cluster, &opts.name, opts.engine, ca_namespace)
                     .await?;
+            for unchecked in
+                steps::preflight::stamp_objects_free(cluster, &opts.name, &env_dir, &stamp).await?
+            {
+                progress.warn(&unchecked);
+            }
             progress.detail(&format!(
                 "existing cluster {}: rights there; {found}",
                 cluster.context

@@ -43,17 +43,14 @@ impl Step for Bootstrap {
             );
             let kube = ctx.kube().await?;
             if !ctx.resolved.provider.makes_the_cluster() {
-                for unchecked in prepare_shared_cluster(
+                prepare_shared_cluster(
                     kube,
                     ctx.opts.engine,
                     ctx.stamp,
                     ctx.rendered()?,
                     ctx.settings.step_timeout,
                 )
-                .await?
-                {
-                    ctx.progress.warn(&unchecked);
-                }
+                .await?;
             }
             let applied = kube
                 .apply_objects(&objects, &ApplyOptions::new(ctx.settings.step_timeout))
@@ -77,21 +74,18 @@ impl Step for Bootstrap {
 ///   them with the env. One the env's own root applied before (a rerun) is the env's: Flux
 ///   marks what a Kustomization applied with `kustomize.toolkit.fluxcd.io/name`/`namespace`,
 ///   Argo CD with the tracking annotation `APP:…`;
-/// - the objects the stamp's own directories declare must not be someone else's either: the
-///   engine would take them over too (Flux adds them to its inventory, Argo CD tracks them) and
-///   delete them with the env (`stamp_objects_taken`);
+/// - (the objects the stamp's own directories declare are checked earlier, before anything is
+///   pushed: `stamp_objects_taken`);
 /// - the stamp's namespaces are made by kindling, labelled for the env: a namespace the engine
 ///   or Helm makes (`install.createNamespace`) outlives the stamp's removal (helm uninstall
 ///   leaves it), and one that was there already is used as found and left.
-///
-/// Returns what could not be checked, for the caller to warn about.
 pub async fn prepare_shared_cluster(
     kube: &crate::kube::KubeClient,
     engine: Engine,
     stamp: &Stamp,
     rendered: &Rendered,
     timeout: std::time::Duration,
-) -> Result<Vec<String>, EnvError> {
+) -> Result<(), EnvError> {
     let (root_kind, root) = match engine {
         Engine::Flux => (
             "Kustomization",
@@ -144,17 +138,18 @@ pub async fn prepare_shared_cluster(
             }
         }
     }
-    let unchecked = stamp_objects_taken(kube, stamp).await?;
     kube.apply_objects(&stamp_namespaces(stamp), &ApplyOptions::new(timeout))
         .await?;
-    Ok(unchecked)
+    Ok(())
 }
 
 /// Refuses when an object one of the stamp's directories declares (built as the engine builds
-/// it, `crate::env::entry_build`) is on the cluster and is not the env's. Charts are not
-/// rendered here (Helm itself refuses to install over objects another release or no release
-/// owns: helm v3 pkg/action/validate.go `existingResourceConflict`). Returns the entries that
-/// could not be built, and so not checked.
+/// it, `crate::env::entry_build`) is on the cluster and is not the env's: the engine would
+/// take it over (Flux adds it to its inventory, Argo CD tracks it) and delete it with the env.
+/// Asked before anything is pushed (create's preflight, `env sync`, the commands that bring a
+/// stack up): once pushed, the engine reads it on its own. Charts are not rendered here: on a
+/// shared cluster kindling's HelmReleases refuse to take objects over
+/// (`disableTakeOwnership`). Returns the entries that could not be built, and so not checked.
 pub(crate) async fn stamp_objects_taken(
     kube: &crate::kube::KubeClient,
     stamp: &Stamp,

@@ -102,6 +102,9 @@ async fn existing_cluster(
     let ca_namespace = ctx.state().ca_secret_namespace().to_string();
     let engine_note =
         check_existing(existing, ctx.env(), ctx.opts.engine, Some(&ca_namespace)).await?;
+    for unchecked in stamp_objects_free(existing, ctx.env(), &ctx.env_dir, ctx.stamp).await? {
+        ctx.progress.warn(&unchecked);
+    }
     let cert_manager = ctx
         .state()
         .cluster_cert_manager
@@ -246,4 +249,23 @@ async fn another_env_on_the_engine(
         )));
     }
     Ok(())
+}
+
+/// The stamp's own objects are free on the cluster: none is someone else's
+/// (`super::bootstrap::stamp_objects_taken`), asked before anything is pushed, with a client
+/// that knows the env's ownership. Returns the entries that could not be checked.
+pub async fn stamp_objects_free(
+    existing: &crate::cluster::existing::ExistingCluster,
+    env: &str,
+    env_dir: &std::path::Path,
+    stamp: &crate::stamp::Stamp,
+) -> Result<Vec<String>, EnvError> {
+    let kube =
+        crate::kube::KubeClient::from_kubeconfig(&existing.kubeconfig, Some(&existing.context))
+            .await?
+            .owned_by(crate::kube::ownership::Ownership::new(
+                env,
+                crate::env::open::owned_kinds_file(env_dir),
+            ));
+    super::bootstrap::stamp_objects_taken(&kube, stamp).await
 }
