@@ -749,6 +749,31 @@ mod env {
         );
     }
 
+    /// The cert-manager question is asked once, by the env's first create: a rerun after a
+    /// crash that left the bootstrap done but not recorded finds the stamp's own cert-manager
+    /// running, and must not take it for the cluster's (the stamp's entry would be dropped and
+    /// Flux would uninstall it).
+    #[test]
+    fn env_existing_rerun_never_takes_the_stamps_cert_manager_for_the_clusters() {
+        let h = Harness::existing("flux", true);
+        let env = unique("again");
+        existing(&h, &env, &["--wait", "--timeout", "60s"]);
+        assert_eq!(h.state(&env)["certManagerAsked"], true);
+        assert!(find(&h, "Deployment", Some("cert-manager"), "cert-manager").is_some());
+        // The crash: the bootstrap happened, its record did not.
+        let path = h.path("data/envs").join(&env).join("state.json");
+        let mut state: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        state["steps"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|s| s["name"] != "bootstrap");
+        std::fs::write(&path, state.to_string()).unwrap();
+        existing(&h, &env, &["--wait", "--timeout", "60s"]);
+        let state = h.state(&env);
+        assert!(state["clusterCertManager"].is_null(), "{state}");
+        assert!(find(&h, "HelmRelease", Some("flux-system"), "certs").is_some());
+    }
+
     /// The same on Argo CD: no Application installs a second cert-manager, the issuer's
     /// Application waits for nothing, and the stamp comes up from the cluster's cert-manager.
     #[test]

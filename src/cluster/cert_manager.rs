@@ -38,11 +38,12 @@ pub struct ClusterCertManager {
 }
 
 /// The cluster's cert-manager, if it runs one the env can use. `Err` says why one that is
-/// there cannot be used, or what of the stamp's it would clash with, before anything changes.
-/// An API that cannot be asked is taken as no cert-manager: the preflight's rights check
-/// names what is missing.
+/// there cannot be used, or that kindling could not tell, before anything changes. A user who
+/// may not read CRDs cannot tell either, and is taken as having none: the stamp's install is
+/// then refused by Helm over the CRDs if there are some (`disableTakeOwnership`), and the
+/// rights check names what is missing.
 pub async fn find(kube: &KubeClient, context: &str) -> Result<Option<ClusterCertManager>, String> {
-    let Ok(Some(crd)) = kube
+    let crd = match kube
         .get(
             "apiextensions.k8s.io/v1",
             "CustomResourceDefinition",
@@ -50,8 +51,15 @@ pub async fn find(kube: &KubeClient, context: &str) -> Result<Option<ClusterCert
             CERTIFICATES_CRD,
         )
         .await
-    else {
-        return Ok(None);
+    {
+        Ok(Some(crd)) => crd,
+        Ok(None) => return Ok(None),
+        Err(e) if e.is_forbidden() => return Ok(None),
+        Err(e) => {
+            return Err(format!(
+                "cannot tell whether the cluster of context {context} runs cert-manager: {e}; nothing was changed\nhelp: run the create again once the API server answers"
+            ));
+        }
     };
     let controllers = kube
         .list_labelled(
@@ -67,7 +75,7 @@ pub async fn find(kube: &KubeClient, context: &str) -> Result<Option<ClusterCert
         })?;
     let Some(controller) = controllers.iter().find(|d| is_cert_manager(d)) else {
         return Err(format!(
-            "the cluster of context {context} has cert-manager's CRDs ({CERTIFICATES_CRD}, version {}) but no cert-manager controller Deployment runs (CRDs left behind by an uninstall?); a cert-manager the stamp installed would be refused by Helm over them; nothing was changed\nhelp: remove the CRDs left behind, or install cert-manager there again so kindling can use it",
+            "the cluster of context {context} has cert-manager's CRDs ({CERTIFICATES_CRD}, version {}) but no cert-manager controller Deployment runs (CRDs left behind by an uninstall?); a cert-manager the stamp installed would be refused by Helm over them; nothing was changed\nhelp: ask the cluster's admin to run cert-manager there again (kindling then uses it), or use another cluster; removing the CRDs would delete every Certificate on the cluster",
             label(&crd, "app.kubernetes.io/version").unwrap_or("unknown")
         ));
     };
@@ -141,7 +149,7 @@ pub async fn clashes(
     match taken.is_empty() {
         true => Ok(()),
         false => Err(format!(
-            "the cluster of context {context} runs cert-manager {} already, and kindling would use it, but it has {} under the names of the env's; they are not this env's and kindling does not take them over; nothing was changed\nhelp: rename them in the stamp, or use a cluster where those names are free",
+            "the cluster of context {context} runs cert-manager {} already, and kindling would use it, but it has {} under the names of the env's; they are not this env's and kindling does not take them over; nothing was changed\nhelp: rename the stamp's ClusterIssuer (the CA Secret's name is kindling's), or use a cluster where those names are free",
             found.version,
             taken.join(" and ")
         )),

@@ -93,10 +93,13 @@ pub async fn find(kube: &KubeClient, engine: Engine) -> Result<Option<FoundEngin
 /// A Flux locked down for tenants: kustomize-controller or helm-controller run with
 /// `--default-service-account=SA` (fluxcd/kustomize-controller v1.9.4 main.go; helm-controller
 /// v1.6.3 main.go), so an object without `spec.serviceAccountName` (kindling's are) is applied
-/// impersonating `system:serviceaccount:<its namespace>:SA`, and only when that account exists
-/// (fluxcd/pkg runtime/v0.110.1 runtime/client/impersonator.go `CanImpersonate`,
-/// `setImpersonationConfig`); else every apply and prune of the env fails. Said when the
-/// account is missing in Flux's namespace, where kindling's objects live.
+/// impersonating `system:serviceaccount:<its namespace>:SA` (fluxcd/pkg runtime/v0.110.1
+/// runtime/client/impersonator.go `setImpersonationConfig`), whose RBAC decides what it may
+/// apply; and a finalizer prunes only when that ServiceAccount exists (`CanImpersonate`,
+/// kustomization_controller.go finalize), so without it `env delete` would leave the stamp's
+/// objects behind. Said when the account is missing in Flux's namespace, where kindling's
+/// objects live (its rights cannot be asked for another user without SubjectAccessReview
+/// rights, so they are not).
 async fn impersonation_without_account(kube: &KubeClient) -> Result<Option<String>, KubeError> {
     let namespace = super::namespace(Engine::Flux);
     for controller in ["kustomize-controller", "helm-controller"] {
@@ -118,7 +121,7 @@ async fn impersonation_without_account(kube: &KubeClient) -> Result<Option<Strin
             .is_none()
         {
             return Ok(Some(format!(
-                "its {controller} runs with --default-service-account={account} and {namespace} has no ServiceAccount {account}: Flux would fail to apply the env's objects there (it impersonates that account for every object without spec.serviceAccountName)"
+                "its {controller} runs with --default-service-account={account} and {namespace} has no ServiceAccount {account}: Flux impersonates system:serviceaccount:{namespace}:{account} for every object kindling writes, and without that ServiceAccount it prunes nothing when they are deleted, so env delete would leave the stamp's objects behind"
             )));
         }
     }

@@ -303,6 +303,7 @@ pub async fn create(
     }
     let mut state = existing.unwrap_or_else(|| new_state(opts, &stamp, ports));
     state.cluster_cert_manager = cluster_cert_manager;
+    state.cert_manager_asked = opts.existing.is_some();
     if !package_dirs.is_empty() {
         state.packages = package_dirs.clone();
     }
@@ -432,6 +433,7 @@ fn new_state(opts: &CreateOptions, stamp: &Stamp, ports: Ports) -> EnvState {
         existing: opts.existing.clone(),
         found_engine: None,
         cluster_cert_manager: None,
+        cert_manager_asked: false,
         flux_namespace: None,
     }
 }

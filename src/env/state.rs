@@ -185,6 +185,10 @@ pub struct EnvState {
     /// used as it is, in place of the stamp's own install, never upgraded or removed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_cert_manager: Option<crate::cluster::cert_manager::ClusterCertManager>,
+    /// The cluster was asked for a cert-manager of its own (before the env's first bootstrap):
+    /// a rerun keeps that answer, and never takes the stamp's own for the cluster's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cert_manager_asked: bool,
     /// Where the env's Flux objects live when not in `flux-system` (recorded when the env is
     /// made; an env without the record keeps them in `flux-system`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -15,9 +15,11 @@ pub fn container_args(workload: &Value) -> Vec<String> {
         .collect()
 }
 
-/// A flag's value, written `--flag=value` or `--flag value` (Go's flag and pflag take both).
+/// A flag's value, written `--flag=value` or `--flag value` (Go's flag and pflag take both);
+/// given twice (a chart's `extraArgs` after its own), the last one counts, as the parser sets
+/// the value once per occurrence.
 pub fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
-    args.iter().enumerate().find_map(|(i, a)| {
+    args.iter().enumerate().rev().find_map(|(i, a)| {
         if let Some(value) = a.strip_prefix(name).and_then(|r| r.strip_prefix('=')) {
             return Some(value);
         }
@@ -47,5 +49,13 @@ mod tests {
         );
         assert_eq!(flag(&args, "--namespace"), None);
         assert_eq!(flag(&args, "--v"), Some("2"));
+        let twice: Vec<String> = [
+            "--cluster-resource-namespace=a",
+            "--cluster-resource-namespace",
+            "b",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(flag(&twice, "--cluster-resource-namespace"), Some("b"));
     }
 }

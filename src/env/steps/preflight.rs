@@ -170,9 +170,9 @@ pub async fn check_existing(
     })
 }
 
-/// The cert-manager of an existing cluster the env uses in place of its stamp's: the one
-/// recorded, else, before the env's bootstrap, one found there (after it, one there may be the
-/// stamp's own). One that cannot be used, or has objects under the names of the env's, stops
+/// The cert-manager of an existing cluster the env uses in place of its stamp's: the answer
+/// recorded by the env's first create (a crash after the engine applied the stamp's own must
+/// not make a rerun take that one for the cluster's), else one found there. One that cannot be used, or has objects under the names of the env's, stops
 /// the create before anything changes.
 pub async fn cluster_cert_manager(
     existing: &crate::cluster::existing::ExistingCluster,
@@ -182,7 +182,7 @@ pub async fn cluster_cert_manager(
     stamp: &crate::stamp::Stamp,
 ) -> Result<Option<ClusterCertManager>, EnvError> {
     if let Some(s) = state
-        && (s.cluster_cert_manager.is_some() || s.is_done("bootstrap"))
+        && (s.cert_manager_asked || s.cluster_cert_manager.is_some() || s.is_done("bootstrap"))
     {
         return Ok(s.cluster_cert_manager.clone());
     }
