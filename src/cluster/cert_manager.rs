@@ -75,7 +75,7 @@ pub async fn find(kube: &KubeClient, context: &str) -> Result<Option<ClusterCert
         })?;
     let Some(controller) = controllers.iter().find(|d| is_cert_manager(d)) else {
         return Err(format!(
-            "the cluster of context {context} has cert-manager's CRDs ({CERTIFICATES_CRD}, version {}) but no cert-manager controller Deployment runs (CRDs left behind by an uninstall?); a cert-manager the stamp installed would be refused by Helm over them; nothing was changed\nhelp: ask the cluster's admin to run cert-manager there again (kindling then uses it), or use another cluster; removing the CRDs would delete every Certificate on the cluster",
+            "the cluster of context {context} has cert-manager's CRDs ({CERTIFICATES_CRD}, version {}) but no cert-manager controller Deployment runs (CRDs left behind by an uninstall? cert-manager's chart keeps them, so a deleted kindling env's cert-manager leaves them too); a cert-manager the stamp installed would be refused by Helm over them; nothing was changed\nhelp: if no Certificate or Issuer on the cluster is in use (`kubectl get certificates,issuers,clusterissuers -A`), remove cert-manager's CRDs; else ask the cluster's admin to run cert-manager there again (kindling then uses it), or use another cluster",
             label(&crd, "app.kubernetes.io/version").unwrap_or("unknown")
         ));
     };
@@ -180,9 +180,10 @@ fn containers(deployment: &Value) -> impl Iterator<Item = &Value> {
 
 fn image_tag(deployment: &Value) -> Option<String> {
     containers(deployment).find_map(|c| {
-        let image = c["image"].as_str()?;
+        // `repo:tag@sha256:…`: the digest goes first, then the tag is what follows the last ':'.
+        let image = c["image"].as_str()?.split('@').next()?;
         let tag = image.rsplit_once(':')?.1;
-        (!tag.contains('/')).then(|| tag.split('@').next().unwrap_or(tag).to_string())
+        (!tag.contains('/')).then(|| tag.to_string())
     })
 }
 
@@ -207,5 +208,9 @@ mod tests {
         renamed["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:1.29");
         assert!(!is_cert_manager(&renamed));
         assert_eq!(image_tag(&controller(&[])).as_deref(), Some("v1.21.1"));
+        let mut pinned = controller(&[]);
+        pinned["spec"]["template"]["spec"]["containers"][0]["image"] =
+            json!("quay.io/jetstack/cert-manager-controller:v1.21.1@sha256:abc");
+        assert_eq!(image_tag(&pinned).as_deref(), Some("v1.21.1"));
     }
 }
