@@ -1022,24 +1022,27 @@ fn e2e_existing_cluster() {
     );
     let env = e2e.env.clone();
     let kubeconfig_arg = kubeconfig.to_string_lossy().into_owned();
-    let created = e2e.json(&[
-        "env",
-        "create",
-        &env,
-        "--stamp",
-        "sample",
-        "--provider",
-        "existing",
-        "--context",
-        &context,
-        "--kubeconfig",
-        &kubeconfig_arg,
-        "--engine",
-        &e2e.engine,
-        "--wait",
-        "--timeout",
-        "15m",
-    ]);
+    let create_on_the_cluster = |env: &str| {
+        e2e.json(&[
+            "env",
+            "create",
+            env,
+            "--stamp",
+            "sample",
+            "--provider",
+            "existing",
+            "--context",
+            &context,
+            "--kubeconfig",
+            &kubeconfig_arg,
+            "--engine",
+            &e2e.engine,
+            "--wait",
+            "--timeout",
+            "15m",
+        ])
+    };
+    let created = create_on_the_cluster(&env);
     assert_eq!(created["env"]["provider"], "existing", "{created}");
     let status = e2e.json(&["env", "status", &env]);
     assert_eq!(status["status"]["ready"], true, "{status}");
@@ -1127,24 +1130,7 @@ fn e2e_existing_cluster() {
         .success()
     );
     let second = format!("{env}-cm");
-    e2e.json(&[
-        "env",
-        "create",
-        &second,
-        "--stamp",
-        "sample",
-        "--provider",
-        "existing",
-        "--context",
-        &context,
-        "--kubeconfig",
-        &kubeconfig_arg,
-        "--engine",
-        &e2e.engine,
-        "--wait",
-        "--timeout",
-        "15m",
-    ]);
+    create_on_the_cluster(&second);
     let status = e2e.json(&["env", "status", &second]);
     assert_eq!(status["status"]["ready"], true, "{status}");
     assert_eq!(

@@ -128,15 +128,8 @@ pub async fn remove(
     {
         // An earlier `env remove` took it out of the root and stopped before the rest.
         let (kube, _) = live_kube_of(&state, progress).await?;
-        let finished = super::removal::finish(
-            &kube,
-            state.engine,
-            state.flux_objects_namespace(),
-            name,
-            &pending,
-            settings.step_timeout,
-        )
-        .await?;
+        let finished =
+            super::removal::finish(&kube, &state, &pending, settings.step_timeout).await?;
         let mut state = state;
         state.removing = None;
         state.save(&settings.env_dir(name))?;
@@ -198,15 +191,7 @@ pub async fn remove(
     super::removal::injected_failure(settings)?;
     let t = Instant::now();
     progress.start("remove", &format!("app {app_name} in {namespace}"));
-    let finished = super::removal::finish(
-        &kube,
-        state.engine,
-        state.flux_objects_namespace(),
-        name,
-        &removal,
-        settings.step_timeout,
-    )
-    .await?;
+    let finished = super::removal::finish(&kube, &state, &removal, settings.step_timeout).await?;
     after.removing = None;
     after.save(&settings.env_dir(name))?;
     if let Some(kept) = &finished.namespace_kept {

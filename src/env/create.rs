@@ -262,17 +262,13 @@ pub async fn create(
         }
         None => None,
     };
-    let mut stamp = match &cluster_cert_manager {
-        Some(found) => crate::stamp::cert_manager::with_the_clusters(
-            stamp,
-            &found.resource_namespace,
-            crate::pki::CA_SECRET,
-        )?,
-        None => stamp,
-    };
-    // Where the env's Flux objects live, as its record says (a rerun keeps them there).
-    stamp.own_flux_namespace = existing.as_ref().and_then(|s| s.flux_namespace.clone());
-    stamp.shared_cluster = !opts.profile.spec.provider.makes_the_cluster();
+    // Where the env's Flux objects live is as its record says (a rerun keeps them there).
+    let stamp = super::open::fitted_to_the_envs_cluster(
+        stamp,
+        cluster_cert_manager.as_ref(),
+        existing.as_ref().and_then(|s| s.flux_namespace.clone()),
+        !opts.profile.spec.provider.makes_the_cluster(),
+    )?;
     if dry_run {
         // On an existing cluster, what the create would fail on there is known read-only.
         if let Some(cluster) = &opts.existing {

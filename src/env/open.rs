@@ -113,17 +113,35 @@ pub fn fitted_to_the_cluster(
         .filter_map(|n| crate::addons::Addon::from_name(n))
         .collect();
     let declared_in = crate::addons::declared_in(state.profile.as_deref());
-    let mut stamp = crate::addons::with_addons(stamp, &addons, &declared_in, data_dir)?;
-    stamp.own_flux_namespace = state.flux_namespace.clone();
-    stamp.shared_cluster = !state.provider.makes_the_cluster();
-    Ok(match &state.cluster_cert_manager {
+    let stamp = crate::addons::with_addons(stamp, &addons, &declared_in, data_dir)?;
+    fitted_to_the_envs_cluster(
+        stamp,
+        state.cluster_cert_manager.as_ref(),
+        state.flux_namespace.clone(),
+        !state.provider.makes_the_cluster(),
+    )
+}
+
+/// `stamp` as the env's cluster takes it: without its install of cert-manager when the
+/// cluster runs its own (`crate::stamp::cert_manager`), its Flux objects in `flux_namespace`
+/// when the env has one of its own, and, on a cluster it shares, charts that take nothing over.
+pub fn fitted_to_the_envs_cluster(
+    stamp: Stamp,
+    cluster_cert_manager: Option<&crate::cluster::cert_manager::ClusterCertManager>,
+    flux_namespace: Option<String>,
+    shared_cluster: bool,
+) -> Result<Stamp, EnvError> {
+    let mut stamp = match cluster_cert_manager {
         Some(found) => crate::stamp::cert_manager::with_the_clusters(
             stamp,
             &found.resource_namespace,
             crate::pki::CA_SECRET,
         )?,
         None => stamp,
-    })
+    };
+    stamp.own_flux_namespace = flux_namespace;
+    stamp.shared_cluster = shared_cluster;
+    Ok(stamp)
 }
 
 /// Commands that re-apply the root (`env up`, `down`, `deploy`, `remove`) would resume a

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::EnvError;
-use crate::engine::{self, Engine};
+use crate::engine;
 use crate::kube::KubeClient;
 use crate::stamp::storage::MANAGED_BY;
 
@@ -58,13 +58,19 @@ pub struct Finished {
 /// Takes away what `removal` lists, each part only if it is still there and kindling's.
 pub async fn finish(
     kube: &KubeClient,
-    engine: Engine,
-    flux_namespace: &str,
-    env: &str,
+    state: &super::state::EnvState,
     removal: &Removal,
     timeout: std::time::Duration,
 ) -> Result<Finished, EnvError> {
-    engine::remove_entries(kube, engine, flux_namespace, &removal.entries, timeout).await?;
+    let (engine, env) = (state.engine, state.name.as_str());
+    engine::remove_entries(
+        kube,
+        engine,
+        state.flux_objects_namespace(),
+        &removal.entries,
+        timeout,
+    )
+    .await?;
     let mut ours = Vec::new();
     for name in &removal.volumes {
         let live = kube.get("v1", "PersistentVolume", None, name).await?;

@@ -175,15 +175,7 @@ pub async fn down(
         let (kube, _) = live_kube_of(&state, progress).await?;
         progress.start("remove", &format!("{} (finishing)", pending.what));
         let t = Instant::now();
-        super::removal::finish(
-            &kube,
-            state.engine,
-            state.flux_objects_namespace(),
-            name,
-            &pending,
-            settings.step_timeout,
-        )
-        .await?;
+        super::removal::finish(&kube, &state, &pending, settings.step_timeout).await?;
         let mut state = state;
         state.removing = None;
         state.save(&settings.env_dir(name))?;
@@ -272,15 +264,7 @@ pub async fn down(
     super::removal::injected_failure(settings)?;
     let t = Instant::now();
     progress.start("remove", &format!("stack {stack_name}"));
-    super::removal::finish(
-        &kube,
-        state.engine,
-        state.flux_objects_namespace(),
-        name,
-        &removal,
-        settings.step_timeout,
-    )
-    .await?;
+    super::removal::finish(&kube, &state, &removal, settings.step_timeout).await?;
     after_state.removing = None;
     after_state.save(&settings.env_dir(name))?;
     progress.done(

@@ -99,11 +99,7 @@ pub async fn prepare_shared_cluster(
         .filter(|f| !f.path.ends_with("bootstrap.yaml"))
     {
         for object in &file.documents {
-            let (Some(api_version), Some(kind), Some(name)) = (
-                object["apiVersion"].as_str(),
-                object["kind"].as_str(),
-                object["metadata"]["name"].as_str(),
-            ) else {
+            let Some((api_version, kind, name)) = identity(object) else {
                 continue;
             };
             if !api_version.contains("fluxcd.io") && !api_version.starts_with("argoproj.io") {
@@ -172,11 +168,7 @@ pub(crate) async fn stamp_objects_taken(
                 }
             };
         for object in objects {
-            let (Some(api_version), Some(kind), Some(name)) = (
-                object["apiVersion"].as_str(),
-                object["kind"].as_str(),
-                object["metadata"]["name"].as_str(),
-            ) else {
+            let Some((api_version, kind, name)) = identity(&object) else {
                 continue;
             };
             let namespace = object["metadata"]["namespace"].as_str();
@@ -195,6 +187,15 @@ pub(crate) async fn stamp_objects_taken(
         }
     }
     Ok(unchecked)
+}
+
+/// An object's apiVersion, kind and name, when it has all three.
+fn identity(object: &Value) -> Option<(&str, &str, &str)> {
+    Some((
+        object["apiVersion"].as_str()?,
+        object["kind"].as_str()?,
+        object["metadata"]["name"].as_str()?,
+    ))
 }
 
 /// A Namespace for every namespace the stamp's entries name.
