@@ -249,9 +249,16 @@ pub async fn create(
     resolved.extra_ca = extra_ca.as_ref().map(|_| ExtraCa::env_copy(&env_dir));
     resolved.storage = super::storage::mounts(&settings.data_dir, &opts.name, &stamp);
     // A cert-manager an existing cluster runs is used in place of the stamp's install of one.
-    let cluster_cert_manager = match &opts.existing {
+    let existing_kube = match &opts.existing {
         Some(cluster) => {
+            Some(steps::preflight::existing_client(cluster, &opts.name, &env_dir).await?)
+        }
+        None => None,
+    };
+    let cluster_cert_manager = match (&opts.existing, &existing_kube) {
+        (Some(cluster), Some(kube)) => {
             steps::preflight::cluster_cert_manager(
+                kube,
                 cluster,
                 existing.as_ref(),
                 &opts.name,
@@ -260,7 +267,7 @@ pub async fn create(
             )
             .await?
         }
-        None => None,
+        _ => None,
     };
     // Where the env's Flux objects live is as its record says (a rerun keeps them there).
     let stamp = super::open::fitted_to_the_envs_cluster(
@@ -271,16 +278,19 @@ pub async fn create(
     )?;
     if dry_run {
         // On an existing cluster, what the create would fail on there is known read-only.
-        if let Some(cluster) = &opts.existing {
+        if let (Some(cluster), Some(kube)) = (&opts.existing, &existing_kube) {
             let ca_namespace = cluster_cert_manager
                 .as_ref()
                 .map(|c| c.resource_namespace.as_str());
-            let found =
-                steps::preflight::check_existing(cluster, &opts.name, opts.engine, ca_namespace)
-                    .await?;
-            for unchecked in
-                steps::preflight::stamp_objects_free(cluster, &opts.name, &env_dir, &stamp).await?
-            {
+            let found = steps::preflight::check_existing(
+                kube,
+                cluster,
+                &opts.name,
+                opts.engine,
+                ca_namespace,
+            )
+            .await?;
+            for unchecked in steps::bootstrap::stamp_objects_taken(kube, &stamp).await? {
                 progress.warn(&unchecked);
             }
             progress.detail(&format!(

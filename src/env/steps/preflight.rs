@@ -100,9 +100,16 @@ async fn existing_cluster(
 ) -> Result<String, EnvError> {
     stamp_checks(ctx)?;
     let ca_namespace = ctx.state().ca_secret_namespace().to_string();
-    let engine_note =
-        check_existing(existing, ctx.env(), ctx.opts.engine, Some(&ca_namespace)).await?;
-    for unchecked in stamp_objects_free(existing, ctx.env(), &ctx.env_dir, ctx.stamp).await? {
+    let kube = existing_client(existing, ctx.env(), &ctx.env_dir).await?;
+    let engine_note = check_existing(
+        &kube,
+        existing,
+        ctx.env(),
+        ctx.opts.engine,
+        Some(&ca_namespace),
+    )
+    .await?;
+    for unchecked in super::bootstrap::stamp_objects_taken(&kube, ctx.stamp).await? {
         ctx.progress.warn(&unchecked);
     }
     let cert_manager = ctx
@@ -123,17 +130,15 @@ async fn existing_cluster(
 /// changes, read-only: the API answers, the engine there (if any) can be used, and the
 /// context's user has every right the create needs. Says what it found of the engine.
 pub async fn check_existing(
+    kube: &crate::kube::KubeClient,
     existing: &crate::cluster::existing::ExistingCluster,
     env: &str,
     engine: crate::engine::Engine,
     ca_namespace: Option<&str>,
 ) -> Result<String, EnvError> {
-    let kube =
-        crate::kube::KubeClient::from_kubeconfig(&existing.kubeconfig, Some(&existing.context))
-            .await?;
     // A user who may not read CRDs cannot tell: taken as absent, so the rights to install
     // it are asked for, and their lack is named.
-    let found = crate::engine::detect::find(&kube, engine)
+    let found = crate::engine::detect::find(kube, engine)
         .await
         .ok()
         .flatten()
@@ -148,12 +153,12 @@ pub async fn check_existing(
             existing.context
         )));
     }
-    another_env_on_the_engine(&kube, env, engine).await?;
+    another_env_on_the_engine(kube, env, engine).await?;
     let facts = crate::cluster::existing::Found {
         engine: found.is_some(),
         ca_namespace: ca_namespace.map(str::to_string),
     };
-    crate::cluster::existing::check(&kube, existing, env, engine, facts)
+    crate::cluster::existing::check(kube, existing, env, engine, facts)
         .await
         .map_err(EnvError::Preflight)?;
     Ok(match &found {
@@ -175,6 +180,7 @@ pub async fn check_existing(
 /// not make a rerun take that one for the cluster's), else one found there. One that cannot be used, or has objects under the names of the env's, stops
 /// the create before anything changes.
 pub async fn cluster_cert_manager(
+    kube: &crate::kube::KubeClient,
     existing: &crate::cluster::existing::ExistingCluster,
     state: Option<&crate::env::state::EnvState>,
     env: &str,
@@ -186,22 +192,15 @@ pub async fn cluster_cert_manager(
     {
         return Ok(s.cluster_cert_manager.clone());
     }
-    // An API that does not answer is named by the preflight's own check.
-    let Ok(kube) =
-        crate::kube::KubeClient::from_kubeconfig(&existing.kubeconfig, Some(&existing.context))
-            .await
-    else {
-        return Ok(None);
-    };
     // Another env's stamp may have installed the cert-manager there: that env is the news.
-    another_env_on_the_engine(&kube, env, engine).await?;
+    another_env_on_the_engine(kube, env, engine).await?;
     let context = &existing.context;
-    let found = crate::cluster::cert_manager::find(&kube, context)
+    let found = crate::cluster::cert_manager::find(kube, context)
         .await
         .map_err(EnvError::Preflight)?;
     if let Some(f) = &found {
         crate::cluster::cert_manager::clashes(
-            &kube,
+            kube,
             stamp,
             f,
             crate::pki::CA_SECRET.1,
@@ -251,21 +250,19 @@ async fn another_env_on_the_engine(
     Ok(())
 }
 
-/// The stamp's own objects are free on the cluster: none is someone else's
-/// (`super::bootstrap::stamp_objects_taken`), asked before anything is pushed, with a client
-/// that knows the env's ownership. Returns the entries that could not be checked.
-pub async fn stamp_objects_free(
+/// A client of the existing cluster that knows the env's ownership
+/// (`crate::kube::ownership`), for the checks before anything changes.
+pub async fn existing_client(
     existing: &crate::cluster::existing::ExistingCluster,
     env: &str,
     env_dir: &std::path::Path,
-    stamp: &crate::stamp::Stamp,
-) -> Result<Vec<String>, EnvError> {
-    let kube =
+) -> Result<crate::kube::KubeClient, EnvError> {
+    Ok(
         crate::kube::KubeClient::from_kubeconfig(&existing.kubeconfig, Some(&existing.context))
             .await?
             .owned_by(crate::kube::ownership::Ownership::new(
                 env,
                 crate::env::open::owned_kinds_file(env_dir),
-            ));
-    super::bootstrap::stamp_objects_taken(&kube, stamp).await
+            )),
+    )
 }
