@@ -626,6 +626,31 @@ mod env {
         assert_untouched(&h, &[theirs]);
     }
 
+    /// `env restart` checks the stamp it will bootstrap before it removes the running one: a
+    /// refusal leaves the env as it was.
+    #[test]
+    fn env_existing_restart_that_declares_someone_elses_object_keeps_the_env() {
+        let h = Harness::existing("flux", true);
+        let env = unique("restart");
+        existing(&h, &env, &[]);
+        let theirs = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "team-notes", "namespace": "default"}, "data": {"text": "theirs"}});
+        plant(&h.api, vec![theirs.clone()]);
+        h.add_sample_application(
+            "{name: notes, path: applications/notes, namespace: default}",
+            "notes",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: team-notes}\ndata: {text: ours}\n",
+        );
+        error_says(
+            &h.run(&["env", "restart", &env, "--output", "json"], &[]),
+            "ConfigMap default/team-notes exists on the cluster and is not the env's",
+        );
+        let root = find(&h, "Kustomization", Some("flux-system"), "kindling-sample")
+            .expect("the running stamp's root");
+        assert!(root["metadata"]["deletionTimestamp"].is_null(), "{root}");
+        assert_untouched(&h, &[theirs]);
+    }
+
     /// A Flux locked down for tenants (`--default-service-account`) impersonates that account
     /// for every object without `serviceAccountName`: without the account in flux-system every
     /// apply of the env would fail, so the create stops first; with it, the Flux is used.

@@ -67,6 +67,13 @@ pub async fn restart(
         ));
     }
     let (kube, _) = live_kube_of(&state, progress).await?;
+    // On a shared cluster the new stamp's objects are checked before the old one goes: a
+    // refusal then leaves the env as it was.
+    if !state.provider.makes_the_cluster() {
+        for unchecked in super::steps::bootstrap::stamp_objects_taken(&kube, &stamp).await? {
+            progress.warn(&unchecked);
+        }
+    }
     let t = Instant::now();
     progress.start("remove", &format!("stamp {}", old.name));
     engine::remove_stamp(&kube, state.engine, &old, settings.step_timeout).await?;

@@ -172,6 +172,15 @@ pub(crate) async fn stamp_objects_taken(
                 continue;
             };
             let namespace = object["metadata"]["namespace"].as_str();
+            // Where a namespaced object without one goes is the engine's choice (Flux refuses
+            // it, Argo CD puts it in the Application's namespace): said, not guessed.
+            if namespace.is_none() && !crate::stamp::is_cluster_scoped(kind) {
+                unchecked.push(format!(
+                    "entry {}: {kind} {name} names no namespace, so it was not checked against the cluster's",
+                    entry.name
+                ));
+                continue;
+            }
             let Some(live) = kube.get(api_version, kind, namespace, name).await? else {
                 continue;
             };
