@@ -19,6 +19,26 @@ mod stamp {
         load(VALID).unwrap();
     }
 
+    /// The case another random run found (a `&` line cut into the stamp gives a mapping key
+    /// that is empty or not a string): the problem still names a field.
+    #[test]
+    fn stamp_key_that_is_empty_or_not_a_string_is_named() {
+        for key in ["\"\"", "~", "7"] {
+            let text = format!("{VALID}{key}: 1\n");
+            match load(&text) {
+                Err(StampError::Invalid { problems, .. }) => {
+                    let p = problems
+                        .iter()
+                        .find(|p| p.message.starts_with("unknown field"))
+                        .unwrap_or_else(|| panic!("{problems:?}"));
+                    assert!(!p.field.is_empty(), "{p:?}");
+                    assert!(!p.message.contains("``"), "{p:?}");
+                }
+                other => panic!("{key}: {other:?}"),
+            }
+        }
+    }
+
     /// The case a random run found (`metadata: {name}`, the name cut away): the error names
     /// the stamp by its directory, never by an empty name.
     #[test]

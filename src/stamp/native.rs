@@ -192,19 +192,26 @@ mod schema {
                 let name = key.as_str().unwrap_or_default();
                 if known.contains(&name) {
                     kept.insert(key.clone(), v.clone());
-                } else {
-                    let field = if at.is_empty() {
-                        name.to_string()
-                    } else {
-                        format!("{at}.{name}")
-                    };
-                    self.problem(
-                        entry,
-                        &field,
-                        format!("unknown field `{name}`"),
-                        format!("known fields here: {}", known.join(", ")),
-                    );
+                    continue;
                 }
+                // An empty or non-string key (`"": x`, `~: x`, a stray `&anchor` line) still
+                // gets a name the error can show.
+                let name = match key.as_str() {
+                    Some(s) if !s.is_empty() => s.to_string(),
+                    Some(_) => "\"\"".to_string(),
+                    None => format!("({} key)", kind_of(key)),
+                };
+                let field = if at.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{at}.{name}")
+                };
+                self.problem(
+                    entry,
+                    &field,
+                    format!("unknown field `{name}`"),
+                    format!("known fields here: {}", known.join(", ")),
+                );
             }
             Some(kept)
         }
