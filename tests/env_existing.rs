@@ -602,13 +602,9 @@ mod env {
         assert!(live["metadata"]["deletionTimestamp"].is_null());
     }
 
-    /// The same check guards `env sync`: an edit that declares the team's ConfigMap is refused
-    /// before it is pushed (the engine would read the commit on its own).
-    #[test]
-    fn env_existing_sync_that_declares_someone_elses_object_pushes_nothing() {
-        let h = Harness::existing("flux", true);
-        let env = unique("syncs");
-        existing(&h, &env, &[]);
+    /// The team's ConfigMap `default/team-notes` on the cluster, and an edit of the sample that
+    /// declares one of that name too; returns the team's.
+    fn declare_the_teams_notes(h: &Harness) -> Value {
         let theirs = json!({"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": "team-notes", "namespace": "default"}, "data": {"text": "theirs"}});
         plant(&h.api, vec![theirs.clone()]);
@@ -617,6 +613,17 @@ mod env {
             "notes",
             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: team-notes}\ndata: {text: ours}\n",
         );
+        theirs
+    }
+
+    /// The same check guards `env sync`: an edit that declares the team's ConfigMap is refused
+    /// before it is pushed (the engine would read the commit on its own).
+    #[test]
+    fn env_existing_sync_that_declares_someone_elses_object_pushes_nothing() {
+        let h = Harness::existing("flux", true);
+        let env = unique("syncs");
+        existing(&h, &env, &[]);
+        let theirs = declare_the_teams_notes(&h);
         let before = h.gitea.head();
         error_says(
             &h.run(&["env", "sync", &env, "--output", "json"], &[]),
@@ -633,14 +640,7 @@ mod env {
         let h = Harness::existing("flux", true);
         let env = unique("restart");
         existing(&h, &env, &[]);
-        let theirs = json!({"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "team-notes", "namespace": "default"}, "data": {"text": "theirs"}});
-        plant(&h.api, vec![theirs.clone()]);
-        h.add_sample_application(
-            "{name: notes, path: applications/notes, namespace: default}",
-            "notes",
-            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: team-notes}\ndata: {text: ours}\n",
-        );
+        let theirs = declare_the_teams_notes(&h);
         error_says(
             &h.run(&["env", "restart", &env, "--output", "json"], &[]),
             "ConfigMap default/team-notes exists on the cluster and is not the env's",
