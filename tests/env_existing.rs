@@ -347,19 +347,117 @@ mod env {
         );
     }
 
-    /// Two envs on one cluster and engine would share kindling's bootstrap objects (the root,
-    /// the source, the credentials have fixed names): the second is refused before it changes
-    /// anything, naming the first, and the first is untouched.
+    fn every_entry_ready(status: &Value) -> bool {
+        status["entries"]
+            .as_array()
+            .is_some_and(|e| !e.is_empty() && e.iter().all(|e| e["readiness"] == "ready"))
+    }
+
+    /// A stamp of its own for team `team`: one entry, a Namespace `team` with a ConfigMap and
+    /// a Deployment, so two teams' stamps share nothing on the cluster.
+    fn write_team_stamp(h: &Harness, team: &str) {
+        let dir = h.path(&format!("source/stamps/{team}"));
+        let entry = dir.join("applications/notes");
+        std::fs::create_dir_all(&entry).unwrap();
+        std::fs::write(
+            dir.join("stamp.yaml"),
+            format!("apiVersion: kindling.dev/v1alpha1\nkind: Stamp\nmetadata:\n  name: {team}\nspec:\n  ignore: [\"/*\", \"!/stamps/{team}/\"]\n  applications:\n    - name: notes\n      path: applications/notes\n      healthChecks:\n        - {{kind: Deployment, name: notes, namespace: {team}}}\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            entry.join("notes.yaml"),
+            format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {team}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\n  namespace: {team}\ndata:\n  team: {team}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: notes\n  namespace: {team}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: notes}}}}\n  template:\n    metadata: {{labels: {{app: notes}}}}\n    spec:\n      containers: [{{name: notes, image: busybox}}]\n"),
+        )
+        .unwrap();
+    }
+
+    /// Several envs on one cluster and one Flux: each env's Flux objects (Git credentials,
+    /// source, root, entries) live in its own namespace beside its own Gitea, so two envs of
+    /// different stamps both reconcile, each from its own Gitea, nothing of theirs is in
+    /// flux-system, and deleting one leaves the other as it was.
     #[test]
-    fn env_existing_cluster_refuses_a_second_env_that_would_share_the_first_ones_objects() {
+    fn env_existing_two_envs_share_one_flux_each_in_its_own_namespace() {
+        let h = Harness::existing("flux", true);
+        let envs = [(unique("teama"), "team-a"), (unique("teamb"), "team-b")];
+        for (env, team) in &envs {
+            write_team_stamp(&h, team);
+            let created = ok(&h.run_on_team(
+                &["env", "create", env, "--stamp", team],
+                &["--wait", "--timeout", "60s"],
+            ));
+            assert!(every_entry_ready(&created["env"]["status"]), "{created}");
+            assert_eq!(h.state(env)["fluxNamespace"], format!("kindling-{env}"));
+        }
+        let mut commits = Vec::new();
+        for (env, team) in &envs {
+            let own = format!("kindling-{env}");
+            let root = find(&h, "Kustomization", Some(&own), &format!("kindling-{team}"))
+                .expect("the env's root in its namespace");
+            assert_eq!(root["metadata"]["labels"][ENV_LABEL], env.as_str());
+            // Its source is its own Gitea, and Flux has the commit the env pushed there.
+            let source = find(&h, "GitRepository", Some(&own), "kindling").unwrap();
+            let url = source["spec"]["url"].as_str().unwrap();
+            assert!(url.contains(&format!("gitea.{own}.svc")), "{url}");
+            let commit = h.state(env)["commit"].as_str().unwrap().to_string();
+            assert_eq!(
+                source["status"]["artifact"]["revision"],
+                format!("main@sha1:{commit}")
+            );
+            commits.push(commit);
+            assert!(find(&h, "Secret", Some(&own), "kindling-git-credentials").is_some());
+            let notes = find(&h, "ConfigMap", Some(team), "notes").expect("the team's notes");
+            assert_eq!(notes["data"]["team"], *team);
+        }
+        assert_ne!(commits[0], commits[1], "both envs read one Gitea");
+        let in_flux_system: Vec<String> = h
+            .api
+            .state
+            .lock()
+            .unwrap()
+            .objects
+            .iter()
+            .filter(|s| s.namespace.as_deref() == Some("flux-system"))
+            .filter(|s| !s.object["metadata"]["labels"][ENV_LABEL].is_null())
+            .map(|s| format!("{} {}", s.plural, s.name))
+            .collect();
+        assert!(in_flux_system.is_empty(), "{in_flux_system:?}");
+        // The first goes; the second, its Gitea and its stamp's objects stay as they were.
+        let (first, first_team) = &envs[0];
+        let (second, second_team) = &envs[1];
+        h.json(&["env", "delete", first]);
+        wait_all_gone(&h, first);
+        assert!(find(&h, "ConfigMap", Some(first_team), "notes").is_none());
+        let notes = find(&h, "ConfigMap", Some(second_team), "notes").unwrap();
+        assert!(notes["metadata"]["deletionTimestamp"].is_null(), "{notes}");
+        let status = h.json(&["env", "status", second, "--wait", "--timeout", "30s"]);
+        assert_eq!(status["status"]["ready"], true, "{status:#}");
+        // Flux, which was there first, stays for everyone.
+        assert!(
+            find(
+                &h,
+                "Deployment",
+                Some("flux-system"),
+                "kustomize-controller"
+            )
+            .is_some()
+        );
+        h.json(&["env", "delete", second]);
+        wait_all_gone(&h, second);
+    }
+
+    /// The same stamp twice on one cluster: the second env's stamp would install a
+    /// cert-manager over the first's (and own the same namespaces); it is refused before it
+    /// changes anything, naming the first, and the first is untouched.
+    #[test]
+    fn env_existing_second_env_of_the_same_stamp_is_refused_naming_the_first() {
         let h = Harness::existing("flux", true);
         let first = unique("first");
-        existing(&h, &first, &[]);
+        existing(&h, &first, &["--wait", "--timeout", "60s"]);
         let second = unique("second");
         let out = h.create_existing(&second, &[]);
         error_says(
             &out,
-            &format!("kindling env {first} uses this cluster's flux already"),
+            &format!("was installed by kindling env {first}'s stamp"),
         );
         assert!(
             !h.api
@@ -368,13 +466,52 @@ mod env {
                 .any(|r| r.method == "PATCH" && r.path.contains(&second)),
             "the second env made something"
         );
-        let root = find(&h, "Kustomization", Some("flux-system"), "kindling-sample").unwrap();
+        let own = format!("kindling-{first}");
+        let root = find(&h, "Kustomization", Some(&own), "kindling-sample").unwrap();
         assert_eq!(root["metadata"]["labels"][ENV_LABEL], first.as_str());
         h.json(&["env", "delete", &second]);
-        assert_eq!(
-            find(&h, "Kustomization", Some("flux-system"), "kindling-sample").unwrap()["metadata"]
-                ["labels"][ENV_LABEL],
-            first.as_str()
+        assert!(find(&h, "Kustomization", Some(&own), "kindling-sample").is_some());
+    }
+
+    /// A Flux whose appliers read only flux-system (`--watch-all-namespaces=false`): an env's
+    /// objects go there, as the only place it reconciles, and so a second env would share
+    /// them: refused before it changes anything, naming the first.
+    #[test]
+    fn env_existing_flux_that_reads_only_its_namespace_takes_one_env() {
+        let h = Harness::existing("flux", true);
+        h.api.update(|stored| {
+            let controller = stored
+                .iter_mut()
+                .find(|s| s.plural == "deployments" && s.name == "kustomize-controller")
+                .expect("the found Flux's kustomize-controller");
+            controller.object["spec"]["template"]["spec"]["containers"][0]["args"] =
+                json!(["--watch-all-namespaces=false"]);
+        });
+        let first = unique("first");
+        let created = existing(&h, &first, &["--wait", "--timeout", "60s"]);
+        assert!(every_entry_ready(&created["env"]["status"]), "{created}");
+        assert_eq!(h.state(&first)["fluxNamespace"], "flux-system");
+        let root = find(&h, "Kustomization", Some("flux-system"), "kindling-sample").unwrap();
+        assert_eq!(root["metadata"]["labels"][ENV_LABEL], first.as_str());
+        let second = unique("second");
+        write_team_stamp(&h, "team-b");
+        let out = h.run_on_team(&["env", "create", &second, "--stamp", "team-b"], &[]);
+        let doc = error_says(
+            &out,
+            &format!("kindling env {first} uses this cluster's flux already"),
+        );
+        assert!(
+            doc["error"]
+                .to_string()
+                .contains("--watch-all-namespaces=false"),
+            "{doc}"
+        );
+        assert!(
+            !h.api
+                .requests()
+                .iter()
+                .any(|r| r.method == "PATCH" && r.path.contains(&second)),
+            "the second env made something"
         );
     }
 
@@ -398,7 +535,13 @@ mod env {
         });
         let out = h.run(&["env", "suspend", &env, "--output", "json"], &[]);
         error_says(&out, "kindling does not change it");
-        let root = find(&h, "Kustomization", Some("flux-system"), "kindling-sample").unwrap();
+        let root = find(
+            &h,
+            "Kustomization",
+            Some(&format!("kindling-{env}")),
+            "kindling-sample",
+        )
+        .unwrap();
         assert_ne!(root["spec"]["suspend"], true, "{root}");
     }
 
@@ -483,8 +626,10 @@ mod env {
             json!({"version": "v1.21.1", "namespace": "platform", "resourceNamespace": "platform"}),
             "{state}"
         );
-        // No second cert-manager: no HelmRelease for `certs`, no chart Deployment elsewhere.
-        assert!(find(&h, "HelmRelease", Some("flux-system"), "certs").is_none());
+        // No second cert-manager: no HelmRelease for `certs`, no chart Deployment elsewhere
+        // (the env's Flux objects are in its own namespace, where the issuer entry is).
+        let own = format!("kindling-{env}");
+        assert!(find(&h, "HelmRelease", Some(&own), "certs").is_none());
         let controllers: Vec<Value> = h
             .api
             .objects_of("Deployment")
@@ -493,7 +638,7 @@ mod env {
             .collect();
         assert_eq!(controllers.len(), 1, "{controllers:?}");
         // The issuer entry no longer waits for the left-out one.
-        let issuer = find(&h, "Kustomization", Some("flux-system"), "certs-issuer").unwrap();
+        let issuer = find(&h, "Kustomization", Some(&own), "certs-issuer").unwrap();
         assert!(issuer["spec"]["dependsOn"].is_null(), "{issuer}");
         // The CA is where the cluster's cert-manager reads it, labelled for the env, and the
         // ClusterIssuer is ready from it; the stamp's certificates are issued.
@@ -578,7 +723,13 @@ mod env {
         plant(&h.api, vec![theirs.clone()]);
         let env = unique("chart");
         existing(&h, &env, &[]);
-        let release = find(&h, "HelmRelease", Some("flux-system"), "ingress").unwrap();
+        let release = find(
+            &h,
+            "HelmRelease",
+            Some(&format!("kindling-{env}")),
+            "ingress",
+        )
+        .unwrap();
         assert_eq!(release["spec"]["install"]["disableTakeOwnership"], true);
         assert_eq!(release["spec"]["upgrade"]["disableTakeOwnership"], true);
         wait_until(
@@ -645,8 +796,13 @@ mod env {
             &h.run(&["env", "restart", &env, "--output", "json"], &[]),
             "ConfigMap default/team-notes exists on the cluster and is not the env's",
         );
-        let root = find(&h, "Kustomization", Some("flux-system"), "kindling-sample")
-            .expect("the running stamp's root");
+        let root = find(
+            &h,
+            "Kustomization",
+            Some(&format!("kindling-{env}")),
+            "kindling-sample",
+        )
+        .expect("the running stamp's root");
         assert!(root["metadata"]["deletionTimestamp"].is_null(), "{root}");
         assert_untouched(&h, &[theirs]);
     }
@@ -796,7 +952,7 @@ mod env {
         existing(&h, &env, &["--wait", "--timeout", "60s"]);
         let state = h.state(&env);
         assert!(state["clusterCertManager"].is_null(), "{state}");
-        assert!(find(&h, "HelmRelease", Some("flux-system"), "certs").is_some());
+        assert!(find(&h, "HelmRelease", Some(&format!("kindling-{env}")), "certs").is_some());
     }
 
     /// The same on Argo CD: no Application installs a second cert-manager, the issuer's

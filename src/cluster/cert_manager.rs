@@ -83,6 +83,15 @@ pub async fn find(kube: &KubeClient, context: &str) -> Result<Option<ClusterCert
         .as_str()
         .unwrap_or_default()
         .to_string();
+    // One another env's stamp installed (its HelmRelease's origin labels lead to that env's
+    // root) goes with that env: this env would be left without one.
+    if let Ok(Some(other)) = kube.kindling_env_of(controller).await
+        && !kube.is_owned_by(&other)
+    {
+        return Err(format!(
+            "the cert-manager on the cluster of context {context} (namespace {namespace}) was installed by kindling env {other}'s stamp: it goes when env {other} is deleted, and a second install of it would be refused over its objects; nothing was changed\nhelp: have the cluster run a cert-manager of its own (kindling then uses it for every env), use a stamp without cert-manager, or delete env {other} first"
+        ));
+    }
     let args = crate::kube::flags::container_args(controller);
     if let Some(watched) = flag(&args, "--namespace").filter(|n| !n.is_empty()) {
         return Err(format!(

@@ -81,6 +81,9 @@ pub struct Found {
     /// Where the env's CA Secret goes: the cluster's own cert-manager's resource namespace,
     /// else (None) the one the stamp's cert-manager will run in (`crate::pki::CA_SECRET`).
     pub ca_namespace: Option<String>,
+    /// Where the env's engine objects go (`crate::engine::objects_namespace`); empty: the
+    /// engine's own namespace.
+    pub engine_objects_namespace: String,
 }
 
 /// The rights `env create` needs on an existing cluster for env `env` with `engine`.
@@ -146,13 +149,17 @@ pub fn rights(env: &str, engine: Engine, found: Found) -> Vec<Right> {
         Engine::Flux => ("kustomize.toolkit.fluxcd.io", "kustomizations"),
         Engine::Argo => ("argoproj.io", "applications"),
     };
+    let objects_ns = match found.engine_objects_namespace.as_str() {
+        "" => engine_ns.clone(),
+        ns => ns.to_string(),
+    };
     if found.engine {
         rights.push(Right {
             verb: "create",
             group,
             resource,
             subresource: "",
-            namespace: Some(engine_ns.clone()),
+            namespace: Some(objects_ns.clone()),
             why: "the stamp's engine objects",
         });
         rights.push(Right {
@@ -160,7 +167,7 @@ pub fn rights(env: &str, engine: Engine, found: Found) -> Vec<Right> {
             group: "",
             resource: "secrets",
             subresource: "",
-            namespace: Some(engine_ns),
+            namespace: Some(objects_ns),
             why: "the engine's Git credentials",
         });
     } else {
@@ -267,6 +274,7 @@ mod tests {
             Found {
                 engine: true,
                 ca_namespace: None,
+                engine_objects_namespace: "kindling-dev".into(),
             },
         );
         assert!(
@@ -274,9 +282,16 @@ mod tests {
                 .iter()
                 .any(|r| r.resource == "customresourcedefinitions")
         );
-        assert!(present.iter().any(
-            |r| r.resource == "kustomizations" && r.namespace.as_deref() == Some("flux-system")
-        ));
+        // The env's Flux objects go to its own namespace, and nothing is asked of Flux's.
+        assert!(
+            present.iter().any(|r| r.resource == "kustomizations"
+                && r.namespace.as_deref() == Some("kindling-dev"))
+        );
+        assert!(
+            !present
+                .iter()
+                .any(|r| r.namespace.as_deref() == Some("flux-system"))
+        );
         assert!(
             present.iter().any(|r| r.subresource == "portforward"
                 && r.namespace.as_deref() == Some("kindling-dev"))

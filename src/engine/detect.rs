@@ -28,6 +28,15 @@ pub struct FoundEngine {
     pub installed_by: Option<String>,
     /// Why kindling cannot use it, when it cannot.
     pub incompatible: Option<String>,
+    /// Why an env's engine objects can live only in the engine's own namespace (then envs
+    /// cannot each have one), when that is so. A Flux whose kustomize-controller or
+    /// helm-controller runs with `--watch-all-namespaces=false` reads only its own namespace
+    /// (fluxcd/pkg runtime/v0.110.1 runtime/controller/watch.go, default true;
+    /// kustomize-controller v1.9.4 main.go and helm-controller v1.6.3 main.go watch
+    /// `RUNTIME_NAMESPACE` alone then); one with `--default-service-account=SA` applies as
+    /// `SA` of each object's namespace (`impersonation_without_account`), which only its own
+    /// namespace has.
+    pub only_its_namespace: Option<String>,
 }
 
 /// The CRD by which an engine is known, and the API versions kindling writes of each kind.
@@ -71,10 +80,13 @@ pub async fn find(kube: &KubeClient, engine: Engine) -> Result<Option<FoundEngin
             ));
         }
     }
-    if engine == Engine::Flux
-        && let Some(why) = impersonation_without_account(kube).await?
-    {
-        incompatible.push(why);
+    let mut only_its_namespace = None;
+    if engine == Engine::Flux {
+        let appliers = flux_applier_args(kube).await?;
+        if let Some(why) = impersonation_without_account(kube, &appliers).await? {
+            incompatible.push(why);
+        }
+        only_its_namespace = flux_only_in_its_namespace(&appliers);
     }
     let version = match crd["metadata"]["labels"]["app.kubernetes.io/version"].as_str() {
         Some(v) => v.to_string(),
@@ -87,7 +99,56 @@ pub async fn find(kube: &KubeClient, engine: Engine) -> Result<Option<FoundEngin
         version,
         installed_by,
         incompatible: (!incompatible.is_empty()).then(|| incompatible.join("; and ")),
+        only_its_namespace,
     }))
+}
+
+/// The arguments of Flux's two appliers, kustomize-controller and helm-controller, in
+/// flux-system (where Flux runs); one that is not there, or that kindling may not read, is
+/// taken as installed by default.
+async fn flux_applier_args(
+    kube: &KubeClient,
+) -> Result<Vec<(&'static str, Vec<String>)>, KubeError> {
+    let mut out = Vec::new();
+    for controller in ["kustomize-controller", "helm-controller"] {
+        match kube
+            .get(
+                "apps/v1",
+                "Deployment",
+                Some(super::namespace(Engine::Flux)),
+                controller,
+            )
+            .await
+        {
+            Ok(Some(w)) => out.push((controller, crate::kube::flags::container_args(&w))),
+            Ok(None) => {}
+            Err(e) if e.is_forbidden() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+/// Why Flux's appliers take an env's objects only in flux-system (see
+/// `FoundEngine::only_its_namespace`).
+fn flux_only_in_its_namespace(appliers: &[(&str, Vec<String>)]) -> Option<String> {
+    let namespace = super::namespace(Engine::Flux);
+    appliers.iter().find_map(|(controller, args)| {
+        if crate::kube::flags::bool_flag(args, "--watch-all-namespaces") == Some(false) {
+            return Some(format!(
+                "its {controller} reads only {namespace} (--watch-all-namespaces=false)"
+            ));
+        }
+        default_service_account(args).map(|account| {
+            format!(
+                "its {controller} applies as ServiceAccount {account} of each object's namespace (--default-service-account), which {namespace} has"
+            )
+        })
+    })
+}
+
+fn default_service_account(args: &[String]) -> Option<&str> {
+    crate::kube::flags::flag(args, "--default-service-account").filter(|a| !a.is_empty())
 }
 
 /// A Flux locked down for tenants: kustomize-controller or helm-controller run with
@@ -97,22 +158,16 @@ pub async fn find(kube: &KubeClient, engine: Engine) -> Result<Option<FoundEngin
 /// runtime/client/impersonator.go `setImpersonationConfig`), whose RBAC decides what it may
 /// apply; and a finalizer prunes only when that ServiceAccount exists (`CanImpersonate`,
 /// kustomization_controller.go finalize), so without it `env delete` would leave the stamp's
-/// objects behind. Said when the account is missing in Flux's namespace, where kindling's
-/// objects live (its rights cannot be asked for another user without SubjectAccessReview
-/// rights, so they are not).
-async fn impersonation_without_account(kube: &KubeClient) -> Result<Option<String>, KubeError> {
+/// objects behind. Said when the account is missing in Flux's namespace, where an env's
+/// objects then live (`flux_only_in_its_namespace`; its rights cannot be asked for another
+/// user without SubjectAccessReview rights, so they are not).
+async fn impersonation_without_account(
+    kube: &KubeClient,
+    appliers: &[(&str, Vec<String>)],
+) -> Result<Option<String>, KubeError> {
     let namespace = super::namespace(Engine::Flux);
-    for controller in ["kustomize-controller", "helm-controller"] {
-        let Some(workload) = kube
-            .get("apps/v1", "Deployment", Some(namespace), controller)
-            .await?
-        else {
-            continue;
-        };
-        let args = crate::kube::flags::container_args(&workload);
-        let Some(account) =
-            crate::kube::flags::flag(&args, "--default-service-account").filter(|a| !a.is_empty())
-        else {
+    for (controller, args) in appliers {
+        let Some(account) = default_service_account(args) else {
             continue;
         };
         if kube

@@ -47,7 +47,14 @@ pub fn bootstrap_objects(
     hold: bool,
 ) -> Vec<Value> {
     let root = root_name(stamp);
-    let mut objects = vec![credentials_secret(credentials, stamp.flux_namespace())];
+    let mut objects = Vec::new();
+    // An env's own namespace is there when its Gitea runs in the cluster, not when the env
+    // uses a Gitea of its own (`KINDLING_GITEA_URL`).
+    if stamp.flux_namespace() != NAMESPACE {
+        objects.push(json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": stamp.flux_namespace()}}));
+    }
+    objects.push(credentials_secret(credentials, stamp.flux_namespace()));
     for object in rendered_bootstrap {
         let mut object = object.clone();
         if object["kind"] == "Kustomization" && object["metadata"]["name"] == root.as_str() {

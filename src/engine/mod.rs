@@ -65,6 +65,16 @@ pub fn namespace(engine: Engine) -> &'static str {
     }
 }
 
+/// Where an env's engine objects (its Git credentials, source, root and entries) live: Argo
+/// CD's Applications in its own namespace, Flux's where the stamp puts them
+/// (`crate::stamp::Stamp::flux_namespace`).
+pub fn objects_namespace(engine: Engine, stamp: &crate::stamp::Stamp) -> &str {
+    match engine {
+        Engine::Flux => stamp.flux_namespace(),
+        Engine::Argo => argo::NAMESPACE,
+    }
+}
+
 /// The objects of an install manifest, as kindling applies them: Argo CD's manifest names no
 /// namespace (it is applied with `-n argocd`), so its Namespace is added in front.
 pub fn install_objects(engine: Engine, manifest: &str) -> Result<Vec<Value>, KubeError> {

@@ -283,21 +283,24 @@ pub async fn apply(
     kube: &crate::kube::KubeClient,
     stamp: &crate::stamp::Stamp,
     env_dir: &Path,
-    ca_secret: &Value,
+    ca_secret: Option<&Value>,
     timeout: std::time::Duration,
     allowed: &[String],
 ) -> Result<AppliedSecrets, EngineError> {
     let mut generated = GeneratedValues::load(env_dir)?;
     let host = HostValues::of_this_host(&stamp.repo_root, allowed);
-    let ca_namespace = ca_secret["metadata"]["namespace"]
-        .as_str()
-        .unwrap_or_default();
-    let ca_name = ca_secret["metadata"]["name"].as_str().unwrap_or_default();
-    let ca_left_to = crate::stamp::manifests::certificate_writing(stamp, ca_namespace, ca_name);
-    let mut objects = match ca_left_to {
-        Some(_) => Vec::new(),
-        None => super::ca_objects(ca_secret),
-    };
+    let mut objects = Vec::new();
+    let mut ca_left_to = None;
+    if let Some(ca_secret) = ca_secret {
+        let ca_namespace = ca_secret["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default();
+        let ca_name = ca_secret["metadata"]["name"].as_str().unwrap_or_default();
+        ca_left_to = crate::stamp::manifests::certificate_writing(stamp, ca_namespace, ca_name);
+        if ca_left_to.is_none() {
+            objects = super::ca_objects(ca_secret);
+        }
+    }
     // A secret that goes through Vault (`crate::env::vault`) gets its values now, kept with
     // the env's others, and no Secret: its ExternalSecret makes that.
     let (vaulted, plain): (Vec<BootstrapSecret>, Vec<BootstrapSecret>) =

@@ -255,25 +255,39 @@ pub async fn create(
         }
         None => None,
     };
+    // Where the env's Flux objects live is as its record says (a rerun keeps them there; an
+    // env recorded without one has them in flux-system, as envs had before); a new env on an
+    // existing cluster has a namespace of its own.
+    let flux_namespace = match (&existing, &existing_kube) {
+        (Some(state), _) => state.flux_namespace.clone(),
+        (None, Some(kube)) => {
+            steps::preflight::flux_namespace_of_a_new_env(kube, &opts.name, opts.engine).await?
+        }
+        (None, None) => None,
+    };
     let cluster_cert_manager = match (&opts.existing, &existing_kube) {
         (Some(cluster), Some(kube)) => {
+            let objects_namespace = match &flux_namespace {
+                Some(ns) if opts.engine == crate::engine::Engine::Flux => ns.as_str(),
+                _ => crate::engine::namespace(opts.engine),
+            };
             steps::preflight::cluster_cert_manager(
                 kube,
                 cluster,
                 existing.as_ref(),
                 &opts.name,
                 opts.engine,
+                objects_namespace,
                 &stamp,
             )
             .await?
         }
         _ => None,
     };
-    // Where the env's Flux objects live is as its record says (a rerun keeps them there).
     let stamp = super::open::fitted_to_the_envs_cluster(
         stamp,
         cluster_cert_manager.as_ref(),
-        existing.as_ref().and_then(|s| s.flux_namespace.clone()),
+        flux_namespace.clone(),
         !opts.profile.spec.provider.makes_the_cluster(),
     )?;
     if dry_run {
@@ -286,6 +300,7 @@ pub async fn create(
                 kube,
                 cluster,
                 &opts.name,
+                &stamp,
                 opts.engine,
                 ca_namespace,
             )
@@ -307,7 +322,7 @@ pub async fn create(
     if let Some(roots) = &extra_ca {
         roots.write_env_copy(&env_dir)?;
     }
-    let mut state = existing.unwrap_or_else(|| new_state(opts, &stamp, ports));
+    let mut state = existing.unwrap_or_else(|| new_state(opts, &stamp, ports, flux_namespace));
     state.cluster_cert_manager = cluster_cert_manager;
     state.cert_manager_asked = opts.existing.is_some();
     if !package_dirs.is_empty() {
@@ -407,7 +422,12 @@ async fn new_ports(
     Ok(ports)
 }
 
-fn new_state(opts: &CreateOptions, stamp: &Stamp, ports: Ports) -> EnvState {
+fn new_state(
+    opts: &CreateOptions,
+    stamp: &Stamp,
+    ports: Ports,
+    flux_namespace: Option<String>,
+) -> EnvState {
     EnvState {
         name: opts.name.clone(),
         stamp: stamp.name.clone(),
@@ -440,7 +460,7 @@ fn new_state(opts: &CreateOptions, stamp: &Stamp, ports: Ports) -> EnvState {
         found_engine: None,
         cluster_cert_manager: None,
         cert_manager_asked: false,
-        flux_namespace: None,
+        flux_namespace,
     }
 }
 

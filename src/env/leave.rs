@@ -64,6 +64,9 @@ pub async fn leave(
     // namespaces: the engine's and every one the env applied to.
     let mut namespaces: Vec<String> = kinds.iter().filter_map(|k| k.namespace.clone()).collect();
     namespaces.push(crate::engine::namespace(state.engine).to_string());
+    if state.engine == crate::engine::Engine::Flux {
+        namespaces.push(state.flux_objects_namespace().to_string());
+    }
     namespaces.sort();
     namespaces.dedup();
     let namespaces = &namespaces;

@@ -25,6 +25,28 @@ const FIELD_MANAGER: &str = "kindling-package";
 /// repositories are private, like the env's own.
 pub const REPOSITORY_CREDENTIALS: &str = "kindling-package-repositories";
 
+/// Where an env's packages go: the engine, the env that labels them, and (Flux) the namespace
+/// of the env's Flux objects, whose credentials Secret a package's GitRepository names (a
+/// `secretRef` is read from the GitRepository's own namespace: source-controller v1.9.x
+/// api/v1/gitrepository_types.go `SecretRef *meta.LocalObjectReference`).
+#[derive(Debug, Clone, Copy)]
+pub struct PackageTarget<'a> {
+    pub engine: Engine,
+    pub env: &'a str,
+    pub flux_namespace: &'a str,
+}
+
+impl<'a> PackageTarget<'a> {
+    /// The target of an env that exists.
+    pub fn of(state: &'a super::state::EnvState, env: &'a str) -> Self {
+        Self {
+            engine: state.engine,
+            env,
+            flux_namespace: state.flux_objects_namespace(),
+        }
+    }
+}
+
 /// Reads every package directory, checks them together, and (for Flux) that each translates:
 /// all before anything is made.
 pub fn load_all(dirs: &[PathBuf], engine: Engine) -> Result<Vec<Package>, EnvError> {
@@ -35,7 +57,13 @@ pub fn load_all(dirs: &[PathBuf], engine: Engine) -> Result<Vec<Package>, EnvErr
     package::check_together(&packages)?;
     if engine == Engine::Flux {
         for p in &packages {
-            package::for_flux(p, "check", "http://gitea/kindling/source.git", "check")?;
+            package::for_flux(
+                p,
+                "check",
+                "http://gitea/kindling/source.git",
+                "check",
+                crate::stamp::render::flux::NAMESPACE,
+            )?;
         }
     }
     Ok(packages)
@@ -58,8 +86,7 @@ pub struct PackagePlan {
 
 pub fn plans(
     packages: &[Package],
-    engine: Engine,
-    env: &str,
+    target: &PackageTarget<'_>,
     cluster_repo_url: &str,
 ) -> Result<Vec<PackagePlan>, EnvError> {
     packages
@@ -73,7 +100,7 @@ pub fn plans(
                     .map(|r| (r.name.clone(), r.dir.clone()))
                     .collect(),
                 rewrites: package::rewrites(p, cluster_repo_url),
-                objects: objects(engine, p, env, cluster_repo_url)?
+                objects: objects(target, p, cluster_repo_url)?
                     .iter()
                     .map(describe)
                     .collect(),
@@ -91,20 +118,20 @@ fn describe(o: &Value) -> String {
     }
 }
 
-/// The objects a package applies on `engine`.
+/// The objects a package applies on the target's engine.
 pub fn objects(
-    engine: Engine,
+    target: &PackageTarget<'_>,
     package: &Package,
-    env: &str,
     cluster_repo_url: &str,
 ) -> Result<Vec<Value>, EnvError> {
-    Ok(match engine {
-        Engine::Argo => package::for_argo(package, env, cluster_repo_url),
+    Ok(match target.engine {
+        Engine::Argo => package::for_argo(package, target.env, cluster_repo_url),
         Engine::Flux => package::for_flux(
             package,
-            env,
+            target.env,
             cluster_repo_url,
             crate::stamp::render::CREDENTIALS_SECRET,
+            target.flux_namespace,
         )?,
     })
 }
@@ -141,8 +168,7 @@ pub struct PackagesApplied {
 /// Makes each package's repositories, pushes their directories, and applies the objects.
 pub async fn push_and_apply(
     kube: &KubeClient,
-    engine: Engine,
-    env: &str,
+    target: &PackageTarget<'_>,
     packages: &[Package],
     gitea: &GiteaState,
     timeout: std::time::Duration,
@@ -161,11 +187,11 @@ pub async fn push_and_apply(
         .collect();
     done.pushed = push_repositories(gitea, repositories).await?;
     let mut objects = Vec::new();
-    if engine == Engine::Argo {
+    if target.engine == Engine::Argo {
         objects.push(credential_template(gitea));
     }
     for p in packages {
-        objects.extend(self::objects(engine, p, env, &gitea.cluster_repo_url)?);
+        objects.extend(self::objects(target, p, &gitea.cluster_repo_url)?);
     }
     let options = ApplyOptions {
         field_manager: FIELD_MANAGER,
@@ -227,16 +253,15 @@ async fn push_repositories(
 /// Applications, Flux's reconcile request on its GitRepositories and Kustomizations/HelmReleases.
 pub async fn request_reconcile(
     kube: &KubeClient,
-    engine: Engine,
-    env: &str,
+    target: &PackageTarget<'_>,
     packages: &[Package],
     gitea: &GiteaState,
 ) -> Result<(), EnvError> {
     let stamp_now = crate::env::state::now_rfc3339();
     for p in packages {
-        for o in objects(engine, p, env, &gitea.cluster_repo_url)? {
+        for o in objects(target, p, &gitea.cluster_repo_url)? {
             let kind = o["kind"].as_str().unwrap_or_default();
-            let patch = match (engine, kind) {
+            let patch = match (target.engine, kind) {
                 (Engine::Argo, "Application") => serde_json::json!({"metadata": {"annotations": {
                     crate::engine::argo::REFRESH_ANNOTATION: "normal"}}}),
                 (Engine::Flux, "GitRepository" | "Kustomization" | "HelmRelease") => {
@@ -265,15 +290,14 @@ pub async fn request_reconcile(
 /// that cannot be read any more is skipped with its objects left: kindling cannot tell them.
 pub async fn remove(
     kube: &KubeClient,
-    engine: Engine,
-    env: &str,
+    target: &PackageTarget<'_>,
     dirs: &[PathBuf],
     gitea: &GiteaState,
 ) -> Result<usize, EnvError> {
     let mut objects = Vec::new();
     for dir in dirs {
         if let Ok(p) = package::load(dir) {
-            objects.extend(self::objects(engine, &p, env, &gitea.cluster_repo_url)?);
+            objects.extend(self::objects(target, &p, &gitea.cluster_repo_url)?);
         }
     }
     Ok(kube.delete_objects(&objects).await?.len())
@@ -296,13 +320,12 @@ pub struct PackageObjectStatus {
 /// What the engine says of each package object.
 pub async fn status(
     kube: &KubeClient,
-    engine: Engine,
-    env: &str,
+    target: &PackageTarget<'_>,
     dirs: &[PathBuf],
     gitea: &GiteaState,
 ) -> Result<Vec<PackageObjectStatus>, EnvError> {
     let mut out = Vec::new();
-    let applications = match engine {
+    let applications = match target.engine {
         Engine::Argo => {
             kube.list(
                 "argoproj.io/v1alpha1",
@@ -323,7 +346,7 @@ pub async fn status(
             });
             continue;
         };
-        for o in objects(engine, &p, env, &gitea.cluster_repo_url)? {
+        for o in objects(target, &p, &gitea.cluster_repo_url)? {
             let kind = o["kind"].as_str().unwrap_or_default();
             if matches!(kind, "GitRepository" | "Namespace" | "Secret") {
                 continue;

@@ -163,8 +163,11 @@ pub fn plan(
         storage: crate::stamp::storage::objects(&stamp.storage),
         packages: super::packages::plans(
             &super::packages::load_all(&super::packages::absolute(&opts.packages)?, opts.engine)?,
-            opts.engine,
-            env,
+            &super::packages::PackageTarget {
+                engine: opts.engine,
+                env,
+                flux_namespace: stamp.flux_namespace(),
+            },
             &gitea.cluster_repo_url,
         )?,
         notes: rendered.notes,

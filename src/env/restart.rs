@@ -86,8 +86,13 @@ pub async fn restart(
         let gitea = super::open::gitea_of(&state)?;
         let t = Instant::now();
         progress.start("remove", "the packages' objects");
-        let removed =
-            super::packages::remove(&kube, state.engine, name, &state.packages, &gitea).await?;
+        let removed = super::packages::remove(
+            &kube,
+            &super::packages::PackageTarget::of(&state, name),
+            &state.packages,
+            &gitea,
+        )
+        .await?;
         progress.done(
             "remove",
             t.elapsed(),
@@ -119,8 +124,7 @@ pub async fn restart(
         let packages = super::packages::load_all(&state.packages, state.engine)?;
         let done = super::packages::push_and_apply(
             &kube,
-            state.engine,
-            name,
+            &super::packages::PackageTarget::of(&state, name),
             &packages,
             &super::open::gitea_of(&state)?,
             settings.step_timeout,

@@ -469,7 +469,12 @@ pub async fn status(
     {
         match tokio::time::timeout(
             POD_LIST_TIMEOUT,
-            super::packages::status(&kube, state.engine, name, &state.packages, &gitea),
+            super::packages::status(
+                &kube,
+                &super::packages::PackageTarget::of(&state, name),
+                &state.packages,
+                &gitea,
+            ),
         )
         .await
         {

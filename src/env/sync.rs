@@ -95,8 +95,7 @@ pub async fn sync(
         progress.start("packages", &format!("{} package(s)", packages.len()));
         let done = super::packages::push_and_apply(
             &kube,
-            state.engine,
-            name,
+            &super::packages::PackageTarget::of(&state, name),
             &packages,
             &gitea,
             settings.step_timeout,
@@ -111,7 +110,13 @@ pub async fn sync(
     };
     let paused = state.hold || state.suspended;
     if !paused {
-        super::packages::request_reconcile(&kube, state.engine, name, &packages, &gitea).await?;
+        super::packages::request_reconcile(
+            &kube,
+            &super::packages::PackageTarget::of(&state, name),
+            &packages,
+            &gitea,
+        )
+        .await?;
     }
     let requested = if state.hold {
         progress.info("held: not reconciling until `kindling env approve`");

@@ -29,6 +29,23 @@ pub fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
     })
 }
 
+/// A boolean flag's value, or None when it is not given. pflag's bool flags take no separate
+/// value: `--flag` alone is true (`NoOptDefVal = "true"`), `--flag=V` is `strconv.ParseBool(V)`
+/// (spf13/pflag bool.go `BoolVarP`, `boolValue.Set`); the last occurrence counts.
+pub fn bool_flag(args: &[String], name: &str) -> Option<bool> {
+    args.iter().rev().find_map(|a| {
+        if a == name {
+            return Some(true);
+        }
+        match a.strip_prefix(name)?.strip_prefix('=')? {
+            "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+            "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+            // The controller would not start with another value.
+            _ => None,
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +74,40 @@ mod tests {
         .map(String::from)
         .to_vec();
         assert_eq!(flag(&twice, "--cluster-resource-namespace"), Some("b"));
+    }
+
+    #[test]
+    fn bool_flags_take_no_separate_value() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let name = "--watch-all-namespaces";
+        assert_eq!(
+            bool_flag(&args(&["--watch-all-namespaces"]), name),
+            Some(true)
+        );
+        assert_eq!(
+            bool_flag(&args(&["--watch-all-namespaces=false"]), name),
+            Some(false)
+        );
+        assert_eq!(
+            bool_flag(&args(&["--watch-all-namespaces=F"]), name),
+            Some(false)
+        );
+        // `--flag false` is the flag (true) and a stray argument.
+        assert_eq!(
+            bool_flag(&args(&["--watch-all-namespaces", "false"]), name),
+            Some(true)
+        );
+        assert_eq!(
+            bool_flag(
+                &args(&["--watch-all-namespaces=false", "--watch-all-namespaces"]),
+                name
+            ),
+            Some(true)
+        );
+        assert_eq!(
+            bool_flag(&args(&["--watch-all-namespacesx=false"]), name),
+            None
+        );
+        assert_eq!(bool_flag(&args(&["--v=2"]), name), None);
     }
 }

@@ -155,6 +155,11 @@ impl KubeClient {
         self
     }
 
+    /// Whether this client applies for env `env` (`owned_by`).
+    pub fn is_owned_by(&self, env: &str) -> bool {
+        self.ownership.as_ref().is_some_and(|o| o.env == env)
+    }
+
     /// The underlying kube-rs client (port-forwards, access reviews).
     pub fn raw(&self) -> &::kube::Client {
         &self.client
@@ -392,21 +397,38 @@ impl KubeClient {
         owner: &ownership::Ownership,
         live: &Value,
     ) -> Result<bool, KubeError> {
-        let mut at = live.clone();
-        // Root → entry → what the entry applied: a few levels at most.
-        for _ in 0..4 {
-            let Some((api_version, kind, namespace, name)) = ownership::engine_parent(&at) else {
-                return Ok(false);
-            };
-            let Some(parent) = self.get(api_version, kind, Some(&namespace), &name).await? else {
-                return Ok(false);
-            };
-            if parent["metadata"]["labels"][crate::ENV_LABEL] == owner.env.as_str() {
-                return Ok(true);
+        let Some(parent) = self.engine_parent_of(live).await? else {
+            return Ok(false);
+        };
+        Ok(self.kindling_env_of(&parent).await?.as_deref() == Some(owner.env.as_str()))
+    }
+
+    /// The live engine object that applied `object` (`ownership::engine_parent`), if it is
+    /// there.
+    async fn engine_parent_of(&self, object: &Value) -> Result<Option<Value>, KubeError> {
+        match ownership::engine_parent(object) {
+            Some((api_version, kind, namespace, name)) => {
+                self.get(api_version, kind, Some(&namespace), &name).await
             }
-            at = parent;
+            None => Ok(None),
         }
-        Ok(false)
+    }
+
+    /// The kindling env `live` belongs to: the env its label names, else the one of the
+    /// engine object that applied it, up to the root an env labelled (root → entry → what the
+    /// entry applied → what a chart installed: a few levels at most). None: no env's.
+    pub async fn kindling_env_of(&self, live: &Value) -> Result<Option<String>, KubeError> {
+        let mut at = live.clone();
+        for _ in 0..5 {
+            if let Some(env) = at["metadata"]["labels"][crate::ENV_LABEL].as_str() {
+                return Ok(Some(env.to_string()));
+            }
+            match self.engine_parent_of(&at).await? {
+                Some(parent) => at = parent,
+                None => return Ok(None),
+            }
+        }
+        Ok(None)
     }
 
     /// The API of an object's resource (namespaced or not), with its name and namespace; a

@@ -16,6 +16,12 @@ pub fn installs(stamp: &Stamp) -> Vec<&Entry> {
         .collect()
 }
 
+/// Whether the stamp counts on cert-manager: it installs one, or declares cert-manager's
+/// objects (an issuer of the env's CA, Certificates).
+pub fn counted_on(stamp: &Stamp) -> bool {
+    !installs(stamp).is_empty() || super::manifests::declares_group(stamp, "cert-manager.io/")
+}
+
 /// `stamp` for a cluster whose cert-manager reads ClusterIssuers' Secrets from
 /// `resource_namespace`:
 /// - the entries that install cert-manager are gone, and an entry that waited for one waits

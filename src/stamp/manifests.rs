@@ -292,6 +292,16 @@ fn stamp_documents(stamp: &super::Stamp) -> Vec<Document> {
         .collect()
 }
 
+/// Whether the stamp's path entries declare any object of API group `group_prefix`
+/// (`cert-manager.io/`).
+pub fn declares_group(stamp: &super::Stamp, group_prefix: &str) -> bool {
+    stamp_documents(stamp).iter().any(|d| {
+        d.value["apiVersion"]
+            .as_str()
+            .is_some_and(|v| v.starts_with(group_prefix))
+    })
+}
+
 /// The names of the objects of `kind` in API group `group_prefix` (`cert-manager.io/`) the
 /// stamp's path entries declare, each with its file.
 pub fn declared(

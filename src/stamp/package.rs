@@ -490,11 +490,12 @@ pub fn for_flux(
     env: &str,
     cluster_repo_url: &str,
     credentials_secret: &str,
+    namespace: &str,
 ) -> Result<Vec<Value>, StampError> {
     let mut problems = Vec::new();
     let mut out = Vec::new();
     for o in &package.objects {
-        match flux_objects(o, cluster_repo_url, credentials_secret) {
+        match flux_objects(o, cluster_repo_url, credentials_secret, namespace) {
             Ok(objects) => out.extend(objects.into_iter().map(|mut object| {
                 label(&mut object, env, package);
                 object
@@ -518,8 +519,8 @@ fn flux_objects(
     o: &PackageObject,
     cluster_repo_url: &str,
     credentials_secret: &str,
+    namespace: &str,
 ) -> Result<Vec<Value>, String> {
-    use crate::stamp::render::flux::NAMESPACE;
     if o.kind() == "ApplicationSet" {
         return Err("Flux has no ApplicationSet: its generators do not translate".into());
     }
@@ -580,7 +581,7 @@ fn flux_objects(
     let mut objects = vec![json!({
         "apiVersion": "source.toolkit.fluxcd.io/v1",
         "kind": "GitRepository",
-        "metadata": {"name": repo_name, "namespace": NAMESPACE},
+        "metadata": {"name": repo_name, "namespace": namespace},
         "spec": {"interval": "1m", "url": repo_url, "ref": {"branch": "main"},
                  "secretRef": {"name": credentials_secret}},
     })];
@@ -592,7 +593,7 @@ fn flux_objects(
         let mut release = json!({
             "apiVersion": "helm.toolkit.fluxcd.io/v2",
             "kind": "HelmRelease",
-            "metadata": {"name": name, "namespace": NAMESPACE},
+            "metadata": {"name": name, "namespace": namespace},
             "spec": {
                 "interval": "10m",
                 "releaseName": source["helm"]["releaseName"].as_str().unwrap_or(name),
@@ -613,7 +614,7 @@ fn flux_objects(
         let mut kustomization = json!({
             "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
             "kind": "Kustomization",
-            "metadata": {"name": name, "namespace": NAMESPACE},
+            "metadata": {"name": name, "namespace": namespace},
             "spec": {
                 "interval": "10m",
                 "path": format!("./{path}"),
@@ -788,7 +789,7 @@ mod tests {
     fn package_on_flux_translates_a_directory_and_refuses_the_rest_by_name() {
         let dir = package();
         let p = load(dir.path()).unwrap();
-        let err = for_flux(&p, "dev", BASE, "kindling-git")
+        let err = for_flux(&p, "dev", BASE, "kindling-git", "flux-system")
             .unwrap_err()
             .to_string();
         assert!(
@@ -799,12 +800,16 @@ mod tests {
         std::fs::remove_file(dir.path().join("two.yml")).unwrap();
         std::fs::remove_file(dir.path().join("set.yaml")).unwrap();
         let p = load(dir.path()).unwrap();
-        let objects = for_flux(&p, "dev", BASE, "kindling-git").unwrap();
+        // The objects go to the namespace of the env's Flux objects, where the credentials
+        // Secret their `secretRef` names lives.
+        let objects = for_flux(&p, "dev", BASE, "kindling-git", "kindling-dev").unwrap();
         let kinds: Vec<&str> = objects
             .iter()
             .map(|o| o["kind"].as_str().unwrap())
             .collect();
         assert_eq!(kinds, ["GitRepository", "Namespace", "Kustomization"]);
+        assert_eq!(objects[0]["metadata"]["namespace"], "kindling-dev");
+        assert_eq!(objects[2]["metadata"]["namespace"], "kindling-dev");
         assert_eq!(
             objects[0]["spec"]["url"],
             "http://gitea.kindling-system.svc.cluster.local:3000/kindling/my-app-manifests.git"

@@ -35,14 +35,29 @@ pub fn repo_head(repo: &Path) -> Option<String> {
 pub enum Head {
     Repo(PathBuf),
     Container(std::sync::Arc<std::sync::Mutex<String>>),
+    /// The Giteas an existing cluster runs, one per env namespace (`Harness::existing`).
+    InCluster(super::fake_pods::InClusterGiteas),
 }
 
 impl Head {
+    /// The head of the env repository a GitRepository's `url` names, when each env has a
+    /// Gitea of its own (`Some(None)`: nothing pushed there yet); None: there is one head.
+    pub fn read_for_url(&self, url: &str) -> Option<Option<String>> {
+        match self {
+            Head::InCluster(giteas) => Some(giteas.repository_of(url).and_then(|r| repo_head(&r))),
+            _ => None,
+        }
+    }
+
     /// The head of another repository of the same Gitea user (an idpbuilder package's),
     /// `None` when it has none. Only the fake Gitea server's repositories are read.
     pub fn read_repository(&self, name: &str) -> Option<String> {
         match self {
             Head::Repo(repo) => repo_head(&repo.with_file_name(format!("{name}.git"))),
+            Head::InCluster(giteas) => giteas
+                .user_dirs()
+                .iter()
+                .find_map(|d| repo_head(&d.join(format!("{name}.git")))),
             Head::Container(_) => None,
         }
     }
@@ -52,9 +67,15 @@ impl Head {
     pub fn extract(&self, commit: &str, dir: &Path) {
         std::fs::create_dir_all(dir).unwrap();
         let mut archive = match self {
-            Head::Repo(repo) => {
-                let holder = std::fs::read_dir(repo.parent().unwrap())
-                    .into_iter()
+            Head::Repo(_) | Head::InCluster(_) => {
+                let user_dirs = match self {
+                    Head::Repo(repo) => vec![repo.parent().unwrap().to_path_buf()],
+                    Head::InCluster(giteas) => giteas.user_dirs(),
+                    Head::Container(_) => unreachable!(),
+                };
+                let holder = user_dirs
+                    .iter()
+                    .flat_map(std::fs::read_dir)
                     .flatten()
                     .flatten()
                     .map(|e| e.path())
@@ -65,7 +86,7 @@ impl Head {
                             .output()
                             .is_ok_and(|o| o.status.success())
                     })
-                    .unwrap_or_else(|| repo.clone());
+                    .unwrap_or_else(|| user_dirs[0].clone());
                 let mut c = std::process::Command::new("git");
                 c.args(["archive", "--format=tar", commit])
                     .current_dir(holder);
@@ -106,6 +127,12 @@ impl Head {
     pub fn read(&self) -> Option<String> {
         match self {
             Head::Repo(repo) => repo_head(repo),
+            // Any env's: whether something was pushed at all (each GitRepository reads its
+            // own, `read_for_url`).
+            Head::InCluster(giteas) => giteas
+                .user_dirs()
+                .iter()
+                .find_map(|d| repo_head(&d.join("source.git"))),
             Head::Container(name) => {
                 let name = name.lock().unwrap().clone();
                 let out = docker_cli(&[
@@ -640,9 +667,8 @@ impl Harness {
     pub fn existing(engine: &str, engine_installed: bool) -> Harness {
         let mut h = Harness::build(engine, false);
         let (gitea, admin) = FakeGitea::in_pod("kindling");
-        let repo = Head::Repo(gitea.root.join("kindling/source.git"));
-        let address = gitea.url.trim_start_matches("http://").to_string();
-        let cell = admin.clone();
+        let giteas = super::fake_pods::InClusterGiteas::new(&gitea, admin.clone());
+        let repo = Head::InCluster(giteas.clone());
         let mut flux = super::fake_flux::FluxModel::new(repo.clone())
             .behind(h.internet.clone())
             .controller();
@@ -651,7 +677,7 @@ impl Harness {
             .controller();
         let argo_engine = engine == "argo";
         let api = FakeApi::start(Some(Box::new(move |objects: &mut Vec<Stored>| {
-            super::fake_pods::run_gitea_pods(objects, &address, &cell);
+            super::fake_pods::run_gitea_pods(objects, &giteas);
             match argo_engine {
                 true => argo(objects),
                 false => flux(objects),

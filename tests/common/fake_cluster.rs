@@ -210,6 +210,12 @@ impl Workspace {
     }
 
     /// The head of a package's repository (one of kindling's Gitea user's, not the env's).
+    /// The head of the env repository `url` names when each env has a Gitea of its own
+    /// (`Head::read_for_url`).
+    pub fn head_for_url(&self, url: &str) -> Option<Option<String>> {
+        self.head.read_for_url(url)
+    }
+
     pub fn repository_head(&self, name: &str) -> Option<String> {
         self.head.read_repository(name)
     }

@@ -114,15 +114,18 @@ impl FluxModel {
             {
                 // A package's repository (idpbuilder packages kindling pushes) has its own
                 // head; until it has one, no artifact.
-                let head = match s.object["spec"]["url"]
-                    .as_str()
-                    .and_then(super::fake_cluster::package_repository)
-                {
+                let url = s.object["spec"]["url"].as_str().unwrap_or_default();
+                let head = match super::fake_cluster::package_repository(url) {
                     Some(repo) => match self.ws.repository_head(&repo) {
                         Some(h) => h,
                         None => continue,
                     },
-                    None => head.clone(),
+                    // Each env's GitRepository reads its own env's Gitea.
+                    None => match self.ws.head_for_url(url) {
+                        Some(Some(h)) => h,
+                        Some(None) => continue,
+                        None => head.clone(),
+                    },
                 };
                 // source-controller v1.9 internal/controller/gitrepository_controller.go
                 // Reconcile: "Return early if the object is suspended": it keeps the artifact
@@ -138,10 +141,37 @@ impl FluxModel {
         }
         self.oci.reconcile(objects, &mut self.ws);
         // Every namespace's (the controllers watch all of them: fluxcd/pkg runtime/v0.110.1
-        // runtime/controller/watch.go, `--watch-all-namespaces` true by default).
+        // runtime/controller/watch.go, `--watch-all-namespaces` true by default), or only
+        // flux-system's for a controller run with `--watch-all-namespaces=false`
+        // (kustomize-controller v1.9.4 main.go, helm-controller v1.6.3 main.go: the manager's
+        // cache then holds `RUNTIME_NAMESPACE` alone).
+        let watches_only_its_own = |controller: &str| {
+            objects.iter().any(|s| {
+                s.plural == "deployments"
+                    && s.name == controller
+                    && s.namespace.as_deref() == Some("flux-system")
+                    && s.object["spec"]["template"]["spec"]["containers"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .flat_map(|c| c["args"].as_array().cloned().unwrap_or_default())
+                        .any(|a| a == "--watch-all-namespaces=false")
+            })
+        };
+        let only_own = (
+            watches_only_its_own("kustomize-controller"),
+            watches_only_its_own("helm-controller"),
+        );
         let names: Vec<(String, String, String)> = objects
             .iter()
             .filter(|s| s.plural == "kustomizations" || s.plural == "helmreleases")
+            .filter(|s| {
+                let only_own = match s.plural.as_str() {
+                    "kustomizations" => only_own.0,
+                    _ => only_own.1,
+                };
+                !only_own || s.namespace.as_deref() == Some("flux-system")
+            })
             .map(|s| {
                 (
                     s.plural.clone(),
@@ -175,7 +205,12 @@ impl FluxModel {
                         // An OCI artifact's tree, stored under its digest (fake_oci).
                         None => super::fake_oci::served_key(r),
                     })
-                    .or_else(|| head.clone());
+                    // A source with no artifact yet: the one pushed head, when there is one
+                    // (with a Gitea per env, the source's own is the only one).
+                    .or_else(|| match self.ws.head_for_url("") {
+                        Some(_) => None,
+                        None => head.clone(),
+                    });
                 self.kustomization(objects, &ns, &name, served.as_deref());
             } else {
                 self.helm_release(objects, &ns, &name);

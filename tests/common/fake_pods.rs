@@ -34,10 +34,82 @@ pub fn address_annotation(port: u16) -> String {
 }
 
 pub use super::fake_gitea::AdminPassword;
+use super::fake_gitea::FakeGitea;
+
+/// The Giteas of one cluster: every env's namespace runs a Gitea of its own (its own
+/// repositories, its own admin password), as each env applies its own Deployment. The first
+/// is made up front (the harness's `gitea`, for the tests to read); the others when an env's
+/// namespace first needs one.
+#[derive(Clone)]
+pub struct InClusterGiteas(Arc<Mutex<Giteas>>);
+
+struct Giteas {
+    /// namespace → (address, root, admin password).
+    by_namespace: Vec<(String, String, std::path::PathBuf, AdminPassword)>,
+    /// The first Gitea, until a namespace takes it.
+    first: Option<(String, std::path::PathBuf, AdminPassword)>,
+    /// The Giteas made later (their servers and directories live as long as the pool).
+    made: Vec<FakeGitea>,
+}
+
+impl InClusterGiteas {
+    pub fn new(first: &FakeGitea, admin: AdminPassword) -> Self {
+        InClusterGiteas(Arc::new(Mutex::new(Giteas {
+            by_namespace: Vec::new(),
+            first: Some((address_of(first), first.root.clone(), admin)),
+            made: Vec::new(),
+        })))
+    }
+
+    /// The address and admin password of `namespace`'s Gitea.
+    fn for_namespace(&self, namespace: &str) -> (String, AdminPassword) {
+        let mut g = self.0.lock().unwrap();
+        if let Some((_, address, _, admin)) = g.by_namespace.iter().find(|e| e.0 == namespace) {
+            return (address.clone(), admin.clone());
+        }
+        let (address, root, admin) = match g.first.take() {
+            Some(first) => first,
+            None => {
+                let (gitea, admin) = FakeGitea::in_pod("kindling");
+                let made = (address_of(&gitea), gitea.root.clone(), admin);
+                g.made.push(gitea);
+                made
+            }
+        };
+        g.by_namespace
+            .push((namespace.to_string(), address.clone(), root, admin.clone()));
+        (address, admin)
+    }
+
+    /// The env repository (`kindling/source.git`) of the Gitea whose in-cluster URL is `url`
+    /// (`http://gitea.NAMESPACE.svc.cluster.local:3000/…`, tests' `gitea::in_cluster`).
+    pub fn repository_of(&self, url: &str) -> Option<std::path::PathBuf> {
+        let namespace = url.split("://gitea.").nth(1)?.split('.').next()?;
+        let g = self.0.lock().unwrap();
+        g.by_namespace
+            .iter()
+            .find(|e| e.0 == namespace)
+            .map(|e| e.2.join("kindling/source.git"))
+    }
+
+    /// Every Gitea's user directory (where a pushed commit may be).
+    pub fn user_dirs(&self) -> Vec<std::path::PathBuf> {
+        let g = self.0.lock().unwrap();
+        g.by_namespace
+            .iter()
+            .map(|e| e.2.join("kindling"))
+            .chain(g.first.iter().map(|f| f.1.join("kindling")))
+            .collect()
+    }
+}
+
+fn address_of(gitea: &FakeGitea) -> String {
+    gitea.url.trim_start_matches("http://").to_string()
+}
 
 /// The Deployments labelled `app.kubernetes.io/name: gitea` in a `kindling-*` namespace get a
-/// Running pod at `address`, once their admin Secret is there.
-pub fn run_gitea_pods(objects: &mut Vec<Stored>, address: &str, admin: &AdminPassword) {
+/// Running pod at their namespace's Gitea, once their admin Secret is there.
+pub fn run_gitea_pods(objects: &mut Vec<Stored>, giteas: &InClusterGiteas) {
     let deployments: Vec<(String, Value)> = objects
         .iter()
         .filter(|s| {
@@ -57,6 +129,7 @@ pub fn run_gitea_pods(objects: &mut Vec<Stored>, address: &str, admin: &AdminPas
         let Some(password) = secret_password(objects, &namespace) else {
             continue;
         };
+        let (address, admin) = giteas.for_namespace(&namespace);
         // The init container runs before the pod does, every time it starts.
         *admin.lock().unwrap() = Some(password);
         let name = format!("gitea-{}", namespace.len());
@@ -74,7 +147,7 @@ pub fn run_gitea_pods(objects: &mut Vec<Stored>, address: &str, admin: &AdminPas
             object: json!({"apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": name, "namespace": namespace, "labels": labels,
                     "uid": format!("uid-pod-{name}"),
-                    "annotations": {address_annotation(3000): address}},
+                    "annotations": {address_annotation(3000): address.as_str()}},
                 "spec": {"nodeName": "kindling-control-plane"},
                 "status": {"phase": "Running"}}),
         });

@@ -41,8 +41,11 @@ impl Step for Packages {
             let kube = ctx.kube().await?;
             let done = crate::env::packages::push_and_apply(
                 kube,
-                ctx.opts.engine,
-                ctx.env(),
+                &crate::env::packages::PackageTarget {
+                    engine: ctx.opts.engine,
+                    env: ctx.env(),
+                    flux_namespace: ctx.stamp.flux_namespace(),
+                },
                 &packages,
                 &ctx.gitea_state()?,
                 ctx.settings.step_timeout,

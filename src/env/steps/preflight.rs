@@ -105,6 +105,7 @@ async fn existing_cluster(
         &kube,
         existing,
         ctx.env(),
+        ctx.stamp,
         ctx.opts.engine,
         Some(&ca_namespace),
     )
@@ -133,6 +134,7 @@ pub async fn check_existing(
     kube: &crate::kube::KubeClient,
     existing: &crate::cluster::existing::ExistingCluster,
     env: &str,
+    stamp: &crate::stamp::Stamp,
     engine: crate::engine::Engine,
     ca_namespace: Option<&str>,
 ) -> Result<String, EnvError> {
@@ -153,22 +155,28 @@ pub async fn check_existing(
             existing.context
         )));
     }
-    another_env_on_the_engine(kube, env, engine).await?;
+    let objects_namespace = crate::engine::objects_namespace(engine, stamp);
+    another_env_on_the_engine(kube, env, engine, objects_namespace).await?;
     let facts = crate::cluster::existing::Found {
         engine: found.is_some(),
         ca_namespace: ca_namespace.map(str::to_string),
+        engine_objects_namespace: objects_namespace.to_string(),
     };
     crate::cluster::existing::check(kube, existing, env, engine, facts)
         .await
         .map_err(EnvError::Preflight)?;
     Ok(match &found {
         Some(f) => format!(
-            "{} {} found{}",
+            "{} {} found{}{}",
             engine.name(),
             f.version,
             f.installed_by
                 .as_ref()
                 .map(|e| format!(" (installed by env {e})"))
+                .unwrap_or_default(),
+            f.only_its_namespace
+                .as_ref()
+                .map(|why| format!(", the env's objects in {objects_namespace}: {why}"))
                 .unwrap_or_default()
         ),
         None => format!("no {}, kindling installs it", engine.name()),
@@ -185,6 +193,7 @@ pub async fn cluster_cert_manager(
     state: Option<&crate::env::state::EnvState>,
     env: &str,
     engine: crate::engine::Engine,
+    objects_namespace: &str,
     stamp: &crate::stamp::Stamp,
 ) -> Result<Option<ClusterCertManager>, EnvError> {
     if let Some(s) = state
@@ -192,8 +201,10 @@ pub async fn cluster_cert_manager(
     {
         return Ok(s.cluster_cert_manager.clone());
     }
-    // Another env's stamp may have installed the cert-manager there: that env is the news.
-    another_env_on_the_engine(kube, env, engine).await?;
+    // Another env that shares the engine's objects namespace is the news (the cert-manager
+    // found may be its stamp's); one with its own namespace is named by `find` when its stamp
+    // installed the cert-manager.
+    another_env_on_the_engine(kube, env, engine, objects_namespace).await?;
     let context = &existing.context;
     let found = crate::cluster::cert_manager::find(kube, context)
         .await
@@ -221,14 +232,16 @@ pub fn uses_the_clusters(found: &ClusterCertManager) -> String {
     )
 }
 
-/// kindling's bootstrap objects have fixed names in the engine's namespace (the Git
-/// credentials, the source, the root): another env's there would be taken over.
+/// kindling's bootstrap objects have fixed names in the namespace of the env's engine objects
+/// (the Git credentials, the source, the root): another env's there would be taken over. An env
+/// on Flux has a namespace of its own (`flux_namespace_of_a_new_env`), so only envs that share
+/// one (Argo CD's, or a Flux that reads only its own namespace, or envs made before) meet here.
 async fn another_env_on_the_engine(
     kube: &crate::kube::KubeClient,
     env: &str,
     engine: crate::engine::Engine,
+    engine_namespace: &str,
 ) -> Result<(), EnvError> {
-    let engine_namespace = crate::engine::namespace(engine);
     let other = kube
         .list_labelled("v1", "Secret", crate::ENV_LABEL)
         .await
@@ -243,11 +256,40 @@ async fn another_env_on_the_engine(
         });
     if let Some(other) = other {
         return Err(EnvError::Preflight(format!(
-            "kindling env {other} uses this cluster's {} already: its Git credentials, source and root in {engine_namespace} have the names this env's would have; nothing was changed\nhelp: one kindling env per cluster and engine for now; delete env {other} first, use the other engine (--engine), or another cluster (a vcluster each)",
-            engine.name()
+            "kindling env {other} uses this cluster's {} already: its Git credentials, source and root in {engine_namespace} have the names this env's would have; nothing was changed\nhelp: {}; delete env {other} first, use the other engine (--engine), or another cluster (a vcluster each)",
+            engine.name(),
+            match engine {
+                crate::engine::Engine::Argo =>
+                    "one kindling env per cluster on Argo CD".to_string(),
+                crate::engine::Engine::Flux => format!(
+                    "Flux here takes an env's objects only in {engine_namespace} (--watch-all-namespaces=false or --default-service-account), or env {other} was made before envs on Flux had a namespace each: either way the envs would share {engine_namespace}"
+                ),
+            }
         )));
     }
     Ok(())
+}
+
+/// Where a new env's Flux objects go on an existing cluster: a namespace of its own
+/// (`kindling-ENV`, beside its Gitea), so several envs share one Flux; Flux's own when the
+/// Flux found there reconciles only its own namespace (then one env at a time). None on
+/// Argo CD (its Applications stay in `argocd`).
+pub async fn flux_namespace_of_a_new_env(
+    kube: &crate::kube::KubeClient,
+    env: &str,
+    engine: crate::engine::Engine,
+) -> Result<Option<String>, EnvError> {
+    if engine != crate::engine::Engine::Flux {
+        return Ok(None);
+    }
+    let found = crate::engine::detect::find(kube, engine)
+        .await
+        .ok()
+        .flatten();
+    Ok(Some(match found {
+        Some(f) if f.only_its_namespace.is_some() => crate::engine::namespace(engine).to_string(),
+        _ => crate::gitea::in_cluster::namespace(env),
+    }))
 }
 
 /// A client of the existing cluster that knows the env's ownership

@@ -21,11 +21,15 @@ impl Step for Secrets {
     fn run<'a>(&'a self, ctx: &'a Ctx<'_>) -> LocalBoxFuture<'a, Result<String, EnvError>> {
         Box::pin(async move {
             let kube = ctx.kube().await?;
+            let handed_over = crate::env::open::hands_over_the_ca(
+                ctx.stamp,
+                ctx.state().cluster_cert_manager.is_some(),
+            );
             let applied = engine::secrets::apply(
                 kube,
                 ctx.stamp,
                 &ctx.env_dir,
-                ctx.ca_secret()?,
+                handed_over.then_some(ctx.ca_secret()?),
                 ctx.settings.step_timeout,
                 &ctx.settings.allow_secret_from,
             )
