@@ -962,7 +962,9 @@ fn e2e_idpbuilder_package() {
 /// engine is installed (it is absent), the sample stamp reconciles, a sync pushes, and the
 /// delete leaves the cluster and the team's objects and nothing labelled for the env. Then,
 /// with cert-manager installed on the cluster from its release manifest, a second env uses it
-/// instead of the stamp's, and its delete leaves it.
+/// instead of the stamp's, and a third env of another stamp shares the cluster and its Flux
+/// with it (each env's Flux objects in its own namespace); deleting the third leaves the
+/// second Ready, and the second's delete leaves the cluster's cert-manager.
 #[test]
 fn e2e_existing_cluster() {
     if !enabled() {
@@ -1022,13 +1024,13 @@ fn e2e_existing_cluster() {
     );
     let env = e2e.env.clone();
     let kubeconfig_arg = kubeconfig.to_string_lossy().into_owned();
-    let create_on_the_cluster = |env: &str| {
+    let create_on_the_cluster = |env: &str, stamp: &str| {
         e2e.json(&[
             "env",
             "create",
             env,
             "--stamp",
-            "sample",
+            stamp,
             "--provider",
             "existing",
             "--context",
@@ -1042,7 +1044,7 @@ fn e2e_existing_cluster() {
             "15m",
         ])
     };
-    let created = create_on_the_cluster(&env);
+    let created = create_on_the_cluster(&env, "sample");
     assert_eq!(created["env"]["provider"], "existing", "{created}");
     let status = e2e.json(&["env", "status", &env]);
     assert_eq!(status["status"]["ready"], true, "{status}");
@@ -1130,13 +1132,53 @@ fn e2e_existing_cluster() {
         .success()
     );
     let second = format!("{env}-cm");
-    create_on_the_cluster(&second);
+    create_on_the_cluster(&second, "sample");
     let status = e2e.json(&["env", "status", &second]);
     assert_eq!(status["status"]["ready"], true, "{status}");
     assert_eq!(
         status["status"]["certManager"]["resourceNamespace"], "cert-manager",
         "{status}"
     );
+    // A third env, of a stamp of its own namespace, on the same cluster and Flux.
+    write(
+        &e2e.source.join("stamps/team-b/stamp.yaml"),
+        "apiVersion: kindling.dev/v1alpha1\nkind: Stamp\nmetadata:\n  name: team-b\nspec:\n  ignore: [\"/*\", \"!/stamps/team-b/\"]\n  applications:\n    - name: notes\n      path: applications/notes\n",
+    );
+    write(
+        &e2e.source
+            .join("stamps/team-b/applications/notes/notes.yaml"),
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-b}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes, namespace: team-b}\ndata: {team: b}\n",
+    );
+    let third = format!("{env}-b");
+    create_on_the_cluster(&third, "team-b");
+    let own = format!("kindling-{third}");
+    assert!(
+        kubectl(&["-n", &own, "get", "kustomization", "kindling-team-b"])
+            .status
+            .success(),
+        "the third env's root is not in its own namespace"
+    );
+    assert!(
+        kubectl(&["-n", "team-b", "get", "configmap", "notes"])
+            .status
+            .success()
+    );
+    for env in [&second, &third] {
+        let status = e2e.json(&["env", "status", env]);
+        assert_eq!(status["status"]["ready"], true, "{status}");
+    }
+    e2e.json(&["env", "delete", &third]);
+    e2e.until(
+        "the third env's notes gone",
+        Duration::from_secs(300),
+        || {
+            !kubectl(&["-n", "team-b", "get", "configmap", "notes"])
+                .status
+                .success()
+        },
+    );
+    let status = e2e.json(&["env", "status", &second]);
+    assert_eq!(status["status"]["ready"], true, "{status}");
     e2e.json(&["env", "delete", &second]);
     let controller = kubectl(&["-n", "cert-manager", "get", "deployment", "cert-manager"]);
     assert!(

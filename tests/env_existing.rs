@@ -371,16 +371,19 @@ mod env {
         .unwrap();
     }
 
-    /// Several envs on one cluster and one Flux: each env's Flux objects (Git credentials,
-    /// source, root, entries) live in its own namespace beside its own Gitea, so two envs of
-    /// different stamps both reconcile, each from its own Gitea, nothing of theirs is in
-    /// flux-system, and deleting one leaves the other as it was.
+    /// Several envs on one cluster, one Flux and the cluster's cert-manager: each env's Flux
+    /// objects (Git credentials, source, root, entries) live in its own namespace beside its
+    /// own Gitea, so the sample and a team's stamp both reconcile, each from its own Gitea,
+    /// nothing of theirs is in flux-system, only the sample's env hands its CA to
+    /// cert-manager (the team's stamp has no use for it), and deleting one leaves the other as
+    /// it was.
     #[test]
     fn env_existing_two_envs_share_one_flux_each_in_its_own_namespace() {
         let h = Harness::existing("flux", true);
-        let envs = [(unique("teama"), "team-a"), (unique("teamb"), "team-b")];
+        install_cert_manager_as_found(&h.api, "cert-manager");
+        write_team_stamp(&h, "team-b");
+        let envs = [(unique("sample"), "sample"), (unique("teamb"), "team-b")];
         for (env, team) in &envs {
-            write_team_stamp(&h, team);
             let created = ok(&h.run_on_team(
                 &["env", "create", env, "--stamp", team],
                 &["--wait", "--timeout", "60s"],
@@ -405,10 +408,12 @@ mod env {
             );
             commits.push(commit);
             assert!(find(&h, "Secret", Some(&own), "kindling-git-credentials").is_some());
-            let notes = find(&h, "ConfigMap", Some(team), "notes").expect("the team's notes");
-            assert_eq!(notes["data"]["team"], *team);
         }
         assert_ne!(commits[0], commits[1], "both envs read one Gitea");
+        let notes = find(&h, "ConfigMap", Some("team-b"), "notes").expect("the team's notes");
+        assert_eq!(notes["data"]["team"], "team-b");
+        let ca = find(&h, "Secret", Some("cert-manager"), "root-ca-secret").expect("the CA");
+        assert_eq!(ca["metadata"]["labels"][ENV_LABEL], envs[0].0.as_str());
         let in_flux_system: Vec<String> = h
             .api
             .state
@@ -421,14 +426,20 @@ mod env {
             .map(|s| format!("{} {}", s.plural, s.name))
             .collect();
         assert!(in_flux_system.is_empty(), "{in_flux_system:?}");
-        // The first goes; the second, its Gitea and its stamp's objects stay as they were.
-        let (first, first_team) = &envs[0];
-        let (second, second_team) = &envs[1];
+        // The team's env goes; the sample's, its Gitea and its stamp's objects stay as they
+        // were.
+        let (second, first) = (&envs[0].0, &envs[1].0);
         h.json(&["env", "delete", first]);
         wait_all_gone(&h, first);
-        assert!(find(&h, "ConfigMap", Some(first_team), "notes").is_none());
-        let notes = find(&h, "ConfigMap", Some(second_team), "notes").unwrap();
-        assert!(notes["metadata"]["deletionTimestamp"].is_null(), "{notes}");
+        assert!(find(&h, "ConfigMap", Some("team-b"), "notes").is_none());
+        let root = find(
+            &h,
+            "Kustomization",
+            Some(&format!("kindling-{second}")),
+            "kindling-sample",
+        )
+        .unwrap();
+        assert!(root["metadata"]["deletionTimestamp"].is_null(), "{root}");
         let status = h.json(&["env", "status", second, "--wait", "--timeout", "30s"]);
         assert_eq!(status["status"]["ready"], true, "{status:#}");
         // Flux, which was there first, stays for everyone.
@@ -471,6 +482,56 @@ mod env {
         assert_eq!(root["metadata"]["labels"][ENV_LABEL], first.as_str());
         h.json(&["env", "delete", &second]);
         assert!(find(&h, "Kustomization", Some(&own), "kindling-sample").is_some());
+    }
+
+    /// An env made before envs on Flux had a namespace each has no `fluxNamespace` in its
+    /// state and its Flux objects in flux-system: it keeps them there through a rerun of the
+    /// create, sync, suspend, resume and status, and its delete removes them there.
+    #[test]
+    fn env_existing_env_recorded_without_a_flux_namespace_keeps_flux_system() {
+        let h = Harness::existing("flux", true);
+        let set_args = |args: Value| {
+            h.api.update(|stored| {
+                let controller = stored
+                    .iter_mut()
+                    .find(|s| s.plural == "deployments" && s.name == "kustomize-controller")
+                    .unwrap();
+                controller.object["spec"]["template"]["spec"]["containers"][0]["args"] =
+                    args.clone();
+            })
+        };
+        // Made where such an env had its objects, then its record made old.
+        set_args(json!(["--watch-all-namespaces=false"]));
+        let env = unique("old");
+        existing(&h, &env, &["--wait", "--timeout", "60s"]);
+        set_args(json!([]));
+        let path = h.path("data/envs").join(&env).join("state.json");
+        let mut state: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        state.as_object_mut().unwrap().remove("fluxNamespace");
+        std::fs::write(&path, state.to_string()).unwrap();
+        existing(&h, &env, &["--wait", "--timeout", "60s"]);
+        assert!(h.state(&env)["fluxNamespace"].is_null());
+        let root = || find(&h, "Kustomization", Some("flux-system"), "kindling-sample").unwrap();
+        assert_eq!(root()["metadata"]["labels"][ENV_LABEL], env.as_str());
+        assert!(
+            find(
+                &h,
+                "Kustomization",
+                Some(&format!("kindling-{env}")),
+                "kindling-sample"
+            )
+            .is_none()
+        );
+        h.json(&["env", "sync", &env]);
+        h.json(&["env", "suspend", &env]);
+        assert_eq!(root()["spec"]["suspend"], true);
+        h.json(&["env", "resume", &env]);
+        assert_ne!(root()["spec"]["suspend"], true);
+        let status = h.json(&["env", "status", &env, "--wait", "--timeout", "30s"]);
+        assert_eq!(status["status"]["ready"], true, "{status:#}");
+        h.json(&["env", "delete", &env]);
+        wait_all_gone(&h, &env);
+        assert!(find(&h, "Kustomization", Some("flux-system"), "kindling-sample").is_none());
     }
 
     /// A Flux whose appliers read only flux-system (`--watch-all-namespaces=false`): an env's
@@ -1049,6 +1110,24 @@ mod env {
             plan.to_string()
                 .contains(&format!("gitea.kindling-{env}.svc.cluster.local")),
             "the plan does not name the in-cluster Gitea: {plan}"
+        );
+        // The env's Flux objects go to its own namespace, made first.
+        let own = format!("kindling-{env}");
+        let bootstrap = plan["plan"]["bootstrap"].as_array().unwrap();
+        for kind in ["GitRepository", "Kustomization", "Secret"] {
+            assert!(
+                bootstrap
+                    .iter()
+                    .filter(|o| o["kind"] == kind)
+                    .all(|o| o["metadata"]["namespace"] == own.as_str()),
+                "{kind} outside {own}: {bootstrap:?}"
+            );
+        }
+        assert!(bootstrap.iter().any(|o| o["kind"] == "GitRepository"));
+        assert!(
+            bootstrap
+                .iter()
+                .any(|o| o["kind"] == "Namespace" && o["metadata"]["name"] == own.as_str())
         );
         let requests = h.api.requests();
         assert!(

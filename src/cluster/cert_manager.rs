@@ -140,14 +140,16 @@ pub async fn clashes(
             ));
         }
     }
-    if let Ok(Some(secret)) = kube
-        .get(
-            "v1",
-            "Secret",
-            Some(&found.resource_namespace),
-            ca_secret_name,
-        )
-        .await
+    // A stamp that counts on no cert-manager gets no CA Secret (`hands_over_the_ca`).
+    if crate::stamp::cert_manager::counted_on(stamp)
+        && let Ok(Some(secret)) = kube
+            .get(
+                "v1",
+                "Secret",
+                Some(&found.resource_namespace),
+                ca_secret_name,
+            )
+            .await
         && secret["metadata"]["labels"][crate::ENV_LABEL] != env
     {
         taken.push(format!(

@@ -145,12 +145,12 @@ pub fn fitted_to_the_envs_cluster(
 }
 
 /// Whether the env's CA Secret is handed to cert-manager. Always on a cluster kindling made
-/// (its add-ons and stamps count on it). On a shared cluster only when a cert-manager reads
-/// it, the cluster's own or the stamp's, or the stamp declares cert-manager's objects: its
-/// name is fixed (the stamp's issuer names it), so every env's would be in one place, and an
-/// env whose stamp has no use for it must not be refused over another env's.
-pub fn hands_over_the_ca(stamp: &Stamp, cluster_cert_manager: bool) -> bool {
-    !stamp.shared_cluster || cluster_cert_manager || crate::stamp::cert_manager::counted_on(stamp)
+/// (its add-ons and stamps count on it). On a shared cluster only when the stamp counts on
+/// cert-manager (installs it, or declares its objects: an issuer of the CA): its name is fixed
+/// (the stamp's issuer names it), so every env's would be in one place, and an env whose stamp
+/// has no use for it must not be refused over another env's.
+pub fn hands_over_the_ca(stamp: &Stamp) -> bool {
+    !stamp.shared_cluster || crate::stamp::cert_manager::counted_on(stamp)
 }
 
 /// Commands that re-apply the root (`env up`, `down`, `deploy`, `remove`) would resume a
