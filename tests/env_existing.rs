@@ -478,6 +478,14 @@ mod env {
             "the second env made something"
         );
         let own = format!("kindling-{first}");
+        // A user who may not read the first env's namespace is told the same: the
+        // cert-manager's origin labels point into it.
+        h.api.state.lock().unwrap().denied_namespaces = vec![own.clone()];
+        error_says(
+            &h.create_existing(&second, &[]),
+            &format!("was installed by kindling env {first}'s stamp"),
+        );
+        h.api.state.lock().unwrap().denied_namespaces.clear();
         let root = find(&h, "Kustomization", Some(&own), "kindling-sample").unwrap();
         assert_eq!(root["metadata"]["labels"][ENV_LABEL], first.as_str());
         h.json(&["env", "delete", &second]);

@@ -275,6 +275,20 @@ mod stamp {
             plain.to_yaml_stream(),
             yaml.replace("kindling-dev", "flux-system")
         );
+        // A Flux cluster directory's own sources in Flux's namespace (as `flux create source
+        // --export` writes them) follow, so the entries that name them without a namespace
+        // find them; one the directory put elsewhere stays there.
+        let source = |namespace: &str| {
+            json!({"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "OCIRepository",
+                "metadata": {"name": format!("from-{namespace}"), "namespace": namespace},
+                "spec": {"interval": "10m", "url": "oci://ghcr.io/team/manifests"}})
+        };
+        own.flux_sources = vec![source("flux-system"), source("apps")];
+        let rendered = render(&own, Engine::Flux, &options()).unwrap();
+        let namespace_of =
+            |name: &str| find(&rendered, "OCIRepository", name)["metadata"]["namespace"].clone();
+        assert_eq!(namespace_of("from-flux-system"), "kindling-dev");
+        assert_eq!(namespace_of("from-apps"), "apps");
     }
 
     #[test]

@@ -84,8 +84,16 @@ pub async fn find(kube: &KubeClient, context: &str) -> Result<Option<ClusterCert
         .unwrap_or_default()
         .to_string();
     // One another env's stamp installed (its HelmRelease's origin labels lead to that env's
-    // root) goes with that env: this env would be left without one.
-    if let Ok(Some(other)) = kube.kindling_env_of(controller).await
+    // root) goes with that env: this env would be left without one. A user who may not read
+    // that env's objects still sees where the labels point: an env's own namespace.
+    let installed_by = match kube.kindling_env_of(controller).await {
+        Ok(env) => env,
+        Err(_) => crate::kube::ownership::engine_parent(controller).and_then(|(_, _, ns, _)| {
+            ns.strip_prefix(crate::gitea::in_cluster::NAMESPACE_PREFIX)
+                .map(str::to_string)
+        }),
+    };
+    if let Some(other) = installed_by
         && !kube.is_owned_by(&other)
     {
         return Err(format!(
@@ -141,7 +149,7 @@ pub async fn clashes(
         }
     }
     // A stamp that counts on no cert-manager gets no CA Secret (`hands_over_the_ca`).
-    if crate::stamp::cert_manager::counted_on(stamp)
+    if crate::stamp::cert_manager::counted_on(stamp, ca_secret_name)
         && let Ok(Some(secret)) = kube
             .get(
                 "v1",

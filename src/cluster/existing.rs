@@ -78,8 +78,9 @@ fn contexts_of(path: &Path) -> Result<Vec<String>, String> {
 pub struct Found {
     /// The engine is there already (kindling will not install it).
     pub engine: bool,
-    /// Where the env's CA Secret goes: the cluster's own cert-manager's resource namespace,
-    /// else (None) the one the stamp's cert-manager will run in (`crate::pki::CA_SECRET`).
+    /// Where the env's CA Secret goes (the cluster's own cert-manager's resource namespace,
+    /// or the one the stamp's cert-manager will run in); None: it is not handed over
+    /// (`crate::env::open::hands_over_the_ca`).
     pub ca_namespace: Option<String>,
     /// Where the env's engine objects go (`crate::engine::objects_namespace`); empty: the
     /// engine's own namespace.
@@ -132,19 +133,16 @@ pub fn rights(env: &str, engine: Engine, found: Found) -> Vec<Right> {
         namespace: Some(own),
         why: "reaching Gitea from this machine",
     });
-    rights.push(Right {
-        verb: "create",
-        group: "",
-        resource: "secrets",
-        subresource: "",
-        namespace: Some(
-            found
-                .ca_namespace
-                .clone()
-                .unwrap_or_else(|| crate::pki::CA_SECRET.0.to_string()),
-        ),
-        why: "the env's CA, handed to cert-manager",
-    });
+    if let Some(ca_namespace) = &found.ca_namespace {
+        rights.push(Right {
+            verb: "create",
+            group: "",
+            resource: "secrets",
+            subresource: "",
+            namespace: Some(ca_namespace.clone()),
+            why: "the env's CA, handed to cert-manager",
+        });
+    }
     let (group, resource) = match engine {
         Engine::Flux => ("kustomize.toolkit.fluxcd.io", "kustomizations"),
         Engine::Argo => ("argoproj.io", "applications"),
@@ -273,10 +271,18 @@ mod tests {
             Engine::Flux,
             Found {
                 engine: true,
-                ca_namespace: None,
+                ca_namespace: Some("cert-manager".into()),
                 engine_objects_namespace: "kindling-dev".into(),
             },
         );
+        // The CA's Secret is asked for only where it is handed over.
+        let secrets_in = |rights: &[Right], ns: &str| {
+            rights
+                .iter()
+                .any(|r| r.resource == "secrets" && r.namespace.as_deref() == Some(ns))
+        };
+        assert!(secrets_in(&present, "cert-manager"));
+        assert!(!secrets_in(&absent, "cert-manager"));
         assert!(
             !present
                 .iter()

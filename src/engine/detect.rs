@@ -103,14 +103,20 @@ pub async fn find(kube: &KubeClient, engine: Engine) -> Result<Option<FoundEngin
     }))
 }
 
-/// The arguments of Flux's two appliers, kustomize-controller and helm-controller, in
-/// flux-system (where Flux runs); one that is not there, or that kindling may not read, is
-/// taken as installed by default.
+/// The arguments of the Flux controllers that read an env's objects, in flux-system (where
+/// Flux runs): source-controller (its GitRepository and HelmRepositories; it takes
+/// `--watch-all-namespaces` too, fluxcd/source-controller v1.9.x main.go `watchOptions`) and
+/// the appliers, kustomize-controller and helm-controller. One that is not there, or that
+/// kindling may not read, is taken as installed by default.
 async fn flux_applier_args(
     kube: &KubeClient,
 ) -> Result<Vec<(&'static str, Vec<String>)>, KubeError> {
     let mut out = Vec::new();
-    for controller in ["kustomize-controller", "helm-controller"] {
+    for controller in [
+        "source-controller",
+        "kustomize-controller",
+        "helm-controller",
+    ] {
         match kube
             .get(
                 "apps/v1",
@@ -129,7 +135,7 @@ async fn flux_applier_args(
     Ok(out)
 }
 
-/// Why Flux's appliers take an env's objects only in flux-system (see
+/// Why Flux takes an env's objects only in flux-system (see
 /// `FoundEngine::only_its_namespace`).
 fn flux_only_in_its_namespace(appliers: &[(&str, Vec<String>)]) -> Option<String> {
     let namespace = super::namespace(Engine::Flux);

@@ -51,7 +51,8 @@ pub async fn bring_up(
         kube,
         stamp,
         &env_dir,
-        super::open::hands_over_the_ca(stamp).then_some(&ca_secret),
+        super::open::hands_over_the_ca(stamp, state.cluster_cert_manager.is_some())
+            .then_some(&ca_secret),
         settings.step_timeout,
         &settings.allow_secret_from,
     )

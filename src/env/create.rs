@@ -293,9 +293,12 @@ pub async fn create(
     if dry_run {
         // On an existing cluster, what the create would fail on there is known read-only.
         if let (Some(cluster), Some(kube)) = (&opts.existing, &existing_kube) {
-            let ca_namespace = cluster_cert_manager
-                .as_ref()
-                .map(|c| c.resource_namespace.as_str());
+            let ca_namespace =
+                super::open::hands_over_the_ca(&stamp, cluster_cert_manager.is_some()).then(|| {
+                    cluster_cert_manager
+                        .as_ref()
+                        .map_or(crate::pki::CA_SECRET.0, |c| c.resource_namespace.as_str())
+                });
             let found = steps::preflight::check_existing(
                 kube,
                 cluster,

@@ -146,11 +146,15 @@ pub fn fitted_to_the_envs_cluster(
 
 /// Whether the env's CA Secret is handed to cert-manager. Always on a cluster kindling made
 /// (its add-ons and stamps count on it). On a shared cluster only when the stamp counts on
-/// cert-manager (installs it, or declares its objects: an issuer of the CA): its name is fixed
-/// (the stamp's issuer names it), so every env's would be in one place, and an env whose stamp
-/// has no use for it must not be refused over another env's.
-pub fn hands_over_the_ca(stamp: &Stamp) -> bool {
-    !stamp.shared_cluster || crate::stamp::cert_manager::counted_on(stamp)
+/// cert-manager (`crate::stamp::cert_manager::counted_on`), or the env uses the cluster's
+/// (recorded only for a stamp that counted on one when the env was made; its install is left
+/// out of the stamp since): the Secret's name is fixed (the stamp's issuer names it), so every
+/// env's would be in one place, and an env whose stamp has no use for it must not be refused
+/// over another env's.
+pub fn hands_over_the_ca(stamp: &Stamp, uses_the_clusters_cert_manager: bool) -> bool {
+    !stamp.shared_cluster
+        || uses_the_clusters_cert_manager
+        || crate::stamp::cert_manager::counted_on(stamp, crate::pki::CA_SECRET.1)
 }
 
 /// Commands that re-apply the root (`env up`, `down`, `deploy`, `remove`) would resume a

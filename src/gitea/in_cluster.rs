@@ -15,9 +15,12 @@ use serde_json::{Value, json};
 
 use super::{ADMIN_USER, HTTP_PORT, REPOSITORY};
 
+/// What an env's namespace on a shared cluster begins with.
+pub const NAMESPACE_PREFIX: &str = "kindling-";
+
 /// The env's namespace on a shared cluster: everything kindling runs there for the env.
 pub fn namespace(env: &str) -> String {
-    format!("kindling-{env}")
+    format!("{NAMESPACE_PREFIX}{env}")
 }
 
 pub const NAME: &str = "gitea";

@@ -16,10 +16,17 @@ pub fn installs(stamp: &Stamp) -> Vec<&Entry> {
         .collect()
 }
 
-/// Whether the stamp counts on cert-manager: it installs one, or declares cert-manager's
-/// objects (an issuer of the env's CA, Certificates).
-pub fn counted_on(stamp: &Stamp) -> bool {
-    !installs(stamp).is_empty() || super::manifests::declares_group(stamp, "cert-manager.io/")
+/// Whether the stamp counts on cert-manager: it installs one, declares cert-manager's objects
+/// (an issuer of the env's CA, Certificates), or checks the env's CA Secret `ca_secret_name`.
+/// (Objects a chart or a templated file makes are not read here.)
+pub fn counted_on(stamp: &Stamp, ca_secret_name: &str) -> bool {
+    !installs(stamp).is_empty()
+        || super::manifests::declares_group(stamp, "cert-manager.io/")
+        || stamp
+            .entries
+            .iter()
+            .flat_map(|e| &e.health_checks)
+            .any(|c| c.kind == "Secret" && c.name == ca_secret_name)
 }
 
 /// `stamp` for a cluster whose cert-manager reads ClusterIssuers' Secrets from

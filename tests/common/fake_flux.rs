@@ -107,11 +107,14 @@ impl FluxModel {
         super::fake_cert_manager::reconcile(objects);
         let head = self.ws.head();
         if let Some(head) = &head {
+            // source-controller v1.9.x main.go: `--watch-all-namespaces=false` reads only its
+            // own namespace, as the appliers below.
+            let sources_only_own = watches_only_its_own(objects, "source-controller");
             // source-controller v1.9.4: the artifact revision is `<branch>@sha1:<commit>`.
-            for s in objects
-                .iter_mut()
-                .filter(|s| s.object["kind"] == "GitRepository")
-            {
+            for s in objects.iter_mut().filter(|s| {
+                s.object["kind"] == "GitRepository"
+                    && (!sources_only_own || s.namespace.as_deref() == Some("flux-system"))
+            }) {
                 // A package's repository (idpbuilder packages kindling pushes) has its own
                 // head; until it has one, no artifact.
                 let url = s.object["spec"]["url"].as_str().unwrap_or_default();
@@ -145,22 +148,9 @@ impl FluxModel {
         // flux-system's for a controller run with `--watch-all-namespaces=false`
         // (kustomize-controller v1.9.4 main.go, helm-controller v1.6.3 main.go: the manager's
         // cache then holds `RUNTIME_NAMESPACE` alone).
-        let watches_only_its_own = |controller: &str| {
-            objects.iter().any(|s| {
-                s.plural == "deployments"
-                    && s.name == controller
-                    && s.namespace.as_deref() == Some("flux-system")
-                    && s.object["spec"]["template"]["spec"]["containers"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .flat_map(|c| c["args"].as_array().cloned().unwrap_or_default())
-                        .any(|a| a == "--watch-all-namespaces=false")
-            })
-        };
         let only_own = (
-            watches_only_its_own("kustomize-controller"),
-            watches_only_its_own("helm-controller"),
+            watches_only_its_own(objects, "kustomize-controller"),
+            watches_only_its_own(objects, "helm-controller"),
         );
         let names: Vec<(String, String, String)> = objects
             .iter()
@@ -870,5 +860,23 @@ fn ownership_conflict(
                 errors.join("; ")
             )
         })
+    })
+}
+
+/// Whether a Flux controller (its Deployment in flux-system) runs with
+/// `--watch-all-namespaces=false`, so reads only flux-system (fluxcd/pkg runtime/v0.110.1
+/// runtime/controller/watch.go; kustomize-controller v1.9.4, helm-controller v1.6.3 and
+/// source-controller v1.9.x main.go watch `RUNTIME_NAMESPACE` alone then).
+fn watches_only_its_own(objects: &[Stored], controller: &str) -> bool {
+    objects.iter().any(|s| {
+        s.plural == "deployments"
+            && s.name == controller
+            && s.namespace.as_deref() == Some("flux-system")
+            && s.object["spec"]["template"]["spec"]["containers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|c| c["args"].as_array().cloned().unwrap_or_default())
+                .any(|a| a == "--watch-all-namespaces=false")
     })
 }

@@ -63,6 +63,9 @@ pub struct ApiState {
     /// (kubernetes/apiserver v0.36.3 pkg/endpoints/handlers/responsewriters/errors.go
     /// `forbiddenMessage`, "… at the cluster scope").
     pub denied_cluster_wide: Vec<String>,
+    /// Namespaces whose objects the user may not read at all (another team's, another env's):
+    /// every request there is refused with RBAC's answer (same file, "… in the namespace").
+    pub denied_namespaces: Vec<String>,
     /// When each Terminating Namespace was deleted.
     terminating_since: std::collections::HashMap<String, std::time::Instant>,
     generation: i64,
@@ -263,6 +266,29 @@ impl ApiState {
         let Some((gv, ns, plural, name)) = parse_path(&r.path) else {
             return not_found(&r.path);
         };
+        if let Some(ns) = ns
+            .as_deref()
+            .filter(|ns| self.denied_namespaces.iter().any(|d| d == ns))
+        {
+            let group = gv.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
+            let verb = match (r.method.as_str(), name.is_some()) {
+                ("GET", true) => "get",
+                ("GET", false) => "list",
+                ("DELETE", _) => "delete",
+                ("PATCH", _) => "patch",
+                _ => "create",
+            };
+            return (
+                403,
+                status_body(
+                    403,
+                    "Forbidden",
+                    &format!(
+                        "{plural} is forbidden: User \"team\" cannot {verb} resource \"{plural}\" in API group \"{group}\" in the namespace \"{ns}\""
+                    ),
+                ),
+            );
+        }
         if r.method == "GET" && name.is_none() && ns.is_none() {
             let group = gv.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
             let resource = match group {

@@ -99,7 +99,11 @@ async fn existing_cluster(
     existing: &crate::cluster::existing::ExistingCluster,
 ) -> Result<String, EnvError> {
     stamp_checks(ctx)?;
-    let ca_namespace = ctx.state().ca_secret_namespace().to_string();
+    let ca_namespace = {
+        let state = ctx.state();
+        crate::env::open::hands_over_the_ca(ctx.stamp, state.cluster_cert_manager.is_some())
+            .then(|| state.ca_secret_namespace().to_string())
+    };
     let kube = existing_client(existing, ctx.env(), &ctx.env_dir).await?;
     let engine_note = check_existing(
         &kube,
@@ -107,7 +111,7 @@ async fn existing_cluster(
         ctx.env(),
         ctx.stamp,
         ctx.opts.engine,
-        Some(&ca_namespace),
+        ca_namespace.as_deref(),
     )
     .await?;
     for unchecked in super::bootstrap::stamp_objects_taken(&kube, ctx.stamp).await? {
@@ -201,6 +205,10 @@ pub async fn cluster_cert_manager(
     {
         return Ok(s.cluster_cert_manager.clone());
     }
+    // A stamp that counts on no cert-manager has no use for the cluster's.
+    if !crate::stamp::cert_manager::counted_on(stamp, crate::pki::CA_SECRET.1) {
+        return Ok(None);
+    }
     // Another env that shares the engine's objects namespace is the news (the cert-manager
     // found may be its stamp's); one with its own namespace is named by `find` when its stamp
     // installed the cert-manager.
@@ -282,10 +290,13 @@ pub async fn flux_namespace_of_a_new_env(
     if engine != crate::engine::Engine::Flux {
         return Ok(None);
     }
-    let found = crate::engine::detect::find(kube, engine)
-        .await
-        .ok()
-        .flatten();
+    // A user who may not read CRDs cannot tell (taken as absent, as `check_existing` does);
+    // any other failure stops the create before its answer is recorded for good.
+    let found = match crate::engine::detect::find(kube, engine).await {
+        Ok(found) => found,
+        Err(e) if e.is_forbidden() => None,
+        Err(e) => return Err(e.into()),
+    };
     Ok(Some(match found {
         Some(f) if f.only_its_namespace.is_some() => crate::engine::namespace(engine).to_string(),
         _ => crate::gitea::in_cluster::namespace(env),

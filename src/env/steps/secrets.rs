@@ -21,7 +21,10 @@ impl Step for Secrets {
     fn run<'a>(&'a self, ctx: &'a Ctx<'_>) -> LocalBoxFuture<'a, Result<String, EnvError>> {
         Box::pin(async move {
             let kube = ctx.kube().await?;
-            let handed_over = crate::env::open::hands_over_the_ca(ctx.stamp);
+            let handed_over = crate::env::open::hands_over_the_ca(
+                ctx.stamp,
+                ctx.state().cluster_cert_manager.is_some(),
+            );
             let applied = engine::secrets::apply(
                 kube,
                 ctx.stamp,

@@ -237,7 +237,10 @@ pub fn render(stamp: &Stamp, opts: &RenderOptions) -> Rendered {
         });
     }
     // A cluster directory's own sources, as it declared them, applied by the root with the
-    // entries that read them.
+    // entries that read them. Those of Flux's namespace (`flux create source … --export`
+    // writes `namespace: flux-system`) go where the env's Flux objects go: the entries' own
+    // `sourceRef` names no namespace, so Flux reads it from the entry's
+    // (kustomize-controller v1.9.4 kustomization_controller.go `getSource`).
     if !stamp.flux_sources.is_empty() {
         files.push(RenderedFile {
             path: "flux/stamp/sources.yaml".to_string(),
@@ -246,7 +249,9 @@ pub fn render(stamp: &Stamp, opts: &RenderOptions) -> Rendered {
                 .iter()
                 .map(|s| {
                     let mut s = s.clone();
-                    if s["metadata"]["namespace"].is_null() {
+                    if s["metadata"]["namespace"].is_null()
+                        || s["metadata"]["namespace"] == NAMESPACE
+                    {
                         s["metadata"]["namespace"] =
                             Value::String(stamp.flux_namespace().to_string());
                     }
