@@ -414,6 +414,18 @@ mod env {
         assert_eq!(notes["data"]["team"], "team-b");
         let ca = find(&h, "Secret", Some("cert-manager"), "root-ca-secret").expect("the CA");
         assert_eq!(ca["metadata"]["labels"][ENV_LABEL], envs[0].0.as_str());
+        // The cluster lists both, each with its stamp.
+        let listed = ok(&list_team(&h));
+        for (env, stamp) in &envs {
+            let found = listed["envs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == env.as_str())
+                .unwrap_or_else(|| panic!("{env} not listed: {listed}"));
+            assert_eq!(found["knownHere"], true, "{listed}");
+            assert!(found.to_string().contains(stamp), "{found}");
+        }
         let in_flux_system: Vec<String> = h
             .api
             .state
@@ -442,6 +454,10 @@ mod env {
         assert!(root["metadata"]["deletionTimestamp"].is_null(), "{root}");
         let status = h.json(&["env", "status", second, "--wait", "--timeout", "30s"]);
         assert_eq!(status["status"]["ready"], true, "{status:#}");
+        assert_eq!(
+            status["status"]["engineObjectsNamespace"],
+            format!("kindling-{second}")
+        );
         // Flux, which was there first, stays for everyone.
         assert!(
             find(
@@ -537,6 +553,7 @@ mod env {
         assert_ne!(root()["spec"]["suspend"], true);
         let status = h.json(&["env", "status", &env, "--wait", "--timeout", "30s"]);
         assert_eq!(status["status"]["ready"], true, "{status:#}");
+        assert_eq!(status["status"]["engineObjectsNamespace"], "flux-system");
         h.json(&["env", "delete", &env]);
         wait_all_gone(&h, &env);
         assert!(find(&h, "Kustomization", Some("flux-system"), "kindling-sample").is_none());

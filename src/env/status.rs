@@ -36,6 +36,9 @@ pub struct StatusReport {
     /// `installed` by this env, or `found` on the cluster (used as it is, never upgraded or
     /// removed by kindling).
     pub engine_origin: &'static str,
+    /// Where the env's engine objects (its source, root and entries) live: Flux's
+    /// `flux-system`, or on a shared cluster the env's own namespace; Argo CD's `argocd`.
+    pub engine_objects_namespace: String,
     /// The cluster's own cert-manager, used in place of the stamp's install (an existing
     /// cluster that ran one before the env).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -337,6 +340,8 @@ pub async fn status(
             Some(_) => "found",
             None => "installed",
         },
+        engine_objects_namespace: crate::engine::objects_namespace(state.engine, &stamp)
+            .to_string(),
         cert_manager: state.cluster_cert_manager.clone(),
         addons: state.addons.clone(),
         addon_urls: addon_urls(&state),

@@ -125,6 +125,17 @@ pub fn status(report: &StatusReport) {
             _ => "",
         }
     );
+    // Only where it is not the engine's own namespace is it news.
+    let engine_namespaces = [
+        kindling::engine::flux::NAMESPACE,
+        kindling::engine::argo::NAMESPACE,
+    ];
+    if !engine_namespaces.contains(&report.engine_objects_namespace.as_str()) {
+        println!(
+            "  {} objects in namespace {} (the env's own, beside its Gitea)",
+            report.engine, report.engine_objects_namespace
+        );
+    }
     if let Some(c) = &report.cert_manager {
         println!(
             "  cert-manager {} of the cluster in {} (the stamp's install is left out; the env's CA Secret is in {})",
