@@ -78,6 +78,41 @@ mod env {
         h.json(&["env", "status", env])
     }
 
+    /// The root Kustomization of the sample in env `env`'s own namespace.
+    fn sample_root(h: &Harness, env: &str) -> Option<Value> {
+        find(
+            h,
+            "Kustomization",
+            Some(&format!("kindling-{env}")),
+            "kindling-sample",
+        )
+    }
+
+    /// Whether env `env` wrote anything (a server-side apply is a PATCH).
+    fn wrote_anything(h: &Harness, env: &str) -> bool {
+        h.api
+            .requests()
+            .iter()
+            .any(|r| r.method == "PATCH" && r.path.contains(env))
+    }
+
+    /// Runs the found Flux's kustomize-controller with `args`.
+    fn set_kustomize_controller_args(h: &Harness, args: Value) {
+        h.api.update(|stored| {
+            let controller = stored
+                .iter_mut()
+                .find(|s| s.plural == "deployments" && s.name == "kustomize-controller")
+                .expect("the found Flux's kustomize-controller");
+            controller.object["spec"]["template"]["spec"]["containers"][0]["args"] = args.clone();
+        });
+    }
+
+    /// `env delete ENV`, then `wait_all_gone`.
+    fn delete_and_wait_gone(h: &Harness, env: &str) {
+        h.json(&["env", "delete", env]);
+        wait_all_gone(h, env);
+    }
+
     /// Waits until nothing the env labelled is left (a deleted Namespace terminates first,
     /// its content going with it, as the namespace controller does).
     fn wait_all_gone(h: &Harness, env: &str) {
@@ -328,8 +363,7 @@ mod env {
             "kindling's health check is not in argocd-cm: {cm}"
         );
         assert!(cm["metadata"]["labels"][ENV_LABEL].is_null());
-        h.json(&["env", "delete", &env]);
-        wait_all_gone(&h, &env);
+        delete_and_wait_gone(&h, &env);
         let cm = find(&h, "ConfigMap", Some("argocd"), "argocd-cm").expect("argocd-cm stays");
         assert_eq!(
             cm["data"],
@@ -441,16 +475,9 @@ mod env {
         // The team's env goes; the sample's, its Gitea and its stamp's objects stay as they
         // were.
         let (second, first) = (&envs[0].0, &envs[1].0);
-        h.json(&["env", "delete", first]);
-        wait_all_gone(&h, first);
+        delete_and_wait_gone(&h, first);
         assert!(find(&h, "ConfigMap", Some("team-b"), "notes").is_none());
-        let root = find(
-            &h,
-            "Kustomization",
-            Some(&format!("kindling-{second}")),
-            "kindling-sample",
-        )
-        .unwrap();
+        let root = sample_root(&h, second).unwrap();
         assert!(root["metadata"]["deletionTimestamp"].is_null(), "{root}");
         let status = h.json(&["env", "status", second, "--wait", "--timeout", "30s"]);
         assert_eq!(status["status"]["ready"], true, "{status:#}");
@@ -468,8 +495,7 @@ mod env {
             )
             .is_some()
         );
-        h.json(&["env", "delete", second]);
-        wait_all_gone(&h, second);
+        delete_and_wait_gone(&h, second);
     }
 
     /// The same stamp twice on one cluster: the second env's stamp would install a
@@ -487,10 +513,7 @@ mod env {
             &format!("was installed by kindling env {first}'s stamp"),
         );
         assert!(
-            !h.api
-                .requests()
-                .iter()
-                .any(|r| r.method == "PATCH" && r.path.contains(&second)),
+            !wrote_anything(&h, &second),
             "the second env made something"
         );
         let own = format!("kindling-{first}");
@@ -502,10 +525,10 @@ mod env {
             &format!("was installed by kindling env {first}'s stamp"),
         );
         h.api.state.lock().unwrap().denied_namespaces.clear();
-        let root = find(&h, "Kustomization", Some(&own), "kindling-sample").unwrap();
+        let root = sample_root(&h, &first).unwrap();
         assert_eq!(root["metadata"]["labels"][ENV_LABEL], first.as_str());
         h.json(&["env", "delete", &second]);
-        assert!(find(&h, "Kustomization", Some(&own), "kindling-sample").is_some());
+        assert!(sample_root(&h, &first).is_some());
     }
 
     /// An env made before envs on Flux had a namespace each has no `fluxNamespace` in its
@@ -514,21 +537,11 @@ mod env {
     #[test]
     fn env_existing_env_recorded_without_a_flux_namespace_keeps_flux_system() {
         let h = Harness::existing("flux", true);
-        let set_args = |args: Value| {
-            h.api.update(|stored| {
-                let controller = stored
-                    .iter_mut()
-                    .find(|s| s.plural == "deployments" && s.name == "kustomize-controller")
-                    .unwrap();
-                controller.object["spec"]["template"]["spec"]["containers"][0]["args"] =
-                    args.clone();
-            })
-        };
         // Made where such an env had its objects, then its record made old.
-        set_args(json!(["--watch-all-namespaces=false"]));
+        set_kustomize_controller_args(&h, json!(["--watch-all-namespaces=false"]));
         let env = unique("old");
         existing(&h, &env, &["--wait", "--timeout", "60s"]);
-        set_args(json!([]));
+        set_kustomize_controller_args(&h, json!([]));
         let path = h.path("data/envs").join(&env).join("state.json");
         let mut state: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         state.as_object_mut().unwrap().remove("fluxNamespace");
@@ -537,15 +550,7 @@ mod env {
         assert!(h.state(&env)["fluxNamespace"].is_null());
         let root = || find(&h, "Kustomization", Some("flux-system"), "kindling-sample").unwrap();
         assert_eq!(root()["metadata"]["labels"][ENV_LABEL], env.as_str());
-        assert!(
-            find(
-                &h,
-                "Kustomization",
-                Some(&format!("kindling-{env}")),
-                "kindling-sample"
-            )
-            .is_none()
-        );
+        assert!(sample_root(&h, &env).is_none());
         h.json(&["env", "sync", &env]);
         h.json(&["env", "suspend", &env]);
         assert_eq!(root()["spec"]["suspend"], true);
@@ -554,8 +559,7 @@ mod env {
         let status = h.json(&["env", "status", &env, "--wait", "--timeout", "30s"]);
         assert_eq!(status["status"]["ready"], true, "{status:#}");
         assert_eq!(status["status"]["engineObjectsNamespace"], "flux-system");
-        h.json(&["env", "delete", &env]);
-        wait_all_gone(&h, &env);
+        delete_and_wait_gone(&h, &env);
         assert!(find(&h, "Kustomization", Some("flux-system"), "kindling-sample").is_none());
     }
 
@@ -565,14 +569,7 @@ mod env {
     #[test]
     fn env_existing_flux_that_reads_only_its_namespace_takes_one_env() {
         let h = Harness::existing("flux", true);
-        h.api.update(|stored| {
-            let controller = stored
-                .iter_mut()
-                .find(|s| s.plural == "deployments" && s.name == "kustomize-controller")
-                .expect("the found Flux's kustomize-controller");
-            controller.object["spec"]["template"]["spec"]["containers"][0]["args"] =
-                json!(["--watch-all-namespaces=false"]);
-        });
+        set_kustomize_controller_args(&h, json!(["--watch-all-namespaces=false"]));
         let first = unique("first");
         let created = existing(&h, &first, &["--wait", "--timeout", "60s"]);
         assert!(every_entry_ready(&created["env"]["status"]), "{created}");
@@ -593,10 +590,7 @@ mod env {
             "{doc}"
         );
         assert!(
-            !h.api
-                .requests()
-                .iter()
-                .any(|r| r.method == "PATCH" && r.path.contains(&second)),
+            !wrote_anything(&h, &second),
             "the second env made something"
         );
     }
@@ -621,13 +615,7 @@ mod env {
         });
         let out = h.run(&["env", "suspend", &env, "--output", "json"], &[]);
         error_says(&out, "kindling does not change it");
-        let root = find(
-            &h,
-            "Kustomization",
-            Some(&format!("kindling-{env}")),
-            "kindling-sample",
-        )
-        .unwrap();
+        let root = sample_root(&h, &env).unwrap();
         assert_ne!(root["spec"]["suspend"], true, "{root}");
     }
 
@@ -746,8 +734,7 @@ mod env {
             state["clusterCertManager"]
         );
         // Delete: the CA Secret goes; cert-manager and its CRDs stay as they were.
-        h.json(&["env", "delete", &env]);
-        wait_all_gone(&h, &env);
+        delete_and_wait_gone(&h, &env);
         assert!(find(&h, "Secret", Some("platform"), "root-ca-secret").is_none());
         let controller = find(&h, "Deployment", Some("platform"), "cert-manager").unwrap();
         assert!(controller["metadata"]["deletionTimestamp"].is_null());
@@ -832,8 +819,7 @@ mod env {
             live["metadata"]["annotations"]["meta.helm.sh/release-name"].is_null(),
             "{live}"
         );
-        h.json(&["env", "delete", &env]);
-        wait_all_gone(&h, &env);
+        delete_and_wait_gone(&h, &env);
         let live = find(&h, "IngressClass", None, "nginx").expect("the team's IngressClass went");
         assert_eq!(live["metadata"]["labels"]["team"], "platform");
         assert!(live["metadata"]["deletionTimestamp"].is_null());
@@ -882,13 +868,7 @@ mod env {
             &h.run(&["env", "restart", &env, "--output", "json"], &[]),
             "ConfigMap default/team-notes exists on the cluster and is not the env's",
         );
-        let root = find(
-            &h,
-            "Kustomization",
-            Some(&format!("kindling-{env}")),
-            "kindling-sample",
-        )
-        .expect("the running stamp's root");
+        let root = sample_root(&h, &env).expect("the running stamp's root");
         assert!(root["metadata"]["deletionTimestamp"].is_null(), "{root}");
         assert_untouched(&h, &[theirs]);
     }
@@ -899,15 +879,13 @@ mod env {
     #[test]
     fn env_existing_flux_that_impersonates_a_missing_account_is_refused() {
         let h = Harness::existing("flux", true);
-        h.api.update(|stored| {
-            let controller = stored
-                .iter_mut()
-                .find(|s| s.plural == "deployments" && s.name == "kustomize-controller")
-                .expect("the found Flux's kustomize-controller");
-            controller.object["spec"]["template"]["spec"]["containers"] = json!([{
-                "name": "manager", "image": "ghcr.io/fluxcd/kustomize-controller:v1.9.4",
-                "args": ["--watch-all-namespaces=true", "--default-service-account=tenant"]}]);
-        });
+        set_kustomize_controller_args(
+            &h,
+            json!([
+                "--watch-all-namespaces=true",
+                "--default-service-account=tenant"
+            ]),
+        );
         let env = unique("sa");
         let doc = error_says(
             &h.create_existing(&env, &["--dry-run"]),
@@ -1067,8 +1045,7 @@ mod env {
         );
         let status = status(&h, &env);
         assert_eq!(status["status"]["ready"], true, "{status}");
-        h.json(&["env", "delete", &env]);
-        wait_all_gone(&h, &env);
+        delete_and_wait_gone(&h, &env);
         assert!(find(&h, "Deployment", Some("platform"), "cert-manager").is_some());
     }
 

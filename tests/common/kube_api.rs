@@ -88,6 +88,21 @@ fn data(name: &str) -> Option<String> {
     std::fs::read_to_string(repo_dir().join("tests/data/kube").join(name)).ok()
 }
 
+/// RBAC's refusal (kubernetes/apiserver v0.36.3 pkg/endpoints/handlers/responsewriters/
+/// errors.go `forbiddenMessage`): `scope` is "at the cluster scope" or "in the namespace …".
+fn forbidden(resource: &str, verb: &str, plural: &str, group: &str, scope: &str) -> (u16, String) {
+    (
+        403,
+        status_body(
+            403,
+            "Forbidden",
+            &format!(
+                "{resource} is forbidden: User \"team\" cannot {verb} resource \"{plural}\" in API group \"{group}\" {scope}"
+            ),
+        ),
+    )
+}
+
 fn status_body(code: u16, reason: &str, message: &str) -> String {
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
            "message": message, "reason": reason, "code": code})
@@ -278,15 +293,12 @@ impl ApiState {
                 ("PATCH", _) => "patch",
                 _ => "create",
             };
-            return (
-                403,
-                status_body(
-                    403,
-                    "Forbidden",
-                    &format!(
-                        "{plural} is forbidden: User \"team\" cannot {verb} resource \"{plural}\" in API group \"{group}\" in the namespace \"{ns}\""
-                    ),
-                ),
+            return forbidden(
+                &plural,
+                verb,
+                &plural,
+                group,
+                &format!("in the namespace \"{ns}\""),
             );
         }
         if r.method == "GET" && name.is_none() && ns.is_none() {
@@ -299,16 +311,7 @@ impl ApiState {
                 .denied_cluster_wide
                 .contains(&format!("list {resource}"))
             {
-                return (
-                    403,
-                    status_body(
-                        403,
-                        "Forbidden",
-                        &format!(
-                            "{resource} is forbidden: User \"team\" cannot list resource \"{plural}\" in API group \"{group}\" at the cluster scope"
-                        ),
-                    ),
-                );
+                return forbidden(&resource, "list", &plural, group, "at the cluster scope");
             }
         }
         if r.method == "GET" && self.fail_gets > 0 {
