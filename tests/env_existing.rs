@@ -531,6 +531,50 @@ mod env {
         assert!(sample_root(&h, &first).is_some());
     }
 
+    /// `env restart --stamp` to a stamp that counts on cert-manager (a Certificate of its
+    /// own) would hand the env's CA over where another env's is: refused before the running
+    /// stamp is removed.
+    #[test]
+    fn env_existing_restart_to_a_stamp_that_would_take_another_envs_ca_keeps_the_env() {
+        let h = Harness::existing("flux", true);
+        let first = unique("sample");
+        existing(&h, &first, &["--wait", "--timeout", "60s"]);
+        write_team_stamp(&h, "team-b");
+        let second = unique("teamb");
+        ok(&h.run_on_team(
+            &["env", "create", &second, "--stamp", "team-b"],
+            &["--wait", "--timeout", "60s"],
+        ));
+        // The team's env hands nothing over: the CA Secret is the first env's.
+        let ca = find(&h, "Secret", Some("cert-manager"), "root-ca-secret").unwrap();
+        assert_eq!(ca["metadata"]["labels"][ENV_LABEL], first.as_str());
+        write_team_stamp(&h, "team-c");
+        super::common::write(
+            &h.path("source/stamps/team-c/applications/notes/certificate.yaml"),
+            "apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: notes, namespace: team-c}\nspec: {secretName: notes-tls, dnsNames: [notes.team-c.example], issuerRef: {name: kindling-ca, kind: ClusterIssuer}}\n",
+        );
+        error_says(
+            &h.run(
+                &[
+                    "env", "restart", &second, "--stamp", "team-c", "--output", "json",
+                ],
+                &[],
+            ),
+            &format!(
+                "the env's CA Secret would go to Secret cert-manager/root-ca-secret, which is not the env's (kindling env {first}'s)"
+            ),
+        );
+        let root = find(
+            &h,
+            "Kustomization",
+            Some(&format!("kindling-{second}")),
+            "kindling-team-b",
+        )
+        .expect("the running stamp's root");
+        assert!(root["metadata"]["deletionTimestamp"].is_null(), "{root}");
+        assert_eq!(h.state(&second)["stamp"], "team-b");
+    }
+
     /// An env made before envs on Flux had a namespace each has no `fluxNamespace` in its
     /// state and its Flux objects in flux-system: it keeps them there through a rerun of the
     /// create, sync, suspend, resume and status, and its delete removes them there.

@@ -73,6 +73,23 @@ pub async fn restart(
         for unchecked in super::steps::bootstrap::stamp_objects_taken(&kube, &stamp).await? {
             progress.warn(&unchecked);
         }
+        // A stamp that counts on cert-manager where the old one did not gets the env's CA
+        // Secret, under its fixed name: not where another env's is.
+        if super::open::hands_over_the_ca(&stamp, state.cluster_cert_manager.is_some()) {
+            let (namespace, secret) = (state.ca_secret_namespace(), crate::pki::CA_SECRET.1);
+            if let Some(live) = kube.get("v1", "Secret", Some(namespace), secret).await?
+                && !kube.belongs_to_the_env(&live).await?
+            {
+                return Err(EnvError::Preflight(format!(
+                    "stamp {} counts on cert-manager, and the env's CA Secret would go to Secret {namespace}/{secret}, which is not the env's ({}); nothing was changed\nhelp: keep a stamp without cert-manager on this cluster, or delete the env that has it first",
+                    stamp.name,
+                    live["metadata"]["labels"][crate::ENV_LABEL]
+                        .as_str()
+                        .map(|e| format!("kindling env {e}'s"))
+                        .unwrap_or_else(|| "someone else's".into())
+                )));
+            }
+        }
     }
     let t = Instant::now();
     progress.start("remove", &format!("stamp {}", old.name));
