@@ -532,22 +532,28 @@ mod env {
     }
 
     /// `env restart --stamp` to a stamp that counts on cert-manager (a Certificate of its
-    /// own) would hand the env's CA over where another env's is: refused before the running
-    /// stamp is removed.
+    /// own) would hand the env's CA over where a Secret of that name is the team's: refused
+    /// before the running stamp is removed.
     #[test]
-    fn env_existing_restart_to_a_stamp_that_would_take_another_envs_ca_keeps_the_env() {
+    fn env_existing_restart_to_a_stamp_that_would_take_someone_elses_ca_keeps_the_env() {
         let h = Harness::existing("flux", true);
-        let first = unique("sample");
-        existing(&h, &first, &["--wait", "--timeout", "60s"]);
+        let theirs = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "root-ca-secret", "namespace": "cert-manager",
+                "labels": {"team": "platform"}},
+            "data": {"tls.crt": "eA=="}});
+        plant(
+            &h.api,
+            vec![
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "cert-manager"}}),
+                theirs.clone(),
+            ],
+        );
         write_team_stamp(&h, "team-b");
-        let second = unique("teamb");
+        let env = unique("teamb");
         ok(&h.run_on_team(
-            &["env", "create", &second, "--stamp", "team-b"],
+            &["env", "create", &env, "--stamp", "team-b"],
             &["--wait", "--timeout", "60s"],
         ));
-        // The team's env hands nothing over: the CA Secret is the first env's.
-        let ca = find(&h, "Secret", Some("cert-manager"), "root-ca-secret").unwrap();
-        assert_eq!(ca["metadata"]["labels"][ENV_LABEL], first.as_str());
         write_team_stamp(&h, "team-c");
         super::common::write(
             &h.path("source/stamps/team-c/applications/notes/certificate.yaml"),
@@ -556,23 +562,58 @@ mod env {
         error_says(
             &h.run(
                 &[
-                    "env", "restart", &second, "--stamp", "team-c", "--output", "json",
+                    "env", "restart", &env, "--stamp", "team-c", "--output", "json",
                 ],
                 &[],
             ),
-            &format!(
-                "the env's CA Secret would go to Secret cert-manager/root-ca-secret, which is not the env's (kindling env {first}'s)"
-            ),
+            "the env's CA Secret would go to Secret cert-manager/root-ca-secret, which is not the env's (someone else's)",
         );
         let root = find(
             &h,
             "Kustomization",
-            Some(&format!("kindling-{second}")),
+            Some(&format!("kindling-{env}")),
             "kindling-team-b",
         )
         .expect("the running stamp's root");
         assert!(root["metadata"]["deletionTimestamp"].is_null(), "{root}");
-        assert_eq!(h.state(&second)["stamp"], "team-b");
+        assert_eq!(h.state(&env)["stamp"], "team-b");
+        assert_untouched(&h, &[theirs]);
+    }
+
+    /// An env whose first stamp counted on no cert-manager never asked about the cluster's;
+    /// `env restart --stamp sample` asks then, before the running stamp goes: the cluster's
+    /// is used (no second install), and the CA goes where it reads it.
+    #[test]
+    fn env_existing_restart_to_a_stamp_with_cert_manager_uses_the_clusters() {
+        let h = Harness::existing("flux", true);
+        install_cert_manager_as_found(&h.api, "platform");
+        write_team_stamp(&h, "team-b");
+        let env = unique("later");
+        ok(&h.run_on_team(
+            &["env", "create", &env, "--stamp", "team-b"],
+            &["--wait", "--timeout", "60s"],
+        ));
+        let state = h.state(&env);
+        assert_ne!(state["certManagerAsked"], true, "{state}");
+        assert!(state["clusterCertManager"].is_null(), "{state}");
+        assert!(find(&h, "Secret", Some("platform"), "root-ca-secret").is_none());
+        ok(&h.run(
+            &[
+                "env", "restart", &env, "--stamp", "sample", "--output", "json",
+            ],
+            &[],
+        ));
+        let state = h.state(&env);
+        assert_eq!(state["certManagerAsked"], true, "{state}");
+        assert_eq!(state["clusterCertManager"]["resourceNamespace"], "platform");
+        let own = format!("kindling-{env}");
+        assert!(find(&h, "HelmRelease", Some(&own), "certs").is_none());
+        let ca = find(&h, "Secret", Some("platform"), "root-ca-secret").expect("the CA");
+        assert_eq!(ca["metadata"]["labels"][ENV_LABEL], env.as_str());
+        let status = h.json(&["env", "status", &env, "--wait", "--timeout", "30s"]);
+        assert_eq!(status["status"]["ready"], true, "{status:#}");
+        delete_and_wait_gone(&h, &env);
+        assert!(find(&h, "Deployment", Some("platform"), "cert-manager").is_some());
     }
 
     /// An env made before envs on Flux had a namespace each has no `fluxNamespace` in its

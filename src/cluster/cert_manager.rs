@@ -88,14 +88,27 @@ pub async fn find(kube: &KubeClient, context: &str) -> Result<Option<ClusterCert
     // that env's objects still sees where the labels point: an env's own namespace.
     let installed_by = match kube.kindling_env_of(controller).await {
         Ok(env) => env,
-        Err(_) => crate::kube::ownership::engine_parent(controller).and_then(|(_, _, ns, _)| {
-            ns.strip_prefix(crate::gitea::in_cluster::NAMESPACE_PREFIX)
-                .map(str::to_string)
-        }),
+        Err(e) if e.is_forbidden() => {
+            crate::kube::ownership::engine_parent(controller).and_then(|(_, _, ns, _)| {
+                ns.strip_prefix(crate::gitea::in_cluster::NAMESPACE_PREFIX)
+                    .map(str::to_string)
+            })
+        }
+        Err(e) => {
+            return Err(format!(
+                "cannot tell who installed the cert-manager on the cluster of context {context} (namespace {namespace}): {e}; nothing was changed\nhelp: run the create again once the API server answers"
+            ));
+        }
     };
-    if let Some(other) = installed_by
-        && !kube.is_owned_by(&other)
+    // The env's own stamp's is not the cluster's (a question asked again after the env's
+    // bootstrap installed one).
+    if installed_by
+        .as_deref()
+        .is_some_and(|env| kube.is_owned_by(env))
     {
+        return Ok(None);
+    }
+    if let Some(other) = installed_by {
         return Err(format!(
             "the cert-manager on the cluster of context {context} (namespace {namespace}) was installed by kindling env {other}'s stamp: it goes when env {other} is deleted, and a second install of it would be refused over its objects; nothing was changed\nhelp: have the cluster run a cert-manager of its own (kindling then uses it for every env), use a stamp without cert-manager, or delete env {other} first"
         ));

@@ -32,6 +32,7 @@ pub async fn bring_up(
         for unchecked in super::steps::bootstrap::stamp_objects_taken(kube, stamp).await? {
             progress.warn(&unchecked);
         }
+        super::open::ca_secret_is_free(kube, state, stamp).await?;
     }
     let t = Instant::now();
     progress.start("push", &stamp.name);

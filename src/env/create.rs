@@ -284,6 +284,9 @@ pub async fn create(
         }
         _ => None,
     };
+    // The question of the cluster's cert-manager was asked only for a stamp that counts on one.
+    let cert_manager_counted =
+        crate::stamp::cert_manager::counted_on(&stamp, crate::pki::CA_SECRET.1);
     let stamp = super::open::fitted_to_the_envs_cluster(
         stamp,
         cluster_cert_manager.as_ref(),
@@ -327,7 +330,8 @@ pub async fn create(
     }
     let mut state = existing.unwrap_or_else(|| new_state(opts, &stamp, ports, flux_namespace));
     state.cluster_cert_manager = cluster_cert_manager;
-    state.cert_manager_asked = opts.existing.is_some();
+    state.cert_manager_asked =
+        state.cert_manager_asked || (opts.existing.is_some() && cert_manager_counted);
     if !package_dirs.is_empty() {
         state.packages = package_dirs.clone();
     }

@@ -157,6 +157,66 @@ pub fn hands_over_the_ca(stamp: &Stamp, uses_the_clusters_cert_manager: bool) ->
         || crate::stamp::cert_manager::counted_on(stamp, crate::pki::CA_SECRET.1)
 }
 
+/// On a shared cluster, the question of its cert-manager (`steps::preflight::
+/// cluster_cert_manager`) for an env whose earlier stamps counted on none and so never asked
+/// it, once `stamp` does (`env restart --stamp`, `env up`): the answer recorded in `state`.
+/// True when it was asked now; the stamp must then be fitted again.
+pub async fn ask_about_the_clusters_cert_manager(
+    kube: &KubeClient,
+    state: &mut EnvState,
+    stamp: &Stamp,
+) -> Result<bool, EnvError> {
+    let Some(cluster) = state.existing.clone() else {
+        return Ok(false);
+    };
+    if state.cert_manager_asked
+        || state.cluster_cert_manager.is_some()
+        || !crate::stamp::cert_manager::counted_on(stamp, crate::pki::CA_SECRET.1)
+    {
+        return Ok(false);
+    }
+    let objects_namespace = crate::engine::objects_namespace(state.engine, stamp).to_string();
+    state.cluster_cert_manager = super::steps::preflight::cluster_cert_manager(
+        kube,
+        &cluster,
+        None,
+        &state.name,
+        state.engine,
+        &objects_namespace,
+        stamp,
+    )
+    .await?;
+    state.cert_manager_asked = true;
+    Ok(true)
+}
+
+/// On a shared cluster, refuses before anything changes when the env's CA Secret would go
+/// (`hands_over_the_ca`) where a Secret of that fixed name is someone else's (another env's):
+/// its apply would be refused only after the push.
+pub async fn ca_secret_is_free(
+    kube: &KubeClient,
+    state: &EnvState,
+    stamp: &Stamp,
+) -> Result<(), EnvError> {
+    if state.provider.makes_the_cluster()
+        || !hands_over_the_ca(stamp, state.cluster_cert_manager.is_some())
+    {
+        return Ok(());
+    }
+    let (namespace, secret) = (state.ca_secret_namespace(), crate::pki::CA_SECRET.1);
+    match kube.get("v1", "Secret", Some(namespace), secret).await? {
+        Some(live) if !kube.belongs_to_the_env(&live).await? => Err(EnvError::Preflight(format!(
+            "stamp {} counts on cert-manager, and the env's CA Secret would go to Secret {namespace}/{secret}, which is not the env's ({}); nothing was changed\nhelp: keep a stamp without cert-manager on this cluster, or delete the env that has it first",
+            stamp.name,
+            live["metadata"]["labels"][crate::ENV_LABEL]
+                .as_str()
+                .map(|e| format!("kindling env {e}'s"))
+                .unwrap_or_else(|| "someone else's".into())
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Commands that re-apply the root (`env up`, `down`, `deploy`, `remove`) would resume a
 /// suspended env half-way: they ask for `env resume` first. (A held env is pushed and
 /// bootstrapped, and reconciles once approved.)

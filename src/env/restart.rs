@@ -39,7 +39,7 @@ pub async fn restart(
     let old = stamp_of(&settings.data_dir, &state)?;
     // The stamp to bootstrap, and what its secrets read from this host (consented to, and
     // there), before anything is removed.
-    let stamp = match new_stamp {
+    let mut stamp = match new_stamp {
         // The stacks `env up` added stay beside the new stamp: they belong to the env.
         Some(arg) => super::open::fitted_to_the_cluster(
             super::open::with_env_stacks(load_stamp(arg, &state.source)?, &state)?,
@@ -73,23 +73,21 @@ pub async fn restart(
         for unchecked in super::steps::bootstrap::stamp_objects_taken(&kube, &stamp).await? {
             progress.warn(&unchecked);
         }
-        // A stamp that counts on cert-manager where the old one did not gets the env's CA
-        // Secret, under its fixed name: not where another env's is.
-        if super::open::hands_over_the_ca(&stamp, state.cluster_cert_manager.is_some()) {
-            let (namespace, secret) = (state.ca_secret_namespace(), crate::pki::CA_SECRET.1);
-            if let Some(live) = kube.get("v1", "Secret", Some(namespace), secret).await?
-                && !kube.belongs_to_the_env(&live).await?
-            {
-                return Err(EnvError::Preflight(format!(
-                    "stamp {} counts on cert-manager, and the env's CA Secret would go to Secret {namespace}/{secret}, which is not the env's ({}); nothing was changed\nhelp: keep a stamp without cert-manager on this cluster, or delete the env that has it first",
-                    stamp.name,
-                    live["metadata"]["labels"][crate::ENV_LABEL]
-                        .as_str()
-                        .map(|e| format!("kindling env {e}'s"))
-                        .unwrap_or_else(|| "someone else's".into())
-                )));
-            }
+        // A stamp that counts on cert-manager where the old one did not: the cluster's is
+        // asked about now (its install then left out of the stamp), and the env's CA Secret
+        // must not land on another env's.
+        if super::open::ask_about_the_clusters_cert_manager(&kube, &mut state, &stamp).await? {
+            state.save(&env_dir)?;
+            stamp = match new_stamp {
+                Some(arg) => super::open::fitted_to_the_cluster(
+                    super::open::with_env_stacks(load_stamp(arg, &state.source)?, &state)?,
+                    &state,
+                    &settings.data_dir,
+                )?,
+                None => stamp_of(&settings.data_dir, &state)?,
+            };
         }
+        super::open::ca_secret_is_free(&kube, &state, &stamp).await?;
     }
     let t = Instant::now();
     progress.start("remove", &format!("stamp {}", old.name));

@@ -106,6 +106,13 @@ pub async fn up(
         .cloned()
         .collect();
     let (kube, _) = live_kube_of(&after, progress).await?;
+    // A stack that counts on cert-manager where the env's stamps did not: the cluster's is
+    // asked about now, and the stamp fitted to the answer.
+    let merged =
+        match super::open::ask_about_the_clusters_cert_manager(&kube, &mut after, &merged).await? {
+            true => stamp_of(&settings.data_dir, &after)?,
+            false => merged,
+        };
     for note in crate::addons::fetch_manifests(
         &new_addons,
         &settings.data_dir,
@@ -290,6 +297,10 @@ pub async fn down(
 /// The add-ons the env's stamp and stacks call for (`crate::addons::chosen`, from the env's
 /// profile or HostK8s' defaults) that the env was not made with.
 fn addons_now_needed(state: &EnvState) -> Result<Vec<crate::addons::Addon>, EnvError> {
+    // A cluster kindling did not make has its own (create leaves them out too).
+    if !state.provider.makes_the_cluster() {
+        return Ok(Vec::new());
+    }
     let profile = match &state.profile {
         Some(path) => Some(crate::cluster::load_profile(path)?),
         None => None,

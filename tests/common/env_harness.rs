@@ -49,15 +49,15 @@ impl Head {
         }
     }
 
-    /// The head of another repository of the same Gitea user (an idpbuilder package's),
-    /// `None` when it has none. Only the fake Gitea server's repositories are read.
-    pub fn read_repository(&self, name: &str) -> Option<String> {
+    /// The head of another repository of the same Gitea user (an idpbuilder package's, at
+    /// `url`), `None` when it has none. Only the fake Gitea servers' repositories are read;
+    /// with a Gitea per env, that of the env whose Gitea `url` names.
+    pub fn read_repository(&self, url: &str, name: &str) -> Option<String> {
         match self {
             Head::Repo(repo) => repo_head(&repo.with_file_name(format!("{name}.git"))),
-            Head::InCluster(giteas) => giteas
-                .user_dirs()
-                .iter()
-                .find_map(|d| repo_head(&d.join(format!("{name}.git")))),
+            Head::InCluster(giteas) => {
+                repo_head(&giteas.user_dir_of(url)?.join(format!("{name}.git")))
+            }
             Head::Container(_) => None,
         }
     }

@@ -129,7 +129,7 @@ fn parameters(set: &Value, ws: &mut Workspace) -> Option<Vec<Map<String, Value>>
         } else if let Some(directories) = generator["git"]["directories"].as_array() {
             let url = generator["git"]["repoURL"].as_str().unwrap_or_default();
             let head = match package_repository(url) {
-                Some(repo) => ws.repository_head(&repo)?,
+                Some(repo) => ws.repository_head(url, &repo)?,
                 None => ws.head()?,
             };
             let root = ws.tree(&head);

@@ -229,10 +229,9 @@ impl ArgoModel {
     /// The commit a Git source reads: its package repository's head (idpbuilder packages
     /// pushed by kindling), else the env's.
     fn source_head(&self, source: &Value, head: &str) -> String {
-        source["repoURL"]
-            .as_str()
-            .and_then(super::fake_cluster::package_repository)
-            .and_then(|r| self.ws.repository_head(&r))
+        let url = source["repoURL"].as_str().unwrap_or_default();
+        super::fake_cluster::package_repository(url)
+            .and_then(|r| self.ws.repository_head(url, &r))
             .unwrap_or_else(|| head.to_string())
     }
 

@@ -216,8 +216,8 @@ impl Workspace {
         self.head.read_for_url(url)
     }
 
-    pub fn repository_head(&self, name: &str) -> Option<String> {
-        self.head.read_repository(name)
+    pub fn repository_head(&self, url: &str, name: &str) -> Option<String> {
+        self.head.read_repository(url, name)
     }
 
     /// The manifests at `path` of the pushed commit, built as Argo CD's repo-server builds

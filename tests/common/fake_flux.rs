@@ -119,7 +119,7 @@ impl FluxModel {
                 // head; until it has one, no artifact.
                 let url = s.object["spec"]["url"].as_str().unwrap_or_default();
                 let head = match super::fake_cluster::package_repository(url) {
-                    Some(repo) => match self.ws.repository_head(&repo) {
+                    Some(repo) => match self.ws.repository_head(url, &repo) {
                         Some(h) => h,
                         None => continue,
                     },
@@ -877,6 +877,17 @@ fn watches_only_its_own(objects: &[Stored], controller: &str) -> bool {
                 .into_iter()
                 .flatten()
                 .flat_map(|c| c["args"].as_array().cloned().unwrap_or_default())
-                .any(|a| a == "--watch-all-namespaces=false")
+                .filter_map(|a| a.as_str().map(str::to_string))
+                // pflag sets a bool flag at each occurrence, the last one wins: bare means
+                // true, `=V` is Go's strconv.ParseBool (spf13/pflag bool.go).
+                .rfind(|a| {
+                    a == "--watch-all-namespaces" || a.starts_with("--watch-all-namespaces=")
+                })
+                .is_some_and(|a| {
+                    matches!(
+                        a.trim_start_matches("--watch-all-namespaces"),
+                        "=0" | "=f" | "=F" | "=false" | "=FALSE" | "=False"
+                    )
+                })
     })
 }

@@ -81,15 +81,20 @@ impl InClusterGiteas {
         (address, admin)
     }
 
-    /// The env repository (`kindling/source.git`) of the Gitea whose in-cluster URL is `url`
-    /// (`http://gitea.NAMESPACE.svc.cluster.local:3000/…`, tests' `gitea::in_cluster`).
-    pub fn repository_of(&self, url: &str) -> Option<std::path::PathBuf> {
+    /// The user directory (`kindling/`) of the Gitea whose in-cluster URL is `url`
+    /// (`http://gitea.NAMESPACE.svc.cluster.local:3000/…`, kindling's `gitea::in_cluster`).
+    pub fn user_dir_of(&self, url: &str) -> Option<std::path::PathBuf> {
         let namespace = url.split("://gitea.").nth(1)?.split('.').next()?;
         let g = self.0.lock().unwrap();
         g.by_namespace
             .iter()
             .find(|e| e.0 == namespace)
-            .map(|e| e.2.join("kindling/source.git"))
+            .map(|e| e.2.join("kindling"))
+    }
+
+    /// The env repository (`kindling/source.git`) of the Gitea `url` names.
+    pub fn repository_of(&self, url: &str) -> Option<std::path::PathBuf> {
+        Some(self.user_dir_of(url)?.join("source.git"))
     }
 
     /// Every Gitea's user directory (where a pushed commit may be).

@@ -200,8 +200,10 @@ pub async fn cluster_cert_manager(
     objects_namespace: &str,
     stamp: &crate::stamp::Stamp,
 ) -> Result<Option<ClusterCertManager>, EnvError> {
+    // (An env whose own stamp installed a cert-manager is not misled by it when asked
+    // again: `find` takes that one for the env's, not the cluster's.)
     if let Some(s) = state
-        && (s.cert_manager_asked || s.cluster_cert_manager.is_some() || s.is_done("bootstrap"))
+        && (s.cert_manager_asked || s.cluster_cert_manager.is_some())
     {
         return Ok(s.cluster_cert_manager.clone());
     }
