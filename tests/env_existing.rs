@@ -495,6 +495,27 @@ mod env {
             )
             .is_some()
         );
+        // Its source reads its credentials in its own namespace: without them there, the
+        // fetch fails (as source-controller's `getAuthOpts` does), and status says why.
+        let own = format!("kindling-{second}");
+        h.api.update(|stored| {
+            stored.retain(|s| {
+                !(s.plural == "secrets"
+                    && s.name == "kindling-git-credentials"
+                    && s.namespace.as_deref() == Some(own.as_str()))
+            })
+        });
+        wait_until(
+            "the source to say its credentials are missing",
+            std::time::Duration::from_secs(20),
+            || {
+                h.json(&["env", "status", second])
+                    .to_string()
+                    .contains(&format!(
+                        "failed to get secret '{own}/kindling-git-credentials'"
+                    ))
+            },
+        );
         delete_and_wait_gone(&h, second);
     }
 

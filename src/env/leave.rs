@@ -212,12 +212,9 @@ fn parent_of(object: &Value) -> Option<Node> {
     if let Some((_, kind, namespace, name)) = crate::kube::ownership::engine_parent(object) {
         return Some((kind.into(), namespace, name));
     }
-    let app = object["metadata"]["labels"]["app.kubernetes.io/instance"].as_str()?;
-    Some((
-        "Application".into(),
-        crate::engine::argo::NAMESPACE.into(),
-        app.into(),
-    ))
+    let instance = object["metadata"]["labels"]["app.kubernetes.io/instance"].as_str()?;
+    let (namespace, app) = crate::kube::ownership::argo_application_of(instance);
+    Some(("Application".into(), namespace, app))
 }
 
 /// The engine kinds that make other objects, and their API versions.

@@ -177,16 +177,23 @@ pub fn engine_parent(object: &Value) -> Option<(&'static str, &'static str, Stri
             return Some((api_version, kind, namespace.to_string(), name.to_string()));
         }
     }
-    let app = object["metadata"]["annotations"]["argocd.argoproj.io/tracking-id"]
+    let instance = object["metadata"]["annotations"]["argocd.argoproj.io/tracking-id"]
         .as_str()?
         .split(':')
         .next()?;
-    Some((
-        "argoproj.io/v1alpha1",
-        "Application",
-        crate::engine::argo::NAMESPACE.to_string(),
-        app.to_string(),
-    ))
+    let (namespace, app) = argo_application_of(instance);
+    Some(("argoproj.io/v1alpha1", "Application", namespace, app))
+}
+
+/// The namespace and name of the Argo CD Application an instance name (in a tracking id or
+/// the `app.kubernetes.io/instance` label) stands for: one outside Argo CD's namespace is
+/// `NAMESPACE_NAME` (argo-cd v3.5.1 pkg/apis/application/v1alpha1/types.go `InstanceName`;
+/// util/argo/argo.go `ParseInstanceName` splits at the first `_`).
+pub fn argo_application_of(instance: &str) -> (String, String) {
+    let (namespace, app) = instance
+        .split_once('_')
+        .unwrap_or((crate::engine::argo::NAMESPACE, instance));
+    (namespace.to_string(), app.to_string())
 }
 
 /// What kindling applied of one kind: where to list it.
@@ -300,6 +307,25 @@ mod tests {
         // A chart's own instance label says nothing of who applied it.
         let plain = json!({"metadata": {"labels": {"app.kubernetes.io/instance": "traefik"}}});
         assert_eq!(engine_parent(&plain), None);
+        let tracked = |id: &str| serde_json::json!({"metadata": {"annotations": {"argocd.argoproj.io/tracking-id": id}}});
+        assert_eq!(
+            engine_parent(&tracked("website:apps/Deployment:website/web")),
+            Some((
+                "argoproj.io/v1alpha1",
+                "Application",
+                "argocd".into(),
+                "website".into()
+            ))
+        );
+        assert_eq!(
+            engine_parent(&tracked("kindling-dev_website:apps/Deployment:website/web")),
+            Some((
+                "argoproj.io/v1alpha1",
+                "Application",
+                "kindling-dev".into(),
+                "website".into()
+            ))
+        );
     }
 
     #[test]

@@ -110,6 +110,11 @@ impl FluxModel {
             // source-controller v1.9.x main.go: `--watch-all-namespaces=false` reads only its
             // own namespace, as the appliers below.
             let sources_only_own = watches_only_its_own(objects, "source-controller");
+            let secrets: Vec<(Option<String>, String)> = objects
+                .iter()
+                .filter(|s| s.plural == "secrets")
+                .map(|s| (s.namespace.clone(), s.name.clone()))
+                .collect();
             // source-controller v1.9.4: the artifact revision is `<branch>@sha1:<commit>`.
             for s in objects.iter_mut().filter(|s| {
                 s.object["kind"] == "GitRepository"
@@ -134,6 +139,19 @@ impl FluxModel {
                 // Reconcile: "Return early if the object is suspended": it keeps the artifact
                 // it has, whatever the branch holds now.
                 if s.object["spec"]["suspend"] == true {
+                    continue;
+                }
+                // `secretRef` is local: read from the GitRepository's own namespace, and a
+                // missing one fails the fetch, the artifact it had kept (source-controller
+                // release/v1.9.x internal/controller/gitrepository_controller.go `getAuthOpts`).
+                if let Some(secret) = s.object["spec"]["secretRef"]["name"].as_str()
+                    && !secrets.contains(&(s.namespace.clone(), secret.to_string()))
+                {
+                    let message = format!(
+                        "failed to get secret '{}/{secret}': secrets \"{secret}\" not found",
+                        s.namespace.as_deref().unwrap_or_default()
+                    );
+                    s.object["status"]["conditions"] = json!([{"type": "Ready", "status": "False", "reason": "AuthenticationFailed", "message": message, "lastTransitionTime": "2026-11-29T08:00:00Z"}]);
                     continue;
                 }
                 let revision = format!("main@sha1:{head}");
