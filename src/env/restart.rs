@@ -39,15 +39,16 @@ pub async fn restart(
     let old = stamp_of(&settings.data_dir, &state)?;
     // The stamp to bootstrap, and what its secrets read from this host (consented to, and
     // there), before anything is removed.
-    let mut stamp = match new_stamp {
+    let stamp_to_bootstrap = |state: &super::state::EnvState| match new_stamp {
         // The stacks `env up` added stay beside the new stamp: they belong to the env.
         Some(arg) => super::open::fitted_to_the_cluster(
-            super::open::with_env_stacks(load_stamp(arg, &state.source)?, &state)?,
-            &state,
+            super::open::with_env_stacks(load_stamp(arg, &state.source)?, state)?,
+            state,
             &settings.data_dir,
-        )?,
-        None => stamp_of(&settings.data_dir, &state)?,
+        ),
+        None => stamp_of(&settings.data_dir, state),
     };
+    let mut stamp = stamp_to_bootstrap(&state)?;
     engine::secrets::check_host_values(&stamp, &settings.allow_secret_from)?;
     // The packages asked for, read (and on Flux translated) before anything is removed.
     let new_packages = match new_packages {
@@ -78,14 +79,7 @@ pub async fn restart(
         // must not land on another env's.
         if super::open::ask_about_the_clusters_cert_manager(&kube, &mut state, &stamp).await? {
             state.save(&env_dir)?;
-            stamp = match new_stamp {
-                Some(arg) => super::open::fitted_to_the_cluster(
-                    super::open::with_env_stacks(load_stamp(arg, &state.source)?, &state)?,
-                    &state,
-                    &settings.data_dir,
-                )?,
-                None => stamp_of(&settings.data_dir, &state)?,
-            };
+            stamp = stamp_to_bootstrap(&state)?;
         }
         super::open::ca_secret_is_free(&kube, &state, &stamp).await?;
     }
