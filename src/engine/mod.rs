@@ -69,8 +69,14 @@ pub fn namespace(engine: Engine) -> &'static str {
 /// CD's Applications in its own namespace, Flux's where the stamp puts them
 /// (`crate::stamp::Stamp::flux_namespace`).
 pub fn objects_namespace(engine: Engine, stamp: &crate::stamp::Stamp) -> &str {
+    objects_namespace_in(engine, Some(stamp.flux_namespace()))
+}
+
+/// The same for an env whose Flux objects go to `flux_namespace` (None: Flux's own), before
+/// its stamp is fitted to it.
+pub fn objects_namespace_in(engine: Engine, flux_namespace: Option<&str>) -> &str {
     match engine {
-        Engine::Flux => stamp.flux_namespace(),
+        Engine::Flux => flux_namespace.unwrap_or(flux::NAMESPACE),
         Engine::Argo => argo::NAMESPACE,
     }
 }

@@ -267,10 +267,8 @@ pub async fn create(
     };
     let cluster_cert_manager = match (&opts.existing, &existing_kube) {
         (Some(cluster), Some(kube)) => {
-            let objects_namespace = match &flux_namespace {
-                Some(ns) if opts.engine == crate::engine::Engine::Flux => ns.as_str(),
-                _ => crate::engine::namespace(opts.engine),
-            };
+            let objects_namespace =
+                crate::engine::objects_namespace_in(opts.engine, flux_namespace.as_deref());
             steps::preflight::cluster_cert_manager(
                 kube,
                 cluster,

@@ -188,9 +188,10 @@ pub async fn check_existing(
 }
 
 /// The cert-manager of an existing cluster the env uses in place of its stamp's: the answer
-/// recorded by the env's first create (a crash after the engine applied the stamp's own must
-/// not make a rerun take that one for the cluster's), else one found there. One that cannot be used, or has objects under the names of the env's, stops
-/// the create before anything changes.
+/// recorded when the question was first asked (a crash after the engine applied the stamp's
+/// own must not make a rerun take that one for the cluster's), else one found there, asked
+/// only for a stamp that counts on cert-manager. One that cannot be used, or has objects
+/// under the names of the env's, stops the create before anything changes.
 pub async fn cluster_cert_manager(
     kube: &crate::kube::KubeClient,
     existing: &crate::cluster::existing::ExistingCluster,
