@@ -248,7 +248,7 @@ mod stamp {
     #[test]
     fn stamp_render_flux_objects_follow_the_envs_own_namespace() {
         let mut own = sample();
-        own.own_flux_namespace = Some("kindling-dev".into());
+        own.own_objects_namespace = Some("kindling-dev".into());
         assert_eq!(own.flux_namespace(), "kindling-dev");
         let rendered = render(&own, Engine::Flux, &options()).unwrap();
         let mut flux_objects = 0;

@@ -152,12 +152,30 @@ pub fn rights(env: &str, engine: Engine, found: Found) -> Vec<Right> {
         ns => ns.to_string(),
     };
     if found.engine {
+        // Argo CD reads repository Secrets and AppProjects only in its own namespace
+        // (argoproj/argo-cd v3.5.1 util/db/secrets.go, controller/appcontroller.go
+        // `getAppProj`): an env whose Applications have a namespace of their own has its
+        // project and credentials there.
+        let credentials_ns = match engine {
+            Engine::Flux => objects_ns.clone(),
+            Engine::Argo => engine_ns.clone(),
+        };
+        if engine == Engine::Argo && objects_ns != engine_ns {
+            rights.push(Right {
+                verb: "create",
+                group: "argoproj.io",
+                resource: "appprojects",
+                subresource: "",
+                namespace: Some(engine_ns.clone()),
+                why: "the env's Argo CD project",
+            });
+        }
         rights.push(Right {
             verb: "create",
             group,
             resource,
             subresource: "",
-            namespace: Some(objects_ns.clone()),
+            namespace: Some(objects_ns),
             why: "the stamp's engine objects",
         });
         rights.push(Right {
@@ -165,7 +183,7 @@ pub fn rights(env: &str, engine: Engine, found: Found) -> Vec<Right> {
             group: "",
             resource: "secrets",
             subresource: "",
-            namespace: Some(objects_ns),
+            namespace: Some(credentials_ns),
             why: "the engine's Git credentials",
         });
     } else {
@@ -302,6 +320,24 @@ mod tests {
             present.iter().any(|r| r.subresource == "portforward"
                 && r.namespace.as_deref() == Some("kindling-dev"))
         );
+        // Argo CD: Applications in the env's namespace, its project and credentials in argocd.
+        let argo = rights(
+            "dev",
+            Engine::Argo,
+            Found {
+                engine: true,
+                ca_namespace: None,
+                engine_objects_namespace: "kindling-dev".into(),
+            },
+        );
+        let asks = |resource: &str, ns: &str| {
+            argo.iter()
+                .any(|r| r.resource == resource && r.namespace.as_deref() == Some(ns))
+        };
+        assert!(asks("applications", "kindling-dev"));
+        assert!(asks("appprojects", "argocd"));
+        assert!(asks("secrets", "argocd"));
+        assert!(!asks("applications", "argocd"));
     }
 
     #[test]

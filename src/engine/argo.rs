@@ -1,7 +1,8 @@
 //! Argo CD: bootstrap objects, reconcile-now requests and status interpretation (pure).
 //!
-//! The root Application `kindling-<stamp>` (in `argocd`) syncs `.kindling/argo/apps`, one child
-//! Application per stamp entry, named after the entry, ordered by sync waves.
+//! The root Application `kindling-<stamp>` (in `argocd`, or in the env's own namespace on a
+//! shared Argo CD: `Stamp::argo_namespace`) syncs `.kindling/argo/apps`, one child Application
+//! per stamp entry, named after the entry, ordered by sync waves.
 
 use serde_json::{Value, json};
 
@@ -16,20 +17,38 @@ pub const API_VERSION: &str = "argoproj.io/v1alpha1";
 pub const REFRESH_ANNOTATION: &str = "argocd.argoproj.io/refresh";
 pub const REPOSITORY_SECRET: &str = "kindling-repository";
 
-/// The repository Secret Argo CD finds by its label and matches to Applications by URL.
-pub fn repository_secret(credentials: &GitCredentials) -> Value {
+/// The repository Secret Argo CD finds by its label and matches to Applications by URL. It is
+/// always in `argocd`: Argo CD reads repository Secrets only in its own namespace
+/// (argoproj/argo-cd v3.5.1 util/db/secrets.go `listSecretsByType`). An env with a project of
+/// its own (`Stamp::argo_project`) has one named after it, scoped to that project, so envs on
+/// one Argo CD never read each other's credentials: a scoped Secret is matched only for
+/// Applications of its project (util/db/repository_secrets.go `getRepositorySecret`).
+pub fn repository_secret(stamp: &Stamp, credentials: &GitCredentials) -> Value {
+    let name = repository_secret_name(stamp);
+    let mut data = vec![
+        ("type", "git"),
+        ("name", name.as_str()),
+        ("url", credentials.url.as_str()),
+        ("username", credentials.username.as_str()),
+        ("password", credentials.password.as_str()),
+    ];
+    if let Some(project) = stamp.argo_project() {
+        data.push(("project", project));
+    }
     super::secret_object(
-        REPOSITORY_SECRET,
+        &name,
         NAMESPACE,
         &[("argocd.argoproj.io/secret-type", "repository")],
-        &[
-            ("type", "git"),
-            ("name", "kindling"),
-            ("url", &credentials.url),
-            ("username", &credentials.username),
-            ("password", &credentials.password),
-        ],
+        &data,
     )
+}
+
+/// `kindling-repository`, or `<project>-repository` for an env with a project of its own.
+pub fn repository_secret_name(stamp: &Stamp) -> String {
+    match stamp.argo_project() {
+        Some(project) => format!("{project}-repository"),
+        None => REPOSITORY_SECRET.to_string(),
+    }
 }
 
 /// Repository Secret, then the rendered root Application and argocd-cm. Under `--hold` the
@@ -42,7 +61,13 @@ pub fn bootstrap_objects(
     hold: bool,
 ) -> Vec<Value> {
     let root = root_name(stamp);
-    let mut objects = vec![repository_secret(credentials)];
+    // The env's own namespace first: its Applications go there (an in-cluster Gitea made it
+    // already; a `KINDLING_GITEA_URL` env has none there).
+    let mut objects = Vec::new();
+    if stamp.argo_namespace() != NAMESPACE {
+        objects.push(super::namespace_object(stamp.argo_namespace()));
+    }
+    objects.push(repository_secret(stamp, credentials));
     for object in rendered_bootstrap {
         let mut object = object.clone();
         if hold
@@ -64,7 +89,7 @@ pub fn approve_requests(stamp: &Stamp, revision: &str) -> Vec<PatchRequest> {
     vec![PatchRequest {
         api_version: API_VERSION.to_string(),
         kind: "Application".to_string(),
-        namespace: NAMESPACE.to_string(),
+        namespace: stamp.argo_namespace().to_string(),
         name: root_name(stamp),
         patch: sync_operation_patch(revision),
     }]
@@ -92,7 +117,7 @@ pub fn reconcile_requests(stamp: &Stamp, root: Option<&Value>) -> Vec<PatchReque
     let request = |name: &str, patch: Value| PatchRequest {
         api_version: API_VERSION.to_string(),
         kind: "Application".to_string(),
-        namespace: NAMESPACE.to_string(),
+        namespace: stamp.argo_namespace().to_string(),
         name: name.to_string(),
         patch,
     };
@@ -205,7 +230,7 @@ pub fn entry_status(name: &str, apps: &[Value]) -> EntryStatus {
     }
 }
 
-/// The stamp's status from the Applications in `argocd`.
+/// The stamp's status from the Applications in its namespace (`Stamp::argo_namespace`).
 pub fn status(stamp: &Stamp, apps: &[Value]) -> EngineStatus {
     let root_name = root_name(stamp);
     let root = apps

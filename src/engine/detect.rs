@@ -37,6 +37,56 @@ pub struct FoundEngine {
     /// `SA` of each object's namespace (`impersonation_without_account`), which only its own
     /// namespace has.
     pub only_its_namespace: Option<String>,
+    /// Argo CD: the namespaces besides `argocd` whose Applications it reconciles, as its
+    /// application controller was configured (`--application-namespaces`, or
+    /// `application.namespaces` of `argocd-cmd-params-cm`): globs, or regexes in `/…/`.
+    pub application_namespaces: Vec<String>,
+}
+
+impl FoundEngine {
+    /// Whether the engine reads an env's engine objects in `namespace` (its own always).
+    pub fn reads_objects_in(&self, namespace: &str) -> bool {
+        if namespace == super::namespace(self.engine) {
+            return true;
+        }
+        match self.engine {
+            Engine::Flux => self.only_its_namespace.is_none(),
+            Engine::Argo => argo_namespace_enabled(&self.application_namespaces, namespace),
+        }
+    }
+}
+
+/// What `argocd-cmd-params-cm` says when kindling installs Argo CD: Applications in every
+/// `kindling-*` namespace are reconciled, so each env on it can have a namespace of its own
+/// (`crate::engine::install_objects`).
+pub const KINDLING_APPLICATION_NAMESPACES: &str = "kindling-*";
+
+/// Whether Argo CD reconciles Applications in `namespace`, as argoproj/argo-cd v3.5.1
+/// util/security/application_namespaces.go `IsNamespaceEnabled` matches it
+/// (util/glob/list.go `MatchStringInList` with REGEXP: a pattern in `/…/` is a regular
+/// expression, else a gobwas glob without separators). Globs with `*` and `?` are matched;
+/// a regular expression or a glob with classes or alternatives is taken as not matching, so
+/// the env keeps its Applications in `argocd` (one env), which is always watched.
+pub fn argo_namespace_enabled(patterns: &[String], namespace: &str) -> bool {
+    patterns.iter().any(|p| {
+        let plain = !p.contains(['[', ']', '{', '}', '\\']);
+        !(p.len() > 1 && p.starts_with('/') && p.ends_with('/')) && plain && glob(p, namespace)
+    })
+}
+
+/// `*` any run of characters, `?` one, everything else itself.
+fn glob(pattern: &str, text: &str) -> bool {
+    fn go(p: &[char], t: &[char]) -> bool {
+        match p.split_first() {
+            None => t.is_empty(),
+            Some(('*', rest)) => (0..=t.len()).any(|i| go(rest, &t[i..])),
+            Some(('?', rest)) => !t.is_empty() && go(rest, &t[1..]),
+            Some((c, rest)) => t.first() == Some(c) && go(rest, &t[1..]),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    go(&p, &t)
 }
 
 /// The CRD by which an engine is known, and the API versions kindling writes of each kind.
@@ -88,6 +138,10 @@ pub async fn find(kube: &KubeClient, engine: Engine) -> Result<Option<FoundEngin
         }
         only_its_namespace = flux_only_in_its_namespace(&appliers);
     }
+    let application_namespaces = match engine {
+        Engine::Argo => argo_application_namespaces(kube).await?,
+        Engine::Flux => Vec::new(),
+    };
     let version = match crd["metadata"]["labels"]["app.kubernetes.io/version"].as_str() {
         Some(v) => v.to_string(),
         None => controller_image_tag(kube, engine)
@@ -100,7 +154,88 @@ pub async fn find(kube: &KubeClient, engine: Engine) -> Result<Option<FoundEngin
         installed_by,
         incompatible: (!incompatible.is_empty()).then(|| incompatible.join("; and ")),
         only_its_namespace,
+        application_namespaces,
     }))
+}
+
+/// The namespaces Argo CD's application controller reconciles Applications in, besides its
+/// own, read as argoproj/argo-cd v3.5.1 sets them: the flag `--application-namespaces` (a
+/// pflag string slice: comma-separated, repeatable) over the env `ARGOCD_APPLICATION_NAMESPACES`
+/// (cmd/argocd-application-controller/commands/argocd_application_controller.go; split on `,`
+/// and trimmed, util/env/env.go `StringsFromEnv`), which install.yaml fills from
+/// `argocd-cmd-params-cm` key `application.namespaces`. The controller is a StatefulSet (a
+/// Deployment in the "dynamic cluster distribution" variant). One kindling may not read
+/// leaves the ConfigMap to tell. The value is read when the controller starts: a ConfigMap
+/// changed since is not seen here either way.
+async fn argo_application_namespaces(kube: &KubeClient) -> Result<Vec<String>, KubeError> {
+    let namespace = super::namespace(Engine::Argo);
+    let name = "argocd-application-controller";
+    let mut workload = None;
+    for kind in ["StatefulSet", "Deployment"] {
+        match kube.get("apps/v1", kind, Some(namespace), name).await {
+            Ok(Some(w)) => {
+                workload = Some(w);
+                break;
+            }
+            Ok(None) => {}
+            Err(e) if e.is_forbidden() => break,
+            Err(e) => return Err(e),
+        }
+    }
+    let split = |s: &str| -> Vec<String> {
+        s.split(',')
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect()
+    };
+    let from_config_map = |cm: Option<Value>, key: &str| {
+        cm.and_then(|cm| cm["data"][key].as_str().map(&split))
+            .unwrap_or_default()
+    };
+    let read_config_map = |cm_name: String| async move {
+        match kube.get("v1", "ConfigMap", Some(namespace), &cm_name).await {
+            Ok(cm) => Ok(cm),
+            Err(e) if e.is_forbidden() => Ok(None),
+            Err(e) => Err(e),
+        }
+    };
+    let Some(workload) = workload else {
+        let cm = read_config_map("argocd-cmd-params-cm".to_string()).await?;
+        return Ok(from_config_map(cm, "application.namespaces"));
+    };
+    let args = crate::kube::flags::container_args(&workload);
+    let flagged: Vec<String> = args
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| match a.strip_prefix("--application-namespaces") {
+            Some(rest) if rest.starts_with('=') => Some(rest[1..].to_string()),
+            Some("") => args.get(i + 1).cloned(),
+            _ => None,
+        })
+        .collect();
+    if !flagged.is_empty() {
+        return Ok(flagged.iter().flat_map(|v| split(v)).collect());
+    }
+    let variable = workload["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["env"].as_array().cloned().unwrap_or_default())
+        .find(|e| e["name"] == "ARGOCD_APPLICATION_NAMESPACES");
+    let Some(variable) = variable else {
+        return Ok(Vec::new());
+    };
+    if let Some(value) = variable["value"].as_str() {
+        return Ok(split(value));
+    }
+    let reference = &variable["valueFrom"]["configMapKeyRef"];
+    match (reference["name"].as_str(), reference["key"].as_str()) {
+        (Some(cm_name), Some(key)) => {
+            let cm = read_config_map(cm_name.to_string()).await?;
+            Ok(from_config_map(cm, key))
+        }
+        _ => Ok(Vec::new()),
+    }
 }
 
 /// The arguments of the Flux controllers that read an env's objects, in flux-system (where
@@ -243,5 +378,29 @@ mod tests {
             {"name": "v1", "served": false}]}});
         assert!(serves(&crd, "v1beta2"));
         assert!(!serves(&crd, "v1"));
+    }
+
+    #[test]
+    fn argo_namespaces_match_as_argo_cd_matches_them() {
+        let patterns = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(argo_namespace_enabled(&patterns(&["kindling-*"]), "kindling-dev"));
+        assert!(argo_namespace_enabled(&patterns(&["team-a", "kindling-d?v"]), "kindling-dev"));
+        assert!(!argo_namespace_enabled(&patterns(&["kindling-*"]), "team-a"));
+        assert!(!argo_namespace_enabled(&patterns(&["kindling-d?v"]), "kindling-deev"));
+        assert!(!argo_namespace_enabled(&patterns(&[]), "kindling-dev"));
+        // A regular expression is not evaluated here: the env keeps `argocd`.
+        assert!(!argo_namespace_enabled(&patterns(&["/kindling-.*/"]), "kindling-dev"));
+        assert!(!argo_namespace_enabled(&patterns(&["kindling-{dev,ci}"]), "kindling-dev"));
+        let found = FoundEngine {
+            engine: Engine::Argo,
+            version: "v3.5.1".into(),
+            installed_by: None,
+            incompatible: None,
+            only_its_namespace: None,
+            application_namespaces: patterns(&["kindling-*"]),
+        };
+        assert!(found.reads_objects_in("argocd"));
+        assert!(found.reads_objects_in("kindling-dev"));
+        assert!(!found.reads_objects_in("default"));
     }
 }

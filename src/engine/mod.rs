@@ -65,24 +65,28 @@ pub fn namespace(engine: Engine) -> &'static str {
     }
 }
 
-/// Where an env's engine objects (its Git credentials, source, root and entries) live: Argo
-/// CD's Applications in its own namespace, Flux's where the stamp puts them
-/// (`crate::stamp::Stamp::flux_namespace`).
+/// Where an env's engine objects live (Flux's Git credentials, source, root and entries; Argo
+/// CD's Applications): the env's own namespace on a shared cluster, else the engine's
+/// (`crate::stamp::Stamp::own_objects_namespace`).
 pub fn objects_namespace(engine: Engine, stamp: &crate::stamp::Stamp) -> &str {
-    objects_namespace_in(engine, Some(stamp.flux_namespace()))
+    objects_namespace_in(engine, stamp.own_objects_namespace.as_deref())
 }
 
-/// The same for an env whose Flux objects go to `flux_namespace` (None: Flux's own), before
-/// its stamp is fitted to it.
-pub fn objects_namespace_in(engine: Engine, flux_namespace: Option<&str>) -> &str {
-    match engine {
-        Engine::Flux => flux_namespace.unwrap_or(flux::NAMESPACE),
-        Engine::Argo => argo::NAMESPACE,
-    }
+/// The same for an env whose engine objects go to `own` (None: the engine's namespace),
+/// before its stamp is fitted to it.
+pub fn objects_namespace_in(engine: Engine, own: Option<&str>) -> &str {
+    own.unwrap_or(namespace(engine))
 }
 
 /// The objects of an install manifest, as kindling applies them: Argo CD's manifest names no
 /// namespace (it is applied with `-n argocd`), so its Namespace is added in front.
+///
+/// Argo CD's `argocd-cmd-params-cm` gets `application.namespaces: kindling-*`, so every env on
+/// it may keep its Applications in a namespace of its own ("Applications in any namespace").
+/// The controller and server read the key only when they start (argoproj/argo-cd v3.5.1
+/// docs/operator-manual/app-any-namespace.md), so it is in the ConfigMap before they first
+/// do: install.yaml has the ConfigMap, empty, and its workloads read the key through
+/// `configMapKeyRef` (manifests/install.yaml `ARGOCD_APPLICATION_NAMESPACES`).
 pub fn install_objects(engine: Engine, manifest: &str) -> Result<Vec<Value>, KubeError> {
     let mut objects = crate::kube::parse_bundle(manifest)?;
     let ns = namespace(engine);
@@ -91,6 +95,25 @@ pub fn install_objects(engine: Engine, manifest: &str) -> Result<Vec<Value>, Kub
         .any(|o| o["kind"] == "Namespace" && o["metadata"]["name"] == ns);
     if !has_namespace {
         objects.insert(0, namespace_object(ns));
+    }
+    if engine == Engine::Argo {
+        let params = objects
+            .iter_mut()
+            .find(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == "argocd-cmd-params-cm");
+        match params {
+            Some(cm) => {
+                cm["data"]["application.namespaces"] =
+                    json!(detect::KINDLING_APPLICATION_NAMESPACES);
+            }
+            None => objects.push(json!({
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "argocd-cmd-params-cm", "labels": {
+                    "app.kubernetes.io/name": "argocd-cmd-params-cm",
+                    "app.kubernetes.io/part-of": "argocd"}},
+                "data": {"application.namespaces": detect::KINDLING_APPLICATION_NAMESPACES},
+            })),
+        }
     }
     Ok(objects)
 }
@@ -196,7 +219,7 @@ pub async fn request_reconcile(
                 .get(
                     argo::API_VERSION,
                     "Application",
-                    Some(argo::NAMESPACE),
+                    Some(stamp.argo_namespace()),
                     &argo::root_name(stamp),
                 )
                 .await?;
@@ -323,7 +346,7 @@ pub async fn status(
         }
         Engine::Argo => {
             let apps = kube
-                .list(argo::API_VERSION, "Application", Some(argo::NAMESPACE))
+                .list(argo::API_VERSION, "Application", Some(stamp.argo_namespace()))
                 .await?;
             argo::status(stamp, &apps)
         }
@@ -343,12 +366,12 @@ fn still_present(left: Vec<String>) -> Result<(), String> {
 /// object is deleted (Flux prunes what the Kustomization applied; Argo CD's resources
 /// finalizer cascades) and this waits until every one is gone. The root was re-applied
 /// without them first, so its own prune agrees; until it has reconciled the new commit it
-/// may apply an entry again, which is deleted again. `flux_namespace` is where the env's Flux
-/// objects live (`Stamp::flux_namespace`).
+/// may apply an entry again, which is deleted again. `objects_namespace` is where the env's
+/// engine objects live (`objects_namespace`).
 pub async fn remove_entries(
     kube: &KubeClient,
     engine: Engine,
-    flux_namespace: &str,
+    objects_namespace: &str,
     names: &[String],
     timeout: Duration,
 ) -> Result<(), EngineError> {
@@ -356,8 +379,8 @@ pub async fn remove_entries(
         return Ok(());
     }
     let (api_version, kind, ns) = match engine {
-        Engine::Flux => (flux::KUSTOMIZATION_API, "Kustomization", flux_namespace),
-        Engine::Argo => (argo::API_VERSION, "Application", argo::NAMESPACE),
+        Engine::Flux => (flux::KUSTOMIZATION_API, "Kustomization", objects_namespace),
+        Engine::Argo => (argo::API_VERSION, "Application", objects_namespace),
     };
     let objects: Vec<Value> = names
         .iter()
@@ -411,7 +434,7 @@ pub async fn remove_stamp(
         Engine::Argo => (
             argo::API_VERSION,
             "Application",
-            argo::NAMESPACE,
+            stamp.argo_namespace(),
             argo::root_name(stamp),
         ),
     };

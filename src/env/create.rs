@@ -255,20 +255,20 @@ pub async fn create(
         }
         None => None,
     };
-    // Where the env's Flux objects live is as its record says (a rerun keeps them there; an
-    // env recorded without one has them in flux-system, as envs had before); a new env on an
-    // existing cluster has a namespace of its own.
-    let flux_namespace = match (&existing, &existing_kube) {
-        (Some(state), _) => state.flux_namespace.clone(),
+    // Where the env's engine objects live is as its record says (a rerun keeps them there; an
+    // env recorded without one has them in the engine's namespace, as envs had before); a new
+    // env on an existing cluster has a namespace of its own where the engine reads it.
+    let objects_namespace = match (&existing, &existing_kube) {
+        (Some(state), _) => state.objects_namespace.clone(),
         (None, Some(kube)) => {
-            steps::preflight::flux_namespace_of_a_new_env(kube, &opts.name, opts.engine).await?
+            steps::preflight::objects_namespace_of_a_new_env(kube, &opts.name, opts.engine).await?
         }
         (None, None) => None,
     };
     let cluster_cert_manager = match (&opts.existing, &existing_kube) {
         (Some(cluster), Some(kube)) => {
             let objects_namespace =
-                crate::engine::objects_namespace_in(opts.engine, flux_namespace.as_deref());
+                crate::engine::objects_namespace_in(opts.engine, objects_namespace.as_deref());
             steps::preflight::cluster_cert_manager(
                 kube,
                 cluster,
@@ -288,9 +288,19 @@ pub async fn create(
     let stamp = super::open::fitted_to_the_envs_cluster(
         stamp,
         cluster_cert_manager.as_ref(),
-        flux_namespace.clone(),
+        objects_namespace.clone(),
         !opts.profile.spec.provider.makes_the_cluster(),
     )?;
+    // An idpbuilder package's Applications and its repository credentials (one template per
+    // Argo CD) have the names another env's packages would have.
+    if let Some(project) = stamp.argo_project()
+        && opts.engine == crate::engine::Engine::Argo
+        && !opts.packages.is_empty()
+    {
+        return Err(EnvError::Preflight(format!(
+            "--package on an Argo CD that several envs share is not supported: a package's Applications live in argocd under the package's names, which another env's packages would take over (this env's own Applications are in {project})\nhelp: use Flux (--engine flux), whose packages live in the env's namespace, or a cluster of the env's own"
+        )));
+    }
     if dry_run {
         // On an existing cluster, what the create would fail on there is known read-only.
         if let (Some(cluster), Some(kube)) = (&opts.existing, &existing_kube) {
@@ -326,7 +336,7 @@ pub async fn create(
     if let Some(roots) = &extra_ca {
         roots.write_env_copy(&env_dir)?;
     }
-    let mut state = existing.unwrap_or_else(|| new_state(opts, &stamp, ports, flux_namespace));
+    let mut state = existing.unwrap_or_else(|| new_state(opts, &stamp, ports, objects_namespace));
     state.cluster_cert_manager = cluster_cert_manager;
     state.cert_manager_asked =
         state.cert_manager_asked || (opts.existing.is_some() && cert_manager_counted);
@@ -431,7 +441,7 @@ fn new_state(
     opts: &CreateOptions,
     stamp: &Stamp,
     ports: Ports,
-    flux_namespace: Option<String>,
+    objects_namespace: Option<String>,
 ) -> EnvState {
     EnvState {
         name: opts.name.clone(),
@@ -465,7 +475,7 @@ fn new_state(
         found_engine: None,
         cluster_cert_manager: None,
         cert_manager_asked: false,
-        flux_namespace,
+        objects_namespace,
     }
 }
 

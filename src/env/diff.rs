@@ -228,7 +228,7 @@ async fn entry_diff(
     };
     let mut built = BTreeSet::new();
     for object in &mut objects {
-        mark_as_the_engine_does(object, engine, stamp.flux_namespace(), &entry.name);
+        mark_as_the_engine_does(object, engine, crate::engine::objects_namespace(engine, stamp), &entry.name);
         let kind = text(&object["kind"]);
         let namespace = object["metadata"]["namespace"].as_str().map(str::to_string);
         let name = text(&object["metadata"]["name"]);
@@ -269,9 +269,9 @@ async fn entry_diff(
             found.unchanged += 1;
         }
     }
-    if prunes(kube, engine, stamp.flux_namespace(), &entry.name).await? {
+    if prunes(kube, engine, crate::engine::objects_namespace(engine, stamp), &entry.name).await? {
         for (namespace, name, kind) in
-            super::entry_objects::refs(kube, engine, stamp.flux_namespace(), &entry.name).await?
+            super::entry_objects::refs(kube, engine, crate::engine::objects_namespace(engine, stamp), &entry.name).await?
         {
             if !built.contains(&(namespace.clone(), name.clone(), kind.clone())) {
                 let ns = (!namespace.is_empty()).then_some(namespace.as_str());
@@ -314,19 +314,25 @@ fn object_label(kind: &str, namespace: Option<&str>, name: &str) -> String {
 }
 
 /// The marks the engine puts on what it applies.
-fn mark_as_the_engine_does(object: &mut Value, engine: Engine, flux_namespace: &str, entry: &str) {
+fn mark_as_the_engine_does(object: &mut Value, engine: Engine, objects_namespace: &str, entry: &str) {
     match engine {
         Engine::Flux => {
             let labels = &mut object["metadata"]["labels"];
             labels["kustomize.toolkit.fluxcd.io/name"] = Value::String(entry.to_string());
             labels["kustomize.toolkit.fluxcd.io/namespace"] =
-                Value::String(flux_namespace.to_string());
+                Value::String(objects_namespace.to_string());
         }
         Engine::Argo => {
             let api_version = text(&object["apiVersion"]);
             let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
+            // The instance is `NS_NAME` for an Application outside argocd (argo-cd v3.5.1
+            // pkg/apis/application/v1alpha1/types.go `InstanceName`).
+            let instance = match objects_namespace {
+                crate::engine::argo::NAMESPACE => entry.to_string(),
+                ns => format!("{ns}_{entry}"),
+            };
             let id = format!(
-                "{entry}:{group}/{}:{}/{}",
+                "{instance}:{group}/{}:{}/{}",
                 text(&object["kind"]),
                 text(&object["metadata"]["namespace"]),
                 text(&object["metadata"]["name"])
@@ -341,10 +347,10 @@ fn mark_as_the_engine_does(object: &mut Value, engine: Engine, flux_namespace: &
 async fn prunes(
     kube: &KubeClient,
     engine: Engine,
-    flux_namespace: &str,
+    objects_namespace: &str,
     entry: &str,
 ) -> Result<bool, EnvError> {
-    let object = super::entry_objects::engine_object(kube, engine, flux_namespace, entry).await?;
+    let object = super::entry_objects::engine_object(kube, engine, objects_namespace, entry).await?;
     Ok(object.is_some_and(|o| match engine {
         Engine::Flux => o["spec"]["prune"] == true,
         Engine::Argo => o["spec"]["syncPolicy"]["automated"]["prune"] == true,

@@ -102,10 +102,10 @@ async fn helm_releases(
 pub(super) async fn refs(
     kube: &KubeClient,
     engine: Engine,
-    flux_namespace: &str,
+    objects_namespace: &str,
     entry: &str,
 ) -> Result<Vec<Ref>, KubeError> {
-    let Some(object) = engine_object(kube, engine, flux_namespace, entry).await? else {
+    let Some(object) = engine_object(kube, engine, objects_namespace, entry).await? else {
         return Ok(Vec::new());
     };
     Ok(match engine {
@@ -136,7 +136,7 @@ pub(super) async fn refs(
 pub(super) async fn engine_object(
     kube: &KubeClient,
     engine: Engine,
-    flux_namespace: &str,
+    objects_namespace: &str,
     entry: &str,
 ) -> Result<Option<Value>, KubeError> {
     match engine {
@@ -144,7 +144,7 @@ pub(super) async fn engine_object(
             kube.get(
                 "kustomize.toolkit.fluxcd.io/v1",
                 "Kustomization",
-                Some(flux_namespace),
+                Some(objects_namespace),
                 entry,
             )
             .await
@@ -153,7 +153,7 @@ pub(super) async fn engine_object(
             kube.get(
                 "argoproj.io/v1alpha1",
                 "Application",
-                Some(crate::stamp::render::argo::NAMESPACE),
+                Some(objects_namespace),
                 entry,
             )
             .await
@@ -203,7 +203,7 @@ pub async fn entry_objects(
             urls: Vec::new(),
             claims: Vec::new(),
         };
-        let mut applied = refs(kube, engine, stamp.flux_namespace(), &entry.name).await?;
+        let mut applied = refs(kube, engine, crate::engine::objects_namespace(engine, stamp), &entry.name).await?;
         // What a Flux HelmRelease of the entry installed, as Helm marks it.
         for (release, release_ns) in helm_releases(kube, &applied).await? {
             for (kind, of) in &listed {

@@ -64,9 +64,7 @@ pub async fn leave(
     // namespaces: the engine's and every one the env applied to.
     let mut namespaces: Vec<String> = kinds.iter().filter_map(|k| k.namespace.clone()).collect();
     namespaces.push(crate::engine::namespace(state.engine).to_string());
-    if state.engine == crate::engine::Engine::Flux {
-        namespaces.push(state.flux_objects_namespace().to_string());
-    }
+    namespaces.push(state.engine_objects_namespace().to_string());
     namespaces.sort();
     namespaces.dedup();
     let namespaces = &namespaces;
@@ -139,8 +137,12 @@ pub async fn leave(
     }
     left.removed.extend(delete(&kube, &rest).await?);
     // 3. The keys of argocd-cm, when Argo CD was there first (one kindling installed went
-    // with its namespace).
-    if state.engine == crate::engine::Engine::Argo && state.found_engine.is_some() {
+    // with its namespace) and no other env's Applications count on them: every env on one
+    // Argo CD applies the same keys as the same field manager.
+    if state.engine == crate::engine::Engine::Argo
+        && state.found_engine.is_some()
+        && !other_envs_applications(&kube, &state.name).await?
+    {
         give_back_keys(&kube).await?;
     }
     Ok(left)
@@ -326,6 +328,21 @@ async fn wait_gone(
             )));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Whether Applications of other kindling envs are on the cluster (one that may not be listed
+/// is taken as there).
+async fn other_envs_applications(kube: &KubeClient, env: &str) -> Result<bool, EnvError> {
+    match kube
+        .list_labelled(crate::engine::argo::API_VERSION, "Application", ENV_LABEL)
+        .await
+    {
+        Ok(apps) => Ok(apps
+            .iter()
+            .any(|a| a["metadata"]["labels"][ENV_LABEL].as_str() != Some(env))),
+        Err(e) if e.is_forbidden() => Ok(true),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -117,18 +117,18 @@ pub fn fitted_to_the_cluster(
     fitted_to_the_envs_cluster(
         stamp,
         state.cluster_cert_manager.as_ref(),
-        state.flux_namespace.clone(),
+        state.objects_namespace.clone(),
         !state.provider.makes_the_cluster(),
     )
 }
 
 /// `stamp` as the env's cluster takes it: without its install of cert-manager when the
-/// cluster runs its own (`crate::stamp::cert_manager`), its Flux objects in `flux_namespace`
-/// when the env has one of its own, and, on a cluster it shares, charts that take nothing over.
+/// cluster runs its own (`crate::stamp::cert_manager`), its engine objects in
+/// `objects_namespace` when the env has one of its own, and, on a cluster it shares, charts that take nothing over.
 pub fn fitted_to_the_envs_cluster(
     stamp: Stamp,
     cluster_cert_manager: Option<&crate::cluster::cert_manager::ClusterCertManager>,
-    flux_namespace: Option<String>,
+    objects_namespace: Option<String>,
     shared_cluster: bool,
 ) -> Result<Stamp, EnvError> {
     let mut stamp = match cluster_cert_manager {
@@ -139,7 +139,7 @@ pub fn fitted_to_the_envs_cluster(
         )?,
         None => stamp,
     };
-    stamp.own_flux_namespace = flux_namespace;
+    stamp.own_objects_namespace = objects_namespace;
     stamp.shared_cluster = shared_cluster;
     Ok(stamp)
 }

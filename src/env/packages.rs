@@ -42,7 +42,7 @@ impl<'a> PackageTarget<'a> {
         Self {
             engine: state.engine,
             env,
-            flux_namespace: state.flux_objects_namespace(),
+            flux_namespace: state.engine_objects_namespace(),
         }
     }
 }

@@ -66,7 +66,7 @@ pub async fn finish(
     engine::remove_entries(
         kube,
         engine,
-        state.flux_objects_namespace(),
+        state.engine_objects_namespace(),
         &removal.entries,
         timeout,
     )

@@ -189,10 +189,17 @@ pub struct EnvState {
     /// a rerun keeps that answer, and never takes the stamp's own for the cluster's.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cert_manager_asked: bool,
-    /// Where the env's Flux objects live when not in `flux-system` (recorded when the env is
-    /// made; an env without the record keeps them in `flux-system`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub flux_namespace: Option<String>,
+    /// Where the env's engine objects live when not in the engine's own namespace: its Flux
+    /// objects, or its Argo CD Applications (recorded when the env is made; an env without the
+    /// record keeps them in `flux-system` or `argocd`). Recorded as `fluxNamespace` before
+    /// envs on Argo CD had one.
+    #[serde(
+        default,
+        rename = "objectsNamespace",
+        alias = "fluxNamespace",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub objects_namespace: Option<String>,
 }
 
 /// An engine kindling found rather than installed (`crate::engine::detect`).
@@ -288,11 +295,9 @@ impl EnvState {
             .unwrap_or(crate::pki::CA_SECRET.0)
     }
 
-    /// The namespace of the env's Flux objects (`crate::stamp::Stamp::flux_namespace`).
-    pub fn flux_objects_namespace(&self) -> &str {
-        self.flux_namespace
-            .as_deref()
-            .unwrap_or(crate::stamp::render::flux::NAMESPACE)
+    /// The namespace of the env's engine objects (`crate::engine::objects_namespace`).
+    pub fn engine_objects_namespace(&self) -> &str {
+        crate::engine::objects_namespace_in(self.engine, self.objects_namespace.as_deref())
     }
 
     pub fn is_done(&self, step: &str) -> bool {

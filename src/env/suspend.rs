@@ -109,7 +109,7 @@ async fn set(
         if suspend
             && state.engine == Engine::Argo
             && r.name == argo::root_name(&stamp)
-            && terminate_running_sync(&kube, &r.name).await?
+            && terminate_running_sync(&kube, &r.namespace, &r.name).await?
         {
             patched.push(format!("Application {} (running sync terminated)", r.name));
         }
@@ -145,13 +145,14 @@ async fn set(
 /// one was running.
 async fn terminate_running_sync(
     kube: &crate::kube::KubeClient,
+    namespace: &str,
     name: &str,
 ) -> Result<bool, EnvError> {
     let app = kube
         .get(
             argo::API_VERSION,
             "Application",
-            Some(argo::NAMESPACE),
+            Some(namespace),
             name,
         )
         .await?;
@@ -161,7 +162,7 @@ async fn terminate_running_sync(
     kube.merge_patch(
         argo::API_VERSION,
         "Application",
-        Some(argo::NAMESPACE),
+        Some(namespace),
         name,
         &json!({"status": {"operationState": {"phase": "Terminating"}}}),
     )
@@ -273,11 +274,11 @@ fn flux_requests(stamp: &crate::stamp::Stamp, suspend: bool) -> Vec<PatchRequest
     requests
 }
 
-fn argo_request(name: &str, patch: Value) -> PatchRequest {
+fn argo_request(stamp: &crate::stamp::Stamp, name: &str, patch: Value) -> PatchRequest {
     PatchRequest {
         api_version: argo::API_VERSION.to_string(),
         kind: "Application".to_string(),
-        namespace: argo::NAMESPACE.to_string(),
+        namespace: stamp.argo_namespace().to_string(),
         name: name.to_string(),
         patch,
     }
@@ -288,7 +289,7 @@ fn argo_suspend_requests(stamp: &crate::stamp::Stamp) -> Vec<PatchRequest> {
     let off = json!({"spec": {"syncPolicy": {"automated": null}}});
     std::iter::once(argo::root_name(stamp))
         .chain(stamp.ordered_entries().map(|e| e.name.clone()))
-        .map(|name| argo_request(&name, off.clone()))
+        .map(|name| argo_request(stamp, &name, off.clone()))
         .collect()
 }
 
@@ -307,6 +308,7 @@ fn argo_resume_requests<'a>(
                 .find(|d| d["metadata"]["name"] == name.as_str())?;
             let automated = app["spec"]["syncPolicy"]["automated"].clone();
             Some(argo_request(
+                stamp,
                 &name,
                 json!({"spec": {"syncPolicy": {"automated": automated}}}),
             ))

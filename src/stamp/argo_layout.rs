@@ -145,7 +145,7 @@ pub fn load(dir: &Path, source_root: Option<&Path>) -> Result<Option<Draft>, Sta
             warnings,
             argo,
             flux_sources,
-            own_flux_namespace: None,
+            own_objects_namespace: None,
             shared_cluster: false,
         },
         problems,

@@ -66,10 +66,11 @@ pub struct Stamp {
     /// The Flux sources a Flux cluster directory declares besides its own repository
     /// (OCIRepository, GitRepository, Bucket, HelmRepository), applied as they are on Flux.
     pub flux_sources: Vec<serde_json::Value>,
-    /// Where the env's Flux objects live when not in Flux's own `flux-system` (an env on a
-    /// shared cluster: its own namespace), set from the env's record
-    /// (`crate::env::open::fitted_to_the_cluster`); None for a stamp on its own.
-    pub own_flux_namespace: Option<String>,
+    /// Where the env's engine objects (Flux's objects, Argo CD's Applications) live when not in
+    /// the engine's own namespace (an env on a shared cluster: its own namespace), set from the
+    /// env's record (`crate::env::open::fitted_to_the_envs_cluster`); None for a stamp on its
+    /// own.
+    pub own_objects_namespace: Option<String>,
     /// The env shares its cluster (`--provider existing`): a chart must not take over objects
     /// it did not create, as helm-controller's default would.
     pub shared_cluster: bool,
@@ -302,9 +303,25 @@ pub enum SecretValue {
 impl Stamp {
     /// The namespace of the env's Flux objects: its own on a shared cluster, else Flux's.
     pub fn flux_namespace(&self) -> &str {
-        self.own_flux_namespace
+        self.own_objects_namespace
             .as_deref()
             .unwrap_or(render::flux::NAMESPACE)
+    }
+
+    /// The namespace of the env's Argo CD Applications: its own on a shared cluster (Argo CD
+    /// watching it, "Applications in any namespace"), else Argo CD's.
+    pub fn argo_namespace(&self) -> &str {
+        self.own_objects_namespace
+            .as_deref()
+            .unwrap_or(render::argo::NAMESPACE)
+    }
+
+    /// The AppProject (in Argo CD's namespace) of an env whose Applications live in a
+    /// namespace of their own: named after it, as AppProject names are one set per Argo CD.
+    pub fn argo_project(&self) -> Option<&str> {
+        self.own_objects_namespace
+            .as_deref()
+            .filter(|ns| *ns != render::argo::NAMESPACE)
     }
 
     pub fn entry(&self, name: &str) -> Option<&Entry> {

@@ -467,7 +467,7 @@ pub fn load(file: &Path, dir: &Path, source_root: Option<&Path>) -> Result<Draft
             warnings: Vec::new(),
             argo: Default::default(),
             flux_sources: Vec::new(),
-            own_flux_namespace: None,
+            own_objects_namespace: None,
             shared_cluster: false,
         },
         problems,

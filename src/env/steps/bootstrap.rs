@@ -105,10 +105,7 @@ pub async fn prepare_shared_cluster(
             if !api_version.contains("fluxcd.io") && !api_version.starts_with("argoproj.io") {
                 continue;
             }
-            let objects_namespace = match engine {
-                Engine::Flux => stamp.flux_namespace(),
-                Engine::Argo => engine::namespace(engine),
-            };
+            let objects_namespace = engine::objects_namespace(engine, stamp);
             let namespace = object["metadata"]["namespace"]
                 .as_str()
                 .unwrap_or(objects_namespace);

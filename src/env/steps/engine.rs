@@ -86,7 +86,7 @@ impl Step for Engine {
             // Flux objects of the env's own namespace are the env's, not the install's: the
             // bootstrap applies them there.
             let extra = match &extra_ca {
-                Some(_) if ctx.stamp.own_flux_namespace.is_some() => Vec::new(),
+                Some(_) if ctx.stamp.own_objects_namespace.is_some() => Vec::new(),
                 Some(ca) => engine::extra_ca::objects(
                     engine,
                     ctx.stamp.flux_namespace(),

@@ -178,13 +178,34 @@ pub async fn check_existing(
                 .as_ref()
                 .map(|e| format!(" (installed by env {e})"))
                 .unwrap_or_default(),
-            f.only_its_namespace
-                .as_ref()
+            only_in_its_namespace(f, objects_namespace)
                 .map(|why| format!(", the env's objects in {objects_namespace}: {why}"))
                 .unwrap_or_default()
         ),
         None => format!("no {}, kindling installs it", engine.name()),
     })
+}
+
+/// Why the env's engine objects are in the engine's own namespace, when the engine found
+/// does not read them elsewhere.
+fn only_in_its_namespace(
+    found: &crate::engine::detect::FoundEngine,
+    objects_namespace: &str,
+) -> Option<String> {
+    match found.engine {
+        crate::engine::Engine::Flux => found.only_its_namespace.clone(),
+        crate::engine::Engine::Argo => (objects_namespace == crate::engine::argo::NAMESPACE)
+            .then(|| {
+                format!(
+                    "its application controller reconciles Applications only in argocd{} (application.namespaces of argocd-cmd-params-cm, or --application-namespaces); add {} there and restart it to give each env a namespace",
+                    match found.application_namespaces.is_empty() {
+                        true => String::new(),
+                        false => format!(" and {}", found.application_namespaces.join(",")),
+                    },
+                    crate::engine::detect::KINDLING_APPLICATION_NAMESPACES
+                )
+            }),
+    }
 }
 
 /// The cert-manager of an existing cluster the env uses in place of its stamp's: the answer
@@ -245,8 +266,8 @@ pub fn uses_the_clusters(found: &ClusterCertManager) -> String {
 
 /// kindling's bootstrap objects have fixed names in the namespace of the env's engine objects
 /// (the Git credentials, the source, the root): another env's there would be taken over. An env
-/// on Flux has a namespace of its own (`flux_namespace_of_a_new_env`), so only envs that share
-/// one (Argo CD's, or a Flux that reads only its own namespace, or envs made before) meet here.
+/// has a namespace of its own (`objects_namespace_of_a_new_env`), so only envs that share one (an
+/// engine that reads only its own namespace, or envs made before) meet here.
 async fn another_env_on_the_engine(
     kube: &crate::kube::KubeClient,
     env: &str,
@@ -270,8 +291,10 @@ async fn another_env_on_the_engine(
             "kindling env {other} uses this cluster's {} already: its Git credentials, source and root in {engine_namespace} have the names this env's would have; nothing was changed\nhelp: {}; delete env {other} first, use the other engine (--engine), or another cluster (a vcluster each)",
             engine.name(),
             match engine {
-                crate::engine::Engine::Argo =>
-                    "one kindling env per cluster on Argo CD".to_string(),
+                crate::engine::Engine::Argo => format!(
+                    "this Argo CD reconciles an env's Applications only in {engine_namespace} (application.namespaces of argocd-cmd-params-cm does not name kindling-ENV namespaces; add {} and restart its application controller), or env {other} was made before envs on Argo CD had a namespace each: either way the envs would share {engine_namespace}",
+                    crate::engine::detect::KINDLING_APPLICATION_NAMESPACES
+                ),
                 crate::engine::Engine::Flux => format!(
                     "Flux here takes an env's objects only in {engine_namespace} (--watch-all-namespaces=false or --default-service-account), or env {other} was made before envs on Flux had a namespace each: either way the envs would share {engine_namespace}"
                 ),
@@ -281,18 +304,17 @@ async fn another_env_on_the_engine(
     Ok(())
 }
 
-/// Where a new env's Flux objects go on an existing cluster: a namespace of its own
-/// (`kindling-ENV`, beside its Gitea), so several envs share one Flux; Flux's own when the
-/// Flux found there reconciles only its own namespace (then one env at a time). None on
-/// Argo CD (its Applications stay in `argocd`).
-pub async fn flux_namespace_of_a_new_env(
+/// Where a new env's engine objects go on an existing cluster: a namespace of its own
+/// (`kindling-ENV`, beside its Gitea), so several envs share one engine; the engine's own
+/// (then one env at a time) when the one found there does not read that namespace: a Flux
+/// that reconciles only flux-system, or an Argo CD whose `application.namespaces` does not
+/// name it. An engine kindling installs reads it (Argo CD with
+/// `detect::KINDLING_APPLICATION_NAMESPACES`).
+pub async fn objects_namespace_of_a_new_env(
     kube: &crate::kube::KubeClient,
     env: &str,
     engine: crate::engine::Engine,
 ) -> Result<Option<String>, EnvError> {
-    if engine != crate::engine::Engine::Flux {
-        return Ok(None);
-    }
     // A user who may not read CRDs cannot tell (taken as absent, as `check_existing` does);
     // any other failure stops the create before its answer is recorded for good.
     let found = match crate::engine::detect::find(kube, engine).await {
@@ -300,9 +322,10 @@ pub async fn flux_namespace_of_a_new_env(
         Err(e) if e.is_forbidden() => None,
         Err(e) => return Err(e.into()),
     };
+    let own = crate::gitea::in_cluster::namespace(env);
     Ok(Some(match found {
-        Some(f) if f.only_its_namespace.is_some() => crate::engine::namespace(engine).to_string(),
-        _ => crate::gitea::in_cluster::namespace(env),
+        Some(f) if !f.reads_objects_in(&own) => crate::engine::namespace(engine).to_string(),
+        _ => own,
     }))
 }
 

@@ -156,7 +156,7 @@ pub fn load(dir: &Path) -> Result<Option<Draft>, StampError> {
             warnings: Vec::new(),
             argo: Default::default(),
             flux_sources,
-            own_flux_namespace: None,
+            own_objects_namespace: None,
             shared_cluster: false,
         },
         problems,

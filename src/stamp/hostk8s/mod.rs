@@ -96,7 +96,7 @@ pub fn load(dir: &Path, file: Option<&Path>) -> Result<Option<Draft>, StampError
             warnings,
             argo: Default::default(),
             flux_sources: Vec::new(),
-            own_flux_namespace: None,
+            own_objects_namespace: None,
             shared_cluster: false,
         },
         problems,

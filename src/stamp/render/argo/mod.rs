@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 mod from_flux;
 
@@ -190,7 +190,9 @@ pub fn render(stamp: &Stamp, opts: &RenderOptions) -> Result<Rendered, StampErro
     // gitops-engine/pkg/sync/sync_context.go: an object without a health check counts as
     // done as soon as it is applied).
     // The layout's own AppProjects before the root: its Applications name them.
+    // An env with a namespace of its own: its AppProject before the root, which names it.
     let mut bootstrap = vec![argocd_cm()];
+    bootstrap.extend(own_project(stamp));
     bootstrap.extend(kept_projects(stamp, opts));
     bootstrap.push(root_application(stamp, opts));
     let mut files = vec![RenderedFile {
@@ -208,8 +210,38 @@ pub fn render(stamp: &Stamp, opts: &RenderOptions) -> Result<Rendered, StampErro
     })
 }
 
+/// The project of an env's own Applications: the env's AppProject when they live in a
+/// namespace of their own, else `default`.
+fn project_of(stamp: &Stamp) -> String {
+    stamp.argo_project().unwrap_or("default").to_string()
+}
+
+/// The AppProject of an env whose Applications live in a namespace of their own. Argo CD
+/// reconciles an Application outside `argocd` only when its project lists that namespace in
+/// `sourceNamespaces` (argoproj/argo-cd v3.5.1 pkg/apis/application/v1alpha1
+/// app_project_types.go `IsAppNamespacePermitted`), and looks projects up only in its own
+/// namespace (controller/appcontroller.go `getAppProj`). `default` lists none (server/server.go
+/// `initializeDefaultProject`), and the docs warn against adding any to it, so the env has one
+/// of its own, which permits what `default` does.
+fn own_project(stamp: &Stamp) -> Option<Value> {
+    let project = stamp.argo_project()?;
+    Some(json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "AppProject",
+        "metadata": {"name": project, "namespace": NAMESPACE,
+            "labels": {"dev.kindling.stamp": stamp.name}},
+        "spec": {
+            "description": format!("kindling: the Applications of {project}"),
+            "sourceNamespaces": [project],
+            "sourceRepos": ["*"],
+            "destinations": [{"server": "*", "namespace": "*"}],
+            "clusterResourceWhitelist": [{"group": "*", "kind": "*"}],
+        },
+    }))
+}
+
 fn root_application(stamp: &Stamp, opts: &RenderOptions) -> Value {
-    let mut metadata = ObjectMeta::new(&root_name(stamp), NAMESPACE);
+    let mut metadata = ObjectMeta::new(&root_name(stamp), stamp.argo_namespace());
     metadata
         .labels
         .insert("dev.kindling.stamp".into(), stamp.name.clone());
@@ -220,7 +252,7 @@ fn root_application(stamp: &Stamp, opts: &RenderOptions) -> Value {
         kind: "Application",
         metadata,
         spec: ApplicationSpec {
-            project: "default".into(),
+            project: project_of(stamp),
             source: Some(ApplicationSource {
                 repo_url: opts.repo_url.clone(),
                 target_revision: opts.branch.clone(),
@@ -235,7 +267,7 @@ fn root_application(stamp: &Stamp, opts: &RenderOptions) -> Value {
             sources: Vec::new(),
             destination: Destination {
                 server: IN_CLUSTER,
-                namespace: Some(NAMESPACE.to_string()),
+                namespace: Some(stamp.argo_namespace().to_string()),
             },
             sync_policy: sync_policy(true),
         },
@@ -307,6 +339,17 @@ fn kept_projects(stamp: &Stamp, opts: &RenderOptions) -> Vec<Value> {
         .map(|p| {
             let mut p = p.clone();
             p["metadata"]["namespace"] = Value::String(NAMESPACE.to_string());
+            // Its Applications live in the env's namespace when it has one.
+            if let Some(own) = stamp.argo_project() {
+                let mut namespaces = p["spec"]["sourceNamespaces"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                if !namespaces.iter().any(|n| n == own) {
+                    namespaces.push(Value::String(own.to_string()));
+                }
+                p["spec"]["sourceNamespaces"] = Value::Array(namespaces);
+            }
             if let Some(repos) = p["spec"]["sourceRepos"].as_array_mut() {
                 for r in repos.iter_mut() {
                     if r == crate::stamp::argo_layout::GITEA_SOURCE_REPO {
@@ -326,7 +369,8 @@ fn child_application(
     mut sources: Vec<ApplicationSource>,
     namespace: Option<String>,
 ) -> Value {
-    let mut metadata = ObjectMeta::for_entry(&entry.name, NAMESPACE, &stamp.name, entry);
+    let mut metadata =
+        ObjectMeta::for_entry(&entry.name, stamp.argo_namespace(), &stamp.name, entry);
     metadata
         .annotations
         .insert("argocd.argoproj.io/sync-wave".into(), wave.to_string());
@@ -348,7 +392,7 @@ fn child_application(
                 .entries
                 .get(&entry.name)
                 .map(|(p, _)| p.clone())
-                .unwrap_or_else(|| "default".into()),
+                .unwrap_or_else(|| project_of(stamp)),
             source,
             sources,
             destination: Destination {
