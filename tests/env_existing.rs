@@ -423,7 +423,7 @@ mod env {
                 &["--wait", "--timeout", "60s"],
             ));
             assert!(every_entry_ready(&created["env"]["status"]), "{created}");
-            assert_eq!(h.state(env)["fluxNamespace"], format!("kindling-{env}"));
+            assert_eq!(h.state(env)["objectsNamespace"], format!("kindling-{env}"));
         }
         let mut commits = Vec::new();
         for (env, team) in &envs {
@@ -637,6 +637,163 @@ mod env {
         assert!(find(&h, "Deployment", Some("platform"), "cert-manager").is_some());
     }
 
+    /// A Secret's `data.KEY`, decoded.
+    fn secret_text(secret: &Value, key: &str) -> String {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(secret["data"][key].as_str().unwrap_or_default())
+            .unwrap();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    /// Several envs on one Argo CD, which the first env installs with `application.namespaces:
+    /// kindling-*` in argocd-cmd-params-cm: each env's Applications live in its own namespace
+    /// under an AppProject of its own in argocd (which lists that namespace in
+    /// `sourceNamespaces`), its repository Secret in argocd scoped to that project, and its
+    /// stamp's objects carry `NS_NAME` tracking ids. Both reconcile, each from its own Gitea;
+    /// deleting one takes its project and Secret and leaves the other Ready.
+    #[test]
+    fn env_existing_two_envs_share_one_argo_cd_each_in_its_own_namespace() {
+        let h = Harness::existing("argo", false);
+        write_team_stamp(&h, "team-b");
+        let envs = [(unique("sample"), "sample"), (unique("teamb"), "team-b")];
+        for (env, team) in &envs {
+            let created = ok(&h.run_on_team(
+                &["env", "create", env, "--stamp", team],
+                &["--engine", "argo", "--wait", "--timeout", "60s"],
+            ));
+            assert!(every_entry_ready(&created["env"]["status"]), "{created}");
+            assert_eq!(h.state(env)["objectsNamespace"], format!("kindling-{env}"));
+        }
+        let params = find(&h, "ConfigMap", Some("argocd"), "argocd-cmd-params-cm").unwrap();
+        assert_eq!(params["data"]["application.namespaces"], "kindling-*");
+        let mut commits = Vec::new();
+        for (env, team) in &envs {
+            let own = format!("kindling-{env}");
+            let root = find(&h, "Application", Some(&own), &format!("kindling-{team}"))
+                .expect("the env's root in its namespace");
+            assert_eq!(root["spec"]["project"], own.as_str());
+            assert_eq!(root["metadata"]["labels"][ENV_LABEL], env.as_str());
+            let project = find(&h, "AppProject", Some("argocd"), &own).expect("its project");
+            assert_eq!(project["spec"]["sourceNamespaces"], json!([own]));
+            let secret = find(&h, "Secret", Some("argocd"), &format!("{own}-repository"))
+                .expect("its repository Secret");
+            assert_eq!(secret_text(&secret, "project"), own);
+            assert!(
+                secret_text(&secret, "url").contains(&format!("gitea.{own}.svc")),
+                "{secret}"
+            );
+            // Argo CD synced the commit the env pushed to its own Gitea.
+            let commit = h.state(env)["commit"].as_str().unwrap().to_string();
+            assert_eq!(root["status"]["sync"]["revision"], commit.as_str());
+            commits.push(commit);
+        }
+        assert_ne!(commits[0], commits[1], "both envs read one Gitea");
+        let apps_in_argocd: Vec<String> = h
+            .api
+            .state
+            .lock()
+            .unwrap()
+            .objects
+            .iter()
+            .filter(|s| s.plural == "applications" && s.namespace.as_deref() == Some("argocd"))
+            .map(|s| s.name.clone())
+            .collect();
+        assert!(apps_in_argocd.is_empty(), "{apps_in_argocd:?}");
+        let team_env = &envs[1].0;
+        let notes = find(&h, "ConfigMap", Some("team-b"), "notes").expect("the team's notes");
+        assert_eq!(
+            notes["metadata"]["annotations"]["argocd.argoproj.io/tracking-id"],
+            format!("kindling-{team_env}_notes:/ConfigMap:team-b/notes")
+        );
+        let status = status(&h, team_env);
+        assert_eq!(
+            status["status"]["engineObjectsNamespace"],
+            format!("kindling-{team_env}")
+        );
+        // The team's env goes with its project and Secret; the sample's stays as it was.
+        delete_and_wait_gone(&h, team_env);
+        assert!(find(&h, "ConfigMap", Some("team-b"), "notes").is_none());
+        let own = format!("kindling-{team_env}");
+        assert!(find(&h, "AppProject", Some("argocd"), &own).is_none());
+        assert!(find(&h, "Secret", Some("argocd"), &format!("{own}-repository")).is_none());
+        let sample_env = &envs[0].0;
+        let status = h.json(&["env", "status", sample_env, "--wait", "--timeout", "30s"]);
+        assert_eq!(status["status"]["ready"], true, "{status:#}");
+        delete_and_wait_gone(&h, sample_env);
+        // The Argo CD the sample's env installed goes with the last env on it.
+        assert!(
+            find(
+                &h,
+                "StatefulSet",
+                Some("argocd"),
+                "argocd-application-controller"
+            )
+            .is_none()
+        );
+    }
+
+    /// An Argo CD found on the cluster that reconciles Applications only in argocd (its
+    /// `application.namespaces` empty, as install.yaml leaves it): an env's Applications go
+    /// there, and a second env is refused before it writes anything, naming the first. Once
+    /// the team sets `application.namespaces: kindling-*` and restarts the controller, as the
+    /// Argo CD docs say, a new env gets a namespace of its own beside the first.
+    #[test]
+    fn env_existing_argo_cd_that_reconciles_only_argocd_takes_one_env() {
+        let h = Harness::existing("argo", true);
+        let first = unique("first");
+        let created = existing(
+            &h,
+            &first,
+            &["--engine", "argo", "--wait", "--timeout", "60s"],
+        );
+        assert!(every_entry_ready(&created["env"]["status"]), "{created}");
+        assert_eq!(h.state(&first)["objectsNamespace"], "argocd");
+        let root = find(&h, "Application", Some("argocd"), "kindling-sample").unwrap();
+        assert_eq!(root["spec"]["project"], "default");
+        assert!(find(&h, "Secret", Some("argocd"), "kindling-repository").is_some());
+        let second = unique("second");
+        write_team_stamp(&h, "team-b");
+        let team = ["env", "create", second.as_str(), "--stamp", "team-b"];
+        let out = h.run_on_team(&team, &["--engine", "argo"]);
+        let doc = error_says(
+            &out,
+            &format!("kindling env {first} uses this cluster's argo already"),
+        );
+        assert!(doc.to_string().contains("kindling-*"), "{doc}");
+        assert!(!wrote_anything(&h, &second));
+        // `kubectl rollout restart` after the ConfigMap: a new pod template.
+        h.api.update(|stored| {
+            for s in stored.iter_mut() {
+                if s.plural == "configmaps" && s.name == "argocd-cmd-params-cm" {
+                    s.object["data"]["application.namespaces"] = json!("kindling-*");
+                }
+                if s.plural == "statefulsets" && s.name == "argocd-application-controller" {
+                    s.object["spec"]["template"]["metadata"]["annotations"]
+                        ["kubectl.kubernetes.io/restartedAt"] = json!("2026-11-30T18:00:00Z");
+                }
+            }
+        });
+        let created =
+            ok(&h.run_on_team(&team, &["--engine", "argo", "--wait", "--timeout", "60s"]));
+        assert!(every_entry_ready(&created["env"]["status"]), "{created}");
+        assert_eq!(
+            h.state(&second)["objectsNamespace"],
+            format!("kindling-{second}")
+        );
+        let status = h.json(&["env", "status", &first, "--wait", "--timeout", "30s"]);
+        assert_eq!(status["status"]["ready"], true, "{status:#}");
+        delete_and_wait_gone(&h, &second);
+        delete_and_wait_gone(&h, &first);
+        // The found Argo CD stays, its argocd-cm as the team left it.
+        let cm = find(&h, "ConfigMap", Some("argocd"), "argocd-cm").unwrap();
+        assert_eq!(
+            cm["data"],
+            json!({"url": "https://argocd.team.example"}),
+            "{cm}"
+        );
+    }
+
     /// An env made before envs on Flux had a namespace each has no `fluxNamespace` in its
     /// state and its Flux objects in flux-system: it keeps them there through a rerun of the
     /// create, sync, suspend, resume and status, and its delete removes them there.
@@ -650,10 +807,10 @@ mod env {
         set_kustomize_controller_args(&h, json!([]));
         let path = h.path("data/envs").join(&env).join("state.json");
         let mut state: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        state.as_object_mut().unwrap().remove("fluxNamespace");
+        state.as_object_mut().unwrap().remove("objectsNamespace");
         std::fs::write(&path, state.to_string()).unwrap();
         existing(&h, &env, &["--wait", "--timeout", "60s"]);
-        assert!(h.state(&env)["fluxNamespace"].is_null());
+        assert!(h.state(&env)["objectsNamespace"].is_null());
         let root = || find(&h, "Kustomization", Some("flux-system"), "kindling-sample").unwrap();
         assert_eq!(root()["metadata"]["labels"][ENV_LABEL], env.as_str());
         assert!(sample_root(&h, &env).is_none());
@@ -679,7 +836,7 @@ mod env {
         let first = unique("first");
         let created = existing(&h, &first, &["--wait", "--timeout", "60s"]);
         assert!(every_entry_ready(&created["env"]["status"]), "{created}");
-        assert_eq!(h.state(&first)["fluxNamespace"], "flux-system");
+        assert_eq!(h.state(&first)["objectsNamespace"], "flux-system");
         let root = find(&h, "Kustomization", Some("flux-system"), "kindling-sample").unwrap();
         assert_eq!(root["metadata"]["labels"][ENV_LABEL], first.as_str());
         let second = unique("second");

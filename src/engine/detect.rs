@@ -383,14 +383,32 @@ mod tests {
     #[test]
     fn argo_namespaces_match_as_argo_cd_matches_them() {
         let patterns = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert!(argo_namespace_enabled(&patterns(&["kindling-*"]), "kindling-dev"));
-        assert!(argo_namespace_enabled(&patterns(&["team-a", "kindling-d?v"]), "kindling-dev"));
-        assert!(!argo_namespace_enabled(&patterns(&["kindling-*"]), "team-a"));
-        assert!(!argo_namespace_enabled(&patterns(&["kindling-d?v"]), "kindling-deev"));
+        assert!(argo_namespace_enabled(
+            &patterns(&["kindling-*"]),
+            "kindling-dev"
+        ));
+        assert!(argo_namespace_enabled(
+            &patterns(&["team-a", "kindling-d?v"]),
+            "kindling-dev"
+        ));
+        assert!(!argo_namespace_enabled(
+            &patterns(&["kindling-*"]),
+            "team-a"
+        ));
+        assert!(!argo_namespace_enabled(
+            &patterns(&["kindling-d?v"]),
+            "kindling-deev"
+        ));
         assert!(!argo_namespace_enabled(&patterns(&[]), "kindling-dev"));
         // A regular expression is not evaluated here: the env keeps `argocd`.
-        assert!(!argo_namespace_enabled(&patterns(&["/kindling-.*/"]), "kindling-dev"));
-        assert!(!argo_namespace_enabled(&patterns(&["kindling-{dev,ci}"]), "kindling-dev"));
+        assert!(!argo_namespace_enabled(
+            &patterns(&["/kindling-.*/"]),
+            "kindling-dev"
+        ));
+        assert!(!argo_namespace_enabled(
+            &patterns(&["kindling-{dev,ci}"]),
+            "kindling-dev"
+        ));
         let found = FoundEngine {
             engine: Engine::Argo,
             version: "v3.5.1".into(),

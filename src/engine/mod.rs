@@ -346,7 +346,11 @@ pub async fn status(
         }
         Engine::Argo => {
             let apps = kube
-                .list(argo::API_VERSION, "Application", Some(stamp.argo_namespace()))
+                .list(
+                    argo::API_VERSION,
+                    "Application",
+                    Some(stamp.argo_namespace()),
+                )
                 .await?;
             argo::status(stamp, &apps)
         }

@@ -257,12 +257,15 @@ pub async fn create(
     };
     // Where the env's engine objects live is as its record says (a rerun keeps them there; an
     // env recorded without one has them in the engine's namespace, as envs had before); a new
-    // env on an existing cluster has a namespace of its own where the engine reads it.
+    // env on an existing cluster has a namespace of its own where the engine reads it. One
+    // whose create stopped before it applied anything (its preflight refused it: a second env
+    // on an Argo CD that did not read its namespace then) chooses again.
     let objects_namespace = match (&existing, &existing_kube) {
-        (Some(state), _) => state.objects_namespace.clone(),
-        (None, Some(kube)) => {
+        (Some(state), _) if state.cluster.is_some() => state.objects_namespace.clone(),
+        (_, Some(kube)) => {
             steps::preflight::objects_namespace_of_a_new_env(kube, &opts.name, opts.engine).await?
         }
+        (Some(state), None) => state.objects_namespace.clone(),
         (None, None) => None,
     };
     let cluster_cert_manager = match (&opts.existing, &existing_kube) {
@@ -336,7 +339,9 @@ pub async fn create(
     if let Some(roots) = &extra_ca {
         roots.write_env_copy(&env_dir)?;
     }
-    let mut state = existing.unwrap_or_else(|| new_state(opts, &stamp, ports, objects_namespace));
+    let mut state =
+        existing.unwrap_or_else(|| new_state(opts, &stamp, ports, objects_namespace.clone()));
+    state.objects_namespace = objects_namespace;
     state.cluster_cert_manager = cluster_cert_manager;
     state.cert_manager_asked =
         state.cert_manager_asked || (opts.existing.is_some() && cert_manager_counted);

@@ -228,7 +228,12 @@ async fn entry_diff(
     };
     let mut built = BTreeSet::new();
     for object in &mut objects {
-        mark_as_the_engine_does(object, engine, crate::engine::objects_namespace(engine, stamp), &entry.name);
+        mark_as_the_engine_does(
+            object,
+            engine,
+            crate::engine::objects_namespace(engine, stamp),
+            &entry.name,
+        );
         let kind = text(&object["kind"]);
         let namespace = object["metadata"]["namespace"].as_str().map(str::to_string);
         let name = text(&object["metadata"]["name"]);
@@ -269,9 +274,21 @@ async fn entry_diff(
             found.unchanged += 1;
         }
     }
-    if prunes(kube, engine, crate::engine::objects_namespace(engine, stamp), &entry.name).await? {
-        for (namespace, name, kind) in
-            super::entry_objects::refs(kube, engine, crate::engine::objects_namespace(engine, stamp), &entry.name).await?
+    if prunes(
+        kube,
+        engine,
+        crate::engine::objects_namespace(engine, stamp),
+        &entry.name,
+    )
+    .await?
+    {
+        for (namespace, name, kind) in super::entry_objects::refs(
+            kube,
+            engine,
+            crate::engine::objects_namespace(engine, stamp),
+            &entry.name,
+        )
+        .await?
         {
             if !built.contains(&(namespace.clone(), name.clone(), kind.clone())) {
                 let ns = (!namespace.is_empty()).then_some(namespace.as_str());
@@ -314,7 +331,12 @@ fn object_label(kind: &str, namespace: Option<&str>, name: &str) -> String {
 }
 
 /// The marks the engine puts on what it applies.
-fn mark_as_the_engine_does(object: &mut Value, engine: Engine, objects_namespace: &str, entry: &str) {
+fn mark_as_the_engine_does(
+    object: &mut Value,
+    engine: Engine,
+    objects_namespace: &str,
+    entry: &str,
+) {
     match engine {
         Engine::Flux => {
             let labels = &mut object["metadata"]["labels"];
@@ -350,7 +372,8 @@ async fn prunes(
     objects_namespace: &str,
     entry: &str,
 ) -> Result<bool, EnvError> {
-    let object = super::entry_objects::engine_object(kube, engine, objects_namespace, entry).await?;
+    let object =
+        super::entry_objects::engine_object(kube, engine, objects_namespace, entry).await?;
     Ok(object.is_some_and(|o| match engine {
         Engine::Flux => o["spec"]["prune"] == true,
         Engine::Argo => o["spec"]["syncPolicy"]["automated"]["prune"] == true,

@@ -203,7 +203,13 @@ pub async fn entry_objects(
             urls: Vec::new(),
             claims: Vec::new(),
         };
-        let mut applied = refs(kube, engine, crate::engine::objects_namespace(engine, stamp), &entry.name).await?;
+        let mut applied = refs(
+            kube,
+            engine,
+            crate::engine::objects_namespace(engine, stamp),
+            &entry.name,
+        )
+        .await?;
         // What a Flux HelmRelease of the entry installed, as Helm marks it.
         for (release, release_ns) in helm_releases(kube, &applied).await? {
             for (kind, of) in &listed {

@@ -149,12 +149,7 @@ async fn terminate_running_sync(
     name: &str,
 ) -> Result<bool, EnvError> {
     let app = kube
-        .get(
-            argo::API_VERSION,
-            "Application",
-            Some(namespace),
-            name,
-        )
+        .get(argo::API_VERSION, "Application", Some(namespace), name)
         .await?;
     if !app.is_some_and(|a| a["status"]["operationState"]["phase"] == "Running") {
         return Ok(false);

@@ -493,9 +493,11 @@ pub fn manifests_dir(dir: &Path) {
     );
     let name = kindling::engine::manifests::pinned(kindling::engine::Engine::Flux).file_name();
     std::fs::write(dir.join(name), text).unwrap();
-    // Argo CD's manifest names no namespace; kindling puts it into `argocd`.
+    // Argo CD's manifest names no namespace; kindling puts it into `argocd`. As install.yaml
+    // (argo-cd v3.5.1) has them: argocd-cmd-params-cm empty, ahead of the workloads, which
+    // read `application.namespaces` from it.
     let argo = format!(
-        "{}\n---\n{}\n---\n{}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: argocd-cm}}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: argocd-server}}\nspec: {{}}\n---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: argocd-application-controller}}\nspec: {{replicas: 1}}\n",
+        "{}\n---\n{}\n---\n{}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: argocd-cm}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: argocd-cmd-params-cm}}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: argocd-server}}\nspec: {{}}\n---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: argocd-application-controller}}\nspec: {{replicas: 1, template: {{spec: {{containers: [{{name: argocd-application-controller, image: quay.io/argoproj/argocd:v3.5.1, args: [/usr/local/bin/argocd-application-controller], env: [{{name: ARGOCD_APPLICATION_NAMESPACES, valueFrom: {{configMapKeyRef: {{key: application.namespaces, name: argocd-cmd-params-cm, optional: true}}}}}}]}}]}}}}}}\n",
         crd("argocd-application-crd.yaml"),
         // install.yaml (argo-cd v3.5.1) installs the ApplicationSet and AppProject CRDs too.
         crd("argocd-applicationset-crd.yaml"),
@@ -1025,9 +1027,13 @@ pub fn install_engine_as_found(api: &FakeApi, engine: &str) {
                 "argocd-applicationset-crd.yaml",
                 "argocd-appproject-crd.yaml",
             ][..],
+            // install.yaml's controller reads `application.namespaces` of
+            // argocd-cmd-params-cm (empty there) through its env.
             json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
                 "metadata": {"name": "argocd-application-controller"},
-                "spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "argocd-application-controller", "image": "quay.io/argoproj/argocd:v3.5.1"}]}}}}),
+                "spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "argocd-application-controller", "image": "quay.io/argoproj/argocd:v3.5.1",
+                    "args": ["/usr/local/bin/argocd-application-controller"],
+                    "env": [{"name": "ARGOCD_APPLICATION_NAMESPACES", "valueFrom": {"configMapKeyRef": {"key": "application.namespaces", "name": "argocd-cmd-params-cm", "optional": true}}}]}]}}}}),
         ),
         _ => (
             "flux-system",
@@ -1051,13 +1057,15 @@ pub fn install_engine_as_found(api: &FakeApi, engine: &str) {
                 .unwrap(),
         );
     }
-    objects.push(workload);
     if engine == "argo" {
         objects.push(
             json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "argocd-cm"},
             "data": {"url": "https://argocd.team.example"}}),
         );
+        objects.push(json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "argocd-cmd-params-cm"}}));
     }
+    objects.push(workload);
     for o in &mut objects {
         o["metadata"]["labels"] = labels.clone();
         if !matches!(

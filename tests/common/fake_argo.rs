@@ -57,8 +57,12 @@ pub type WaveLog = std::sync::Arc<std::sync::Mutex<Vec<(String, i64, bool)>>>;
 
 pub struct ArgoModel {
     ws: Workspace,
+    /// By instance name (`NS_NAME` outside argocd, `InstanceName`).
     apps: HashMap<String, App>,
     pub waves: WaveLog,
+    /// The application controller as it last started: its StatefulSet's pod template then,
+    /// and the namespaces besides argocd it reconciles Applications in.
+    started: Option<(Value, Vec<String>)>,
 }
 
 impl ArgoModel {
@@ -67,6 +71,7 @@ impl ArgoModel {
             ws: Workspace::new(head),
             apps: HashMap::new(),
             waves: Default::default(),
+            started: None,
         }
     }
 
@@ -94,42 +99,160 @@ impl ArgoModel {
                 && s.name == "argocd-cm"
                 && s.object["data"][APPLICATION_HEALTH_KEY].is_string()
         });
-        let mut names: Vec<String> = objects
+        let watched = self.watched_namespaces(objects);
+        // argo-cd v3.5.1 controller/appcontroller.go: the informer watches argocd alone when
+        // `application.namespaces` is empty, and `canProcessApp` (`isAppNamespaceAllowed`,
+        // util/security/application_namespaces.go `IsNamespaceEnabled`) skips an Application
+        // elsewhere whose namespace it does not match: silently, no condition, no status.
+        let mut apps: Vec<(String, String)> = objects
             .iter()
             .filter(|s| s.plural == "applications")
-            .map(|s| s.name.clone())
+            .filter_map(|s| Some((s.namespace.clone()?, s.name.clone())))
+            .filter(|(ns, _)| {
+                ns == NAMESPACE
+                    || watched
+                        .iter()
+                        .any(|p| !p.starts_with('/') && glob_match(p, ns))
+            })
             .collect();
-        // The root first: it makes the others.
-        names.sort_by_key(|n| !n.starts_with("kindling-"));
-        for name in names {
-            self.application(objects, &name, &head, customised);
+        // The roots first: they make the others.
+        apps.sort_by_key(|(_, n)| !n.starts_with("kindling-"));
+        for (namespace, name) in apps {
+            self.application(objects, &namespace, &name, &head, customised);
         }
     }
 
-    fn index(objects: &[Stored], name: &str) -> Option<usize> {
+    /// The namespaces besides argocd the controller reconciles Applications in. It reads
+    /// `--application-namespaces`, else the env install.yaml fills from `argocd-cmd-params-cm`
+    /// key `application.namespaces`, once, when it starts (argo-cd v3.5.1
+    /// cmd/argocd-application-controller/commands/argocd_application_controller.go;
+    /// docs/operator-manual/app-any-namespace.md: "a restart is required"): here when its
+    /// StatefulSet appears and whenever its pod template changes (`kubectl rollout restart`).
+    /// Without a StatefulSet (an Argo CD the test models no workload of) it reads the
+    /// ConfigMap as it is.
+    fn watched_namespaces(&mut self, objects: &[Stored]) -> Vec<String> {
+        let statefulset = objects.iter().find(|s| {
+            s.plural == "statefulsets"
+                && s.name == "argocd-application-controller"
+                && s.namespace.as_deref() == Some(NAMESPACE)
+        });
+        let read = || -> Vec<String> {
+            let args: Vec<String> = statefulset
+                .map(|s| {
+                    s.object["spec"]["template"]["spec"]["containers"][0]["args"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|a| a.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let flagged = args.iter().find_map(|a| {
+                a.strip_prefix("--application-namespaces=")
+                    .map(str::to_string)
+            });
+            let value = flagged.or_else(|| {
+                objects
+                    .iter()
+                    .find(|s| {
+                        s.plural == "configmaps"
+                            && s.name == "argocd-cmd-params-cm"
+                            && s.namespace.as_deref() == Some(NAMESPACE)
+                    })
+                    .and_then(|s| s.object["data"]["application.namespaces"].as_str())
+                    .map(str::to_string)
+            });
+            // util/env/env.go `StringsFromEnv`: split on `,`, each trimmed.
+            value
+                .map(|v| v.split(',').map(|p| p.trim().to_string()).collect())
+                .unwrap_or_default()
+        };
+        let Some(statefulset) = statefulset else {
+            self.started = None;
+            return read();
+        };
+        let template = statefulset.object["spec"]["template"].clone();
+        match &self.started {
+            Some((at, namespaces)) if *at == template => namespaces.clone(),
+            _ => {
+                let namespaces = read();
+                self.started = Some((template, namespaces.clone()));
+                namespaces
+            }
+        }
+    }
+
+    fn index(objects: &[Stored], namespace: &str, name: &str) -> Option<usize> {
         objects.iter().position(|s| {
             s.plural == "applications"
                 && s.name == name
-                && s.namespace.as_deref() == Some(NAMESPACE)
+                && s.namespace.as_deref() == Some(namespace)
         })
     }
 
-    fn application(&mut self, objects: &mut Vec<Stored>, name: &str, head: &str, customised: bool) {
-        let Some(i) = Self::index(objects, name) else {
+    fn application(
+        &mut self,
+        objects: &mut Vec<Stored>,
+        namespace: &str,
+        name: &str,
+        head: &str,
+        customised: bool,
+    ) {
+        let Some(i) = Self::index(objects, namespace, name) else {
             return;
         };
+        // pkg/apis/application/v1alpha1/types.go `InstanceName`: what tracking ids and the
+        // controller's own records know the app by.
+        let instance = match namespace {
+            NAMESPACE => name.to_string(),
+            ns => format!("{ns}_{name}"),
+        };
+        let (name, key) = (instance.as_str(), (namespace, name));
         let app = objects[i].object.clone();
         if !app["metadata"]["deletionTimestamp"].is_null() {
-            self.finalize(objects, name);
+            // finalizeApplicationDeletion reads the project first: one that does not permit
+            // the app stops the cascade (a DeletionError condition; the finalizer stays).
+            if let Some(refused) = not_permitted(objects, &app) {
+                objects[i].object["status"]["conditions"] =
+                    json!([{"type": "DeletionError", "message": refused}]);
+                return;
+            }
+            self.finalize(objects, key, name);
             return;
         }
+        // The head the app's Git sources read: with a Gitea per env, that of the env whose
+        // Gitea the root's repoURL names (nothing pushed there yet: nothing to do).
         let sources = sources_of(&app);
+        let env_head = sources
+            .iter()
+            .filter(|s| !s["chart"].is_string())
+            .filter_map(|s| s["repoURL"].as_str())
+            .find(|url| super::fake_cluster::package_repository(url).is_none())
+            .map(|url| self.ws.head_for_url(url));
+        let head = match env_head {
+            Some(Some(Some(h))) => h,
+            Some(Some(None)) => return,
+            _ => head.to_string(),
+        };
+        let head = head.as_str();
+        // pkg/apis/application/v1alpha1/app_project_types.go `IsAppNamespacePermitted`, through
+        // controller/appcontroller.go `getAppProj`: an app outside argocd whose project does
+        // not list its namespace is an UnknownError condition, sync and health Unknown, and
+        // nothing is reconciled.
+        if let Some(refused) = not_permitted(objects, &app) {
+            objects[i].object["status"]["conditions"] =
+                json!([{"type": "UnknownError", "message": refused}]);
+            objects[i].object["status"]["resources"] = json!([]);
+            objects[i].object["status"]["sync"]["status"] = json!("Unknown");
+            objects[i].object["status"]["health"]["status"] = json!("Unknown");
+            return;
+        }
         // The project first (argo-cd v3.5.1 controller/appcontroller.go: "Application
         // referencing project %s which does not exist"; util/argo/argo.go with
         // app_project_types.go `IsSourcePermitted`: "application repo %s is not permitted in
         // project '%s'"): an invalid spec is a condition, and nothing syncs.
         if let Some(invalid) = invalid_spec(objects, &app, &sources) {
-            let i = Self::index(objects, name).unwrap();
+            let i = Self::index(objects, key.0, key.1).unwrap();
             objects[i].object["status"]["conditions"] =
                 json!([{"type": "InvalidSpecError", "message": invalid}]);
             objects[i].object["status"]["sync"]["status"] = json!("Unknown");
@@ -193,8 +316,8 @@ impl ArgoModel {
                 }
             }
         }
-        self.run_operation(objects, name, customised);
-        let i = Self::index(objects, name).unwrap();
+        self.run_operation(objects, key, name, customised);
+        let i = Self::index(objects, key.0, key.1).unwrap();
         let state = &self.apps[name];
         let health = self.app_health(objects, &state.inventory, customised);
         let object = &mut objects[i].object;
@@ -318,7 +441,13 @@ impl ArgoModel {
         })
     }
 
-    fn run_operation(&mut self, objects: &mut Vec<Stored>, name: &str, customised: bool) {
+    fn run_operation(
+        &mut self,
+        objects: &mut Vec<Stored>,
+        key: (&str, &str),
+        name: &str,
+        customised: bool,
+    ) {
         let Some(mut op) = self.apps.get_mut(name).and_then(|a| a.operation.take()) else {
             return;
         };
@@ -326,10 +455,10 @@ impl ArgoModel {
         // to Terminating; controller/appcontroller.go processRequestedAppOperation resumes
         // the operation and controller/sync.go calls syncCtx.Terminate(): Failed, "Operation
         // terminated", no further wave applied.
-        if let Some(i) = Self::index(objects, name)
+        if let Some(i) = Self::index(objects, key.0, key.1)
             && objects[i].object["status"]["operationState"]["phase"] == "Terminating"
         {
-            self.finish(objects, name, op, "Failed", "Operation terminated");
+            self.finish(objects, key, name, op, "Failed", "Operation terminated");
             return;
         }
         let now = Instant::now();
@@ -337,7 +466,7 @@ impl ArgoModel {
             self.apps.get_mut(name).unwrap().operation = Some(op);
             return;
         }
-        let i = Self::index(objects, name).unwrap();
+        let i = Self::index(objects, key.0, key.1).unwrap();
         let app = objects[i].object.clone();
         let namespace = app["spec"]["destination"]["namespace"]
             .as_str()
@@ -353,7 +482,7 @@ impl ArgoModel {
             for r in &refs {
                 match self.object_health(objects, r, customised) {
                     Some("Degraded") => {
-                        self.finish(objects, name, op, "Failed", &format!("one or more synchronization tasks completed unsuccessfully, reason: {}/{} is Degraded", r.kind, r.name));
+                        self.finish(objects, key, name, op, "Failed", &format!("one or more synchronization tasks completed unsuccessfully, reason: {}/{} is Degraded", r.kind, r.name));
                         return;
                     }
                     Some("Healthy") | None => {}
@@ -367,6 +496,7 @@ impl ArgoModel {
             if w + 1 == op.waves.len() {
                 self.finish(
                     objects,
+                    key,
                     name,
                     op,
                     "Succeeded",
@@ -430,7 +560,7 @@ impl ArgoModel {
                     op.attempt += 1;
                     op.applied = None;
                     op.next = now + scaled(wait);
-                    let i = Self::index(objects, name).unwrap();
+                    let i = Self::index(objects, key.0, key.1).unwrap();
                     objects[i].object["status"]["operationState"]["message"] = json!(format!(
                         "{message}. Retrying attempt #{} at {}.",
                         op.attempt, "2026-11-29T08:00:00Z"
@@ -438,7 +568,7 @@ impl ArgoModel {
                     self.apps.get_mut(name).unwrap().operation = Some(op);
                 } else {
                     let message = format!("{message} (retried {limit} times).");
-                    self.finish(objects, name, op, "Failed", &message);
+                    self.finish(objects, key, name, op, "Failed", &message);
                 }
             }
         }
@@ -447,12 +577,13 @@ impl ArgoModel {
     fn finish(
         &mut self,
         objects: &mut [Stored],
+        key: (&str, &str),
         name: &str,
         op: Operation,
         phase: &str,
         message: &str,
     ) {
-        let i = Self::index(objects, name).unwrap();
+        let i = Self::index(objects, key.0, key.1).unwrap();
         let object = &mut objects[i].object;
         set_operation(object, phase, message, &op.revision);
         // The operation field is cleared when it completes.
@@ -554,14 +685,14 @@ impl ArgoModel {
 
     /// finalizeApplicationDeletion: the managed objects are deleted; the finalizer goes when
     /// none is left (a child Application with its own finalizer holds the root).
-    fn finalize(&mut self, objects: &mut [Stored], name: &str) {
+    fn finalize(&mut self, objects: &mut [Stored], key: (&str, &str), name: &str) {
         let inventory = self
             .apps
             .get(name)
             .map(|a| a.inventory.clone())
             .unwrap_or_default();
         let finalized =
-            objects[Self::index(objects, name).unwrap()].object["metadata"]["finalizers"]
+            objects[Self::index(objects, key.0, key.1).unwrap()].object["metadata"]["finalizers"]
                 .as_array()
                 .is_some_and(|f| {
                     f.iter()
@@ -575,7 +706,7 @@ impl ArgoModel {
                 return;
             }
         }
-        let i = Self::index(objects, name).unwrap();
+        let i = Self::index(objects, key.0, key.1).unwrap();
         if let Some(f) = objects[i].object["metadata"]["finalizers"].as_array_mut() {
             f.retain(|f| !f.as_str().is_some_and(|f| f.starts_with(FINALIZER)));
         }
@@ -630,6 +761,39 @@ fn invalid_spec(objects: &[Stored], app: &Value, sources: &[Value]) -> Option<St
         }
     }
     None
+}
+
+/// Why the app's project does not permit its namespace, if it does not: an app in argocd is
+/// always permitted; elsewhere its project (looked up in argocd only) must list the namespace
+/// in `sourceNamespaces`, and `default` lists none as created (argo-cd v3.5.1
+/// app_project_types.go `IsAppNamespacePermitted`; util/argo/argo.go `GetAppProjectWithScopedResources`:
+/// "application '%s' in namespace '%s' is not permitted to use project '%s'").
+fn not_permitted(objects: &[Stored], app: &Value) -> Option<String> {
+    let namespace = app["metadata"]["namespace"].as_str().unwrap_or(NAMESPACE);
+    if namespace == NAMESPACE {
+        return None;
+    }
+    let project = app["spec"]["project"].as_str().unwrap_or("default");
+    let stored = objects.iter().find(|s| {
+        s.plural == "appprojects" && s.name == project && s.namespace.as_deref() == Some(NAMESPACE)
+    });
+    // A project that does not exist is `invalid_spec`'s InvalidSpecError.
+    if stored.is_none() && project != "default" {
+        return None;
+    }
+    let listed = stored
+        .and_then(|p| p.object["spec"]["sourceNamespaces"].as_array().cloned())
+        .unwrap_or_default();
+    let permitted = listed
+        .iter()
+        .filter_map(|n| n.as_str())
+        .any(|p| !p.starts_with('/') && glob_match(p, namespace));
+    (!permitted).then(|| {
+        format!(
+            "application '{}' in namespace '{namespace}' is not permitted to use project '{project}'",
+            app["metadata"]["name"].as_str().unwrap_or_default()
+        )
+    })
 }
 
 /// util/git `NormalizeGitURL`, as far as the tests need it: lower case, trimmed, no `.git`.
