@@ -967,11 +967,29 @@ fn e2e_idpbuilder_package() {
 /// second Ready, and the second's delete leaves the cluster's cert-manager.
 #[test]
 fn e2e_existing_cluster() {
+    existing_cluster_case("flux");
+}
+
+/// The same on Argo CD, which kindling installs with `application.namespaces: kindling-*`:
+/// each env's Applications in its own namespace under a project of its own.
+#[test]
+fn e2e_existing_cluster_on_argo_cd() {
+    existing_cluster_case("argo");
+}
+
+fn existing_cluster_case(engine: &str) {
     if !enabled() {
         eprintln!("skipped: set KINDLING_E2E=1 (scripts/e2e.sh)");
         return;
     }
-    let e2e = E2e::in_dir("existing", "flux", tempfile::tempdir().unwrap());
+    // Each job of the workflow runs the case of its engine (a kind cluster and an engine
+    // install each); without KINDLING_E2E_ENGINE, the Flux one.
+    let wanted = std::env::var("KINDLING_E2E_ENGINE").unwrap_or_else(|_| "flux".into());
+    if wanted != engine {
+        eprintln!("skipped: the {engine} case runs with KINDLING_E2E_ENGINE={engine}");
+        return;
+    }
+    let e2e = E2e::in_dir("existing", engine, tempfile::tempdir().unwrap());
     copy_tree(
         &repo_dir().join("stamps/sample"),
         &e2e.source.join("stamps/sample"),
@@ -1152,8 +1170,12 @@ fn e2e_existing_cluster() {
     let third = format!("{env}-b");
     create_on_the_cluster(&third, "team-b");
     let own = format!("kindling-{third}");
+    let root_kind = match engine {
+        "argo" => "applications.argoproj.io",
+        _ => "kustomizations.kustomize.toolkit.fluxcd.io",
+    };
     assert!(
-        kubectl(&["-n", &own, "get", "kustomization", "kindling-team-b"])
+        kubectl(&["-n", &own, "get", root_kind, "kindling-team-b"])
             .status
             .success(),
         "the third env's root is not in its own namespace"

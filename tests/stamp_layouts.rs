@@ -110,6 +110,42 @@ mod stamp {
                 "http://gitea.kindling-system.svc.cluster.local:3000/kindling/source.git"
             ])
         );
+        // On an Argo CD envs share (the env's Applications in a namespace of its own): one
+        // AppProject, the env's, in argocd, listing that namespace; every Application, the
+        // layout's too, in that namespace and project (AppProject names are one set per Argo
+        // CD, and the env's repository Secret is scoped to its project).
+        let mut shared = s.clone();
+        shared.own_objects_namespace = Some("kindling-dev".into());
+        let rendered = render(&shared, Engine::Argo, &opts).unwrap();
+        let projects: Vec<serde_json::Value> = rendered
+            .bootstrap_documents()
+            .into_iter()
+            .filter(|d| d["kind"] == "AppProject")
+            .collect();
+        assert_eq!(projects.len(), 1, "{projects:?}");
+        assert_eq!(projects[0]["metadata"]["name"], "kindling-dev");
+        assert_eq!(projects[0]["metadata"]["namespace"], "argocd");
+        assert_eq!(
+            projects[0]["spec"]["sourceNamespaces"],
+            serde_json::json!(["kindling-dev"])
+        );
+        let apps: Vec<&serde_json::Value> = rendered
+            .files
+            .iter()
+            .flat_map(|f| f.documents.iter())
+            .filter(|d| d["kind"] == "Application")
+            .collect();
+        assert!(apps.len() > 3, "{apps:?}");
+        for app in apps {
+            assert_eq!(app["metadata"]["namespace"], "kindling-dev", "{app}");
+            assert_eq!(app["spec"]["project"], "kindling-dev", "{app}");
+        }
+        let root = rendered
+            .bootstrap_documents()
+            .into_iter()
+            .find(|d| d["kind"] == "Application")
+            .unwrap();
+        assert_eq!(root["spec"]["destination"]["namespace"], "kindling-dev");
         // A project the layout does not define cannot be kept: said, and `default` used.
         std::fs::write(
             repo.path().join("bootstrap/kustomization.yaml"),

@@ -230,6 +230,20 @@ pub fn entry_status(name: &str, apps: &[Value]) -> EntryStatus {
     }
 }
 
+/// What an Application outside argocd that Argo CD has never written a status to may mean:
+/// Argo CD ignores one in a namespace its controller does not reconcile, silently (argo-cd
+/// v3.5.1 controller/appcontroller.go `canProcessApp`), and reads `application.namespaces`
+/// only when it starts.
+fn unseen_outside_argocd(app: &Value) -> Option<String> {
+    let namespace = app["metadata"]["namespace"].as_str()?;
+    let unseen = app["status"].as_object().is_none_or(|s| s.is_empty());
+    (namespace != NAMESPACE && unseen).then(|| {
+        format!(
+            "Argo CD has not reconciled it yet; it reconciles Applications in {namespace} only when application.namespaces of argocd-cmd-params-cm names it and its application controller has restarted since"
+        )
+    })
+}
+
 /// The stamp's status from the Applications in its namespace (`Stamp::argo_namespace`).
 pub fn status(stamp: &Stamp, apps: &[Value]) -> EngineStatus {
     let root_name = root_name(stamp);
@@ -243,7 +257,10 @@ pub fn status(stamp: &Stamp, apps: &[Value]) -> EngineStatus {
             kind: "Application".to_string(),
             name: root_name.clone(),
             readiness: entry.readiness,
-            message: entry.message,
+            message: match unseen_outside_argocd(r) {
+                Some(why) if entry.message.is_empty() => why,
+                _ => entry.message,
+            },
             revision: entry.revision,
         }
     });
@@ -266,6 +283,19 @@ pub fn status(stamp: &Stamp, apps: &[Value]) -> EngineStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn argo_root_never_seen_outside_argocd_says_why() {
+        let root = |ns: &str, status: Value| {
+            json!({"metadata": {"name": "kindling-sample", "namespace": ns}, "status": status})
+        };
+        let why = unseen_outside_argocd(&root("kindling-dev", Value::Null)).unwrap();
+        assert!(why.contains("application.namespaces"), "{why}");
+        assert!(unseen_outside_argocd(&root("kindling-dev", json!({}))).is_some());
+        assert!(unseen_outside_argocd(&root("argocd", Value::Null)).is_none());
+        let seen = json!({"sync": {"status": "Synced"}});
+        assert!(unseen_outside_argocd(&root("kindling-dev", seen)).is_none());
+    }
 
     #[test]
     fn argo_refresh_and_sync_patch_bodies() {

@@ -294,16 +294,7 @@ pub async fn create(
         objects_namespace.clone(),
         !opts.profile.spec.provider.makes_the_cluster(),
     )?;
-    // An idpbuilder package's Applications and its repository credentials (one template per
-    // Argo CD) have the names another env's packages would have.
-    if let Some(project) = stamp.argo_project()
-        && opts.engine == crate::engine::Engine::Argo
-        && !opts.packages.is_empty()
-    {
-        return Err(EnvError::Preflight(format!(
-            "--package on an Argo CD that several envs share is not supported: a package's Applications live in argocd under the package's names, which another env's packages would take over (this env's own Applications are in {project})\nhelp: use Flux (--engine flux), whose packages live in the env's namespace, or a cluster of the env's own"
-        )));
-    }
+    super::packages::fit_the_engine(opts.engine, objects_namespace.as_deref(), &package_dirs)?;
     if dry_run {
         // On an existing cluster, what the create would fail on there is known read-only.
         if let (Some(cluster), Some(kube)) = (&opts.existing, &existing_kube) {

@@ -47,6 +47,29 @@ impl<'a> PackageTarget<'a> {
     }
 }
 
+/// Refuses packages on an Argo CD that envs share (the env's Applications in a namespace of
+/// its own): a package's Applications live in argocd under the package's names, and its
+/// repository credentials template (`REPOSITORY_CREDENTIALS`) is one per Argo CD, so another
+/// env's packages would take them over.
+pub fn fit_the_engine(
+    engine: Engine,
+    objects_namespace: Option<&str>,
+    dirs: &[PathBuf],
+) -> Result<(), EnvError> {
+    match objects_namespace {
+        Some(own)
+            if engine == Engine::Argo
+                && own != crate::stamp::render::argo::NAMESPACE
+                && !dirs.is_empty() =>
+        {
+            Err(EnvError::Preflight(format!(
+                "--package on an Argo CD that several envs share is not supported: a package's Applications live in argocd under the package's names, which another env's packages would take over (this env's own Applications are in {own})\nhelp: use Flux (--engine flux), whose packages live in the env's namespace, or a cluster of the env's own"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Reads every package directory, checks them together, and (for Flux) that each translates:
 /// all before anything is made.
 pub fn load_all(dirs: &[PathBuf], engine: Engine) -> Result<Vec<Package>, EnvError> {
@@ -435,4 +458,20 @@ pub fn same_dirs(a: &[PathBuf], b: &[PathBuf]) -> bool {
         v
     }
     sorted(a) == sorted(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packages_are_refused_only_on_an_argo_cd_envs_share() {
+        let dirs = [PathBuf::from("pkg")];
+        let shared = fit_the_engine(Engine::Argo, Some("kindling-dev"), &dirs).unwrap_err();
+        assert!(shared.to_string().contains("kindling-dev"), "{shared}");
+        assert!(fit_the_engine(Engine::Argo, Some("kindling-dev"), &[]).is_ok());
+        assert!(fit_the_engine(Engine::Argo, Some("argocd"), &dirs).is_ok());
+        assert!(fit_the_engine(Engine::Argo, None, &dirs).is_ok());
+        assert!(fit_the_engine(Engine::Flux, Some("kindling-dev"), &dirs).is_ok());
+    }
 }

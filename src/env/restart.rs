@@ -54,6 +54,11 @@ pub async fn restart(
     let new_packages = match new_packages {
         Some(dirs) => {
             let dirs = super::packages::absolute(dirs)?;
+            super::packages::fit_the_engine(
+                state.engine,
+                state.objects_namespace.as_deref(),
+                &dirs,
+            )?;
             super::packages::load_all(&dirs, state.engine)?;
             Some(dirs)
         }

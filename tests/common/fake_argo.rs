@@ -128,48 +128,63 @@ impl ArgoModel {
     /// cmd/argocd-application-controller/commands/argocd_application_controller.go;
     /// docs/operator-manual/app-any-namespace.md: "a restart is required"): here when its
     /// StatefulSet appears and whenever its pod template changes (`kubectl rollout restart`).
-    /// Without a StatefulSet (an Argo CD the test models no workload of) it reads the
-    /// ConfigMap as it is.
+    /// Without a StatefulSet there is no controller to start: argocd alone. Regular
+    /// expressions (`/…/`) are not modelled: they match nothing here.
     fn watched_namespaces(&mut self, objects: &[Stored]) -> Vec<String> {
         let statefulset = objects.iter().find(|s| {
             s.plural == "statefulsets"
                 && s.name == "argocd-application-controller"
                 && s.namespace.as_deref() == Some(NAMESPACE)
         });
+        let Some(statefulset) = statefulset else {
+            self.started = None;
+            return Vec::new();
+        };
         let read = || -> Vec<String> {
-            let args: Vec<String> = statefulset
-                .map(|s| {
-                    s.object["spec"]["template"]["spec"]["containers"][0]["args"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|a| a.as_str().map(str::to_string))
-                        .collect()
-                })
+            let containers = statefulset.object["spec"]["template"]["spec"]["containers"]
+                .as_array()
+                .cloned()
                 .unwrap_or_default();
-            let flagged = args.iter().find_map(|a| {
-                a.strip_prefix("--application-namespaces=")
-                    .map(str::to_string)
+            let args: Vec<String> = containers
+                .iter()
+                .flat_map(|c| c["args"].as_array().cloned().unwrap_or_default())
+                .filter_map(|a| a.as_str().map(str::to_string))
+                .collect();
+            // pflag: `--application-namespaces=V` or `--application-namespaces V`.
+            let flagged = args.iter().enumerate().find_map(|(i, a)| {
+                match a.strip_prefix("--application-namespaces") {
+                    Some(rest) if rest.starts_with('=') => Some(rest[1..].to_string()),
+                    Some("") => args.get(i + 1).cloned(),
+                    _ => None,
+                }
             });
+            // Else the flag's default, the env `ARGOCD_APPLICATION_NAMESPACES`: a literal, or
+            // (install.yaml) argocd-cmd-params-cm's key; none, nothing.
             let value = flagged.or_else(|| {
+                let variable = containers
+                    .iter()
+                    .flat_map(|c| c["env"].as_array().cloned().unwrap_or_default())
+                    .find(|e| e["name"] == "ARGOCD_APPLICATION_NAMESPACES")?;
+                if let Some(v) = variable["value"].as_str() {
+                    return Some(v.to_string());
+                }
+                let reference = &variable["valueFrom"]["configMapKeyRef"];
                 objects
                     .iter()
                     .find(|s| {
                         s.plural == "configmaps"
-                            && s.name == "argocd-cmd-params-cm"
+                            && s.object["metadata"]["name"] == reference["name"]
                             && s.namespace.as_deref() == Some(NAMESPACE)
                     })
-                    .and_then(|s| s.object["data"]["application.namespaces"].as_str())
+                    .and_then(|s| {
+                        s.object["data"][reference["key"].as_str().unwrap_or_default()].as_str()
+                    })
                     .map(str::to_string)
             });
             // util/env/env.go `StringsFromEnv`: split on `,`, each trimmed.
             value
                 .map(|v| v.split(',').map(|p| p.trim().to_string()).collect())
                 .unwrap_or_default()
-        };
-        let Some(statefulset) = statefulset else {
-            self.started = None;
-            return read();
         };
         let template = statefulset.object["spec"]["template"].clone();
         match &self.started {
@@ -210,9 +225,12 @@ impl ArgoModel {
         let (name, key) = (instance.as_str(), (namespace, name));
         let app = objects[i].object.clone();
         if !app["metadata"]["deletionTimestamp"].is_null() {
-            // finalizeApplicationDeletion reads the project first: one that does not permit
-            // the app stops the cascade (a DeletionError condition; the finalizer stays).
-            if let Some(refused) = not_permitted(objects, &app) {
+            // finalizeApplicationDeletion reads the project first (getAppProj): one that is
+            // gone, or does not permit the app, stops the cascade (a DeletionError
+            // condition; the finalizer stays; appcontroller.go processAppRefreshQueueItem).
+            if let Some(refused) =
+                project_gone(objects, &app).or_else(|| not_permitted(objects, &app))
+            {
                 objects[i].object["status"]["conditions"] =
                     json!([{"type": "DeletionError", "message": refused}]);
                 return;
@@ -761,6 +779,18 @@ fn invalid_spec(objects: &[Stored], app: &Value, sources: &[Value]) -> Option<St
         }
     }
     None
+}
+
+/// The lister's NotFound for a project that is not there (`default` always is, here).
+fn project_gone(objects: &[Stored], app: &Value) -> Option<String> {
+    let project = app["spec"]["project"].as_str().unwrap_or("default");
+    let there = project == "default"
+        || objects.iter().any(|s| {
+            s.plural == "appprojects"
+                && s.name == project
+                && s.namespace.as_deref() == Some(NAMESPACE)
+        });
+    (!there).then(|| format!("appproject.argoproj.io \"{project}\" not found"))
 }
 
 /// Why the app's project does not permit its namespace, if it does not: an app in argocd is

@@ -118,9 +118,17 @@ pub async fn prepare_shared_cluster(
                     labels["kustomize.toolkit.fluxcd.io/name"] == root.as_str()
                         && labels["kustomize.toolkit.fluxcd.io/namespace"] == objects_namespace
                 }
-                Engine::Argo => live["metadata"]["annotations"]["argocd.argoproj.io/tracking-id"]
-                    .as_str()
-                    .is_some_and(|t| t.starts_with(&format!("{root}:"))),
+                // The instance is `NS_NAME` outside argocd (argo-cd v3.5.1
+                // pkg/apis/application/v1alpha1/types.go `InstanceName`).
+                Engine::Argo => {
+                    let instance = match stamp.argo_project() {
+                        Some(_) => format!("{}_{root}", stamp.argo_namespace()),
+                        None => root.clone(),
+                    };
+                    live["metadata"]["annotations"]["argocd.argoproj.io/tracking-id"]
+                        .as_str()
+                        .is_some_and(|t| t.starts_with(&format!("{instance}:")))
+                }
             };
             // An entry's own objects (a chart's HelmRepository) are applied by the entry's
             // Kustomization or Application, which the root applied.

@@ -84,9 +84,14 @@ impl Step for Engine {
             // controllers start (`engine::extra_ca`).
             let extra_ca = ctx.state().extra_ca(&ctx.env_dir)?;
             // Flux objects of the env's own namespace are the env's, not the install's: the
-            // bootstrap applies them there.
+            // bootstrap applies them there. (Argo CD's are always in argocd.)
             let extra = match &extra_ca {
-                Some(_) if ctx.stamp.own_objects_namespace.is_some() => Vec::new(),
+                Some(_)
+                    if engine == crate::engine::Engine::Flux
+                        && ctx.stamp.own_objects_namespace.is_some() =>
+                {
+                    Vec::new()
+                }
                 Some(ca) => engine::extra_ca::objects(
                     engine,
                     ctx.stamp.flux_namespace(),

@@ -319,8 +319,16 @@ fn merged_sync_options(mut options: Vec<String>, own: Option<&[String]>) -> Vec<
 }
 
 /// The layout's AppProjects, the placeholder in `sourceRepos` replaced by the env's
-/// repository URL.
+/// repository URL. None for an env with a project of its own (a shared Argo CD): AppProject
+/// names are one set per Argo CD (argo-cd v3.5.1 controller/appcontroller.go `getAppProj`
+/// reads them in argocd only), so two envs of one layout would share them, and the env's
+/// repository Secret is scoped to its own project alone (util/db/repository_secrets.go
+/// `getRepositorySecret` matches the Application's project exactly). The layout's
+/// Applications use the env's project then.
 fn kept_projects(stamp: &Stamp, opts: &RenderOptions) -> Vec<Value> {
+    if stamp.argo_project().is_some() {
+        return Vec::new();
+    }
     let mut seen = Vec::new();
     stamp
         .argo
@@ -339,17 +347,6 @@ fn kept_projects(stamp: &Stamp, opts: &RenderOptions) -> Vec<Value> {
         .map(|p| {
             let mut p = p.clone();
             p["metadata"]["namespace"] = Value::String(NAMESPACE.to_string());
-            // Its Applications live in the env's namespace when it has one.
-            if let Some(own) = stamp.argo_project() {
-                let mut namespaces = p["spec"]["sourceNamespaces"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default();
-                if !namespaces.iter().any(|n| n == own) {
-                    namespaces.push(Value::String(own.to_string()));
-                }
-                p["spec"]["sourceNamespaces"] = Value::Array(namespaces);
-            }
             if let Some(repos) = p["spec"]["sourceRepos"].as_array_mut() {
                 for r in repos.iter_mut() {
                     if r == crate::stamp::argo_layout::GITEA_SOURCE_REPO {
@@ -385,13 +382,15 @@ fn child_application(
         kind: "Application",
         metadata,
         spec: ApplicationSpec {
-            // An Argo CD layout's own project, and its sync options over kindling's (the
-            // layout's value wins for an option both set).
+            // An Argo CD layout's own project (the env's on a shared Argo CD:
+            // `kept_projects`), and its sync options over kindling's (the layout's value wins
+            // for an option both set).
             project: stamp
                 .argo
                 .entries
                 .get(&entry.name)
                 .map(|(p, _)| p.clone())
+                .filter(|_| stamp.argo_project().is_none())
                 .unwrap_or_else(|| project_of(stamp)),
             source,
             sources,
