@@ -783,8 +783,18 @@ mod env {
         );
         let status = h.json(&["env", "status", &first, "--wait", "--timeout", "30s"]);
         assert_eq!(status["status"]["ready"], true, "{status:#}");
-        delete_and_wait_gone(&h, &second);
+        // The first env goes; the health check both envs set in argocd-cm stays for the
+        // second (each env applies it as a field manager of its own, and server-side apply
+        // keeps a field another applier still owns).
         delete_and_wait_gone(&h, &first);
+        let cm = find(&h, "ConfigMap", Some("argocd"), "argocd-cm").unwrap();
+        assert!(
+            cm["data"]["resource.customizations.health.argoproj.io_Application"].is_string(),
+            "{cm}"
+        );
+        let status = h.json(&["env", "status", &second, "--wait", "--timeout", "30s"]);
+        assert_eq!(status["status"]["ready"], true, "{status:#}");
+        delete_and_wait_gone(&h, &second);
         // The found Argo CD stays, its argocd-cm as the team left it.
         let cm = find(&h, "ConfigMap", Some("argocd"), "argocd-cm").unwrap();
         assert_eq!(

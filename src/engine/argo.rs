@@ -286,9 +286,7 @@ mod tests {
 
     #[test]
     fn argo_root_never_seen_outside_argocd_says_why() {
-        let root = |ns: &str, status: Value| {
-            json!({"metadata": {"name": "kindling-sample", "namespace": ns}, "status": status})
-        };
+        let root = |ns: &str, status: Value| json!({"metadata": {"name": "kindling-sample", "namespace": ns}, "status": status});
         let why = unseen_outside_argocd(&root("kindling-dev", Value::Null)).unwrap();
         assert!(why.contains("application.namespaces"), "{why}");
         assert!(unseen_outside_argocd(&root("kindling-dev", json!({}))).is_some());

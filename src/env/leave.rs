@@ -136,13 +136,10 @@ pub async fn leave(
         rest.retain(|o| !applied_by(o, crate::kube::INSTALL_FIELD_MANAGER));
     }
     left.removed.extend(delete(&kube, &rest).await?);
-    // 3. The keys of argocd-cm, when Argo CD was there first (one kindling installed went
-    // with its namespace) and no other env's Applications count on them: every env on one
-    // Argo CD applies the same keys as the same field manager.
-    if state.engine == crate::engine::Engine::Argo
-        && state.found_engine.is_some()
-        && !other_envs_applications(&kube, &state.name).await?
-    {
+    // 3. The keys of argocd-cm and argocd-tls-certs-cm, when Argo CD was there first (one
+    // kindling installed went with its namespace). Each env applies them as a field manager
+    // of its own (`ownership::shared_keys_manager`), so a key another env also set stays.
+    if state.engine == crate::engine::Engine::Argo && state.found_engine.is_some() {
         give_back_keys(&kube).await?;
     }
     Ok(left)
@@ -331,42 +328,30 @@ async fn wait_gone(
     }
 }
 
-/// Whether Applications of other kindling envs are on the cluster (one that may not be listed
-/// is taken as there).
-async fn other_envs_applications(kube: &KubeClient, env: &str) -> Result<bool, EnvError> {
-    match kube
-        .list_labelled(crate::engine::argo::API_VERSION, "Application", ENV_LABEL)
-        .await
-    {
-        Ok(apps) => Ok(apps
-            .iter()
-            .any(|a| a["metadata"]["labels"][ENV_LABEL].as_str() != Some(env))),
-        Err(e) if e.is_forbidden() => Ok(true),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Applies an empty argocd-cm as kindling's field manager: server-side apply drops the keys
-/// kindling set and no longer sends, and leaves Argo CD's own.
+/// Applies empty argocd-cm and argocd-tls-certs-cm as the env's field manager for shared
+/// keys: server-side apply drops the keys the env set and no longer sends, unless another
+/// env's manager applies them too, and leaves Argo CD's own.
 async fn give_back_keys(kube: &KubeClient) -> Result<(), EnvError> {
-    let empty = json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "argocd-cm", "namespace": crate::engine::argo::NAMESPACE}});
-    if kube
-        .get(
-            "v1",
-            "ConfigMap",
-            Some(crate::engine::argo::NAMESPACE),
-            "argocd-cm",
+    for name in ["argocd-cm", crate::engine::extra_ca::ARGO_TLS_CERTS] {
+        let empty = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": crate::engine::argo::NAMESPACE}});
+        if kube
+            .get(
+                "v1",
+                "ConfigMap",
+                Some(crate::engine::argo::NAMESPACE),
+                name,
+            )
+            .await?
+            .is_none()
+        {
+            continue;
+        }
+        kube.apply_objects(
+            &[empty],
+            &crate::kube::ApplyOptions::new(Duration::from_secs(30)),
         )
-        .await?
-        .is_none()
-    {
-        return Ok(());
+        .await?;
     }
-    kube.apply_objects(
-        &[empty],
-        &crate::kube::ApplyOptions::new(Duration::from_secs(30)),
-    )
-    .await?;
     Ok(())
 }

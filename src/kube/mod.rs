@@ -323,6 +323,7 @@ impl KubeClient {
             _ => object.clone(),
         };
         let (api, name, namespace) = self.api_for(&object, resource, namespaced);
+        let mut manager = options.field_manager.to_string();
         let object = match &self.ownership {
             None => object,
             Some(owner) => {
@@ -348,23 +349,25 @@ impl KubeClient {
                 match claim {
                     Err(reason) => return Err(KubeError::NotOurs(reason)),
                     Ok(ownership::Claim::UseAsFound) => return Ok(applied),
-                    Ok(ownership::Claim::SharedKeys) => match &live {
-                        Some(live) => {
-                            let (kept, dropped) =
-                                ownership::without_their_keys(&object, live, options.field_manager);
-                            if !dropped.is_empty() {
-                                crate::ui::call(|| {
-                                    format!(
-                                        "kube: {} {name}: keys {} are set already and stay as they are",
-                                        resource.kind,
-                                        dropped.join(", ")
-                                    )
-                                });
+                    Ok(ownership::Claim::SharedKeys) => {
+                        manager = ownership::shared_keys_manager(&owner.env);
+                        match &live {
+                            Some(live) => {
+                                let (kept, dropped) = ownership::without_their_keys(&object, live);
+                                if !dropped.is_empty() {
+                                    crate::ui::call(|| {
+                                        format!(
+                                            "kube: {} {name}: keys {} are set already and stay as they are",
+                                            resource.kind,
+                                            dropped.join(", ")
+                                        )
+                                    });
+                                }
+                                kept
                             }
-                            kept
+                            None => object,
                         }
-                        None => object,
-                    },
+                    }
                     Ok(ownership::Claim::Apply) => {
                         owner
                             .record_kind(&object, namespace.as_deref())
@@ -377,7 +380,7 @@ impl KubeClient {
                 }
             }
         };
-        let params = PatchParams::apply(options.field_manager).force();
+        let params = PatchParams::apply(&manager).force();
         api.patch(&name, &params, &Patch::Apply(&object))
             .await
             .map_err(api_error(format!("applying {} {name}", resource.kind)))?;

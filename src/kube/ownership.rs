@@ -49,15 +49,28 @@ pub fn shares_keys(object: &Value) -> bool {
         )
 }
 
-/// `object` without the `data` keys the live object has already and `manager` does not own
-/// (someone set them: theirs stay as they are, and are never given back on delete), and the
-/// keys it drops.
-pub fn without_their_keys(object: &Value, live: &Value, manager: &str) -> (Value, Vec<String>) {
+/// The field manager an env applies shared keys with: one per env, so that envs on one Argo
+/// CD co-own the keys they both set (the same health check in argocd-cm), and server-side
+/// apply removes a key an env gives back only when no other env still applies it
+/// (kubernetes/apimachinery v0.36.3 structuredmerge.go: a field left out is removed unless
+/// another applier owns it).
+pub fn shared_keys_manager(env: &str) -> String {
+    format!("{}-keys-{env}", crate::kube::FIELD_MANAGER)
+}
+
+/// `object` without the `data` keys the live object has already and no kindling field manager
+/// owns (someone set them: theirs stay as they are, and are never given back on delete), and
+/// the keys it drops. A key another env (or the install) set is kindling's, and co-owned.
+pub fn without_their_keys(object: &Value, live: &Value) -> (Value, Vec<String>) {
     let ours: Vec<&str> = live["metadata"]["managedFields"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|f| f["manager"] == manager)
+        .filter(|f| {
+            f["manager"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(crate::kube::FIELD_MANAGER))
+        })
         .filter_map(|f| f["fieldsV1"]["f:data"].as_object())
         .flat_map(|d| d.keys().filter_map(|k| k.strip_prefix("f:")))
         .collect();
@@ -278,13 +291,21 @@ mod tests {
             "data": {"health": "kindling's", "fresh": "x"}});
         let live = json!({"data": {"health": "the team's", "url": "u"},
             "metadata": {"managedFields": [{"manager": "kubectl", "fieldsV1": {"f:data": {"f:health": {}}}}]}});
-        let (kept, dropped) = without_their_keys(&ours, &live, "kindling");
+        let (kept, dropped) = without_their_keys(&ours, &live);
         assert_eq!(kept["data"], json!({"fresh": "x"}));
         assert_eq!(dropped, vec!["health"]);
         // A key kindling set before is kindling's to set again.
         let live = json!({"data": {"health": "kindling's"},
             "metadata": {"managedFields": [{"manager": "kindling", "fieldsV1": {"f:data": {"f:health": {}}}}]}});
-        let (kept, dropped) = without_their_keys(&ours, &live, "kindling");
+        let (kept, dropped) = without_their_keys(&ours, &live);
+        assert_eq!(kept["data"]["health"], "kindling's");
+        assert!(dropped.is_empty());
+        // So is one another env set: co-owned, under each env's own manager.
+        let other = shared_keys_manager("qa");
+        assert_eq!(other, "kindling-keys-qa");
+        let live = json!({"data": {"health": "kindling's"},
+            "metadata": {"managedFields": [{"manager": other, "fieldsV1": {"f:data": {"f:health": {}}}}]}});
+        let (kept, dropped) = without_their_keys(&ours, &live);
         assert_eq!(kept["data"]["health"], "kindling's");
         assert!(dropped.is_empty());
     }
