@@ -241,12 +241,14 @@ impl ArgoModel {
         // The head the app's Git sources read: with a Gitea per env, that of the env whose
         // Gitea the root's repoURL names (nothing pushed there yet: nothing to do).
         let sources = sources_of(&app);
-        let env_head = sources
+        let env_url = sources
             .iter()
             .filter(|s| !s["chart"].is_string())
             .filter_map(|s| s["repoURL"].as_str())
             .find(|url| super::fake_cluster::package_repository(url).is_none())
-            .map(|url| self.ws.head_for_url(url));
+            .map(str::to_string);
+        let env_head = env_url.as_deref().map(|url| self.ws.head_for_url(url));
+        let in_cluster_gitea = matches!(env_head, Some(Some(_)));
         let head = match env_head {
             Some(Some(Some(h))) => h,
             Some(Some(None)) => return,
@@ -264,6 +266,20 @@ impl ArgoModel {
             objects[i].object["status"]["sync"]["status"] = json!("Unknown");
             objects[i].object["status"]["health"]["status"] = json!("Unknown");
             return;
+        }
+        // An env's in-cluster Gitea keeps its repositories private: repo-server lists their
+        // refs with the repository Secret for the app's project, else an unscoped one
+        // (util/db/repository_secrets.go `getRepositorySecret`), and without one fails
+        // (util/git/client.go "failed to list refs", go-git's "authentication required";
+        // controller/state.go: a ComparisonError "Failed to load target state: …").
+        if let (Some(url), true) = (&env_url, in_cluster_gitea) {
+            let project = app["spec"]["project"].as_str().unwrap_or("default");
+            if !has_repository_secret(objects, url, project) {
+                objects[i].object["status"]["conditions"] = json!([{"type": "ComparisonError",
+                    "message": "Failed to load target state: failed to generate manifest for source 1 of 1: rpc error: code = Unknown desc = failed to list refs: authentication required"}]);
+                objects[i].object["status"]["sync"]["status"] = json!("Unknown");
+                return;
+            }
         }
         // The project first (argo-cd v3.5.1 controller/appcontroller.go: "Application
         // referencing project %s which does not exist"; util/argo/argo.go with
@@ -779,6 +795,34 @@ fn invalid_spec(objects: &[Stored], app: &Value, sources: &[Value]) -> Option<St
         }
     }
     None
+}
+
+/// Whether Argo CD has credentials for `url` for an app of `project`: a `repository` Secret in
+/// argocd for that URL, scoped to the project or to none, or a `repo-creds` template whose URL
+/// prefixes it (argo-cd v3.5.1 util/db/repository_secrets.go `getRepositorySecret`,
+/// `getRepositoryCredentialIndex`; util/db/secrets.go lists them in argocd only).
+fn has_repository_secret(objects: &[Stored], url: &str, project: &str) -> bool {
+    use base64::Engine as _;
+    let text = |s: &Stored, key: &str| {
+        s.object["data"][key]
+            .as_str()
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    };
+    let wanted = normalize_git_url(url);
+    objects
+        .iter()
+        .filter(|s| s.plural == "secrets" && s.namespace.as_deref() == Some(NAMESPACE))
+        .any(|s| {
+            let kind = &s.object["metadata"]["labels"]["argocd.argoproj.io/secret-type"];
+            let secret_url = normalize_git_url(&text(s, "url"));
+            let scope = text(s, "project");
+            (kind == "repository" && secret_url == wanted && (scope.is_empty() || scope == project))
+                || (kind == "repo-creds"
+                    && !secret_url.is_empty()
+                    && wanted.starts_with(&secret_url))
+        })
 }
 
 /// The lister's NotFound for a project that is not there (`default` always is, here).
