@@ -711,6 +711,39 @@ mod env {
             status["status"]["engineObjectsNamespace"],
             format!("kindling-{team_env}")
         );
+        // The cluster lists both.
+        let listed = ok(&list_team(&h)).to_string();
+        assert!(
+            envs.iter().all(|(env, _)| listed.contains(env.as_str())),
+            "{listed}"
+        );
+        // Suspend, resume and sync address the Applications where they are.
+        let root = || {
+            find(
+                &h,
+                "Application",
+                Some(&format!("kindling-{team_env}")),
+                "kindling-team-b",
+            )
+            .unwrap()
+        };
+        h.json(&["env", "suspend", team_env]);
+        assert!(
+            root()["spec"]["syncPolicy"]["automated"].is_null(),
+            "{}",
+            root()
+        );
+        h.json(&["env", "resume", team_env]);
+        assert!(
+            root()["spec"]["syncPolicy"]["automated"].is_object(),
+            "{}",
+            root()
+        );
+        let synced = h.json(&["env", "sync", team_env]);
+        assert!(
+            synced.to_string().contains("Application kindling-team-b"),
+            "{synced}"
+        );
         // The team's env goes with its project and Secret; the sample's stays as it was.
         delete_and_wait_gone(&h, team_env);
         assert!(find(&h, "ConfigMap", Some("team-b"), "notes").is_none());
