@@ -363,6 +363,25 @@ mod env {
             "kindling's health check is not in argocd-cm: {cm}"
         );
         assert!(cm["metadata"]["labels"][ENV_LABEL].is_null());
+        // As an older kindling left them: applied as `kindling`, not as a manager of the
+        // env's own. The delete gives them back all the same.
+        let managers = |cm: &Value| cm["metadata"]["managedFields"].to_string();
+        assert!(
+            managers(&cm).contains(&format!("kindling-keys-{env}")),
+            "{cm}"
+        );
+        h.api.update(|stored| {
+            for s in stored.iter_mut().filter(|s| s.name == "argocd-cm") {
+                for f in s.object["metadata"]["managedFields"]
+                    .as_array_mut()
+                    .unwrap()
+                    .iter_mut()
+                    .filter(|f| f["manager"].as_str().unwrap().starts_with("kindling-keys-"))
+                {
+                    f["manager"] = json!("kindling");
+                }
+            }
+        });
         delete_and_wait_gone(&h, &env);
         let cm = find(&h, "ConfigMap", Some("argocd"), "argocd-cm").expect("argocd-cm stays");
         assert_eq!(

@@ -136,11 +136,17 @@ pub async fn leave(
         rest.retain(|o| !applied_by(o, crate::kube::INSTALL_FIELD_MANAGER));
     }
     left.removed.extend(delete(&kube, &rest).await?);
-    // 3. The keys of argocd-cm and argocd-tls-certs-cm, when Argo CD was there first (one
-    // kindling installed went with its namespace). Each env applies them as a field manager
-    // of its own (`ownership::shared_keys_manager`), so a key another env also set stays.
-    if state.engine == crate::engine::Engine::Argo && state.found_engine.is_some() {
-        give_back_keys(&kube).await?;
+    // 3. The keys of argocd-cm and argocd-tls-certs-cm, when Argo CD stays (it was there
+    // first, or other envs use the one this env installed; otherwise they went with its
+    // namespace). Each env applies them as a field manager of its own
+    // (`ownership::shared_keys_manager`), so a key another env also set stays. An env whose
+    // Applications are in argocd may be one an older kindling made, which applied them as
+    // `kindling`: given back too (one such env per Argo CD, `another_env_on_the_engine`).
+    if state.engine == crate::engine::Engine::Argo
+        && (state.found_engine.is_some() || engine_in_use)
+    {
+        let older = state.engine_objects_namespace() == crate::engine::argo::NAMESPACE;
+        give_back_keys(&kube, older).await?;
     }
     Ok(left)
 }
@@ -329,13 +335,14 @@ async fn wait_gone(
 }
 
 /// Applies empty argocd-cm and argocd-tls-certs-cm as the env's field manager for shared
-/// keys: server-side apply drops the keys the env set and no longer sends, unless another
-/// env's manager applies them too, and leaves Argo CD's own.
-async fn give_back_keys(kube: &KubeClient) -> Result<(), EnvError> {
+/// keys (and, for an env an `older` kindling may have made, as `kindling`): server-side apply
+/// drops the keys the env set and no longer sends, unless another env's manager applies them
+/// too, and leaves Argo CD's own.
+async fn give_back_keys(kube: &KubeClient, older: bool) -> Result<(), EnvError> {
     for name in ["argocd-cm", crate::engine::extra_ca::ARGO_TLS_CERTS] {
         let empty = json!({"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": name, "namespace": crate::engine::argo::NAMESPACE}});
-        if kube
+        let Some(live) = kube
             .get(
                 "v1",
                 "ConfigMap",
@@ -343,15 +350,20 @@ async fn give_back_keys(kube: &KubeClient) -> Result<(), EnvError> {
                 name,
             )
             .await?
-            .is_none()
-        {
+        else {
             continue;
-        }
+        };
         kube.apply_objects(
-            &[empty],
+            std::slice::from_ref(&empty),
             &crate::kube::ApplyOptions::new(Duration::from_secs(30)),
         )
         .await?;
+        let applied_as_kindling = live["metadata"]["managedFields"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f["manager"] == crate::kube::FIELD_MANAGER));
+        if older && applied_as_kindling {
+            kube.apply_as(&empty, crate::kube::FIELD_MANAGER).await?;
+        }
     }
     Ok(())
 }

@@ -350,10 +350,14 @@ impl KubeClient {
                     Err(reason) => return Err(KubeError::NotOurs(reason)),
                     Ok(ownership::Claim::UseAsFound) => return Ok(applied),
                     Ok(ownership::Claim::SharedKeys) => {
-                        manager = ownership::shared_keys_manager(&owner.env);
+                        // The env's bootstrap and delete, not an install manifest's apply.
+                        if options.field_manager == FIELD_MANAGER {
+                            manager = ownership::shared_keys_manager(&owner.env);
+                        }
                         match &live {
                             Some(live) => {
-                                let (kept, dropped) = ownership::without_their_keys(&object, live);
+                                let (kept, dropped) =
+                                    ownership::without_their_keys(&object, live, &manager);
                                 if !dropped.is_empty() {
                                     crate::ui::call(|| {
                                         format!(
@@ -521,6 +525,25 @@ impl KubeClient {
             .await
             .map_err(api_error(action()))?;
         Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    /// A forced server-side apply of `object` as `field_manager`, without the env's ownership
+    /// (no label, no check): for giving back what an older kindling applied under another
+    /// manager.
+    pub async fn apply_as(&self, object: &Value, field_manager: &str) -> Result<(), KubeError> {
+        let Some((resource, caps)) = self.resource_of(object).await? else {
+            return Ok(());
+        };
+        let (api, name, _) = self.api_for(object, &resource, caps.scope == Scope::Namespaced);
+        let kind = resource.kind.clone();
+        api.patch(
+            &name,
+            &PatchParams::apply(field_manager).force(),
+            &Patch::Apply(object),
+        )
+        .await
+        .map_err(api_error(format!("applying {kind} {name}")))?;
+        Ok(())
     }
 
     /// The object as a forced server-side apply by `field_manager` would leave it, with

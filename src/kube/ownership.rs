@@ -58,28 +58,34 @@ pub fn shared_keys_manager(env: &str) -> String {
     format!("{}-keys-{env}", crate::kube::FIELD_MANAGER)
 }
 
-/// `object` without the `data` keys the live object has already and no kindling field manager
-/// owns (someone set them: theirs stay as they are, and are never given back on delete), and
-/// the keys it drops. A key another env (or the install) set is kindling's, and co-owned.
-pub fn without_their_keys(object: &Value, live: &Value) -> (Value, Vec<String>) {
-    let ours: Vec<&str> = live["metadata"]["managedFields"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|f| {
-            f["manager"]
-                .as_str()
-                .is_some_and(|m| m.starts_with(crate::kube::FIELD_MANAGER))
-        })
-        .filter_map(|f| f["fieldsV1"]["f:data"].as_object())
-        .flat_map(|d| d.keys().filter_map(|k| k.strip_prefix("f:")))
-        .collect();
+/// `object` without the `data` keys the live object has already and `manager` does not own,
+/// unless another kindling manager (another env, the install) set them to the same value
+/// (then they are co-owned): someone set them, and theirs stay as they are and are never
+/// given back on delete. Another env's key of another value (a health check of another
+/// kindling version, another network's CA) stays too: forcing ours would make this env its
+/// sole owner, and this env's delete would take it from the other. Also the keys it drops.
+pub fn without_their_keys(object: &Value, live: &Value, manager: &str) -> (Value, Vec<String>) {
+    let owned_by = |wanted: &dyn Fn(&str) -> bool| -> Vec<String> {
+        live["metadata"]["managedFields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|f| f["manager"].as_str().is_some_and(wanted))
+            .filter_map(|f| f["fieldsV1"]["f:data"].as_object())
+            .flat_map(|d| d.keys().filter_map(|k| k.strip_prefix("f:")))
+            .map(str::to_string)
+            .collect()
+    };
+    let mine = owned_by(&|m| m == manager);
+    let kindlings = owned_by(&|m| m.starts_with(crate::kube::FIELD_MANAGER));
     let mut object = object.clone();
     let mut dropped = Vec::new();
     // `get_mut`, not indexing: an index inserts a `data: null` the apply would then send.
     if let Some(data) = object.get_mut("data").and_then(Value::as_object_mut) {
-        data.retain(|key, _| {
-            let theirs = !live["data"][key.as_str()].is_null() && !ours.contains(&key.as_str());
+        data.retain(|key, value| {
+            let live_value = &live["data"][key.as_str()];
+            let co_owned = kindlings.contains(key) && live_value == value;
+            let theirs = !(live_value.is_null() || mine.contains(key) || co_owned);
             if theirs {
                 dropped.push(key.clone());
             }
@@ -291,23 +297,31 @@ mod tests {
             "data": {"health": "kindling's", "fresh": "x"}});
         let live = json!({"data": {"health": "the team's", "url": "u"},
             "metadata": {"managedFields": [{"manager": "kubectl", "fieldsV1": {"f:data": {"f:health": {}}}}]}});
-        let (kept, dropped) = without_their_keys(&ours, &live);
+        let mine = shared_keys_manager("dev");
+        assert_eq!(mine, "kindling-keys-dev");
+        let (kept, dropped) = without_their_keys(&ours, &live, &mine);
         assert_eq!(kept["data"], json!({"fresh": "x"}));
         assert_eq!(dropped, vec!["health"]);
-        // A key kindling set before is kindling's to set again.
-        let live = json!({"data": {"health": "kindling's"},
-            "metadata": {"managedFields": [{"manager": "kindling", "fieldsV1": {"f:data": {"f:health": {}}}}]}});
-        let (kept, dropped) = without_their_keys(&ours, &live);
+        // A key the env set before is its to set again, whatever it holds now.
+        let live = json!({"data": {"health": "an older kindling's"},
+            "metadata": {"managedFields": [{"manager": mine, "fieldsV1": {"f:data": {"f:health": {}}}}]}});
+        let (kept, dropped) = without_their_keys(&ours, &live, &mine);
         assert_eq!(kept["data"]["health"], "kindling's");
         assert!(dropped.is_empty());
-        // So is one another env set: co-owned, under each env's own manager.
+        // One another env set to the same value is co-owned, under each env's own manager.
         let other = shared_keys_manager("qa");
-        assert_eq!(other, "kindling-keys-qa");
         let live = json!({"data": {"health": "kindling's"},
             "metadata": {"managedFields": [{"manager": other, "fieldsV1": {"f:data": {"f:health": {}}}}]}});
-        let (kept, dropped) = without_their_keys(&ours, &live);
+        let (kept, dropped) = without_their_keys(&ours, &live, &mine);
         assert_eq!(kept["data"]["health"], "kindling's");
         assert!(dropped.is_empty());
+        // Of another value, it stays the other env's: forcing ours would make this env its
+        // sole owner, and this env's delete would take it away.
+        let live = json!({"data": {"health": "another kindling version's"},
+            "metadata": {"managedFields": [{"manager": other, "fieldsV1": {"f:data": {"f:health": {}}}}]}});
+        let (kept, dropped) = without_their_keys(&ours, &live, &mine);
+        assert!(kept["data"]["health"].is_null(), "{kept}");
+        assert_eq!(dropped, vec!["health"]);
     }
 
     #[test]
