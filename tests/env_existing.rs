@@ -814,25 +814,34 @@ mod env {
         );
         assert!(doc.to_string().contains("kindling-*"), "{doc}");
         assert!(!wrote_anything(&h, &second));
-        // `kubectl rollout restart` after the ConfigMap: a new pod template.
+        // The team sets the key but does not restart the controller yet: kindling takes the
+        // ConfigMap at its word, and the env's root waits unseen (Argo CD ignores it
+        // silently); status says what that may mean.
         h.api.update(|stored| {
             for s in stored.iter_mut() {
                 if s.plural == "configmaps" && s.name == "argocd-cmd-params-cm" {
                     s.object["data"]["application.namespaces"] = json!("kindling-*");
                 }
+            }
+        });
+        ok(&h.run_on_team(&team, &["--engine", "argo"]));
+        assert_eq!(
+            h.state(&second)["objectsNamespace"],
+            format!("kindling-{second}")
+        );
+        let unseen = status(&h, &second).to_string();
+        assert!(unseen.contains("has not reconciled it yet"), "{unseen}");
+        // `kubectl rollout restart`: a new pod template, and the controller reads the key.
+        h.api.update(|stored| {
+            for s in stored.iter_mut() {
                 if s.plural == "statefulsets" && s.name == "argocd-application-controller" {
                     s.object["spec"]["template"]["metadata"]["annotations"]
                         ["kubectl.kubernetes.io/restartedAt"] = json!("2026-11-30T18:00:00Z");
                 }
             }
         });
-        let created =
-            ok(&h.run_on_team(&team, &["--engine", "argo", "--wait", "--timeout", "60s"]));
-        assert!(every_entry_ready(&created["env"]["status"]), "{created}");
-        assert_eq!(
-            h.state(&second)["objectsNamespace"],
-            format!("kindling-{second}")
-        );
+        let status = h.json(&["env", "status", &second, "--wait", "--timeout", "60s"]);
+        assert_eq!(status["status"]["ready"], true, "{status:#}");
         let status = h.json(&["env", "status", &first, "--wait", "--timeout", "30s"]);
         assert_eq!(status["status"]["ready"], true, "{status:#}");
         // The first env goes; the health check both envs set in argocd-cm stays for the
