@@ -63,30 +63,67 @@ pub const KINDLING_APPLICATION_NAMESPACES: &str = "kindling-*";
 
 /// Whether Argo CD reconciles Applications in `namespace`, as argoproj/argo-cd v3.5.1
 /// util/security/application_namespaces.go `IsNamespaceEnabled` matches it
-/// (util/glob/list.go `MatchStringInList` with REGEXP: a pattern in `/…/` is a regular
-/// expression, else a gobwas glob without separators). Globs with `*` and `?` are matched;
-/// a regular expression or a glob with classes or alternatives is taken as not matching, so
-/// the env keeps its Applications in `argocd` (one env), which is always watched.
+/// (util/glob/list.go `MatchStringInList` with REGEXP): a pattern in `/…/` is a regular
+/// expression, matched anywhere in the name (util/regex/regex.go: regexp2 `MatchString`), and
+/// every pattern is also a gobwas glob without separators (util/glob/glob.go). Argo CD's
+/// regexp2 knows constructs (lookaround, backreferences) Rust's `regex` does not: such a
+/// pattern is taken as not matching, so the env keeps its Applications in `argocd` (one env),
+/// which is always watched.
 pub fn argo_namespace_enabled(patterns: &[String], namespace: &str) -> bool {
     patterns.iter().any(|p| {
-        let plain = !p.contains(['[', ']', '{', '}', '\\']);
-        !(p.len() > 1 && p.starts_with('/') && p.ends_with('/')) && plain && glob(p, namespace)
+        let regex = p.len() > 1
+            && p.starts_with('/')
+            && p.ends_with('/')
+            && regex::Regex::new(&p[1..p.len() - 1]).is_ok_and(|r| r.is_match(namespace));
+        regex || glob(p).is_some_and(|g| g.is_match(namespace))
     })
 }
 
-/// `*` any run of characters, `?` one, everything else itself.
-fn glob(pattern: &str, text: &str) -> bool {
-    fn go(p: &[char], t: &[char]) -> bool {
-        match p.split_first() {
-            None => t.is_empty(),
-            Some(('*', rest)) => (0..=t.len()).any(|i| go(rest, &t[i..])),
-            Some(('?', rest)) => !t.is_empty() && go(rest, &t[1..]),
-            Some((c, rest)) => t.first() == Some(c) && go(rest, &t[1..]),
+/// A gobwas glob (github.com/gobwas/glob syntax, no separators) as an anchored regular
+/// expression: `*` any run of characters, `?` one, `[abc]`, `[a-z]` and `[!…]` a class,
+/// `{a,b}` either pattern, `\` escapes. None for a pattern gobwas would not compile.
+fn glob(pattern: &str) -> Option<regex::Regex> {
+    let mut out = String::from("^(?s:");
+    let mut chars = pattern.chars();
+    let mut alternatives = 0usize;
+    while let Some(c) = chars.next() {
+        match c {
+            '*' => out.push_str(".*"),
+            '?' => out.push('.'),
+            '\\' => out.push_str(&regex::escape(&chars.next()?.to_string())),
+            '[' => {
+                out.push('[');
+                let mut first = true;
+                loop {
+                    let c = chars.next()?;
+                    match c {
+                        ']' if !first => break,
+                        '!' if first => out.push('^'),
+                        '\\' | '[' | '^' | '&' | '~' | '|' => {
+                            out.push('\\');
+                            out.push(c);
+                        }
+                        c => out.push(c),
+                    }
+                    first = false;
+                }
+                out.push(']');
+            }
+            '{' => {
+                alternatives += 1;
+                out.push_str("(?:");
+            }
+            '}' if alternatives > 0 => {
+                alternatives -= 1;
+                out.push(')');
+            }
+            ',' if alternatives > 0 => out.push('|'),
+            c => out.push_str(&regex::escape(&c.to_string())),
         }
     }
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    go(&p, &t)
+    (alternatives == 0).then_some(())?;
+    out.push_str(")$");
+    regex::Regex::new(&out).ok()
 }
 
 /// The CRD by which an engine is known, and the API versions kindling writes of each kind.
@@ -400,15 +437,21 @@ mod tests {
             "kindling-deev"
         ));
         assert!(!argo_namespace_enabled(&patterns(&[]), "kindling-dev"));
-        // A regular expression is not evaluated here: the env keeps `argocd`.
-        assert!(!argo_namespace_enabled(
-            &patterns(&["/kindling-.*/"]),
-            "kindling-dev"
-        ));
-        assert!(!argo_namespace_enabled(
-            &patterns(&["kindling-{dev,ci}"]),
-            "kindling-dev"
-        ));
+        // Regular expressions match anywhere in the name, as regexp2's MatchString does.
+        let matches = |p: &str| argo_namespace_enabled(&patterns(&[p]), "kindling-dev");
+        assert!(matches("/^kindling-.*/"));
+        assert!(matches("/ling-d/"));
+        assert!(!matches("/^team-/"));
+        // One Rust's regex cannot compile (a lookahead) is taken as not matching.
+        assert!(!matches("/^(?!team)/"));
+        // Glob classes and alternatives; everything else is itself.
+        assert!(matches("kindling-{dev,ci}"));
+        assert!(!matches("kindling-{qa,ci}"));
+        assert!(matches("kindling-[a-e]ev"));
+        assert!(!matches("kindling-[!d]ev"));
+        assert!(!matches("kindling.dev"));
+        assert!(argo_namespace_enabled(&patterns(&["a.b"]), "a.b"));
+        assert!(!matches("kindling-{dev"));
         let found = FoundEngine {
             engine: Engine::Argo,
             version: "v3.5.1".into(),
