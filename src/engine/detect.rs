@@ -79,10 +79,15 @@ pub fn argo_namespace_enabled(patterns: &[String], namespace: &str) -> bool {
     })
 }
 
-/// A gobwas glob (github.com/gobwas/glob syntax, no separators) as an anchored regular
-/// expression: `*` any run of characters, `?` one, `[abc]`, `[a-z]` and `[!…]` a class,
-/// `{a,b}` either pattern, `\` escapes. None for a pattern gobwas would not compile.
+/// A gobwas glob (github.com/gobwas/glob v0.2.3, which Argo CD v3.5.1 compiles without
+/// separators) as an anchored regular expression, following its lexer and parser
+/// (syntax/lexer/lexer.go, syntax/ast/parser.go): `*` and `**` any run of characters, `?`
+/// one; a class `[…]`, negated by a leading `!`, holds either one range `lo-hi` or a list in
+/// which `-` is itself; `{a,b}` either pattern, nesting, closed by the end of the pattern if
+/// not before; `\x` is x, and a trailing `\` nothing. None for a pattern gobwas refuses (a
+/// class unclosed, empty, or mixing a range with more), which Argo CD takes as no match.
 fn glob(pattern: &str) -> Option<regex::Regex> {
+    let escaped = |c: char| regex::escape(&c.to_string());
     let mut out = String::from("^(?s:");
     let mut chars = pattern.chars();
     let mut alternatives = 0usize;
@@ -90,23 +95,35 @@ fn glob(pattern: &str) -> Option<regex::Regex> {
         match c {
             '*' => out.push_str(".*"),
             '?' => out.push('.'),
-            '\\' => out.push_str(&regex::escape(&chars.next()?.to_string())),
-            '[' => {
-                out.push('[');
-                let mut first = true;
-                loop {
-                    let c = chars.next()?;
-                    match c {
-                        ']' if !first => break,
-                        '!' if first => out.push('^'),
-                        '\\' | '[' | '^' | '&' | '~' | '|' => {
-                            out.push('\\');
-                            out.push(c);
-                        }
-                        c => out.push(c),
-                    }
-                    first = false;
+            '\\' => {
+                if let Some(next) = chars.next() {
+                    out.push_str(&escaped(next));
                 }
+            }
+            '[' => {
+                let mut negated = false;
+                let mut items: Vec<(char, bool)> = Vec::new();
+                loop {
+                    match chars.next()? {
+                        '!' if items.is_empty() && !negated => negated = true,
+                        ']' => break,
+                        '\\' => items.push((chars.next()?, true)),
+                        c => items.push((c, false)),
+                    }
+                }
+                let class: String = match items.as_slice() {
+                    [] => return None,
+                    [(lo, _), ('-', false), (hi, _)] if lo <= hi => {
+                        format!("{}-{}", escaped(*lo), escaped(*hi))
+                    }
+                    [_, ('-', false), ..] => return None,
+                    list => list.iter().map(|(c, _)| escaped(*c)).collect(),
+                };
+                out.push('[');
+                if negated {
+                    out.push('^');
+                }
+                out.push_str(&class);
                 out.push(']');
             }
             '{' => {
@@ -118,10 +135,10 @@ fn glob(pattern: &str) -> Option<regex::Regex> {
                 out.push(')');
             }
             ',' if alternatives > 0 => out.push('|'),
-            c => out.push_str(&regex::escape(&c.to_string())),
+            c => out.push_str(&escaped(c)),
         }
     }
-    (alternatives == 0).then_some(())?;
+    out.push_str(&")".repeat(alternatives));
     out.push_str(")$");
     regex::Regex::new(&out).ok()
 }
@@ -451,7 +468,19 @@ mod tests {
         assert!(!matches("kindling-[!d]ev"));
         assert!(!matches("kindling.dev"));
         assert!(argo_namespace_enabled(&patterns(&["a.b"]), "a.b"));
-        assert!(!matches("kindling-{dev"));
+        // As gobwas v0.2.3 parses them: an unclosed `{` closes at the end (Argo CD splits
+        // the setting on `,` first, so `kindling-{dev,ci}` arrives as two entries), a class is
+        // one range or a list, and a trailing `\\` is nothing.
+        assert!(matches("kindling-{dev"));
+        assert!(!matches("kindling-[a-z0-9]ev"));
+        assert!(!matches("kindling-[c-]ev"));
+        assert!(!matches("kindling-[]d]ev"));
+        assert!(matches("kindling-[\\]d]ev"));
+        assert!(!argo_namespace_enabled(&patterns(&["[ab-z]"]), "c"));
+        assert!(argo_namespace_enabled(&patterns(&["[ab-z]"]), "-"));
+        assert!(!argo_namespace_enabled(&patterns(&["[a\\-z]"]), "b"));
+        assert!(matches("kindling-dev\\"));
+        assert!(matches("kindling-**"));
         let found = FoundEngine {
             engine: Engine::Argo,
             version: "v3.5.1".into(),
