@@ -43,8 +43,17 @@ pub fn repository_secret(stamp: &Stamp, credentials: &GitCredentials) -> Value {
     )
 }
 
+/// The name Argo CD knows an Application by in tracking ids: its own in argocd, `NS_NAME`
+/// elsewhere (argoproj/argo-cd v3.5.1 pkg/apis/application/v1alpha1/types.go `InstanceName`).
+pub fn instance_name(namespace: &str, name: &str) -> String {
+    match namespace {
+        NAMESPACE => name.to_string(),
+        namespace => format!("{namespace}_{name}"),
+    }
+}
+
 /// `kindling-repository`, or `<project>-repository` for an env with a project of its own.
-pub fn repository_secret_name(stamp: &Stamp) -> String {
+fn repository_secret_name(stamp: &Stamp) -> String {
     match stamp.argo_project() {
         Some(project) => format!("{project}-repository"),
         None => REPOSITORY_SECRET.to_string(),

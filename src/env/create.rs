@@ -330,8 +330,7 @@ pub async fn create(
     if let Some(roots) = &extra_ca {
         roots.write_env_copy(&env_dir)?;
     }
-    let mut state =
-        existing.unwrap_or_else(|| new_state(opts, &stamp, ports, objects_namespace.clone()));
+    let mut state = existing.unwrap_or_else(|| new_state(opts, &stamp, ports));
     state.objects_namespace = objects_namespace;
     state.cluster_cert_manager = cluster_cert_manager;
     state.cert_manager_asked =
@@ -433,12 +432,7 @@ async fn new_ports(
     Ok(ports)
 }
 
-fn new_state(
-    opts: &CreateOptions,
-    stamp: &Stamp,
-    ports: Ports,
-    objects_namespace: Option<String>,
-) -> EnvState {
+fn new_state(opts: &CreateOptions, stamp: &Stamp, ports: Ports) -> EnvState {
     EnvState {
         name: opts.name.clone(),
         stamp: stamp.name.clone(),
@@ -471,7 +465,7 @@ fn new_state(
         found_engine: None,
         cluster_cert_manager: None,
         cert_manager_asked: false,
-        objects_namespace,
+        objects_namespace: None,
     }
 }
 

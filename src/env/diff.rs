@@ -226,14 +226,10 @@ async fn entry_diff(
         Engine::Flux => "kustomize-controller",
         Engine::Argo => "argocd-controller",
     };
+    let objects_namespace = crate::engine::objects_namespace(engine, stamp);
     let mut built = BTreeSet::new();
     for object in &mut objects {
-        mark_as_the_engine_does(
-            object,
-            engine,
-            crate::engine::objects_namespace(engine, stamp),
-            &entry.name,
-        );
+        mark_as_the_engine_does(object, engine, objects_namespace, &entry.name);
         let kind = text(&object["kind"]);
         let namespace = object["metadata"]["namespace"].as_str().map(str::to_string);
         let name = text(&object["metadata"]["name"]);
@@ -274,21 +270,9 @@ async fn entry_diff(
             found.unchanged += 1;
         }
     }
-    if prunes(
-        kube,
-        engine,
-        crate::engine::objects_namespace(engine, stamp),
-        &entry.name,
-    )
-    .await?
-    {
-        for (namespace, name, kind) in super::entry_objects::refs(
-            kube,
-            engine,
-            crate::engine::objects_namespace(engine, stamp),
-            &entry.name,
-        )
-        .await?
+    if prunes(kube, engine, objects_namespace, &entry.name).await? {
+        for (namespace, name, kind) in
+            super::entry_objects::refs(kube, engine, objects_namespace, &entry.name).await?
         {
             if !built.contains(&(namespace.clone(), name.clone(), kind.clone())) {
                 let ns = (!namespace.is_empty()).then_some(namespace.as_str());
@@ -347,12 +331,7 @@ fn mark_as_the_engine_does(
         Engine::Argo => {
             let api_version = text(&object["apiVersion"]);
             let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
-            // The instance is `NS_NAME` for an Application outside argocd (argo-cd v3.5.1
-            // pkg/apis/application/v1alpha1/types.go `InstanceName`).
-            let instance = match objects_namespace {
-                crate::engine::argo::NAMESPACE => entry.to_string(),
-                ns => format!("{ns}_{entry}"),
-            };
+            let instance = crate::engine::argo::instance_name(objects_namespace, entry);
             let id = format!(
                 "{instance}:{group}/{}:{}/{}",
                 text(&object["kind"]),

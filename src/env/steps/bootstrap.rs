@@ -118,13 +118,8 @@ pub async fn prepare_shared_cluster(
                     labels["kustomize.toolkit.fluxcd.io/name"] == root.as_str()
                         && labels["kustomize.toolkit.fluxcd.io/namespace"] == objects_namespace
                 }
-                // The instance is `NS_NAME` outside argocd (argo-cd v3.5.1
-                // pkg/apis/application/v1alpha1/types.go `InstanceName`).
                 Engine::Argo => {
-                    let instance = match stamp.argo_project() {
-                        Some(_) => format!("{}_{root}", stamp.argo_namespace()),
-                        None => root.clone(),
-                    };
+                    let instance = engine::argo::instance_name(objects_namespace, &root);
                     live["metadata"]["annotations"]["argocd.argoproj.io/tracking-id"]
                         .as_str()
                         .is_some_and(|t| t.starts_with(&format!("{instance}:")))
