@@ -258,15 +258,7 @@ async fn argo_application_namespaces(kube: &KubeClient) -> Result<Vec<String>, K
         return Ok(from_config_map(cm, "application.namespaces"));
     };
     let args = crate::kube::flags::container_args(&workload);
-    let flagged: Vec<String> = args
-        .iter()
-        .enumerate()
-        .filter_map(|(i, a)| match a.strip_prefix("--application-namespaces") {
-            Some(rest) if rest.starts_with('=') => Some(rest[1..].to_string()),
-            Some("") => args.get(i + 1).cloned(),
-            _ => None,
-        })
-        .collect();
+    let flagged = crate::kube::flags::flag_values(&args, "--application-namespaces");
     if !flagged.is_empty() {
         return Ok(flagged.iter().flat_map(|v| split(v)).collect());
     }

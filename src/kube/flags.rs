@@ -19,14 +19,23 @@ pub fn container_args(workload: &Value) -> Vec<String> {
 /// given twice (a chart's `extraArgs` after its own), the last one counts, as the parser sets
 /// the value once per occurrence.
 pub fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
-    args.iter().enumerate().rev().find_map(|(i, a)| {
-        if let Some(value) = a.strip_prefix(name).and_then(|r| r.strip_prefix('=')) {
-            return Some(value);
-        }
-        (a == name)
-            .then(|| args.get(i + 1).map(String::as_str))
-            .flatten()
-    })
+    flag_values(args, name).pop()
+}
+
+/// Every value given to a flag, in order: what a pflag string slice collects from repeated
+/// occurrences (spf13/pflag string_slice.go `Set` appends after the first).
+pub fn flag_values<'a>(args: &'a [String], name: &str) -> Vec<&'a str> {
+    args.iter()
+        .enumerate()
+        .filter_map(|(i, a)| {
+            if let Some(value) = a.strip_prefix(name).and_then(|r| r.strip_prefix('=')) {
+                return Some(value);
+            }
+            (a == name)
+                .then(|| args.get(i + 1).map(String::as_str))
+                .flatten()
+        })
+        .collect()
 }
 
 /// A boolean flag's value, or None when it is not given. pflag's bool flags take no separate
